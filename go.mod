@@ -1,0 +1,3 @@
+module github.com/kopernik-io/kopernik
+
+go 1.26
