@@ -1,0 +1,610 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/metadata"
+)
+
+// Metadata layout (paths in the metadata store):
+//
+//	/admin/cluster                     {"clusterId": "..."}
+//	/admin/tenants/<tenant>            TenantInfo
+//	/admin/policies/<tenant>/<ns>      Policies
+//	/admin/topics/<tenant>/<ns>/<topic> topicRecord
+const (
+	pathCluster  = "/admin/cluster"
+	pathTenants  = "/admin/tenants"
+	pathPolicies = "/admin/policies"
+	pathTopics   = "/admin/topics"
+)
+
+// topicRecord is a topic's persisted metadata.
+type topicRecord struct {
+	Partitions int       `json:"partitions"`
+	Created    time.Time `json:"created"`
+	Policies   Policies  `json:"policies"`
+}
+
+// Options configures a Broker.
+type Options struct {
+	Store   metadata.Store
+	Ledgers *managedledger.Factory
+	// Defaults are the broker-wide policies namespaces inherit.
+	Defaults EffectivePolicies
+	// Sync is the durability policy of every ledger (Sync and SyncInterval used).
+	Sync   managedledger.Config
+	Logger *slog.Logger
+}
+
+// DefaultPolicies are the broker-wide defaults: keep consumed data 7 days
+// (Kafka's retention.ms default), no size limit, 1 MiB messages (Kafka's
+// message.max.bytes and Pulsar's maxMessageSize are both about that), 128 MiB
+// ledgers, auto-creation on, non-partitioned auto-created topics.
+func DefaultPolicies() EffectivePolicies {
+	return EffectivePolicies{
+		RetentionTime:            7 * 24 * time.Hour,
+		RetentionBytes:           -1,
+		MaxMessageBytes:          1 << 20,
+		SegmentBytes:             128 << 20,
+		SegmentAge:               4 * time.Hour,
+		AutoTopicCreation:        true,
+		AutoTopicPartitions:      0,
+		AutoSubscriptionCreation: true,
+	}
+}
+
+// Broker implements Service over a metadata store and a managed-ledger factory.
+type Broker struct {
+	store     metadata.Store
+	ledgers   *managedledger.Factory
+	defaults  EffectivePolicies
+	sync      managedledger.Config
+	log       *slog.Logger
+	clusterID string
+
+	// createMu serialises topic creation/deletion so that check-then-create is atomic.
+	createMu sync.Mutex
+
+	mu struct {
+		sync.Mutex
+		closed     bool
+		partitions map[string]*Partition // by full partition name
+	}
+}
+
+var _ Service = (*Broker)(nil)
+
+// New opens the broker: it ensures the cluster id, tenant "public" and
+// namespace "public/default" exist.
+func New(ctx context.Context, opts Options) (*Broker, error) {
+	if opts.Store == nil || opts.Ledgers == nil {
+		return nil, errors.New("broker: Store and Ledgers are required")
+	}
+	b := &Broker{store: opts.Store, ledgers: opts.Ledgers, defaults: opts.Defaults, sync: opts.Sync, log: opts.Logger}
+	if b.log == nil {
+		b.log = slog.Default()
+	}
+	if b.defaults.MaxMessageBytes == 0 {
+		b.defaults = DefaultPolicies()
+	}
+	b.mu.partitions = make(map[string]*Partition)
+	id, err := b.ensureClusterID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.clusterID = id
+	if err := b.CreateTenant(ctx, "public", TenantInfo{}); err != nil && !errors.Is(err, ErrAlreadyExists) {
+		return nil, err
+	}
+	if err := b.CreateNamespace(ctx, "public/default", Policies{}); err != nil && !errors.Is(err, ErrAlreadyExists) {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Broker) ensureClusterID(ctx context.Context) (string, error) {
+	var rec struct {
+		ClusterID string `json:"clusterId"`
+	}
+	r, err := b.store.Get(ctx, pathCluster)
+	if err == nil {
+		if err := json.Unmarshal(r.Value, &rec); err != nil {
+			return "", fmt.Errorf("broker: cluster record: %w", err)
+		}
+		return rec.ClusterID, nil
+	}
+	if !errors.Is(err, metadata.ErrNotFound) {
+		return "", err
+	}
+	var raw [16]byte
+	rand.Read(raw[:])
+	rec.ClusterID = "kopernik-" + hex.EncodeToString(raw[:8])
+	val, _ := json.Marshal(rec)
+	if _, err := b.store.Put(ctx, pathCluster, val, metadata.NotExists); err != nil {
+		if errors.Is(err, metadata.ErrExists) {
+			return b.ensureClusterID(ctx)
+		}
+		return "", err
+	}
+	return rec.ClusterID, nil
+}
+
+// ClusterID implements Service.
+func (b *Broker) ClusterID() string { return b.clusterID }
+
+// Close closes every loaded partition (producers and consumers see ErrClosed).
+// It does not close the store or the ledger factory: their owner does.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	b.mu.closed = true
+	parts := b.mu.partitions
+	b.mu.partitions = map[string]*Partition{}
+	b.mu.Unlock()
+	for _, p := range parts {
+		p.close()
+	}
+	return nil
+}
+
+// ---- tenants ----
+
+func (b *Broker) ListTenants(ctx context.Context) ([]string, error) {
+	return b.store.Children(ctx, pathTenants)
+}
+
+func (b *Broker) GetTenant(ctx context.Context, tenant string) (TenantInfo, error) {
+	var info TenantInfo
+	if err := ValidateSegment("tenant", tenant); err != nil {
+		return info, err
+	}
+	err := b.getJSON(ctx, metadata.Join("admin", "tenants", tenant), &info)
+	if errors.Is(err, metadata.ErrNotFound) {
+		return info, fmt.Errorf("%w: %s", ErrTenantNotFound, tenant)
+	}
+	return info, err
+}
+
+func (b *Broker) CreateTenant(ctx context.Context, tenant string, info TenantInfo) error {
+	if err := ValidateSegment("tenant", tenant); err != nil {
+		return err
+	}
+	err := b.putJSON(ctx, metadata.Join("admin", "tenants", tenant), info, metadata.NotExists)
+	if errors.Is(err, metadata.ErrExists) {
+		return fmt.Errorf("%w: tenant %s", ErrAlreadyExists, tenant)
+	}
+	return err
+}
+
+func (b *Broker) UpdateTenant(ctx context.Context, tenant string, info TenantInfo) error {
+	if _, err := b.GetTenant(ctx, tenant); err != nil {
+		return err
+	}
+	return b.putJSON(ctx, metadata.Join("admin", "tenants", tenant), info, metadata.AnyVersion)
+}
+
+func (b *Broker) DeleteTenant(ctx context.Context, tenant string) error {
+	if _, err := b.GetTenant(ctx, tenant); err != nil {
+		return err
+	}
+	ns, err := b.ListNamespaces(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	if len(ns) > 0 {
+		return fmt.Errorf("%w: tenant %s has namespaces %v", ErrNotEmpty, tenant, ns)
+	}
+	return b.store.Delete(ctx, metadata.Join("admin", "tenants", tenant), metadata.AnyVersion)
+}
+
+// ---- namespaces ----
+
+func splitNamespace(ns string) (string, string, error) {
+	t, n, ok := strings.Cut(ns, "/")
+	if !ok || strings.Contains(n, "/") {
+		return "", "", fmt.Errorf("%w: namespace %q must be tenant/namespace", ErrInvalidName, ns)
+	}
+	if err := ValidateSegment("tenant", t); err != nil {
+		return "", "", err
+	}
+	if err := ValidateSegment("namespace", n); err != nil {
+		return "", "", err
+	}
+	return t, n, nil
+}
+
+func (b *Broker) ListNamespaces(ctx context.Context, tenant string) ([]string, error) {
+	if _, err := b.GetTenant(ctx, tenant); err != nil {
+		return nil, err
+	}
+	names, err := b.store.Children(ctx, metadata.Join("admin", "policies", tenant))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = tenant + "/" + n
+	}
+	return out, nil
+}
+
+func (b *Broker) CreateNamespace(ctx context.Context, namespace string, p Policies) error {
+	t, n, err := splitNamespace(namespace)
+	if err != nil {
+		return err
+	}
+	if _, err := b.GetTenant(ctx, t); err != nil {
+		return err
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	err = b.putJSON(ctx, metadata.Join("admin", "policies", t, n), p, metadata.NotExists)
+	if errors.Is(err, metadata.ErrExists) {
+		return fmt.Errorf("%w: namespace %s", ErrAlreadyExists, namespace)
+	}
+	return err
+}
+
+func (b *Broker) DeleteNamespace(ctx context.Context, namespace string) error {
+	t, n, err := splitNamespace(namespace)
+	if err != nil {
+		return err
+	}
+	if _, err := b.NamespacePolicies(ctx, namespace); err != nil {
+		return err
+	}
+	topics, err := b.store.Children(ctx, metadata.Join("admin", "topics", t, n))
+	if err != nil {
+		return err
+	}
+	if len(topics) > 0 {
+		return fmt.Errorf("%w: namespace %s has %d topics", ErrNotEmpty, namespace, len(topics))
+	}
+	return b.store.Delete(ctx, metadata.Join("admin", "policies", t, n), metadata.AnyVersion)
+}
+
+func (b *Broker) NamespacePolicies(ctx context.Context, namespace string) (Policies, error) {
+	var p Policies
+	t, n, err := splitNamespace(namespace)
+	if err != nil {
+		return p, err
+	}
+	err = b.getJSON(ctx, metadata.Join("admin", "policies", t, n), &p)
+	if errors.Is(err, metadata.ErrNotFound) {
+		return p, fmt.Errorf("%w: %s", ErrNamespaceNotFound, namespace)
+	}
+	return p, err
+}
+
+func (b *Broker) SetNamespacePolicies(ctx context.Context, namespace string, p Policies) error {
+	if _, err := b.NamespacePolicies(ctx, namespace); err != nil {
+		return err
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	t, n, _ := splitNamespace(namespace)
+	if err := b.putJSON(ctx, metadata.Join("admin", "policies", t, n), p, metadata.AnyVersion); err != nil {
+		return err
+	}
+	b.refreshPolicies(ctx, func(name TopicName) bool { return name.NamespaceName() == namespace })
+	return nil
+}
+
+// ---- topics ----
+
+func topicPath(n TopicName) string {
+	return metadata.Join("admin", "topics", n.Tenant, n.Namespace, n.Local)
+}
+
+func (b *Broker) readTopic(ctx context.Context, n TopicName) (topicRecord, bool, error) {
+	var rec topicRecord
+	err := b.getJSON(ctx, topicPath(n), &rec)
+	if errors.Is(err, metadata.ErrNotFound) {
+		return rec, false, nil
+	}
+	return rec, err == nil, err
+}
+
+// resolveTopic finds the record for n: n itself, or the partitioned topic
+// that n is a partition of. It returns the metadata of the record found.
+func (b *Broker) resolveTopic(ctx context.Context, n TopicName) (TopicMetadata, bool, error) {
+	rec, ok, err := b.readTopic(ctx, n)
+	if err != nil {
+		return TopicMetadata{}, false, err
+	}
+	name := n
+	if !ok && n.PartitionIndex() >= 0 {
+		base := n.Base()
+		rec, ok, err = b.readTopic(ctx, base)
+		if err != nil || !ok || n.PartitionIndex() >= rec.Partitions {
+			return TopicMetadata{}, false, err
+		}
+		name = base
+	}
+	if !ok {
+		return TopicMetadata{}, false, nil
+	}
+	eff, err := b.effective(ctx, name, rec.Policies)
+	if err != nil {
+		return TopicMetadata{}, false, err
+	}
+	return TopicMetadata{Name: name, Partitions: rec.Partitions, Created: rec.Created, Policies: rec.Policies, Effective: eff}, true, nil
+}
+
+func (b *Broker) GetTopic(ctx context.Context, name TopicName) (TopicMetadata, error) {
+	if err := name.Validate(); err != nil {
+		return TopicMetadata{}, err
+	}
+	md, ok, err := b.resolveTopic(ctx, name)
+	if err != nil {
+		return md, err
+	}
+	if !ok {
+		return md, fmt.Errorf("%w: %s", ErrTopicNotFound, name)
+	}
+	return md, nil
+}
+
+func (b *Broker) LookupTopic(ctx context.Context, name TopicName, autoCreate bool) (TopicMetadata, error) {
+	md, err := b.GetTopic(ctx, name)
+	if err == nil || !errors.Is(err, ErrTopicNotFound) || !autoCreate {
+		return md, err
+	}
+	nsp, err := b.NamespacePolicies(ctx, name.NamespaceName())
+	if err != nil {
+		return md, err
+	}
+	eff := b.defaults.resolve(nsp)
+	if !eff.AutoTopicCreation {
+		return md, fmt.Errorf("%w: %s (auto-creation is off)", ErrTopicNotFound, name)
+	}
+	partitions := eff.AutoTopicPartitions
+	if name.PartitionIndex() >= 0 {
+		// A client asking for a partition of a missing topic: create the
+		// partitioned topic big enough to hold it.
+		if partitions <= name.PartitionIndex() {
+			partitions = name.PartitionIndex() + 1
+		}
+		name = name.Base()
+	}
+	if err := b.CreateTopic(ctx, name, partitions, Policies{}); err != nil && !errors.Is(err, ErrAlreadyExists) {
+		return md, err
+	}
+	return b.GetTopic(ctx, name)
+}
+
+func (b *Broker) CreateTopic(ctx context.Context, name TopicName, partitions int, p Policies) error {
+	if err := name.Validate(); err != nil {
+		return err
+	}
+	if partitions < 0 {
+		return fmt.Errorf("%w: partitions %d", ErrInvalidConfig, partitions)
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if _, err := b.NamespacePolicies(ctx, name.NamespaceName()); err != nil {
+		return err
+	}
+	b.createMu.Lock()
+	defer b.createMu.Unlock()
+	if _, ok, err := b.resolveTopic(ctx, name); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("%w: topic %s", ErrAlreadyExists, name)
+	}
+	if partitions > 0 && name.PartitionIndex() >= 0 {
+		return fmt.Errorf("%w: a partitioned topic's name cannot end in -partition-N: %s", ErrInvalidName, name)
+	}
+	rec := topicRecord{Partitions: partitions, Created: time.Now().UTC(), Policies: p}
+	err := b.putJSON(ctx, topicPath(name), rec, metadata.NotExists)
+	if errors.Is(err, metadata.ErrExists) {
+		return fmt.Errorf("%w: topic %s", ErrAlreadyExists, name)
+	}
+	return err
+}
+
+func (b *Broker) DeleteTopic(ctx context.Context, name TopicName, force bool) error {
+	md, err := b.GetTopic(ctx, name)
+	if err != nil {
+		return err
+	}
+	if md.Name != name {
+		return fmt.Errorf("%w: delete the partitioned topic %s, not one partition", ErrInvalidName, md.Name)
+	}
+	b.createMu.Lock()
+	defer b.createMu.Unlock()
+	parts := partitionNames(md)
+	if !force {
+		for _, pn := range parts {
+			if p := b.loaded(pn); p != nil && p.inUse() {
+				return fmt.Errorf("%w: %s has producers or consumers", ErrInUse, pn)
+			}
+		}
+	}
+	for _, pn := range parts {
+		b.mu.Lock()
+		p := b.mu.partitions[pn.String()]
+		delete(b.mu.partitions, pn.String())
+		b.mu.Unlock()
+		if p != nil {
+			p.close()
+		}
+		if err := b.ledgers.Delete(ctx, pn.LedgerName()); err != nil {
+			return err
+		}
+	}
+	return b.store.Delete(ctx, topicPath(name), metadata.AnyVersion)
+}
+
+// partitionNames lists the names holding data for a topic.
+func partitionNames(md TopicMetadata) []TopicName {
+	if md.Partitions == 0 {
+		return []TopicName{md.Name}
+	}
+	out := make([]TopicName, md.Partitions)
+	for i := range out {
+		out[i] = md.Name.Partition(i)
+	}
+	return out
+}
+
+func (b *Broker) SetPartitions(ctx context.Context, name TopicName, partitions int) error {
+	b.createMu.Lock()
+	defer b.createMu.Unlock()
+	rec, ok, err := b.readTopic(ctx, name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrTopicNotFound, name)
+	}
+	if rec.Partitions == 0 {
+		return fmt.Errorf("%w: %s is not partitioned", ErrInvalidConfig, name)
+	}
+	if partitions < rec.Partitions {
+		return fmt.Errorf("%w: %s has %d partitions; partitions can only grow", ErrInvalidConfig, name, rec.Partitions)
+	}
+	rec.Partitions = partitions
+	return b.putJSON(ctx, topicPath(name), rec, metadata.AnyVersion)
+}
+
+func (b *Broker) ListTopics(ctx context.Context, namespace string) ([]TopicMetadata, error) {
+	t, n, err := splitNamespace(namespace)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.NamespacePolicies(ctx, namespace); err != nil {
+		return nil, err
+	}
+	names, err := b.store.Children(ctx, metadata.Join("admin", "topics", t, n))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TopicMetadata, 0, len(names))
+	for _, local := range names {
+		md, ok, err := b.resolveTopic(ctx, TopicName{Domain: "persistent", Tenant: t, Namespace: n, Local: local})
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, md)
+		}
+	}
+	return out, nil
+}
+
+func (b *Broker) SetTopicPolicies(ctx context.Context, name TopicName, p Policies) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	b.createMu.Lock()
+	rec, ok, err := b.readTopic(ctx, name)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: %s", ErrTopicNotFound, name)
+	}
+	if err == nil {
+		rec.Policies = p
+		err = b.putJSON(ctx, topicPath(name), rec, metadata.AnyVersion)
+	}
+	b.createMu.Unlock()
+	if err != nil {
+		return err
+	}
+	b.refreshPolicies(ctx, func(n TopicName) bool { return n.Base() == name || n == name })
+	return nil
+}
+
+// OpenPartition implements Service.
+func (b *Broker) OpenPartition(ctx context.Context, name TopicName, autoCreate bool) (*Partition, error) {
+	if p := b.loaded(name); p != nil {
+		return p, nil
+	}
+	md, err := b.LookupTopic(ctx, name, autoCreate)
+	if err != nil {
+		return nil, err
+	}
+	if md.Partitions > 0 && name.PartitionIndex() < 0 {
+		return nil, fmt.Errorf("%w: %s is partitioned; open one of its %d partitions", ErrInvalidName, name, md.Partitions)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.closed {
+		return nil, ErrClosed
+	}
+	if p := b.mu.partitions[name.String()]; p != nil {
+		return p, nil
+	}
+	ml, err := b.ledgers.Open(ctx, name.LedgerName(), b.ledgerConfig(md.Effective))
+	if err != nil {
+		return nil, err
+	}
+	p := newPartition(b, name, ml, md.Effective)
+	b.mu.partitions[name.String()] = p
+	return p, nil
+}
+
+func (b *Broker) loaded(name TopicName) *Partition {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.mu.partitions[name.String()]
+}
+
+// refreshPolicies re-resolves policies of loaded partitions matching match.
+func (b *Broker) refreshPolicies(ctx context.Context, match func(TopicName) bool) {
+	b.mu.Lock()
+	var parts []*Partition
+	for _, p := range b.mu.partitions {
+		if match(p.name) {
+			parts = append(parts, p)
+		}
+	}
+	b.mu.Unlock()
+	for _, p := range parts {
+		md, err := b.GetTopic(ctx, p.name)
+		if err != nil {
+			continue
+		}
+		p.setPolicies(md.Effective)
+	}
+}
+
+func (b *Broker) effective(ctx context.Context, name TopicName, topic Policies) (EffectivePolicies, error) {
+	nsp, err := b.NamespacePolicies(ctx, name.NamespaceName())
+	if err != nil {
+		return EffectivePolicies{}, err
+	}
+	return b.defaults.resolve(nsp).resolve(topic), nil
+}
+
+func (b *Broker) getJSON(ctx context.Context, path string, v any) error {
+	r, err := b.store.Get(ctx, path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(r.Value, v); err != nil {
+		return fmt.Errorf("broker: decoding %s: %w", path, err)
+	}
+	return nil
+}
+
+func (b *Broker) putJSON(ctx context.Context, path string, v any, version int64) error {
+	val, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = b.store.Put(ctx, path, val, version)
+	return err
+}

@@ -1,0 +1,390 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/kopernik-io/kopernik/managedledger"
+)
+
+// dedupWindow is how many recent batches per producer are remembered, so
+// that a retried batch is acknowledged with its original position (Kafka
+// keeps five per producer: max.in.flight.requests.per.connection <= 5).
+const dedupWindow = 5
+
+// Partition is a loaded topic partition (or non-partitioned topic): the log,
+// producers' dedup state and subscriptions. Safe for concurrent use.
+//
+// Lock order: appendMu, then mu.
+type Partition struct {
+	b    *Broker
+	name TopicName
+	ml   *managedledger.ManagedLedger
+
+	// appendMu makes deduplication check + AppendAsync atomic per partition,
+	// so sequence checks see appends in log order. It is not held while
+	// waiting for durability: group commit keeps working.
+	appendMu sync.Mutex
+
+	mu struct {
+		sync.Mutex
+		closed    bool
+		policies  EffectivePolicies
+		producers map[string]*producerState
+		subs      map[string]*Subscription
+		attached  int
+	}
+}
+
+type producerState struct {
+	epoch   int64
+	lastSeq int64
+	recent  []recentBatch // newest last, at most dedupWindow
+}
+
+type recentBatch struct {
+	seqFirst, seqLast int64
+	pending           *managedledger.Pending
+}
+
+func newPartition(b *Broker, name TopicName, ml *managedledger.ManagedLedger, eff EffectivePolicies) *Partition {
+	p := &Partition{b: b, name: name, ml: ml}
+	p.mu.policies = eff
+	p.mu.producers = make(map[string]*producerState)
+	p.mu.subs = make(map[string]*Subscription)
+	return p
+}
+
+// Name is the partition's full name.
+func (p *Partition) Name() TopicName { return p.name }
+
+// Policies returns the partition's effective policies.
+func (p *Partition) Policies() EffectivePolicies {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.policies
+}
+
+func (p *Partition) setPolicies(e EffectivePolicies) {
+	p.mu.Lock()
+	p.mu.policies = e
+	p.mu.Unlock()
+	p.ml.SetConfig(p.b.ledgerConfig(e))
+}
+
+// Attach registers a live producer or consumer (DeleteTopic without force
+// refuses while any is attached). Call the returned func once to detach.
+func (p *Partition) Attach() (detach func()) {
+	p.mu.Lock()
+	p.mu.attached++
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			p.mu.attached--
+			p.mu.Unlock()
+		})
+	}
+}
+
+func (p *Partition) inUse() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.attached > 0
+}
+
+func (p *Partition) close() {
+	p.mu.Lock()
+	p.mu.closed = true
+	p.mu.Unlock()
+	p.ml.Close()
+}
+
+// AppendRequest is one batch to append.
+type AppendRequest struct {
+	Format       Format
+	MsgCount     int32
+	MaxEventTime int64 // unix ms; 0 unknown
+	Data         []byte
+	// Producer identifies the producer for deduplication ("" = none).
+	// Epoch fences older incarnations of the same producer (a lower epoch
+	// gets ErrProducerFenced; a higher one resets the sequence state).
+	Producer string
+	Epoch    int64
+	SeqFirst int64
+	SeqLast  int64
+	// StrictSequence requires SeqFirst == previous SeqLast+1 (Kafka
+	// idempotence); otherwise gaps are allowed (Pulsar dedup).
+	StrictSequence bool
+}
+
+// AppendResult reports where a batch landed.
+type AppendResult struct {
+	Entry Entry // metadata (Data nil): Position, FirstIndex, PublishTime
+	// Duplicate: the batch was a retry of one already appended; Entry is the original's.
+	Duplicate bool
+}
+
+// Append appends one batch and returns once it is durable. Errors:
+// ErrMessageTooLarge, ErrDuplicate (a sequence at or below the last one that
+// is not among the recent batches), ErrOutOfOrderSequence, ErrProducerFenced.
+func (p *Partition) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
+	if max := p.Policies().MaxMessageBytes; int64(len(req.Data)) > int64(max) {
+		return AppendResult{}, fmt.Errorf("%w: %d bytes > %d", ErrMessageTooLarge, len(req.Data), max)
+	}
+	p.appendMu.Lock()
+	pending, dup, err := p.appendLocked(req)
+	p.appendMu.Unlock()
+	if err != nil {
+		return AppendResult{}, err
+	}
+	e, err := pending.Wait(ctx)
+	if err != nil {
+		if !dup && req.Producer != "" {
+			p.forgetProducer(req.Producer)
+		}
+		return AppendResult{}, err
+	}
+	e.Data = nil
+	return AppendResult{Entry: e, Duplicate: dup}, nil
+}
+
+func (p *Partition) appendLocked(req AppendRequest) (*managedledger.Pending, bool, error) {
+	entry := managedledger.Entry{
+		Format: req.Format, MsgCount: req.MsgCount, MaxEventTime: req.MaxEventTime, Data: req.Data,
+		Producer: req.Producer, SeqFirst: req.SeqFirst, SeqLast: req.SeqLast,
+	}
+	if req.Producer == "" {
+		pending, err := p.ml.AppendAsync(entry)
+		return pending, false, mapLedgerErr(err)
+	}
+	p.mu.Lock()
+	st := p.mu.producers[req.Producer]
+	p.mu.Unlock()
+	if st != nil {
+		switch {
+		case req.Epoch < st.epoch:
+			return nil, false, fmt.Errorf("%w: epoch %d < %d", ErrProducerFenced, req.Epoch, st.epoch)
+		case req.Epoch > st.epoch:
+			st = nil
+		}
+	}
+	if st != nil {
+		for _, rb := range st.recent {
+			if rb.seqFirst == req.SeqFirst && rb.seqLast == req.SeqLast {
+				return rb.pending, true, nil
+			}
+		}
+		if req.SeqFirst <= st.lastSeq {
+			return nil, false, fmt.Errorf("%w: sequence %d <= last %d", ErrDuplicate, req.SeqFirst, st.lastSeq)
+		}
+		if req.StrictSequence && req.SeqFirst != st.lastSeq+1 {
+			return nil, false, fmt.Errorf("%w: sequence %d, expected %d", ErrOutOfOrderSequence, req.SeqFirst, st.lastSeq+1)
+		}
+	}
+	pending, err := p.ml.AppendAsync(entry)
+	if err != nil {
+		return nil, false, mapLedgerErr(err)
+	}
+	if st == nil {
+		st = &producerState{epoch: req.Epoch}
+	}
+	st.lastSeq = req.SeqLast
+	st.recent = append(st.recent, recentBatch{seqFirst: req.SeqFirst, seqLast: req.SeqLast, pending: pending})
+	if len(st.recent) > dedupWindow {
+		st.recent = st.recent[1:]
+	}
+	p.mu.Lock()
+	p.mu.producers[req.Producer] = st
+	p.mu.Unlock()
+	return pending, false, nil
+}
+
+// LastSequence returns the last sequence appended by producer, or -1.
+func (p *Partition) LastSequence(producer string) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := p.mu.producers[producer]; st != nil {
+		return st.lastSeq
+	}
+	return -1
+}
+
+func (p *Partition) forgetProducer(producer string) {
+	p.appendMu.Lock()
+	defer p.appendMu.Unlock()
+	p.mu.Lock()
+	delete(p.mu.producers, producer)
+	p.mu.Unlock()
+}
+
+func mapLedgerErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, managedledger.ErrIndexOutOfRange):
+		return fmt.Errorf("%w: %w", ErrOffsetOutOfRange, err)
+	case errors.Is(err, managedledger.ErrClosed):
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}
+
+// ---- reads: thin, documented in managedledger ----
+
+// ReadFromIndex returns entries starting with the one holding message index
+// (see managedledger.ReadFromIndex); ErrOffsetOutOfRange outside [FirstIndex, NextIndex].
+func (p *Partition) ReadFromIndex(ctx context.Context, index int64, maxEntries, maxBytes int) ([]Entry, error) {
+	es, err := p.ml.ReadFromIndex(ctx, index, maxEntries, maxBytes)
+	return es, mapLedgerErr(err)
+}
+
+// ReadEntries returns entries at or after from.
+func (p *Partition) ReadEntries(ctx context.Context, from Position, maxEntries, maxBytes int) ([]Entry, error) {
+	es, err := p.ml.ReadEntries(ctx, from, maxEntries, maxBytes)
+	return es, mapLedgerErr(err)
+}
+
+// FirstIndex is the lowest retained message index (Kafka log start offset).
+func (p *Partition) FirstIndex() int64 { return p.ml.FirstIndex() }
+
+// NextIndex is the index of the next message (Kafka high watermark / log end offset).
+func (p *Partition) NextIndex() int64 { return p.ml.NextIndex() }
+
+// LastConfirmed is the last durable entry's position.
+func (p *Partition) LastConfirmed() Position { return p.ml.LastConfirmed() }
+
+// Changed is closed when new entries become visible.
+func (p *Partition) Changed() <-chan struct{} { return p.ml.Changed() }
+
+// PositionOf returns the position of the entry holding message index.
+func (p *Partition) PositionOf(index int64) (Position, error) {
+	pos, err := p.ml.PositionOf(index)
+	return pos, mapLedgerErr(err)
+}
+
+// FindByTime returns the first entry whose (running max) timestamp is >= t.
+func (p *Partition) FindByTime(ctx context.Context, t int64) (Entry, bool, error) {
+	e, ok, err := p.ml.FindByTime(ctx, t)
+	return e, ok, mapLedgerErr(err)
+}
+
+// TruncateBefore makes index the first retained message (Kafka DeleteRecords).
+func (p *Partition) TruncateBefore(ctx context.Context, index int64) error {
+	return mapLedgerErr(p.ml.TruncateBefore(ctx, index))
+}
+
+// Stats returns storage statistics.
+func (p *Partition) Stats() managedledger.Stats { return p.ml.Stats() }
+
+// NewReader returns a non-durable cursor positioned after markDelete.
+func (p *Partition) NewReader(markDelete Position) *Cursor { return p.ml.NewReader(markDelete) }
+
+// ---- subscriptions ----
+
+// Subscription is a named durable cursor on a partition: a Pulsar
+// subscription and, with the same name, a Kafka consumer group's commits.
+type Subscription struct {
+	p      *Partition
+	name   string
+	cursor *managedledger.Cursor
+
+	mu struct {
+		sync.Mutex
+		holders int // live consumers (either protocol)
+	}
+}
+
+// Name is the subscription's name.
+func (s *Subscription) Name() string { return s.name }
+
+// Partition is the partition the subscription belongs to.
+func (s *Subscription) Partition() *Partition { return s.p }
+
+// Cursor is the subscription's durable cursor.
+func (s *Subscription) Cursor() *Cursor { return s.cursor }
+
+// Hold marks a live consumer on the subscription (DeleteSubscription without
+// force refuses while held). Call the returned func once to release.
+func (s *Subscription) Hold() (release func()) {
+	s.mu.Lock()
+	s.mu.holders++
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.mu.holders--
+			s.mu.Unlock()
+		})
+	}
+}
+
+// Held reports whether a live consumer holds the subscription.
+func (s *Subscription) Held() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.holders > 0
+}
+
+// Subscription returns the subscription called name. If it does not exist
+// and create is set, it is created starting at start; otherwise
+// ErrSubscriptionNotFound.
+func (p *Partition) Subscription(ctx context.Context, name string, create bool, start InitialPosition) (*Subscription, error) {
+	if name == "" {
+		return nil, fmt.Errorf("%w: empty subscription name", ErrInvalidName)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return nil, ErrClosed
+	}
+	if s, ok := p.mu.subs[name]; ok {
+		return s, nil
+	}
+	c, ok := p.ml.Cursor(name)
+	if !ok {
+		if !create {
+			return nil, fmt.Errorf("%w: %s on %s", ErrSubscriptionNotFound, name, p.name)
+		}
+		var err error
+		if c, err = p.ml.OpenCursor(ctx, name, start); err != nil {
+			return nil, mapLedgerErr(err)
+		}
+	}
+	s := &Subscription{p: p, name: name, cursor: c}
+	p.mu.subs[name] = s
+	return s, nil
+}
+
+// Subscriptions returns the partition's subscriptions sorted by name.
+func (p *Partition) Subscriptions(ctx context.Context) []*Subscription {
+	var out []*Subscription
+	for _, c := range p.ml.Cursors() {
+		if s, err := p.Subscription(ctx, c.Name(), false, InitialLatest); err == nil {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// DeleteSubscription removes a subscription and its cursor. Without force it
+// fails with ErrInUse while a consumer holds it.
+func (p *Partition) DeleteSubscription(ctx context.Context, name string, force bool) error {
+	s, err := p.Subscription(ctx, name, false, InitialLatest)
+	if err != nil {
+		return err
+	}
+	if !force && s.Held() {
+		return fmt.Errorf("%w: subscription %s has live consumers", ErrInUse, name)
+	}
+	p.mu.Lock()
+	delete(p.mu.subs, name)
+	p.mu.Unlock()
+	return mapLedgerErr(p.ml.DeleteCursor(ctx, name))
+}
