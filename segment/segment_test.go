@@ -182,9 +182,11 @@ func TestSegmentRecoveryTruncatesTornTail(t *testing.T) {
 	s.Close()
 	path := filepath.Join("/d", LogName(1))
 	corruptions := map[string]func(f File){
-		"torn":      func(f File) { f.Truncate(size - 3) },
-		"zeros":     func(f File) { f.Truncate(size + 1<<16) },
-		"garbage":   func(f File) { f.WriteAt([]byte("garbage-garbage-garbage-garbage-garbage-garbage-garbage-garbage-"), size) },
+		"torn":  func(f File) { f.Truncate(size - 3) },
+		"zeros": func(f File) { f.Truncate(size + 1<<16) },
+		"garbage": func(f File) {
+			f.WriteAt([]byte("garbage-garbage-garbage-garbage-garbage-garbage-garbage-garbage-"), size)
+		},
 		"bitflip":   func(f File) { b := []byte{0}; f.ReadAt(b, size-2); b[0] ^= 0x10; f.WriteAt(b, size-2) },
 		"biglength": func(f File) { f.WriteAt([]byte{0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4}, size) },
 	}
