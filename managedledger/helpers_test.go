@@ -77,7 +77,9 @@ func (e *env) open(name string, cfg Config) *ManagedLedger {
 	return ml
 }
 
-func payload(i int) []byte { return []byte(fmt.Sprintf("entry-%06d-%s", i, bytes.Repeat([]byte{'x'}, i%37))) }
+func payload(i int) []byte {
+	return []byte(fmt.Sprintf("entry-%06d-%s", i, bytes.Repeat([]byte{'x'}, i%37)))
+}
 
 func appendEntries(t testing.TB, ml *ManagedLedger, from, n int, msgs int32) []Entry {
 	t.Helper()
