@@ -501,7 +501,20 @@ func (c *Cursor) Backlog() int64 {
 	if err != nil {
 		return ml.mu.visNext - ml.mu.first
 	}
-	n := ml.mu.visNext - max(h.FirstIndex, ml.mu.first)
+	n := ml.mu.visNext - h.FirstIndex
+	// Messages of the start entry hidden by TruncateBefore do not count,
+	// unless a batch ack already counts them as acknowledged.
+	if cut := ml.mu.first - h.FirstIndex; cut > 0 {
+		if set, ok := c.mu.batchAcks[start]; ok {
+			for k := int64(0); k < cut && k/64 < int64(len(set)); k++ {
+				if set[k/64]&(1<<(k%64)) != 0 {
+					n--
+				}
+			}
+		} else {
+			n -= cut
+		}
+	}
 	count := func(p Position) int64 {
 		if p.Less(start) || !ml.visibleLocked(p) {
 			return 0

@@ -929,6 +929,16 @@ func (ml *ManagedLedger) TruncateBefore(ctx context.Context, index int64) error 
 	if index <= ml.mu.first {
 		return nil
 	}
+	// Move cursors first, while the entries below index are still addressable.
+	for _, c := range ml.mu.cursors {
+		c.mu.Lock()
+		if c.nextIndexLocked() < index {
+			if err := c.setNextIndexLocked(index); err != nil {
+				ml.log.Warn("managedledger: moving cursor past truncation", "group", c.name, "err", err)
+			}
+		}
+		c.mu.Unlock()
+	}
 	ml.mu.truncBefore = index
 	var del []*ledger
 	for len(ml.mu.ledgers) > 1 && ml.mu.ledgers[1].firstIndex <= index {
@@ -940,15 +950,6 @@ func (ml *ManagedLedger) TruncateBefore(ctx context.Context, index int64) error 
 		return err
 	}
 	ml.removeLedgersLocked(del)
-	for _, c := range ml.mu.cursors {
-		c.mu.Lock()
-		if c.nextIndexLocked() < index {
-			if err := c.setNextIndexLocked(index); err != nil {
-				ml.log.Warn("managedledger: moving cursor past truncation", "cursor", c.name, "err", err)
-			}
-		}
-		c.mu.Unlock()
-	}
 	return nil
 }
 
