@@ -18,3 +18,7 @@ require (
 	golang.org/x/sys v0.48.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+require github.com/cockroachdb/datadriven v1.0.3
+
+require github.com/pmezard/go-difflib v1.0.0 // indirect
