@@ -122,8 +122,13 @@ func TestNamespaces(t *testing.T) {
 			p, err := b.NamespacePolicies(ctx, "acme/app")
 			return errors.Join(err, expect(p.RetentionTime != nil && *p.RetentionTime == time.Hour, "retention kept"))
 		}, nil},
-		{"policies missing", func(ctx context.Context, b *Broker) error { _, err := b.NamespacePolicies(ctx, "acme/nope"); return err }, ErrNamespaceNotFound},
-		{"set policies missing", func(ctx context.Context, b *Broker) error { return b.SetNamespacePolicies(ctx, "acme/nope", Policies{}) }, ErrNamespaceNotFound},
+		{"policies missing", func(ctx context.Context, b *Broker) error {
+			_, err := b.NamespacePolicies(ctx, "acme/nope")
+			return err
+		}, ErrNamespaceNotFound},
+		{"set policies missing", func(ctx context.Context, b *Broker) error {
+			return b.SetNamespacePolicies(ctx, "acme/nope", Policies{})
+		}, ErrNamespaceNotFound},
 		{"set invalid policies", func(ctx context.Context, b *Broker) error {
 			return b.SetNamespacePolicies(ctx, "acme/app", Policies{SegmentBytes: ptr(int64(10))})
 		}, ErrInvalidConfig},
@@ -151,7 +156,9 @@ func TestTopics(t *testing.T) {
 	runSteps(t, b, []step{
 		{"create plain", func(ctx context.Context, b *Broker) error { return b.CreateTopic(ctx, plain, 0, Policies{}) }, nil},
 		{"create plain again", func(ctx context.Context, b *Broker) error { return b.CreateTopic(ctx, plain, 0, Policies{}) }, ErrAlreadyExists},
-		{"negative partitions", func(ctx context.Context, b *Broker) error { return b.CreateTopic(ctx, mustTopic(t, "neg"), -1, Policies{}) }, ErrInvalidConfig},
+		{"negative partitions", func(ctx context.Context, b *Broker) error {
+			return b.CreateTopic(ctx, mustTopic(t, "neg"), -1, Policies{})
+		}, ErrInvalidConfig},
 		{"invalid name", func(ctx context.Context, b *Broker) error {
 			return b.CreateTopic(ctx, TopicName{Domain: "persistent", Tenant: "public", Namespace: "default", Local: "a b"}, 0, Policies{})
 		}, ErrInvalidName},
@@ -176,7 +183,10 @@ func TestTopics(t *testing.T) {
 			p, err := b.OpenPartition(ctx, parted.Partition(0), false)
 			return errors.Join(err, expect(err != nil || p.Name() == parted.Partition(0), "partition name"))
 		}, nil},
-		{"open missing without create", func(ctx context.Context, b *Broker) error { _, err := b.OpenPartition(ctx, mustTopic(t, "nope"), false); return err }, ErrTopicNotFound},
+		{"open missing without create", func(ctx context.Context, b *Broker) error {
+			_, err := b.OpenPartition(ctx, mustTopic(t, "nope"), false)
+			return err
+		}, ErrTopicNotFound},
 		{"grow", func(ctx context.Context, b *Broker) error {
 			if err := b.SetPartitions(ctx, parted, 5); err != nil {
 				return err
@@ -224,7 +234,10 @@ func TestTopics(t *testing.T) {
 func TestLookupAutoCreate(t *testing.T) {
 	b := newTestBroker(t)
 	runSteps(t, b, []step{
-		{"lookup without create", func(ctx context.Context, b *Broker) error { _, err := b.LookupTopic(ctx, mustTopic(t, "a"), false); return err }, ErrTopicNotFound},
+		{"lookup without create", func(ctx context.Context, b *Broker) error {
+			_, err := b.LookupTopic(ctx, mustTopic(t, "a"), false)
+			return err
+		}, ErrTopicNotFound},
 		{"lookup creates", func(ctx context.Context, b *Broker) error {
 			md, err := b.LookupTopic(ctx, mustTopic(t, "a"), true)
 			return errors.Join(err, expect(md.Partitions == 0, "non-partitioned"))
@@ -247,7 +260,10 @@ func TestLookupAutoCreate(t *testing.T) {
 			_, err := b.OpenPartition(ctx, mustTopic(t, "d"), true)
 			return err
 		}, ErrTopicNotFound},
-		{"missing namespace", func(ctx context.Context, b *Broker) error { _, err := b.LookupTopic(ctx, mustTopic(t, "public/nope/x"), true); return err }, ErrNamespaceNotFound},
+		{"missing namespace", func(ctx context.Context, b *Broker) error {
+			_, err := b.LookupTopic(ctx, mustTopic(t, "public/nope/x"), true)
+			return err
+		}, ErrNamespaceNotFound},
 	})
 }
 
