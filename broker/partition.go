@@ -410,7 +410,36 @@ type Subscription struct {
 		sync.Mutex
 		holders int                    // live consumers (either protocol)
 		infos   registry[ConsumerInfo] // attached consumers, for statistics
+		reset   chan struct{}          // closed by ResetTo; see Reset
 	}
+}
+
+// ResetTo moves the subscription so that pos is the next entry delivered
+// (admin reset-cursor, Kafka offset reset through the admin API): see
+// Cursor.ResetTo. Dispatchers learn of it through Reset.
+func (s *Subscription) ResetTo(ctx context.Context, pos Position) error {
+	if err := s.cursor.ResetTo(ctx, pos); err != nil {
+		return mapLedgerErr(err)
+	}
+	s.mu.Lock()
+	if s.mu.reset != nil {
+		close(s.mu.reset)
+		s.mu.reset = nil
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Reset returns a channel closed at the next ResetTo, so that a dispatcher
+// can drop what it read ahead (Pulsar disconnects the consumers). Take a new
+// channel after each wake-up.
+func (s *Subscription) Reset() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.reset == nil {
+		s.mu.reset = make(chan struct{})
+	}
+	return s.mu.reset
 }
 
 // Name is the subscription's name.
