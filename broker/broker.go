@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,11 @@ type Options struct {
 	// Sync is the durability policy of every ledger (Sync and SyncInterval used).
 	Sync   managedledger.Config
 	Logger *slog.Logger
+	// RetentionInterval is how often loaded partitions apply their retention
+	// policy (default 1 minute; negative disables the loop, ApplyRetention
+	// still works). Pulsar's retentionCheckIntervalInSeconds, Kafka's
+	// log.retention.check.interval.ms.
+	RetentionInterval time.Duration
 }
 
 // DefaultPolicies are the broker-wide defaults: keep consumed data 7 days
@@ -76,11 +82,22 @@ type Broker struct {
 	// createMu serialises topic creation/deletion so that check-then-create is atomic.
 	createMu sync.Mutex
 
+	stop chan struct{}  // closed by Close: ends background loops
+	bg   sync.WaitGroup // background loops
+
 	mu struct {
 		sync.Mutex
 		closed     bool
 		partitions map[string]*Partition // by full partition name
+		loading    map[string]*loadCall  // partitions being loaded, by full name
 	}
+}
+
+// loadCall is one partition load that concurrent OpenPartition calls share.
+type loadCall struct {
+	done chan struct{}
+	p    *Partition
+	err  error
 }
 
 var _ Service = (*Broker)(nil)
@@ -99,6 +116,8 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		b.defaults = DefaultPolicies()
 	}
 	b.mu.partitions = make(map[string]*Partition)
+	b.mu.loading = make(map[string]*loadCall)
+	b.stop = make(chan struct{})
 	id, err := b.ensureClusterID(ctx)
 	if err != nil {
 		return nil, err
@@ -110,7 +129,66 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	if err := b.CreateNamespace(ctx, "public/default", Policies{}); err != nil && !errors.Is(err, ErrAlreadyExists) {
 		return nil, err
 	}
+	interval := opts.RetentionInterval
+	if interval == 0 {
+		interval = time.Minute
+	}
+	if interval > 0 {
+		b.bg.Go(func() { b.retentionLoop(interval) })
+	}
 	return b, nil
+}
+
+func (b *Broker) retentionLoop(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-b.stop:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		if err := b.ApplyRetention(ctx); err != nil {
+			b.log.Warn("retention failed", "err", err)
+		}
+		cancel()
+	}
+}
+
+// ApplyRetention applies the retention policy of every loaded partition now
+// (the background loop calls it every Options.RetentionInterval). It returns
+// the partitions' errors joined.
+func (b *Broker) ApplyRetention(ctx context.Context) error {
+	var errs []error
+	for _, p := range b.Partitions() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := p.ml.ApplyRetention(ctx); err != nil && !errors.Is(err, managedledger.ErrClosed) {
+			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Partitions returns the loaded partitions sorted by name.
+func (b *Broker) Partitions() []*Partition {
+	b.mu.Lock()
+	out := make([]*Partition, 0, len(b.mu.partitions))
+	for _, p := range b.mu.partitions {
+		out = append(out, p)
+	}
+	b.mu.Unlock()
+	slices.SortFunc(out, func(x, y *Partition) int { return strings.Compare(x.name.String(), y.name.String()) })
+	return out
 }
 
 func (b *Broker) ensureClusterID(ctx context.Context) (string, error) {
@@ -143,14 +221,19 @@ func (b *Broker) ensureClusterID(ctx context.Context) (string, error) {
 // ClusterID implements Service.
 func (b *Broker) ClusterID() string { return b.clusterID }
 
-// Close closes every loaded partition (producers and consumers see ErrClosed).
-// It does not close the store or the ledger factory: their owner does.
+// Close stops the background loops and closes every loaded partition
+// (producers and consumers see ErrClosed). It does not close the store or
+// the ledger factory: their owner does, after the broker.
 func (b *Broker) Close() error {
 	b.mu.Lock()
+	if !b.mu.closed {
+		close(b.stop)
+	}
 	b.mu.closed = true
 	parts := b.mu.partitions
 	b.mu.partitions = map[string]*Partition{}
 	b.mu.Unlock()
+	b.bg.Wait()
 	for _, p := range parts {
 		p.close()
 	}
@@ -539,20 +622,61 @@ func (b *Broker) OpenPartition(ctx context.Context, name TopicName, autoCreate b
 	if md.Partitions > 0 && name.PartitionIndex() < 0 {
 		return nil, fmt.Errorf("%w: %s is partitioned; open one of its %d partitions", ErrInvalidName, name, md.Partitions)
 	}
+	return b.load(ctx, name, md.Effective)
+}
+
+// load opens the partition's ledger and rebuilds its dedup state, once,
+// however many callers ask concurrently. The broker lock is not held while
+// the log is read.
+func (b *Broker) load(ctx context.Context, name TopicName, eff EffectivePolicies) (*Partition, error) {
+	key := name.String()
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.mu.closed {
+		b.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if p := b.mu.partitions[name.String()]; p != nil {
+	if p := b.mu.partitions[key]; p != nil {
+		b.mu.Unlock()
 		return p, nil
 	}
-	ml, err := b.ledgers.Open(ctx, name.LedgerName(), b.ledgerConfig(md.Effective))
-	if err != nil {
-		return nil, err
+	c := b.mu.loading[key]
+	if c == nil {
+		c = &loadCall{done: make(chan struct{})}
+		b.mu.loading[key] = c
+		b.mu.Unlock()
+		c.p, c.err = b.loadNow(ctx, name, eff)
+		b.mu.Lock()
+		delete(b.mu.loading, key)
+		if c.err == nil {
+			if b.mu.closed {
+				c.p.close()
+				c.p, c.err = nil, ErrClosed
+			} else {
+				b.mu.partitions[key] = c.p
+			}
+		}
+		b.mu.Unlock()
+		close(c.done)
+		return c.p, c.err
 	}
-	p := newPartition(b, name, ml, md.Effective)
-	b.mu.partitions[name.String()] = p
+	b.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.p, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (b *Broker) loadNow(ctx context.Context, name TopicName, eff EffectivePolicies) (*Partition, error) {
+	ml, err := b.ledgers.Open(ctx, name.LedgerName(), b.ledgerConfig(eff))
+	if err != nil {
+		return nil, mapLedgerErr(err)
+	}
+	p := newPartition(b, name, ml, eff)
+	if err := p.recoverDedup(ctx); err != nil {
+		return nil, fmt.Errorf("broker: %s: rebuilding producer state: %w", name, err)
+	}
 	return p, nil
 }
 

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kopernik-io/kopernik/managedledger"
 )
@@ -29,6 +32,9 @@ type Partition struct {
 	// waiting for durability: group commit keeps working.
 	appendMu sync.Mutex
 
+	// Statistics counters (accepted, non-duplicate appends).
+	msgIn, bytesIn atomic.Int64
+
 	mu struct {
 		sync.Mutex
 		closed    bool
@@ -36,6 +42,7 @@ type Partition struct {
 		producers map[string]*producerState
 		subs      map[string]*Subscription
 		attached  int
+		infos     registry[ProducerInfo] // attached producers, for statistics
 	}
 }
 
@@ -45,9 +52,20 @@ type producerState struct {
 	recent  []recentBatch // newest last, at most dedupWindow
 }
 
+// recentBatch is one remembered batch: in flight (pending) or, when rebuilt
+// from the log, already durable (entry).
 type recentBatch struct {
 	seqFirst, seqLast int64
 	pending           *managedledger.Pending
+	entry             Entry
+}
+
+// wait returns the batch's entry once durable.
+func (rb recentBatch) wait(ctx context.Context) (Entry, error) {
+	if rb.pending == nil {
+		return rb.entry, nil
+	}
+	return rb.pending.Wait(ctx)
 }
 
 func newPartition(b *Broker, name TopicName, ml *managedledger.ManagedLedger, eff EffectivePolicies) *Partition {
@@ -132,17 +150,22 @@ type AppendResult struct {
 // Append appends one batch and returns once it is durable. Errors:
 // ErrMessageTooLarge, ErrDuplicate (a sequence at or below the last one that
 // is not among the recent batches), ErrOutOfOrderSequence, ErrProducerFenced.
+//
+// Deduplication survives a reload of the partition (a broker restart): the
+// state of producers is rebuilt from the last entries of the log, which
+// record the producer, its epoch and the sequence numbers (see
+// encodeProducer).
 func (p *Partition) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
 	if max := p.Policies().MaxMessageBytes; int64(len(req.Data)) > int64(max) {
 		return AppendResult{}, fmt.Errorf("%w: %d bytes > %d", ErrMessageTooLarge, len(req.Data), max)
 	}
 	p.appendMu.Lock()
-	pending, dup, err := p.appendLocked(req)
+	rb, dup, err := p.appendLocked(req)
 	p.appendMu.Unlock()
 	if err != nil {
 		return AppendResult{}, err
 	}
-	e, err := pending.Wait(ctx)
+	e, err := rb.wait(ctx)
 	if err != nil {
 		if !dup && req.Producer != "" {
 			p.forgetProducer(req.Producer)
@@ -150,17 +173,21 @@ func (p *Partition) Append(ctx context.Context, req AppendRequest) (AppendResult
 		return AppendResult{}, err
 	}
 	e.Data = nil
+	if !dup {
+		p.msgIn.Add(int64(req.MsgCount))
+		p.bytesIn.Add(int64(len(req.Data)))
+	}
 	return AppendResult{Entry: e, Duplicate: dup}, nil
 }
 
-func (p *Partition) appendLocked(req AppendRequest) (*managedledger.Pending, bool, error) {
+func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
 	entry := managedledger.Entry{
 		Format: req.Format, MsgCount: req.MsgCount, MaxEventTime: req.MaxEventTime, Data: req.Data,
-		Producer: req.Producer, SeqFirst: req.SeqFirst, SeqLast: req.SeqLast,
+		Producer: encodeProducer(req.Producer, req.Epoch), SeqFirst: req.SeqFirst, SeqLast: req.SeqLast,
 	}
 	if req.Producer == "" {
 		pending, err := p.ml.AppendAsync(entry)
-		return pending, false, mapLedgerErr(err)
+		return recentBatch{pending: pending}, false, mapLedgerErr(err)
 	}
 	p.mu.Lock()
 	st := p.mu.producers[req.Producer]
@@ -168,7 +195,7 @@ func (p *Partition) appendLocked(req AppendRequest) (*managedledger.Pending, boo
 	if st != nil {
 		switch {
 		case req.Epoch < st.epoch:
-			return nil, false, fmt.Errorf("%w: epoch %d < %d", ErrProducerFenced, req.Epoch, st.epoch)
+			return recentBatch{}, false, fmt.Errorf("%w: epoch %d < %d", ErrProducerFenced, req.Epoch, st.epoch)
 		case req.Epoch > st.epoch:
 			st = nil
 		}
@@ -176,32 +203,115 @@ func (p *Partition) appendLocked(req AppendRequest) (*managedledger.Pending, boo
 	if st != nil {
 		for _, rb := range st.recent {
 			if rb.seqFirst == req.SeqFirst && rb.seqLast == req.SeqLast {
-				return rb.pending, true, nil
+				return rb, true, nil
 			}
 		}
 		if req.SeqFirst <= st.lastSeq {
-			return nil, false, fmt.Errorf("%w: sequence %d <= last %d", ErrDuplicate, req.SeqFirst, st.lastSeq)
+			return recentBatch{}, false, fmt.Errorf("%w: sequence %d <= last %d", ErrDuplicate, req.SeqFirst, st.lastSeq)
 		}
 		if req.StrictSequence && req.SeqFirst != st.lastSeq+1 {
-			return nil, false, fmt.Errorf("%w: sequence %d, expected %d", ErrOutOfOrderSequence, req.SeqFirst, st.lastSeq+1)
+			return recentBatch{}, false, fmt.Errorf("%w: sequence %d, expected %d", ErrOutOfOrderSequence, req.SeqFirst, st.lastSeq+1)
 		}
 	}
 	pending, err := p.ml.AppendAsync(entry)
 	if err != nil {
-		return nil, false, mapLedgerErr(err)
+		return recentBatch{}, false, mapLedgerErr(err)
 	}
 	if st == nil {
 		st = &producerState{epoch: req.Epoch}
 	}
-	st.lastSeq = req.SeqLast
-	st.recent = append(st.recent, recentBatch{seqFirst: req.SeqFirst, seqLast: req.SeqLast, pending: pending})
-	if len(st.recent) > dedupWindow {
-		st.recent = st.recent[1:]
-	}
+	rb := recentBatch{seqFirst: req.SeqFirst, seqLast: req.SeqLast, pending: pending}
+	st.remember(rb)
 	p.mu.Lock()
 	p.mu.producers[req.Producer] = st
 	p.mu.Unlock()
-	return pending, false, nil
+	return rb, false, nil
+}
+
+func (st *producerState) remember(rb recentBatch) {
+	st.lastSeq = rb.seqLast
+	st.recent = append(st.recent, rb)
+	if len(st.recent) > dedupWindow {
+		st.recent = st.recent[1:]
+	}
+}
+
+// epochMark separates a producer's name from its epoch in Entry.Producer:
+// entries store "name" for epoch 0 and "name;epoch=N" otherwise, so that a
+// rebuilt dedup state also knows which incarnation wrote the batch.
+const epochMark = ";epoch="
+
+func encodeProducer(name string, epoch int64) string {
+	if name == "" || epoch == 0 {
+		return name
+	}
+	return name + epochMark + strconv.FormatInt(epoch, 10)
+}
+
+func decodeProducer(stored string) (name string, epoch int64) {
+	i := strings.LastIndex(stored, epochMark)
+	if i < 0 {
+		return stored, 0
+	}
+	e, err := strconv.ParseInt(stored[i+len(epochMark):], 10, 64)
+	if err != nil {
+		return stored, 0
+	}
+	return stored[:i], e
+}
+
+// DedupRecoveryEntries is about how many entries at the tail of the log a
+// loading partition reads to rebuild producers' deduplication state.
+// Producers silent for longer than that are forgotten (their next append
+// starts a fresh sequence, as for a new producer).
+var DedupRecoveryEntries = 4096
+
+// recoverDedup rebuilds producer state from the log's tail. The start is an
+// estimate (message index of about DedupRecoveryEntries entries back, from
+// the average entry size in messages); it runs before the partition is
+// published, so no append races with it.
+func (p *Partition) recoverDedup(ctx context.Context) error {
+	st := p.ml.Stats()
+	if st.Entries == 0 || st.Messages == 0 {
+		return nil
+	}
+	perEntry := max(st.Messages/st.Entries, 1)
+	start := max(st.NextIndex-perEntry*int64(DedupRecoveryEntries), st.FirstIndex)
+	producers := map[string]*producerState{}
+	for idx := start; idx < st.NextIndex; {
+		es, err := p.ml.ReadFromIndex(ctx, idx, 256, 8<<20)
+		if err != nil {
+			return mapLedgerErr(err)
+		}
+		if len(es) == 0 {
+			break
+		}
+		for i := range es {
+			e := &es[i]
+			idx = e.LastIndex() + 1
+			if e.Producer == "" {
+				continue
+			}
+			name, epoch := decodeProducer(e.Producer)
+			ps := producers[name]
+			if ps == nil || epoch > ps.epoch {
+				ps = &producerState{epoch: epoch}
+				producers[name] = ps
+			}
+			if epoch < ps.epoch {
+				continue // a fenced incarnation's batch cannot matter any more
+			}
+			meta := *e
+			meta.Data = nil
+			ps.remember(recentBatch{seqFirst: e.SeqFirst, seqLast: e.SeqLast, entry: meta})
+		}
+	}
+	p.mu.Lock()
+	for name, ps := range producers {
+		p.mu.producers[name] = ps
+	}
+	p.mu.Unlock()
+	return nil
 }
 
 // LastSequence returns the last sequence appended by producer, or -1.
@@ -293,10 +403,43 @@ type Subscription struct {
 	name   string
 	cursor *managedledger.Cursor
 
+	// Statistics counters reported by dispatchers (AddDelivered).
+	msgOut, bytesOut atomic.Int64
+
 	mu struct {
 		sync.Mutex
-		holders int // live consumers (either protocol)
+		holders int                    // live consumers (either protocol)
+		infos   registry[ConsumerInfo] // attached consumers, for statistics
+		reset   chan struct{}          // closed by ResetTo; see Reset
 	}
+}
+
+// ResetTo moves the subscription so that pos is the next entry delivered
+// (admin reset-cursor, Kafka offset reset through the admin API): see
+// Cursor.ResetTo. Dispatchers learn of it through Reset.
+func (s *Subscription) ResetTo(ctx context.Context, pos Position) error {
+	if err := s.cursor.ResetTo(ctx, pos); err != nil {
+		return mapLedgerErr(err)
+	}
+	s.mu.Lock()
+	if s.mu.reset != nil {
+		close(s.mu.reset)
+		s.mu.reset = nil
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Reset returns a channel closed at the next ResetTo, so that a dispatcher
+// can drop what it read ahead (Pulsar disconnects the consumers). Take a new
+// channel after each wake-up.
+func (s *Subscription) Reset() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.reset == nil {
+		s.mu.reset = make(chan struct{})
+	}
+	return s.mu.reset
 }
 
 // Name is the subscription's name.

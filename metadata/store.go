@@ -7,6 +7,29 @@
 // embedded implementations here and for etcd later (roadmap: stateless
 // brokers): Put with an expected version is a compare-and-swap, Children lists
 // direct children only, Watch reports changes under a prefix.
+//
+// Implementations: Memory (tests, ephemeral brokers) and Bolt (one bbolt
+// file, durable, group commit). TestStoreContract runs one table of cases
+// over every implementation; a new backend must pass it.
+//
+// # Mapping to etcd (roadmap)
+//
+// The contract is chosen so that an etcd v3 backend is a thin translation:
+//
+//   - Record.Version is etcd's per-key KeyValue.Version: 1 on create, +1 on
+//     every put, and it starts over after a delete, as here.
+//   - Put(p, v, NotExists) is Txn(If(CreateRevision(p) == 0), Then(Put));
+//     Put(p, v, n) is Txn(If(Version(p) == n), Then(Put)), with a failed
+//     compare told apart (absent vs mismatch) by a Get in the Else branch;
+//     AnyVersion is a plain Put. Delete with a version is the same Txn
+//     with a DeleteRange. The new version is the old one + 1 (or read back
+//     from the response header's revision with a Get at that revision).
+//   - Children(p) is a keys-only range over [p+"/", p+"0") (the byte after
+//     '/'), cutting each key at its next '/'. Large subtrees can keep an
+//     index key per child; the contract does not say how children are found.
+//   - Watch(prefix) is an etcd watch on the key itself plus the range
+//     prefix+"/"; etcd delivers one key's events in revision order.
+//   - Durability: etcd acknowledges after a quorum has fsynced the raft log.
 package metadata
 
 import (

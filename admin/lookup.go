@@ -1,0 +1,54 @@
+package admin
+
+// Lookup: GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic} (Pulsar's
+// TopicLookupBase) answers the one broker's advertised URLs as LookupData.
+// kopernik is a single broker, so every topic of an existing namespace is
+// served here; the topic itself need not exist yet (producers and consumers
+// create it when auto-creation allows). Also the broker health check.
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// lookupData is Pulsar's LookupData JSON.
+type lookupData struct {
+	BrokerURL    string `json:"brokerUrl"`
+	BrokerURLTLS string `json:"brokerUrlTls,omitempty"`
+	HTTPURL      string `json:"httpUrl"`
+	HTTPURLTLS   string `json:"httpUrlTls,omitempty"`
+	// NativeURL is what newer Pulsar versions add; the same as BrokerURL.
+	NativeURL string `json:"nativeUrl"`
+}
+
+func (s *server) lookupRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}", s.lookup)
+	mux.HandleFunc("GET /admin/v2/brokers/health", s.health)
+}
+
+func (s *server) lookup(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	if err == nil {
+		_, err = s.svc.GetTopic(r.Context(), name)
+		if errors.Is(err, broker.ErrTopicNotFound) {
+			_, err = s.svc.NamespacePolicies(r.Context(), name.NamespaceName())
+		}
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, lookupData{
+		BrokerURL: s.opts.BrokerURL, BrokerURLTLS: s.opts.BrokerURLTLS,
+		HTTPURL: s.opts.HTTPURL, HTTPURLTLS: s.opts.HTTPURLTLS,
+		NativeURL: s.opts.BrokerURL,
+	})
+}
+
+// health answers "ok" as Pulsar's /admin/v2/brokers/health does.
+func (s *server) health(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write([]byte("ok"))
+}

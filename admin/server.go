@@ -1,0 +1,182 @@
+// Package admin serves the subset of Apache Pulsar's admin REST API (v2)
+// that kopernik implements, with Pulsar's paths and JSON shapes, so that
+// pulsar-admin, pulsarctl and pulsar-client-go's pulsaradmin package work
+// against it. It talks to the broker only through broker.Service.
+//
+// Served (all under /admin/v2 unless noted; one file per resource):
+//
+//	tenants.go        GET /tenants, PUT|GET|POST|DELETE /tenants/{tenant}, GET /clusters
+//	namespaces.go     GET /namespaces/{tenant}, PUT|GET|DELETE /namespaces/{tenant}/{ns},
+//	                  GET /namespaces/{tenant}/{ns}/topics,
+//	                  GET|POST|DELETE /namespaces/{tenant}/{ns}/retention
+//	topics.go         GET /persistent/{tenant}/{ns}[/partitioned],
+//	                  PUT|DELETE /persistent/{t}/{ns}/{topic},
+//	                  PUT|POST|GET|DELETE /persistent/{t}/{ns}/{topic}/partitions,
+//	                  GET .../{topic}/stats, .../{topic}/partitioned-stats,
+//	                  GET .../{topic}/lastMessageId
+//	subscriptions.go  GET .../{topic}/subscriptions, PUT|DELETE .../{topic}/subscription/{sub},
+//	                  POST .../subscription/{sub}/resetcursor[/{timestamp}],
+//	                  POST .../subscription/{sub}/skip_all
+//	lookup.go         GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}
+//
+// Non-persistent topic listings answer with empty lists (kopernik serves
+// persistent topics only) because pulsaradmin's topic listing asks for both.
+//
+// Errors are Pulsar's JSON {"reason": "..."} with the status mapped once,
+// in writeError, from the broker's sentinel errors.
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// Options configures the admin API.
+type Options struct {
+	// BrokerURL is the advertised Pulsar service URL returned by lookups
+	// (default "pulsar://localhost:6650"; Pulsar's brokerServiceUrl).
+	BrokerURL string
+	// BrokerURLTLS is the advertised pulsar+ssl:// URL; empty if none.
+	BrokerURLTLS string
+	// HTTPURL is the advertised admin URL returned by lookups (default
+	// "http://localhost:8080"; Pulsar's webServiceUrl).
+	HTTPURL string
+	// HTTPURLTLS is the advertised https:// admin URL; empty if none.
+	HTTPURLTLS string
+	// ClusterName is the one cluster reported by GET /admin/v2/clusters
+	// (default "standalone", Pulsar's standalone cluster name).
+	ClusterName string
+	// MaxBodyBytes bounds request bodies (default 1 MiB).
+	MaxBodyBytes int64
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+type server struct {
+	svc  broker.Service
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns the admin API handler. Mount it at the root of the admin
+// listener: it serves /admin/v2/... and /lookup/v2/... and answers 404 with
+// a Pulsar-style body elsewhere.
+func New(svc broker.Service, opts Options) http.Handler {
+	if opts.BrokerURL == "" {
+		opts.BrokerURL = "pulsar://localhost:6650"
+	}
+	if opts.HTTPURL == "" {
+		opts.HTTPURL = "http://localhost:8080"
+	}
+	if opts.ClusterName == "" {
+		opts.ClusterName = "standalone"
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	s := &server{svc: svc, opts: opts, log: opts.Logger}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	mux := http.NewServeMux()
+	s.tenantRoutes(mux)
+	s.namespaceRoutes(mux)
+	s.topicRoutes(mux)
+	s.subscriptionRoutes(mux)
+	s.lookupRoutes(mux)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeReason(w, http.StatusNotFound, "Not found: "+r.URL.Path)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Clients escape each path part (pulsaradmin sends
+		// "persistent%2Ftenant%2Fns%2Ftopic"); route on the decoded path.
+		// Names never contain '/' or '%', so nothing is lost.
+		if r.URL.RawPath != "" {
+			u := *r.URL
+			u.RawPath = ""
+			r2 := *r
+			r2.URL = &u
+			r = &r2
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// errBadRequest marks malformed requests (400).
+var errBadRequest = errors.New("bad request")
+
+// writeError translates an error to Pulsar's status codes, once.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, errBadRequest):
+		status = http.StatusBadRequest
+	case errors.Is(err, broker.ErrTenantNotFound), errors.Is(err, broker.ErrNamespaceNotFound),
+		errors.Is(err, broker.ErrTopicNotFound), errors.Is(err, broker.ErrSubscriptionNotFound),
+		errors.Is(err, broker.ErrOffsetOutOfRange):
+		status = http.StatusNotFound
+	case errors.Is(err, broker.ErrAlreadyExists), errors.Is(err, broker.ErrNotEmpty):
+		status = http.StatusConflict
+	case errors.Is(err, broker.ErrInvalidName), errors.Is(err, broker.ErrInvalidConfig),
+		errors.Is(err, broker.ErrInUse):
+		status = http.StatusPreconditionFailed
+	case errors.Is(err, broker.ErrClosed):
+		status = http.StatusServiceUnavailable
+	}
+	if status == http.StatusInternalServerError {
+		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeReason(w, status, err.Error())
+}
+
+func writeReason(w http.ResponseWriter, status int, reason string) {
+	writeJSON(w, status, struct {
+		Reason string `json:"reason"`
+	}{reason})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"reason":"encoding response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// ok answers a successful request without a body (Pulsar answers 204).
+func ok(w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }
+
+// readBody decodes an optional JSON body into v; it reports whether a body
+// was present.
+func readBody(r *http.Request, v any) (bool, error) {
+	if r.Body == nil {
+		return false, nil
+	}
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return false, fmt.Errorf("%w: reading body: %v", errBadRequest, err)
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("%w: invalid JSON body: %v", errBadRequest, err)
+	}
+	return true, nil
+}
+
+// boolQuery reads a boolean query parameter ("true"/"false"; absent = false).
+func boolQuery(r *http.Request, name string) bool {
+	return r.URL.Query().Get(name) == "true"
+}

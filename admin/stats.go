@@ -1,0 +1,273 @@
+package admin
+
+// Topic statistics: GET .../{topic}/stats and .../{topic}/partitioned-stats
+// in Pulsar's TopicStats / PartitionedTopicStats JSON. Rates are not
+// measured yet and report 0; counters count since the partition was loaded.
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+type publisherStats struct {
+	AccessMode      string            `json:"accessMode"`
+	ProducerID      int64             `json:"producerId"`
+	MsgRateIn       float64           `json:"msgRateIn"`
+	MsgThroughputIn float64           `json:"msgThroughputIn"`
+	AverageMsgSize  float64           `json:"averageMsgSize"`
+	ProducerName    string            `json:"producerName"`
+	Address         string            `json:"address"`
+	ConnectedSince  string            `json:"connectedSince"`
+	ClientVersion   string            `json:"clientVersion"`
+	Metadata        map[string]string `json:"metadata"`
+}
+
+type consumerStats struct {
+	ConsumerName     string            `json:"consumerName"`
+	Address          string            `json:"address"`
+	ConnectedSince   string            `json:"connectedSince"`
+	ClientVersion    string            `json:"clientVersion"`
+	MsgRateOut       float64           `json:"msgRateOut"`
+	MsgThroughputOut float64           `json:"msgThroughputOut"`
+	AvailablePermits int               `json:"availablePermits"`
+	UnackedMessages  int               `json:"unackedMessages"`
+	Metadata         map[string]string `json:"metadata"`
+}
+
+type subscriptionStats struct {
+	MsgRateOut             float64           `json:"msgRateOut"`
+	MsgThroughputOut       float64           `json:"msgThroughputOut"`
+	MsgOutCounter          int64             `json:"msgOutCounter"`
+	BytesOutCounter        int64             `json:"bytesOutCounter"`
+	MsgBacklog             int64             `json:"msgBacklog"`
+	MsgBacklogNoDelayed    int64             `json:"msgBacklogNoDelayed"`
+	BacklogSize            int64             `json:"backlogSize"`
+	UnackedMessages        int64             `json:"unackedMessages"`
+	Type                   string            `json:"type"`
+	ActiveConsumerName     string            `json:"activeConsumerName,omitempty"`
+	Consumers              []consumerStats   `json:"consumers"`
+	IsDurable              bool              `json:"isDurable"`
+	SubscriptionProperties map[string]string `json:"subscriptionProperties"`
+}
+
+type topicStats struct {
+	MsgRateIn              float64                      `json:"msgRateIn"`
+	MsgRateOut             float64                      `json:"msgRateOut"`
+	MsgThroughputIn        float64                      `json:"msgThroughputIn"`
+	MsgThroughputOut       float64                      `json:"msgThroughputOut"`
+	MsgInCounter           int64                        `json:"msgInCounter"`
+	BytesInCounter         int64                        `json:"bytesInCounter"`
+	MsgOutCounter          int64                        `json:"msgOutCounter"`
+	BytesOutCounter        int64                        `json:"bytesOutCounter"`
+	AverageMsgSize         float64                      `json:"averageMsgSize"`
+	StorageSize            int64                        `json:"storageSize"`
+	BacklogSize            int64                        `json:"backlogSize"`
+	Publishers             []publisherStats             `json:"publishers"`
+	Subscriptions          map[string]subscriptionStats `json:"subscriptions"`
+	Replication            map[string]struct{}          `json:"replication"`
+	DeduplicationStatus    string                       `json:"deduplicationStatus"`
+	TopicCreationTimeStamp int64                        `json:"topicCreationTimeStamp,omitempty"`
+}
+
+type partitionedTopicStats struct {
+	topicStats
+	Metadata   partitionedMetadata   `json:"metadata"`
+	Partitions map[string]topicStats `json:"partitions"`
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// partitionStats computes one partition's statistics.
+func (s *server) partitionStats(r *http.Request, p *broker.Partition, created time.Time) topicStats {
+	st := p.Stats()
+	in, inBytes := p.InCounters()
+	ts := topicStats{
+		MsgInCounter:        in,
+		BytesInCounter:      inBytes,
+		StorageSize:         st.Bytes,
+		Publishers:          []publisherStats{},
+		Subscriptions:       map[string]subscriptionStats{},
+		Replication:         map[string]struct{}{},
+		DeduplicationStatus: "Enabled",
+	}
+	if !created.IsZero() {
+		ts.TopicCreationTimeStamp = created.UnixMilli()
+	}
+	if st.Messages > 0 {
+		ts.AverageMsgSize = float64(st.Bytes) / float64(st.Messages)
+	}
+	for i, pi := range p.Producers() {
+		ts.Publishers = append(ts.Publishers, publisherStats{
+			AccessMode: orDefault(pi.AccessMode, "Shared"), ProducerID: int64(i),
+			ProducerName: pi.Name, Address: pi.Address, ConnectedSince: formatTime(pi.ConnectedSince),
+			ClientVersion: pi.ClientVersion, Metadata: nonNilMap(pi.Metadata),
+		})
+	}
+	for _, sub := range p.Subscriptions(r.Context()) {
+		ss := subscriptionStatsOf(sub, ts.AverageMsgSize)
+		ts.Subscriptions[sub.Name()] = ss
+		ts.MsgOutCounter += ss.MsgOutCounter
+		ts.BytesOutCounter += ss.BytesOutCounter
+		ts.BacklogSize = max(ts.BacklogSize, ss.BacklogSize)
+	}
+	return ts
+}
+
+func subscriptionStatsOf(sub *broker.Subscription, avgMsgSize float64) subscriptionStats {
+	backlog := sub.Cursor().Backlog()
+	out, outBytes := sub.OutCounters()
+	ss := subscriptionStats{
+		MsgOutCounter: out, BytesOutCounter: outBytes,
+		MsgBacklog: backlog, MsgBacklogNoDelayed: backlog,
+		BacklogSize: int64(float64(backlog) * avgMsgSize),
+		Type:        "Exclusive", Consumers: []consumerStats{}, IsDurable: true,
+		SubscriptionProperties: nonNilMap(sub.Cursor().Properties()),
+	}
+	for _, ci := range sub.Consumers() {
+		if ci.Type != "" {
+			ss.Type = ci.Type
+		}
+		ss.Consumers = append(ss.Consumers, consumerStats{
+			ConsumerName: ci.Name, Address: ci.Address, ConnectedSince: formatTime(ci.ConnectedSince),
+			ClientVersion: ci.ClientVersion, Metadata: nonNilMap(ci.Metadata),
+		})
+	}
+	if len(ss.Consumers) > 0 && (ss.Type == "Exclusive" || ss.Type == "Failover") {
+		ss.ActiveConsumerName = ss.Consumers[0].ConsumerName
+	}
+	return ss
+}
+
+// topicStats answers one topic's statistics; for a partitioned topic's base
+// name it answers the partitions' aggregate (Pulsar answers 404 there).
+func (s *server) topicStats(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	var md broker.TopicMetadata
+	if err == nil {
+		md, err = s.svc.GetTopic(r.Context(), name)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if md.Partitions > 0 && md.Name == name {
+		ps, err := s.aggregate(r, md, false)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, ps.topicStats)
+		return
+	}
+	p, err := s.svc.OpenPartition(r.Context(), name, false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.partitionStats(r, p, md.Created))
+}
+
+// partitionedStats answers PartitionedTopicStats; perPartition (default
+// true) adds each partition's own statistics.
+func (s *server) partitionedStats(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	var md broker.TopicMetadata
+	if err == nil {
+		md, err = s.svc.GetTopic(r.Context(), name)
+	}
+	if err == nil && (md.Partitions == 0 || md.Name != name) {
+		err = errNotPartitioned(name)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	perPartition := r.URL.Query().Get("perPartition") != "false"
+	ps, err := s.aggregate(r, md, perPartition)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ps)
+}
+
+func (s *server) aggregate(r *http.Request, md broker.TopicMetadata, perPartition bool) (partitionedTopicStats, error) {
+	agg := partitionedTopicStats{
+		topicStats: topicStats{
+			Publishers: []publisherStats{}, Subscriptions: map[string]subscriptionStats{},
+			Replication: map[string]struct{}{}, DeduplicationStatus: "Enabled",
+			TopicCreationTimeStamp: md.Created.UnixMilli(),
+		},
+		Metadata:   partitionedMetadata{Partitions: md.Partitions},
+		Partitions: map[string]topicStats{},
+	}
+	var messages int64
+	for i := range md.Partitions {
+		pn := md.Name.Partition(i)
+		p, err := s.svc.OpenPartition(r.Context(), pn, false)
+		if err != nil {
+			return agg, err
+		}
+		ts := s.partitionStats(r, p, md.Created)
+		messages += p.Stats().Messages
+		if perPartition {
+			agg.Partitions[pn.String()] = ts
+		}
+		agg.MsgInCounter += ts.MsgInCounter
+		agg.BytesInCounter += ts.BytesInCounter
+		agg.MsgOutCounter += ts.MsgOutCounter
+		agg.BytesOutCounter += ts.BytesOutCounter
+		agg.StorageSize += ts.StorageSize
+		agg.BacklogSize += ts.BacklogSize
+		agg.Publishers = append(agg.Publishers, ts.Publishers...)
+		for name, ss := range ts.Subscriptions {
+			a, ok := agg.Subscriptions[name]
+			if !ok {
+				a = ss
+				a.Consumers = append([]consumerStats{}, ss.Consumers...)
+			} else {
+				a.MsgOutCounter += ss.MsgOutCounter
+				a.BytesOutCounter += ss.BytesOutCounter
+				a.MsgBacklog += ss.MsgBacklog
+				a.MsgBacklogNoDelayed += ss.MsgBacklogNoDelayed
+				a.BacklogSize += ss.BacklogSize
+				a.Consumers = append(a.Consumers, ss.Consumers...)
+				if a.ActiveConsumerName == "" {
+					a.ActiveConsumerName = ss.ActiveConsumerName
+				}
+			}
+			agg.Subscriptions[name] = a
+		}
+	}
+	if messages > 0 {
+		agg.AverageMsgSize = float64(agg.StorageSize) / float64(messages)
+	}
+	sort.SliceStable(agg.Publishers, func(i, j int) bool { return agg.Publishers[i].ConnectedSince < agg.Publishers[j].ConnectedSince })
+	for i := range agg.Publishers {
+		agg.Publishers[i].ProducerID = int64(i)
+	}
+	return agg, nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// errNotPartitioned is a 404, worded as Pulsar words it.
+func errNotPartitioned(name broker.TopicName) error {
+	return fmt.Errorf("%w: Partitioned Topic not found: %s is not a partitioned topic", broker.ErrTopicNotFound, name)
+}

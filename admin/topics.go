@@ -1,0 +1,236 @@
+package admin
+
+// Persistent topics: /admin/v2/persistent/{tenant}/{ns}[/{topic}[/...]]
+// (Pulsar's PersistentTopicsBase). A partitioned topic's partitions are
+// the topics "{topic}-partition-N". Statistics are in stats.go.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+const topicBase = "/admin/v2/persistent/{tenant}/{ns}"
+
+// partitionedMetadata is Pulsar's PartitionedTopicMetadata JSON.
+type partitionedMetadata struct {
+	Partitions int `json:"partitions"`
+}
+
+// messageID is Pulsar's MessageIdImpl JSON (also ResetCursorData's fields).
+type messageID struct {
+	LedgerID       int64 `json:"ledgerId"`
+	EntryID        int64 `json:"entryId"`
+	PartitionIndex int   `json:"partitionIndex"`
+	BatchIndex     int   `json:"batchIndex,omitempty"`
+	// IsExcluded (ResetCursorData): start after the message rather than at it.
+	IsExcluded bool `json:"isExcluded,omitempty"`
+}
+
+func (s *server) topicRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+topicBase, s.listTopics)
+	mux.HandleFunc("GET "+topicBase+"/partitioned", s.listPartitionedTopics)
+	mux.HandleFunc("GET /admin/v2/non-persistent/{tenant}/{ns}", s.listNonPersistent)
+	mux.HandleFunc("GET /admin/v2/non-persistent/{tenant}/{ns}/partitioned", s.listNonPersistent)
+	mux.HandleFunc("PUT "+topicBase+"/{topic}", s.createTopic)
+	mux.HandleFunc("DELETE "+topicBase+"/{topic}", s.deleteTopic)
+	mux.HandleFunc("PUT "+topicBase+"/{topic}/partitions", s.createPartitionedTopic)
+	mux.HandleFunc("POST "+topicBase+"/{topic}/partitions", s.updatePartitions)
+	mux.HandleFunc("GET "+topicBase+"/{topic}/partitions", s.getPartitions)
+	mux.HandleFunc("DELETE "+topicBase+"/{topic}/partitions", s.deleteTopic)
+	mux.HandleFunc("GET "+topicBase+"/{topic}/stats", s.topicStats)
+	mux.HandleFunc("GET "+topicBase+"/{topic}/partitioned-stats", s.partitionedStats)
+	mux.HandleFunc("GET "+topicBase+"/{topic}/lastMessageId", s.lastMessageID)
+}
+
+// topicOf parses the request's topic name.
+func topicOf(r *http.Request) (broker.TopicName, error) {
+	return broker.ParseTopicName(r.PathValue("tenant")+"/"+r.PathValue("ns")+"/"+r.PathValue("topic"), "", "")
+}
+
+// topicNames lists the namespace's topics as full names: partitioned
+// topics by base name (partitioned true), or every non-partitioned topic and
+// every partition (partitioned false), as Pulsar lists them.
+func (s *server) topicNames(ctx context.Context, ns string, partitioned bool) ([]string, error) {
+	topics, err := s.svc.ListTopics(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, md := range topics {
+		switch {
+		case partitioned && md.Partitions > 0:
+			out = append(out, md.Name.String())
+		case !partitioned && md.Partitions == 0:
+			out = append(out, md.Name.String())
+		case !partitioned:
+			for i := range md.Partitions {
+				out = append(out, md.Name.Partition(i).String())
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *server) listTopics(w http.ResponseWriter, r *http.Request) {
+	names, err := s.topicNames(r.Context(), namespaceOf(r), false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, names)
+}
+
+func (s *server) listPartitionedTopics(w http.ResponseWriter, r *http.Request) {
+	names, err := s.topicNames(r.Context(), namespaceOf(r), true)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, names)
+}
+
+// listNonPersistent answers an empty list for an existing namespace.
+func (s *server) listNonPersistent(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.svc.NamespacePolicies(r.Context(), namespaceOf(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, []string{})
+}
+
+func (s *server) createTopic(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	if err == nil {
+		var props map[string]string // topic properties: accepted, not kept
+		_, err = readBody(r, &props)
+	}
+	if err == nil {
+		err = s.svc.CreateTopic(r.Context(), name, 0, broker.Policies{})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ok(w)
+}
+
+// deleteTopic deletes a topic, partitioned or not, with ?force=true even
+// while clients are attached.
+func (s *server) deleteTopic(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	if err == nil {
+		err = s.svc.DeleteTopic(r.Context(), name, boolQuery(r, "force"))
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ok(w)
+}
+
+// partitionCount reads a partition count body: a JSON number (Pulsar's
+// Java admin), a quoted number, or {"partitions": N} (pulsaradmin).
+func partitionCount(r *http.Request) (int, error) {
+	var raw json.RawMessage
+	present, err := readBody(r, &raw)
+	if err != nil {
+		return 0, err
+	}
+	if !present {
+		return 0, fmt.Errorf("%w: partition count required", errBadRequest)
+	}
+	var n int
+	if err := json.Unmarshal(raw, &n); err == nil {
+		return n, nil
+	}
+	var str string
+	if err := json.Unmarshal(raw, &str); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(str)); err == nil {
+			return n, nil
+		}
+	}
+	var md partitionedMetadata
+	if err := json.Unmarshal(raw, &md); err == nil {
+		return md.Partitions, nil
+	}
+	return 0, fmt.Errorf("%w: partition count: %s", errBadRequest, raw)
+}
+
+func (s *server) createPartitionedTopic(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	var n int
+	if err == nil {
+		n, err = partitionCount(r)
+	}
+	if err == nil && n < 1 {
+		err = fmt.Errorf("%w: number of partitions must be more than 0", broker.ErrInvalidConfig)
+	}
+	if err == nil {
+		err = s.svc.CreateTopic(r.Context(), name, n, broker.Policies{})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ok(w)
+}
+
+func (s *server) updatePartitions(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	var n int
+	if err == nil {
+		n, err = partitionCount(r)
+	}
+	if err == nil {
+		err = s.svc.SetPartitions(r.Context(), name, n)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ok(w)
+}
+
+// getPartitions answers {"partitions": N}: 0 for a non-partitioned topic
+// and, as Pulsar does, for a topic that does not exist (in an existing
+// namespace).
+func (s *server) getPartitions(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	var md broker.TopicMetadata
+	if err == nil {
+		md, err = s.svc.GetTopic(r.Context(), name)
+		if md.Name != name {
+			md.Partitions = 0 // a partition of a partitioned topic is not partitioned itself
+		}
+	}
+	if err != nil && errors.Is(err, broker.ErrTopicNotFound) {
+		_, err = s.svc.NamespacePolicies(r.Context(), namespaceOf(r))
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, partitionedMetadata{Partitions: md.Partitions})
+}
+
+// lastMessageID answers the last entry's id ((ledger, -1) when empty).
+func (s *server) lastMessageID(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	var p *broker.Partition
+	if err == nil {
+		p, err = s.svc.OpenPartition(r.Context(), name, false)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	pos := p.LastConfirmed()
+	writeJSON(w, http.StatusOK, messageID{LedgerID: pos.LedgerID, EntryID: pos.EntryID, PartitionIndex: name.PartitionIndex()})
+}

@@ -1,0 +1,149 @@
+package broker
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// ProducerInfo describes an attached producer for statistics (admin
+// topic stats "publishers"). It carries no behaviour: access modes and
+// fencing are the protocol handlers' business.
+type ProducerInfo struct {
+	// Name is the producer's name (Pulsar producer_name, Kafka client.id or
+	// producer id).
+	Name string
+	// Protocol is the handler's name: "kafka" or "pulsar".
+	Protocol string
+	// Address is the client's remote address ("host:port").
+	Address string
+	// ConnectedSince is when the producer attached; zero means now.
+	ConnectedSince time.Time
+	// AccessMode is the protocol's own word for it ("Shared", "Exclusive", ...); optional.
+	AccessMode string
+	// ClientVersion is what the client reported; optional.
+	ClientVersion string
+	// Metadata is free-form producer metadata; optional.
+	Metadata map[string]string
+}
+
+// ConsumerInfo describes a consumer attached to a subscription, for
+// statistics (admin subscription stats "consumers").
+type ConsumerInfo struct {
+	// Name is the consumer's name (Pulsar consumer_name, Kafka member id).
+	Name string
+	// Protocol is the handler's name: "kafka" or "pulsar".
+	Protocol string
+	// Address is the client's remote address.
+	Address string
+	// ConnectedSince is when the consumer attached; zero means now.
+	ConnectedSince time.Time
+	// Type is the subscription type in Pulsar's words ("Exclusive",
+	// "Shared", "Failover", "Key_Shared"); Kafka group members may leave it
+	// empty.
+	Type string
+	// ClientVersion is what the client reported; optional.
+	ClientVersion string
+	// Metadata is free-form consumer metadata; optional.
+	Metadata map[string]string
+}
+
+// registry holds attached clients in attach order. The zero value is ready;
+// the owner's lock guards it.
+type registry[T any] struct {
+	next  uint64
+	items map[uint64]T
+}
+
+func (r *registry[T]) add(v T) uint64 {
+	if r.items == nil {
+		r.items = make(map[uint64]T)
+	}
+	r.next++
+	r.items[r.next] = v
+	return r.next
+}
+
+func (r *registry[T]) list() []T {
+	ids := make([]uint64, 0, len(r.items))
+	for id := range r.items {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	out := make([]T, len(ids))
+	for i, id := range ids {
+		out[i] = r.items[id]
+	}
+	return out
+}
+
+// removeOnce wraps remove so that calling it more than once is harmless.
+func removeOnce(remove func()) func() {
+	var once sync.Once
+	return func() { once.Do(remove) }
+}
+
+// AddProducer records an attached producer for statistics; call remove once
+// when it detaches. It does not count as Attach (call both when a producer
+// should also block DeleteTopic without force).
+func (p *Partition) AddProducer(info ProducerInfo) (remove func()) {
+	if info.ConnectedSince.IsZero() {
+		info.ConnectedSince = time.Now()
+	}
+	p.mu.Lock()
+	id := p.mu.infos.add(info)
+	p.mu.Unlock()
+	return removeOnce(func() {
+		p.mu.Lock()
+		delete(p.mu.infos.items, id)
+		p.mu.Unlock()
+	})
+}
+
+// Producers lists the attached producers in attach order.
+func (p *Partition) Producers() []ProducerInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.infos.list()
+}
+
+// InCounters returns the messages and bytes appended (duplicates excluded)
+// since the partition was loaded.
+func (p *Partition) InCounters() (msgs, bytes int64) {
+	return p.msgIn.Load(), p.bytesIn.Load()
+}
+
+// AddConsumer records a consumer attached to the subscription for
+// statistics; call remove once when it detaches. It does not count as Hold.
+func (s *Subscription) AddConsumer(info ConsumerInfo) (remove func()) {
+	if info.ConnectedSince.IsZero() {
+		info.ConnectedSince = time.Now()
+	}
+	s.mu.Lock()
+	id := s.mu.infos.add(info)
+	s.mu.Unlock()
+	return removeOnce(func() {
+		s.mu.Lock()
+		delete(s.mu.infos.items, id)
+		s.mu.Unlock()
+	})
+}
+
+// Consumers lists the consumers attached to the subscription in attach order.
+func (s *Subscription) Consumers() []ConsumerInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.infos.list()
+}
+
+// AddDelivered counts messages and bytes dispatched to the subscription's
+// consumers (statistics only).
+func (s *Subscription) AddDelivered(msgs, bytes int64) {
+	s.msgOut.Add(msgs)
+	s.bytesOut.Add(bytes)
+}
+
+// OutCounters returns what AddDelivered counted since the partition was loaded.
+func (s *Subscription) OutCounters() (msgs, bytes int64) {
+	return s.msgOut.Load(), s.bytesOut.Load()
+}
