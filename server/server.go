@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kopernik-io/kopernik/admin"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/metadata"
@@ -194,6 +195,11 @@ func (s *Server) Close(ctx context.Context) error {
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	opts := admin.Options{HTTPURL: "http://" + s.httpLn.Addr().String(), Logger: s.log.With("component", "admin")}
+	if a := s.Addr("pulsar"); a != nil {
+		opts.BrokerURL = "pulsar://" + a.String()
+	}
+	mux.Handle("/", admin.New(s.broker, opts))
 	mux.HandleFunc("GET /admin/v2/brokers/health", func(w http.ResponseWriter, r *http.Request) {
 		if !s.ready.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
@@ -221,6 +227,5 @@ func lockDir(dir string) (*os.File, error) {
 
 // openStore opens the metadata store of the data directory.
 func openStore(dataDir string) (metadata.Store, error) {
-	// TODO(storage): the bbolt store replaces this once it lands.
-	return metadata.NewMemory(), nil
+	return metadata.OpenBolt(filepath.Join(dataDir, "metadata.db"))
 }
