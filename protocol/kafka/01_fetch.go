@@ -21,7 +21,7 @@ package kafka
 import (
 	"context"
 	"encoding/binary"
-		"hash/crc32"
+	"hash/crc32"
 	"math"
 	"strconv"
 	"time"

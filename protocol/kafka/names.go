@@ -18,7 +18,7 @@ const extraTopicID = "kafka.topic.id"
 
 // topicInfo is a topic as Kafka sees it.
 type topicInfo struct {
-	kafka string           // the name the client used
+	kafka string // the name the client used
 	md    broker.TopicMetadata
 	id    [16]byte // zero until topicID
 }
