@@ -171,3 +171,9 @@ func payloads(ms []pulsar.Message) []string {
 	}
 	return out
 }
+
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
+
+func brokerPolicies() broker.Policies { return broker.Policies{} }
