@@ -579,6 +579,10 @@ func (ds *Dispatchers) Attach(sub *Subscription, opts DispatchOptions, c *Dispat
 	d := ds.mu.m[sub]
 	if d == nil {
 		opts.Cursor = sub.Cursor()
+		// Whatever an earlier dispatcher delivered without acknowledgement
+		// is due again: start from the mark-delete position (individually
+		// acknowledged entries are skipped by the cursor).
+		opts.Cursor.Rewind()
 		d = NewDispatcher(opts)
 		ds.mu.m[sub] = d
 	} else if d.opts.Type != opts.Type {

@@ -177,3 +177,12 @@ func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, 
 }
 
 func brokerPolicies() broker.Policies { return broker.Policies{} }
+
+func mustName(t testing.TB, s *server, topic string) broker.TopicName {
+	t.Helper()
+	n, err := s.h.topicName(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
