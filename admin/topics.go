@@ -200,12 +200,14 @@ func (s *server) updatePartitions(w http.ResponseWriter, r *http.Request) {
 
 // getPartitions answers {"partitions": N}: 0 for a non-partitioned topic
 // and, as Pulsar does, for a topic that does not exist (in an existing
-// namespace).
+// namespace). With ?checkAllowAutoCreation=true (the Go client's HTTP
+// lookup) a missing topic is created as the namespace's auto-creation
+// policy says, as the binary protocol's PARTITIONED_METADATA does.
 func (s *server) getPartitions(w http.ResponseWriter, r *http.Request) {
 	name, err := topicOf(r)
 	var md broker.TopicMetadata
 	if err == nil {
-		md, err = s.svc.GetTopic(r.Context(), name)
+		md, err = s.svc.LookupTopic(r.Context(), name, boolQuery(r, "checkAllowAutoCreation"))
 		if md.Name != name {
 			md.Partitions = 0 // a partition of a partitioned topic is not partitioned itself
 		}
