@@ -314,7 +314,7 @@ func TestSubscriptionsAndStats(t *testing.T) {
 	release := sub.Hold()
 	var st topicStats
 	getJSON(t, srv, base+"/t/stats", &st)
-	if st.MsgInCounter != 4 || st.BytesInCounter != 40 || st.StorageSize != 40 {
+	if st.MsgInCounter != 4 || st.BytesInCounter != 40 || st.StorageSize < 40 {
 		t.Errorf("counters: %+v", st)
 	}
 	if len(st.Publishers) != 1 || st.Publishers[0].ProducerName != "prod-1" || st.Publishers[0].Address != "10.0.0.1:5000" {

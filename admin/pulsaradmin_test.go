@@ -120,7 +120,7 @@ func TestPulsarAdminClient(t *testing.T) {
 	produce(t, p, 1000, 2000, 3000)
 	stats, err := client.Topics().GetStats(*plain)
 	must("stats", err)
-	if stats.MsgCounterIn != 3 || stats.StorageSize != 30 || stats.Subscriptions["sub"].MsgBacklog != 3 {
+	if stats.MsgCounterIn != 3 || stats.StorageSize < 30 || stats.Subscriptions["sub"].MsgBacklog != 3 {
 		t.Fatalf("stats %+v", stats)
 	}
 	must("reset by time", client.Subscriptions().ResetCursorToTimestamp(*plain, "sub", 2500))

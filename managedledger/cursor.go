@@ -2,11 +2,16 @@ package managedledger
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math/bits"
+	"slices"
 	"sort"
 	"sync"
+
+	"github.com/kopernik-io/kopernik/metadata"
 )
 
 // Cursor is a subscription's position in a managed ledger. Durable cursors
@@ -17,10 +22,26 @@ import (
 // acknowledged), individually acknowledged entries after it, and batch-index
 // ack sets for partly acknowledged entries (bit i set = message i of the
 // batch still unacknowledged, Pulsar's convention).
+//
+// Persistence: changes mark the cursor dirty; the factory writes dirty
+// cursors every CursorFlushInterval (one metadata Put each), Flush and
+// Close write at once. After a crash a cursor is restored as of its last
+// write, so acknowledgements of the last interval may be redelivered
+// (at-least-once), never lost data.
+//
+// INVARIANT: markDelete < every position in acked and batchAcks.
+// INVARIANT: the entry after markDelete is not in acked (compaction).
 type Cursor struct {
 	ml      *ManagedLedger
 	name    string
 	durable bool
+	path    string
+
+	// flushMu serialises persistence so an older snapshot never overwrites
+	// a newer one; it guards version and forgotten.
+	flushMu   sync.Mutex
+	version   int64 // metadata version of the last write; 0: never written
+	forgotten bool  // deleted: never write again
 
 	mu struct {
 		sync.Mutex
@@ -33,28 +54,48 @@ type Cursor struct {
 	}
 }
 
+// cursorRecord is the JSON persisted for a durable cursor.
+type cursorRecord struct {
+	Name       string            `json:"name"`
+	MarkDelete Position          `json:"markDelete"`
+	Acked      [][3]int64        `json:"acked,omitempty"` // [ledger, first entry, last entry]
+	BatchAcks  []batchAckRecord  `json:"batchAcks,omitempty"`
+	Props      map[string]string `json:"props,omitempty"`
+}
+
+type batchAckRecord struct {
+	Position Position `json:"pos"`
+	AckSet   []uint64 `json:"ackSet"`
+}
+
 // OpenCursor returns the durable cursor called name, creating it at start if
-// it does not exist.
+// it does not exist. A new cursor is persisted before OpenCursor returns, so
+// it holds retention across restarts. Any non-empty name is allowed.
 func (ml *ManagedLedger) OpenCursor(ctx context.Context, name string, start InitialPosition) (*Cursor, error) {
 	if name == "" {
 		return nil, fmt.Errorf("managedledger: empty cursor name")
 	}
 	ml.mu.Lock()
-	defer ml.mu.Unlock()
 	if ml.mu.closed {
+		ml.mu.Unlock()
 		return nil, ErrClosed
 	}
 	if c, ok := ml.mu.cursors[name]; ok {
+		ml.mu.Unlock()
 		return c, nil
 	}
 	var md Position
 	if start == InitialEarliest {
-		md = Position{LedgerID: 0, EntryID: ml.mu.base - 1}
+		md = ml.prevPositionLocked(ml.mu.firstPos)
 	} else {
-		md = Position{LedgerID: 0, EntryID: ml.mu.base + int64(len(ml.mu.entries)) - 1}
+		md = ml.prevPositionLocked(ml.nextWritePosLocked())
 	}
 	c := ml.newCursorLocked(name, true, md)
 	ml.mu.cursors[name] = c
+	ml.mu.Unlock()
+	if err := c.Flush(ctx); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -68,12 +109,65 @@ func (ml *ManagedLedger) NewReader(markDelete Position) *Cursor {
 
 func (ml *ManagedLedger) newCursorLocked(name string, durable bool, md Position) *Cursor {
 	c := &Cursor{ml: ml, name: name, durable: durable}
+	if durable {
+		c.path = cursorsPath(ml.name) + "/" + escapeCursorName(name)
+	}
 	c.mu.markDelete = md
 	c.mu.read = ml.nextPositionLocked(md)
 	c.mu.acked = make(map[Position]struct{})
 	c.mu.batchAcks = make(map[Position][]uint64)
 	c.mu.props = make(map[string]string)
+	c.mu.dirty = durable
 	return c
+}
+
+// loadCursors restores the durable cursors persisted for this ledger.
+func (ml *ManagedLedger) loadCursors(ctx context.Context) error {
+	keys, err := ml.store.Children(ctx, cursorsPath(ml.name))
+	if err != nil {
+		if errors.Is(err, metadata.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	for _, key := range keys {
+		name, err := unescapeCursorName(key)
+		if err != nil {
+			ml.log.Warn("managedledger: skipping cursor record", "key", key, "err", err)
+			continue
+		}
+		rec, err := ml.store.Get(ctx, cursorsPath(ml.name)+"/"+key)
+		if errors.Is(err, metadata.ErrNotFound) {
+			continue // only children below it (not ours)
+		}
+		if err != nil {
+			return err
+		}
+		var st cursorRecord
+		if err := json.Unmarshal(rec.Value, &st); err != nil {
+			return fmt.Errorf("%w: cursor %q: %v", ErrCorrupt, name, err)
+		}
+		c := ml.newCursorLocked(name, true, st.MarkDelete)
+		for _, r := range st.Acked {
+			for e := r[1]; e <= r[2]; e++ {
+				c.mu.acked[Position{LedgerID: r[0], EntryID: e}] = struct{}{}
+			}
+		}
+		for _, b := range st.BatchAcks {
+			c.mu.batchAcks[b.Position] = b.AckSet
+		}
+		if st.Props != nil {
+			c.mu.props = st.Props
+		}
+		c.version = rec.Version
+		c.mu.dirty = false
+		c.compactLocked(true)
+		c.mu.dirty = false
+		ml.mu.cursors[name] = c
+	}
+	return nil
 }
 
 // Cursor returns the durable cursor called name.
@@ -99,12 +193,37 @@ func (ml *ManagedLedger) Cursors() []*Cursor {
 // DeleteCursor removes a durable cursor and its persisted state.
 func (ml *ManagedLedger) DeleteCursor(ctx context.Context, name string) error {
 	ml.mu.Lock()
-	defer ml.mu.Unlock()
-	if _, ok := ml.mu.cursors[name]; !ok {
+	c, ok := ml.mu.cursors[name]
+	delete(ml.mu.cursors, name)
+	ml.mu.Unlock()
+	if !ok {
 		return fmt.Errorf("%w: %s", ErrNoCursor, name)
 	}
-	delete(ml.mu.cursors, name)
+	c.forget()
+	err := ml.store.Delete(ctx, c.path, metadata.AnyVersion)
+	if err != nil && !errors.Is(err, metadata.ErrNotFound) {
+		return err
+	}
 	return nil
+}
+
+// flushCursors persists every dirty durable cursor.
+func (ml *ManagedLedger) flushCursors(ctx context.Context) error {
+	var errs []error
+	for _, c := range ml.Cursors() {
+		if err := c.flush(ctx); err != nil {
+			ml.log.Warn("managedledger: persisting cursor", "group", c.name, "err", err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// forget stops all future persistence of c.
+func (c *Cursor) forget() {
+	c.flushMu.Lock()
+	c.forgotten = true
+	c.flushMu.Unlock()
 }
 
 // Name is the cursor's name ("" for readers).
@@ -177,11 +296,11 @@ func (c *Cursor) MarkDelete(ctx context.Context, pos Position) error {
 	defer c.ml.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if pos.Less(c.mu.markDelete) || pos == c.mu.markDelete {
+	if !c.mu.markDelete.Less(pos) {
 		return nil
 	}
 	c.mu.markDelete = pos
-	c.compactLocked()
+	c.compactLocked(true)
 	return nil
 }
 
@@ -198,7 +317,7 @@ func (c *Cursor) Delete(ctx context.Context, positions ...Position) error {
 			delete(c.mu.batchAcks, p)
 		}
 	}
-	c.compactLocked()
+	c.compactLocked(false)
 	return nil
 }
 
@@ -232,7 +351,7 @@ func (c *Cursor) AckBatch(ctx context.Context, pos Position, ackSet []uint64) er
 	if remaining == 0 {
 		delete(c.mu.batchAcks, pos)
 		c.mu.acked[pos] = struct{}{}
-		c.compactLocked()
+		c.compactLocked(false)
 	} else {
 		c.mu.batchAcks[pos] = merged
 		c.mu.dirty = true
@@ -258,25 +377,23 @@ func (c *Cursor) IsAcked(pos Position) bool {
 	return ok
 }
 
-// ResetTo sets the mark-delete position to just before pos, drops every
-// acknowledgement after it, and moves the read position to pos (seek,
-// reset-cursor).
+// ResetTo sets the mark-delete position to just before pos (the first
+// retained entry at or after pos), drops every acknowledgement after it,
+// and moves the read position there (seek, reset-cursor).
 func (c *Cursor) ResetTo(ctx context.Context, pos Position) error {
 	c.ml.mu.Lock()
 	defer c.ml.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i := c.ml.indexOfPositionLocked(pos)
-	var md Position
-	if i == 0 {
-		md = Position{LedgerID: 0, EntryID: c.ml.mu.base - 1}
-	} else {
-		md = c.ml.mu.entries[i-1].Position
+	ml := c.ml
+	target, ok := ml.entryAtOrAfterLocked(pos)
+	if !ok {
+		target = ml.nextWritePosLocked()
 	}
-	c.mu.markDelete = md
-	c.mu.acked = make(map[Position]struct{})
-	c.mu.batchAcks = make(map[Position][]uint64)
-	c.mu.read = c.ml.nextPositionLocked(md)
+	c.mu.markDelete = ml.prevPositionLocked(target)
+	clear(c.mu.acked)
+	clear(c.mu.batchAcks)
+	c.mu.read = ml.nextPositionLocked(c.mu.markDelete)
 	c.mu.dirty = true
 	return nil
 }
@@ -284,42 +401,55 @@ func (c *Cursor) ResetTo(ctx context.Context, pos Position) error {
 // SetNextIndex positions the cursor so that message index next is the first
 // unacknowledged message (a Kafka offset commit): entries wholly before next
 // are acknowledged, a batch holding next gets a batch-index ack set. Moving
-// forward keeps individual acks beyond; moving backward drops them.
+// forward (or staying) keeps individual acks beyond; moving backward drops
+// them.
 func (c *Cursor) SetNextIndex(ctx context.Context, next int64) error {
 	c.ml.mu.Lock()
 	defer c.ml.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.setNextIndexLocked(next)
+}
+
+// setNextIndexLocked expects ml.mu and c.mu held.
+func (c *Cursor) setNextIndexLocked(next int64) error {
 	ml := c.ml
-	if next < ml.mu.first || next > ml.mu.next {
-		return fmt.Errorf("%w: %d not in [%d, %d]", ErrIndexOutOfRange, next, ml.mu.first, ml.mu.next)
+	if next < ml.mu.first || next > ml.mu.visNext {
+		return fmt.Errorf("%w: %d not in [%d, %d]", ErrIndexOutOfRange, next, ml.mu.first, ml.mu.visNext)
 	}
-	i := sort.Search(len(ml.mu.entries), func(i int) bool { return ml.mu.entries[i].LastIndex() >= next })
-	var md Position
-	if i == 0 {
-		md = Position{LedgerID: 0, EntryID: ml.mu.base - 1}
-	} else {
-		md = ml.mu.entries[i-1].Position
+	target := ml.nextWritePosLocked()
+	var partial *Position
+	var partialSet []uint64
+	if next < ml.mu.visNext {
+		h, pos, err := ml.headerAtIndexLocked(next)
+		if err != nil {
+			return err
+		}
+		target = pos
+		if h.FirstIndex < next {
+			partialSet = make([]uint64, (h.MsgCount+63)/64)
+			for k := next - h.FirstIndex; k < int64(h.MsgCount); k++ {
+				partialSet[k/64] |= 1 << (k % 64)
+			}
+			partial = &pos
+		}
 	}
-	forward := c.mu.markDelete.Less(md)
+	md := ml.prevPositionLocked(target)
+	forward := !md.Less(c.mu.markDelete)
 	c.mu.markDelete = md
 	if !forward {
-		c.mu.acked = make(map[Position]struct{})
-		c.mu.batchAcks = make(map[Position][]uint64)
+		clear(c.mu.acked)
+		clear(c.mu.batchAcks)
 	}
-	if i < len(ml.mu.entries) && ml.mu.entries[i].FirstIndex < next {
-		e := ml.mu.entries[i]
-		set := make([]uint64, (e.MsgCount+63)/64)
-		for k := next - e.FirstIndex; k < int64(e.MsgCount); k++ {
-			set[k/64] |= 1 << (k % 64)
-		}
-		c.mu.batchAcks[e.Position] = set
+	delete(c.mu.batchAcks, target)
+	delete(c.mu.acked, target)
+	if partial != nil {
+		c.mu.batchAcks[*partial] = partialSet
 	}
-	if c.mu.read.Less(ml.nextPositionLocked(md)) || !forward {
-		c.mu.read = ml.nextPositionLocked(md)
+	if first := ml.nextPositionLocked(md); !forward || c.mu.read.Less(first) {
+		c.mu.read = first
 	}
-	c.compactLocked()
-	c.mu.dirty = true
+	c.compactLocked(true)
 	return nil
 }
 
@@ -330,44 +460,84 @@ func (c *Cursor) NextIndex() int64 {
 	defer c.ml.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.nextIndexLocked()
+}
+
+// nextIndexLocked expects ml.mu and c.mu held.
+func (c *Cursor) nextIndexLocked() int64 {
 	ml := c.ml
-	i := ml.indexOfPositionLocked(ml.nextPositionLocked(c.mu.markDelete))
-	if i >= len(ml.mu.entries) {
-		return ml.mu.next
+	pos, ok := ml.entryAtOrAfterLocked(ml.nextPositionLocked(c.mu.markDelete))
+	if !ok {
+		return ml.mu.visNext
 	}
-	e := ml.mu.entries[i]
-	if set, ok := c.mu.batchAcks[e.Position]; ok {
-		for k := int64(0); k < int64(e.MsgCount); k++ {
+	h, err := ml.headerLocked(pos)
+	if err != nil {
+		ml.log.Warn("managedledger: cursor next index", "group", c.name, "err", err)
+		return ml.mu.first
+	}
+	if set, ok := c.mu.batchAcks[pos]; ok {
+		for k := int64(0); k < int64(h.MsgCount) && k/64 < int64(len(set)); k++ {
 			if set[k/64]&(1<<(k%64)) != 0 {
-				return e.FirstIndex + k
+				return max(h.FirstIndex+k, ml.mu.first)
 			}
 		}
 	}
-	return e.FirstIndex
+	return max(h.FirstIndex, ml.mu.first)
 }
 
 // Backlog counts unacknowledged messages after the mark-delete position.
+// Cost: one index lookup per individually acknowledged entry.
 func (c *Cursor) Backlog() int64 {
 	c.ml.mu.Lock()
 	defer c.ml.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ml := c.ml
-	var n int64
-	for i := ml.indexOfPositionLocked(ml.nextPositionLocked(c.mu.markDelete)); i < len(ml.mu.entries); i++ {
-		e := &ml.mu.entries[i]
-		if _, ok := c.mu.acked[e.Position]; ok {
-			continue
-		}
-		if set, ok := c.mu.batchAcks[e.Position]; ok {
-			for _, w := range set {
-				n += int64(bits.OnesCount64(w))
-			}
-			continue
-		}
-		n += int64(e.MsgCount)
+	start, ok := ml.entryAtOrAfterLocked(ml.nextPositionLocked(c.mu.markDelete))
+	if !ok {
+		return 0
 	}
-	return n
+	h, err := ml.headerLocked(start)
+	if err != nil {
+		return ml.mu.visNext - ml.mu.first
+	}
+	n := ml.mu.visNext - h.FirstIndex
+	// Messages of the start entry hidden by TruncateBefore do not count,
+	// unless a batch ack already counts them as acknowledged.
+	if cut := ml.mu.first - h.FirstIndex; cut > 0 {
+		if set, ok := c.mu.batchAcks[start]; ok {
+			for k := int64(0); k < cut && k/64 < int64(len(set)); k++ {
+				if set[k/64]&(1<<(k%64)) != 0 {
+					n--
+				}
+			}
+		} else {
+			n -= cut
+		}
+	}
+	count := func(p Position) int64 {
+		if p.Less(start) || !ml.visibleLocked(p) {
+			return 0
+		}
+		h, err := ml.headerLocked(p)
+		if err != nil {
+			return 0
+		}
+		return int64(h.MsgCount)
+	}
+	for p := range c.mu.acked {
+		n -= count(p)
+	}
+	for p, set := range c.mu.batchAcks {
+		unacked := int64(0)
+		for _, w := range set {
+			unacked += int64(bits.OnesCount64(w))
+		}
+		if total := count(p); total > 0 {
+			n -= total - min(unacked, total)
+		}
+	}
+	return max(n, 0)
 }
 
 // Properties returns a copy of the cursor's properties (e.g. Kafka commit metadata).
@@ -385,32 +555,95 @@ func (c *Cursor) SetProperties(props map[string]string) {
 	c.mu.dirty = true
 }
 
-// Flush persists the cursor's state now (normally batched in the background).
-func (c *Cursor) Flush(ctx context.Context) error { return nil }
+// Flush persists the cursor's state now (normally batched in the
+// background). A no-op for readers and clean cursors.
+func (c *Cursor) Flush(ctx context.Context) error { return c.flush(ctx) }
+
+func (c *Cursor) flush(ctx context.Context) error {
+	if !c.durable {
+		return nil
+	}
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	if c.forgotten {
+		return nil
+	}
+	c.mu.Lock()
+	if !c.mu.dirty {
+		c.mu.Unlock()
+		return nil
+	}
+	st := c.snapshotLocked()
+	c.mu.dirty = false
+	c.mu.Unlock()
+
+	b, err := json.Marshal(st)
+	if err == nil {
+		expected := c.version
+		if expected == 0 {
+			expected = metadata.AnyVersion
+		}
+		var v int64
+		if v, err = c.ml.store.Put(ctx, c.path, b, expected); err == nil {
+			c.version = v
+			return nil
+		}
+		if errors.Is(err, metadata.ErrBadVersion) || errors.Is(err, metadata.ErrNotFound) {
+			err = fmt.Errorf("%w: cursor %q: %w", ErrFenced, c.name, err)
+		}
+	}
+	c.mu.Lock()
+	c.mu.dirty = true
+	c.mu.Unlock()
+	return err
+}
+
+// snapshotLocked encodes the state; individual acks become ranges.
+func (c *Cursor) snapshotLocked() cursorRecord {
+	st := cursorRecord{Name: c.name, MarkDelete: c.mu.markDelete, Props: maps.Clone(c.mu.props)}
+	acked := slices.SortedFunc(maps.Keys(c.mu.acked), Position.Compare)
+	for _, p := range acked {
+		if n := len(st.Acked); n > 0 && st.Acked[n-1][0] == p.LedgerID && st.Acked[n-1][2] == p.EntryID-1 {
+			st.Acked[n-1][2] = p.EntryID
+			continue
+		}
+		st.Acked = append(st.Acked, [3]int64{p.LedgerID, p.EntryID, p.EntryID})
+	}
+	for _, p := range slices.SortedFunc(maps.Keys(c.mu.batchAcks), Position.Compare) {
+		st.BatchAcks = append(st.BatchAcks, batchAckRecord{Position: p, AckSet: c.mu.batchAcks[p]})
+	}
+	return st
+}
 
 // compactLocked advances markDelete over individually acknowledged entries
-// that follow it. Both ml.mu and c.mu are held.
-func (c *Cursor) compactLocked() {
-	for p := range c.mu.acked {
-		if !c.mu.markDelete.Less(p) {
-			delete(c.mu.acked, p)
-		}
-	}
-	for p := range c.mu.batchAcks {
-		if !c.mu.markDelete.Less(p) {
-			delete(c.mu.batchAcks, p)
-		}
-	}
-	for {
-		next := c.ml.nextPositionLocked(c.mu.markDelete)
+// that follow it (stepping across ledger boundaries), drops state at or
+// before it, and keeps the read position after it. Both ml.mu and c.mu are
+// held. mdMoved says the caller moved markDelete itself.
+func (c *Cursor) compactLocked(mdMoved bool) {
+	ml := c.ml
+	for len(c.mu.acked) > 0 {
+		next := ml.nextPositionLocked(c.mu.markDelete)
 		if _, ok := c.mu.acked[next]; !ok {
 			break
 		}
 		delete(c.mu.acked, next)
 		c.mu.markDelete = next
+		mdMoved = true
 	}
-	if c.mu.read.Less(c.ml.nextPositionLocked(c.mu.markDelete)) {
-		c.mu.read = c.ml.nextPositionLocked(c.mu.markDelete)
+	if mdMoved {
+		for p := range c.mu.acked {
+			if !c.mu.markDelete.Less(p) {
+				delete(c.mu.acked, p)
+			}
+		}
+		for p := range c.mu.batchAcks {
+			if !c.mu.markDelete.Less(p) {
+				delete(c.mu.batchAcks, p)
+			}
+		}
+	}
+	if first := ml.nextPositionLocked(c.mu.markDelete); c.mu.read.Less(first) {
+		c.mu.read = first
 	}
 	c.mu.dirty = true
 }

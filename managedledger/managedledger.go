@@ -1,155 +1,316 @@
 package managedledger
 
-// NOTE: this is the first, in-memory implementation of the API. The durable
-// segment-backed engine replaces the storage of entries; the API and the
-// cursor semantics stay.
-
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/segment"
 )
 
-// FactoryOptions configures a Factory.
-type FactoryOptions struct {
-	// Dir holds ledger files; empty keeps everything in memory.
-	Dir string
-	// Store holds ledger lists and cursor snapshots.
-	Store metadata.Store
-	// Logger defaults to slog.Default().
-	Logger *slog.Logger
+// metaFormat is the version of the ledger-list record; newer is refused.
+const metaFormat = 1
+
+// ledgerListRecord is the JSON stored at /managed-ledgers/<name>.
+type ledgerListRecord struct {
+	Format         int          `json:"format"`
+	NextLedgerID   int64        `json:"nextLedgerId"`
+	TruncateBefore int64        `json:"truncateBefore"`
+	Ledgers        []ledgerMeta `json:"ledgers"`
 }
 
-// Factory opens managed ledgers that share a data directory and a metadata store.
-type Factory struct {
-	opts FactoryOptions
-	log  *slog.Logger
-
-	mu struct {
-		sync.Mutex
-		closed  bool
-		ledgers map[string]*ManagedLedger
-	}
+// ledgerMeta describes one ledger. Entries, Bytes and MaxTimestamp are final
+// for sealed ledgers; the active (last, unsealed) ledger's are recovered
+// from its file.
+type ledgerMeta struct {
+	ID           int64 `json:"id"`
+	FirstIndex   int64 `json:"firstIndex"`
+	Entries      int64 `json:"entries"`
+	Bytes        int64 `json:"bytes"`
+	MaxTimestamp int64 `json:"maxTs"`
+	Created      int64 `json:"created"`          // unix ms
+	Closed       int64 `json:"closed,omitempty"` // unix ms, when sealed
+	Sealed       bool  `json:"sealed"`
 }
 
-// NewFactory returns a factory; it creates Dir if needed.
-func NewFactory(opts FactoryOptions) (*Factory, error) {
-	if opts.Store == nil {
-		return nil, fmt.Errorf("managedledger: factory needs a metadata store")
-	}
-	f := &Factory{opts: opts, log: opts.Logger}
-	if f.log == nil {
-		f.log = slog.Default()
-	}
-	f.mu.ledgers = make(map[string]*ManagedLedger)
-	return f, nil
-}
-
-// ValidateName checks a managed ledger name: '/'-separated non-empty
-// segments of [A-Za-z0-9._=-], e.g. "public/default/persistent/t-partition-0".
-func ValidateName(name string) error {
-	if name == "" {
-		return fmt.Errorf("managedledger: empty name")
-	}
-	for _, seg := range strings.Split(name, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return fmt.Errorf("managedledger: invalid name %q", name)
-		}
-		for _, r := range seg {
-			ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-				r == '.' || r == '_' || r == '-' || r == '='
-			if !ok {
-				return fmt.Errorf("managedledger: invalid character %q in name %q", r, name)
-			}
-		}
-	}
-	return nil
-}
-
-// Open returns the managed ledger called name, creating it if absent.
-// Opening an already open ledger returns the same instance.
-func (f *Factory) Open(ctx context.Context, name string, cfg Config) (*ManagedLedger, error) {
-	if err := ValidateName(name); err != nil {
-		return nil, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.mu.closed {
-		return nil, ErrClosed
-	}
-	if ml, ok := f.mu.ledgers[name]; ok {
-		return ml, nil
-	}
-	ml := &ManagedLedger{name: name, factory: f}
-	ml.mu.cfg = cfg.withDefaults()
-	ml.mu.changed = make(chan struct{})
-	ml.mu.cursors = make(map[string]*Cursor)
-	ml.mu.created = time.Now()
-	f.mu.ledgers[name] = ml
-	return ml, nil
-}
-
-// Delete closes and removes the managed ledger, its data and cursors.
-func (f *Factory) Delete(ctx context.Context, name string) error {
-	f.mu.Lock()
-	ml, ok := f.mu.ledgers[name]
-	delete(f.mu.ledgers, name)
-	f.mu.Unlock()
-	if ok {
-		return ml.Close()
-	}
-	return nil
-}
-
-// Close closes every open managed ledger.
-func (f *Factory) Close() error {
-	f.mu.Lock()
-	f.mu.closed = true
-	all := f.mu.ledgers
-	f.mu.ledgers = nil
-	f.mu.Unlock()
-	for _, ml := range all {
-		ml.Close()
-	}
-	return nil
-}
-
-func (c Config) withDefaults() Config {
-	if c.MaxLedgerBytes <= 0 {
-		c.MaxLedgerBytes = 128 << 20
-	}
-	if c.MaxLedgerAge <= 0 {
-		c.MaxLedgerAge = 4 * time.Hour
-	}
-	if c.SyncInterval <= 0 {
-		c.SyncInterval = time.Second
-	}
-	return c
+// ledger is one segment as the managed ledger sees it. Fields are guarded by
+// ManagedLedger.mu; entries/bytes/maxTs count only visible entries.
+type ledger struct {
+	id         int64
+	firstIndex int64
+	entries    int64
+	bytes      int64
+	maxTs      int64
+	created    time.Time
+	closed     time.Time
+	sealed     bool
+	seg        *segment.Segment // nil until first use for sealed ledgers
 }
 
 // ManagedLedger is one topic-partition's log. Safe for concurrent use.
+//
+// Appends are written under mu in call order (that assigns positions,
+// indexes and publish times); under SyncAlways one flusher goroutine then
+// fdatasyncs everything written so far and publishes it (group commit).
+//
+// INVARIANT: the last element of mu.ledgers is the active, unsealed ledger;
+// all others are sealed and fully visible.
+// INVARIANT: first <= visNext <= next; lastConfirmed is the last visible entry.
 type ManagedLedger struct {
-	name    string
-	factory *Factory
+	name     string
+	factory  *Factory
+	log      *slog.Logger
+	store    metadata.Store
+	segOpts  segment.Options
+	kick     chan struct{}
+	stopSync chan struct{}
+	syncDone chan struct{}
 
 	mu struct {
 		sync.Mutex
-		closed  bool
-		cfg     Config
-		entries []Entry // in-memory store; entries[i].Position.EntryID == base+i
-		base    int64   // entry id of entries[0]
-		first   int64   // first retained message index
-		next    int64   // next message index
-		lastPub int64
-		changed chan struct{}
+		closed bool
+		failed error // sticky storage failure: appends fail until reopened
+		cfg    Config
+
+		ledgers      []*ledger
+		nextLedgerID int64
+		metaVersion  int64
+
+		truncBefore int64    // logical first index (TruncateBefore)
+		first       int64    // first retained message index
+		firstPos    Position // entry holding first, or the next write position
+
+		// write side (assigned, maybe not yet durable)
+		next      int64 // next message index
+		nextEntry int64 // next entry id in the active ledger
+		lastPub   int64
+
+		// read side (visible)
+		visNext       int64
+		lastConfirmed Position
+		waiters       []*Pending
+		changed       chan struct{}
+
 		cursors map[string]*Cursor
-		created time.Time
+	}
+}
+
+// ErrStorage reports a failed write or fsync; the ledger refuses appends
+// until it is reopened (recovery then decides what survived).
+var ErrStorage = errors.New("managedledger: storage failure")
+
+func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*ManagedLedger, error) {
+	ml := &ManagedLedger{
+		name: name, factory: f, log: f.log.With("topic", name), store: f.opts.Store,
+		segOpts: f.segOptions(name),
+		kick:    make(chan struct{}, 1), stopSync: make(chan struct{}), syncDone: make(chan struct{}),
+	}
+	ml.mu.cfg = cfg
+	ml.mu.changed = make(chan struct{})
+	ml.mu.cursors = make(map[string]*Cursor)
+	if err := f.fs.MkdirAll(ml.segOpts.Dir); err != nil {
+		return nil, fmt.Errorf("managedledger: %w", err)
+	}
+
+	rec, err := ml.store.Get(ctx, ledgerPath(name))
+	switch {
+	case errors.Is(err, metadata.ErrNotFound):
+		now := time.Now()
+		seg, err := segment.Create(ml.segOpts, 0, 0, now)
+		if err != nil {
+			return nil, fmt.Errorf("managedledger: create ledger: %w", err)
+		}
+		ml.mu.ledgers = []*ledger{{id: 0, created: seg.Durable().Created, seg: seg}}
+		ml.mu.nextLedgerID = 1
+		ml.mu.metaVersion = metadata.NotExists
+		if err := ml.persistLocked(ctx); err != nil {
+			seg.Close()
+			return nil, err
+		}
+		ml.mu.lastConfirmed = Position{LedgerID: 0, EntryID: -1}
+		ml.recomputeFirstLocked()
+	case err != nil:
+		return nil, err
+	default:
+		if err := ml.recoverLocked(ctx, rec); err != nil {
+			ml.closeSegmentsLocked()
+			return nil, err
+		}
+	}
+	ml.removeOrphansLocked()
+	if err := ml.loadCursors(ctx); err != nil {
+		ml.closeSegmentsLocked()
+		return nil, err
+	}
+	go ml.syncer()
+	return ml, nil
+}
+
+// recoverLocked rebuilds the in-memory state from the ledger list and the
+// active ledger's file (whose torn tail the segment truncates).
+func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record) error {
+	var list ledgerListRecord
+	if err := json.Unmarshal(rec.Value, &list); err != nil {
+		return fmt.Errorf("%w: ledger list of %s: %v", ErrCorrupt, ml.name, err)
+	}
+	if list.Format > metaFormat {
+		return fmt.Errorf("%w: ledger list format %d is newer than %d", ErrCorrupt, list.Format, metaFormat)
+	}
+	ml.mu.metaVersion = rec.Version
+	ml.mu.nextLedgerID = list.NextLedgerID
+	ml.mu.truncBefore = list.TruncateBefore
+	for i, lm := range list.Ledgers {
+		l := &ledger{
+			id: lm.ID, firstIndex: lm.FirstIndex, entries: lm.Entries, bytes: lm.Bytes, maxTs: lm.MaxTimestamp,
+			created: time.UnixMilli(lm.Created), sealed: lm.Sealed,
+		}
+		if lm.Closed != 0 {
+			l.closed = time.UnixMilli(lm.Closed)
+		}
+		if !lm.Sealed {
+			if i != len(list.Ledgers)-1 {
+				return fmt.Errorf("%w: unsealed ledger %d is not the last", ErrCorrupt, lm.ID)
+			}
+			seg, err := segment.Open(ml.segOpts, lm.ID, false)
+			if err != nil {
+				return fmt.Errorf("managedledger: recover ledger %d: %w", lm.ID, err)
+			}
+			l.seg = seg
+			d := seg.Durable()
+			if d.FirstIndex != lm.FirstIndex {
+				return fmt.Errorf("%w: ledger %d starts at index %d, list says %d", ErrCorrupt, lm.ID, d.FirstIndex, lm.FirstIndex)
+			}
+			l.entries, l.bytes, l.maxTs = d.Entries, d.Size, d.MaxTimestamp
+			ml.log.Info("managedledger: recovered active ledger", "ledger", lm.ID, "entries", d.Entries, "next_index", d.NextIndex)
+		}
+		ml.mu.ledgers = append(ml.mu.ledgers, l)
+	}
+	if n := len(ml.mu.ledgers); n == 0 || ml.mu.ledgers[n-1].sealed {
+		// No active ledger (never written by this code, but cheap to heal).
+		next := int64(0)
+		if n > 0 {
+			last := ml.mu.ledgers[n-1]
+			seg, err := ml.segLocked(last)
+			if err != nil {
+				return err
+			}
+			next = seg.Durable().NextIndex
+		}
+		if err := ml.addLedgerLocked(next, time.Now()); err != nil {
+			return err
+		}
+		if err := ml.persistLocked(ctx); err != nil {
+			return err
+		}
+	}
+	active := ml.activeLocked()
+	ml.mu.next = active.seg.Durable().NextIndex
+	ml.mu.nextEntry = active.entries
+	ml.mu.visNext = ml.mu.next
+	ml.mu.lastConfirmed = ml.prevPositionLocked(ml.nextWritePosLocked())
+	if lc := ml.mu.lastConfirmed; lc.EntryID >= 0 {
+		if h, err := ml.headerLocked(lc); err == nil {
+			ml.mu.lastPub = h.PublishTime
+		}
+	}
+	ml.recomputeFirstLocked()
+	return nil
+}
+
+// removeOrphansLocked deletes segment files that no ledger in the list
+// owns: leftovers of a crash between creating a file and recording it, or
+// between unlisting a ledger and deleting its files.
+func (ml *ManagedLedger) removeOrphansLocked() {
+	names, err := ml.factory.fs.List(ml.segOpts.Dir)
+	if err != nil {
+		return
+	}
+	owned := make(map[int64]bool, len(ml.mu.ledgers))
+	for _, l := range ml.mu.ledgers {
+		owned[l.id] = true
+	}
+	for _, n := range names {
+		if id, ok := segment.ParseName(n); ok && !owned[id] {
+			ml.log.Info("managedledger: removing orphan segment file", "file", n)
+			if err := segment.RemoveFiles(ml.segOpts, id); err != nil {
+				ml.log.Warn("managedledger: removing orphan", "file", n, "err", err)
+			}
+		}
+	}
+}
+
+// persistLocked writes the ledger list with compare-and-swap on the version
+// this instance last wrote; a mismatch means another owner: ErrFenced.
+func (ml *ManagedLedger) persistLocked(ctx context.Context) error {
+	list := ledgerListRecord{Format: metaFormat, NextLedgerID: ml.mu.nextLedgerID, TruncateBefore: ml.mu.truncBefore}
+	for _, l := range ml.mu.ledgers {
+		lm := ledgerMeta{
+			ID: l.id, FirstIndex: l.firstIndex, Entries: l.entries, Bytes: l.bytes, MaxTimestamp: l.maxTs,
+			Created: l.created.UnixMilli(), Sealed: l.sealed,
+		}
+		if l.sealed {
+			lm.Closed = l.closed.UnixMilli()
+		}
+		list.Ledgers = append(list.Ledgers, lm)
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		return err
+	}
+	v, err := ml.store.Put(ctx, ledgerPath(ml.name), b, ml.mu.metaVersion)
+	if err != nil {
+		if errors.Is(err, metadata.ErrBadVersion) || errors.Is(err, metadata.ErrExists) {
+			return fmt.Errorf("%w: %s: %w", ErrFenced, ml.name, err)
+		}
+		return fmt.Errorf("managedledger: persist ledger list: %w", err)
+	}
+	ml.mu.metaVersion = v
+	return nil
+}
+
+func (ml *ManagedLedger) addLedgerLocked(firstIndex int64, now time.Time) error {
+	id := ml.mu.nextLedgerID
+	seg, err := segment.Create(ml.segOpts, id, firstIndex, now)
+	if err != nil {
+		return fmt.Errorf("%w: create ledger %d: %w", ErrStorage, id, err)
+	}
+	ml.mu.ledgers = append(ml.mu.ledgers, &ledger{id: id, firstIndex: firstIndex, created: seg.Durable().Created, seg: seg})
+	ml.mu.nextLedgerID = id + 1
+	ml.mu.nextEntry = 0
+	return nil
+}
+
+func (ml *ManagedLedger) activeLocked() *ledger { return ml.mu.ledgers[len(ml.mu.ledgers)-1] }
+
+// segLocked returns l's segment, opening a sealed one on first use.
+func (ml *ManagedLedger) segLocked(l *ledger) (*segment.Segment, error) {
+	if l.seg == nil {
+		seg, err := segment.Open(ml.segOpts, l.id, true)
+		if err != nil {
+			return nil, fmt.Errorf("managedledger: open ledger %d: %w", l.id, err)
+		}
+		if d := seg.Durable(); d.Entries != l.entries {
+			ml.log.Error("managedledger: sealed ledger entry count differs from the list", "ledger", l.id, "file", d.Entries, "list", l.entries)
+			l.entries = min(l.entries, d.Entries)
+		}
+		l.seg = seg
+	}
+	return l.seg, nil
+}
+
+func (ml *ManagedLedger) closeSegmentsLocked() {
+	for _, l := range ml.mu.ledgers {
+		if l.seg != nil {
+			l.seg.Close()
+			l.seg = nil
+		}
 	}
 }
 
@@ -182,33 +343,60 @@ func (p *Pending) Wait(ctx context.Context) (Entry, error) {
 }
 
 // AppendAsync assigns e its position, message indexes and publish time in
-// call order and starts writing it. The caller may hold its own lock across
-// AppendAsync (to make check-then-append atomic) and wait outside it.
+// call order and writes it (write(2), no fsync). The caller may hold its own
+// lock across AppendAsync (to make check-then-append atomic) and wait
+// outside it. Under SyncAlways the entry becomes visible, and Wait returns,
+// once a group fsync covers it; under SyncInterval at once.
 func (ml *ManagedLedger) AppendAsync(e Entry) (*Pending, error) {
 	if e.MsgCount < 1 {
 		return nil, fmt.Errorf("%w: message count %d", ErrInvalidEntry, e.MsgCount)
+	}
+	if len(e.Producer) > segment.MaxProducerLen {
+		return nil, fmt.Errorf("%w: producer name of %d bytes", ErrInvalidEntry, len(e.Producer))
 	}
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
 	if ml.mu.closed {
 		return nil, ErrClosed
 	}
-	now := time.Now().UnixMilli()
-	if now < ml.mu.lastPub {
-		now = ml.mu.lastPub
+	if ml.mu.failed != nil {
+		return nil, ml.mu.failed
+	}
+	if err := ml.maybeRollLocked(); err != nil {
+		return nil, err
+	}
+	l := ml.activeLocked()
+	now := max(time.Now().UnixMilli(), ml.mu.lastPub)
+	rec := segment.Record{
+		EntryID: ml.mu.nextEntry, FirstIndex: ml.mu.next, PublishTime: now, MaxEventTime: e.MaxEventTime,
+		SeqFirst: e.SeqFirst, SeqLast: e.SeqLast, MsgCount: e.MsgCount, Format: uint8(e.Format),
+		Producer: e.Producer, Data: e.Data,
+	}
+	if _, err := l.seg.Append(&rec); err != nil {
+		if errors.Is(err, segment.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidEntry, err)
+		}
+		ml.failLocked(err)
+		return nil, ml.mu.failed
 	}
 	ml.mu.lastPub = now
-	e.Data = append([]byte(nil), e.Data...)
-	e.Position = Position{LedgerID: 0, EntryID: ml.mu.base + int64(len(ml.mu.entries))}
-	e.FirstIndex = ml.mu.next
-	e.PublishTime = now
+	ml.mu.nextEntry++
 	ml.mu.next += int64(e.MsgCount)
-	ml.mu.entries = append(ml.mu.entries, e)
-	close(ml.mu.changed)
-	ml.mu.changed = make(chan struct{})
+	e.Position = Position{LedgerID: l.id, EntryID: rec.EntryID}
+	e.FirstIndex = rec.FirstIndex
+	e.PublishTime = now
+	e.Data = nil
 	p := &Pending{entry: e, done: make(chan struct{})}
-	p.entry.Data = nil
-	close(p.done)
+	if ml.mu.cfg.Sync == SyncInterval {
+		ml.publishLocked(l, l.seg.Written())
+		close(p.done)
+		return p, nil
+	}
+	ml.mu.waiters = append(ml.mu.waiters, p)
+	select {
+	case ml.kick <- struct{}{}:
+	default:
+	}
 	return p, nil
 }
 
@@ -219,6 +407,166 @@ func (ml *ManagedLedger) Append(ctx context.Context, e Entry) (Entry, error) {
 		return Entry{}, err
 	}
 	return p.Wait(ctx)
+}
+
+// failLocked records a storage failure and fails every waiter: after a
+// failed write or fsync the file's tail is unknown (the page cache may have
+// dropped the dirty pages), so only reopening (recovery) can continue.
+func (ml *ManagedLedger) failLocked(err error) {
+	if ml.mu.failed == nil {
+		ml.mu.failed = fmt.Errorf("%w: %s: %w", ErrStorage, ml.name, err)
+		ml.log.Error("managedledger: storage failure; appends refused until reopen", "err", err)
+	}
+	for _, w := range ml.mu.waiters {
+		w.err = ml.mu.failed
+		close(w.done)
+	}
+	ml.mu.waiters = nil
+}
+
+// publishLocked makes l's entries up to info visible and wakes readers.
+func (ml *ManagedLedger) publishLocked(l *ledger, info segment.Info) {
+	if info.Entries <= l.entries {
+		return
+	}
+	l.entries, l.bytes, l.maxTs = info.Entries, info.Size, info.MaxTimestamp
+	ml.mu.visNext = max(ml.mu.visNext, info.NextIndex)
+	if lc := (Position{LedgerID: l.id, EntryID: l.entries - 1}); ml.mu.lastConfirmed.Less(lc) {
+		ml.mu.lastConfirmed = lc
+	}
+	close(ml.mu.changed)
+	ml.mu.changed = make(chan struct{})
+}
+
+// syncer is the group-commit flusher: every kick it takes all waiters,
+// fdatasyncs once, and completes them; appends arriving meanwhile are
+// written concurrently and covered by the next round. It also runs the
+// periodic sync of SyncInterval.
+func (ml *ManagedLedger) syncer() {
+	defer close(ml.syncDone)
+	timer := time.NewTimer(ml.config().SyncInterval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ml.kick:
+			ml.syncWaiters()
+		case <-timer.C:
+			ml.syncActive()
+			timer.Reset(ml.config().SyncInterval)
+		case <-ml.stopSync:
+			ml.syncWaiters()
+			return
+		}
+	}
+}
+
+func (ml *ManagedLedger) config() Config {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	return ml.mu.cfg
+}
+
+func (ml *ManagedLedger) syncWaiters() {
+	for {
+		ml.mu.Lock()
+		ws := ml.mu.waiters
+		ml.mu.waiters = nil
+		if len(ws) == 0 {
+			ml.mu.Unlock()
+			return
+		}
+		l := ml.activeLocked()
+		ml.mu.Unlock()
+
+		// Every waiter taken above was written to l before we took it
+		// (writes happen under mu), so this sync covers them all. If a
+		// rollover sealed l meanwhile, Sync returns the sealed state.
+		info, err := l.seg.Sync()
+
+		ml.mu.Lock()
+		if err != nil {
+			ml.failLocked(err)
+			err = ml.mu.failed
+		} else {
+			ml.publishLocked(l, info)
+		}
+		ml.mu.Unlock()
+		for _, w := range ws {
+			w.err = err
+			close(w.done)
+		}
+	}
+}
+
+// syncActive is the periodic sync (SyncInterval): data already visible
+// becomes durable and its index points reach the index file.
+func (ml *ManagedLedger) syncActive() {
+	ml.mu.Lock()
+	if ml.mu.closed || ml.mu.failed != nil {
+		ml.mu.Unlock()
+		return
+	}
+	l := ml.activeLocked()
+	ml.mu.Unlock()
+	info, err := l.seg.Sync()
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	if err != nil {
+		ml.failLocked(err)
+		return
+	}
+	ml.publishLocked(l, info)
+}
+
+// maybeRollLocked rolls over to a new ledger when the active one is full or old.
+func (ml *ManagedLedger) maybeRollLocked() error {
+	l := ml.activeLocked()
+	w := l.seg.Written()
+	if w.Entries == 0 || (w.Size < ml.mu.cfg.MaxLedgerBytes && time.Since(l.created) < ml.mu.cfg.MaxLedgerAge) {
+		return nil
+	}
+	return ml.rollLocked()
+}
+
+// rollLocked seals the active ledger (syncing everything written, which
+// completes all waiters), creates the next ledger and records both.
+// Crash safety: the new file exists before the list names it (an unlisted
+// file is an orphan, removed on open), and a sealed file still listed as
+// active is simply reopened for appends.
+func (ml *ManagedLedger) rollLocked() error {
+	l := ml.activeLocked()
+	if err := l.seg.Seal(); err != nil {
+		ml.failLocked(err)
+		return ml.mu.failed
+	}
+	ml.publishLocked(l, l.seg.Durable())
+	for _, w := range ml.mu.waiters {
+		close(w.done)
+	}
+	ml.mu.waiters = nil
+	now := time.Now()
+	l.sealed, l.closed = true, now
+	if err := ml.addLedgerLocked(ml.mu.next, now); err != nil {
+		ml.failLocked(err)
+		return ml.mu.failed
+	}
+	if err := ml.persistLocked(context.Background()); err != nil {
+		ml.failLocked(err)
+		return ml.mu.failed
+	}
+	ml.log.Debug("managedledger: rolled over", "sealed", l.id, "entries", l.entries, "bytes", l.bytes)
+	return nil
+}
+
+// rollIfOld seals an idle active ledger past MaxLedgerAge so that retention
+// can delete it.
+func (ml *ManagedLedger) rollIfOld() error {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	if ml.mu.closed || ml.mu.failed != nil {
+		return nil
+	}
+	return ml.maybeRollLocked()
 }
 
 // Changed returns a channel closed when new entries become visible (or the
@@ -233,7 +581,7 @@ func (ml *ManagedLedger) Changed() <-chan struct{} {
 func (ml *ManagedLedger) LastConfirmed() Position {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
-	return Position{LedgerID: 0, EntryID: ml.mu.base + int64(len(ml.mu.entries)) - 1}
+	return ml.mu.lastConfirmed
 }
 
 // FirstIndex is the lowest retained message index (Kafka log start offset).
@@ -243,24 +591,240 @@ func (ml *ManagedLedger) FirstIndex() int64 {
 	return ml.mu.first
 }
 
-// NextIndex is the index the next appended message gets (Kafka high watermark).
+// NextIndex is the index after the last visible message: the index the next
+// appended message gets once every append in flight is durable (Kafka high
+// watermark).
 func (ml *ManagedLedger) NextIndex() int64 {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
-	return ml.mu.next
+	return ml.mu.visNext
 }
+
+// ---- position arithmetic (ml.mu held) ----
+
+func (ml *ManagedLedger) searchLocked(id int64) int {
+	return sort.Search(len(ml.mu.ledgers), func(i int) bool { return ml.mu.ledgers[i].id >= id })
+}
+
+func (ml *ManagedLedger) ledgerLocked(id int64) *ledger {
+	if i := ml.searchLocked(id); i < len(ml.mu.ledgers) && ml.mu.ledgers[i].id == id {
+		return ml.mu.ledgers[i]
+	}
+	return nil
+}
+
+// nextWritePosLocked is where the next entry to become visible will be.
+func (ml *ManagedLedger) nextWritePosLocked() Position {
+	a := ml.activeLocked()
+	return Position{LedgerID: a.id, EntryID: a.entries}
+}
+
+// visibleLocked reports whether an entry exists and is visible at p.
+func (ml *ManagedLedger) visibleLocked(p Position) bool {
+	l := ml.ledgerLocked(p.LedgerID)
+	return l != nil && p.EntryID >= 0 && p.EntryID < l.entries && !p.Less(ml.mu.firstPos)
+}
+
+// entryAtOrAfterLocked returns the first visible, retained entry at or after p.
+func (ml *ManagedLedger) entryAtOrAfterLocked(p Position) (Position, bool) {
+	if p.Less(ml.mu.firstPos) {
+		p = ml.mu.firstPos
+	}
+	for i := ml.searchLocked(p.LedgerID); i < len(ml.mu.ledgers); i++ {
+		l := ml.mu.ledgers[i]
+		e := int64(0)
+		if l.id == p.LedgerID {
+			e = max(p.EntryID, 0)
+		}
+		if e < l.entries {
+			return Position{LedgerID: l.id, EntryID: e}, true
+		}
+	}
+	return Position{}, false
+}
+
+// nextPositionLocked returns the position of the entry after p, which may
+// not exist yet (then the next write position). It steps from the last
+// entry of one ledger to the first of the next.
+func (ml *ManagedLedger) nextPositionLocked(p Position) Position {
+	if p.EntryID == math.MaxInt64 {
+		return p
+	}
+	q := Position{LedgerID: p.LedgerID, EntryID: p.EntryID + 1}
+	if pos, ok := ml.entryAtOrAfterLocked(q); ok {
+		return pos
+	}
+	if w := ml.nextWritePosLocked(); !w.Less(q) {
+		return w
+	}
+	return q
+}
+
+// prevPositionLocked returns the position of the entry before p (an entry
+// position or the next write position): (ledger, -1) before the first.
+func (ml *ManagedLedger) prevPositionLocked(p Position) Position {
+	i := ml.searchLocked(p.LedgerID)
+	if i < len(ml.mu.ledgers) && ml.mu.ledgers[i].id == p.LedgerID && p.EntryID > 0 {
+		return Position{LedgerID: p.LedgerID, EntryID: min(p.EntryID, ml.mu.ledgers[i].entries) - 1}
+	}
+	for j := i - 1; j >= 0; j-- {
+		if l := ml.mu.ledgers[j]; l.entries > 0 {
+			return Position{LedgerID: l.id, EntryID: l.entries - 1}
+		}
+	}
+	if i < len(ml.mu.ledgers) {
+		return Position{LedgerID: ml.mu.ledgers[i].id, EntryID: -1}
+	}
+	return Position{LedgerID: p.LedgerID, EntryID: -1}
+}
+
+// ledgerOfIndexLocked returns the ledger holding message index (which must
+// be visible).
+func (ml *ManagedLedger) ledgerOfIndexLocked(index int64) *ledger {
+	i := sort.Search(len(ml.mu.ledgers), func(i int) bool { return ml.mu.ledgers[i].firstIndex > index }) - 1
+	return ml.mu.ledgers[max(i, 0)]
+}
+
+// headerAtIndexLocked returns the header of the visible entry holding index.
+func (ml *ManagedLedger) headerAtIndexLocked(index int64) (segment.Record, Position, error) {
+	l := ml.ledgerOfIndexLocked(index)
+	seg, err := ml.segLocked(l)
+	if err != nil {
+		return segment.Record{}, Position{}, err
+	}
+	h, ok, err := seg.FindIndex(index, l.entries)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: index %d not in ledger %d", ErrCorrupt, index, l.id)
+	}
+	if err != nil {
+		return segment.Record{}, Position{}, err
+	}
+	return h, Position{LedgerID: l.id, EntryID: h.EntryID}, nil
+}
+
+// headerLocked returns the header (no data) of the visible entry at p.
+func (ml *ManagedLedger) headerLocked(p Position) (segment.Record, error) {
+	l := ml.ledgerLocked(p.LedgerID)
+	if l == nil || p.EntryID < 0 || p.EntryID >= l.entries {
+		return segment.Record{}, fmt.Errorf("managedledger: no entry at %v", p)
+	}
+	seg, err := ml.segLocked(l)
+	if err != nil {
+		return segment.Record{}, err
+	}
+	return seg.Header(p.EntryID, l.entries)
+}
+
+// recomputeFirstLocked derives first and firstPos after the ledger list or
+// the truncation point changed.
+func (ml *ManagedLedger) recomputeFirstLocked() {
+	ml.mu.first = max(ml.mu.truncBefore, ml.mu.ledgers[0].firstIndex)
+	ml.mu.first = min(ml.mu.first, ml.mu.visNext)
+	ml.mu.firstPos = Earliest
+	if ml.mu.first < ml.mu.visNext {
+		if _, pos, err := ml.headerAtIndexLocked(ml.mu.first); err == nil {
+			ml.mu.firstPos = pos
+			return
+		} else {
+			ml.log.Error("managedledger: locating first index", "index", ml.mu.first, "err", err)
+		}
+		ml.mu.firstPos = Position{LedgerID: ml.mu.ledgers[0].id, EntryID: 0}
+		return
+	}
+	ml.mu.firstPos = ml.nextWritePosLocked()
+}
+
+// ---- reads ----
 
 // ReadEntries returns up to maxEntries visible entries starting at the first
 // entry at or after from, stopping before maxBytes would be exceeded (but
 // always returning at least one entry if any exists). Empty result: nothing yet.
 func (ml *ManagedLedger) ReadEntries(ctx context.Context, from Position, maxEntries, maxBytes int) ([]Entry, error) {
+	for attempt := 0; ; attempt++ {
+		out, err := ml.readOnce(from, maxEntries, maxBytes)
+		// A ledger deleted by retention under a reader: plan again.
+		if errors.Is(err, segment.ErrClosed) && attempt < 3 {
+			continue
+		}
+		return out, err
+	}
+}
+
+type readPart struct {
+	seg         *segment.Segment
+	id          int64
+	from, limit int64
+}
+
+func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]Entry, error) {
+	if maxEntries <= 0 {
+		return nil, nil
+	}
 	ml.mu.Lock()
-	defer ml.mu.Unlock()
 	if ml.mu.closed {
+		ml.mu.Unlock()
 		return nil, ErrClosed
 	}
-	i := ml.indexOfPositionLocked(from)
-	return ml.collectLocked(i, maxEntries, maxBytes), nil
+	start, ok := ml.entryAtOrAfterLocked(from)
+	if !ok {
+		ml.mu.Unlock()
+		return nil, nil
+	}
+	var parts []readPart
+	budget := int64(maxEntries)
+	for i := ml.searchLocked(start.LedgerID); i < len(ml.mu.ledgers) && budget > 0; i++ {
+		l := ml.mu.ledgers[i]
+		first := int64(0)
+		if l.id == start.LedgerID {
+			first = start.EntryID
+		}
+		if first >= l.entries {
+			continue
+		}
+		seg, err := ml.segLocked(l)
+		if err != nil {
+			ml.mu.Unlock()
+			return nil, err
+		}
+		parts = append(parts, readPart{seg: seg, id: l.id, from: first, limit: l.entries})
+		budget -= l.entries - first
+	}
+	ml.mu.Unlock()
+
+	var out []Entry
+	size := 0
+	for _, p := range parts {
+		if len(out) >= maxEntries || (len(out) > 0 && size >= maxBytes) {
+			break
+		}
+		recs, err := p.seg.Read(p.from, p.limit, maxEntries-len(out), max(maxBytes-size, 1))
+		if err != nil {
+			if len(out) > 0 && errors.Is(err, segment.ErrClosed) {
+				return out, nil
+			}
+			if !errors.Is(err, segment.ErrClosed) {
+				err = fmt.Errorf("%w: ledger %d: %w", ErrCorrupt, p.id, err)
+			}
+			return out, err
+		}
+		for i := range recs {
+			r := &recs[i]
+			if len(out) > 0 && size+len(r.Data) > maxBytes {
+				return out, nil
+			}
+			size += len(r.Data)
+			out = append(out, entryOf(p.id, r))
+		}
+	}
+	return out, nil
+}
+
+func entryOf(ledgerID int64, r *segment.Record) Entry {
+	return Entry{
+		Position: Position{LedgerID: ledgerID, EntryID: r.EntryID}, Format: Format(r.Format),
+		MsgCount: r.MsgCount, FirstIndex: r.FirstIndex, PublishTime: r.PublishTime, MaxEventTime: r.MaxEventTime,
+		Producer: r.Producer, SeqFirst: r.SeqFirst, SeqLast: r.SeqLast, Data: r.Data,
+	}
 }
 
 // ReadFromIndex returns entries starting with the one containing message
@@ -268,26 +832,36 @@ func (ml *ManagedLedger) ReadEntries(ctx context.Context, from Position, maxEntr
 // [FirstIndex, NextIndex] is ErrIndexOutOfRange.
 func (ml *ManagedLedger) ReadFromIndex(ctx context.Context, index int64, maxEntries, maxBytes int) ([]Entry, error) {
 	ml.mu.Lock()
-	defer ml.mu.Unlock()
 	if ml.mu.closed {
+		ml.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if index < ml.mu.first || index > ml.mu.next {
-		return nil, fmt.Errorf("%w: %d not in [%d, %d]", ErrIndexOutOfRange, index, ml.mu.first, ml.mu.next)
+	if index < ml.mu.first || index > ml.mu.visNext {
+		err := fmt.Errorf("%w: %d not in [%d, %d]", ErrIndexOutOfRange, index, ml.mu.first, ml.mu.visNext)
+		ml.mu.Unlock()
+		return nil, err
 	}
-	i := sort.Search(len(ml.mu.entries), func(i int) bool { return ml.mu.entries[i].LastIndex() >= index })
-	return ml.collectLocked(i, maxEntries, maxBytes), nil
+	if index == ml.mu.visNext {
+		ml.mu.Unlock()
+		return nil, nil
+	}
+	_, pos, err := ml.headerAtIndexLocked(index)
+	ml.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return ml.ReadEntries(ctx, pos, maxEntries, maxBytes)
 }
 
 // PositionOf returns the position of the entry holding message index.
 func (ml *ManagedLedger) PositionOf(index int64) (Position, error) {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
-	if index < ml.mu.first || index >= ml.mu.next {
-		return Position{}, fmt.Errorf("%w: %d not in [%d, %d)", ErrIndexOutOfRange, index, ml.mu.first, ml.mu.next)
+	if index < ml.mu.first || index >= ml.mu.visNext {
+		return Position{}, fmt.Errorf("%w: %d not in [%d, %d)", ErrIndexOutOfRange, index, ml.mu.first, ml.mu.visNext)
 	}
-	i := sort.Search(len(ml.mu.entries), func(i int) bool { return ml.mu.entries[i].LastIndex() >= index })
-	return ml.mu.entries[i].Position, nil
+	_, pos, err := ml.headerAtIndexLocked(index)
+	return pos, err
 }
 
 // FindByTime returns the metadata (no Data) of the first entry whose
@@ -296,93 +870,218 @@ func (ml *ManagedLedger) PositionOf(index int64) (Position, error) {
 func (ml *ManagedLedger) FindByTime(ctx context.Context, t int64) (e Entry, found bool, err error) {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
+	if ml.mu.closed {
+		return Entry{}, false, ErrClosed
+	}
 	var runMax int64
-	for i := range ml.mu.entries {
-		if ts := ml.mu.entries[i].Timestamp(); ts > runMax {
-			runMax = ts
+	for _, l := range ml.mu.ledgers {
+		if l.entries == 0 {
+			continue
 		}
-		if runMax >= t && ml.mu.entries[i].LastIndex() >= ml.mu.first {
-			e = ml.mu.entries[i]
-			e.Data = nil
-			return e, true, nil
+		if max(runMax, l.maxTs) < t {
+			runMax = max(runMax, l.maxTs)
+			continue
 		}
+		// Every earlier ledger is older than t, so the answer is the first
+		// entry of this ledger whose in-ledger running max reaches t.
+		seg, err := ml.segLocked(l)
+		if err != nil {
+			return Entry{}, false, err
+		}
+		h, ok, err := seg.FindTime(t, l.entries)
+		if err != nil {
+			return Entry{}, false, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		if !ok {
+			return Entry{}, false, nil
+		}
+		e := entryOf(l.id, &h)
+		if e.LastIndex() < ml.mu.first { // logically truncated: the first retained entry qualifies too
+			if ml.mu.first >= ml.mu.visNext {
+				return Entry{}, false, nil
+			}
+			h, pos, err := ml.headerAtIndexLocked(ml.mu.first)
+			if err != nil {
+				return Entry{}, false, err
+			}
+			e = entryOf(pos.LedgerID, &h)
+		}
+		return e, true, nil
 	}
 	return Entry{}, false, nil
 }
 
+// ---- truncation and retention ----
+
 // TruncateBefore makes index the first retained message index (Kafka
-// DeleteRecords). Cursors behind it move forward. It never moves backwards.
+// DeleteRecords): ledgers wholly below it are deleted, the rest of the
+// first ledger is hidden. Durable cursors behind it move forward. It never
+// moves backwards.
 func (ml *ManagedLedger) TruncateBefore(ctx context.Context, index int64) error {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
-	if index > ml.mu.next {
-		return fmt.Errorf("%w: %d beyond %d", ErrIndexOutOfRange, index, ml.mu.next)
+	if ml.mu.closed {
+		return ErrClosed
+	}
+	if index > ml.mu.visNext {
+		return fmt.Errorf("%w: %d beyond %d", ErrIndexOutOfRange, index, ml.mu.visNext)
 	}
 	if index <= ml.mu.first {
 		return nil
 	}
-	ml.mu.first = index
-	n := sort.Search(len(ml.mu.entries), func(i int) bool { return ml.mu.entries[i].LastIndex() >= index })
-	ml.mu.entries = append([]Entry(nil), ml.mu.entries[n:]...)
-	ml.mu.base += int64(n)
+	// Move cursors first, while the entries below index are still addressable.
+	for _, c := range ml.mu.cursors {
+		c.mu.Lock()
+		if c.nextIndexLocked() < index {
+			if err := c.setNextIndexLocked(index); err != nil {
+				ml.log.Warn("managedledger: moving cursor past truncation", "group", c.name, "err", err)
+			}
+		}
+		c.mu.Unlock()
+	}
+	ml.mu.truncBefore = index
+	var del []*ledger
+	for len(ml.mu.ledgers) > 1 && ml.mu.ledgers[1].firstIndex <= index {
+		del = append(del, ml.mu.ledgers[0])
+		ml.mu.ledgers = ml.mu.ledgers[1:]
+	}
+	ml.recomputeFirstLocked()
+	if err := ml.persistLocked(ctx); err != nil {
+		return err
+	}
+	ml.removeLedgersLocked(del)
 	return nil
 }
 
-// ApplyRetention deletes consumed ledgers beyond the retention policy. Data
-// after the slowest durable cursor's mark-delete position is never deleted.
-func (ml *ManagedLedger) ApplyRetention(ctx context.Context) error { return nil }
+func (ml *ManagedLedger) removeLedgersLocked(del []*ledger) {
+	for _, l := range del {
+		var err error
+		if l.seg != nil {
+			err = l.seg.Remove()
+			l.seg = nil
+		} else {
+			err = segment.RemoveFiles(ml.segOpts, l.id)
+		}
+		if err != nil {
+			ml.log.Warn("managedledger: removing ledger files", "ledger", l.id, "err", err)
+		}
+		ml.log.Info("managedledger: deleted ledger", "ledger", l.id, "entries", l.entries, "bytes", l.bytes)
+	}
+}
+
+// ApplyRetention deletes consumed ledgers beyond the retention policy
+// (Pulsar semantics). A sealed ledger is deleted only if every entry in it
+// is at or before the slowest durable cursor's mark-delete position (no
+// durable cursor: everything counts as consumed) and it is older than
+// RetentionTime (age since sealing) or the ledger's total size exceeds
+// RetentionBytes. Ledgers go oldest first; the active ledger never goes.
+func (ml *ManagedLedger) ApplyRetention(ctx context.Context) error {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	if ml.mu.closed {
+		return ErrClosed
+	}
+	slowest := Latest
+	for _, c := range ml.mu.cursors {
+		if md := c.MarkDeletePosition(); md.Less(slowest) {
+			slowest = md
+		}
+	}
+	cfg := ml.mu.cfg
+	var total int64
+	for _, l := range ml.mu.ledgers {
+		total += l.bytes
+	}
+	now := time.Now()
+	n, removed := 0, int64(0)
+	for _, l := range ml.mu.ledgers[:len(ml.mu.ledgers)-1] {
+		if l.entries > 0 && slowest.Less(Position{LedgerID: l.id, EntryID: l.entries - 1}) {
+			break // not consumed
+		}
+		expired := cfg.RetentionTime >= 0 && now.Sub(l.closed) >= cfg.RetentionTime
+		overSize := cfg.RetentionBytes > 0 && total-removed > cfg.RetentionBytes
+		if !expired && !overSize {
+			break
+		}
+		n++
+		removed += l.bytes
+	}
+	if n == 0 {
+		return nil
+	}
+	del := append([]*ledger(nil), ml.mu.ledgers[:n]...)
+	ml.mu.ledgers = ml.mu.ledgers[n:]
+	ml.recomputeFirstLocked()
+	if err := ml.persistLocked(ctx); err != nil {
+		return err
+	}
+	ml.removeLedgersLocked(del)
+	return nil
+}
 
 // Stats summarises the ledger.
 func (ml *ManagedLedger) Stats() Stats {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
-	var bytes int64
-	for i := range ml.mu.entries {
-		bytes += int64(len(ml.mu.entries[i].Data))
+	s := Stats{Messages: ml.mu.visNext - ml.mu.first, FirstIndex: ml.mu.first, NextIndex: ml.mu.visNext}
+	for _, l := range ml.mu.ledgers {
+		s.Entries += l.entries
+		s.Bytes += l.bytes
+		s.Ledgers = append(s.Ledgers, LedgerInfo{
+			LedgerID: l.id, Entries: l.entries, Bytes: l.bytes, FirstIndex: l.firstIndex, Created: l.created, Sealed: l.sealed,
+		})
 	}
-	return Stats{
-		Entries: int64(len(ml.mu.entries)), Messages: ml.mu.next - ml.mu.first, Bytes: bytes,
-		FirstIndex: ml.mu.first, NextIndex: ml.mu.next,
-		Ledgers: []LedgerInfo{{LedgerID: 0, Entries: int64(len(ml.mu.entries)), Bytes: bytes, Created: ml.mu.created}},
-	}
+	return s
 }
 
-// Close closes the ledger; pending waiters of Changed wake up.
+// Close closes the ledger: appends in flight are synced, cursors flushed,
+// files closed; pending waiters of Changed wake up. The factory forgets it,
+// so a later Factory.Open reopens it.
 func (ml *ManagedLedger) Close() error {
+	f := ml.factory
+	f.mu.Lock()
+	if f.mu.ledgers[ml.name] == ml {
+		delete(f.mu.ledgers, ml.name)
+	}
+	f.mu.Unlock()
+	return ml.close()
+}
+
+// close: stop appends, drain the flusher, sync the active ledger (its index
+// points reach the index file), flush cursors, close files.
+func (ml *ManagedLedger) close() error {
 	ml.mu.Lock()
-	defer ml.mu.Unlock()
-	if !ml.mu.closed {
-		ml.mu.closed = true
-		close(ml.mu.changed)
+	if ml.mu.closed {
+		ml.mu.Unlock()
+		return nil
 	}
-	return nil
-}
+	ml.mu.closed = true
+	ml.mu.Unlock()
+	close(ml.stopSync)
+	<-ml.syncDone
 
-// indexOfPositionLocked returns the slice index of the first entry at or after p.
-func (ml *ManagedLedger) indexOfPositionLocked(p Position) int {
-	return sort.Search(len(ml.mu.entries), func(i int) bool { return !ml.mu.entries[i].Position.Less(p) })
-}
-
-func (ml *ManagedLedger) collectLocked(i, maxEntries, maxBytes int) []Entry {
-	var out []Entry
-	size := 0
-	for ; i < len(ml.mu.entries) && len(out) < maxEntries; i++ {
-		e := ml.mu.entries[i]
-		if len(out) > 0 && size+len(e.Data) > maxBytes {
-			break
+	var errs []error
+	ml.mu.Lock()
+	if ml.mu.failed == nil {
+		l := ml.activeLocked()
+		if info, err := l.seg.Sync(); err != nil {
+			errs = append(errs, err)
+		} else {
+			ml.publishLocked(l, info)
 		}
-		size += len(e.Data)
-		e.Data = append([]byte(nil), e.Data...)
-		out = append(out, e)
 	}
-	return out
-}
+	for _, w := range ml.mu.waiters {
+		w.err = ErrClosed
+		close(w.done)
+	}
+	ml.mu.waiters = nil
+	close(ml.mu.changed)
+	ml.mu.Unlock()
 
-// nextPositionLocked returns the position of the entry after p (which may not exist yet).
-func (ml *ManagedLedger) nextPositionLocked(p Position) Position {
-	i := ml.indexOfPositionLocked(Position{LedgerID: p.LedgerID, EntryID: p.EntryID + 1})
-	if i < len(ml.mu.entries) {
-		return ml.mu.entries[i].Position
-	}
-	return Position{LedgerID: 0, EntryID: ml.mu.base + int64(len(ml.mu.entries))}
+	errs = append(errs, ml.flushCursors(context.Background()))
+
+	ml.mu.Lock()
+	ml.closeSegmentsLocked()
+	ml.mu.Unlock()
+	return errors.Join(errs...)
 }

@@ -1,0 +1,627 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+)
+
+// SubscriptionType selects how a Dispatcher spreads entries over consumers
+// (Pulsar's subscription types; protocol-neutral).
+type SubscriptionType int
+
+const (
+	// SubExclusive: one consumer; a second one is refused with ErrInUse.
+	SubExclusive SubscriptionType = iota
+	// SubShared: entries round-robin over consumers with permits.
+	SubShared
+	// SubFailover: one active consumer (by priority, then name; for a
+	// partition, partition index modulo consumer count), others stand by.
+	SubFailover
+	// SubKeyShared: entries go to the consumer owning the key's hash range
+	// (ranges auto-split evenly over consumers in join order).
+	SubKeyShared
+)
+
+func (t SubscriptionType) String() string {
+	switch t {
+	case SubExclusive:
+		return "Exclusive"
+	case SubShared:
+		return "Shared"
+	case SubFailover:
+		return "Failover"
+	case SubKeyShared:
+		return "Key_Shared"
+	}
+	return fmt.Sprintf("SubscriptionType(%d)", int(t))
+}
+
+// Delivery is one entry handed to a consumer.
+type Delivery struct {
+	Entry Entry
+	// RedeliveryCount counts negative acks / consumer losses of this entry.
+	RedeliveryCount uint32
+	// AckSet is the entry's batch-index ack set (bit i set = message i
+	// still unacknowledged); nil when no message of the batch is acked.
+	AckSet []uint64
+}
+
+// ConsumerSink is the protocol side of one live consumer.
+type ConsumerSink interface {
+	// Deliver hands one entry to the consumer's connection. It may block
+	// (bounded connection buffer: backpressure) until ctx is done. An error
+	// means the consumer is gone; the entry stays pending and is replayed
+	// when the consumer is removed.
+	Deliver(ctx context.Context, d Delivery) error
+	// ActiveChanged tells a Failover consumer whether it is the active one.
+	// It must not block for long and must not call back into the Dispatcher.
+	ActiveChanged(active bool)
+}
+
+// DispatchConsumer is one consumer registered with a Dispatcher.
+type DispatchConsumer struct {
+	Name     string
+	Priority int
+	Sink     ConsumerSink
+
+	// guarded by Dispatcher.mu
+	permits int64
+	active  bool
+	joined  int64
+}
+
+// DispatchOptions configures a Dispatcher.
+type DispatchOptions struct {
+	Partition *Partition
+	// Cursor is the subscription's cursor (durable) or a reader's.
+	Cursor *Cursor
+	Type   SubscriptionType
+	// PartitionIndex is the partition's index (-1 non-partitioned), used by Failover.
+	PartitionIndex int
+	// Inspect returns an entry's routing key (Key_Shared) and whether the
+	// entry can be delivered at all (false: skipped, e.g. a format the
+	// protocol cannot convert yet).
+	Inspect func(e *Entry) (key []byte, ok bool)
+	// MaxReadBytes bounds one read (default 4 MiB).
+	MaxReadBytes int
+	Logger       *slog.Logger
+}
+
+// Dispatcher delivers a cursor's entries to the consumers of one
+// subscription within their permits (permits count messages: an entry costs
+// its MsgCount). It tracks which consumer holds each delivered, unacknowledged
+// entry and replays entries on negative acknowledgement or consumer loss.
+//
+// One goroutine per Dispatcher reads and delivers; Deliver calls happen
+// outside d.mu, in log order per consumer.
+type Dispatcher struct {
+	opts DispatchOptions
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
+	mu struct {
+		sync.Mutex
+		closed    bool
+		consumers []*DispatchConsumer
+		joins     int64
+		rr        int
+		// pending maps delivered, not fully acknowledged entries to their consumer.
+		pending map[Position]*DispatchConsumer
+		// replay holds entries to read again before the cursor (sorted on use).
+		replay map[Position]struct{}
+		// redeliveries counts redeliveries per entry.
+		redeliveries map[Position]uint32
+		// epoch changes on Reset so that in-flight reads are dropped.
+		epoch int64
+	}
+}
+
+// NewDispatcher starts a dispatcher; Close stops it.
+func NewDispatcher(opts DispatchOptions) *Dispatcher {
+	if opts.MaxReadBytes <= 0 {
+		opts.MaxReadBytes = 4 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Inspect == nil {
+		opts.Inspect = func(*Entry) ([]byte, bool) { return nil, true }
+	}
+	d := &Dispatcher{opts: opts, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	d.mu.pending = make(map[Position]*DispatchConsumer)
+	d.mu.replay = make(map[Position]struct{})
+	d.mu.redeliveries = make(map[Position]uint32)
+	go d.run()
+	return d
+}
+
+// Type is the dispatcher's subscription type.
+func (d *Dispatcher) Type() SubscriptionType { return d.opts.Type }
+
+// Cursor is the dispatcher's cursor.
+func (d *Dispatcher) Cursor() *Cursor { return d.opts.Cursor }
+
+func (d *Dispatcher) kick() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+type activeNote struct {
+	c      *DispatchConsumer
+	active bool
+}
+
+func notify(notes []activeNote) {
+	for _, n := range notes {
+		n.c.Sink.ActiveChanged(n.active)
+	}
+}
+
+// AddConsumer registers c. Exclusive subscriptions refuse a second consumer
+// with ErrInUse.
+func (d *Dispatcher) AddConsumer(c *DispatchConsumer) error {
+	d.mu.Lock()
+	if d.mu.closed {
+		d.mu.Unlock()
+		return ErrClosed
+	}
+	if d.opts.Type == SubExclusive && len(d.mu.consumers) > 0 {
+		d.mu.Unlock()
+		return fmt.Errorf("%w: exclusive subscription already has a consumer", ErrInUse)
+	}
+	d.mu.joins++
+	c.joined = d.mu.joins
+	c.permits = 0
+	d.mu.consumers = append(d.mu.consumers, c)
+	notes := d.electLocked()
+	d.mu.Unlock()
+	notify(notes)
+	d.kick()
+	return nil
+}
+
+// RemoveConsumer unregisters c; its unacknowledged entries are replayed to
+// the others. It reports how many consumers remain.
+func (d *Dispatcher) RemoveConsumer(c *DispatchConsumer) int {
+	d.mu.Lock()
+	i := slices.Index(d.mu.consumers, c)
+	if i < 0 {
+		n := len(d.mu.consumers)
+		d.mu.Unlock()
+		return n
+	}
+	d.mu.consumers = slices.Delete(d.mu.consumers, i, i+1)
+	for pos, owner := range d.mu.pending {
+		if owner == c {
+			delete(d.mu.pending, pos)
+			d.mu.replay[pos] = struct{}{}
+			d.mu.redeliveries[pos]++
+		}
+	}
+	notes := d.electLocked()
+	n := len(d.mu.consumers)
+	d.mu.Unlock()
+	notify(notes)
+	d.kick()
+	return n
+}
+
+// electLocked picks the active consumer for Exclusive/Failover and returns
+// the notifications to send (outside the lock). Changing the active
+// consumer replays what the previous one had not acknowledged.
+func (d *Dispatcher) electLocked() []activeNote {
+	if d.opts.Type != SubFailover && d.opts.Type != SubExclusive {
+		return nil
+	}
+	var want *DispatchConsumer
+	if n := len(d.mu.consumers); n > 0 {
+		sorted := slices.Clone(d.mu.consumers)
+		sort.SliceStable(sorted, func(i, j int) bool {
+			if sorted[i].Priority != sorted[j].Priority {
+				return sorted[i].Priority < sorted[j].Priority
+			}
+			return sorted[i].Name < sorted[j].Name
+		})
+		k := 0
+		if d.opts.PartitionIndex >= 0 {
+			k = d.opts.PartitionIndex % n
+		}
+		want = sorted[k]
+	}
+	var notes []activeNote
+	changed := false
+	for _, c := range d.mu.consumers {
+		active := c == want
+		if active != c.active {
+			changed = true
+		}
+		c.active = active
+	}
+	if changed {
+		for pos, owner := range d.mu.pending {
+			if owner != want {
+				delete(d.mu.pending, pos)
+				d.mu.replay[pos] = struct{}{}
+			}
+		}
+	}
+	if d.opts.Type == SubFailover {
+		// Every consumer learns its state on each change (also new joiners).
+		for _, c := range d.mu.consumers {
+			notes = append(notes, activeNote{c, c.active})
+		}
+	}
+	return notes
+}
+
+// Flow grants c n more permits (messages).
+func (d *Dispatcher) Flow(c *DispatchConsumer, n int64) {
+	d.mu.Lock()
+	c.permits += n
+	d.mu.Unlock()
+	d.kick()
+}
+
+// Ack acknowledges whole entries individually.
+func (d *Dispatcher) Ack(ctx context.Context, positions ...Position) error {
+	d.mu.Lock()
+	for _, p := range positions {
+		delete(d.mu.pending, p)
+		delete(d.mu.replay, p)
+		delete(d.mu.redeliveries, p)
+	}
+	d.mu.Unlock()
+	return d.opts.Cursor.Delete(ctx, positions...)
+}
+
+// AckBatchIndex records a batch-index ack set for pos (bit set = still unacked).
+func (d *Dispatcher) AckBatchIndex(ctx context.Context, pos Position, ackSet []uint64) error {
+	if err := d.opts.Cursor.AckBatch(ctx, pos, ackSet); err != nil {
+		return err
+	}
+	if d.opts.Cursor.IsAcked(pos) {
+		d.mu.Lock()
+		delete(d.mu.pending, pos)
+		delete(d.mu.replay, pos)
+		delete(d.mu.redeliveries, pos)
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+// AckCumulative acknowledges everything up to and including pos.
+func (d *Dispatcher) AckCumulative(ctx context.Context, pos Position) error {
+	d.mu.Lock()
+	for p := range d.mu.pending {
+		if !pos.Less(p) {
+			delete(d.mu.pending, p)
+			delete(d.mu.redeliveries, p)
+		}
+	}
+	for p := range d.mu.replay {
+		if !pos.Less(p) {
+			delete(d.mu.replay, p)
+		}
+	}
+	d.mu.Unlock()
+	return d.opts.Cursor.MarkDelete(ctx, pos)
+}
+
+// Redeliver replays the given entries held by c (negative ack); with no
+// positions, everything c holds unacknowledged.
+func (d *Dispatcher) Redeliver(c *DispatchConsumer, positions []Position) {
+	d.mu.Lock()
+	if len(positions) == 0 {
+		for pos, owner := range d.mu.pending {
+			if owner == c {
+				positions = append(positions, pos)
+			}
+		}
+	}
+	for _, pos := range positions {
+		if owner, ok := d.mu.pending[pos]; ok && (owner == c || c == nil) {
+			delete(d.mu.pending, pos)
+			d.mu.replay[pos] = struct{}{}
+			d.mu.redeliveries[pos]++
+		}
+	}
+	d.mu.Unlock()
+	d.kick()
+}
+
+// Reset moves the cursor (seek): mark-delete just before pos, every
+// acknowledgement after it dropped; pending and replay state is cleared.
+// Protocols then disconnect the consumers so that they restart cleanly.
+func (d *Dispatcher) Reset(ctx context.Context, pos Position) error {
+	d.mu.Lock()
+	d.mu.epoch++
+	clear(d.mu.pending)
+	clear(d.mu.replay)
+	clear(d.mu.redeliveries)
+	for _, c := range d.mu.consumers {
+		c.permits = 0
+	}
+	err := d.opts.Cursor.ResetTo(ctx, pos)
+	d.mu.Unlock()
+	d.kick()
+	return err
+}
+
+// Consumers returns the registered consumers.
+func (d *Dispatcher) Consumers() []*DispatchConsumer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.mu.consumers)
+}
+
+// Close stops the dispatcher goroutine and waits for it.
+func (d *Dispatcher) Close() {
+	d.mu.Lock()
+	if d.mu.closed {
+		d.mu.Unlock()
+		<-d.done
+		return
+	}
+	d.mu.closed = true
+	d.mu.Unlock()
+	close(d.stop)
+	<-d.done
+}
+
+func (d *Dispatcher) run() {
+	defer close(d.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-d.stop:
+			cancel()
+		case <-d.done:
+		}
+	}()
+	for {
+		changed := d.opts.Partition.Changed()
+		progressed, err := d.dispatchOnce(ctx)
+		if err != nil {
+			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			d.opts.Logger.Warn("dispatch read failed", "topic", d.opts.Partition.Name().String(), "err", err)
+		}
+		if progressed {
+			continue
+		}
+		select {
+		case <-d.stop:
+			return
+		case <-d.wake:
+		case <-changed:
+			select {
+			case <-d.stop:
+				return
+			default:
+			}
+		}
+	}
+}
+
+type assignment struct {
+	c *DispatchConsumer
+	d Delivery
+}
+
+// dispatchOnce reads and delivers one round. It reports whether it made
+// progress (read or replayed something), so the caller loops without waiting.
+func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
+	d.mu.Lock()
+	var permits int64
+	for _, c := range d.mu.consumers {
+		if c.permits > 0 && (c.active || (d.opts.Type != SubExclusive && d.opts.Type != SubFailover)) {
+			permits += c.permits
+		}
+	}
+	if permits <= 0 || d.mu.closed {
+		d.mu.Unlock()
+		return false, nil
+	}
+	epoch := d.mu.epoch
+	var replay []Position
+	for p := range d.mu.replay {
+		replay = append(replay, p)
+	}
+	d.mu.Unlock()
+
+	var entries []Entry
+	fromReplay := len(replay) > 0
+	if fromReplay {
+		sort.Slice(replay, func(i, j int) bool { return replay[i].Less(replay[j]) })
+		if len(replay) > 100 {
+			replay = replay[:100]
+		}
+		for _, pos := range replay {
+			if d.opts.Cursor.IsAcked(pos) {
+				continue
+			}
+			es, err := d.opts.Partition.ReadEntries(ctx, pos, 1, d.opts.MaxReadBytes)
+			if err != nil {
+				return false, err
+			}
+			if len(es) == 1 && es[0].Position == pos {
+				entries = append(entries, es[0])
+			}
+		}
+		d.mu.Lock()
+		for _, pos := range replay {
+			delete(d.mu.replay, pos)
+		}
+		d.mu.Unlock()
+	} else {
+		n := int(min(permits, 100))
+		es, err := d.opts.Cursor.ReadEntries(ctx, n, d.opts.MaxReadBytes)
+		if err != nil {
+			return false, err
+		}
+		entries = es
+		if len(entries) == 0 {
+			// ReadEntries returns nothing both when caught up and when every
+			// entry read was already acknowledged; tell them apart.
+			return d.opts.Cursor.ReadPosition().Compare(d.nextAfterLast()) < 0, nil
+		}
+	}
+
+	d.mu.Lock()
+	if d.mu.epoch != epoch || d.mu.closed {
+		d.mu.Unlock()
+		return true, nil
+	}
+	var out []assignment
+	for i := range entries {
+		e := entries[i]
+		key, ok := d.opts.Inspect(&e)
+		if !ok {
+			// TODO(conversion): entries of another protocol's format are not
+			// delivered until conversion on read exists; they stay unacknowledged.
+			continue
+		}
+		c := d.pickLocked(key)
+		if c == nil {
+			d.mu.replay[e.Position] = struct{}{}
+			continue
+		}
+		c.permits -= int64(max(e.MsgCount, 1))
+		d.mu.pending[e.Position] = c
+		out = append(out, assignment{c: c, d: Delivery{Entry: e, RedeliveryCount: d.mu.redeliveries[e.Position]}})
+	}
+	d.mu.Unlock()
+
+	for _, a := range out {
+		a.d.AckSet = d.opts.Cursor.BatchAckSet(a.d.Entry.Position)
+		if len(a.d.AckSet) == 0 {
+			a.d.AckSet = nil
+		}
+		if err := a.c.Sink.Deliver(ctx, a.d); err != nil && ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+	}
+	return true, nil
+}
+
+func (d *Dispatcher) nextAfterLast() Position {
+	lc := d.opts.Partition.LastConfirmed()
+	return Position{LedgerID: lc.LedgerID, EntryID: lc.EntryID + 1}
+}
+
+// pickLocked chooses the consumer for an entry with the given key, or nil
+// when the right consumer has no permits.
+func (d *Dispatcher) pickLocked(key []byte) *DispatchConsumer {
+	cs := d.mu.consumers
+	if len(cs) == 0 {
+		return nil
+	}
+	switch d.opts.Type {
+	case SubExclusive, SubFailover:
+		for _, c := range cs {
+			if c.active && c.permits > 0 {
+				return c
+			}
+		}
+		return nil
+	case SubKeyShared:
+		// Auto-split: the 0..65535 hash space is divided evenly over the
+		// consumers in join order.
+		h := int(crc32.ChecksumIEEE(key) % 65536)
+		c := cs[h*len(cs)/65536]
+		if c.permits > 0 {
+			return c
+		}
+		return nil
+	default: // Shared: round robin over consumers with permits
+		for range cs {
+			d.mu.rr = (d.mu.rr + 1) % len(cs)
+			if c := cs[d.mu.rr]; c.permits > 0 {
+				return c
+			}
+		}
+		return nil
+	}
+}
+
+// Dispatchers keeps one Dispatcher per subscription while it has consumers.
+type Dispatchers struct {
+	mu struct {
+		sync.Mutex
+		m map[*Subscription]*Dispatcher
+	}
+}
+
+// NewDispatchers returns an empty registry.
+func NewDispatchers() *Dispatchers {
+	ds := &Dispatchers{}
+	ds.mu.m = make(map[*Subscription]*Dispatcher)
+	return ds
+}
+
+// Attach adds c to the subscription's dispatcher, creating it with opts if
+// the subscription has no consumers. A consumer asking for another type
+// than the live one gets ErrInUse.
+func (ds *Dispatchers) Attach(sub *Subscription, opts DispatchOptions, c *DispatchConsumer) (*Dispatcher, error) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	d := ds.mu.m[sub]
+	if d == nil {
+		opts.Cursor = sub.Cursor()
+		// Whatever an earlier dispatcher delivered without acknowledgement
+		// is due again: start from the mark-delete position (individually
+		// acknowledged entries are skipped by the cursor).
+		opts.Cursor.Rewind()
+		d = NewDispatcher(opts)
+		ds.mu.m[sub] = d
+	} else if d.opts.Type != opts.Type {
+		return nil, fmt.Errorf("%w: subscription %s is %s, not %s", ErrInUse, sub.Name(), d.opts.Type, opts.Type)
+	}
+	if err := d.AddConsumer(c); err != nil {
+		if len(d.Consumers()) == 0 {
+			delete(ds.mu.m, sub)
+			d.Close()
+		}
+		return nil, err
+	}
+	return d, nil
+}
+
+// Detach removes c; the dispatcher stops when its last consumer leaves.
+func (ds *Dispatchers) Detach(sub *Subscription, d *Dispatcher, c *DispatchConsumer) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if d.RemoveConsumer(c) == 0 && ds.mu.m[sub] == d {
+		delete(ds.mu.m, sub)
+		d.Close()
+	}
+}
+
+// Get returns the live dispatcher of sub, if any.
+func (ds *Dispatchers) Get(sub *Subscription) *Dispatcher {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return ds.mu.m[sub]
+}
+
+// CloseAll stops every dispatcher.
+func (ds *Dispatchers) CloseAll() {
+	ds.mu.Lock()
+	all := ds.mu.m
+	ds.mu.m = make(map[*Subscription]*Dispatcher)
+	ds.mu.Unlock()
+	for _, d := range all {
+		d.Close()
+	}
+}

@@ -1,0 +1,119 @@
+// Command kopernik runs the kopernik broker.
+//
+//	kopernik standalone [flags]   run a single-node broker (see -h)
+//	kopernik version              print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/kopernik-io/kopernik/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: kopernik standalone [flags] | kopernik version")
+		return 2
+	}
+	switch args[0] {
+	case "standalone":
+		return standalone(args[1:], stderr)
+	case "version":
+		fmt.Fprintln(stdout, version())
+		return 0
+	default:
+		fmt.Fprintf(stderr, "kopernik: unknown command %q (want standalone or version)\n", args[0])
+		return 2
+	}
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return "kopernik " + bi.Main.Version + " " + bi.GoVersion
+	}
+	return "kopernik (devel)"
+}
+
+func standalone(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("standalone", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "YAML configuration file (same keys as the flags, and more)")
+	defaults := server.DefaultConfig()
+	flagKeys := map[string]string{
+		"data-dir":  defaults.DataDir,
+		"http-addr": defaults.HTTPAddr,
+		"protocols": strings.Join(defaults.Protocols, ","),
+		"fsync":     defaults.Fsync,
+		"log-level": defaults.LogLevel,
+	}
+	for name, addr := range defaults.Addrs {
+		flagKeys[name+"-addr"] = addr
+	}
+	values := map[string]*string{}
+	for key, def := range flagKeys {
+		values[key] = fs.String(key, def, "setting "+key+" (env "+server.EnvPrefix+strings.ToUpper(strings.ReplaceAll(key, "-", "_"))+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kopernik standalone: unexpected arguments %v\n", fs.Args())
+		return 2
+	}
+	overrides := map[string]string{}
+	fs.Visit(func(f *flag.Flag) {
+		if v, ok := values[f.Name]; ok {
+			overrides[f.Name] = *v
+		}
+	})
+	cfg, err := server.Load(*configFile, os.Environ(), overrides)
+	if err != nil {
+		fmt.Fprintf(stderr, "kopernik: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.Start(ctx, cfg, log)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	<-ctx.Done()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Close(shutdownCtx); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg *server.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

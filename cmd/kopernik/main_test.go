@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kopernik-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "kopernik")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestInvalidSettingsListEveryProblem(t *testing.T) {
+	cmd := exec.Command(binary, "standalone", "--data-dir", t.TempDir(), "--fsync", "sometimes", "--http-addr", "nowhere")
+	cmd.Env = append(os.Environ(), "KOPERNIK_NO_SUCH_SETTING=1")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("want exit 2, got %v\n%s", err, out)
+	}
+	for _, want := range []string{"fsync", "http-addr", "KOPERNIK_NO_SUCH_SETTING"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output does not mention %s:\n%s", want, out)
+		}
+	}
+}
+
+// startProcess runs `kopernik standalone` on port-0 listeners and returns
+// the addresses it logged.
+func startProcess(t *testing.T, dataDir string) (*exec.Cmd, map[string]string) {
+	t.Helper()
+	cmd := exec.Command(binary, "standalone", "--data-dir", dataDir,
+		"--kafka-addr", "127.0.0.1:0", "--pulsar-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addrs := map[string]string{}
+	re := regexp.MustCompile(`msg=listening protocol=(\w+) addr=(\S+)`)
+	sc := bufio.NewScanner(stderr)
+	deadline := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+	defer deadline.Stop()
+	for sc.Scan() {
+		line := sc.Text()
+		if m := re.FindStringSubmatch(line); m != nil {
+			addrs[m[1]] = m[2]
+		}
+		if strings.Contains(line, "kopernik started") {
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	if addrs["http"] == "" {
+		t.Fatalf("no http address logged: %v", addrs)
+	}
+	return cmd, addrs
+}
+
+func TestStandaloneStartsAndStopsGracefully(t *testing.T) {
+	dir := t.TempDir()
+	cmd, addrs := startProcess(t, dir)
+	for _, p := range []string{"kafka", "pulsar", "http"} {
+		if addrs[p] == "" || strings.HasSuffix(addrs[p], ":0") {
+			t.Errorf("%s address not logged with its real port: %q", p, addrs[p])
+		}
+	}
+	resp, err := http.Get("http://" + addrs["http"] + "/admin/v2/brokers/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok" {
+		t.Fatalf("health %d %q", resp.StatusCode, body)
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+		t.Logf("stopped in %v", time.Since(start))
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit within 15s of SIGTERM")
+	}
+}

@@ -1,0 +1,312 @@
+package managedledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/segment"
+)
+
+// FactoryOptions configures a Factory.
+type FactoryOptions struct {
+	// Dir holds ledger files; empty keeps everything in memory (same engine
+	// over an in-memory file system; nothing survives the process).
+	Dir string
+	// Store holds ledger lists and cursor snapshots.
+	Store metadata.Store
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// FS overrides file access (tests inject failures). Default: the OS file
+	// system, or an in-memory one when Dir is empty.
+	FS segment.FS
+	// RetentionInterval is the period of the background pass that rolls
+	// over ledgers older than MaxLedgerAge and applies retention
+	// (default 30s; < 0 disables it).
+	RetentionInterval time.Duration
+	// CursorFlushInterval is the period of the background persistence of
+	// changed durable cursors (default 100ms). Acks never wait for it.
+	CursorFlushInterval time.Duration
+	// IndexInterval is the log distance between sparse index points
+	// (default 4 KiB).
+	IndexInterval int64
+	// Prealloc zero-fills this many bytes ahead of the active ledger's
+	// writer in the background (default 0: off; see docs/benchmarks.md).
+	Prealloc int64
+}
+
+// Factory opens managed ledgers that share a data directory and a metadata store.
+//
+// Background work: one goroutine persists dirty cursors every
+// CursorFlushInterval, one applies retention every RetentionInterval, and
+// every open managed ledger runs one flusher (group commit).
+type Factory struct {
+	opts FactoryOptions
+	log  *slog.Logger
+	fs   segment.FS
+	root string
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		closed  bool
+		ledgers map[string]*ManagedLedger
+	}
+}
+
+// NewFactory returns a factory; it creates Dir if needed and starts the
+// background loops (stopped by Close).
+func NewFactory(opts FactoryOptions) (*Factory, error) {
+	if opts.Store == nil {
+		return nil, fmt.Errorf("managedledger: factory needs a metadata store")
+	}
+	if opts.RetentionInterval == 0 {
+		opts.RetentionInterval = 30 * time.Second
+	}
+	if opts.CursorFlushInterval <= 0 {
+		opts.CursorFlushInterval = 100 * time.Millisecond
+	}
+	f := &Factory{opts: opts, log: opts.Logger, fs: opts.FS, root: opts.Dir, stop: make(chan struct{})}
+	if f.log == nil {
+		f.log = slog.Default()
+	}
+	if f.fs == nil {
+		if opts.Dir == "" {
+			f.fs = segment.NewMemFS()
+		} else {
+			f.fs = segment.OSFS{}
+		}
+	}
+	if f.root == "" {
+		f.root = "/memory"
+	}
+	if err := f.fs.MkdirAll(f.root); err != nil {
+		return nil, fmt.Errorf("managedledger: %w", err)
+	}
+	f.mu.ledgers = make(map[string]*ManagedLedger)
+	f.wg.Add(1)
+	go f.every(opts.CursorFlushInterval, func(ml *ManagedLedger) { ml.flushCursors(context.Background()) })
+	if opts.RetentionInterval > 0 {
+		f.wg.Add(1)
+		go f.every(opts.RetentionInterval, func(ml *ManagedLedger) {
+			if err := ml.rollIfOld(); err != nil {
+				f.log.Warn("managedledger: age rollover failed", "topic", ml.name, "err", err)
+			}
+			if err := ml.ApplyRetention(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
+				f.log.Warn("managedledger: retention failed", "topic", ml.name, "err", err)
+			}
+		})
+	}
+	return f, nil
+}
+
+func (f *Factory) every(d time.Duration, fn func(*ManagedLedger)) {
+	defer f.wg.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+			for _, ml := range f.open() {
+				fn(ml)
+			}
+		}
+	}
+}
+
+func (f *Factory) open() []*ManagedLedger {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]*ManagedLedger, 0, len(f.mu.ledgers))
+	for _, ml := range f.mu.ledgers {
+		out = append(out, ml)
+	}
+	return out
+}
+
+// ValidateName checks a managed ledger name: '/'-separated non-empty
+// segments of [A-Za-z0-9._=-], e.g. "public/default/persistent/t-partition-0".
+func ValidateName(name string) error {
+	if name == "" {
+		return fmt.Errorf("managedledger: empty name")
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("managedledger: invalid name %q", name)
+		}
+		for _, r := range seg {
+			ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+				r == '.' || r == '_' || r == '-' || r == '='
+			if !ok {
+				return fmt.Errorf("managedledger: invalid character %q in name %q", r, name)
+			}
+		}
+	}
+	return nil
+}
+
+// Open returns the managed ledger called name, creating it if absent, and
+// recovering it (torn tail truncated, cursors restored) if it exists.
+// Opening an already open ledger returns the same instance.
+func (f *Factory) Open(ctx context.Context, name string, cfg Config) (*ManagedLedger, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.closed {
+		return nil, ErrClosed
+	}
+	if ml, ok := f.mu.ledgers[name]; ok {
+		return ml, nil
+	}
+	ml, err := openLedger(ctx, f, name, cfg.withDefaults())
+	if err != nil {
+		return nil, err
+	}
+	f.mu.ledgers[name] = ml
+	return ml, nil
+}
+
+func (f *Factory) segOptions(name string) segment.Options {
+	return segment.Options{
+		FS: f.fs, Dir: filepath.Join(f.root, filepath.FromSlash(name)), Logger: f.log.With("topic", name),
+		IndexInterval: f.opts.IndexInterval, Prealloc: f.opts.Prealloc,
+	}
+}
+
+// Delete closes and removes the managed ledger, its data and cursors.
+func (f *Factory) Delete(ctx context.Context, name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	ml, ok := f.mu.ledgers[name]
+	delete(f.mu.ledgers, name)
+	f.mu.Unlock()
+	var errs []error
+	if ok {
+		errs = append(errs, ml.close())
+		for _, c := range ml.Cursors() {
+			c.forget()
+		}
+	}
+	store := f.opts.Store
+	// Files: every segment file in the ledger's directory. Subdirectories
+	// belong to other managed ledgers (names nest) and stay.
+	opts := f.segOptions(name)
+	names, err := f.fs.List(opts.Dir)
+	if err == nil {
+		for _, n := range names {
+			if id, ok := segment.ParseName(n); ok {
+				errs = append(errs, segment.RemoveFiles(opts, id))
+			}
+		}
+		errs = append(errs, f.fs.SyncDir(opts.Dir))
+	}
+	cursors, err := store.Children(ctx, cursorsPath(name))
+	if err != nil && !errors.Is(err, metadata.ErrNotFound) {
+		errs = append(errs, err)
+	}
+	for _, c := range cursors {
+		if err := store.Delete(ctx, cursorsPath(name)+"/"+c, metadata.AnyVersion); err != nil && !errors.Is(err, metadata.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if err := store.Delete(ctx, ledgerPath(name), metadata.AnyVersion); err != nil && !errors.Is(err, metadata.ErrNotFound) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the background loops, then closes every open managed ledger:
+// pending appends are synced, cursors flushed, files closed. Later calls
+// return ErrClosed.
+func (f *Factory) Close() error {
+	f.mu.Lock()
+	if f.mu.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.mu.closed = true
+	all := f.mu.ledgers
+	f.mu.ledgers = map[string]*ManagedLedger{}
+	f.mu.Unlock()
+	close(f.stop)
+	f.wg.Wait()
+	var errs []error
+	for _, ml := range all {
+		errs = append(errs, ml.close())
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxLedgerBytes <= 0 {
+		c.MaxLedgerBytes = 128 << 20
+	}
+	if c.MaxLedgerAge <= 0 {
+		c.MaxLedgerAge = 4 * time.Hour
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = time.Second
+	}
+	return c
+}
+
+// Metadata layout.
+func ledgerPath(name string) string  { return "/managed-ledgers/" + name }
+func cursorsPath(name string) string { return ledgerPath(name) + "/cursors" }
+
+// escapeCursorName maps any cursor name to one valid path segment:
+// [A-Za-z0-9_-] stay, every other byte becomes %XX (so "." and ".." too).
+func escapeCursorName(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+func unescapeCursorName(s string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", fmt.Errorf("managedledger: bad cursor key %q", s)
+		}
+		var v byte
+		for _, h := range []byte(s[i+1 : i+3]) {
+			v <<= 4
+			switch {
+			case h >= '0' && h <= '9':
+				v |= h - '0'
+			case h >= 'A' && h <= 'F':
+				v |= h - 'A' + 10
+			default:
+				return "", fmt.Errorf("managedledger: bad cursor key %q", s)
+			}
+		}
+		b.WriteByte(v)
+		i += 2
+	}
+	return b.String(), nil
+}

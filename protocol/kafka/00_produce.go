@@ -1,0 +1,144 @@
+package kafka
+
+// Produce (key 0), versions 3-9 (record batch v2 only; Kafka 2.8's maximum).
+//
+// Each partition's records must be exactly one RecordBatch v2 with a valid
+// CRC-32C; it is stored byte for byte (compressed batches are not
+// recompressed), its record count becomes the entry's message count and its
+// max timestamp the entry's event time. Idempotent batches (producer id >= 0)
+// are deduplicated by the partition: a retry gets the original base offset, a
+// gap gets OUT_OF_ORDER_SEQUENCE_NUMBER. Transactions are not supported.
+// acks 0 sends no response (an error then closes the connection, as Kafka
+// does, so the client refreshes metadata); acks 1 and -1 both answer once
+// the batch is durable: there is one replica.
+// Produce never creates topics: clients ask Metadata first.
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+func init() { register(3, 9, handleProduce) }
+
+func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg.Response, error) {
+	h := c.h
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	var reqErr error
+	switch {
+	case req.TransactionID != nil:
+		reqErr = errTransactional
+	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
+		reqErr = errInvalidRequiredAcks
+	}
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	var failMu sync.Mutex
+	var failed error
+	fail := func(err error) {
+		failMu.Lock()
+		failed = err
+		failMu.Unlock()
+	}
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		st := &resp.Topics[i]
+		*st = kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		var t *topicInfo
+		terr := reqErr
+		if terr == nil {
+			t, terr = h.lookupTopic(ctx, rt.Topic, false)
+		}
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := &st.Partitions[j]
+			*sp = kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			if terr != nil {
+				sp.ErrorCode, sp.ErrorMessage = errCode(terr), errMsg(terr)
+				fail(terr)
+				continue
+			}
+			name, ok := t.partition(rp.Partition)
+			if !ok {
+				err := errUnknownPartition(rt.Topic, rp.Partition)
+				sp.ErrorCode, sp.ErrorMessage = errCode(err), errMsg(err)
+				fail(err)
+				continue
+			}
+			// Partitions append concurrently: their group commits overlap.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := h.produceOne(actx, name, rp.Records, sp); err != nil {
+					sp.ErrorCode, sp.ErrorMessage = errCode(err), errMsg(err)
+					fail(err)
+					c.log.DebugContext(ctx, "kafka: produce failed", "topic", name.String(), "err", err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if req.Version < 8 {
+		for i := range resp.Topics {
+			for j := range resp.Topics[i].Partitions {
+				resp.Topics[i].Partitions[j].ErrorMessage = nil
+			}
+		}
+	}
+	if req.Acks == 0 {
+		if failed != nil {
+			return nil, failed
+		}
+		return nil, nil
+	}
+	return resp, nil
+}
+
+// produceOne appends one partition's batch and fills in its success fields.
+func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records []byte, sp *kmsg.ProduceResponseTopicPartition) error {
+	bh, err := validateProduced(records)
+	if err != nil {
+		return err
+	}
+	p, err := h.svc.OpenPartition(ctx, name, false)
+	if err != nil {
+		return err
+	}
+	ar := broker.AppendRequest{
+		Format:   broker.FormatKafka,
+		MsgCount: bh.recordCount,
+		Data:     records,
+	}
+	if bh.maxTimestamp > 0 {
+		ar.MaxEventTime = bh.maxTimestamp
+	}
+	if bh.producerID >= 0 {
+		ar.Producer = "kafka-" + strconv.FormatInt(bh.producerID, 10)
+		ar.Epoch = int64(bh.producerEpoch)
+		ar.SeqFirst = int64(bh.baseSequence)
+		ar.SeqLast = int64(bh.baseSequence) + int64(bh.recordCount) - 1
+		ar.StrictSequence = true
+	}
+	res, err := p.Append(ctx, ar)
+	if err != nil {
+		return err
+	}
+	sp.BaseOffset = res.Entry.FirstIndex
+	sp.LogStartOffset = p.FirstIndex()
+	return nil
+}

@@ -1,0 +1,308 @@
+package kafka
+
+// Fetch (key 1), versions 4-12 (record batch v2; Kafka 2.8's maximum; v13+
+// addresses topics by ID and is not served).
+//
+// Stored Kafka batches are returned as produced, with the base offset set to
+// the entry's first message index and the partition leader epoch set to 0
+// (neither is under the batch CRC). Limits follow Kafka: partition max bytes
+// and max bytes bound the response, but the first batch of the first
+// non-empty partition is returned even if larger (KIP-74). With less than
+// min bytes available the request long-polls up to max wait, woken by the
+// partitions' Changed channels. High watermark = last stable offset = the
+// partition's next index (no transactions), log start = its first index.
+// Incremental fetch sessions (KIP-227, v7+) are in fetch_session.go.
+//
+// Entries produced through Pulsar are not converted yet (TODO: a later
+// issue converts them to Kafka records). Until then each is returned as an
+// empty batch covering its offsets, the same shape compaction leaves behind,
+// so consumers move past it and offsets stay exact.
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/crc32"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+func init() { register(4, 12, handleFetch) }
+
+// maxFetchEntries bounds one partition read; bytes usually stop it first.
+const maxFetchEntries = 4096
+
+// partRead is one partition's state during a fetch.
+type partRead struct {
+	sp      *sessionPart
+	p       *broker.Partition
+	err     error
+	hw      int64
+	start   int64
+	records []byte
+}
+
+func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Response, error) {
+	h := c.h
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+
+	parts, sess, incremental, err := h.fs.begin(req)
+	if err != nil {
+		resp.ErrorCode = errCode(err)
+		return resp, nil
+	}
+	if sess != nil {
+		defer sess.mu.Unlock()
+		resp.SessionID = sess.id
+	}
+
+	// Resolve topics and partitions once; the long poll re-reads only.
+	reads := make([]*partRead, len(parts))
+	topics := map[string]*topicInfo{}
+	topicErrs := map[string]error{}
+	for i, sp := range parts {
+		pr := &partRead{sp: sp}
+		reads[i] = pr
+		t, ok := topics[sp.topic]
+		if !ok && topicErrs[sp.topic] == nil {
+			t, err = h.lookupTopic(ctx, sp.topic, false)
+			if err != nil {
+				topicErrs[sp.topic] = err
+			} else {
+				topics[sp.topic] = t
+			}
+		}
+		if t == nil {
+			pr.err = topicErrs[sp.topic]
+			continue
+		}
+		name, ok := t.partition(sp.partition)
+		if !ok {
+			pr.err = errUnknownPartition(sp.topic, sp.partition)
+			continue
+		}
+		pr.p, pr.err = h.svc.OpenPartition(ctx, name, false)
+	}
+
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = math.MaxInt32
+	}
+	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
+	deadline := time.Now().Add(maxWait)
+	var wake []<-chan struct{}
+	for {
+		wake = wake[:0]
+		for _, pr := range reads {
+			if pr.p != nil {
+				// Taken before reading, so no append between the read
+				// and the wait is missed.
+				wake = append(wake, pr.p.Changed())
+			}
+		}
+		total, failed := 0, false
+		for _, pr := range reads {
+			h.readPartition(ctx, pr, maxBytes-total, total == 0)
+			total += len(pr.records)
+			failed = failed || pr.err != nil
+		}
+		if total >= int(req.MinBytes) || failed || !time.Now().Before(deadline) {
+			break
+		}
+		if !waitAny(ctx, h.closing, wake, time.Until(deadline)) {
+			break
+		}
+	}
+
+	// Build the response: every partition for a full fetch, only changed
+	// ones for an incremental one. Consecutive partitions of one topic
+	// share a topic entry, keeping the request's (session's) order.
+	for _, pr := range reads {
+		rp := kmsg.NewFetchResponseTopicPartition()
+		rp.Partition = pr.sp.partition
+		rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+		if pr.err != nil {
+			rp.ErrorCode = errCode(pr.err)
+			if pr.p != nil {
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = pr.hw, pr.hw, pr.start
+			}
+		} else {
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = pr.hw, pr.hw, pr.start
+			rp.RecordBatches = pr.records
+		}
+		if incremental && !pr.sp.changed(rp) {
+			continue
+		}
+		pr.sp.sent(rp)
+		n := len(resp.Topics)
+		if n == 0 || resp.Topics[n-1].Topic != pr.sp.topic {
+			rt := kmsg.NewFetchResponseTopic()
+			rt.Topic = pr.sp.topic
+			resp.Topics = append(resp.Topics, rt)
+			n++
+		}
+		resp.Topics[n-1].Partitions = append(resp.Topics[n-1].Partitions, rp)
+	}
+	return resp, nil
+}
+
+// readPartition reads pr's records from its fetch offset, within the
+// partition's max bytes and the response's remaining budget. first says no
+// earlier partition returned data, so one oversized batch is allowed.
+func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int, first bool) {
+	pr.records = nil
+	if pr.p == nil {
+		return
+	}
+	pr.err = nil
+	pr.hw, pr.start = pr.p.NextIndex(), pr.p.FirstIndex()
+	off := pr.sp.offset
+	if off < pr.start || off > pr.hw {
+		pr.err = broker.ErrOffsetOutOfRange
+		return
+	}
+	if off == pr.hw {
+		return
+	}
+	limit := int(pr.sp.maxBytes)
+	if limit > remaining {
+		limit = remaining
+	}
+	if limit <= 0 && !first {
+		return
+	}
+	entries, err := pr.p.ReadFromIndex(ctx, off, maxFetchEntries, max(limit, 1))
+	if err != nil {
+		pr.err = err
+		return
+	}
+	size := 0
+	for i := range entries {
+		size += batchSize(&entries[i])
+	}
+	if size > limit && !first {
+		// Only the first non-empty partition may exceed the limits.
+		for size > limit && len(entries) > 0 {
+			size -= batchSize(&entries[len(entries)-1])
+			entries = entries[:len(entries)-1]
+		}
+	}
+	if len(entries) == 0 {
+		return
+	}
+	out := make([]byte, 0, size)
+	for i := range entries {
+		out = appendFetched(out, &entries[i])
+	}
+	pr.records = out
+}
+
+// batchSize is the size of e in a fetch response.
+func batchSize(e *broker.Entry) int {
+	if e.Format == broker.FormatKafka {
+		return len(e.Data)
+	}
+	return batchHeaderSize
+}
+
+// appendFetched appends e as a Kafka batch at its offset. The stored bytes
+// are copied, never modified in place: read buffers may be shared.
+func appendFetched(dst []byte, e *broker.Entry) []byte {
+	start := len(dst)
+	if e.Format != broker.FormatKafka {
+		return appendEmptyBatch(dst, e)
+	}
+	dst = append(dst, e.Data...)
+	if len(e.Data) >= 17 {
+		binary.BigEndian.PutUint64(dst[start:], uint64(e.FirstIndex))
+		binary.BigEndian.PutUint32(dst[start+12:], 0) // partition leader epoch
+	}
+	return dst
+}
+
+// appendEmptyBatch appends a record-less v2 batch spanning e's offsets:
+// what Kafka's compaction leaves when it removes every record of a batch.
+// Consumers advance past it. TODO(pulsar->kafka conversion): return e's
+// messages as records instead.
+func appendEmptyBatch(dst []byte, e *broker.Entry) []byte {
+	start := len(dst)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.FirstIndex))
+	dst = binary.BigEndian.AppendUint32(dst, batchHeaderSize-12)
+	dst = binary.BigEndian.AppendUint32(dst, 0) // leader epoch
+	dst = append(dst, 2)                        // magic
+	dst = append(dst, 0, 0, 0, 0)               // crc, below
+	dst = binary.BigEndian.AppendUint16(dst, 0) // attributes
+	dst = binary.BigEndian.AppendUint32(dst, uint32(e.MsgCount-1))
+	ts := e.Timestamp()
+	dst = binary.BigEndian.AppendUint64(dst, uint64(ts))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(ts))
+	dst = binary.BigEndian.AppendUint64(dst, math.MaxUint64) // producer id -1
+	dst = binary.BigEndian.AppendUint16(dst, math.MaxUint16) // epoch -1
+	dst = binary.BigEndian.AppendUint32(dst, math.MaxUint32) // sequence -1
+	dst = binary.BigEndian.AppendUint32(dst, 0)              // records
+	binary.BigEndian.PutUint32(dst[start+17:], crc32.Checksum(dst[start+21:], castagnoli))
+	return dst
+}
+
+// waitAny waits until a channel in chans closes, the timeout passes, the
+// handler closes or ctx ends. It reports whether to poll again (false:
+// stop now).
+func waitAny(ctx context.Context, closing <-chan struct{}, chans []<-chan struct{}, timeout time.Duration) bool {
+	if timeout <= 0 || len(chans) == 0 {
+		if timeout > 0 {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-closing:
+			case <-ctx.Done():
+			}
+		}
+		return false
+	}
+	woke := make(chan struct{}, 1)
+	done := make(chan struct{})
+	defer close(done)
+	for _, ch := range chans {
+		go func() {
+			select {
+			case <-ch:
+				select {
+				case woke <- struct{}{}:
+				default:
+				}
+			case <-done:
+			}
+		}()
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-woke:
+		return true
+	case <-t.C:
+	case <-closing:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// errUnknownPartition is the error for a partition number a topic lacks.
+func errUnknownPartition(topic string, p int32) error {
+	return &unknownPartitionError{topic: topic, partition: p}
+}
+
+type unknownPartitionError struct {
+	topic     string
+	partition int32
+}
+
+func (e *unknownPartitionError) Error() string {
+	return "kafka: topic " + e.topic + " has no partition " + strconv.Itoa(int(e.partition))
+}
+
+func (e *unknownPartitionError) Unwrap() error { return broker.ErrTopicNotFound }

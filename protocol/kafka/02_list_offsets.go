@@ -1,0 +1,127 @@
+package kafka
+
+// ListOffsets (key 2), versions 1-6 (Kafka 2.8's maximum; v7's
+// max-timestamp lookup is not served).
+//
+// Timestamp -2 (earliest) answers the log start offset, -1 (latest) the high
+// watermark (= last stable offset: no transactions). Any other timestamp t
+// answers the first record with timestamp >= t: the partition's time index
+// finds the batch, whose records are then walked to find the record itself
+// (Kafka's own semantics). Compressed batches are not decompressed here: the
+// batch's base offset is answered, an earlier offset than Kafka's, so a
+// consumer re-reads a few records but never skips one. No record at or
+// after t: offset -1.
+
+import (
+	"context"
+	"encoding/binary"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+func init() { register(1, 6, handleListOffsets) }
+
+const (
+	listEarliest = -2
+	listLatest   = -1
+)
+
+func handleListOffsets(ctx context.Context, c *conn, req *kmsg.ListOffsetsRequest) (kmsg.Response, error) {
+	h := c.h
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		t, terr := h.lookupTopic(ctx, rt.Topic, false)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Timestamp, sp.Offset = -1, -1
+			err := terr
+			if err == nil {
+				sp.Offset, sp.Timestamp, err = h.listOffset(ctx, t, rp.Partition, rp.Timestamp)
+			}
+			if err != nil {
+				sp.ErrorCode = errCode(err)
+				sp.Timestamp, sp.Offset = -1, -1
+			} else {
+				sp.LeaderEpoch = 0
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, nil
+}
+
+// listOffset answers one partition: (offset, timestamp).
+func (h *Handler) listOffset(ctx context.Context, t *topicInfo, partition int32, ts int64) (int64, int64, error) {
+	name, ok := t.partition(partition)
+	if !ok {
+		return -1, -1, errUnknownPartition(t.kafka, partition)
+	}
+	p, err := h.svc.OpenPartition(ctx, name, false)
+	if err != nil {
+		return -1, -1, err
+	}
+	switch {
+	case ts == listEarliest:
+		return p.FirstIndex(), -1, nil
+	case ts == listLatest:
+		return p.NextIndex(), -1, nil
+	case ts < 0:
+		return -1, -1, errInvalidRequest
+	}
+	e, found, err := p.FindByTime(ctx, ts)
+	if err != nil || !found {
+		return -1, -1, err
+	}
+	es, err := p.ReadFromIndex(ctx, max(e.FirstIndex, p.FirstIndex()), 1, 1)
+	if err != nil {
+		return -1, -1, err
+	}
+	if len(es) == 0 || es[0].Format != broker.FormatKafka {
+		return max(e.FirstIndex, p.FirstIndex()), e.Timestamp(), nil
+	}
+	off, rts := findRecordByTime(es[0].Data, ts)
+	if off < 0 {
+		return max(e.FirstIndex, p.FirstIndex()), e.Timestamp(), nil
+	}
+	return max(es[0].FirstIndex+int64(off), p.FirstIndex()), rts, nil
+}
+
+// findRecordByTime walks an uncompressed v2 batch and returns the offset
+// delta and timestamp of its first record with timestamp >= ts, or -1 when
+// the batch is compressed, malformed or has no such record.
+func findRecordByTime(b []byte, ts int64) (int32, int64) {
+	bh, err := parseBatchHeader(b)
+	if err != nil || bh.attributes&attrCodecMask != 0 || int(bh.length) > len(b) {
+		return -1, -1
+	}
+	rest := b[batchHeaderSize:bh.length]
+	for range bh.recordCount {
+		l, n := binary.Varint(rest)
+		if n <= 0 || l < 0 || int64(len(rest)-n) < l {
+			return -1, -1
+		}
+		rec := rest[n : n+int(l)]
+		rest = rest[n+int(l):]
+		if len(rec) < 1 {
+			return -1, -1
+		}
+		tsDelta, k := binary.Varint(rec[1:])
+		if k <= 0 {
+			return -1, -1
+		}
+		offDelta, k2 := binary.Varint(rec[1+k:])
+		if k2 <= 0 {
+			return -1, -1
+		}
+		if rts := bh.baseTimestamp + tsDelta; rts >= ts {
+			return int32(offDelta), rts
+		}
+	}
+	return -1, -1
+}

@@ -1,0 +1,290 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Framing: every request and response is [int32 size][payload]. A request
+// payload is a header (api key, api version, correlation id, client id and,
+// for flexible versions, tagged fields) and the body; a response is the
+// correlation id (plus an empty tag buffer for flexible versions, except
+// ApiVersions, whose response header is always v0 so that a client can read
+// it before knowing what the broker speaks) and the body.
+//
+// Ordering: one goroutine reads and decodes frames ahead (pipelining); the
+// connection's serving goroutine handles requests one at a time in arrival
+// order and writes each response before starting the next request. Kafka
+// brokers do the same, and clients rely on it: an idempotent producer's
+// in-flight batches must be appended in the order they were sent.
+
+// minHeaderSize is api key + api version + correlation id + client id length.
+const minHeaderSize = 2 + 2 + 4 + 2
+
+// request is one decoded request, or the reason the connection must close.
+type request struct {
+	key, version int16
+	corr         int32
+	clientID     string
+	req          kmsg.Request // nil for an unsupported ApiVersions version
+	err          error
+}
+
+// conn is one client connection.
+type conn struct {
+	h   *Handler
+	nc  net.Conn
+	log *slog.Logger
+
+	stop     chan struct{} // closed by stopReading
+	stopOnce sync.Once
+}
+
+func newConn(h *Handler, nc net.Conn) *conn {
+	return &conn{h: h, nc: nc, log: h.log.With("conn", nc.RemoteAddr().String()), stop: make(chan struct{})}
+}
+
+// stopReading makes the reader stop after the frame it is reading; queued
+// requests are still served. Used by Handler.Close.
+func (c *conn) stopReading() {
+	c.stopOnce.Do(func() { close(c.stop) })
+	c.nc.SetReadDeadline(time.Now())
+}
+
+// serve runs the connection until the client leaves, a request is
+// malformed, or the handler closes.
+func (c *conn) serve(ctx context.Context) {
+	defer c.nc.Close()
+	reqs := make(chan *request, 16)
+	go c.readLoop(ctx, reqs)
+	defer func() {
+		// Unblock and drain the reader, whatever made us stop.
+		c.nc.Close()
+		for range reqs {
+		}
+	}()
+	bw := bufio.NewWriterSize(c.nc, 64<<10)
+	var out []byte
+	for r := range reqs {
+		if r.err != nil {
+			c.log.WarnContext(ctx, "kafka: closing connection on malformed request", "err", r.err, "api_key", r.key, "api_version", r.version)
+			bw.Flush()
+			return
+		}
+		resp, err := c.handle(ctx, r)
+		if err != nil {
+			c.log.WarnContext(ctx, "kafka: closing connection", "err", err, "api", kmsg.NameForKey(r.key), "api_version", r.version, "client_id", r.clientID)
+			bw.Flush()
+			return
+		}
+		if resp != nil {
+			out = appendResponse(out[:0], r, resp)
+			c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.IdleTimeout))
+			if _, err := bw.Write(out); err != nil {
+				c.log.DebugContext(ctx, "kafka: write failed", "err", err)
+				return
+			}
+			if cap(out) > 1<<20 {
+				out = nil // do not pin a large fetch response's buffer
+			}
+		}
+		if len(reqs) == 0 {
+			if err := bw.Flush(); err != nil {
+				c.log.DebugContext(ctx, "kafka: write failed", "err", err)
+				return
+			}
+		}
+	}
+	bw.Flush()
+}
+
+// handle runs one request's handler, turning a panic into a connection
+// error so that one bad request cannot take the broker down.
+func (c *conn) handle(ctx context.Context, r *request) (resp kmsg.Response, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.ErrorContext(ctx, "kafka: panic serving request", "panic", p, "api", kmsg.NameForKey(r.key), "stack", string(debug.Stack()))
+			resp, err = nil, fmt.Errorf("kafka: panic serving %s: %v", kmsg.NameForKey(r.key), p)
+		}
+	}()
+	if r.req == nil { // ApiVersions at a version we do not speak (KIP-511)
+		return unsupportedApiVersions(), nil
+	}
+	return apis[r.key].handle(ctx, c, r.req)
+}
+
+// readLoop reads and decodes frames until EOF, an error, or stopReading.
+func (c *conn) readLoop(ctx context.Context, out chan<- *request) {
+	defer close(out)
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.ErrorContext(ctx, "kafka: panic decoding request", "panic", p, "stack", string(debug.Stack()))
+			out <- &request{err: fmt.Errorf("panic decoding request: %v", p)}
+		}
+	}()
+	br := bufio.NewReaderSize(c.nc, 64<<10)
+	for {
+		c.nc.SetReadDeadline(time.Now().Add(c.h.cfg.IdleTimeout))
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		buf, err := readFrame(br, c.h.cfg.MaxRequestBytes)
+		if err != nil {
+			switch {
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				select {
+				case <-c.stop:
+				default:
+					c.log.InfoContext(ctx, "kafka: closing idle connection", "idle_timeout", c.h.cfg.IdleTimeout)
+				}
+			case errors.Is(err, errFrame):
+				out <- &request{err: err}
+			default:
+				c.log.DebugContext(ctx, "kafka: read failed", "err", err)
+			}
+			return
+		}
+		r := decodeRequest(buf)
+		out <- r
+		if r.err != nil {
+			return
+		}
+	}
+}
+
+var errFrame = errors.New("kafka: bad frame")
+
+// readFrame reads one size-prefixed frame, refusing sizes outside
+// [minHeaderSize, max] before allocating anything.
+func readFrame(r io.Reader, max int) ([]byte, error) {
+	var sz [4]byte
+	if _, err := io.ReadFull(r, sz[:]); err != nil {
+		return nil, err
+	}
+	n := int32(binary.BigEndian.Uint32(sz[:]))
+	if n < minHeaderSize || int64(n) > int64(max) {
+		return nil, fmt.Errorf("%w: size %d outside [%d, %d]", errFrame, n, minHeaderSize, max)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("%w: truncated: %w", errFrame, err)
+	}
+	return buf, nil
+}
+
+// decodeRequest parses a frame's payload. The returned request has err set
+// if the connection must close: unknown key, unserved version, bad bytes.
+func decodeRequest(buf []byte) *request {
+	r := &request{}
+	if len(buf) < minHeaderSize {
+		r.err = fmt.Errorf("%w: %d byte header", errFrame, len(buf))
+		return r
+	}
+	r.key = int16(binary.BigEndian.Uint16(buf))
+	r.version = int16(binary.BigEndian.Uint16(buf[2:]))
+	r.corr = int32(binary.BigEndian.Uint32(buf[4:]))
+	a, ok := apis[r.key]
+	if !ok {
+		r.err = fmt.Errorf("%w: unsupported api key %d", errFrame, r.key)
+		return r
+	}
+	if r.version < a.min || r.version > a.max {
+		if r.key == apiVersionsKey && r.version > a.max {
+			// KIP-511: answer with v0 and the versions we do speak. The
+			// rest of the request is in a format we may not know: skip it.
+			r.version = 0
+			return r
+		}
+		r.err = fmt.Errorf("%w: %s version %d not in served range %d..%d", errFrame, kmsg.NameForKey(r.key), r.version, a.min, a.max)
+		return r
+	}
+	rest := buf[8:]
+	idLen := int(int16(binary.BigEndian.Uint16(rest)))
+	rest = rest[2:]
+	if idLen > 0 {
+		if idLen > len(rest) {
+			r.err = fmt.Errorf("%w: client id length %d", errFrame, idLen)
+			return r
+		}
+		r.clientID = string(rest[:idLen])
+		rest = rest[idLen:]
+	}
+	req := kmsg.RequestForKey(r.key)
+	req.SetVersion(r.version)
+	if req.IsFlexible() {
+		var err error
+		if rest, err = skipTags(rest); err != nil {
+			r.err = err
+			return r
+		}
+	}
+	if err := req.ReadFrom(rest); err != nil {
+		r.err = fmt.Errorf("%w: decoding %s v%d: %w", errFrame, kmsg.NameForKey(r.key), r.version, err)
+		return r
+	}
+	r.req = req
+	return r
+}
+
+// skipTags skips a header's tagged fields (KIP-482); none are used.
+func skipTags(b []byte) ([]byte, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, fmt.Errorf("%w: bad tag count", errFrame)
+	}
+	b = b[k:]
+	for range n {
+		if _, k = binary.Uvarint(b); k <= 0 {
+			return nil, fmt.Errorf("%w: bad tag", errFrame)
+		}
+		b = b[k:]
+		size, k := binary.Uvarint(b)
+		if k <= 0 || size > uint64(len(b)-k) {
+			return nil, fmt.Errorf("%w: bad tag size", errFrame)
+		}
+		b = b[k+int(size):]
+	}
+	return b, nil
+}
+
+// appendResponse appends resp's frame to dst.
+func appendResponse(dst []byte, r *request, resp kmsg.Response) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(r.corr))
+	if resp.IsFlexible() && r.key != apiVersionsKey {
+		dst = append(dst, 0) // empty header tag buffer
+	}
+	dst = resp.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	return dst
+}
+
+// unsupportedApiVersions is the KIP-511 answer: v0, UNSUPPORTED_VERSION,
+// and our ranges so the client can pick.
+func unsupportedApiVersions() kmsg.Response {
+	resp := kmsg.NewPtrApiVersionsResponse()
+	resp.Version = 0
+	resp.ErrorCode = kerr.UnsupportedVersion.Code
+	resp.ApiKeys = apiVersionsKeys()
+	return resp
+}

@@ -1,0 +1,104 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// Handler-level sentinel errors; like the broker's, they become Kafka error
+// codes only in errCode.
+var (
+	errCorruptBatch        = errors.New("kafka: corrupt record batch")
+	errUnsupportedMagic    = errors.New("kafka: only record batch v2 (magic 2) is accepted")
+	errInvalidRecord       = errors.New("kafka: invalid record")
+	errInvalidPartitions   = errors.New("kafka: invalid partitions")
+	errInvalidReplication  = errors.New("kafka: invalid replication factor")
+	errInvalidRequest      = errors.New("kafka: invalid request")
+	errInvalidRequiredAcks = errors.New("kafka: invalid required acks")
+	errUnknownTopicID      = errors.New("kafka: unknown topic id")
+	errTransactional       = errors.New("kafka: transactions are not supported")
+	errInvalidTimestamp    = errors.New("kafka: invalid timestamp")
+	errFetchSessionID      = errors.New("kafka: fetch session not found")
+	errFetchSessionEpoch   = errors.New("kafka: invalid fetch session epoch")
+	errUnsupportedConfig   = errors.New("kafka: unsupported resource")
+)
+
+// errCode translates an error to a Kafka error code. It is the one place
+// where broker and handler errors meet wire codes.
+func errCode(err error) int16 {
+	var ke *kerr.Error
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ke):
+		return ke.Code
+	case errors.Is(err, broker.ErrTopicNotFound),
+		errors.Is(err, broker.ErrNamespaceNotFound),
+		errors.Is(err, broker.ErrTenantNotFound):
+		return kerr.UnknownTopicOrPartition.Code
+	case errors.Is(err, broker.ErrInvalidName):
+		return kerr.InvalidTopicException.Code
+	case errors.Is(err, broker.ErrAlreadyExists):
+		return kerr.TopicAlreadyExists.Code
+	case errors.Is(err, broker.ErrInvalidConfig):
+		return kerr.InvalidConfig.Code
+	case errors.Is(err, broker.ErrMessageTooLarge):
+		return kerr.MessageTooLarge.Code
+	case errors.Is(err, broker.ErrOffsetOutOfRange):
+		return kerr.OffsetOutOfRange.Code
+	case errors.Is(err, broker.ErrDuplicate):
+		// franz-go and the Java client treat this as success for a batch
+		// older than the five remembered ones.
+		return kerr.DuplicateSequenceNumber.Code
+	case errors.Is(err, broker.ErrOutOfOrderSequence):
+		return kerr.OutOfOrderSequenceNumber.Code
+	case errors.Is(err, broker.ErrProducerFenced):
+		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, broker.ErrClosed):
+		// The partition is being unloaded (topic deleted, broker closing):
+		// the client refreshes metadata and retries.
+		return kerr.NotLeaderForPartition.Code
+	case errors.Is(err, errCorruptBatch):
+		return kerr.CorruptMessage.Code
+	case errors.Is(err, errUnsupportedMagic):
+		return kerr.UnsupportedForMessageFormat.Code
+	case errors.Is(err, errInvalidRecord):
+		return kerr.InvalidRecord.Code
+	case errors.Is(err, errInvalidPartitions):
+		return kerr.InvalidPartitions.Code
+	case errors.Is(err, errInvalidReplication):
+		return kerr.InvalidReplicationFactor.Code
+	case errors.Is(err, errInvalidRequest), errors.Is(err, broker.ErrNotEmpty):
+		return kerr.InvalidRequest.Code
+	case errors.Is(err, errInvalidRequiredAcks):
+		return kerr.InvalidRequiredAcks.Code
+	case errors.Is(err, errUnknownTopicID):
+		return kerr.UnknownTopicID.Code
+	case errors.Is(err, errTransactional):
+		return kerr.TransactionalIDAuthorizationFailed.Code
+	case errors.Is(err, errInvalidTimestamp):
+		return kerr.InvalidTimestamp.Code
+	case errors.Is(err, errFetchSessionID):
+		return kerr.FetchSessionIDNotFound.Code
+	case errors.Is(err, errFetchSessionEpoch):
+		return kerr.InvalidFetchSessionEpoch.Code
+	case errors.Is(err, errUnsupportedConfig):
+		return kerr.InvalidRequest.Code
+	case errors.Is(err, context.DeadlineExceeded):
+		return kerr.RequestTimedOut.Code
+	}
+	return kerr.UnknownServerError.Code
+}
+
+// errMsg is the error message for responses that carry one (nil on success).
+func errMsg(err error) *string {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	return &s
+}

@@ -1,0 +1,313 @@
+// Package kafka is kopernik's Kafka wire-protocol handler: Kafka clients
+// produce, fetch and administer topics unmodified, on the same topics the
+// Pulsar handler serves.
+//
+// Layout: one file per API key (00_produce.go, 01_fetch.go, ...). Each file
+// opens with the versions it serves and registers its handler in the api
+// registry (registry.go), which also builds the ApiVersions answer, so that
+// nothing is advertised that is not served. conn.go owns framing and
+// per-connection ordering, errors.go translates broker errors to Kafka error
+// codes (the only place that does), names.go maps Kafka topic names to
+// kopernik topics.
+//
+// Data model: a Kafka topic "t" is persistent://<tenant>/<namespace>/t;
+// partition N is the topic "t-partition-N" of the partitioned topic, and a
+// non-partitioned topic shows as one partition (partition 0 is the topic
+// itself). A Kafka offset is the partition's message index. Produced
+// RecordBatches are stored byte for byte; Fetch rewrites only the base offset.
+//
+// Lock order: Handler.mu, then conn state; fetchSessions.mu and
+// topicIDs.mu are leaves (nothing is called while holding them).
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/protocol"
+)
+
+func init() {
+	protocol.Register(protocol.Registration{
+		Name:        "kafka",
+		DefaultAddr: "localhost:9092",
+		NewConfig:   func() any { c := DefaultConfig(); return &c },
+		New: func(env protocol.Env, cfg any) (protocol.Handler, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("kafka: config is %T, want *kafka.Config", cfg)
+			}
+			return New(env, *c)
+		},
+	})
+}
+
+// Config is the Kafka handler's section of the server configuration.
+type Config struct {
+	// Tenant holds the topics Kafka clients name without a tenant
+	// (default "public").
+	Tenant string `yaml:"tenant"`
+	// Namespace holds the topics Kafka clients name without a namespace
+	// (default "default").
+	Namespace string `yaml:"namespace"`
+	// AdvertisedAddr is the host:port clients are told to connect to in
+	// Metadata and DescribeCluster (Kafka advertised.listeners). Default: the
+	// listener's actual address ("localhost" replaces a wildcard host).
+	AdvertisedAddr string `yaml:"advertised-addr"`
+	// AutoCreateTopics lets Metadata and Produce create missing topics
+	// (Kafka auto.create.topics.enable, default true). The namespace's
+	// AutoTopicCreation policy must allow it too.
+	AutoCreateTopics bool `yaml:"auto-create-topics"`
+	// DefaultPartitions is the partition count of topics auto-created by
+	// Kafka clients and of CreateTopics with num_partitions -1 (Kafka
+	// num.partitions, default 1). Kafka-created topics are always
+	// partitioned topics.
+	DefaultPartitions int `yaml:"default-partitions"`
+	// MaxRequestBytes is the largest request frame accepted; larger frames
+	// close the connection before anything is allocated (Kafka
+	// socket.request.max.bytes, default 100 MiB).
+	MaxRequestBytes int `yaml:"max-request-bytes"`
+	// IdleTimeout closes connections that send nothing for this long
+	// (Kafka connections.max.idle.ms, default 10m).
+	IdleTimeout time.Duration `yaml:"idle-timeout"`
+	// NodeID is this broker's id in Metadata (Kafka node.id / broker.id,
+	// default 0).
+	NodeID int32 `yaml:"node-id"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Tenant:            "public",
+		Namespace:         "default",
+		AutoCreateTopics:  true,
+		DefaultPartitions: 1,
+		MaxRequestBytes:   100 << 20,
+		IdleTimeout:       10 * time.Minute,
+	}
+}
+
+// Validate reports every problem in c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if err := broker.ValidateSegment("tenant", c.Tenant); err != nil {
+		errs = append(errs, fmt.Errorf("tenant: %w", err))
+	}
+	if err := broker.ValidateSegment("namespace", c.Namespace); err != nil {
+		errs = append(errs, fmt.Errorf("namespace: %w", err))
+	}
+	if c.AdvertisedAddr != "" {
+		host, port, err := net.SplitHostPort(c.AdvertisedAddr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("advertised-addr %q: %w", c.AdvertisedAddr, err))
+		} else if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 || host == "" {
+			errs = append(errs, fmt.Errorf("advertised-addr %q: want host:port with a port in 1..65535", c.AdvertisedAddr))
+		}
+	}
+	if c.DefaultPartitions < 1 {
+		errs = append(errs, fmt.Errorf("default-partitions %d must be >= 1", c.DefaultPartitions))
+	}
+	if c.MaxRequestBytes < 1<<10 {
+		errs = append(errs, fmt.Errorf("max-request-bytes %d must be >= 1024", c.MaxRequestBytes))
+	}
+	if c.IdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("idle-timeout %s must be > 0", c.IdleTimeout))
+	}
+	if c.NodeID < 0 {
+		errs = append(errs, fmt.Errorf("node-id %d must be >= 0", c.NodeID))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("kafka: invalid configuration: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Handler serves the Kafka protocol on one listener.
+type Handler struct {
+	cfg  Config
+	svc  broker.Service
+	log  *slog.Logger
+	pids *producerIDs
+	fs   *fetchSessions
+	tids *topicIDs
+
+	// closing is closed by Close: long polls return early and readers stop.
+	closing   chan struct{}
+	closeOnce sync.Once
+	conns     sync.WaitGroup
+	served    chan struct{} // closed when Serve returns
+
+	mu struct {
+		sync.Mutex
+		ln      net.Listener
+		conns   map[*conn]struct{}
+		host    string // advertised
+		port    int32
+		serving bool
+	}
+}
+
+// New builds a handler; Serve starts it.
+func New(env protocol.Env, cfg Config) (*Handler, error) {
+	if env.Broker == nil {
+		return nil, errors.New("kafka: Env.Broker is required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	h := &Handler{
+		cfg:     cfg,
+		svc:     env.Broker,
+		log:     log.With("protocol", "kafka"),
+		pids:    newProducerIDs(),
+		fs:      newFetchSessions(),
+		tids:    &topicIDs{},
+		closing: make(chan struct{}),
+		served:  make(chan struct{}),
+	}
+	h.mu.conns = make(map[*conn]struct{})
+	return h, nil
+}
+
+// Addr returns the advertised host and port (valid once Serve has started).
+func (h *Handler) advertised() (string, int32) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mu.host, h.mu.port
+}
+
+// Serve accepts connections on ln until ln is closed or Close is called.
+func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
+	host, port, err := advertisedAddr(h.cfg.AdvertisedAddr, ln.Addr())
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	if h.mu.serving {
+		h.mu.Unlock()
+		return errors.New("kafka: Serve called twice")
+	}
+	h.mu.serving = true
+	h.mu.ln = ln
+	h.mu.host, h.mu.port = host, port
+	h.mu.Unlock()
+	defer close(h.served)
+	select {
+	case <-h.closing:
+		ln.Close()
+		return nil
+	default:
+	}
+	h.log.InfoContext(ctx, "kafka handler serving", "addr", ln.Addr().String(), "advertised", net.JoinHostPort(host, strconv.Itoa(int(port))))
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-h.closing:
+				return nil
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Temporary failures (EMFILE, ...): back off like net/http does.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff *= 2; backoff > time.Second {
+				backoff = time.Second
+			}
+			h.log.WarnContext(ctx, "kafka accept failed", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		c := newConn(h, nc)
+		h.mu.Lock()
+		select {
+		case <-h.closing:
+			h.mu.Unlock()
+			nc.Close()
+			return nil
+		default:
+		}
+		h.mu.conns[c] = struct{}{}
+		h.conns.Add(1)
+		h.mu.Unlock()
+		go func() {
+			defer h.conns.Done()
+			defer func() {
+				h.mu.Lock()
+				delete(h.mu.conns, c)
+				h.mu.Unlock()
+			}()
+			c.serve(ctx)
+		}()
+	}
+}
+
+// Close stops accepting, lets in-flight requests finish (bounded by ctx:
+// then connections are cut), and waits for Serve to return.
+func (h *Handler) Close(ctx context.Context) error {
+	h.closeOnce.Do(func() { close(h.closing) })
+	h.mu.Lock()
+	ln, serving := h.mu.ln, h.mu.serving
+	for c := range h.mu.conns {
+		c.stopReading()
+	}
+	h.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	done := make(chan struct{})
+	go func() { h.conns.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		h.mu.Lock()
+		for c := range h.mu.conns {
+			c.nc.Close()
+		}
+		h.mu.Unlock()
+		<-done
+		err = ctx.Err()
+	}
+	if serving {
+		<-h.served
+	}
+	return err
+}
+
+// advertisedAddr resolves the configured advertised address, defaulting to
+// the listener's address with a wildcard host replaced by localhost.
+func advertisedAddr(cfg string, la net.Addr) (string, int32, error) {
+	addr := cfg
+	if addr == "" {
+		addr = la.String()
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("kafka: advertised address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("kafka: advertised address %q: bad port", addr)
+	}
+	if ip := net.ParseIP(strings.Trim(host, "[]")); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return host, int32(port), nil
+}

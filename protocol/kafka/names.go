@@ -1,0 +1,184 @@
+package kafka
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// extraTopicID is the Policies.Extra key holding a topic's Kafka topic ID
+// (KIP-516), 32 hex digits, assigned when the handler first sees the topic.
+const extraTopicID = "kafka.topic.id"
+
+// topicInfo is a topic as Kafka sees it.
+type topicInfo struct {
+	kafka string // the name the client used
+	md    broker.TopicMetadata
+	id    [16]byte // zero until topicID
+}
+
+// numPartitions is the Kafka partition count: a non-partitioned topic is one.
+func (t *topicInfo) numPartitions() int32 {
+	if t.md.Partitions == 0 {
+		return 1
+	}
+	return int32(t.md.Partitions)
+}
+
+// partition names Kafka partition i, or reports false if it does not exist.
+func (t *topicInfo) partition(i int32) (broker.TopicName, bool) {
+	if i < 0 || i >= t.numPartitions() {
+		return broker.TopicName{}, false
+	}
+	if t.md.Partitions == 0 {
+		return t.md.Name, true
+	}
+	return t.md.Name.Partition(int(i)), true
+}
+
+// parseName maps a Kafka topic name to a kopernik topic: "t" lives in the
+// configured tenant/namespace; "tenant/ns/t" and persistent:// names are
+// taken as they are.
+func (h *Handler) parseName(s string) (broker.TopicName, error) {
+	return broker.ParseTopicName(s, h.cfg.Tenant, h.cfg.Namespace)
+}
+
+// kafkaName is the name Kafka clients see for n: short in the handler's own
+// namespace, tenant/ns/local elsewhere.
+func (h *Handler) kafkaName(n broker.TopicName) string {
+	if n.Tenant == h.cfg.Tenant && n.Namespace == h.cfg.Namespace {
+		return n.Local
+	}
+	return n.Tenant + "/" + n.Namespace + "/" + n.Local
+}
+
+// lookupTopic resolves a Kafka topic, creating it when autoCreate is set,
+// the handler allows it and the namespace's policy does not forbid it.
+// Kafka-created topics are partitioned (default-partitions, or the
+// namespace's AutoTopicPartitions if it sets one).
+func (h *Handler) lookupTopic(ctx context.Context, kname string, autoCreate bool) (*topicInfo, error) {
+	name, err := h.parseName(kname)
+	if err != nil {
+		return nil, err
+	}
+	md, err := h.svc.GetTopic(ctx, name)
+	if errors.Is(err, broker.ErrTopicNotFound) && autoCreate && h.cfg.AutoCreateTopics && name.PartitionIndex() < 0 {
+		var n int
+		if n, err = h.autoCreatePartitions(ctx, name); err == nil {
+			err = h.svc.CreateTopic(ctx, name, n, broker.Policies{Extra: map[string]string{extraTopicID: newTopicID()}})
+			if err == nil {
+				h.log.InfoContext(ctx, "kafka auto-created topic", "topic", name.String(), "partitions", n)
+			}
+			if err == nil || errors.Is(err, broker.ErrAlreadyExists) {
+				md, err = h.svc.GetTopic(ctx, name)
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if md.Name != name {
+		// "t-partition-0" of a partitioned topic: Kafka clients address
+		// partitions by number, never by this name.
+		return nil, fmt.Errorf("%w: %s is a partition of %s", broker.ErrTopicNotFound, name, md.Name)
+	}
+	return &topicInfo{kafka: kname, md: md}, nil
+}
+
+// topicID returns t's Kafka topic ID, assigning one if needed.
+func (h *Handler) topicID(ctx context.Context, t *topicInfo) ([16]byte, error) {
+	if t.id == [16]byte{} {
+		id, err := h.tids.ensure(ctx, h.svc, t.md)
+		if err != nil {
+			return id, err
+		}
+		t.id = id
+	}
+	return t.id, nil
+}
+
+// autoCreatePartitions returns the partition count for an auto-created
+// topic, or ErrTopicNotFound if the namespace forbids auto-creation.
+//
+// The namespace's own policy is all a handler can see: a broker-wide
+// default of AutoTopicCreation=false is not visible through Service.
+func (h *Handler) autoCreatePartitions(ctx context.Context, name broker.TopicName) (int, error) {
+	nsp, err := h.svc.NamespacePolicies(ctx, name.NamespaceName())
+	if err != nil {
+		return 0, err
+	}
+	if nsp.AutoTopicCreation != nil && !*nsp.AutoTopicCreation {
+		return 0, fmt.Errorf("%w: %s (auto-creation is off in %s)", broker.ErrTopicNotFound, name, name.NamespaceName())
+	}
+	if nsp.AutoTopicPartitions != nil && *nsp.AutoTopicPartitions > 0 {
+		return *nsp.AutoTopicPartitions, nil
+	}
+	return h.cfg.DefaultPartitions, nil
+}
+
+func newTopicID() string {
+	var id [16]byte
+	rand.Read(id[:])
+	return hex.EncodeToString(id[:])
+}
+
+func parseTopicID(s string) ([16]byte, bool) {
+	var id [16]byte
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 16 {
+		return id, false
+	}
+	copy(id[:], b)
+	return id, id != [16]byte{}
+}
+
+// topicIDs assigns Kafka topic IDs to topics created elsewhere (Pulsar, the
+// admin API) and serialises this handler's read-modify-write of topic
+// policies, since Service.SetTopicPolicies replaces them whole.
+type topicIDs struct {
+	mu sync.Mutex
+}
+
+// ensure returns md's topic ID, persisting a new one if it has none.
+func (t *topicIDs) ensure(ctx context.Context, svc broker.Service, md broker.TopicMetadata) ([16]byte, error) {
+	if id, ok := parseTopicID(md.Policies.Extra[extraTopicID]); ok {
+		return id, nil
+	}
+	var id [16]byte
+	err := t.updatePolicies(ctx, svc, md.Name, func(p *broker.Policies) error {
+		if got, ok := parseTopicID(p.Extra[extraTopicID]); ok {
+			id = got
+			return nil
+		}
+		s := newTopicID()
+		id, _ = parseTopicID(s)
+		p.Extra[extraTopicID] = s
+		return nil
+	})
+	return id, err
+}
+
+// updatePolicies re-reads name's own policies, applies fn and stores them.
+func (t *topicIDs) updatePolicies(ctx context.Context, svc broker.Service, name broker.TopicName, fn func(p *broker.Policies) error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	md, err := svc.GetTopic(ctx, name)
+	if err != nil {
+		return err
+	}
+	p := md.Policies
+	p.Extra = maps.Clone(p.Extra)
+	if p.Extra == nil {
+		p.Extra = map[string]string{}
+	}
+	if err := fn(&p); err != nil {
+		return err
+	}
+	return svc.SetTopicPolicies(ctx, md.Name, p)
+}

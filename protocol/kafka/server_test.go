@@ -1,0 +1,101 @@
+package kafka
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/protocol"
+)
+
+// testServer is a broker with the Kafka handler on 127.0.0.1:0.
+type testServer struct {
+	t       testing.TB
+	store   *metadata.Memory
+	ledgers *managedledger.Factory
+	broker  *broker.Broker
+	h       *Handler
+	addr    string
+	served  chan error
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("KAFKA_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startServer starts a fresh broker and handler; cleanup closes them.
+func startServer(t testing.TB, mod ...func(*Config)) *testServer {
+	t.Helper()
+	store := metadata.NewMemory()
+	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Store: store, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &testServer{t: t, store: store, ledgers: f}
+	s.start(mod...)
+	t.Cleanup(func() {
+		s.stop()
+		f.Close()
+		store.Close()
+	})
+	return s
+}
+
+// start (re)opens the broker and the handler on the server's store and factory.
+func (s *testServer) start(mod ...func(*Config)) {
+	t := s.t
+	t.Helper()
+	ctx := context.Background()
+	b, err := broker.New(ctx, broker.Options{Store: s.store, Ledgers: s.ledgers, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	for _, m := range mod {
+		m(&cfg)
+	}
+	h, err := New(protocol.Env{Broker: b, Logger: testLogger()}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.broker, s.h, s.addr = b, h, ln.Addr().String()
+	s.served = make(chan error, 1)
+	go func() { s.served <- h.Serve(ctx, ln) }()
+}
+
+// stop closes the handler, then the broker.
+func (s *testServer) stop() {
+	if s.h == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.h.Close(ctx); err != nil {
+		s.t.Errorf("handler close: %v", err)
+	}
+	if err := <-s.served; err != nil {
+		s.t.Errorf("serve: %v", err)
+	}
+	s.broker.Close()
+	s.h = nil
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,101 @@
+package pulsar
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/protocol"
+)
+
+// Config is the Pulsar handler's section of the configuration file.
+type Config struct {
+	// AdvertisedAddr is the host:port LOOKUP answers with
+	// (pulsar://<advertised-addr>). Default: the listener's actual address.
+	// Mirrors broker.conf advertisedAddress + brokerServicePort.
+	AdvertisedAddr string `yaml:"advertised-addr"`
+	// MaxMessageSize is the largest message (frame payload) accepted and
+	// announced in CONNECTED (default 5 MiB; broker.conf maxMessageSize).
+	// Frames up to MaxMessageSize+10 KiB are read; larger ones close the
+	// connection before any allocation. The topic's maxMessageBytes policy
+	// applies on top (SEND_ERROR).
+	MaxMessageSize int `yaml:"max-message-size"`
+	// Tenant and Namespace qualify short topic names (default public/default,
+	// as Pulsar's "my-topic" = persistent://public/default/my-topic).
+	Tenant    string `yaml:"tenant"`
+	Namespace string `yaml:"namespace"`
+	// AutoCreateSubscriptions lets SUBSCRIBE create missing durable
+	// subscriptions (default true; broker.conf allowAutoSubscriptionCreation).
+	// The namespace policy AutoSubscriptionCreation must allow it too.
+	AutoCreateSubscriptions bool `yaml:"auto-create-subscriptions"`
+	// Keepalive pings a silent connection after this long and drops it
+	// after twice this long (default 30s; broker.conf keepAliveIntervalSeconds).
+	Keepalive time.Duration `yaml:"keepalive"`
+	// ConnectionBuffer is how many outgoing frames a connection queues before
+	// dispatch and replies block (backpressure on slow clients; default 1000).
+	// No broker.conf equivalent (Netty's write-buffer high-water mark).
+	ConnectionBuffer int `yaml:"connection-buffer"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() *Config {
+	return &Config{
+		MaxMessageSize:          5 << 20,
+		Tenant:                  "public",
+		Namespace:               "default",
+		AutoCreateSubscriptions: true,
+		Keepalive:               30 * time.Second,
+		ConnectionBuffer:        1000,
+	}
+}
+
+// Validate lists every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.AdvertisedAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertisedAddr); err != nil {
+			errs = append(errs, fmt.Errorf("advertised-addr %q: want host:port: %v", c.AdvertisedAddr, err))
+		}
+	}
+	if c.MaxMessageSize < 1<<10 || c.MaxMessageSize > 1<<30 {
+		errs = append(errs, fmt.Errorf("max-message-size %d: want 1 KiB .. 1 GiB", c.MaxMessageSize))
+	}
+	if err := broker.ValidateSegment("tenant", c.Tenant); err != nil {
+		errs = append(errs, fmt.Errorf("tenant: %w", err))
+	}
+	if err := broker.ValidateSegment("namespace", c.Namespace); err != nil {
+		errs = append(errs, fmt.Errorf("namespace: %w", err))
+	}
+	if c.Keepalive < time.Second {
+		errs = append(errs, fmt.Errorf("keepalive %s: want >= 1s", c.Keepalive))
+	}
+	if c.ConnectionBuffer < 1 {
+		errs = append(errs, fmt.Errorf("connection-buffer %d: want >= 1", c.ConnectionBuffer))
+	}
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return fmt.Errorf("pulsar: invalid configuration: %s", strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+func init() {
+	protocol.Register(protocol.Registration{
+		Name:        "pulsar",
+		DefaultAddr: "localhost:6650",
+		NewConfig:   func() any { return DefaultConfig() },
+		New: func(env protocol.Env, cfg any) (protocol.Handler, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, errors.New("pulsar: config is not *pulsar.Config")
+			}
+			return New(env, c)
+		},
+	})
+}

@@ -1,0 +1,323 @@
+package pulsar
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
+)
+
+// serverVersion is announced in CONNECTED.
+const serverVersion = "kopernik"
+
+// protocolVersion is the highest protocol version served.
+const protocolVersion = 20
+
+var connSeq atomic.Uint64
+
+// conn is one client connection.
+type conn struct {
+	h   *Handler
+	nc  net.Conn
+	log *slog.Logger
+
+	out       chan []byte
+	closed    chan struct{}
+	closeOnce sync.Once
+	lastRecv  atomic.Int64 // unix nanos of the last frame received
+
+	// Set by CONNECT, then read-only.
+	connected bool
+	entryMeta bool // client supports broker entry metadata
+
+	mu struct {
+		sync.Mutex
+		producers map[uint64]*producer
+		consumers map[uint64]*consumer
+	}
+}
+
+func newConn(h *Handler, nc net.Conn) *conn {
+	c := &conn{h: h, nc: nc,
+		log:    h.log.With("conn", fmt.Sprintf("%d/%s", connSeq.Add(1), nc.RemoteAddr())),
+		out:    make(chan []byte, h.cfg.ConnectionBuffer),
+		closed: make(chan struct{}),
+	}
+	c.mu.producers = make(map[uint64]*producer)
+	c.mu.consumers = make(map[uint64]*consumer)
+	return c
+}
+
+// close closes the network connection; serve then cleans up.
+func (c *conn) close() {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.nc.Close()
+	})
+}
+
+func (c *conn) serve() {
+	defer c.cleanup()
+	defer c.close()
+	go c.writeLoop()
+	go c.keepalive()
+	r := bufio.NewReaderSize(c.nc, 64<<10)
+	maxFrame := c.h.cfg.MaxMessageSize + framePadding
+	var buf []byte
+	for {
+		body, err := readFrame(r, maxFrame, buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.log.Info("closing connection", "err", err)
+			}
+			return
+		}
+		c.lastRecv.Store(time.Now().UnixNano())
+		cmd, payload, err := parseFrame(body)
+		if err != nil {
+			c.log.Info("closing connection on bad frame", "err", err)
+			return
+		}
+		// SEND keeps the payload beyond this iteration: give it its own
+		// buffer; otherwise reuse the read buffer.
+		if cmd.GetType() == pb.BaseCommand_SEND {
+			buf = nil
+		} else {
+			buf = body
+		}
+		if err := c.handle(cmd, payload); err != nil {
+			c.log.Info("closing connection", "command", cmd.GetType().String(), "err", err)
+			return
+		}
+	}
+}
+
+// writeLoop writes queued frames, flushing when the queue runs dry.
+func (c *conn) writeLoop() {
+	w := bufio.NewWriterSize(c.nc, 64<<10)
+	for {
+		var f []byte
+		select {
+		case f = <-c.out:
+		case <-c.closed:
+			return
+		}
+		if _, err := w.Write(f); err != nil {
+			c.close()
+			return
+		}
+	drain:
+		for {
+			select {
+			case f = <-c.out:
+				if _, err := w.Write(f); err != nil {
+					c.close()
+					return
+				}
+			default:
+				break drain
+			}
+		}
+		if err := w.Flush(); err != nil {
+			c.close()
+			return
+		}
+	}
+}
+
+// keepalive pings a silent client and drops it after two silent intervals.
+func (c *conn) keepalive() {
+	iv := c.h.cfg.Keepalive
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closed:
+			return
+		case <-t.C:
+		}
+		silent := time.Since(time.Unix(0, c.lastRecv.Load()))
+		switch {
+		case silent > 2*iv:
+			c.log.Info("closing silent connection", "silent", silent)
+			c.close()
+			return
+		case silent > iv:
+			c.send(&pb.BaseCommand{Type: pb.BaseCommand_PING.Enum(), Ping: &pb.CommandPing{}})
+		}
+	}
+}
+
+// enqueue queues a frame, blocking while the queue is full (backpressure)
+// until ctx ends or the connection closes.
+func (c *conn) enqueue(ctx context.Context, f []byte) error {
+	select {
+	case c.out <- f:
+		return nil
+	case <-c.closed:
+		return net.ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// send queues a command frame (no payload).
+func (c *conn) send(cmd *pb.BaseCommand) error {
+	f, err := appendFrame(nil, cmd, nil, nil)
+	if err != nil {
+		return err
+	}
+	return c.enqueue(context.Background(), f)
+}
+
+func (c *conn) sendError(reqID uint64, err error) error {
+	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_ERROR.Enum(), Error: &pb.CommandError{
+		RequestId: proto.Uint64(reqID), Error: serverError(err).Enum(), Message: proto.String(err.Error()),
+	}})
+}
+
+func (c *conn) sendSuccess(reqID uint64) error {
+	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_SUCCESS.Enum(), Success: &pb.CommandSuccess{RequestId: proto.Uint64(reqID)}})
+}
+
+// cleanup releases producers and consumers after the connection ended.
+func (c *conn) cleanup() {
+	c.mu.Lock()
+	producers := c.mu.producers
+	consumers := c.mu.consumers
+	c.mu.producers = map[uint64]*producer{}
+	c.mu.consumers = map[uint64]*consumer{}
+	c.mu.Unlock()
+	for _, p := range producers {
+		p.stop()
+	}
+	for _, cs := range consumers {
+		cs.stop()
+	}
+}
+
+// handle serves one command. An error closes the connection.
+func (c *conn) handle(cmd *pb.BaseCommand, payload []byte) error {
+	t := cmd.GetType()
+	if !c.connected && t != pb.BaseCommand_CONNECT {
+		return fmt.Errorf("%s before CONNECT", t)
+	}
+	ctx := context.Background()
+	switch t {
+	case pb.BaseCommand_CONNECT:
+		return c.handleConnect(cmd.GetConnect())
+	case pb.BaseCommand_PING:
+		return c.send(&pb.BaseCommand{Type: pb.BaseCommand_PONG.Enum(), Pong: &pb.CommandPong{}})
+	case pb.BaseCommand_PONG:
+		return nil
+	case pb.BaseCommand_PARTITIONED_METADATA:
+		return c.handlePartitionedMetadata(ctx, cmd.GetPartitionMetadata())
+	case pb.BaseCommand_LOOKUP:
+		return c.handleLookup(ctx, cmd.GetLookupTopic())
+	case pb.BaseCommand_PRODUCER:
+		return c.handleProducer(ctx, cmd.GetProducer())
+	case pb.BaseCommand_SEND:
+		return c.handleSend(cmd.GetSend(), payload)
+	case pb.BaseCommand_CLOSE_PRODUCER:
+		return c.handleCloseProducer(cmd.GetCloseProducer())
+	case pb.BaseCommand_SUBSCRIBE:
+		return c.handleSubscribe(ctx, cmd.GetSubscribe())
+	case pb.BaseCommand_FLOW:
+		return c.handleFlow(cmd.GetFlow())
+	case pb.BaseCommand_ACK:
+		return c.handleAck(ctx, cmd.GetAck())
+	case pb.BaseCommand_REDELIVER_UNACKNOWLEDGED_MESSAGES:
+		return c.handleRedeliver(cmd.GetRedeliverUnacknowledgedMessages())
+	case pb.BaseCommand_SEEK:
+		return c.handleSeek(ctx, cmd.GetSeek())
+	case pb.BaseCommand_GET_LAST_MESSAGE_ID:
+		return c.handleGetLastMessageID(ctx, cmd.GetGetLastMessageId())
+	case pb.BaseCommand_UNSUBSCRIBE:
+		return c.handleUnsubscribe(ctx, cmd.GetUnsubscribe())
+	case pb.BaseCommand_CLOSE_CONSUMER:
+		return c.handleCloseConsumer(cmd.GetCloseConsumer())
+	case pb.BaseCommand_GET_TOPICS_OF_NAMESPACE:
+		return c.handleGetTopicsOfNamespace(ctx, cmd.GetGetTopicsOfNamespace())
+	case pb.BaseCommand_GET_SCHEMA:
+		return c.handleGetSchema(ctx, cmd.GetGetSchema())
+	case pb.BaseCommand_GET_OR_CREATE_SCHEMA:
+		return c.handleGetOrCreateSchema(ctx, cmd.GetGetOrCreateSchema())
+	}
+	// Unknown or unserved command: Pulsar answers request-style commands
+	// with an error; we cannot know the request id of a command we do not
+	// decode, so we log and ignore it (the client's request times out).
+	c.log.Warn("ignoring unsupported command", "command", t.String())
+	return nil
+}
+
+func (c *conn) handleConnect(cmd *pb.CommandConnect) error {
+	if c.connected {
+		return errors.New("duplicate CONNECT")
+	}
+	c.connected = true
+	c.entryMeta = cmd.GetFeatureFlags().GetSupportsBrokerEntryMetadata()
+	pv := min(cmd.GetProtocolVersion(), protocolVersion)
+	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_CONNECTED.Enum(), Connected: &pb.CommandConnected{
+		ServerVersion:   proto.String(serverVersion),
+		ProtocolVersion: proto.Int32(pv),
+		MaxMessageSize:  proto.Int32(int32(c.h.cfg.MaxMessageSize)),
+		FeatureFlags:    &pb.FeatureFlags{SupportsBrokerEntryMetadata: proto.Bool(true)},
+	}})
+}
+
+func (c *conn) handlePartitionedMetadata(ctx context.Context, cmd *pb.CommandPartitionedTopicMetadata) error {
+	reqID := cmd.GetRequestId()
+	fail := func(err error) error {
+		return c.send(&pb.BaseCommand{Type: pb.BaseCommand_PARTITIONED_METADATA_RESPONSE.Enum(),
+			PartitionMetadataResponse: &pb.CommandPartitionedTopicMetadataResponse{
+				RequestId: proto.Uint64(reqID), Response: pb.CommandPartitionedTopicMetadataResponse_Failed.Enum(),
+				Error: serverError(err).Enum(), Message: proto.String(err.Error()),
+			}})
+	}
+	name, err := c.h.topicName(cmd.GetTopic())
+	if err != nil {
+		return fail(err)
+	}
+	md, err := c.h.env.Broker.LookupTopic(ctx, name, true)
+	partitions := 0
+	switch {
+	case errors.Is(err, broker.ErrTopicNotFound):
+		// Not there and not auto-created: Pulsar answers 0 partitions and
+		// lets PRODUCER/SUBSCRIBE fail with TopicNotFound.
+	case err != nil:
+		return fail(err)
+	case md.Name == name:
+		partitions = md.Partitions
+	}
+	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_PARTITIONED_METADATA_RESPONSE.Enum(),
+		PartitionMetadataResponse: &pb.CommandPartitionedTopicMetadataResponse{
+			RequestId: proto.Uint64(reqID), Partitions: proto.Uint32(uint32(partitions)),
+			Response: pb.CommandPartitionedTopicMetadataResponse_Success.Enum(),
+		}})
+}
+
+func (c *conn) handleLookup(ctx context.Context, cmd *pb.CommandLookupTopic) error {
+	reqID := cmd.GetRequestId()
+	if _, err := c.h.topicName(cmd.GetTopic()); err != nil {
+		return c.send(&pb.BaseCommand{Type: pb.BaseCommand_LOOKUP_RESPONSE.Enum(), LookupTopicResponse: &pb.CommandLookupTopicResponse{
+			RequestId: proto.Uint64(reqID), Response: pb.CommandLookupTopicResponse_Failed.Enum(),
+			Error: serverError(err).Enum(), Message: proto.String(err.Error()),
+		}})
+	}
+	// Single broker: this broker owns every topic.
+	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_LOOKUP_RESPONSE.Enum(), LookupTopicResponse: &pb.CommandLookupTopicResponse{
+		RequestId: proto.Uint64(reqID), Response: pb.CommandLookupTopicResponse_Connect.Enum(),
+		BrokerServiceUrl: proto.String(c.h.advertisedURL()), Authoritative: proto.Bool(true),
+	}})
+}

@@ -1,0 +1,435 @@
+package pulsar
+
+// SUBSCRIBE, FLOW, MESSAGE, ACK, REDELIVER_UNACKNOWLEDGED_MESSAGES, SEEK,
+// GET_LAST_MESSAGE_ID, UNSUBSCRIBE, CLOSE_CONSUMER.
+//
+// Durable subscriptions share one broker.Dispatcher per subscription across
+// connections; readers (non-durable) get their own dispatcher over a
+// non-durable cursor. Permits count messages; the broker charges an entry's
+// message count. After a SEEK the consumers of the subscription get
+// CLOSE_CONSUMER (after the SUCCESS): the Go client then re-subscribes from
+// the new position and would never dispatch again otherwise.
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
+)
+
+type consumer struct {
+	c       *conn
+	id      uint64
+	topic   broker.TopicName
+	part    *broker.Partition
+	sub     *broker.Subscription // nil for a non-durable subscription (reader)
+	disp    *broker.Dispatcher
+	dc      *broker.DispatchConsumer
+	subType broker.SubscriptionType
+	release func()
+	detach  func()
+
+	ready    atomic.Bool // SUCCESS sent: notifications may flow
+	active   atomic.Bool
+	stopOnce sync.Once
+}
+
+var subTypes = map[pb.CommandSubscribe_SubType]broker.SubscriptionType{
+	pb.CommandSubscribe_Exclusive:  broker.SubExclusive,
+	pb.CommandSubscribe_Shared:     broker.SubShared,
+	pb.CommandSubscribe_Failover:   broker.SubFailover,
+	pb.CommandSubscribe_Key_Shared: broker.SubKeyShared,
+}
+
+// wirePosition converts a MessageIdData to a position; the client's
+// earliest (-1,-1, sent as uint64 max) and latest (MaxInt64) come out as
+// broker.Earliest and broker.Latest.
+func wirePosition(m *pb.MessageIdData) broker.Position {
+	return broker.Position{LedgerID: int64(m.GetLedgerId()), EntryID: int64(m.GetEntryId())}
+}
+
+func wireID(p broker.Position) *pb.MessageIdData {
+	return &pb.MessageIdData{LedgerId: proto.Uint64(uint64(p.LedgerID)), EntryId: proto.Uint64(uint64(p.EntryID))}
+}
+
+func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) error {
+	reqID, cid := cmd.GetRequestId(), cmd.GetConsumerId()
+	name, err := c.h.topicName(cmd.GetTopic())
+	if err != nil {
+		return c.sendError(reqID, err)
+	}
+	typ, ok := subTypes[cmd.GetSubType()]
+	if !ok {
+		return c.sendError(reqID, fmt.Errorf("%w: subscription type %v", errNotAllowed, cmd.GetSubType()))
+	}
+	c.mu.Lock()
+	_, dup := c.mu.consumers[cid]
+	c.mu.Unlock()
+	if dup {
+		return c.sendError(reqID, fmt.Errorf("%w: consumer id %d already in use", broker.ErrInUse, cid))
+	}
+	part, err := c.h.env.Broker.OpenPartition(ctx, name, cmd.GetForceTopicCreation())
+	if err != nil {
+		return c.sendError(reqID, err)
+	}
+	cs := &consumer{c: c, id: cid, topic: name, part: part, subType: typ}
+	cs.dc = &broker.DispatchConsumer{Name: cmd.GetConsumerName(), Priority: int(cmd.GetPriorityLevel()), Sink: cs}
+	opts := broker.DispatchOptions{
+		Partition: part, Type: typ, PartitionIndex: name.PartitionIndex(),
+		Inspect: inspector(typ), Logger: c.log,
+	}
+	if cmd.GetDurable() {
+		create := c.h.cfg.AutoCreateSubscriptions && part.Policies().AutoSubscriptionCreation
+		initial := broker.InitialLatest
+		if cmd.GetInitialPosition() == pb.CommandSubscribe_Earliest {
+			initial = broker.InitialEarliest
+		}
+		sub, err := part.Subscription(ctx, cmd.GetSubscription(), create, initial)
+		if err != nil {
+			return c.sendError(reqID, err)
+		}
+		disp, err := c.h.dispatchers.Attach(sub, opts, cs.dc)
+		if err != nil {
+			return c.sendError(reqID, err)
+		}
+		cs.sub, cs.disp, cs.release = sub, disp, sub.Hold()
+	} else {
+		opts.Cursor = part.NewReader(readerStart(part, cmd))
+		opts.Type = broker.SubExclusive
+		cs.disp = broker.NewDispatcher(opts)
+		if err := cs.disp.AddConsumer(cs.dc); err != nil {
+			cs.disp.Close()
+			return c.sendError(reqID, err)
+		}
+	}
+	cs.detach = part.Attach()
+	c.mu.Lock()
+	c.mu.consumers[cid] = cs
+	c.mu.Unlock()
+	if err := c.sendSuccess(reqID); err != nil {
+		return err
+	}
+	cs.ready.Store(true)
+	if typ == broker.SubFailover {
+		cs.notifyActive(cs.active.Load())
+	}
+	return nil
+}
+
+// readerStart is the mark-delete position of a reader's cursor: the entry
+// holding start_message_id is delivered again (the client drops messages up
+// to the start id itself, or keeps the start id when inclusive).
+func readerStart(part *broker.Partition, cmd *pb.CommandSubscribe) broker.Position {
+	m := cmd.GetStartMessageId()
+	if m == nil {
+		if cmd.GetInitialPosition() == pb.CommandSubscribe_Earliest {
+			return broker.Earliest
+		}
+		return part.LastConfirmed()
+	}
+	pos := wirePosition(m)
+	switch {
+	case pos.LedgerID < 0 || pos.EntryID < 0 && pos.LedgerID <= 0:
+		return broker.Earliest
+	case pos.LedgerID == math.MaxInt64:
+		return part.LastConfirmed()
+	}
+	return broker.Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID - 1}
+}
+
+// inspector tells the dispatcher which entries it can deliver and, for
+// Key_Shared, their key (ordering key, else partition key).
+func inspector(typ broker.SubscriptionType) func(*broker.Entry) ([]byte, bool) {
+	return func(e *broker.Entry) ([]byte, bool) {
+		if e.Format != broker.FormatPulsar {
+			// TODO(conversion): Kafka-format entries need conversion on
+			// read; until then they are not delivered to Pulsar consumers.
+			return nil, false
+		}
+		if typ != broker.SubKeyShared {
+			return nil, true
+		}
+		md, _, err := parseStored(e.Data)
+		if err != nil {
+			return nil, true
+		}
+		if k := md.GetOrderingKey(); len(k) > 0 {
+			return k, true
+		}
+		return []byte(md.GetPartitionKey()), true
+	}
+}
+
+// Deliver implements broker.ConsumerSink: one MESSAGE frame per entry.
+func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
+	mid := wireID(d.Entry.Position)
+	msg := &pb.CommandMessage{ConsumerId: proto.Uint64(cs.id), MessageId: mid}
+	if d.RedeliveryCount > 0 {
+		msg.RedeliveryCount = proto.Uint32(d.RedeliveryCount)
+	}
+	if len(d.AckSet) > 0 {
+		msg.AckSet = make([]int64, len(d.AckSet))
+		for i, w := range d.AckSet {
+			msg.AckSet[i] = int64(w)
+		}
+	}
+	var bem *pb.BrokerEntryMetadata
+	if cs.c.entryMeta {
+		bem = &pb.BrokerEntryMetadata{
+			BrokerTimestamp: proto.Uint64(uint64(d.Entry.PublishTime)),
+			Index:           proto.Uint64(uint64(d.Entry.LastIndex())),
+		}
+	}
+	f, err := appendFrame(make([]byte, 0, len(d.Entry.Data)+128), &pb.BaseCommand{Type: pb.BaseCommand_MESSAGE.Enum(), Message: msg}, bem, d.Entry.Data)
+	if err != nil {
+		return err
+	}
+	return cs.c.enqueue(ctx, f)
+}
+
+// ActiveChanged implements broker.ConsumerSink.
+func (cs *consumer) ActiveChanged(active bool) {
+	cs.active.Store(active)
+	if cs.ready.Load() && cs.subType == broker.SubFailover {
+		cs.notifyActive(active)
+	}
+}
+
+func (cs *consumer) notifyActive(active bool) {
+	f, _ := appendFrame(nil, &pb.BaseCommand{Type: pb.BaseCommand_ACTIVE_CONSUMER_CHANGE.Enum(),
+		ActiveConsumerChange: &pb.CommandActiveConsumerChange{ConsumerId: proto.Uint64(cs.id), IsActive: proto.Bool(active)}}, nil, nil)
+	select {
+	case cs.c.out <- f:
+	default:
+		// A full queue must not stall the dispatcher registry; the
+		// notification is advisory for the Go client.
+		go cs.c.enqueue(context.Background(), f)
+	}
+}
+
+// stop detaches the consumer from its dispatcher and partition. Idempotent.
+func (cs *consumer) stop() {
+	cs.stopOnce.Do(func() {
+		if cs.sub != nil {
+			cs.c.h.dispatchers.Detach(cs.sub, cs.disp, cs.dc)
+			cs.release()
+		} else {
+			cs.disp.RemoveConsumer(cs.dc)
+			cs.disp.Close()
+		}
+		if cs.detach != nil {
+			cs.detach()
+		}
+	})
+}
+
+// closeByBroker removes the consumer and tells the client (CLOSE_CONSUMER),
+// which then re-subscribes.
+func (cs *consumer) closeByBroker() {
+	cs.c.mu.Lock()
+	if cs.c.mu.consumers[cs.id] == cs {
+		delete(cs.c.mu.consumers, cs.id)
+	}
+	cs.c.mu.Unlock()
+	cs.stop()
+	cs.c.send(&pb.BaseCommand{Type: pb.BaseCommand_CLOSE_CONSUMER.Enum(), CloseConsumer: &pb.CommandCloseConsumer{
+		ConsumerId: proto.Uint64(cs.id), RequestId: proto.Uint64(0),
+	}})
+}
+
+func (c *conn) consumer(id uint64) *consumer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.consumers[id]
+}
+
+func (c *conn) handleFlow(cmd *pb.CommandFlow) error {
+	if cs := c.consumer(cmd.GetConsumerId()); cs != nil {
+		cs.disp.Flow(cs.dc, int64(cmd.GetMessagePermits()))
+	}
+	return nil
+}
+
+func ackSetWords(s []int64) []uint64 {
+	out := make([]uint64, len(s))
+	for i, w := range s {
+		out[i] = uint64(w)
+	}
+	return out
+}
+
+func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
+	cs := c.consumer(cmd.GetConsumerId())
+	var err error
+	if cs == nil {
+		err = fmt.Errorf("%w: %d", errConsumerNotFound, cmd.GetConsumerId())
+	} else if cmd.GetAckType() == pb.CommandAck_Cumulative {
+		for _, m := range cmd.GetMessageId() {
+			pos := wirePosition(m)
+			if len(m.GetAckSet()) > 0 {
+				// Everything before the entry, and part of the entry.
+				if err = cs.disp.AckCumulative(ctx, broker.Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID - 1}); err == nil {
+					err = cs.disp.AckBatchIndex(ctx, pos, ackSetWords(m.GetAckSet()))
+				}
+			} else {
+				err = cs.disp.AckCumulative(ctx, pos)
+			}
+		}
+	} else {
+		var whole []broker.Position
+		for _, m := range cmd.GetMessageId() {
+			pos := wirePosition(m)
+			if len(m.GetAckSet()) > 0 {
+				if e := cs.disp.AckBatchIndex(ctx, pos, ackSetWords(m.GetAckSet())); e != nil {
+					err = e
+				}
+			} else {
+				whole = append(whole, pos)
+			}
+		}
+		if len(whole) > 0 {
+			if e := cs.disp.Ack(ctx, whole...); e != nil {
+				err = e
+			}
+		}
+	}
+	if cmd.RequestId == nil {
+		return nil
+	}
+	resp := &pb.CommandAckResponse{ConsumerId: proto.Uint64(cmd.GetConsumerId()), RequestId: proto.Uint64(cmd.GetRequestId())}
+	if err != nil {
+		resp.Error, resp.Message = serverError(err).Enum(), proto.String(err.Error())
+	}
+	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_ACK_RESPONSE.Enum(), AckResponse: resp})
+}
+
+func (c *conn) handleRedeliver(cmd *pb.CommandRedeliverUnacknowledgedMessages) error {
+	cs := c.consumer(cmd.GetConsumerId())
+	if cs == nil {
+		return nil
+	}
+	var positions []broker.Position
+	for _, m := range cmd.GetMessageIds() {
+		positions = append(positions, wirePosition(m))
+	}
+	cs.disp.Redeliver(cs.dc, positions)
+	return nil
+}
+
+func (c *conn) handleSeek(ctx context.Context, cmd *pb.CommandSeek) error {
+	reqID := cmd.GetRequestId()
+	cs := c.consumer(cmd.GetConsumerId())
+	if cs == nil {
+		return c.sendError(reqID, fmt.Errorf("%w: %d", errConsumerNotFound, cmd.GetConsumerId()))
+	}
+	var pos broker.Position
+	switch {
+	case cmd.MessageId != nil:
+		pos = wirePosition(cmd.MessageId)
+		if pos.LedgerID < 0 {
+			pos = broker.Earliest
+		}
+	case cmd.MessagePublishTime != nil:
+		e, found, err := cs.part.FindByTime(ctx, int64(cmd.GetMessagePublishTime()))
+		if err != nil {
+			return c.sendError(reqID, err)
+		}
+		if found {
+			pos = e.Position
+		} else {
+			pos = broker.Latest
+		}
+	default:
+		return c.sendError(reqID, fmt.Errorf("%w: SEEK without message id or time", errNotAllowed))
+	}
+	if err := cs.disp.Reset(ctx, pos); err != nil {
+		return c.sendError(reqID, err)
+	}
+	if err := c.sendSuccess(reqID); err != nil {
+		return err
+	}
+	for _, dc := range cs.disp.Consumers() {
+		if other, ok := dc.Sink.(*consumer); ok {
+			other.closeByBroker()
+		}
+	}
+	return nil
+}
+
+func (c *conn) handleGetLastMessageID(ctx context.Context, cmd *pb.CommandGetLastMessageId) error {
+	reqID := cmd.GetRequestId()
+	cs := c.consumer(cmd.GetConsumerId())
+	if cs == nil {
+		return c.sendError(reqID, fmt.Errorf("%w: %d", errConsumerNotFound, cmd.GetConsumerId()))
+	}
+	lc := cs.part.LastConfirmed()
+	last := wireID(lc)
+	if lc.EntryID >= 0 {
+		es, err := cs.part.ReadEntries(ctx, lc, 1, 1)
+		if err != nil {
+			return c.sendError(reqID, err)
+		}
+		if len(es) == 1 && es[0].Position == lc && es[0].Format == broker.FormatPulsar {
+			if md, _, err := parseStored(es[0].Data); err == nil && md.NumMessagesInBatch != nil {
+				last.BatchIndex = proto.Int32(md.GetNumMessagesInBatch() - 1)
+			}
+		}
+	}
+	if idx := cs.topic.PartitionIndex(); idx >= 0 {
+		last.Partition = proto.Int32(int32(idx))
+	}
+	resp := &pb.CommandGetLastMessageIdResponse{RequestId: proto.Uint64(reqID), LastMessageId: last,
+		ConsumerMarkDeletePosition: wireID(cs.disp.Cursor().MarkDeletePosition())}
+	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_GET_LAST_MESSAGE_ID_RESPONSE.Enum(), GetLastMessageIdResponse: resp})
+}
+
+func (c *conn) handleUnsubscribe(ctx context.Context, cmd *pb.CommandUnsubscribe) error {
+	reqID := cmd.GetRequestId()
+	cs := c.consumer(cmd.GetConsumerId())
+	if cs == nil {
+		return c.sendError(reqID, fmt.Errorf("%w: %d", errConsumerNotFound, cmd.GetConsumerId()))
+	}
+	if cs.sub != nil {
+		others := 0
+		for _, dc := range cs.disp.Consumers() {
+			if dc != cs.dc {
+				others++
+				if cmd.GetForce() {
+					if o, ok := dc.Sink.(*consumer); ok {
+						o.closeByBroker()
+					}
+				}
+			}
+		}
+		if others > 0 && !cmd.GetForce() {
+			return c.sendError(reqID, fmt.Errorf("%w: subscription %s has other consumers", broker.ErrInUse, cs.sub.Name()))
+		}
+	}
+	c.mu.Lock()
+	delete(c.mu.consumers, cs.id)
+	c.mu.Unlock()
+	cs.stop()
+	if cs.sub != nil {
+		if err := cs.part.DeleteSubscription(ctx, cs.sub.Name(), cmd.GetForce()); err != nil {
+			return c.sendError(reqID, err)
+		}
+	}
+	return c.sendSuccess(reqID)
+}
+
+func (c *conn) handleCloseConsumer(cmd *pb.CommandCloseConsumer) error {
+	c.mu.Lock()
+	cs := c.mu.consumers[cmd.GetConsumerId()]
+	delete(c.mu.consumers, cmd.GetConsumerId())
+	c.mu.Unlock()
+	if cs != nil {
+		cs.stop()
+	}
+	return c.sendSuccess(cmd.GetRequestId())
+}

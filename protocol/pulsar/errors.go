@@ -1,0 +1,51 @@
+package pulsar
+
+import (
+	"context"
+	"errors"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
+)
+
+// Handler-level errors (translated below like the broker's).
+var (
+	errIncompatibleSchema = errors.New("pulsar: incompatible schema")
+	errNotAllowed         = errors.New("pulsar: not allowed")
+	errConsumerNotFound   = errors.New("pulsar: consumer not found")
+)
+
+// serverError translates an error to a Pulsar ServerError code. This is the
+// only place where broker errors meet wire codes.
+func serverError(err error) pb.ServerError {
+	switch {
+	case err == nil:
+		return pb.ServerError_UnknownError
+	case errors.Is(err, broker.ErrTopicNotFound), errors.Is(err, broker.ErrNamespaceNotFound),
+		errors.Is(err, broker.ErrTenantNotFound):
+		return pb.ServerError_TopicNotFound
+	case errors.Is(err, broker.ErrSubscriptionNotFound):
+		return pb.ServerError_SubscriptionNotFound
+	case errors.Is(err, broker.ErrInvalidName):
+		return pb.ServerError_InvalidTopicName
+	case errors.Is(err, broker.ErrProducerFenced):
+		return pb.ServerError_ProducerFenced
+	case errors.Is(err, broker.ErrProducerBusy):
+		return pb.ServerError_ProducerBusy
+	case errors.Is(err, broker.ErrInUse):
+		return pb.ServerError_ConsumerBusy
+	case errors.Is(err, broker.ErrMessageTooLarge), errors.Is(err, errNotAllowed):
+		return pb.ServerError_NotAllowedError
+	case errors.Is(err, broker.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return pb.ServerError_ServiceNotReady
+	case errors.Is(err, broker.ErrInvalidConfig), errors.Is(err, broker.ErrAlreadyExists), errors.Is(err, broker.ErrNotEmpty):
+		return pb.ServerError_MetadataError
+	case errors.Is(err, errIncompatibleSchema):
+		return pb.ServerError_IncompatibleSchema
+	case errors.Is(err, errConsumerNotFound):
+		return pb.ServerError_ConsumerNotFound
+	case errors.Is(err, broker.ErrDuplicate), errors.Is(err, broker.ErrOutOfOrderSequence):
+		return pb.ServerError_PersistenceError
+	}
+	return pb.ServerError_UnknownError
+}

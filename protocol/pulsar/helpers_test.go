@@ -1,0 +1,188 @@
+package pulsar
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+	plog "github.com/apache/pulsar-client-go/pulsar/log"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/protocol"
+)
+
+// server is an in-process broker with the Pulsar handler on loopback.
+type server struct {
+	t       testing.TB
+	store   metadata.Store
+	ledgers *managedledger.Factory
+	broker  *broker.Broker
+	h       *Handler
+	ln      net.Listener
+	url     string
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("PULSAR_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+func startServer(t testing.TB) *server {
+	t.Helper()
+	store := metadata.NewMemory()
+	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{t: t, store: store, ledgers: f}
+	s.start("127.0.0.1:0")
+	t.Cleanup(func() { s.stop() })
+	return s
+}
+
+// start opens a broker on the server's store and ledgers and serves on addr.
+func (s *server) start(addr string) {
+	s.t.Helper()
+	ctx := context.Background()
+	b, err := broker.New(ctx, broker.Options{Store: s.store, Ledgers: s.ledgers, Logger: testLogger()})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	h, err := New(protocol.Env{Broker: b, Logger: testLogger()}, DefaultConfig())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.broker, s.h, s.ln = b, h, ln
+	s.url = "pulsar://" + ln.Addr().String()
+	go h.Serve(ctx, ln)
+}
+
+// stop closes the handler. The broker is dropped without Close: the
+// in-memory ledger engine would refuse to reopen closed ledgers, and a
+// restart test reopens them from the same factory.
+func (s *server) stop() {
+	if s.h == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.h.Close(ctx)
+	s.h = nil
+}
+
+func (s *server) client(t testing.TB) pulsar.Client {
+	t.Helper()
+	c, err := pulsar.NewClient(pulsar.ClientOptions{
+		URL: s.url, OperationTimeout: 10 * time.Second, ConnectionTimeout: 5 * time.Second,
+		Logger: plog.DefaultNopLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+var topicSeq atomic.Int64
+
+func newTopic(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", strings.ToLower(prefix), time.Now().UnixNano()%1e6, topicSeq.Add(1))
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func produce(t testing.TB, p pulsar.Producer, n int, prefix string) []pulsar.MessageID {
+	t.Helper()
+	ids := make([]pulsar.MessageID, n)
+	errs := make(chan error, n)
+	for i := range n {
+		p.SendAsync(context.Background(), &pulsar.ProducerMessage{
+			Payload: fmt.Appendf(nil, "%s-%d", prefix, i), Key: fmt.Sprintf("k%d", i%7),
+		}, func(id pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err == nil {
+				ids[i] = id
+			}
+			errs <- err
+		})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+func receive(t testing.TB, c pulsar.Consumer, n int, ack bool) []pulsar.Message {
+	t.Helper()
+	ctx := ctxT(t)
+	out := make([]pulsar.Message, 0, n)
+	for len(out) < n {
+		m, err := c.Receive(ctx)
+		if err != nil {
+			t.Fatalf("received %d of %d: %v", len(out), n, err)
+		}
+		if ack {
+			if err := c.Ack(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// expectNone checks that nothing arrives within d.
+func expectNone(t testing.TB, c pulsar.Consumer, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if m, err := c.Receive(ctx); err == nil {
+		t.Fatalf("unexpected message %q (%v)", m.Payload(), m.ID())
+	}
+}
+
+func payloads(ms []pulsar.Message) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = string(m.Payload())
+	}
+	return out
+}
+
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
+
+func brokerPolicies() broker.Policies { return broker.Policies{} }
+
+func mustName(t testing.TB, s *server, topic string) broker.TopicName {
+	t.Helper()
+	n, err := s.h.topicName(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

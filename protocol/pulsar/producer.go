@@ -1,0 +1,276 @@
+package pulsar
+
+// PRODUCER, SEND, CLOSE_PRODUCER.
+//
+// A producer's SENDs are appended in order by one goroutine per producer and
+// their receipts are written in that order (the client matches receipts to
+// its pending queue strictly in order). Deduplication is the broker's:
+// a retried batch gets its original message id, an older one (-1,-1).
+// Chunks carry the message's sequence id in every chunk, so only the last
+// chunk takes part in deduplication; every chunk gets its own receipt.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
+)
+
+// sendQueue bounds the SENDs buffered per producer; beyond it the
+// connection's reader blocks (backpressure on the producer's connection).
+const sendQueue = 1000
+
+type sendReq struct {
+	cmd    *pb.CommandSend
+	stored []byte
+	md     *pb.MessageMetadata
+	err    error // payload rejected before append (checksum, malformed)
+}
+
+type producer struct {
+	c      *conn
+	id     uint64
+	name   string
+	part   *broker.Partition
+	reg    *broker.ProducerRegistration
+	detach func()
+
+	sends    chan sendReq
+	done     chan struct{}
+	stopOnce sync.Once
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) error {
+	reqID, pid := cmd.GetRequestId(), cmd.GetProducerId()
+	name, err := c.h.topicName(cmd.GetTopic())
+	if err != nil {
+		return c.sendError(reqID, err)
+	}
+	c.mu.Lock()
+	_, dup := c.mu.producers[pid]
+	c.mu.Unlock()
+	if dup {
+		return c.sendError(reqID, fmt.Errorf("%w: producer id %d already in use", broker.ErrProducerBusy, pid))
+	}
+	part, err := c.h.env.Broker.OpenPartition(ctx, name, true)
+	if err != nil {
+		return c.sendError(reqID, err)
+	}
+	if cmd.GetEncrypted() {
+		// Payloads pass through untouched; encryption is end to end.
+		c.log.Debug("encrypted producer", "topic", name.String())
+	}
+	var schemaVersion []byte
+	if s := cmd.GetSchema(); s != nil && s.GetType() != pb.Schema_None {
+		if schemaVersion, err = c.h.getOrCreateSchema(ctx, name, s); err != nil {
+			return c.sendError(reqID, err)
+		}
+	}
+	pname := cmd.GetProducerName()
+	if pname == "" {
+		pname = broker.GenerateProducerName("kopernik")
+	}
+	topicEpoch := int64(-1)
+	if cmd.TopicEpoch != nil && cmd.GetTopicEpoch() <= math.MaxInt64 {
+		topicEpoch = int64(cmd.GetTopicEpoch())
+	}
+	access := broker.ProducerAccess(cmd.GetProducerAccessMode())
+	p := &producer{c: c, id: pid, name: pname, part: part,
+		sends: make(chan sendReq, sendQueue), done: make(chan struct{})}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+
+	register := func(rctx context.Context) error {
+		queued := func() {
+			// Tell the client to keep waiting past its request timeout.
+			c.send(&pb.BaseCommand{Type: pb.BaseCommand_PRODUCER_SUCCESS.Enum(), ProducerSuccess: &pb.CommandProducerSuccess{
+				RequestId: proto.Uint64(reqID), ProducerName: proto.String(pname), ProducerReady: proto.Bool(false),
+			}})
+		}
+		reg, err := c.h.producers.Add(rctx, part, pname, access, topicEpoch, p.fenced, queued)
+		if err != nil {
+			return c.sendError(reqID, err)
+		}
+		p.reg = reg
+		p.detach = part.Attach()
+		c.mu.Lock()
+		c.mu.producers[pid] = p
+		c.mu.Unlock()
+		go p.run()
+		ps := &pb.CommandProducerSuccess{
+			RequestId: proto.Uint64(reqID), ProducerName: proto.String(pname),
+			LastSequenceId: proto.Int64(part.LastSequence(pname)), SchemaVersion: schemaVersion,
+			ProducerReady: proto.Bool(true),
+		}
+		if access != broker.AccessShared {
+			ps.TopicEpoch = proto.Uint64(reg.Epoch)
+		}
+		return c.send(&pb.BaseCommand{Type: pb.BaseCommand_PRODUCER_SUCCESS.Enum(), ProducerSuccess: ps})
+	}
+	if access == broker.AccessWaitForExclusive {
+		// Waiting must not stall the connection: wait on the side, until
+		// access is granted or the connection closes.
+		wctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			<-c.closed
+			cancel()
+		}()
+		go func() {
+			if err := register(wctx); err != nil {
+				c.close()
+			}
+			if wctx.Err() != nil {
+				c.mu.Lock()
+				if c.mu.producers[pid] == p {
+					delete(c.mu.producers, pid)
+				}
+				c.mu.Unlock()
+				p.stop()
+			}
+		}()
+		return nil
+	}
+	return register(ctx)
+}
+
+// fenced is called when an ExclusiveWithFencing producer took over.
+func (p *producer) fenced() {
+	p.c.mu.Lock()
+	if p.c.mu.producers[p.id] == p {
+		delete(p.c.mu.producers, p.id)
+	}
+	p.c.mu.Unlock()
+	p.stop()
+	p.c.send(&pb.BaseCommand{Type: pb.BaseCommand_CLOSE_PRODUCER.Enum(), CloseProducer: &pb.CommandCloseProducer{
+		ProducerId: proto.Uint64(p.id), RequestId: proto.Uint64(0),
+	}})
+}
+
+// stop ends the producer: pending sends are dropped (their clients resend)
+// and it is unregistered. Idempotent.
+func (p *producer) stop() {
+	p.stopOnce.Do(func() {
+		p.cancel()
+		if p.reg != nil {
+			p.c.h.producers.Remove(p.part, p.reg)
+		}
+		if p.detach != nil {
+			p.detach()
+		}
+	})
+}
+
+func (c *conn) handleSend(cmd *pb.CommandSend, payload []byte) error {
+	c.mu.Lock()
+	p := c.mu.producers[cmd.GetProducerId()]
+	c.mu.Unlock()
+	if p == nil {
+		// Pulsar closes the connection on a SEND for an unknown producer
+		// (e.g. fenced): the client reconnects and re-creates it.
+		return fmt.Errorf("SEND for unknown producer %d", cmd.GetProducerId())
+	}
+	req := sendReq{cmd: cmd}
+	req.stored, req.md, req.err = parsePayload(payload)
+	select {
+	case p.sends <- req:
+		return nil
+	case <-p.ctx.Done():
+		return nil
+	case <-c.closed:
+		return net.ErrClosed
+	}
+}
+
+func (p *producer) run() {
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case req := <-p.sends:
+			if f := p.append(req); f != nil {
+				if p.c.enqueue(p.ctx, f) != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// append stores one SEND and returns the receipt or error frame.
+func (p *producer) append(req sendReq) []byte {
+	cmd := req.cmd
+	seq := cmd.GetSequenceId()
+	highest := cmd.GetHighestSequenceId()
+	if highest < seq {
+		highest = seq
+	}
+	sendErr := func(err error) []byte {
+		code := serverError(err)
+		if errors.Is(err, errChecksum) {
+			code = pb.ServerError_ChecksumError
+		}
+		f, _ := appendFrame(nil, &pb.BaseCommand{Type: pb.BaseCommand_SEND_ERROR.Enum(), SendError: &pb.CommandSendError{
+			ProducerId: proto.Uint64(p.id), SequenceId: proto.Uint64(seq), Error: code.Enum(), Message: proto.String(err.Error()),
+		}}, nil, nil)
+		return f
+	}
+	if req.err != nil {
+		return sendErr(req.err)
+	}
+	md := req.md
+	n := md.GetNumMessagesInBatch()
+	if n < 1 {
+		n = 1
+	}
+	eventTime := int64(md.GetEventTime())
+	if eventTime <= 0 {
+		eventTime = int64(md.GetPublishTime())
+	}
+	ar := broker.AppendRequest{
+		Format: broker.FormatPulsar, MsgCount: n, MaxEventTime: eventTime, Data: req.stored,
+		Producer: p.name, SeqFirst: int64(seq), SeqLast: int64(highest),
+	}
+	if md.GetNumChunksFromMsg() > 1 && md.GetChunkId() < md.GetNumChunksFromMsg()-1 {
+		ar.Producer = "" // every chunk repeats the sequence id: deduplicate on the last one only
+	}
+	res, err := p.part.Append(p.ctx, ar)
+	mid := &pb.MessageIdData{}
+	switch {
+	case errors.Is(err, broker.ErrDuplicate):
+		// An old duplicate: acknowledged without a position, as Pulsar does.
+		mid.LedgerId, mid.EntryId = proto.Uint64(math.MaxUint64), proto.Uint64(math.MaxUint64)
+	case err != nil:
+		if p.ctx.Err() != nil {
+			return nil
+		}
+		return sendErr(err)
+	default:
+		mid.LedgerId = proto.Uint64(uint64(res.Entry.Position.LedgerID))
+		mid.EntryId = proto.Uint64(uint64(res.Entry.Position.EntryID))
+	}
+	f, _ := appendFrame(nil, &pb.BaseCommand{Type: pb.BaseCommand_SEND_RECEIPT.Enum(), SendReceipt: &pb.CommandSendReceipt{
+		ProducerId: proto.Uint64(p.id), SequenceId: proto.Uint64(seq), HighestSequenceId: proto.Uint64(highest), MessageId: mid,
+	}}, nil, nil)
+	return f
+}
+
+func (c *conn) handleCloseProducer(cmd *pb.CommandCloseProducer) error {
+	c.mu.Lock()
+	p := c.mu.producers[cmd.GetProducerId()]
+	delete(c.mu.producers, cmd.GetProducerId())
+	c.mu.Unlock()
+	if p != nil {
+		// Let queued sends finish first? The client waits for its pending
+		// receipts before closing, so the queue is normally empty here.
+		p.stop()
+	}
+	return c.sendSuccess(cmd.GetRequestId())
+}

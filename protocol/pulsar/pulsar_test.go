@@ -1,0 +1,33 @@
+package pulsar
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+)
+
+func TestProduceConsumeBasic(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("basic")
+	cons, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	produce(t, p, 20, "m")
+	got := payloads(receive(t, cons, 20, true))
+	for i := range 20 {
+		if got[i] != fmt.Sprintf("m-%d", i) {
+			t.Fatalf("got %v", got)
+		}
+	}
+	_ = slices.Equal[[]string]
+}

@@ -1,0 +1,153 @@
+package pulsar
+
+// GET_SCHEMA, GET_OR_CREATE_SCHEMA, and producers' schemas.
+//
+// Schemas are stored per topic (the partitioned topic for its partitions)
+// in the topic's Policies.Extra under "pulsar.schema.<version>" as JSON, so
+// they live in the broker's metadata with the topic and disappear with it.
+// Versions count from 0 and go on the wire as 8-byte big-endian integers,
+// like Pulsar's. Compatibility check: a schema identical to a stored
+// version gets that version; anything else becomes a new version (the
+// equivalent of compatibility strategy ALWAYS_COMPATIBLE).
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strconv"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
+)
+
+const schemaKeyPrefix = "pulsar.schema."
+
+type storedSchema struct {
+	Name       string            `json:"name"`
+	Type       int32             `json:"type"`
+	Data       []byte            `json:"data"`
+	Properties map[string]string `json:"properties,omitempty"`
+}
+
+func toStored(s *pb.Schema) storedSchema {
+	st := storedSchema{Name: s.GetName(), Type: int32(s.GetType()), Data: s.GetSchemaData()}
+	for _, kv := range s.GetProperties() {
+		if st.Properties == nil {
+			st.Properties = map[string]string{}
+		}
+		st.Properties[kv.GetKey()] = kv.GetValue()
+	}
+	return st
+}
+
+func (st storedSchema) wire() *pb.Schema {
+	s := &pb.Schema{Name: proto.String(st.Name), Type: pb.Schema_Type(st.Type).Enum(), SchemaData: st.Data}
+	for k, v := range st.Properties {
+		s.Properties = append(s.Properties, &pb.KeyValue{Key: proto.String(k), Value: proto.String(v)})
+	}
+	return s
+}
+
+func (st storedSchema) equal(o storedSchema) bool {
+	return st.Type == o.Type && bytes.Equal(st.Data, o.Data) && maps.Equal(st.Properties, o.Properties)
+}
+
+func schemaVersion(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
+
+// schemas returns the topic (record) name and its stored schemas by version.
+func (h *Handler) schemas(ctx context.Context, name broker.TopicName) (broker.TopicMetadata, []storedSchema, error) {
+	md, err := h.env.Broker.GetTopic(ctx, name)
+	if err != nil {
+		return md, nil, err
+	}
+	var out []storedSchema
+	for v := 0; ; v++ {
+		raw, ok := md.Policies.Extra[schemaKeyPrefix+strconv.Itoa(v)]
+		if !ok {
+			break
+		}
+		var st storedSchema
+		if err := json.Unmarshal([]byte(raw), &st); err != nil {
+			return md, nil, fmt.Errorf("%w: stored schema %d of %s: %v", broker.ErrInvalidConfig, v, md.Name, err)
+		}
+		out = append(out, st)
+	}
+	return md, out, nil
+}
+
+// getOrCreateSchema returns the version of s on the topic, adding it as a new version if needed.
+func (h *Handler) getOrCreateSchema(ctx context.Context, name broker.TopicName, s *pb.Schema) ([]byte, error) {
+	h.schemaMu.Lock()
+	defer h.schemaMu.Unlock()
+	md, all, err := h.schemas(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	want := toStored(s)
+	for v := len(all) - 1; v >= 0; v-- {
+		if all[v].equal(want) {
+			return schemaVersion(int64(v)), nil
+		}
+	}
+	raw, err := json.Marshal(want)
+	if err != nil {
+		return nil, err
+	}
+	p := md.Policies
+	p.Extra = maps.Clone(p.Extra)
+	if p.Extra == nil {
+		p.Extra = map[string]string{}
+	}
+	p.Extra[schemaKeyPrefix+strconv.Itoa(len(all))] = string(raw)
+	if err := h.env.Broker.SetTopicPolicies(ctx, md.Name, p); err != nil {
+		return nil, err
+	}
+	return schemaVersion(int64(len(all))), nil
+}
+
+func (c *conn) handleGetSchema(ctx context.Context, cmd *pb.CommandGetSchema) error {
+	reqID := cmd.GetRequestId()
+	fail := func(code pb.ServerError, err error) error {
+		return c.send(&pb.BaseCommand{Type: pb.BaseCommand_GET_SCHEMA_RESPONSE.Enum(), GetSchemaResponse: &pb.CommandGetSchemaResponse{
+			RequestId: proto.Uint64(reqID), ErrorCode: code.Enum(), ErrorMessage: proto.String(err.Error()),
+		}})
+	}
+	name, err := c.h.topicName(cmd.GetTopic())
+	if err != nil {
+		return fail(serverError(err), err)
+	}
+	_, all, err := c.h.schemas(ctx, name)
+	if err != nil {
+		return fail(serverError(err), err)
+	}
+	v := int64(len(all) - 1)
+	if sv := cmd.GetSchemaVersion(); len(sv) == 8 {
+		v = int64(binary.BigEndian.Uint64(sv))
+	}
+	if v < 0 || v >= int64(len(all)) {
+		return fail(pb.ServerError_TopicNotFound, fmt.Errorf("no schema version %d on %s", v, name))
+	}
+	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_GET_SCHEMA_RESPONSE.Enum(), GetSchemaResponse: &pb.CommandGetSchemaResponse{
+		RequestId: proto.Uint64(reqID), Schema: all[v].wire(), SchemaVersion: schemaVersion(v),
+	}})
+}
+
+func (c *conn) handleGetOrCreateSchema(ctx context.Context, cmd *pb.CommandGetOrCreateSchema) error {
+	reqID := cmd.GetRequestId()
+	resp := &pb.CommandGetOrCreateSchemaResponse{RequestId: proto.Uint64(reqID)}
+	name, err := c.h.topicName(cmd.GetTopic())
+	if err == nil {
+		if _, err = c.h.env.Broker.LookupTopic(ctx, name, true); err == nil {
+			resp.SchemaVersion, err = c.h.getOrCreateSchema(ctx, name, cmd.GetSchema())
+		}
+	}
+	if err != nil {
+		resp.ErrorCode, resp.ErrorMessage = serverError(err).Enum(), proto.String(err.Error())
+	}
+	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_GET_OR_CREATE_SCHEMA_RESPONSE.Enum(), GetOrCreateSchemaResponse: resp})
+}

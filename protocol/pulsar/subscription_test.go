@@ -1,0 +1,231 @@
+package pulsar
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+)
+
+func subscribe(t testing.TB, c pulsar.Client, o pulsar.ConsumerOptions) pulsar.Consumer {
+	t.Helper()
+	if o.SubscriptionInitialPosition == 0 {
+		o.SubscriptionInitialPosition = pulsar.SubscriptionPositionEarliest
+	}
+	cons, err := c.Subscribe(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cons.Close)
+	return cons
+}
+
+func newProducer(t testing.TB, c pulsar.Client, o pulsar.ProducerOptions) pulsar.Producer {
+	t.Helper()
+	p, err := c.CreateProducer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func TestExclusiveSubscription(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("excl")
+	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Exclusive})
+	if _, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Exclusive}); err == nil || !strings.Contains(err.Error(), "ConsumerBusy") {
+		t.Fatalf("second exclusive consumer: %v, want ConsumerBusy", err)
+	}
+	if _, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Shared}); err == nil {
+		t.Fatal("shared consumer on an exclusive subscription was accepted")
+	}
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic})
+	produce(t, p, 10, "x")
+	got := payloads(receive(t, cons, 10, true))
+	for i, g := range got {
+		if g != fmt.Sprintf("x-%d", i) {
+			t.Fatalf("out of order: %v", got)
+		}
+	}
+}
+
+func TestSharedSubscription(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("shared")
+	opts := pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Shared, ReceiverQueueSize: 5}
+	c1 := subscribe(t, c, opts)
+	c2 := subscribe(t, s.client(t), opts)
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	produce(t, p, 100, "m")
+	seen := map[string]int{}
+	ctx := ctxT(t)
+	counts := [2]int{}
+	for len(seen) < 100 {
+		for i, cons := range []pulsar.Consumer{c1, c2} {
+			rctx, cancel := contextWithTimeout(ctx, 50*time.Millisecond)
+			m, err := cons.Receive(rctx)
+			cancel()
+			if err != nil {
+				continue
+			}
+			cons.Ack(m)
+			seen[string(m.Payload())]++
+			counts[i]++
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("got %d distinct of 100", len(seen))
+		}
+	}
+	if counts[0] == 0 || counts[1] == 0 {
+		t.Fatalf("one consumer got nothing: %v", counts)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s delivered %d times", k, n)
+		}
+	}
+}
+
+func TestFailoverSubscription(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("failover")
+	opts := pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Failover, Name: "a"}
+	ca := subscribe(t, c, opts)
+	opts.Name = "b"
+	cb, err := s.client(t).Subscribe(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic})
+	produce(t, p, 10, "f")
+	// "a" sorts first: it is the active consumer and gets everything.
+	receive(t, ca, 10, true)
+	expectNone(t, cb, 200*time.Millisecond)
+	ca.Close()
+	produce(t, p, 5, "g")
+	got := payloads(receive(t, cb, 5, true))
+	if got[0] != "g-0" || got[4] != "g-4" {
+		t.Fatalf("standby got %v", got)
+	}
+}
+
+func TestKeySharedSubscription(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("keyshared")
+	opts := pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.KeyShared}
+	c1 := subscribe(t, c, opts)
+	c2 := subscribe(t, s.client(t), opts)
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	for i := range 200 {
+		if _, err := p.Send(ctxT(t), &pulsar.ProducerMessage{Key: fmt.Sprintf("key-%d", i%20), Payload: fmt.Appendf(nil, "%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := map[string]int{}
+	total := 0
+	ctx := ctxT(t)
+	for total < 200 {
+		for i, cons := range []pulsar.Consumer{c1, c2} {
+			rctx, cancel := contextWithTimeout(ctx, 50*time.Millisecond)
+			m, err := cons.Receive(rctx)
+			cancel()
+			if err != nil {
+				continue
+			}
+			cons.Ack(m)
+			total++
+			if o, ok := owner[m.Key()]; ok && o != i {
+				t.Fatalf("key %s went to both consumers", m.Key())
+			}
+			owner[m.Key()] = i
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("got %d of 200", total)
+		}
+	}
+	used := map[int]bool{}
+	for _, o := range owner {
+		used[o] = true
+	}
+	if len(used) != 2 {
+		t.Fatalf("keys all went to one consumer: %v", owner)
+	}
+}
+
+func TestBatchingAndCompression(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	for _, batching := range []bool{false, true} {
+		for _, ct := range []pulsar.CompressionType{pulsar.NoCompression, pulsar.LZ4, pulsar.ZLib, pulsar.ZSTD, pulsar.SNAPPY} {
+			t.Run(fmt.Sprintf("batching=%v/compression=%d", batching, ct), func(t *testing.T) {
+				topic := newTopic("comp")
+				cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s"})
+				p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: !batching, CompressionType: ct,
+					BatchingMaxPublishDelay: 5 * time.Millisecond})
+				body := strings.Repeat("compressible ", 50)
+				produce(t, p, 30, body)
+				got := receive(t, cons, 30, true)
+				for i, m := range got {
+					if want := fmt.Sprintf("%s-%d", body, i); string(m.Payload()) != want {
+						t.Fatalf("message %d: got %q", i, m.Payload())
+					}
+					if m.Key() != fmt.Sprintf("k%d", i%7) {
+						t.Fatalf("message %d key %q", i, m.Key())
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestPartitionedTopic(t *testing.T) {
+	s := startServer(t)
+	topic := newTopic("parted")
+	name, _ := s.h.topicName(topic)
+	if err := s.broker.CreateTopic(ctxT(t), name, 3, brokerPolicies()); err != nil {
+		t.Fatal(err)
+	}
+	c := s.client(t)
+	parts, err := c.TopicPartitions(topic)
+	if err != nil || len(parts) != 3 {
+		t.Fatalf("partitions %v %v", parts, err)
+	}
+	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s"})
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic})
+	produce(t, p, 60, "p")
+	got := payloads(receive(t, cons, 60, true))
+	sort.Strings(got)
+	for i := 1; i < len(got); i++ {
+		if got[i] == got[i-1] {
+			t.Fatalf("duplicate %s", got[i])
+		}
+	}
+	perPart := map[int32]int{}
+	_ = perPart
+}
+
+func TestRegexSubscription(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	prefix := newTopic("rx")
+	for i := range 3 {
+		p := newProducer(t, c, pulsar.ProducerOptions{Topic: fmt.Sprintf("%s-%d", prefix, i)})
+		produce(t, p, 5, fmt.Sprintf("t%d", i))
+	}
+	newProducer(t, c, pulsar.ProducerOptions{Topic: "other-" + prefix})
+	cons := subscribe(t, c, pulsar.ConsumerOptions{TopicsPattern: "persistent://public/default/" + prefix + "-.*", SubscriptionName: "s"})
+	got := payloads(receive(t, cons, 15, true))
+	sort.Strings(got)
+	if got[0] != "t0-0" || got[14] != "t2-4" {
+		t.Fatalf("got %v", got)
+	}
+}

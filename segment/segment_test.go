@@ -1,0 +1,305 @@
+package segment
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func testOpts(fs FS, dir string) Options {
+	return Options{FS: fs, Dir: dir, Logger: quietLogger(), IndexInterval: 256}
+}
+
+// mkRecord builds entry id of a test ledger: msgCount 1..3, growing data.
+func mkRecord(id, firstIndex int64) Record {
+	return Record{
+		EntryID: id, FirstIndex: firstIndex, MsgCount: int32(id%3 + 1),
+		PublishTime: 1000 + id, MaxEventTime: (id * 7919) % 500, Format: 1,
+		Producer: fmt.Sprintf("p%d", id%2), SeqFirst: id, SeqLast: id + 1,
+		Data: bytes.Repeat([]byte{byte(id)}, int(id%50)*7),
+	}
+}
+
+func appendN(t testing.TB, s *Segment, n int) []Record {
+	t.Helper()
+	w := s.Written()
+	var out []Record
+	for i := int64(0); i < int64(n); i++ {
+		r := mkRecord(w.Entries+i, w.NextIndex)
+		if _, err := s.Append(&r); err != nil {
+			t.Fatal(err)
+		}
+		w.NextIndex = r.NextIndex()
+		out = append(out, r)
+	}
+	return out
+}
+
+func sameRecord(a, b Record) bool {
+	return a.EntryID == b.EntryID && a.FirstIndex == b.FirstIndex && a.MsgCount == b.MsgCount &&
+		a.PublishTime == b.PublishTime && a.MaxEventTime == b.MaxEventTime && a.Format == b.Format &&
+		a.Producer == b.Producer && a.SeqFirst == b.SeqFirst && a.SeqLast == b.SeqLast && bytes.Equal(a.Data, b.Data)
+}
+
+func checkAll(t testing.TB, s *Segment, want []Record) {
+	t.Helper()
+	got, err := s.Read(0, int64(len(want)), len(want)+1, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("read %d records, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !sameRecord(got[i], want[i]) {
+			t.Fatalf("record %d: got %+v want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestSegmentAppendReadLookups(t *testing.T) {
+	for _, name := range []string{"mem", "os"} {
+		t.Run(name, func(t *testing.T) {
+			var fs FS = NewMemFS()
+			dir := "/seg"
+			if name == "os" {
+				fs, dir = OSFS{}, t.TempDir()
+			}
+			opts := testOpts(fs, dir)
+			s, err := Create(opts, 7, 100, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := appendN(t, s, 300)
+			if d := s.Durable(); d.Entries != 0 {
+				t.Fatalf("durable before sync: %+v", d)
+			}
+			info, err := s.Sync()
+			if err != nil || info.Entries != 300 || info.NextIndex != want[299].NextIndex() {
+				t.Fatalf("sync: %+v %v", info, err)
+			}
+			checkAll(t, s, want)
+			// Bounded reads.
+			got, _ := s.Read(10, 300, 5, 1<<20)
+			if len(got) != 5 || got[0].EntryID != 10 {
+				t.Fatalf("read from 10: %d records", len(got))
+			}
+			got, _ = s.Read(10, 12, 100, 1<<20)
+			if len(got) != 2 {
+				t.Fatalf("limit: %d records", len(got))
+			}
+			got, _ = s.Read(49, 300, 100, 1)
+			if len(got) != 1 {
+				t.Fatalf("maxBytes: at least one record, got %d", len(got))
+			}
+			// Lookups against a linear scan.
+			runMax := int64(0)
+			var firstAt []int64 // firstAt[t] = first entry with running max >= t
+			for i, r := range want {
+				h, err := s.Header(int64(i), 300)
+				if err != nil || h.EntryID != int64(i) || h.Producer != r.Producer {
+					t.Fatalf("header %d: %+v %v", i, h, err)
+				}
+				for ix := r.FirstIndex; ix < r.NextIndex(); ix++ {
+					h, ok, err := s.FindIndex(ix, 300)
+					if err != nil || !ok || h.EntryID != int64(i) {
+						t.Fatalf("find index %d: %+v %v %v", ix, h, ok, err)
+					}
+				}
+				for runMax < r.Timestamp() {
+					runMax++
+					firstAt = append(firstAt, int64(i))
+				}
+			}
+			for ts := int64(1); ts < int64(len(firstAt)); ts++ {
+				h, ok, err := s.FindTime(ts, 300)
+				if err != nil || !ok || h.EntryID != firstAt[ts-1] {
+					t.Fatalf("find time %d: %+v %v %v want %d", ts, h.EntryID, ok, err, firstAt[ts-1])
+				}
+			}
+			if _, ok, _ := s.FindTime(runMax+1, 300); ok {
+				t.Fatal("find time beyond max found something")
+			}
+			if _, ok, _ := s.FindIndex(want[299].NextIndex(), 300); ok {
+				t.Fatal("find index beyond end found something")
+			}
+			// Seal, reopen sealed and unsealed.
+			if err := s.Seal(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Append(&Record{EntryID: 300, FirstIndex: want[299].NextIndex(), MsgCount: 1}); !errors.Is(err, ErrSealed) {
+				t.Fatalf("append after seal: %v", err)
+			}
+			s.Close()
+			s, err = Open(opts, 7, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkAll(t, s, want)
+			s.Close()
+			s, err = Open(opts, 7, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, appendN(t, s, 10)...)
+			if _, err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			checkAll(t, s, want)
+			s.Close()
+			s, err = Open(opts, 7, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkAll(t, s, want)
+			if err := s.Remove(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestSegmentRecoveryTruncatesTornTail(t *testing.T) {
+	fs := NewMemFS()
+	opts := testOpts(fs, "/d")
+	s, err := Create(opts, 1, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := appendN(t, s, 100)
+	if _, err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	size := s.Written().Size
+	s.Close()
+	path := filepath.Join("/d", LogName(1))
+	corruptions := map[string]func(f File){
+		"torn":  func(f File) { f.Truncate(size - 3) },
+		"zeros": func(f File) { f.Truncate(size + 1<<16) },
+		"garbage": func(f File) {
+			f.WriteAt([]byte("garbage-garbage-garbage-garbage-garbage-garbage-garbage-garbage-"), size)
+		},
+		"bitflip":   func(f File) { b := []byte{0}; f.ReadAt(b, size-2); b[0] ^= 0x10; f.WriteAt(b, size-2) },
+		"biglength": func(f File) { f.WriteAt([]byte{0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4}, size) },
+	}
+	for name, corrupt := range corruptions {
+		t.Run(name, func(t *testing.T) {
+			// Work on a copy.
+			orig, _ := fs.OpenFile(path, os.O_RDWR, 0)
+			n, _ := orig.Size()
+			data := make([]byte, n)
+			orig.ReadAt(data, 0)
+			idxF, _ := fs.OpenFile(filepath.Join("/d", IndexName(1)), os.O_RDWR, 0)
+			in, _ := idxF.Size()
+			idx := make([]byte, in)
+			idxF.ReadAt(idx, 0)
+
+			fs2 := NewMemFS()
+			f, _ := fs2.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+			f.WriteAt(data, 0)
+			g, _ := fs2.OpenFile(filepath.Join("/d", IndexName(1)), os.O_RDWR|os.O_CREATE, 0o644)
+			g.WriteAt(idx, 0)
+			corrupt(f)
+			s, err := Open(testOpts(fs2, "/d"), 1, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			exp := want
+			if name == "torn" || name == "bitflip" {
+				exp = want[:99]
+			}
+			checkAll(t, s, exp)
+			// Appends continue with the next entry id and index.
+			more := appendN(t, s, 5)
+			if more[0].EntryID != int64(len(exp)) || more[0].FirstIndex != exp[len(exp)-1].NextIndex() {
+				t.Fatalf("continued at %d/%d", more[0].EntryID, more[0].FirstIndex)
+			}
+			s.Sync()
+			checkAll(t, s, append(exp[:len(exp):len(exp)], more...))
+		})
+	}
+}
+
+func TestSegmentVersionRatchet(t *testing.T) {
+	fs := NewMemFS()
+	opts := testOpts(fs, "/d")
+	s, err := Create(opts, 3, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	f, _ := fs.OpenFile(filepath.Join("/d", LogName(3)), os.O_RDWR, 0)
+	h := logHeader{version: FormatVersion + 1, ledgerID: 3}
+	f.WriteAt(h.encode(), 0)
+	if _, err := Open(opts, 3, false); !errors.Is(err, ErrNewerVersion) {
+		t.Fatalf("newer version: %v", err)
+	}
+}
+
+func TestSegmentInjectedFailures(t *testing.T) {
+	ffs := &FaultFS{FS: NewMemFS()}
+	opts := testOpts(ffs, "/d")
+	s, err := Create(opts, 1, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 3)
+	ffs.FailSyncs(".log", errors.New("EIO"))
+	if _, err := s.Sync(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("sync: %v", err)
+	}
+	ffs.FailSyncs(".log", nil)
+	// A failed sync poisons the segment: the page cache can no longer be trusted.
+	r := mkRecord(3, s.Written().NextIndex)
+	if _, err := s.Append(&r); !errors.Is(err, ErrFailed) {
+		t.Fatalf("append after failed sync: %v", err)
+	}
+	s.Close()
+	s, err = Open(opts, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ffs.FailWrites(".log", errors.New("ENOSPC"))
+	r = mkRecord(s.Written().Entries, s.Written().NextIndex)
+	if _, err := s.Append(&r); !errors.Is(err, ErrFailed) {
+		t.Fatalf("append with failing write: %v", err)
+	}
+}
+
+func TestSegmentPrealloc(t *testing.T) {
+	opts := testOpts(OSFS{}, t.TempDir())
+	opts.Prealloc = 64 << 10
+	s, err := Create(opts, 1, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := appendN(t, s, 2000)
+	if _, err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	checkAll(t, s, want)
+	s.Close() // unsealed: the file keeps zero-filled slack
+	s, err = Open(opts, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAll(t, s, want)
+	want = append(want, appendN(t, s, 500)...)
+	if err := s.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(filepath.Join(opts.Dir, LogName(1)))
+	if st.Size() != s.Written().Size {
+		t.Fatalf("sealed file has slack: %d vs %d", st.Size(), s.Written().Size)
+	}
+	checkAll(t, s, want)
+	s.Close()
+}

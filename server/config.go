@@ -1,0 +1,339 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/protocol"
+)
+
+// EnvPrefix starts every environment variable the configuration reads:
+// KOPERNIK_DATA_DIR sets data-dir, KOPERNIK_KAFKA_ADDR sets kafka-addr,
+// KOPERNIK_KAFKA_ADVERTISED_ADDR sets advertised-addr in the kafka section.
+const EnvPrefix = "KOPERNIK_"
+
+// Config is the standalone broker's configuration. Precedence, lowest
+// first: defaults, the YAML file, KOPERNIK_* environment variables, flags.
+type Config struct {
+	// DataDir holds ledgers and metadata (default ./data).
+	DataDir string `yaml:"data-dir"`
+	// HTTPAddr serves /metrics, /admin/v2 and health (default localhost:8080).
+	HTTPAddr string `yaml:"http-addr"`
+	// Protocols enables handlers by name (default: every compiled-in one).
+	Protocols []string `yaml:"protocols"`
+	// Fsync is the durability policy: "always" (default: an acknowledged
+	// write is on stable storage) or "interval" (fsync every FsyncInterval).
+	Fsync string `yaml:"fsync"`
+	// FsyncInterval is the fsync period of Fsync "interval" (default 1s).
+	FsyncInterval time.Duration `yaml:"fsync-interval"`
+	// LogLevel is debug, info (default), warn or error; LogFormat text (default) or json.
+	LogLevel  string `yaml:"log-level"`
+	LogFormat string `yaml:"log-format"`
+	// ShutdownTimeout bounds graceful shutdown (default 10s).
+	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
+
+	// Broker-wide policy defaults; namespaces and topics override them.
+	// RetentionTime keeps consumed data (default 168h; Kafka log.retention.hours).
+	RetentionTime time.Duration `yaml:"retention-time"`
+	// RetentionBytes caps consumed data per partition (default -1, unlimited; Kafka log.retention.bytes).
+	RetentionBytes int64 `yaml:"retention-bytes"`
+	// MaxMessageBytes is the largest batch accepted (default 1048576; Kafka message.max.bytes).
+	MaxMessageBytes int32 `yaml:"max-message-bytes"`
+	// SegmentBytes rolls ledgers over (default 128 MiB; Kafka log.segment.bytes).
+	SegmentBytes int64 `yaml:"segment-bytes"`
+	// SegmentAge rolls ledgers over by age (default 4h; Kafka log.roll.hours).
+	SegmentAge time.Duration `yaml:"segment-age"`
+	// AutoTopicCreation (default true; Kafka auto.create.topics.enable, Pulsar allowAutoTopicCreation).
+	AutoTopicCreation bool `yaml:"auto-topic-creation"`
+	// AutoSubscriptionCreation (default true; Pulsar allowAutoSubscriptionCreation).
+	AutoSubscriptionCreation bool `yaml:"auto-subscription-creation"`
+
+	// Addrs maps a protocol to its listen address; YAML key "<protocol>-addr"
+	// (defaults: kafka localhost:9092, pulsar localhost:6650).
+	Addrs map[string]string `yaml:"-"`
+	// Handlers holds each protocol's own settings (YAML section named after
+	// the protocol), as returned by its Registration.NewConfig.
+	Handlers map[string]any `yaml:"-"`
+}
+
+// DefaultConfig returns the embedded defaults.
+func DefaultConfig() *Config {
+	d := broker.DefaultPolicies()
+	c := &Config{
+		DataDir:                  "./data",
+		HTTPAddr:                 "localhost:8080",
+		Protocols:                protocol.Names(),
+		Fsync:                    "always",
+		FsyncInterval:            time.Second,
+		LogLevel:                 "info",
+		LogFormat:                "text",
+		ShutdownTimeout:          10 * time.Second,
+		RetentionTime:            d.RetentionTime,
+		RetentionBytes:           d.RetentionBytes,
+		MaxMessageBytes:          d.MaxMessageBytes,
+		SegmentBytes:             d.SegmentBytes,
+		SegmentAge:               d.SegmentAge,
+		AutoTopicCreation:        d.AutoTopicCreation,
+		AutoSubscriptionCreation: d.AutoSubscriptionCreation,
+		Addrs:                    map[string]string{},
+		Handlers:                 map[string]any{},
+	}
+	for _, name := range protocol.Names() {
+		r, _ := protocol.Lookup(name)
+		c.Addrs[name] = r.DefaultAddr
+		c.Handlers[name] = r.NewConfig()
+	}
+	return c
+}
+
+// Policies returns the broker-wide policy defaults.
+func (c *Config) Policies() broker.EffectivePolicies {
+	p := broker.DefaultPolicies()
+	p.RetentionTime = c.RetentionTime
+	p.RetentionBytes = c.RetentionBytes
+	p.MaxMessageBytes = c.MaxMessageBytes
+	p.SegmentBytes = c.SegmentBytes
+	p.SegmentAge = c.SegmentAge
+	p.AutoTopicCreation = c.AutoTopicCreation
+	p.AutoSubscriptionCreation = c.AutoSubscriptionCreation
+	return p
+}
+
+// Load builds a configuration: defaults, then file (if not empty), then the
+// environment (entries "KEY=value", as os.Environ returns), then overrides
+// (key -> value, e.g. from flags; keys as in YAML). It reports every problem
+// it finds at once.
+func Load(file string, environ []string, overrides map[string]string) (*Config, error) {
+	c := DefaultConfig()
+	var problems []string
+	root := map[string]*yaml.Node{}
+	if file != "" {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			return nil, fmt.Errorf("config %s: %w", file, err)
+		}
+		if len(doc.Content) > 0 {
+			m := doc.Content[0]
+			if m.Kind != yaml.MappingNode {
+				return nil, fmt.Errorf("config %s: top level must be a mapping", file)
+			}
+			for i := 0; i+1 < len(m.Content); i += 2 {
+				root[m.Content[i].Value] = m.Content[i+1]
+			}
+		}
+	}
+	// Environment and overrides become scalar nodes in the same tree.
+	set := func(source, key, value string) {
+		if section, sub, ok := c.splitSectionKey(key); ok {
+			n := root[section]
+			if n == nil || n.Kind != yaml.MappingNode {
+				n = &yaml.Node{Kind: yaml.MappingNode}
+				root[section] = n
+			}
+			setMapScalar(n, sub, value)
+			return
+		}
+		if !c.knownTopKey(key) {
+			problems = append(problems, fmt.Sprintf("%s: unknown setting %q", source, key))
+			return
+		}
+		if key == "protocols" {
+			seq := &yaml.Node{Kind: yaml.SequenceNode}
+			for _, p := range strings.Split(value, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: p})
+				}
+			}
+			root[key] = seq
+			return
+		}
+		root[key] = &yaml.Node{Kind: yaml.ScalarNode, Value: value}
+	}
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, EnvPrefix) {
+			continue
+		}
+		key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, EnvPrefix)), "_", "-")
+		set("environment "+k, key, v)
+	}
+	keys := make([]string, 0, len(overrides))
+	for k := range overrides {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		set("flag --"+k, k, overrides[k])
+	}
+
+	// Decode: static keys into c, "<proto>-addr" into Addrs, sections into Handlers.
+	static := &yaml.Node{Kind: yaml.MappingNode}
+	names := make([]string, 0, len(root))
+	for k := range root {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		n := root[k]
+		switch {
+		case c.Handlers[k] != nil:
+			if err := decodeStrict(n, c.Handlers[k]); err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", k, err))
+			}
+		case strings.HasSuffix(k, "-addr") && c.Addrs[strings.TrimSuffix(k, "-addr")] != "":
+			if n.Kind != yaml.ScalarNode {
+				problems = append(problems, fmt.Sprintf("%s: must be host:port", k))
+				continue
+			}
+			c.Addrs[strings.TrimSuffix(k, "-addr")] = n.Value
+		case c.knownTopKey(k):
+			static.Content = append(static.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, n)
+		default:
+			problems = append(problems, fmt.Sprintf("unknown setting %q (known: %s)", k, strings.Join(c.topKeys(), ", ")))
+		}
+	}
+	if err := decodeStrict(static, c); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if err := c.Validate(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("invalid configuration:\n  - %s", strings.Join(problems, "\n  - "))
+	}
+	return c, nil
+}
+
+// Validate lists every problem of c.
+func (c *Config) Validate() error {
+	var problems []string
+	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	if c.DataDir == "" {
+		add("data-dir must not be empty")
+	}
+	if err := validAddr(c.HTTPAddr); err != nil {
+		add("http-addr: %v", err)
+	}
+	if len(c.Protocols) == 0 {
+		add("protocols: enable at least one of %v", protocol.Names())
+	}
+	for _, p := range c.Protocols {
+		if _, err := protocol.Lookup(p); err != nil {
+			add("protocols: %v", err)
+			continue
+		}
+		if err := validAddr(c.Addrs[p]); err != nil {
+			add("%s-addr: %v", p, err)
+		}
+		if v, ok := c.Handlers[p].(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				add("%s: %v", p, err)
+			}
+		}
+	}
+	if c.Fsync != "always" && c.Fsync != "interval" {
+		add("fsync must be \"always\" or \"interval\", not %q", c.Fsync)
+	}
+	if c.FsyncInterval <= 0 {
+		add("fsync-interval must be > 0")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		add("log-level must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		add("log-format must be text or json, not %q", c.LogFormat)
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown-timeout must be > 0")
+	}
+	if c.MaxMessageBytes <= 0 {
+		add("max-message-bytes must be > 0")
+	}
+	if c.SegmentBytes < 1<<10 {
+		add("segment-bytes must be >= 1024")
+	}
+	if c.SegmentAge <= 0 {
+		add("segment-age must be > 0")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func validAddr(a string) error {
+	host, port, ok := strings.Cut(a, ":")
+	_ = host
+	if !ok || port == "" || strings.Contains(port, ":") && !strings.HasPrefix(a, "[") {
+		return fmt.Errorf("%q is not host:port", a)
+	}
+	return nil
+}
+
+// splitSectionKey maps "kafka-advertised-addr" to ("kafka", "advertised-addr")
+// when "kafka" is a protocol section and the whole key is not a top-level one.
+func (c *Config) splitSectionKey(key string) (string, string, bool) {
+	if c.knownTopKey(key) {
+		return "", "", false
+	}
+	for name := range c.Handlers {
+		if rest, ok := strings.CutPrefix(key, name+"-"); ok && rest != "addr" {
+			return name, rest, true
+		}
+	}
+	return "", "", false
+}
+
+func (c *Config) topKeys() []string {
+	keys := []string{"data-dir", "http-addr", "protocols", "fsync", "fsync-interval", "log-level", "log-format",
+		"shutdown-timeout", "retention-time", "retention-bytes", "max-message-bytes", "segment-bytes",
+		"segment-age", "auto-topic-creation", "auto-subscription-creation"}
+	for name := range c.Handlers {
+		keys = append(keys, name, name+"-addr")
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (c *Config) knownTopKey(k string) bool {
+	if c.Addrs[strings.TrimSuffix(k, "-addr")] != "" && strings.HasSuffix(k, "-addr") {
+		return true
+	}
+	return slices.Contains(c.topKeys(), k)
+}
+
+func setMapScalar(m *yaml.Node, key, value string) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content[i+1] = &yaml.Node{Kind: yaml.ScalarNode, Value: value}
+			return
+		}
+	}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, &yaml.Node{Kind: yaml.ScalarNode, Value: value})
+}
+
+// decodeStrict decodes n into out, rejecting unknown keys.
+func decodeStrict(n *yaml.Node, out any) error {
+	raw, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil && err.Error() != "EOF" {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+// Package server is kopernik's composition root: it builds the metadata
+// store, the managed-ledger factory, the broker, the enabled protocol
+// handlers and the HTTP listener, and shuts them down in order. Tests start
+// it in-process with port 0 listeners.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kopernik-io/kopernik/admin"
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/protocol"
+)
+
+// Server is a running standalone broker.
+type Server struct {
+	cfg     *Config
+	log     *slog.Logger
+	lock    *os.File
+	store   metadata.Store
+	ledgers *managedledger.Factory
+	broker  *broker.Broker
+	reg     *prometheus.Registry
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+
+	handlers  []runningHandler
+	ready     atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type runningHandler struct {
+	name string
+	h    protocol.Handler
+	ln   net.Listener
+	done chan error
+}
+
+// Start opens the data directory and starts every enabled listener. On
+// error everything already started is closed again.
+func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.Close(context.Background())
+		}
+	}()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if s.lock, err = lockDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if s.store, err = openStore(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	s.ledgers, err = managedledger.NewFactory(managedledger.FactoryOptions{
+		Dir: filepath.Join(cfg.DataDir, "ledgers"), Store: s.store, Logger: log.With("component", "managedledger"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	syncCfg := managedledger.Config{Sync: managedledger.SyncAlways}
+	if cfg.Fsync == "interval" {
+		syncCfg = managedledger.Config{Sync: managedledger.SyncInterval, SyncInterval: cfg.FsyncInterval}
+	}
+	s.broker, err = broker.New(ctx, broker.Options{
+		Store: s.store, Ledgers: s.ledgers, Defaults: cfg.Policies(), Sync: syncCfg,
+		Logger: log.With("component", "broker"),
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	for _, name := range cfg.Protocols {
+		reg, err := protocol.Lookup(name)
+		if err != nil {
+			return nil, err
+		}
+		env := protocol.Env{
+			Broker:  s.broker,
+			Logger:  log.With("protocol", name),
+			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"protocol": name}, s.reg),
+		}
+		h, err := reg.New(env, cfg.Handlers[name])
+		if err != nil {
+			return nil, fmt.Errorf("%s handler: %w", name, err)
+		}
+		ln, err := net.Listen("tcp", cfg.Addrs[name])
+		if err != nil {
+			return nil, fmt.Errorf("%s listener: %w", name, err)
+		}
+		rh := runningHandler{name: name, h: h, ln: ln, done: make(chan error, 1)}
+		s.handlers = append(s.handlers, rh)
+		go func() { rh.done <- h.Serve(context.WithoutCancel(ctx), ln) }()
+		log.Info("listening", "protocol", name, "addr", ln.Addr().String())
+	}
+
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http listener: %w", err)
+	}
+	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go s.httpSrv.Serve(s.httpLn)
+	log.Info("listening", "protocol", "http", "addr", s.httpLn.Addr().String())
+	s.ready.Store(true)
+	log.Info("kopernik started", "data-dir", cfg.DataDir, "cluster-id", s.broker.ClusterID(), "fsync", cfg.Fsync)
+	return s, nil
+}
+
+// Addr returns the actual address of the listener for protocol name
+// ("kafka", "pulsar", "http"), or nil.
+func (s *Server) Addr(name string) net.Addr {
+	if name == "http" {
+		if s.httpLn == nil {
+			return nil
+		}
+		return s.httpLn.Addr()
+	}
+	for _, h := range s.handlers {
+		if h.name == name {
+			return h.ln.Addr()
+		}
+	}
+	return nil
+}
+
+// Broker returns the broker service.
+func (s *Server) Broker() *broker.Broker { return s.broker }
+
+// Close shuts down in order: health turns unready; protocol handlers stop
+// accepting and finish in-flight requests; the HTTP server stops; the broker
+// closes its partitions; the ledger factory flushes, fsyncs and closes its
+// files; the metadata store closes; the data-dir lock is released. ctx
+// bounds the graceful part.
+func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		s.ready.Store(false)
+		var errs []error
+		for _, h := range s.handlers {
+			if err := h.h.Close(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", h.name, err))
+			}
+			h.ln.Close()
+		}
+		if s.httpSrv != nil {
+			if err := s.httpSrv.Shutdown(ctx); err != nil {
+				s.httpSrv.Close()
+			}
+		}
+		if s.broker != nil {
+			errs = append(errs, s.broker.Close())
+		}
+		if s.ledgers != nil {
+			errs = append(errs, s.ledgers.Close())
+		}
+		if s.store != nil {
+			errs = append(errs, s.store.Close())
+		}
+		if s.lock != nil {
+			s.lock.Close()
+		}
+		s.closeErr = errors.Join(errs...)
+		s.log.Info("kopernik stopped")
+	})
+	return s.closeErr
+}
+
+func (s *Server) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	opts := admin.Options{HTTPURL: "http://" + s.httpLn.Addr().String(), Logger: s.log.With("component", "admin")}
+	if a := s.Addr("pulsar"); a != nil {
+		opts.BrokerURL = "pulsar://" + a.String()
+	}
+	mux.Handle("/", admin.New(s.broker, opts))
+	mux.HandleFunc("GET /admin/v2/brokers/health", func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("ok"))
+	})
+	return mux
+}
+
+// lockDir takes an exclusive advisory lock on dataDir/LOCK so that two
+// brokers never share a data directory.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("data dir lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another kopernik process: %w", dir, err)
+	}
+	return f, nil
+}
+
+// openStore opens the metadata store of the data directory.
+func openStore(dataDir string) (metadata.Store, error) {
+	return metadata.OpenBolt(filepath.Join(dataDir, "metadata.db"))
+}
