@@ -160,3 +160,38 @@ func TestRetentionLoopTrimsConsumedLedgers(t *testing.T) {
 		t.Fatalf("after retention first %d next %d", p.FirstIndex(), p.NextIndex())
 	}
 }
+
+// TestConcurrentOpenLoadsOnce: concurrent OpenPartition calls for one
+// partition share one load and get the same *Partition.
+func TestConcurrentOpenLoadsOnce(t *testing.T) {
+	ctx := context.Background()
+	b := startDurable(t, t.TempDir(), Options{})
+	n := mustTopic(t, "busy-open")
+	const callers = 16
+	got := make([]*Partition, callers)
+	errs := make([]error, callers)
+	start := make(chan struct{})
+	done := make(chan int)
+	for i := range callers {
+		go func() {
+			<-start
+			got[i], errs[i] = b.OpenPartition(ctx, n, true)
+			done <- i
+		}()
+	}
+	close(start)
+	for range callers {
+		<-done
+	}
+	for i := range callers {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if got[i] != got[0] {
+			t.Fatalf("caller %d got another partition", i)
+		}
+	}
+	if len(b.Partitions()) != 1 {
+		t.Fatalf("%d partitions loaded", len(b.Partitions()))
+	}
+}
