@@ -13,7 +13,7 @@
 //	                  PUT|DELETE /persistent/{t}/{ns}/{topic},
 //	                  PUT|POST|GET|DELETE /persistent/{t}/{ns}/{topic}/partitions,
 //	                  GET .../{topic}/stats, .../{topic}/partitioned-stats,
-//	                  GET .../{topic}/lastMessageId
+//	                  GET .../{topic}/lastMessageId, PUT .../{topic}/unload
 //	subscriptions.go  GET .../{topic}/subscriptions, PUT|DELETE .../{topic}/subscription/{sub},
 //	                  POST .../subscription/{sub}/resetcursor[/{timestamp}],
 //	                  POST .../subscription/{sub}/skip_all

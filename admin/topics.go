@@ -47,6 +47,32 @@ func (s *server) topicRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+topicBase+"/{topic}/stats", s.topicStats)
 	mux.HandleFunc("GET "+topicBase+"/{topic}/partitioned-stats", s.partitionedStats)
 	mux.HandleFunc("GET "+topicBase+"/{topic}/lastMessageId", s.lastMessageID)
+	mux.HandleFunc("PUT "+topicBase+"/{topic}/unload", s.unloadTopic)
+}
+
+// unloader is implemented by services that can unload topics (*broker.Broker).
+type unloader interface {
+	Unload(ctx context.Context, name broker.TopicName) error
+}
+
+// unloadTopic closes the topic's loaded partitions; clients reconnect and
+// the partitions load again (Pulsar's unload). A service that cannot
+// unload answers success after checking the topic exists: single broker,
+// nothing to move.
+func (s *server) unloadTopic(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	if err == nil {
+		if u, ok := s.svc.(unloader); ok {
+			err = u.Unload(r.Context(), name)
+		} else {
+			_, err = s.svc.GetTopic(r.Context(), name)
+		}
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ok(w)
 }
 
 // topicOf parses the request's topic name.

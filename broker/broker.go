@@ -532,6 +532,31 @@ func (b *Broker) DeleteTopic(ctx context.Context, name TopicName, force bool) er
 	return b.store.Delete(ctx, topicPath(name), metadata.AnyVersion)
 }
 
+// Unload closes the loaded partitions of a topic (all partitions of a
+// partitioned topic's base name) without deleting anything: attached
+// clients see Partition.Done and ErrClosed, and the next OpenPartition loads
+// the partition again from storage (Pulsar's topic unload).
+func (b *Broker) Unload(ctx context.Context, name TopicName) error {
+	md, err := b.GetTopic(ctx, name)
+	if err != nil {
+		return err
+	}
+	parts := []TopicName{name}
+	if md.Name == name {
+		parts = partitionNames(md)
+	}
+	for _, pn := range parts {
+		b.mu.Lock()
+		p := b.mu.partitions[pn.String()]
+		delete(b.mu.partitions, pn.String())
+		b.mu.Unlock()
+		if p != nil {
+			p.close()
+		}
+	}
+	return nil
+}
+
 // partitionNames lists the names holding data for a topic.
 func partitionNames(md TopicMetadata) []TopicName {
 	if md.Partitions == 0 {

@@ -195,3 +195,43 @@ func TestConcurrentOpenLoadsOnce(t *testing.T) {
 		t.Fatalf("%d partitions loaded", len(b.Partitions()))
 	}
 }
+
+// TestUnloadReloads: an unloaded partition signals Done, refuses appends,
+// and the next open loads it again with its data and dedup state.
+func TestUnloadReloads(t *testing.T) {
+	ctx := context.Background()
+	b := startDurable(t, t.TempDir(), Options{})
+	n := mustTopic(t, "unload")
+	if err := b.CreateTopic(ctx, n, 2, Policies{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := b.OpenPartition(ctx, n.Partition(1), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := AppendRequest{Format: FormatPulsar, MsgCount: 1, Data: []byte("m"), Producer: "prod", SeqFirst: 7, SeqLast: 7}
+	if _, err := p.Append(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unload(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("unloaded partition not done")
+	}
+	if _, err := p.Append(ctx, req); !errors.Is(err, ErrClosed) {
+		t.Fatalf("append to unloaded partition: %v", err)
+	}
+	p2, err := b.OpenPartition(ctx, n.Partition(1), false)
+	if err != nil || p2 == p {
+		t.Fatalf("reload: %v", err)
+	}
+	if r, err := p2.Append(ctx, req); err != nil || !r.Duplicate || p2.NextIndex() != 1 {
+		t.Fatalf("retry after reload: %+v %v", r, err)
+	}
+	if err := b.Unload(ctx, mustTopic(t, "missing")); !errors.Is(err, ErrTopicNotFound) {
+		t.Fatalf("unload missing: %v", err)
+	}
+}

@@ -32,6 +32,8 @@ type Partition struct {
 	// waiting for durability: group commit keeps working.
 	appendMu sync.Mutex
 
+	done chan struct{} // closed by close
+
 	// Statistics counters (accepted, non-duplicate appends).
 	msgIn, bytesIn atomic.Int64
 
@@ -69,7 +71,7 @@ func (rb recentBatch) wait(ctx context.Context) (Entry, error) {
 }
 
 func newPartition(b *Broker, name TopicName, ml *managedledger.ManagedLedger, eff EffectivePolicies) *Partition {
-	p := &Partition{b: b, name: name, ml: ml}
+	p := &Partition{b: b, name: name, ml: ml, done: make(chan struct{})}
 	p.mu.policies = eff
 	p.mu.producers = make(map[string]*producerState)
 	p.mu.subs = make(map[string]*Subscription)
@@ -117,10 +119,19 @@ func (p *Partition) inUse() bool {
 
 func (p *Partition) close() {
 	p.mu.Lock()
+	wasClosed := p.mu.closed
 	p.mu.closed = true
 	p.mu.Unlock()
+	if !wasClosed {
+		close(p.done)
+	}
 	p.ml.Close()
 }
+
+// Done is closed when the partition is closed: unloaded, deleted, or the
+// broker shut down. Handlers then close their producers and consumers on it
+// (Pulsar clients reconnect and find the partition loaded again).
+func (p *Partition) Done() <-chan struct{} { return p.done }
 
 // AppendRequest is one batch to append.
 type AppendRequest struct {
@@ -158,6 +169,11 @@ type AppendResult struct {
 func (p *Partition) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
 	if max := p.Policies().MaxMessageBytes; int64(len(req.Data)) > int64(max) {
 		return AppendResult{}, fmt.Errorf("%w: %d bytes > %d", ErrMessageTooLarge, len(req.Data), max)
+	}
+	select {
+	case <-p.done:
+		return AppendResult{}, fmt.Errorf("%w: partition %s", ErrClosed, p.name)
+	default:
 	}
 	p.appendMu.Lock()
 	rb, dup, err := p.appendLocked(req)
