@@ -251,9 +251,15 @@ func (s *Bolt) committed(tx *bolt.Tx) {
 	defer s.mu.Unlock()
 	acc := s.mu.open[tx]
 	delete(s.mu.open, tx)
-	// Transactions that were rolled back never commit; drop what they recorded.
+	if acc == nil {
+		return // cannot happen: recordEvent registers the handler with the entry
+	}
+	// A transaction that was rolled back never commits, and its id is
+	// reused by the next write transaction: this one. Drop what it
+	// recorded. (Entries with lower ids may belong to committed
+	// transactions whose handlers have not run yet; they stay.)
 	for t, a := range s.mu.open {
-		if a.id <= acc.id {
+		if a.id == acc.id {
 			delete(s.mu.open, t)
 		}
 	}
