@@ -48,6 +48,8 @@ type Partition struct {
 	}
 }
 
+// producerState is one producer's dedup state. Written with both appendMu
+// and mu held; read with either.
 type producerState struct {
 	epoch   int64
 	lastSeq int64
@@ -237,8 +239,8 @@ func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
 		st = &producerState{epoch: req.Epoch}
 	}
 	rb := recentBatch{seqFirst: req.SeqFirst, seqLast: req.SeqLast, pending: pending}
+	p.mu.Lock() // LastSequence reads producer state under mu
 	st.remember(rb)
-	p.mu.Lock()
 	p.mu.producers[req.Producer] = st
 	p.mu.Unlock()
 	return rb, false, nil
