@@ -48,6 +48,64 @@ func (s *server) topicRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+topicBase+"/{topic}/partitioned-stats", s.partitionedStats)
 	mux.HandleFunc("GET "+topicBase+"/{topic}/lastMessageId", s.lastMessageID)
 	mux.HandleFunc("PUT "+topicBase+"/{topic}/unload", s.unloadTopic)
+	mux.HandleFunc("GET "+topicBase+"/{topic}/retention", s.getTopicRetention)
+	mux.HandleFunc("POST "+topicBase+"/{topic}/retention", s.setTopicRetention)
+	mux.HandleFunc("DELETE "+topicBase+"/{topic}/retention", s.removeTopicRetention)
+}
+
+// getTopicRetention answers the topic's own retention override (204 when
+// it inherits the namespace's), as Pulsar's topic policies do.
+func (s *server) getTopicRetention(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	var md broker.TopicMetadata
+	if err == nil {
+		md, err = s.svc.GetTopic(r.Context(), name)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if md.Policies.RetentionTime == nil && md.Policies.RetentionBytes == nil {
+		ok(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, retentionOf(md.Policies))
+}
+
+func (s *server) setTopicRetention(w http.ResponseWriter, r *http.Request) {
+	var body retentionPolicies
+	if present, err := readBody(r, &body); err != nil || !present {
+		if err == nil {
+			err = fmt.Errorf("%w: retention policies required", errBadRequest)
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	s.updateTopicPolicies(w, r, func(p *broker.Policies) { applyRetention(p, body) })
+}
+
+func (s *server) removeTopicRetention(w http.ResponseWriter, r *http.Request) {
+	s.updateTopicPolicies(w, r, func(p *broker.Policies) { p.RetentionTime, p.RetentionBytes = nil, nil })
+}
+
+// updateTopicPolicies is read-modify-write of a topic's own policies
+// (partitioned topics by base name: a partition has none of its own).
+func (s *server) updateTopicPolicies(w http.ResponseWriter, r *http.Request, change func(*broker.Policies)) {
+	name, err := topicOf(r)
+	var md broker.TopicMetadata
+	if err == nil {
+		md, err = s.svc.GetTopic(r.Context(), name)
+	}
+	if err == nil {
+		p := md.Policies
+		change(&p)
+		err = s.svc.SetTopicPolicies(r.Context(), md.Name, p)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ok(w)
 }
 
 // unloader is implemented by services that can unload topics (*broker.Broker).
