@@ -255,12 +255,13 @@ func (st *producerState) remember(rb recentBatch) {
 }
 
 // epochMark separates a producer's name from its epoch in Entry.Producer:
-// entries store "name" for epoch 0 and "name;epoch=N" otherwise, so that a
-// rebuilt dedup state also knows which incarnation wrote the batch.
+// entries store "name" for epoch 0 and "name;epoch=N" otherwise (also for
+// epoch 0 when the name itself contains the mark), so that a rebuilt dedup
+// state also knows which incarnation wrote the batch.
 const epochMark = ";epoch="
 
 func encodeProducer(name string, epoch int64) string {
-	if name == "" || epoch == 0 {
+	if name == "" || epoch == 0 && !strings.Contains(name, epochMark) {
 		return name
 	}
 	return name + epochMark + strconv.FormatInt(epoch, 10)

@@ -487,7 +487,7 @@ func TestEncodeProducer(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		epoch int64
-	}{{"p", 0}, {"p", 7}, {"a;epoch=x", 0}, {"a;epoch=x", 3}, {"", 0}} {
+	}{{"p", 0}, {"p", 7}, {"a;epoch=x", 0}, {"a;epoch=x", 3}, {"a;epoch=5", 0}, {"kafka-1", 2}, {"", 0}} {
 		name, epoch := decodeProducer(encodeProducer(tc.name, tc.epoch))
 		if name != tc.name || epoch != tc.epoch {
 			t.Errorf("%q/%d: decoded %q/%d", tc.name, tc.epoch, name, epoch)
