@@ -72,7 +72,8 @@ type Bolt struct {
 	// closeMu is held shared by every operation and exclusively by Close,
 	// so that Close waits for operations in flight.
 	closeMu sync.RWMutex
-	closed  bool // guarded by closeMu
+	closed  bool          // guarded by closeMu
+	done    chan struct{} // closed by Close: ends watch goroutines
 
 	mu struct {
 		sync.Mutex
@@ -131,7 +132,7 @@ func OpenBolt(path string, opts ...BoltOption) (*Bolt, error) {
 		return err
 	})
 	if err == nil {
-		s := &Bolt{db: db}
+		s := &Bolt{db: db, done: make(chan struct{})}
 		s.mu.watchers = make(map[*watcher]struct{})
 		s.mu.open = make(map[*bolt.Tx]*boltTxEvents)
 		s.mu.ready = make(map[int][]Event)
@@ -391,7 +392,10 @@ func (s *Bolt) Watch(ctx context.Context, prefix string) (<-chan Event, error) {
 	s.mu.watchers[w] = struct{}{}
 	s.mu.Unlock()
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-s.done:
+		}
 		s.mu.Lock()
 		delete(s.mu.watchers, w)
 		s.mu.Unlock()
@@ -408,6 +412,7 @@ func (s *Bolt) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.done)
 	s.mu.Lock()
 	for w := range s.mu.watchers {
 		w.close()
