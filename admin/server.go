@@ -14,7 +14,8 @@
 //	                  PUT|POST|GET|DELETE /persistent/{t}/{ns}/{topic}/partitions,
 //	                  GET .../{topic}/stats, .../{topic}/partitioned-stats,
 //	                  GET .../{topic}/lastMessageId, PUT .../{topic}/unload,
-//	                  GET|POST|DELETE .../{topic}/retention
+//	                  GET|POST|DELETE .../{topic}/retention, GET .../{topic}/internalStats,
+//	                  GET .../{topic}/messageid/{timestamp}
 //	subscriptions.go  GET .../{topic}/subscriptions, PUT|DELETE .../{topic}/subscription/{sub},
 //	                  POST .../subscription/{sub}/resetcursor[/{timestamp}],
 //	                  POST .../subscription/{sub}/skip_all, .../skip/{n},

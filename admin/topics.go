@@ -48,6 +48,8 @@ func (s *server) topicRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+topicBase+"/{topic}/partitioned-stats", s.partitionedStats)
 	mux.HandleFunc("GET "+topicBase+"/{topic}/lastMessageId", s.lastMessageID)
 	mux.HandleFunc("PUT "+topicBase+"/{topic}/unload", s.unloadTopic)
+	mux.HandleFunc("GET "+topicBase+"/{topic}/internalStats", s.topicInternalStats)
+	mux.HandleFunc("GET "+topicBase+"/{topic}/messageid/{timestamp}", s.messageIDByTime)
 	mux.HandleFunc("GET "+topicBase+"/{topic}/retention", s.getTopicRetention)
 	mux.HandleFunc("POST "+topicBase+"/{topic}/retention", s.setTopicRetention)
 	mux.HandleFunc("DELETE "+topicBase+"/{topic}/retention", s.removeTopicRetention)
