@@ -491,6 +491,9 @@ func (b *Broker) CreateTopic(ctx context.Context, name TopicName, partitions int
 	if partitions > 0 && name.PartitionIndex() >= 0 {
 		return fmt.Errorf("%w: a partitioned topic's name cannot end in -partition-N: %s", ErrInvalidName, name)
 	}
+	if err := b.checkPartitionNamesFree(ctx, name, 0, partitions); err != nil {
+		return err
+	}
 	rec := topicRecord{Partitions: partitions, Created: time.Now().UTC(), Policies: p}
 	err := b.putJSON(ctx, topicPath(name), rec, metadata.NotExists)
 	if errors.Is(err, metadata.ErrExists) {
@@ -557,6 +560,22 @@ func (b *Broker) Unload(ctx context.Context, name TopicName) error {
 	return nil
 }
 
+// checkPartitionNamesFree fails with ErrAlreadyExists if a non-partitioned
+// topic already holds the name of partition from..to-1 of name.
+// createMu is held.
+func (b *Broker) checkPartitionNamesFree(ctx context.Context, name TopicName, from, to int) error {
+	for i := from; i < to; i++ {
+		_, ok, err := b.readTopic(ctx, name.Partition(i))
+		if err != nil {
+			return err
+		}
+		if ok {
+			return fmt.Errorf("%w: topic %s exists and would be partition %d of %s", ErrAlreadyExists, name.Partition(i), i, name)
+		}
+	}
+	return nil
+}
+
 // partitionNames lists the names holding data for a topic.
 func partitionNames(md TopicMetadata) []TopicName {
 	if md.Partitions == 0 {
@@ -584,6 +603,9 @@ func (b *Broker) SetPartitions(ctx context.Context, name TopicName, partitions i
 	}
 	if partitions < rec.Partitions {
 		return fmt.Errorf("%w: %s has %d partitions; partitions can only grow", ErrInvalidConfig, name, rec.Partitions)
+	}
+	if err := b.checkPartitionNamesFree(ctx, name, rec.Partitions, partitions); err != nil {
+		return err
 	}
 	rec.Partitions = partitions
 	return b.putJSON(ctx, topicPath(name), rec, metadata.AnyVersion)

@@ -221,6 +221,18 @@ func TestTopics(t *testing.T) {
 		{"deleted", func(ctx context.Context, b *Broker) error { _, err := b.GetTopic(ctx, parted.Partition(1)); return err }, ErrTopicNotFound},
 		{"delete missing", func(ctx context.Context, b *Broker) error { return b.DeleteTopic(ctx, parted, false) }, ErrTopicNotFound},
 		{"delete unused", func(ctx context.Context, b *Broker) error { return b.DeleteTopic(ctx, plain, false) }, nil},
+		{"partitioned over an existing partition name", func(ctx context.Context, b *Broker) error {
+			if err := b.CreateTopic(ctx, mustTopic(t, "clash-partition-1"), 0, Policies{}); err != nil {
+				return err
+			}
+			return b.CreateTopic(ctx, mustTopic(t, "clash"), 2, Policies{})
+		}, ErrAlreadyExists},
+		{"grow over an existing partition name", func(ctx context.Context, b *Broker) error {
+			if err := b.CreateTopic(ctx, mustTopic(t, "clash"), 1, Policies{}); err != nil {
+				return err
+			}
+			return b.SetPartitions(ctx, mustTopic(t, "clash"), 3)
+		}, ErrAlreadyExists},
 		{"recreate after delete is empty", func(ctx context.Context, b *Broker) error {
 			if err := b.CreateTopic(ctx, parted, 2, Policies{}); err != nil {
 				return err
