@@ -280,10 +280,15 @@ func decodeProducer(stored string) (name string, epoch int64) {
 }
 
 // DedupRecoveryEntries is about how many entries at the tail of the log a
-// loading partition reads to rebuild producers' deduplication state.
-// Producers silent for longer than that are forgotten (their next append
-// starts a fresh sequence, as for a new producer).
-var DedupRecoveryEntries = 4096
+// loading partition reads to rebuild producers' deduplication state, and
+// DedupRecoveryBytes about how many bytes (reads return whole entries, so
+// large batches shorten the scan). Producers silent for longer than that
+// are forgotten: their next append starts a fresh sequence, as for a new
+// producer.
+var (
+	DedupRecoveryEntries       = 4096
+	DedupRecoveryBytes   int64 = 64 << 20
+)
 
 // recoverDedup rebuilds producer state from the log's tail. The start is an
 // estimate (message index of about DedupRecoveryEntries entries back, from
@@ -294,11 +299,15 @@ func (p *Partition) recoverDedup(ctx context.Context) error {
 	if st.Entries == 0 || st.Messages == 0 {
 		return nil
 	}
+	entries := int64(DedupRecoveryEntries)
+	if bytesPerEntry := st.Bytes / st.Entries; bytesPerEntry > 0 {
+		entries = min(entries, max(DedupRecoveryBytes/bytesPerEntry, 1))
+	}
 	perEntry := max(st.Messages/st.Entries, 1)
-	start := max(st.NextIndex-perEntry*int64(DedupRecoveryEntries), st.FirstIndex)
+	start := max(st.NextIndex-perEntry*entries, st.FirstIndex)
 	producers := map[string]*producerState{}
 	for idx := start; idx < st.NextIndex; {
-		es, err := p.ml.ReadFromIndex(ctx, idx, 256, 8<<20)
+		es, err := p.ml.ReadFromIndex(ctx, idx, 256, 4<<20)
 		if err != nil {
 			return mapLedgerErr(err)
 		}

@@ -493,6 +493,28 @@ func TestDedupRecoveryReadsOnlyTheTail(t *testing.T) {
 	if got := p2.LastSequence("early"); got != -1 {
 		t.Fatalf("producer beyond the recovery window was recovered: %d", got)
 	}
+
+	// The byte budget shortens the scan too.
+	DedupRecoveryEntries = 1000
+	oldBytes := DedupRecoveryBytes
+	DedupRecoveryBytes = 1
+	t.Cleanup(func() { DedupRecoveryBytes = oldBytes })
+	if _, err := p2.Append(ctx, AppendRequest{Format: FormatKafka, MsgCount: 1, Data: []byte("x"), Producer: "late", SeqFirst: 0, SeqLast: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p2.Append(ctx, AppendRequest{Format: FormatKafka, MsgCount: 1, Data: []byte("x"), Producer: "last", SeqFirst: 0, SeqLast: 0}); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	delete(b.mu.partitions, n.String())
+	b.mu.Unlock()
+	p3, err := b.OpenPartition(ctx, n, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p3.LastSequence("late") != -1 || p3.LastSequence("last") != 0 {
+		t.Fatalf("byte budget: late %d last %d", p3.LastSequence("late"), p3.LastSequence("last"))
+	}
 }
 
 func TestEncodeProducer(t *testing.T) {
