@@ -71,6 +71,12 @@ func DefaultPolicies() EffectivePolicies {
 }
 
 // Broker implements Service over a metadata store and a managed-ledger factory.
+//
+// Lock order in this file, partition.go and registry.go (outer first):
+// Broker.createMu, Broker.mu, Partition.appendMu, Partition.mu,
+// Subscription.mu; managedledger's locks are taken inside all of them and
+// never call back. Partitions are closed (Partition.close) without
+// Broker.mu held, and no metadata-store call is made with Broker.mu held.
 type Broker struct {
 	store     metadata.Store
 	ledgers   *managedledger.Factory
@@ -692,17 +698,21 @@ func (b *Broker) load(ctx context.Context, name TopicName, eff EffectivePolicies
 		b.mu.loading[key] = c
 		b.mu.Unlock()
 		c.p, c.err = b.loadNow(ctx, name, eff)
+		var orphan *Partition // loaded while the broker closed
 		b.mu.Lock()
 		delete(b.mu.loading, key)
 		if c.err == nil {
 			if b.mu.closed {
-				c.p.close()
+				orphan = c.p
 				c.p, c.err = nil, ErrClosed
 			} else {
 				b.mu.partitions[key] = c.p
 			}
 		}
 		b.mu.Unlock()
+		if orphan != nil {
+			orphan.close()
+		}
 		close(c.done)
 		return c.p, c.err
 	}
