@@ -1,8 +1,10 @@
 package admin
 
 // Topic statistics: GET .../{topic}/stats and .../{topic}/partitioned-stats
-// in Pulsar's TopicStats / PartitionedTopicStats JSON. Rates are not
-// measured yet and report 0; counters count since the partition was loaded.
+// in Pulsar's TopicStats / PartitionedTopicStats JSON. Counters count since
+// the partition was loaded; rates are measured between reads of the stats
+// at least 5 s apart (0 until then). Per-producer and per-consumer rates
+// are not measured (0).
 
 import (
 	"fmt"
@@ -86,7 +88,10 @@ func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 func (s *server) partitionStats(r *http.Request, p *broker.Partition, created time.Time) topicStats {
 	st := p.Stats()
 	in, inBytes := p.InCounters()
+	inRate, inThroughput := p.InRates()
 	ts := topicStats{
+		MsgRateIn:           inRate,
+		MsgThroughputIn:     inThroughput,
 		MsgInCounter:        in,
 		BytesInCounter:      inBytes,
 		StorageSize:         st.Bytes,
@@ -113,6 +118,8 @@ func (s *server) partitionStats(r *http.Request, p *broker.Partition, created ti
 		ts.Subscriptions[sub.Name()] = ss
 		ts.MsgOutCounter += ss.MsgOutCounter
 		ts.BytesOutCounter += ss.BytesOutCounter
+		ts.MsgRateOut += ss.MsgRateOut
+		ts.MsgThroughputOut += ss.MsgThroughputOut
 		ts.BacklogSize = max(ts.BacklogSize, ss.BacklogSize)
 	}
 	return ts
@@ -121,7 +128,9 @@ func (s *server) partitionStats(r *http.Request, p *broker.Partition, created ti
 func subscriptionStatsOf(sub *broker.Subscription, avgMsgSize float64) subscriptionStats {
 	backlog := sub.Cursor().Backlog()
 	out, outBytes := sub.OutCounters()
+	outRate, outThroughput := sub.OutRates()
 	ss := subscriptionStats{
+		MsgRateOut: outRate, MsgThroughputOut: outThroughput,
 		MsgOutCounter: out, BytesOutCounter: outBytes,
 		MsgBacklog: backlog, MsgBacklogNoDelayed: backlog,
 		BacklogSize: int64(float64(backlog) * avgMsgSize),
@@ -218,6 +227,10 @@ func (s *server) aggregate(r *http.Request, md broker.TopicMetadata, perPartitio
 		if perPartition {
 			agg.Partitions[pn.String()] = ts
 		}
+		agg.MsgRateIn += ts.MsgRateIn
+		agg.MsgThroughputIn += ts.MsgThroughputIn
+		agg.MsgRateOut += ts.MsgRateOut
+		agg.MsgThroughputOut += ts.MsgThroughputOut
 		agg.MsgInCounter += ts.MsgInCounter
 		agg.BytesInCounter += ts.BytesInCounter
 		agg.MsgOutCounter += ts.MsgOutCounter
@@ -231,6 +244,8 @@ func (s *server) aggregate(r *http.Request, md broker.TopicMetadata, perPartitio
 				a = ss
 				a.Consumers = append([]consumerStats{}, ss.Consumers...)
 			} else {
+				a.MsgRateOut += ss.MsgRateOut
+				a.MsgThroughputOut += ss.MsgThroughputOut
 				a.MsgOutCounter += ss.MsgOutCounter
 				a.BytesOutCounter += ss.BytesOutCounter
 				a.MsgBacklog += ss.MsgBacklog

@@ -36,6 +36,7 @@ type Partition struct {
 
 	// Statistics counters (accepted, non-duplicate appends).
 	msgIn, bytesIn atomic.Int64
+	inRate         rateMeter
 
 	mu struct {
 		sync.Mutex
@@ -433,6 +434,7 @@ type Subscription struct {
 
 	// Statistics counters reported by dispatchers (AddDelivered).
 	msgOut, bytesOut atomic.Int64
+	outRate          rateMeter
 
 	mu struct {
 		sync.Mutex

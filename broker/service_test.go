@@ -624,3 +624,21 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestRateMeter(t *testing.T) {
+	var m rateMeter
+	t0 := time.Unix(1000, 0)
+	if r, _ := m.rates(t0, 0, 0); r != 0 {
+		t.Fatalf("first sample rate %v", r)
+	}
+	if r, _ := m.rates(t0.Add(time.Second), 50, 500); r != 0 {
+		t.Fatalf("rate before a window passed %v", r)
+	}
+	r, br := m.rates(t0.Add(10*time.Second), 100, 1000)
+	if r != 10 || br != 100 {
+		t.Fatalf("rates %v %v, want 10 100", r, br)
+	}
+	if r, _ := m.rates(t0.Add(11*time.Second), 1000, 1000); r != 10 {
+		t.Fatalf("rate within the next window %v, want the last measured 10", r)
+	}
+}
