@@ -7,7 +7,11 @@ package admin
 // endpoints list, create, delete and reset groups' committed offsets too.
 //
 // Message ids: Pulsar's {"ledgerId", "entryId", "partitionIndex"}.
-// (-1, -1) is the earliest position and (MaxInt64, MaxInt64) the latest.
+// (-1, -1) is the earliest position and (MaxInt64, MaxInt64) the latest;
+// a new subscription without a body starts at the latest. A concrete id
+// on a partitioned topic's base name applies to the partition its
+// partitionIndex names (every partition if -1); on create, the other
+// partitions start at the earliest message, on reset they stay.
 
 import (
 	"context"
