@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/managedledger"
@@ -173,6 +174,14 @@ func TestTopics(t *testing.T) {
 		{"GET", base + "/plain/partitions", "", 200, `{"partitions":0}`},
 		{"GET", base + "/missing/partitions", "", 200, `{"partitions":0}`},
 		{"GET", base + "/parted-partition-1/partitions", "", 200, `{"partitions":0}`},
+		{"GET", base + "/auto/partitions?checkAllowAutoCreation=true", "", 200, `{"partitions":0}`},
+		{"PUT", base + "/auto", "", 409, ""}, // created by the metadata request
+		{"GET", "/admin/v2/namespaces/public/default/topics?mode=PERSISTENT", "", 200,
+			`["persistent://public/default/auto","persistent://public/default/obj-partition-0","persistent://public/default/obj-partition-1",
+			"persistent://public/default/parted-partition-0","persistent://public/default/parted-partition-1",
+			"persistent://public/default/parted-partition-2","persistent://public/default/plain"]`},
+		{"GET", "/admin/v2/namespaces/public/default/topics?mode=NON_PERSISTENT", "", 200, `[]`},
+		{"GET", "/admin/v2/namespaces/public/nope/topics?mode=PERSISTENT", "", 404, ""},
 		{"POST", base + "/parted/partitions", "4", 204, ""},
 		{"POST", base + "/parted/partitions", "2", 412, ""},
 		{"POST", base + "/plain/partitions", "2", 412, ""},
@@ -180,7 +189,7 @@ func TestTopics(t *testing.T) {
 		{"GET", base + "/parted/partitions", "", 200, `{"partitions":4}`},
 		{"GET", base + "/partitioned", "", 200,
 			`["persistent://public/default/obj","persistent://public/default/parted"]`},
-		{"GET", base, "", 200, `["persistent://public/default/obj-partition-0","persistent://public/default/obj-partition-1",
+		{"GET", base, "", 200, `["persistent://public/default/auto","persistent://public/default/obj-partition-0","persistent://public/default/obj-partition-1",
 			"persistent://public/default/parted-partition-0","persistent://public/default/parted-partition-1",
 			"persistent://public/default/parted-partition-2","persistent://public/default/parted-partition-3",
 			"persistent://public/default/plain"]`},
@@ -189,11 +198,15 @@ func TestTopics(t *testing.T) {
 		{"GET", "/admin/v2/non-persistent/public/nope", "", 404, ""},
 		{"GET", "/admin/v2/namespaces/public/default/topics", "", 200, ""},
 		{"GET", base + "/plain/lastMessageId", "", 200, `{"ledgerId":0,"entryId":-1,"partitionIndex":-1}`},
+		{"PUT", base + "/parted/unload", "", 204, ""},
+		{"PUT", base + "/plain/unload", "", 204, ""},
+		{"PUT", base + "/missing/unload", "", 404, ""},
 		{"DELETE", base + "/parted-partition-0", "", 412, ""},
 		{"DELETE", base + "/parted/partitions", "", 204, ""},
 		{"DELETE", base + "/parted/partitions", "", 404, ""},
 		{"DELETE", base + "/obj", "", 204, ""},
 		{"DELETE", base + "/plain?force=true", "", 204, ""},
+		{"DELETE", base + "/auto", "", 204, ""},
 		{"GET", base, "", 200, `[]`},
 		{"GET", "/lookup/v2/topic/persistent/public/default/any", "", 200,
 			`{"brokerUrl":"pulsar://broker:6650","httpUrl":"http://broker:8080","nativeUrl":"pulsar://broker:6650"}`},
@@ -373,3 +386,67 @@ func TestPartitionedSubscriptionsAndStats(t *testing.T) {
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestSkipExpireAndTopicRetention(t *testing.T) {
+	srv, b := newTestServer(t)
+	ctx := context.Background()
+	base := "/admin/v2/persistent/public/default"
+	runCalls(t, srv, []call{
+		{"PUT", base + "/t", "", 204, ""},
+		{"PUT", base + "/t/subscription/s", `{"ledgerId":-1,"entryId":-1}`, 204, ""},
+	})
+	name, _ := broker.ParseTopicName("t", "public", "default")
+	p, err := b.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	hour := time.Hour.Milliseconds()
+	produce(t, p, now-3*hour, now-2*hour, now-hour/2, now)
+	backlog := func() int64 {
+		t.Helper()
+		var st topicStats
+		getJSON(t, srv, base+"/t/stats", &st)
+		return st.Subscriptions["s"].MsgBacklog
+	}
+	runCalls(t, srv, []call{{"POST", base + "/t/subscription/s/skip/1", "", 204, ""}})
+	if got := backlog(); got != 3 {
+		t.Fatalf("backlog after skip 1: %d", got)
+	}
+	// Older than 90 minutes: the first two messages; one is already skipped.
+	runCalls(t, srv, []call{{"POST", base + "/t/subscription/s/expireMessages/5400", "", 204, ""}})
+	if got := backlog(); got != 2 {
+		t.Fatalf("backlog after expiring 90 minutes: %d", got)
+	}
+	// Expiry never moves the subscription back.
+	runCalls(t, srv, []call{{"POST", base + "/t/subscription/s/expireMessages/36000", "", 204, ""}})
+	if got := backlog(); got != 2 {
+		t.Fatalf("backlog after a longer expiry: %d", got)
+	}
+	runCalls(t, srv, []call{
+		{"POST", base + "/t/subscription/s/skip/100", "", 204, ""},
+		{"POST", base + "/t/subscription/s/skip/x", "", 400, ""},
+		{"POST", base + "/t/subscription/s/expireMessages/-1", "", 400, ""},
+		{"POST", base + "/t/subscription/nope/skip/1", "", 404, ""},
+	})
+	if got := backlog(); got != 0 {
+		t.Fatalf("backlog after skipping past the end: %d", got)
+	}
+
+	runCalls(t, srv, []call{
+		{"GET", base + "/t/retention", "", 204, ""},
+		{"POST", base + "/t/retention", `{"retentionTimeInMinutes":30,"retentionSizeInMB":10}`, 204, ""},
+		{"GET", base + "/t/retention", "", 200, `{"retentionTimeInMinutes":30,"retentionSizeInMB":10}`},
+		{"POST", base + "/missing/retention", `{"retentionTimeInMinutes":30,"retentionSizeInMB":10}`, 404, ""},
+	})
+	if eff := p.Policies(); eff.RetentionTime != 30*time.Minute || eff.RetentionBytes != 10<<20 {
+		t.Fatalf("loaded partition policies %+v", eff)
+	}
+	runCalls(t, srv, []call{
+		{"DELETE", base + "/t/retention", "", 204, ""},
+		{"GET", base + "/t/retention", "", 204, ""},
+	})
+	if eff := p.Policies(); eff.RetentionTime != broker.DefaultPolicies().RetentionTime {
+		t.Fatalf("policies after removing the override %+v", eff)
+	}
+}

@@ -135,12 +135,16 @@ func (s *server) deleteNamespace(w http.ResponseWriter, r *http.Request) {
 }
 
 // namespaceTopics lists every topic of the namespace, partitions included
-// (a partitioned topic appears as its partitions).
+// (a partitioned topic appears as its partitions). ?mode=NON_PERSISTENT
+// answers an empty list; PERSISTENT and ALL (the default) the same list.
 func (s *server) namespaceTopics(w http.ResponseWriter, r *http.Request) {
 	names, err := s.topicNames(r.Context(), namespaceOf(r), false)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if r.URL.Query().Get("mode") == "NON_PERSISTENT" {
+		names = []string{}
 	}
 	writeJSON(w, http.StatusOK, names)
 }

@@ -123,6 +123,20 @@ func TestPulsarAdminClient(t *testing.T) {
 	if stats.MsgCounterIn != 3 || stats.StorageSize < 30 || stats.Subscriptions["sub"].MsgBacklog != 3 {
 		t.Fatalf("stats %+v", stats)
 	}
+	internal, err := client.Topics().GetInternalStats(*plain)
+	must("internal stats", err)
+	if internal.NumberOfEntries != 3 || len(internal.Ledgers) == 0 || internal.Cursors["sub"].MarkDeletePosition == "" {
+		t.Fatalf("internal stats %+v", internal)
+	}
+	mid, err := client.Topics().GetMessageID(*plain, 1500)
+	must("message id by time", err)
+	entries, err := p.ReadFromIndex(ctx, 1, 1, 1<<20)
+	must("read", err)
+	if mid.LedgerID != entries[0].Position.LedgerID || mid.EntryID != entries[0].Position.EntryID {
+		t.Fatalf("message id at 1500: %+v, want %v", mid, entries[0].Position)
+	}
+	_, err = client.Topics().GetMessageID(*plain, 9000)
+	wantStatus("message id after the end", err, http.StatusNotFound)
 	must("reset by time", client.Subscriptions().ResetCursorToTimestamp(*plain, "sub", 2500))
 	stats, _ = client.Topics().GetStats(*plain)
 	if got := stats.Subscriptions["sub"].MsgBacklog; got != 1 {

@@ -13,10 +13,13 @@
 //	                  PUT|DELETE /persistent/{t}/{ns}/{topic},
 //	                  PUT|POST|GET|DELETE /persistent/{t}/{ns}/{topic}/partitions,
 //	                  GET .../{topic}/stats, .../{topic}/partitioned-stats,
-//	                  GET .../{topic}/lastMessageId
+//	                  GET .../{topic}/lastMessageId, PUT .../{topic}/unload,
+//	                  GET|POST|DELETE .../{topic}/retention, GET .../{topic}/internalStats,
+//	                  GET .../{topic}/messageid/{timestamp}
 //	subscriptions.go  GET .../{topic}/subscriptions, PUT|DELETE .../{topic}/subscription/{sub},
 //	                  POST .../subscription/{sub}/resetcursor[/{timestamp}],
-//	                  POST .../subscription/{sub}/skip_all
+//	                  POST .../subscription/{sub}/skip_all, .../skip/{n},
+//	                  POST .../subscription/{sub}/expireMessages/{seconds}
 //	lookup.go         GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}
 //
 // Non-persistent topic listings answer with empty lists (kopernik serves

@@ -1,13 +1,16 @@
 package admin
 
 // Topic statistics: GET .../{topic}/stats and .../{topic}/partitioned-stats
-// in Pulsar's TopicStats / PartitionedTopicStats JSON. Rates are not
-// measured yet and report 0; counters count since the partition was loaded.
+// in Pulsar's TopicStats / PartitionedTopicStats JSON. Counters count since
+// the partition was loaded; rates are measured between reads of the stats
+// at least 5 s apart (0 until then). Per-producer and per-consumer rates
+// are not measured (0).
 
 import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/kopernik-io/kopernik/broker"
@@ -85,7 +88,10 @@ func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 func (s *server) partitionStats(r *http.Request, p *broker.Partition, created time.Time) topicStats {
 	st := p.Stats()
 	in, inBytes := p.InCounters()
+	inRate, inThroughput := p.InRates()
 	ts := topicStats{
+		MsgRateIn:           inRate,
+		MsgThroughputIn:     inThroughput,
 		MsgInCounter:        in,
 		BytesInCounter:      inBytes,
 		StorageSize:         st.Bytes,
@@ -112,6 +118,8 @@ func (s *server) partitionStats(r *http.Request, p *broker.Partition, created ti
 		ts.Subscriptions[sub.Name()] = ss
 		ts.MsgOutCounter += ss.MsgOutCounter
 		ts.BytesOutCounter += ss.BytesOutCounter
+		ts.MsgRateOut += ss.MsgRateOut
+		ts.MsgThroughputOut += ss.MsgThroughputOut
 		ts.BacklogSize = max(ts.BacklogSize, ss.BacklogSize)
 	}
 	return ts
@@ -120,7 +128,9 @@ func (s *server) partitionStats(r *http.Request, p *broker.Partition, created ti
 func subscriptionStatsOf(sub *broker.Subscription, avgMsgSize float64) subscriptionStats {
 	backlog := sub.Cursor().Backlog()
 	out, outBytes := sub.OutCounters()
+	outRate, outThroughput := sub.OutRates()
 	ss := subscriptionStats{
+		MsgRateOut: outRate, MsgThroughputOut: outThroughput,
 		MsgOutCounter: out, BytesOutCounter: outBytes,
 		MsgBacklog: backlog, MsgBacklogNoDelayed: backlog,
 		BacklogSize: int64(float64(backlog) * avgMsgSize),
@@ -217,6 +227,10 @@ func (s *server) aggregate(r *http.Request, md broker.TopicMetadata, perPartitio
 		if perPartition {
 			agg.Partitions[pn.String()] = ts
 		}
+		agg.MsgRateIn += ts.MsgRateIn
+		agg.MsgThroughputIn += ts.MsgThroughputIn
+		agg.MsgRateOut += ts.MsgRateOut
+		agg.MsgThroughputOut += ts.MsgThroughputOut
 		agg.MsgInCounter += ts.MsgInCounter
 		agg.BytesInCounter += ts.BytesInCounter
 		agg.MsgOutCounter += ts.MsgOutCounter
@@ -230,6 +244,8 @@ func (s *server) aggregate(r *http.Request, md broker.TopicMetadata, perPartitio
 				a = ss
 				a.Consumers = append([]consumerStats{}, ss.Consumers...)
 			} else {
+				a.MsgRateOut += ss.MsgRateOut
+				a.MsgThroughputOut += ss.MsgThroughputOut
 				a.MsgOutCounter += ss.MsgOutCounter
 				a.BytesOutCounter += ss.BytesOutCounter
 				a.MsgBacklog += ss.MsgBacklog
@@ -270,4 +286,109 @@ func nonNilMap(m map[string]string) map[string]string {
 // errNotPartitioned is a 404, worded as Pulsar words it.
 func errNotPartitioned(name broker.TopicName) error {
 	return fmt.Errorf("%w: Partitioned Topic not found: %s is not a partitioned topic", broker.ErrTopicNotFound, name)
+}
+
+// internalStats is Pulsar's PersistentTopicInternalStats JSON: the managed
+// ledger's ledgers and its cursors' positions ("ledger:entry").
+type internalStats struct {
+	EntriesAddedCounter        int64                  `json:"entriesAddedCounter"`
+	NumberOfEntries            int64                  `json:"numberOfEntries"`
+	TotalSize                  int64                  `json:"totalSize"`
+	CurrentLedgerEntries       int64                  `json:"currentLedgerEntries"`
+	CurrentLedgerSize          int64                  `json:"currentLedgerSize"`
+	LastLedgerCreatedTimestamp string                 `json:"lastLedgerCreatedTimestamp"`
+	LastConfirmedEntry         string                 `json:"lastConfirmedEntry"`
+	State                      string                 `json:"state"`
+	Ledgers                    []internalLedger       `json:"ledgers"`
+	Cursors                    map[string]cursorStats `json:"cursors"`
+	// Message indexes (kopernik): the Kafka log start and end offsets.
+	FirstIndex int64 `json:"firstIndex"`
+	NextIndex  int64 `json:"nextIndex"`
+}
+
+type internalLedger struct {
+	LedgerID  int64 `json:"ledgerId"`
+	Entries   int64 `json:"entries"`
+	Size      int64 `json:"size"`
+	Timestamp int64 `json:"timestamp"`
+	Offloaded bool  `json:"offloaded"`
+	// FirstIndex is the message index of the ledger's first message (kopernik).
+	FirstIndex int64 `json:"firstIndex"`
+}
+
+type cursorStats struct {
+	MarkDeletePosition string `json:"markDeletePosition"`
+	ReadPosition       string `json:"readPosition"`
+	CursorLedger       int64  `json:"cursorLedger"`
+	State              string `json:"state"`
+	// NextIndex is the first unacknowledged message index (kopernik: a
+	// Kafka group's committed offset).
+	NextIndex int64 `json:"nextIndex"`
+	Backlog   int64 `json:"messagesBacklog"`
+}
+
+func (s *server) topicInternalStats(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	var p *broker.Partition
+	if err == nil {
+		p, err = s.svc.OpenPartition(r.Context(), name, false)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	st := p.Stats()
+	out := internalStats{
+		EntriesAddedCounter: st.Entries, NumberOfEntries: st.Entries, TotalSize: st.Bytes,
+		LastConfirmedEntry: p.LastConfirmed().String(), State: "LedgerOpened",
+		Ledgers: []internalLedger{}, Cursors: map[string]cursorStats{},
+		FirstIndex: st.FirstIndex, NextIndex: st.NextIndex,
+	}
+	for _, l := range st.Ledgers {
+		out.Ledgers = append(out.Ledgers, internalLedger{
+			LedgerID: l.LedgerID, Entries: l.Entries, Size: l.Bytes, Timestamp: l.Created.UnixMilli(), FirstIndex: l.FirstIndex,
+		})
+	}
+	if n := len(st.Ledgers); n > 0 {
+		cur := st.Ledgers[n-1]
+		out.CurrentLedgerEntries, out.CurrentLedgerSize = cur.Entries, cur.Bytes
+		out.LastLedgerCreatedTimestamp = formatTime(cur.Created)
+	}
+	for _, sub := range p.Subscriptions(r.Context()) {
+		c := sub.Cursor()
+		out.Cursors[sub.Name()] = cursorStats{
+			MarkDeletePosition: c.MarkDeletePosition().String(), ReadPosition: c.ReadPosition().String(),
+			CursorLedger: -1, State: "Open", NextIndex: c.NextIndex(), Backlog: c.Backlog(),
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// messageIDByTime answers the id of the first message published (or
+// event-timed) at or after the timestamp; 404 when there is none.
+func (s *server) messageIDByTime(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	var ts int64
+	if err == nil {
+		if ts, err = strconv.ParseInt(r.PathValue("timestamp"), 10, 64); err != nil {
+			err = fmt.Errorf("%w: timestamp %q", errBadRequest, r.PathValue("timestamp"))
+		}
+	}
+	var p *broker.Partition
+	if err == nil {
+		p, err = s.svc.OpenPartition(r.Context(), name, false)
+	}
+	var e broker.Entry
+	found := false
+	if err == nil {
+		e, found, err = p.FindByTime(r.Context(), ts)
+	}
+	if err == nil && !found {
+		err = fmt.Errorf("%w: no message at or after %d in %s", broker.ErrOffsetOutOfRange, ts, name)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, messageID{LedgerID: e.Position.LedgerID, EntryID: e.Position.EntryID, PartitionIndex: name.PartitionIndex()})
 }

@@ -7,7 +7,11 @@ package admin
 // endpoints list, create, delete and reset groups' committed offsets too.
 //
 // Message ids: Pulsar's {"ledgerId", "entryId", "partitionIndex"}.
-// (-1, -1) is the earliest position and (MaxInt64, MaxInt64) the latest.
+// (-1, -1) is the earliest position and (MaxInt64, MaxInt64) the latest;
+// a new subscription without a body starts at the latest. A concrete id
+// on a partitioned topic's base name applies to the partition its
+// partitionIndex names (every partition if -1); on create, the other
+// partitions start at the earliest message, on reset they stay.
 
 import (
 	"context"
@@ -16,6 +20,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/kopernik-io/kopernik/broker"
 )
@@ -28,6 +33,8 @@ func (s *server) subscriptionRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+sub+"/resetcursor/{timestamp}", s.resetCursorToTime)
 	mux.HandleFunc("POST "+sub+"/resetcursor", s.resetCursorToMessageID)
 	mux.HandleFunc("POST "+sub+"/skip_all", s.skipAll)
+	mux.HandleFunc("POST "+sub+"/skip/{n}", s.skipMessages)
+	mux.HandleFunc("POST "+sub+"/expireMessages/{seconds}", s.expireMessages)
 }
 
 // partitionsOf resolves the request's topic to the partitions an operation
@@ -266,5 +273,42 @@ func (s *server) resetCursorToMessageID(w http.ResponseWriter, r *http.Request) 
 func (s *server) skipAll(w http.ResponseWriter, r *http.Request) {
 	s.eachSubscription(w, r, func(ctx context.Context, _ broker.TopicName, _ *broker.Partition, sub *broker.Subscription) error {
 		return sub.ResetTo(ctx, broker.Latest)
+	})
+}
+
+// skipMessages acknowledges the next n messages after the first
+// unacknowledged one (at most up to the end of the log).
+func (s *server) skipMessages(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.ParseInt(r.PathValue("n"), 10, 64)
+	if err != nil || n < 0 {
+		s.writeError(w, r, fmt.Errorf("%w: message count %q", errBadRequest, r.PathValue("n")))
+		return
+	}
+	s.eachSubscription(w, r, func(ctx context.Context, _ broker.TopicName, p *broker.Partition, sub *broker.Subscription) error {
+		next := min(sub.Cursor().NextIndex()+n, p.NextIndex())
+		return sub.Cursor().SetNextIndex(ctx, next)
+	})
+}
+
+// expireMessages acknowledges every message published (or event-timed)
+// more than the given seconds ago; it never moves the subscription back.
+func (s *server) expireMessages(w http.ResponseWriter, r *http.Request) {
+	secs, err := strconv.ParseInt(r.PathValue("seconds"), 10, 64)
+	if err != nil || secs < 0 {
+		s.writeError(w, r, fmt.Errorf("%w: expiry %q", errBadRequest, r.PathValue("seconds")))
+		return
+	}
+	cutoff := time.Now().Add(-time.Duration(secs) * time.Second).UnixMilli()
+	s.eachSubscription(w, r, func(ctx context.Context, _ broker.TopicName, p *broker.Partition, sub *broker.Subscription) error {
+		next := p.NextIndex()
+		if e, found, err := p.FindByTime(ctx, cutoff); err != nil {
+			return err
+		} else if found {
+			next = e.FirstIndex
+		}
+		if next <= sub.Cursor().NextIndex() {
+			return nil
+		}
+		return sub.Cursor().SetNextIndex(ctx, next)
 	})
 }

@@ -47,6 +47,92 @@ func (s *server) topicRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+topicBase+"/{topic}/stats", s.topicStats)
 	mux.HandleFunc("GET "+topicBase+"/{topic}/partitioned-stats", s.partitionedStats)
 	mux.HandleFunc("GET "+topicBase+"/{topic}/lastMessageId", s.lastMessageID)
+	mux.HandleFunc("PUT "+topicBase+"/{topic}/unload", s.unloadTopic)
+	mux.HandleFunc("GET "+topicBase+"/{topic}/internalStats", s.topicInternalStats)
+	mux.HandleFunc("GET "+topicBase+"/{topic}/messageid/{timestamp}", s.messageIDByTime)
+	mux.HandleFunc("GET "+topicBase+"/{topic}/retention", s.getTopicRetention)
+	mux.HandleFunc("POST "+topicBase+"/{topic}/retention", s.setTopicRetention)
+	mux.HandleFunc("DELETE "+topicBase+"/{topic}/retention", s.removeTopicRetention)
+}
+
+// getTopicRetention answers the topic's own retention override (204 when
+// it inherits the namespace's), as Pulsar's topic policies do.
+func (s *server) getTopicRetention(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	var md broker.TopicMetadata
+	if err == nil {
+		md, err = s.svc.GetTopic(r.Context(), name)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if md.Policies.RetentionTime == nil && md.Policies.RetentionBytes == nil {
+		ok(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, retentionOf(md.Policies))
+}
+
+func (s *server) setTopicRetention(w http.ResponseWriter, r *http.Request) {
+	var body retentionPolicies
+	if present, err := readBody(r, &body); err != nil || !present {
+		if err == nil {
+			err = fmt.Errorf("%w: retention policies required", errBadRequest)
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	s.updateTopicPolicies(w, r, func(p *broker.Policies) { applyRetention(p, body) })
+}
+
+func (s *server) removeTopicRetention(w http.ResponseWriter, r *http.Request) {
+	s.updateTopicPolicies(w, r, func(p *broker.Policies) { p.RetentionTime, p.RetentionBytes = nil, nil })
+}
+
+// updateTopicPolicies is read-modify-write of a topic's own policies
+// (partitioned topics by base name: a partition has none of its own).
+func (s *server) updateTopicPolicies(w http.ResponseWriter, r *http.Request, change func(*broker.Policies)) {
+	name, err := topicOf(r)
+	var md broker.TopicMetadata
+	if err == nil {
+		md, err = s.svc.GetTopic(r.Context(), name)
+	}
+	if err == nil {
+		p := md.Policies
+		change(&p)
+		err = s.svc.SetTopicPolicies(r.Context(), md.Name, p)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ok(w)
+}
+
+// unloader is implemented by services that can unload topics (*broker.Broker).
+type unloader interface {
+	Unload(ctx context.Context, name broker.TopicName) error
+}
+
+// unloadTopic closes the topic's loaded partitions; clients reconnect and
+// the partitions load again (Pulsar's unload). A service that cannot
+// unload answers success after checking the topic exists: single broker,
+// nothing to move.
+func (s *server) unloadTopic(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	if err == nil {
+		if u, ok := s.svc.(unloader); ok {
+			err = u.Unload(r.Context(), name)
+		} else {
+			_, err = s.svc.GetTopic(r.Context(), name)
+		}
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ok(w)
 }
 
 // topicOf parses the request's topic name.
@@ -200,12 +286,14 @@ func (s *server) updatePartitions(w http.ResponseWriter, r *http.Request) {
 
 // getPartitions answers {"partitions": N}: 0 for a non-partitioned topic
 // and, as Pulsar does, for a topic that does not exist (in an existing
-// namespace).
+// namespace). With ?checkAllowAutoCreation=true (the Go client's HTTP
+// lookup) a missing topic is created as the namespace's auto-creation
+// policy says, as the binary protocol's PARTITIONED_METADATA does.
 func (s *server) getPartitions(w http.ResponseWriter, r *http.Request) {
 	name, err := topicOf(r)
 	var md broker.TopicMetadata
 	if err == nil {
-		md, err = s.svc.GetTopic(r.Context(), name)
+		md, err = s.svc.LookupTopic(r.Context(), name, boolQuery(r, "checkAllowAutoCreation"))
 		if md.Name != name {
 			md.Partitions = 0 // a partition of a partitioned topic is not partitioned itself
 		}

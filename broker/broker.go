@@ -71,6 +71,12 @@ func DefaultPolicies() EffectivePolicies {
 }
 
 // Broker implements Service over a metadata store and a managed-ledger factory.
+//
+// Lock order in this file, partition.go and registry.go (outer first):
+// Broker.createMu, Broker.mu, Partition.appendMu, Partition.mu,
+// Subscription.mu; managedledger's locks are taken inside all of them and
+// never call back. Partitions are closed (Partition.close) without
+// Broker.mu held, and no metadata-store call is made with Broker.mu held.
 type Broker struct {
 	store     metadata.Store
 	ledgers   *managedledger.Factory
@@ -491,6 +497,9 @@ func (b *Broker) CreateTopic(ctx context.Context, name TopicName, partitions int
 	if partitions > 0 && name.PartitionIndex() >= 0 {
 		return fmt.Errorf("%w: a partitioned topic's name cannot end in -partition-N: %s", ErrInvalidName, name)
 	}
+	if err := b.checkPartitionNamesFree(ctx, name, 0, partitions); err != nil {
+		return err
+	}
 	rec := topicRecord{Partitions: partitions, Created: time.Now().UTC(), Policies: p}
 	err := b.putJSON(ctx, topicPath(name), rec, metadata.NotExists)
 	if errors.Is(err, metadata.ErrExists) {
@@ -532,6 +541,47 @@ func (b *Broker) DeleteTopic(ctx context.Context, name TopicName, force bool) er
 	return b.store.Delete(ctx, topicPath(name), metadata.AnyVersion)
 }
 
+// Unload closes the loaded partitions of a topic (all partitions of a
+// partitioned topic's base name) without deleting anything: attached
+// clients see Partition.Done and ErrClosed, and the next OpenPartition loads
+// the partition again from storage (Pulsar's topic unload).
+func (b *Broker) Unload(ctx context.Context, name TopicName) error {
+	md, err := b.GetTopic(ctx, name)
+	if err != nil {
+		return err
+	}
+	parts := []TopicName{name}
+	if md.Name == name {
+		parts = partitionNames(md)
+	}
+	for _, pn := range parts {
+		b.mu.Lock()
+		p := b.mu.partitions[pn.String()]
+		delete(b.mu.partitions, pn.String())
+		b.mu.Unlock()
+		if p != nil {
+			p.close()
+		}
+	}
+	return nil
+}
+
+// checkPartitionNamesFree fails with ErrAlreadyExists if a non-partitioned
+// topic already holds the name of partition from..to-1 of name.
+// createMu is held.
+func (b *Broker) checkPartitionNamesFree(ctx context.Context, name TopicName, from, to int) error {
+	for i := from; i < to; i++ {
+		_, ok, err := b.readTopic(ctx, name.Partition(i))
+		if err != nil {
+			return err
+		}
+		if ok {
+			return fmt.Errorf("%w: topic %s exists and would be partition %d of %s", ErrAlreadyExists, name.Partition(i), i, name)
+		}
+	}
+	return nil
+}
+
 // partitionNames lists the names holding data for a topic.
 func partitionNames(md TopicMetadata) []TopicName {
 	if md.Partitions == 0 {
@@ -559,6 +609,9 @@ func (b *Broker) SetPartitions(ctx context.Context, name TopicName, partitions i
 	}
 	if partitions < rec.Partitions {
 		return fmt.Errorf("%w: %s has %d partitions; partitions can only grow", ErrInvalidConfig, name, rec.Partitions)
+	}
+	if err := b.checkPartitionNamesFree(ctx, name, rec.Partitions, partitions); err != nil {
+		return err
 	}
 	rec.Partitions = partitions
 	return b.putJSON(ctx, topicPath(name), rec, metadata.AnyVersion)
@@ -645,17 +698,21 @@ func (b *Broker) load(ctx context.Context, name TopicName, eff EffectivePolicies
 		b.mu.loading[key] = c
 		b.mu.Unlock()
 		c.p, c.err = b.loadNow(ctx, name, eff)
+		var orphan *Partition // loaded while the broker closed
 		b.mu.Lock()
 		delete(b.mu.loading, key)
 		if c.err == nil {
 			if b.mu.closed {
-				c.p.close()
+				orphan = c.p
 				c.p, c.err = nil, ErrClosed
 			} else {
 				b.mu.partitions[key] = c.p
 			}
 		}
 		b.mu.Unlock()
+		if orphan != nil {
+			orphan.close()
+		}
 		close(c.done)
 		return c.p, c.err
 	}

@@ -32,8 +32,11 @@ type Partition struct {
 	// waiting for durability: group commit keeps working.
 	appendMu sync.Mutex
 
+	done chan struct{} // closed by close
+
 	// Statistics counters (accepted, non-duplicate appends).
 	msgIn, bytesIn atomic.Int64
+	inRate         rateMeter
 
 	mu struct {
 		sync.Mutex
@@ -46,6 +49,8 @@ type Partition struct {
 	}
 }
 
+// producerState is one producer's dedup state. Written with both appendMu
+// and mu held; read with either.
 type producerState struct {
 	epoch   int64
 	lastSeq int64
@@ -69,7 +74,7 @@ func (rb recentBatch) wait(ctx context.Context) (Entry, error) {
 }
 
 func newPartition(b *Broker, name TopicName, ml *managedledger.ManagedLedger, eff EffectivePolicies) *Partition {
-	p := &Partition{b: b, name: name, ml: ml}
+	p := &Partition{b: b, name: name, ml: ml, done: make(chan struct{})}
 	p.mu.policies = eff
 	p.mu.producers = make(map[string]*producerState)
 	p.mu.subs = make(map[string]*Subscription)
@@ -117,10 +122,19 @@ func (p *Partition) inUse() bool {
 
 func (p *Partition) close() {
 	p.mu.Lock()
+	wasClosed := p.mu.closed
 	p.mu.closed = true
 	p.mu.Unlock()
+	if !wasClosed {
+		close(p.done)
+	}
 	p.ml.Close()
 }
+
+// Done is closed when the partition is closed: unloaded, deleted, or the
+// broker shut down. Handlers then close their producers and consumers on it
+// (Pulsar clients reconnect and find the partition loaded again).
+func (p *Partition) Done() <-chan struct{} { return p.done }
 
 // AppendRequest is one batch to append.
 type AppendRequest struct {
@@ -158,6 +172,11 @@ type AppendResult struct {
 func (p *Partition) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
 	if max := p.Policies().MaxMessageBytes; int64(len(req.Data)) > int64(max) {
 		return AppendResult{}, fmt.Errorf("%w: %d bytes > %d", ErrMessageTooLarge, len(req.Data), max)
+	}
+	select {
+	case <-p.done:
+		return AppendResult{}, fmt.Errorf("%w: partition %s", ErrClosed, p.name)
+	default:
 	}
 	p.appendMu.Lock()
 	rb, dup, err := p.appendLocked(req)
@@ -221,8 +240,8 @@ func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
 		st = &producerState{epoch: req.Epoch}
 	}
 	rb := recentBatch{seqFirst: req.SeqFirst, seqLast: req.SeqLast, pending: pending}
+	p.mu.Lock() // LastSequence reads producer state under mu
 	st.remember(rb)
-	p.mu.Lock()
 	p.mu.producers[req.Producer] = st
 	p.mu.Unlock()
 	return rb, false, nil
@@ -237,12 +256,13 @@ func (st *producerState) remember(rb recentBatch) {
 }
 
 // epochMark separates a producer's name from its epoch in Entry.Producer:
-// entries store "name" for epoch 0 and "name;epoch=N" otherwise, so that a
-// rebuilt dedup state also knows which incarnation wrote the batch.
+// entries store "name" for epoch 0 and "name;epoch=N" otherwise (also for
+// epoch 0 when the name itself contains the mark), so that a rebuilt dedup
+// state also knows which incarnation wrote the batch.
 const epochMark = ";epoch="
 
 func encodeProducer(name string, epoch int64) string {
-	if name == "" || epoch == 0 {
+	if name == "" || epoch == 0 && !strings.Contains(name, epochMark) {
 		return name
 	}
 	return name + epochMark + strconv.FormatInt(epoch, 10)
@@ -261,10 +281,15 @@ func decodeProducer(stored string) (name string, epoch int64) {
 }
 
 // DedupRecoveryEntries is about how many entries at the tail of the log a
-// loading partition reads to rebuild producers' deduplication state.
-// Producers silent for longer than that are forgotten (their next append
-// starts a fresh sequence, as for a new producer).
-var DedupRecoveryEntries = 4096
+// loading partition reads to rebuild producers' deduplication state, and
+// DedupRecoveryBytes about how many bytes (reads return whole entries, so
+// large batches shorten the scan). Producers silent for longer than that
+// are forgotten: their next append starts a fresh sequence, as for a new
+// producer.
+var (
+	DedupRecoveryEntries       = 4096
+	DedupRecoveryBytes   int64 = 64 << 20
+)
 
 // recoverDedup rebuilds producer state from the log's tail. The start is an
 // estimate (message index of about DedupRecoveryEntries entries back, from
@@ -275,11 +300,15 @@ func (p *Partition) recoverDedup(ctx context.Context) error {
 	if st.Entries == 0 || st.Messages == 0 {
 		return nil
 	}
+	entries := int64(DedupRecoveryEntries)
+	if bytesPerEntry := st.Bytes / st.Entries; bytesPerEntry > 0 {
+		entries = min(entries, max(DedupRecoveryBytes/bytesPerEntry, 1))
+	}
 	perEntry := max(st.Messages/st.Entries, 1)
-	start := max(st.NextIndex-perEntry*int64(DedupRecoveryEntries), st.FirstIndex)
+	start := max(st.NextIndex-perEntry*entries, st.FirstIndex)
 	producers := map[string]*producerState{}
 	for idx := start; idx < st.NextIndex; {
-		es, err := p.ml.ReadFromIndex(ctx, idx, 256, 8<<20)
+		es, err := p.ml.ReadFromIndex(ctx, idx, 256, 4<<20)
 		if err != nil {
 			return mapLedgerErr(err)
 		}
@@ -405,6 +434,7 @@ type Subscription struct {
 
 	// Statistics counters reported by dispatchers (AddDelivered).
 	msgOut, bytesOut atomic.Int64
+	outRate          rateMeter
 
 	mu struct {
 		sync.Mutex

@@ -147,3 +147,45 @@ func (s *Subscription) AddDelivered(msgs, bytes int64) {
 func (s *Subscription) OutCounters() (msgs, bytes int64) {
 	return s.msgOut.Load(), s.bytesOut.Load()
 }
+
+// rateWindow is the shortest interval rates are measured over.
+const rateWindow = 5 * time.Second
+
+// rateMeter turns two monotonic counters into per-second rates, measured
+// between samples at least rateWindow apart; a sample is taken when rates
+// are read, so an idle meter costs nothing. The first window reports 0.
+type rateMeter struct {
+	mu              sync.Mutex
+	at              time.Time
+	msgs, bytes     int64
+	msgRate, byRate float64
+}
+
+func (m *rateMeter) rates(now time.Time, msgs, bytes int64) (msgsPerSec, bytesPerSec float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.at.IsZero():
+		m.at, m.msgs, m.bytes = now, msgs, bytes
+	case now.Sub(m.at) >= rateWindow:
+		secs := now.Sub(m.at).Seconds()
+		m.msgRate = float64(msgs-m.msgs) / secs
+		m.byRate = float64(bytes-m.bytes) / secs
+		m.at, m.msgs, m.bytes = now, msgs, bytes
+	}
+	return m.msgRate, m.byRate
+}
+
+// InRates returns the append rates (messages and bytes per second) over the
+// last measured window of at least 5 seconds; 0 until one has passed.
+func (p *Partition) InRates() (msgsPerSec, bytesPerSec float64) {
+	msgs, bytes := p.InCounters()
+	return p.inRate.rates(time.Now(), msgs, bytes)
+}
+
+// OutRates returns the dispatch rates reported through AddDelivered, as
+// InRates does for appends.
+func (s *Subscription) OutRates() (msgsPerSec, bytesPerSec float64) {
+	msgs, bytes := s.OutCounters()
+	return s.outRate.rates(time.Now(), msgs, bytes)
+}

@@ -221,6 +221,18 @@ func TestTopics(t *testing.T) {
 		{"deleted", func(ctx context.Context, b *Broker) error { _, err := b.GetTopic(ctx, parted.Partition(1)); return err }, ErrTopicNotFound},
 		{"delete missing", func(ctx context.Context, b *Broker) error { return b.DeleteTopic(ctx, parted, false) }, ErrTopicNotFound},
 		{"delete unused", func(ctx context.Context, b *Broker) error { return b.DeleteTopic(ctx, plain, false) }, nil},
+		{"partitioned over an existing partition name", func(ctx context.Context, b *Broker) error {
+			if err := b.CreateTopic(ctx, mustTopic(t, "clash-partition-1"), 0, Policies{}); err != nil {
+				return err
+			}
+			return b.CreateTopic(ctx, mustTopic(t, "clash"), 2, Policies{})
+		}, ErrAlreadyExists},
+		{"grow over an existing partition name", func(ctx context.Context, b *Broker) error {
+			if err := b.CreateTopic(ctx, mustTopic(t, "clash"), 1, Policies{}); err != nil {
+				return err
+			}
+			return b.SetPartitions(ctx, mustTopic(t, "clash"), 3)
+		}, ErrAlreadyExists},
 		{"recreate after delete is empty", func(ctx context.Context, b *Broker) error {
 			if err := b.CreateTopic(ctx, parted, 2, Policies{}); err != nil {
 				return err
@@ -481,13 +493,35 @@ func TestDedupRecoveryReadsOnlyTheTail(t *testing.T) {
 	if got := p2.LastSequence("early"); got != -1 {
 		t.Fatalf("producer beyond the recovery window was recovered: %d", got)
 	}
+
+	// The byte budget shortens the scan too.
+	DedupRecoveryEntries = 1000
+	oldBytes := DedupRecoveryBytes
+	DedupRecoveryBytes = 1
+	t.Cleanup(func() { DedupRecoveryBytes = oldBytes })
+	if _, err := p2.Append(ctx, AppendRequest{Format: FormatKafka, MsgCount: 1, Data: []byte("x"), Producer: "late", SeqFirst: 0, SeqLast: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p2.Append(ctx, AppendRequest{Format: FormatKafka, MsgCount: 1, Data: []byte("x"), Producer: "last", SeqFirst: 0, SeqLast: 0}); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	delete(b.mu.partitions, n.String())
+	b.mu.Unlock()
+	p3, err := b.OpenPartition(ctx, n, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p3.LastSequence("late") != -1 || p3.LastSequence("last") != 0 {
+		t.Fatalf("byte budget: late %d last %d", p3.LastSequence("late"), p3.LastSequence("last"))
+	}
 }
 
 func TestEncodeProducer(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		epoch int64
-	}{{"p", 0}, {"p", 7}, {"a;epoch=x", 0}, {"a;epoch=x", 3}, {"", 0}} {
+	}{{"p", 0}, {"p", 7}, {"a;epoch=x", 0}, {"a;epoch=x", 3}, {"a;epoch=5", 0}, {"kafka-1", 2}, {"", 0}} {
 		name, epoch := decodeProducer(encodeProducer(tc.name, tc.epoch))
 		if name != tc.name || epoch != tc.epoch {
 			t.Errorf("%q/%d: decoded %q/%d", tc.name, tc.epoch, name, epoch)
@@ -588,5 +622,23 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRateMeter(t *testing.T) {
+	var m rateMeter
+	t0 := time.Unix(1000, 0)
+	if r, _ := m.rates(t0, 0, 0); r != 0 {
+		t.Fatalf("first sample rate %v", r)
+	}
+	if r, _ := m.rates(t0.Add(time.Second), 50, 500); r != 0 {
+		t.Fatalf("rate before a window passed %v", r)
+	}
+	r, br := m.rates(t0.Add(10*time.Second), 100, 1000)
+	if r != 10 || br != 100 {
+		t.Fatalf("rates %v %v, want 10 100", r, br)
+	}
+	if r, _ := m.rates(t0.Add(11*time.Second), 1000, 1000); r != 10 {
+		t.Fatalf("rate within the next window %v, want the last measured 10", r)
 	}
 }

@@ -11,6 +11,8 @@ import (
 // Memory is an in-process Store. It keeps nothing across restarts; tests and
 // ephemeral brokers use it. It honours the full contract otherwise.
 type Memory struct {
+	done chan struct{} // closed by Close: ends watch goroutines
+
 	mu struct {
 		sync.Mutex
 		closed   bool
@@ -21,7 +23,7 @@ type Memory struct {
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
-	m := &Memory{}
+	m := &Memory{done: make(chan struct{})}
 	m.mu.records = make(map[string]Record)
 	m.mu.watchers = make(map[*watcher]struct{})
 	return m
@@ -128,7 +130,10 @@ func (m *Memory) Watch(ctx context.Context, prefix string) (<-chan Event, error)
 	w := newWatcher(prefix)
 	m.mu.watchers[w] = struct{}{}
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-m.done:
+		}
 		m.mu.Lock()
 		delete(m.mu.watchers, w)
 		m.mu.Unlock()
@@ -144,6 +149,7 @@ func (m *Memory) Close() error {
 		return nil
 	}
 	m.mu.closed = true
+	close(m.done)
 	for w := range m.mu.watchers {
 		w.close()
 	}

@@ -26,6 +26,15 @@ var storeImpls = []struct {
 		}
 		return s
 	}},
+	// Without fsync, commits are fast enough for commit handlers of
+	// consecutive transactions to overlap: the event-ordering path.
+	{"bolt-nosync", func(t *testing.T) Store {
+		s, err := OpenBolt(filepath.Join(t.TempDir(), "meta.db"), WithBoltNoSync(), WithBoltMaxBatchDelay(time.Microsecond), WithBoltMaxBatchSize(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
 }
 
 // contractCases is the Store contract, one case per rule.
@@ -267,6 +276,56 @@ var contractCases = []struct {
 				}
 			case <-time.After(5 * time.Second):
 				t.Fatalf("version %d: timeout", v)
+			}
+		}
+	}},
+	{"events ordered per key under concurrent writers", func(t *testing.T, s Store) {
+		c, cancel := context.WithCancel(ctx())
+		defer cancel()
+		ch, err := s.Watch(c, "/k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const writers, each = 8, 25
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				path := fmt.Sprintf("/k/%d", w)
+				for range each {
+					if _, err := s.Put(ctx(), path, []byte("v"), AnyVersion); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				if err := s.Delete(ctx(), path, AnyVersion); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		last := map[string]int64{}
+		for range writers * (each + 1) {
+			select {
+			case ev := <-ch:
+				switch ev.Type {
+				case EventPut:
+					if ev.Version != last[ev.Path]+1 {
+						t.Fatalf("%s: version %d after %d", ev.Path, ev.Version, last[ev.Path])
+					}
+					last[ev.Path] = ev.Version
+				case EventDelete:
+					if ev.Version != each || last[ev.Path] != each {
+						t.Fatalf("%s: delete of version %d after %d", ev.Path, ev.Version, last[ev.Path])
+					}
+					last[ev.Path] = -1
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("missing events: %v", last)
+			}
+		}
+		for p, v := range last {
+			if v != -1 {
+				t.Fatalf("%s: no delete event (last version %d)", p, v)
 			}
 		}
 	}},
