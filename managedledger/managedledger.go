@@ -1068,6 +1068,7 @@ func (ml *ManagedLedger) close() error {
 			errs = append(errs, err)
 		} else {
 			ml.publishLocked(l, info)
+			errs = append(errs, l.seg.FlushIndex())
 		}
 	}
 	for _, w := range ml.mu.waiters {

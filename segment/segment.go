@@ -531,11 +531,34 @@ func (s *Segment) syncLocked() (Info, error) {
 		return s.mu.synced, s.mu.failed
 	}
 	s.mu.synced = target
+	// Index points go to the file in batches: each write grows the index
+	// file, a metadata change the next log fdatasync may have to wait for.
+	// Recovery rescans at most indexBatch points' worth of log.
+	if len(s.mu.points)-s.mu.idxSlots < indexBatch {
+		return target, nil
+	}
 	if err := s.writePointsLocked(target.Size); err != nil {
 		s.mu.failed = fmt.Errorf("%w: index write: %w", ErrFailed, err)
 		return s.mu.synced, s.mu.failed
 	}
 	return target, nil
+}
+
+// indexBatch is how many index points Sync accumulates before writing them.
+const indexBatch = 64
+
+// FlushIndex writes the index points of all durable records to the index
+// file (no fsync: the index is a hint). Close paths call it so that the next
+// recovery scans little.
+func (s *Segment) FlushIndex() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.failed != nil || s.mu.sealed {
+		return s.mu.failed
+	}
+	return s.writePointsLocked(s.mu.synced.Size)
 }
 
 // writePointsLocked appends to the index file the points of records that
