@@ -162,7 +162,7 @@ func BenchmarkVersusBaseline(b *testing.B) {
 }
 
 // benchPrealloc is the Prealloc the append benchmarks use
-// (KOPERNIK_BENCH_PREALLOC bytes; default 0 = the factory default).
+// (KOPERNIK_BENCH_PREALLOC bytes, -1 off; default 0 = the factory default).
 var benchPrealloc = func() int64 {
 	var n int64
 	fmt.Sscan(os.Getenv("KOPERNIK_BENCH_PREALLOC"), &n)

@@ -25,8 +25,10 @@ type Options struct {
 	// IndexInterval is the log distance between index points (default 4 KiB).
 	IndexInterval int64
 	// Prealloc zero-fills (and syncs) this many bytes ahead of the writer in
-	// the background, so that fdatasync after an append does not also commit
-	// a file-size change. 0 disables it.
+	// the background, once the file holds at least that much, so that
+	// fdatasync after an append does not also commit a file-size change
+	// (an ext4 journal commit). 0 disables it. Seal and recovery truncate
+	// the slack.
 	Prealloc int64
 }
 
@@ -503,7 +505,10 @@ func (s *Segment) writableLocked() error {
 // the writer is within half a chunk of the end of the allocated region.
 func (s *Segment) maybePreallocLocked() {
 	chunk := s.opts.Prealloc
-	if chunk <= 0 || s.mu.filling || s.mu.fileEnd+chunk/2 < s.mu.allocated {
+	// Only ledgers that already took a chunk's worth of writes get zeroed
+	// slack: a broker with many quiet partitions must not hold a chunk of
+	// zeros for each.
+	if chunk <= 0 || s.mu.filling || s.mu.fileEnd < chunk || s.mu.fileEnd+chunk/2 < s.mu.allocated {
 		return
 	}
 	start := max(s.mu.allocated, s.mu.fileEnd)

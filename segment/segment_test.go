@@ -289,6 +289,12 @@ func TestSegmentPrealloc(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAll(t, s, want)
+	s.mu.Lock()
+	s.waitFillLocked()
+	s.mu.Unlock()
+	if st, _ := os.Stat(filepath.Join(opts.Dir, LogName(1))); st.Size() <= s.Written().Size {
+		t.Fatalf("no preallocated slack: file %d, log %d", st.Size(), s.Written().Size)
+	}
 	s.Close() // unsealed: the file keeps zero-filled slack
 	s, err = Open(opts, 1, false)
 	if err != nil {
