@@ -1,12 +1,15 @@
 package managedledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -236,14 +239,48 @@ func (ml *ManagedLedger) removeOrphansLocked() {
 	for _, l := range ml.mu.ledgers {
 		owned[l.id] = true
 	}
+	lastID := ml.activeLocked().id
+	orphans := map[int64]bool{}
 	for _, n := range names {
 		if id, ok := segment.ParseName(n); ok && !owned[id] {
-			ml.log.Info("managedledger: removing orphan segment file", "file", n)
-			if err := segment.RemoveFiles(ml.segOpts, id); err != nil {
-				ml.log.Warn("managedledger: removing orphan", "file", n, "err", err)
-			}
+			orphans[id] = true
 		}
 	}
+	for id := range orphans {
+		// Newer than the list: a crash between creating the file and
+		// recording it leaves it without records. Records mean the list is
+		// older than the data (a restored store?): keep the file.
+		if id > lastID {
+			name := segment.LogName(id)
+			if f, err := ml.factory.fs.OpenFile(filepath.Join(ml.segOpts.Dir, name), os.O_RDONLY, 0); err == nil {
+				size, _ := f.Size()
+				f.Close()
+				if size > segment.HeaderSize && !ml.hasZeroTail(name, size) {
+					ml.log.Error("managedledger: unlisted ledger file holds data; keeping it", "file", name, "bytes", size)
+					continue
+				}
+			}
+		}
+		ml.log.Info("managedledger: removing orphan segment files", "ledger", id)
+		if err := segment.RemoveFiles(ml.segOpts, id); err != nil {
+			ml.log.Warn("managedledger: removing orphan", "ledger", id, "err", err)
+		}
+	}
+}
+
+// hasZeroTail reports whether the log file name holds nothing after its
+// header but zeros (preallocation), i.e. no records.
+func (ml *ManagedLedger) hasZeroTail(name string, size int64) bool {
+	f, err := ml.factory.fs.OpenFile(filepath.Join(ml.segOpts.Dir, name), os.O_RDONLY, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, segment.FrameHeadSize)
+	if n, _ := f.ReadAt(b, segment.HeaderSize); n < len(b) {
+		return size <= segment.HeaderSize
+	}
+	return bytes.Equal(b, make([]byte, len(b)))
 }
 
 // persistLocked writes the ledger list with compare-and-swap on the version
@@ -332,7 +369,8 @@ type Pending struct {
 }
 
 // Wait blocks until the entry is durable (or failed) and returns it with
-// Position, FirstIndex and PublishTime set.
+// Position, FirstIndex and PublishTime set. If ctx ends first, Wait returns
+// ctx.Err() and the append may still complete.
 func (p *Pending) Wait(ctx context.Context) (Entry, error) {
 	select {
 	case <-p.done:

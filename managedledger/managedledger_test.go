@@ -3,6 +3,8 @@ package managedledger
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -106,7 +108,7 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 	e := newEnv(t, t.TempDir())
 	ctx := context.Background()
 	ml := e.open("concurrent", Config{MaxLedgerBytes: 64 << 10})
-	const appenders, perAppender, readers = 8, 250, 3
+	const appenders, perAppender, readers = 8, 1000, 3
 	total := appenders * perAppender
 	var wg sync.WaitGroup
 	results := make([][]Entry, readers)
@@ -274,5 +276,39 @@ func TestSyncIntervalVisibleAtOnce(t *testing.T) {
 	ml = e.open("interval", Config{Sync: SyncInterval})
 	if ml.NextIndex() != 52 {
 		t.Fatalf("after clean restart next %d", ml.NextIndex())
+	}
+}
+
+func TestOrphanSegmentFiles(t *testing.T) {
+	e := newEnv(t, t.TempDir())
+	ml := e.open("orph", Config{MaxLedgerBytes: 400})
+	appendEntries(t, ml, 0, 10, 1)
+	ml.Close()
+	dir := filepath.Join(e.dir, "orph")
+	// A crash between creating ledger 98 and recording it: header only.
+	empty, err := segment.Create(segment.Options{Dir: dir, Logger: quietLogger()}, 98, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty.Close()
+	// An unlisted ledger with records (a store older than the data): kept.
+	full, err := segment.Create(segment.Options{Dir: dir, Logger: quietLogger()}, 99, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.Append(&segment.Record{EntryID: 0, FirstIndex: 0, MsgCount: 1, Data: []byte("keep me")})
+	full.Sync()
+	full.Close()
+	// A deleted ledger's leftovers (below the first listed id).
+	os.WriteFile(filepath.Join(dir, segment.IndexName(0)+".tmp"), nil, 0o644) // not a segment name: ignored
+	ml = e.open("orph", Config{MaxLedgerBytes: 400})
+	if _, err := os.Stat(filepath.Join(dir, segment.LogName(98))); !os.IsNotExist(err) {
+		t.Fatalf("empty orphan kept: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, segment.LogName(99))); err != nil {
+		t.Fatalf("orphan with data removed: %v", err)
+	}
+	if got := readAll(t, ml); len(got) != 10 {
+		t.Fatalf("%d entries", len(got))
 	}
 }
