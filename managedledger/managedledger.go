@@ -247,6 +247,9 @@ func (ml *ManagedLedger) removeOrphansLocked() {
 		}
 	}
 	for id := range orphans {
+		// Never reuse an id that has files: the next rollover would
+		// truncate them.
+		ml.mu.nextLedgerID = max(ml.mu.nextLedgerID, id+1)
 		// Newer than the list: a crash between creating the file and
 		// recording it leaves it without records. Records mean the list is
 		// older than the data (a restored store?): keep the file.
