@@ -69,6 +69,7 @@ type ledger struct {
 type ManagedLedger struct {
 	name     string
 	factory  *Factory
+	memory   bool // FactoryOptions.Dir == "": no disk behind the files
 	log      *slog.Logger
 	store    metadata.Store
 	segOpts  segment.Options
@@ -111,7 +112,7 @@ var ErrStorage = errors.New("managedledger: storage failure")
 
 func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*ManagedLedger, error) {
 	ml := &ManagedLedger{
-		name: name, factory: f, log: f.log.With("topic", name), store: f.opts.Store,
+		name: name, factory: f, log: f.log.With("topic", name), store: f.opts.Store, memory: f.opts.Dir == "",
 		segOpts: f.segOptions(name),
 		kick:    make(chan struct{}, 1), stopSync: make(chan struct{}), syncDone: make(chan struct{}),
 	}
@@ -430,8 +431,9 @@ func (ml *ManagedLedger) AppendAsync(e Entry) (*Pending, error) {
 	e.PublishTime = now
 	e.Data = nil
 	p := &Pending{entry: e, done: make(chan struct{})}
-	if ml.mu.cfg.Sync == SyncInterval {
-		// Durable enough under this policy once in the file (write(2)).
+	if ml.mu.cfg.Sync == SyncInterval || ml.memory {
+		// Durable enough under this policy once in the file (write(2)); in
+		// memory mode there is nothing more durable to wait for.
 		info, err := l.seg.Write()
 		if err != nil {
 			ml.failLocked(err)
