@@ -312,3 +312,96 @@ func TestOrphanSegmentFiles(t *testing.T) {
 		t.Fatalf("%d entries", len(got))
 	}
 }
+
+// gateFS holds every log fsync until the test opens the gate.
+type gateFS struct {
+	segment.FS
+	mu     sync.Mutex
+	closed bool
+	gate   chan struct{}
+}
+
+type gateFile struct {
+	segment.File
+	fs  *gateFS
+	log bool
+}
+
+func (g *gateFS) OpenFile(name string, flag int, perm os.FileMode) (segment.File, error) {
+	f, err := g.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &gateFile{File: f, fs: g, log: filepath.Ext(name) == ".log"}, nil
+}
+
+func (g *gateFS) hold() {
+	g.mu.Lock()
+	g.gate, g.closed = make(chan struct{}), true
+	g.mu.Unlock()
+}
+
+func (g *gateFS) release() {
+	g.mu.Lock()
+	if g.closed {
+		close(g.gate)
+		g.closed = false
+	}
+	g.mu.Unlock()
+}
+
+func (f *gateFile) Sync() error {
+	f.fs.mu.Lock()
+	gate, held := f.fs.gate, f.fs.closed
+	f.fs.mu.Unlock()
+	if f.log && held {
+		<-gate
+	}
+	return f.File.Sync()
+}
+
+// TestVisibleOnlyWhenDurable: under SyncAlways, while the fsync is held,
+// the appended entry is invisible to every read path and Append blocks.
+func TestVisibleOnlyWhenDurable(t *testing.T) {
+	gfs := &gateFS{FS: segment.OSFS{}}
+	e := newEnv(t, t.TempDir())
+	e.f.Close()
+	e.opts.FS = gfs
+	e.start()
+	ctx := context.Background()
+	ml := e.open("vis", Config{})
+	appendEntries(t, ml, 0, 3, 1)
+	lc, changed := ml.LastConfirmed(), ml.Changed()
+	gfs.hold()
+	done := make(chan Entry)
+	go func() {
+		en, err := ml.Append(ctx, Entry{MsgCount: 2, Data: payload(3), SeqFirst: 3})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- en
+	}()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("Append returned before its fsync")
+	case <-changed:
+		t.Fatal("Changed fired before the fsync")
+	default:
+	}
+	if ml.NextIndex() != 3 || ml.LastConfirmed() != lc || len(readAll(t, ml)) != 3 {
+		t.Fatalf("entry visible before fsync: next %d", ml.NextIndex())
+	}
+	if _, err := ml.ReadFromIndex(ctx, 3, 1, 1<<20); err != nil {
+		t.Fatalf("read at next index: %v", err)
+	}
+	if _, err := ml.PositionOf(3); !errors.Is(err, ErrIndexOutOfRange) {
+		t.Fatalf("PositionOf unsynced entry: %v", err)
+	}
+	gfs.release()
+	en := <-done
+	<-changed
+	if ml.NextIndex() != 5 || ml.LastConfirmed() != en.Position || len(readAll(t, ml)) != 4 {
+		t.Fatalf("after fsync: next %d", ml.NextIndex())
+	}
+}
