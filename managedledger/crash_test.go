@@ -31,6 +31,7 @@ func crashFactory(t testing.TB, dir string) (*Factory, *fileStore) {
 	store := openFileStore(t, filepath.Join(dir, "meta.json"))
 	f, err := NewFactory(FactoryOptions{
 		Dir: filepath.Join(dir, "data"), Store: store, Logger: quietLogger(), RetentionInterval: -1,
+		Prealloc: 256 << 10, // exercise zero-filled tails
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +39,7 @@ func crashFactory(t testing.TB, dir string) (*Factory, *fileStore) {
 	return f, store
 }
 
-var crashCfg = Config{MaxLedgerBytes: 512 << 10, Sync: SyncAlways}
+var crashCfg = Config{MaxLedgerBytes: 2 << 20, Sync: SyncAlways}
 
 // TestCrashRecovery runs a child process (this test binary) that appends
 // with SyncAlways from several goroutines and prints every acknowledged

@@ -598,6 +598,11 @@ func (c *Cursor) flush(ctx context.Context) error {
 	return err
 }
 
+// maxAckRangesToPersist bounds a cursor record (Pulsar's
+// managedLedgerMaxUnackedRangesToPersist): ranges beyond it are not
+// persisted, so after a crash those entries are redelivered.
+const maxAckRangesToPersist = 10000
+
 // snapshotLocked encodes the state; individual acks become ranges.
 func (c *Cursor) snapshotLocked() cursorRecord {
 	st := cursorRecord{Name: c.name, MarkDelete: c.mu.markDelete, Props: maps.Clone(c.mu.props)}
@@ -606,6 +611,10 @@ func (c *Cursor) snapshotLocked() cursorRecord {
 		if n := len(st.Acked); n > 0 && st.Acked[n-1][0] == p.LedgerID && st.Acked[n-1][2] == p.EntryID-1 {
 			st.Acked[n-1][2] = p.EntryID
 			continue
+		}
+		if len(st.Acked) == maxAckRangesToPersist {
+			c.ml.log.Warn("managedledger: too many acknowledgement holes to persist; the rest will be redelivered after a restart", "group", c.name)
+			break
 		}
 		st.Acked = append(st.Acked, [3]int64{p.LedgerID, p.EntryID, p.EntryID})
 	}

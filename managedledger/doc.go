@@ -8,10 +8,68 @@
 // position (everything at or before it is acknowledged) plus individually
 // acknowledged entries and batch-index acknowledgements after it.
 //
-// INVARIANT: for every cursor, markDelete <= readPosition <= lastConfirmed+1.
+// # Storage
+//
+// Each ledger is one segment (package segment) in
+// <FactoryOptions.Dir>/<managed ledger name>/<ledgerId %020d>.log and .idx.
+// With an empty Dir the same engine runs over an in-memory file system.
+// Ledger ids start at 0 per managed ledger and only grow.
+//
+// The ledger list lives in the metadata store at /managed-ledgers/<name> as
+// JSON: {format, nextLedgerId, truncateBefore, ledgers: [{id, firstIndex,
+// entries, bytes, maxTs, created, closed, sealed}]}. Every write is a
+// compare-and-swap on the version this instance last wrote; losing it means
+// another owner took over: ErrFenced. The last ledger is the active one
+// (unsealed); its counts in the list are stale and recovered from its file.
+//
+// Durable cursors live at /managed-ledgers/<name>/cursors/<escaped name>
+// as JSON {name, markDelete, acked: [[ledger, firstEntry, lastEntry]...],
+// batchAcks: [{pos, ackSet}], props}. Cursor names may hold any bytes:
+// everything outside [A-Za-z0-9_-] is escaped as %XX.
+//
+// # Durability and visibility (the contract)
+//
+// Append assigns position, indexes and publish time in call order under the
+// ledger's lock and encodes the entry into the active segment's buffer.
+// Under SyncAlways (the default) a flusher goroutine writes the whole buffer
+// with one write(2) and one fdatasync and then completes every waiter it
+// covers (group commit); it waits up to half an fsync for a batch to fill
+// to the size of the previous one. Append MUST NOT return, and the entry
+// MUST NOT become visible to readers (ReadEntries, ReadFromIndex,
+// LastConfirmed, NextIndex, Changed), before it is on stable storage. Under
+// SyncInterval an entry is written (write(2)) and visible when Append
+// returns and fsynced within SyncInterval.
+//
+// A failed write or fsync fails the ledger (ErrStorage): appends are
+// refused until it is reopened, because after a failed fsync the page
+// cache can no longer be trusted. Recovery then truncates the active
+// ledger's torn tail; acknowledged entries are never lost.
+//
+// # Rollover, truncation, retention
+//
+// The active ledger is sealed and a new one started when it holds
+// MaxLedgerBytes or is older than MaxLedgerAge (checked on append and by
+// the factory's periodic pass). TruncateBefore (Kafka DeleteRecords)
+// deletes whole ledgers below the index and hides the rest logically.
+// ApplyRetention deletes sealed ledgers, oldest first, that every durable
+// cursor has consumed and that are beyond RetentionTime or RetentionBytes.
+//
+// # Cursor persistence
+//
+// Acknowledgements change memory only; the factory persists dirty cursors
+// every CursorFlushInterval (default 100ms), Flush and Close persist at
+// once. A crash can therefore redeliver the acknowledgements of the last
+// interval (at-least-once), never lose data. Readers are never persisted.
+//
+// INVARIANT: for every cursor, markDelete < readPosition (in (ledger, entry)
+// order) unless Seek put the read position elsewhere.
 // INVARIANT: entries are visible to readers only once durable under the
 // ledger's sync policy; Append returns only then.
+// INVARIANT: indexes are continuous: an entry's FirstIndex is the previous
+// entry's FirstIndex + MsgCount, across ledgers and restarts.
 package managedledger
 
-// Lock order: Factory.mu, then ManagedLedger.mu, then Cursor.mu. A function
-// named ...Locked expects the locks its doc names to be held.
+// Lock order: Factory.mu, then ManagedLedger.mu, then Cursor.mu; segment
+// locks are leaves. Cursor.flushMu is taken before Cursor.mu and never with
+// ManagedLedger.mu held. A function named ...Locked expects the locks its
+// doc names to be held (ManagedLedger.mu unless it says more).

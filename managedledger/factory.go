@@ -37,7 +37,11 @@ type FactoryOptions struct {
 	// (default 4 KiB).
 	IndexInterval int64
 	// Prealloc zero-fills this many bytes ahead of the active ledger's
-	// writer in the background (default 0: off; see docs/benchmarks.md).
+	// writer in the background, once that ledger has taken as much, so
+	// that group fsyncs write into allocated blocks (default 8 MiB with a
+	// Dir, off in memory; < 0 disables). Measured ~10-30% more durable
+	// throughput and lower latency on this project's machine: see
+	// docs/benchmarks.md. Costs up to Prealloc of disk per busy ledger.
 	Prealloc int64
 }
 
@@ -87,6 +91,13 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 	}
 	if f.root == "" {
 		f.root = "/memory"
+		f.opts.Prealloc = 0 // no disk to be kind to
+	}
+	switch {
+	case f.opts.Prealloc == 0 && opts.Dir != "":
+		f.opts.Prealloc = 8 << 20
+	case f.opts.Prealloc < 0:
+		f.opts.Prealloc = 0
 	}
 	if err := f.fs.MkdirAll(f.root); err != nil {
 		return nil, fmt.Errorf("managedledger: %w", err)

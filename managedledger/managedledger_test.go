@@ -3,6 +3,8 @@ package managedledger
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -106,7 +108,7 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 	e := newEnv(t, t.TempDir())
 	ctx := context.Background()
 	ml := e.open("concurrent", Config{MaxLedgerBytes: 64 << 10})
-	const appenders, perAppender, readers = 8, 250, 3
+	const appenders, perAppender, readers = 8, 1000, 3
 	total := appenders * perAppender
 	var wg sync.WaitGroup
 	results := make([][]Entry, readers)
@@ -274,5 +276,132 @@ func TestSyncIntervalVisibleAtOnce(t *testing.T) {
 	ml = e.open("interval", Config{Sync: SyncInterval})
 	if ml.NextIndex() != 52 {
 		t.Fatalf("after clean restart next %d", ml.NextIndex())
+	}
+}
+
+func TestOrphanSegmentFiles(t *testing.T) {
+	e := newEnv(t, t.TempDir())
+	ml := e.open("orph", Config{MaxLedgerBytes: 400})
+	appendEntries(t, ml, 0, 10, 1)
+	ml.Close()
+	dir := filepath.Join(e.dir, "orph")
+	// A crash between creating ledger 98 and recording it: header only.
+	empty, err := segment.Create(segment.Options{Dir: dir, Logger: quietLogger()}, 98, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty.Close()
+	// An unlisted ledger with records (a store older than the data): kept.
+	full, err := segment.Create(segment.Options{Dir: dir, Logger: quietLogger()}, 99, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.Append(&segment.Record{EntryID: 0, FirstIndex: 0, MsgCount: 1, Data: []byte("keep me")})
+	full.Sync()
+	full.Close()
+	// A deleted ledger's leftovers (below the first listed id).
+	os.WriteFile(filepath.Join(dir, segment.IndexName(0)+".tmp"), nil, 0o644) // not a segment name: ignored
+	ml = e.open("orph", Config{MaxLedgerBytes: 400})
+	if _, err := os.Stat(filepath.Join(dir, segment.LogName(98))); !os.IsNotExist(err) {
+		t.Fatalf("empty orphan kept: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, segment.LogName(99))); err != nil {
+		t.Fatalf("orphan with data removed: %v", err)
+	}
+	if got := readAll(t, ml); len(got) != 10 {
+		t.Fatalf("%d entries", len(got))
+	}
+}
+
+// gateFS holds every log fsync until the test opens the gate.
+type gateFS struct {
+	segment.FS
+	mu     sync.Mutex
+	closed bool
+	gate   chan struct{}
+}
+
+type gateFile struct {
+	segment.File
+	fs  *gateFS
+	log bool
+}
+
+func (g *gateFS) OpenFile(name string, flag int, perm os.FileMode) (segment.File, error) {
+	f, err := g.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &gateFile{File: f, fs: g, log: filepath.Ext(name) == ".log"}, nil
+}
+
+func (g *gateFS) hold() {
+	g.mu.Lock()
+	g.gate, g.closed = make(chan struct{}), true
+	g.mu.Unlock()
+}
+
+func (g *gateFS) release() {
+	g.mu.Lock()
+	if g.closed {
+		close(g.gate)
+		g.closed = false
+	}
+	g.mu.Unlock()
+}
+
+func (f *gateFile) Sync() error {
+	f.fs.mu.Lock()
+	gate, held := f.fs.gate, f.fs.closed
+	f.fs.mu.Unlock()
+	if f.log && held {
+		<-gate
+	}
+	return f.File.Sync()
+}
+
+// TestVisibleOnlyWhenDurable: under SyncAlways, while the fsync is held,
+// the appended entry is invisible to every read path and Append blocks.
+func TestVisibleOnlyWhenDurable(t *testing.T) {
+	gfs := &gateFS{FS: segment.OSFS{}}
+	e := newEnv(t, t.TempDir())
+	e.f.Close()
+	e.opts.FS = gfs
+	e.start()
+	ctx := context.Background()
+	ml := e.open("vis", Config{})
+	appendEntries(t, ml, 0, 3, 1)
+	lc, changed := ml.LastConfirmed(), ml.Changed()
+	gfs.hold()
+	done := make(chan Entry)
+	go func() {
+		en, err := ml.Append(ctx, Entry{MsgCount: 2, Data: payload(3), SeqFirst: 3})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- en
+	}()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("Append returned before its fsync")
+	case <-changed:
+		t.Fatal("Changed fired before the fsync")
+	default:
+	}
+	if ml.NextIndex() != 3 || ml.LastConfirmed() != lc || len(readAll(t, ml)) != 3 {
+		t.Fatalf("entry visible before fsync: next %d", ml.NextIndex())
+	}
+	if _, err := ml.ReadFromIndex(ctx, 3, 1, 1<<20); err != nil {
+		t.Fatalf("read at next index: %v", err)
+	}
+	if _, err := ml.PositionOf(3); !errors.Is(err, ErrIndexOutOfRange) {
+		t.Fatalf("PositionOf unsynced entry: %v", err)
+	}
+	gfs.release()
+	en := <-done
+	<-changed
+	if ml.NextIndex() != 5 || ml.LastConfirmed() != en.Position || len(readAll(t, ml)) != 4 {
+		t.Fatalf("after fsync: next %d", ml.NextIndex())
 	}
 }

@@ -62,11 +62,13 @@
 // A point is recorded for the first record and for every record starting at
 // least IndexInterval bytes (default 4 KiB) after the previous point, so a
 // lookup by entry id, message index or time is a binary search over the
-// points followed by a forward scan of at most about IndexInterval bytes.
-// Points are written to the index file only after the log bytes they cover
-// are fsynced, so every intact point in the file refers to durable log data;
-// recovery still verifies each point against the log. The index file is
-// fsynced on Seal, which appends the trailer.
+// points (all kept in memory) followed by a forward scan of at most about
+// IndexInterval bytes of record headers. Points are written to the index
+// file only after the log bytes they cover are fsynced, in batches of 64
+// (and all at Seal and FlushIndex), so every intact point in the file
+// refers to durable log data; recovery still verifies the point it starts
+// from against the log. The index file is fsynced on Seal, which appends
+// the trailer.
 //
 // # Cut size and sealing
 //
@@ -82,7 +84,16 @@
 // the file after the last valid record (a torn write, bad CRC, or zeros),
 // rebuilds the index points of the scanned tail and continues appending with
 // the next entry id and message index. Records acknowledged after an fsync
-// are a prefix of the file and are never cut.
+// are a prefix of the file and are never cut. Recovery does not rescan
+// before its starting point: damage there (media corruption, not a crash)
+// is reported by reads as ErrCorrupt, never returned as data.
+//
+// # Preallocation
+//
+// With Options.Prealloc the active file is zero-filled (and synced) ahead of
+// the writer in the background, so that group fsyncs write into allocated
+// blocks and need no journal commit for a size change; the zeros read as
+// the end of the log.
 //
 // # Versioning
 //
@@ -92,7 +103,11 @@
 // # Concurrency
 //
 // Append and Seal are called by one writer at a time (the managed ledger
-// serialises them under its ordering lock). Sync may run concurrently with
-// Append (that is the point of group commit). Reads may run concurrently with
-// everything; Close and Remove wait for reads in progress.
+// serialises them under its ordering lock). Append only encodes the record
+// into a pending buffer; Write puts the buffer in the file with one write(2)
+// and Sync does that plus one fdatasync, so a group of appends costs one
+// write and one sync. Sync and Write may run concurrently with Append (that
+// is the point of group commit). Reads may run concurrently with
+// everything and only ever see records the caller says are visible; Close
+// and Remove wait for reads in progress.
 package segment

@@ -25,8 +25,10 @@ type Options struct {
 	// IndexInterval is the log distance between index points (default 4 KiB).
 	IndexInterval int64
 	// Prealloc zero-fills (and syncs) this many bytes ahead of the writer in
-	// the background, so that fdatasync after an append does not also commit
-	// a file-size change. 0 disables it.
+	// the background, once the file holds at least that much, so that
+	// fdatasync after an append does not also commit a file-size change
+	// (an ext4 journal commit). 0 disables it. Seal and recovery truncate
+	// the slack.
 	Prealloc int64
 }
 
@@ -87,6 +89,10 @@ type Segment struct {
 
 	// syncMu serialises Sync and Seal so index points are written in order.
 	syncMu sync.Mutex
+	// wmu serialises writes of the pending buffer to the file; it is not
+	// held during fdatasync, so a write (SyncInterval) never waits for one.
+	wmu   sync.Mutex
+	spare []byte // the other pending buffer (wmu)
 	// closeMu: reads hold it shared, Close exclusively.
 	closeMu sync.RWMutex
 	closed  bool
@@ -96,7 +102,10 @@ type Segment struct {
 		points   []Point // append-only; published elements never change
 		idxSlots int     // points already in the index file
 		lastPt   int64   // offset of the last point
-		// written state
+		// written state; bytes [fileEnd, size) are still in pending
+		pending   []byte
+		fileEnd   int64
+		fileInfo  Info // the state as of fileEnd
 		size      int64
 		entries   int64
 		nextIndex int64
@@ -158,7 +167,7 @@ func Create(opts Options, id, firstIndex int64, created time.Time) (*Segment, er
 	s.mu.size = HeaderSize
 	s.mu.allocated = HeaderSize
 	s.mu.nextIndex = firstIndex
-	s.mu.synced = s.infoLocked()
+	s.resetFileStateLocked()
 	return s, nil
 }
 
@@ -224,7 +233,7 @@ func (s *Segment) open(sealed bool) error {
 		}
 		s.mu.size, s.mu.entries, s.mu.nextIndex, s.mu.maxTs = tr.logSize, tr.entries, tr.nextIndex, tr.maxTs
 		s.mu.allocated = logSize
-		s.mu.synced = s.infoLocked()
+		s.resetFileStateLocked()
 		if sealed {
 			s.mu.sealed = true
 			s.mu.synced.Sealed = true
@@ -370,8 +379,15 @@ func (s *Segment) recover(points []Point, logSize int64) error {
 	s.mu.lastPt = lastPt
 	s.mu.size, s.mu.entries, s.mu.nextIndex, s.mu.maxTs = off, entry, nextIndex, maxTs
 	s.mu.allocated = off
-	s.mu.synced = s.infoLocked()
+	s.resetFileStateLocked()
 	return nil
+}
+
+// resetFileStateLocked declares everything written so far in the file and durable.
+func (s *Segment) resetFileStateLocked() {
+	s.mu.fileEnd = s.mu.size
+	s.mu.fileInfo = s.infoLocked()
+	s.mu.synced = s.mu.fileInfo
 }
 
 // ID returns the ledger id.
@@ -398,42 +414,26 @@ func (s *Segment) Durable() Info {
 	return s.mu.synced
 }
 
-// Append writes r (write(2), no sync) and returns the log size after it.
-// r.EntryID and r.FirstIndex must continue the segment. A failed write
-// fails the segment: its tail is unknown until it is reopened (recovered).
+// Append encodes r into the pending buffer (no I/O; Write or Sync puts it
+// in the file) and returns the log size after it. r.EntryID and
+// r.FirstIndex must continue the segment. Callers serialise Append.
 func (s *Segment) Append(r *Record) (int64, error) {
 	if len(r.Producer) > MaxProducerLen || len(r.Data) > maxDataBytes {
 		return 0, ErrTooLarge
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := s.writableLocked(); err != nil {
-		s.mu.Unlock()
 		return 0, err
 	}
 	if r.EntryID != s.mu.entries || r.FirstIndex != s.mu.nextIndex || r.MsgCount < 1 {
-		s.mu.Unlock()
 		return 0, fmt.Errorf("%w: got %d/%d, next is %d/%d", ErrOutOfOrder, r.EntryID, r.FirstIndex, s.mu.entries, s.mu.nextIndex)
 	}
-	s.mu.buf = appendRecord(s.mu.buf[:0], r)
-	buf := s.mu.buf
 	off := s.mu.size
-	end := off + int64(len(buf))
-	// Never write into a region the zero-filler is writing.
-	for s.mu.filling && end > s.mu.fillStart {
-		s.fillCond.Wait()
-	}
-	s.mu.Unlock()
-
-	// The append lock (held by the caller) orders writers, so the write runs
-	// without s.mu: Sync and readers never look past s.mu.size.
-	_, err := s.logF.WriteAt(buf, off)
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err != nil {
-		s.mu.failed = fmt.Errorf("%w: write: %w", ErrFailed, err)
-		return 0, s.mu.failed
-	}
+	// INVARIANT: fileEnd + (a write in flight) + len(pending) == size.
+	before := len(s.mu.pending)
+	s.mu.pending = appendRecord(s.mu.pending, r)
+	end := off + int64(len(s.mu.pending)-before)
 	if s.mu.entries == 0 || off-s.mu.lastPt >= s.opts.IndexInterval {
 		s.mu.points = append(s.mu.points, Point{EntryID: r.EntryID, FirstIndex: r.FirstIndex, MaxTsBefore: s.mu.maxTs, Offset: off})
 		s.mu.lastPt = off
@@ -442,11 +442,53 @@ func (s *Segment) Append(r *Record) (int64, error) {
 	s.mu.entries++
 	s.mu.nextIndex = r.NextIndex()
 	s.mu.maxTs = max(s.mu.maxTs, r.Timestamp())
-	s.maybePreallocLocked()
-	if cap(s.mu.buf) > 1<<20 {
-		s.mu.buf = nil // do not pin a huge buffer after one big record
-	}
 	return end, nil
+}
+
+// Write puts the pending records in the file (one write(2)), without
+// fsync, and returns the state as of the file's end.
+func (s *Segment) Write() (Info, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.writeLocked()
+}
+
+// writeLocked expects wmu held.
+func (s *Segment) writeLocked() (Info, error) {
+	s.mu.Lock()
+	if s.mu.failed != nil {
+		defer s.mu.Unlock()
+		return s.mu.fileInfo, s.mu.failed
+	}
+	if len(s.mu.pending) == 0 {
+		defer s.mu.Unlock()
+		return s.mu.fileInfo, nil
+	}
+	buf, off, info := s.mu.pending, s.mu.fileEnd, s.infoLocked()
+	s.mu.pending = s.spare[:0]
+	// Never write into a region the zero-filler is writing.
+	for s.mu.filling && off+int64(len(buf)) > s.mu.fillStart {
+		s.fillCond.Wait()
+	}
+	s.mu.Unlock()
+
+	_, err := s.logF.WriteAt(buf, off)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cap(buf) <= 8<<20 {
+		s.spare = buf[:0]
+	} else {
+		s.spare = nil // do not pin a huge buffer after one big batch
+	}
+	if err != nil {
+		s.mu.failed = fmt.Errorf("%w: write: %w", ErrFailed, err)
+		return s.mu.fileInfo, s.mu.failed
+	}
+	s.mu.fileEnd = off + int64(len(buf))
+	s.mu.fileInfo = info
+	s.maybePreallocLocked()
+	return info, nil
 }
 
 func (s *Segment) writableLocked() error {
@@ -463,10 +505,13 @@ func (s *Segment) writableLocked() error {
 // the writer is within half a chunk of the end of the allocated region.
 func (s *Segment) maybePreallocLocked() {
 	chunk := s.opts.Prealloc
-	if chunk <= 0 || s.mu.filling || s.mu.size+chunk/2 < s.mu.allocated {
+	// Only ledgers that already took a chunk's worth of writes get zeroed
+	// slack: a broker with many quiet partitions must not hold a chunk of
+	// zeros for each.
+	if chunk <= 0 || s.mu.filling || s.mu.fileEnd < chunk || s.mu.fileEnd+chunk/2 < s.mu.allocated {
 		return
 	}
-	start := max(s.mu.allocated, s.mu.size)
+	start := max(s.mu.allocated, s.mu.fileEnd)
 	s.mu.filling, s.mu.fillStart, s.mu.fillEnd = true, start, start+chunk
 	go s.fill(start, start+chunk)
 }
@@ -520,22 +565,53 @@ func (s *Segment) syncLocked() (Info, error) {
 		defer s.mu.Unlock()
 		return s.mu.synced, nil
 	}
-	target := s.infoLocked()
 	s.mu.Unlock()
 
-	err := s.logF.Sync()
+	// One write(2) of everything pending, then one fdatasync covering it
+	// and every earlier Write.
+	target, err := s.Write()
+	if err != nil {
+		return s.Durable(), err
+	}
+	err = s.logF.Sync()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
 		s.mu.failed = fmt.Errorf("%w: sync: %w", ErrFailed, err)
 		return s.mu.synced, s.mu.failed
 	}
+	if target.Size <= s.mu.synced.Size {
+		return s.mu.synced, nil
+	}
 	s.mu.synced = target
+	// Index points go to the file in batches: each write grows the index
+	// file, a metadata change the next log fdatasync may have to wait for.
+	// Recovery rescans at most indexBatch points' worth of log.
+	if len(s.mu.points)-s.mu.idxSlots < indexBatch {
+		return target, nil
+	}
 	if err := s.writePointsLocked(target.Size); err != nil {
 		s.mu.failed = fmt.Errorf("%w: index write: %w", ErrFailed, err)
 		return s.mu.synced, s.mu.failed
 	}
 	return target, nil
+}
+
+// indexBatch is how many index points Sync accumulates before writing them.
+const indexBatch = 64
+
+// FlushIndex writes the index points of all durable records to the index
+// file (no fsync: the index is a hint). Close paths call it so that the next
+// recovery scans little.
+func (s *Segment) FlushIndex() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.failed != nil || s.mu.sealed {
+		return s.mu.failed
+	}
+	return s.writePointsLocked(s.mu.synced.Size)
 }
 
 // writePointsLocked appends to the index file the points of records that
@@ -596,7 +672,7 @@ func (s *Segment) Seal() error {
 	}
 	s.mu.sealed = true
 	s.mu.allocated = s.mu.size
-	s.mu.synced = s.infoLocked()
+	s.resetFileStateLocked()
 	return nil
 }
 

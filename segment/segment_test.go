@@ -269,8 +269,11 @@ func TestSegmentInjectedFailures(t *testing.T) {
 	}
 	ffs.FailWrites(".log", errors.New("ENOSPC"))
 	r = mkRecord(s.Written().Entries, s.Written().NextIndex)
-	if _, err := s.Append(&r); !errors.Is(err, ErrFailed) {
-		t.Fatalf("append with failing write: %v", err)
+	if _, err := s.Append(&r); err != nil {
+		t.Fatalf("append only buffers: %v", err)
+	}
+	if _, err := s.Sync(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("sync with failing write: %v", err)
 	}
 }
 
@@ -286,6 +289,12 @@ func TestSegmentPrealloc(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAll(t, s, want)
+	s.mu.Lock()
+	s.waitFillLocked()
+	s.mu.Unlock()
+	if st, _ := os.Stat(filepath.Join(opts.Dir, LogName(1))); st.Size() <= s.Written().Size {
+		t.Fatalf("no preallocated slack: file %d, log %d", st.Size(), s.Written().Size)
+	}
 	s.Close() // unsealed: the file keeps zero-filled slack
 	s, err = Open(opts, 1, false)
 	if err != nil {
@@ -302,4 +311,47 @@ func TestSegmentPrealloc(t *testing.T) {
 	}
 	checkAll(t, s, want)
 	s.Close()
+}
+
+// TestSegmentAppendDuringSync appends while another goroutine writes and
+// syncs (the group-commit shape): offsets must stay exact.
+func TestSegmentAppendDuringSync(t *testing.T) {
+	for _, prealloc := range []int64{0, 32 << 10} {
+		opts := testOpts(OSFS{}, t.TempDir())
+		opts.Prealloc = prealloc
+		s, err := Create(opts, 1, 0, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.Sync(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+		want := appendN(t, s, 3000)
+		close(stop)
+		<-done
+		if _, err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		checkAll(t, s, want)
+		s.Close()
+		s, err = Open(opts, 1, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAll(t, s, want)
+		s.Close()
+	}
 }
