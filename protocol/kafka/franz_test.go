@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -216,4 +217,76 @@ func randBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
 	return b
+}
+
+func TestFranzConsumeStartPositions(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	adm := kadm.NewClient(newKgo(t, s.addr))
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "pos"); err != nil {
+		t.Fatal(err)
+	}
+	p := newKgo(t, s.addr, kgo.DefaultProduceTopic("pos"), kgo.ProducerLinger(0))
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	// Three batches of four records, timestamps 1s apart, so that lookups
+	// land inside batches.
+	for b := range 3 {
+		var rs []*kgo.Record
+		for i := range 4 {
+			n := b*4 + i
+			rs = append(rs, &kgo.Record{Value: []byte(fmt.Sprint(n)), Timestamp: base.Add(time.Duration(n) * time.Second)})
+		}
+		if err := p.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consume := func(off kgo.Offset, n int) []string {
+		c := newKgo(t, s.addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"pos": {0: off}}))
+		defer c.Close()
+		var got []string
+		for len(got) < n {
+			fs := c.PollFetches(ctx)
+			if err := fs.Err0(); err != nil {
+				t.Fatal(err)
+			}
+			fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+		}
+		return got
+	}
+	if got := consume(kgo.NewOffset().AtStart(), 12); got[0] != "0" || got[11] != "11" {
+		t.Fatalf("earliest: %v", got)
+	}
+	if got := consume(kgo.NewOffset().AfterMilli(base.Add(5*time.Second).UnixMilli()), 7); got[0] != "5" {
+		t.Fatalf("by timestamp: %v", got)
+	}
+	// Latest: only what is produced after the consumer started.
+	c := newKgo(t, s.addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"pos": {0: kgo.NewOffset().AtEnd()}}))
+	// One empty poll lets the consumer resolve "latest" (ListOffsets)
+	// before anything new is produced.
+	pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	c.PollFetches(pctx)
+	cancel()
+	if err := p.ProduceSync(ctx, &kgo.Record{Value: []byte("new")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	fs := c.PollFetches(ctx)
+	if err := fs.Err0(); err != nil {
+		t.Fatal(err)
+	}
+	if rs := fs.Records(); len(rs) != 1 || string(rs[0].Value) != "new" || rs[0].Offset != 12 {
+		t.Fatalf("latest: %+v", rs)
+	}
+
+	// ListOffsets by timestamp directly: a time inside the second batch.
+	lo, err := adm.ListOffsetsAfterMilli(ctx, base.Add(6*time.Second).UnixMilli(), "pos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := lo.Lookup("pos", 0); o.Offset != 6 || o.Timestamp != base.Add(6*time.Second).UnixMilli() {
+		t.Fatalf("list offsets by time: %+v", o)
+	}
+	lo, _ = adm.ListOffsetsAfterMilli(ctx, time.Now().Add(time.Hour).UnixMilli(), "pos")
+	if o, _ := lo.Lookup("pos", 0); o.Offset != -1 && o.Offset != 13 {
+		t.Fatalf("list offsets after the end: %+v", o)
+	}
 }
