@@ -68,6 +68,8 @@ func (c *conn) stopReading() {
 // malformed, or the handler closes.
 func (c *conn) serve(ctx context.Context) {
 	defer c.nc.Close()
+	c.h.m.connections.Inc()
+	defer c.h.m.connections.Dec()
 	reqs := make(chan *request, 16)
 	go c.readLoop(ctx, reqs)
 	defer func() {
@@ -81,12 +83,18 @@ func (c *conn) serve(ctx context.Context) {
 	for r := range reqs {
 		if r.err != nil {
 			c.log.WarnContext(ctx, "kafka: closing connection on malformed request", "err", r.err, "api_key", r.key, "api_version", r.version)
+			c.h.m.closed.WithLabelValues("malformed").Inc()
 			bw.Flush()
 			return
 		}
+		start := time.Now()
 		resp, err := c.handle(ctx, r)
+		api := kmsg.NameForKey(r.key)
+		c.h.m.requests.WithLabelValues(api).Inc()
+		c.h.m.duration.WithLabelValues(api).Observe(time.Since(start).Seconds())
 		if err != nil {
-			c.log.WarnContext(ctx, "kafka: closing connection", "err", err, "api", kmsg.NameForKey(r.key), "api_version", r.version, "client_id", r.clientID)
+			c.log.WarnContext(ctx, "kafka: closing connection", "err", err, "api", api, "api_version", r.version, "client_id", r.clientID)
+			c.h.m.closed.WithLabelValues("error").Inc()
 			bw.Flush()
 			return
 		}
@@ -152,6 +160,7 @@ func (c *conn) readLoop(ctx context.Context, out chan<- *request) {
 				case <-c.stop:
 				default:
 					c.log.InfoContext(ctx, "kafka: closing idle connection", "idle_timeout", c.h.cfg.IdleTimeout)
+					c.h.m.closed.WithLabelValues("idle").Inc()
 				}
 			case errors.Is(err, errFrame):
 				out <- &request{err: err}

@@ -3,11 +3,15 @@ package kafka
 import (
 	"context"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/protocol"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -73,5 +77,45 @@ func TestCloseDuringLongPoll(t *testing.T) {
 	c.recv(f, corr)
 	if _, err := c.nc.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("after close: %v", err)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := startServer(t, func(c *Config) {})
+	// A second handler on the same broker, exporting to reg.
+	h, err := New(protocol.Env{Broker: s.broker, Logger: testLogger(), Metrics: reg}, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go h.Serve(context.Background(), ln)
+	defer h.Close(context.Background())
+	c := dialRaw(t, ln.Addr().String())
+	avr := kmsg.NewPtrApiVersionsRequest()
+	avr.Version = 3
+	c.do(avr)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got float64
+	for _, mf := range mfs {
+		if mf.GetName() != "kopernik_kafka_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "api" && l.GetValue() == "ApiVersions" {
+					got = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if got != 1 {
+		t.Fatalf("ApiVersions requests = %v", got)
 	}
 }

@@ -138,6 +138,7 @@ type Handler struct {
 	pids *producerIDs
 	fs   *fetchSessions
 	tids *topicIDs
+	m    *metrics
 
 	// closing is closed by Close: long polls return early and readers stop.
 	closing   chan struct{}
@@ -174,6 +175,7 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 		pids:    newProducerIDs(),
 		fs:      newFetchSessions(),
 		tids:    &topicIDs{},
+		m:       newMetrics(env.Metrics),
 		closing: make(chan struct{}),
 		served:  make(chan struct{}),
 	}
