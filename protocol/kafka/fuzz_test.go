@@ -40,7 +40,7 @@ func FuzzRequests(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := iotest.OneByteReader(bytes.NewReader(data))
 		for {
-			buf, err := readFrame(r, 1<<20)
+			buf, err := readFrame(r, 1<<20, nil)
 			if err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, errFrame) {
 					t.Fatalf("unexpected framing error: %v", err)

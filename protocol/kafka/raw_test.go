@@ -46,7 +46,7 @@ func (c *rawConn) send(req kmsg.Request) int32 {
 // recv reads the response to req (sent with correlation id corr).
 func (c *rawConn) recv(req kmsg.Request, corr int32) kmsg.Response {
 	c.t.Helper()
-	body, err := readFrame(c.nc, 1<<30)
+	body, err := readFrame(c.nc, 1<<30, nil)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -267,4 +267,26 @@ func TestPipelinedResponsesInOrder(t *testing.T) {
 		t.Fatalf("fetch: %+v", fr)
 	}
 	c.recv(m, c2)
+}
+
+// Many large pipelined frames: the read-ahead budget throttles the reader,
+// every request is answered, in order.
+func TestPipelinedLargeFrames(t *testing.T) {
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	createTopicRaw(t, c, "big", 1)
+	batch := makeBatch(-1, -1, -1, 1000, string(bytes.Repeat([]byte{'x'}, 3<<20)))
+	const n = 12 // 36 MiB in flight, over twice the budget
+	req := produceReq("big", 0, batch)
+	go func() {
+		for range n {
+			c.send(req) // correlation ids 2..n+1
+		}
+	}()
+	for i := range n {
+		r := c.recv(req, int32(i+2)).(*kmsg.ProduceResponse)
+		if code := r.Topics[0].Partitions[0].ErrorCode; code != kerr.MessageTooLarge.Code {
+			t.Fatalf("response %d: code %d", i, code)
+		}
+	}
 }
