@@ -290,3 +290,51 @@ func TestPipelinedLargeFrames(t *testing.T) {
 		}
 	}
 }
+
+func TestUnwrapSequence(t *testing.T) {
+	const max = 1<<31 - 1
+	for _, tc := range []struct {
+		last int64
+		base int32
+		want int64
+	}{
+		{-1, 0, 0},
+		{-1, 5, 5},
+		{4, 5, 5},
+		{9, 5, 5}, // a retry of an earlier batch
+		{max, 0, max + 1},
+		{max - 1, max, max},
+		{max + 10, 11, max + 12},
+		{max + 10, max - 3, max - 3}, // retry from before the wrap
+		{3*seqCycle + 7, 8, 3*seqCycle + 8},
+	} {
+		if got := unwrapSequence(tc.last, tc.base); got != tc.want {
+			t.Errorf("unwrap(%d, %d) = %d, want %d", tc.last, tc.base, got, tc.want)
+		}
+	}
+}
+
+// Sequences wrap from MaxInt32 to 0, mid-batch too.
+func TestIdempotentSequenceWrap(t *testing.T) {
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	createTopicRaw(t, c, "wrap", 1)
+	ipr := kmsg.NewPtrInitProducerIDRequest()
+	ipr.Version = 4
+	pid := c.do(ipr).(*kmsg.InitProducerIDResponse).ProducerID
+	code := func(b []byte) int16 {
+		return c.do(produceReq("wrap", 0, b)).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	const max = 1<<31 - 1
+	b0 := makeBatch(pid, 0, max-2, 1000, "a", "b")    // max-2, max-1
+	b1 := makeBatch(pid, 0, max, 1000, "c", "d", "e") // max, 0, 1
+	b2 := makeBatch(pid, 0, 2, 1000, "f")
+	for i, b := range [][]byte{b0, b1, b2, b1} {
+		if got := code(b); got != 0 {
+			t.Fatalf("batch %d: code %d", i, got)
+		}
+	}
+	if got := code(makeBatch(pid, 0, 9, 1000, "g")); got != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("gap after wrap: code %d", got)
+	}
+}
