@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 // rawConn speaks the wire protocol directly, for what clients never send.
@@ -336,5 +338,63 @@ func TestIdempotentSequenceWrap(t *testing.T) {
 	}
 	if got := code(makeBatch(pid, 0, 9, 1000, "g")); got != kerr.OutOfOrderSequenceNumber.Code {
 		t.Fatalf("gap after wrap: code %d", got)
+	}
+}
+
+// A topic created through Pulsar (non-partitioned) is one Kafka partition,
+// and tenant/namespace/topic names reach other namespaces.
+func TestPulsarTopicsAndQualifiedNames(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	if err := s.broker.CreateTenant(ctx, "acme", broker.TenantInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.broker.CreateNamespace(ctx, "acme/apps", broker.Policies{}); err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := broker.ParseTopicName("plain", "public", "default")
+	if err := s.broker.CreateTopic(ctx, plain, 0, broker.Policies{}); err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, s.addr)
+	m := kmsg.NewPtrMetadataRequest()
+	m.Version = 11
+	m.AllowAutoTopicCreation = true
+	for _, n := range []string{"plain", "acme/apps/events"} {
+		mt := kmsg.NewMetadataRequestTopic()
+		mt.Topic = kmsg.StringPtr(n)
+		m.Topics = append(m.Topics, mt)
+	}
+	r := c.do(m).(*kmsg.MetadataResponse)
+	for _, rt := range r.Topics {
+		if rt.ErrorCode != 0 || rt.TopicID == ([16]byte{}) {
+			t.Fatalf("%s: code %d id %x", *rt.Topic, rt.ErrorCode, rt.TopicID)
+		}
+	}
+	if n := len(r.Topics[0].Partitions); n != 1 {
+		t.Fatalf("non-partitioned topic has %d partitions", n)
+	}
+	if n := len(r.Topics[1].Partitions); n != 1 {
+		t.Fatalf("auto-created topic has %d partitions", n)
+	}
+	for _, n := range []string{"plain", "acme/apps/events"} {
+		pr := c.do(produceReq(n, 0, makeBatch(-1, -1, -1, 1000, "v"))).(*kmsg.ProduceResponse)
+		if code := pr.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("%s: produce code %d", n, code)
+		}
+	}
+	if _, err := s.broker.GetTopic(ctx, broker.TopicName{Domain: "persistent", Tenant: "acme", Namespace: "apps", Local: "events-partition-0"}); err != nil {
+		t.Fatalf("qualified name did not land in acme/apps: %v", err)
+	}
+	part, err := s.broker.OpenPartition(ctx, plain, false)
+	if err != nil || part.NextIndex() != 1 {
+		t.Fatalf("plain topic: %v", err)
+	}
+	// A partition name is not a Kafka topic.
+	m.Topics = m.Topics[:1]
+	m.Topics[0].Topic = kmsg.StringPtr("acme/apps/events-partition-0")
+	m.AllowAutoTopicCreation = false
+	if r := c.do(m).(*kmsg.MetadataResponse); r.Topics[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("partition name: code %d", r.Topics[0].ErrorCode)
 	}
 }
