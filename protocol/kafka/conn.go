@@ -68,6 +68,13 @@ func (b *budget) acquire(n int) bool {
 	return !b.closed
 }
 
+// busy reports whether requests read are still being served.
+func (b *budget) busy() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used > 0
+}
+
 func (b *budget) release(n int) {
 	b.mu.Lock()
 	b.used -= n
@@ -210,6 +217,17 @@ func (c *conn) readLoop(ctx context.Context, out chan<- *request) {
 		case <-c.stop:
 			return
 		default:
+		}
+		// Wait for the next frame without consuming anything, so that an
+		// idle deadline can be extended safely: a connection whose
+		// requests are still being served (a long poll) is not idle.
+		if _, err := br.Peek(1); errors.Is(err, os.ErrDeadlineExceeded) && c.budget.busy() {
+			select {
+			case <-c.stop:
+				return
+			default:
+				continue
+			}
 		}
 		var size int
 		buf, err := readFrame(br, c.h.cfg.MaxRequestBytes, func(n int) bool {

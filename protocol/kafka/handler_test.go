@@ -119,3 +119,18 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("ApiVersions requests = %v", got)
 	}
 }
+
+// A connection waiting on its own long poll is not idle.
+func TestLongPollLongerThanIdleTimeout(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
+	c := dialRaw(t, s.addr)
+	createTopicRaw(t, c, "slow", 1)
+	f := fetchReq(0, -1, 1<<20, map[int32]int64{0: 0})
+	f.Topics[0].Topic = "slow"
+	f.MaxWaitMillis, f.MinBytes = 400, 1
+	start := time.Now()
+	r := c.do(f).(*kmsg.FetchResponse)
+	if el := time.Since(start); el < 350*time.Millisecond || r.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("after %s: %+v", el, r)
+	}
+}
