@@ -186,3 +186,5 @@ func mustName(t testing.TB, s *server, topic string) broker.TopicName {
 	}
 	return n
 }
+
+func quietLogger() plog.Logger { return plog.DefaultNopLogger() }

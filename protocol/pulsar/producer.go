@@ -208,9 +208,13 @@ func (p *producer) run() {
 func (p *producer) append(req sendReq) []byte {
 	cmd := req.cmd
 	seq := cmd.GetSequenceId()
+	// Clients number every message; a batch's SEND carries the first
+	// sequence id and, from the Java client, highest_sequence_id. The Go
+	// client leaves the latter out, so derive it from num_messages: the
+	// broker then reports the true last sequence to a re-created producer.
 	highest := cmd.GetHighestSequenceId()
-	if highest < seq {
-		highest = seq
+	if n := uint64(max(cmd.GetNumMessages(), 1)); highest < seq+n-1 {
+		highest = seq + n - 1
 	}
 	sendErr := func(err error) []byte {
 		code := serverError(err)
