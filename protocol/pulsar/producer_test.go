@@ -2,7 +2,7 @@ package pulsar
 
 import (
 	"bytes"
-		"strings"
+	"strings"
 	"sync"
 	"testing"
 	"time"
