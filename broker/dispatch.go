@@ -502,6 +502,11 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		out = append(out, assignment{c: c, d: Delivery{Entry: e, RedeliveryCount: d.mu.redeliveries[e.Position]}})
 	}
 	d.mu.Unlock()
+	if len(out) == 0 && fromReplay {
+		// Everything went back to replay (the consumers it belongs to have
+		// no permits): wait for a FLOW or an ack instead of spinning.
+		return false, nil
+	}
 
 	for _, a := range out {
 		a.d.AckSet = d.opts.Cursor.BatchAckSet(a.d.Entry.Position)

@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
@@ -70,6 +72,13 @@ func (c *conn) close() {
 func (c *conn) serve() {
 	defer c.cleanup()
 	defer c.close()
+	defer func() {
+		// Defence in depth: a handler bug triggered by one client's bytes
+		// ends that connection, not the broker.
+		if r := recover(); r != nil {
+			c.log.Error("panic serving connection", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
 	go c.writeLoop()
 	go c.keepalive()
 	r := bufio.NewReaderSize(c.nc, 64<<10)
@@ -212,6 +221,13 @@ func (c *conn) handle(cmd *pb.BaseCommand, payload []byte) error {
 	t := cmd.GetType()
 	if !c.connected && t != pb.BaseCommand_CONNECT {
 		return fmt.Errorf("%s before CONNECT", t)
+	}
+	// BaseCommand field N holds the body of command type N. A command
+	// without its body is malformed (PING and PONG bodies are empty).
+	if t != pb.BaseCommand_PING && t != pb.BaseCommand_PONG {
+		if fd := cmd.ProtoReflect().Descriptor().Fields().ByNumber(protoreflect.FieldNumber(t)); fd != nil && !cmd.ProtoReflect().Has(fd) {
+			return fmt.Errorf("%w: %s without its body", errBadFrame, t)
+		}
 	}
 	ctx := context.Background()
 	switch t {
