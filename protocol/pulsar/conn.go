@@ -35,6 +35,7 @@ type conn struct {
 	log *slog.Logger
 
 	out       chan []byte
+	budget    byteBudget // bytes queued in out
 	closed    chan struct{}
 	closeOnce sync.Once
 	lastRecv  atomic.Int64 // unix nanos of the last frame received
@@ -53,12 +54,54 @@ type conn struct {
 func newConn(h *Handler, nc net.Conn) *conn {
 	c := &conn{h: h, nc: nc,
 		log:    h.log.With("conn", fmt.Sprintf("%d/%s", connSeq.Add(1), nc.RemoteAddr())),
-		out:    make(chan []byte, h.cfg.ConnectionBuffer),
+		out:    make(chan []byte, outFrames),
 		closed: make(chan struct{}),
 	}
+	c.budget.max = h.cfg.ConnectionBufferBytes
+	c.budget.wake = make(chan struct{})
 	c.mu.producers = make(map[uint64]*producer)
 	c.mu.consumers = make(map[uint64]*consumer)
 	return c
+}
+
+// outFrames bounds the frames queued per connection (bytes are bounded by
+// the byte budget).
+const outFrames = 4096
+
+// byteBudget counts queued bytes; acquire blocks while the budget is spent.
+type byteBudget struct {
+	mu   sync.Mutex
+	used int
+	max  int
+	wake chan struct{} // closed and replaced on every release
+}
+
+func (b *byteBudget) acquire(ctx context.Context, n int, closed <-chan struct{}) error {
+	for {
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return nil
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-closed:
+			return net.ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *byteBudget) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	close(b.wake)
+	b.wake = make(chan struct{})
+	b.mu.Unlock()
 }
 
 // close closes the network connection; serve then cleans up.
@@ -122,7 +165,9 @@ func (c *conn) writeLoop() {
 		case <-c.closed:
 			return
 		}
-		if _, err := w.Write(f); err != nil {
+		_, err := w.Write(f)
+		c.budget.release(len(f))
+		if err != nil {
 			c.close()
 			return
 		}
@@ -130,7 +175,9 @@ func (c *conn) writeLoop() {
 		for {
 			select {
 			case f = <-c.out:
-				if _, err := w.Write(f); err != nil {
+				_, err := w.Write(f)
+				c.budget.release(len(f))
+				if err != nil {
 					c.close()
 					return
 				}
@@ -171,12 +218,17 @@ func (c *conn) keepalive() {
 // enqueue queues a frame, blocking while the queue is full (backpressure)
 // until ctx ends or the connection closes.
 func (c *conn) enqueue(ctx context.Context, f []byte) error {
+	if err := c.budget.acquire(ctx, len(f), c.closed); err != nil {
+		return err
+	}
 	select {
 	case c.out <- f:
 		return nil
 	case <-c.closed:
+		c.budget.release(len(f))
 		return net.ErrClosed
 	case <-ctx.Done():
+		c.budget.release(len(f))
 		return ctx.Err()
 	}
 }

@@ -204,13 +204,10 @@ func (cs *consumer) ActiveChanged(active bool) {
 func (cs *consumer) notifyActive(active bool) {
 	f, _ := appendFrame(nil, &pb.BaseCommand{Type: pb.BaseCommand_ACTIVE_CONSUMER_CHANGE.Enum(),
 		ActiveConsumerChange: &pb.CommandActiveConsumerChange{ConsumerId: proto.Uint64(cs.id), IsActive: proto.Bool(active)}}, nil, nil)
-	select {
-	case cs.c.out <- f:
-	default:
-		// A full queue must not stall the dispatcher registry; the
-		// notification is advisory for the Go client.
-		go cs.c.enqueue(context.Background(), f)
-	}
+	// Never block here (the dispatcher registry may be locked): a full
+	// queue gets the notification from a goroutine; it is advisory for
+	// the Go client.
+	go cs.c.enqueue(context.Background(), f)
 }
 
 // stop detaches the consumer from its dispatcher and partition. Idempotent.

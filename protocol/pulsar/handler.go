@@ -4,7 +4,7 @@
 //
 // Structure: one reader goroutine per connection decodes frames and handles
 // commands in order; one writer goroutine drains a bounded frame queue
-// (ConnectionBuffer frames; when full, dispatch and replies block: that is
+// (ConnectionBufferBytes; when full, dispatch and replies block: that is
 // the backpressure on slow clients). Each producer has a goroutine that
 // appends its SENDs in order and writes the receipts. Subscription dispatch
 // (permits, shared/failover/key-shared routing, redelivery) is the broker's

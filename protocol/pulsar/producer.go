@@ -25,7 +25,8 @@ import (
 
 // sendQueue bounds the SENDs buffered per producer; beyond it the
 // connection's reader blocks (backpressure on the producer's connection).
-const sendQueue = 1000
+// Memory per producer is bounded by sendQueue frames of max-message-size.
+const sendQueue = 256
 
 type sendReq struct {
 	cmd    *pb.CommandSend
