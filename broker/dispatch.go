@@ -120,6 +120,9 @@ type Dispatcher struct {
 		redeliveries map[Position]uint32
 		// epoch changes on Reset so that in-flight reads are dropped.
 		epoch int64
+		// avgMsgs is a running average of messages per entry, to size reads
+		// so that one read roughly fills the available permits.
+		avgMsgs float64
 	}
 }
 
@@ -434,6 +437,7 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	epoch := d.mu.epoch
+	avg := max(d.mu.avgMsgs, 1)
 	var replay []Position
 	for p := range d.mu.replay {
 		replay = append(replay, p)
@@ -465,7 +469,7 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		}
 		d.mu.Unlock()
 	} else {
-		n := int(min(permits, 100))
+		n := int(min(max(float64(permits)/avg, 1), 100))
 		es, err := d.opts.Cursor.ReadEntries(ctx, n, d.opts.MaxReadBytes)
 		if err != nil {
 			return false, err
@@ -498,6 +502,7 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 			continue
 		}
 		c.permits -= int64(max(e.MsgCount, 1))
+		d.mu.avgMsgs = 0.9*d.mu.avgMsgs + 0.1*float64(max(e.MsgCount, 1))
 		d.mu.pending[e.Position] = c
 		out = append(out, assignment{c: c, d: Delivery{Entry: e, RedeliveryCount: d.mu.redeliveries[e.Position]}})
 	}

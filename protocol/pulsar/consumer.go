@@ -135,7 +135,7 @@ func readerStart(part *broker.Partition, cmd *pb.CommandSubscribe) broker.Positi
 	}
 	pos := wirePosition(m)
 	switch {
-	case pos.LedgerID < 0 || pos.EntryID < 0 && pos.LedgerID <= 0:
+	case pos.LedgerID < 0: // earliest: (-1,-1) sent as uint64 max
 		return broker.Earliest
 	case pos.LedgerID == math.MaxInt64:
 		return part.LastConfirmed()
