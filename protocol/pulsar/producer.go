@@ -103,6 +103,15 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 		p.reg = reg
 		p.detach = part.Attach()
 		c.mu.Lock()
+		select {
+		case <-c.closed:
+			// The connection ended while we waited; cleanup has run or
+			// will not see this producer.
+			c.mu.Unlock()
+			p.stop()
+			return net.ErrClosed
+		default:
+		}
 		c.mu.producers[pid] = p
 		c.mu.Unlock()
 		go p.run()
