@@ -35,9 +35,19 @@ type consumer struct {
 	release func()
 	detach  func()
 
-	ready    atomic.Bool // SUCCESS sent: notifications may flow
+	// ready is set by the first FLOW: the Go client registers a consumer
+	// only after SUBSCRIBE's SUCCESS arrives, so notifications sent
+	// earlier would find no consumer; its first FLOW comes after that.
+	ready    atomic.Bool
 	active   atomic.Bool
 	stopOnce sync.Once
+
+	// Active-consumer notifications are sent from goroutines (never
+	// blocking the dispatcher); notifySeq orders them so that a stale one
+	// never arrives after a newer one (it is dropped instead).
+	notifySeq  atomic.Uint64
+	notifyMu   sync.Mutex
+	notifySent uint64 // guarded by notifyMu
 }
 
 var subTypes = map[pb.CommandSubscribe_SubType]broker.SubscriptionType{
@@ -112,14 +122,7 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 	c.mu.Lock()
 	c.mu.consumers[cid] = cs
 	c.mu.Unlock()
-	if err := c.sendSuccess(reqID); err != nil {
-		return err
-	}
-	cs.ready.Store(true)
-	if typ == broker.SubFailover {
-		cs.notifyActive(cs.active.Load())
-	}
-	return nil
+	return c.sendSuccess(reqID)
 }
 
 // readerStart is the mark-delete position of a reader's cursor: the entry
@@ -202,12 +205,19 @@ func (cs *consumer) ActiveChanged(active bool) {
 }
 
 func (cs *consumer) notifyActive(active bool) {
+	seq := cs.notifySeq.Add(1)
 	f, _ := appendFrame(nil, &pb.BaseCommand{Type: pb.BaseCommand_ACTIVE_CONSUMER_CHANGE.Enum(),
 		ActiveConsumerChange: &pb.CommandActiveConsumerChange{ConsumerId: proto.Uint64(cs.id), IsActive: proto.Bool(active)}}, nil, nil)
-	// Never block here (the dispatcher registry may be locked): a full
-	// queue gets the notification from a goroutine; it is advisory for
-	// the Go client.
-	go cs.c.enqueue(context.Background(), f)
+	// Never block here: the dispatcher registry may be locked.
+	go func() {
+		cs.notifyMu.Lock()
+		defer cs.notifyMu.Unlock()
+		if seq < cs.notifySent {
+			return
+		}
+		cs.notifySent = seq
+		cs.c.enqueue(context.Background(), f)
+	}()
 }
 
 // stop detaches the consumer from its dispatcher and partition. Idempotent.
@@ -248,6 +258,9 @@ func (c *conn) consumer(id uint64) *consumer {
 
 func (c *conn) handleFlow(cmd *pb.CommandFlow) error {
 	if cs := c.consumer(cmd.GetConsumerId()); cs != nil {
+		if !cs.ready.Swap(true) && cs.subType == broker.SubFailover {
+			cs.notifyActive(cs.active.Load())
+		}
 		cs.disp.Flow(cs.dc, int64(cmd.GetMessagePermits()))
 	}
 	return nil
