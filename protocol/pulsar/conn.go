@@ -48,6 +48,10 @@ type conn struct {
 		sync.Mutex
 		producers map[uint64]*producer
 		consumers map[uint64]*consumer
+		// readerSeeks remembers where a reader (non-durable consumer) was
+		// sought by time: the Go client re-subscribes with its old start id
+		// after such a seek, so the re-subscription starts here instead.
+		readerSeeks map[uint64]broker.Position
 	}
 }
 
@@ -61,6 +65,7 @@ func newConn(h *Handler, nc net.Conn) *conn {
 	c.budget.wake = make(chan struct{})
 	c.mu.producers = make(map[uint64]*producer)
 	c.mu.consumers = make(map[uint64]*consumer)
+	c.mu.readerSeeks = make(map[uint64]broker.Position)
 	return c
 }
 

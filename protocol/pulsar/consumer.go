@@ -110,7 +110,14 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 		}
 		cs.sub, cs.disp, cs.release = sub, disp, sub.Hold()
 	} else {
-		opts.Cursor = part.NewReader(readerStart(part, cmd))
+		start := readerStart(part, cmd)
+		c.mu.Lock()
+		if pos, ok := c.mu.readerSeeks[cid]; ok {
+			delete(c.mu.readerSeeks, cid)
+			start = broker.Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID - 1}
+		}
+		c.mu.Unlock()
+		opts.Cursor = part.NewReader(start)
 		opts.Type = broker.SubExclusive
 		cs.disp = broker.NewDispatcher(opts)
 		if err := cs.disp.AddConsumer(cs.dc); err != nil {
@@ -360,6 +367,15 @@ func (c *conn) handleSeek(ctx context.Context, cmd *pb.CommandSeek) error {
 	}
 	if err := cs.disp.Reset(ctx, pos); err != nil {
 		return c.sendError(reqID, err)
+	}
+	if cs.sub == nil && cmd.MessageId == nil {
+		if pos == broker.Latest {
+			lc := cs.part.LastConfirmed()
+			pos = broker.Position{LedgerID: lc.LedgerID, EntryID: lc.EntryID + 1}
+		}
+		c.mu.Lock()
+		c.mu.readerSeeks[cs.id] = pos
+		c.mu.Unlock()
 	}
 	if err := c.sendSuccess(reqID); err != nil {
 		return err
