@@ -40,6 +40,12 @@ type conn struct {
 	closeOnce sync.Once
 	lastRecv  atomic.Int64 // unix nanos of the last frame received
 
+	// Graceful shutdown: draining stops the reader; inflight counts SENDs
+	// not yet answered, so that their receipts go out before the close.
+	draining     atomic.Bool
+	drainByNanos atomic.Int64
+	inflight     sync.WaitGroup
+
 	// Set by CONNECT, then read-only.
 	connected bool
 	entryMeta bool // client supports broker entry metadata
@@ -135,6 +141,10 @@ func (c *conn) serve() {
 	for {
 		body, err := readFrame(r, maxFrame, buf)
 		if err != nil {
+			if c.draining.Load() {
+				c.drain()
+				return
+			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				c.log.Info("closing connection", "err", err)
 			}
@@ -157,6 +167,42 @@ func (c *conn) serve() {
 			c.log.Info("closing connection", "command", cmd.GetType().String(), "err", err)
 			return
 		}
+	}
+}
+
+// shutdown starts a graceful close: the reader stops taking commands, the
+// receipts of SENDs already read are written, then the connection closes.
+// deadline bounds the wait.
+func (c *conn) shutdown(deadline time.Time) {
+	c.drainByNanos.Store(deadline.UnixNano())
+	c.draining.Store(true)
+	c.nc.SetReadDeadline(time.Now())
+}
+
+// drain waits (until the shutdown deadline) for in-flight SENDs to be
+// answered and the outgoing queue to be written.
+func (c *conn) drain() {
+	deadline := time.Unix(0, c.drainByNanos.Load())
+	done := make(chan struct{})
+	go func() {
+		c.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-c.closed:
+		return
+	case <-time.After(time.Until(deadline)):
+		return
+	}
+	for time.Now().Before(deadline) {
+		c.budget.mu.Lock()
+		empty := c.budget.used == 0
+		c.budget.mu.Unlock()
+		if empty {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

@@ -189,12 +189,15 @@ func (c *conn) handleSend(cmd *pb.CommandSend, payload []byte) error {
 	}
 	req := sendReq{cmd: cmd}
 	req.stored, req.md, req.err = parsePayload(payload)
+	c.inflight.Add(1)
 	select {
 	case p.sends <- req:
 		return nil
 	case <-p.ctx.Done():
+		c.inflight.Done()
 		return nil
 	case <-c.closed:
+		c.inflight.Done()
 		return net.ErrClosed
 	}
 }
@@ -203,13 +206,28 @@ func (p *producer) run() {
 	for {
 		select {
 		case <-p.ctx.Done():
+			p.abandon()
 			return
 		case req := <-p.sends:
-			if f := p.append(req); f != nil {
-				if p.c.enqueue(p.ctx, f) != nil {
-					return
-				}
+			f := p.append(req)
+			if f != nil && p.c.enqueue(p.ctx, f) != nil {
+				p.c.inflight.Done()
+				p.abandon()
+				return
 			}
+			p.c.inflight.Done()
+		}
+	}
+}
+
+// abandon releases the in-flight count of SENDs left in the queue.
+func (p *producer) abandon() {
+	for {
+		select {
+		case <-p.sends:
+			p.c.inflight.Done()
+		default:
+			return
 		}
 	}
 }
