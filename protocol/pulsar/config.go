@@ -71,8 +71,8 @@ func (c *Config) Validate() error {
 	if err := broker.ValidateSegment("namespace", c.Namespace); err != nil {
 		errs = append(errs, fmt.Errorf("namespace: %w", err))
 	}
-	if c.Keepalive < time.Second {
-		errs = append(errs, fmt.Errorf("keepalive %s: want >= 1s", c.Keepalive))
+	if c.Keepalive < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("keepalive %s: want >= 100ms", c.Keepalive))
 	}
 	if c.ConnectionBufferBytes < 64<<10 {
 		errs = append(errs, fmt.Errorf("connection-buffer-bytes %d: want >= 64 KiB", c.ConnectionBufferBytes))

@@ -243,24 +243,31 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// keepalive pings a silent client and drops it after two silent intervals.
+// keepalive pings a client silent for a whole interval and drops it when
+// the next interval brings nothing either (not even the PONG).
 func (c *conn) keepalive() {
 	iv := c.h.cfg.Keepalive
 	t := time.NewTicker(iv)
 	defer t.Stop()
+	lastTick := time.Now().UnixNano()
+	pinged := false
 	for {
 		select {
 		case <-c.closed:
 			return
 		case <-t.C:
 		}
-		silent := time.Since(time.Unix(0, c.lastRecv.Load()))
+		heard := c.lastRecv.Load() > lastTick
+		lastTick = time.Now().UnixNano()
 		switch {
-		case silent > 2*iv:
-			c.log.Info("closing silent connection", "silent", silent)
+		case heard:
+			pinged = false
+		case pinged:
+			c.log.Info("closing silent connection", "keepalive", iv)
 			c.close()
 			return
-		case silent > iv:
+		default:
+			pinged = true
 			c.send(&pb.BaseCommand{Type: pb.BaseCommand_PING.Enum(), Ping: &pb.CommandPing{}})
 		}
 	}

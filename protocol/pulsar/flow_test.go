@@ -72,7 +72,7 @@ func TestFlowPermits(t *testing.T) {
 }
 
 func TestKeepalive(t *testing.T) {
-	s := startServerWith(t, func(c *Config) { c.Keepalive = time.Second })
+	s := startServerWith(t, func(c *Config) { c.Keepalive = 200 * time.Millisecond })
 	rc := dialRaw(t, s)
 	rc.recvType(pb.BaseCommand_PING)
 	rc.send(&pb.BaseCommand{Type: pb.BaseCommand_PING.Enum(), Ping: &pb.CommandPing{}}, nil)
