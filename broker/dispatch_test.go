@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
 	"sync"
 	"testing"
 	"time"
@@ -179,5 +180,62 @@ func TestDispatcherFailoverAndBatchAcks(t *testing.T) {
 	got := sb.wait(t, 2)
 	if got[0].Entry.Position != pos[0] || len(got[0].AckSet) != 1 || got[0].AckSet[0] != 0b101 {
 		t.Fatalf("failover got %+v", got[0])
+	}
+}
+
+// A Key_Shared consumer without permits holds back only its own keys.
+func TestDispatcherKeySharedNoHeadOfLineBlocking(t *testing.T) {
+	p := testPartition(t)
+	ctx := context.Background()
+	sub, _ := p.Subscription(ctx, "k", true, InitialEarliest)
+	ds := NewDispatchers()
+	defer ds.CloseAll()
+	inspect := func(e *Entry) ([]byte, bool) { return e.Data[:2], true } // key = first two bytes
+	opts := DispatchOptions{Partition: p, Type: SubKeyShared, PartitionIndex: -1, Inspect: inspect}
+	sa, sb := newSink(), newSink()
+	ca, cb := &DispatchConsumer{Name: "a", Sink: sa}, &DispatchConsumer{Name: "b", Sink: sb}
+	d, err := ds.Attach(sub, opts, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ds.Attach(sub, opts, cb); err != nil {
+		t.Fatal(err)
+	}
+	// Find one key per consumer.
+	owner := func(k string) int { return int(crc32.ChecksumIEEE([]byte(k))%65536) * 2 / 65536 }
+	var keyA, keyB string
+	for i := 0; keyA == "" || keyB == ""; i++ {
+		k := fmt.Sprintf("%02d", i)
+		if owner(k) == 0 && keyA == "" {
+			keyA = k
+		} else if owner(k) == 1 && keyB == "" {
+			keyB = k
+		}
+	}
+	for i := range 10 {
+		k := keyA
+		if i%2 == 1 {
+			k = keyB
+		}
+		if _, err := p.Append(ctx, AppendRequest{Format: FormatPulsar, MsgCount: 1, Data: []byte(fmt.Sprintf("%s-%d", k, i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Flow(ca, 1)
+	d.Flow(cb, 100)
+	gotB := sb.wait(t, 5)
+	gotA := sa.wait(t, 1)
+	sa.none(t)
+	d.Flow(ca, 100)
+	gotA = sa.wait(t, 4)
+	for i, g := range gotA {
+		if want := fmt.Sprintf("%s-%d", keyA, 2*i); string(g.Entry.Data) != want {
+			t.Fatalf("consumer a got %q at %d, want %q (order kept per key)", g.Entry.Data, i, want)
+		}
+	}
+	for _, g := range gotB {
+		if string(g.Entry.Data[:2]) != keyB {
+			t.Fatalf("consumer b got %q", g.Entry.Data)
+		}
 	}
 }
