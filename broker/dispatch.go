@@ -118,8 +118,18 @@ type Dispatcher struct {
 		replay map[Position]struct{}
 		// redeliveries counts redeliveries per entry.
 		redeliveries map[Position]uint32
+		// keyHash is the key hash of Key_Shared entries delivered or to
+		// replay: a key with an entry waiting in replay is not delivered
+		// from newer reads (per-key order).
+		keyHash map[Position]int
+		// replayStuck: the last replay round placed nothing (Key_Shared
+		// consumers without permits); read new entries until something changes.
+		replayStuck bool
 		// epoch changes on Reset so that in-flight reads are dropped.
 		epoch int64
+		// avgMsgs is a running average of messages per entry, to size reads
+		// so that one read roughly fills the available permits.
+		avgMsgs float64
 	}
 }
 
@@ -138,6 +148,7 @@ func NewDispatcher(opts DispatchOptions) *Dispatcher {
 	d.mu.pending = make(map[Position]*DispatchConsumer)
 	d.mu.replay = make(map[Position]struct{})
 	d.mu.redeliveries = make(map[Position]uint32)
+	d.mu.keyHash = make(map[Position]int)
 	go d.run()
 	return d
 }
@@ -149,6 +160,9 @@ func (d *Dispatcher) Type() SubscriptionType { return d.opts.Type }
 func (d *Dispatcher) Cursor() *Cursor { return d.opts.Cursor }
 
 func (d *Dispatcher) kick() {
+	d.mu.Lock()
+	d.mu.replayStuck = false
+	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -278,8 +292,10 @@ func (d *Dispatcher) Ack(ctx context.Context, positions ...Position) error {
 		delete(d.mu.pending, p)
 		delete(d.mu.replay, p)
 		delete(d.mu.redeliveries, p)
+		delete(d.mu.keyHash, p)
 	}
 	d.mu.Unlock()
+	d.kick()
 	return d.opts.Cursor.Delete(ctx, positions...)
 }
 
@@ -293,7 +309,9 @@ func (d *Dispatcher) AckBatchIndex(ctx context.Context, pos Position, ackSet []u
 		delete(d.mu.pending, pos)
 		delete(d.mu.replay, pos)
 		delete(d.mu.redeliveries, pos)
+		delete(d.mu.keyHash, pos)
 		d.mu.Unlock()
+		d.kick()
 	}
 	return nil
 }
@@ -312,7 +330,13 @@ func (d *Dispatcher) AckCumulative(ctx context.Context, pos Position) error {
 			delete(d.mu.replay, p)
 		}
 	}
+	for p := range d.mu.keyHash {
+		if !pos.Less(p) {
+			delete(d.mu.keyHash, p)
+		}
+	}
 	d.mu.Unlock()
+	d.kick()
 	return d.opts.Cursor.MarkDelete(ctx, pos)
 }
 
@@ -347,6 +371,7 @@ func (d *Dispatcher) Reset(ctx context.Context, pos Position) error {
 	clear(d.mu.pending)
 	clear(d.mu.replay)
 	clear(d.mu.redeliveries)
+	clear(d.mu.keyHash)
 	for _, c := range d.mu.consumers {
 		c.permits = 0
 	}
@@ -434,9 +459,20 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	epoch := d.mu.epoch
+	avg := max(d.mu.avgMsgs, 1)
 	var replay []Position
-	for p := range d.mu.replay {
-		replay = append(replay, p)
+	var blocked map[int]bool // Key_Shared hashes waiting in replay
+	if !d.mu.replayStuck {
+		for p := range d.mu.replay {
+			replay = append(replay, p)
+		}
+	} else {
+		blocked = make(map[int]bool)
+		for p := range d.mu.replay {
+			if h, ok := d.mu.keyHash[p]; ok {
+				blocked[h] = true
+			}
+		}
 	}
 	d.mu.Unlock()
 
@@ -465,7 +501,7 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		}
 		d.mu.Unlock()
 	} else {
-		n := int(min(permits, 100))
+		n := int(min(max(float64(permits)/avg, 1), 100))
 		es, err := d.opts.Cursor.ReadEntries(ctx, n, d.opts.MaxReadBytes)
 		if err != nil {
 			return false, err
@@ -492,16 +528,37 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 			// delivered until conversion on read exists; they stay unacknowledged.
 			continue
 		}
-		c := d.pickLocked(key)
+		h := -1
+		if d.opts.Type == SubKeyShared {
+			h = int(crc32.ChecksumIEEE(key) % 65536)
+			d.mu.keyHash[e.Position] = h
+		}
+		var c *DispatchConsumer
+		if !blocked[h] {
+			c = d.pickLocked(h)
+		}
 		if c == nil {
 			d.mu.replay[e.Position] = struct{}{}
 			continue
 		}
 		c.permits -= int64(max(e.MsgCount, 1))
+		d.mu.avgMsgs = 0.9*d.mu.avgMsgs + 0.1*float64(max(e.MsgCount, 1))
 		d.mu.pending[e.Position] = c
 		out = append(out, assignment{c: c, d: Delivery{Entry: e, RedeliveryCount: d.mu.redeliveries[e.Position]}})
 	}
 	d.mu.Unlock()
+	if len(out) == 0 && fromReplay {
+		// Everything went back to replay: the consumers it belongs to have
+		// no permits. Wait for a FLOW or an ack instead of spinning; under
+		// Key_Shared, other keys may proceed: read new entries meanwhile.
+		if d.opts.Type != SubKeyShared {
+			return false, nil
+		}
+		d.mu.Lock()
+		d.mu.replayStuck = d.mu.epoch == epoch
+		d.mu.Unlock()
+		return true, nil
+	}
 
 	for _, a := range out {
 		a.d.AckSet = d.opts.Cursor.BatchAckSet(a.d.Entry.Position)
@@ -520,9 +577,9 @@ func (d *Dispatcher) nextAfterLast() Position {
 	return Position{LedgerID: lc.LedgerID, EntryID: lc.EntryID + 1}
 }
 
-// pickLocked chooses the consumer for an entry with the given key, or nil
-// when the right consumer has no permits.
-func (d *Dispatcher) pickLocked(key []byte) *DispatchConsumer {
+// pickLocked chooses the consumer for an entry with the given key hash
+// (Key_Shared; -1 otherwise), or nil when the right consumer has no permits.
+func (d *Dispatcher) pickLocked(h int) *DispatchConsumer {
 	cs := d.mu.consumers
 	if len(cs) == 0 {
 		return nil
@@ -538,7 +595,6 @@ func (d *Dispatcher) pickLocked(key []byte) *DispatchConsumer {
 	case SubKeyShared:
 		// Auto-split: the 0..65535 hash space is divided evenly over the
 		// consumers in join order.
-		h := int(crc32.ChecksumIEEE(key) % 65536)
 		c := cs[h*len(cs)/65536]
 		if c.permits > 0 {
 			return c

@@ -131,3 +131,25 @@ func TestCumulativeAckAndUnsubscribe(t *testing.T) {
 		t.Fatalf("subscription still there after unsubscribe: %d", len(subs))
 	}
 }
+
+// The client's dead-letter policy relies on the broker's redelivery count.
+func TestDeadLetterPolicy(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("dlq")
+	dlq := topic + "-DLQ"
+	dead := subscribe(t, c, pulsar.ConsumerOptions{Topic: dlq, SubscriptionName: "d"})
+	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Shared,
+		NackRedeliveryDelay: 20 * time.Millisecond,
+		DLQ:                 &pulsar.DLQPolicy{MaxDeliveries: 2, DeadLetterTopic: dlq}})
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	produce(t, p, 1, "poison")
+	for range 2 {
+		m := receive(t, cons, 1, false)[0]
+		cons.Nack(m)
+	}
+	if got := payloads(receive(t, dead, 1, true)); got[0] != "poison-0" {
+		t.Fatalf("dead letter %v", got)
+	}
+	expectNone(t, cons, 100*time.Millisecond)
+}

@@ -34,10 +34,12 @@ type Config struct {
 	// Keepalive pings a silent connection after this long and drops it
 	// after twice this long (default 30s; broker.conf keepAliveIntervalSeconds).
 	Keepalive time.Duration `yaml:"keepalive"`
-	// ConnectionBuffer is how many outgoing frames a connection queues before
-	// dispatch and replies block (backpressure on slow clients; default 1000).
-	// No broker.conf equivalent (Netty's write-buffer high-water mark).
-	ConnectionBuffer int `yaml:"connection-buffer"`
+	// ConnectionBufferBytes bounds the bytes of outgoing frames a
+	// connection queues; beyond it dispatch and replies block until the
+	// client reads (backpressure on slow clients; default 8 MiB). A single
+	// larger frame is let through when the queue is empty. No broker.conf
+	// equivalent (Netty's write-buffer high-water mark plays this role).
+	ConnectionBufferBytes int `yaml:"connection-buffer-bytes"`
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -48,7 +50,7 @@ func DefaultConfig() *Config {
 		Namespace:               "default",
 		AutoCreateSubscriptions: true,
 		Keepalive:               30 * time.Second,
-		ConnectionBuffer:        1000,
+		ConnectionBufferBytes:   8 << 20,
 	}
 }
 
@@ -69,11 +71,11 @@ func (c *Config) Validate() error {
 	if err := broker.ValidateSegment("namespace", c.Namespace); err != nil {
 		errs = append(errs, fmt.Errorf("namespace: %w", err))
 	}
-	if c.Keepalive < time.Second {
-		errs = append(errs, fmt.Errorf("keepalive %s: want >= 1s", c.Keepalive))
+	if c.Keepalive < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("keepalive %s: want >= 100ms", c.Keepalive))
 	}
-	if c.ConnectionBuffer < 1 {
-		errs = append(errs, fmt.Errorf("connection-buffer %d: want >= 1", c.ConnectionBuffer))
+	if c.ConnectionBufferBytes < 64<<10 {
+		errs = append(errs, fmt.Errorf("connection-buffer-bytes %d: want >= 64 KiB", c.ConnectionBufferBytes))
 	}
 	if len(errs) > 0 {
 		msgs := make([]string, len(errs))

@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
@@ -33,9 +35,16 @@ type conn struct {
 	log *slog.Logger
 
 	out       chan []byte
+	budget    byteBudget // bytes queued in out
 	closed    chan struct{}
 	closeOnce sync.Once
 	lastRecv  atomic.Int64 // unix nanos of the last frame received
+
+	// Graceful shutdown: draining stops the reader; inflight counts SENDs
+	// not yet answered, so that their receipts go out before the close.
+	draining     atomic.Bool
+	drainByNanos atomic.Int64
+	inflight     sync.WaitGroup
 
 	// Set by CONNECT, then read-only.
 	connected bool
@@ -45,18 +54,65 @@ type conn struct {
 		sync.Mutex
 		producers map[uint64]*producer
 		consumers map[uint64]*consumer
+		// readerSeeks remembers where a reader (non-durable consumer) was
+		// sought by time: the Go client re-subscribes with its old start id
+		// after such a seek, so the re-subscription starts here instead.
+		readerSeeks map[uint64]broker.Position
 	}
 }
 
 func newConn(h *Handler, nc net.Conn) *conn {
 	c := &conn{h: h, nc: nc,
 		log:    h.log.With("conn", fmt.Sprintf("%d/%s", connSeq.Add(1), nc.RemoteAddr())),
-		out:    make(chan []byte, h.cfg.ConnectionBuffer),
+		out:    make(chan []byte, outFrames),
 		closed: make(chan struct{}),
 	}
+	c.budget.max = h.cfg.ConnectionBufferBytes
+	c.budget.wake = make(chan struct{})
 	c.mu.producers = make(map[uint64]*producer)
 	c.mu.consumers = make(map[uint64]*consumer)
+	c.mu.readerSeeks = make(map[uint64]broker.Position)
 	return c
+}
+
+// outFrames bounds the frames queued per connection (bytes are bounded by
+// the byte budget).
+const outFrames = 4096
+
+// byteBudget counts queued bytes; acquire blocks while the budget is spent.
+type byteBudget struct {
+	mu   sync.Mutex
+	used int
+	max  int
+	wake chan struct{} // closed and replaced on every release
+}
+
+func (b *byteBudget) acquire(ctx context.Context, n int, closed <-chan struct{}) error {
+	for {
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return nil
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-closed:
+			return net.ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *byteBudget) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	close(b.wake)
+	b.wake = make(chan struct{})
+	b.mu.Unlock()
 }
 
 // close closes the network connection; serve then cleans up.
@@ -70,6 +126,13 @@ func (c *conn) close() {
 func (c *conn) serve() {
 	defer c.cleanup()
 	defer c.close()
+	defer func() {
+		// Defence in depth: a handler bug triggered by one client's bytes
+		// ends that connection, not the broker.
+		if r := recover(); r != nil {
+			c.log.Error("panic serving connection", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
 	go c.writeLoop()
 	go c.keepalive()
 	r := bufio.NewReaderSize(c.nc, 64<<10)
@@ -78,6 +141,10 @@ func (c *conn) serve() {
 	for {
 		body, err := readFrame(r, maxFrame, buf)
 		if err != nil {
+			if c.draining.Load() {
+				c.drain()
+				return
+			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				c.log.Info("closing connection", "err", err)
 			}
@@ -103,6 +170,42 @@ func (c *conn) serve() {
 	}
 }
 
+// shutdown starts a graceful close: the reader stops taking commands, the
+// receipts of SENDs already read are written, then the connection closes.
+// deadline bounds the wait.
+func (c *conn) shutdown(deadline time.Time) {
+	c.drainByNanos.Store(deadline.UnixNano())
+	c.draining.Store(true)
+	c.nc.SetReadDeadline(time.Now())
+}
+
+// drain waits (until the shutdown deadline) for in-flight SENDs to be
+// answered and the outgoing queue to be written.
+func (c *conn) drain() {
+	deadline := time.Unix(0, c.drainByNanos.Load())
+	done := make(chan struct{})
+	go func() {
+		c.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-c.closed:
+		return
+	case <-time.After(time.Until(deadline)):
+		return
+	}
+	for time.Now().Before(deadline) {
+		c.budget.mu.Lock()
+		empty := c.budget.used == 0
+		c.budget.mu.Unlock()
+		if empty {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // writeLoop writes queued frames, flushing when the queue runs dry.
 func (c *conn) writeLoop() {
 	w := bufio.NewWriterSize(c.nc, 64<<10)
@@ -113,7 +216,9 @@ func (c *conn) writeLoop() {
 		case <-c.closed:
 			return
 		}
-		if _, err := w.Write(f); err != nil {
+		_, err := w.Write(f)
+		c.budget.release(len(f))
+		if err != nil {
 			c.close()
 			return
 		}
@@ -121,7 +226,9 @@ func (c *conn) writeLoop() {
 		for {
 			select {
 			case f = <-c.out:
-				if _, err := w.Write(f); err != nil {
+				_, err := w.Write(f)
+				c.budget.release(len(f))
+				if err != nil {
 					c.close()
 					return
 				}
@@ -136,24 +243,31 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// keepalive pings a silent client and drops it after two silent intervals.
+// keepalive pings a client silent for a whole interval and drops it when
+// the next interval brings nothing either (not even the PONG).
 func (c *conn) keepalive() {
 	iv := c.h.cfg.Keepalive
 	t := time.NewTicker(iv)
 	defer t.Stop()
+	lastTick := time.Now().UnixNano()
+	pinged := false
 	for {
 		select {
 		case <-c.closed:
 			return
 		case <-t.C:
 		}
-		silent := time.Since(time.Unix(0, c.lastRecv.Load()))
+		heard := c.lastRecv.Load() > lastTick
+		lastTick = time.Now().UnixNano()
 		switch {
-		case silent > 2*iv:
-			c.log.Info("closing silent connection", "silent", silent)
+		case heard:
+			pinged = false
+		case pinged:
+			c.log.Info("closing silent connection", "keepalive", iv)
 			c.close()
 			return
-		case silent > iv:
+		default:
+			pinged = true
 			c.send(&pb.BaseCommand{Type: pb.BaseCommand_PING.Enum(), Ping: &pb.CommandPing{}})
 		}
 	}
@@ -162,12 +276,17 @@ func (c *conn) keepalive() {
 // enqueue queues a frame, blocking while the queue is full (backpressure)
 // until ctx ends or the connection closes.
 func (c *conn) enqueue(ctx context.Context, f []byte) error {
+	if err := c.budget.acquire(ctx, len(f), c.closed); err != nil {
+		return err
+	}
 	select {
 	case c.out <- f:
 		return nil
 	case <-c.closed:
+		c.budget.release(len(f))
 		return net.ErrClosed
 	case <-ctx.Done():
+		c.budget.release(len(f))
 		return ctx.Err()
 	}
 }
@@ -212,6 +331,13 @@ func (c *conn) handle(cmd *pb.BaseCommand, payload []byte) error {
 	t := cmd.GetType()
 	if !c.connected && t != pb.BaseCommand_CONNECT {
 		return fmt.Errorf("%s before CONNECT", t)
+	}
+	// BaseCommand field N holds the body of command type N. A command
+	// without its body is malformed (PING and PONG bodies are empty).
+	if t != pb.BaseCommand_PING && t != pb.BaseCommand_PONG {
+		if fd := cmd.ProtoReflect().Descriptor().Fields().ByNumber(protoreflect.FieldNumber(t)); fd != nil && !cmd.ProtoReflect().Has(fd) {
+			return fmt.Errorf("%w: %s without its body", errBadFrame, t)
+		}
 	}
 	ctx := context.Background()
 	switch t {

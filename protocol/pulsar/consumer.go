@@ -35,9 +35,19 @@ type consumer struct {
 	release func()
 	detach  func()
 
-	ready    atomic.Bool // SUCCESS sent: notifications may flow
+	// ready is set by the first FLOW: the Go client registers a consumer
+	// only after SUBSCRIBE's SUCCESS arrives, so notifications sent
+	// earlier would find no consumer; its first FLOW comes after that.
+	ready    atomic.Bool
 	active   atomic.Bool
 	stopOnce sync.Once
+
+	// Active-consumer notifications are sent from goroutines (never
+	// blocking the dispatcher); notifySeq orders them so that a stale one
+	// never arrives after a newer one (it is dropped instead).
+	notifySeq  atomic.Uint64
+	notifyMu   sync.Mutex
+	notifySent uint64 // guarded by notifyMu
 }
 
 var subTypes = map[pb.CommandSubscribe_SubType]broker.SubscriptionType{
@@ -100,7 +110,14 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 		}
 		cs.sub, cs.disp, cs.release = sub, disp, sub.Hold()
 	} else {
-		opts.Cursor = part.NewReader(readerStart(part, cmd))
+		start := readerStart(part, cmd)
+		c.mu.Lock()
+		if pos, ok := c.mu.readerSeeks[cid]; ok {
+			delete(c.mu.readerSeeks, cid)
+			start = broker.Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID - 1}
+		}
+		c.mu.Unlock()
+		opts.Cursor = part.NewReader(start)
 		opts.Type = broker.SubExclusive
 		cs.disp = broker.NewDispatcher(opts)
 		if err := cs.disp.AddConsumer(cs.dc); err != nil {
@@ -112,14 +129,7 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 	c.mu.Lock()
 	c.mu.consumers[cid] = cs
 	c.mu.Unlock()
-	if err := c.sendSuccess(reqID); err != nil {
-		return err
-	}
-	cs.ready.Store(true)
-	if typ == broker.SubFailover {
-		cs.notifyActive(cs.active.Load())
-	}
-	return nil
+	return c.sendSuccess(reqID)
 }
 
 // readerStart is the mark-delete position of a reader's cursor: the entry
@@ -135,7 +145,7 @@ func readerStart(part *broker.Partition, cmd *pb.CommandSubscribe) broker.Positi
 	}
 	pos := wirePosition(m)
 	switch {
-	case pos.LedgerID < 0 || pos.EntryID < 0 && pos.LedgerID <= 0:
+	case pos.LedgerID < 0: // earliest: (-1,-1) sent as uint64 max
 		return broker.Earliest
 	case pos.LedgerID == math.MaxInt64:
 		return part.LastConfirmed()
@@ -202,15 +212,19 @@ func (cs *consumer) ActiveChanged(active bool) {
 }
 
 func (cs *consumer) notifyActive(active bool) {
+	seq := cs.notifySeq.Add(1)
 	f, _ := appendFrame(nil, &pb.BaseCommand{Type: pb.BaseCommand_ACTIVE_CONSUMER_CHANGE.Enum(),
 		ActiveConsumerChange: &pb.CommandActiveConsumerChange{ConsumerId: proto.Uint64(cs.id), IsActive: proto.Bool(active)}}, nil, nil)
-	select {
-	case cs.c.out <- f:
-	default:
-		// A full queue must not stall the dispatcher registry; the
-		// notification is advisory for the Go client.
-		go cs.c.enqueue(context.Background(), f)
-	}
+	// Never block here: the dispatcher registry may be locked.
+	go func() {
+		cs.notifyMu.Lock()
+		defer cs.notifyMu.Unlock()
+		if seq < cs.notifySent {
+			return
+		}
+		cs.notifySent = seq
+		cs.c.enqueue(context.Background(), f)
+	}()
 }
 
 // stop detaches the consumer from its dispatcher and partition. Idempotent.
@@ -251,6 +265,9 @@ func (c *conn) consumer(id uint64) *consumer {
 
 func (c *conn) handleFlow(cmd *pb.CommandFlow) error {
 	if cs := c.consumer(cmd.GetConsumerId()); cs != nil {
+		if !cs.ready.Swap(true) && cs.subType == broker.SubFailover {
+			cs.notifyActive(cs.active.Load())
+		}
 		cs.disp.Flow(cs.dc, int64(cmd.GetMessagePermits()))
 	}
 	return nil
@@ -350,6 +367,15 @@ func (c *conn) handleSeek(ctx context.Context, cmd *pb.CommandSeek) error {
 	}
 	if err := cs.disp.Reset(ctx, pos); err != nil {
 		return c.sendError(reqID, err)
+	}
+	if cs.sub == nil && cmd.MessageId == nil {
+		if pos == broker.Latest {
+			lc := cs.part.LastConfirmed()
+			pos = broker.Position{LedgerID: lc.LedgerID, EntryID: lc.EntryID + 1}
+		}
+		c.mu.Lock()
+		c.mu.readerSeeks[cs.id] = pos
+		c.mu.Unlock()
 	}
 	if err := c.sendSuccess(reqID); err != nil {
 		return err

@@ -4,7 +4,7 @@
 //
 // Structure: one reader goroutine per connection decodes frames and handles
 // commands in order; one writer goroutine drains a bounded frame queue
-// (ConnectionBuffer frames; when full, dispatch and replies block: that is
+// (ConnectionBufferBytes; when full, dispatch and replies block: that is
 // the backpressure on slow clients). Each producer has a goroutine that
 // appends its SENDs in order and writes the receipts. Subscription dispatch
 // (permits, shared/failover/key-shared routing, redelivery) is the broker's
@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol"
@@ -138,8 +139,10 @@ func (h *Handler) advertisedURL() string {
 	return "pulsar://" + h.mu.advertise
 }
 
-// Close stops accepting, closes every connection (their producers and
-// consumers detach), stops dispatchers and waits for goroutines, bounded by ctx.
+// Close stops accepting; each connection stops reading, writes the
+// receipts of SENDs already read, and closes (its producers and consumers
+// detach); then dispatchers stop. Bounded by ctx: past it, connections are
+// closed at once.
 func (h *Handler) Close(ctx context.Context) error {
 	h.mu.Lock()
 	h.mu.closed = true
@@ -151,8 +154,14 @@ func (h *Handler) Close(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	h.mu.Unlock()
+	// Graceful first: stop reading, answer the SENDs already read. The
+	// drain is bounded by ctx (at most 5 s without a deadline).
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(5 * time.Second)
+	}
 	for _, c := range conns {
-		c.close()
+		c.shutdown(deadline)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -164,6 +173,9 @@ func (h *Handler) Close(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
+		for _, c := range conns {
+			c.close()
+		}
 	}
 	h.dispatchers.CloseAll()
 	return err

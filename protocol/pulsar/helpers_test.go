@@ -29,6 +29,7 @@ type server struct {
 	h       *Handler
 	ln      net.Listener
 	url     string
+	cfg     *Config
 }
 
 func testLogger() *slog.Logger {
@@ -38,14 +39,20 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
-func startServer(t testing.TB) *server {
+func startServer(t testing.TB) *server { return startServerWith(t, nil) }
+
+// startServerWith lets the test adjust the handler's configuration.
+func startServerWith(t testing.TB, adjust func(*Config)) *server {
 	t.Helper()
 	store := metadata.NewMemory()
 	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, store: store, ledgers: f}
+	s := &server{t: t, store: store, ledgers: f, cfg: DefaultConfig()}
+	if adjust != nil {
+		adjust(s.cfg)
+	}
 	s.start("127.0.0.1:0")
 	t.Cleanup(func() { s.stop() })
 	return s
@@ -59,7 +66,7 @@ func (s *server) start(addr string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	h, err := New(protocol.Env{Broker: b, Logger: testLogger()}, DefaultConfig())
+	h, err := New(protocol.Env{Broker: b, Logger: testLogger()}, s.cfg)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -186,3 +193,5 @@ func mustName(t testing.TB, s *server, topic string) broker.TopicName {
 	}
 	return n
 }
+
+func quietLogger() plog.Logger { return plog.DefaultNopLogger() }

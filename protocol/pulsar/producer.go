@@ -25,7 +25,8 @@ import (
 
 // sendQueue bounds the SENDs buffered per producer; beyond it the
 // connection's reader blocks (backpressure on the producer's connection).
-const sendQueue = 1000
+// Memory per producer is bounded by sendQueue frames of max-message-size.
+const sendQueue = 256
 
 type sendReq struct {
 	cmd    *pb.CommandSend
@@ -102,6 +103,15 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 		p.reg = reg
 		p.detach = part.Attach()
 		c.mu.Lock()
+		select {
+		case <-c.closed:
+			// The connection ended while we waited; cleanup has run or
+			// will not see this producer.
+			c.mu.Unlock()
+			p.stop()
+			return net.ErrClosed
+		default:
+		}
 		c.mu.producers[pid] = p
 		c.mu.Unlock()
 		go p.run()
@@ -179,12 +189,15 @@ func (c *conn) handleSend(cmd *pb.CommandSend, payload []byte) error {
 	}
 	req := sendReq{cmd: cmd}
 	req.stored, req.md, req.err = parsePayload(payload)
+	c.inflight.Add(1)
 	select {
 	case p.sends <- req:
 		return nil
 	case <-p.ctx.Done():
+		c.inflight.Done()
 		return nil
 	case <-c.closed:
+		c.inflight.Done()
 		return net.ErrClosed
 	}
 }
@@ -193,13 +206,28 @@ func (p *producer) run() {
 	for {
 		select {
 		case <-p.ctx.Done():
+			p.abandon()
 			return
 		case req := <-p.sends:
-			if f := p.append(req); f != nil {
-				if p.c.enqueue(p.ctx, f) != nil {
-					return
-				}
+			f := p.append(req)
+			if f != nil && p.c.enqueue(p.ctx, f) != nil {
+				p.c.inflight.Done()
+				p.abandon()
+				return
 			}
+			p.c.inflight.Done()
+		}
+	}
+}
+
+// abandon releases the in-flight count of SENDs left in the queue.
+func (p *producer) abandon() {
+	for {
+		select {
+		case <-p.sends:
+			p.c.inflight.Done()
+		default:
+			return
 		}
 	}
 }
@@ -208,9 +236,13 @@ func (p *producer) run() {
 func (p *producer) append(req sendReq) []byte {
 	cmd := req.cmd
 	seq := cmd.GetSequenceId()
+	// Clients number every message; a batch's SEND carries the first
+	// sequence id and, from the Java client, highest_sequence_id. The Go
+	// client leaves the latter out, so derive it from num_messages: the
+	// broker then reports the true last sequence to a re-created producer.
 	highest := cmd.GetHighestSequenceId()
-	if highest < seq {
-		highest = seq
+	if n := uint64(max(cmd.GetNumMessages(), 1)); highest < seq+n-1 {
+		highest = seq + n - 1
 	}
 	sendErr := func(err error) []byte {
 		code := serverError(err)

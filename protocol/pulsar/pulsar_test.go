@@ -23,10 +23,18 @@ func TestProduceConsumeBasic(t *testing.T) {
 	}
 	defer p.Close()
 	produce(t, p, 20, "m")
-	got := payloads(receive(t, cons, 20, true))
+	ms := receive(t, cons, 20, true)
+	got := payloads(ms)
 	for i := range 20 {
 		if got[i] != fmt.Sprintf("m-%d", i) {
 			t.Fatalf("got %v", got)
+		}
+		// Broker entry metadata: the message index is the Kafka offset.
+		if idx := ms[i].Index(); idx == nil || *idx != uint64(i) {
+			t.Fatalf("message %d: index %v", i, idx)
+		}
+		if ms[i].BrokerPublishTime() == nil {
+			t.Fatalf("message %d: no broker publish time", i)
 		}
 	}
 	_ = slices.Equal[[]string]

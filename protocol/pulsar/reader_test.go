@@ -133,3 +133,29 @@ func TestGetLastMessageID(t *testing.T) {
 		t.Fatalf("last id %v, want %v", ids[0], last)
 	}
 }
+
+func TestReaderSeekByTime(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("readerseek")
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	produce(t, p, 3, "a")
+	time.Sleep(20 * time.Millisecond)
+	mid := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	produce(t, p, 3, "b")
+	r := newReader(t, c, pulsar.ReaderOptions{Topic: topic, StartMessageID: pulsar.EarliestMessageID()})
+	readN(t, r, 6)
+	if err := r.SeekByTime(mid); err != nil {
+		t.Fatal(err)
+	}
+	if got := readN(t, r, 3); got[0] != "b-0" || got[2] != "b-2" {
+		t.Fatalf("after seek by time: %v", got)
+	}
+	if err := r.SeekByTime(time.Unix(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readN(t, r, 1); got[0] != "a-0" {
+		t.Fatalf("after seek to the epoch: %v", got)
+	}
+}

@@ -92,13 +92,34 @@ func TestSharedSubscription(t *testing.T) {
 	}
 }
 
+type activeEvents chan bool
+
+func (e activeEvents) BecameActive(pulsar.Consumer, string, int32)   { e <- true }
+func (e activeEvents) BecameInactive(pulsar.Consumer, string, int32) { e <- false }
+
+func waitActive(t *testing.T, e activeEvents, want bool) {
+	t.Helper()
+	for {
+		select {
+		case got := <-e:
+			if got == want {
+				return
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no ACTIVE_CONSUMER_CHANGE to active=%v", want)
+		}
+	}
+}
+
 func TestFailoverSubscription(t *testing.T) {
 	s := startServer(t)
 	c := s.client(t)
 	topic := newTopic("failover")
-	opts := pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Failover, Name: "a"}
+	ea, eb := make(activeEvents, 10), make(activeEvents, 10)
+	opts := pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Failover, Name: "a", EventListener: ea}
 	ca := subscribe(t, c, opts)
-	opts.Name = "b"
+	waitActive(t, ea, true)
+	opts.Name, opts.EventListener = "b", eb
 	cb, err := s.client(t).Subscribe(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +130,9 @@ func TestFailoverSubscription(t *testing.T) {
 	// "a" sorts first: it is the active consumer and gets everything.
 	receive(t, ca, 10, true)
 	expectNone(t, cb, 200*time.Millisecond)
+	waitActive(t, eb, false)
 	ca.Close()
+	waitActive(t, eb, true)
 	produce(t, p, 5, "g")
 	got := payloads(receive(t, cb, 5, true))
 	if got[0] != "g-0" || got[4] != "g-4" {

@@ -1,0 +1,103 @@
+package pulsar
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/protocol"
+)
+
+func TestConfig(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := &Config{AdvertisedAddr: "nohost", MaxMessageSize: 1, Tenant: "a/b", Namespace: "", Keepalive: 0, ConnectionBufferBytes: 1}
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, want := range []string{"advertised-addr", "max-message-size", "tenant", "namespace", "keepalive", "connection-buffer-bytes"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q not reported in %v", want, err)
+		}
+	}
+	reg, err := protocol.Lookup("pulsar")
+	if err != nil || reg.DefaultAddr != "localhost:6650" {
+		t.Fatalf("registration %+v %v", reg, err)
+	}
+	if _, ok := reg.NewConfig().(*Config); !ok {
+		t.Fatal("NewConfig is not *Config")
+	}
+}
+
+func TestNonDurableSubscription(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("nondurable")
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic})
+	produce(t, p, 3, "old")
+	cons, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "nd",
+		SubscriptionMode: pulsar.NonDurable, SubscriptionInitialPosition: pulsar.SubscriptionPositionLatest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	produce(t, p, 2, "new")
+	if got := payloads(receive(t, cons, 2, true)); got[0] != "new-0" || got[1] != "new-1" {
+		t.Fatalf("got %v", got)
+	}
+	part, err := s.broker.OpenPartition(ctxT(t), mustName(t, s, topic), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subs := part.Subscriptions(ctxT(t)); len(subs) != 0 {
+		t.Fatalf("non-durable subscription left a cursor: %d", len(subs))
+	}
+}
+
+func TestAutoCreationOff(t *testing.T) {
+	s := startServer(t)
+	off := false
+	if err := s.broker.CreateNamespace(ctxT(t), "public/strict", broker.Policies{AutoTopicCreation: &off, AutoSubscriptionCreation: &off}); err != nil {
+		t.Fatal(err)
+	}
+	c := s.client(t)
+	if _, err := c.CreateProducer(pulsar.ProducerOptions{Topic: "public/strict/missing"}); err == nil || !strings.Contains(err.Error(), "TopicNotFound") {
+		t.Fatalf("producer on a missing topic: %v", err)
+	}
+	name, _ := broker.ParseTopicName("public/strict/there", "", "")
+	if err := s.broker.CreateTopic(ctxT(t), name, 0, broker.Policies{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(pulsar.ConsumerOptions{Topic: "public/strict/there", SubscriptionName: "nope"}); err == nil || !strings.Contains(err.Error(), "SubscriptionNotFound") {
+		t.Fatalf("subscribe without auto-creation: %v", err)
+	}
+}
+
+// Kafka-format entries are not converted yet: a Pulsar consumer skips them
+// and still gets the Pulsar entries around them.
+func TestForeignFormatSkipped(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("foreign")
+	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s"})
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic})
+	produce(t, p, 1, "a")
+	part, err := s.broker.OpenPartition(ctxT(t), mustName(t, s, topic), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.Append(context.Background(), broker.AppendRequest{Format: broker.FormatKafka, MsgCount: 1, Data: []byte("kafka batch")}); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, p, 1, "b")
+	if got := payloads(receive(t, cons, 2, true)); got[0] != "a-0" || got[1] != "b-0" {
+		t.Fatalf("got %v", got)
+	}
+	expectNone(t, cons, 100*time.Millisecond)
+}
