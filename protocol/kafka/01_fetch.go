@@ -124,6 +124,8 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 	for _, pr := range reads {
 		rp := kmsg.NewFetchResponseTopicPartition()
 		rp.Partition = pr.sp.partition
+		// Never null: librdkafka rejects a null record set (size -1).
+		rp.RecordBatches = []byte{}
 		rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
 		if pr.err != nil {
 			rp.ErrorCode = errCode(pr.err)
@@ -132,7 +134,9 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 			}
 		} else {
 			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = pr.hw, pr.hw, pr.start
-			rp.RecordBatches = pr.records
+			if pr.records != nil {
+				rp.RecordBatches = pr.records
+			}
 		}
 		if incremental && !pr.sp.changed(rp) {
 			continue

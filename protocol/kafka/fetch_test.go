@@ -1,0 +1,107 @@
+package kafka
+
+import (
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// Pulsar-format entries are not converted yet: a Kafka consumer gets an
+// empty batch spanning their offsets and moves on, offsets stay exact.
+func TestFetchSkipsPulsarEntries(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	c := dialRaw(t, s.addr)
+	createTopicRaw(t, c, "mixed", 1)
+	part, err := s.broker.OpenPartition(ctx, broker.TopicName{Domain: "persistent", Tenant: "public", Namespace: "default", Local: "mixed-partition-0"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.do(produceReq("mixed", 0, makeBatch(-1, -1, -1, 1000, "a", "b"))).(*kmsg.ProduceResponse); r.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatal(kerr.ErrorForCode(r.Topics[0].Partitions[0].ErrorCode))
+	}
+	if _, err := part.Append(ctx, broker.AppendRequest{Format: broker.FormatPulsar, MsgCount: 3, Data: []byte("pulsar entry")}); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.do(produceReq("mixed", 0, makeBatch(-1, -1, -1, 2000, "c"))).(*kmsg.ProduceResponse); r.Topics[0].Partitions[0].BaseOffset != 5 {
+		t.Fatalf("offset after pulsar entry: %+v", r.Topics[0].Partitions[0])
+	}
+	cl := newKgo(t, s.addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"mixed": {0: kgo.NewOffset().AtStart()}}))
+	var got []*kgo.Record
+	for len(got) < 3 {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fs.Records()...)
+	}
+	if string(got[0].Value) != "a" || got[1].Offset != 1 || string(got[2].Value) != "c" || got[2].Offset != 5 {
+		t.Fatalf("records: %v %v %v", got[0], got[1], got[2])
+	}
+}
+
+func fetchReq(sessionID, epoch int32, maxBytes int32, parts map[int32]int64) *kmsg.FetchRequest {
+	f := kmsg.NewPtrFetchRequest()
+	f.Version = 12
+	f.SessionID, f.SessionEpoch = sessionID, epoch
+	f.MaxBytes = maxBytes
+	if len(parts) > 0 {
+		ft := kmsg.NewFetchRequestTopic()
+		ft.Topic = "sess"
+		for p := range int32(2) {
+			if off, ok := parts[p]; ok {
+				fp := kmsg.NewFetchRequestTopicPartition()
+				fp.Partition, fp.FetchOffset, fp.PartitionMaxBytes = p, off, 1<<20
+				ft.Partitions = append(ft.Partitions, fp)
+			}
+		}
+		f.Topics = append(f.Topics, ft)
+	}
+	return f
+}
+
+func TestFetchSessionsAndLimits(t *testing.T) {
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	createTopicRaw(t, c, "sess", 2)
+
+	r := c.do(fetchReq(0, 0, 1<<20, map[int32]int64{0: 0, 1: 0})).(*kmsg.FetchResponse)
+	if r.ErrorCode != 0 || r.SessionID == 0 || len(r.Topics) != 1 || len(r.Topics[0].Partitions) != 2 {
+		t.Fatalf("new session: %+v", r)
+	}
+	id := r.SessionID
+
+	big := makeBatch(-1, -1, -1, 1000, string(make([]byte, 5000)))
+	c.do(produceReq("sess", 0, big))
+	// Incremental, nothing re-sent: only partition 0 changed.
+	r = c.do(fetchReq(id, 1, 100, nil)).(*kmsg.FetchResponse)
+	if r.ErrorCode != 0 || len(r.Topics) != 1 || len(r.Topics[0].Partitions) != 1 {
+		t.Fatalf("incremental: %+v", r)
+	}
+	p0 := r.Topics[0].Partitions[0]
+	// The batch exceeds max bytes (100) but is the first: returned whole.
+	if p0.Partition != 0 || p0.HighWatermark != 1 || len(p0.RecordBatches) != len(big) {
+		t.Fatalf("partition 0: hw %d, %d bytes", p0.HighWatermark, len(p0.RecordBatches))
+	}
+	// Nothing changed: an empty incremental answer (after max wait 0).
+	r = c.do(fetchReq(id, 2, 1<<20, map[int32]int64{0: 1})).(*kmsg.FetchResponse)
+	if r.ErrorCode != 0 || len(r.Topics) != 0 {
+		t.Fatalf("unchanged: %+v", r)
+	}
+	// Wrong epoch, unknown session.
+	if r = c.do(fetchReq(id, 7, 1<<20, nil)).(*kmsg.FetchResponse); r.ErrorCode != kerr.InvalidFetchSessionEpoch.Code {
+		t.Fatalf("bad epoch: %d", r.ErrorCode)
+	}
+	if r = c.do(fetchReq(id+1, 1, 1<<20, nil)).(*kmsg.FetchResponse); r.ErrorCode != kerr.FetchSessionIDNotFound.Code {
+		t.Fatalf("bad id: %d", r.ErrorCode)
+	}
+	// Out of range offsets are reported per partition.
+	r = c.do(fetchReq(0, -1, 1<<20, map[int32]int64{1: 42})).(*kmsg.FetchResponse)
+	if r.SessionID != 0 || r.Topics[0].Partitions[0].ErrorCode != kerr.OffsetOutOfRange.Code {
+		t.Fatalf("out of range: %+v", r)
+	}
+}
