@@ -1,0 +1,59 @@
+package kafka
+
+// FindCoordinator (key 10), versions 0-4 (v4: batched keys, KIP-699).
+//
+// This node coordinates every group. Transactions are not served, so a
+// transaction coordinator lookup gets COORDINATOR_NOT_AVAILABLE; an unknown
+// key type gets INVALID_REQUEST.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(0, 4, handleFindCoordinator) }
+
+const (
+	coordinatorGroup       = 0
+	coordinatorTransaction = 1
+)
+
+func handleFindCoordinator(ctx context.Context, c *conn, req *kmsg.FindCoordinatorRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	host, port := c.h.advertised()
+	answer := func(key string) kmsg.FindCoordinatorResponseCoordinator {
+		co := kmsg.NewFindCoordinatorResponseCoordinator()
+		co.Key, co.NodeID, co.Host, co.Port = key, -1, "", -1
+		var e *kerr.Error
+		switch req.CoordinatorType {
+		case coordinatorGroup:
+			if key == "" {
+				e = kerr.InvalidRequest
+			}
+		case coordinatorTransaction:
+			e = kerr.CoordinatorNotAvailable
+		default:
+			e = kerr.InvalidRequest
+		}
+		if e != nil {
+			co.ErrorCode = e.Code
+			msg := e.Message
+			co.ErrorMessage = &msg
+			return co
+		}
+		co.NodeID, co.Host, co.Port = c.h.cfg.NodeID, host, port
+		return co
+	}
+	if req.Version >= 4 {
+		for _, k := range req.CoordinatorKeys {
+			resp.Coordinators = append(resp.Coordinators, answer(k))
+		}
+		return resp, nil
+	}
+	co := answer(req.CoordinatorKey)
+	resp.ErrorCode, resp.ErrorMessage = co.ErrorCode, co.ErrorMessage
+	resp.NodeID, resp.Host, resp.Port = co.NodeID, co.Host, co.Port
+	return resp, nil
+}

@@ -1,0 +1,34 @@
+package kafka
+
+// ListGroups (key 16), versions 0-5.
+//
+// Every group this coordinator knows: those with members and those that
+// only committed offsets (simple consumers, empty groups). v4+: filter by
+// state (case-insensitive, KIP-518). v5+: filter by type; every group here
+// is "classic".
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(0, 5, handleListGroups) }
+
+func handleListGroups(ctx context.Context, c *conn, req *kmsg.ListGroupsRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
+	co, err := c.h.coordinator(ctx)
+	if err != nil {
+		resp.ErrorCode = errCode(err)
+		return resp, nil
+	}
+	for _, v := range co.list() {
+		if !listFilter(v, req.StatesFilter, req.TypesFilter) {
+			continue
+		}
+		sg := kmsg.NewListGroupsResponseGroup()
+		sg.Group, sg.ProtocolType, sg.GroupState, sg.GroupType = v.name, v.protocolType, v.state, "classic"
+		resp.Groups = append(resp.Groups, sg)
+	}
+	return resp, nil
+}

@@ -1,0 +1,199 @@
+package kafka
+
+// Group administration behind DescribeGroups, ListGroups, DeleteGroups and
+// OffsetDelete.
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// groupView is a copy of a group's state for describing and listing.
+type groupView struct {
+	name, state, protocolType, protocol string
+	members                             []memberView
+}
+
+type memberView struct {
+	id, instanceID, clientID, clientHost string
+	metadata, assignment                 []byte
+}
+
+// describe returns a copy of the group, false if it does not exist.
+func (c *coordinator) describe(name string) (groupView, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.mu.groups[name]
+	if g == nil || g.state == groupDead {
+		return groupView{}, false
+	}
+	v := groupView{name: g.name, state: g.state.String(), protocolType: g.protocolType}
+	stable := g.state == groupStable
+	if stable {
+		v.protocol = g.protocol
+	}
+	for _, m := range g.members {
+		mv := memberView{id: m.id, instanceID: m.instanceID, clientID: m.clientID, clientHost: m.clientHost}
+		if stable {
+			mv.metadata, mv.assignment = m.metadataFor(g.protocol), m.assignment
+		}
+		v.members = append(v.members, mv)
+	}
+	sort.Slice(v.members, func(i, j int) bool { return v.members[i].id < v.members[j].id })
+	return v, true
+}
+
+// list returns every group, sorted by name.
+func (c *coordinator) list() []groupView {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []groupView
+	for _, g := range c.mu.groups {
+		if g.state != groupDead {
+			out = append(out, groupView{name: g.name, state: g.state.String(), protocolType: g.protocolType})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// deleteGroup deletes an empty group: its subscriptions, then its record.
+// A subscription a live consumer holds (a Pulsar consumer on the same
+// subscription) makes it NON_EMPTY_GROUP and nothing is deleted.
+func (h *Handler) deleteGroup(ctx context.Context, co *coordinator, name string) error {
+	co.mu.Lock()
+	g := co.mu.groups[name]
+	switch {
+	case g == nil || g.state == groupDead:
+		co.mu.Unlock()
+		return kerr.GroupIDNotFound
+	case g.state != groupEmpty:
+		co.mu.Unlock()
+		return kerr.NonEmptyGroup
+	}
+	topics := make([]string, 0, len(g.topics))
+	for t := range g.topics {
+		topics = append(topics, t)
+	}
+	g.state = groupDead // no join or commit while the subscriptions go
+	co.mu.Unlock()
+
+	err := h.deleteGroupSubscriptions(ctx, name, topics)
+	if err == nil {
+		err = co.deleteRecord(ctx, g)
+	}
+	co.mu.Lock()
+	if err != nil {
+		g.state = groupEmpty
+	} else if co.mu.groups[name] == g {
+		delete(co.mu.groups, name)
+	}
+	co.mu.Unlock()
+	return err
+}
+
+// deleteGroupSubscriptions deletes the subscription called group on every
+// partition of topics, or none if any is held by a live consumer.
+func (h *Handler) deleteGroupSubscriptions(ctx context.Context, group string, topics []string) error {
+	var subs []*broker.Subscription
+	for _, parts := range h.groupPartitions(ctx, topics) {
+		for _, pn := range parts {
+			p, err := h.svc.OpenPartition(ctx, pn, false)
+			if errors.Is(err, broker.ErrTopicNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			s, err := p.Subscription(ctx, group, false, broker.InitialLatest)
+			if errors.Is(err, broker.ErrSubscriptionNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if s.Held() {
+				return kerr.NonEmptyGroup
+			}
+			subs = append(subs, s)
+		}
+	}
+	for _, s := range subs {
+		err := s.Partition().DeleteSubscription(ctx, group, false)
+		switch {
+		case errors.Is(err, broker.ErrInUse):
+			return kerr.NonEmptyGroup
+		case err != nil && !errors.Is(err, broker.ErrSubscriptionNotFound):
+			return err
+		}
+	}
+	return nil
+}
+
+// subscribedTopics returns the topics the members of a "consumer" group
+// subscribe to, and false if the group has members whose subscriptions
+// cannot be read (another protocol type): then no offset may be deleted.
+func (c *coordinator) subscribedTopics(name string) (map[string]bool, bool, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.mu.groups[name]
+	if g == nil || g.state == groupDead {
+		return nil, false, false
+	}
+	out := map[string]bool{}
+	if len(g.members) == 0 {
+		return out, true, true
+	}
+	if g.protocolType != "consumer" {
+		return nil, true, false
+	}
+	for _, m := range g.members {
+		for _, p := range m.protocols {
+			var md kmsg.ConsumerMemberMetadata
+			if err := md.ReadFrom(p.Metadata); err != nil {
+				return nil, true, false
+			}
+			for _, t := range md.Topics {
+				out[t] = true
+			}
+		}
+	}
+	return out, true, true
+}
+
+// listFilter reports whether a group passes ListGroups' filters.
+func listFilter(v groupView, states, types []string) bool {
+	if len(states) > 0 && !slices.ContainsFunc(states, func(s string) bool { return equalFold(s, v.state) }) {
+		return false
+	}
+	if len(types) > 0 && !slices.ContainsFunc(types, func(s string) bool { return equalFold(s, "classic") }) {
+		return false
+	}
+	return true
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,141 @@
+package kafka
+
+// Committed offsets are subscriptions.
+//
+// Group G's committed offset on partition P of topic t is the subscription
+// named G on the kopernik topic t-partition-P: OffsetCommit N moves its
+// mark-delete position so that N is the first unconsumed message
+// (Cursor.SetNextIndex) and OffsetFetch answers Cursor.NextIndex. There is
+// no second copy: a Pulsar consumer acknowledging on subscription G, or an
+// admin reset of it, is what the Kafka group sees next, and the
+// subscription's backlog is the group's lag. Retention keeps what the
+// subscription has not consumed.
+//
+// A partition without the subscription has no commit (OffsetFetch -1). The
+// subscription is created by the first commit, at the committed position.
+// The commit's metadata string and leader epoch are cursor properties.
+//
+// An offset outside the partition's [log start, log end] is clamped into
+// it: a cursor can only point at retained messages or the end.
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"strconv"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// Cursor property keys of a Kafka commit.
+const (
+	propCommitMetadata    = "kafka.commit.metadata"
+	propCommitLeaderEpoch = "kafka.commit.leader-epoch"
+)
+
+// commitOffset stores group's committed offset on one partition and returns
+// once it is durable.
+func (h *Handler) commitOffset(ctx context.Context, group string, name broker.TopicName, offset int64, leaderEpoch int32, metadata *string) error {
+	p, err := h.svc.OpenPartition(ctx, name, false)
+	if err != nil {
+		return err
+	}
+	sub, err := p.Subscription(ctx, group, true, broker.InitialEarliest)
+	if err != nil {
+		return err
+	}
+	cur := sub.Cursor()
+	for attempt := 0; ; attempt++ {
+		next := min(max(offset, p.FirstIndex()), p.NextIndex())
+		err = cur.SetNextIndex(ctx, next)
+		// Retention or an append may move the bounds between the read and
+		// the set: try again with fresh ones.
+		if err == nil || attempt == 2 {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	old := cur.Properties()
+	props := maps.Clone(old)
+	if props == nil {
+		props = map[string]string{}
+	}
+	delete(props, propCommitMetadata)
+	delete(props, propCommitLeaderEpoch)
+	if metadata != nil && *metadata != "" {
+		props[propCommitMetadata] = *metadata
+	}
+	if leaderEpoch >= 0 {
+		props[propCommitLeaderEpoch] = strconv.Itoa(int(leaderEpoch))
+	}
+	if !maps.Equal(old, props) {
+		cur.SetProperties(props)
+	}
+	return cur.Flush(ctx)
+}
+
+// committed is one partition's committed offset; offset -1: none.
+type committed struct {
+	offset      int64
+	leaderEpoch int32
+	metadata    string
+}
+
+// fetchOffset reads group's committed offset on one partition.
+func (h *Handler) fetchOffset(ctx context.Context, group string, name broker.TopicName) (committed, error) {
+	none := committed{offset: -1, leaderEpoch: -1}
+	p, err := h.svc.OpenPartition(ctx, name, false)
+	if errors.Is(err, broker.ErrTopicNotFound) {
+		return none, nil
+	}
+	if err != nil {
+		return none, err
+	}
+	sub, err := p.Subscription(ctx, group, false, broker.InitialLatest)
+	if errors.Is(err, broker.ErrSubscriptionNotFound) {
+		return none, nil
+	}
+	if err != nil {
+		return none, err
+	}
+	cur := sub.Cursor()
+	out := committed{offset: cur.NextIndex(), leaderEpoch: -1}
+	props := cur.Properties()
+	out.metadata = props[propCommitMetadata]
+	if e, err := strconv.ParseInt(props[propCommitLeaderEpoch], 10, 32); err == nil {
+		out.leaderEpoch = int32(e)
+	}
+	return out, nil
+}
+
+// groupPartitions lists every partition of the topics a group committed
+// to, skipping topics that no longer exist.
+func (h *Handler) groupPartitions(ctx context.Context, topics []string) map[string][]broker.TopicName {
+	out := map[string][]broker.TopicName{}
+	for _, full := range topics {
+		n, err := broker.ParseTopicName(full, h.cfg.Tenant, h.cfg.Namespace)
+		if err != nil {
+			continue
+		}
+		md, err := h.svc.GetTopic(ctx, n)
+		if err != nil {
+			continue
+		}
+		t := &topicInfo{kafka: h.kafkaName(md.Name), md: md}
+		for i := range t.numPartitions() {
+			pn, _ := t.partition(i)
+			out[t.kafka] = append(out[t.kafka], pn)
+		}
+	}
+	return out
+}
+
+// partitionIndex is a partition name's Kafka partition number.
+func partitionIndex(n broker.TopicName) int32 {
+	if i := n.PartitionIndex(); i >= 0 {
+		return int32(i)
+	}
+	return 0
+}
