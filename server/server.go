@@ -106,7 +106,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		}
 		env := protocol.Env{
 			Broker:  s.broker,
-			Logger:  log.With("protocol", name),
+			Logger:  log, // handlers tag their own lines with protocol=<name>
 			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"protocol": name}, s.reg),
 		}
 		h, err := reg.New(env, cfg.Handlers[name])

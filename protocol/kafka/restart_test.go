@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -19,11 +18,9 @@ import (
 // metadata store and ledger factory: topics, configs, topic ids and data
 // survive, and producer ids are not handed out twice.
 //
-// The durable segment engine is not in this tree yet, so the factory (and
-// its in-memory ledgers) stays open across the restart; with the durable
-// engine the factory is closed and reopened on the same directory too.
+// The metadata store and ledger factory are closed and reopened from disk.
 func TestRestart(t *testing.T) {
-	s := startServer(t)
+	s := startDurableServer(t)
 	ctx := testCtx(t)
 	adm := kadm.NewClient(newKgo(t, s.addr))
 	if _, err := adm.CreateTopic(ctx, 2, 1, map[string]*string{"retention.ms": ptr("123000")}, "keep"); err != nil {
@@ -40,8 +37,7 @@ func TestRestart(t *testing.T) {
 	pid := s.h.pids.next()
 	p.Close()
 
-	s.stop()
-	s.start()
+	s.restart()
 
 	adm = kadm.NewClient(newKgo(t, s.addr))
 	tds, err := adm.ListTopics(ctx, "keep")
@@ -55,16 +51,14 @@ func TestRestart(t *testing.T) {
 	if next := s.h.pids.next(); next <= pid {
 		t.Fatalf("producer id %d handed out again after %d", next, pid)
 	}
-	// Data. The in-memory managedledger keeps the ledgers that
-	// Broker.Close closed, and Factory.Open hands them back closed, so reads
-	// fail with ErrClosed until the durable engine lands: reported, skipped.
+	// Data.
 	t.Run("data", func(t *testing.T) {
 		part, err := s.broker.OpenPartition(ctx, broker.TopicName{Domain: "persistent", Tenant: "public", Namespace: "default", Local: "keep-partition-1"}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := part.ReadFromIndex(ctx, 0, 1, 1); errors.Is(err, broker.ErrClosed) {
-			t.Skip("managedledger in-memory engine: Factory.Open returns a ledger closed by Broker.Close")
+		if _, err := part.ReadFromIndex(ctx, 0, 1, 1); err != nil {
+			t.Fatalf("read after restart: %v", err)
 		}
 		c := newKgo(t, s.addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"keep": {1: kgo.NewOffset().AtStart()}}))
 		var got []string

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // testServer is a broker with the Kafka handler on 127.0.0.1:0.
 type testServer struct {
 	t       testing.TB
-	store   *metadata.Memory
+	store   metadata.Store
+	dir     string // data directory of a durable server
 	ledgers *managedledger.Factory
 	broker  *broker.Broker
 	h       *Handler
@@ -49,6 +51,46 @@ func startServer(t testing.TB, mod ...func(*Config)) *testServer {
 		store.Close()
 	})
 	return s
+}
+
+// startDurableServer is startServer over a bbolt store and ledger files in
+// a temporary directory, so that restart can reopen everything from disk.
+func startDurableServer(t testing.TB, mod ...func(*Config)) *testServer {
+	t.Helper()
+	s := &testServer{t: t, dir: t.TempDir()}
+	s.openStorage()
+	s.start(mod...)
+	t.Cleanup(func() {
+		s.stop()
+		s.ledgers.Close()
+		s.store.Close()
+	})
+	return s
+}
+
+func (s *testServer) openStorage() {
+	store, err := metadata.OpenBolt(filepath.Join(s.dir, "metadata.db"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Dir: filepath.Join(s.dir, "ledgers"), Store: store, Logger: testLogger()})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.store, s.ledgers = store, f
+}
+
+// restart stops everything, closes the storage of a durable server, and
+// starts again from what is on disk.
+func (s *testServer) restart(mod ...func(*Config)) {
+	s.stop()
+	if s.dir == "" {
+		s.t.Fatal("restart needs startDurableServer")
+	}
+	s.ledgers.Close()
+	s.store.Close()
+	s.openStorage()
+	s.start(mod...)
 }
 
 // start (re)opens the broker and the handler on the server's store and factory.
