@@ -168,3 +168,21 @@ var benchPrealloc = func() int64 {
 	fmt.Sscan(os.Getenv("KOPERNIK_BENCH_PREALLOC"), &n)
 	return n
 }()
+
+// BenchmarkReadFromIndexRandom: one entry at a random message index of a
+// 64 MiB log in 8 MiB ledgers (Kafka fetch at an arbitrary offset): ledger
+// by binary search, then the sparse index, then a short scan.
+func BenchmarkReadFromIndexRandom(b *testing.B) {
+	ml := benchLedger(b, Config{Sync: SyncInterval, MaxLedgerBytes: 8 << 20}, 0)
+	appendParallel(b, ml, 64<<10, 4, 1<<10)
+	n := ml.NextIndex()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		idx := int64(uint64(i)*2654435761) % n
+		es, err := ml.ReadFromIndex(context.Background(), idx, 1, 1)
+		if err != nil || len(es) != 1 || es[0].FirstIndex != idx {
+			b.Fatalf("index %d: %v %v", idx, es, err)
+		}
+	}
+}

@@ -27,8 +27,8 @@ type FactoryOptions struct {
 	// system, or an in-memory one when Dir is empty.
 	FS segment.FS
 	// RetentionInterval is the period of the background pass that rolls
-	// over ledgers older than MaxLedgerAge and applies retention
-	// (default 30s; < 0 disables it).
+	// over ledgers older than MaxLedgerAge, applies retention and closes
+	// sealed ledgers' files unused for a minute (default 30s; < 0 disables it).
 	RetentionInterval time.Duration
 	// CursorFlushInterval is the period of the background persistence of
 	// changed durable cursors (default 100ms). Acks never wait for it.
@@ -114,6 +114,7 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 			if err := ml.ApplyRetention(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
 				f.log.Warn("managedledger: retention failed", "topic", ml.name, "err", err)
 			}
+			ml.closeIdleSegments(max(time.Minute, 2*opts.RetentionInterval))
 		})
 	}
 	return f, nil

@@ -55,6 +55,7 @@ type ledger struct {
 	closed     time.Time
 	sealed     bool
 	seg        *segment.Segment // nil until first use for sealed ledgers
+	lastUsed   time.Time        // sealed ledgers: last segLocked, for closing idle files
 }
 
 // ManagedLedger is one topic-partition's log. Safe for concurrent use.
@@ -332,6 +333,7 @@ func (ml *ManagedLedger) activeLocked() *ledger { return ml.mu.ledgers[len(ml.mu
 
 // segLocked returns l's segment, opening a sealed one on first use.
 func (ml *ManagedLedger) segLocked(l *ledger) (*segment.Segment, error) {
+	l.lastUsed = time.Now()
 	if l.seg == nil {
 		seg, err := segment.Open(ml.segOpts, l.id, true)
 		if err != nil {
@@ -653,6 +655,25 @@ func (ml *ManagedLedger) rollLocked() error {
 	return nil
 }
 
+// closeIdleSegments closes sealed ledgers' files unused for maxIdle, so a
+// broker with many topics holds neither file descriptors nor index points
+// for cold data; the next read reopens them. A read already planned on a
+// closed segment gets segment.ErrClosed and ReadEntries plans again.
+func (ml *ManagedLedger) closeIdleSegments(maxIdle time.Duration) {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	if ml.mu.closed {
+		return
+	}
+	now := time.Now()
+	for _, l := range ml.mu.ledgers[:len(ml.mu.ledgers)-1] {
+		if l.seg != nil && now.Sub(l.lastUsed) >= maxIdle {
+			l.seg.Close()
+			l.seg = nil
+		}
+	}
+}
+
 // rollIfOld seals an idle active ledger past MaxLedgerAge so that retention
 // can delete it.
 func (ml *ManagedLedger) rollIfOld() error {
@@ -837,8 +858,9 @@ func (ml *ManagedLedger) recomputeFirstLocked() {
 func (ml *ManagedLedger) ReadEntries(ctx context.Context, from Position, maxEntries, maxBytes int) ([]Entry, error) {
 	for attempt := 0; ; attempt++ {
 		out, err := ml.readOnce(from, maxEntries, maxBytes)
-		// A ledger deleted by retention under a reader: plan again.
-		if errors.Is(err, segment.ErrClosed) && attempt < 3 {
+		// A ledger deleted by retention, or its idle file closed, under a
+		// reader: plan again.
+		if errors.Is(err, segment.ErrClosed) && attempt < 10 {
 			continue
 		}
 		return out, err

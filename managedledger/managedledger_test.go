@@ -405,3 +405,42 @@ func TestVisibleOnlyWhenDurable(t *testing.T) {
 		t.Fatalf("after fsync: next %d", ml.NextIndex())
 	}
 }
+
+func TestIdleSealedSegmentsCloseAndReopen(t *testing.T) {
+	storageModes(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		ml := e.open("idle", Config{MaxLedgerBytes: 500})
+		written := appendEntries(t, ml, 0, 30, 2)
+		c, _ := ml.OpenCursor(ctx, "c", InitialEarliest)
+		ml.closeIdleSegments(0)
+		ml.mu.Lock()
+		open := 0
+		for _, l := range ml.mu.ledgers {
+			if l.seg != nil {
+				open++
+			}
+		}
+		ml.mu.Unlock()
+		if open != 1 {
+			t.Fatalf("%d segments open after closing idle ones, want only the active", open)
+		}
+		checkContinuous(t, readAll(t, ml), 0)
+		if c.Backlog() != 60 || c.NextIndex() != 0 {
+			t.Fatalf("cursor over reopened segments: backlog %d next %d", c.Backlog(), c.NextIndex())
+		}
+		// Reads racing with closes: every read completes or plans again.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; i < 200; i++ {
+				ml.closeIdleSegments(0)
+			}
+		}()
+		for i := 0; i < 50; i++ {
+			if got := readAll(t, ml); len(got) != 30 || got[29].Position != written[29].Position {
+				t.Fatalf("read during closes: %d entries", len(got))
+			}
+		}
+		<-done
+	})
+}

@@ -138,6 +138,18 @@ func TestTruncateBeforeAndRestart(t *testing.T) {
 		if first.FirstIndex != 60 {
 			t.Fatalf("first readable entry starts at %d", first.FirstIndex)
 		}
+		// Positions in deleted ledgers or below the first index read from
+		// the first retained entry; so does a reader created there.
+		for _, from := range []Position{{LedgerID: 0, EntryID: 0}, Earliest, {LedgerID: first.Position.LedgerID, EntryID: 0}} {
+			es, err := ml.ReadEntries(ctx, from, 1, 1<<20)
+			if err != nil || len(es) != 1 || es[0].Position != first.Position {
+				t.Fatalf("read from %v: %v %v, want %v", from, es, err, first.Position)
+			}
+		}
+		r := ml.NewReader(Position{LedgerID: 0, EntryID: 3})
+		if es, _ := r.ReadEntries(ctx, 1, 1<<20); len(es) != 1 || es[0].Position != first.Position {
+			t.Fatalf("reader from a deleted ledger: %v", es)
+		}
 		e.restart()
 		ml = e.open("trunc", cfg)
 		if ml.FirstIndex() != 61 || ml.NextIndex() != 120 {

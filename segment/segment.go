@@ -920,7 +920,9 @@ func (s *Segment) Read(from, limit int64, maxEntries, maxBytes int) ([]Record, e
 	if !ok {
 		return nil, fmt.Errorf("%w: entry %d not found", ErrCorrupt, from)
 	}
-	window := min(max(maxBytes, 64<<10), 4<<20)
+	// Read ahead what the caller may take, within [8 KiB, 4 MiB]: one
+	// read(2) for a batch, and no 64 KiB copy to return one small entry.
+	window := min(max(min(maxBytes, maxEntries*(32<<10)), 8<<10), 4<<20)
 	rd := reader{f: s.logF, end: v.size}
 	var out []Record
 	size := 0

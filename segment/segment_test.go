@@ -355,3 +355,81 @@ func TestSegmentAppendDuringSync(t *testing.T) {
 		s.Close()
 	}
 }
+
+// countFS counts the bytes read through it.
+type countFS struct {
+	FS
+	read *int64
+}
+
+type countFile struct {
+	File
+	read *int64
+}
+
+func (c countFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	f, err := c.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return countFile{File: f, read: c.read}, nil
+}
+
+func (c countFile) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.File.ReadAt(p, off)
+	*c.read += int64(n)
+	return n, err
+}
+
+// TestLookupsNeverScan: lookups by entry id, message index and time read
+// about one index interval of log, however long the segment.
+func TestLookupsNeverScan(t *testing.T) {
+	var read int64
+	opts := testOpts(countFS{FS: NewMemFS(), read: &read}, "/c")
+	opts.IndexInterval = 4096
+	s, err := Create(opts, 1, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := appendN(t, s, 20000) // ~3.5 MB of log
+	if err := s.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	n := int64(len(want))
+	budget := int64(2 * s.lookupWindow())
+	check := func(what string, f func()) {
+		t.Helper()
+		read = 0
+		f()
+		budget := budget
+		if what == "Read one" {
+			budget += 8 << 10 // Read reads ahead at least an 8 KiB window
+		}
+		if read > budget {
+			t.Fatalf("%s read %d bytes (budget %d, log %d)", what, read, budget, s.Written().Size)
+		}
+	}
+	for _, i := range []int64{0, 1, 777, 12345, n - 1} {
+		r := want[i]
+		check("Header", func() {
+			if h, err := s.Header(i, n); err != nil || h.EntryID != i {
+				t.Fatalf("Header(%d): %v", i, err)
+			}
+		})
+		check("FindIndex", func() {
+			if h, ok, err := s.FindIndex(r.FirstIndex+int64(r.MsgCount)-1, n); err != nil || !ok || h.EntryID != i {
+				t.Fatalf("FindIndex: %v", err)
+			}
+		})
+		check("FindTime", func() {
+			if _, ok, err := s.FindTime(r.Timestamp(), n); err != nil || !ok {
+				t.Fatalf("FindTime: %v", err)
+			}
+		})
+		check("Read one", func() {
+			if got, err := s.Read(i, n, 1, 1); err != nil || len(got) != 1 {
+				t.Fatalf("Read: %v", err)
+			}
+		})
+	}
+}
