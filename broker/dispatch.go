@@ -88,6 +88,11 @@ type DispatchOptions struct {
 	// entry can be delivered at all (false: skipped, e.g. a format the
 	// protocol cannot convert yet).
 	Inspect func(e *Entry) (key []byte, ok bool)
+	// OnPartitionClosed, if set, is called (from its own goroutine) when
+	// the partition closes under the dispatcher (topic deleted, broker
+	// closing); the dispatcher has stopped delivering. Protocols
+	// disconnect the consumers so that they re-subscribe.
+	OnPartitionClosed func()
 	// MaxReadBytes bounds one read (default 4 MiB).
 	MaxReadBytes int
 	Logger       *slog.Logger
@@ -417,7 +422,11 @@ func (d *Dispatcher) run() {
 		changed := d.opts.Partition.Changed()
 		progressed, err := d.dispatchOnce(ctx)
 		if err != nil {
-			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, ErrClosed) {
+				d.partitionClosed()
 				return
 			}
 			d.opts.Logger.Warn("dispatch read failed", "topic", d.opts.Partition.Name().String(), "err", err)
@@ -435,7 +444,19 @@ func (d *Dispatcher) run() {
 				return
 			default:
 			}
+			// Changed is also closed when the ledger closes: without
+			// permits nothing would read and notice, so probe.
+			if _, err := d.opts.Partition.ReadEntries(ctx, Latest, 1, 1); errors.Is(err, ErrClosed) {
+				d.partitionClosed()
+				return
+			}
 		}
+	}
+}
+
+func (d *Dispatcher) partitionClosed() {
+	if d.opts.OnPartitionClosed != nil {
+		go d.opts.OnPartitionClosed()
 	}
 }
 

@@ -94,6 +94,24 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 		Partition: part, Type: typ, PartitionIndex: name.PartitionIndex(),
 		Inspect: inspector(typ), Logger: c.log,
 	}
+	// The partition closed (topic deleted, broker closing): disconnect the
+	// consumers; the client re-subscribes (to a new partition if any).
+	// With a shared dispatcher, whichever consumer created it closes all.
+	var disp *broker.Dispatcher
+	var dispMu sync.Mutex
+	opts.OnPartitionClosed = func() {
+		dispMu.Lock()
+		d := disp
+		dispMu.Unlock()
+		if d == nil {
+			return
+		}
+		for _, dc := range d.Consumers() {
+			if o, ok := dc.Sink.(*consumer); ok {
+				o.closeByBroker()
+			}
+		}
+	}
 	if cmd.GetDurable() {
 		create := c.h.cfg.AutoCreateSubscriptions && part.Policies().AutoSubscriptionCreation
 		initial := broker.InitialLatest
@@ -104,11 +122,11 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 		if err != nil {
 			return c.sendError(reqID, err)
 		}
-		disp, err := c.h.dispatchers.Attach(sub, opts, cs.dc)
+		d, err := c.h.dispatchers.Attach(sub, opts, cs.dc)
 		if err != nil {
 			return c.sendError(reqID, err)
 		}
-		cs.sub, cs.disp, cs.release = sub, disp, sub.Hold()
+		cs.sub, cs.disp, cs.release = sub, d, sub.Hold()
 	} else {
 		start := readerStart(part, cmd)
 		c.mu.Lock()
@@ -125,6 +143,9 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 			return c.sendError(reqID, err)
 		}
 	}
+	dispMu.Lock()
+	disp = cs.disp
+	dispMu.Unlock()
 	cs.detach = part.Attach()
 	c.mu.Lock()
 	c.mu.consumers[cid] = cs

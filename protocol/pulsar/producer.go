@@ -43,9 +43,10 @@ type producer struct {
 	reg    *broker.ProducerRegistration
 	detach func()
 
-	sends    chan sendReq
-	done     chan struct{}
-	stopOnce sync.Once
+	sends     chan sendReq
+	done      chan struct{}
+	stopOnce  sync.Once
+	fenceOnce sync.Once
 	ctx      context.Context
 	cancel   context.CancelFunc
 }
@@ -151,8 +152,13 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 	return register(ctx)
 }
 
-// fenced is called when an ExclusiveWithFencing producer took over.
+// fenced is called when an ExclusiveWithFencing producer took over (or
+// the partition closed): the client is told with CLOSE_PRODUCER, once.
 func (p *producer) fenced() {
+	p.fenceOnce.Do(p.closeByBroker)
+}
+
+func (p *producer) closeByBroker() {
 	p.c.mu.Lock()
 	if p.c.mu.producers[p.id] == p {
 		delete(p.c.mu.producers, p.id)
@@ -281,6 +287,12 @@ func (p *producer) append(req sendReq) []byte {
 		mid.LedgerId, mid.EntryId = proto.Uint64(math.MaxUint64), proto.Uint64(math.MaxUint64)
 	case err != nil:
 		if p.ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, broker.ErrClosed) {
+			// The partition closed (topic deleted, broker closing): close
+			// the producer; the client re-creates it and resends.
+			go p.fenced()
 			return nil
 		}
 		return sendErr(err)
