@@ -47,8 +47,8 @@ type producer struct {
 	done      chan struct{}
 	stopOnce  sync.Once
 	fenceOnce sync.Once
-	ctx      context.Context
-	cancel   context.CancelFunc
+	ctx       context.Context
+	cancel    context.CancelFunc
 }
 
 func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) error {
