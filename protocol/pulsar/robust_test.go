@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
@@ -222,5 +223,24 @@ func TestRestartMidStream(t *testing.T) {
 	sort.Strings(keys)
 	if len(keys) != n {
 		t.Fatalf("received %d distinct messages, want %d", len(keys), n)
+	}
+}
+
+// An unserved request (here a transaction coordinator connect, field 62 of
+// BaseCommand, which our .proto does not declare) gets an ERROR with its
+// request id instead of silence.
+func TestUnservedRequestGetsError(t *testing.T) {
+	s := startServer(t)
+	rc := dialRaw(t, s)
+	body := protowire.AppendTag(nil, 1, protowire.VarintType)
+	body = protowire.AppendVarint(body, 77)
+	cmd := &pb.BaseCommand{Type: pb.BaseCommand_TC_CLIENT_CONNECT_REQUEST.Enum()}
+	raw := protowire.AppendTag(nil, 62, protowire.BytesType)
+	raw = protowire.AppendBytes(raw, body)
+	cmd.ProtoReflect().SetUnknown(raw)
+	rc.send(cmd, nil)
+	e := rc.recvType(pb.BaseCommand_ERROR)
+	if e.GetError().GetRequestId() != 77 || e.GetError().GetError() != pb.ServerError_NotAllowedError {
+		t.Fatalf("got %v", e)
 	}
 }
