@@ -330,6 +330,7 @@ func (c *conn) cleanup() {
 // handle serves one command. An error closes the connection.
 func (c *conn) handle(cmd *pb.BaseCommand, payload []byte) error {
 	t := cmd.GetType()
+	c.h.metrics.commands.WithLabelValues(t.String()).Inc()
 	if !c.connected && t != pb.BaseCommand_CONNECT {
 		return fmt.Errorf("%s before CONNECT", t)
 	}

@@ -221,7 +221,12 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return cs.c.enqueue(ctx, f)
+	if err := cs.c.enqueue(ctx, f); err != nil {
+		return err
+	}
+	cs.c.h.metrics.msgsOut.Add(float64(max(d.Entry.MsgCount, 1)))
+	cs.c.h.metrics.bytesOut.Add(float64(len(d.Entry.Data)))
+	return nil
 }
 
 // ActiveChanged implements broker.ConsumerSink.
@@ -305,11 +310,21 @@ func ackSetWords(s []int64) []uint64 {
 func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 	cs := c.consumer(cmd.GetConsumerId())
 	var err error
+	var last broker.Position
+	if cs != nil {
+		last = cs.part.LastConfirmed()
+	}
+	// Acknowledgements of entries that do not exist yet are ignored: they
+	// would only pile up in the cursor.
+	beyond := func(pos broker.Position) bool { return last.Less(pos) }
 	if cs == nil {
 		err = fmt.Errorf("%w: %d", errConsumerNotFound, cmd.GetConsumerId())
 	} else if cmd.GetAckType() == pb.CommandAck_Cumulative {
 		for _, m := range cmd.GetMessageId() {
 			pos := wirePosition(m)
+			if beyond(pos) {
+				continue
+			}
 			if len(m.GetAckSet()) > 0 {
 				// Everything before the entry, and part of the entry.
 				if err = cs.disp.AckCumulative(ctx, broker.Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID - 1}); err == nil {
@@ -323,6 +338,9 @@ func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 		var whole []broker.Position
 		for _, m := range cmd.GetMessageId() {
 			pos := wirePosition(m)
+			if beyond(pos) {
+				continue
+			}
 			if len(m.GetAckSet()) > 0 {
 				if e := cs.disp.AckBatchIndex(ctx, pos, ackSetWords(m.GetAckSet())); e != nil {
 					err = e

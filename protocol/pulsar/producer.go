@@ -297,6 +297,10 @@ func (p *producer) append(req sendReq) []byte {
 		}
 		return sendErr(err)
 	default:
+		if !res.Duplicate {
+			p.c.h.metrics.msgsIn.Add(float64(n))
+			p.c.h.metrics.bytesIn.Add(float64(len(req.stored)))
+		}
 		mid.LedgerId = proto.Uint64(uint64(res.Entry.Position.LedgerID))
 		mid.EntryId = proto.Uint64(uint64(res.Entry.Position.EntryID))
 	}
