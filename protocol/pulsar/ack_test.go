@@ -141,7 +141,7 @@ func TestDeadLetterPolicy(t *testing.T) {
 	dead := subscribe(t, c, pulsar.ConsumerOptions{Topic: dlq, SubscriptionName: "d"})
 	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Shared,
 		NackRedeliveryDelay: 20 * time.Millisecond,
-		DLQ:                 &pulsar.DLQPolicy{MaxDeliveries: 2, DeadLetterTopic: dlq}})
+		DLQ:                 &pulsar.DLQPolicy{MaxDeliveries: 2, DeadLetterTopic: dlq, InitialSubscriptionName: "init"}})
 	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
 	produce(t, p, 1, "poison")
 	for range 2 {
@@ -150,6 +150,14 @@ func TestDeadLetterPolicy(t *testing.T) {
 	}
 	if got := payloads(receive(t, dead, 1, true)); got[0] != "poison-0" {
 		t.Fatalf("dead letter %v", got)
+	}
+	// The DLQ producer asked for an initial subscription (PRODUCER.initial_subscription_name).
+	part, err := s.broker.OpenPartition(ctxT(t), mustName(t, s, dlq), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.Subscription(ctxT(t), "init", false, 0); err != nil {
+		t.Fatalf("initial subscription: %v", err)
 	}
 	expectNone(t, cons, 100*time.Millisecond)
 }

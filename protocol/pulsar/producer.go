@@ -77,6 +77,12 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 			return c.sendError(reqID, err)
 		}
 	}
+	if subName := cmd.GetInitialSubscriptionName(); subName != "" {
+		// Created with the producer so that nothing it sends is missed.
+		if _, err := part.Subscription(ctx, subName, true, broker.InitialEarliest); err != nil {
+			return c.sendError(reqID, err)
+		}
+	}
 	pname := cmd.GetProducerName()
 	if pname == "" {
 		pname = broker.GenerateProducerName("kopernik")
