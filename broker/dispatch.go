@@ -105,6 +105,12 @@ type DispatchOptions struct {
 //
 // One goroutine per Dispatcher reads and delivers; Deliver calls happen
 // outside d.mu, in log order per consumer.
+//
+// Lock order: Dispatchers.mu, then Dispatcher.mu, then the cursor's locks.
+// ConsumerSink.Deliver is called with no dispatcher lock held;
+// ActiveChanged may be called with Dispatchers.mu held and must not block.
+// Close waits for the goroutine, whose blocking calls all end with its
+// context, so Close may be called with Dispatchers.mu held.
 type Dispatcher struct {
 	opts DispatchOptions
 	wake chan struct{}
