@@ -258,9 +258,6 @@ func (p *producer) append(req sendReq) []byte {
 	}
 	sendErr := func(err error) []byte {
 		code := serverError(err)
-		if errors.Is(err, errChecksum) {
-			code = pb.ServerError_ChecksumError
-		}
 		f, _ := appendFrame(nil, &pb.BaseCommand{Type: pb.BaseCommand_SEND_ERROR.Enum(), SendError: &pb.CommandSendError{
 			ProducerId: proto.Uint64(p.id), SequenceId: proto.Uint64(seq), Error: code.Enum(), Message: proto.String(err.Error()),
 		}}, nil, nil)

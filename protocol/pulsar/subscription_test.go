@@ -247,10 +247,15 @@ func TestRegexSubscription(t *testing.T) {
 		produce(t, p, 5, fmt.Sprintf("t%d", i))
 	}
 	newProducer(t, c, pulsar.ProducerOptions{Topic: "other-" + prefix})
+	// A partitioned topic matches through its partitions.
+	if err := s.broker.CreateTopic(ctxT(t), mustName(t, s, prefix+"-parted"), 2, brokerPolicies()); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, newProducer(t, c, pulsar.ProducerOptions{Topic: prefix + "-parted"}), 4, "z")
 	cons := subscribe(t, c, pulsar.ConsumerOptions{TopicsPattern: "persistent://public/default/" + prefix + "-.*", SubscriptionName: "s"})
-	got := payloads(receive(t, cons, 15, true))
+	got := payloads(receive(t, cons, 19, true))
 	sort.Strings(got)
-	if got[0] != "t0-0" || got[14] != "t2-4" {
+	if got[0] != "t0-0" || got[14] != "t2-4" || got[18] != "z-3" {
 		t.Fatalf("got %v", got)
 	}
 }
