@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 )
 
 // SubscriptionType selects how a Dispatcher spreads entries over consumers
@@ -88,6 +89,10 @@ type DispatchOptions struct {
 	// entry can be delivered at all (false: skipped, e.g. a format the
 	// protocol cannot convert yet).
 	Inspect func(e *Entry) (key []byte, ok bool)
+	// DeliverAt, if set, returns when an entry may be delivered (unix ms;
+	// 0 or past: now). Only Shared and Key_Shared subscriptions delay
+	// entries, as in Pulsar; a delayed entry does not hold back later ones.
+	DeliverAt func(e *Entry) int64
 	// OnPartitionClosed, if set, is called (from its own goroutine) when
 	// the partition closes under the dispatcher (topic deleted, broker
 	// closing); the dispatcher has stopped delivering. Protocols
@@ -136,6 +141,8 @@ type Dispatcher struct {
 		// replayStuck: the last replay round placed nothing (Key_Shared
 		// consumers without permits); read new entries until something changes.
 		replayStuck bool
+		// delayed holds entries not to deliver before a time (unix ms).
+		delayed map[Position]int64
 		// epoch changes on Reset so that in-flight reads are dropped.
 		epoch int64
 		// avgMsgs is a running average of messages per entry, to size reads
@@ -160,6 +167,7 @@ func NewDispatcher(opts DispatchOptions) *Dispatcher {
 	d.mu.replay = make(map[Position]struct{})
 	d.mu.redeliveries = make(map[Position]uint32)
 	d.mu.keyHash = make(map[Position]int)
+	d.mu.delayed = make(map[Position]int64)
 	go d.run()
 	return d
 }
@@ -304,6 +312,7 @@ func (d *Dispatcher) Ack(ctx context.Context, positions ...Position) error {
 		delete(d.mu.replay, p)
 		delete(d.mu.redeliveries, p)
 		delete(d.mu.keyHash, p)
+		delete(d.mu.delayed, p)
 	}
 	d.mu.Unlock()
 	d.kick()
@@ -346,6 +355,11 @@ func (d *Dispatcher) AckCumulative(ctx context.Context, pos Position) error {
 			delete(d.mu.keyHash, p)
 		}
 	}
+	for p := range d.mu.delayed {
+		if !pos.Less(p) {
+			delete(d.mu.delayed, p)
+		}
+	}
 	d.mu.Unlock()
 	d.kick()
 	return d.opts.Cursor.MarkDelete(ctx, pos)
@@ -383,6 +397,7 @@ func (d *Dispatcher) Reset(ctx context.Context, pos Position) error {
 	clear(d.mu.replay)
 	clear(d.mu.redeliveries)
 	clear(d.mu.keyHash)
+	clear(d.mu.delayed)
 	for _, c := range d.mu.consumers {
 		c.permits = 0
 	}
@@ -440,9 +455,16 @@ func (d *Dispatcher) run() {
 		if progressed {
 			continue
 		}
+		var due <-chan time.Time
+		var timer *time.Timer
+		if next := d.nextDelayed(); next > 0 {
+			timer = time.NewTimer(time.Until(time.UnixMilli(next)))
+			due = timer.C
+		}
 		select {
 		case <-d.stop:
 			return
+		case <-due:
 		case <-d.wake:
 		case <-changed:
 			select {
@@ -457,7 +479,23 @@ func (d *Dispatcher) run() {
 				return
 			}
 		}
+		if timer != nil {
+			timer.Stop()
+		}
 	}
+}
+
+// nextDelayed returns the earliest delivery time of a delayed entry (0: none).
+func (d *Dispatcher) nextDelayed() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var next int64
+	for _, at := range d.mu.delayed {
+		if next == 0 || at < next {
+			next = at
+		}
+	}
+	return next
 }
 
 func (d *Dispatcher) partitionClosed() {
@@ -475,6 +513,16 @@ type assignment struct {
 // progress (read or replayed something), so the caller loops without waiting.
 func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 	d.mu.Lock()
+	if len(d.mu.delayed) > 0 {
+		now := time.Now().UnixMilli()
+		for pos, at := range d.mu.delayed {
+			if at <= now {
+				delete(d.mu.delayed, pos)
+				d.mu.replay[pos] = struct{}{}
+				d.mu.replayStuck = false
+			}
+		}
+	}
 	var permits int64
 	for _, c := range d.mu.consumers {
 		if c.permits > 0 && (c.active || (d.opts.Type != SubExclusive && d.opts.Type != SubFailover)) {
@@ -547,6 +595,8 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	var out []assignment
+	delay := d.opts.Type == SubShared || d.opts.Type == SubKeyShared
+	now := time.Now().UnixMilli()
 	for i := range entries {
 		e := entries[i]
 		key, ok := d.opts.Inspect(&e)
@@ -554,6 +604,12 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 			// TODO(conversion): entries of another protocol's format are not
 			// delivered until conversion on read exists; they stay unacknowledged.
 			continue
+		}
+		if delay && d.opts.DeliverAt != nil {
+			if at := d.opts.DeliverAt(&e); at > now {
+				d.mu.delayed[e.Position] = at
+				continue
+			}
 		}
 		h := -1
 		if d.opts.Type == SubKeyShared {

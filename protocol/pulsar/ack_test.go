@@ -161,3 +161,25 @@ func TestDeadLetterPolicy(t *testing.T) {
 	}
 	expectNone(t, cons, 100*time.Millisecond)
 }
+
+func TestDelayedDelivery(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("delayed")
+	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Shared})
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	start := time.Now()
+	if _, err := p.Send(ctxT(t), &pulsar.ProducerMessage{Payload: []byte("later"), DeliverAfter: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Send(ctxT(t), &pulsar.ProducerMessage{Payload: []byte("now")}); err != nil {
+		t.Fatal(err)
+	}
+	got := receive(t, cons, 2, true)
+	if string(got[0].Payload()) != "now" || string(got[1].Payload()) != "later" {
+		t.Fatalf("order %v", payloads(got))
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("delayed message arrived after %v", d)
+	}
+}

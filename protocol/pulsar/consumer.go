@@ -92,7 +92,7 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 	cs.dc = &broker.DispatchConsumer{Name: cmd.GetConsumerName(), Priority: int(cmd.GetPriorityLevel()), Sink: cs}
 	opts := broker.DispatchOptions{
 		Partition: part, Type: typ, PartitionIndex: name.PartitionIndex(),
-		Inspect: inspector(typ), Logger: c.log,
+		Inspect: inspector(typ), DeliverAt: deliverAt, Logger: c.log,
 	}
 	// The partition closed (topic deleted, broker closing): disconnect the
 	// consumers; the client re-subscribes (to a new partition if any).
@@ -195,6 +195,19 @@ func inspector(typ broker.SubscriptionType) func(*broker.Entry) ([]byte, bool) {
 		}
 		return []byte(md.GetPartitionKey()), true
 	}
+}
+
+// deliverAt reads a message's deliver_at_time (delayed delivery; the
+// dispatcher asks only for Shared and Key_Shared subscriptions).
+func deliverAt(e *broker.Entry) int64 {
+	if e.Format != broker.FormatPulsar {
+		return 0
+	}
+	md, _, err := parseStored(e.Data)
+	if err != nil {
+		return 0
+	}
+	return md.GetDeliverAtTime()
 }
 
 // Deliver implements broker.ConsumerSink: one MESSAGE frame per entry.
