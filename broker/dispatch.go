@@ -65,6 +65,14 @@ type ConsumerSink interface {
 	ActiveChanged(active bool)
 }
 
+// WritableSink is optionally implemented by a ConsumerSink: a consumer
+// whose connection is backed up (Writable false) is passed over by Shared
+// and Key_Shared dispatch, so that one slow client does not stall the
+// others. It is called with the dispatcher's lock held and must not block.
+type WritableSink interface {
+	Writable() bool
+}
+
 // DispatchConsumer is one consumer registered with a Dispatcher.
 type DispatchConsumer struct {
 	Name     string
@@ -679,19 +687,24 @@ func (d *Dispatcher) pickLocked(h int) *DispatchConsumer {
 		// Auto-split: the 0..65535 hash space is divided evenly over the
 		// consumers in join order.
 		c := cs[h*len(cs)/65536]
-		if c.permits > 0 {
+		if c.permits > 0 && writable(c) {
 			return c
 		}
 		return nil
-	default: // Shared: round robin over consumers with permits
+	default: // Shared: round robin over writable consumers with permits
 		for range cs {
 			d.mu.rr = (d.mu.rr + 1) % len(cs)
-			if c := cs[d.mu.rr]; c.permits > 0 {
+			if c := cs[d.mu.rr]; c.permits > 0 && writable(c) {
 				return c
 			}
 		}
 		return nil
 	}
+}
+
+func writable(c *DispatchConsumer) bool {
+	w, ok := c.Sink.(WritableSink)
+	return !ok || w.Writable()
 }
 
 // Dispatchers keeps one Dispatcher per subscription while it has consumers.

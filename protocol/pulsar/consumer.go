@@ -242,6 +242,15 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 	return nil
 }
 
+// Writable implements broker.WritableSink: the connection's outgoing
+// queue is not full.
+func (cs *consumer) Writable() bool {
+	b := &cs.c.budget
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used < b.max
+}
+
 // ActiveChanged implements broker.ConsumerSink.
 func (cs *consumer) ActiveChanged(active bool) {
 	cs.active.Store(active)
