@@ -244,3 +244,32 @@ func TestUnservedRequestGetsError(t *testing.T) {
 		t.Fatalf("got %v", e)
 	}
 }
+
+// A WaitForExclusive producer whose connection goes away while waiting
+// leaves nothing behind.
+func TestWaitForExclusiveAbandoned(t *testing.T) {
+	s := startServer(t)
+	topic := newTopic("waitgone")
+	producerCmd := func(id, req uint64, mode pb.ProducerAccessMode) *pb.BaseCommand {
+		return &pb.BaseCommand{Type: pb.BaseCommand_PRODUCER.Enum(), Producer: &pb.CommandProducer{
+			Topic: proto.String(topic), ProducerId: proto.Uint64(id), RequestId: proto.Uint64(req),
+			ProducerAccessMode: mode.Enum()}}
+	}
+	a, b := dialRaw(t, s), dialRaw(t, s)
+	a.send(producerCmd(1, 1, pb.ProducerAccessMode_Exclusive), nil)
+	a.recvType(pb.BaseCommand_PRODUCER_SUCCESS)
+	b.send(producerCmd(1, 1, pb.ProducerAccessMode_WaitForExclusive), nil)
+	if ps := b.recvType(pb.BaseCommand_PRODUCER_SUCCESS).GetProducerSuccess(); ps.GetProducerReady() {
+		t.Fatal("waiting producer reported ready")
+	}
+	b.nc.Close()
+	time.Sleep(50 * time.Millisecond)
+	a.send(&pb.BaseCommand{Type: pb.BaseCommand_CLOSE_PRODUCER.Enum(), CloseProducer: &pb.CommandCloseProducer{
+		ProducerId: proto.Uint64(1), RequestId: proto.Uint64(2)}}, nil)
+	a.recvType(pb.BaseCommand_SUCCESS)
+	c := dialRaw(t, s)
+	c.send(producerCmd(1, 1, pb.ProducerAccessMode_Exclusive), nil)
+	if cmd := c.recvType(pb.BaseCommand_PRODUCER_SUCCESS); !cmd.GetProducerSuccess().GetProducerReady() {
+		t.Fatalf("exclusive producer after the waiter left: %v", cmd)
+	}
+}
