@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 )
 
 // SubscriptionType selects how a Dispatcher spreads entries over consumers
@@ -64,6 +65,14 @@ type ConsumerSink interface {
 	ActiveChanged(active bool)
 }
 
+// WritableSink is optionally implemented by a ConsumerSink: a consumer
+// whose connection is backed up (Writable false) is passed over by Shared
+// and Key_Shared dispatch, so that one slow client does not stall the
+// others. It is called with the dispatcher's lock held and must not block.
+type WritableSink interface {
+	Writable() bool
+}
+
 // DispatchConsumer is one consumer registered with a Dispatcher.
 type DispatchConsumer struct {
 	Name     string
@@ -88,6 +97,15 @@ type DispatchOptions struct {
 	// entry can be delivered at all (false: skipped, e.g. a format the
 	// protocol cannot convert yet).
 	Inspect func(e *Entry) (key []byte, ok bool)
+	// DeliverAt, if set, returns when an entry may be delivered (unix ms;
+	// 0 or past: now). Only Shared and Key_Shared subscriptions delay
+	// entries, as in Pulsar; a delayed entry does not hold back later ones.
+	DeliverAt func(e *Entry) int64
+	// OnPartitionClosed, if set, is called (from its own goroutine) when
+	// the partition closes under the dispatcher (topic deleted, broker
+	// closing); the dispatcher has stopped delivering. Protocols
+	// disconnect the consumers so that they re-subscribe.
+	OnPartitionClosed func()
 	// MaxReadBytes bounds one read (default 4 MiB).
 	MaxReadBytes int
 	Logger       *slog.Logger
@@ -100,6 +118,12 @@ type DispatchOptions struct {
 //
 // One goroutine per Dispatcher reads and delivers; Deliver calls happen
 // outside d.mu, in log order per consumer.
+//
+// Lock order: Dispatchers.mu, then Dispatcher.mu, then the cursor's locks.
+// ConsumerSink.Deliver is called with no dispatcher lock held;
+// ActiveChanged may be called with Dispatchers.mu held and must not block.
+// Close waits for the goroutine, whose blocking calls all end with its
+// context, so Close may be called with Dispatchers.mu held.
 type Dispatcher struct {
 	opts DispatchOptions
 	wake chan struct{}
@@ -125,6 +149,8 @@ type Dispatcher struct {
 		// replayStuck: the last replay round placed nothing (Key_Shared
 		// consumers without permits); read new entries until something changes.
 		replayStuck bool
+		// delayed holds entries not to deliver before a time (unix ms).
+		delayed map[Position]int64
 		// epoch changes on Reset so that in-flight reads are dropped.
 		epoch int64
 		// avgMsgs is a running average of messages per entry, to size reads
@@ -149,6 +175,7 @@ func NewDispatcher(opts DispatchOptions) *Dispatcher {
 	d.mu.replay = make(map[Position]struct{})
 	d.mu.redeliveries = make(map[Position]uint32)
 	d.mu.keyHash = make(map[Position]int)
+	d.mu.delayed = make(map[Position]int64)
 	go d.run()
 	return d
 }
@@ -293,6 +320,7 @@ func (d *Dispatcher) Ack(ctx context.Context, positions ...Position) error {
 		delete(d.mu.replay, p)
 		delete(d.mu.redeliveries, p)
 		delete(d.mu.keyHash, p)
+		delete(d.mu.delayed, p)
 	}
 	d.mu.Unlock()
 	d.kick()
@@ -335,6 +363,11 @@ func (d *Dispatcher) AckCumulative(ctx context.Context, pos Position) error {
 			delete(d.mu.keyHash, p)
 		}
 	}
+	for p := range d.mu.delayed {
+		if !pos.Less(p) {
+			delete(d.mu.delayed, p)
+		}
+	}
 	d.mu.Unlock()
 	d.kick()
 	return d.opts.Cursor.MarkDelete(ctx, pos)
@@ -372,6 +405,7 @@ func (d *Dispatcher) Reset(ctx context.Context, pos Position) error {
 	clear(d.mu.replay)
 	clear(d.mu.redeliveries)
 	clear(d.mu.keyHash)
+	clear(d.mu.delayed)
 	for _, c := range d.mu.consumers {
 		c.permits = 0
 	}
@@ -417,7 +451,11 @@ func (d *Dispatcher) run() {
 		changed := d.opts.Partition.Changed()
 		progressed, err := d.dispatchOnce(ctx)
 		if err != nil {
-			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, ErrClosed) {
+				d.partitionClosed()
 				return
 			}
 			d.opts.Logger.Warn("dispatch read failed", "topic", d.opts.Partition.Name().String(), "err", err)
@@ -425,9 +463,16 @@ func (d *Dispatcher) run() {
 		if progressed {
 			continue
 		}
+		var due <-chan time.Time
+		var timer *time.Timer
+		if next := d.nextDelayed(); next > 0 {
+			timer = time.NewTimer(time.Until(time.UnixMilli(next)))
+			due = timer.C
+		}
 		select {
 		case <-d.stop:
 			return
+		case <-due:
 		case <-d.wake:
 		case <-changed:
 			select {
@@ -435,7 +480,35 @@ func (d *Dispatcher) run() {
 				return
 			default:
 			}
+			// Changed is also closed when the ledger closes: without
+			// permits nothing would read and notice, so probe.
+			if _, err := d.opts.Partition.ReadEntries(ctx, Latest, 1, 1); errors.Is(err, ErrClosed) {
+				d.partitionClosed()
+				return
+			}
 		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+// nextDelayed returns the earliest delivery time of a delayed entry (0: none).
+func (d *Dispatcher) nextDelayed() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var next int64
+	for _, at := range d.mu.delayed {
+		if next == 0 || at < next {
+			next = at
+		}
+	}
+	return next
+}
+
+func (d *Dispatcher) partitionClosed() {
+	if d.opts.OnPartitionClosed != nil {
+		go d.opts.OnPartitionClosed()
 	}
 }
 
@@ -448,6 +521,16 @@ type assignment struct {
 // progress (read or replayed something), so the caller loops without waiting.
 func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 	d.mu.Lock()
+	if len(d.mu.delayed) > 0 {
+		now := time.Now().UnixMilli()
+		for pos, at := range d.mu.delayed {
+			if at <= now {
+				delete(d.mu.delayed, pos)
+				d.mu.replay[pos] = struct{}{}
+				d.mu.replayStuck = false
+			}
+		}
+	}
 	var permits int64
 	for _, c := range d.mu.consumers {
 		if c.permits > 0 && (c.active || (d.opts.Type != SubExclusive && d.opts.Type != SubFailover)) {
@@ -520,6 +603,8 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	var out []assignment
+	delay := d.opts.Type == SubShared || d.opts.Type == SubKeyShared
+	now := time.Now().UnixMilli()
 	for i := range entries {
 		e := entries[i]
 		key, ok := d.opts.Inspect(&e)
@@ -527,6 +612,12 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 			// TODO(conversion): entries of another protocol's format are not
 			// delivered until conversion on read exists; they stay unacknowledged.
 			continue
+		}
+		if delay && d.opts.DeliverAt != nil {
+			if at := d.opts.DeliverAt(&e); at > now {
+				d.mu.delayed[e.Position] = at
+				continue
+			}
 		}
 		h := -1
 		if d.opts.Type == SubKeyShared {
@@ -596,19 +687,24 @@ func (d *Dispatcher) pickLocked(h int) *DispatchConsumer {
 		// Auto-split: the 0..65535 hash space is divided evenly over the
 		// consumers in join order.
 		c := cs[h*len(cs)/65536]
-		if c.permits > 0 {
+		if c.permits > 0 && writable(c) {
 			return c
 		}
 		return nil
-	default: // Shared: round robin over consumers with permits
+	default: // Shared: round robin over writable consumers with permits
 		for range cs {
 			d.mu.rr = (d.mu.rr + 1) % len(cs)
-			if c := cs[d.mu.rr]; c.permits > 0 {
+			if c := cs[d.mu.rr]; c.permits > 0 && writable(c) {
 				return c
 			}
 		}
 		return nil
 	}
+}
+
+func writable(c *DispatchConsumer) bool {
+	w, ok := c.Sink.(WritableSink)
+	return !ok || w.Writable()
 }
 
 // Dispatchers keeps one Dispatcher per subscription while it has consumers.

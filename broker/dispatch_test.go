@@ -239,3 +239,34 @@ func TestDispatcherKeySharedNoHeadOfLineBlocking(t *testing.T) {
 		}
 	}
 }
+
+type slowSink struct {
+	*sink
+	writable bool
+}
+
+func (s *slowSink) Writable() bool { return s.writable }
+
+// A Shared consumer whose connection is backed up is passed over.
+func TestDispatcherSkipsUnwritableConsumer(t *testing.T) {
+	p := testPartition(t)
+	ctx := context.Background()
+	sub, _ := p.Subscription(ctx, "w", true, InitialEarliest)
+	appendN(t, p, 6, 1)
+	ds := NewDispatchers()
+	defer ds.CloseAll()
+	slow, fast := &slowSink{sink: newSink()}, newSink()
+	cs, cf := &DispatchConsumer{Name: "slow", Sink: slow}, &DispatchConsumer{Name: "fast", Sink: fast}
+	opts := DispatchOptions{Partition: p, Type: SubShared, PartitionIndex: -1}
+	d, err := ds.Attach(sub, opts, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ds.Attach(sub, opts, cf); err != nil {
+		t.Fatal(err)
+	}
+	d.Flow(cs, 100)
+	d.Flow(cf, 100)
+	fast.wait(t, 6)
+	slow.none(t)
+}

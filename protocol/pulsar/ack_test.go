@@ -141,7 +141,7 @@ func TestDeadLetterPolicy(t *testing.T) {
 	dead := subscribe(t, c, pulsar.ConsumerOptions{Topic: dlq, SubscriptionName: "d"})
 	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Shared,
 		NackRedeliveryDelay: 20 * time.Millisecond,
-		DLQ:                 &pulsar.DLQPolicy{MaxDeliveries: 2, DeadLetterTopic: dlq}})
+		DLQ:                 &pulsar.DLQPolicy{MaxDeliveries: 2, DeadLetterTopic: dlq, InitialSubscriptionName: "init"}})
 	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
 	produce(t, p, 1, "poison")
 	for range 2 {
@@ -151,5 +151,35 @@ func TestDeadLetterPolicy(t *testing.T) {
 	if got := payloads(receive(t, dead, 1, true)); got[0] != "poison-0" {
 		t.Fatalf("dead letter %v", got)
 	}
+	// The DLQ producer asked for an initial subscription (PRODUCER.initial_subscription_name).
+	part, err := s.broker.OpenPartition(ctxT(t), mustName(t, s, dlq), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.Subscription(ctxT(t), "init", false, 0); err != nil {
+		t.Fatalf("initial subscription: %v", err)
+	}
 	expectNone(t, cons, 100*time.Millisecond)
+}
+
+func TestDelayedDelivery(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("delayed")
+	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Shared})
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	start := time.Now()
+	if _, err := p.Send(ctxT(t), &pulsar.ProducerMessage{Payload: []byte("later"), DeliverAfter: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Send(ctxT(t), &pulsar.ProducerMessage{Payload: []byte("now")}); err != nil {
+		t.Fatal(err)
+	}
+	got := receive(t, cons, 2, true)
+	if string(got[0].Payload()) != "now" || string(got[1].Payload()) != "later" {
+		t.Fatalf("order %v", payloads(got))
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("delayed message arrived after %v", d)
+	}
 }

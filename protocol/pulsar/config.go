@@ -24,7 +24,8 @@ type Config struct {
 	// applies on top (SEND_ERROR).
 	MaxMessageSize int `yaml:"max-message-size"`
 	// Tenant and Namespace qualify short topic names (default public/default,
-	// as Pulsar's "my-topic" = persistent://public/default/my-topic).
+	// as Pulsar's "my-topic" = persistent://public/default/my-topic; Pulsar
+	// hard-codes them, there is no broker.conf setting).
 	Tenant    string `yaml:"tenant"`
 	Namespace string `yaml:"namespace"`
 	// AutoCreateSubscriptions lets SUBSCRIBE create missing durable

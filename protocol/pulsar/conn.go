@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -329,6 +330,7 @@ func (c *conn) cleanup() {
 // handle serves one command. An error closes the connection.
 func (c *conn) handle(cmd *pb.BaseCommand, payload []byte) error {
 	t := cmd.GetType()
+	c.h.metrics.commands.WithLabelValues(t.String()).Inc()
 	if !c.connected && t != pb.BaseCommand_CONNECT {
 		return fmt.Errorf("%s before CONNECT", t)
 	}
@@ -380,11 +382,60 @@ func (c *conn) handle(cmd *pb.BaseCommand, payload []byte) error {
 	case pb.BaseCommand_GET_OR_CREATE_SCHEMA:
 		return c.handleGetOrCreateSchema(ctx, cmd.GetGetOrCreateSchema())
 	}
-	// Unknown or unserved command: Pulsar answers request-style commands
-	// with an error; we cannot know the request id of a command we do not
-	// decode, so we log and ignore it (the client's request times out).
+	// Unserved command. Request-style commands (consumer stats,
+	// transactions, topic watchers, ...) carry request_id as field 1 of
+	// their body: answer ERROR so that the client fails fast instead of
+	// timing out. Others are ignored.
+	if reqID, ok := unknownRequestID(cmd, t); ok {
+		return c.sendError(reqID, fmt.Errorf("%w: command %s is not supported", errNotAllowed, t))
+	}
 	c.log.Warn("ignoring unsupported command", "command", t.String())
 	return nil
+}
+
+// unknownRequestID finds field 1 (a varint) of the undecoded body of
+// command type t, which is BaseCommand field t.
+func unknownRequestID(cmd *pb.BaseCommand, t pb.BaseCommand_Type) (uint64, bool) {
+	if t == pb.BaseCommand_AUTH_RESPONSE || t == pb.BaseCommand_AUTH_CHALLENGE {
+		return 0, false
+	}
+	raw := cmd.ProtoReflect().GetUnknown()
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 {
+			return 0, false
+		}
+		raw = raw[n:]
+		if num == protowire.Number(t) && typ == protowire.BytesType {
+			body, m := protowire.ConsumeBytes(raw)
+			if m < 0 {
+				return 0, false
+			}
+			for len(body) > 0 {
+				fnum, ftyp, k := protowire.ConsumeTag(body)
+				if k < 0 {
+					return 0, false
+				}
+				body = body[k:]
+				if fnum == 1 && ftyp == protowire.VarintType {
+					v, k := protowire.ConsumeVarint(body)
+					return v, k >= 0
+				}
+				k = protowire.ConsumeFieldValue(fnum, ftyp, body)
+				if k < 0 {
+					return 0, false
+				}
+				body = body[k:]
+			}
+			return 0, false
+		}
+		n = protowire.ConsumeFieldValue(num, typ, raw)
+		if n < 0 {
+			return 0, false
+		}
+		raw = raw[n:]
+	}
+	return 0, false
 }
 
 func (c *conn) handleConnect(cmd *pb.CommandConnect) error {

@@ -92,7 +92,25 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 	cs.dc = &broker.DispatchConsumer{Name: cmd.GetConsumerName(), Priority: int(cmd.GetPriorityLevel()), Sink: cs}
 	opts := broker.DispatchOptions{
 		Partition: part, Type: typ, PartitionIndex: name.PartitionIndex(),
-		Inspect: inspector(typ), Logger: c.log,
+		Inspect: inspector(typ), DeliverAt: deliverAt, Logger: c.log,
+	}
+	// The partition closed (topic deleted, broker closing): disconnect the
+	// consumers; the client re-subscribes (to a new partition if any).
+	// With a shared dispatcher, whichever consumer created it closes all.
+	var disp *broker.Dispatcher
+	var dispMu sync.Mutex
+	opts.OnPartitionClosed = func() {
+		dispMu.Lock()
+		d := disp
+		dispMu.Unlock()
+		if d == nil {
+			return
+		}
+		for _, dc := range d.Consumers() {
+			if o, ok := dc.Sink.(*consumer); ok {
+				o.closeByBroker()
+			}
+		}
 	}
 	if cmd.GetDurable() {
 		create := c.h.cfg.AutoCreateSubscriptions && part.Policies().AutoSubscriptionCreation
@@ -104,11 +122,11 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 		if err != nil {
 			return c.sendError(reqID, err)
 		}
-		disp, err := c.h.dispatchers.Attach(sub, opts, cs.dc)
+		d, err := c.h.dispatchers.Attach(sub, opts, cs.dc)
 		if err != nil {
 			return c.sendError(reqID, err)
 		}
-		cs.sub, cs.disp, cs.release = sub, disp, sub.Hold()
+		cs.sub, cs.disp, cs.release = sub, d, sub.Hold()
 	} else {
 		start := readerStart(part, cmd)
 		c.mu.Lock()
@@ -125,6 +143,9 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 			return c.sendError(reqID, err)
 		}
 	}
+	dispMu.Lock()
+	disp = cs.disp
+	dispMu.Unlock()
 	cs.detach = part.Attach()
 	c.mu.Lock()
 	c.mu.consumers[cid] = cs
@@ -176,6 +197,19 @@ func inspector(typ broker.SubscriptionType) func(*broker.Entry) ([]byte, bool) {
 	}
 }
 
+// deliverAt reads a message's deliver_at_time (delayed delivery; the
+// dispatcher asks only for Shared and Key_Shared subscriptions).
+func deliverAt(e *broker.Entry) int64 {
+	if e.Format != broker.FormatPulsar {
+		return 0
+	}
+	md, _, err := parseStored(e.Data)
+	if err != nil {
+		return 0
+	}
+	return md.GetDeliverAtTime()
+}
+
 // Deliver implements broker.ConsumerSink: one MESSAGE frame per entry.
 func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 	mid := wireID(d.Entry.Position)
@@ -200,7 +234,21 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return cs.c.enqueue(ctx, f)
+	if err := cs.c.enqueue(ctx, f); err != nil {
+		return err
+	}
+	cs.c.h.metrics.msgsOut.Add(float64(max(d.Entry.MsgCount, 1)))
+	cs.c.h.metrics.bytesOut.Add(float64(len(d.Entry.Data)))
+	return nil
+}
+
+// Writable implements broker.WritableSink: the connection's outgoing
+// queue is not full.
+func (cs *consumer) Writable() bool {
+	b := &cs.c.budget
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used < b.max
 }
 
 // ActiveChanged implements broker.ConsumerSink.
@@ -284,11 +332,21 @@ func ackSetWords(s []int64) []uint64 {
 func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 	cs := c.consumer(cmd.GetConsumerId())
 	var err error
+	var last broker.Position
+	if cs != nil {
+		last = cs.part.LastConfirmed()
+	}
+	// Acknowledgements of entries that do not exist yet are ignored: they
+	// would only pile up in the cursor.
+	beyond := func(pos broker.Position) bool { return last.Less(pos) }
 	if cs == nil {
 		err = fmt.Errorf("%w: %d", errConsumerNotFound, cmd.GetConsumerId())
 	} else if cmd.GetAckType() == pb.CommandAck_Cumulative {
 		for _, m := range cmd.GetMessageId() {
 			pos := wirePosition(m)
+			if beyond(pos) {
+				continue
+			}
 			if len(m.GetAckSet()) > 0 {
 				// Everything before the entry, and part of the entry.
 				if err = cs.disp.AckCumulative(ctx, broker.Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID - 1}); err == nil {
@@ -302,6 +360,9 @@ func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 		var whole []broker.Position
 		for _, m := range cmd.GetMessageId() {
 			pos := wirePosition(m)
+			if beyond(pos) {
+				continue
+			}
 			if len(m.GetAckSet()) > 0 {
 				if e := cs.disp.AckBatchIndex(ctx, pos, ackSetWords(m.GetAckSet())); e != nil {
 					err = e

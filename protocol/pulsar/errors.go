@@ -42,6 +42,8 @@ func serverError(err error) pb.ServerError {
 		return pb.ServerError_MetadataError
 	case errors.Is(err, errIncompatibleSchema):
 		return pb.ServerError_IncompatibleSchema
+	case errors.Is(err, errChecksum):
+		return pb.ServerError_ChecksumError
 	case errors.Is(err, errConsumerNotFound):
 		return pb.ServerError_ConsumerNotFound
 	case errors.Is(err, broker.ErrDuplicate), errors.Is(err, broker.ErrOutOfOrderSequence):

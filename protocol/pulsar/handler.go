@@ -34,6 +34,7 @@ type Handler struct {
 	log         *slog.Logger
 	producers   *broker.ProducerRegistry
 	dispatchers *broker.Dispatchers
+	metrics     *metrics
 	schemaMu    sync.Mutex
 
 	mu struct {
@@ -60,7 +61,8 @@ func New(env protocol.Env, cfg *Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{env: env, cfg: *cfg, log: env.Logger,
-		producers: broker.NewProducerRegistry(), dispatchers: broker.NewDispatchers()}
+		producers: broker.NewProducerRegistry(), dispatchers: broker.NewDispatchers(),
+		metrics: newMetrics(env.Metrics)}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -113,6 +115,8 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 		h.mu.Unlock()
 		go func() {
 			defer h.wg.Done()
+			h.metrics.connections.Inc()
+			defer h.metrics.connections.Dec()
 			c.serve()
 			h.mu.Lock()
 			delete(h.mu.conns, c)

@@ -43,11 +43,12 @@ type producer struct {
 	reg    *broker.ProducerRegistration
 	detach func()
 
-	sends    chan sendReq
-	done     chan struct{}
-	stopOnce sync.Once
-	ctx      context.Context
-	cancel   context.CancelFunc
+	sends     chan sendReq
+	done      chan struct{}
+	stopOnce  sync.Once
+	fenceOnce sync.Once
+	ctx       context.Context
+	cancel    context.CancelFunc
 }
 
 func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) error {
@@ -73,6 +74,12 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 	var schemaVersion []byte
 	if s := cmd.GetSchema(); s != nil && s.GetType() != pb.Schema_None {
 		if schemaVersion, err = c.h.getOrCreateSchema(ctx, name, s); err != nil {
+			return c.sendError(reqID, err)
+		}
+	}
+	if subName := cmd.GetInitialSubscriptionName(); subName != "" {
+		// Created with the producer so that nothing it sends is missed.
+		if _, err := part.Subscription(ctx, subName, true, broker.InitialEarliest); err != nil {
 			return c.sendError(reqID, err)
 		}
 	}
@@ -151,8 +158,13 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 	return register(ctx)
 }
 
-// fenced is called when an ExclusiveWithFencing producer took over.
+// fenced is called when an ExclusiveWithFencing producer took over (or
+// the partition closed): the client is told with CLOSE_PRODUCER, once.
 func (p *producer) fenced() {
+	p.fenceOnce.Do(p.closeByBroker)
+}
+
+func (p *producer) closeByBroker() {
 	p.c.mu.Lock()
 	if p.c.mu.producers[p.id] == p {
 		delete(p.c.mu.producers, p.id)
@@ -246,9 +258,6 @@ func (p *producer) append(req sendReq) []byte {
 	}
 	sendErr := func(err error) []byte {
 		code := serverError(err)
-		if errors.Is(err, errChecksum) {
-			code = pb.ServerError_ChecksumError
-		}
 		f, _ := appendFrame(nil, &pb.BaseCommand{Type: pb.BaseCommand_SEND_ERROR.Enum(), SendError: &pb.CommandSendError{
 			ProducerId: proto.Uint64(p.id), SequenceId: proto.Uint64(seq), Error: code.Enum(), Message: proto.String(err.Error()),
 		}}, nil, nil)
@@ -283,8 +292,18 @@ func (p *producer) append(req sendReq) []byte {
 		if p.ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, broker.ErrClosed) {
+			// The partition closed (topic deleted, broker closing): close
+			// the producer; the client re-creates it and resends.
+			go p.fenced()
+			return nil
+		}
 		return sendErr(err)
 	default:
+		if !res.Duplicate {
+			p.c.h.metrics.msgsIn.Add(float64(n))
+			p.c.h.metrics.bytesIn.Add(float64(len(req.stored)))
+		}
 		mid.LedgerId = proto.Uint64(uint64(res.Entry.Position.LedgerID))
 		mid.EntryId = proto.Uint64(uint64(res.Entry.Position.EntryID))
 	}

@@ -2,6 +2,7 @@ package pulsar
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,10 +94,9 @@ func TestSeek(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := payloads(receive(t, cons, 7, true))
-	if got[0] != "a-2" && got[0] != "a-3" {
-		t.Fatalf("after seek to a-2: %v", got)
-	}
-	if got[len(got)-1] != "b-4" && got[len(got)-2] != "b-4" {
+	// The broker restarts at a-2's entry; the Go client drops ids up to
+	// and including the seek id itself (its startMessageID rule).
+	if strings.Join(got, ",") != "a-3,a-4,b-0,b-1,b-2,b-3,b-4" {
 		t.Fatalf("after seek to a-2: %v", got)
 	}
 

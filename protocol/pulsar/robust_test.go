@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
@@ -222,5 +223,53 @@ func TestRestartMidStream(t *testing.T) {
 	sort.Strings(keys)
 	if len(keys) != n {
 		t.Fatalf("received %d distinct messages, want %d", len(keys), n)
+	}
+}
+
+// An unserved request (here a transaction coordinator connect, field 62 of
+// BaseCommand, which our .proto does not declare) gets an ERROR with its
+// request id instead of silence.
+func TestUnservedRequestGetsError(t *testing.T) {
+	s := startServer(t)
+	rc := dialRaw(t, s)
+	body := protowire.AppendTag(nil, 1, protowire.VarintType)
+	body = protowire.AppendVarint(body, 77)
+	cmd := &pb.BaseCommand{Type: pb.BaseCommand_TC_CLIENT_CONNECT_REQUEST.Enum()}
+	raw := protowire.AppendTag(nil, 62, protowire.BytesType)
+	raw = protowire.AppendBytes(raw, body)
+	cmd.ProtoReflect().SetUnknown(raw)
+	rc.send(cmd, nil)
+	e := rc.recvType(pb.BaseCommand_ERROR)
+	if e.GetError().GetRequestId() != 77 || e.GetError().GetError() != pb.ServerError_NotAllowedError {
+		t.Fatalf("got %v", e)
+	}
+}
+
+// A WaitForExclusive producer whose connection goes away while waiting
+// leaves nothing behind.
+func TestWaitForExclusiveAbandoned(t *testing.T) {
+	s := startServer(t)
+	topic := newTopic("waitgone")
+	producerCmd := func(id, req uint64, mode pb.ProducerAccessMode) *pb.BaseCommand {
+		return &pb.BaseCommand{Type: pb.BaseCommand_PRODUCER.Enum(), Producer: &pb.CommandProducer{
+			Topic: proto.String(topic), ProducerId: proto.Uint64(id), RequestId: proto.Uint64(req),
+			ProducerAccessMode: mode.Enum()}}
+	}
+	a, b := dialRaw(t, s), dialRaw(t, s)
+	a.send(producerCmd(1, 1, pb.ProducerAccessMode_Exclusive), nil)
+	a.recvType(pb.BaseCommand_PRODUCER_SUCCESS)
+	b.send(producerCmd(1, 1, pb.ProducerAccessMode_WaitForExclusive), nil)
+	if ps := b.recvType(pb.BaseCommand_PRODUCER_SUCCESS).GetProducerSuccess(); ps.GetProducerReady() {
+		t.Fatal("waiting producer reported ready")
+	}
+	b.nc.Close()
+	time.Sleep(50 * time.Millisecond)
+	a.send(&pb.BaseCommand{Type: pb.BaseCommand_CLOSE_PRODUCER.Enum(), CloseProducer: &pb.CommandCloseProducer{
+		ProducerId: proto.Uint64(1), RequestId: proto.Uint64(2)}}, nil)
+	a.recvType(pb.BaseCommand_SUCCESS)
+	c := dialRaw(t, s)
+	c.send(producerCmd(1, 1, pb.ProducerAccessMode_Exclusive), nil)
+	if cmd := c.recvType(pb.BaseCommand_PRODUCER_SUCCESS); !cmd.GetProducerSuccess().GetProducerReady() {
+		t.Fatalf("exclusive producer after the waiter left: %v", cmd)
 	}
 }

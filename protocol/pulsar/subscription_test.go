@@ -149,31 +149,33 @@ func TestKeySharedSubscription(t *testing.T) {
 	c2 := subscribe(t, s.client(t), opts)
 	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
 	for i := range 200 {
-		if _, err := p.Send(ctxT(t), &pulsar.ProducerMessage{Key: fmt.Sprintf("key-%d", i%20), Payload: fmt.Appendf(nil, "%d", i)}); err != nil {
-			t.Fatal(err)
-		}
+		p.SendAsync(ctxT(t), &pulsar.ProducerMessage{Key: fmt.Sprintf("key-%d", i%20), Payload: fmt.Appendf(nil, "%d", i)},
+			func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+				if err != nil {
+					t.Error(err)
+				}
+			})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
 	}
 	owner := map[string]int{}
-	total := 0
 	ctx := ctxT(t)
-	for total < 200 {
-		for i, cons := range []pulsar.Consumer{c1, c2} {
-			rctx, cancel := contextWithTimeout(ctx, 50*time.Millisecond)
-			m, err := cons.Receive(rctx)
-			cancel()
-			if err != nil {
-				continue
-			}
-			cons.Ack(m)
-			total++
-			if o, ok := owner[m.Key()]; ok && o != i {
-				t.Fatalf("key %s went to both consumers", m.Key())
-			}
-			owner[m.Key()] = i
-		}
-		if ctx.Err() != nil {
+	for total := 0; total < 200; total++ {
+		var cm pulsar.ConsumerMessage
+		i := 0
+		select {
+		case cm = <-c1.Chan():
+		case cm = <-c2.Chan():
+			i = 1
+		case <-ctx.Done():
 			t.Fatalf("got %d of 200", total)
 		}
+		cm.Consumer.Ack(cm.Message)
+		if o, ok := owner[cm.Key()]; ok && o != i {
+			t.Fatalf("key %s went to both consumers", cm.Key())
+		}
+		owner[cm.Key()] = i
 	}
 	used := map[int]bool{}
 	for _, o := range owner {
@@ -245,10 +247,15 @@ func TestRegexSubscription(t *testing.T) {
 		produce(t, p, 5, fmt.Sprintf("t%d", i))
 	}
 	newProducer(t, c, pulsar.ProducerOptions{Topic: "other-" + prefix})
+	// A partitioned topic matches through its partitions.
+	if err := s.broker.CreateTopic(ctxT(t), mustName(t, s, prefix+"-parted"), 2, brokerPolicies()); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, newProducer(t, c, pulsar.ProducerOptions{Topic: prefix + "-parted"}), 4, "z")
 	cons := subscribe(t, c, pulsar.ConsumerOptions{TopicsPattern: "persistent://public/default/" + prefix + "-.*", SubscriptionName: "s"})
-	got := payloads(receive(t, cons, 15, true))
+	got := payloads(receive(t, cons, 19, true))
 	sort.Strings(got)
-	if got[0] != "t0-0" || got[14] != "t2-4" {
+	if got[0] != "t0-0" || got[14] != "t2-4" || got[18] != "z-3" {
 		t.Fatalf("got %v", got)
 	}
 }
