@@ -13,7 +13,9 @@
 // Each ledger is one segment (package segment) in
 // <FactoryOptions.Dir>/<managed ledger name>/<ledgerId %020d>.log and .idx.
 // With an empty Dir the same engine runs over an in-memory file system.
-// Ledger ids start at 0 per managed ledger and only grow.
+// Ledger ids start at 0 per managed ledger and only grow, also across a
+// delete and re-create of the same name: Factory.Delete leaves the next id
+// at /managed-ledger-ids/<name> (decimal) and creation starts there.
 //
 // The ledger list lives in the metadata store at /managed-ledgers/<name> as
 // JSON: {format, nextLedgerId, truncateBefore, ledgers: [{id, firstIndex,

@@ -2,10 +2,12 @@ package managedledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -214,6 +216,18 @@ func (f *Factory) Delete(ctx context.Context, name string) error {
 		}
 	}
 	store := f.opts.Store
+	// Remember where ledger ids stopped, so a managed ledger re-created under
+	// this name never reuses an id: Pulsar clients drop messages whose ids
+	// they have seen before.
+	if rec, err := store.Get(ctx, ledgerPath(name)); err == nil {
+		var list ledgerListRecord
+		if json.Unmarshal(rec.Value, &list) == nil {
+			next := strconv.AppendInt(nil, list.NextLedgerID, 10)
+			if _, err := store.Put(ctx, retiredIDPath(name), next, metadata.AnyVersion); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	// Files: every segment file in the ledger's directory. Subdirectories
 	// belong to other managed ledgers (names nest) and stay.
 	opts := f.segOptions(name)
@@ -279,6 +293,23 @@ func (c Config) withDefaults() Config {
 // Metadata layout.
 func ledgerPath(name string) string  { return "/managed-ledgers/" + name }
 func cursorsPath(name string) string { return ledgerPath(name) + "/cursors" }
+
+// retiredIDPath holds the next ledger id of a deleted managed ledger.
+func retiredIDPath(name string) string { return "/managed-ledger-ids/" + name }
+
+// firstLedgerID is the id of a new managed ledger's first ledger: 0, or
+// where a deleted managed ledger of the same name stopped.
+func firstLedgerID(ctx context.Context, store metadata.Store, name string) int64 {
+	rec, err := store.Get(ctx, retiredIDPath(name))
+	if err != nil {
+		return 0
+	}
+	id, err := strconv.ParseInt(string(rec.Value), 10, 64)
+	if err != nil || id < 0 {
+		return 0
+	}
+	return id
+}
 
 // escapeCursorName maps any cursor name to one valid path segment:
 // [A-Za-z0-9_-] stay, every other byte becomes %XX (so "." and ".." too).

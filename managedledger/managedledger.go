@@ -128,12 +128,13 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 	switch {
 	case errors.Is(err, metadata.ErrNotFound):
 		now := time.Now()
-		seg, err := segment.Create(ml.segOpts, 0, 0, now)
+		first := firstLedgerID(ctx, ml.store, name)
+		seg, err := segment.Create(ml.segOpts, first, 0, now)
 		if err != nil {
 			return nil, fmt.Errorf("managedledger: create ledger: %w", err)
 		}
-		ml.mu.ledgers = []*ledger{{id: 0, created: seg.Durable().Created, seg: seg}}
-		ml.mu.nextLedgerID = 1
+		ml.mu.ledgers = []*ledger{{id: first, created: seg.Durable().Created, seg: seg}}
+		ml.mu.nextLedgerID = first + 1
 		ml.mu.metaVersion = metadata.NotExists
 		if err := ml.persistLocked(ctx); err != nil {
 			seg.Close()

@@ -217,6 +217,7 @@ func TestFactoryDeleteAndFencing(t *testing.T) {
 		// A nested ledger name shares the directory prefix and must survive.
 		other := e.open("del/me/too", Config{})
 		appendEntries(t, other, 0, 3, 1)
+		lastLedger := ml.LastConfirmed().LedgerID
 		if err := e.f.Delete(ctx, "del/me"); err != nil {
 			t.Fatal(err)
 		}
@@ -235,6 +236,11 @@ func TestFactoryDeleteAndFencing(t *testing.T) {
 		ml = e.open("del/me", Config{})
 		if ml.NextIndex() != 0 || len(ml.Cursors()) != 0 {
 			t.Fatalf("recreated ledger not empty: next %d", ml.NextIndex())
+		}
+		// Ledger ids are never reused under one name (Pulsar clients drop
+		// message ids they have already seen).
+		if e, err := ml.Append(ctx, Entry{MsgCount: 1}); err != nil || e.Position.LedgerID <= lastLedger {
+			t.Fatalf("recreated ledger reuses ids: %v after %d (%v)", e.Position, lastLedger, err)
 		}
 		if n := len(readAll(t, other)); n != 3 {
 			t.Fatalf("nested ledger damaged: %d entries", n)
