@@ -57,7 +57,7 @@ func TestRetentionByTimeHonoursCursors(t *testing.T) {
 		}
 		// Consumed but young: kept until RetentionTime passes.
 		c.MarkDelete(ctx, written[39].Position)
-		ml.ApplyRetention(ctx)          // the old, now consumed ledgers go
+		ml.ApplyRetention(ctx) // the old, now consumed ledgers go
 		sealedAt := time.Now()
 		appendEntries(t, ml, 40, 12, 1) // seal the ledger holding 39
 		c.MarkDelete(ctx, ml.LastConfirmed())
