@@ -227,6 +227,9 @@ func (b *Broker) ensureClusterID(ctx context.Context) (string, error) {
 // ClusterID implements Service.
 func (b *Broker) ClusterID() string { return b.clusterID }
 
+// Defaults implements Service.
+func (b *Broker) Defaults() EffectivePolicies { return b.defaults }
+
 // Close stops the background loops and closes every loaded partition
 // (producers and consumers see ErrClosed). It does not close the store or
 // the ledger factory: their owner does, after the broker.

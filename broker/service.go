@@ -112,6 +112,9 @@ type TopicMetadata struct {
 type Service interface {
 	// ClusterID is stable across restarts of the same data directory.
 	ClusterID() string
+	// Defaults are the broker-wide policies namespaces inherit (e.g. the
+	// max message size a protocol announces on connect).
+	Defaults() EffectivePolicies
 
 	ListTenants(ctx context.Context) ([]string, error)
 	GetTenant(ctx context.Context, tenant string) (TenantInfo, error)

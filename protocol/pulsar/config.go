@@ -18,7 +18,9 @@ type Config struct {
 	// Mirrors broker.conf advertisedAddress + brokerServicePort.
 	AdvertisedAddr string `yaml:"advertised-addr"`
 	// MaxMessageSize is the largest message (frame payload) accepted and
-	// announced in CONNECTED (default 5 MiB; broker.conf maxMessageSize).
+	// announced in CONNECTED (default 0: the broker's max-message-bytes, so
+	// the client chunks or refuses what a topic would refuse; broker.conf
+	// maxMessageSize).
 	// Frames up to MaxMessageSize+10 KiB are read; larger ones close the
 	// connection before any allocation. The topic's maxMessageBytes policy
 	// applies on top (SEND_ERROR).
@@ -46,7 +48,7 @@ type Config struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() *Config {
 	return &Config{
-		MaxMessageSize:          5 << 20,
+		MaxMessageSize:          0,
 		Tenant:                  "public",
 		Namespace:               "default",
 		AutoCreateSubscriptions: true,
@@ -63,8 +65,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("advertised-addr %q: want host:port: %v", c.AdvertisedAddr, err))
 		}
 	}
-	if c.MaxMessageSize < 1<<10 || c.MaxMessageSize > 1<<30 {
-		errs = append(errs, fmt.Errorf("max-message-size %d: want 1 KiB .. 1 GiB", c.MaxMessageSize))
+	if c.MaxMessageSize != 0 && (c.MaxMessageSize < 1<<10 || c.MaxMessageSize > 1<<30) {
+		errs = append(errs, fmt.Errorf("max-message-size %d: want 0 (broker default) or 1 KiB .. 1 GiB", c.MaxMessageSize))
 	}
 	if err := broker.ValidateSegment("tenant", c.Tenant); err != nil {
 		errs = append(errs, fmt.Errorf("tenant: %w", err))

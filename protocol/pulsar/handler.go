@@ -63,6 +63,9 @@ func New(env protocol.Env, cfg *Config) (*Handler, error) {
 	h := &Handler{env: env, cfg: *cfg, log: env.Logger,
 		producers: broker.NewProducerRegistry(), dispatchers: broker.NewDispatchers(),
 		metrics: newMetrics(env.Metrics)}
+	if h.cfg.MaxMessageSize == 0 {
+		h.cfg.MaxMessageSize = int(env.Broker.Defaults().MaxMessageBytes)
+	}
 	if h.log == nil {
 		h.log = slog.Default()
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -30,6 +31,7 @@ type server struct {
 	ln      net.Listener
 	url     string
 	cfg     *Config
+	dir     string // data directory of a durable server
 }
 
 func testLogger() *slog.Logger {
@@ -58,6 +60,48 @@ func startServerWith(t testing.TB, adjust func(*Config)) *server {
 	return s
 }
 
+// startDurableServer is startServer over a bbolt store and ledger files in
+// a temporary directory, so that restart reopens everything from disk.
+func startDurableServer(t testing.TB) *server {
+	t.Helper()
+	s := &server{t: t, cfg: DefaultConfig(), dir: t.TempDir()}
+	s.openStorage()
+	s.start("127.0.0.1:0")
+	t.Cleanup(func() {
+		s.stop()
+		s.ledgers.Close()
+		s.store.Close()
+	})
+	return s
+}
+
+func (s *server) openStorage() {
+	store, err := metadata.OpenBolt(filepath.Join(s.dir, "metadata.db"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Dir: filepath.Join(s.dir, "ledgers"), Store: store})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.store, s.ledgers = store, f
+}
+
+// restart stops handler and broker, closes and reopens the storage of a
+// durable server from disk, and serves again on the same address.
+func (s *server) restart() {
+	s.t.Helper()
+	addr := s.ln.Addr().String()
+	s.stop()
+	if s.dir == "" {
+		s.t.Fatal("restart needs startDurableServer")
+	}
+	s.ledgers.Close()
+	s.store.Close()
+	s.openStorage()
+	s.start(addr)
+}
+
 // start opens a broker on the server's store and ledgers and serves on addr.
 func (s *server) start(addr string) {
 	s.t.Helper()
@@ -79,9 +123,7 @@ func (s *server) start(addr string) {
 	go h.Serve(ctx, ln)
 }
 
-// stop closes the handler. The broker is dropped without Close: the
-// in-memory ledger engine would refuse to reopen closed ledgers, and a
-// restart test reopens them from the same factory.
+// stop closes the handler, then the broker.
 func (s *server) stop() {
 	if s.h == nil {
 		return
@@ -89,6 +131,7 @@ func (s *server) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.h.Close(ctx)
+	s.broker.Close()
 	s.h = nil
 }
 

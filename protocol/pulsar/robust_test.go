@@ -159,7 +159,7 @@ func TestFencingRaw(t *testing.T) {
 // durable engine is not in this tree yet) at the same address, while a
 // producer and a consumer keep going. No acknowledged message may be lost.
 func TestRestartMidStream(t *testing.T) {
-	s := startServer(t)
+	s := startDurableServer(t)
 	c := s.client(t)
 	topic := newTopic("restart")
 	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s"})
@@ -179,9 +179,7 @@ func TestRestartMidStream(t *testing.T) {
 				})
 			if i == n/2 {
 				p.Flush()
-				addr := s.ln.Addr().String()
-				s.stop()
-				s.start(addr)
+				s.restart()
 			}
 			time.Sleep(time.Millisecond)
 		}
