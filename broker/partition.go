@@ -441,6 +441,9 @@ func (p *Partition) FindByTime(ctx context.Context, t int64) (Entry, bool, error
 	return e, ok, mapLedgerErr(err)
 }
 
+// MaxTimestamp is the largest entry timestamp stored (0 when empty).
+func (p *Partition) MaxTimestamp() int64 { return p.ml.MaxTimestamp() }
+
 // TruncateBefore makes index the first retained message (Kafka DeleteRecords).
 func (p *Partition) TruncateBefore(ctx context.Context, index int64) error {
 	return mapLedgerErr(p.ml.TruncateBefore(ctx, index))
