@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -100,7 +102,9 @@ func wantCode(t *testing.T, what string, got int16, want *kerr.Error) {
 func TestGroupFindCoordinator(t *testing.T) {
 	s := startServer(t)
 	c := dialRaw(t, s.addr)
-	host, port := s.h.advertised()
+	h, ps, _ := net.SplitHostPort(s.addr)
+	p, _ := strconv.Atoi(ps)
+	host, port := h, int32(p)
 	for v := int16(0); v <= 3; v++ {
 		r := kmsg.NewPtrFindCoordinatorRequest()
 		r.Version, r.CoordinatorKey = v, "g"
