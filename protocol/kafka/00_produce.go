@@ -130,8 +130,8 @@ func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records
 	if bh.producerID >= 0 {
 		ar.Producer = "kafka-" + strconv.FormatInt(bh.producerID, 10)
 		ar.Epoch = int64(bh.producerEpoch)
-		ar.SeqFirst = int64(bh.baseSequence)
-		ar.SeqLast = int64(bh.baseSequence) + int64(bh.recordCount) - 1
+		ar.SeqFirst = unwrapSequence(p.LastSequence(ar.Producer), bh.baseSequence)
+		ar.SeqLast = ar.SeqFirst + int64(bh.recordCount) - 1
 		ar.StrictSequence = true
 	}
 	res, err := p.Append(ctx, ar)
@@ -141,4 +141,28 @@ func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records
 	sp.BaseOffset = res.Entry.FirstIndex
 	sp.LogStartOffset = p.FirstIndex()
 	return nil
+}
+
+// seqCycle is the period of Kafka sequence numbers: after MaxInt32 a
+// producer continues at 0 (mid-batch too).
+const seqCycle = 1 << 31
+
+// unwrapSequence maps a batch's int32 base sequence into the partition's
+// int64 sequence space, which never wraps: the value congruent to base
+// (mod 2^31) nearest to last+1. A producer at a million records a second
+// per partition wraps in about 36 minutes, so this is not theoretical.
+// last is the producer's last unwrapped sequence (-1: none yet).
+func unwrapSequence(last int64, base int32) int64 {
+	if last < 0 {
+		return int64(base)
+	}
+	next := last + 1
+	cand := next - next%seqCycle + int64(base)
+	switch {
+	case cand-next > seqCycle/2:
+		cand -= seqCycle
+	case next-cand > seqCycle/2:
+		cand += seqCycle
+	}
+	return cand
 }

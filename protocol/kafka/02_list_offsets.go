@@ -7,10 +7,10 @@ package kafka
 // watermark (= last stable offset: no transactions). Any other timestamp t
 // answers the first record with timestamp >= t: the partition's time index
 // finds the batch, whose records are then walked to find the record itself
-// (Kafka's own semantics). Compressed batches are not decompressed here: the
-// batch's base offset is answered, an earlier offset than Kafka's, so a
-// consumer re-reads a few records but never skips one. No record at or
-// after t: offset -1.
+// (Kafka's own semantics), decompressing it if needed (bounded, see
+// compression.go). If the batch cannot be read, its base offset is
+// answered: earlier than Kafka's answer, so a consumer re-reads a few
+// records but never skips one. No record at or after t: offset -1.
 
 import (
 	"context"
@@ -92,15 +92,18 @@ func (h *Handler) listOffset(ctx context.Context, t *topicInfo, partition int32,
 	return max(es[0].FirstIndex+int64(off), p.FirstIndex()), rts, nil
 }
 
-// findRecordByTime walks an uncompressed v2 batch and returns the offset
-// delta and timestamp of its first record with timestamp >= ts, or -1 when
-// the batch is compressed, malformed or has no such record.
+// findRecordByTime walks a v2 batch and returns the offset delta and
+// timestamp of its first record with timestamp >= ts, or -1 when the batch
+// is malformed or has no such record.
 func findRecordByTime(b []byte, ts int64) (int32, int64) {
 	bh, err := parseBatchHeader(b)
-	if err != nil || bh.attributes&attrCodecMask != 0 || int(bh.length) > len(b) {
+	if err != nil || int(bh.length) > len(b) {
 		return -1, -1
 	}
-	rest := b[batchHeaderSize:bh.length]
+	rest, err := decompressRecords(bh.attributes&attrCodecMask, b[batchHeaderSize:bh.length])
+	if err != nil {
+		return -1, -1
+	}
 	for range bh.recordCount {
 		l, n := binary.Varint(rest)
 		if n <= 0 || l < 0 || int64(len(rest)-n) < l {

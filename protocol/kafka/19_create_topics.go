@@ -21,6 +21,10 @@ import (
 
 func init() { register(0, 7, handleCreateTopics) }
 
+// maxPartitions caps a topic's partition count: every Metadata answer lists
+// them all, so a count in the billions would exhaust memory on each request.
+const maxPartitions = 1 << 16
+
 func handleCreateTopics(ctx context.Context, c *conn, req *kmsg.CreateTopicsRequest) (kmsg.Response, error) {
 	h := c.h
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
@@ -74,8 +78,8 @@ func (h *Handler) createTopic(ctx context.Context, c *conn, rt *kmsg.CreateTopic
 	if n == -1 {
 		n = h.cfg.DefaultPartitions
 	}
-	if n < 1 {
-		return fmt.Errorf("%w: %d partitions", errInvalidPartitions, n)
+	if n < 1 || n > maxPartitions {
+		return fmt.Errorf("%w: %d partitions (1..%d)", errInvalidPartitions, n, maxPartitions)
 	}
 	p, err := policiesFromConfigs(rt.Configs)
 	if err != nil {

@@ -55,6 +55,9 @@ func (h *Handler) createPartitions(ctx context.Context, rt *kmsg.CreatePartition
 	if rt.Count <= cur {
 		return fmt.Errorf("%w: topic has %d partitions, asked for %d: the count can only grow", errInvalidPartitions, cur, rt.Count)
 	}
+	if rt.Count > maxPartitions {
+		return fmt.Errorf("%w: %d partitions (at most %d)", errInvalidPartitions, rt.Count, maxPartitions)
+	}
 	if rt.Assignment != nil {
 		if int32(len(rt.Assignment)) != rt.Count-cur {
 			return fmt.Errorf("%w: %d assignments for %d new partitions", errInvalidPartitions, len(rt.Assignment), rt.Count-cur)

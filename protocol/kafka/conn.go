@@ -25,7 +25,9 @@ import (
 // ApiVersions, whose response header is always v0 so that a client can read
 // it before knowing what the broker speaks) and the body.
 //
-// Ordering: one goroutine reads and decodes frames ahead (pipelining); the
+// Ordering: one goroutine reads and decodes frames ahead (pipelining, at
+// most readAheadFrames requests and readAheadBytes bytes queued, so a
+// client cannot make the broker buffer without bound); the
 // connection's serving goroutine handles requests one at a time in arrival
 // order and writes each response before starting the next request. Kafka
 // brokers do the same, and clients rely on it: an idempotent producer's
@@ -34,6 +36,59 @@ import (
 // minHeaderSize is api key + api version + correlation id + client id length.
 const minHeaderSize = 2 + 2 + 4 + 2
 
+// Read-ahead bounds per connection. One frame larger than readAheadBytes is
+// still read (up to max-request-bytes), but only when nothing else is queued.
+const (
+	readAheadFrames = 16
+	readAheadBytes  = 16 << 20
+)
+
+// budget counts the bytes of frames read but not yet served.
+type budget struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	used   int
+	closed bool
+}
+
+func newBudget() *budget {
+	b := &budget{}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// acquire waits until n more bytes fit (or nothing is queued); false once closed.
+func (b *budget) acquire(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !b.closed && b.used > 0 && b.used+n > readAheadBytes {
+		b.cond.Wait()
+	}
+	b.used += n
+	return !b.closed
+}
+
+// busy reports whether requests read are still being served.
+func (b *budget) busy() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used > 0
+}
+
+func (b *budget) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+func (b *budget) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
 // request is one decoded request, or the reason the connection must close.
 type request struct {
 	key, version int16
@@ -41,6 +96,7 @@ type request struct {
 	clientID     string
 	req          kmsg.Request // nil for an unsupported ApiVersions version
 	err          error
+	size         int // frame bytes held against the read-ahead budget
 }
 
 // conn is one client connection.
@@ -51,10 +107,11 @@ type conn struct {
 
 	stop     chan struct{} // closed by stopReading
 	stopOnce sync.Once
+	budget   *budget
 }
 
 func newConn(h *Handler, nc net.Conn) *conn {
-	return &conn{h: h, nc: nc, log: h.log.With("conn", nc.RemoteAddr().String()), stop: make(chan struct{})}
+	return &conn{h: h, nc: nc, log: h.log.With("conn", nc.RemoteAddr().String()), stop: make(chan struct{}), budget: newBudget()}
 }
 
 // stopReading makes the reader stop after the frame it is reading; queued
@@ -68,12 +125,23 @@ func (c *conn) stopReading() {
 // malformed, or the handler closes.
 func (c *conn) serve(ctx context.Context) {
 	defer c.nc.Close()
-	reqs := make(chan *request, 16)
+	c.h.m.connections.Inc()
+	defer c.h.m.connections.Dec()
+	reqs := make(chan *request, readAheadFrames)
 	go c.readLoop(ctx, reqs)
 	defer func() {
 		// Unblock and drain the reader, whatever made us stop.
+		c.budget.close()
 		c.nc.Close()
 		for range reqs {
+		}
+	}()
+	defer func() {
+		// Last resort: handlers and decoding recover on their own; this
+		// catches the rest (response encoding, ...) so that one
+		// connection's bug never takes the broker down.
+		if p := recover(); p != nil {
+			c.log.ErrorContext(ctx, "kafka: panic serving connection", "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
 	bw := bufio.NewWriterSize(c.nc, 64<<10)
@@ -81,12 +149,19 @@ func (c *conn) serve(ctx context.Context) {
 	for r := range reqs {
 		if r.err != nil {
 			c.log.WarnContext(ctx, "kafka: closing connection on malformed request", "err", r.err, "api_key", r.key, "api_version", r.version)
+			c.h.m.closed.WithLabelValues("malformed").Inc()
 			bw.Flush()
 			return
 		}
+		start := time.Now()
 		resp, err := c.handle(ctx, r)
+		c.budget.release(r.size)
+		api := kmsg.NameForKey(r.key)
+		c.h.m.requests.WithLabelValues(api).Inc()
+		c.h.m.duration.WithLabelValues(api).Observe(time.Since(start).Seconds())
 		if err != nil {
-			c.log.WarnContext(ctx, "kafka: closing connection", "err", err, "api", kmsg.NameForKey(r.key), "api_version", r.version, "client_id", r.clientID)
+			c.log.WarnContext(ctx, "kafka: closing connection", "err", err, "api", api, "api_version", r.version, "client_id", r.clientID)
+			c.h.m.closed.WithLabelValues("error").Inc()
 			bw.Flush()
 			return
 		}
@@ -143,7 +218,22 @@ func (c *conn) readLoop(ctx context.Context, out chan<- *request) {
 			return
 		default:
 		}
-		buf, err := readFrame(br, c.h.cfg.MaxRequestBytes)
+		// Wait for the next frame without consuming anything, so that an
+		// idle deadline can be extended safely: a connection whose
+		// requests are still being served (a long poll) is not idle.
+		if _, err := br.Peek(1); errors.Is(err, os.ErrDeadlineExceeded) && c.budget.busy() {
+			select {
+			case <-c.stop:
+				return
+			default:
+				continue
+			}
+		}
+		var size int
+		buf, err := readFrame(br, c.h.cfg.MaxRequestBytes, func(n int) bool {
+			size = n
+			return c.budget.acquire(n)
+		})
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
@@ -152,6 +242,7 @@ func (c *conn) readLoop(ctx context.Context, out chan<- *request) {
 				case <-c.stop:
 				default:
 					c.log.InfoContext(ctx, "kafka: closing idle connection", "idle_timeout", c.h.cfg.IdleTimeout)
+					c.h.m.closed.WithLabelValues("idle").Inc()
 				}
 			case errors.Is(err, errFrame):
 				out <- &request{err: err}
@@ -161,6 +252,7 @@ func (c *conn) readLoop(ctx context.Context, out chan<- *request) {
 			return
 		}
 		r := decodeRequest(buf)
+		r.size = size
 		out <- r
 		if r.err != nil {
 			return
@@ -171,8 +263,9 @@ func (c *conn) readLoop(ctx context.Context, out chan<- *request) {
 var errFrame = errors.New("kafka: bad frame")
 
 // readFrame reads one size-prefixed frame, refusing sizes outside
-// [minHeaderSize, max] before allocating anything.
-func readFrame(r io.Reader, max int) ([]byte, error) {
+// [minHeaderSize, max] before allocating anything. reserve (optional) is
+// called with the size before allocation; false aborts with net.ErrClosed.
+func readFrame(r io.Reader, max int, reserve func(n int) bool) ([]byte, error) {
 	var sz [4]byte
 	if _, err := io.ReadFull(r, sz[:]); err != nil {
 		return nil, err
@@ -180,6 +273,9 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	n := int32(binary.BigEndian.Uint32(sz[:]))
 	if n < minHeaderSize || int64(n) > int64(max) {
 		return nil, fmt.Errorf("%w: size %d outside [%d, %d]", errFrame, n, minHeaderSize, max)
+	}
+	if reserve != nil && !reserve(int(n)) {
+		return nil, net.ErrClosed
 	}
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 func newKgo(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
@@ -288,5 +291,46 @@ func TestFranzConsumeStartPositions(t *testing.T) {
 	lo, _ = adm.ListOffsetsAfterMilli(ctx, time.Now().Add(time.Hour).UnixMilli(), "pos")
 	if o, _ := lo.Lookup("pos", 0); o.Offset != -1 && o.Offset != 13 {
 		t.Fatalf("list offsets after the end: %+v", o)
+	}
+}
+
+// ListOffsets by timestamp looks inside compressed batches too.
+func TestFranzListOffsetsByTimeCompressed(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	adm := kadm.NewClient(newKgo(t, s.addr))
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	codecs := map[string]kgo.CompressionCodec{
+		"gzip": kgo.GzipCompression(), "snappy": kgo.SnappyCompression(),
+		"lz4": kgo.Lz4Compression(), "zstd": kgo.ZstdCompression(),
+	}
+	for name, codec := range codecs {
+		topic := "ts-" + name
+		if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+		p := newKgo(t, s.addr, kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(codec))
+		var rs []*kgo.Record
+		for i := range 10 {
+			rs = append(rs, &kgo.Record{Value: []byte(strings.Repeat("compressible ", 20)), Timestamp: base.Add(time.Duration(i) * time.Second)})
+		}
+		if err := p.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		part, err := s.broker.OpenPartition(ctx, broker.TopicName{Domain: "persistent", Tenant: "public", Namespace: "default", Local: topic + "-partition-0"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, _ := part.ReadFromIndex(ctx, 0, 1, 1<<20)
+		if len(es) != 1 || binary.BigEndian.Uint16(es[0].Data[21:])&7 == 0 {
+			t.Fatalf("%s: batch not compressed", name)
+		}
+		lo, err := adm.ListOffsetsAfterMilli(ctx, base.Add(5*time.Second).UnixMilli(), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, _ := lo.Lookup(topic, 0); o.Offset != 5 {
+			t.Fatalf("%s: %+v", name, o)
+		}
 	}
 }

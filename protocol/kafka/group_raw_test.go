@@ -68,7 +68,7 @@ func async(t *testing.T, addr string, req kmsg.Request) <-chan kmsg.Response {
 	c := dialRaw(t, addr)
 	corr := c.send(req)
 	go func() {
-		body, err := readFrame(c.nc, 1<<30)
+		body, err := readFrame(c.nc, 1<<30, nil)
 		if err != nil {
 			close(ch)
 			return

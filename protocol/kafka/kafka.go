@@ -16,8 +16,12 @@
 // itself). A Kafka offset is the partition's message index. Produced
 // RecordBatches are stored byte for byte; Fetch rewrites only the base offset.
 //
-// Lock order: Handler.mu, then conn state; fetchSessions.mu and
-// topicIDs.mu are leaves (nothing is called while holding them).
+// Locks: Handler.mu guards the listener and the connection set and is never
+// held while calling out. A fetchSession.mu is held for a whole Fetch
+// (sessions serve one request at a time); fetchSessions.mu is never held
+// while waiting for a session's lock (eviction only TryLocks). topicIDs.mu
+// serialises this handler's policy read-modify-writes and is held across
+// broker calls; nothing else is taken under it. budget.mu is a leaf.
 package kafka
 
 import (
@@ -138,6 +142,7 @@ type Handler struct {
 	pids *producerIDs
 	fs   *fetchSessions
 	tids *topicIDs
+	m    *metrics
 
 	// closing is closed by Close: long polls return early and readers stop.
 	closing   chan struct{}
@@ -174,6 +179,7 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 		pids:    newProducerIDs(),
 		fs:      newFetchSessions(),
 		tids:    &topicIDs{},
+		m:       newMetrics(env.Metrics),
 		closing: make(chan struct{}),
 		served:  make(chan struct{}),
 	}

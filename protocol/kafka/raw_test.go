@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 // rawConn speaks the wire protocol directly, for what clients never send.
@@ -46,7 +48,7 @@ func (c *rawConn) send(req kmsg.Request) int32 {
 // recv reads the response to req (sent with correlation id corr).
 func (c *rawConn) recv(req kmsg.Request, corr int32) kmsg.Response {
 	c.t.Helper()
-	body, err := readFrame(c.nc, 1<<30)
+	body, err := readFrame(c.nc, 1<<30, nil)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -267,4 +269,132 @@ func TestPipelinedResponsesInOrder(t *testing.T) {
 		t.Fatalf("fetch: %+v", fr)
 	}
 	c.recv(m, c2)
+}
+
+// Many large pipelined frames: the read-ahead budget throttles the reader,
+// every request is answered, in order.
+func TestPipelinedLargeFrames(t *testing.T) {
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	createTopicRaw(t, c, "big", 1)
+	batch := makeBatch(-1, -1, -1, 1000, string(bytes.Repeat([]byte{'x'}, 3<<20)))
+	const n = 12 // 36 MiB in flight, over twice the budget
+	req := produceReq("big", 0, batch)
+	go func() {
+		for range n {
+			c.send(req) // correlation ids 2..n+1
+		}
+	}()
+	for i := range n {
+		r := c.recv(req, int32(i+2)).(*kmsg.ProduceResponse)
+		if code := r.Topics[0].Partitions[0].ErrorCode; code != kerr.MessageTooLarge.Code {
+			t.Fatalf("response %d: code %d", i, code)
+		}
+	}
+}
+
+func TestUnwrapSequence(t *testing.T) {
+	const max = 1<<31 - 1
+	for _, tc := range []struct {
+		last int64
+		base int32
+		want int64
+	}{
+		{-1, 0, 0},
+		{-1, 5, 5},
+		{4, 5, 5},
+		{9, 5, 5}, // a retry of an earlier batch
+		{max, 0, max + 1},
+		{max - 1, max, max},
+		{max + 10, 11, max + 12},
+		{max + 10, max - 3, max - 3}, // retry from before the wrap
+		{3*seqCycle + 7, 8, 3*seqCycle + 8},
+	} {
+		if got := unwrapSequence(tc.last, tc.base); got != tc.want {
+			t.Errorf("unwrap(%d, %d) = %d, want %d", tc.last, tc.base, got, tc.want)
+		}
+	}
+}
+
+// Sequences wrap from MaxInt32 to 0, mid-batch too.
+func TestIdempotentSequenceWrap(t *testing.T) {
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	createTopicRaw(t, c, "wrap", 1)
+	ipr := kmsg.NewPtrInitProducerIDRequest()
+	ipr.Version = 4
+	pid := c.do(ipr).(*kmsg.InitProducerIDResponse).ProducerID
+	code := func(b []byte) int16 {
+		return c.do(produceReq("wrap", 0, b)).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	const max = 1<<31 - 1
+	b0 := makeBatch(pid, 0, max-2, 1000, "a", "b")    // max-2, max-1
+	b1 := makeBatch(pid, 0, max, 1000, "c", "d", "e") // max, 0, 1
+	b2 := makeBatch(pid, 0, 2, 1000, "f")
+	for i, b := range [][]byte{b0, b1, b2, b1} {
+		if got := code(b); got != 0 {
+			t.Fatalf("batch %d: code %d", i, got)
+		}
+	}
+	if got := code(makeBatch(pid, 0, 9, 1000, "g")); got != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("gap after wrap: code %d", got)
+	}
+}
+
+// A topic created through Pulsar (non-partitioned) is one Kafka partition,
+// and tenant/namespace/topic names reach other namespaces.
+func TestPulsarTopicsAndQualifiedNames(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	if err := s.broker.CreateTenant(ctx, "acme", broker.TenantInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.broker.CreateNamespace(ctx, "acme/apps", broker.Policies{}); err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := broker.ParseTopicName("plain", "public", "default")
+	if err := s.broker.CreateTopic(ctx, plain, 0, broker.Policies{}); err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, s.addr)
+	m := kmsg.NewPtrMetadataRequest()
+	m.Version = 11
+	m.AllowAutoTopicCreation = true
+	for _, n := range []string{"plain", "acme/apps/events"} {
+		mt := kmsg.NewMetadataRequestTopic()
+		mt.Topic = kmsg.StringPtr(n)
+		m.Topics = append(m.Topics, mt)
+	}
+	r := c.do(m).(*kmsg.MetadataResponse)
+	for _, rt := range r.Topics {
+		if rt.ErrorCode != 0 || rt.TopicID == ([16]byte{}) {
+			t.Fatalf("%s: code %d id %x", *rt.Topic, rt.ErrorCode, rt.TopicID)
+		}
+	}
+	if n := len(r.Topics[0].Partitions); n != 1 {
+		t.Fatalf("non-partitioned topic has %d partitions", n)
+	}
+	if n := len(r.Topics[1].Partitions); n != 1 {
+		t.Fatalf("auto-created topic has %d partitions", n)
+	}
+	for _, n := range []string{"plain", "acme/apps/events"} {
+		pr := c.do(produceReq(n, 0, makeBatch(-1, -1, -1, 1000, "v"))).(*kmsg.ProduceResponse)
+		if code := pr.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("%s: produce code %d", n, code)
+		}
+	}
+	if _, err := s.broker.GetTopic(ctx, broker.TopicName{Domain: "persistent", Tenant: "acme", Namespace: "apps", Local: "events-partition-0"}); err != nil {
+		t.Fatalf("qualified name did not land in acme/apps: %v", err)
+	}
+	part, err := s.broker.OpenPartition(ctx, plain, false)
+	if err != nil || part.NextIndex() != 1 {
+		t.Fatalf("plain topic: %v", err)
+	}
+	// A partition name is not a Kafka topic.
+	m.Topics = m.Topics[:1]
+	m.Topics[0].Topic = kmsg.StringPtr("acme/apps/events-partition-0")
+	m.AllowAutoTopicCreation = false
+	if r := c.do(m).(*kmsg.MetadataResponse); r.Topics[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("partition name: code %d", r.Topics[0].ErrorCode)
+	}
 }

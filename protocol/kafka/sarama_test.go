@@ -9,20 +9,32 @@ import (
 )
 
 func saramaConfig() *sarama.Config {
+	return saramaConfigVersion(sarama.V2_8_0_0)
+}
+
+func saramaConfigVersion(v sarama.KafkaVersion) *sarama.Config {
 	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V2_8_0_0
+	cfg.Version = v
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Producer.Idempotent = true
 	cfg.Net.MaxOpenRequests = 1 // sarama requires it for idempotence
 	cfg.Producer.Compression = sarama.CompressionZSTD
 	cfg.Metadata.Retry.Backoff = 50 * time.Millisecond
+	cfg.Consumer.MaxWaitTime = 50 * time.Millisecond // short long polls: quick Close
 	return cfg
 }
 
 func TestSaramaProduceConsume(t *testing.T) {
+	// The 2.1 baseline, 2.8 (this handler's maxima)
+	// and a 3.x version, which must settle on what ApiVersions advertises.
+	for _, v := range []sarama.KafkaVersion{sarama.V2_1_0_0, sarama.V2_8_0_0, sarama.V3_6_0_0} {
+		t.Run(v.String(), func(t *testing.T) { testSaramaProduceConsume(t, saramaConfigVersion(v)) })
+	}
+}
+
+func testSaramaProduceConsume(t *testing.T, cfg *sarama.Config) {
 	s := startServer(t)
-	cfg := saramaConfig()
 	p, err := sarama.NewSyncProducer([]string{s.addr}, cfg)
 	if err != nil {
 		t.Fatal(err)
