@@ -242,6 +242,7 @@ func TestGroupStaticMembership(t *testing.T) {
 	}
 	wantCode(t, "fenced old incarnation", heartbeat(c, g, old, "i1", 1), kerr.FencedInstanceID)
 	wantCode(t, "new incarnation", heartbeat(c, g, jr.MemberID, "i1", 1), nil)
+	wantCode(t, "old incarnation rejoins", c.do(joinReq(5, g, old, "i1", 10000, "m")).(*kmsg.JoinGroupResponse).ErrorCode, kerr.FencedInstanceID)
 	// Leaving by instance id alone.
 	lr := kmsg.NewPtrLeaveGroupRequest()
 	lr.Version, lr.Group = 4, g
