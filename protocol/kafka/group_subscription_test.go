@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kopernik-io/kopernik/broker"
 )
@@ -168,4 +170,90 @@ func fetchCommitted(t *testing.T, adm *kadm.Client, group, topic string) (kadm.O
 		t.Fatal(o.Err)
 	}
 	return o.Offset, ok
+}
+
+// TestGroupAdminAPIs: DescribeGroups, ListGroups, DeleteGroups and
+// OffsetDelete against a live group, and OffsetFetch v8 with two groups.
+func TestGroupAdminAPIs(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	adm := kadm.NewClient(newKgo(t, s.addr))
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "live"); err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, ctx, s.addr, "live", 0, 10)
+	var got seen
+	m := startKgoMember(t, s.addr, "live-g", "live", &got)
+	checkFor(t, 10*time.Second, func() error {
+		if n := got.count(); n < 10 {
+			return fmt.Errorf("consumed %d of 10", n)
+		}
+		return nil
+	})
+	dg := describeOne(t, adm, "live-g")
+	if dg.State != "Stable" || dg.ProtocolType != "consumer" || dg.Protocol == "" || len(dg.Members) != 1 || dg.Members[0].ClientHost != "/127.0.0.1" {
+		t.Fatalf("describe: %+v", dg)
+	}
+	if a, ok := dg.Members[0].Assigned.AsConsumer(); !ok || len(a.Topics) != 1 || len(a.Topics[0].Partitions) != 2 {
+		t.Fatalf("assignment: %+v", dg.Members[0].Assigned)
+	}
+	if lg, err := adm.ListGroups(ctx, "Stable"); err != nil || len(lg) != 1 || lg["live-g"].State != "Stable" {
+		t.Fatalf("list stable: %v %+v", err, lg)
+	}
+	if lg, err := adm.ListGroups(ctx, "Empty"); err != nil || len(lg) != 0 {
+		t.Fatalf("list empty: %v %+v", err, lg)
+	}
+	if r, _ := adm.DeleteGroup(ctx, "live-g"); !errors.Is(r.Err, kerr.NonEmptyGroup) {
+		t.Fatalf("delete of a live group: %v", r.Err)
+	}
+	dr, err := adm.DeleteOffsets(ctx, "live-g", kadm.TopicsSet{"live": {0: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err, _ := dr.Lookup("live", 0); !errors.Is(err, kerr.GroupSubscribedToTopic) {
+		t.Fatalf("offset delete on a subscribed topic: %v", err)
+	}
+
+	// OffsetFetch v8: two groups, one with every partition (null topics).
+	commit(t, adm, "other-g", "live", 3, "")
+	c := dialRaw(t, s.addr)
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Version = 8
+	g1 := kmsg.NewOffsetFetchRequestGroup()
+	g1.Group = "live-g" // Topics nil: all
+	g2 := kmsg.NewOffsetFetchRequestGroup()
+	g2.Group = "other-g"
+	rt := kmsg.NewOffsetFetchRequestGroupTopic()
+	rt.Topic, rt.Partitions = "live", []int32{0, 1}
+	g2.Topics = append(g2.Topics, rt)
+	req.Groups = append(req.Groups, g1, g2)
+	resp := c.do(req).(*kmsg.OffsetFetchResponse)
+	if len(resp.Groups) != 2 || resp.Groups[0].ErrorCode != 0 || resp.Groups[1].ErrorCode != 0 {
+		t.Fatalf("offset fetch v8: %+v", resp)
+	}
+	var sum int64
+	for _, tp := range resp.Groups[0].Topics {
+		for _, p := range tp.Partitions {
+			sum += p.Offset
+		}
+	}
+	if sum != 10 {
+		t.Fatalf("live-g committed %d in all, want 10: %+v", sum, resp.Groups[0])
+	}
+	if ps := resp.Groups[1].Topics[0].Partitions; ps[0].Offset != 3 || ps[1].Offset != -1 {
+		t.Fatalf("other-g: %+v", ps)
+	}
+
+	if err := m.close(); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if dg := describeOne(t, adm, "live-g"); dg.State != "Empty" {
+			return fmt.Errorf("state %s after the member left", dg.State)
+		}
+		return nil
+	})
+	if r, err := adm.DeleteGroup(ctx, "live-g"); err != nil || r.Err != nil {
+		t.Fatalf("delete: %v %v", err, r.Err)
+	}
 }
