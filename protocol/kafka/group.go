@@ -157,6 +157,8 @@ type group struct {
 	initialRemaining time.Duration
 	newMemberAdded   bool
 
+	att groupAttachments // members attached to subscriptions while Stable (group_attach.go)
+
 	saved   groupRecord // membership as of the last completed rebalance or emptying
 	seq     uint64      // bumped per record built for writing
 	wmu     sync.Mutex
@@ -299,6 +301,9 @@ func (c *coordinator) load(ctx context.Context) error {
 	for k, g := range loaded {
 		if _, ok := c.mu.groups[k]; !ok {
 			c.mu.groups[k] = g
+			if g.state == groupStable {
+				go c.attachSoon(g, g.generation)
+			}
 		}
 	}
 	c.mu.Unlock()
@@ -346,6 +351,7 @@ func (c *coordinator) run() {
 	for {
 		select {
 		case <-c.h.closing:
+			c.detachAll()
 			coordinators.Delete(c.h)
 			return
 		case now := <-t.C:
@@ -387,6 +393,14 @@ func (c *coordinator) tick(now time.Time) {
 	for _, w := range writes {
 		w()
 	}
+}
+
+// attachSoon attaches g's members to their subscriptions (group_attach.go)
+// in the background, bounded in time.
+func (c *coordinator) attachSoon(g *group, gen int32) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.attach(ctx, g, gen)
 }
 
 func appendWrite(ws []func(), w func()) []func() {
@@ -489,6 +503,7 @@ func (g *group) selectProtocol() string {
 
 // prepareRebalance moves g to PreparingRebalance.
 func (c *coordinator) prepareRebalance(g *group, now time.Time) {
+	g.detachLocked()
 	if g.state == groupCompletingRebalance {
 		for _, m := range g.members {
 			if m.sync != nil {
@@ -762,10 +777,12 @@ func (c *coordinator) join(ctx context.Context, r joinRequest) joinResult {
 				g.saved.Leader = m.id
 			}
 			write = c.writeLocked(g)
+			g.detachLocked() // re-attached under the new member id
 			c.mu.Unlock()
 			if write != nil {
 				write()
 			}
+			go c.attachSoon(g, res.generation)
 			return res
 		}
 		m.protocols = r.protocols
@@ -971,6 +988,7 @@ func (c *coordinator) sync(ctx context.Context, r syncRequest) syncResult {
 	}
 	res := result(m)
 	write := c.writeLocked(g)
+	gen := g.generation
 	c.mu.Unlock()
 	// The leader's answer waits for the record: once it has its
 	// assignment, a restart brings the group back Stable with it.
@@ -978,6 +996,7 @@ func (c *coordinator) sync(ctx context.Context, r syncRequest) syncResult {
 	if write != nil {
 		write()
 	}
+	go c.attachSoon(g, gen)
 	return res
 }
 
