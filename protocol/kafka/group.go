@@ -66,6 +66,11 @@ var (
 	groupMaxSessionTimeout = 30 * time.Minute
 )
 
+// groupEmptyExpiry is how long an empty group that never committed an
+// offset is kept (Kafka removes such groups at its next offsets cleanup,
+// offsets.retention.check.interval.ms, 10 minutes).
+var groupEmptyExpiry = 10 * time.Minute
+
 // groupTick is the coordinator's timer resolution for session expiry and
 // rebalance deadlines.
 const groupTick = 50 * time.Millisecond
@@ -153,6 +158,7 @@ type group struct {
 	topics       map[string]bool      // full names of the topics the group committed to
 
 	joinDeadline     time.Time
+	emptySince       time.Time // when the group last became empty
 	initial          bool // in the initial delayed join
 	initialRemaining time.Duration
 	newMemberAdded   bool
@@ -336,7 +342,7 @@ func groupFromRecord(name string, rec groupRecord, now time.Time) *group {
 			g.leader = g.firstMember()
 		}
 	} else {
-		g.state = groupEmpty
+		g.state, g.emptySince = groupEmpty, now
 		g.protocol, g.leader = "", ""
 	}
 	g.saved = rec
@@ -377,6 +383,14 @@ func (c *coordinator) tick(now time.Time) {
 				c.h.log.Info("kafka: group member session expired", "group", g.name, "member", m.id, "session_timeout", m.session)
 				writes = appendWrite(writes, c.removeMember(g, m, now))
 			}
+		}
+		if g.state == groupEmpty && len(g.topics) == 0 && len(g.members) == 0 && len(g.pending) == 0 &&
+			!g.emptySince.IsZero() && now.Sub(g.emptySince) > groupEmptyExpiry {
+			// Never committed anything: forget it (Dead until its record
+			// is gone, so that nothing recreates it half way).
+			g.state = groupDead
+			writes = append(writes, func() { c.forget(g) })
+			continue
 		}
 		if g.state == groupPreparingRebalance && !now.Before(g.joinDeadline) {
 			if g.initial && g.newMemberAdded && g.initialRemaining > 0 {
@@ -557,6 +571,7 @@ func (c *coordinator) completeJoin(g *group, now time.Time) func() {
 	g.generation++
 	if len(g.members) == 0 {
 		g.state = groupEmpty
+		g.emptySince = now
 		g.protocol, g.leader = "", ""
 		g.saved = g.snapshot()
 		return c.writeLocked(g)
@@ -673,6 +688,23 @@ func (c *coordinator) write(g *group, seq uint64, b []byte) {
 		return
 	}
 	g.written = seq
+}
+
+// forget removes an expired empty group (see tick).
+func (c *coordinator) forget(g *group) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := c.deleteRecord(ctx, g)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.h.log.Warn("kafka: removing expired empty group", "group", g.name, "err", err)
+		g.state, g.emptySince = groupEmpty, time.Now()
+		return
+	}
+	if c.mu.groups[g.name] == g {
+		delete(c.mu.groups, g.name)
+	}
 }
 
 // deleteRecord removes g's record (DeleteGroups).

@@ -280,3 +280,33 @@ func TestGroupInitialRebalanceDelay(t *testing.T) {
 		t.Fatalf("first rebalance after %v, before the initial delay", el)
 	}
 }
+
+func TestGroupEmptyWithoutCommitsExpires(t *testing.T) {
+	defer func(d time.Duration) { groupEmptyExpiry = d }(groupEmptyExpiry)
+	groupEmptyExpiry = 200 * time.Millisecond
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	createTopicRaw(t, c, "exp", 1)
+	for _, g := range []string{"no-commits", "commits"} {
+		jr := c.do(joinReq(3, g, "", "", 10000, "m")).(*kmsg.JoinGroupResponse)
+		if g == "commits" {
+			wantCode(t, "commit", commitRaw(c, g, jr.MemberID, jr.Generation, "exp", 0), kerr.RebalanceInProgress)
+			c.do(syncReq(g, jr.MemberID, jr.Generation, nil))
+			wantCode(t, "commit", commitRaw(c, g, jr.MemberID, jr.Generation, "exp", 0), nil)
+		}
+		lr := kmsg.NewPtrLeaveGroupRequest()
+		lr.Version, lr.Group, lr.MemberID = 2, g, jr.MemberID
+		wantCode(t, "leave", c.do(lr).(*kmsg.LeaveGroupResponse).ErrorCode, nil)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		lg := kmsg.NewPtrListGroupsRequest()
+		r := c.do(lg).(*kmsg.ListGroupsResponse)
+		if len(r.Groups) != 1 || r.Groups[0].Group != "commits" {
+			return fmt.Errorf("groups: %+v", r.Groups)
+		}
+		return nil
+	})
+	if keys, err := s.broker.ListState(testCtx(t), groupStateKind); err != nil || len(keys) != 1 || keys[0] != "commits" {
+		t.Fatalf("records: %v %v", keys, err)
+	}
+}
