@@ -159,7 +159,7 @@ type group struct {
 
 	joinDeadline     time.Time
 	emptySince       time.Time // when the group last became empty
-	initial          bool // in the initial delayed join
+	initial          bool      // in the initial delayed join
 	initialRemaining time.Duration
 	newMemberAdded   bool
 
