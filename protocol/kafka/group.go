@@ -961,9 +961,13 @@ func (c *coordinator) sync(ctx context.Context, r syncRequest) syncResult {
 	now := time.Now()
 	c.mu.Lock()
 	g := c.mu.groups[r.group]
-	if g == nil || g.state == groupDead {
+	if g == nil {
 		c.mu.Unlock()
 		return fail(kerr.UnknownMemberID)
+	}
+	if g.state == groupDead {
+		c.mu.Unlock()
+		return fail(kerr.CoordinatorNotAvailable)
 	}
 	m, kerrc := g.checkMember(r.memberID, r.instanceID, r.generation)
 	if kerrc != nil {
@@ -1125,14 +1129,17 @@ func (c *coordinator) commitCheck(groupName, memberID, instanceID string, genera
 		return kerr.FencedInstanceID
 	case generation < 0 && g.state == groupEmpty:
 		return nil
-	case g.state == groupCompletingRebalance:
+	}
+	m, e := g.checkMember(memberID, instanceID, generation)
+	if e != nil {
+		return e
+	}
+	m.deadline = time.Now().Add(m.session)
+	if g.state == groupCompletingRebalance {
+		// The new generation's assignments are not out yet.
 		return kerr.RebalanceInProgress
 	}
-	_, e := g.checkMember(memberID, instanceID, generation)
-	if e == nil {
-		g.members[memberID].deadline = time.Now().Add(g.members[memberID].session)
-	}
-	return e
+	return nil
 }
 
 // addTopics records that the group committed to these topics (full names)
