@@ -158,8 +158,10 @@ type group struct {
 	topics       map[string]bool      // full names of the topics the group committed to
 
 	joinDeadline     time.Time
-	emptySince       time.Time // when the group last became empty
-	initial          bool      // in the initial delayed join
+	syncDeadline     time.Time       // CompletingRebalance: members must have synced by then
+	synced           map[string]bool // members that sent SyncGroup in this generation
+	emptySince       time.Time       // when the group last became empty
+	initial          bool            // in the initial delayed join
 	initialRemaining time.Duration
 	newMemberAdded   bool
 
@@ -392,6 +394,19 @@ func (c *coordinator) tick(now time.Time) {
 			writes = append(writes, func() { c.forget(g) })
 			continue
 		}
+		if g.state == groupCompletingRebalance && !now.Before(g.syncDeadline) {
+			// Members that never sent SyncGroup in the rebalance timeout
+			// are gone (Kafka 3.x's pending-sync timeout); the rest
+			// rebalance without them.
+			for _, m := range g.members {
+				if !g.synced[m.id] {
+					c.h.log.Info("kafka: group member did not sync in time", "group", g.name, "member", m.id)
+					c.dropMember(g, m)
+				}
+			}
+			c.prepareRebalance(g, now)
+			writes = appendWrite(writes, c.tryCompleteJoin(g, now))
+		}
 		if g.state == groupPreparingRebalance && !now.Before(g.joinDeadline) {
 			if g.initial && g.newMemberAdded && g.initialRemaining > 0 {
 				d := min(c.delay, g.initialRemaining)
@@ -581,6 +596,8 @@ func (c *coordinator) completeJoin(g *group, now time.Time) func() {
 	}
 	g.protocol = g.selectProtocol()
 	g.state = groupCompletingRebalance
+	g.syncDeadline = now.Add(g.maxRebalanceTimeout())
+	g.synced = map[string]bool{}
 	var all []joinedMember
 	for _, m := range g.members {
 		all = append(all, joinedMember{id: m.id, instanceID: m.instanceID, metadata: m.metadataFor(g.protocol)})
@@ -979,6 +996,9 @@ func (c *coordinator) sync(ctx context.Context, r syncRequest) syncResult {
 		return fail(kerr.InconsistentGroupProtocol)
 	}
 	m.deadline = now.Add(m.session)
+	if g.synced != nil {
+		g.synced[m.id] = true
+	}
 	result := func(m *groupMember) syncResult {
 		return syncResult{protocolType: g.protocolType, protocol: g.protocol, assignment: m.assignment}
 	}

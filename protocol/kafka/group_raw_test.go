@@ -310,3 +310,31 @@ func TestGroupEmptyWithoutCommitsExpires(t *testing.T) {
 		t.Fatalf("records: %v %v", keys, err)
 	}
 }
+
+// TestGroupSyncTimeout: a member that joins but never sends SyncGroup is
+// dropped after the rebalance timeout; the one that did rebalances alone.
+func TestGroupSyncTimeout(t *testing.T) {
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	j1 := joinReq(3, "nosync", "", "", 10000, "a")
+	j1.RebalanceTimeoutMillis = 300
+	r1 := async(t, s.addr, j1)
+	j2 := joinReq(3, "nosync", "", "", 10000, "b")
+	j2.RebalanceTimeoutMillis = 300
+	r2 := (<-async(t, s.addr, j2)).(*kmsg.JoinGroupResponse)
+	a := (<-r1).(*kmsg.JoinGroupResponse)
+	if a.Generation != 1 || r2.Generation != 1 {
+		t.Fatalf("joins: %+v %+v", a, r2)
+	}
+	// Only the follower syncs; the leader vanishes without a word.
+	follower := a
+	if a.LeaderID == a.MemberID {
+		follower = r2
+	}
+	sr := c.do(syncReq("nosync", follower.MemberID, 1, nil)).(*kmsg.SyncGroupResponse)
+	wantCode(t, "follower sync when the leader never syncs", sr.ErrorCode, kerr.RebalanceInProgress)
+	jr := c.do(joinReq(3, "nosync", follower.MemberID, "", 10000, "x")).(*kmsg.JoinGroupResponse)
+	if jr.ErrorCode != 0 || jr.Generation != 2 || len(jr.Members) != 1 || jr.LeaderID != follower.MemberID {
+		t.Fatalf("rejoin alone: %+v", jr)
+	}
+}
