@@ -33,7 +33,10 @@ package kafka
 // SyncGroup park their connection's goroutine on a channel, outside the
 // lock, until the rebalance step completes (Kafka's delayed operations). A
 // ticker expires sessions and rebalance deadlines. No broker or store call
-// is made with coordinator.mu held.
+// is made with coordinator.mu held, except releasing subscription holds
+// (Subscription.mu is a leaf). Lock order: coordinator.loadMu,
+// coordinator.mu, Subscription.mu; group.wmu is held across store writes
+// and nothing else is taken under it.
 
 import (
 	"bytes"
