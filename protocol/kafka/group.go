@@ -183,6 +183,8 @@ func newGroup(name string) *group {
 		static:  map[string]string{},
 		pending: map[string]time.Time{},
 		topics:  map[string]bool{},
+
+		emptySince: time.Now(),
 	}
 }
 
