@@ -338,3 +338,63 @@ func TestGroupSyncTimeout(t *testing.T) {
 		t.Fatalf("rejoin alone: %+v", jr)
 	}
 }
+
+// TestGroupOffsetVersions commits and fetches at every served version.
+func TestGroupOffsetVersions(t *testing.T) {
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	createTopicRaw(t, c, "vers", 1)
+	produceN(t, testCtx(t), s.addr, "vers", 0, 20)
+	for v := int16(0); v <= 8; v++ {
+		group := fmt.Sprintf("v%d", v)
+		cr := kmsg.NewPtrOffsetCommitRequest()
+		cr.Version, cr.Group = v, group
+		ct := kmsg.NewOffsetCommitRequestTopic()
+		ct.Topic = "vers"
+		cp := kmsg.NewOffsetCommitRequestTopicPartition()
+		meta := "m" + group
+		cp.Partition, cp.Offset, cp.Metadata, cp.LeaderEpoch = 0, int64(v)+1, &meta, 0
+		ct.Partitions = append(ct.Partitions, cp)
+		cr.Topics = append(cr.Topics, ct)
+		if code := c.do(cr).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("commit v%d: %v", v, kerr.ErrorForCode(code))
+		}
+		fr := kmsg.NewPtrOffsetFetchRequest()
+		fr.Version = v
+		var off int64
+		var md string
+		if v >= 8 {
+			g := kmsg.NewOffsetFetchRequestGroup()
+			g.Group = group
+			ft := kmsg.NewOffsetFetchRequestGroupTopic()
+			ft.Topic, ft.Partitions = "vers", []int32{0}
+			g.Topics = append(g.Topics, ft)
+			fr.Groups = append(fr.Groups, g)
+			p := c.do(fr).(*kmsg.OffsetFetchResponse).Groups[0].Topics[0].Partitions[0]
+			off, md = p.Offset, *p.Metadata
+		} else {
+			fr.Group = group
+			ft := kmsg.NewOffsetFetchRequestTopic()
+			ft.Topic, ft.Partitions = "vers", []int32{0}
+			fr.Topics = append(fr.Topics, ft)
+			p := c.do(fr).(*kmsg.OffsetFetchResponse).Topics[0].Partitions[0]
+			off, md = p.Offset, *p.Metadata
+		}
+		if off != int64(v)+1 || md != meta {
+			t.Fatalf("fetch v%d: offset %d metadata %q", v, off, md)
+		}
+	}
+	// Unknown topics and partitions: no commit, no error.
+	fr := kmsg.NewPtrOffsetFetchRequest()
+	fr.Version, fr.Group = 7, "v7"
+	for _, tp := range []string{"vers", "nope"} {
+		ft := kmsg.NewOffsetFetchRequestTopic()
+		ft.Topic, ft.Partitions = tp, []int32{5}
+		fr.Topics = append(fr.Topics, ft)
+	}
+	for _, tp := range c.do(fr).(*kmsg.OffsetFetchResponse).Topics {
+		if p := tp.Partitions[0]; p.Offset != -1 || p.ErrorCode != 0 {
+			t.Fatalf("%s: %+v", tp.Topic, p)
+		}
+	}
+}
