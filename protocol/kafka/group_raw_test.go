@@ -398,3 +398,65 @@ func TestGroupOffsetVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupMembershipVersions runs join, sync, heartbeat and leave at
+// every served version.
+func TestGroupMembershipVersions(t *testing.T) {
+	defer func(d time.Duration) { GroupInitialRebalanceDelay = d }(GroupInitialRebalanceDelay)
+	GroupInitialRebalanceDelay = 0 // a lone member's join completes at once
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	for v := int16(0); v <= 9; v++ {
+		g := fmt.Sprintf("jv%d", v)
+		jr := c.do(joinReq(v, g, "", "", 10000, "m")).(*kmsg.JoinGroupResponse)
+		if v >= 4 {
+			wantCode(t, fmt.Sprintf("join v%d", v), jr.ErrorCode, kerr.MemberIDRequired)
+			jr = c.do(joinReq(v, g, jr.MemberID, "", 10000, "m")).(*kmsg.JoinGroupResponse)
+		}
+		if jr.ErrorCode != 0 || jr.Generation != 1 || jr.LeaderID != jr.MemberID || len(jr.Members) != 1 || string(jr.Members[0].ProtocolMetadata) != "m" {
+			t.Fatalf("join v%d: %+v", v, jr)
+		}
+		sr := syncReq(g, jr.MemberID, 1, map[string]string{jr.MemberID: "a"})
+		sr.Version = min(v, 5)
+		if r := c.do(sr).(*kmsg.SyncGroupResponse); r.ErrorCode != 0 || string(r.MemberAssignment) != "a" {
+			t.Fatalf("sync v%d: %+v", sr.Version, r)
+		}
+		hb := kmsg.NewPtrHeartbeatRequest()
+		// v0 Heartbeat and LeaveGroup answers (an error code) are shorter
+		// than the smallest request frame readFrame accepts: v1 at least.
+		hb.Version, hb.Group, hb.MemberID, hb.Generation = max(min(v, 4), 1), g, jr.MemberID, 1
+		wantCode(t, fmt.Sprintf("heartbeat v%d", hb.Version), c.do(hb).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+		lr := kmsg.NewPtrLeaveGroupRequest()
+		lr.Version, lr.Group = max(min(v, 5), 1), g
+		if lr.Version < 3 {
+			lr.MemberID = jr.MemberID
+		} else {
+			m := kmsg.NewLeaveGroupRequestMember()
+			m.MemberID = jr.MemberID
+			lr.Members = append(lr.Members, m)
+		}
+		lresp := c.do(lr).(*kmsg.LeaveGroupResponse)
+		if lresp.ErrorCode != 0 || lr.Version >= 3 && lresp.Members[0].ErrorCode != 0 {
+			t.Fatalf("leave v%d: %+v", lr.Version, lresp)
+		}
+		dr := kmsg.NewPtrDescribeGroupsRequest()
+		dr.Version, dr.Groups = min(v, 5), []string{g}
+		if d := c.do(dr).(*kmsg.DescribeGroupsResponse); d.Groups[0].State != "Empty" {
+			t.Fatalf("describe v%d: %+v", dr.Version, d)
+		}
+	}
+	lg := kmsg.NewPtrListGroupsRequest()
+	for v := int16(0); v <= 5; v++ {
+		lg.Version = v
+		if r := c.do(lg).(*kmsg.ListGroupsResponse); r.ErrorCode != 0 || len(r.Groups) != 10 {
+			t.Fatalf("list v%d: %+v", v, r)
+		}
+	}
+	dg := kmsg.NewPtrDeleteGroupsRequest()
+	for v := int16(0); v <= 2; v++ {
+		dg.Version, dg.Groups = v, []string{fmt.Sprintf("jv%d", v)}
+		if r := c.do(dg).(*kmsg.DeleteGroupsResponse); r.Groups[0].ErrorCode != 0 {
+			t.Fatalf("delete v%d: %+v", v, r)
+		}
+	}
+}
