@@ -122,6 +122,7 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 	// ones for an incremental one. Consecutive partitions of one topic
 	// share a topic entry, keeping the request's (session's) order.
 	for _, pr := range reads {
+		recycleAfterEncode(ctx, pr.records) // pooled: reused once the response is encoded
 		rp := kmsg.NewFetchResponseTopicPartition()
 		rp.Partition = pr.sp.partition
 		// Never null: librdkafka rejects a null record set (size -1).
@@ -158,6 +159,7 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 // partition's max bytes and the response's remaining budget. first says no
 // earlier partition returned data, so one oversized batch is allowed.
 func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int, first bool) {
+	putBuf(pr.records) // an earlier round of the long poll; nothing refers to it
 	pr.records = nil
 	if pr.p == nil {
 		return
@@ -198,7 +200,7 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 	if len(entries) == 0 {
 		return
 	}
-	out := make([]byte, 0, size)
+	out := getBuf(size)
 	for i := range entries {
 		out = appendFetched(out, &entries[i])
 	}

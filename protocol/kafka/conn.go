@@ -146,6 +146,7 @@ func (c *conn) serve(ctx context.Context) {
 	}()
 	bw := bufio.NewWriterSize(c.nc, 64<<10)
 	var out []byte
+	var rc recycler
 	for r := range reqs {
 		if r.err != nil {
 			c.log.WarnContext(ctx, "kafka: closing connection on malformed request", "err", r.err, "api_key", r.key, "api_version", r.version)
@@ -154,7 +155,7 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 		start := time.Now()
-		resp, err := c.handle(ctx, r)
+		resp, err := c.handle(withRecycler(ctx, &rc), r)
 		c.budget.release(r.size)
 		api := kmsg.NameForKey(r.key)
 		c.h.m.requests.WithLabelValues(api).Inc()
@@ -166,14 +167,19 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 		if resp != nil {
+			if out == nil {
+				out = getBuf(0)
+			}
 			out = appendResponse(out[:0], r, resp)
+			rc.release() // the response's buffers are copied into out
 			c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.IdleTimeout))
 			if _, err := bw.Write(out); err != nil {
 				c.log.DebugContext(ctx, "kafka: write failed", "err", err)
 				return
 			}
 			if cap(out) > 1<<20 {
-				out = nil // do not pin a large fetch response's buffer
+				putBuf(out) // do not pin a large fetch response's buffer to an idle connection
+				out = nil
 			}
 		}
 		if len(reqs) == 0 {
