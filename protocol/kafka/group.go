@@ -783,12 +783,16 @@ func (c *coordinator) join(ctx context.Context, r joinRequest) joinResult {
 		delete(g.pending, id)
 		m = c.addMember(g, id, r, now)
 	default:
+		if id, ok := g.static[r.instanceID]; r.instanceID != "" && ok && id != r.memberID {
+			c.mu.Unlock()
+			return fail(kerr.FencedInstanceID) // an older incarnation
+		}
 		m = g.members[r.memberID]
 		if m == nil {
 			c.mu.Unlock()
 			return fail(kerr.UnknownMemberID)
 		}
-		if r.instanceID != "" && g.static[r.instanceID] != m.id || m.instanceID != r.instanceID {
+		if m.instanceID != r.instanceID {
 			c.mu.Unlock()
 			return fail(kerr.FencedInstanceID)
 		}

@@ -1,0 +1,172 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/protocol"
+)
+
+// durableServer is a broker on a bbolt store and segment files in a
+// directory, with the Kafka handler; restart reopens everything on the same
+// directory and address.
+type durableServer struct {
+	t      *testing.T
+	dir    string
+	addr   string
+	store  *metadata.Bolt
+	f      *managedledger.Factory
+	b      *broker.Broker
+	h      *Handler
+	served chan error
+}
+
+func startDurable(t *testing.T) *durableServer {
+	d := &durableServer{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
+	d.start()
+	t.Cleanup(d.stop)
+	return d
+}
+
+func (d *durableServer) start() {
+	t := d.t
+	t.Helper()
+	ctx := context.Background()
+	store, err := metadata.OpenBolt(filepath.Join(d.dir, "metadata.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Dir: filepath.Join(d.dir, "ledgers"), Store: store, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(ctx, broker.Options{Store: store, Ledgers: f, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(protocol.Env{Broker: b, Logger: testLogger()}, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	for i := 0; ; i++ { // the old address may take a moment to free
+		if ln, err = net.Listen("tcp", d.addr); err == nil || i == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.store, d.f, d.b, d.h, d.addr = store, f, b, h, ln.Addr().String()
+	d.served = make(chan error, 1)
+	go func() { d.served <- h.Serve(ctx, ln) }()
+}
+
+func (d *durableServer) stop() {
+	if d.h == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d.h.Close(ctx)
+	<-d.served
+	d.b.Close()
+	d.f.Close()
+	d.store.Close()
+	d.h = nil
+}
+
+// TestGroupRestart: membership (generation, members, assignments, static
+// ids) and commits survive a broker restart on the same storage; a member
+// that stays up across it keeps consuming in its generation without
+// rebalancing, and nothing is consumed twice.
+func TestGroupRestart(t *testing.T) {
+	d := startDurable(t)
+	ctx := testCtx(t)
+	adm := kadm.NewClient(newKgo(t, d.addr))
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "rs"); err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, ctx, d.addr, "rs", 0, 100)
+	commit(t, adm, "simple", "rs", 7, "kept")
+
+	var got seen
+	m := startKgoMember(t, d.addr, "rg", "rs", &got, kgo.InstanceID("static-1"), kgo.SessionTimeout(30*time.Second))
+	checkFor(t, 10*time.Second, func() error {
+		if n := got.count(); n < 100 {
+			return fmt.Errorf("consumed %d of 100", n)
+		}
+		return nil
+	})
+	before := describeOne(t, adm, "rg")
+	if before.State != "Stable" || len(before.Members) != 1 {
+		t.Fatalf("before restart: %+v", before)
+	}
+
+	d.stop()
+	d.start()
+	adm = kadm.NewClient(newKgo(t, d.addr))
+
+	after := describeOne(t, adm, "rg")
+	if after.State != "Stable" || len(after.Members) != 1 || after.Members[0].MemberID != before.Members[0].MemberID ||
+		after.Members[0].InstanceID == nil || *after.Members[0].InstanceID != "static-1" || after.Protocol != before.Protocol {
+		t.Fatalf("after restart: %+v\nbefore: %+v", after, before)
+	}
+	if _, ok := after.Members[0].Assigned.AsConsumer(); !ok {
+		t.Fatalf("assignment lost: %+v", after.Members[0])
+	}
+	offs, err := adm.FetchOffsets(ctx, "rg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	offs.Each(func(o kadm.OffsetResponse) { total += o.At })
+	if total != 100 {
+		t.Fatalf("committed after restart sum to %d, want 100: %+v", total, offs)
+	}
+	if o, _ := fetchCommitted(t, adm, "simple", "rs"); o.At != 7 || o.Metadata != "kept" {
+		t.Fatalf("simple commit after restart: %+v", o)
+	}
+	lg, err := adm.ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := lg["simple"]; !ok {
+		t.Fatalf("groups after restart: %+v", lg)
+	}
+
+	// The member reconnects and goes on in the same generation.
+	produceN(t, ctx, d.addr, "rs", 100, 50)
+	checkFor(t, 15*time.Second, func() error {
+		if n := got.count(); n < 150 {
+			return fmt.Errorf("consumed %d of 150", n)
+		}
+		return nil
+	})
+	if err := m.close(); err != nil {
+		t.Fatal(err)
+	}
+	if missing, dups := got.check(150); missing != 0 || dups != 0 {
+		t.Fatalf("missing %d, consumed twice %d", missing, dups)
+	}
+}
+
+func describeOne(t *testing.T, adm *kadm.Client, group string) kadm.DescribedGroup {
+	t.Helper()
+	dg, err := adm.DescribeGroups(testCtx(t), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dg[group]
+}
