@@ -1,0 +1,57 @@
+package convert
+
+import (
+	"fmt"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// KafkaProducerName is the Pulsar producer_name of messages converted from
+// Kafka entries stored without a producer identity.
+const KafkaProducerName = "kafka"
+
+// PulsarToKafka converts a Pulsar-format entry into one uncompressed Kafka
+// RecordBatch v2 with base offset e.FirstIndex: one record per message, at
+// consecutive offsets.
+func PulsarToKafka(e *broker.Entry) ([]byte, error) {
+	return AppendPulsarToKafka(nil, e)
+}
+
+// AppendPulsarToKafka is PulsarToKafka appending to dst. On error dst is
+// returned unchanged.
+func AppendPulsarToKafka(dst []byte, e *broker.Entry) ([]byte, error) {
+	msgs, err := decodePulsar(e.Data)
+	if err != nil {
+		return dst, err
+	}
+	if len(msgs) != int(max(e.MsgCount, 1)) {
+		return dst, fmt.Errorf("%w: entry of %d messages holds %d", ErrCorrupt, e.MsgCount, len(msgs))
+	}
+	return appendKafka(dst, e.FirstIndex, msgs), nil
+}
+
+// KafkaToPulsar converts a Kafka-format entry (a v2 batch of any codec)
+// into one uncompressed Pulsar batch payload, from the 0x0e01 magic onward:
+// num_messages_in_batch = the record count, one SingleMessageMetadata per
+// record. producer_name is the entry's producer (KafkaProducerName if none),
+// sequence_id its first index, publish_time its broker publish time.
+func KafkaToPulsar(e *broker.Entry) ([]byte, error) {
+	return AppendKafkaToPulsar(nil, e)
+}
+
+// AppendKafkaToPulsar is KafkaToPulsar appending to dst. On error dst is
+// returned unchanged.
+func AppendKafkaToPulsar(dst []byte, e *broker.Entry) ([]byte, error) {
+	msgs, err := decodeKafka(e.Data)
+	if err != nil {
+		return dst, err
+	}
+	if len(msgs) != int(max(e.MsgCount, 1)) {
+		return dst, fmt.Errorf("%w: entry of %d messages holds %d", ErrCorrupt, e.MsgCount, len(msgs))
+	}
+	producer := e.Producer
+	if producer == "" {
+		producer = KafkaProducerName
+	}
+	return appendPulsar(dst, msgs, producer, uint64(max(e.FirstIndex, 0)), e.PublishTime)
+}
