@@ -114,7 +114,7 @@ func TestPulsarKafkaPulsar(t *testing.T) {
 
 func TestLargeValues(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	big[17] = 0xff                                           // not UTF-8
+	big[17] = 0xff                                         // not UTF-8
 	msgs := []Message{{Key: []byte("k"), OrderingKey: []byte("k"), Value: big, Timestamp: 1_700_000_000_000}}
 	for _, c := range kafkaCodecs {
 		e := kafkaEntry(t, msgs, c.id, 0)
