@@ -101,6 +101,9 @@ func decompressKafka(codec int, src []byte) ([]byte, error) {
 		if err != nil {
 			return nil, corrupt("zstd: %v", err)
 		}
+		if len(out) > MaxBatchBytes {
+			return nil, corrupt("batch inflates beyond %d bytes", MaxBatchBytes)
+		}
 		return out, nil
 	}
 	return nil, corrupt("kafka codec %d", codec)

@@ -43,7 +43,7 @@ func decodeKafka(b []byte) ([]Message, error) {
 		return nil, err
 	}
 	// Every record takes at least 7 bytes: do not trust count before that.
-	if count < 0 || int64(count) > int64(len(recs))/7+1 {
+	if count < 1 || int64(count) > int64(len(recs))/7+1 {
 		return nil, corrupt("kafka batch claims %d records in %d bytes", count, len(recs))
 	}
 	msgs := make([]Message, 0, count)

@@ -66,7 +66,7 @@ func decodePulsar(b []byte) ([]Message, error) {
 	}
 	n := md.GetNumMessagesInBatch()
 	// Every message takes at least 4 bytes: do not trust n before that.
-	if n < 0 || int64(n) > int64(len(payload))/4+1 {
+	if n < 1 || int64(n) > int64(len(payload))/4+1 {
 		return nil, corrupt("pulsar batch claims %d messages in %d bytes", n, len(payload))
 	}
 	msgs := make([]Message, 0, n)
@@ -238,7 +238,7 @@ func appendIndexes(props []*pb.KeyValue, name string, idx []int) []*pb.KeyValue 
 // encodeProps turns m's headers (and a timestamp event_time cannot hold)
 // into properties: UTF-8 keys and values verbatim, in order, repeated keys
 // repeated; reserved properties, appended last, mark the others.
-func encodeProps(m *Message) []*pb.KeyValue {
+func encodeProps(m *Message, withTS bool) []*pb.KeyValue {
 	var b64Vals, nulls, b64Keys []int
 	props := make([]*pb.KeyValue, 0, len(m.Headers))
 	for i, h := range m.Headers {
@@ -262,7 +262,7 @@ func encodeProps(m *Message) []*pb.KeyValue {
 	props = appendIndexes(props, propB64, b64Vals)
 	props = appendIndexes(props, propNull, nulls)
 	props = appendIndexes(props, propB64Key, b64Keys)
-	if !m.LogAppend && m.Timestamp <= 0 {
+	if withTS && m.Timestamp <= 0 {
 		props = append(props, &pb.KeyValue{Key: proto.String(propTimestamp), Value: proto.String(strconv.FormatInt(m.Timestamp, 10))})
 	}
 	if len(props) == 0 {
@@ -273,9 +273,10 @@ func encodeProps(m *Message) []*pb.KeyValue {
 
 // appendPulsar appends msgs as one uncompressed Pulsar batch payload, from
 // the magic onward, with a valid CRC32C. publish is the batch's publish
-// time unless every message is LogAppend (then the first one's time).
+// time unless every message is LogAppend at a positive time (then the
+// messages carry no event time and that time is the publish time).
 func appendPulsar(dst []byte, msgs []Message, producer string, seq uint64, publish int64) ([]byte, error) {
-	logAppend := len(msgs) > 0
+	logAppend := len(msgs) > 0 && msgs[0].Timestamp > 0
 	for i := range msgs {
 		logAppend = logAppend && msgs[i].LogAppend
 	}
@@ -292,7 +293,7 @@ func appendPulsar(dst []byte, msgs []Message, producer string, seq uint64, publi
 	for i := range msgs {
 		m := &msgs[i]
 		smm := &pb.SingleMessageMetadata{
-			Properties:  encodeProps(m),
+			Properties:  encodeProps(m, !logAppend),
 			PayloadSize: proto.Int32(int32(len(m.Value))),
 			OrderingKey: m.OrderingKey,
 		}
@@ -304,7 +305,7 @@ func appendPulsar(dst []byte, msgs []Message, producer string, seq uint64, publi
 				smm.PartitionKeyB64Encoded = proto.Bool(true)
 			}
 		}
-		if !m.LogAppend && m.Timestamp > 0 {
+		if !logAppend && m.Timestamp > 0 {
 			smm.EventTime = proto.Uint64(uint64(m.Timestamp))
 		}
 		if m.Value == nil {
