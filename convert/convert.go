@@ -55,3 +55,14 @@ func AppendKafkaToPulsar(dst []byte, e *broker.Entry) ([]byte, error) {
 	}
 	return appendPulsar(dst, msgs, producer, uint64(max(e.FirstIndex, 0)), e.PublishTime)
 }
+
+// KafkaKey returns the key of the first record of a Kafka-format entry (nil
+// if none or undecodable): the routing key of the whole entry for Pulsar
+// Key_Shared subscriptions, which dispatch entries, not records.
+func KafkaKey(e *broker.Entry) []byte {
+	msgs, err := decodeKafka(e.Data)
+	if err != nil || len(msgs) == 0 {
+		return nil
+	}
+	return msgs[0].Key
+}
