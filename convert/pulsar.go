@@ -60,7 +60,15 @@ func decodePulsar(b []byte) ([]Message, error) {
 	}
 	publish := int64(md.GetPublishTime())
 	if md.NumMessagesInBatch == nil {
-		m := pulsarMessage(md.Properties, md.PartitionKey, md.GetPartitionKeyB64Encoded(), md.OrderingKey,
+		props := make([]rawKV, len(md.Properties))
+		for i, kv := range md.Properties {
+			props[i] = rawKV{[]byte(kv.GetKey()), []byte(kv.GetValue())}
+		}
+		var key []byte
+		if md.PartitionKey != nil {
+			key = []byte(*md.PartitionKey)
+		}
+		m := pulsarMessage(props, key, md.GetPartitionKeyB64Encoded(), md.OrderingKey,
 			md.GetEventTime(), publish, md.GetNullValue(), payload)
 		return []Message{m}, nil
 	}
@@ -78,17 +86,17 @@ func decodePulsar(b []byte) ([]Message, error) {
 		if sz > int64(len(payload)-4) {
 			return nil, corrupt("pulsar single message metadata size %d", sz)
 		}
-		smm := &pb.SingleMessageMetadata{}
-		if err := proto.Unmarshal(payload[4:4+sz], smm); err != nil {
-			return nil, corrupt("pulsar single message metadata: %v", err)
+		var smm single
+		if err := smm.decode(payload[4 : 4+sz]); err != nil {
+			return nil, err
 		}
 		payload = payload[4+sz:]
-		ps := smm.GetPayloadSize()
-		if ps < 0 || int64(ps) > int64(len(payload)) {
+		ps := smm.payloadSize
+		if ps < 0 || ps > int64(len(payload)) {
 			return nil, corrupt("pulsar payload size %d", ps)
 		}
-		msgs = append(msgs, pulsarMessage(smm.Properties, smm.PartitionKey, smm.GetPartitionKeyB64Encoded(), smm.OrderingKey,
-			smm.GetEventTime(), publish, smm.GetNullValue(), payload[:ps:ps]))
+		msgs = append(msgs, pulsarMessage(smm.props, smm.key, smm.keyB64, smm.orderingKey,
+			smm.eventTime, publish, smm.null, payload[:ps:ps]))
 		payload = payload[ps:]
 	}
 	return msgs, nil
@@ -114,14 +122,132 @@ func hasField(b []byte, num protowire.Number) bool {
 	return false
 }
 
-func pulsarMessage(props []*pb.KeyValue, key *string, keyB64 bool, orderingKey []byte, eventTime uint64, publish int64, null bool, value []byte) Message {
-	m := Message{OrderingKey: orderingKey, Value: value}
-	if key != nil {
-		m.Key = []byte(*key)
-		if keyB64 {
-			if k, err := b64.DecodeString(*key); err == nil {
-				m.Key = k
+// rawKV is a property as found on the wire.
+type rawKV struct{ k, v []byte }
+
+// single is the part of a SingleMessageMetadata the conversion reads.
+type single struct {
+	props       []rawKV
+	key         []byte // nil: none
+	keyB64      bool
+	payloadSize int64
+	eventTime   uint64
+	orderingKey []byte
+	null        bool
+}
+
+// SingleMessageMetadata field numbers (PulsarApi.proto).
+const (
+	smmProperties  = 1
+	smmPartKey     = 2
+	smmPayloadSize = 3
+	smmEventTime   = 5
+	smmKeyB64      = 6
+	smmOrderingKey = 7
+	smmNullValue   = 9
+)
+
+// decode reads a SingleMessageMetadata by hand: it runs once per message,
+// and generated unmarshalling allocates a struct per field.
+func (s *single) decode(b []byte) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return corrupt("single message metadata tag")
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.BytesType && (num == smmProperties || num == smmPartKey || num == smmOrderingKey):
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return corrupt("single message metadata field %d", num)
 			}
+			b = b[n:]
+			if v == nil {
+				v = []byte{}
+			}
+			switch num {
+			case smmProperties:
+				kv, err := decodeKV(v)
+				if err != nil {
+					return err
+				}
+				s.props = append(s.props, kv)
+			case smmPartKey:
+				s.key = v
+			case smmOrderingKey:
+				s.orderingKey = v
+			}
+		case typ == protowire.VarintType && (num == smmPayloadSize || num == smmEventTime || num == smmKeyB64 || num == smmNullValue):
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return corrupt("single message metadata field %d", num)
+			}
+			b = b[n:]
+			switch num {
+			case smmPayloadSize:
+				s.payloadSize = int64(int32(v))
+			case smmEventTime:
+				s.eventTime = v
+			case smmKeyB64:
+				s.keyB64 = v != 0
+			case smmNullValue:
+				s.null = v != 0
+			}
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return corrupt("single message metadata field %d", num)
+			}
+			b = b[n:]
+		}
+	}
+	return nil
+}
+
+func decodeKV(b []byte) (rawKV, error) {
+	kv := rawKV{k: []byte{}, v: []byte{}}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return kv, corrupt("key value tag")
+		}
+		b = b[n:]
+		if typ == protowire.BytesType && (num == 1 || num == 2) {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return kv, corrupt("key value field")
+			}
+			b = b[n:]
+			if v == nil {
+				v = []byte{}
+			}
+			if num == 1 {
+				kv.k = v
+			} else {
+				kv.v = v
+			}
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return kv, corrupt("key value field")
+		}
+		b = b[n:]
+	}
+	return kv, nil
+}
+
+// b64decode decodes base64 (empty stays empty, not nil).
+func b64decode(b []byte) ([]byte, error) {
+	return b64.AppendDecode(make([]byte, 0, b64.DecodedLen(len(b))), b)
+}
+
+func pulsarMessage(props []rawKV, key []byte, keyB64 bool, orderingKey []byte, eventTime uint64, publish int64, null bool, value []byte) Message {
+	m := Message{OrderingKey: orderingKey, Value: value, Key: key}
+	if key != nil && keyB64 {
+		if k, err := b64decode(key); err == nil {
+			m.Key = k
 		}
 	}
 	if null {
@@ -143,42 +269,49 @@ func pulsarMessage(props []*pb.KeyValue, key *string, keyB64 bool, orderingKey [
 	return m
 }
 
-// decodeProps turns properties into headers, undoing encodeProps.
+// decodeProps turns properties into headers, undoing appendProps.
 // Properties that do not parse as reserved ones are kept as headers.
-func decodeProps(props []*pb.KeyValue) (hdrs []Header, ts int64, hasTS bool) {
+func decodeProps(props []rawKV) (hdrs []Header, ts int64, hasTS bool) {
 	var b64Vals, nulls, b64Keys map[int]bool
-	reserved := 0
-	for _, kv := range props {
+	var reserved []bool
+	nReserved := 0
+	for i, kv := range props {
+		if len(kv.k) < len(reservedPrefix) || string(kv.k[:len(reservedPrefix)]) != reservedPrefix {
+			continue
+		}
 		var err error
-		switch kv.GetKey() {
+		switch string(kv.k) {
 		case propB64:
-			b64Vals, err = parseIndexes(kv.GetValue())
+			b64Vals, err = parseIndexes(string(kv.v))
 		case propNull:
-			nulls, err = parseIndexes(kv.GetValue())
+			nulls, err = parseIndexes(string(kv.v))
 		case propB64Key:
-			b64Keys, err = parseIndexes(kv.GetValue())
+			b64Keys, err = parseIndexes(string(kv.v))
 		case propTimestamp:
-			ts, err = strconv.ParseInt(kv.GetValue(), 10, 64)
+			ts, err = strconv.ParseInt(string(kv.v), 10, 64)
 			hasTS = err == nil
 		default:
 			continue
 		}
 		if err == nil {
-			reserved++
+			if reserved == nil {
+				reserved = make([]bool, len(props))
+			}
+			reserved[i] = true
+			nReserved++
 		}
 	}
-	if len(props) > reserved {
-		hdrs = make([]Header, 0, len(props)-reserved)
+	if len(props) > nReserved {
+		hdrs = make([]Header, 0, len(props)-nReserved)
 	}
 	i := 0
-	for _, kv := range props {
-		k, v := kv.GetKey(), kv.GetValue()
-		if isReserved(kv) {
+	for j, kv := range props {
+		if reserved != nil && reserved[j] {
 			continue
 		}
-		h := Header{Key: k, Value: []byte(v)}
+		h := Header{Key: string(kv.k), Value: kv.v}
 		if b64Keys[i] {
-			if dk, err := b64.DecodeString(k); err == nil {
+			if dk, err := b64decode(kv.k); err == nil {
 				h.Key = string(dk)
 			}
 		}
@@ -186,7 +319,7 @@ func decodeProps(props []*pb.KeyValue) (hdrs []Header, ts int64, hasTS bool) {
 		case nulls[i]:
 			h.Value = nil
 		case b64Vals[i]:
-			if dv, err := b64.DecodeString(v); err == nil {
+			if dv, err := b64decode(kv.v); err == nil {
 				h.Value = dv
 			}
 		}
@@ -194,19 +327,6 @@ func decodeProps(props []*pb.KeyValue) (hdrs []Header, ts int64, hasTS bool) {
 		i++
 	}
 	return hdrs, ts, hasTS
-}
-
-// isReserved reports whether kv is a well-formed reserved property.
-func isReserved(kv *pb.KeyValue) bool {
-	switch kv.GetKey() {
-	case propB64, propNull, propB64Key:
-		_, err := parseIndexes(kv.GetValue())
-		return err == nil
-	case propTimestamp:
-		_, err := strconv.ParseInt(kv.GetValue(), 10, 64)
-		return err == nil
-	}
-	return false
 }
 
 func parseIndexes(s string) (map[int]bool, error) {
@@ -221,54 +341,98 @@ func parseIndexes(s string) (map[int]bool, error) {
 	return m, nil
 }
 
-func appendIndexes(props []*pb.KeyValue, name string, idx []int) []*pb.KeyValue {
+// appendIndexProp appends the reserved property name listing idx.
+func appendIndexProp(dst []byte, name string, idx []int) []byte {
 	if len(idx) == 0 {
-		return props
+		return dst
 	}
-	var sb strings.Builder
+	var buf [64]byte
+	v := buf[:0]
 	for j, i := range idx {
 		if j > 0 {
-			sb.WriteByte(',')
+			v = append(v, ',')
 		}
-		sb.WriteString(strconv.Itoa(i))
+		v = strconv.AppendInt(v, int64(i), 10)
 	}
-	return append(props, &pb.KeyValue{Key: proto.String(name), Value: proto.String(sb.String())})
+	return appendKV(dst, []byte(name), v)
 }
 
-// encodeProps turns m's headers (and a timestamp event_time cannot hold)
-// into properties: UTF-8 keys and values verbatim, in order, repeated keys
-// repeated; reserved properties, appended last, mark the others.
-func encodeProps(m *Message, withTS bool) []*pb.KeyValue {
+// appendKV appends one properties field (KeyValue) of a SingleMessageMetadata.
+func appendKV(dst, k, v []byte) []byte {
+	dst = protowire.AppendTag(dst, smmProperties, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(protowire.SizeBytes(len(k))+protowire.SizeBytes(len(v))+2))
+	dst = protowire.AppendTag(dst, 1, protowire.BytesType)
+	dst = protowire.AppendBytes(dst, k)
+	dst = protowire.AppendTag(dst, 2, protowire.BytesType)
+	return protowire.AppendBytes(dst, v)
+}
+
+// appendProps appends m's headers (and a timestamp event_time cannot
+// hold, if withTS) as properties: UTF-8 keys and values verbatim, in
+// order, repeated keys repeated; reserved properties, appended last, mark
+// the others.
+func appendProps(dst []byte, m *Message, withTS bool) []byte {
 	var b64Vals, nulls, b64Keys []int
-	props := make([]*pb.KeyValue, 0, len(m.Headers))
+	var kb, vb []byte
 	for i, h := range m.Headers {
-		k := h.Key
-		if !utf8.ValidString(k) || strings.HasPrefix(k, reservedPrefix) {
-			k = b64.EncodeToString([]byte(k))
+		k := []byte(h.Key)
+		if !utf8.ValidString(h.Key) || strings.HasPrefix(h.Key, reservedPrefix) {
+			kb = b64.AppendEncode(kb[:0], k)
+			k = kb
 			b64Keys = append(b64Keys, i)
 		}
-		var v string
+		v := h.Value
 		switch {
-		case h.Value == nil:
+		case v == nil:
 			nulls = append(nulls, i)
-		case utf8.Valid(h.Value):
-			v = string(h.Value)
-		default:
-			v = b64.EncodeToString(h.Value)
+		case !utf8.Valid(v):
+			vb = b64.AppendEncode(vb[:0], v)
+			v = vb
 			b64Vals = append(b64Vals, i)
 		}
-		props = append(props, &pb.KeyValue{Key: proto.String(k), Value: proto.String(v)})
+		dst = appendKV(dst, k, v)
 	}
-	props = appendIndexes(props, propB64, b64Vals)
-	props = appendIndexes(props, propNull, nulls)
-	props = appendIndexes(props, propB64Key, b64Keys)
+	dst = appendIndexProp(dst, propB64, b64Vals)
+	dst = appendIndexProp(dst, propNull, nulls)
+	dst = appendIndexProp(dst, propB64Key, b64Keys)
 	if withTS && m.Timestamp <= 0 {
-		props = append(props, &pb.KeyValue{Key: proto.String(propTimestamp), Value: proto.String(strconv.FormatInt(m.Timestamp, 10))})
+		dst = appendKV(dst, []byte(propTimestamp), strconv.AppendInt(nil, m.Timestamp, 10))
 	}
-	if len(props) == 0 {
-		return nil
+	return dst
+}
+
+// appendSingle appends m's SingleMessageMetadata, encoded by hand (see
+// single.decode), in field-number order as protobuf encoders write it.
+func appendSingle(dst []byte, m *Message, logAppend bool) []byte {
+	dst = appendProps(dst, m, !logAppend)
+	if m.Key != nil {
+		dst = protowire.AppendTag(dst, smmPartKey, protowire.BytesType)
+		if utf8.Valid(m.Key) {
+			dst = protowire.AppendBytes(dst, m.Key)
+		} else {
+			dst = protowire.AppendVarint(dst, uint64(b64.EncodedLen(len(m.Key))))
+			dst = b64.AppendEncode(dst, m.Key)
+		}
 	}
-	return props
+	dst = protowire.AppendTag(dst, smmPayloadSize, protowire.VarintType)
+	dst = protowire.AppendVarint(dst, uint64(int64(int32(len(m.Value)))))
+	if !logAppend && m.Timestamp > 0 {
+		dst = protowire.AppendTag(dst, smmEventTime, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, uint64(m.Timestamp))
+	}
+	if m.Key != nil && !utf8.Valid(m.Key) {
+		dst = protowire.AppendTag(dst, smmKeyB64, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, 1)
+	}
+	if m.OrderingKey != nil {
+		dst = protowire.AppendTag(dst, smmOrderingKey, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, m.OrderingKey)
+	}
+	if m.Value == nil {
+		dst = protowire.AppendTag(dst, smmNullValue, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, 1)
+	}
+	return dst
 }
 
 // appendPulsar appends msgs as one uncompressed Pulsar batch payload, from
@@ -289,36 +453,15 @@ func appendPulsar(dst []byte, msgs []Message, producer string, seq uint64, publi
 		size += 4 + 64 + len(msgs[i].Key)*3 + len(msgs[i].Value)
 	}
 	body := make([]byte, 0, size)
-	var err error
 	for i := range msgs {
 		m := &msgs[i]
-		smm := &pb.SingleMessageMetadata{
-			Properties:  encodeProps(m, !logAppend),
-			PayloadSize: proto.Int32(int32(len(m.Value))),
-			OrderingKey: m.OrderingKey,
-		}
-		if m.Key != nil {
-			if utf8.Valid(m.Key) {
-				smm.PartitionKey = proto.String(string(m.Key))
-			} else {
-				smm.PartitionKey = proto.String(b64.EncodeToString(m.Key))
-				smm.PartitionKeyB64Encoded = proto.Bool(true)
-			}
-		}
-		if !logAppend && m.Timestamp > 0 {
-			smm.EventTime = proto.Uint64(uint64(m.Timestamp))
-		}
-		if m.Value == nil {
-			smm.NullValue = proto.Bool(true)
-		}
 		at := len(body)
 		body = append(body, 0, 0, 0, 0)
-		if body, err = (proto.MarshalOptions{}).MarshalAppend(body, smm); err != nil {
-			return dst, err
-		}
+		body = appendSingle(body, m, logAppend)
 		binary.BigEndian.PutUint32(body[at:], uint32(len(body)-at-4))
 		body = append(body, m.Value...)
 	}
+	var err error
 	md := &pb.MessageMetadata{
 		ProducerName:       proto.String(producer),
 		SequenceId:         proto.Uint64(seq),

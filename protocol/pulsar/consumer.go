@@ -235,6 +235,7 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 	if d.Entry.Format != broker.FormatPulsar {
 		// A Kafka batch: one Pulsar batch of MsgCount messages.
 		if stored, err = convert.KafkaToPulsar(&d.Entry); err != nil {
+			cs.c.log.Warn("Kafka entry not converted", "topic", cs.part.Name(), "position", d.Entry.Position, "err", err)
 			return fmt.Errorf("pulsar: entry %v not converted: %w", d.Entry.Position, err)
 		}
 	}
