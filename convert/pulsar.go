@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"hash/crc32"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -447,36 +448,40 @@ func appendPulsar(dst []byte, msgs []Message, producer string, seq uint64, publi
 	if logAppend {
 		publish = msgs[0].Timestamp
 	}
-	// The batch body first: its size goes into the metadata.
+	// The per-message metadata first, into a scratch buffer: the batch size
+	// goes into the MessageMetadata, and values are then copied only once.
+	ends := make([]int, len(msgs))
+	smms := make([]byte, 0, 48*len(msgs))
 	size := 0
 	for i := range msgs {
-		size += 4 + 64 + len(msgs[i].Key)*3 + len(msgs[i].Value)
+		smms = appendSingle(smms, &msgs[i], logAppend)
+		ends[i] = len(smms)
+		size += 4 + len(msgs[i].Value)
 	}
-	body := make([]byte, 0, size)
-	for i := range msgs {
-		m := &msgs[i]
-		at := len(body)
-		body = append(body, 0, 0, 0, 0)
-		body = appendSingle(body, m, logAppend)
-		binary.BigEndian.PutUint32(body[at:], uint32(len(body)-at-4))
-		body = append(body, m.Value...)
-	}
-	var err error
+	size += len(smms)
 	md := &pb.MessageMetadata{
 		ProducerName:       proto.String(producer),
 		SequenceId:         proto.Uint64(seq),
 		PublishTime:        proto.Uint64(uint64(max(publish, 0))),
 		NumMessagesInBatch: proto.Int32(int32(len(msgs))),
-		UncompressedSize:   proto.Uint32(uint32(len(body))),
+		UncompressedSize:   proto.Uint32(uint32(size)),
 	}
 	start := len(dst)
+	dst = slices.Grow(dst, pulsarHdrSize+64+len(producer)+size)
 	dst = binary.BigEndian.AppendUint16(dst, pulsarMagic)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0) // crc, metadata size
+	var err error
 	if dst, err = (proto.MarshalOptions{}).MarshalAppend(dst, md); err != nil {
 		return dst[:start], err
 	}
 	binary.BigEndian.PutUint32(dst[start+6:], uint32(len(dst)-start-pulsarHdrSize))
-	dst = append(dst, body...)
+	from := 0
+	for i := range msgs {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(ends[i]-from))
+		dst = append(dst, smms[from:ends[i]]...)
+		dst = append(dst, msgs[i].Value...)
+		from = ends[i]
+	}
 	binary.BigEndian.PutUint32(dst[start+2:], crc32.Checksum(dst[start+6:], castagnoli))
 	return dst, nil
 }
