@@ -187,3 +187,36 @@ func TestKafkaPartitionsPulsarOrder(t *testing.T) {
 		last[w.part] = w.off
 	}
 }
+
+// TestPulsarReaderHasNextOnKafkaBatches: a Pulsar reader's HasNext relies on
+// GET_LAST_MESSAGE_ID, whose batch index must count the records of a Kafka
+// batch (they arrive as one Pulsar batch).
+func TestPulsarReaderHasNextOnKafkaBatches(t *testing.T) {
+	e := start(t)
+	topic := topicName("k2p-reader")
+	e.createTopic(t, topic, 1)
+	p := e.kgo(t, kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(time.Second))
+	ctx := ctxT(t)
+	for i := range 10 {
+		p.Produce(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}, nil)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.pulsarClient(t).CreateReader(pulsar.ReaderOptions{Topic: topic + "-partition-0", StartMessageID: pulsar.EarliestMessageID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []string
+	for r.HasNext() {
+		m, err := r.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(m.Payload()))
+	}
+	if len(got) != 10 || got[9] != "9" {
+		t.Fatalf("reader got %q", got)
+	}
+}
