@@ -213,3 +213,39 @@ func TestPulsarSeekByTimeFindsKafkaRecord(t *testing.T) {
 		t.Fatalf("after seek: %q at index %v, want record 2", m.Payload(), *m.Index())
 	}
 }
+
+// TestKafkaFetchLimitsOnConvertedBatches: converted batches count against
+// fetch max bytes after conversion; one larger than the limit still comes
+// alone (KIP-74), so a consumer with tiny limits progresses.
+func TestKafkaFetchLimitsOnConvertedBatches(t *testing.T) {
+	e := start(t)
+	topic := topicName("p2k-limits")
+	ctx := ctxT(t)
+	p, err := e.pulsarClient(t).CreateProducer(pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r := rand.New(rand.NewPCG(9, 9))
+	for range 5 {
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: randBytes(r, 10<<10)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := e.kgo(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(1000), kgo.FetchMaxPartitionBytes(1000))
+	var got int64
+	for got < 5 {
+		fs := c.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%d of 5 records", got)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch: %v", err) })
+		for _, rec := range fs.Records() {
+			if rec.Offset != got || len(rec.Value) != 10<<10 {
+				t.Fatalf("record at %d (%d bytes), want offset %d", rec.Offset, len(rec.Value), got)
+			}
+			got++
+		}
+	}
+}
