@@ -220,3 +220,51 @@ func TestPulsarReaderHasNextOnKafkaBatches(t *testing.T) {
 		t.Fatalf("reader got %q", got)
 	}
 }
+
+// TestKeySharedOnKafkaRecords: Key_Shared routes Kafka-produced records by
+// key (an entry by its first record's key; here one record per batch).
+func TestKeySharedOnKafkaRecords(t *testing.T) {
+	e := start(t)
+	topic := topicName("k2p-keyshared")
+	e.createTopic(t, topic, 1)
+	p := e.kgo(t, kgo.DefaultProduceTopic(topic))
+	ctx := ctxT(t)
+	const n = 60
+	for i := range n {
+		if err := p.ProduceSync(ctx, &kgo.Record{Key: []byte("key-" + strconv.Itoa(i%6)), Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc := e.pulsarClient(t)
+	var cons []pulsar.Consumer
+	for range 2 {
+		c, err := pc.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "ks", Type: pulsar.KeyShared,
+			SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cons = append(cons, c)
+	}
+	owner := map[string]int{}
+	seen := map[string]bool{}
+	for len(seen) < n {
+		var m pulsar.ConsumerMessage
+		select {
+		case m = <-cons[0].Chan():
+		case m = <-cons[1].Chan():
+		case <-ctx.Done():
+			t.Fatalf("%d of %d messages", len(seen), n)
+		}
+		who := 0
+		if m.Consumer == cons[1] {
+			who = 1
+		}
+		if o, ok := owner[m.Key()]; ok && o != who {
+			t.Fatalf("key %s went to both consumers", m.Key())
+		}
+		owner[m.Key()] = who
+		seen[string(m.Payload())] = true
+		m.Consumer.Ack(m.Message)
+	}
+}
