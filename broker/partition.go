@@ -170,33 +170,62 @@ type AppendResult struct {
 // record the producer, its epoch and the sequence numbers (see
 // encodeProducer).
 func (p *Partition) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
+	h, err := p.AppendAsync(req)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return h.Wait(ctx)
+}
+
+// PendingAppend is an append whose position is fixed but which may not be
+// durable yet.
+type PendingAppend struct {
+	p   *Partition
+	req AppendRequest
+	rb  recentBatch
+	dup bool
+}
+
+// AppendAsync checks and orders one batch like Append but returns before it
+// is durable: batches of successive AppendAsync calls land in call order,
+// and each Wait returns once its batch is durable. A producer can so keep
+// many batches in flight and still answer them in order (Pulsar receipts).
+func (p *Partition) AppendAsync(req AppendRequest) (*PendingAppend, error) {
 	if max := p.Policies().MaxMessageBytes; int64(len(req.Data)) > int64(max) {
-		return AppendResult{}, fmt.Errorf("%w: %d bytes > %d", ErrMessageTooLarge, len(req.Data), max)
+		return nil, fmt.Errorf("%w: %d bytes > %d", ErrMessageTooLarge, len(req.Data), max)
 	}
 	select {
 	case <-p.done:
-		return AppendResult{}, fmt.Errorf("%w: partition %s", ErrClosed, p.name)
+		return nil, fmt.Errorf("%w: partition %s", ErrClosed, p.name)
 	default:
 	}
 	p.appendMu.Lock()
 	rb, dup, err := p.appendLocked(req)
 	p.appendMu.Unlock()
 	if err != nil {
-		return AppendResult{}, err
+		return nil, err
 	}
-	e, err := rb.wait(ctx)
+	return &PendingAppend{p: p, req: req, rb: rb, dup: dup}, nil
+}
+
+// Wait blocks until the batch is durable (or failed) and reports where it landed.
+func (a *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
+	p, req := a.p, a.req
+	e, err := a.rb.wait(ctx)
 	if err != nil {
-		if !dup && req.Producer != "" {
+		// A failed write leaves the sequence state unknown: forget it. A
+		// caller that merely stopped waiting changes nothing.
+		if ctx.Err() == nil && !a.dup && req.Producer != "" {
 			p.forgetProducer(req.Producer)
 		}
 		return AppendResult{}, err
 	}
 	e.Data = nil
-	if !dup {
+	if !a.dup {
 		p.msgIn.Add(int64(req.MsgCount))
 		p.bytesIn.Add(int64(len(req.Data)))
 	}
-	return AppendResult{Entry: e, Duplicate: dup}, nil
+	return AppendResult{Entry: e, Duplicate: a.dup}, nil
 }
 
 func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
@@ -411,6 +440,9 @@ func (p *Partition) FindByTime(ctx context.Context, t int64) (Entry, bool, error
 	e, ok, err := p.ml.FindByTime(ctx, t)
 	return e, ok, mapLedgerErr(err)
 }
+
+// MaxTimestamp is the largest entry timestamp stored (0 when empty).
+func (p *Partition) MaxTimestamp() int64 { return p.ml.MaxTimestamp() }
 
 // TruncateBefore makes index the first retained message (Kafka DeleteRecords).
 func (p *Partition) TruncateBefore(ctx context.Context, index int64) error {

@@ -717,6 +717,21 @@ func (ml *ManagedLedger) NextIndex() int64 {
 	return ml.mu.visNext
 }
 
+// MaxTimestamp is the largest entry timestamp (event time, else publish
+// time) among retained ledgers' visible entries; 0 when there are none. With
+// FindByTime it finds the entry holding it (Kafka ListOffsets max timestamp).
+func (ml *ManagedLedger) MaxTimestamp() int64 {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	var m int64
+	for _, l := range ml.mu.ledgers {
+		if l.entries > 0 {
+			m = max(m, l.maxTs)
+		}
+	}
+	return m
+}
+
 // ---- position arithmetic (ml.mu held) ----
 
 func (ml *ManagedLedger) searchLocked(id int64) int {

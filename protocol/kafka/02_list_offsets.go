@@ -1,7 +1,6 @@
 package kafka
 
-// ListOffsets (key 2), versions 1-6 (Kafka 2.8's maximum; v7's
-// max-timestamp lookup is not served).
+// ListOffsets (key 2), versions 1-7 (v7: KIP-734 max timestamp).
 //
 // Timestamp -2 (earliest) answers the log start offset, -1 (latest) the high
 // watermark (= last stable offset: no transactions). Any other timestamp t
@@ -12,6 +11,8 @@ package kafka
 // convert). If the batch cannot be read, its base offset is
 // answered: earlier than Kafka's answer, so a consumer re-reads a few
 // records but never skips one. No record at or after t: offset -1.
+// Timestamp -3 (max timestamp, v7+) answers the first record holding the
+// partition's largest timestamp, found the same way.
 
 import (
 	"context"
@@ -23,11 +24,12 @@ import (
 	"github.com/kopernik-io/kopernik/convert"
 )
 
-func init() { register(1, 6, handleListOffsets) }
+func init() { register(1, 7, handleListOffsets) }
 
 const (
-	listEarliest = -2
-	listLatest   = -1
+	listMaxTimestamp = -3
+	listEarliest     = -2
+	listLatest       = -1
 )
 
 func handleListOffsets(ctx context.Context, c *conn, req *kmsg.ListOffsetsRequest) (kmsg.Response, error) {
@@ -73,6 +75,10 @@ func (h *Handler) listOffset(ctx context.Context, t *topicInfo, partition int32,
 		return p.FirstIndex(), -1, nil
 	case ts == listLatest:
 		return p.NextIndex(), -1, nil
+	case ts == listMaxTimestamp:
+		if ts = p.MaxTimestamp(); ts <= 0 {
+			return -1, -1, nil // empty partition
+		}
 	case ts < 0:
 		return -1, -1, errInvalidRequest
 	}

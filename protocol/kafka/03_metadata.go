@@ -13,6 +13,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"sort"
 
@@ -61,10 +62,23 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 			names = append(names, *t.Topic)
 		}
 	}
+	if all {
+		names = append(names, consumerOffsetsTopic)
+	}
 	autoCreate := req.AllowAutoTopicCreation || req.Version < 4
 	for _, name := range names {
 		rt := kmsg.NewMetadataResponseTopic()
 		rt.Topic = kmsg.StringPtr(name)
+		if name == consumerOffsetsTopic {
+			// Group commits live in subscriptions, not in a topic; clients
+			// still expect Kafka's internal topic to be listed (franz-go's
+			// regex consumers skip it by its IsInternal flag).
+			rt.IsInternal = true
+			rt.TopicID = h.internalTopicID(name)
+			rt.Partitions = []kmsg.MetadataResponseTopicPartition{h.partitionMetadata(0)}
+			resp.Topics = append(resp.Topics, rt)
+			continue
+		}
 		t, err := h.lookupTopic(ctx, name, autoCreate && !all)
 		if err == nil {
 			rt.TopicID, err = h.topicID(ctx, t)
@@ -80,15 +94,36 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 		n := t.numPartitions()
 		rt.Partitions = make([]kmsg.MetadataResponseTopicPartition, n)
 		for i := range n {
-			p := kmsg.NewMetadataResponseTopicPartition()
-			p.Partition = i
-			p.Leader = h.cfg.NodeID
-			p.LeaderEpoch = 0
-			p.Replicas = []int32{h.cfg.NodeID}
-			p.ISR = []int32{h.cfg.NodeID}
-			rt.Partitions[i] = p
+			rt.Partitions[i] = h.partitionMetadata(i)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp, nil
+}
+
+// consumerOffsetsTopic is Kafka's internal topic of group commits. kopernik
+// keeps commits as subscription cursors and only lists the name (read-only,
+// one partition) for clients that look for it.
+const consumerOffsetsTopic = "__consumer_offsets"
+
+// partitionMetadata describes partition i: this node leads it alone.
+func (h *Handler) partitionMetadata(i int32) kmsg.MetadataResponseTopicPartition {
+	p := kmsg.NewMetadataResponseTopicPartition()
+	p.Partition = i
+	p.Leader = h.cfg.NodeID
+	p.LeaderEpoch = 0
+	p.Replicas = []int32{h.cfg.NodeID}
+	p.ISR = []int32{h.cfg.NodeID}
+	return p
+}
+
+// internalTopicID derives a stable topic ID for an internal topic from the
+// cluster id, so it stays the same across restarts.
+func (h *Handler) internalTopicID(name string) [16]byte {
+	sum := sha256.Sum256([]byte(h.svc.ClusterID() + "/" + name))
+	var id [16]byte
+	copy(id[:], sum[:16])
+	id[6] = id[6]&0x0f | 0x40 // a version-4-shaped UUID
+	id[8] = id[8]&0x3f | 0x80
+	return id
 }

@@ -111,7 +111,9 @@ func handleOffsetCommit(ctx context.Context, c *conn, req *kmsg.OffsetCommitRequ
 			if err := h.commitOffset(ctx, req.Group, j.name, j.offset, j.epoch, j.metadata); err != nil {
 				c.log.WarnContext(ctx, "kafka: offset commit failed", "group", req.Group, "topic", j.name.String(), "err", err)
 				resp.Topics[j.ti].Partitions[j.pi].ErrorCode = errCode(err)
+				return
 			}
+			co.attachCommitted(ctx, req.Group, j.name)
 		}()
 	}
 	wg.Wait()

@@ -13,6 +13,7 @@ package kafka
 // (this coordinator never assigns).
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"time"
@@ -40,7 +41,7 @@ func handleJoinGroup(ctx context.Context, c *conn, req *kmsg.JoinGroupRequest) (
 		r.instanceID = *req.InstanceID
 	}
 	for _, p := range req.Protocols {
-		r.protocols = append(r.protocols, groupProtocol{Name: p.Name, Metadata: p.Metadata})
+		r.protocols = append(r.protocols, groupProtocol{Name: p.Name, Metadata: bytes.Clone(p.Metadata)})
 	}
 	if req.Reason != nil {
 		c.log.DebugContext(ctx, "kafka: join group", "group", req.Group, "member", req.MemberID, "reason", *req.Reason)

@@ -9,6 +9,7 @@ package kafka
 // protocol type and name, checked against the group's and echoed.
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -32,7 +33,7 @@ func handleSyncGroup(ctx context.Context, c *conn, req *kmsg.SyncGroupRequest) (
 		r.instanceID = *req.InstanceID
 	}
 	for _, a := range req.GroupAssignment {
-		r.assignments[a.MemberID] = a.MemberAssignment
+		r.assignments[a.MemberID] = bytes.Clone(a.MemberAssignment)
 	}
 	res := co.sync(ctx, r)
 	resp.ErrorCode = res.code

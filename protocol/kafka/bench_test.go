@@ -23,15 +23,21 @@ import (
 //
 //	go test ./protocol/kafka -run '^$' -bench ProduceConsume -benchtime 200000x
 func BenchmarkProduceConsume(b *testing.B) {
-	b.Run("kopernik", func(b *testing.B) {
-		s := startServer(b)
-		ctx := testCtx(b)
-		adm := kadm.NewClient(newKgo(b, s.addr))
-		if _, err := adm.CreateTopic(ctx, 1, 1, nil, "bench"); err != nil {
-			b.Fatal(err)
+	kopernik := func(start func(testing.TB, ...func(*Config)) *testServer) func(b *testing.B) {
+		return func(b *testing.B) {
+			s := start(b)
+			ctx := testCtx(b)
+			adm := kadm.NewClient(newKgo(b, s.addr))
+			if _, err := adm.CreateTopic(ctx, 1, 1, nil, "bench"); err != nil {
+				b.Fatal(err)
+			}
+			benchProduceConsume(b, s.addr)
 		}
-		benchProduceConsume(b, s.addr)
-	})
+	}
+	// kopernik: ledger files, fsync before every acknowledgement (the default).
+	b.Run("kopernik", kopernik(startDurableServer))
+	// kopernik-memory: the same engine over an in-memory file system.
+	b.Run("kopernik-memory", kopernik(startServer))
 	b.Run("kfake", func(b *testing.B) {
 		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "bench"))
 		if err != nil {

@@ -334,3 +334,46 @@ func TestFranzListOffsetsByTimeCompressed(t *testing.T) {
 		}
 	}
 }
+
+// TestFranzListMaxTimestamp: ListOffsets v7's max timestamp (-3) answers
+// the first record holding the partition's largest timestamp, inside a
+// compressed batch and with later batches holding smaller timestamps.
+func TestFranzListMaxTimestamp(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	adm := kadm.NewClient(newKgo(t, s.addr))
+	const topic = "maxts"
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	lo, err := adm.ListMaxTimestampOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := lo.Lookup(topic, 0); o.Offset != -1 {
+		t.Fatalf("empty partition: %+v", o)
+	}
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	p := newKgo(t, s.addr, kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.ZstdCompression()))
+	offsets := []int{3, 1, 9, 2, 9} // seconds after base; the first 9 is at offset 2
+	var rs []*kgo.Record
+	for _, sec := range offsets[:3] {
+		rs = append(rs, &kgo.Record{Value: []byte("v"), Timestamp: base.Add(time.Duration(sec) * time.Second)})
+	}
+	if err := p.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for _, sec := range offsets[3:] {
+		if err := p.ProduceSync(ctx, &kgo.Record{Value: []byte("v"), Timestamp: base.Add(time.Duration(sec) * time.Second)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lo, err = adm.ListMaxTimestampOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := lo.Lookup(topic, 0)
+	if o.Offset != 2 || o.Timestamp != base.Add(9*time.Second).UnixMilli() {
+		t.Fatalf("max timestamp: %+v (want offset 2 at %d)", o, base.Add(9*time.Second).UnixMilli())
+	}
+}

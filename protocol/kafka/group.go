@@ -33,7 +33,10 @@ package kafka
 // SyncGroup park their connection's goroutine on a channel, outside the
 // lock, until the rebalance step completes (Kafka's delayed operations). A
 // ticker expires sessions and rebalance deadlines. No broker or store call
-// is made with coordinator.mu held.
+// is made with coordinator.mu held, except releasing subscription holds
+// (Subscription.mu is a leaf). Lock order: coordinator.loadMu,
+// coordinator.mu, Subscription.mu; group.wmu is held across store writes
+// and nothing else is taken under it.
 
 import (
 	"bytes"
@@ -65,6 +68,11 @@ var (
 	groupMinSessionTimeout = 6 * time.Second
 	groupMaxSessionTimeout = 30 * time.Minute
 )
+
+// groupEmptyExpiry is how long an empty group that never committed an
+// offset is kept (Kafka removes such groups at its next offsets cleanup,
+// offsets.retention.check.interval.ms, 10 minutes).
+var groupEmptyExpiry = 10 * time.Minute
 
 // groupTick is the coordinator's timer resolution for session expiry and
 // rebalance deadlines.
@@ -153,9 +161,14 @@ type group struct {
 	topics       map[string]bool      // full names of the topics the group committed to
 
 	joinDeadline     time.Time
-	initial          bool // in the initial delayed join
+	syncDeadline     time.Time       // CompletingRebalance: members must have synced by then
+	synced           map[string]bool // members that sent SyncGroup in this generation
+	emptySince       time.Time       // when the group last became empty
+	initial          bool            // in the initial delayed join
 	initialRemaining time.Duration
 	newMemberAdded   bool
+
+	att groupAttachments // members attached to subscriptions while Stable (group_attach.go)
 
 	saved   groupRecord // membership as of the last completed rebalance or emptying
 	seq     uint64      // bumped per record built for writing
@@ -170,6 +183,8 @@ func newGroup(name string) *group {
 		static:  map[string]string{},
 		pending: map[string]time.Time{},
 		topics:  map[string]bool{},
+
+		emptySince: time.Now(),
 	}
 }
 
@@ -299,6 +314,9 @@ func (c *coordinator) load(ctx context.Context) error {
 	for k, g := range loaded {
 		if _, ok := c.mu.groups[k]; !ok {
 			c.mu.groups[k] = g
+			if g.state == groupStable {
+				go c.attachSoon(g, g.generation)
+			}
 		}
 	}
 	c.mu.Unlock()
@@ -331,7 +349,7 @@ func groupFromRecord(name string, rec groupRecord, now time.Time) *group {
 			g.leader = g.firstMember()
 		}
 	} else {
-		g.state = groupEmpty
+		g.state, g.emptySince = groupEmpty, now
 		g.protocol, g.leader = "", ""
 	}
 	g.saved = rec
@@ -346,6 +364,7 @@ func (c *coordinator) run() {
 	for {
 		select {
 		case <-c.h.closing:
+			c.detachAll()
 			coordinators.Delete(c.h)
 			return
 		case now := <-t.C:
@@ -372,6 +391,27 @@ func (c *coordinator) tick(now time.Time) {
 				writes = appendWrite(writes, c.removeMember(g, m, now))
 			}
 		}
+		if g.state == groupEmpty && len(g.topics) == 0 && len(g.members) == 0 && len(g.pending) == 0 &&
+			!g.emptySince.IsZero() && now.Sub(g.emptySince) > groupEmptyExpiry {
+			// Never committed anything: forget it (Dead until its record
+			// is gone, so that nothing recreates it half way).
+			g.state = groupDead
+			writes = append(writes, func() { c.forget(g) })
+			continue
+		}
+		if g.state == groupCompletingRebalance && !now.Before(g.syncDeadline) {
+			// Members that never sent SyncGroup in the rebalance timeout
+			// are gone (Kafka 3.x's pending-sync timeout); the rest
+			// rebalance without them.
+			for _, m := range g.members {
+				if !g.synced[m.id] {
+					c.h.log.Info("kafka: group member did not sync in time", "group", g.name, "member", m.id)
+					c.dropMember(g, m)
+				}
+			}
+			c.prepareRebalance(g, now)
+			writes = appendWrite(writes, c.tryCompleteJoin(g, now))
+		}
 		if g.state == groupPreparingRebalance && !now.Before(g.joinDeadline) {
 			if g.initial && g.newMemberAdded && g.initialRemaining > 0 {
 				d := min(c.delay, g.initialRemaining)
@@ -387,6 +427,14 @@ func (c *coordinator) tick(now time.Time) {
 	for _, w := range writes {
 		w()
 	}
+}
+
+// attachSoon attaches g's members to their subscriptions (group_attach.go)
+// in the background, bounded in time.
+func (c *coordinator) attachSoon(g *group, gen int32) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.attach(ctx, g, gen)
 }
 
 func appendWrite(ws []func(), w func()) []func() {
@@ -489,6 +537,7 @@ func (g *group) selectProtocol() string {
 
 // prepareRebalance moves g to PreparingRebalance.
 func (c *coordinator) prepareRebalance(g *group, now time.Time) {
+	g.detachLocked()
 	if g.state == groupCompletingRebalance {
 		for _, m := range g.members {
 			if m.sync != nil {
@@ -542,6 +591,7 @@ func (c *coordinator) completeJoin(g *group, now time.Time) func() {
 	g.generation++
 	if len(g.members) == 0 {
 		g.state = groupEmpty
+		g.emptySince = now
 		g.protocol, g.leader = "", ""
 		g.saved = g.snapshot()
 		return c.writeLocked(g)
@@ -551,6 +601,8 @@ func (c *coordinator) completeJoin(g *group, now time.Time) func() {
 	}
 	g.protocol = g.selectProtocol()
 	g.state = groupCompletingRebalance
+	g.syncDeadline = now.Add(g.maxRebalanceTimeout())
+	g.synced = map[string]bool{}
 	var all []joinedMember
 	for _, m := range g.members {
 		all = append(all, joinedMember{id: m.id, instanceID: m.instanceID, metadata: m.metadataFor(g.protocol)})
@@ -660,6 +712,23 @@ func (c *coordinator) write(g *group, seq uint64, b []byte) {
 	g.written = seq
 }
 
+// forget removes an expired empty group (see tick).
+func (c *coordinator) forget(g *group) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := c.deleteRecord(ctx, g)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.h.log.Warn("kafka: removing expired empty group", "group", g.name, "err", err)
+		g.state, g.emptySince = groupEmpty, time.Now()
+		return
+	}
+	if c.mu.groups[g.name] == g {
+		delete(c.mu.groups, g.name)
+	}
+}
+
 // deleteRecord removes g's record (DeleteGroups).
 func (c *coordinator) deleteRecord(ctx context.Context, g *group) error {
 	if c.store == nil {
@@ -762,10 +831,12 @@ func (c *coordinator) join(ctx context.Context, r joinRequest) joinResult {
 				g.saved.Leader = m.id
 			}
 			write = c.writeLocked(g)
+			g.detachLocked() // re-attached under the new member id
 			c.mu.Unlock()
 			if write != nil {
 				write()
 			}
+			go c.attachSoon(g, res.generation)
 			return res
 		}
 		m.protocols = r.protocols
@@ -912,9 +983,13 @@ func (c *coordinator) sync(ctx context.Context, r syncRequest) syncResult {
 	now := time.Now()
 	c.mu.Lock()
 	g := c.mu.groups[r.group]
-	if g == nil || g.state == groupDead {
+	if g == nil {
 		c.mu.Unlock()
 		return fail(kerr.UnknownMemberID)
+	}
+	if g.state == groupDead {
+		c.mu.Unlock()
+		return fail(kerr.CoordinatorNotAvailable)
 	}
 	m, kerrc := g.checkMember(r.memberID, r.instanceID, r.generation)
 	if kerrc != nil {
@@ -926,6 +1001,9 @@ func (c *coordinator) sync(ctx context.Context, r syncRequest) syncResult {
 		return fail(kerr.InconsistentGroupProtocol)
 	}
 	m.deadline = now.Add(m.session)
+	if g.synced != nil {
+		g.synced[m.id] = true
+	}
 	result := func(m *groupMember) syncResult {
 		return syncResult{protocolType: g.protocolType, protocol: g.protocol, assignment: m.assignment}
 	}
@@ -971,6 +1049,7 @@ func (c *coordinator) sync(ctx context.Context, r syncRequest) syncResult {
 	}
 	res := result(m)
 	write := c.writeLocked(g)
+	gen := g.generation
 	c.mu.Unlock()
 	// The leader's answer waits for the record: once it has its
 	// assignment, a restart brings the group back Stable with it.
@@ -978,6 +1057,7 @@ func (c *coordinator) sync(ctx context.Context, r syncRequest) syncResult {
 	if write != nil {
 		write()
 	}
+	go c.attachSoon(g, gen)
 	return res
 }
 
@@ -1074,14 +1154,17 @@ func (c *coordinator) commitCheck(groupName, memberID, instanceID string, genera
 		return kerr.FencedInstanceID
 	case generation < 0 && g.state == groupEmpty:
 		return nil
-	case g.state == groupCompletingRebalance:
+	}
+	m, e := g.checkMember(memberID, instanceID, generation)
+	if e != nil {
+		return e
+	}
+	m.deadline = time.Now().Add(m.session)
+	if g.state == groupCompletingRebalance {
+		// The new generation's assignments are not out yet.
 		return kerr.RebalanceInProgress
 	}
-	_, e := g.checkMember(memberID, instanceID, generation)
-	if e == nil {
-		g.members[memberID].deadline = time.Now().Add(g.members[memberID].session)
-	}
-	return e
+	return nil
 }
 
 // addTopics records that the group committed to these topics (full names)

@@ -179,12 +179,13 @@ func TestGroupKcat(t *testing.T) {
 	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "kc"); err != nil {
 		t.Fatal(err)
 	}
-	consume := func() []string {
+	consume := func(assignor string) []string {
 		t.Helper()
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(cctx, kcat, "-b", s.addr, "-G", "kcgroup", "-X", "auto.offset.reset=earliest",
-			"-X", "enable.auto.commit=true", "-X", "auto.commit.interval.ms=100", "-e", "-q", "-f", "%s\n", "kc")
+			"-X", "enable.auto.commit=true", "-X", "auto.commit.interval.ms=100",
+			"-X", "partition.assignment.strategy="+assignor, "-e", "-q", "-f", "%s\n", "kc")
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
@@ -196,14 +197,14 @@ func TestGroupKcat(t *testing.T) {
 		return lines
 	}
 	produceN(t, ctx, s.addr, "kc", 0, 20)
-	if got := consume(); len(got) != 20 || got[0] != "0" || got[19] != "19" {
+	if got := consume("range"); len(got) != 20 || got[0] != "0" || got[19] != "19" {
 		t.Fatalf("first run: %v", got)
 	}
 	if total := committedTotal(t, adm, "kcgroup", "kc"); total != 20 {
 		t.Fatalf("committed %d after the first run", total)
 	}
 	produceN(t, ctx, s.addr, "kc", 20, 5)
-	if got := consume(); len(got) != 5 || got[0] != "20" {
+	if got := consume("cooperative-sticky"); len(got) != 5 || got[0] != "20" {
 		t.Fatalf("second run resumed at the wrong place: %v", got)
 	}
 }

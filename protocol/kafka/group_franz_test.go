@@ -194,3 +194,55 @@ func TestGroupFranzMembersComeAndGo(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupFranzVanishedMemberExpires: a static member that goes away
+// without leaving (static members do not send LeaveGroup) is expired after
+// its session timeout and its partitions move to the remaining member,
+// which resumes from the commits: nothing lost, nothing consumed twice.
+func TestGroupFranzVanishedMemberExpires(t *testing.T) {
+	defer func(d time.Duration) { groupMinSessionTimeout = d }(groupMinSessionTimeout)
+	groupMinSessionTimeout = 500 * time.Millisecond
+	s := startServer(t)
+	ctx := testCtx(t)
+	adm := kadm.NewClient(newKgo(t, s.addr))
+	if _, err := adm.CreateTopic(ctx, 4, 1, nil, "vanish"); err != nil {
+		t.Fatal(err)
+	}
+	var got seen
+	session := kgo.SessionTimeout(time.Second)
+	m1 := startKgoMember(t, s.addr, "vg", "vanish", &got, kgo.InstanceID("s1"), session)
+	m2 := startKgoMember(t, s.addr, "vg", "vanish", &got, session)
+	checkFor(t, 10*time.Second, func() error {
+		if dg := describeOne(t, adm, "vg"); dg.State != "Stable" || len(dg.Members) != 2 {
+			return fmt.Errorf("group %s with %d members", dg.State, len(dg.Members))
+		}
+		return nil
+	})
+	produceN(t, ctx, s.addr, "vanish", 0, 200)
+	checkFor(t, 10*time.Second, func() error {
+		if n := got.count(); n < 200 {
+			return fmt.Errorf("consumed %d of 200", n)
+		}
+		return nil
+	})
+	if err := m1.close(); err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, ctx, s.addr, "vanish", 200, 200)
+	checkFor(t, 10*time.Second, func() error {
+		dg := describeOne(t, adm, "vg")
+		if dg.State != "Stable" || len(dg.Members) != 1 || dg.Members[0].InstanceID != nil {
+			return fmt.Errorf("group %s with %+v", dg.State, dg.Members)
+		}
+		if n := got.count(); n < 400 {
+			return fmt.Errorf("consumed %d of 400", n)
+		}
+		return nil
+	})
+	if err := m2.close(); err != nil {
+		t.Fatal(err)
+	}
+	if missing, dups := got.check(400); missing != 0 || dups != 0 {
+		t.Fatalf("missing %d, consumed twice %d", missing, dups)
+	}
+}

@@ -280,3 +280,183 @@ func TestGroupInitialRebalanceDelay(t *testing.T) {
 		t.Fatalf("first rebalance after %v, before the initial delay", el)
 	}
 }
+
+func TestGroupEmptyWithoutCommitsExpires(t *testing.T) {
+	defer func(d time.Duration) { groupEmptyExpiry = d }(groupEmptyExpiry)
+	groupEmptyExpiry = 200 * time.Millisecond
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	createTopicRaw(t, c, "exp", 1)
+	for _, g := range []string{"no-commits", "commits"} {
+		jr := c.do(joinReq(3, g, "", "", 10000, "m")).(*kmsg.JoinGroupResponse)
+		if g == "commits" {
+			wantCode(t, "commit", commitRaw(c, g, jr.MemberID, jr.Generation, "exp", 0), kerr.RebalanceInProgress)
+			c.do(syncReq(g, jr.MemberID, jr.Generation, nil))
+			wantCode(t, "commit", commitRaw(c, g, jr.MemberID, jr.Generation, "exp", 0), nil)
+		}
+		lr := kmsg.NewPtrLeaveGroupRequest()
+		lr.Version, lr.Group, lr.MemberID = 2, g, jr.MemberID
+		wantCode(t, "leave", c.do(lr).(*kmsg.LeaveGroupResponse).ErrorCode, nil)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		lg := kmsg.NewPtrListGroupsRequest()
+		r := c.do(lg).(*kmsg.ListGroupsResponse)
+		if len(r.Groups) != 1 || r.Groups[0].Group != "commits" {
+			return fmt.Errorf("groups: %+v", r.Groups)
+		}
+		return nil
+	})
+	if keys, err := s.broker.ListState(testCtx(t), groupStateKind); err != nil || len(keys) != 1 || keys[0] != "commits" {
+		t.Fatalf("records: %v %v", keys, err)
+	}
+}
+
+// TestGroupSyncTimeout: a member that joins but never sends SyncGroup is
+// dropped after the rebalance timeout; the one that did rebalances alone.
+func TestGroupSyncTimeout(t *testing.T) {
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	j1 := joinReq(3, "nosync", "", "", 10000, "a")
+	j1.RebalanceTimeoutMillis = 300
+	r1 := async(t, s.addr, j1)
+	j2 := joinReq(3, "nosync", "", "", 10000, "b")
+	j2.RebalanceTimeoutMillis = 300
+	r2 := (<-async(t, s.addr, j2)).(*kmsg.JoinGroupResponse)
+	a := (<-r1).(*kmsg.JoinGroupResponse)
+	if a.Generation != 1 || r2.Generation != 1 {
+		t.Fatalf("joins: %+v %+v", a, r2)
+	}
+	// Only the follower syncs; the leader vanishes without a word.
+	follower := a
+	if a.LeaderID == a.MemberID {
+		follower = r2
+	}
+	sr := c.do(syncReq("nosync", follower.MemberID, 1, nil)).(*kmsg.SyncGroupResponse)
+	wantCode(t, "follower sync when the leader never syncs", sr.ErrorCode, kerr.RebalanceInProgress)
+	jr := c.do(joinReq(3, "nosync", follower.MemberID, "", 10000, "x")).(*kmsg.JoinGroupResponse)
+	if jr.ErrorCode != 0 || jr.Generation != 2 || len(jr.Members) != 1 || jr.LeaderID != follower.MemberID {
+		t.Fatalf("rejoin alone: %+v", jr)
+	}
+}
+
+// TestGroupOffsetVersions commits and fetches at every served version.
+func TestGroupOffsetVersions(t *testing.T) {
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	createTopicRaw(t, c, "vers", 1)
+	produceN(t, testCtx(t), s.addr, "vers", 0, 20)
+	for v := int16(0); v <= 8; v++ {
+		group := fmt.Sprintf("v%d", v)
+		cr := kmsg.NewPtrOffsetCommitRequest()
+		cr.Version, cr.Group = v, group
+		ct := kmsg.NewOffsetCommitRequestTopic()
+		ct.Topic = "vers"
+		cp := kmsg.NewOffsetCommitRequestTopicPartition()
+		meta := "m" + group
+		cp.Partition, cp.Offset, cp.Metadata, cp.LeaderEpoch = 0, int64(v)+1, &meta, 0
+		ct.Partitions = append(ct.Partitions, cp)
+		cr.Topics = append(cr.Topics, ct)
+		if code := c.do(cr).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("commit v%d: %v", v, kerr.ErrorForCode(code))
+		}
+		fr := kmsg.NewPtrOffsetFetchRequest()
+		fr.Version = v
+		var off int64
+		var md string
+		if v >= 8 {
+			g := kmsg.NewOffsetFetchRequestGroup()
+			g.Group = group
+			ft := kmsg.NewOffsetFetchRequestGroupTopic()
+			ft.Topic, ft.Partitions = "vers", []int32{0}
+			g.Topics = append(g.Topics, ft)
+			fr.Groups = append(fr.Groups, g)
+			p := c.do(fr).(*kmsg.OffsetFetchResponse).Groups[0].Topics[0].Partitions[0]
+			off, md = p.Offset, *p.Metadata
+		} else {
+			fr.Group = group
+			ft := kmsg.NewOffsetFetchRequestTopic()
+			ft.Topic, ft.Partitions = "vers", []int32{0}
+			fr.Topics = append(fr.Topics, ft)
+			p := c.do(fr).(*kmsg.OffsetFetchResponse).Topics[0].Partitions[0]
+			off, md = p.Offset, *p.Metadata
+		}
+		if off != int64(v)+1 || md != meta {
+			t.Fatalf("fetch v%d: offset %d metadata %q", v, off, md)
+		}
+	}
+	// Unknown topics and partitions: no commit, no error.
+	fr := kmsg.NewPtrOffsetFetchRequest()
+	fr.Version, fr.Group = 7, "v7"
+	for _, tp := range []string{"vers", "nope"} {
+		ft := kmsg.NewOffsetFetchRequestTopic()
+		ft.Topic, ft.Partitions = tp, []int32{5}
+		fr.Topics = append(fr.Topics, ft)
+	}
+	for _, tp := range c.do(fr).(*kmsg.OffsetFetchResponse).Topics {
+		if p := tp.Partitions[0]; p.Offset != -1 || p.ErrorCode != 0 {
+			t.Fatalf("%s: %+v", tp.Topic, p)
+		}
+	}
+}
+
+// TestGroupMembershipVersions runs join, sync, heartbeat and leave at
+// every served version.
+func TestGroupMembershipVersions(t *testing.T) {
+	defer func(d time.Duration) { GroupInitialRebalanceDelay = d }(GroupInitialRebalanceDelay)
+	GroupInitialRebalanceDelay = 0 // a lone member's join completes at once
+	s := startServer(t)
+	c := dialRaw(t, s.addr)
+	for v := int16(0); v <= 9; v++ {
+		g := fmt.Sprintf("jv%d", v)
+		jr := c.do(joinReq(v, g, "", "", 10000, "m")).(*kmsg.JoinGroupResponse)
+		if v >= 4 {
+			wantCode(t, fmt.Sprintf("join v%d", v), jr.ErrorCode, kerr.MemberIDRequired)
+			jr = c.do(joinReq(v, g, jr.MemberID, "", 10000, "m")).(*kmsg.JoinGroupResponse)
+		}
+		if jr.ErrorCode != 0 || jr.Generation != 1 || jr.LeaderID != jr.MemberID || len(jr.Members) != 1 || string(jr.Members[0].ProtocolMetadata) != "m" {
+			t.Fatalf("join v%d: %+v", v, jr)
+		}
+		sr := syncReq(g, jr.MemberID, 1, map[string]string{jr.MemberID: "a"})
+		sr.Version = min(v, 5)
+		if r := c.do(sr).(*kmsg.SyncGroupResponse); r.ErrorCode != 0 || string(r.MemberAssignment) != "a" {
+			t.Fatalf("sync v%d: %+v", sr.Version, r)
+		}
+		hb := kmsg.NewPtrHeartbeatRequest()
+		// v0 Heartbeat and LeaveGroup answers (an error code) are shorter
+		// than the smallest request frame readFrame accepts: v1 at least.
+		hb.Version, hb.Group, hb.MemberID, hb.Generation = max(min(v, 4), 1), g, jr.MemberID, 1
+		wantCode(t, fmt.Sprintf("heartbeat v%d", hb.Version), c.do(hb).(*kmsg.HeartbeatResponse).ErrorCode, nil)
+		lr := kmsg.NewPtrLeaveGroupRequest()
+		lr.Version, lr.Group = max(min(v, 5), 1), g
+		if lr.Version < 3 {
+			lr.MemberID = jr.MemberID
+		} else {
+			m := kmsg.NewLeaveGroupRequestMember()
+			m.MemberID = jr.MemberID
+			lr.Members = append(lr.Members, m)
+		}
+		lresp := c.do(lr).(*kmsg.LeaveGroupResponse)
+		if lresp.ErrorCode != 0 || lr.Version >= 3 && lresp.Members[0].ErrorCode != 0 {
+			t.Fatalf("leave v%d: %+v", lr.Version, lresp)
+		}
+		dr := kmsg.NewPtrDescribeGroupsRequest()
+		dr.Version, dr.Groups = min(v, 5), []string{g}
+		if d := c.do(dr).(*kmsg.DescribeGroupsResponse); d.Groups[0].State != "Empty" {
+			t.Fatalf("describe v%d: %+v", dr.Version, d)
+		}
+	}
+	lg := kmsg.NewPtrListGroupsRequest()
+	for v := int16(0); v <= 5; v++ {
+		lg.Version = v
+		if r := c.do(lg).(*kmsg.ListGroupsResponse); r.ErrorCode != 0 || len(r.Groups) != 10 {
+			t.Fatalf("list v%d: %+v", v, r)
+		}
+	}
+	dg := kmsg.NewPtrDeleteGroupsRequest()
+	for v := int16(0); v <= 2; v++ {
+		dg.Version, dg.Groups = v, []string{fmt.Sprintf("jv%d", v)}
+		if r := c.do(dg).(*kmsg.DeleteGroupsResponse); r.Groups[0].ErrorCode != 0 {
+			t.Fatalf("delete v%d: %+v", v, r)
+		}
+	}
+}

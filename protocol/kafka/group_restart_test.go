@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/managedledger"
@@ -169,4 +170,37 @@ func describeOne(t *testing.T, adm *kadm.Client, group string) kadm.DescribedGro
 		t.Fatal(err)
 	}
 	return dg[group]
+}
+
+// TestGroupRestartMemberGone: a member reloaded after a restart that never
+// comes back expires after its session timeout; the group empties and its
+// record says so.
+func TestGroupRestartMemberGone(t *testing.T) {
+	defer func(d time.Duration) { groupMinSessionTimeout = d }(groupMinSessionTimeout)
+	groupMinSessionTimeout = 100 * time.Millisecond
+	d := startDurable(t)
+	c := dialRaw(t, d.addr)
+	jr := c.do(joinReq(3, "gone", "", "", 800, "m")).(*kmsg.JoinGroupResponse)
+	if jr.ErrorCode != 0 {
+		t.Fatalf("join: %+v", jr)
+	}
+	c.do(syncReq("gone", jr.MemberID, jr.Generation, map[string]string{jr.MemberID: "a"}))
+	d.stop()
+	d.start()
+	adm := kadm.NewClient(newKgo(t, d.addr))
+	if dg := describeOne(t, adm, "gone"); dg.State != "Stable" || len(dg.Members) != 1 || dg.Members[0].MemberID != jr.MemberID {
+		t.Fatalf("after restart: %+v", dg)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if dg := describeOne(t, adm, "gone"); dg.State != "Empty" {
+			return fmt.Errorf("state %s", dg.State)
+		}
+		return nil
+	})
+	d.stop()
+	d.start()
+	adm = kadm.NewClient(newKgo(t, d.addr))
+	if dg := describeOne(t, adm, "gone"); dg.State != "Empty" || len(dg.Members) != 0 {
+		t.Fatalf("after the second restart: %+v", dg)
+	}
 }

@@ -197,6 +197,32 @@ func TestGroupAdminAPIs(t *testing.T) {
 	if a, ok := dg.Members[0].Assigned.AsConsumer(); !ok || len(a.Topics) != 1 || len(a.Topics[0].Partitions) != 2 {
 		t.Fatalf("assignment: %+v", dg.Members[0].Assigned)
 	}
+	// The member shows as the consumer of its partitions' subscriptions
+	// and holds them.
+	subOf := func(i int) *broker.Subscription {
+		name, _ := broker.ParseTopicName(fmt.Sprintf("live-partition-%d", i), "public", "default")
+		part, err := s.broker.OpenPartition(ctx, name, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := part.Subscription(ctx, "live-g", false, broker.InitialLatest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sub
+	}
+	checkFor(t, 5*time.Second, func() error {
+		for i := range 2 {
+			cs := subOf(i).Consumers()
+			if len(cs) != 1 || cs[0].Name != dg.Members[0].MemberID || cs[0].Protocol != "kafka" {
+				return fmt.Errorf("partition %d consumers: %+v", i, cs)
+			}
+		}
+		return nil
+	})
+	if err := subOf(0).Partition().DeleteSubscription(ctx, "live-g", false); !errors.Is(err, broker.ErrInUse) {
+		t.Fatalf("deleting a subscription a Kafka member owns: %v", err)
+	}
 	if lg, err := adm.ListGroups(ctx, "Stable"); err != nil || len(lg) != 1 || lg["live-g"].State != "Stable" {
 		t.Fatalf("list stable: %v %+v", err, lg)
 	}
@@ -253,6 +279,9 @@ func TestGroupAdminAPIs(t *testing.T) {
 		}
 		return nil
 	})
+	if cs := subOf(1).Consumers(); len(cs) != 0 {
+		t.Fatalf("consumers after the member left: %+v", cs)
+	}
 	if r, err := adm.DeleteGroup(ctx, "live-g"); err != nil || r.Err != nil {
 		t.Fatalf("delete: %v %v", err, r.Err)
 	}

@@ -10,9 +10,14 @@ import (
 
 // BenchmarkProduceConsume: one pulsar-client-go producer (batching on) and
 // one consumer over loopback, 1 KiB messages. Reports msgs/s; MB/s comes
-// from SetBytes.
+// from SetBytes. "memory" runs on the in-memory ledger engine, "durable" on
+// ledger files with fsync on every acknowledged write (the default policy).
 func BenchmarkProduceConsume(b *testing.B) {
-	s := startServer(b)
+	b.Run("memory", func(b *testing.B) { benchProduceConsume(b, startServer(b)) })
+	b.Run("durable", func(b *testing.B) { benchProduceConsume(b, startDurableServer(b)) })
+}
+
+func benchProduceConsume(b *testing.B, s *server) {
 	c := s.client(b)
 	topic := newTopic("bench")
 	cons, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s",

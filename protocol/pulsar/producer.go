@@ -214,21 +214,35 @@ func (c *conn) handleSend(cmd *pb.CommandSend, payload []byte) error {
 	}
 }
 
+// run appends SENDs in arrival order without waiting for durability and
+// hands them to deliver, which waits for each in the same order and sends
+// the receipts: many batches of one producer share group commits.
 func (p *producer) run() {
+	pending := make(chan pendingSend, sendQueue)
+	defer close(pending)
+	go p.deliver(pending)
 	for {
 		select {
 		case <-p.ctx.Done():
 			p.abandon()
 			return
 		case req := <-p.sends:
-			f := p.append(req)
-			if f != nil && p.c.enqueue(p.ctx, f) != nil {
-				p.c.inflight.Done()
-				p.abandon()
-				return
-			}
-			p.c.inflight.Done()
+			pending <- p.begin(req)
 		}
+	}
+}
+
+// deliver sends the receipts of pending in order. Every pendingSend is
+// accounted in c.inflight exactly once, also when the connection is gone.
+func (p *producer) deliver(pending <-chan pendingSend) {
+	broken := false
+	for ps := range pending {
+		if !broken {
+			if f := p.finish(ps); f != nil && p.c.enqueue(p.ctx, f) != nil {
+				broken = true
+			}
+		}
+		p.c.inflight.Done()
 	}
 }
 
@@ -244,18 +258,53 @@ func (p *producer) abandon() {
 	}
 }
 
-// append stores one SEND and returns the receipt or error frame.
-func (p *producer) append(req sendReq) []byte {
+// pendingSend is a SEND that has its place in the log (or has failed).
+type pendingSend struct {
+	seq, highest uint64
+	msgs         int32
+	size         int
+	append       *broker.PendingAppend
+	err          error
+}
+
+// begin orders one SEND into the log.
+func (p *producer) begin(req sendReq) pendingSend {
 	cmd := req.cmd
-	seq := cmd.GetSequenceId()
+	ps := pendingSend{seq: cmd.GetSequenceId()}
 	// Clients number every message; a batch's SEND carries the first
 	// sequence id and, from the Java client, highest_sequence_id. The Go
 	// client leaves the latter out, so derive it from num_messages: the
 	// broker then reports the true last sequence to a re-created producer.
-	highest := cmd.GetHighestSequenceId()
-	if n := uint64(max(cmd.GetNumMessages(), 1)); highest < seq+n-1 {
-		highest = seq + n - 1
+	ps.highest = cmd.GetHighestSequenceId()
+	if n := uint64(max(cmd.GetNumMessages(), 1)); ps.highest < ps.seq+n-1 {
+		ps.highest = ps.seq + n - 1
 	}
+	if req.err != nil {
+		ps.err = req.err
+		return ps
+	}
+	md := req.md
+	ps.msgs = max(md.GetNumMessagesInBatch(), 1)
+	ps.size = len(req.stored)
+	eventTime := int64(md.GetEventTime())
+	if eventTime <= 0 {
+		eventTime = int64(md.GetPublishTime())
+	}
+	ar := broker.AppendRequest{
+		Format: broker.FormatPulsar, MsgCount: ps.msgs, MaxEventTime: eventTime, Data: req.stored,
+		Producer: p.name, SeqFirst: int64(ps.seq), SeqLast: int64(ps.highest),
+	}
+	if md.GetNumChunksFromMsg() > 1 && md.GetChunkId() < md.GetNumChunksFromMsg()-1 {
+		ar.Producer = "" // every chunk repeats the sequence id: deduplicate on the last one only
+	}
+	ps.append, ps.err = p.part.AppendAsync(ar)
+	return ps
+}
+
+// finish waits for a SEND to be durable and returns its receipt or error
+// frame (nil: nothing to send).
+func (p *producer) finish(ps pendingSend) []byte {
+	seq, highest := ps.seq, ps.highest
 	sendErr := func(err error) []byte {
 		code := serverError(err)
 		f, _ := appendFrame(nil, &pb.BaseCommand{Type: pb.BaseCommand_SEND_ERROR.Enum(), SendError: &pb.CommandSendError{
@@ -263,26 +312,11 @@ func (p *producer) append(req sendReq) []byte {
 		}}, nil, nil)
 		return f
 	}
-	if req.err != nil {
-		return sendErr(req.err)
+	var res broker.AppendResult
+	err := ps.err
+	if err == nil {
+		res, err = ps.append.Wait(p.ctx)
 	}
-	md := req.md
-	n := md.GetNumMessagesInBatch()
-	if n < 1 {
-		n = 1
-	}
-	eventTime := int64(md.GetEventTime())
-	if eventTime <= 0 {
-		eventTime = int64(md.GetPublishTime())
-	}
-	ar := broker.AppendRequest{
-		Format: broker.FormatPulsar, MsgCount: n, MaxEventTime: eventTime, Data: req.stored,
-		Producer: p.name, SeqFirst: int64(seq), SeqLast: int64(highest),
-	}
-	if md.GetNumChunksFromMsg() > 1 && md.GetChunkId() < md.GetNumChunksFromMsg()-1 {
-		ar.Producer = "" // every chunk repeats the sequence id: deduplicate on the last one only
-	}
-	res, err := p.part.Append(p.ctx, ar)
 	mid := &pb.MessageIdData{}
 	switch {
 	case errors.Is(err, broker.ErrDuplicate):
@@ -301,8 +335,8 @@ func (p *producer) append(req sendReq) []byte {
 		return sendErr(err)
 	default:
 		if !res.Duplicate {
-			p.c.h.metrics.msgsIn.Add(float64(n))
-			p.c.h.metrics.bytesIn.Add(float64(len(req.stored)))
+			p.c.h.metrics.msgsIn.Add(float64(ps.msgs))
+			p.c.h.metrics.bytesIn.Add(float64(ps.size))
 		}
 		mid.LedgerId = proto.Uint64(uint64(res.Entry.Position.LedgerID))
 		mid.EntryId = proto.Uint64(uint64(res.Entry.Position.EntryID))
