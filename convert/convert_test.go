@@ -256,4 +256,14 @@ func TestErrors(t *testing.T) {
 	if _, err := PulsarToKafka(&broker.Entry{Data: encodePulsarStored(md, []byte("x")), MsgCount: 1}); err != ErrUnsupported {
 		t.Fatalf("chunk: %v", err)
 	}
+	// Encrypted ones neither (encryption_keys, field 13, is not in our pb).
+	md.NumChunksFromMsg = nil
+	mdb, _ := proto_Marshal(md)
+	mdb = append(mdb, 13<<3|2, 2, 0x0a, 0x00) // one EncryptionKeys{key: ""}
+	stored := encodePulsarStored(&pb.MessageMetadata{}, nil)[:pulsarHdrSize]
+	binary.BigEndian.PutUint32(stored[6:], uint32(len(mdb)))
+	stored = append(append(stored, mdb...), 'x')
+	if _, err := PulsarToKafka(&broker.Entry{Data: stored, MsgCount: 1}); err != ErrUnsupported {
+		t.Fatalf("encrypted: %v", err)
+	}
 }
