@@ -38,7 +38,7 @@ func BenchmarkKafkaToPulsar(b *testing.B) {
 				var dst []byte
 				for b.Loop() {
 					var err error
-					if dst, err = AppendKafkaToPulsar(dst[:0], e); err != nil {
+					if dst, err = AppendKafkaToPulsar(dst[:0], e, 0); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -57,7 +57,7 @@ func BenchmarkPulsarToKafka(b *testing.B) {
 				var dst []byte
 				for b.Loop() {
 					var err error
-					if dst, err = AppendPulsarToKafka(dst[:0], e); err != nil {
+					if dst, err = AppendPulsarToKafka(dst[:0], e, 0); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
+	"hash/crc32"
 	"io"
 	"sync"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/klauspost/compress/snappy/xerial"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 )
@@ -161,4 +163,49 @@ func decompressPulsar(codec pb.CompressionType, size uint32, src []byte) ([]byte
 		return nil, corrupt("pulsar payload inflated to %d bytes, metadata says %d", len(out), size)
 	}
 	return out, nil
+}
+
+// compressKafka LZ4-compresses (frame format, as Kafka requires) the
+// records of the uncompressed batch at b[start:], if that makes it smaller.
+func compressKafka(b []byte, start int) []byte {
+	recs := b[start+kafkaHeaderSize:]
+	var buf bytes.Buffer
+	buf.Grow(len(recs) / 2)
+	w := lz4.NewWriter(&buf)
+	if _, err := w.Write(recs); err != nil || w.Close() != nil || buf.Len() >= len(recs) {
+		return b
+	}
+	b = append(b[:start+kafkaHeaderSize], buf.Bytes()...)
+	binary.BigEndian.PutUint32(b[start+8:], uint32(len(b)-start-12))
+	attrs := binary.BigEndian.Uint16(b[start+21:])
+	binary.BigEndian.PutUint16(b[start+21:], attrs|kafkaLz4)
+	binary.BigEndian.PutUint32(b[start+17:], crc32.Checksum(b[start+21:], castagnoli))
+	return b
+}
+
+// compressPulsar LZ4-compresses (one raw block, as Pulsar clients expect)
+// the uncompressed payload at b[start:], if that makes it smaller.
+func compressPulsar(b []byte, start int) ([]byte, error) {
+	mdEnd := start + pulsarHdrSize + int(binary.BigEndian.Uint32(b[start+6:]))
+	md := &pb.MessageMetadata{}
+	if err := proto.Unmarshal(b[start+pulsarHdrSize:mdEnd], md); err != nil {
+		return b, err
+	}
+	body := b[mdEnd:]
+	comp := make([]byte, lz4.CompressBlockBound(len(body)))
+	n, err := lz4.CompressBlock(body, comp, nil)
+	if err != nil || n == 0 || n >= len(body) {
+		return b, nil // incompressible: keep it as it is
+	}
+	md.Compression = pb.CompressionType_LZ4.Enum()
+	md.UncompressedSize = proto.Uint32(uint32(len(body)))
+	b = binary.BigEndian.AppendUint16(b[:start], pulsarMagic)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
+	if b, err = (proto.MarshalOptions{}).MarshalAppend(b, md); err != nil {
+		return b[:start], err
+	}
+	binary.BigEndian.PutUint32(b[start+6:], uint32(len(b)-start-pulsarHdrSize))
+	b = append(b, comp[:n]...)
+	binary.BigEndian.PutUint32(b[start+2:], crc32.Checksum(b[start+6:], castagnoli))
+	return b, nil
 }

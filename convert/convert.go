@@ -14,12 +14,14 @@ const KafkaProducerName = "kafka"
 // RecordBatch v2 with base offset e.FirstIndex: one record per message, at
 // consecutive offsets.
 func PulsarToKafka(e *broker.Entry) ([]byte, error) {
-	return AppendPulsarToKafka(nil, e)
+	return AppendPulsarToKafka(nil, e, 0)
 }
 
-// AppendPulsarToKafka is PulsarToKafka appending to dst. On error dst is
-// returned unchanged.
-func AppendPulsarToKafka(dst []byte, e *broker.Entry) ([]byte, error) {
+// AppendPulsarToKafka is PulsarToKafka appending to dst. A batch larger
+// than maxBytes (> 0) is LZ4-compressed if that makes it smaller: compressed
+// entries may inflate far beyond what readers expect of one batch. On error
+// dst is returned unchanged.
+func AppendPulsarToKafka(dst []byte, e *broker.Entry, maxBytes int) ([]byte, error) {
 	msgs, err := decodePulsar(e.Data)
 	if err != nil {
 		return dst, err
@@ -27,7 +29,12 @@ func AppendPulsarToKafka(dst []byte, e *broker.Entry) ([]byte, error) {
 	if len(msgs) != int(max(e.MsgCount, 1)) {
 		return dst, fmt.Errorf("%w: entry of %d messages holds %d", ErrCorrupt, e.MsgCount, len(msgs))
 	}
-	return appendKafka(dst, e.FirstIndex, msgs), nil
+	start := len(dst)
+	dst = appendKafka(dst, e.FirstIndex, msgs)
+	if maxBytes > 0 && len(dst)-start > maxBytes {
+		dst = compressKafka(dst, start)
+	}
+	return dst, nil
 }
 
 // KafkaToPulsar converts a Kafka-format entry (a v2 batch of any codec)
@@ -36,12 +43,15 @@ func AppendPulsarToKafka(dst []byte, e *broker.Entry) ([]byte, error) {
 // record. producer_name is the entry's producer (KafkaProducerName if none),
 // sequence_id its first index, publish_time its broker publish time.
 func KafkaToPulsar(e *broker.Entry) ([]byte, error) {
-	return AppendKafkaToPulsar(nil, e)
+	return AppendKafkaToPulsar(nil, e, 0)
 }
 
-// AppendKafkaToPulsar is KafkaToPulsar appending to dst. On error dst is
+// AppendKafkaToPulsar is KafkaToPulsar appending to dst. A payload larger
+// than maxBytes (> 0) is LZ4-compressed if that makes it smaller: Pulsar
+// clients drop the connection on a frame beyond their max message size, and
+// a compressed Kafka batch may inflate far beyond it. On error dst is
 // returned unchanged.
-func AppendKafkaToPulsar(dst []byte, e *broker.Entry) ([]byte, error) {
+func AppendKafkaToPulsar(dst []byte, e *broker.Entry, maxBytes int) ([]byte, error) {
 	msgs, err := decodeKafka(e.Data)
 	if err != nil {
 		return dst, err
@@ -53,7 +63,12 @@ func AppendKafkaToPulsar(dst []byte, e *broker.Entry) ([]byte, error) {
 	if producer == "" {
 		producer = KafkaProducerName
 	}
-	return appendPulsar(dst, msgs, producer, uint64(max(e.FirstIndex, 0)), e.PublishTime)
+	start := len(dst)
+	dst, err = appendPulsar(dst, msgs, producer, uint64(max(e.FirstIndex, 0)), e.PublishTime)
+	if err == nil && maxBytes > 0 && len(dst)-start > maxBytes {
+		dst, err = compressPulsar(dst, start)
+	}
+	return dst, err
 }
 
 // KafkaKey returns the key of the first record of a Kafka-format entry (nil

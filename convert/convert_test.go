@@ -28,7 +28,10 @@ func checkKafkaBatch(t testing.TB, b []byte, first int64, n int) {
 	if uint32(rb.CRC) != crc32.Checksum(b[21:], castagnoli) {
 		t.Fatal("kafka crc mismatch")
 	}
-	recs := rb.Records
+	recs, err := decompressKafka(int(rb.Attributes&kafkaCodecMask), rb.Records)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range n {
 		l, k := binary.Varint(recs)
 		var r kmsg.Record
@@ -265,5 +268,60 @@ func TestErrors(t *testing.T) {
 	stored = append(append(stored, mdb...), 'x')
 	if _, err := PulsarToKafka(&broker.Entry{Data: stored, MsgCount: 1}); err != ErrUnsupported {
 		t.Fatalf("encrypted: %v", err)
+	}
+}
+
+// TestLimitCompresses: a conversion larger than the reader's limit comes
+// LZ4-compressed, and still decodes to the same messages.
+func TestLimitCompresses(t *testing.T) {
+	zeros := make([]byte, 300<<10)
+	var msgs []Message
+	for i := range 20 {
+		k := []byte{byte(i)}
+		msgs = append(msgs, Message{Key: k, OrderingKey: k, Value: zeros, Timestamp: 1_700_000_000_000 + int64(i)})
+	}
+	ke := kafkaEntry(t, msgs, kafkaZstd, 5)
+	p, err := AppendKafkaToPulsar([]byte("prefix"), ke, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(p[:6]) != "prefix" || len(p) > 1<<20 {
+		t.Fatalf("%d bytes", len(p))
+	}
+	p = p[6:]
+	md, _ := splitPulsar(t, p)
+	if md.GetCompression() != pb.CompressionType_LZ4 || md.GetUncompressedSize() < 6_000_000 {
+		t.Fatalf("metadata %v", md)
+	}
+	got, err := decodePulsar(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalMsgs(t, msgs, got)
+
+	pe := pulsarEntry(t, msgs, pb.CompressionType_ZSTD, false, 5)
+	k, err := AppendPulsarToKafka(nil, pe, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkKafkaBatch(t, k, 5, len(msgs))
+	if attrs := binary.BigEndian.Uint16(k[21:]); attrs&kafkaCodecMask != kafkaLz4 || len(k) > 1<<20 {
+		t.Fatalf("attributes %#x, %d bytes", attrs, len(k))
+	}
+	back, err := decodeKafka(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalMsgs(t, msgs, back)
+
+	// Incompressible data stays as it is.
+	r := rand.New(rand.NewPCG(1, 1))
+	noise := make([]byte, 2<<20)
+	for i := range noise {
+		noise[i] = byte(r.UintN(256))
+	}
+	big := []Message{{Value: noise, Timestamp: 1}}
+	if k, err = AppendPulsarToKafka(nil, pulsarEntry(t, big, pb.CompressionType_NONE, false, 0), 1<<20); err != nil || binary.BigEndian.Uint16(k[21:])&kafkaCodecMask != 0 {
+		t.Fatalf("incompressible: %v", err)
 	}
 }

@@ -21,10 +21,12 @@
 //	                           __kafka_b64key (key is base64)
 //	header pulsar.ordering_key ordering_key when it differs from the key
 //
-// Conversions are pure functions of the entry: the same entry always
-// converts to the same bytes. Output is uncompressed: it is built for one
-// reader on a local connection, and compressing it again would cost more
-// CPU than the bytes it saves.
+// Conversions are pure functions of the entry (and the size limit): the
+// same entry always converts to the same bytes. Output is uncompressed, as
+// compressing again would cost more CPU than the bytes it saves, unless it
+// exceeds the reader's limit (Append* maxBytes): a compressed batch can
+// inflate far beyond what the reader accepts in one frame, so such output
+// is LZ4-compressed (Kafka: LZ4 frame; Pulsar: raw LZ4 block).
 //
 // INVARIANT: a converted batch holds exactly Entry.MsgCount messages, so
 // Kafka offsets (FirstIndex + i) and Pulsar batch indexes line up.

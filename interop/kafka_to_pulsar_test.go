@@ -268,3 +268,48 @@ func TestKeySharedOnKafkaRecords(t *testing.T) {
 		m.Consumer.Ack(m.Message)
 	}
 }
+
+// TestInflatingBatches: a zstd Kafka batch of 6 MiB of zeros (a few KiB
+// stored) converts to more than the Pulsar max message size (5 MiB here);
+// it reaches the Pulsar consumer LZ4-compressed instead of a frame the client
+// would drop the connection over. The reverse for a Kafka consumer.
+func TestInflatingBatches(t *testing.T) {
+	e := start(t)
+	topic := topicName("inflate")
+	e.createTopic(t, topic, 1)
+	p := e.kgo(t, kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.ZstdCompression()),
+		kgo.ProducerLinger(time.Second), kgo.ProducerBatchMaxBytes(16<<20))
+	ctx := ctxT(t)
+	zeros := make([]byte, 300<<10)
+	for range 20 {
+		p.Produce(ctx, &kgo.Record{Value: zeros}, nil)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs := receivePulsar(t, e.pulsarClient(t), topic, "sub", 20)
+	for i, m := range msgs {
+		if len(m.Payload()) != len(zeros) || *m.Index() != uint64(i) {
+			t.Fatalf("message %d: %d bytes at index %d", i, len(m.Payload()), *m.Index())
+		}
+	}
+
+	ptopic := topicName("inflate-p")
+	pp, err := e.pulsarClient(t).CreateProducer(pulsar.ProducerOptions{Topic: ptopic, CompressionType: pulsar.ZSTD,
+		BatchingMaxMessages: 100, BatchingMaxSize: 16 << 20, BatchingMaxPublishDelay: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pp.Close()
+	for range 20 {
+		pp.SendAsync(ctx, &pulsar.ProducerMessage{Payload: zeros}, nil)
+	}
+	if err := pp.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range consumeKafka(t, e, ptopic, 20) {
+		if len(r.Value) != len(zeros) || r.Offset != int64(i) {
+			t.Fatalf("record %d: %d bytes at %d", i, len(r.Value), r.Offset)
+		}
+	}
+}

@@ -187,13 +187,14 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 		pr.err = err
 		return
 	}
+	maxBatch := int(pr.p.Policies().MaxMessageBytes)
 	// Batches are appended while they fit; only the first non-empty
 	// partition may exceed the limits, with its first batch (KIP-74).
 	// Converted entries are measured after conversion.
 	var out []byte
 	for i := range entries {
 		n := len(out)
-		out = h.appendFetched(out, &entries[i])
+		out = h.appendFetched(out, &entries[i], maxBatch)
 		if len(out) > limit && (i > 0 || !first) {
 			out = out[:n]
 			break
@@ -207,10 +208,12 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 
 // appendFetched appends e as a Kafka batch at its offset. The stored bytes
 // are copied, never modified in place: read buffers may be shared.
-func (h *Handler) appendFetched(dst []byte, e *broker.Entry) []byte {
+// A converted batch larger than maxBatch (the largest batch a Kafka
+// producer could have stored) is LZ4-compressed.
+func (h *Handler) appendFetched(dst []byte, e *broker.Entry, maxBatch int) []byte {
 	start := len(dst)
 	if e.Format != broker.FormatKafka {
-		out, err := convert.AppendPulsarToKafka(dst, e)
+		out, err := convert.AppendPulsarToKafka(dst, e, maxBatch)
 		if err != nil {
 			h.log.Debug("entry not converted to Kafka records", "position", e.Position, "err", err)
 			return appendEmptyBatch(dst, e)

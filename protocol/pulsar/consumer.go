@@ -234,7 +234,8 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 	stored := d.Entry.Data
 	if d.Entry.Format != broker.FormatPulsar {
 		// A Kafka batch: one Pulsar batch of MsgCount messages.
-		if stored, err = convert.KafkaToPulsar(&d.Entry); err != nil {
+		// Compressed beyond the max message size: clients drop bigger frames.
+		if stored, err = convert.AppendKafkaToPulsar(nil, &d.Entry, cs.c.h.cfg.MaxMessageSize); err != nil {
 			cs.c.log.Warn("Kafka entry not converted", "topic", cs.part.Name(), "position", d.Entry.Position, "err", err)
 			return fmt.Errorf("pulsar: entry %v not converted: %w", d.Entry.Position, err)
 		}
