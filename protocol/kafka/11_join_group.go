@@ -28,6 +28,7 @@ func handleJoinGroup(ctx context.Context, c *conn, req *kmsg.JoinGroupRequest) (
 	r := joinRequest{
 		group:                req.Group,
 		memberID:             req.MemberID,
+		clientID:             clientIDFrom(ctx),
 		clientHost:           clientHost(c),
 		session:              time.Duration(req.SessionTimeoutMillis) * time.Millisecond,
 		rebalance:            time.Duration(req.RebalanceTimeoutMillis) * time.Millisecond,

@@ -198,7 +198,16 @@ func (c *conn) handle(ctx context.Context, r *request) (resp kmsg.Response, err 
 	if r.req == nil { // ApiVersions at a version we do not speak (KIP-511)
 		return unsupportedApiVersions(), nil
 	}
-	return apis[r.key].handle(ctx, c, r.req)
+	return apis[r.key].handle(context.WithValue(ctx, clientIDKey{}, r.clientID), c, r.req)
+}
+
+type clientIDKey struct{}
+
+// clientIDFrom returns the client id of the request being served (the
+// request header's client_id; "" if none).
+func clientIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(clientIDKey{}).(string)
+	return id
 }
 
 // readLoop reads and decodes frames until EOF, an error, or stopReading.

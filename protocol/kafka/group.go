@@ -24,7 +24,7 @@ package kafka
 //	Stable|CompletingRebalance --join of a new or changed member, leave, expiry--> PreparingRebalance
 //	PreparingRebalance --nobody rejoined--> Empty;  DeleteGroups: Empty --> Dead
 //
-// The first rebalance of an empty group waits GroupInitialRebalanceDelay
+// The first rebalance of an empty group waits Config.GroupInitialRebalanceDelay
 // (extended by the same delay while new members keep joining, up to the
 // rebalance timeout) so that a group starting many consumers at once
 // rebalances once (Kafka group.initial.rebalance.delay.ms).
@@ -55,12 +55,6 @@ import (
 
 	"github.com/kopernik-io/kopernik/broker"
 )
-
-// GroupInitialRebalanceDelay is how long the first rebalance of an empty
-// group waits for more members (Kafka group.initial.rebalance.delay.ms,
-// default 3s). A package setting: kafka.Config is owned by kafka.go.
-// Read when a handler's coordinator starts.
-var GroupInitialRebalanceDelay = 3 * time.Second
 
 // Session timeout bounds (Kafka group.min.session.timeout.ms 6s and
 // group.max.session.timeout.ms 30m). Tests lower the minimum.
@@ -264,7 +258,7 @@ func (h *Handler) coordinator(ctx context.Context) (*coordinator, error) {
 	}
 	v, ok := coordinators.Load(h)
 	if !ok {
-		c := &coordinator{h: h, delay: GroupInitialRebalanceDelay}
+		c := &coordinator{h: h, delay: h.cfg.GroupInitialRebalanceDelay}
 		c.store, _ = h.svc.(broker.StateStore)
 		c.mu.groups = map[string]*group{}
 		if v, ok = coordinators.LoadOrStore(h, c); !ok {
@@ -754,7 +748,7 @@ func newMemberID(prefix string) string {
 // joinRequest is a decoded JoinGroup.
 type joinRequest struct {
 	group, memberID, instanceID string
-	clientHost                  string
+	clientID, clientHost        string
 	session, rebalance          time.Duration
 	protocolType                string
 	protocols                   []groupProtocol
@@ -813,7 +807,7 @@ func (c *coordinator) join(ctx context.Context, r joinRequest) joinResult {
 		if wasLeader {
 			g.leader = m.id
 		}
-		m.session, m.rebalance, m.clientHost = r.session, r.rebalance, r.clientHost
+		m.session, m.rebalance, m.clientID, m.clientHost = r.session, r.rebalance, r.clientID, r.clientHost
 		m.deadline = now.Add(m.session)
 		if g.state == groupStable && sameProtocols(m.protocols, r.protocols) {
 			// Nothing changed: no rebalance (KIP-345). The new id is
@@ -867,7 +861,7 @@ func (c *coordinator) join(ctx context.Context, r joinRequest) joinResult {
 			c.mu.Unlock()
 			return fail(kerr.FencedInstanceID)
 		}
-		m.session, m.rebalance, m.clientHost = r.session, r.rebalance, r.clientHost
+		m.session, m.rebalance, m.clientID, m.clientHost = r.session, r.rebalance, r.clientID, r.clientHost
 		m.deadline = now.Add(m.session)
 		changed := !sameProtocols(m.protocols, r.protocols)
 		switch g.state {
@@ -931,7 +925,7 @@ func (c *coordinator) addMember(g *group, id string, r joinRequest, now time.Tim
 		g.protocolType = r.protocolType
 	}
 	m := &groupMember{
-		id: id, instanceID: r.instanceID, clientHost: r.clientHost,
+		id: id, instanceID: r.instanceID, clientID: r.clientID, clientHost: r.clientHost,
 		session: r.session, rebalance: r.rebalance, protocols: r.protocols,
 		joinedAt: now, deadline: now.Add(r.session),
 	}

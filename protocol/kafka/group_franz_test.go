@@ -12,11 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func init() {
-	// Tests rebalance fast; TestGroupInitialRebalanceDelay checks the delay.
-	GroupInitialRebalanceDelay = 100 * time.Millisecond
-}
-
 // produceN produces values "0".."n-1" (keys spread them over partitions).
 func produceN(t testing.TB, ctx context.Context, addr, topic string, from, n int) {
 	t.Helper()
@@ -233,6 +228,9 @@ func TestGroupFranzVanishedMemberExpires(t *testing.T) {
 		dg := describeOne(t, adm, "vg")
 		if dg.State != "Stable" || len(dg.Members) != 1 || dg.Members[0].InstanceID != nil {
 			return fmt.Errorf("group %s with %+v", dg.State, dg.Members)
+		}
+		if id := dg.Members[0].ClientID; id != "kgo" { // franz-go's default client.id
+			return fmt.Errorf("member client id %q", id)
 		}
 		if n := got.count(); n < 400 {
 			return fmt.Errorf("consumed %d of 400", n)

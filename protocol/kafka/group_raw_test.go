@@ -264,9 +264,7 @@ func TestGroupStaticMembership(t *testing.T) {
 }
 
 func TestGroupInitialRebalanceDelay(t *testing.T) {
-	defer func(d time.Duration) { GroupInitialRebalanceDelay = d }(GroupInitialRebalanceDelay)
-	GroupInitialRebalanceDelay = 600 * time.Millisecond
-	s := startServer(t)
+	s := startServer(t, func(c *Config) { c.GroupInitialRebalanceDelay = 600 * time.Millisecond })
 	start := time.Now()
 	j1 := async(t, s.addr, joinReq(3, "delay", "", "", 10000, "a"))
 	time.Sleep(300 * time.Millisecond)
@@ -402,9 +400,8 @@ func TestGroupOffsetVersions(t *testing.T) {
 // TestGroupMembershipVersions runs join, sync, heartbeat and leave at
 // every served version.
 func TestGroupMembershipVersions(t *testing.T) {
-	defer func(d time.Duration) { GroupInitialRebalanceDelay = d }(GroupInitialRebalanceDelay)
-	GroupInitialRebalanceDelay = 0 // a lone member's join completes at once
-	s := startServer(t)
+	// A lone member's join completes at once.
+	s := startServer(t, func(c *Config) { c.GroupInitialRebalanceDelay = 0 })
 	c := dialRaw(t, s.addr)
 	for v := int16(0); v <= 9; v++ {
 		g := fmt.Sprintf("jv%d", v)

@@ -85,6 +85,10 @@ type Config struct {
 	// NodeID is this broker's id in Metadata (Kafka node.id / broker.id,
 	// default 0).
 	NodeID int32 `yaml:"node-id"`
+	// GroupInitialRebalanceDelay is how long the first rebalance of an
+	// empty consumer group waits for more members to join (Kafka
+	// group.initial.rebalance.delay.ms, default 3s; 0 completes at once).
+	GroupInitialRebalanceDelay time.Duration `yaml:"group-initial-rebalance-delay"`
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -96,6 +100,8 @@ func DefaultConfig() Config {
 		DefaultPartitions: 1,
 		MaxRequestBytes:   100 << 20,
 		IdleTimeout:       10 * time.Minute,
+
+		GroupInitialRebalanceDelay: 3 * time.Second,
 	}
 }
 
@@ -121,6 +127,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 1<<10 {
 		errs = append(errs, fmt.Errorf("max-request-bytes %d must be >= 1024", c.MaxRequestBytes))
+	}
+	if c.GroupInitialRebalanceDelay < 0 {
+		errs = append(errs, fmt.Errorf("group-initial-rebalance-delay %s must be >= 0", c.GroupInitialRebalanceDelay))
 	}
 	if c.IdleTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("idle-timeout %s must be > 0", c.IdleTimeout))

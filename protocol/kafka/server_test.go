@@ -103,6 +103,8 @@ func (s *testServer) start(mod ...func(*Config)) {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
+	// Tests rebalance fast; TestGroupInitialRebalanceDelay checks the delay.
+	cfg.GroupInitialRebalanceDelay = 100 * time.Millisecond
 	for _, m := range mod {
 		m(&cfg)
 	}
