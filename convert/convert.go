@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/kopernik-io/kopernik/broker"
@@ -80,4 +81,16 @@ func KafkaKey(e *broker.Entry) []byte {
 		return nil
 	}
 	return msgs[0].Key
+}
+
+// KafkaHeaderOK reports whether a Kafka-format entry starts with a
+// plausible v2 batch header (magic 2, length within the data): a cheap
+// check before committing a reader to an entry that will not convert.
+func KafkaHeaderOK(e *broker.Entry) bool {
+	b := e.Data
+	if len(b) < kafkaHeaderSize || b[16] != 2 {
+		return false
+	}
+	l := int64(binary.BigEndian.Uint32(b[8:])) + 12
+	return l >= kafkaHeaderSize && l <= int64(len(b))
 }

@@ -179,12 +179,19 @@ func readerStart(part *broker.Partition, cmd *pb.CommandSubscribe) broker.Positi
 // Key_Shared, their key (ordering key, else partition key).
 func inspector(typ broker.SubscriptionType) func(*broker.Entry) ([]byte, bool) {
 	return func(e *broker.Entry) ([]byte, bool) {
+		if e.Format != broker.FormatPulsar {
+			// Kafka batches: converted on delivery; routed by the first
+			// key. Garbage is skipped (it stays unacknowledged).
+			if !convert.KafkaHeaderOK(e) {
+				return nil, false
+			}
+			if typ != broker.SubKeyShared {
+				return nil, true
+			}
+			return convert.KafkaKey(e), true
+		}
 		if typ != broker.SubKeyShared {
 			return nil, true
-		}
-		if e.Format != broker.FormatPulsar {
-			// Kafka batches: converted on delivery; routed by the first key.
-			return convert.KafkaKey(e), true
 		}
 		md, _, err := parseStored(e.Data)
 		if err != nil {
