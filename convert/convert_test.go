@@ -325,3 +325,15 @@ func TestLimitCompresses(t *testing.T) {
 		t.Fatalf("incompressible: %v", err)
 	}
 }
+
+func TestKafkaHeaderOK(t *testing.T) {
+	e := kafkaEntry(t, randKafka(rand.New(rand.NewPCG(2, 2)), 2), kafkaGzip, 0)
+	if !KafkaHeaderOK(e) {
+		t.Fatal("real batch rejected")
+	}
+	for _, d := range [][]byte{[]byte("kafka batch"), e.Data[:60], e.Data[:len(e.Data)-1]} {
+		if KafkaHeaderOK(&broker.Entry{Data: d}) {
+			t.Fatalf("%d bytes accepted", len(d))
+		}
+	}
+}

@@ -249,3 +249,29 @@ func TestKafkaFetchLimitsOnConvertedBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaFetchInsideConvertedBatch: a Kafka consumer starting in the
+// middle of a Pulsar batch gets exactly the records from its offset on.
+func TestKafkaFetchInsideConvertedBatch(t *testing.T) {
+	e := start(t)
+	topic := topicName("p2k-mid")
+	pulsarMessages(t, e, topic, 10)
+	c := e.kgo(t, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(5)}}))
+	ctx := ctxT(t)
+	var got []int64
+	for len(got) < 5 {
+		fs := c.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("got offsets %v", got)
+		}
+		for _, r := range fs.Records() {
+			if string(r.Value) != strconv.FormatInt(r.Offset, 10) {
+				t.Fatalf("offset %d holds %q", r.Offset, r.Value)
+			}
+			got = append(got, r.Offset)
+		}
+	}
+	if got[0] != 5 || len(got) != 5 {
+		t.Fatalf("got offsets %v", got)
+	}
+}
