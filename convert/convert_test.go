@@ -153,7 +153,8 @@ func TestLargeValues(t *testing.T) {
 func TestPulsarView(t *testing.T) {
 	msgs := []Message{
 		{Key: []byte("user-1"), Value: []byte("v"), Timestamp: 1_700_000_000_001,
-			Headers: []Header{{"h", []byte("text")}, {"h", []byte("again")}, {"bin", []byte{0xff, 0}}, {"nil", nil}, {"__kafka_b64", []byte("x")}}},
+			Headers: []Header{{"h", []byte("text")}, {"h", []byte("again")}, {"bin", []byte{0xff, 0}}, {"nil", nil}, {"__kafka_b64", []byte("x")},
+				{"h", []byte{0xfe}}, {"a,b#c", nil}}},
 		{Key: []byte{0xff, 0x00}, Value: nil, Timestamp: 0},
 		{Key: nil, Value: []byte{}, Timestamp: 5},
 	}
@@ -187,7 +188,7 @@ func TestPulsarView(t *testing.T) {
 	for _, kv := range s.Properties {
 		props = append(props, kv.GetKey()+"="+kv.GetValue())
 	}
-	want := "h=text h=again bin=/wA= nil= X19rYWZrYV9iNjQ==x __kafka_b64=2 __kafka_null=3 __kafka_b64key=4"
+	want := "h=text h=again bin=/wA= nil= X19rYWZrYV9iNjQ==x h=/g== a,b#c= __kafka_b64=bin,h#2 __kafka_null=nil,a%2Cb%23c __kafka_b64key=X19rYWZrYV9iNjQ%3D"
 	if got := strings.Join(props, " "); got != want {
 		t.Fatalf("properties\n got %s\nwant %s", got, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"hash/crc32"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,9 +28,9 @@ const (
 // headers never collide with them.
 const (
 	reservedPrefix = "__kafka_"
-	propB64        = "__kafka_b64"    // indexes of properties whose value is base64
-	propNull       = "__kafka_null"   // indexes of properties whose value is null
-	propB64Key     = "__kafka_b64key" // indexes of properties whose key is base64
+	propB64        = "__kafka_b64"    // properties whose value is base64
+	propNull       = "__kafka_null"   // properties whose value is null
+	propB64Key     = "__kafka_b64key" // properties whose key is base64
 	propTimestamp  = "__kafka_ts"     // Kafka timestamp not representable as event_time
 )
 
@@ -270,10 +271,17 @@ func pulsarMessage(props []rawKV, key []byte, keyB64 bool, orderingKey []byte, e
 	return m
 }
 
+// occ names one property: its key and which repetition of that key it is
+// (0-based, in wire order).
+type occ struct {
+	key string
+	n   int
+}
+
 // decodeProps turns properties into headers, undoing appendProps.
 // Properties that do not parse as reserved ones are kept as headers.
 func decodeProps(props []rawKV) (hdrs []Header, ts int64, hasTS bool) {
-	var b64Vals, nulls, b64Keys map[int]bool
+	var b64Vals, nulls, b64Keys map[occ]bool
 	var reserved []bool
 	nReserved := 0
 	for i, kv := range props {
@@ -283,11 +291,11 @@ func decodeProps(props []rawKV) (hdrs []Header, ts int64, hasTS bool) {
 		var err error
 		switch string(kv.k) {
 		case propB64:
-			b64Vals, err = parseIndexes(string(kv.v))
+			b64Vals, err = parseMarks(string(kv.v))
 		case propNull:
-			nulls, err = parseIndexes(string(kv.v))
+			nulls, err = parseMarks(string(kv.v))
 		case propB64Key:
-			b64Keys, err = parseIndexes(string(kv.v))
+			b64Keys, err = parseMarks(string(kv.v))
 		case propTimestamp:
 			ts, err = strconv.ParseInt(string(kv.v), 10, 64)
 			hasTS = err == nil
@@ -305,55 +313,81 @@ func decodeProps(props []rawKV) (hdrs []Header, ts int64, hasTS bool) {
 	if len(props) > nReserved {
 		hdrs = make([]Header, 0, len(props)-nReserved)
 	}
-	i := 0
+	var seen map[string]int
+	if b64Vals != nil || nulls != nil || b64Keys != nil {
+		seen = map[string]int{}
+	}
 	for j, kv := range props {
 		if reserved != nil && reserved[j] {
 			continue
 		}
 		h := Header{Key: string(kv.k), Value: kv.v}
-		if b64Keys[i] {
-			if dk, err := b64decode(kv.k); err == nil {
-				h.Key = string(dk)
+		if seen != nil {
+			o := occ{h.Key, seen[h.Key]}
+			seen[h.Key]++
+			if b64Keys[o] {
+				if dk, err := b64decode(kv.k); err == nil {
+					h.Key = string(dk)
+				}
 			}
-		}
-		switch {
-		case nulls[i]:
-			h.Value = nil
-		case b64Vals[i]:
-			if dv, err := b64decode(kv.v); err == nil {
-				h.Value = dv
+			switch {
+			case nulls[o]:
+				h.Value = nil
+			case b64Vals[o]:
+				if dv, err := b64decode(kv.v); err == nil {
+					h.Value = dv
+				}
 			}
 		}
 		hdrs = append(hdrs, h)
-		i++
 	}
 	return hdrs, ts, hasTS
 }
 
-func parseIndexes(s string) (map[int]bool, error) {
-	m := map[int]bool{}
+// parseMarks parses a reserved property's list: comma-separated property
+// keys, query-escaped, each followed by "#n" for its n-th repetition (n > 0).
+func parseMarks(s string) (map[occ]bool, error) {
+	m := map[occ]bool{}
 	for f := range strings.SplitSeq(s, ",") {
-		i, err := strconv.Atoi(f)
-		if err != nil || i < 0 {
-			return nil, corrupt("index list %q", s)
+		k, nstr, rep := strings.Cut(f, "#")
+		n := 0
+		if rep {
+			var err error
+			if n, err = strconv.Atoi(nstr); err != nil || n < 1 {
+				return nil, corrupt("marker list %q", s)
+			}
 		}
-		m[i] = true
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, corrupt("marker list %q", s)
+		}
+		m[occ{key, n}] = true
 	}
 	return m, nil
 }
 
-// appendIndexProp appends the reserved property name listing idx.
-func appendIndexProp(dst []byte, name string, idx []int) []byte {
+// appendMarks appends the reserved property name listing the properties
+// at idx (indexes into keys, the property keys in wire order).
+func appendMarks(dst []byte, name string, keys []string, idx []int) []byte {
 	if len(idx) == 0 {
 		return dst
 	}
-	var buf [64]byte
-	v := buf[:0]
+	var v []byte
 	for j, i := range idx {
 		if j > 0 {
 			v = append(v, ',')
 		}
-		v = strconv.AppendInt(v, int64(i), 10)
+		v = append(v, url.QueryEscape(keys[i])...)
+		n := 0
+		for _, k := range keys[:i] {
+			if k == keys[i] {
+				n++
+			}
+		}
+		if n > 0 {
+			v = append(v, '#')
+			v = strconv.AppendInt(v, int64(n), 10)
+		}
 	}
 	return appendKV(dst, []byte(name), v)
 }
@@ -371,7 +405,7 @@ func appendKV(dst, k, v []byte) []byte {
 // appendProps appends m's headers (and a timestamp event_time cannot
 // hold, if withTS) as properties: UTF-8 keys and values verbatim, in
 // order, repeated keys repeated; reserved properties, appended last, mark
-// the others.
+// the others by key (and repetition).
 func appendProps(dst []byte, m *Message, withTS bool) []byte {
 	var b64Vals, nulls, b64Keys []int
 	var kb, vb []byte
@@ -393,9 +427,18 @@ func appendProps(dst []byte, m *Message, withTS bool) []byte {
 		}
 		dst = appendKV(dst, k, v)
 	}
-	dst = appendIndexProp(dst, propB64, b64Vals)
-	dst = appendIndexProp(dst, propNull, nulls)
-	dst = appendIndexProp(dst, propB64Key, b64Keys)
+	if len(b64Vals)+len(nulls)+len(b64Keys) > 0 {
+		keys := make([]string, len(m.Headers))
+		for i, h := range m.Headers {
+			keys[i] = h.Key
+		}
+		for _, i := range b64Keys {
+			keys[i] = b64.EncodeToString([]byte(keys[i]))
+		}
+		dst = appendMarks(dst, propB64, keys, b64Vals)
+		dst = appendMarks(dst, propNull, keys, nulls)
+		dst = appendMarks(dst, propB64Key, keys, b64Keys)
+	}
 	if withTS && m.Timestamp <= 0 {
 		dst = appendKV(dst, []byte(propTimestamp), strconv.AppendInt(nil, m.Timestamp, 10))
 	}
