@@ -15,9 +15,10 @@
 //	                           __kafka_ts
 //	batch LogAppendTime        publish_time (messages without event time)
 //	headers, in order          properties, in order; UTF-8 key and value are
-//	                           kept verbatim; the rest are marked by the
-//	                           reserved properties __kafka_b64 (value is
-//	                           base64), __kafka_null (value is null) and
+//	                           kept verbatim; the rest are named (key, and
+//	                           #n for a repetition) in the reserved
+//	                           properties __kafka_b64 (value is base64),
+//	                           __kafka_null (value is null) and
 //	                           __kafka_b64key (key is base64)
 //	header pulsar.ordering_key ordering_key when it differs from the key
 //
