@@ -13,10 +13,12 @@ package kafka
 // partition's next index (no transactions), log start = its first index.
 // Incremental fetch sessions (KIP-227, v7+) are in fetch_session.go.
 //
-// Entries produced through Pulsar are not converted yet (TODO: a later
-// issue converts them to Kafka records). Until then each is returned as an
-// empty batch covering its offsets, the same shape compaction leaves behind,
-// so consumers move past it and offsets stay exact.
+// Entries produced through Pulsar are converted to one uncompressed batch
+// at their first index (package convert); the converted size is what counts
+// against the limits. An entry that cannot be converted (encrypted or
+// chunked Pulsar messages, corruption) is returned as an empty batch
+// covering its offsets, the shape compaction leaves behind, so consumers
+// move past it and offsets stay exact.
 
 import (
 	"context"
@@ -29,6 +31,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/convert"
 )
 
 func init() { register(4, 12, handleFetch) }
@@ -186,41 +189,46 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 		pr.err = err
 		return
 	}
-	size := 0
-	for i := range entries {
-		size += batchSize(&entries[i])
-	}
-	if size > limit && !first {
-		// Only the first non-empty partition may exceed the limits.
-		for size > limit && len(entries) > 0 {
-			size -= batchSize(&entries[len(entries)-1])
-			entries = entries[:len(entries)-1]
-		}
-	}
 	if len(entries) == 0 {
 		return
 	}
-	out := getBuf(size)
+	maxBatch := int(pr.p.Policies().MaxMessageBytes)
+	// Batches are appended while they fit; only the first non-empty
+	// partition may exceed the limits, with its first batch (KIP-74).
+	// Converted entries are measured after conversion.
+	est := 0
 	for i := range entries {
-		out = appendFetched(out, &entries[i])
+		est += len(entries[i].Data)
+	}
+	out := getBuf(min(est, max(limit, len(entries[0].Data))))
+	for i := range entries {
+		n := len(out)
+		out = h.appendFetched(out, &entries[i], maxBatch)
+		if len(out) > limit && (i > 0 || !first) {
+			out = out[:n]
+			break
+		}
+	}
+	if len(out) == 0 {
+		putBuf(out)
+		return
 	}
 	pr.records = out
 }
 
-// batchSize is the size of e in a fetch response.
-func batchSize(e *broker.Entry) int {
-	if e.Format == broker.FormatKafka {
-		return len(e.Data)
-	}
-	return batchHeaderSize
-}
-
 // appendFetched appends e as a Kafka batch at its offset. The stored bytes
 // are copied, never modified in place: read buffers may be shared.
-func appendFetched(dst []byte, e *broker.Entry) []byte {
+// A converted batch larger than maxBatch (the largest batch a Kafka
+// producer could have stored) is LZ4-compressed.
+func (h *Handler) appendFetched(dst []byte, e *broker.Entry, maxBatch int) []byte {
 	start := len(dst)
 	if e.Format != broker.FormatKafka {
-		return appendEmptyBatch(dst, e)
+		out, err := convert.AppendPulsarToKafka(dst, e, maxBatch)
+		if err != nil {
+			h.log.Debug("entry not converted to Kafka records", "position", e.Position, "err", err)
+			return appendEmptyBatch(dst, e)
+		}
+		return out
 	}
 	dst = append(dst, e.Data...)
 	if len(e.Data) >= 17 {
@@ -232,8 +240,7 @@ func appendFetched(dst []byte, e *broker.Entry) []byte {
 
 // appendEmptyBatch appends a record-less v2 batch spanning e's offsets:
 // what Kafka's compaction leaves when it removes every record of a batch.
-// Consumers advance past it. TODO(pulsar->kafka conversion): return e's
-// messages as records instead.
+// Consumers advance past it. Used for entries that cannot be converted.
 func appendEmptyBatch(dst []byte, e *broker.Entry) []byte {
 	start := len(dst)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.FirstIndex))

@@ -7,7 +7,8 @@ package kafka
 // answers the first record with timestamp >= t: the partition's time index
 // finds the batch, whose records are then walked to find the record itself
 // (Kafka's own semantics), decompressing it if needed (bounded, see
-// compression.go). If the batch cannot be read, its base offset is
+// compression.go); Pulsar entries are walked as converted records (package
+// convert). If the batch cannot be read, its base offset is
 // answered: earlier than Kafka's answer, so a consumer re-reads a few
 // records but never skips one. No record at or after t: offset -1.
 // Timestamp -3 (max timestamp, v7+) answers the first record holding the
@@ -20,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/convert"
 )
 
 func init() { register(1, 7, handleListOffsets) }
@@ -88,10 +90,17 @@ func (h *Handler) listOffset(ctx context.Context, t *topicInfo, partition int32,
 	if err != nil {
 		return -1, -1, err
 	}
-	if len(es) == 0 || es[0].Format != broker.FormatKafka {
+	if len(es) == 0 {
 		return max(e.FirstIndex, p.FirstIndex()), e.Timestamp(), nil
 	}
-	off, rts := findRecordByTime(es[0].Data, ts)
+	batch := es[0].Data
+	if es[0].Format != broker.FormatKafka {
+		// Pulsar messages: walk them as the Kafka records a fetch returns.
+		if batch, err = convert.PulsarToKafka(&es[0]); err != nil {
+			return max(e.FirstIndex, p.FirstIndex()), e.Timestamp(), nil
+		}
+	}
+	off, rts := findRecordByTime(batch, ts)
 	if off < 0 {
 		return max(e.FirstIndex, p.FirstIndex()), e.Timestamp(), nil
 	}

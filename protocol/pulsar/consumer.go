@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/convert"
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 )
 
@@ -179,9 +180,15 @@ func readerStart(part *broker.Partition, cmd *pb.CommandSubscribe) broker.Positi
 func inspector(typ broker.SubscriptionType) func(*broker.Entry) ([]byte, bool) {
 	return func(e *broker.Entry) ([]byte, bool) {
 		if e.Format != broker.FormatPulsar {
-			// TODO(conversion): Kafka-format entries need conversion on
-			// read; until then they are not delivered to Pulsar consumers.
-			return nil, false
+			// Kafka batches: converted on delivery; routed by the first
+			// key. Garbage is skipped (it stays unacknowledged).
+			if !convert.KafkaHeaderOK(e) {
+				return nil, false
+			}
+			if typ != broker.SubKeyShared {
+				return nil, true
+			}
+			return convert.KafkaKey(e), true
 		}
 		if typ != broker.SubKeyShared {
 			return nil, true
@@ -223,6 +230,7 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 			msg.AckSet[i] = int64(w)
 		}
 	}
+	var err error
 	var bem *pb.BrokerEntryMetadata
 	if cs.c.entryMeta {
 		bem = &pb.BrokerEntryMetadata{
@@ -230,7 +238,16 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 			Index:           proto.Uint64(uint64(d.Entry.LastIndex())),
 		}
 	}
-	f, err := appendFrame(make([]byte, 0, len(d.Entry.Data)+128), &pb.BaseCommand{Type: pb.BaseCommand_MESSAGE.Enum(), Message: msg}, bem, d.Entry.Data)
+	stored := d.Entry.Data
+	if d.Entry.Format != broker.FormatPulsar {
+		// A Kafka batch: one Pulsar batch of MsgCount messages.
+		// Compressed beyond the max message size: clients drop bigger frames.
+		if stored, err = convert.AppendKafkaToPulsar(nil, &d.Entry, cs.c.h.cfg.MaxMessageSize); err != nil {
+			cs.c.log.Warn("Kafka entry not converted", "topic", cs.part.Name(), "position", d.Entry.Position, "err", err)
+			return fmt.Errorf("pulsar: entry %v not converted: %w", d.Entry.Position, err)
+		}
+	}
+	f, err := appendFrame(make([]byte, 0, len(stored)+128), &pb.BaseCommand{Type: pb.BaseCommand_MESSAGE.Enum(), Message: msg}, bem, stored)
 	if err != nil {
 		return err
 	}
@@ -238,7 +255,7 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 		return err
 	}
 	cs.c.h.metrics.msgsOut.Add(float64(max(d.Entry.MsgCount, 1)))
-	cs.c.h.metrics.bytesOut.Add(float64(len(d.Entry.Data)))
+	cs.c.h.metrics.bytesOut.Add(float64(len(stored)))
 	return nil
 }
 
@@ -466,6 +483,9 @@ func (c *conn) handleGetLastMessageID(ctx context.Context, cmd *pb.CommandGetLas
 			if md, _, err := parseStored(es[0].Data); err == nil && md.NumMessagesInBatch != nil {
 				last.BatchIndex = proto.Int32(md.GetNumMessagesInBatch() - 1)
 			}
+		} else if len(es) == 1 && es[0].Position == lc {
+			// Kafka batches are delivered as batches of MsgCount messages.
+			last.BatchIndex = proto.Int32(max(es[0].MsgCount, 1) - 1)
 		}
 	}
 	if idx := cs.topic.PartitionIndex(); idx >= 0 {

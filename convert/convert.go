@@ -1,0 +1,96 @@
+package convert
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// KafkaProducerName is the Pulsar producer_name of messages converted from
+// Kafka entries stored without a producer identity.
+const KafkaProducerName = "kafka"
+
+// PulsarToKafka converts a Pulsar-format entry into one uncompressed Kafka
+// RecordBatch v2 with base offset e.FirstIndex: one record per message, at
+// consecutive offsets.
+func PulsarToKafka(e *broker.Entry) ([]byte, error) {
+	return AppendPulsarToKafka(nil, e, 0)
+}
+
+// AppendPulsarToKafka is PulsarToKafka appending to dst. A batch larger
+// than maxBytes (> 0) is LZ4-compressed if that makes it smaller: compressed
+// entries may inflate far beyond what readers expect of one batch. On error
+// dst is returned unchanged.
+func AppendPulsarToKafka(dst []byte, e *broker.Entry, maxBytes int) ([]byte, error) {
+	msgs, err := decodePulsar(e.Data)
+	if err != nil {
+		return dst, err
+	}
+	if len(msgs) != int(max(e.MsgCount, 1)) {
+		return dst, fmt.Errorf("%w: entry of %d messages holds %d", ErrCorrupt, e.MsgCount, len(msgs))
+	}
+	start := len(dst)
+	dst = appendKafka(dst, e.FirstIndex, msgs)
+	if maxBytes > 0 && len(dst)-start > maxBytes {
+		dst = compressKafka(dst, start)
+	}
+	return dst, nil
+}
+
+// KafkaToPulsar converts a Kafka-format entry (a v2 batch of any codec)
+// into one uncompressed Pulsar batch payload, from the 0x0e01 magic onward:
+// num_messages_in_batch = the record count, one SingleMessageMetadata per
+// record. producer_name is the entry's producer (KafkaProducerName if none),
+// sequence_id its first index, publish_time its broker publish time.
+func KafkaToPulsar(e *broker.Entry) ([]byte, error) {
+	return AppendKafkaToPulsar(nil, e, 0)
+}
+
+// AppendKafkaToPulsar is KafkaToPulsar appending to dst. A payload larger
+// than maxBytes (> 0) is LZ4-compressed if that makes it smaller: Pulsar
+// clients drop the connection on a frame beyond their max message size, and
+// a compressed Kafka batch may inflate far beyond it. On error dst is
+// returned unchanged.
+func AppendKafkaToPulsar(dst []byte, e *broker.Entry, maxBytes int) ([]byte, error) {
+	msgs, err := decodeKafka(e.Data)
+	if err != nil {
+		return dst, err
+	}
+	if len(msgs) != int(max(e.MsgCount, 1)) {
+		return dst, fmt.Errorf("%w: entry of %d messages holds %d", ErrCorrupt, e.MsgCount, len(msgs))
+	}
+	producer := e.Producer
+	if producer == "" {
+		producer = KafkaProducerName
+	}
+	start := len(dst)
+	dst, err = appendPulsar(dst, msgs, producer, uint64(max(e.FirstIndex, 0)), e.PublishTime)
+	if err == nil && maxBytes > 0 && len(dst)-start > maxBytes {
+		dst, err = compressPulsar(dst, start)
+	}
+	return dst, err
+}
+
+// KafkaKey returns the key of the first record of a Kafka-format entry (nil
+// if none or undecodable): the routing key of the whole entry for Pulsar
+// Key_Shared subscriptions, which dispatch entries, not records.
+func KafkaKey(e *broker.Entry) []byte {
+	msgs, err := decodeKafka(e.Data)
+	if err != nil || len(msgs) == 0 {
+		return nil
+	}
+	return msgs[0].Key
+}
+
+// KafkaHeaderOK reports whether a Kafka-format entry starts with a
+// plausible v2 batch header (magic 2, length within the data): a cheap
+// check before committing a reader to an entry that will not convert.
+func KafkaHeaderOK(e *broker.Entry) bool {
+	b := e.Data
+	if len(b) < kafkaHeaderSize || b[16] != 2 {
+		return false
+	}
+	l := int64(binary.BigEndian.Uint32(b[8:])) + 12
+	return l >= kafkaHeaderSize && l <= int64(len(b))
+}

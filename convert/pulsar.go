@@ -1,0 +1,530 @@
+package convert
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"hash/crc32"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
+)
+
+// Pulsar payload framing: [0x0e01][u32 crc32c][u32 metaSize][MessageMetadata][payload].
+const (
+	pulsarMagic     = 0x0e01
+	pulsarHdrSize   = 2 + 4 + 4
+	fieldEncryption = 13 // MessageMetadata.encryption_keys (not in our pb)
+)
+
+// Reserved Pulsar property names. Every name starts with reservedPrefix;
+// a Kafka header key with that prefix is stored base64-encoded, so user
+// headers never collide with them.
+const (
+	reservedPrefix = "__kafka_"
+	propB64        = "__kafka_b64"    // properties whose value is base64
+	propNull       = "__kafka_null"   // properties whose value is null
+	propB64Key     = "__kafka_b64key" // properties whose key is base64
+	propTimestamp  = "__kafka_ts"     // Kafka timestamp not representable as event_time
+)
+
+var b64 = base64.StdEncoding
+
+// decodePulsar returns the messages of one stored Pulsar payload. The
+// returned messages alias b or the decompressed buffer.
+func decodePulsar(b []byte) ([]Message, error) {
+	if len(b) < pulsarHdrSize || binary.BigEndian.Uint16(b) != pulsarMagic {
+		return nil, corrupt("pulsar payload without magic")
+	}
+	mdSize := int64(binary.BigEndian.Uint32(b[6:]))
+	if mdSize > int64(len(b)-pulsarHdrSize) {
+		return nil, corrupt("pulsar metadata size %d", mdSize)
+	}
+	md := &pb.MessageMetadata{}
+	if err := proto.Unmarshal(b[pulsarHdrSize:pulsarHdrSize+mdSize], md); err != nil {
+		return nil, corrupt("pulsar metadata: %v", err)
+	}
+	if md.GetNumChunksFromMsg() > 1 {
+		return nil, ErrUnsupported // one message spread over entries
+	}
+	if hasField(md.ProtoReflect().GetUnknown(), fieldEncryption) {
+		return nil, ErrUnsupported // the broker has no keys
+	}
+	payload, err := decompressPulsar(md.GetCompression(), md.GetUncompressedSize(), b[pulsarHdrSize+mdSize:])
+	if err != nil {
+		return nil, err
+	}
+	publish := int64(md.GetPublishTime())
+	if md.NumMessagesInBatch == nil {
+		props := make([]rawKV, len(md.Properties))
+		for i, kv := range md.Properties {
+			props[i] = rawKV{[]byte(kv.GetKey()), []byte(kv.GetValue())}
+		}
+		var key []byte
+		if md.PartitionKey != nil {
+			key = []byte(*md.PartitionKey)
+		}
+		m := pulsarMessage(props, key, md.GetPartitionKeyB64Encoded(), md.OrderingKey,
+			md.GetEventTime(), publish, md.GetNullValue(), payload)
+		return []Message{m}, nil
+	}
+	n := md.GetNumMessagesInBatch()
+	// Every message takes at least 4 bytes: do not trust n before that.
+	if n < 1 || int64(n) > int64(len(payload))/4+1 {
+		return nil, corrupt("pulsar batch claims %d messages in %d bytes", n, len(payload))
+	}
+	msgs := make([]Message, 0, n)
+	for range n {
+		if len(payload) < 4 {
+			return nil, corrupt("pulsar batch truncated")
+		}
+		sz := int64(binary.BigEndian.Uint32(payload))
+		if sz > int64(len(payload)-4) {
+			return nil, corrupt("pulsar single message metadata size %d", sz)
+		}
+		var smm single
+		if err := smm.decode(payload[4 : 4+sz]); err != nil {
+			return nil, err
+		}
+		payload = payload[4+sz:]
+		ps := smm.payloadSize
+		if ps < 0 || ps > int64(len(payload)) {
+			return nil, corrupt("pulsar payload size %d", ps)
+		}
+		msgs = append(msgs, pulsarMessage(smm.props, smm.key, smm.keyB64, smm.orderingKey,
+			smm.eventTime, publish, smm.null, payload[:ps:ps]))
+		payload = payload[ps:]
+	}
+	return msgs, nil
+}
+
+// hasField reports whether the protobuf bytes b hold field num.
+func hasField(b []byte, num protowire.Number) bool {
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return false
+		}
+		if n == num {
+			return true
+		}
+		b = b[l:]
+		l = protowire.ConsumeFieldValue(n, typ, b)
+		if l < 0 {
+			return false
+		}
+		b = b[l:]
+	}
+	return false
+}
+
+// rawKV is a property as found on the wire.
+type rawKV struct{ k, v []byte }
+
+// single is the part of a SingleMessageMetadata the conversion reads.
+type single struct {
+	props       []rawKV
+	key         []byte // nil: none
+	keyB64      bool
+	payloadSize int64
+	eventTime   uint64
+	orderingKey []byte
+	null        bool
+}
+
+// SingleMessageMetadata field numbers (PulsarApi.proto).
+const (
+	smmProperties  = 1
+	smmPartKey     = 2
+	smmPayloadSize = 3
+	smmEventTime   = 5
+	smmKeyB64      = 6
+	smmOrderingKey = 7
+	smmNullValue   = 9
+)
+
+// decode reads a SingleMessageMetadata by hand: it runs once per message,
+// and generated unmarshalling allocates a struct per field.
+func (s *single) decode(b []byte) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return corrupt("single message metadata tag")
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.BytesType && (num == smmProperties || num == smmPartKey || num == smmOrderingKey):
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return corrupt("single message metadata field %d", num)
+			}
+			b = b[n:]
+			if v == nil {
+				v = []byte{}
+			}
+			switch num {
+			case smmProperties:
+				kv, err := decodeKV(v)
+				if err != nil {
+					return err
+				}
+				s.props = append(s.props, kv)
+			case smmPartKey:
+				s.key = v
+			case smmOrderingKey:
+				s.orderingKey = v
+			}
+		case typ == protowire.VarintType && (num == smmPayloadSize || num == smmEventTime || num == smmKeyB64 || num == smmNullValue):
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return corrupt("single message metadata field %d", num)
+			}
+			b = b[n:]
+			switch num {
+			case smmPayloadSize:
+				s.payloadSize = int64(int32(v))
+			case smmEventTime:
+				s.eventTime = v
+			case smmKeyB64:
+				s.keyB64 = v != 0
+			case smmNullValue:
+				s.null = v != 0
+			}
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return corrupt("single message metadata field %d", num)
+			}
+			b = b[n:]
+		}
+	}
+	return nil
+}
+
+func decodeKV(b []byte) (rawKV, error) {
+	kv := rawKV{k: []byte{}, v: []byte{}}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return kv, corrupt("key value tag")
+		}
+		b = b[n:]
+		if typ == protowire.BytesType && (num == 1 || num == 2) {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return kv, corrupt("key value field")
+			}
+			b = b[n:]
+			if v == nil {
+				v = []byte{}
+			}
+			if num == 1 {
+				kv.k = v
+			} else {
+				kv.v = v
+			}
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return kv, corrupt("key value field")
+		}
+		b = b[n:]
+	}
+	return kv, nil
+}
+
+// b64decode decodes base64 (empty stays empty, not nil).
+func b64decode(b []byte) ([]byte, error) {
+	return b64.AppendDecode(make([]byte, 0, b64.DecodedLen(len(b))), b)
+}
+
+func pulsarMessage(props []rawKV, key []byte, keyB64 bool, orderingKey []byte, eventTime uint64, publish int64, null bool, value []byte) Message {
+	m := Message{OrderingKey: orderingKey, Value: value, Key: key}
+	if key != nil && keyB64 {
+		if k, err := b64decode(key); err == nil {
+			m.Key = k
+		}
+	}
+	if null {
+		m.Value = nil
+	} else if m.Value == nil {
+		m.Value = []byte{}
+	}
+	var ts int64
+	var hasTS bool
+	m.Headers, ts, hasTS = decodeProps(props)
+	switch {
+	case eventTime > 0:
+		m.Timestamp = int64(eventTime)
+	case hasTS:
+		m.Timestamp = ts
+	default:
+		m.Timestamp, m.LogAppend = publish, true
+	}
+	return m
+}
+
+// occ names one property: its key and which repetition of that key it is
+// (0-based, in wire order).
+type occ struct {
+	key string
+	n   int
+}
+
+// decodeProps turns properties into headers, undoing appendProps.
+// Properties that do not parse as reserved ones are kept as headers.
+func decodeProps(props []rawKV) (hdrs []Header, ts int64, hasTS bool) {
+	var b64Vals, nulls, b64Keys map[occ]bool
+	var reserved []bool
+	nReserved := 0
+	for i, kv := range props {
+		if len(kv.k) < len(reservedPrefix) || string(kv.k[:len(reservedPrefix)]) != reservedPrefix {
+			continue
+		}
+		var err error
+		switch string(kv.k) {
+		case propB64:
+			b64Vals, err = parseMarks(string(kv.v))
+		case propNull:
+			nulls, err = parseMarks(string(kv.v))
+		case propB64Key:
+			b64Keys, err = parseMarks(string(kv.v))
+		case propTimestamp:
+			ts, err = strconv.ParseInt(string(kv.v), 10, 64)
+			hasTS = err == nil
+		default:
+			continue
+		}
+		if err == nil {
+			if reserved == nil {
+				reserved = make([]bool, len(props))
+			}
+			reserved[i] = true
+			nReserved++
+		}
+	}
+	if len(props) > nReserved {
+		hdrs = make([]Header, 0, len(props)-nReserved)
+	}
+	var seen map[string]int
+	if b64Vals != nil || nulls != nil || b64Keys != nil {
+		seen = map[string]int{}
+	}
+	for j, kv := range props {
+		if reserved != nil && reserved[j] {
+			continue
+		}
+		h := Header{Key: string(kv.k), Value: kv.v}
+		if seen != nil {
+			o := occ{h.Key, seen[h.Key]}
+			seen[h.Key]++
+			if b64Keys[o] {
+				if dk, err := b64decode(kv.k); err == nil {
+					h.Key = string(dk)
+				}
+			}
+			switch {
+			case nulls[o]:
+				h.Value = nil
+			case b64Vals[o]:
+				if dv, err := b64decode(kv.v); err == nil {
+					h.Value = dv
+				}
+			}
+		}
+		hdrs = append(hdrs, h)
+	}
+	return hdrs, ts, hasTS
+}
+
+// parseMarks parses a reserved property's list: comma-separated property
+// keys, query-escaped, each followed by "#n" for its n-th repetition (n > 0).
+func parseMarks(s string) (map[occ]bool, error) {
+	m := map[occ]bool{}
+	for f := range strings.SplitSeq(s, ",") {
+		k, nstr, rep := strings.Cut(f, "#")
+		n := 0
+		if rep {
+			var err error
+			if n, err = strconv.Atoi(nstr); err != nil || n < 1 {
+				return nil, corrupt("marker list %q", s)
+			}
+		}
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, corrupt("marker list %q", s)
+		}
+		m[occ{key, n}] = true
+	}
+	return m, nil
+}
+
+// appendMarks appends the reserved property name listing the properties
+// at idx (indexes into keys, the property keys in wire order).
+func appendMarks(dst []byte, name string, keys []string, idx []int) []byte {
+	if len(idx) == 0 {
+		return dst
+	}
+	var v []byte
+	for j, i := range idx {
+		if j > 0 {
+			v = append(v, ',')
+		}
+		v = append(v, url.QueryEscape(keys[i])...)
+		n := 0
+		for _, k := range keys[:i] {
+			if k == keys[i] {
+				n++
+			}
+		}
+		if n > 0 {
+			v = append(v, '#')
+			v = strconv.AppendInt(v, int64(n), 10)
+		}
+	}
+	return appendKV(dst, []byte(name), v)
+}
+
+// appendKV appends one properties field (KeyValue) of a SingleMessageMetadata.
+func appendKV(dst, k, v []byte) []byte {
+	dst = protowire.AppendTag(dst, smmProperties, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(protowire.SizeBytes(len(k))+protowire.SizeBytes(len(v))+2))
+	dst = protowire.AppendTag(dst, 1, protowire.BytesType)
+	dst = protowire.AppendBytes(dst, k)
+	dst = protowire.AppendTag(dst, 2, protowire.BytesType)
+	return protowire.AppendBytes(dst, v)
+}
+
+// appendProps appends m's headers (and a timestamp event_time cannot
+// hold, if withTS) as properties: UTF-8 keys and values verbatim, in
+// order, repeated keys repeated; reserved properties, appended last, mark
+// the others by key (and repetition).
+func appendProps(dst []byte, m *Message, withTS bool) []byte {
+	var b64Vals, nulls, b64Keys []int
+	var kb, vb []byte
+	for i, h := range m.Headers {
+		k := []byte(h.Key)
+		if !utf8.ValidString(h.Key) || strings.HasPrefix(h.Key, reservedPrefix) {
+			kb = b64.AppendEncode(kb[:0], k)
+			k = kb
+			b64Keys = append(b64Keys, i)
+		}
+		v := h.Value
+		switch {
+		case v == nil:
+			nulls = append(nulls, i)
+		case !utf8.Valid(v):
+			vb = b64.AppendEncode(vb[:0], v)
+			v = vb
+			b64Vals = append(b64Vals, i)
+		}
+		dst = appendKV(dst, k, v)
+	}
+	if len(b64Vals)+len(nulls)+len(b64Keys) > 0 {
+		keys := make([]string, len(m.Headers))
+		for i, h := range m.Headers {
+			keys[i] = h.Key
+		}
+		for _, i := range b64Keys {
+			keys[i] = b64.EncodeToString([]byte(keys[i]))
+		}
+		dst = appendMarks(dst, propB64, keys, b64Vals)
+		dst = appendMarks(dst, propNull, keys, nulls)
+		dst = appendMarks(dst, propB64Key, keys, b64Keys)
+	}
+	if withTS && m.Timestamp <= 0 {
+		dst = appendKV(dst, []byte(propTimestamp), strconv.AppendInt(nil, m.Timestamp, 10))
+	}
+	return dst
+}
+
+// appendSingle appends m's SingleMessageMetadata, encoded by hand (see
+// single.decode), in field-number order as protobuf encoders write it.
+func appendSingle(dst []byte, m *Message, logAppend bool) []byte {
+	dst = appendProps(dst, m, !logAppend)
+	if m.Key != nil {
+		dst = protowire.AppendTag(dst, smmPartKey, protowire.BytesType)
+		if utf8.Valid(m.Key) {
+			dst = protowire.AppendBytes(dst, m.Key)
+		} else {
+			dst = protowire.AppendVarint(dst, uint64(b64.EncodedLen(len(m.Key))))
+			dst = b64.AppendEncode(dst, m.Key)
+		}
+	}
+	dst = protowire.AppendTag(dst, smmPayloadSize, protowire.VarintType)
+	dst = protowire.AppendVarint(dst, uint64(int64(int32(len(m.Value)))))
+	if !logAppend && m.Timestamp > 0 {
+		dst = protowire.AppendTag(dst, smmEventTime, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, uint64(m.Timestamp))
+	}
+	if m.Key != nil && !utf8.Valid(m.Key) {
+		dst = protowire.AppendTag(dst, smmKeyB64, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, 1)
+	}
+	if m.OrderingKey != nil {
+		dst = protowire.AppendTag(dst, smmOrderingKey, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, m.OrderingKey)
+	}
+	if m.Value == nil {
+		dst = protowire.AppendTag(dst, smmNullValue, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, 1)
+	}
+	return dst
+}
+
+// appendPulsar appends msgs as one uncompressed Pulsar batch payload, from
+// the magic onward, with a valid CRC32C. publish is the batch's publish
+// time unless every message is LogAppend at a positive time (then the
+// messages carry no event time and that time is the publish time).
+func appendPulsar(dst []byte, msgs []Message, producer string, seq uint64, publish int64) ([]byte, error) {
+	logAppend := len(msgs) > 0 && msgs[0].Timestamp > 0
+	for i := range msgs {
+		logAppend = logAppend && msgs[i].LogAppend
+	}
+	if logAppend {
+		publish = msgs[0].Timestamp
+	}
+	// The per-message metadata first, into a scratch buffer: the batch size
+	// goes into the MessageMetadata, and values are then copied only once.
+	ends := make([]int, len(msgs))
+	smms := make([]byte, 0, 48*len(msgs))
+	size := 0
+	for i := range msgs {
+		smms = appendSingle(smms, &msgs[i], logAppend)
+		ends[i] = len(smms)
+		size += 4 + len(msgs[i].Value)
+	}
+	size += len(smms)
+	md := &pb.MessageMetadata{
+		ProducerName:       proto.String(producer),
+		SequenceId:         proto.Uint64(seq),
+		PublishTime:        proto.Uint64(uint64(max(publish, 0))),
+		NumMessagesInBatch: proto.Int32(int32(len(msgs))),
+		UncompressedSize:   proto.Uint32(uint32(size)),
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, pulsarHdrSize+64+len(producer)+size)
+	dst = binary.BigEndian.AppendUint16(dst, pulsarMagic)
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0) // crc, metadata size
+	var err error
+	if dst, err = (proto.MarshalOptions{}).MarshalAppend(dst, md); err != nil {
+		return dst[:start], err
+	}
+	binary.BigEndian.PutUint32(dst[start+6:], uint32(len(dst)-start-pulsarHdrSize))
+	from := 0
+	for i := range msgs {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(ends[i]-from))
+		dst = append(dst, smms[from:ends[i]]...)
+		dst = append(dst, msgs[i].Value...)
+		from = ends[i]
+	}
+	binary.BigEndian.PutUint32(dst[start+2:], crc32.Checksum(dst[start+6:], castagnoli))
+	return dst, nil
+}
