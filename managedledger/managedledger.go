@@ -953,11 +953,15 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]En
 }
 
 func entryOf(ledgerID int64, r *segment.Record) Entry {
-	return Entry{
+	e := Entry{
 		Position: Position{LedgerID: ledgerID, EntryID: r.EntryID}, Format: Format(r.Format),
 		MsgCount: r.MsgCount, FirstIndex: r.FirstIndex, PublishTime: r.PublishTime, MaxEventTime: r.MaxEventTime,
 		Producer: r.Producer, SeqFirst: r.SeqFirst, SeqLast: r.SeqLast, Data: r.Data,
 	}
+	if r.Data != nil {
+		e.release = &entryRelease{rec: *r}
+	}
+	return e
 }
 
 // ReadFromIndex returns entries starting with the one containing message

@@ -1,8 +1,11 @@
 package managedledger
 
 import (
+	"sync"
+
 	"errors"
 	"fmt"
+	"github.com/kopernik-io/kopernik/segment"
 	"math"
 	"time"
 )
@@ -81,9 +84,28 @@ type Entry struct {
 	Producer string
 	SeqFirst int64
 	SeqLast  int64
-	// Data is the batch exactly as produced. Read results own their Data;
-	// Append does not retain the caller's slice after it returns.
+	// Data is the batch exactly as produced. Read results own their Data
+	// (until Release); Append does not retain the caller's slice after it
+	// returns.
 	Data []byte
+
+	release *entryRelease // shared by copies of the entry: releases once
+}
+
+type entryRelease struct {
+	once sync.Once
+	rec  segment.Record
+}
+
+// Release lets storage reuse the memory behind Data: call it when neither
+// this entry's Data nor any copy of the entry is used again. It is
+// optional (unreleased memory is garbage collected) and idempotent across
+// copies of the entry. A hot read path that copies Data out (Kafka fetch)
+// releases to avoid allocating and zeroing a buffer per read.
+func (e *Entry) Release() {
+	if e.release != nil {
+		e.release.once.Do(e.release.rec.Release)
+	}
 }
 
 // LastIndex is the message index of the entry's last message.

@@ -59,6 +59,18 @@ type Record struct {
 	Format       uint8
 	Producer     string
 	Data         []byte
+
+	buf *readBuf // the pooled read buffer Data points into, if any
+}
+
+// Release hands the record's read buffer back for reuse once every record
+// read from it is released. Data must not be used afterwards. Optional: an
+// unreleased buffer is garbage collected. Release at most once per record.
+func (r *Record) Release() {
+	if r.buf != nil {
+		r.buf.release()
+		r.buf = nil
+	}
 }
 
 // Timestamp is the time used by find-by-time: event time if known, else publish time.

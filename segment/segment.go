@@ -723,6 +723,16 @@ type reader struct {
 	end    int64 // never read at or beyond
 	buf    []byte
 	bufOff int64
+	rb     *readBuf // owner of buf when pooled; the reader holds one reference
+	pooled bool     // take read-ahead buffers from the pool (Read)
+}
+
+// close drops the reader's reference to its read-ahead buffer.
+func (r *reader) close() {
+	if r.rb != nil {
+		r.rb.release()
+		r.rb, r.buf = nil, nil
+	}
 }
 
 // at returns [off, off+n), reading at least window bytes when it must read.
@@ -735,7 +745,14 @@ func (r *reader) at(off int64, n int, window int) ([]byte, error) {
 	}
 	size := int64(max(n, window))
 	size = min(size, r.end-off)
-	buf := make([]byte, size)
+	var buf []byte
+	if r.pooled {
+		r.close()
+		r.rb = getReadBuf(int(size))
+		buf = r.rb.b
+	} else {
+		buf = make([]byte, size)
+	}
 	got, err := r.f.ReadAt(buf, off)
 	if got < n {
 		if err == nil || errors.Is(err, io.EOF) {
@@ -767,6 +784,10 @@ func (r *reader) record(off int64, withData bool, window int) (Record, int64, er
 		}
 		if crc(body) != sum {
 			return rec, 0, fmt.Errorf("%w: checksum mismatch at %d", ErrCorrupt, off)
+		}
+		if r.rb != nil {
+			r.rb.refs.Add(1)
+			rec.buf = r.rb
 		}
 		return rec, n, decodeBody(body, &rec)
 	}
@@ -923,7 +944,8 @@ func (s *Segment) Read(from, limit int64, maxEntries, maxBytes int) ([]Record, e
 	// Read ahead what the caller may take, within [8 KiB, 4 MiB]: one
 	// read(2) for a batch, and no 64 KiB copy to return one small entry.
 	window := min(max(min(maxBytes, maxEntries*(32<<10)), 8<<10), 4<<20)
-	rd := reader{f: s.logF, end: v.size}
+	rd := reader{f: s.logF, end: v.size, pooled: true}
+	defer rd.close()
 	var out []Record
 	size := 0
 	for e := from; e < v.entries && len(out) < maxEntries; e++ {

@@ -209,6 +209,9 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 			break
 		}
 	}
+	for i := range entries {
+		entries[i].Release() // copied into out: storage may reuse the read buffer
+	}
 	if len(out) == 0 {
 		putBuf(out)
 		return
