@@ -16,6 +16,7 @@
 //	                  GET .../{topic}/lastMessageId, PUT .../{topic}/unload,
 //	                  GET|POST|DELETE .../{topic}/retention, GET .../{topic}/internalStats,
 //	                  GET .../{topic}/messageid/{timestamp}
+//	messages.go       GET .../{topic}/ledger/{ledgerId}/entry/{entryId}
 //	subscriptions.go  GET .../{topic}/subscriptions, PUT|DELETE .../{topic}/subscription/{sub},
 //	                  POST .../subscription/{sub}/resetcursor[/{timestamp}],
 //	                  POST .../subscription/{sub}/skip_all, .../skip/{n},
@@ -91,6 +92,7 @@ func New(svc broker.Service, opts Options) http.Handler {
 	s.tenantRoutes(mux)
 	s.namespaceRoutes(mux)
 	s.topicRoutes(mux)
+	s.messageRoutes(mux)
 	s.subscriptionRoutes(mux)
 	s.lookupRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

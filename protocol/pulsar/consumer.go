@@ -34,6 +34,7 @@ type consumer struct {
 	subType broker.SubscriptionType
 	release func()
 	detach  func()
+	unlist  func() // removes it from the subscription's statistics
 
 	// ready is set by the first FLOW: the Go client registers a consumer
 	// only after SUBSCRIBE's SUCCESS arrives, so notifications sent
@@ -127,6 +128,10 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 			return c.sendError(reqID, err)
 		}
 		cs.sub, cs.disp, cs.release = sub, d, sub.Hold()
+		cs.unlist = sub.AddConsumer(broker.ConsumerInfo{
+			Name: cmd.GetConsumerName(), Protocol: "pulsar", Address: c.nc.RemoteAddr().String(),
+			Type: typ.String(), ClientVersion: c.clientVer, Metadata: keyValues(cmd.GetMetadata()),
+		})
 	} else {
 		start := readerStart(part, cmd)
 		c.mu.Lock()
@@ -287,6 +292,9 @@ func (cs *consumer) stop() {
 		}
 		if cs.detach != nil {
 			cs.detach()
+		}
+		if cs.unlist != nil {
+			cs.unlist()
 		}
 	})
 }

@@ -42,6 +42,7 @@ type producer struct {
 	part   *broker.Partition
 	reg    *broker.ProducerRegistration
 	detach func()
+	unlist func() // removes it from the partition's statistics
 
 	sends     chan sendReq
 	done      chan struct{}
@@ -109,6 +110,11 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 		}
 		p.reg = reg
 		p.detach = part.Attach()
+		p.unlist = part.AddProducer(broker.ProducerInfo{
+			Name: pname, Protocol: "pulsar", Address: c.nc.RemoteAddr().String(),
+			AccessMode: accessModeName(cmd.GetProducerAccessMode()), ClientVersion: c.clientVer,
+			Metadata: keyValues(cmd.GetMetadata()),
+		})
 		c.mu.Lock()
 		select {
 		case <-c.closed:
@@ -187,7 +193,35 @@ func (p *producer) stop() {
 		if p.detach != nil {
 			p.detach()
 		}
+		if p.unlist != nil {
+			p.unlist()
+		}
 	})
+}
+
+// accessModeName is Pulsar's ProducerAccessMode name, as stats report it.
+func accessModeName(m pb.ProducerAccessMode) string {
+	switch m {
+	case pb.ProducerAccessMode_Exclusive:
+		return "Exclusive"
+	case pb.ProducerAccessMode_WaitForExclusive:
+		return "WaitForExclusive"
+	case pb.ProducerAccessMode_ExclusiveWithFencing:
+		return "ExclusiveWithFencing"
+	}
+	return "Shared"
+}
+
+// keyValues turns wire metadata into a map (nil when empty).
+func keyValues(kvs []*pb.KeyValue) map[string]string {
+	if len(kvs) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		m[kv.GetKey()] = kv.GetValue()
+	}
+	return m
 }
 
 func (c *conn) handleSend(cmd *pb.CommandSend, payload []byte) error {
