@@ -49,7 +49,7 @@ type conn struct {
 
 	// Set by CONNECT, then read-only.
 	connected bool
-	entryMeta bool // client supports broker entry metadata
+	entryMeta bool   // client supports broker entry metadata
 	clientVer string // CONNECT's client_version, for statistics
 
 	mu struct {
