@@ -334,3 +334,19 @@ func TestStatsListClients(t *testing.T) {
 		t.Fatalf("consumers after close %+v", cs)
 	}
 }
+
+// A pattern over a namespace that does not exist finds no topics instead of
+// failing (pulsar-client-go's TestNamespaceTopicsNamespaceDoesNotExit).
+func TestPatternMissingNamespace(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	start := time.Now()
+	cons, err := c.Subscribe(pulsar.ConsumerOptions{TopicsPattern: "persistent://public/no-such-ns/.*", SubscriptionName: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("subscribe took %v", d)
+	}
+}
