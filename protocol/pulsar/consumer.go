@@ -83,7 +83,9 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 	_, dup := c.mu.consumers[cid]
 	c.mu.Unlock()
 	if dup {
-		return c.sendError(reqID, fmt.Errorf("%w: consumer id %d already in use", broker.ErrInUse, cid))
+		// A client reconnecting a consumer that this connection still
+		// serves: as Pulsar does, the existing consumer stands.
+		return c.sendSuccess(reqID)
 	}
 	part, err := c.h.env.Broker.OpenPartition(ctx, name, cmd.GetForceTopicCreation())
 	if err != nil {

@@ -59,10 +59,19 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 		return c.sendError(reqID, err)
 	}
 	c.mu.Lock()
-	_, dup := c.mu.producers[pid]
+	old := c.mu.producers[pid]
 	c.mu.Unlock()
-	if dup {
-		return c.sendError(reqID, fmt.Errorf("%w: producer id %d already in use", broker.ErrProducerBusy, pid))
+	if old != nil {
+		// A client reconnecting a producer that this connection still
+		// serves: as Pulsar does, the existing producer stands.
+		ps := &pb.CommandProducerSuccess{
+			RequestId: proto.Uint64(reqID), ProducerName: proto.String(old.name),
+			LastSequenceId: proto.Int64(old.part.LastSequence(old.name)), ProducerReady: proto.Bool(true),
+		}
+		if old.reg != nil && cmd.GetProducerAccessMode() != pb.ProducerAccessMode_Shared {
+			ps.TopicEpoch = proto.Uint64(old.reg.Epoch)
+		}
+		return c.send(&pb.BaseCommand{Type: pb.BaseCommand_PRODUCER_SUCCESS.Enum(), ProducerSuccess: ps})
 	}
 	part, err := c.h.env.Broker.OpenPartition(ctx, name, true)
 	if err != nil {
