@@ -315,13 +315,11 @@ func (p *producer) begin(req sendReq) pendingSend {
 	cmd := req.cmd
 	ps := pendingSend{seq: cmd.GetSequenceId()}
 	// Clients number every message; a batch's SEND carries the first
-	// sequence id and, from the Java client, highest_sequence_id. The Go
-	// client leaves the latter out, so derive it from num_messages: the
-	// broker then reports the true last sequence to a re-created producer.
-	ps.highest = cmd.GetHighestSequenceId()
-	if n := uint64(max(cmd.GetNumMessages(), 1)); ps.highest < ps.seq+n-1 {
-		ps.highest = ps.seq + n - 1
-	}
+	// sequence id and, from the Java client, highest_sequence_id. Without
+	// the latter the batch counts as its first id, as in Pulsar: the ids
+	// of a batch need not be contiguous (the Go client's key-based batches
+	// interleave them across keys), so num_messages says nothing about them.
+	ps.highest = max(cmd.GetHighestSequenceId(), ps.seq)
 	if req.err != nil {
 		ps.err = req.err
 		return ps

@@ -23,17 +23,17 @@ func TestProducerNames(t *testing.T) {
 	if _, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, Name: "fixed"}); err == nil || !strings.Contains(err.Error(), "ProducerBusy") {
 		t.Fatalf("duplicate name: %v, want ProducerBusy", err)
 	}
-	produce(t, named, 5, "s") // one batch: sequence ids 0..4
+	produce(t, named, 5, "s") // one batch: sequence ids 0..4, recorded as 0 (no highest_sequence_id)
 	named.Close()
 	again := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, Name: "fixed"})
-	// The client continues after PRODUCER_SUCCESS.last_sequence_id (4).
+	// The client continues after PRODUCER_SUCCESS.last_sequence_id (0), as with Pulsar.
 	produce(t, again, 1, "t")
 	part, err := s.broker.OpenPartition(ctxT(t), mustName(t, s, topic), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := part.LastSequence("fixed"); got != 5 {
-		t.Fatalf("re-created producer sent sequence %d, want 5", got)
+	if got := part.LastSequence("fixed"); got != 1 {
+		t.Fatalf("re-created producer sent sequence %d, want 1", got)
 	}
 }
 
