@@ -21,6 +21,7 @@
 //	                  POST .../subscription/{sub}/resetcursor[/{timestamp}],
 //	                  POST .../subscription/{sub}/skip_all, .../skip/{n},
 //	                  POST .../subscription/{sub}/expireMessages/{seconds}
+//	backlogquota.go   POST|DELETE /namespaces/{t}/{ns}/backlogQuota, GET .../backlogQuotaMap
 //	lookup.go         GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}
 //
 // Non-persistent topic listings answer with empty lists (kopernik serves
@@ -93,6 +94,7 @@ func New(svc broker.Service, opts Options) http.Handler {
 	s.namespaceRoutes(mux)
 	s.topicRoutes(mux)
 	s.messageRoutes(mux)
+	s.backlogQuotaRoutes(mux)
 	s.subscriptionRoutes(mux)
 	s.lookupRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -270,6 +270,11 @@ func (p *producer) run() {
 			p.abandon()
 			return
 		case req := <-p.sends:
+			if !p.holdForQuota() {
+				p.c.inflight.Done()
+				p.abandon()
+				return
+			}
 			pending <- p.begin(req)
 		}
 	}

@@ -134,3 +134,37 @@ func TestSchemas(t *testing.T) {
 		t.Fatalf("decoded %+v, %v", r, err)
 	}
 }
+
+// A backlog quota with producer_request_hold holds SENDs while the backlog
+// is over the limit: the client's send timeout fails them (pulsar-client-go's
+// TestSendTimeout, TestSendContextExpired).
+func TestBacklogQuotaHoldsProducer(t *testing.T) {
+	s := startServer(t)
+	ctx := ctxT(t)
+	pol, err := s.broker.NamespacePolicies(ctx, "public/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol.Extra = map[string]string{extraBacklogLimit: "4096", extraBacklogPolicy: "producer_request_hold"}
+	if err := s.broker.SetNamespacePolicies(ctx, "public/default", pol); err != nil {
+		t.Fatal(err)
+	}
+	c := s.client(t)
+	topic := newTopic("quota")
+	subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "idle"})
+	noRetry := uint(0)
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, SendTimeout: time.Second, MaxReconnectToBroker: &noRetry, DisableBatching: true})
+	for range 3 { // 3 KiB and some metadata: under the limit
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: make([]byte, 1024)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; ; i++ {
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: make([]byte, 1024)}); err != nil {
+			break
+		}
+		if i == 2 {
+			t.Fatal("sends over the backlog quota succeeded")
+		}
+	}
+}
