@@ -22,6 +22,7 @@
 //	                  POST .../subscription/{sub}/skip_all, .../skip/{n},
 //	                  POST .../subscription/{sub}/expireMessages/{seconds}
 //	backlogquota.go   POST|DELETE /namespaces/{t}/{ns}/backlogQuota, GET .../backlogQuotaMap
+//	schemas.go        GET /schemas/{t}/{ns}/{topic}/schema[/{version}], DELETE .../schema
 //	lookup.go         GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}
 //
 // Non-persistent topic listings answer with empty lists (kopernik serves
@@ -95,6 +96,7 @@ func New(svc broker.Service, opts Options) http.Handler {
 	s.topicRoutes(mux)
 	s.messageRoutes(mux)
 	s.backlogQuotaRoutes(mux)
+	s.schemaRoutes(mux)
 	s.subscriptionRoutes(mux)
 	s.lookupRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
