@@ -11,6 +11,7 @@ package pulsar
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -338,6 +339,8 @@ func (p *producer) begin(req sendReq) pendingSend {
 	}
 	ar := broker.AppendRequest{
 		Format: broker.FormatPulsar, MsgCount: ps.msgs, MaxEventTime: eventTime, Data: req.stored,
+		// Pulsar limits the payload; the metadata rides on the frame padding.
+		Overhead: minPayloadHdrBytes + int(binary.BigEndian.Uint32(req.stored[6:])),
 		Producer: p.name, SeqFirst: int64(ps.seq), SeqLast: int64(ps.highest),
 	}
 	if md.GetNumChunksFromMsg() > 1 && md.GetChunkId() < md.GetNumChunksFromMsg()-1 {

@@ -168,3 +168,25 @@ func TestBacklogQuotaHoldsProducer(t *testing.T) {
 		}
 	}
 }
+
+// Chunks fill max_message_size with payload; their metadata must not count
+// against the limit (pulsar-client-go's TestLargeMessage).
+func TestChunkOfMaxMessageSize(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("bigchunk")
+	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s"})
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true, EnableChunking: true})
+	size := int(s.broker.Defaults().MaxMessageBytes) + 1
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	if _, err := p.Send(ctxT(t), &pulsar.ProducerMessage{Payload: payload}); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, cons, 1, true)[0]
+	if !bytes.Equal(m.Payload(), payload) {
+		t.Fatalf("got %d bytes, want %d", len(m.Payload()), size)
+	}
+}
