@@ -78,6 +78,9 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 	if err != nil {
 		return c.sendError(reqID, err)
 	}
+	if overQuota(ctx, part) {
+		return c.sendError(reqID, fmt.Errorf("%w on %s", errBacklogQuota, name))
+	}
 	if cmd.GetEncrypted() {
 		// Payloads pass through untouched; encryption is end to end.
 		c.log.Debug("encrypted producer", "topic", name.String())

@@ -190,3 +190,31 @@ func TestChunkOfMaxMessageSize(t *testing.T) {
 		t.Fatalf("got %d bytes, want %d", len(m.Payload()), size)
 	}
 }
+
+// producer_exception: over the quota, producers are closed and new ones
+// refused with ProducerBlockedQuotaExceededException (pulsar-client-go's
+// TestProducerReconnectWhenBacklogQuotaExceed).
+func TestBacklogQuotaException(t *testing.T) {
+	s := startServer(t)
+	ctx := ctxT(t)
+	pol, err := s.broker.NamespacePolicies(ctx, "public/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol.Extra = map[string]string{extraBacklogLimit: "2048", extraBacklogPolicy: "producer_exception"}
+	if err := s.broker.SetNamespacePolicies(ctx, "public/default", pol); err != nil {
+		t.Fatal(err)
+	}
+	c := s.client(t)
+	topic := newTopic("quotaexc")
+	subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "idle"})
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: make([]byte, 4096)}); err != nil {
+		t.Fatal(err)
+	}
+	noRetry := uint(0)
+	_, err = c.CreateProducer(pulsar.ProducerOptions{Topic: topic, MaxReconnectToBroker: &noRetry, SendTimeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "ProducerBlockedQuotaExceededException") {
+		t.Fatalf("new producer over quota: %v", err)
+	}
+}

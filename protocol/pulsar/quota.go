@@ -5,8 +5,10 @@ package pulsar
 // over the namespace's limit, SENDs are held unanswered until it drops
 // (producer_request_hold; the client's send timeout then fails them). The
 // admin API stores the quota in the policies' Extra (admin/backlogquota.go).
-// producer_exception is served as a hold too, and consumer_backlog_eviction
-// not at all: kopernik never drops unacknowledged messages.
+// With producer_exception, the producer is closed instead (CLOSE_PRODUCER)
+// and new producers are refused with ProducerBlockedQuotaExceededException
+// (the client retries with backoff). consumer_backlog_eviction is not
+// served: kopernik never drops unacknowledged messages.
 
 import (
 	"context"
@@ -23,24 +25,33 @@ const (
 	quotaRecheck = 250 * time.Millisecond
 )
 
-// backlogLimit returns the partition's backlog limit in bytes, if a quota
-// that holds producers is set.
-func backlogLimit(part *broker.Partition) (int64, bool) {
+// backlogLimit returns the partition's backlog limit in bytes and whether
+// exceeding it fails producers (producer_exception) rather than holding
+// them, if a quota that acts on producers is set.
+func backlogLimit(part *broker.Partition) (limit int64, exception, ok bool) {
 	extra := part.Policies().Extra
-	v, ok := extra[extraBacklogLimit]
-	if !ok {
-		return 0, false
+	v, set := extra[extraBacklogLimit]
+	if !set {
+		return 0, false, false
 	}
 	switch extra[extraBacklogPolicy] {
-	case "producer_request_hold", "producer_exception":
+	case "producer_request_hold":
+	case "producer_exception":
+		exception = true
 	default:
-		return 0, false
+		return 0, false, false
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return 0, false
+		return 0, false, false
 	}
-	return n, true
+	return n, exception, true
+}
+
+// overQuota reports whether a producer_exception quota refuses producers now.
+func overQuota(ctx context.Context, part *broker.Partition) bool {
+	limit, exception, ok := backlogLimit(part)
+	return ok && exception && backlogBytes(ctx, part) > limit
 }
 
 // backlogBytes estimates the largest subscription backlog in bytes
@@ -58,12 +69,16 @@ func backlogBytes(ctx context.Context, part *broker.Partition) int64 {
 }
 
 // holdForQuota waits while the backlog is over the quota; false if the
-// producer ended meanwhile.
+// producer ended meanwhile or was closed (producer_exception).
 func (p *producer) holdForQuota() bool {
 	for {
-		limit, ok := backlogLimit(p.part)
+		limit, exception, ok := backlogLimit(p.part)
 		if !ok || backlogBytes(p.ctx, p.part) <= limit {
 			return true
+		}
+		if exception {
+			go p.closeByBroker() // the client reconnects and is refused while over quota
+			return false
 		}
 		select {
 		case <-p.ctx.Done():
