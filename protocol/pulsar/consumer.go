@@ -448,15 +448,15 @@ func (c *conn) handleSeek(ctx context.Context, cmd *pb.CommandSeek) error {
 		c.mu.readerSeeks[cs.id] = pos
 		c.mu.Unlock()
 	}
-	if err := c.sendSuccess(reqID); err != nil {
-		return err
-	}
+	// As Pulsar does: the consumers are disconnected (CLOSE_CONSUMER)
+	// before the SEEK is answered, so that a client sees the close first
+	// and queues its next request for the consumer until it re-subscribed.
 	for _, dc := range cs.disp.Consumers() {
 		if other, ok := dc.Sink.(*consumer); ok {
 			other.closeByBroker()
 		}
 	}
-	return nil
+	return c.sendSuccess(reqID)
 }
 
 func (c *conn) handleGetLastMessageID(ctx context.Context, cmd *pb.CommandGetLastMessageId) error {

@@ -296,3 +296,29 @@ func TestDuplicateIDReconnect(t *testing.T) {
 		}
 	}
 }
+
+// SEEK disconnects the subscription's consumers before it is answered, as
+// Pulsar does: the Go client then holds its next request for the consumer
+// until it re-subscribed (pulsar-client-go's TestReaderWithSeekByID, latest
+// and inclusive: the client seeks during creation, then the test seeks).
+func TestSeekClosesBeforeSuccess(t *testing.T) {
+	s := startServer(t)
+	topic := newTopic("seekorder")
+	a := dialRaw(t, s)
+	a.send(&pb.BaseCommand{Type: pb.BaseCommand_SUBSCRIBE.Enum(), Subscribe: &pb.CommandSubscribe{
+		Topic: proto.String(topic), Subscription: proto.String("s"), SubType: pb.CommandSubscribe_Exclusive.Enum(),
+		ConsumerId: proto.Uint64(1), RequestId: proto.Uint64(1)}}, nil)
+	a.recvType(pb.BaseCommand_SUCCESS)
+	a.send(&pb.BaseCommand{Type: pb.BaseCommand_SEEK.Enum(), Seek: &pb.CommandSeek{
+		ConsumerId: proto.Uint64(1), RequestId: proto.Uint64(2), MessagePublishTime: proto.Uint64(0)}}, nil)
+	for want := []pb.BaseCommand_Type{pb.BaseCommand_CLOSE_CONSUMER, pb.BaseCommand_SUCCESS}; len(want) > 0; {
+		cmd, _ := a.recv()
+		if cmd.GetType() == pb.BaseCommand_PING {
+			continue
+		}
+		if cmd.GetType() != want[0] {
+			t.Fatalf("got %v, want %v", cmd.GetType(), want[0])
+		}
+		want = want[1:]
+	}
+}
