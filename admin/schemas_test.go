@@ -51,3 +51,26 @@ func TestSchemas(t *testing.T) {
 	resp.Body.Close()
 	get("/admin/v2/schemas/public/default/sch/schema", 404)
 }
+
+func TestTerminateTopic(t *testing.T) {
+	srv, b := newTestServer(t)
+	ctx := context.Background()
+	name, _ := broker.ParseTopicName("public/default/term", "", "")
+	if err := b.CreateTopic(ctx, name, 0, broker.Policies{}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(srv.URL+"/admin/v2/persistent/public/default/term/terminate", "application/json", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("terminate: %v %v", resp, err)
+	}
+	var id messageID
+	_ = json.NewDecoder(resp.Body).Decode(&id)
+	resp.Body.Close()
+	if id.EntryID != -1 {
+		t.Fatalf("last id of an empty topic %+v", id)
+	}
+	md, err := b.GetTopic(ctx, name)
+	if err != nil || md.Policies.Extra[extraTerminated] != "true" {
+		t.Fatalf("policies %+v %v", md.Policies, err)
+	}
+}

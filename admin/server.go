@@ -23,6 +23,7 @@
 //	                  POST .../subscription/{sub}/expireMessages/{seconds}
 //	backlogquota.go   POST|DELETE /namespaces/{t}/{ns}/backlogQuota, GET .../backlogQuotaMap
 //	schemas.go        GET /schemas/{t}/{ns}/{topic}/schema[/{version}], DELETE .../schema
+//	terminate.go      POST /persistent/{t}/{ns}/{topic}/terminate
 //	lookup.go         GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}
 //
 // Non-persistent topic listings answer with empty lists (kopernik serves
@@ -97,6 +98,7 @@ func New(svc broker.Service, opts Options) http.Handler {
 	s.messageRoutes(mux)
 	s.backlogQuotaRoutes(mux)
 	s.schemaRoutes(mux)
+	s.terminateRoutes(mux)
 	s.subscriptionRoutes(mux)
 	s.lookupRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ var (
 	errNotAllowed         = errors.New("pulsar: not allowed")
 	errConsumerNotFound   = errors.New("pulsar: consumer not found")
 	errBacklogQuota       = errors.New("pulsar: backlog quota exceeded")
+	errTopicTerminated    = errors.New("pulsar: topic terminated")
 )
 
 // serverError translates an error to a Pulsar ServerError code. This is the
@@ -45,6 +46,8 @@ func serverError(err error) pb.ServerError {
 		return pb.ServerError_IncompatibleSchema
 	case errors.Is(err, errChecksum):
 		return pb.ServerError_ChecksumError
+	case errors.Is(err, errTopicTerminated):
+		return pb.ServerError_TopicTerminatedError
 	case errors.Is(err, errBacklogQuota):
 		return pb.ServerError_ProducerBlockedQuotaExceededException
 	case errors.Is(err, errConsumerNotFound):

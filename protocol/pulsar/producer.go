@@ -78,6 +78,9 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 	if err != nil {
 		return c.sendError(reqID, err)
 	}
+	if terminated(part) {
+		return c.sendError(reqID, fmt.Errorf("%w: %s", errTopicTerminated, name))
+	}
 	if overQuota(ctx, part) {
 		return c.sendError(reqID, fmt.Errorf("%w on %s", errBacklogQuota, name))
 	}

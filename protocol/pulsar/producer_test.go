@@ -2,6 +2,7 @@ package pulsar
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -216,5 +217,33 @@ func TestBacklogQuotaException(t *testing.T) {
 	_, err = c.CreateProducer(pulsar.ProducerOptions{Topic: topic, MaxReconnectToBroker: &noRetry, SendTimeout: time.Second})
 	if err == nil || !strings.Contains(err.Error(), "ProducerBlockedQuotaExceededException") {
 		t.Fatalf("new producer over quota: %v", err)
+	}
+}
+
+// A terminated topic closes its producers and refuses new ones with
+// TopicTerminatedError (pulsar-client-go's TestTopicTermination).
+func TestTopicTerminated(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := newTopic("term")
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, SendTimeout: 2 * time.Second})
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	md, err := s.broker.GetTopic(ctx, mustName(t, s, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md.Policies.Extra = map[string]string{extraTerminated: "true"}
+	if err := s.broker.SetTopicPolicies(ctx, md.Name, md.Policies); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("y")})
+	if !errors.Is(err, pulsar.ErrTopicTerminated) && !errors.Is(err, pulsar.ErrProducerClosed) {
+		t.Fatalf("send to a terminated topic: %v", err)
+	}
+	if _, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic}); err == nil || !strings.Contains(err.Error(), "TopicTerminated") {
+		t.Fatalf("new producer on a terminated topic: %v", err)
 	}
 }

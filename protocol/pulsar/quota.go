@@ -9,6 +9,10 @@ package pulsar
 // and new producers are refused with ProducerBlockedQuotaExceededException
 // (the client retries with backoff). consumer_backlog_eviction is not
 // served: kopernik never drops unacknowledged messages.
+//
+// A terminated topic (admin .../terminate marks it in the topic's Extra)
+// is treated alike: its producers are closed and new ones refused with
+// TopicTerminatedError, on which the Go client gives the producer up.
 
 import (
 	"context"
@@ -21,6 +25,7 @@ import (
 const (
 	extraBacklogLimit  = "pulsar.backlogQuota.limitSize"
 	extraBacklogPolicy = "pulsar.backlogQuota.policy"
+	extraTerminated    = "pulsar.terminated"
 	// quotaRecheck is how often a held producer looks at the backlog again.
 	quotaRecheck = 250 * time.Millisecond
 )
@@ -68,10 +73,19 @@ func backlogBytes(ctx context.Context, part *broker.Partition) int64 {
 	return int64(float64(most) * float64(st.Bytes) / float64(st.Messages))
 }
 
+// terminated reports whether the topic was terminated.
+func terminated(part *broker.Partition) bool {
+	return part.Policies().Extra[extraTerminated] == "true"
+}
+
 // holdForQuota waits while the backlog is over the quota; false if the
-// producer ended meanwhile or was closed (producer_exception).
+// producer ended meanwhile or was closed (producer_exception, terminated topic).
 func (p *producer) holdForQuota() bool {
 	for {
+		if terminated(p.part) {
+			go p.closeByBroker() // the client reconnects and is refused
+			return false
+		}
 		limit, exception, ok := backlogLimit(p.part)
 		if !ok || backlogBytes(p.ctx, p.part) <= limit {
 			return true
