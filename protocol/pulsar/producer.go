@@ -17,6 +17,7 @@ import (
 	"math"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -44,6 +45,10 @@ type producer struct {
 	reg    *broker.ProducerRegistration
 	detach func()
 	unlist func() // removes it from the partition's statistics
+
+	// Backlog quota verdict (quota.go); used by run only.
+	quotaCheckedAt time.Time
+	quotaOver      bool
 
 	sends     chan sendReq
 	done      chan struct{}

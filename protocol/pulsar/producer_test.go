@@ -140,7 +140,7 @@ func TestSchemas(t *testing.T) {
 // is over the limit: the client's send timeout fails them (pulsar-client-go's
 // TestSendTimeout, TestSendContextExpired).
 func TestBacklogQuotaHoldsProducer(t *testing.T) {
-	s := startServer(t)
+	s := startServerWith(t, func(c *Config) { c.BacklogQuotaCheckInterval = 0 }) // check on every SEND
 	ctx := ctxT(t)
 	pol, err := s.broker.NamespacePolicies(ctx, "public/default")
 	if err != nil {
@@ -196,7 +196,7 @@ func TestChunkOfMaxMessageSize(t *testing.T) {
 // refused with ProducerBlockedQuotaExceededException (pulsar-client-go's
 // TestProducerReconnectWhenBacklogQuotaExceed).
 func TestBacklogQuotaException(t *testing.T) {
-	s := startServer(t)
+	s := startServerWith(t, func(c *Config) { c.BacklogQuotaCheckInterval = 0 }) // check on every SEND
 	ctx := ctxT(t)
 	pol, err := s.broker.NamespacePolicies(ctx, "public/default")
 	if err != nil {
@@ -245,5 +245,36 @@ func TestTopicTerminated(t *testing.T) {
 	}
 	if _, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic}); err == nil || !strings.Contains(err.Error(), "TopicTerminated") {
 		t.Fatalf("new producer on a terminated topic: %v", err)
+	}
+}
+
+// The quota verdict stands for BacklogQuotaCheckInterval: a producer may
+// overshoot until the next check, as in Pulsar (pulsar-client-go's
+// TestSendTimeout sends 10 KiB into a 10 KiB quota, waits for the check,
+// and only then expects a timeout).
+func TestBacklogQuotaCheckInterval(t *testing.T) {
+	s := startServerWith(t, func(c *Config) { c.BacklogQuotaCheckInterval = 500 * time.Millisecond })
+	ctx := ctxT(t)
+	pol, err := s.broker.NamespacePolicies(ctx, "public/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol.Extra = map[string]string{extraBacklogLimit: "2048", extraBacklogPolicy: "producer_request_hold"}
+	if err := s.broker.SetNamespacePolicies(ctx, "public/default", pol); err != nil {
+		t.Fatal(err)
+	}
+	c := s.client(t)
+	topic := newTopic("quotaint")
+	subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "idle"})
+	noRetry := uint(0)
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, SendTimeout: time.Second, MaxReconnectToBroker: &noRetry, DisableBatching: true})
+	for i := range 4 { // 4 KiB: over the quota, but within one check interval
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: make([]byte, 1024)}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	time.Sleep(600 * time.Millisecond)
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: make([]byte, 1024)}); err == nil {
+		t.Fatal("send after the check succeeded over the quota")
 	}
 }

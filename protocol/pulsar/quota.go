@@ -79,20 +79,27 @@ func terminated(part *broker.Partition) bool {
 }
 
 // holdForQuota waits while the backlog is over the quota; false if the
-// producer ended meanwhile or was closed (producer_exception, terminated topic).
+// producer ended meanwhile or was closed (producer_exception, terminated
+// topic). A verdict stands for BacklogQuotaCheckInterval; while held, the
+// backlog is looked at every quotaRecheck.
 func (p *producer) holdForQuota() bool {
 	for {
 		if terminated(p.part) {
 			go p.closeByBroker() // the client reconnects and is refused
 			return false
 		}
-		limit, exception, ok := backlogLimit(p.part)
-		if !ok || backlogBytes(p.ctx, p.part) <= limit {
-			return true
+		now := time.Now()
+		if p.quotaOver || now.Sub(p.quotaCheckedAt) >= p.c.h.cfg.BacklogQuotaCheckInterval {
+			limit, exception, ok := backlogLimit(p.part)
+			p.quotaOver = ok && backlogBytes(p.ctx, p.part) > limit
+			p.quotaCheckedAt = now
+			if p.quotaOver && exception {
+				go p.closeByBroker() // the client reconnects and is refused
+				return false
+			}
 		}
-		if exception {
-			go p.closeByBroker() // the client reconnects and is refused while over quota
-			return false
+		if !p.quotaOver {
+			return true
 		}
 		select {
 		case <-p.ctx.Done():
