@@ -16,10 +16,14 @@
 //	                  GET .../{topic}/lastMessageId, PUT .../{topic}/unload,
 //	                  GET|POST|DELETE .../{topic}/retention, GET .../{topic}/internalStats,
 //	                  GET .../{topic}/messageid/{timestamp}
+//	messages.go       GET .../{topic}/ledger/{ledgerId}/entry/{entryId}
 //	subscriptions.go  GET .../{topic}/subscriptions, PUT|DELETE .../{topic}/subscription/{sub},
 //	                  POST .../subscription/{sub}/resetcursor[/{timestamp}],
 //	                  POST .../subscription/{sub}/skip_all, .../skip/{n},
 //	                  POST .../subscription/{sub}/expireMessages/{seconds}
+//	backlogquota.go   POST|DELETE /namespaces/{t}/{ns}/backlogQuota, GET .../backlogQuotaMap
+//	schemas.go        GET /schemas/{t}/{ns}/{topic}/schema[/{version}], DELETE .../schema
+//	terminate.go      POST /persistent/{t}/{ns}/{topic}/terminate
 //	lookup.go         GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}
 //
 // Non-persistent topic listings answer with empty lists (kopernik serves
@@ -91,6 +95,10 @@ func New(svc broker.Service, opts Options) http.Handler {
 	s.tenantRoutes(mux)
 	s.namespaceRoutes(mux)
 	s.topicRoutes(mux)
+	s.messageRoutes(mux)
+	s.backlogQuotaRoutes(mux)
+	s.schemaRoutes(mux)
+	s.terminateRoutes(mux)
 	s.subscriptionRoutes(mux)
 	s.lookupRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

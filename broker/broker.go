@@ -360,8 +360,12 @@ func (b *Broker) DeleteNamespace(ctx context.Context, namespace string) error {
 	if err != nil {
 		return err
 	}
-	if len(topics) > 0 {
-		return fmt.Errorf("%w: namespace %s has %d topics", ErrNotEmpty, namespace, len(topics))
+	np, err := b.store.Children(ctx, metadata.Join("admin", "non-persistent-topics", t, n))
+	if err != nil {
+		return err
+	}
+	if len(topics)+len(np) > 0 {
+		return fmt.Errorf("%w: namespace %s has %d topics", ErrNotEmpty, namespace, len(topics)+len(np))
 	}
 	return b.store.Delete(ctx, metadata.Join("admin", "policies", t, n), metadata.AnyVersion)
 }
@@ -396,7 +400,12 @@ func (b *Broker) SetNamespacePolicies(ctx context.Context, namespace string, p P
 
 // ---- topics ----
 
+// topicPath is a topic's metadata record. Non-persistent topics live under
+// their own root so that listings of persistent topics do not see them.
 func topicPath(n TopicName) string {
+	if n.Domain == "non-persistent" {
+		return metadata.Join("admin", "non-persistent-topics", n.Tenant, n.Namespace, n.Local)
+	}
 	return metadata.Join("admin", "topics", n.Tenant, n.Namespace, n.Local)
 }
 

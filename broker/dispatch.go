@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"slices"
 	"sort"
@@ -134,6 +133,8 @@ type Dispatcher struct {
 		sync.Mutex
 		closed    bool
 		consumers []*DispatchConsumer
+		// keyRanges: Key_Shared hash ranges, sorted by upper bound.
+		keyRanges []keyRange
 		joins     int64
 		rr        int
 		// pending maps delivered, not fully acknowledged entries to their consumer.
@@ -223,6 +224,9 @@ func (d *Dispatcher) AddConsumer(c *DispatchConsumer) error {
 	c.joined = d.mu.joins
 	c.permits = 0
 	d.mu.consumers = append(d.mu.consumers, c)
+	if d.opts.Type == SubKeyShared {
+		d.mu.keyRanges = addKeyRange(d.mu.keyRanges, c)
+	}
 	notes := d.electLocked()
 	d.mu.Unlock()
 	notify(notes)
@@ -241,6 +245,7 @@ func (d *Dispatcher) RemoveConsumer(c *DispatchConsumer) int {
 		return n
 	}
 	d.mu.consumers = slices.Delete(d.mu.consumers, i, i+1)
+	d.mu.keyRanges = removeKeyRange(d.mu.keyRanges, c)
 	for pos, owner := range d.mu.pending {
 		if owner == c {
 			delete(d.mu.pending, pos)
@@ -621,7 +626,7 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		}
 		h := -1
 		if d.opts.Type == SubKeyShared {
-			h = int(crc32.ChecksumIEEE(key) % 65536)
+			h = keySlot(key)
 			d.mu.keyHash[e.Position] = h
 		}
 		var c *DispatchConsumer
@@ -684,10 +689,9 @@ func (d *Dispatcher) pickLocked(h int) *DispatchConsumer {
 		}
 		return nil
 	case SubKeyShared:
-		// Auto-split: the 0..65535 hash space is divided evenly over the
-		// consumers in join order.
-		c := cs[h*len(cs)/65536]
-		if c.permits > 0 && writable(c) {
+		// Auto-split hash ranges (keyshared.go).
+		c := keyOwner(d.mu.keyRanges, h)
+		if c != nil && c.permits > 0 && writable(c) {
 			return c
 		}
 		return nil

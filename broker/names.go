@@ -12,13 +12,16 @@ const PartitionSuffix = "-partition-"
 // TopicName is a parsed `persistent://tenant/namespace/local` name. Local
 // includes the "-partition-N" suffix for a partition of a partitioned topic.
 type TopicName struct {
-	Domain    string // "persistent" (the only domain served)
+	// Domain is "persistent" or "non-persistent". Non-persistent topics are
+	// kept apart (their own metadata and ledgers) but stored like persistent
+	// ones: kopernik does not drop their messages.
+	Domain    string
 	Tenant    string
 	Namespace string // namespace's own name, without the tenant
 	Local     string
 }
 
-// ParseTopicName accepts "persistent://t/ns/x", "t/ns/x" and, with the given
+// ParseTopicName accepts "persistent://t/ns/x" (or non-persistent://), "t/ns/x" and, with the given
 // defaults, a short "x". Names are validated: tenant, namespace and local
 // name use [A-Za-z0-9._=-] (the local name also ':'), length 1..249.
 func ParseTopicName(s, defaultTenant, defaultNamespace string) (TopicName, error) {
@@ -26,8 +29,8 @@ func ParseTopicName(s, defaultTenant, defaultNamespace string) (TopicName, error
 	domain := "persistent"
 	if i := strings.Index(s, "://"); i >= 0 {
 		domain, rest = s[:i], s[i+3:]
-		if domain != "persistent" {
-			return TopicName{}, fmt.Errorf("%w: %q: only persistent:// topics are served", ErrInvalidName, s)
+		if domain != "persistent" && domain != "non-persistent" {
+			return TopicName{}, fmt.Errorf("%w: %q: want persistent:// or non-persistent://", ErrInvalidName, s)
 		}
 	}
 	parts := strings.Split(rest, "/")

@@ -142,6 +142,10 @@ type AppendRequest struct {
 	MsgCount     int32
 	MaxEventTime int64 // unix ms; 0 unknown
 	Data         []byte
+	// Overhead is how many bytes of Data are protocol headers that do not
+	// count against MaxMessageBytes (Pulsar limits the payload, not its
+	// MessageMetadata; Kafka counts the whole batch: 0).
+	Overhead int
 	// Producer identifies the producer for deduplication ("" = none).
 	// Epoch fences older incarnations of the same producer (a lower epoch
 	// gets ErrProducerFenced; a higher one resets the sequence state).
@@ -191,8 +195,8 @@ type PendingAppend struct {
 // and each Wait returns once its batch is durable. A producer can so keep
 // many batches in flight and still answer them in order (Pulsar receipts).
 func (p *Partition) AppendAsync(req AppendRequest) (*PendingAppend, error) {
-	if max := p.Policies().MaxMessageBytes; int64(len(req.Data)) > int64(max) {
-		return nil, fmt.Errorf("%w: %d bytes > %d", ErrMessageTooLarge, len(req.Data), max)
+	if limit, n := p.Policies().MaxMessageBytes, len(req.Data)-max(req.Overhead, 0); int64(n) > int64(limit) {
+		return nil, fmt.Errorf("%w: %d bytes > %d", ErrMessageTooLarge, n, limit)
 	}
 	select {
 	case <-p.done:

@@ -43,17 +43,24 @@ type Config struct {
 	// larger frame is let through when the queue is empty. No broker.conf
 	// equivalent (Netty's write-buffer high-water mark plays this role).
 	ConnectionBufferBytes int `yaml:"connection-buffer-bytes"`
+	// BacklogQuotaCheckInterval is how long a producer goes on with the
+	// last verdict of its topic's backlog quota before looking again, so
+	// that a producer may overshoot the quota until the next check, as in
+	// Pulsar (default 5s; broker.conf backlogQuotaCheckIntervalInSeconds,
+	// whose own default is 60). Zero checks on every SEND.
+	BacklogQuotaCheckInterval time.Duration `yaml:"backlog-quota-check-interval"`
 }
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() *Config {
 	return &Config{
-		MaxMessageSize:          0,
-		Tenant:                  "public",
-		Namespace:               "default",
-		AutoCreateSubscriptions: true,
-		Keepalive:               30 * time.Second,
-		ConnectionBufferBytes:   8 << 20,
+		MaxMessageSize:            0,
+		Tenant:                    "public",
+		Namespace:                 "default",
+		AutoCreateSubscriptions:   true,
+		Keepalive:                 30 * time.Second,
+		ConnectionBufferBytes:     8 << 20,
+		BacklogQuotaCheckInterval: 5 * time.Second,
 	}
 }
 

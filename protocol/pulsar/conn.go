@@ -49,7 +49,8 @@ type conn struct {
 
 	// Set by CONNECT, then read-only.
 	connected bool
-	entryMeta bool // client supports broker entry metadata
+	entryMeta bool   // client supports broker entry metadata
+	clientVer string // CONNECT's client_version, for statistics
 
 	mu struct {
 		sync.Mutex
@@ -444,6 +445,7 @@ func (c *conn) handleConnect(cmd *pb.CommandConnect) error {
 	}
 	c.connected = true
 	c.entryMeta = cmd.GetFeatureFlags().GetSupportsBrokerEntryMetadata()
+	c.clientVer = cmd.GetClientVersion()
 	pv := min(cmd.GetProtocolVersion(), protocolVersion)
 	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_CONNECTED.Enum(), Connected: &pb.CommandConnected{
 		ServerVersion:   proto.String(serverVersion),

@@ -35,6 +35,7 @@ type consumer struct {
 	subType broker.SubscriptionType
 	release func()
 	detach  func()
+	unlist  func() // removes it from the subscription's statistics
 
 	// ready is set by the first FLOW: the Go client registers a consumer
 	// only after SUBSCRIBE's SUCCESS arrives, so notifications sent
@@ -83,7 +84,9 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 	_, dup := c.mu.consumers[cid]
 	c.mu.Unlock()
 	if dup {
-		return c.sendError(reqID, fmt.Errorf("%w: consumer id %d already in use", broker.ErrInUse, cid))
+		// A client reconnecting a consumer that this connection still
+		// serves: as Pulsar does, the existing consumer stands.
+		return c.sendSuccess(reqID)
 	}
 	part, err := c.h.env.Broker.OpenPartition(ctx, name, cmd.GetForceTopicCreation())
 	if err != nil {
@@ -128,6 +131,10 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 			return c.sendError(reqID, err)
 		}
 		cs.sub, cs.disp, cs.release = sub, d, sub.Hold()
+		cs.unlist = sub.AddConsumer(broker.ConsumerInfo{
+			Name: cmd.GetConsumerName(), Protocol: "pulsar", Address: c.nc.RemoteAddr().String(),
+			Type: typ.String(), ClientVersion: c.clientVer, Metadata: keyValues(cmd.GetMetadata()),
+		})
 	} else {
 		start := readerStart(part, cmd)
 		c.mu.Lock()
@@ -305,6 +312,9 @@ func (cs *consumer) stop() {
 		if cs.detach != nil {
 			cs.detach()
 		}
+		if cs.unlist != nil {
+			cs.unlist()
+		}
 	})
 }
 
@@ -455,15 +465,15 @@ func (c *conn) handleSeek(ctx context.Context, cmd *pb.CommandSeek) error {
 		c.mu.readerSeeks[cs.id] = pos
 		c.mu.Unlock()
 	}
-	if err := c.sendSuccess(reqID); err != nil {
-		return err
-	}
+	// As Pulsar does: the consumers are disconnected (CLOSE_CONSUMER)
+	// before the SEEK is answered, so that a client sees the close first
+	// and queues its next request for the consumer until it re-subscribed.
 	for _, dc := range cs.disp.Consumers() {
 		if other, ok := dc.Sink.(*consumer); ok {
 			other.closeByBroker()
 		}
 	}
-	return nil
+	return c.sendSuccess(reqID)
 }
 
 func (c *conn) handleGetLastMessageID(ctx context.Context, cmd *pb.CommandGetLastMessageId) error {

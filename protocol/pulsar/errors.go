@@ -13,6 +13,8 @@ var (
 	errIncompatibleSchema = errors.New("pulsar: incompatible schema")
 	errNotAllowed         = errors.New("pulsar: not allowed")
 	errConsumerNotFound   = errors.New("pulsar: consumer not found")
+	errBacklogQuota       = errors.New("pulsar: backlog quota exceeded")
+	errTopicTerminated    = errors.New("pulsar: topic terminated")
 )
 
 // serverError translates an error to a Pulsar ServerError code. This is the
@@ -44,6 +46,10 @@ func serverError(err error) pb.ServerError {
 		return pb.ServerError_IncompatibleSchema
 	case errors.Is(err, errChecksum):
 		return pb.ServerError_ChecksumError
+	case errors.Is(err, errTopicTerminated):
+		return pb.ServerError_TopicTerminatedError
+	case errors.Is(err, errBacklogQuota):
+		return pb.ServerError_ProducerBlockedQuotaExceededException
 	case errors.Is(err, errConsumerNotFound):
 		return pb.ServerError_ConsumerNotFound
 	case errors.Is(err, broker.ErrDuplicate), errors.Is(err, broker.ErrOutOfOrderSequence):

@@ -182,3 +182,35 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("kopernik_pulsar_commands_total not registered")
 	}
 }
+
+// Non-persistent topics are served (stored like persistent ones) and kept
+// out of persistent topic listings (pulsar-client-go's TestNonPersistentTopic,
+// TestNamespaceTopics).
+func TestNonPersistentTopic(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := "non-persistent://public/default/" + newTopic("np")
+	cons, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "my-sub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	produce(t, p, 3, "np")
+	if got := payloads(receive(t, cons, 3, true)); len(got) != 3 {
+		t.Fatalf("got %v", got)
+	}
+	mds, err := s.broker.ListTopics(ctxT(t), "public/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, md := range mds {
+		if md.Name.Domain != "persistent" {
+			t.Fatalf("persistent listing has %s", md.Name)
+		}
+	}
+}

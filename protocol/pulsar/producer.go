@@ -11,11 +11,13 @@ package pulsar
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -42,6 +44,11 @@ type producer struct {
 	part   *broker.Partition
 	reg    *broker.ProducerRegistration
 	detach func()
+	unlist func() // removes it from the partition's statistics
+
+	// Backlog quota verdict (quota.go); used by run only.
+	quotaCheckedAt time.Time
+	quotaOver      bool
 
 	sends     chan sendReq
 	done      chan struct{}
@@ -58,14 +65,29 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 		return c.sendError(reqID, err)
 	}
 	c.mu.Lock()
-	_, dup := c.mu.producers[pid]
+	old := c.mu.producers[pid]
 	c.mu.Unlock()
-	if dup {
-		return c.sendError(reqID, fmt.Errorf("%w: producer id %d already in use", broker.ErrProducerBusy, pid))
+	if old != nil {
+		// A client reconnecting a producer that this connection still
+		// serves: as Pulsar does, the existing producer stands.
+		ps := &pb.CommandProducerSuccess{
+			RequestId: proto.Uint64(reqID), ProducerName: proto.String(old.name),
+			LastSequenceId: proto.Int64(old.part.LastSequence(old.name)), ProducerReady: proto.Bool(true),
+		}
+		if old.reg != nil && cmd.GetProducerAccessMode() != pb.ProducerAccessMode_Shared {
+			ps.TopicEpoch = proto.Uint64(old.reg.Epoch)
+		}
+		return c.send(&pb.BaseCommand{Type: pb.BaseCommand_PRODUCER_SUCCESS.Enum(), ProducerSuccess: ps})
 	}
 	part, err := c.h.env.Broker.OpenPartition(ctx, name, true)
 	if err != nil {
 		return c.sendError(reqID, err)
+	}
+	if terminated(part) {
+		return c.sendError(reqID, fmt.Errorf("%w: %s", errTopicTerminated, name))
+	}
+	if overQuota(ctx, part) {
+		return c.sendError(reqID, fmt.Errorf("%w on %s", errBacklogQuota, name))
 	}
 	if cmd.GetEncrypted() {
 		// Payloads pass through untouched; encryption is end to end.
@@ -109,6 +131,11 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 		}
 		p.reg = reg
 		p.detach = part.Attach()
+		p.unlist = part.AddProducer(broker.ProducerInfo{
+			Name: pname, Protocol: "pulsar", Address: c.nc.RemoteAddr().String(),
+			AccessMode: accessModeName(cmd.GetProducerAccessMode()), ClientVersion: c.clientVer,
+			Metadata: keyValues(cmd.GetMetadata()),
+		})
 		c.mu.Lock()
 		select {
 		case <-c.closed:
@@ -187,7 +214,35 @@ func (p *producer) stop() {
 		if p.detach != nil {
 			p.detach()
 		}
+		if p.unlist != nil {
+			p.unlist()
+		}
 	})
+}
+
+// accessModeName is Pulsar's ProducerAccessMode name, as stats report it.
+func accessModeName(m pb.ProducerAccessMode) string {
+	switch m {
+	case pb.ProducerAccessMode_Exclusive:
+		return "Exclusive"
+	case pb.ProducerAccessMode_WaitForExclusive:
+		return "WaitForExclusive"
+	case pb.ProducerAccessMode_ExclusiveWithFencing:
+		return "ExclusiveWithFencing"
+	}
+	return "Shared"
+}
+
+// keyValues turns wire metadata into a map (nil when empty).
+func keyValues(kvs []*pb.KeyValue) map[string]string {
+	if len(kvs) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		m[kv.GetKey()] = kv.GetValue()
+	}
+	return m
 }
 
 func (c *conn) handleSend(cmd *pb.CommandSend, payload []byte) error {
@@ -227,6 +282,11 @@ func (p *producer) run() {
 			p.abandon()
 			return
 		case req := <-p.sends:
+			if !p.holdForQuota() {
+				p.c.inflight.Done()
+				p.abandon()
+				return
+			}
 			pending <- p.begin(req)
 		}
 	}
@@ -272,13 +332,11 @@ func (p *producer) begin(req sendReq) pendingSend {
 	cmd := req.cmd
 	ps := pendingSend{seq: cmd.GetSequenceId()}
 	// Clients number every message; a batch's SEND carries the first
-	// sequence id and, from the Java client, highest_sequence_id. The Go
-	// client leaves the latter out, so derive it from num_messages: the
-	// broker then reports the true last sequence to a re-created producer.
-	ps.highest = cmd.GetHighestSequenceId()
-	if n := uint64(max(cmd.GetNumMessages(), 1)); ps.highest < ps.seq+n-1 {
-		ps.highest = ps.seq + n - 1
-	}
+	// sequence id and, from the Java client, highest_sequence_id. Without
+	// the latter the batch counts as its first id, as in Pulsar: the ids
+	// of a batch need not be contiguous (the Go client's key-based batches
+	// interleave them across keys), so num_messages says nothing about them.
+	ps.highest = max(cmd.GetHighestSequenceId(), ps.seq)
 	if req.err != nil {
 		ps.err = req.err
 		return ps
@@ -292,6 +350,8 @@ func (p *producer) begin(req sendReq) pendingSend {
 	}
 	ar := broker.AppendRequest{
 		Format: broker.FormatPulsar, MsgCount: ps.msgs, MaxEventTime: eventTime, Data: req.stored,
+		// Pulsar limits the payload; the metadata rides on the frame padding.
+		Overhead: minPayloadHdrBytes + int(binary.BigEndian.Uint32(req.stored[6:])),
 		Producer: p.name, SeqFirst: int64(ps.seq), SeqLast: int64(ps.highest),
 	}
 	if md.GetNumChunksFromMsg() > 1 && md.GetChunkId() < md.GetNumChunksFromMsg()-1 {

@@ -2,6 +2,7 @@ package pulsar
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -23,17 +24,17 @@ func TestProducerNames(t *testing.T) {
 	if _, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, Name: "fixed"}); err == nil || !strings.Contains(err.Error(), "ProducerBusy") {
 		t.Fatalf("duplicate name: %v, want ProducerBusy", err)
 	}
-	produce(t, named, 5, "s") // one batch: sequence ids 0..4
+	produce(t, named, 5, "s") // one batch: sequence ids 0..4, recorded as 0 (no highest_sequence_id)
 	named.Close()
 	again := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, Name: "fixed"})
-	// The client continues after PRODUCER_SUCCESS.last_sequence_id (4).
+	// The client continues after PRODUCER_SUCCESS.last_sequence_id (0), as with Pulsar.
 	produce(t, again, 1, "t")
 	part, err := s.broker.OpenPartition(ctxT(t), mustName(t, s, topic), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := part.LastSequence("fixed"); got != 5 {
-		t.Fatalf("re-created producer sent sequence %d, want 5", got)
+	if got := part.LastSequence("fixed"); got != 1 {
+		t.Fatalf("re-created producer sent sequence %d, want 1", got)
 	}
 }
 
@@ -132,5 +133,148 @@ func TestSchemas(t *testing.T) {
 	var r jsonRec
 	if err := m.GetSchemaValue(&r); err != nil || r != (jsonRec{1, "x"}) {
 		t.Fatalf("decoded %+v, %v", r, err)
+	}
+}
+
+// A backlog quota with producer_request_hold holds SENDs while the backlog
+// is over the limit: the client's send timeout fails them (pulsar-client-go's
+// TestSendTimeout, TestSendContextExpired).
+func TestBacklogQuotaHoldsProducer(t *testing.T) {
+	s := startServerWith(t, func(c *Config) { c.BacklogQuotaCheckInterval = 0 }) // check on every SEND
+	ctx := ctxT(t)
+	pol, err := s.broker.NamespacePolicies(ctx, "public/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol.Extra = map[string]string{extraBacklogLimit: "4096", extraBacklogPolicy: "producer_request_hold"}
+	if err := s.broker.SetNamespacePolicies(ctx, "public/default", pol); err != nil {
+		t.Fatal(err)
+	}
+	c := s.client(t)
+	topic := newTopic("quota")
+	subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "idle"})
+	noRetry := uint(0)
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, SendTimeout: time.Second, MaxReconnectToBroker: &noRetry, DisableBatching: true})
+	for range 3 { // 3 KiB and some metadata: under the limit
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: make([]byte, 1024)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; ; i++ {
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: make([]byte, 1024)}); err != nil {
+			break
+		}
+		if i == 2 {
+			t.Fatal("sends over the backlog quota succeeded")
+		}
+	}
+}
+
+// Chunks fill max_message_size with payload; their metadata must not count
+// against the limit (pulsar-client-go's TestLargeMessage).
+func TestChunkOfMaxMessageSize(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("bigchunk")
+	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s"})
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true, EnableChunking: true})
+	size := int(s.broker.Defaults().MaxMessageBytes) + 1
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	if _, err := p.Send(ctxT(t), &pulsar.ProducerMessage{Payload: payload}); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, cons, 1, true)[0]
+	if !bytes.Equal(m.Payload(), payload) {
+		t.Fatalf("got %d bytes, want %d", len(m.Payload()), size)
+	}
+}
+
+// producer_exception: over the quota, producers are closed and new ones
+// refused with ProducerBlockedQuotaExceededException (pulsar-client-go's
+// TestProducerReconnectWhenBacklogQuotaExceed).
+func TestBacklogQuotaException(t *testing.T) {
+	s := startServerWith(t, func(c *Config) { c.BacklogQuotaCheckInterval = 0 }) // check on every SEND
+	ctx := ctxT(t)
+	pol, err := s.broker.NamespacePolicies(ctx, "public/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol.Extra = map[string]string{extraBacklogLimit: "2048", extraBacklogPolicy: "producer_exception"}
+	if err := s.broker.SetNamespacePolicies(ctx, "public/default", pol); err != nil {
+		t.Fatal(err)
+	}
+	c := s.client(t)
+	topic := newTopic("quotaexc")
+	subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "idle"})
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: make([]byte, 4096)}); err != nil {
+		t.Fatal(err)
+	}
+	noRetry := uint(0)
+	_, err = c.CreateProducer(pulsar.ProducerOptions{Topic: topic, MaxReconnectToBroker: &noRetry, SendTimeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "ProducerBlockedQuotaExceededException") {
+		t.Fatalf("new producer over quota: %v", err)
+	}
+}
+
+// A terminated topic closes its producers and refuses new ones with
+// TopicTerminatedError (pulsar-client-go's TestTopicTermination).
+func TestTopicTerminated(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := newTopic("term")
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, SendTimeout: 2 * time.Second})
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	md, err := s.broker.GetTopic(ctx, mustName(t, s, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md.Policies.Extra = map[string]string{extraTerminated: "true"}
+	if err := s.broker.SetTopicPolicies(ctx, md.Name, md.Policies); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("y")})
+	if !errors.Is(err, pulsar.ErrTopicTerminated) && !errors.Is(err, pulsar.ErrProducerClosed) {
+		t.Fatalf("send to a terminated topic: %v", err)
+	}
+	if _, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic}); err == nil || !strings.Contains(err.Error(), "TopicTerminated") {
+		t.Fatalf("new producer on a terminated topic: %v", err)
+	}
+}
+
+// The quota verdict stands for BacklogQuotaCheckInterval: a producer may
+// overshoot until the next check, as in Pulsar (pulsar-client-go's
+// TestSendTimeout sends 10 KiB into a 10 KiB quota, waits for the check,
+// and only then expects a timeout).
+func TestBacklogQuotaCheckInterval(t *testing.T) {
+	s := startServerWith(t, func(c *Config) { c.BacklogQuotaCheckInterval = 500 * time.Millisecond })
+	ctx := ctxT(t)
+	pol, err := s.broker.NamespacePolicies(ctx, "public/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol.Extra = map[string]string{extraBacklogLimit: "2048", extraBacklogPolicy: "producer_request_hold"}
+	if err := s.broker.SetNamespacePolicies(ctx, "public/default", pol); err != nil {
+		t.Fatal(err)
+	}
+	c := s.client(t)
+	topic := newTopic("quotaint")
+	subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "idle"})
+	noRetry := uint(0)
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, SendTimeout: time.Second, MaxReconnectToBroker: &noRetry, DisableBatching: true})
+	for i := range 4 { // 4 KiB: over the quota, but within one check interval
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: make([]byte, 1024)}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	time.Sleep(600 * time.Millisecond)
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: make([]byte, 1024)}); err == nil {
+		t.Fatal("send after the check succeeded over the quota")
 	}
 }

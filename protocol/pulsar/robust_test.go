@@ -271,3 +271,54 @@ func TestWaitForExclusiveAbandoned(t *testing.T) {
 		t.Fatalf("exclusive producer after the waiter left: %v", cmd)
 	}
 }
+
+// A second PRODUCER or SUBSCRIBE for an id this connection already serves
+// (the Go client's reconnectToBroker on a live connection) succeeds with the
+// existing producer or consumer, as in Pulsar (pulsar-client-go's
+// TestConsumerWithBackoffPolicy, TestProducerWithBackoffPolicy).
+func TestDuplicateIDReconnect(t *testing.T) {
+	s := startServer(t)
+	topic := newTopic("dupid")
+	a := dialRaw(t, s)
+	for req := uint64(1); req <= 2; req++ {
+		a.send(&pb.BaseCommand{Type: pb.BaseCommand_PRODUCER.Enum(), Producer: &pb.CommandProducer{
+			Topic: proto.String(topic), ProducerId: proto.Uint64(7), RequestId: proto.Uint64(req), ProducerName: proto.String("p")}}, nil)
+		if ps := a.recvType(pb.BaseCommand_PRODUCER_SUCCESS).GetProducerSuccess(); ps.GetRequestId() != req || ps.GetProducerName() != "p" {
+			t.Fatalf("producer %d: %v", req, ps)
+		}
+	}
+	for req := uint64(3); req <= 4; req++ {
+		a.send(&pb.BaseCommand{Type: pb.BaseCommand_SUBSCRIBE.Enum(), Subscribe: &pb.CommandSubscribe{
+			Topic: proto.String(topic), Subscription: proto.String("s"), SubType: pb.CommandSubscribe_Exclusive.Enum(),
+			ConsumerId: proto.Uint64(9), RequestId: proto.Uint64(req)}}, nil)
+		if ok := a.recvType(pb.BaseCommand_SUCCESS).GetSuccess(); ok.GetRequestId() != req {
+			t.Fatalf("subscribe %d: %v", req, ok)
+		}
+	}
+}
+
+// SEEK disconnects the subscription's consumers before it is answered, as
+// Pulsar does: the Go client then holds its next request for the consumer
+// until it re-subscribed (pulsar-client-go's TestReaderWithSeekByID, latest
+// and inclusive: the client seeks during creation, then the test seeks).
+func TestSeekClosesBeforeSuccess(t *testing.T) {
+	s := startServer(t)
+	topic := newTopic("seekorder")
+	a := dialRaw(t, s)
+	a.send(&pb.BaseCommand{Type: pb.BaseCommand_SUBSCRIBE.Enum(), Subscribe: &pb.CommandSubscribe{
+		Topic: proto.String(topic), Subscription: proto.String("s"), SubType: pb.CommandSubscribe_Exclusive.Enum(),
+		ConsumerId: proto.Uint64(1), RequestId: proto.Uint64(1)}}, nil)
+	a.recvType(pb.BaseCommand_SUCCESS)
+	a.send(&pb.BaseCommand{Type: pb.BaseCommand_SEEK.Enum(), Seek: &pb.CommandSeek{
+		ConsumerId: proto.Uint64(1), RequestId: proto.Uint64(2), MessagePublishTime: proto.Uint64(0)}}, nil)
+	for want := []pb.BaseCommand_Type{pb.BaseCommand_CLOSE_CONSUMER, pb.BaseCommand_SUCCESS}; len(want) > 0; {
+		cmd, _ := a.recv()
+		if cmd.GetType() == pb.BaseCommand_PING {
+			continue
+		}
+		if cmd.GetType() != want[0] {
+			t.Fatalf("got %v, want %v", cmd.GetType(), want[0])
+		}
+		want = want[1:]
+	}
+}

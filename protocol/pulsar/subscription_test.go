@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 func subscribe(t testing.TB, c pulsar.Client, o pulsar.ConsumerOptions) pulsar.Consumer {
@@ -257,5 +259,94 @@ func TestRegexSubscription(t *testing.T) {
 	sort.Strings(got)
 	if got[0] != "t0-0" || got[14] != "t2-4" || got[18] != "z-3" {
 		t.Fatalf("got %v", got)
+	}
+}
+
+// pulsar-client-go's TestConsumerKeyShared: three keys, two consumers; with
+// Pulsar's Murmur3 auto-split both consumers get some of them.
+func TestKeySharedThreeKeysSpread(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := newTopic("keyshared3")
+	opts := pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "sub-1", Type: pulsar.KeyShared}
+	c1 := subscribe(t, c, opts)
+	c2 := subscribe(t, c, opts)
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	for i := range 30 {
+		if _, err := p.Send(ctxT(t), &pulsar.ProducerMessage{Key: fmt.Sprintf("key-shared-%d", i%3), Payload: fmt.Appendf(nil, "v%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := [2]int{}
+	ctx := ctxT(t)
+	for got[0]+got[1] < 30 {
+		select {
+		case cm := <-c1.Chan():
+			got[0]++
+			cm.Consumer.Ack(cm.Message)
+		case cm := <-c2.Chan():
+			got[1]++
+			cm.Consumer.Ack(cm.Message)
+		case <-ctx.Done():
+			t.Fatalf("got %v of 30", got)
+		}
+	}
+	if got[0] == 0 || got[1] == 0 {
+		t.Fatalf("one consumer got everything: %v", got)
+	}
+}
+
+// Admin topic stats list Pulsar producers and consumers with their client
+// version and metadata (pulsar-client-go's TestConsumerMetadata,
+// TestTokenAuthWithClientVersion).
+func TestStatsListClients(t *testing.T) {
+	s := startServer(t)
+	c, err := pulsar.NewClient(pulsar.ClientOptions{URL: s.url, Description: "test-client", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	topic := newTopic("stats")
+	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, Properties: map[string]string{"pk": "pv"}})
+	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "my-sub", Properties: map[string]string{"key1": "value1"}})
+	part, err := s.broker.OpenPartition(ctxT(t), mustName(t, s, topic), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := part.Producers()
+	if len(ps) != 1 || !strings.HasPrefix(ps[0].ClientVersion, "Pulsar-Go-version") || !strings.HasSuffix(ps[0].ClientVersion, "-test-client") || ps[0].Metadata["pk"] != "pv" {
+		t.Fatalf("producers %+v", ps)
+	}
+	sub, err := part.Subscription(ctxT(t), "my-sub", false, broker.InitialLatest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := sub.Consumers()
+	if len(cs) != 1 || cs[0].Metadata["key1"] != "value1" || cs[0].Type != "Exclusive" {
+		t.Fatalf("consumers %+v", cs)
+	}
+	p.Close()
+	cons.Close()
+	if ps := part.Producers(); len(ps) != 0 {
+		t.Fatalf("producers after close %+v", ps)
+	}
+	if cs := sub.Consumers(); len(cs) != 0 {
+		t.Fatalf("consumers after close %+v", cs)
+	}
+}
+
+// A pattern over a namespace that does not exist finds no topics instead of
+// failing (pulsar-client-go's TestNamespaceTopicsNamespaceDoesNotExit).
+func TestPatternMissingNamespace(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	start := time.Now()
+	cons, err := c.Subscribe(pulsar.ConsumerOptions{TopicsPattern: "persistent://public/no-such-ns/.*", SubscriptionName: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("subscribe took %v", d)
 	}
 }

@@ -2,12 +2,14 @@ package pulsar
 
 // GET_TOPICS_OF_NAMESPACE: the namespace's persistent topics, partitioned
 // topics as their partitions (as Pulsar lists them), optionally filtered by
-// the client's regular expression (then filtered=true). topics_hash is a
+// the client's regular expression (then filtered=true). A namespace that
+// does not exist has no topics. topics_hash is a
 // CRC32C of the sorted list; changed is always true
 // and the list always sent (the Go client reads only the list).
 
 import (
 	"context"
+	"errors"
 	"hash/crc32"
 	"regexp"
 	"sort"
@@ -16,6 +18,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 )
 
@@ -24,7 +27,9 @@ func (c *conn) handleGetTopicsOfNamespace(ctx context.Context, cmd *pb.CommandGe
 	var topics []string
 	if cmd.GetMode() != pb.CommandGetTopicsOfNamespace_NON_PERSISTENT {
 		mds, err := c.h.env.Broker.ListTopics(ctx, cmd.GetNamespace())
-		if err != nil {
+		if err != nil && !errors.Is(err, broker.ErrNamespaceNotFound) {
+			// A missing namespace has no topics (Pulsar answers an empty
+			// list; the Go client retries errors until its timeout).
 			return c.sendError(reqID, err)
 		}
 		for _, md := range mds {
