@@ -28,7 +28,7 @@ func init() { register(0, 11, handleMetadata) }
 func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (kmsg.Response, error) {
 	h := c.h
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	host, port := h.advertised()
+	host, port := c.advertised()
 	b := kmsg.NewMetadataResponseBroker()
 	b.NodeID, b.Host, b.Port = h.cfg.NodeID, host, port
 	resp.Brokers = []kmsg.MetadataResponseBroker{b}

@@ -105,6 +105,11 @@ type conn struct {
 	nc  net.Conn
 	log *slog.Logger
 
+	// advHost and advPort are the advertised address of the listener the
+	// connection came in on (set before serve, then read-only).
+	advHost string
+	advPort int32
+
 	stop     chan struct{} // closed by stopReading
 	stopOnce sync.Once
 	budget   *budget

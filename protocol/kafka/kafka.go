@@ -66,6 +66,10 @@ type Config struct {
 	// Metadata and DescribeCluster (Kafka advertised.listeners). Default: the
 	// listener's actual address ("localhost" replaces a wildcard host).
 	AdvertisedAddr string `yaml:"advertised-addr"`
+	// AdvertisedTLSAddr is the same for connections that came in on the TLS
+	// listener (server setting kafka-tls-addr; Kafka advertised.listeners'
+	// SSL/SASL_SSL entry). Default: the TLS listener's actual address.
+	AdvertisedTLSAddr string `yaml:"advertised-tls-addr"`
 	// AutoCreateTopics lets Metadata and Produce create missing topics
 	// (Kafka auto.create.topics.enable, default true). The namespace's
 	// AutoTopicCreation policy must allow it too.
@@ -122,6 +126,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("advertised-addr %q: want host:port with a port in 1..65535", c.AdvertisedAddr))
 		}
 	}
+	if c.AdvertisedTLSAddr != "" {
+		if _, _, err := advertisedAddr(c.AdvertisedTLSAddr, nil); err != nil {
+			errs = append(errs, fmt.Errorf("advertised-tls-addr: %w", err))
+		}
+	}
 	if c.DefaultPartitions < 1 {
 		errs = append(errs, fmt.Errorf("default-partitions %d must be >= 1", c.DefaultPartitions))
 	}
@@ -143,7 +152,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Handler serves the Kafka protocol on one listener.
+// Handler serves the Kafka protocol on one or more listeners (plaintext
+// and TLS); each connection advertises the address of its own listener.
 type Handler struct {
 	cfg  Config
 	svc  broker.Service
@@ -157,15 +167,12 @@ type Handler struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	conns     sync.WaitGroup
-	served    chan struct{} // closed when Serve returns
+	serves    sync.WaitGroup // one per running Serve
 
 	mu struct {
 		sync.Mutex
-		ln      net.Listener
-		conns   map[*conn]struct{}
-		host    string // advertised
-		port    int32
-		serving bool
+		lns   map[net.Listener]struct{}
+		conns map[*conn]struct{}
 	}
 }
 
@@ -190,35 +197,34 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 		tids:    &topicIDs{},
 		m:       newMetrics(env.Metrics),
 		closing: make(chan struct{}),
-		served:  make(chan struct{}),
 	}
 	h.mu.conns = make(map[*conn]struct{})
+	h.mu.lns = make(map[net.Listener]struct{})
 	return h, nil
 }
 
-// Addr returns the advertised host and port (valid once Serve has started).
-func (h *Handler) advertised() (string, int32) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.mu.host, h.mu.port
-}
+// advertised returns the host and port of the listener c came in on, as
+// Metadata, FindCoordinator and DescribeCluster announce them.
+func (c *conn) advertised() (string, int32) { return c.advHost, c.advPort }
 
 // Serve accepts connections on ln until ln is closed or Close is called.
+// It may run on several listeners at once (plaintext and TLS): advertised-addr
+// applies to plaintext ones, advertised-tls-addr to TLS ones (see
+// protocol.IsTLS); by default a listener advertises its own address.
 func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
-	host, port, err := advertisedAddr(h.cfg.AdvertisedAddr, ln.Addr())
+	adv := h.cfg.AdvertisedAddr
+	if protocol.IsTLS(ln) {
+		adv = h.cfg.AdvertisedTLSAddr
+	}
+	host, port, err := advertisedAddr(adv, ln.Addr())
 	if err != nil {
 		return err
 	}
 	h.mu.Lock()
-	if h.mu.serving {
-		h.mu.Unlock()
-		return errors.New("kafka: Serve called twice")
-	}
-	h.mu.serving = true
-	h.mu.ln = ln
-	h.mu.host, h.mu.port = host, port
+	h.mu.lns[ln] = struct{}{}
+	h.serves.Add(1)
 	h.mu.Unlock()
-	defer close(h.served)
+	defer h.serves.Done()
 	select {
 	case <-h.closing:
 		ln.Close()
@@ -250,6 +256,7 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		backoff = 0
 		c := newConn(h, nc)
+		c.advHost, c.advPort = host, port
 		h.mu.Lock()
 		select {
 		case <-h.closing:
@@ -278,14 +285,13 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 func (h *Handler) Close(ctx context.Context) error {
 	h.closeOnce.Do(func() { close(h.closing) })
 	h.mu.Lock()
-	ln, serving := h.mu.ln, h.mu.serving
+	for ln := range h.mu.lns {
+		ln.Close()
+	}
 	for c := range h.mu.conns {
 		c.stopReading()
 	}
 	h.mu.Unlock()
-	if ln != nil {
-		ln.Close()
-	}
 	done := make(chan struct{})
 	go func() { h.conns.Wait(); close(done) }()
 	var err error
@@ -300,9 +306,7 @@ func (h *Handler) Close(ctx context.Context) error {
 		<-done
 		err = ctx.Err()
 	}
-	if serving {
-		<-h.served
-	}
+	h.serves.Wait()
 	return err
 }
 

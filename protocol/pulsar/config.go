@@ -17,6 +17,11 @@ type Config struct {
 	// (pulsar://<advertised-addr>). Default: the listener's actual address.
 	// Mirrors broker.conf advertisedAddress + brokerServicePort.
 	AdvertisedAddr string `yaml:"advertised-addr"`
+	// AdvertisedTLSAddr is the host:port LOOKUP answers with for TLS
+	// clients (pulsar+ssl://<advertised-tls-addr>). Default: the TLS
+	// listener's actual address (server setting pulsar-tls-addr). Mirrors
+	// broker.conf brokerServicePortTls.
+	AdvertisedTLSAddr string `yaml:"advertised-tls-addr"`
 	// MaxMessageSize is the largest message (frame payload) accepted and
 	// announced in CONNECTED (default 0: the broker's max-message-bytes, so
 	// the client chunks or refuses what a topic would refuse; broker.conf
@@ -63,6 +68,11 @@ func (c *Config) Validate() error {
 	if c.AdvertisedAddr != "" {
 		if _, _, err := net.SplitHostPort(c.AdvertisedAddr); err != nil {
 			errs = append(errs, fmt.Errorf("advertised-addr %q: want host:port: %v", c.AdvertisedAddr, err))
+		}
+	}
+	if c.AdvertisedTLSAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertisedTLSAddr); err != nil {
+			errs = append(errs, fmt.Errorf("advertised-tls-addr %q: want host:port: %v", c.AdvertisedTLSAddr, err))
 		}
 	}
 	if c.MaxMessageSize != 0 && (c.MaxMessageSize < 1<<10 || c.MaxMessageSize > 1<<30) {

@@ -495,6 +495,6 @@ func (c *conn) handleLookup(ctx context.Context, cmd *pb.CommandLookupTopic) err
 	// Single broker: this broker owns every topic.
 	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_LOOKUP_RESPONSE.Enum(), LookupTopicResponse: &pb.CommandLookupTopicResponse{
 		RequestId: proto.Uint64(reqID), Response: pb.CommandLookupTopicResponse_Connect.Enum(),
-		BrokerServiceUrl: proto.String(c.h.advertisedURL()), Authoritative: proto.Bool(true),
+		BrokerServiceUrl: proto.String(c.h.advertisedURL()), BrokerServiceUrlTls: c.h.advertisedTLSURL(), Authoritative: proto.Bool(true),
 	}})
 }
