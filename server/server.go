@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kopernik-io/kopernik/admin"
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/metadata"
@@ -39,6 +40,7 @@ type Server struct {
 	ledgers *managedledger.Factory
 	broker  *broker.Broker
 	reg     *prometheus.Registry
+	auth    *auth.Authenticator // nil unless auth-enabled
 
 	httpLn   net.Listener
 	httpSrv  *http.Server
@@ -107,6 +109,9 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if err != nil {
 		return nil, err
 	}
+	if s.auth, err = cfg.authenticator(s.broker, log); err != nil {
+		return nil, err
+	}
 	for _, name := range cfg.Protocols {
 		reg, err := protocol.Lookup(name)
 		if err != nil {
@@ -116,6 +121,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 			Broker:  s.broker,
 			Logger:  log, // handlers tag their own lines with protocol=<name>
 			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"protocol": name}, s.reg),
+			Auth:    s.auth,
 		}
 		h, err := reg.New(env, cfg.Handlers[name])
 		if err != nil {
@@ -146,16 +152,20 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
-	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
-	go s.httpSrv.Serve(s.httpLn)
-	log.Info("listening", "protocol", "http", "addr", s.httpLn.Addr().String())
 	if cfg.HTTPSAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPSAddr)
 		if err != nil {
 			return nil, fmt.Errorf("https listener: %w", err)
 		}
 		s.httpsLn = tls.NewListener(ln, tlsCfg)
+	}
+	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	if s.httpsLn != nil {
 		s.httpsSrv = &http.Server{Handler: s.httpSrv.Handler, ReadHeaderTimeout: 10 * time.Second}
+	}
+	go s.httpSrv.Serve(s.httpLn)
+	log.Info("listening", "protocol", "http", "addr", s.httpLn.Addr().String())
+	if s.httpsSrv != nil {
 		go s.httpsSrv.Serve(s.httpsLn)
 		log.Info("listening", "protocol", "https", "addr", s.httpsLn.Addr().String())
 	}
@@ -243,6 +253,15 @@ func (s *Server) httpHandler() http.Handler {
 	opts := admin.Options{HTTPURL: "http://" + s.httpLn.Addr().String(), Logger: s.log.With("component", "admin")}
 	if a := s.Addr("pulsar"); a != nil {
 		opts.BrokerURL = "pulsar://" + a.String()
+	}
+	if a := s.Addr("pulsar-tls"); a != nil {
+		opts.BrokerURLTLS = "pulsar+ssl://" + a.String()
+	}
+	if a := s.Addr("https"); a != nil {
+		opts.HTTPURLTLS = "https://" + a.String()
+	}
+	if s.auth != nil {
+		opts.Auth, opts.SuperUserRoles, opts.SCRAM = s.auth, s.cfg.SuperUserRoles, s.auth.SCRAM
 	}
 	mux.Handle("/", admin.New(s.broker, opts))
 	mux.HandleFunc("GET /admin/v2/brokers/health", func(w http.ResponseWriter, r *http.Request) {

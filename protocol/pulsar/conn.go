@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 )
@@ -49,7 +50,8 @@ type conn struct {
 
 	// Set by CONNECT, then read-only.
 	connected bool
-	entryMeta bool // client supports broker entry metadata
+	entryMeta bool           // client supports broker entry metadata
+	principal auth.Principal // who CONNECT authenticated (auth.go); zero with auth off
 
 	mu struct {
 		sync.Mutex
@@ -441,6 +443,9 @@ func unknownRequestID(cmd *pb.BaseCommand, t pb.BaseCommand_Type) (uint64, bool)
 func (c *conn) handleConnect(cmd *pb.CommandConnect) error {
 	if c.connected {
 		return errors.New("duplicate CONNECT")
+	}
+	if err := c.authenticate(cmd); err != nil {
+		return err
 	}
 	c.connected = true
 	c.entryMeta = cmd.GetFeatureFlags().GetSupportsBrokerEntryMetadata()
