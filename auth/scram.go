@@ -256,7 +256,10 @@ func (x *SCRAMServer) final(msg string) ([]byte, Principal, error) {
 	if len(attrs) < 2 || attrs[0] != "c="+base64.StdEncoding.EncodeToString([]byte(x.gs2Header)) {
 		return nil, Principal{}, scramFail("channel binding mismatch")
 	}
-	if attrs[1] != "r="+x.nonce {
+	// RFC 5802 wants the nonce echoed exactly; librdkafka prefixes it with
+	// its client nonce once more. Kafka accepts any nonce that ends with the
+	// server's (ScramSaslServer), and so do we: the server part is there.
+	if !strings.HasPrefix(attrs[1], "r=") || !strings.HasSuffix(attrs[1], x.nonce) {
 		return nil, Principal{}, scramFail("nonce mismatch")
 	}
 	proof, err := base64.StdEncoding.DecodeString(proofB64)

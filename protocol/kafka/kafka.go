@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol"
 )
@@ -93,6 +94,10 @@ type Config struct {
 	// empty consumer group waits for more members to join (Kafka
 	// group.initial.rebalance.delay.ms, default 3s; 0 completes at once).
 	GroupInitialRebalanceDelay time.Duration `yaml:"group-initial-rebalance-delay"`
+	// SASLTimeout closes a connection that has not completed SASL
+	// authentication this long after it opened, when authentication is on
+	// (default 30s; no Kafka equivalent, connections.max.idle.ms plays it).
+	SASLTimeout time.Duration `yaml:"sasl-timeout"`
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -106,6 +111,7 @@ func DefaultConfig() Config {
 		IdleTimeout:       10 * time.Minute,
 
 		GroupInitialRebalanceDelay: 3 * time.Second,
+		SASLTimeout:                30 * time.Second,
 	}
 }
 
@@ -140,6 +146,9 @@ func (c Config) Validate() error {
 	if c.GroupInitialRebalanceDelay < 0 {
 		errs = append(errs, fmt.Errorf("group-initial-rebalance-delay %s must be >= 0", c.GroupInitialRebalanceDelay))
 	}
+	if c.SASLTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("sasl-timeout %s must be > 0", c.SASLTimeout))
+	}
 	if c.IdleTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("idle-timeout %s must be > 0", c.IdleTimeout))
 	}
@@ -162,6 +171,7 @@ type Handler struct {
 	fs   *fetchSessions
 	tids *topicIDs
 	m    *metrics
+	auth *auth.Authenticator // nil: authentication off
 
 	// closing is closed by Close: long polls return early and readers stop.
 	closing   chan struct{}
@@ -196,6 +206,7 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 		fs:      newFetchSessions(),
 		tids:    &topicIDs{},
 		m:       newMetrics(env.Metrics),
+		auth:    env.Auth,
 		closing: make(chan struct{}),
 	}
 	h.mu.conns = make(map[*conn]struct{})
