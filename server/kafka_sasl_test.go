@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/apache/pulsar-client-go/pulsar"
+	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -275,5 +278,89 @@ func TestKafkaSASLHiddenWhenAuthOff(t *testing.T) {
 				t.Fatalf("auth off advertises SASL API %d", k.ApiKey)
 			}
 		}
+	}
+}
+
+// TestSASLOverTLS: SASL_SSL for Kafka (SCRAM) and a token over pulsar+ssl.
+func TestSASLOverTLS(t *testing.T) {
+	certs := newTestCerts(t)
+	s := startAuthServer(t, map[string]string{
+		"tls-cert-file": certs.certFile, "tls-key-file": certs.keyFile,
+		"kafka-tls-addr": "127.0.0.1:0", "pulsar-tls-addr": "127.0.0.1:0",
+	})
+	putSCRAM(t, s, "tls-user", "SCRAM-SHA-512", "pw-over-tls", "", "")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka-tls").String()), kgo.AllowAutoTopicCreation(),
+		kgo.DialTLSConfig(&tls.Config{RootCAs: certs.pool}),
+		kgo.SASL(scram.Auth{User: "tls-user", Pass: "pw-over-tls"}.AsSha512Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "sasl-ssl", Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatalf("SASL_SSL produce: %v", err)
+	}
+
+	token := testToken(t, testSecret, jwt.MapClaims{"sub": "alice"})
+	pcl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar+ssl://" + s.Addr("pulsar-tls").String(),
+		TLSTrustCertsFilePath: certs.caFile, Authentication: pulsar.NewAuthenticationToken(token), Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcl.Close()
+	p, err := pcl.CreateProducer(pulsar.ProducerOptions{Topic: "sasl-ssl"})
+	if err != nil {
+		t.Fatalf("pulsar+ssl with a token: %v", err)
+	}
+	defer p.Close()
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("p")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKafkaSASLHandshakeV0: after SaslHandshake v0 the PLAIN message goes
+// as a bare [size][bytes] frame and success is an empty bare frame; a
+// failure closes without an answer.
+func TestKafkaSASLHandshakeV0(t *testing.T) {
+	s := startAuthServer(t, map[string]string{"protocols": "kafka"})
+	good := testToken(t, testSecret, jwt.MapClaims{"sub": "app"})
+	for _, tc := range []struct {
+		token string
+		ok    bool
+	}{{good, true}, {testToken(t, otherSecret, jwt.MapClaims{"sub": "app"}), false}} {
+		nc, err := net.DialTimeout("tcp", s.Addr("kafka").String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		hs := kmsg.NewPtrSASLHandshakeRequest()
+		hs.Version, hs.Mechanism = 0, "PLAIN"
+		b, err := rawKafka(nc, hs, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hr := kmsg.NewPtrSASLHandshakeResponse()
+		hr.Version = 0
+		if err := hr.ReadFrom(b[4:]); err != nil || hr.ErrorCode != 0 {
+			t.Fatalf("handshake v0: %v %d", err, hr.ErrorCode)
+		}
+		msg := []byte("\x00public\x00token:" + tc.token)
+		nc.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(msg))), msg...))
+		var sz [4]byte
+		_, err = io.ReadFull(nc, sz[:])
+		if tc.ok {
+			if err != nil || binary.BigEndian.Uint32(sz[:]) != 0 {
+				t.Fatalf("v0 PLAIN with a good token: %v %v", err, sz)
+			}
+			md := kmsg.NewPtrMetadataRequest()
+			md.Version = 4
+			if _, err := rawKafka(nc, md, 2); err != nil {
+				t.Fatalf("Metadata after v0 authentication: %v", err)
+			}
+		} else if err == nil {
+			t.Fatalf("v0 PLAIN with a bad token answered %v", sz)
+		}
+		nc.Close()
 	}
 }

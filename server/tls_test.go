@@ -29,6 +29,7 @@ import (
 type testCerts struct {
 	caFile, certFile, keyFile string
 	pool                      *x509.CertPool
+	client                    tls.Certificate // signed by the CA, for client auth
 }
 
 func newTestCerts(t *testing.T) testCerts {
@@ -62,6 +63,18 @@ func newTestCerts(t *testing.T) testCerts {
 	os.WriteFile(c.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 	os.WriteFile(c.keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
 	c.pool.AddCert(caCert)
+
+	ckey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ctmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	cder, err := x509.CreateCertificate(rand.Reader, ctmpl, caCert, &ckey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.client = tls.Certificate{Certificate: [][]byte{cder}, PrivateKey: ckey}
 	return c
 }
 
@@ -174,8 +187,18 @@ func TestTLSClientCertRequired(t *testing.T) {
 	if err == nil {
 		t.Fatal("TLS without a client certificate was accepted")
 	}
-	// The server's own certificate is CA-signed and works as a client one
-	// only for ServerAuth: build the check on the pool instead.
+	// With a CA-signed client certificate: served.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka-tls").String()),
+		kgo.DialTLSConfig(&tls.Config{RootCAs: certs.pool, Certificates: []tls.Certificate{certs.client}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.Ping(ctx); err != nil {
+		t.Fatalf("with a client certificate: %v", err)
+	}
 }
 
 func TestTLSConfigValidation(t *testing.T) {
