@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/kopernik-io/kopernik/broker"
 )
@@ -98,5 +100,102 @@ func TestSCRAMRejectsMalformed(t *testing.T) {
 	}
 	if _, err := st.NewSCRAMServer("SCRAM-MD5"); err == nil {
 		t.Error("unknown mechanism accepted")
+	}
+}
+
+// scramExchange runs franz-go's SCRAM client against a SCRAMServer.
+func scramExchange(t *testing.T, st *SCRAMStore, mech sasl.Mechanism, name string) (Principal, error) {
+	t.Helper()
+	ctx := context.Background()
+	sess, msg, err := mech.Authenticate(ctx, "127.0.0.1:9092")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := st.NewSCRAMServer(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		resp, done, p, err := x.Step(ctx, msg)
+		if err != nil {
+			return p, err
+		}
+		cdone, next, cerr := sess.Challenge(resp)
+		if cerr != nil {
+			t.Fatalf("client refused the server's answer: %v", cerr)
+		}
+		if done {
+			if !cdone {
+				t.Fatal("server done before the client")
+			}
+			return p, nil
+		}
+		msg = next
+	}
+}
+
+func TestSCRAMWithFranzClient(t *testing.T) {
+	st := NewSCRAMStore(memState{})
+	ctx := context.Background()
+	for _, mech := range []string{SCRAMSHA256, SCRAMSHA512} {
+		c, err := NewSCRAMCredential(mech, "pass,word=", DefaultSCRAMIterations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Tenant, c.Namespace = "acme", "apps"
+		if err := st.Put(ctx, "us=er,1", c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := scram.Auth{User: "us=er,1", Pass: "pass,word="}
+	for mech, m := range map[string]sasl.Mechanism{SCRAMSHA256: a.AsSha256Mechanism(), SCRAMSHA512: a.AsSha512Mechanism()} {
+		p, err := scramExchange(t, st, m, mech)
+		if err != nil || p != (Principal{Role: "us=er,1", Tenant: "acme", Namespace: "apps"}) {
+			t.Fatalf("%s: %+v %v", mech, p, err)
+		}
+		bad := scram.Auth{User: "us=er,1", Pass: "wrong"}
+		wrong := map[string]sasl.Mechanism{SCRAMSHA256: bad.AsSha256Mechanism(), SCRAMSHA512: bad.AsSha512Mechanism()}[mech]
+		if _, err := scramExchange(t, st, wrong, mech); !errors.Is(err, ErrAuthentication) {
+			t.Fatalf("%s wrong password: %v", mech, err)
+		}
+		ghost := scram.Auth{User: "ghost", Pass: "x"}.AsSha256Mechanism()
+		if _, err := scramExchange(t, st, ghost, SCRAMSHA256); !errors.Is(err, ErrAuthentication) {
+			t.Fatalf("unknown user: %v", err)
+		}
+	}
+	if err := st.Delete(ctx, "us=er,1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, SCRAMSHA256, "us=er,1"); !errors.Is(err, ErrUnknownUser) {
+		t.Fatalf("after delete: %v", err)
+	}
+	if _, err := NewSCRAMCredential(SCRAMSHA256, "pw", 100); err == nil {
+		t.Fatal("100 iterations accepted")
+	}
+}
+
+func TestFailedDelaysAndIsBounded(t *testing.T) {
+	a := New(nil, nil, "", 100*time.Millisecond, nil)
+	start := time.Now()
+	a.Failed(context.Background(), "test", "1.2.3.4:5", "PLAIN", ErrAuthentication)
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Fatalf("failure answered after %s, want the delay", d)
+	}
+	// A closing connection does not wait the delay out.
+	a.FailureDelay = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	a.Failed(ctx, "test", "1.2.3.4:5", "PLAIN", ErrAuthentication)
+	// With every slot taken, failures are refused at once.
+	for range maxPendingFailures {
+		a.pending <- struct{}{}
+	}
+	start = time.Now()
+	a.Failed(context.Background(), "test", "1.2.3.4:5", "PLAIN", ErrAuthentication)
+	if time.Since(start) > time.Second {
+		t.Fatal("a failure beyond the bound was delayed")
+	}
+	if _, err := a.AuthenticateToken("x"); !errors.Is(err, ErrAuthentication) {
+		t.Fatalf("token without a verifier: %v", err)
 	}
 }
