@@ -15,6 +15,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"sync"
 	"time"
 )
 
@@ -47,6 +49,16 @@ type Authenticator struct {
 	FailureDelay time.Duration
 	// Log receives one line per failure.
 	Log *slog.Logger
+	// MaxPendingPerAddress bounds the connections of one client address
+	// that have not authenticated yet (0: no bound). Beyond it, new
+	// connections from that address are closed before any attempt, so that
+	// the failure delay bounds the attempts per address per second.
+	MaxPendingPerAddress int
+
+	mu struct {
+		sync.Mutex
+		pending map[string]int // by host: connections not yet authenticated
+	}
 
 	// pending bounds the failures being delayed at once: beyond it, the
 	// connection is refused without the delay (and without a goroutine
@@ -94,4 +106,35 @@ func (a *Authenticator) Failed(ctx context.Context, protocol, remote, mechanism 
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// Admit counts a new connection from remote ("host:port") as waiting to
+// authenticate. ok is false when its host already has MaxPendingPerAddress
+// such connections: the caller closes it at once. Otherwise release (safe
+// to call more than once) must be called when the connection authenticates
+// or ends.
+func (a *Authenticator) Admit(remote string) (release func(), ok bool) {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.MaxPendingPerAddress > 0 && a.mu.pending[host] >= a.MaxPendingPerAddress {
+		return func() {}, false
+	}
+	if a.mu.pending == nil {
+		a.mu.pending = map[string]int{}
+	}
+	a.mu.pending[host]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if a.mu.pending[host]--; a.mu.pending[host] <= 0 {
+				delete(a.mu.pending, host)
+			}
+		})
+	}, true
 }

@@ -199,3 +199,24 @@ func TestFailedDelaysAndIsBounded(t *testing.T) {
 		t.Fatalf("token without a verifier: %v", err)
 	}
 }
+
+func TestAdmitBoundsPendingPerAddress(t *testing.T) {
+	a := New(nil, nil, "", 0, nil)
+	a.MaxPendingPerAddress = 2
+	r1, ok1 := a.Admit("10.0.0.1:1000")
+	_, ok2 := a.Admit("10.0.0.1:1001")
+	if _, ok := a.Admit("10.0.0.1:1002"); !ok1 || !ok2 || ok {
+		t.Fatalf("third pending connection from one address admitted (%v %v %v)", ok1, ok2, ok)
+	}
+	if _, ok := a.Admit("10.0.0.2:1000"); !ok {
+		t.Fatal("another address refused")
+	}
+	r1()
+	r1() // idempotent
+	if _, ok := a.Admit("10.0.0.1:1003"); !ok {
+		t.Fatal("not admitted after a release")
+	}
+	if _, ok := a.Admit("10.0.0.1:1004"); ok {
+		t.Fatal("a double release freed two slots")
+	}
+}

@@ -20,5 +20,7 @@ func (c *Config) authenticator(b *broker.Broker, log *slog.Logger) (*auth.Authen
 	if tokens == nil {
 		log.Warn("auth-enabled without a token key: only SCRAM users can authenticate")
 	}
-	return auth.New(tokens, auth.NewSCRAMStore(b), c.AnonymousRole, c.AuthFailureDelay, log), nil
+	a := auth.New(tokens, auth.NewSCRAMStore(b), c.AnonymousRole, c.AuthFailureDelay, log)
+	a.MaxPendingPerAddress = c.AuthMaxPendingPerAddress
+	return a, nil
 }

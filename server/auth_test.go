@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,5 +176,50 @@ func TestAdminRequiresToken(t *testing.T) {
 	}
 	if c := get("/admin/v2/brokers/health", ""); c != 200 {
 		t.Errorf("health needs no token: %d", c)
+	}
+}
+
+// TestPendingPerAddress: connections that have not authenticated are
+// bounded per client address, for both protocols.
+func TestPendingPerAddress(t *testing.T) {
+	s := startAuthServer(t, map[string]string{"auth-max-pending-per-address": "2"})
+	for _, proto := range []string{"kafka", "pulsar"} {
+		addr := s.Addr(proto).String()
+		var conns []net.Conn
+		for range 2 {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, nc)
+		}
+		time.Sleep(100 * time.Millisecond) // let the broker accept them
+		third, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		third.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := third.Read(make([]byte, 1)); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("%s: third unauthenticated connection: read %v, want it closed", proto, err)
+		}
+		third.Close()
+		conns[0].Close()
+		time.Sleep(200 * time.Millisecond)
+		// A slot is free again: an authenticated client gets in.
+		if proto == "pulsar" {
+			good := testToken(t, testSecret, jwt.MapClaims{"sub": "alice"})
+			if resp, _, _ := rawPulsarConnect(t, addr, "token", []byte(good)); resp.GetType() != pb.BaseCommand_CONNECTED {
+				t.Fatalf("pulsar after a slot freed: %v", resp)
+			}
+		} else {
+			nc, _ := net.Dial("tcp", addr)
+			nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if _, err := nc.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("kafka after a slot freed: %v, want an open connection", err)
+			}
+			nc.Close()
+		}
+		conns[1].Close()
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -98,6 +98,11 @@ type Config struct {
 	// AuthFailureDelay delays the answer to a failed authentication
 	// (default 1s), so that guessing credentials is slow.
 	AuthFailureDelay time.Duration `yaml:"auth-failure-delay"`
+	// AuthMaxPendingPerAddress bounds the connections of one client host
+	// that have not authenticated yet; more are closed at once (default 64;
+	// 0: no bound). Together with the failure delay it bounds credential
+	// guessing per address.
+	AuthMaxPendingPerAddress int `yaml:"auth-max-pending-per-address"`
 	// Handlers holds each protocol's own settings (YAML section named after
 	// the protocol), as returned by its Registration.NewConfig.
 	Handlers map[string]any `yaml:"-"`
@@ -125,6 +130,7 @@ func DefaultConfig() *Config {
 		Addrs:                    map[string]string{},
 		TLSAddrs:                 map[string]string{},
 		AuthFailureDelay:         time.Second,
+		AuthMaxPendingPerAddress: 64,
 		Handlers:                 map[string]any{},
 	}
 	for _, name := range protocol.Names() {
@@ -309,6 +315,9 @@ func (c *Config) Validate() error {
 	if c.AuthFailureDelay < 0 {
 		add("auth-failure-delay must be >= 0")
 	}
+	if c.AuthMaxPendingPerAddress < 0 {
+		add("auth-max-pending-per-address must be >= 0")
+	}
 	if c.Fsync != "always" && c.Fsync != "interval" {
 		add("fsync must be \"always\" or \"interval\", not %q", c.Fsync)
 	}
@@ -368,7 +377,7 @@ func (c *Config) topKeys() []string {
 		"segment-age", "auto-topic-creation", "auto-subscription-creation",
 		"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",
 		"auth-enabled", "auth-token-secret-key-file", "auth-token-public-key-file", "anonymous-role",
-		"superuser-roles", "auth-failure-delay"}
+		"superuser-roles", "auth-failure-delay", "auth-max-pending-per-address"}
 	for name := range c.Handlers {
 		keys = append(keys, name, name+"-addr", name+"-tls-addr")
 	}

@@ -56,6 +56,7 @@ type saslState struct {
 	done      atomic.Bool // authenticated
 	fail      bool        // the response being written refuses: close after it
 	timer     *time.Timer
+	release   func() // ends the connection's count in auth.Admit
 }
 
 // newSASLState returns nil when authentication is off; otherwise it starts
@@ -65,6 +66,12 @@ func newSASLState(c *conn) *saslState {
 		return nil
 	}
 	s := &saslState{c: c}
+	var ok bool
+	if s.release, ok = c.h.auth.Admit(c.nc.RemoteAddr().String()); !ok {
+		c.log.Warn("kafka: closing connection: too many unauthenticated connections from its address", "max", c.h.auth.MaxPendingPerAddress)
+		c.h.m.closed.WithLabelValues("auth-pending-limit").Inc()
+		c.nc.Close()
+	}
 	s.timer = time.AfterFunc(c.h.cfg.SASLTimeout, func() {
 		if !s.done.Load() {
 			c.log.Warn("kafka: closing connection that did not authenticate in time", "sasl_timeout", c.h.cfg.SASLTimeout)
@@ -79,6 +86,7 @@ func newSASLState(c *conn) *saslState {
 func (s *saslState) stop() {
 	if s != nil {
 		s.timer.Stop()
+		s.release()
 	}
 }
 
@@ -171,6 +179,7 @@ func (s *saslState) succeed(ctx context.Context, p auth.Principal) {
 	s.principal = p
 	s.done.Store(true)
 	s.timer.Stop()
+	s.release()
 	s.c.log.InfoContext(ctx, "kafka: authenticated", "mechanism", s.mechanism, "role", p.Role, "tenant", p.Tenant, "namespace", p.Namespace)
 }
 

@@ -47,6 +47,7 @@ func (c *conn) authenticate(cmd *pb.CommandConnect) error {
 		err = fmt.Errorf("%w: unsupported auth method %q", auth.ErrAuthentication, method)
 	}
 	if err == nil {
+		c.h.admitted(c)
 		c.principal = p
 		c.log.Debug("authenticated", "role", p.Role, "method", method)
 		return nil
@@ -73,5 +74,27 @@ func publicAuthReason(err error) string {
 		return "authentication failed"
 	default:
 		return "authentication error"
+	}
+}
+
+// admit counts c among its address's connections waiting for CONNECT;
+// false when there are too many (the caller closes it).
+func (h *Handler) admit(c *conn) bool {
+	if h.env.Auth == nil {
+		return true
+	}
+	release, ok := h.env.Auth.Admit(c.nc.RemoteAddr().String())
+	if !ok {
+		c.log.Warn("closing connection: too many unauthenticated connections from its address", "max", h.env.Auth.MaxPendingPerAddress)
+		return false
+	}
+	h.pendingAuth.Store(c, release)
+	return true
+}
+
+// admitted ends c's count in admit (after CONNECT, or when c ends).
+func (h *Handler) admitted(c *conn) {
+	if r, ok := h.pendingAuth.LoadAndDelete(c); ok {
+		r.(func())()
 	}
 }

@@ -46,6 +46,9 @@ type Handler struct {
 		advertiseTLS string // "" until a TLS listener serves
 	}
 	wg sync.WaitGroup
+	// pendingAuth holds, per connection not yet through CONNECT, the
+	// release of its auth.Admit count (auth.go); empty with auth off.
+	pendingAuth sync.Map
 }
 
 var _ protocol.Handler = (*Handler)(nil)
@@ -112,6 +115,10 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("pulsar: accept: %w", err)
 		}
 		c := newConn(h, nc)
+		if !h.admit(c) {
+			nc.Close()
+			continue
+		}
 		h.mu.Lock()
 		if h.mu.closed {
 			h.mu.Unlock()
@@ -126,6 +133,7 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 			h.metrics.connections.Inc()
 			defer h.metrics.connections.Dec()
 			c.serve()
+			h.admitted(c)
 			h.mu.Lock()
 			delete(h.mu.conns, c)
 			h.mu.Unlock()
