@@ -232,6 +232,13 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	h.mu.Lock()
+	select {
+	case <-h.closing: // Close has begun: its serves.Wait must not race this Add
+		h.mu.Unlock()
+		ln.Close()
+		return nil
+	default:
+	}
 	h.mu.lns[ln] = struct{}{}
 	h.serves.Add(1)
 	h.mu.Unlock()

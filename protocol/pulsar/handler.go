@@ -123,6 +123,7 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 		if h.mu.closed {
 			h.mu.Unlock()
 			nc.Close()
+			h.admitted(c)
 			return nil
 		}
 		h.mu.conns[c] = struct{}{}
