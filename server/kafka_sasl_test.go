@@ -111,6 +111,18 @@ func TestKafkaSASLPlainToken(t *testing.T) {
 		t.Fatal("unauthenticated client produced")
 	}
 
+	// librdkafka (kcat), SASL/PLAIN with a token, if installed.
+	if kcat, err := exec.LookPath("kcat"); err == nil {
+		kctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		args := []string{"-b", addr, "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
+			"-X", "sasl.username=acme/apps", "-X", "sasl.password=token:" + good, "-L", "-t", "in-acme"}
+		out, err := exec.CommandContext(kctx, kcat, args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), `topic "in-acme"`) {
+			t.Fatalf("kcat PLAIN: %v\n%s", err, out)
+		}
+	}
+
 	// sarama, SASL/PLAIN with handshake v1.
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V2_8_0_0
