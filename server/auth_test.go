@@ -223,3 +223,58 @@ func TestPendingPerAddress(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestAdminSCRAMResource(t *testing.T) {
+	s := startAuthServer(t, map[string]string{"protocols": "kafka"})
+	base := "http://" + s.Addr("http").String() + "/admin/v2/kopernik/scram"
+	admin := testToken(t, testSecret, jwt.MapClaims{"sub": "admin"})
+	do := func(method, url, body string) (int, string) {
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	for _, bad := range []string{
+		`{"mechanism":"SCRAM-MD5","password":"x"}`,
+		`{"password":""}`,
+		`{"password":"x","namespace":"ns"}`,
+		`{"password":"x","tenant":"a/b"}`,
+		`{"password":"x","iterations":10}`,
+		`not json`,
+	} {
+		if code, msg := do("PUT", base+"/u", bad); code != http.StatusBadRequest {
+			t.Errorf("PUT %s: %d %s, want 400", bad, code, msg)
+		}
+	}
+	if code, msg := do("PUT", base+"/u", `{"password":"x"}`); code != http.StatusNoContent {
+		t.Fatalf("PUT default mechanism: %d %s", code, msg)
+	}
+	if code, msg := do("PUT", base+"/u", `{"password":"y","mechanism":"SCRAM-SHA-512"}`); code != http.StatusNoContent {
+		t.Fatalf("PUT 512: %d %s", code, msg)
+	}
+	if code, list := do("GET", base, ""); code != 200 || list != `["SCRAM-SHA-256:u","SCRAM-SHA-512:u"]` {
+		t.Fatalf("GET: %d %s", code, list)
+	}
+	// The stored record holds no password.
+	raw, err := s.Broker().GetState(context.Background(), "auth-scram", "SCRAM-SHA-256:u")
+	if err != nil || strings.Contains(string(raw), `"x"`) || !strings.Contains(string(raw), "storedKey") {
+		t.Fatalf("stored credential %s (%v)", raw, err)
+	}
+	if code, _ := do("DELETE", base+"/u?mechanism=SCRAM-SHA-256", ""); code != http.StatusNoContent {
+		t.Fatalf("DELETE one: %d", code)
+	}
+	if _, list := do("GET", base, ""); list != `["SCRAM-SHA-512:u"]` {
+		t.Fatalf("after DELETE of one mechanism: %s", list)
+	}
+	if code, _ := do("DELETE", base+"/u", ""); code != http.StatusNoContent {
+		t.Fatalf("DELETE all: %d", code)
+	}
+	if _, list := do("GET", base, ""); list != `[]` {
+		t.Fatalf("after DELETE: %s", list)
+	}
+}
