@@ -24,6 +24,18 @@ import (
 // wrapped message says why (for logs; clients get a generic text).
 var ErrAuthentication = errors.New("auth: authentication failed")
 
+// ErrTokenExpired marks a failure due to a token past its "exp".
+var ErrTokenExpired = errors.New("token expired")
+
+// PublicReason is what a refused client may be told about err: whether its
+// token expired, not which other check failed.
+func PublicReason(err error) string {
+	if errors.Is(err, ErrTokenExpired) {
+		return "token expired"
+	}
+	return "invalid credentials"
+}
+
 // Principal is who an authenticated connection acts as.
 type Principal struct {
 	// Role is the token's subject or the SCRAM user name.

@@ -46,8 +46,12 @@ func TestTokenVerifierHS256(t *testing.T) {
 		"none alg":  sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, jwt.MapClaims{"sub": "alice"}),
 		"garbage":   "not.a.token",
 	} {
-		if _, err := v.Verify(tok); !errors.Is(err, ErrAuthentication) {
+		_, err := v.Verify(tok)
+		if !errors.Is(err, ErrAuthentication) {
 			t.Errorf("%s: %v, want ErrAuthentication", name, err)
+		}
+		if expired := PublicReason(err) == "token expired"; expired != (name == "expired") {
+			t.Errorf("%s: public reason %q", name, PublicReason(err))
 		}
 	}
 }

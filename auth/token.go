@@ -66,6 +66,9 @@ func (v *TokenVerifier) Verify(token string) (Principal, error) {
 	claims := jwt.RegisteredClaims{}
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return v.key, nil },
 		jwt.WithValidMethods(v.methods))
+	if errors.Is(err, jwt.ErrTokenExpired) {
+		return Principal{}, fmt.Errorf("%w: %w: %w", ErrAuthentication, ErrTokenExpired, err)
+	}
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: token: %w", ErrAuthentication, err)
 	}

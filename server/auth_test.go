@@ -105,6 +105,9 @@ func TestPulsarTokenAuth(t *testing.T) {
 		if resp.GetType() != pb.BaseCommand_ERROR || resp.GetError().GetError() != pb.ServerError_AuthenticationError || !closed {
 			t.Errorf("%s: got %v, closed=%v; want ERROR AuthenticationError and a close", name, resp, closed)
 		}
+		if name == "expired" && !strings.Contains(resp.GetError().GetMessage(), "token expired") {
+			t.Errorf("expired: message %q does not say so", resp.GetError().GetMessage())
+		}
 		if took < 250*time.Millisecond {
 			t.Errorf("%s: refused after %s, want the failure delay", name, took)
 		}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/auth"
 )
 
 const saslAuthenticateKey = 36
@@ -30,9 +32,9 @@ func handleSaslAuthenticate(ctx context.Context, c *conn, req *kmsg.SASLAuthenti
 	out, err := c.sasl.authenticate(ctx, req.SASLAuthBytes)
 	if err != nil {
 		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
-		msg := "Authentication failed: invalid credentials"
+		msg := "Authentication failed: " + auth.PublicReason(err)
 		if c.sasl.mechanism == saslPlain {
-			msg = "Authentication failed: invalid token or username (want username tenant[/namespace], password token:<jwt>)"
+			msg += " (PLAIN wants username tenant[/namespace] and password token:<jwt>)"
 		}
 		resp.ErrorMessage = &msg
 		return resp, nil

@@ -13,7 +13,6 @@ package pulsar
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -57,24 +56,13 @@ func (c *conn) authenticate(cmd *pb.CommandConnect) error {
 	// frame must be on the wire before the close.
 	f, ferr := appendFrame(nil, &pb.BaseCommand{Type: pb.BaseCommand_ERROR.Enum(), Error: &pb.CommandError{
 		RequestId: proto.Uint64(0), Error: pb.ServerError_AuthenticationError.Enum(),
-		Message: proto.String("Failed to authentication: " + publicAuthReason(err)),
+		Message: proto.String("Unable to authenticate: " + auth.PublicReason(err)),
 	}}, nil, nil)
 	if ferr == nil {
 		c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		c.nc.Write(f)
 	}
 	return err
-}
-
-// publicAuthReason is what a refused client is told: the kind of problem,
-// not which check failed in detail.
-func publicAuthReason(err error) string {
-	switch {
-	case errors.Is(err, auth.ErrAuthentication):
-		return "authentication failed"
-	default:
-		return "authentication error"
-	}
 }
 
 // admit counts c among its address's connections waiting for CONNECT;
