@@ -77,7 +77,7 @@ func rawPulsarConnect(t *testing.T, addr, method string, data []byte) (*pb.BaseC
 	if err := proto.Unmarshal(body, &resp); err != nil {
 		t.Fatal(err)
 	}
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	nc.SetReadDeadline(time.Now().Add(time.Second)) // a refusal closes at once
 	_, err = nc.Read(make([]byte, 1))
 	return &resp, err == io.EOF || (err != nil && !strings.Contains(err.Error(), "timeout")), elapsed
 }
@@ -279,5 +279,38 @@ func TestAdminSCRAMResource(t *testing.T) {
 	}
 	if _, list := do("GET", base, ""); list != `[]` {
 		t.Fatalf("after DELETE: %s", list)
+	}
+}
+
+func TestPulsarAuthTimeout(t *testing.T) {
+	s := startAuthServer(t, map[string]string{"protocols": "pulsar", "pulsar-auth-timeout": "500ms"})
+	nc, err := net.Dial("tcp", s.Addr("pulsar").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	start := time.Now()
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Read(make([]byte, 1)); err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("silent connection: read %v after %s, want a close at the 500ms auth-timeout", err, time.Since(start))
+	}
+	// A client that CONNECTs in time keeps its connection past the timeout.
+	good := testToken(t, testSecret, jwt.MapClaims{"sub": "alice"})
+	cl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + s.Addr("pulsar").String(),
+		Authentication: pulsar.NewAuthenticationToken(good), Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p, err := cl.CreateProducer(pulsar.ProducerOptions{Topic: "timeout-t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	time.Sleep(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("x")}); err != nil {
+		t.Fatalf("send after the auth-timeout: %v", err)
 	}
 }

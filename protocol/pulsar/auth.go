@@ -65,8 +65,15 @@ func (c *conn) authenticate(cmd *pb.CommandConnect) error {
 	return err
 }
 
-// admit counts c among its address's connections waiting for CONNECT;
-// false when there are too many (the caller closes it).
+// pendingAuth is a connection that has not been through CONNECT yet.
+type pendingAuth struct {
+	release func()      // its auth.Admit count
+	timer   *time.Timer // closes it at auth-timeout
+}
+
+// admit counts c among its address's connections waiting for CONNECT and
+// starts its auth-timeout; false when there are too many (the caller
+// closes it).
 func (h *Handler) admit(c *conn) bool {
 	if h.env.Auth == nil {
 		return true
@@ -76,13 +83,22 @@ func (h *Handler) admit(c *conn) bool {
 		c.log.Warn("closing connection: too many unauthenticated connections from its address", "max", h.env.Auth.MaxPendingPerAddress)
 		return false
 	}
-	h.pendingAuth.Store(c, release)
+	p := &pendingAuth{release: release}
+	h.pendingAuth.Store(c, p)
+	p.timer = time.AfterFunc(h.cfg.AuthTimeout, func() {
+		if _, still := h.pendingAuth.Load(c); still {
+			c.log.Warn("closing connection that did not CONNECT in time", "auth_timeout", h.cfg.AuthTimeout)
+			c.close()
+		}
+	})
 	return true
 }
 
-// admitted ends c's count in admit (after CONNECT, or when c ends).
+// admitted ends c's wait begun by admit (after CONNECT, or when c ends).
 func (h *Handler) admitted(c *conn) {
-	if r, ok := h.pendingAuth.LoadAndDelete(c); ok {
-		r.(func())()
+	if v, ok := h.pendingAuth.LoadAndDelete(c); ok {
+		p := v.(*pendingAuth)
+		p.timer.Stop()
+		p.release()
 	}
 }

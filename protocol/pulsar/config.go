@@ -48,6 +48,10 @@ type Config struct {
 	// larger frame is let through when the queue is empty. No broker.conf
 	// equivalent (Netty's write-buffer high-water mark plays this role).
 	ConnectionBufferBytes int `yaml:"connection-buffer-bytes"`
+	// AuthTimeout closes a connection that has not been through CONNECT
+	// this long after it opened, when authentication is on (default 30s;
+	// Pulsar has no such setting, the client's connection timeout is 10s).
+	AuthTimeout time.Duration `yaml:"auth-timeout"`
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -59,6 +63,7 @@ func DefaultConfig() *Config {
 		AutoCreateSubscriptions: true,
 		Keepalive:               30 * time.Second,
 		ConnectionBufferBytes:   8 << 20,
+		AuthTimeout:             30 * time.Second,
 	}
 }
 
@@ -86,6 +91,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Keepalive < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("keepalive %s: want >= 100ms", c.Keepalive))
+	}
+	if c.AuthTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("auth-timeout %s: want > 0", c.AuthTimeout))
 	}
 	if c.ConnectionBufferBytes < 64<<10 {
 		errs = append(errs, fmt.Errorf("connection-buffer-bytes %d: want >= 64 KiB", c.ConnectionBufferBytes))

@@ -46,8 +46,8 @@ type Handler struct {
 		advertiseTLS string // "" until a TLS listener serves
 	}
 	wg sync.WaitGroup
-	// pendingAuth holds, per connection not yet through CONNECT, the
-	// release of its auth.Admit count (auth.go); empty with auth off.
+	// pendingAuth holds, per connection not yet through CONNECT, its
+	// *pendingAuth (auth.go); empty with auth off.
 	pendingAuth sync.Map
 }
 
