@@ -6,7 +6,9 @@ package pulsar
 // role is configured and no credentials are sent. A refused CONNECT is
 // answered, after the failure delay, with ERROR AuthenticationError (the
 // client logs its message and retries with backoff), and the connection
-// closes. The role is kept on the connection for authorization.
+// closes. The role is kept on the connection for authorization. Until
+// CONNECT, a connection counts against its address's
+// auth-max-pending-per-address and is closed at auth-timeout.
 //
 // Not done: AUTH_CHALLENGE / token refresh (an expired token keeps its
 // connection until it closes), other auth methods (tls, oauth2, basic).
