@@ -41,6 +41,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -59,6 +60,13 @@ type Options struct {
 	// ClusterName is the one cluster reported by GET /admin/v2/clusters
 	// (default "standalone", Pulsar's standalone cluster name).
 	ClusterName string
+	// Auth, when set, requires "Authorization: Bearer <token>" on every
+	// request (Pulsar's authenticationEnabled on the web service); the
+	// token's role must be one of SuperUserRoles when that is not empty.
+	Auth           *auth.Authenticator
+	SuperUserRoles []string
+	// SCRAM, when set, serves the SCRAM credential resource (scram.go).
+	SCRAM *auth.SCRAMStore
 	// MaxBodyBytes bounds request bodies (default 1 MiB).
 	MaxBodyBytes int64
 	// Logger defaults to slog.Default().
@@ -101,6 +109,9 @@ func New(svc broker.Service, opts Options) http.Handler {
 	s.terminateRoutes(mux)
 	s.subscriptionRoutes(mux)
 	s.lookupRoutes(mux)
+	if opts.SCRAM != nil {
+		s.scramRoutes(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeReason(w, http.StatusNotFound, "Not found: "+r.URL.Path)
 	})
@@ -117,6 +128,9 @@ func New(svc broker.Service, opts Options) http.Handler {
 		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		}
+		if !s.authorized(w, r) {
+			return
 		}
 		mux.ServeHTTP(w, r)
 	})

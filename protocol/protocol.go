@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -33,6 +34,9 @@ type Env struct {
 	Logger *slog.Logger
 	// Metrics registers the handler's Prometheus collectors.
 	Metrics prometheus.Registerer
+	// Auth authenticates clients; nil when authentication is off (the
+	// default), in which case every client is accepted as before.
+	Auth *auth.Authenticator
 }
 
 // Registration describes a compiled-in handler.

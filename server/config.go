@@ -59,6 +59,50 @@ type Config struct {
 	// Addrs maps a protocol to its listen address; YAML key "<protocol>-addr"
 	// (defaults: kafka localhost:9092, pulsar localhost:6650).
 	Addrs map[string]string `yaml:"-"`
+	// TLSAddrs maps a protocol to its TLS listen address; YAML key
+	// "<protocol>-tls-addr" (default empty: no TLS listener). Kafka's
+	// SSL/SASL_SSL listener, Pulsar's brokerServicePortTls.
+	TLSAddrs map[string]string `yaml:"-"`
+
+	// HTTPSAddr serves the same as http-addr over TLS (default empty: off;
+	// Pulsar webServicePortTls).
+	HTTPSAddr string `yaml:"https-addr"`
+	// TLSCertFile and TLSKeyFile are the PEM certificate (chain) and private
+	// key of every TLS listener; required when one is configured (Kafka
+	// ssl.keystore.*, Pulsar tlsCertificateFilePath / tlsKeyFilePath).
+	TLSCertFile string `yaml:"tls-cert-file"`
+	TLSKeyFile  string `yaml:"tls-key-file"`
+	// TLSClientCAFile, if set, makes TLS listeners require a client
+	// certificate signed by one of its PEM CAs (default empty: none asked;
+	// Kafka ssl.client.auth=required, Pulsar tlsTrustCertsFilePath +
+	// tlsRequireTrustedClientCertOnConnect).
+	TLSClientCAFile string `yaml:"tls-client-ca-file"`
+
+	// AuthEnabled requires clients to authenticate (default false; Pulsar
+	// authenticationEnabled, Kafka SASL listeners): Pulsar CONNECT with a
+	// token, Kafka SASL PLAIN (token) or SCRAM-SHA-256/512.
+	AuthEnabled bool `yaml:"auth-enabled"`
+	// AuthTokenSecretKeyFile holds the HS256 secret tokens are signed with
+	// (raw bytes; Pulsar tokenSecretKey). AuthTokenPublicKeyFile holds the
+	// PEM or DER public key of RS256/ES256 tokens (Pulsar tokenPublicKey).
+	// At most one; with neither, only SCRAM authenticates.
+	AuthTokenSecretKeyFile string `yaml:"auth-token-secret-key-file"`
+	AuthTokenPublicKeyFile string `yaml:"auth-token-public-key-file"`
+	// AnonymousRole, if set, is the role of Pulsar clients that send no
+	// credentials while auth is enabled (default empty: they are refused;
+	// Pulsar anonymousUserRole).
+	AnonymousRole string `yaml:"anonymous-role"`
+	// SuperUserRoles may use the admin API while auth is enabled (default
+	// empty: any authenticated role may; Pulsar superUserRoles).
+	SuperUserRoles []string `yaml:"superuser-roles"`
+	// AuthFailureDelay delays the answer to a failed authentication
+	// (default 1s), so that guessing credentials is slow.
+	AuthFailureDelay time.Duration `yaml:"auth-failure-delay"`
+	// AuthMaxPendingPerAddress bounds the connections of one client host
+	// that have not authenticated yet; more are closed at once (default 64;
+	// 0: no bound). Together with the failure delay it bounds credential
+	// guessing per address.
+	AuthMaxPendingPerAddress int `yaml:"auth-max-pending-per-address"`
 	// Handlers holds each protocol's own settings (YAML section named after
 	// the protocol), as returned by its Registration.NewConfig.
 	Handlers map[string]any `yaml:"-"`
@@ -84,6 +128,9 @@ func DefaultConfig() *Config {
 		AutoTopicCreation:        d.AutoTopicCreation,
 		AutoSubscriptionCreation: d.AutoSubscriptionCreation,
 		Addrs:                    map[string]string{},
+		TLSAddrs:                 map[string]string{},
+		AuthFailureDelay:         time.Second,
+		AuthMaxPendingPerAddress: 64,
 		Handlers:                 map[string]any{},
 	}
 	for _, name := range protocol.Names() {
@@ -149,7 +196,7 @@ func Load(file string, environ []string, overrides map[string]string) (*Config, 
 			problems = append(problems, fmt.Sprintf("%s: unknown setting %q", source, key))
 			return
 		}
-		if key == "protocols" {
+		if key == "protocols" || key == "superuser-roles" {
 			seq := &yaml.Node{Kind: yaml.SequenceNode}
 			for _, p := range strings.Split(value, ",") {
 				if p = strings.TrimSpace(p); p != "" {
@@ -198,6 +245,12 @@ func Load(file string, environ []string, overrides map[string]string) (*Config, 
 				continue
 			}
 			c.Addrs[strings.TrimSuffix(k, "-addr")] = n.Value
+		case strings.HasSuffix(k, "-tls-addr") && c.Handlers[strings.TrimSuffix(k, "-tls-addr")] != nil:
+			if n.Kind != yaml.ScalarNode {
+				problems = append(problems, fmt.Sprintf("%s: must be host:port", k))
+				continue
+			}
+			c.TLSAddrs[strings.TrimSuffix(k, "-tls-addr")] = n.Value
 		case c.knownTopKey(k):
 			static.Content = append(static.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, n)
 		default:
@@ -237,11 +290,33 @@ func (c *Config) Validate() error {
 		if err := validAddr(c.Addrs[p]); err != nil {
 			add("%s-addr: %v", p, err)
 		}
+		if a := c.TLSAddrs[p]; a != "" {
+			if err := validAddr(a); err != nil {
+				add("%s-tls-addr: %v", p, err)
+			}
+		}
 		if v, ok := c.Handlers[p].(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
 				add("%s: %v", p, err)
 			}
 		}
+	}
+	if c.HTTPSAddr != "" {
+		if err := validAddr(c.HTTPSAddr); err != nil {
+			add("https-addr: %v", err)
+		}
+	}
+	if c.tlsListeners() && (c.TLSCertFile == "" || c.TLSKeyFile == "") {
+		add("tls-cert-file and tls-key-file are required with a TLS listener (https-addr, <protocol>-tls-addr)")
+	}
+	if c.AuthTokenSecretKeyFile != "" && c.AuthTokenPublicKeyFile != "" {
+		add("auth-token-secret-key-file and auth-token-public-key-file: set at most one")
+	}
+	if c.AuthFailureDelay < 0 {
+		add("auth-failure-delay must be >= 0")
+	}
+	if c.AuthMaxPendingPerAddress < 0 {
+		add("auth-max-pending-per-address must be >= 0")
 	}
 	if c.Fsync != "always" && c.Fsync != "interval" {
 		add("fsync must be \"always\" or \"interval\", not %q", c.Fsync)
@@ -299,9 +374,12 @@ func (c *Config) splitSectionKey(key string) (string, string, bool) {
 func (c *Config) topKeys() []string {
 	keys := []string{"data-dir", "http-addr", "protocols", "fsync", "fsync-interval", "log-level", "log-format",
 		"shutdown-timeout", "retention-time", "retention-bytes", "max-message-bytes", "segment-bytes",
-		"segment-age", "auto-topic-creation", "auto-subscription-creation"}
+		"segment-age", "auto-topic-creation", "auto-subscription-creation",
+		"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",
+		"auth-enabled", "auth-token-secret-key-file", "auth-token-public-key-file", "anonymous-role",
+		"superuser-roles", "auth-failure-delay", "auth-max-pending-per-address"}
 	for name := range c.Handlers {
-		keys = append(keys, name, name+"-addr")
+		keys = append(keys, name, name+"-addr", name+"-tls-addr")
 	}
 	sort.Strings(keys)
 	return keys

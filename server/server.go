@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kopernik-io/kopernik/admin"
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/metadata"
@@ -38,9 +40,12 @@ type Server struct {
 	ledgers *managedledger.Factory
 	broker  *broker.Broker
 	reg     *prometheus.Registry
+	auth    *auth.Authenticator // nil unless auth-enabled
 
-	httpLn  net.Listener
-	httpSrv *http.Server
+	httpLn   net.Listener
+	httpSrv  *http.Server
+	httpsLn  net.Listener
+	httpsSrv *http.Server
 
 	handlers  []runningHandler
 	ready     atomic.Bool
@@ -49,10 +54,11 @@ type Server struct {
 }
 
 type runningHandler struct {
-	name string
-	h    protocol.Handler
-	ln   net.Listener
-	done chan error
+	name  string
+	h     protocol.Handler
+	ln    net.Listener
+	tlsLn net.Listener // nil without <name>-tls-addr
+	done  chan error
 }
 
 // Start opens the data directory and starts every enabled listener. On
@@ -99,6 +105,13 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		return nil, err
 	}
 
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if s.auth, err = cfg.authenticator(s.broker, log); err != nil {
+		return nil, err
+	}
 	for _, name := range cfg.Protocols {
 		reg, err := protocol.Lookup(name)
 		if err != nil {
@@ -108,6 +121,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 			Broker:  s.broker,
 			Logger:  log, // handlers tag their own lines with protocol=<name>
 			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"protocol": name}, s.reg),
+			Auth:    s.auth,
 		}
 		h, err := reg.New(env, cfg.Handlers[name])
 		if err != nil {
@@ -117,35 +131,71 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		if err != nil {
 			return nil, fmt.Errorf("%s listener: %w", name, err)
 		}
-		rh := runningHandler{name: name, h: h, ln: ln, done: make(chan error, 1)}
+		rh := runningHandler{name: name, h: h, ln: ln, done: make(chan error, 2)}
+		if a := cfg.TLSAddrs[name]; a != "" {
+			tln, err := net.Listen("tcp", a)
+			if err != nil {
+				ln.Close()
+				return nil, fmt.Errorf("%s TLS listener: %w", name, err)
+			}
+			rh.tlsLn = protocol.NewTLSListener(tln, tlsCfg)
+		}
 		s.handlers = append(s.handlers, rh)
 		go func() { rh.done <- h.Serve(context.WithoutCancel(ctx), ln) }()
 		log.Info("listening", "protocol", name, "addr", ln.Addr().String())
+		if rh.tlsLn != nil {
+			go func() { rh.done <- h.Serve(context.WithoutCancel(ctx), rh.tlsLn) }()
+			log.Info("listening", "protocol", name, "addr", rh.tlsLn.Addr().String(), "tls", true)
+		}
 	}
 
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
+	if cfg.HTTPSAddr != "" {
+		ln, err := net.Listen("tcp", cfg.HTTPSAddr)
+		if err != nil {
+			return nil, fmt.Errorf("https listener: %w", err)
+		}
+		s.httpsLn = tls.NewListener(ln, tlsCfg)
+	}
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	if s.httpsLn != nil {
+		s.httpsSrv = &http.Server{Handler: s.httpSrv.Handler, ReadHeaderTimeout: 10 * time.Second}
+	}
 	go s.httpSrv.Serve(s.httpLn)
 	log.Info("listening", "protocol", "http", "addr", s.httpLn.Addr().String())
+	if s.httpsSrv != nil {
+		go s.httpsSrv.Serve(s.httpsLn)
+		log.Info("listening", "protocol", "https", "addr", s.httpsLn.Addr().String())
+	}
 	s.ready.Store(true)
 	log.Info("kopernik started", "data-dir", cfg.DataDir, "cluster-id", s.broker.ClusterID(), "fsync", cfg.Fsync)
 	return s, nil
 }
 
 // Addr returns the actual address of the listener for protocol name
-// ("kafka", "pulsar", "http"), or nil.
+// ("kafka", "pulsar", "http"), of its TLS listener ("kafka-tls",
+// "pulsar-tls", "https"), or nil.
 func (s *Server) Addr(name string) net.Addr {
-	if name == "http" {
+	switch name {
+	case "http":
 		if s.httpLn == nil {
 			return nil
 		}
 		return s.httpLn.Addr()
+	case "https":
+		if s.httpsLn == nil {
+			return nil
+		}
+		return s.httpsLn.Addr()
 	}
 	for _, h := range s.handlers {
 		if h.name == name {
 			return h.ln.Addr()
+		}
+		if h.name+"-tls" == name && h.tlsLn != nil {
+			return h.tlsLn.Addr()
 		}
 	}
 	return nil
@@ -168,10 +218,15 @@ func (s *Server) Close(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("%s: %w", h.name, err))
 			}
 			h.ln.Close()
+			if h.tlsLn != nil {
+				h.tlsLn.Close()
+			}
 		}
-		if s.httpSrv != nil {
-			if err := s.httpSrv.Shutdown(ctx); err != nil {
-				s.httpSrv.Close()
+		for _, srv := range []*http.Server{s.httpSrv, s.httpsSrv} {
+			if srv != nil {
+				if err := srv.Shutdown(ctx); err != nil {
+					srv.Close()
+				}
 			}
 		}
 		if s.broker != nil {
@@ -198,6 +253,15 @@ func (s *Server) httpHandler() http.Handler {
 	opts := admin.Options{HTTPURL: "http://" + s.httpLn.Addr().String(), Logger: s.log.With("component", "admin")}
 	if a := s.Addr("pulsar"); a != nil {
 		opts.BrokerURL = "pulsar://" + a.String()
+	}
+	if a := s.Addr("pulsar-tls"); a != nil {
+		opts.BrokerURLTLS = "pulsar+ssl://" + a.String()
+	}
+	if a := s.Addr("https"); a != nil {
+		opts.HTTPURLTLS = "https://" + a.String()
+	}
+	if s.auth != nil {
+		opts.Auth, opts.SuperUserRoles, opts.SCRAM = s.auth, s.cfg.SuperUserRoles, s.auth.SCRAM
 	}
 	mux.Handle("/", admin.New(s.broker, opts))
 	mux.HandleFunc("GET /admin/v2/brokers/health", func(w http.ResponseWriter, r *http.Request) {

@@ -62,7 +62,14 @@ func standalone(args []string, stderr io.Writer) int {
 	}
 	for name, addr := range defaults.Addrs {
 		flagKeys[name+"-addr"] = addr
+		flagKeys[name+"-tls-addr"] = "" // off
 	}
+	// TLS and authentication (docs/security.md); all off by default.
+	for _, key := range []string{"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",
+		"auth-token-secret-key-file", "auth-token-public-key-file", "anonymous-role", "superuser-roles"} {
+		flagKeys[key] = ""
+	}
+	flagKeys["auth-enabled"] = "false"
 	values := map[string]*string{}
 	for key, def := range flagKeys {
 		values[key] = fs.String(key, def, "setting "+key+" (env "+server.EnvPrefix+strings.ToUpper(strings.ReplaceAll(key, "-", "_"))+")")

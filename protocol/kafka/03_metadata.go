@@ -28,7 +28,7 @@ func init() { register(0, 11, handleMetadata) }
 func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (kmsg.Response, error) {
 	h := c.h
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	host, port := h.advertised()
+	host, port := c.advertised()
 	b := kmsg.NewMetadataResponseBroker()
 	b.NodeID, b.Host, b.Port = h.cfg.NodeID, host, port
 	resp.Brokers = []kmsg.MetadataResponseBroker{b}
@@ -39,13 +39,14 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 	var names []string
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	if all {
-		ns := h.cfg.Tenant + "/" + h.cfg.Namespace
+		tenant, nsName := h.namespaceOf(ctx)
+		ns := tenant + "/" + nsName
 		mds, err := h.svc.ListTopics(ctx, ns)
 		if err != nil && !errors.Is(err, broker.ErrNamespaceNotFound) {
 			return nil, err
 		}
 		for _, md := range mds {
-			names = append(names, h.kafkaName(md.Name))
+			names = append(names, h.kafkaName(ctx, md.Name))
 		}
 		sort.Strings(names)
 	} else {

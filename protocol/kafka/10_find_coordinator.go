@@ -22,7 +22,7 @@ const (
 
 func handleFindCoordinator(ctx context.Context, c *conn, req *kmsg.FindCoordinatorRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
-	host, port := c.h.advertised()
+	host, port := c.advertised()
 	answer := func(key string) kmsg.FindCoordinatorResponseCoordinator {
 		co := kmsg.NewFindCoordinatorResponseCoordinator()
 		co.Key, co.NodeID, co.Host, co.Port = key, -1, "", -1

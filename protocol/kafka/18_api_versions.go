@@ -19,6 +19,6 @@ func init() { register(0, 3, handleApiVersions) }
 
 func handleApiVersions(ctx context.Context, c *conn, req *kmsg.ApiVersionsRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
-	resp.ApiKeys = apiVersionsKeys()
+	resp.ApiKeys = apiVersionsKeys(c.h.auth != nil)
 	return resp, nil
 }

@@ -54,7 +54,7 @@ func handleCreateTopics(ctx context.Context, c *conn, req *kmsg.CreateTopicsRequ
 }
 
 func (h *Handler) createTopic(ctx context.Context, c *conn, rt *kmsg.CreateTopicsRequestTopic, validateOnly bool, st *kmsg.CreateTopicsResponseTopic) error {
-	name, err := h.parseName(rt.Topic)
+	name, err := h.parseName(ctx, rt.Topic)
 	if err != nil {
 		return err
 	}

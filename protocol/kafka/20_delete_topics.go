@@ -73,13 +73,14 @@ func (h *Handler) deleteTopic(ctx context.Context, c *conn, rt *kmsg.DeleteTopic
 
 // topicByID finds a topic of the handler's namespace by Kafka topic id.
 func (h *Handler) topicByID(ctx context.Context, id [16]byte) (*topicInfo, error) {
-	mds, err := h.svc.ListTopics(ctx, h.cfg.Tenant+"/"+h.cfg.Namespace)
+	tenant, ns := h.namespaceOf(ctx)
+	mds, err := h.svc.ListTopics(ctx, tenant+"/"+ns)
 	if err != nil && !errors.Is(err, broker.ErrNamespaceNotFound) {
 		return nil, err
 	}
 	for _, md := range mds {
 		if got, ok := parseTopicID(md.Policies.Extra[extraTopicID]); ok && got == id {
-			return &topicInfo{kafka: h.kafkaName(md.Name), md: md, id: id}, nil
+			return &topicInfo{kafka: h.kafkaName(ctx, md.Name), md: md, id: id}, nil
 		}
 	}
 	return nil, errUnknownTopicID

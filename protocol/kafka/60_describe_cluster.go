@@ -17,7 +17,7 @@ func init() { register(0, 0, handleDescribeCluster) }
 func handleDescribeCluster(ctx context.Context, c *conn, req *kmsg.DescribeClusterRequest) (kmsg.Response, error) {
 	h := c.h
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
-	host, port := h.advertised()
+	host, port := c.advertised()
 	b := kmsg.NewDescribeClusterResponseBroker()
 	b.NodeID, b.Host, b.Port = h.cfg.NodeID, host, port
 	resp.Brokers = []kmsg.DescribeClusterResponseBroker{b}

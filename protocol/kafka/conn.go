@@ -96,7 +96,8 @@ type request struct {
 	clientID     string
 	req          kmsg.Request // nil for an unsupported ApiVersions version
 	err          error
-	size         int // frame bytes held against the read-ahead budget
+	size         int  // frame bytes held against the read-ahead budget
+	raw          bool // a bare SASL token after SaslHandshake v0 (sasl.go)
 }
 
 // conn is one client connection.
@@ -105,13 +106,22 @@ type conn struct {
 	nc  net.Conn
 	log *slog.Logger
 
+	// advHost and advPort are the advertised address of the listener the
+	// connection came in on (set before serve, then read-only).
+	advHost string
+	advPort int32
+
+	sasl *saslState // nil with authentication off (sasl.go)
+
 	stop     chan struct{} // closed by stopReading
 	stopOnce sync.Once
 	budget   *budget
 }
 
 func newConn(h *Handler, nc net.Conn) *conn {
-	return &conn{h: h, nc: nc, log: h.log.With("conn", nc.RemoteAddr().String()), stop: make(chan struct{}), budget: newBudget()}
+	c := &conn{h: h, nc: nc, log: h.log.With("conn", nc.RemoteAddr().String()), stop: make(chan struct{}), budget: newBudget()}
+	c.sasl = newSASLState(c)
+	return c
 }
 
 // stopReading makes the reader stop after the frame it is reading; queued
@@ -125,6 +135,7 @@ func (c *conn) stopReading() {
 // malformed, or the handler closes.
 func (c *conn) serve(ctx context.Context) {
 	defer c.nc.Close()
+	defer c.sasl.stop()
 	c.h.m.connections.Inc()
 	defer c.h.m.connections.Dec()
 	reqs := make(chan *request, readAheadFrames)
@@ -182,6 +193,10 @@ func (c *conn) serve(ctx context.Context) {
 				out = nil
 			}
 		}
+		if c.sasl.failed() { // the answer to a failed authentication is the last one
+			bw.Flush()
+			return
+		}
 		if len(reqs) == 0 {
 			if err := bw.Flush(); err != nil {
 				c.log.DebugContext(ctx, "kafka: write failed", "err", err)
@@ -202,9 +217,12 @@ func (c *conn) handle(ctx context.Context, r *request) (resp kmsg.Response, err 
 		}
 	}()
 	if r.req == nil { // ApiVersions at a version we do not speak (KIP-511)
-		return unsupportedApiVersions(), nil
+		return unsupportedApiVersions(c.h.auth != nil), nil
 	}
-	return apis[r.key].handle(context.WithValue(ctx, clientIDKey{}, r.clientID), c, r.req)
+	if err := c.sasl.gate(r.key); err != nil {
+		return nil, err
+	}
+	return apis[r.key].handle(c.sasl.context(context.WithValue(ctx, clientIDKey{}, r.clientID)), c, r.req)
 }
 
 type clientIDKey struct{}
@@ -226,6 +244,7 @@ func (c *conn) readLoop(ctx context.Context, out chan<- *request) {
 		}
 	}()
 	br := bufio.NewReaderSize(c.nc, 64<<10)
+	rawLeft := 0 // bare SASL tokens expected next (SaslHandshake v0)
 	for {
 		c.nc.SetReadDeadline(time.Now().Add(c.h.cfg.IdleTimeout))
 		select {
@@ -266,7 +285,14 @@ func (c *conn) readLoop(ctx context.Context, out chan<- *request) {
 			}
 			return
 		}
-		r := decodeRequest(buf)
+		var r *request
+		if rawLeft > 0 {
+			rawLeft--
+			r = rawSASLRequest(buf)
+		} else {
+			r = decodeRequest(buf)
+			rawLeft = c.sasl.rawFramesAfter(r)
+		}
 		r.size = size
 		out <- r
 		if r.err != nil {
@@ -379,6 +405,9 @@ func skipTags(b []byte) ([]byte, error) {
 
 // appendResponse appends resp's frame to dst.
 func appendResponse(dst []byte, r *request, resp kmsg.Response) []byte {
+	if r.raw {
+		return appendRawSASL(dst, resp)
+	}
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(r.corr))
@@ -392,10 +421,10 @@ func appendResponse(dst []byte, r *request, resp kmsg.Response) []byte {
 
 // unsupportedApiVersions is the KIP-511 answer: v0, UNSUPPORTED_VERSION,
 // and our ranges so the client can pick.
-func unsupportedApiVersions() kmsg.Response {
+func unsupportedApiVersions(withAuth bool) kmsg.Response {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.Version = 0
 	resp.ErrorCode = kerr.UnsupportedVersion.Code
-	resp.ApiKeys = apiVersionsKeys()
+	resp.ApiKeys = apiVersionsKeys(withAuth)
 	return resp
 }

@@ -123,7 +123,7 @@ func (h *Handler) groupPartitions(ctx context.Context, topics []string) map[stri
 		if err != nil {
 			continue
 		}
-		t := &topicInfo{kafka: h.kafkaName(md.Name), md: md}
+		t := &topicInfo{kafka: h.kafkaName(ctx, md.Name), md: md}
 		for i := range t.numPartitions() {
 			pn, _ := t.partition(i)
 			out[t.kafka] = append(out[t.kafka], pn)

@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol"
 )
@@ -66,6 +67,10 @@ type Config struct {
 	// Metadata and DescribeCluster (Kafka advertised.listeners). Default: the
 	// listener's actual address ("localhost" replaces a wildcard host).
 	AdvertisedAddr string `yaml:"advertised-addr"`
+	// AdvertisedTLSAddr is the same for connections that came in on the TLS
+	// listener (server setting kafka-tls-addr; Kafka advertised.listeners'
+	// SSL/SASL_SSL entry). Default: the TLS listener's actual address.
+	AdvertisedTLSAddr string `yaml:"advertised-tls-addr"`
 	// AutoCreateTopics lets Metadata and Produce create missing topics
 	// (Kafka auto.create.topics.enable, default true). The namespace's
 	// AutoTopicCreation policy must allow it too.
@@ -89,6 +94,10 @@ type Config struct {
 	// empty consumer group waits for more members to join (Kafka
 	// group.initial.rebalance.delay.ms, default 3s; 0 completes at once).
 	GroupInitialRebalanceDelay time.Duration `yaml:"group-initial-rebalance-delay"`
+	// SASLTimeout closes a connection that has not completed SASL
+	// authentication this long after it opened, when authentication is on
+	// (default 30s; no Kafka equivalent, connections.max.idle.ms plays it).
+	SASLTimeout time.Duration `yaml:"sasl-timeout"`
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -102,6 +111,7 @@ func DefaultConfig() Config {
 		IdleTimeout:       10 * time.Minute,
 
 		GroupInitialRebalanceDelay: 3 * time.Second,
+		SASLTimeout:                30 * time.Second,
 	}
 }
 
@@ -122,6 +132,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("advertised-addr %q: want host:port with a port in 1..65535", c.AdvertisedAddr))
 		}
 	}
+	if c.AdvertisedTLSAddr != "" {
+		if _, _, err := advertisedAddr(c.AdvertisedTLSAddr, nil); err != nil {
+			errs = append(errs, fmt.Errorf("advertised-tls-addr: %w", err))
+		}
+	}
 	if c.DefaultPartitions < 1 {
 		errs = append(errs, fmt.Errorf("default-partitions %d must be >= 1", c.DefaultPartitions))
 	}
@@ -130,6 +145,9 @@ func (c Config) Validate() error {
 	}
 	if c.GroupInitialRebalanceDelay < 0 {
 		errs = append(errs, fmt.Errorf("group-initial-rebalance-delay %s must be >= 0", c.GroupInitialRebalanceDelay))
+	}
+	if c.SASLTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("sasl-timeout %s must be > 0", c.SASLTimeout))
 	}
 	if c.IdleTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("idle-timeout %s must be > 0", c.IdleTimeout))
@@ -143,7 +161,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Handler serves the Kafka protocol on one listener.
+// Handler serves the Kafka protocol on one or more listeners (plaintext
+// and TLS); each connection advertises the address of its own listener.
 type Handler struct {
 	cfg  Config
 	svc  broker.Service
@@ -152,20 +171,18 @@ type Handler struct {
 	fs   *fetchSessions
 	tids *topicIDs
 	m    *metrics
+	auth *auth.Authenticator // nil: authentication off
 
 	// closing is closed by Close: long polls return early and readers stop.
 	closing   chan struct{}
 	closeOnce sync.Once
 	conns     sync.WaitGroup
-	served    chan struct{} // closed when Serve returns
+	serves    sync.WaitGroup // one per running Serve
 
 	mu struct {
 		sync.Mutex
-		ln      net.Listener
-		conns   map[*conn]struct{}
-		host    string // advertised
-		port    int32
-		serving bool
+		lns   map[net.Listener]struct{}
+		conns map[*conn]struct{}
 	}
 }
 
@@ -189,36 +206,43 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 		fs:      newFetchSessions(),
 		tids:    &topicIDs{},
 		m:       newMetrics(env.Metrics),
+		auth:    env.Auth,
 		closing: make(chan struct{}),
-		served:  make(chan struct{}),
 	}
 	h.mu.conns = make(map[*conn]struct{})
+	h.mu.lns = make(map[net.Listener]struct{})
 	return h, nil
 }
 
-// Addr returns the advertised host and port (valid once Serve has started).
-func (h *Handler) advertised() (string, int32) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.mu.host, h.mu.port
-}
+// advertised returns the host and port of the listener c came in on, as
+// Metadata, FindCoordinator and DescribeCluster announce them.
+func (c *conn) advertised() (string, int32) { return c.advHost, c.advPort }
 
 // Serve accepts connections on ln until ln is closed or Close is called.
+// It may run on several listeners at once (plaintext and TLS): advertised-addr
+// applies to plaintext ones, advertised-tls-addr to TLS ones (see
+// protocol.IsTLS); by default a listener advertises its own address.
 func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
-	host, port, err := advertisedAddr(h.cfg.AdvertisedAddr, ln.Addr())
+	adv := h.cfg.AdvertisedAddr
+	if protocol.IsTLS(ln) {
+		adv = h.cfg.AdvertisedTLSAddr
+	}
+	host, port, err := advertisedAddr(adv, ln.Addr())
 	if err != nil {
 		return err
 	}
 	h.mu.Lock()
-	if h.mu.serving {
+	select {
+	case <-h.closing: // Close has begun: its serves.Wait must not race this Add
 		h.mu.Unlock()
-		return errors.New("kafka: Serve called twice")
+		ln.Close()
+		return nil
+	default:
 	}
-	h.mu.serving = true
-	h.mu.ln = ln
-	h.mu.host, h.mu.port = host, port
+	h.mu.lns[ln] = struct{}{}
+	h.serves.Add(1)
 	h.mu.Unlock()
-	defer close(h.served)
+	defer h.serves.Done()
 	select {
 	case <-h.closing:
 		ln.Close()
@@ -250,6 +274,7 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		backoff = 0
 		c := newConn(h, nc)
+		c.advHost, c.advPort = host, port
 		h.mu.Lock()
 		select {
 		case <-h.closing:
@@ -278,14 +303,13 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 func (h *Handler) Close(ctx context.Context) error {
 	h.closeOnce.Do(func() { close(h.closing) })
 	h.mu.Lock()
-	ln, serving := h.mu.ln, h.mu.serving
+	for ln := range h.mu.lns {
+		ln.Close()
+	}
 	for c := range h.mu.conns {
 		c.stopReading()
 	}
 	h.mu.Unlock()
-	if ln != nil {
-		ln.Close()
-	}
 	done := make(chan struct{})
 	go func() { h.conns.Wait(); close(done) }()
 	var err error
@@ -300,9 +324,7 @@ func (h *Handler) Close(ctx context.Context) error {
 		<-done
 		err = ctx.Err()
 	}
-	if serving {
-		<-h.served
-	}
+	h.serves.Wait()
 	return err
 }
 

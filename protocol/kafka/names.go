@@ -43,16 +43,17 @@ func (t *topicInfo) partition(i int32) (broker.TopicName, bool) {
 }
 
 // parseName maps a Kafka topic name to a kopernik topic: "t" lives in the
-// configured tenant/namespace; "tenant/ns/t" and persistent:// names are
-// taken as they are.
-func (h *Handler) parseName(s string) (broker.TopicName, error) {
-	return broker.ParseTopicName(s, h.cfg.Tenant, h.cfg.Namespace)
+// connection's tenant/namespace (its SASL principal's, else the configured
+// one); "tenant/ns/t" and persistent:// names are taken as they are.
+func (h *Handler) parseName(ctx context.Context, s string) (broker.TopicName, error) {
+	tenant, ns := h.namespaceOf(ctx)
+	return broker.ParseTopicName(s, tenant, ns)
 }
 
-// kafkaName is the name Kafka clients see for n: short in the handler's own
+// kafkaName is the name Kafka clients see for n: short in the connection's
 // namespace, tenant/ns/local elsewhere.
-func (h *Handler) kafkaName(n broker.TopicName) string {
-	if n.Tenant == h.cfg.Tenant && n.Namespace == h.cfg.Namespace {
+func (h *Handler) kafkaName(ctx context.Context, n broker.TopicName) string {
+	if tenant, ns := h.namespaceOf(ctx); n.Tenant == tenant && n.Namespace == ns {
 		return n.Local
 	}
 	return n.Tenant + "/" + n.Namespace + "/" + n.Local
@@ -63,7 +64,7 @@ func (h *Handler) kafkaName(n broker.TopicName) string {
 // Kafka-created topics are partitioned (default-partitions, or the
 // namespace's AutoTopicPartitions if it sets one).
 func (h *Handler) lookupTopic(ctx context.Context, kname string, autoCreate bool) (*topicInfo, error) {
-	name, err := h.parseName(kname)
+	name, err := h.parseName(ctx, kname)
 	if err != nil {
 		return nil, err
 	}

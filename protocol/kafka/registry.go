@@ -18,6 +18,9 @@ type api struct {
 	key      int16
 	min, max int16
 	handle   handlerFunc
+	// authOnly APIs (SASL) are served and advertised only when
+	// authentication is enabled.
+	authOnly bool
 }
 
 // apis is the registry: every API served, filled by the init functions of
@@ -44,10 +47,23 @@ func register[Req kmsg.Request](min, max int16, fn func(ctx context.Context, c *
 	}}
 }
 
-// apiVersionsKeys lists the served ranges, sorted by key.
-func apiVersionsKeys() []kmsg.ApiVersionsResponseApiKey {
+// registerAuthOnly is register for APIs served only with authentication on.
+func registerAuthOnly[Req kmsg.Request](min, max int16, fn func(ctx context.Context, c *conn, req Req) (kmsg.Response, error)) {
+	register(min, max, fn)
+	var zero Req
+	a := apis[zero.Key()]
+	a.authOnly = true
+	apis[zero.Key()] = a
+}
+
+// apiVersionsKeys lists the served ranges, sorted by key; authOnly APIs
+// only when withAuth.
+func apiVersionsKeys(withAuth bool) []kmsg.ApiVersionsResponseApiKey {
 	out := make([]kmsg.ApiVersionsResponseApiKey, 0, len(apis))
 	for _, a := range apis {
+		if a.authOnly && !withAuth {
+			continue
+		}
 		k := kmsg.NewApiVersionsResponseApiKey()
 		k.ApiKey, k.MinVersion, k.MaxVersion = a.key, a.min, a.max
 		out = append(out, k)

@@ -17,6 +17,11 @@ type Config struct {
 	// (pulsar://<advertised-addr>). Default: the listener's actual address.
 	// Mirrors broker.conf advertisedAddress + brokerServicePort.
 	AdvertisedAddr string `yaml:"advertised-addr"`
+	// AdvertisedTLSAddr is the host:port LOOKUP answers with for TLS
+	// clients (pulsar+ssl://<advertised-tls-addr>). Default: the TLS
+	// listener's actual address (server setting pulsar-tls-addr). Mirrors
+	// broker.conf brokerServicePortTls.
+	AdvertisedTLSAddr string `yaml:"advertised-tls-addr"`
 	// MaxMessageSize is the largest message (frame payload) accepted and
 	// announced in CONNECTED (default 0: the broker's max-message-bytes, so
 	// the client chunks or refuses what a topic would refuse; broker.conf
@@ -49,6 +54,10 @@ type Config struct {
 	// Pulsar (default 5s; broker.conf backlogQuotaCheckIntervalInSeconds,
 	// whose own default is 60). Zero checks on every SEND.
 	BacklogQuotaCheckInterval time.Duration `yaml:"backlog-quota-check-interval"`
+	// AuthTimeout closes a connection that has not been through CONNECT
+	// this long after it opened, when authentication is on (default 30s;
+	// Pulsar has no such setting, the client's connection timeout is 10s).
+	AuthTimeout time.Duration `yaml:"auth-timeout"`
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -61,6 +70,7 @@ func DefaultConfig() *Config {
 		Keepalive:                 30 * time.Second,
 		ConnectionBufferBytes:     8 << 20,
 		BacklogQuotaCheckInterval: 5 * time.Second,
+		AuthTimeout:               30 * time.Second,
 	}
 }
 
@@ -70,6 +80,11 @@ func (c *Config) Validate() error {
 	if c.AdvertisedAddr != "" {
 		if _, _, err := net.SplitHostPort(c.AdvertisedAddr); err != nil {
 			errs = append(errs, fmt.Errorf("advertised-addr %q: want host:port: %v", c.AdvertisedAddr, err))
+		}
+	}
+	if c.AdvertisedTLSAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertisedTLSAddr); err != nil {
+			errs = append(errs, fmt.Errorf("advertised-tls-addr %q: want host:port: %v", c.AdvertisedTLSAddr, err))
 		}
 	}
 	if c.MaxMessageSize != 0 && (c.MaxMessageSize < 1<<10 || c.MaxMessageSize > 1<<30) {
@@ -83,6 +98,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Keepalive < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("keepalive %s: want >= 100ms", c.Keepalive))
+	}
+	if c.AuthTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("auth-timeout %s: want > 0", c.AuthTimeout))
 	}
 	if c.ConnectionBufferBytes < 64<<10 {
 		errs = append(errs, fmt.Errorf("connection-buffer-bytes %d: want >= 64 KiB", c.ConnectionBufferBytes))

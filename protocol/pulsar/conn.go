@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 )
@@ -49,8 +50,9 @@ type conn struct {
 
 	// Set by CONNECT, then read-only.
 	connected bool
-	entryMeta bool   // client supports broker entry metadata
-	clientVer string // CONNECT's client_version, for statistics
+	entryMeta bool           // client supports broker entry metadata
+	clientVer string         // CONNECT's client_version, for statistics
+	principal auth.Principal // who CONNECT authenticated (auth.go); zero with auth off
 
 	mu struct {
 		sync.Mutex
@@ -443,6 +445,9 @@ func (c *conn) handleConnect(cmd *pb.CommandConnect) error {
 	if c.connected {
 		return errors.New("duplicate CONNECT")
 	}
+	if err := c.authenticate(cmd); err != nil {
+		return err
+	}
 	c.connected = true
 	c.entryMeta = cmd.GetFeatureFlags().GetSupportsBrokerEntryMetadata()
 	c.clientVer = cmd.GetClientVersion()
@@ -497,6 +502,6 @@ func (c *conn) handleLookup(ctx context.Context, cmd *pb.CommandLookupTopic) err
 	// Single broker: this broker owns every topic.
 	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_LOOKUP_RESPONSE.Enum(), LookupTopicResponse: &pb.CommandLookupTopicResponse{
 		RequestId: proto.Uint64(reqID), Response: pb.CommandLookupTopicResponse_Connect.Enum(),
-		BrokerServiceUrl: proto.String(c.h.advertisedURL()), Authoritative: proto.Bool(true),
+		BrokerServiceUrl: proto.String(c.h.advertisedURL()), BrokerServiceUrlTls: c.h.advertisedTLSURL(), Authoritative: proto.Bool(true),
 	}})
 }

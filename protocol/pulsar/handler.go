@@ -39,12 +39,16 @@ type Handler struct {
 
 	mu struct {
 		sync.Mutex
-		closed    bool
-		listeners map[net.Listener]struct{}
-		conns     map[*conn]struct{}
-		advertise string
+		closed       bool
+		listeners    map[net.Listener]struct{}
+		conns        map[*conn]struct{}
+		advertise    string
+		advertiseTLS string // "" until a TLS listener serves
 	}
 	wg sync.WaitGroup
+	// pendingAuth holds, per connection not yet through CONNECT, its
+	// *pendingAuth (auth.go); empty with auth off.
+	pendingAuth sync.Map
 }
 
 var _ protocol.Handler = (*Handler)(nil)
@@ -84,7 +88,11 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	}
 	h.mu.listeners[ln] = struct{}{}
-	if h.mu.advertise == "" {
+	if protocol.IsTLS(ln) {
+		if h.mu.advertiseTLS = h.cfg.AdvertisedTLSAddr; h.mu.advertiseTLS == "" {
+			h.mu.advertiseTLS = advertisable(ln.Addr())
+		}
+	} else if h.mu.advertise == "" {
 		h.mu.advertise = advertisable(ln.Addr())
 	}
 	h.wg.Add(1)
@@ -107,10 +115,15 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("pulsar: accept: %w", err)
 		}
 		c := newConn(h, nc)
+		if !h.admit(c) {
+			nc.Close()
+			continue
+		}
 		h.mu.Lock()
 		if h.mu.closed {
 			h.mu.Unlock()
 			nc.Close()
+			h.admitted(c)
 			return nil
 		}
 		h.mu.conns[c] = struct{}{}
@@ -121,6 +134,7 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 			h.metrics.connections.Inc()
 			defer h.metrics.connections.Dec()
 			c.serve()
+			h.admitted(c)
 			h.mu.Lock()
 			delete(h.mu.conns, c)
 			h.mu.Unlock()
@@ -144,6 +158,19 @@ func (h *Handler) advertisedURL() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return "pulsar://" + h.mu.advertise
+}
+
+// advertisedTLSURL is LOOKUP's brokerServiceUrlTls (pulsar+ssl://...), or
+// nil while no TLS listener serves. Clients with a pulsar+ssl:// service URL
+// connect to it.
+func (h *Handler) advertisedTLSURL() *string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.advertiseTLS == "" {
+		return nil
+	}
+	u := "pulsar+ssl://" + h.mu.advertiseTLS
+	return &u
 }
 
 // Close stops accepting; each connection stops reading, writes the
