@@ -229,10 +229,10 @@ func TestDispatcherKeySharedNoHeadOfLineBlocking(t *testing.T) {
 	d.Flow(ca, 1)
 	d.Flow(cb, 100)
 	gotB := sb.wait(t, 5)
-	gotA := sa.wait(t, 1)
+	sa.wait(t, 1) // one permit: one message of key A, then nothing
 	sa.none(t)
 	d.Flow(ca, 100)
-	gotA = sa.wait(t, 4)
+	gotA := sa.wait(t, 4) // wait returns every delivery so far: all five of key A
 	for i, g := range gotA {
 		if want := fmt.Sprintf("%s-%d", keyA, 2*i); string(g.Entry.Data) != want {
 			t.Fatalf("consumer a got %q at %d, want %q (order kept per key)", g.Entry.Data, i, want)

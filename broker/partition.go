@@ -45,8 +45,8 @@ type Partition struct {
 		producers map[string]*producerState
 		subs      map[string]*Subscription
 		attached  int
-		infos     registry[ProducerInfo] // attached producers, for statistics
 	}
+	attachedProducers registry[ProducerInfo] // attached producers, for statistics
 }
 
 // producerState is one producer's dedup state. Written with both appendMu
@@ -474,10 +474,10 @@ type Subscription struct {
 
 	mu struct {
 		sync.Mutex
-		holders int                    // live consumers (either protocol)
-		infos   registry[ConsumerInfo] // attached consumers, for statistics
-		reset   chan struct{}          // closed by ResetTo; see Reset
+		holders int           // live consumers (either protocol)
+		reset   chan struct{} // closed by ResetTo; see Reset
 	}
+	attachedConsumers registry[ConsumerInfo] // attached consumers, for statistics
 }
 
 // ResetTo moves the subscription so that pos is the next entry delivered

@@ -48,23 +48,38 @@ type ConsumerInfo struct {
 	Metadata map[string]string
 }
 
-// registry holds attached clients in attach order. The zero value is ready;
-// the owner's lock guards it.
+// registry holds attached clients in attach order. The zero value is ready.
+// Its lock is a leaf: nothing is called while holding it.
 type registry[T any] struct {
+	mu    sync.Mutex
 	next  uint64
 	items map[uint64]T
 }
 
-func (r *registry[T]) add(v T) uint64 {
+// add records v; the returned remove may be called any number of times.
+func (r *registry[T]) add(v T) (remove func()) {
+	r.mu.Lock()
 	if r.items == nil {
 		r.items = make(map[uint64]T)
 	}
 	r.next++
-	r.items[r.next] = v
-	return r.next
+	id := r.next
+	r.items[id] = v
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			delete(r.items, id)
+			r.mu.Unlock()
+		})
+	}
 }
 
+// list returns the items in attach order.
 func (r *registry[T]) list() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	ids := make([]uint64, 0, len(r.items))
 	for id := range r.items {
 		ids = append(ids, id)
@@ -77,12 +92,6 @@ func (r *registry[T]) list() []T {
 	return out
 }
 
-// removeOnce wraps remove so that calling it more than once is harmless.
-func removeOnce(remove func()) func() {
-	var once sync.Once
-	return func() { once.Do(remove) }
-}
-
 // AddProducer records an attached producer for statistics; call remove once
 // when it detaches. It does not count as Attach (call both when a producer
 // should also block DeleteTopic without force).
@@ -90,22 +99,11 @@ func (p *Partition) AddProducer(info ProducerInfo) (remove func()) {
 	if info.ConnectedSince.IsZero() {
 		info.ConnectedSince = time.Now()
 	}
-	p.mu.Lock()
-	id := p.mu.infos.add(info)
-	p.mu.Unlock()
-	return removeOnce(func() {
-		p.mu.Lock()
-		delete(p.mu.infos.items, id)
-		p.mu.Unlock()
-	})
+	return p.attachedProducers.add(info)
 }
 
 // Producers lists the attached producers in attach order.
-func (p *Partition) Producers() []ProducerInfo {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.mu.infos.list()
-}
+func (p *Partition) Producers() []ProducerInfo { return p.attachedProducers.list() }
 
 // InCounters returns the messages and bytes appended (duplicates excluded)
 // since the partition was loaded.
@@ -119,22 +117,11 @@ func (s *Subscription) AddConsumer(info ConsumerInfo) (remove func()) {
 	if info.ConnectedSince.IsZero() {
 		info.ConnectedSince = time.Now()
 	}
-	s.mu.Lock()
-	id := s.mu.infos.add(info)
-	s.mu.Unlock()
-	return removeOnce(func() {
-		s.mu.Lock()
-		delete(s.mu.infos.items, id)
-		s.mu.Unlock()
-	})
+	return s.attachedConsumers.add(info)
 }
 
 // Consumers lists the consumers attached to the subscription in attach order.
-func (s *Subscription) Consumers() []ConsumerInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.mu.infos.list()
-}
+func (s *Subscription) Consumers() []ConsumerInfo { return s.attachedConsumers.list() }
 
 // AddDelivered counts messages and bytes dispatched to the subscription's
 // consumers (statistics only).
