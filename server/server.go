@@ -26,8 +26,8 @@ import (
 	"github.com/kopernik-io/kopernik/admin"
 	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/datadir"
 	"github.com/kopernik-io/kopernik/managedledger"
-	"github.com/kopernik-io/kopernik/metadata"
 	"github.com/kopernik-io/kopernik/protocol"
 )
 
@@ -36,8 +36,7 @@ type Server struct {
 	cfg     *Config
 	log     *slog.Logger
 	lock    *os.File
-	store   metadata.Store
-	ledgers *managedledger.Factory
+	storage *datadir.Storage
 	broker  *broker.Broker
 	reg     *prometheus.Registry
 	auth    *auth.Authenticator // nil unless auth-enabled
@@ -84,13 +83,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if s.lock, err = lockDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if s.store, err = openStore(cfg.DataDir); err != nil {
-		return nil, err
-	}
-	s.ledgers, err = managedledger.NewFactory(managedledger.FactoryOptions{
-		Dir: filepath.Join(cfg.DataDir, "ledgers"), Store: s.store, Logger: log.With("component", "managedledger"),
-	})
-	if err != nil {
+	if s.storage, err = datadir.Open(cfg.DataDir, log); err != nil {
 		return nil, err
 	}
 	syncCfg := managedledger.Config{Sync: managedledger.SyncAlways}
@@ -98,7 +91,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		syncCfg = managedledger.Config{Sync: managedledger.SyncInterval, SyncInterval: cfg.FsyncInterval}
 	}
 	s.broker, err = broker.New(ctx, broker.Options{
-		Store: s.store, Ledgers: s.ledgers, Defaults: cfg.Policies(), Sync: syncCfg,
+		Store: s.storage.Store, Ledgers: s.storage.Ledgers, Defaults: cfg.Policies(), Sync: syncCfg,
 		Logger: log.With("component", "broker"),
 	})
 	if err != nil {
@@ -232,11 +225,8 @@ func (s *Server) Close(ctx context.Context) error {
 		if s.broker != nil {
 			errs = append(errs, s.broker.Close())
 		}
-		if s.ledgers != nil {
-			errs = append(errs, s.ledgers.Close())
-		}
-		if s.store != nil {
-			errs = append(errs, s.store.Close())
+		if s.storage != nil {
+			errs = append(errs, s.storage.Close())
 		}
 		if s.lock != nil {
 			s.lock.Close()
@@ -287,9 +277,4 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("data dir %s is in use by another kopernik process: %w", dir, err)
 	}
 	return f, nil
-}
-
-// openStore opens the metadata store of the data directory.
-func openStore(dataDir string) (metadata.Store, error) {
-	return metadata.OpenBolt(filepath.Join(dataDir, "metadata.db"))
 }

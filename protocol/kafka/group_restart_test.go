@@ -1,99 +1,21 @@
 package kafka
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/kopernik-io/kopernik/broker"
-	"github.com/kopernik-io/kopernik/managedledger"
-	"github.com/kopernik-io/kopernik/metadata"
-	"github.com/kopernik-io/kopernik/protocol"
 )
-
-// durableServer is a broker on a bbolt store and segment files in a
-// directory, with the Kafka handler; restart reopens everything on the same
-// directory and address.
-type durableServer struct {
-	t      *testing.T
-	dir    string
-	addr   string
-	store  *metadata.Bolt
-	f      *managedledger.Factory
-	b      *broker.Broker
-	h      *Handler
-	served chan error
-}
-
-func startDurable(t *testing.T) *durableServer {
-	d := &durableServer{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
-	d.start()
-	t.Cleanup(d.stop)
-	return d
-}
-
-func (d *durableServer) start() {
-	t := d.t
-	t.Helper()
-	ctx := context.Background()
-	store, err := metadata.OpenBolt(filepath.Join(d.dir, "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Dir: filepath.Join(d.dir, "ledgers"), Store: store, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.New(ctx, broker.Options{Store: store, Ledgers: f, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(protocol.Env{Broker: b, Logger: testLogger()}, DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ln net.Listener
-	for i := 0; ; i++ { // the old address may take a moment to free
-		if ln, err = net.Listen("tcp", d.addr); err == nil || i == 50 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.store, d.f, d.b, d.h, d.addr = store, f, b, h, ln.Addr().String()
-	d.served = make(chan error, 1)
-	go func() { d.served <- h.Serve(ctx, ln) }()
-}
-
-func (d *durableServer) stop() {
-	if d.h == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	d.h.Close(ctx)
-	<-d.served
-	d.b.Close()
-	d.f.Close()
-	d.store.Close()
-	d.h = nil
-}
 
 // TestGroupRestart: membership (generation, members, assignments, static
 // ids) and commits survive a broker restart on the same storage; a member
 // that stays up across it keeps consuming in its generation without
 // rebalancing, and nothing is consumed twice.
 func TestGroupRestart(t *testing.T) {
-	d := startDurable(t)
+	d := startDurableServer(t)
 	ctx := testCtx(t)
 	adm := kadm.NewClient(newKgo(t, d.addr))
 	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "rs"); err != nil {
@@ -115,8 +37,7 @@ func TestGroupRestart(t *testing.T) {
 		t.Fatalf("before restart: %+v", before)
 	}
 
-	d.stop()
-	d.start()
+	d.restart()
 	adm = kadm.NewClient(newKgo(t, d.addr))
 
 	after := describeOne(t, adm, "rg")
@@ -178,15 +99,14 @@ func describeOne(t *testing.T, adm *kadm.Client, group string) kadm.DescribedGro
 func TestGroupRestartMemberGone(t *testing.T) {
 	defer func(d time.Duration) { groupMinSessionTimeout = d }(groupMinSessionTimeout)
 	groupMinSessionTimeout = 100 * time.Millisecond
-	d := startDurable(t)
+	d := startDurableServer(t)
 	c := dialRaw(t, d.addr)
 	jr := c.do(joinReq(3, "gone", "", "", 800, "m")).(*kmsg.JoinGroupResponse)
 	if jr.ErrorCode != 0 {
 		t.Fatalf("join: %+v", jr)
 	}
 	c.do(syncReq("gone", jr.MemberID, jr.Generation, map[string]string{jr.MemberID: "a"}))
-	d.stop()
-	d.start()
+	d.restart()
 	adm := kadm.NewClient(newKgo(t, d.addr))
 	if dg := describeOne(t, adm, "gone"); dg.State != "Stable" || len(dg.Members) != 1 || dg.Members[0].MemberID != jr.MemberID {
 		t.Fatalf("after restart: %+v", dg)
@@ -197,8 +117,7 @@ func TestGroupRestartMemberGone(t *testing.T) {
 		}
 		return nil
 	})
-	d.stop()
-	d.start()
+	d.restart()
 	adm = kadm.NewClient(newKgo(t, d.addr))
 	if dg := describeOne(t, adm, "gone"); dg.State != "Empty" || len(dg.Members) != 0 {
 		t.Fatalf("after the second restart: %+v", dg)

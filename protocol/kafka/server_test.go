@@ -6,22 +6,19 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kopernik-io/kopernik/broker"
-	"github.com/kopernik-io/kopernik/managedledger"
-	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/datadir"
 	"github.com/kopernik-io/kopernik/protocol"
 )
 
 // testServer is a broker with the Kafka handler on 127.0.0.1:0.
 type testServer struct {
 	t       testing.TB
-	store   metadata.Store
-	dir     string // data directory of a durable server
-	ledgers *managedledger.Factory
+	dir     string // data directory; "" keeps everything in memory
+	storage *datadir.Storage
 	broker  *broker.Broker
 	h       *Handler
 	addr    string
@@ -35,49 +32,36 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// startServer starts a fresh broker and handler; cleanup closes them.
+// startServer starts a fresh broker and handler on in-memory storage;
+// cleanup closes them.
 func startServer(t testing.TB, mod ...func(*Config)) *testServer {
-	t.Helper()
-	store := metadata.NewMemory()
-	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Store: store, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &testServer{t: t, store: store, ledgers: f}
-	s.start(mod...)
-	t.Cleanup(func() {
-		s.stop()
-		f.Close()
-		store.Close()
-	})
-	return s
+	return startServerIn(t, "", mod...)
 }
 
-// startDurableServer is startServer over a bbolt store and ledger files in
-// a temporary directory, so that restart can reopen everything from disk.
+// startDurableServer is startServer over a data directory (bbolt store and
+// ledger files), so that restart can reopen everything from disk.
 func startDurableServer(t testing.TB, mod ...func(*Config)) *testServer {
+	return startServerIn(t, t.TempDir(), mod...)
+}
+
+func startServerIn(t testing.TB, dir string, mod ...func(*Config)) *testServer {
 	t.Helper()
-	s := &testServer{t: t, dir: t.TempDir()}
+	s := &testServer{t: t, dir: dir}
 	s.openStorage()
 	s.start(mod...)
 	t.Cleanup(func() {
 		s.stop()
-		s.ledgers.Close()
-		s.store.Close()
+		s.storage.Close()
 	})
 	return s
 }
 
 func (s *testServer) openStorage() {
-	store, err := metadata.OpenBolt(filepath.Join(s.dir, "metadata.db"))
+	st, err := datadir.Open(s.dir, testLogger())
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Dir: filepath.Join(s.dir, "ledgers"), Store: store, Logger: testLogger()})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.store, s.ledgers = store, f
+	s.storage = st
 }
 
 // restart stops everything, closes the storage of a durable server, and
@@ -87,8 +71,7 @@ func (s *testServer) restart(mod ...func(*Config)) {
 	if s.dir == "" {
 		s.t.Fatal("restart needs startDurableServer")
 	}
-	s.ledgers.Close()
-	s.store.Close()
+	s.storage.Close()
 	s.openStorage()
 	s.start(mod...)
 }
@@ -98,7 +81,7 @@ func (s *testServer) start(mod ...func(*Config)) {
 	t := s.t
 	t.Helper()
 	ctx := context.Background()
-	b, err := broker.New(ctx, broker.Options{Store: s.store, Ledgers: s.ledgers, Logger: testLogger()})
+	b, err := broker.New(ctx, broker.Options{Store: s.storage.Store, Ledgers: s.storage.Ledgers, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +95,18 @@ func (s *testServer) start(mod ...func(*Config)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A restart listens on the address clients already know.
+	addr := s.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var ln net.Listener
+	for i := 0; ; i++ { // the old address may take a moment to free
+		if ln, err = net.Listen("tcp", addr); err == nil || i == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,16 +15,14 @@ import (
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
 
 	"github.com/kopernik-io/kopernik/broker"
-	"github.com/kopernik-io/kopernik/managedledger"
-	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/datadir"
 	"github.com/kopernik-io/kopernik/protocol"
 )
 
 // server is an in-process broker with the Pulsar handler on loopback.
 type server struct {
 	t       testing.TB
-	store   metadata.Store
-	ledgers *managedledger.Factory
+	storage *datadir.Storage
 	broker  *broker.Broker
 	h       *Handler
 	ln      net.Listener
@@ -45,46 +42,34 @@ func startServer(t testing.TB) *server { return startServerWith(t, nil) }
 
 // startServerWith lets the test adjust the handler's configuration.
 func startServerWith(t testing.TB, adjust func(*Config)) *server {
+	return startServerIn(t, "", adjust)
+}
+
+// startDurableServer is startServer over a data directory (bbolt store and
+// ledger files), so that restart reopens everything from disk.
+func startDurableServer(t testing.TB) *server { return startServerIn(t, t.TempDir(), nil) }
+
+func startServerIn(t testing.TB, dir string, adjust func(*Config)) *server {
 	t.Helper()
-	store := metadata.NewMemory()
-	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{t: t, store: store, ledgers: f, cfg: DefaultConfig()}
+	s := &server{t: t, cfg: DefaultConfig(), dir: dir}
 	if adjust != nil {
 		adjust(s.cfg)
 	}
-	s.start("127.0.0.1:0")
-	t.Cleanup(func() { s.stop() })
-	return s
-}
-
-// startDurableServer is startServer over a bbolt store and ledger files in
-// a temporary directory, so that restart reopens everything from disk.
-func startDurableServer(t testing.TB) *server {
-	t.Helper()
-	s := &server{t: t, cfg: DefaultConfig(), dir: t.TempDir()}
 	s.openStorage()
 	s.start("127.0.0.1:0")
 	t.Cleanup(func() {
 		s.stop()
-		s.ledgers.Close()
-		s.store.Close()
+		s.storage.Close()
 	})
 	return s
 }
 
 func (s *server) openStorage() {
-	store, err := metadata.OpenBolt(filepath.Join(s.dir, "metadata.db"))
+	st, err := datadir.Open(s.dir, testLogger())
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Dir: filepath.Join(s.dir, "ledgers"), Store: store})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.store, s.ledgers = store, f
+	s.storage = st
 }
 
 // restart stops handler and broker, closes and reopens the storage of a
@@ -96,8 +81,7 @@ func (s *server) restart() {
 	if s.dir == "" {
 		s.t.Fatal("restart needs startDurableServer")
 	}
-	s.ledgers.Close()
-	s.store.Close()
+	s.storage.Close()
 	s.openStorage()
 	s.start(addr)
 }
@@ -106,7 +90,7 @@ func (s *server) restart() {
 func (s *server) start(addr string) {
 	s.t.Helper()
 	ctx := context.Background()
-	b, err := broker.New(ctx, broker.Options{Store: s.store, Ledgers: s.ledgers, Logger: testLogger()})
+	b, err := broker.New(ctx, broker.Options{Store: s.storage.Store, Ledgers: s.storage.Ledgers, Logger: testLogger()})
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -1,0 +1,55 @@
+// Package datadir defines a broker's data directory, once: the metadata
+// store in <dir>/metadata.db (bbolt) and ledger files under <dir>/ledgers.
+// The server opens it at start; tests reopen the same directory to prove
+// what survives a restart.
+package datadir
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/metadata"
+)
+
+// Storage is an opened data directory.
+type Storage struct {
+	Store   metadata.Store
+	Ledgers *managedledger.Factory
+}
+
+// Open opens (creating if needed) the data directory dir. An empty dir
+// keeps everything in memory, for tests and ephemeral brokers.
+func Open(dir string, log *slog.Logger) (*Storage, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	var (
+		store metadata.Store
+		err   error
+	)
+	ledgerDir := ""
+	if dir == "" {
+		store = metadata.NewMemory()
+	} else {
+		if store, err = metadata.OpenBolt(filepath.Join(dir, "metadata.db")); err != nil {
+			return nil, err
+		}
+		ledgerDir = filepath.Join(dir, "ledgers")
+	}
+	f, err := managedledger.NewFactory(managedledger.FactoryOptions{
+		Dir: ledgerDir, Store: store, Logger: log.With("component", "managedledger"),
+	})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("ledgers: %w", err)
+	}
+	return &Storage{Store: store, Ledgers: f}, nil
+}
+
+// Close closes the ledgers (flush, fsync, close files), then the store.
+func (s *Storage) Close() error {
+	return errors.Join(s.Ledgers.Close(), s.Store.Close())
+}
