@@ -1,34 +1,133 @@
 package admin
 
+// Authentication and authorization of admin requests.
+//
+// With Options.Auth set every request needs "Authorization: Bearer <token>".
+// With Options.Authz set, what the token's role may do is decided from the
+// request's path, as Pulsar's admin resources decide it:
+//
+//	superuser only     GET /tenants, PUT|POST|DELETE /tenants/{t}, /kopernik/...,
+//	                   anything not listed below
+//	tenant admin       GET /tenants/{t}, /namespaces/{t}[/{ns}[/...]],
+//	                   /persistent/{t}/..., /non-persistent/{t}/..., DELETE /schemas/...
+//	lookup (produce    GET /namespaces/{t}/{ns}/topics, GET /persistent/{t}/{ns}/{topic}/partitions,
+//	or consume)        GET /schemas/{t}/{ns}/{topic}/schema[/...], GET /lookup/v2/topic/persistent/{t}/{ns}/{topic}
+//	any authenticated  GET /clusters[/...]
+//
+// Without Options.Authz, any authenticated role may do anything, or only
+// the SuperUserRoles when that list is not empty.
+
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/kopernik-io/kopernik/auth"
 )
 
-// authorized checks the request's bearer token when authentication is on,
-// answering 401 (no or bad token) or 403 (not a superuser) itself.
-func (s *server) authorized(w http.ResponseWriter, r *http.Request) bool {
+type principalKey struct{}
+
+// principalOf is the authenticated principal of r (zero with auth off).
+func principalOf(r *http.Request) auth.Principal {
+	p, _ := r.Context().Value(principalKey{}).(auth.Principal)
+	return p
+}
+
+// authorize authenticates r and checks its role may make it. It answers
+// 401 (no or bad token) or 403 (not allowed) itself and returns nil then;
+// otherwise the request to serve, carrying the principal.
+func (s *server) authorize(w http.ResponseWriter, r *http.Request) *http.Request {
 	a := s.opts.Auth
 	if a == nil {
-		return true
+		return r
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		writeReason(w, http.StatusUnauthorized, "Authentication required")
-		return false
+		return nil
 	}
 	p, err := a.AuthenticateToken(strings.TrimSpace(token))
 	if err != nil {
 		a.Failed(r.Context(), "http", r.RemoteAddr, "token", err)
 		writeReason(w, http.StatusUnauthorized, "Authentication required")
-		return false
+		return nil
 	}
-	if len(s.opts.SuperUserRoles) > 0 && !slices.Contains(s.opts.SuperUserRoles, p.Role) {
+	allowed, err := s.allowed(r.Context(), p, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return nil
+	}
+	if !allowed {
 		s.log.Warn("admin request refused", "role", p.Role, "method", r.Method, "path", r.URL.Path)
 		writeReason(w, http.StatusForbidden, "Don't have permission to administrate resources")
-		return false
+		return nil
 	}
-	return true
+	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 }
+
+// allowed decides whether p may make request r (see the package table above).
+func (s *server) allowed(ctx context.Context, p auth.Principal, r *http.Request) (bool, error) {
+	z := s.opts.Authz
+	if z == nil {
+		return len(s.opts.SuperUserRoles) == 0 || slices.Contains(s.opts.SuperUserRoles, p.Role), nil
+	}
+	if z.IsSuperUser(p) {
+		return true, nil
+	}
+	// The path as routed: decoded, without the leading and trailing '/'.
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	at := func(i int) string {
+		if i < len(parts) {
+			return parts[i]
+		}
+		return ""
+	}
+	get := r.Method == http.MethodGet
+	if at(0) == "lookup" && at(1) == "v2" && at(2) == "topic" && len(parts) >= 6 {
+		return z.Allowed(ctx, p, at(4)+"/"+at(5), auth.NeedLookup)
+	}
+	if at(0) != "admin" || at(1) != "v2" {
+		return false, nil
+	}
+	resource, tenant, ns := at(2), at(3), at(4)
+	switch resource {
+	case "clusters":
+		return get, nil
+	case "tenants":
+		if get && tenant != "" && len(parts) == 4 {
+			return z.IsTenantAdmin(ctx, p, tenant)
+		}
+		return false, nil
+	case "namespaces":
+		if tenant == "" {
+			return false, nil
+		}
+		if get && len(parts) == 6 && at(5) == "topics" {
+			return z.Allowed(ctx, p, tenant+"/"+ns, auth.NeedLookup)
+		}
+		return z.IsTenantAdmin(ctx, p, tenant)
+	case "persistent", "non-persistent":
+		if tenant == "" {
+			return false, nil
+		}
+		if get && len(parts) == 7 && at(6) == "partitions" {
+			return z.Allowed(ctx, p, tenant+"/"+ns, auth.NeedLookup)
+		}
+		return z.IsTenantAdmin(ctx, p, tenant)
+	case "schemas":
+		if tenant == "" || ns == "" {
+			return false, nil
+		}
+		if get {
+			return z.Allowed(ctx, p, tenant+"/"+ns, auth.NeedLookup)
+		}
+		return z.IsTenantAdmin(ctx, p, tenant)
+	}
+	return false, nil
+}
+
+// changedGrants tells the authorizer that grants may have changed: its
+// cached decisions are dropped.
+func (s *server) changedGrants() { s.opts.Authz.Invalidate() }

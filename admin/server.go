@@ -25,6 +25,8 @@
 //	schemas.go        GET /schemas/{t}/{ns}/{topic}/schema[/{version}], DELETE .../schema
 //	terminate.go      POST /persistent/{t}/{ns}/{topic}/terminate
 //	lookup.go         GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}
+//	permissions.go    GET /namespaces/{t}/{ns}/permissions, POST|DELETE .../permissions/{role}
+//	auth.go           who may make which request
 //
 // Non-persistent topic listings answer with empty lists (kopernik serves
 // persistent topics only) because pulsaradmin's topic listing asks for both.
@@ -61,9 +63,12 @@ type Options struct {
 	// (default "standalone", Pulsar's standalone cluster name).
 	ClusterName string
 	// Auth, when set, requires "Authorization: Bearer <token>" on every
-	// request (Pulsar's authenticationEnabled on the web service); the
-	// token's role must be one of SuperUserRoles when that is not empty.
-	Auth           *auth.Authenticator
+	// request (Pulsar's authenticationEnabled on the web service).
+	Auth *auth.Authenticator
+	// Authz, when set, decides what each role may do (auth.go); without
+	// it the token's role must be one of SuperUserRoles when that is not
+	// empty.
+	Authz          *auth.Authorizer
 	SuperUserRoles []string
 	// SCRAM, when set, serves the SCRAM credential resource (scram.go).
 	SCRAM *auth.SCRAMStore
@@ -109,6 +114,7 @@ func New(svc broker.Service, opts Options) http.Handler {
 	s.terminateRoutes(mux)
 	s.subscriptionRoutes(mux)
 	s.lookupRoutes(mux)
+	s.permissionRoutes(mux)
 	if opts.SCRAM != nil {
 		s.scramRoutes(mux)
 	}
@@ -129,10 +135,15 @@ func New(svc broker.Service, opts Options) http.Handler {
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 		}
-		if !s.authorized(w, r) {
+		if r = s.authorize(w, r); r == nil {
 			return
 		}
 		mux.ServeHTTP(w, r)
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// Any change may have changed grants (tenant admin roles,
+			// namespace permissions, a namespace deleted and made anew).
+			s.changedGrants()
+		}
 	})
 }
 

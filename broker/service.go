@@ -79,6 +79,10 @@ type Policies struct {
 	AutoSubscriptionCreation *bool `json:"autoSubscriptionCreation,omitempty"`
 	// Extra holds protocol-specific settings the broker stores but does not interpret.
 	Extra map[string]string `json:"extra,omitempty"`
+	// Permissions grants roles actions ("produce", "consume") on a
+	// namespace's topics (Pulsar's namespace auth_policies). Kept on
+	// namespaces only; package auth interprets them.
+	Permissions map[string][]string `json:"permissions,omitempty"`
 }
 
 // EffectivePolicies are Policies with every inheritance resolved.

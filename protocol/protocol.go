@@ -37,6 +37,10 @@ type Env struct {
 	// Auth authenticates clients; nil when authentication is off (the
 	// default), in which case every client is accepted as before.
 	Auth *auth.Authenticator
+	// Authz decides what authenticated roles may do; nil (authentication
+	// or authorization off) allows everything. Handlers check it on every
+	// request touching a topic, subscription/group or admin operation.
+	Authz *auth.Authorizer
 }
 
 // Registration describes a compiled-in handler.

@@ -24,3 +24,12 @@ func (c *Config) authenticator(b *broker.Broker, log *slog.Logger) (*auth.Authen
 	a.MaxPendingPerAddress = c.AuthMaxPendingPerAddress
 	return a, nil
 }
+
+// authorizer builds the broker's authorizer, or nil when every
+// authenticated role may do everything (auth or authorization off).
+func (c *Config) authorizer(b *broker.Broker) *auth.Authorizer {
+	if !c.AuthEnabled || !c.AuthorizationEnabled {
+		return nil
+	}
+	return auth.NewAuthorizer(c.SuperUserRoles, auth.BrokerGrants{Svc: b})
+}

@@ -36,12 +36,14 @@ func testToken(t *testing.T, key []byte, claims jwt.MapClaims) string {
 	return s
 }
 
-// startAuthServer starts a broker with auth-enabled and an HS256 secret.
+// startAuthServer starts a broker with auth-enabled and an HS256 secret;
+// authorization is off unless extra turns it on.
 func startAuthServer(t *testing.T, extra map[string]string) *Server {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "secret.key")
 	os.WriteFile(f, testSecret, 0o600)
-	o := map[string]string{"auth-enabled": "true", "auth-token-secret-key-file": f, "auth-failure-delay": "300ms"}
+	o := map[string]string{"auth-enabled": "true", "auth-token-secret-key-file": f, "auth-failure-delay": "300ms",
+		"authorization-enabled": "false"}
 	for k, v := range extra {
 		o[k] = v
 	}

@@ -92,8 +92,15 @@ type Config struct {
 	// credentials while auth is enabled (default empty: they are refused;
 	// Pulsar anonymousUserRole).
 	AnonymousRole string `yaml:"anonymous-role"`
-	// SuperUserRoles may use the admin API while auth is enabled (default
-	// empty: any authenticated role may; Pulsar superUserRoles).
+	// AuthorizationEnabled decides, while auth is enabled, what each role
+	// may do (default true; Pulsar authorizationEnabled): superusers
+	// anything, tenant admin roles their tenants, other roles what their
+	// namespaces grant them. It then needs SuperUserRoles. With it false,
+	// every authenticated role may do everything.
+	AuthorizationEnabled bool `yaml:"authorization-enabled"`
+	// SuperUserRoles may do anything, including administering tenants
+	// (Pulsar superUserRoles). With authorization off, empty lets any
+	// authenticated role use the admin API.
 	SuperUserRoles []string `yaml:"superuser-roles"`
 	// AuthFailureDelay delays the answer to a failed authentication
 	// (default 1s), so that guessing credentials is slow.
@@ -130,6 +137,7 @@ func DefaultConfig() *Config {
 		Addrs:                    map[string]string{},
 		TLSAddrs:                 map[string]string{},
 		AuthFailureDelay:         time.Second,
+		AuthorizationEnabled:     true,
 		AuthMaxPendingPerAddress: 64,
 		Handlers:                 map[string]any{},
 	}
@@ -315,6 +323,9 @@ func (c *Config) Validate() error {
 	if c.AuthFailureDelay < 0 {
 		add("auth-failure-delay must be >= 0")
 	}
+	if c.AuthEnabled && c.AuthorizationEnabled && len(c.SuperUserRoles) == 0 {
+		add("auth-enabled with authorization-enabled (the default) needs superuser-roles: without one nobody could create tenants or grant permissions (or set authorization-enabled: false)")
+	}
 	if c.AuthMaxPendingPerAddress < 0 {
 		add("auth-max-pending-per-address must be >= 0")
 	}
@@ -377,7 +388,7 @@ func (c *Config) topKeys() []string {
 		"segment-age", "auto-topic-creation", "auto-subscription-creation",
 		"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",
 		"auth-enabled", "auth-token-secret-key-file", "auth-token-public-key-file", "anonymous-role",
-		"superuser-roles", "auth-failure-delay", "auth-max-pending-per-address"}
+		"superuser-roles", "auth-failure-delay", "auth-max-pending-per-address", "authorization-enabled"}
 	for name := range c.Handlers {
 		keys = append(keys, name, name+"-addr", name+"-tls-addr")
 	}

@@ -40,6 +40,7 @@ type Server struct {
 	broker  *broker.Broker
 	reg     *prometheus.Registry
 	auth    *auth.Authenticator // nil unless auth-enabled
+	authz   *auth.Authorizer    // nil unless auth-enabled and authorization-enabled
 
 	httpLn   net.Listener
 	httpSrv  *http.Server
@@ -105,6 +106,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if s.auth, err = cfg.authenticator(s.broker, log); err != nil {
 		return nil, err
 	}
+	s.authz = cfg.authorizer(s.broker)
 	for _, name := range cfg.Protocols {
 		reg, err := protocol.Lookup(name)
 		if err != nil {
@@ -115,6 +117,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 			Logger:  log, // handlers tag their own lines with protocol=<name>
 			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"protocol": name}, s.reg),
 			Auth:    s.auth,
+			Authz:   s.authz,
 		}
 		h, err := reg.New(env, cfg.Handlers[name])
 		if err != nil {
@@ -251,7 +254,7 @@ func (s *Server) httpHandler() http.Handler {
 		opts.HTTPURLTLS = "https://" + a.String()
 	}
 	if s.auth != nil {
-		opts.Auth, opts.SuperUserRoles, opts.SCRAM = s.auth, s.cfg.SuperUserRoles, s.auth.SCRAM
+		opts.Auth, opts.Authz, opts.SuperUserRoles, opts.SCRAM = s.auth, s.authz, s.cfg.SuperUserRoles, s.auth.SCRAM
 	}
 	mux.Handle("/", admin.New(s.broker, opts))
 	mux.HandleFunc("GET /admin/v2/brokers/health", func(w http.ResponseWriter, r *http.Request) {

@@ -164,14 +164,15 @@ func (c Config) Validate() error {
 // Handler serves the Kafka protocol on one or more listeners (plaintext
 // and TLS); each connection advertises the address of its own listener.
 type Handler struct {
-	cfg  Config
-	svc  broker.Service
-	log  *slog.Logger
-	pids *producerIDs
-	fs   *fetchSessions
-	tids *topicIDs
-	m    *metrics
-	auth *auth.Authenticator // nil: authentication off
+	cfg   Config
+	svc   broker.Service
+	log   *slog.Logger
+	pids  *producerIDs
+	fs    *fetchSessions
+	tids  *topicIDs
+	m     *metrics
+	auth  *auth.Authenticator // nil: authentication off
+	authz *auth.Authorizer    // nil: every client may do everything (authz.go)
 
 	// closing is closed by Close: long polls return early and readers stop.
 	closing   chan struct{}
@@ -207,6 +208,7 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 		tids:    &topicIDs{},
 		m:       newMetrics(env.Metrics),
 		auth:    env.Auth,
+		authz:   env.Authz,
 		closing: make(chan struct{}),
 	}
 	h.mu.conns = make(map[*conn]struct{})

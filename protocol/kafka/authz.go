@@ -1,0 +1,80 @@
+package kafka
+
+// Authorization of Kafka requests (see package auth for the model). Kafka
+// resources map onto kopernik's as follows:
+//
+//	topic t             the namespace t lives in: Produce needs produce;
+//	                    Fetch needs consume; Metadata, ListOffsets,
+//	                    OffsetForLeaderEpoch, DescribeConfigs need lookup
+//	                    (produce or consume); CreateTopics, DeleteTopics,
+//	                    CreatePartitions, DeleteRecords, AlterConfigs need
+//	                    admin (tenant admin or superuser)
+//	consumer group g    the connection's namespace (its SASL principal's,
+//	                    else the handler's): every group API needs consume
+//	                    there; groups are scoped by that namespace, so two
+//	                    tenants' groups of the same name are different groups
+//	cluster             DescribeCluster and broker configs: any
+//	                    authenticated client; ACL APIs: the admins of the
+//	                    namespaces they touch
+//
+// Refusals carry Kafka's TOPIC_, GROUP_ and CLUSTER_AUTHORIZATION_FAILED;
+// as in Kafka, a topic the client may not look up is reported as refused
+// whether it exists or not.
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kopernik-io/kopernik/auth"
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// principal is who the request's connection authenticated as (zero with
+// authentication off).
+func principal(ctx context.Context) auth.Principal {
+	p, _ := ctx.Value(principalKey{}).(auth.Principal)
+	return p
+}
+
+// checkTopic refuses with TOPIC_AUTHORIZATION_FAILED unless the request may
+// do need on topic name.
+func (h *Handler) checkTopic(ctx context.Context, name broker.TopicName, need auth.Need) error {
+	if h.authz == nil {
+		return nil
+	}
+	if err := h.authz.Check(ctx, principal(ctx), name.NamespaceName(), need); err != nil {
+		return authzError(kerr.TopicAuthorizationFailed, err)
+	}
+	return nil
+}
+
+// mayTopic reports whether the request may do need on topic name (for
+// listings that leave out what the client may not see).
+func (h *Handler) mayTopic(ctx context.Context, name broker.TopicName, need auth.Need) (bool, error) {
+	if h.authz == nil {
+		return true, nil
+	}
+	return h.authz.Allowed(ctx, principal(ctx), name.NamespaceName(), need)
+}
+
+// checkGroup refuses with GROUP_AUTHORIZATION_FAILED unless the request
+// may use consumer groups: consume in the connection's namespace, where
+// its groups live.
+func (h *Handler) checkGroup(ctx context.Context) error {
+	if h.authz == nil {
+		return nil
+	}
+	tenant, ns := h.namespaceOf(ctx)
+	if err := h.authz.Check(ctx, principal(ctx), tenant+"/"+ns, auth.NeedConsume); err != nil {
+		return authzError(kerr.GroupAuthorizationFailed, err)
+	}
+	return nil
+}
+
+// authzError is err as Kafka code refused: a failure to read the grants
+// refuses too (fails closed), its cause kept for the log.
+func authzError(refused *kerr.Error, err error) error {
+	return fmt.Errorf("%w: %w", refused, err)
+}
