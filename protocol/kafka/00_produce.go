@@ -21,6 +21,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -61,7 +62,7 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 		var t *topicInfo
 		terr := reqErr
 		if terr == nil {
-			t, terr = h.lookupTopic(ctx, rt.Topic, false)
+			t, terr = h.lookupTopic(ctx, rt.Topic, auth.NeedProduce, false)
 		}
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]

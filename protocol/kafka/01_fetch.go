@@ -30,6 +30,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/convert"
 )
@@ -72,7 +73,7 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 		reads[i] = pr
 		t, ok := topics[sp.topic]
 		if !ok && topicErrs[sp.topic] == nil {
-			t, err = h.lookupTopic(ctx, sp.topic, false)
+			t, err = h.lookupTopic(ctx, sp.topic, auth.NeedConsume, false)
 			if err != nil {
 				topicErrs[sp.topic] = err
 			} else {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/convert"
 )
@@ -38,7 +39,7 @@ func handleListOffsets(ctx context.Context, c *conn, req *kmsg.ListOffsetsReques
 	for _, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
-		t, terr := h.lookupTopic(ctx, rt.Topic, false)
+		t, terr := h.lookupTopic(ctx, rt.Topic, auth.NeedLookup, false)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -44,6 +45,13 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 		mds, err := h.svc.ListTopics(ctx, ns)
 		if err != nil && !errors.Is(err, broker.ErrNamespaceNotFound) {
 			return nil, err
+		}
+		if len(mds) > 0 {
+			// As Kafka does, a listing leaves out what the client may not
+			// describe (here: all of the namespace or none of it).
+			if ok, err := h.mayTopic(ctx, mds[0].Name, auth.NeedLookup); err != nil || !ok {
+				mds = nil
+			}
 		}
 		for _, md := range mds {
 			names = append(names, h.kafkaName(ctx, md.Name))
@@ -80,7 +88,7 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 			resp.Topics = append(resp.Topics, rt)
 			continue
 		}
-		t, err := h.lookupTopic(ctx, name, autoCreate && !all)
+		t, err := h.lookupTopic(ctx, name, auth.NeedLookup, autoCreate && !all)
 		if err == nil {
 			rt.TopicID, err = h.topicID(ctx, t)
 		}

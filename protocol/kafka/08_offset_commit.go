@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -65,7 +66,7 @@ func handleOffsetCommit(ctx context.Context, c *conn, req *kmsg.OffsetCommitRequ
 		var t *topicInfo
 		var terr error
 		if groupCode == 0 {
-			t, terr = h.lookupTopic(ctx, rt.Topic, false)
+			t, terr = h.lookupTopic(ctx, rt.Topic, auth.NeedConsume, false)
 			if terr == nil {
 				topics = append(topics, t.md.Name.String())
 			}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -133,7 +134,7 @@ func (h *Handler) fetchGroupOffsets(ctx context.Context, group string, order []s
 	}
 	for _, kname := range order {
 		ft := fetchedTopic{topic: kname}
-		t, terr := h.lookupTopic(ctx, kname, false)
+		t, terr := h.lookupTopic(ctx, kname, auth.NeedLookup, false)
 		for _, p := range topics[kname] {
 			fp := fetchedPartition{partition: p, committed: committed{offset: -1, leaderEpoch: -1}}
 			var name broker.TopicName

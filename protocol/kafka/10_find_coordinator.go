@@ -31,6 +31,8 @@ func handleFindCoordinator(ctx context.Context, c *conn, req *kmsg.FindCoordinat
 		case coordinatorGroup:
 			if key == "" {
 				e = kerr.InvalidRequest
+			} else if c.h.checkGroup(ctx) != nil {
+				e = kerr.GroupAuthorizationFailed
 			}
 		case coordinatorTransaction:
 			e = kerr.CoordinatorNotAvailable

@@ -2,14 +2,16 @@ package kafka
 
 // ListGroups (key 16), versions 0-5.
 //
-// Every group this coordinator knows: those with members and those that
+// Every group of the connection's namespace: those with members and those that
 // only committed offsets (simple consumers, empty groups). v4+: filter by
 // state (case-insensitive, KIP-518). v5+: filter by type; every group here
 // is "classic".
 
 import (
 	"context"
+	"errors"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -18,6 +20,11 @@ func init() { register(0, 5, handleListGroups) }
 func handleListGroups(ctx context.Context, c *conn, req *kmsg.ListGroupsRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
 	co, err := c.h.coordinator(ctx)
+	if errors.Is(err, kerr.GroupAuthorizationFailed) {
+		// As Kafka does, list only the groups the client may describe:
+		// none, here.
+		return resp, nil
+	}
 	if err != nil {
 		resp.ErrorCode = errCode(err)
 		return resp, nil

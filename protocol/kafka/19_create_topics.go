@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -56,6 +57,9 @@ func handleCreateTopics(ctx context.Context, c *conn, req *kmsg.CreateTopicsRequ
 func (h *Handler) createTopic(ctx context.Context, c *conn, rt *kmsg.CreateTopicsRequestTopic, validateOnly bool, st *kmsg.CreateTopicsResponseTopic) error {
 	name, err := h.parseName(ctx, rt.Topic)
 	if err != nil {
+		return err
+	}
+	if err := h.checkTopic(ctx, name, auth.NeedAdmin); err != nil {
 		return err
 	}
 	n := int(rt.NumPartitions)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -47,7 +48,7 @@ func (h *Handler) deleteTopic(ctx context.Context, c *conn, rt *kmsg.DeleteTopic
 	var err error
 	switch {
 	case rt.Topic != nil:
-		t, err = h.lookupTopic(ctx, *rt.Topic, false)
+		t, err = h.lookupTopic(ctx, *rt.Topic, auth.NeedAdmin, false)
 		if err == nil && rt.TopicID != ([16]byte{}) {
 			if id, _ := h.topicID(ctx, t); id != rt.TopicID {
 				return fmt.Errorf("%w: %s has another id", errUnknownTopicID, *rt.Topic)
@@ -55,6 +56,9 @@ func (h *Handler) deleteTopic(ctx context.Context, c *conn, rt *kmsg.DeleteTopic
 		}
 	case rt.TopicID != [16]byte{}:
 		t, err = h.topicByID(ctx, rt.TopicID)
+		if err == nil {
+			err = h.checkTopic(ctx, t.md.Name, auth.NeedAdmin)
+		}
 		if err == nil {
 			st.Topic = kmsg.StringPtr(t.kafka)
 		}

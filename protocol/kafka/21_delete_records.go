@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -23,7 +24,7 @@ func handleDeleteRecords(ctx context.Context, c *conn, req *kmsg.DeleteRecordsRe
 	for _, rt := range req.Topics {
 		st := kmsg.NewDeleteRecordsResponseTopic()
 		st.Topic = rt.Topic
-		t, terr := h.lookupTopic(ctx, rt.Topic, false)
+		t, terr := h.lookupTopic(ctx, rt.Topic, auth.NeedAdmin, false)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1

@@ -12,6 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/auth"
 )
 
 func init() { register(0, 4, handleOffsetForLeaderEpoch) }
@@ -22,7 +24,7 @@ func handleOffsetForLeaderEpoch(ctx context.Context, c *conn, req *kmsg.OffsetFo
 	for _, rt := range req.Topics {
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic
-		t, terr := h.lookupTopic(ctx, rt.Topic, false)
+		t, terr := h.lookupTopic(ctx, rt.Topic, auth.NeedLookup, false)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, -1, -1

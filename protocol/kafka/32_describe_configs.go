@@ -14,6 +14,8 @@ import (
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/auth"
 )
 
 func init() { register(0, 4, handleDescribeConfigs) }
@@ -29,7 +31,7 @@ func handleDescribeConfigs(ctx context.Context, c *conn, req *kmsg.DescribeConfi
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
 			var t *topicInfo
-			if t, err = h.lookupTopic(ctx, rr.ResourceName, false); err == nil {
+			if t, err = h.lookupTopic(ctx, rr.ResourceName, auth.NeedLookup, false); err == nil {
 				cfgs = describeTopicConfigs(t.md, rr.ConfigNames)
 			}
 		case kmsg.ConfigResourceTypeBroker:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -57,7 +58,7 @@ func (h *Handler) alterTopicConfigs(ctx context.Context, typ kmsg.ConfigResource
 	if typ != kmsg.ConfigResourceTypeTopic {
 		return fmt.Errorf("%w: only topic configs can be altered (resource type %d)", errUnsupportedConfig, typ)
 	}
-	t, err := h.lookupTopic(ctx, name, false)
+	t, err := h.lookupTopic(ctx, name, auth.NeedAdmin, false)
 	if err != nil {
 		return err
 	}

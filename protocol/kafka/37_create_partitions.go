@@ -13,6 +13,8 @@ import (
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/auth"
 )
 
 func init() { register(0, 3, handleCreatePartitions) }
@@ -44,7 +46,7 @@ func handleCreatePartitions(ctx context.Context, c *conn, req *kmsg.CreatePartit
 }
 
 func (h *Handler) createPartitions(ctx context.Context, rt *kmsg.CreatePartitionsRequestTopic, validateOnly bool) error {
-	t, err := h.lookupTopic(ctx, rt.Topic, false)
+	t, err := h.lookupTopic(ctx, rt.Topic, auth.NeedAdmin, false)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -41,7 +42,7 @@ func handleOffsetDelete(ctx context.Context, c *conn, req *kmsg.OffsetDeleteRequ
 	for _, rt := range req.Topics {
 		st := kmsg.NewOffsetDeleteResponseTopic()
 		st.Topic = rt.Topic
-		t, terr := h.lookupTopic(ctx, rt.Topic, false)
+		t, terr := h.lookupTopic(ctx, rt.Topic, auth.NeedConsume, false)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetDeleteResponseTopicPartition()
 			sp.Partition = rp.Partition

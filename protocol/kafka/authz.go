@@ -31,6 +31,10 @@ import (
 	"github.com/kopernik-io/kopernik/broker"
 )
 
+// internalLookup is lookupTopic's need for the handler's own lookups, not
+// made on a client request's behalf (the request was authorized already).
+const internalLookup auth.Need = 0
+
 // principal is who the request's connection authenticated as (zero with
 // authentication off).
 func principal(ctx context.Context) auth.Principal {

@@ -9,9 +9,15 @@ package kafka
 //     of the subscription of the group's name on that partition (see
 //     group_offsets.go): one record, shared with Pulsar consumers and the
 //     admin API, no second copy.
+//   - Groups are scoped by namespace: a connection's groups are those of
+//     its namespace (its SASL principal's, else the handler's; see
+//     namespaceOf), each namespace with its own coordinator, so that two
+//     tenants' groups of the same name are two groups. The subscription
+//     is still named by the group alone (on topics of any namespace).
 //   - Membership (members, generation, protocol, leader, assignments, static
 //     member ids) and the list of topics the group committed to are one
-//     record per group in the broker's StateStore (kind "kafka-group"),
+//     record per group in the broker's StateStore (kind
+//     "kafka-group/<tenant>/<namespace>"),
 //     written when a rebalance completes (the leader's SyncGroup) and when
 //     the group becomes empty, as Kafka writes its group metadata to
 //     __consumer_offsets. A reloaded group with members is Stable; members
@@ -53,6 +59,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -72,7 +79,8 @@ var groupEmptyExpiry = 10 * time.Minute
 // rebalance deadlines.
 const groupTick = 50 * time.Millisecond
 
-// groupStateKind is the StateStore kind of group records.
+// groupStateKind prefixes the StateStore kind of group records; the kind
+// is "kafka-group/<tenant>/<namespace>".
 const groupStateKind = "kafka-group"
 
 // maxOffsetMetadata is the longest commit metadata string accepted (Kafka
@@ -227,11 +235,16 @@ type syncResult struct {
 	assignment   []byte
 }
 
-// coordinator is a handler's group coordinator.
+// coordinator is a handler's group coordinator for one namespace.
 type coordinator struct {
 	h     *Handler
+	key   coordinatorKey
+	kind  string            // StateStore kind of its group records
 	store broker.StateStore // nil: membership is not persisted
 	delay time.Duration
+	// base is the context of the coordinator's own work (record writes,
+	// attaching members): short topic names resolve in its namespace.
+	base context.Context
 
 	loadMu sync.Mutex
 	loaded bool // under loadMu
@@ -242,26 +255,40 @@ type coordinator struct {
 	}
 }
 
-// coordinators maps a *Handler to its *coordinator, created on first use
-// (kafka.go owns Handler's fields; this keeps the coordinator in its files).
+// coordinators maps a coordinatorKey to its *coordinator, created on first
+// use (kafka.go owns Handler's fields; this keeps the coordinator in its files).
 var coordinators sync.Map
+
+// coordinatorKey names a coordinator: a handler's, for one namespace.
+type coordinatorKey struct {
+	h         *Handler
+	namespace string // "tenant/ns"
+}
 
 var errCoordinatorClosing = fmt.Errorf("kafka: handler closing: %w", kerr.CoordinatorNotAvailable)
 
-// coordinator returns h's group coordinator with the persisted groups
-// loaded. An error is a coordinator-level failure for the client to retry.
+// coordinator returns the group coordinator of the request's namespace
+// with its persisted groups loaded, if the request may use groups there
+// (authz.go). An error is GROUP_AUTHORIZATION_FAILED or a
+// coordinator-level failure for the client to retry.
 func (h *Handler) coordinator(ctx context.Context) (*coordinator, error) {
 	select {
 	case <-h.closing:
 		return nil, errCoordinatorClosing
 	default:
 	}
-	v, ok := coordinators.Load(h)
+	if err := h.checkGroup(ctx); err != nil {
+		return nil, err
+	}
+	tenant, ns := h.namespaceOf(ctx)
+	key := coordinatorKey{h: h, namespace: tenant + "/" + ns}
+	v, ok := coordinators.Load(key)
 	if !ok {
-		c := &coordinator{h: h, delay: h.cfg.GroupInitialRebalanceDelay}
+		c := &coordinator{h: h, key: key, kind: groupStateKind + "/" + key.namespace, delay: h.cfg.GroupInitialRebalanceDelay,
+			base: context.WithValue(context.Background(), principalKey{}, auth.Principal{Tenant: tenant, Namespace: ns})}
 		c.store, _ = h.svc.(broker.StateStore)
 		c.mu.groups = map[string]*group{}
-		if v, ok = coordinators.LoadOrStore(h, c); !ok {
+		if v, ok = coordinators.LoadOrStore(key, c); !ok {
 			if c.store == nil {
 				h.log.WarnContext(ctx, "kafka: broker has no StateStore; consumer group membership is not persisted")
 			}
@@ -283,14 +310,14 @@ func (c *coordinator) load(ctx context.Context) error {
 		c.loaded = true
 		return nil
 	}
-	keys, err := c.store.ListState(ctx, groupStateKind)
+	keys, err := c.store.ListState(ctx, c.kind)
 	if err != nil {
 		return fmt.Errorf("kafka: loading groups: %w: %w", kerr.CoordinatorLoadInProgress, err)
 	}
 	loaded := map[string]*group{}
 	now := time.Now()
 	for _, k := range keys {
-		b, err := c.store.GetState(ctx, groupStateKind, k)
+		b, err := c.store.GetState(ctx, c.kind, k)
 		if errors.Is(err, broker.ErrStateNotFound) {
 			continue
 		}
@@ -359,7 +386,7 @@ func (c *coordinator) run() {
 		select {
 		case <-c.h.closing:
 			c.detachAll()
-			coordinators.Delete(c.h)
+			coordinators.Delete(c.key)
 			return
 		case now := <-t.C:
 			c.tick(now)
@@ -426,7 +453,7 @@ func (c *coordinator) tick(now time.Time) {
 // attachSoon attaches g's members to their subscriptions (group_attach.go)
 // in the background, bounded in time.
 func (c *coordinator) attachSoon(g *group, gen int32) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(c.base, 30*time.Second)
 	defer cancel()
 	c.attach(ctx, g, gen)
 }
@@ -697,9 +724,9 @@ func (c *coordinator) write(g *group, seq uint64, b []byte) {
 	}
 	// Not the request's context: a record must not be lost because the
 	// client went away half way.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(c.base, 30*time.Second)
 	defer cancel()
-	if err := c.store.PutState(ctx, groupStateKind, g.name, b); err != nil {
+	if err := c.store.PutState(ctx, c.kind, g.name, b); err != nil {
 		c.h.log.Error("kafka: writing group record", "group", g.name, "err", err)
 		return
 	}
@@ -708,7 +735,7 @@ func (c *coordinator) write(g *group, seq uint64, b []byte) {
 
 // forget removes an expired empty group (see tick).
 func (c *coordinator) forget(g *group) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(c.base, 30*time.Second)
 	defer cancel()
 	err := c.deleteRecord(ctx, g)
 	c.mu.Lock()
@@ -731,7 +758,7 @@ func (c *coordinator) deleteRecord(ctx context.Context, g *group) error {
 	g.wmu.Lock()
 	defer g.wmu.Unlock()
 	g.written = ^uint64(0) // no later write may resurrect it
-	return c.store.DeleteState(ctx, groupStateKind, g.name)
+	return c.store.DeleteState(ctx, c.kind, g.name)
 }
 
 func newMemberID(prefix string) string {

@@ -94,7 +94,7 @@ func (c *coordinator) attach(ctx context.Context, g *group, gen int32) {
 	for kp, owner := range byKafka {
 		t, ok := topics[kp.topic]
 		if !ok {
-			t, _ = c.h.lookupTopic(ctx, kp.topic, false)
+			t, _ = c.h.lookupTopic(ctx, kp.topic, internalLookup, false)
 			topics[kp.topic] = t
 		}
 		if t == nil {

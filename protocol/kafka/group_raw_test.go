@@ -304,7 +304,7 @@ func TestGroupEmptyWithoutCommitsExpires(t *testing.T) {
 		}
 		return nil
 	})
-	if keys, err := s.broker.ListState(testCtx(t), groupStateKind); err != nil || len(keys) != 1 || keys[0] != "commits" {
+	if keys, err := s.broker.ListState(testCtx(t), groupStateKind+"/public/default"); err != nil || len(keys) != 1 || keys[0] != "commits" {
 		t.Fatalf("records: %v %v", keys, err)
 	}
 }

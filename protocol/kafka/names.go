@@ -9,6 +9,7 @@ import (
 	"maps"
 	"sync"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
@@ -59,14 +60,22 @@ func (h *Handler) kafkaName(ctx context.Context, n broker.TopicName) string {
 	return n.Tenant + "/" + n.Namespace + "/" + n.Local
 }
 
-// lookupTopic resolves a Kafka topic, creating it when autoCreate is set,
-// the handler allows it and the namespace's policy does not forbid it.
+// lookupTopic resolves a Kafka topic for a request that needs need on it
+// (authz.go; internalLookup for the handler's own use), creating it when
+// autoCreate is set, the handler allows it and the namespace's policy does
+// not forbid it. Authorization comes first: a refused client learns
+// nothing about the topic and creates nothing.
 // Kafka-created topics are partitioned (default-partitions, or the
 // namespace's AutoTopicPartitions if it sets one).
-func (h *Handler) lookupTopic(ctx context.Context, kname string, autoCreate bool) (*topicInfo, error) {
+func (h *Handler) lookupTopic(ctx context.Context, kname string, need auth.Need, autoCreate bool) (*topicInfo, error) {
 	name, err := h.parseName(ctx, kname)
 	if err != nil {
 		return nil, err
+	}
+	if need != internalLookup {
+		if err := h.checkTopic(ctx, name, need); err != nil {
+			return nil, err
+		}
 	}
 	md, err := h.svc.GetTopic(ctx, name)
 	if errors.Is(err, broker.ErrTopicNotFound) && autoCreate && h.cfg.AutoCreateTopics && name.PartitionIndex() < 0 {
