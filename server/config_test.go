@@ -54,3 +54,19 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthorizationNeedsSuperUsers(t *testing.T) {
+	_, err := Load("", nil, map[string]string{"auth-enabled": "true"})
+	if err == nil || !strings.Contains(err.Error(), "superuser-roles") {
+		t.Fatalf("auth-enabled without superuser-roles: %v", err)
+	}
+	for _, o := range []map[string]string{
+		{"auth-enabled": "true", "superuser-roles": "admin"},
+		{"auth-enabled": "true", "authorization-enabled": "false"},
+		{"superuser-roles": ""},
+	} {
+		if _, err := Load("", nil, o); err != nil {
+			t.Errorf("%v: %v", o, err)
+		}
+	}
+}
