@@ -67,10 +67,7 @@ type Authenticator struct {
 	// the failure delay bounds the attempts per address per second.
 	MaxPendingPerAddress int
 
-	mu struct {
-		sync.Mutex
-		pending map[string]int // by host: connections not yet authenticated
-	}
+	unauthenticated AddressCounter
 
 	// pending bounds the failures being delayed at once: beyond it, the
 	// connection is refused without the delay (and without a goroutine
@@ -126,26 +123,40 @@ func (a *Authenticator) Failed(ctx context.Context, protocol, remote, mechanism 
 // to call more than once) must be called when the connection authenticates
 // or ends.
 func (a *Authenticator) Admit(remote string) (release func(), ok bool) {
+	return a.unauthenticated.Admit(remote, a.MaxPendingPerAddress)
+}
+
+// AddressCounter counts connections per client host. The zero value is
+// ready to use.
+type AddressCounter struct {
+	mu     sync.Mutex
+	byHost map[string]int
+}
+
+// Admit counts a connection from remote ("host:port", or a bare host)
+// unless its host already has max of them (max <= 0: no bound). When ok,
+// release (idempotent) must be called once the connection no longer counts.
+func (c *AddressCounter) Admit(remote string, max int) (release func(), ok bool) {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
 		host = remote
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.MaxPendingPerAddress > 0 && a.mu.pending[host] >= a.MaxPendingPerAddress {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if max > 0 && c.byHost[host] >= max {
 		return func() {}, false
 	}
-	if a.mu.pending == nil {
-		a.mu.pending = map[string]int{}
+	if c.byHost == nil {
+		c.byHost = map[string]int{}
 	}
-	a.mu.pending[host]++
+	c.byHost[host]++
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			a.mu.Lock()
-			defer a.mu.Unlock()
-			if a.mu.pending[host]--; a.mu.pending[host] <= 0 {
-				delete(a.mu.pending, host)
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.byHost[host]--; c.byHost[host] <= 0 {
+				delete(c.byHost, host)
 			}
 		})
 	}, true

@@ -110,6 +110,10 @@ type Config struct {
 	// 0: no bound). Together with the failure delay it bounds credential
 	// guessing per address.
 	AuthMaxPendingPerAddress int `yaml:"auth-max-pending-per-address"`
+	// MaxConnectionsPerAddress bounds the open connections of one client
+	// host over all listeners, authenticated or not (default 0: no bound;
+	// Kafka max.connections.per.ip, Pulsar maxConnectionsPerIp).
+	MaxConnectionsPerAddress int `yaml:"max-connections-per-address"`
 	// Handlers holds each protocol's own settings (YAML section named after
 	// the protocol), as returned by its Registration.NewConfig.
 	Handlers map[string]any `yaml:"-"`
@@ -329,6 +333,9 @@ func (c *Config) Validate() error {
 	if c.AuthMaxPendingPerAddress < 0 {
 		add("auth-max-pending-per-address must be >= 0")
 	}
+	if c.MaxConnectionsPerAddress < 0 {
+		add("max-connections-per-address must be >= 0")
+	}
 	if c.Fsync != "always" && c.Fsync != "interval" {
 		add("fsync must be \"always\" or \"interval\", not %q", c.Fsync)
 	}
@@ -388,7 +395,8 @@ func (c *Config) topKeys() []string {
 		"segment-age", "auto-topic-creation", "auto-subscription-creation",
 		"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",
 		"auth-enabled", "auth-token-secret-key-file", "auth-token-public-key-file", "anonymous-role",
-		"superuser-roles", "auth-failure-delay", "auth-max-pending-per-address", "authorization-enabled"}
+		"superuser-roles", "auth-failure-delay", "auth-max-pending-per-address", "authorization-enabled",
+		"max-connections-per-address"}
 	for name := range c.Handlers {
 		keys = append(keys, name, name+"-addr", name+"-tls-addr")
 	}

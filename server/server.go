@@ -41,6 +41,9 @@ type Server struct {
 	reg     *prometheus.Registry
 	auth    *auth.Authenticator // nil unless auth-enabled
 	authz   *auth.Authorizer    // nil unless auth-enabled and authorization-enabled
+	// conns counts connections per client host over every listener
+	// (max-connections-per-address).
+	conns auth.AddressCounter
 
 	httpLn   net.Listener
 	httpSrv  *http.Server
@@ -123,13 +126,13 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		if err != nil {
 			return nil, fmt.Errorf("%s handler: %w", name, err)
 		}
-		ln, err := net.Listen("tcp", cfg.Addrs[name])
+		ln, err := s.listen(cfg.Addrs[name])
 		if err != nil {
 			return nil, fmt.Errorf("%s listener: %w", name, err)
 		}
 		rh := runningHandler{name: name, h: h, ln: ln, done: make(chan error, 2)}
 		if a := cfg.TLSAddrs[name]; a != "" {
-			tln, err := net.Listen("tcp", a)
+			tln, err := s.listen(a)
 			if err != nil {
 				ln.Close()
 				return nil, fmt.Errorf("%s TLS listener: %w", name, err)
@@ -145,11 +148,11 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		}
 	}
 
-	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+	if s.httpLn, err = s.listen(cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
 	if cfg.HTTPSAddr != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPSAddr)
+		ln, err := s.listen(cfg.HTTPSAddr)
 		if err != nil {
 			return nil, fmt.Errorf("https listener: %w", err)
 		}
@@ -168,6 +171,15 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	s.ready.Store(true)
 	log.Info("kopernik started", "data-dir", cfg.DataDir, "cluster-id", s.broker.ClusterID(), "fsync", cfg.Fsync)
 	return s, nil
+}
+
+// listen opens a TCP listener on addr, bounded by max-connections-per-address.
+func (s *Server) listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return limitConnections(ln, &s.conns, s.cfg.MaxConnectionsPerAddress, s.log), nil
 }
 
 // Addr returns the actual address of the listener for protocol name
