@@ -42,14 +42,22 @@ func handleAlterConfigs(ctx context.Context, c *conn, req *kmsg.AlterConfigsRequ
 			}
 			return nil
 		})
-		if err != nil {
-			sr.ErrorCode, sr.ErrorMessage = errCode(err), errMsg(err)
-		} else if !req.ValidateOnly {
-			c.log.InfoContext(ctx, "kafka: altered topic configs", "topic", rr.ResourceName)
-		}
+		sr.ErrorCode, sr.ErrorMessage = c.alterOutcome(ctx, rr.ResourceName, req.ValidateOnly, err)
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return resp, nil
+}
+
+// alterOutcome is a resource's answer to an alter request: the error's
+// code and message, or success, logging a change made.
+func (c *conn) alterOutcome(ctx context.Context, topic string, validateOnly bool, err error) (int16, *string) {
+	if err != nil {
+		return errCode(err), errMsg(err)
+	}
+	if !validateOnly {
+		c.log.InfoContext(ctx, "kafka: altered topic configs", "topic", topic)
+	}
+	return 0, nil
 }
 
 // alterTopicConfigs applies edit to a topic's own policies and stores them

@@ -45,11 +45,7 @@ func handleIncrementalAlterConfigs(ctx context.Context, c *conn, req *kmsg.Incre
 			}
 			return nil
 		})
-		if err != nil {
-			sr.ErrorCode, sr.ErrorMessage = errCode(err), errMsg(err)
-		} else if !req.ValidateOnly {
-			c.log.InfoContext(ctx, "kafka: altered topic configs", "topic", rr.ResourceName)
-		}
+		sr.ErrorCode, sr.ErrorMessage = c.alterOutcome(ctx, rr.ResourceName, req.ValidateOnly, err)
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return resp, nil
