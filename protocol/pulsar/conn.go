@@ -473,6 +473,9 @@ func (c *conn) handlePartitionedMetadata(ctx context.Context, cmd *pb.CommandPar
 	if err != nil {
 		return fail(err)
 	}
+	if err := c.authorizeTopic(ctx, name, auth.NeedLookup); err != nil {
+		return fail(err)
+	}
 	md, err := c.h.env.Broker.LookupTopic(ctx, name, true)
 	partitions := 0
 	switch {
@@ -493,7 +496,11 @@ func (c *conn) handlePartitionedMetadata(ctx context.Context, cmd *pb.CommandPar
 
 func (c *conn) handleLookup(ctx context.Context, cmd *pb.CommandLookupTopic) error {
 	reqID := cmd.GetRequestId()
-	if _, err := c.h.topicName(cmd.GetTopic()); err != nil {
+	name, err := c.h.topicName(cmd.GetTopic())
+	if err == nil {
+		err = c.authorizeTopic(ctx, name, auth.NeedLookup)
+	}
+	if err != nil {
 		return c.send(&pb.BaseCommand{Type: pb.BaseCommand_LOOKUP_RESPONSE.Enum(), LookupTopicResponse: &pb.CommandLookupTopicResponse{
 			RequestId: proto.Uint64(reqID), Response: pb.CommandLookupTopicResponse_Failed.Enum(),
 			Error: serverError(err).Enum(), Message: proto.String(err.Error()),

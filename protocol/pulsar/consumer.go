@@ -19,6 +19,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/convert"
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
@@ -74,6 +75,10 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 	reqID, cid := cmd.GetRequestId(), cmd.GetConsumerId()
 	name, err := c.h.topicName(cmd.GetTopic())
 	if err != nil {
+		return c.sendError(reqID, err)
+	}
+	// Readers (non-durable) read the topic as much as subscribers do.
+	if err := c.authorizeTopic(ctx, name, auth.NeedConsume); err != nil {
 		return c.sendError(reqID, err)
 	}
 	typ, ok := subTypes[cmd.GetSubType()]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 )
@@ -23,6 +24,9 @@ func serverError(err error) pb.ServerError {
 	switch {
 	case err == nil:
 		return pb.ServerError_UnknownError
+	case errors.Is(err, auth.ErrNotAuthorized):
+		// First: a refusal never reports what else went wrong.
+		return pb.ServerError_AuthorizationError
 	case errors.Is(err, broker.ErrTopicNotFound), errors.Is(err, broker.ErrNamespaceNotFound),
 		errors.Is(err, broker.ErrTenantNotFound):
 		return pb.ServerError_TopicNotFound

@@ -29,6 +29,8 @@ type server struct {
 	url     string
 	cfg     *Config
 	dir     string // data directory of a durable server
+	// env, when set, adjusts the handler's Env (auth, authorization).
+	env func(*protocol.Env)
 }
 
 func testLogger() *slog.Logger {
@@ -50,8 +52,13 @@ func startServerWith(t testing.TB, adjust func(*Config)) *server {
 func startDurableServer(t testing.TB) *server { return startServerIn(t, t.TempDir(), nil) }
 
 func startServerIn(t testing.TB, dir string, adjust func(*Config)) *server {
+	return startServerEnv(t, dir, adjust, nil)
+}
+
+// startServerEnv is startServerIn with env adjusting the handler's Env.
+func startServerEnv(t testing.TB, dir string, adjust func(*Config), env func(*protocol.Env)) *server {
 	t.Helper()
-	s := &server{t: t, cfg: DefaultConfig(), dir: dir}
+	s := &server{t: t, cfg: DefaultConfig(), dir: dir, env: env}
 	if adjust != nil {
 		adjust(s.cfg)
 	}
@@ -94,7 +101,11 @@ func (s *server) start(addr string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	h, err := New(protocol.Env{Broker: b, Logger: testLogger()}, s.cfg)
+	env := protocol.Env{Broker: b, Logger: testLogger()}
+	if s.env != nil {
+		s.env(&env)
+	}
+	h, err := New(env, s.cfg)
 	if err != nil {
 		s.t.Fatal(err)
 	}

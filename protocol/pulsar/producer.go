@@ -21,6 +21,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 )
@@ -63,6 +64,15 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 	name, err := c.h.topicName(cmd.GetTopic())
 	if err != nil {
 		return c.sendError(reqID, err)
+	}
+	if err := c.authorizeTopic(ctx, name, auth.NeedProduce); err != nil {
+		return c.sendError(reqID, err)
+	}
+	if cmd.GetInitialSubscriptionName() != "" {
+		// The producer would create a subscription: that is consuming.
+		if err := c.authorizeTopic(ctx, name, auth.NeedConsume); err != nil {
+			return c.sendError(reqID, err)
+		}
 	}
 	c.mu.Lock()
 	old := c.mu.producers[pid]

@@ -21,6 +21,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 )
@@ -118,6 +119,9 @@ func (c *conn) handleGetSchema(ctx context.Context, cmd *pb.CommandGetSchema) er
 		}})
 	}
 	name, err := c.h.topicName(cmd.GetTopic())
+	if err == nil {
+		err = c.authorizeTopic(ctx, name, auth.NeedLookup)
+	}
 	if err != nil {
 		return fail(serverError(err), err)
 	}
@@ -141,6 +145,9 @@ func (c *conn) handleGetOrCreateSchema(ctx context.Context, cmd *pb.CommandGetOr
 	reqID := cmd.GetRequestId()
 	resp := &pb.CommandGetOrCreateSchemaResponse{RequestId: proto.Uint64(reqID)}
 	name, err := c.h.topicName(cmd.GetTopic())
+	if err == nil {
+		err = c.authorizeTopic(ctx, name, auth.NeedProduce)
+	}
 	if err == nil {
 		if _, err = c.h.env.Broker.LookupTopic(ctx, name, true); err == nil {
 			resp.SchemaVersion, err = c.h.getOrCreateSchema(ctx, name, cmd.GetSchema())

@@ -18,15 +18,23 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 )
 
 func (c *conn) handleGetTopicsOfNamespace(ctx context.Context, cmd *pb.CommandGetTopicsOfNamespace) error {
 	reqID := cmd.GetRequestId()
+	ns, err := namespaceName(cmd.GetNamespace())
+	if err == nil {
+		err = c.authorize(ctx, ns, auth.NeedLookup)
+	}
+	if err != nil {
+		return c.sendError(reqID, err)
+	}
 	var topics []string
 	if cmd.GetMode() != pb.CommandGetTopicsOfNamespace_NON_PERSISTENT {
-		mds, err := c.h.env.Broker.ListTopics(ctx, cmd.GetNamespace())
+		mds, err := c.h.env.Broker.ListTopics(ctx, ns)
 		if err != nil && !errors.Is(err, broker.ErrNamespaceNotFound) {
 			// A missing namespace has no topics (Pulsar answers an empty
 			// list; the Go client retries errors until its timeout).

@@ -1,0 +1,78 @@
+package admin
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/kopernik-io/kopernik/auth"
+)
+
+// fixedGrants: tenant t1 is administered by t1-admin; t1/ns grants
+// producer produce and consumer consume.
+type fixedGrants struct{}
+
+func (fixedGrants) TenantAdminRoles(_ context.Context, tenant string) ([]string, error) {
+	if tenant == "t1" {
+		return []string{"t1-admin"}, nil
+	}
+	return nil, nil
+}
+
+func (fixedGrants) NamespaceGrants(_ context.Context, ns string) (map[string][]auth.Action, error) {
+	if ns == "t1/ns" {
+		return map[string][]auth.Action{"producer": {auth.ActionProduce}, "consumer": {auth.ActionConsume}}, nil
+	}
+	return nil, nil
+}
+
+// TestAllowedPaths checks the table of auth.go, role by role.
+func TestAllowedPaths(t *testing.T) {
+	s := &server{opts: Options{Authz: auth.NewAuthorizer([]string{"root"}, fixedGrants{})}}
+	type want struct{ root, admin, producer, consumer, other bool }
+	all := want{true, true, true, true, true}
+	for _, c := range []struct {
+		method, path string
+		want
+	}{
+		// superuser only
+		{"GET", "/admin/v2/tenants", want{root: true}},
+		{"PUT", "/admin/v2/tenants/x", want{root: true}},
+		{"POST", "/admin/v2/tenants/t1", want{root: true}},
+		{"DELETE", "/admin/v2/tenants/t1", want{root: true}},
+		{"PUT", "/admin/v2/kopernik/scram/u", want{root: true}},
+		{"GET", "/admin/v2/brokers/leaderBroker", want{root: true}},
+		// tenant admin
+		{"GET", "/admin/v2/tenants/t1", want{root: true, admin: true}},
+		{"GET", "/admin/v2/tenants/t2", want{root: true}},
+		{"GET", "/admin/v2/namespaces/t1", want{root: true, admin: true}},
+		{"PUT", "/admin/v2/namespaces/t1/ns2", want{root: true, admin: true}},
+		{"POST", "/admin/v2/namespaces/t1/ns/permissions/x", want{root: true, admin: true}},
+		{"GET", "/admin/v2/namespaces/t1/ns/permissions", want{root: true, admin: true}},
+		{"POST", "/admin/v2/namespaces/t2/ns/permissions/x", want{root: true}},
+		{"PUT", "/admin/v2/persistent/t1/ns/topic", want{root: true, admin: true}},
+		{"GET", "/admin/v2/persistent/t1/ns/topic/stats", want{root: true, admin: true}},
+		{"DELETE", "/admin/v2/non-persistent/t1/ns/topic", want{root: true, admin: true}},
+		{"PUT", "/admin/v2/persistent/t2/ns/topic", want{root: true}},
+		{"DELETE", "/admin/v2/schemas/t1/ns/topic/schema", want{root: true, admin: true}},
+		// lookup: produce or consume
+		{"GET", "/admin/v2/namespaces/t1/ns/topics", want{root: true, admin: true, producer: true, consumer: true}},
+		{"GET", "/admin/v2/persistent/t1/ns/topic/partitions", want{root: true, admin: true, producer: true, consumer: true}},
+		{"GET", "/admin/v2/schemas/t1/ns/topic/schema", want{root: true, admin: true, producer: true, consumer: true}},
+		{"GET", "/lookup/v2/topic/persistent/t1/ns/topic", want{root: true, admin: true, producer: true, consumer: true}},
+		{"GET", "/admin/v2/namespaces/t2/ns/topics", want{root: true}},
+		{"GET", "/lookup/v2/topic/persistent/t2/ns/topic", want{root: true}},
+		{"PUT", "/admin/v2/persistent/t1/ns/topic/partitions", want{root: true, admin: true}},
+		// any authenticated role
+		{"GET", "/admin/v2/clusters", all},
+		{"GET", "/admin/v2/clusters/standalone", all},
+		{"PUT", "/admin/v2/clusters/standalone", want{root: true}},
+	} {
+		for role, w := range map[string]bool{"root": c.root, "t1-admin": c.admin, "producer": c.producer, "consumer": c.consumer, "other": c.other} {
+			got, err := s.allowed(context.Background(), auth.Principal{Role: role}, httptest.NewRequest(c.method, c.path, nil))
+			if err != nil || got != w {
+				t.Errorf("%s %s as %s: %v (%v), want %v", c.method, c.path, role, got, err, w)
+			}
+		}
+	}
+}
