@@ -16,8 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/kopernik-io/kopernik/broker"
 )
 
 // kafkaAuthzWorld is a broker with authorization on and two tenants:
@@ -271,15 +269,6 @@ func TestKafkaAuthzTenantIsolation(t *testing.T) {
 	if err := produceOne(ctx, alice, "mine", "a2"); err != nil {
 		t.Fatalf("alice after the refusals: %v", err)
 	}
-}
-
-func mustTopic(t *testing.T, s string) broker.TopicName {
-	t.Helper()
-	n, err := broker.ParseTopicName(s, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // TestKafkaAuthzActions: a produce-only grant cannot consume or join a
