@@ -221,5 +221,22 @@ func corpusRequests() [][]byte {
 	dt.TopicNames = []string{"fuzz2"}
 	add(dt, 0)
 
+	cacl := kmsg.NewPtrCreateACLsRequest()
+	cc0 := kmsg.NewCreateACLsRequestCreation()
+	cc0.ResourceType, cc0.ResourceName, cc0.ResourcePatternType = kmsg.ACLResourceTypeTopic, "public/default/", kmsg.ACLResourcePatternTypePrefixed
+	cc0.Principal, cc0.Host, cc0.Operation, cc0.PermissionType = "User:fuzz", "*", kmsg.ACLOperationRead, kmsg.ACLPermissionTypeAllow
+	cacl.Creations = append(cacl.Creations, cc0)
+	add(cacl, 2)
+	dacl := kmsg.NewPtrDescribeACLsRequest()
+	dacl.ResourceType, dacl.ResourcePatternType = kmsg.ACLResourceTypeAny, kmsg.ACLResourcePatternTypeAny
+	dacl.Operation, dacl.PermissionType = kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAny
+	add(dacl, 2)
+	xacl := kmsg.NewPtrDeleteACLsRequest()
+	xf := kmsg.NewDeleteACLsRequestFilter()
+	xf.ResourceType, xf.ResourceName, xf.ResourcePatternType = kmsg.ACLResourceTypeTopic, kmsg.StringPtr("fuzz"), kmsg.ACLResourcePatternTypeMatch
+	xf.Operation, xf.PermissionType = kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAny
+	xacl.Filters = append(xacl.Filters, xf)
+	add(xacl, 1)
+
 	return append(out, all)
 }
