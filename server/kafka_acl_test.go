@@ -115,6 +115,10 @@ func TestKafkaACLsKadm(t *testing.T) {
 	if aclAllowed(t, s, "alice", "tenant-a/ns", auth.NeedProduce) {
 		t.Fatal("alice may produce before any grant")
 	}
+	early := aclKgo(t, s, "tenant-a/ns", "alice", kgo.RequestRetries(0), kgo.RetryTimeout(time.Second))
+	if err := early.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("too early")}).FirstErr(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("alice produces before the grant: %v, want TOPIC_AUTHORIZATION_FAILED", err)
+	}
 	alicePrefix := kadm.NewACLs().Allow("User:alice").Topics("tenant-a/ns/").
 		ResourcePatternType(kadm.ACLPatternPrefixed).Operations(kadm.OpWrite, kadm.OpRead)
 	created, err := adm.CreateACLs(ctx, alicePrefix)
@@ -250,6 +254,9 @@ func TestKafkaACLsKadm(t *testing.T) {
 	}
 	if aclAllowed(t, s, "alice", "tenant-a/ns", auth.NeedProduce) || !aclAllowed(t, s, "alice", "tenant-a/ns", auth.NeedConsume) {
 		t.Fatal("after deleting WRITE alice should consume only")
+	}
+	if err := alice.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("too late")}).FirstErr(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("alice produces after WRITE was deleted: %v, want TOPIC_AUTHORIZATION_FAILED", err)
 	}
 	del, err = adm.DeleteACLs(ctx, kadm.NewACLs().Allow("User:alice").AllowHosts().Topics().ResourcePatternType(kadm.ACLPatternAny).Operations())
 	if err != nil || del[0].Err != nil || len(del[0].Deleted) != 1 || del[0].Deleted[0].Operation != kadm.OpRead {
