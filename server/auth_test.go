@@ -50,6 +50,27 @@ func startAuthServer(t *testing.T, extra map[string]string) *Server {
 	return startServer(t, o)
 }
 
+// adminREST calls the admin API with a token of role and returns the
+// status and body.
+func adminREST(t *testing.T, s *Server, role, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+s.Addr("http").String()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken(t, testSecret, jwt.MapClaims{"sub": role}))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // rawPulsarConnect sends CONNECT with the given credentials and returns the
 // one command answered, and whether the broker then closed the connection.
 func rawPulsarConnect(t *testing.T, addr, method string, data []byte) (*pb.BaseCommand, bool, time.Duration) {

@@ -3,10 +3,7 @@ package server
 import (
 	"context"
 	"errors"
-	"io"
-	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -46,21 +43,11 @@ func newKafkaAuthzWorld(t *testing.T) *kafkaAuthzWorld {
 // admin makes an admin API request as the superuser and checks its status.
 func (w *kafkaAuthzWorld) admin(method, path, body string, want int) string {
 	w.t.Helper()
-	req, _ := http.NewRequest(method, "http://"+w.s.Addr("http").String()+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+testToken(w.t, testSecret, jwt.MapClaims{"sub": "admin"}))
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+	code, b := adminREST(w.t, w.s, "admin", method, path, body)
+	if code != want {
+		w.t.Fatalf("%s %s: %d %s, want %d", method, path, code, b, want)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		w.t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, want)
-	}
-	return string(b)
+	return b
 }
 
 // client is a franz-go client of role, its short names in namespace

@@ -66,21 +66,7 @@ func (e *authzEnv) token(role string) string {
 // rest makes an admin API request as role and returns status and body.
 func (e *authzEnv) rest(role, method, path, body string) (int, string) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.admin+path, strings.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+e.token(role))
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return adminREST(e.t, e.s, role, method, path, body)
 }
 
 // client is a pulsar-client-go client authenticated as role.

@@ -7,11 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
 	"reflect"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -36,18 +33,7 @@ func aclStartServer(t *testing.T) *Server {
 // aclREST calls the admin API as the superuser and returns the status and body.
 func aclREST(t *testing.T, s *Server, method, path, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+s.Addr("http").String()+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+testToken(t, testSecret, jwt.MapClaims{"sub": "admin"}))
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return adminREST(t, s, "admin", method, path, body)
 }
 
 // aclPermissions is GET /admin/v2/namespaces/{ns}/permissions.
