@@ -28,6 +28,14 @@ type Handler interface {
 	Close(ctx context.Context) error
 }
 
+// Advertiser is implemented by handlers that tell clients where to connect
+// (Pulsar's LOOKUP): the server's HTTP lookup must answer the same.
+type Advertiser interface {
+	// AdvertisedAddr is the host:port clients are told for listener ln
+	// (which may be a TLS listener; see IsTLS).
+	AdvertisedAddr(ln net.Listener) string
+}
+
 // Env is what a handler gets from the server.
 type Env struct {
 	Broker broker.Service

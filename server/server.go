@@ -256,11 +256,19 @@ func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	opts := admin.Options{HTTPURL: "http://" + s.httpLn.Addr().String(), Logger: s.log.With("component", "admin")}
-	if a := s.Addr("pulsar"); a != nil {
-		opts.BrokerURL = "pulsar://" + a.String()
-	}
-	if a := s.Addr("pulsar-tls"); a != nil {
-		opts.BrokerURLTLS = "pulsar+ssl://" + a.String()
+	// HTTP lookups answer what the Pulsar handler's LOOKUP answers.
+	for _, rh := range s.handlers {
+		if rh.name != "pulsar" {
+			continue
+		}
+		addr := func(ln net.Listener) string { return ln.Addr().String() }
+		if adv, ok := rh.h.(protocol.Advertiser); ok {
+			addr = adv.AdvertisedAddr
+		}
+		opts.BrokerURL = "pulsar://" + addr(rh.ln)
+		if rh.tlsLn != nil {
+			opts.BrokerURLTLS = "pulsar+ssl://" + addr(rh.tlsLn)
+		}
 	}
 	if a := s.Addr("https"); a != nil {
 		opts.HTTPURLTLS = "https://" + a.String()

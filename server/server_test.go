@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -180,5 +181,26 @@ func TestStartServeHealthClose(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "LOCK")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHTTPLookupAdvertises: the admin API's lookup answers the Pulsar
+// handler's advertised addresses, as its binary LOOKUP does.
+func TestHTTPLookupAdvertises(t *testing.T) {
+	certs := newTestCerts(t)
+	s := startServer(t, map[string]string{"pulsar-advertised-addr": "broker.example:6650",
+		"pulsar-advertised-tls-addr": "broker.example:6651", "pulsar-tls-addr": "127.0.0.1:0",
+		"tls-cert-file": certs.certFile, "tls-key-file": certs.keyFile})
+	resp, err := http.Get("http://" + s.Addr("http").String() + "/lookup/v2/topic/persistent/public/default/t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct{ BrokerURL, BrokerURLTLS string }
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got.BrokerURL != "pulsar://broker.example:6650" || got.BrokerURLTLS != "pulsar+ssl://broker.example:6651" {
+		t.Errorf("lookup: %+v", got)
 	}
 }

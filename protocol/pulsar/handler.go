@@ -89,11 +89,9 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	h.mu.listeners[ln] = struct{}{}
 	if protocol.IsTLS(ln) {
-		if h.mu.advertiseTLS = h.cfg.AdvertisedTLSAddr; h.mu.advertiseTLS == "" {
-			h.mu.advertiseTLS = advertisable(ln.Addr())
-		}
+		h.mu.advertiseTLS = h.AdvertisedAddr(ln)
 	} else if h.mu.advertise == "" {
-		h.mu.advertise = advertisable(ln.Addr())
+		h.mu.advertise = h.AdvertisedAddr(ln)
 	}
 	h.wg.Add(1)
 	h.mu.Unlock()
@@ -143,6 +141,21 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // advertisable turns a listener address into one clients can dial.
+// AdvertisedAddr is what LOOKUP tells clients of listener ln: the
+// configured advertised address of its kind (TLS or not), else ln's own.
+func (h *Handler) AdvertisedAddr(ln net.Listener) string {
+	a := h.cfg.AdvertisedAddr
+	if protocol.IsTLS(ln) {
+		a = h.cfg.AdvertisedTLSAddr
+	}
+	if a == "" {
+		a = advertisable(ln.Addr())
+	}
+	return a
+}
+
+var _ protocol.Advertiser = (*Handler)(nil)
+
 func advertisable(a net.Addr) string {
 	host, port, err := net.SplitHostPort(a.String())
 	if err != nil {
