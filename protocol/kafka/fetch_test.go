@@ -1,6 +1,9 @@
 package kafka
 
 import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -104,4 +107,109 @@ func TestFetchSessionsAndLimits(t *testing.T) {
 	if r.SessionID != 0 || r.Topics[0].Partitions[0].ErrorCode != kerr.OffsetOutOfRange.Code {
 		t.Fatalf("out of range: %+v", r)
 	}
+}
+
+// TestFetchSplicedBatches: large batches are written from storage's read
+// buffers, small and converted ones are copied; a fetch mixing them
+// returns every batch intact at its offset, in every served version, and
+// responses pipelined behind it stay in order.
+func TestFetchSplicedBatches(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "files"}[durable], func(t *testing.T) {
+			start := startServer
+			if durable {
+				start = startDurableServer
+			}
+			s := start(t)
+			ctx := testCtx(t)
+			c := dialRaw(t, s.addr)
+			createTopicRaw(t, c, "splice", 1)
+			part, err := s.broker.OpenPartition(ctx, broker.TopicName{Domain: "persistent", Tenant: "public", Namespace: "default", Local: "splice-partition-0"}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			big := func(b byte) string { return string(bytes.Repeat([]byte{b}, minSpliceBytes+100)) }
+			produce := func(values ...string) {
+				t.Helper()
+				if r := c.do(produceReq("splice", 0, makeBatch(-1, -1, -1, 1000, values...))).(*kmsg.ProduceResponse); r.Topics[0].Partitions[0].ErrorCode != 0 {
+					t.Fatal(kerr.ErrorForCode(r.Topics[0].Partitions[0].ErrorCode))
+				}
+			}
+			produce(big('a'), "b") // offsets 0-1, spliced
+			produce("c")           // 2, copied
+			produce(big('d'))      // 3, spliced
+			if _, err := part.Append(ctx, broker.AppendRequest{Format: broker.FormatPulsar, MsgCount: 2, Data: []byte("not a pulsar frame")}); err != nil {
+				t.Fatal(err)
+			} // 4-5: an empty batch in its place
+			produce(big('e'), big('f')) // 6-7, spliced
+			produce("g")                // 8, copied
+			want := map[int64]string{0: big('a'), 1: "b", 2: "c", 3: big('d'), 6: big('e'), 7: big('f'), 8: "g"}
+
+			for version := int16(4); version <= 12; version++ {
+				f := kmsg.NewPtrFetchRequest()
+				f.Version = version
+				f.MaxBytes = 1 << 20
+				f.SessionEpoch = -1
+				ft := kmsg.NewFetchRequestTopic()
+				ft.Topic = "splice"
+				fp := kmsg.NewFetchRequestTopicPartition()
+				fp.PartitionMaxBytes = 1 << 20
+				ft.Partitions = append(ft.Partitions, fp)
+				f.Topics = append(f.Topics, ft)
+				m := kmsg.NewPtrMetadataRequest()
+				m.Version = 9
+				c1, c2, c3 := c.send(f), c.send(m), c.send(f)
+				for _, corr := range []int32{c1, c3} {
+					if corr == c3 {
+						c.recv(m, c2)
+					}
+					r := c.recv(f, corr).(*kmsg.FetchResponse)
+					p := r.Topics[0].Partitions[0]
+					if p.ErrorCode != 0 || p.HighWatermark != 9 {
+						t.Fatalf("v%d: partition %+v", version, p)
+					}
+					got := map[int64]string{}
+					for _, rec := range decodeRecords(t, p.RecordBatches) {
+						got[rec.Offset] = string(rec.Value)
+					}
+					if len(got) != len(want) {
+						t.Fatalf("v%d: %d records, want %d", version, len(got), len(want))
+					}
+					for off, v := range want {
+						if got[off] != v {
+							t.Fatalf("v%d: offset %d: %d bytes, want %d", version, off, len(got[off]), len(v))
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// decodeRecords parses uncompressed v2 record batches, checking each
+// batch's CRC.
+func decodeRecords(t *testing.T, b []byte) []kgo.Record {
+	t.Helper()
+	var out []kgo.Record
+	for len(b) > 0 {
+		var batch kmsg.RecordBatch
+		if err := batch.ReadFrom(b); err != nil {
+			t.Fatal(err)
+		}
+		if crc := int32(crc32.Checksum(b[21:12+batch.Length], castagnoli)); crc != batch.CRC {
+			t.Fatalf("batch at offset %d: CRC mismatch", batch.FirstOffset)
+		}
+		recs := batch.Records
+		for range batch.NumRecords {
+			var r kmsg.Record
+			if err := r.ReadFrom(recs); err != nil {
+				t.Fatal(err)
+			}
+			var lenBuf [binary.MaxVarintLen64]byte
+			recs = recs[binary.PutVarint(lenBuf[:], int64(r.Length))+int(r.Length):]
+			out = append(out, kgo.Record{Offset: batch.FirstOffset + int64(r.OffsetDelta), Value: r.Value})
+		}
+		b = b[12+batch.Length:]
+	}
+	return out
 }
