@@ -930,7 +930,13 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]En
 		if len(out) >= maxEntries || (len(out) > 0 && size >= maxBytes) {
 			break
 		}
-		recs, err := p.seg.Read(p.from, p.limit, maxEntries-len(out), max(maxBytes-size, 1))
+		read := p.seg.Read
+		if len(out) > 0 {
+			// Only what still fits: a record that would be dropped
+			// below is not read.
+			read = p.seg.ReadWithin
+		}
+		recs, err := read(p.from, p.limit, maxEntries-len(out), max(maxBytes-size, 1))
 		if err != nil {
 			if len(out) > 0 && errors.Is(err, segment.ErrClosed) {
 				return out, nil

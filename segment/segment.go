@@ -933,6 +933,18 @@ const peekSlack = 256
 // entry limit, stopping before the data would exceed maxBytes (but returning
 // at least one record). Records own their Data.
 func (s *Segment) Read(from, limit int64, maxEntries, maxBytes int) ([]Record, error) {
+	return s.read(from, limit, maxEntries, maxBytes, true)
+}
+
+// ReadWithin is Read without the exception for the first record: it
+// returns nothing if the first record's data exceeds maxBytes (without
+// reading that record's data). For a caller that already has data and
+// fills what is left of its budget.
+func (s *Segment) ReadWithin(from, limit int64, maxEntries, maxBytes int) ([]Record, error) {
+	return s.read(from, limit, maxEntries, maxBytes, false)
+}
+
+func (s *Segment) read(from, limit int64, maxEntries, maxBytes int, atLeastOne bool) ([]Record, error) {
 	if err := s.beginRead(); err != nil {
 		return nil, err
 	}
@@ -962,7 +974,7 @@ func (s *Segment) Read(from, limit int64, maxEntries, maxBytes int) ([]Record, e
 	size := 0
 	for e := from; e < v.entries && len(out) < maxEntries; e++ {
 		win := window
-		if len(out) > 0 {
+		if len(out) > 0 || !atLeastOne {
 			// Look at the size first: a record that will not be
 			// returned is neither read in full nor checksummed, and the
 			// read-ahead never goes past what the caller may still take.

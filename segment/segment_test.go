@@ -482,4 +482,16 @@ func TestReadStopsAtBudget(t *testing.T) {
 			t.Fatalf("Read(%d, maxBytes %d) read %d bytes, budget %d", tc.from, tc.maxBytes, read, budget)
 		}
 	}
+	// ReadWithin has no exception for the first record, and reads no
+	// more than its budget to find out.
+	read = 0
+	if got, err := s.ReadWithin(3, 8, 100, size/2); err != nil || len(got) != 0 {
+		t.Fatalf("ReadWithin(size/2): %d records, %v", len(got), err)
+	}
+	if budget := int64(s.lookupWindow() + size/2 + 16<<10); read > budget {
+		t.Fatalf("ReadWithin of nothing read %d bytes, budget %d", read, budget)
+	}
+	if got, err := s.ReadWithin(3, 8, 100, 2*size); err != nil || len(got) != 2 || got[1].EntryID != 4 {
+		t.Fatalf("ReadWithin(2*size): %d records, %v", len(got), err)
+	}
 }
