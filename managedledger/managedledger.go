@@ -104,6 +104,8 @@ type ManagedLedger struct {
 		changed       chan struct{}
 
 		cursors map[string]*Cursor
+
+		cache entryCache // cache.go
 	}
 }
 
@@ -401,6 +403,11 @@ func (ml *ManagedLedger) AppendAsync(e Entry) (*Pending, error) {
 	if len(e.Producer) > segment.MaxProducerLen {
 		return nil, fmt.Errorf("%w: producer name of %d bytes", ErrInvalidEntry, len(e.Producer))
 	}
+	caching := ml.factory.cacheBudget > 0
+	var cached []byte
+	if caching {
+		cached = bytes.Clone(e.Data) // before taking the lock appends serialise on
+	}
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
 	if ml.mu.closed {
@@ -432,6 +439,11 @@ func (ml *ManagedLedger) AppendAsync(e Entry) (*Pending, error) {
 	e.Position = Position{LedgerID: l.id, EntryID: rec.EntryID}
 	e.FirstIndex = rec.FirstIndex
 	e.PublishTime = now
+	if caching { // every entry, so that the cached run has no gap
+		ce := e
+		ce.Data = cached
+		ml.cacheAppendLocked(ce)
+	}
 	e.Data = nil
 	p := &Pending{entry: e, done: make(chan struct{})}
 	if ml.mu.cfg.Sync == SyncInterval || ml.memory {
@@ -471,6 +483,7 @@ func (ml *ManagedLedger) failLocked(err error) {
 		ml.mu.failed = fmt.Errorf("%w: %s: %w", ErrStorage, ml.name, err)
 		ml.log.Error("managedledger: storage failure; appends refused until reopen", "err", err)
 	}
+	ml.cacheClearLocked() // cached entries past the durable ones never become visible
 	for _, w := range ml.mu.waiters {
 		w.err = ml.mu.failed
 		close(w.done)
@@ -903,6 +916,10 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]En
 		ml.mu.Unlock()
 		return nil, nil
 	}
+	if out, ok := ml.cacheReadLocked(start, maxEntries, maxBytes); ok {
+		ml.mu.Unlock()
+		return out, nil
+	}
 	var parts []readPart
 	budget := int64(maxEntries)
 	for i := ml.searchLocked(start.LedgerID); i < len(ml.mu.ledgers) && budget > 0; i++ {
@@ -1220,6 +1237,7 @@ func (ml *ManagedLedger) close() error {
 	}
 	ml.mu.waiters = nil
 	close(ml.mu.changed)
+	ml.cacheClearLocked()
 	ml.mu.Unlock()
 
 	errs = append(errs, ml.flushCursors(context.Background()))

@@ -12,8 +12,9 @@ package kafka
 // partitions' Changed channels. High watermark = last stable offset = the
 // partition's next index (no transactions), log start = its first index.
 // Incremental fetch sessions (KIP-227, v7+) are in fetch_session.go.
-// Large batches are written from the storage read buffers they were read
-// into (fetch_response.go), patched in place: read results own their Data.
+// Large batches are written from storage's buffers (its entry cache or
+// the buffers they were read into; fetch_response.go), with their first
+// 16 bytes, which a fetch rewrites, copied.
 //
 // Entries produced through Pulsar are converted to one uncompressed batch
 // at their first index (package convert); the converted size is what counts
@@ -212,10 +213,17 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 			if fr.size+len(e.Data) > limit && (i > 0 || !first) {
 				break
 			}
-			// Read results own their Data: the batch is patched in place
-			// and written from the read buffer.
-			setBatchOffset(e.Data, e.FirstIndex)
-			fr.splice(*e, e.Data)
+			// Read results are read-only (storage's entry cache may
+			// share them): the header fields the fetch rewrites are
+			// copied, the rest is written from storage's buffer.
+			if fr.copies == nil {
+				fr.copies = getBuf(64 << 10)
+			}
+			n := len(fr.copies)
+			fr.copies = append(fr.copies, e.Data[:batchRewritten]...)
+			setBatchOffset(fr.copies[n:], e.FirstIndex)
+			fr.add(batchRewritten)
+			fr.splice(*e, e.Data[batchRewritten:])
 			entries[i] = broker.Entry{} // held by fr now
 			continue
 		}
@@ -260,11 +268,17 @@ func (h *Handler) appendFetched(dst []byte, e *broker.Entry, maxBatch int) []byt
 	return dst
 }
 
+// batchRewritten is how many leading bytes of a stored Kafka batch a
+// fetch rewrites: base offset, batch length (unchanged) and partition
+// leader epoch.
+const batchRewritten = 16
+
 // setBatchOffset sets a stored Kafka batch's base offset to the entry's
 // first message index and its partition leader epoch to 0 (neither is
-// under the batch CRC).
+// under the batch CRC). b may hold just the batch's first batchRewritten
+// bytes.
 func setBatchOffset(b []byte, firstIndex int64) {
-	if len(b) >= 17 {
+	if len(b) >= batchRewritten {
 		binary.BigEndian.PutUint64(b, uint64(firstIndex))
 		binary.BigEndian.PutUint32(b[12:], 0) // partition leader epoch
 	}

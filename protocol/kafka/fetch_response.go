@@ -2,11 +2,11 @@ package kafka
 
 // Vectored Fetch responses.
 //
-// A fetched Kafka batch is sent from the storage read buffer it was read
-// into: the response frame holds everything but the large batches, and the
-// connection writes frame pieces and batches with one writev. Copying each
-// batch into a record buffer and then into the frame cost two memory
-// copies of every byte served.
+// A large fetched Kafka batch is sent from storage's memory (its entry
+// cache, or the read buffer it was read into): the response frame holds
+// everything but those batches, and the connection writes frame pieces and
+// batches with one writev. Copying each batch into a record buffer and then
+// into the frame cost two memory copies of every byte served.
 
 import (
 	"encoding/binary"

@@ -145,42 +145,51 @@ func TestFetchSplicedBatches(t *testing.T) {
 			produce("g")                // 8, copied
 			want := map[int64]string{0: big('a'), 1: "b", 2: "c", 3: big('d'), 6: big('e'), 7: big('f'), 8: "g"}
 
-			for version := int16(4); version <= 12; version++ {
-				f := kmsg.NewPtrFetchRequest()
-				f.Version = version
-				f.MaxBytes = 1 << 20
-				f.SessionEpoch = -1
-				ft := kmsg.NewFetchRequestTopic()
-				ft.Topic = "splice"
-				fp := kmsg.NewFetchRequestTopicPartition()
-				fp.PartitionMaxBytes = 1 << 20
-				ft.Partitions = append(ft.Partitions, fp)
-				f.Topics = append(f.Topics, ft)
-				m := kmsg.NewPtrMetadataRequest()
-				m.Version = 9
-				c1, c2, c3 := c.send(f), c.send(m), c.send(f)
-				for _, corr := range []int32{c1, c3} {
-					if corr == c3 {
-						c.recv(m, c2)
-					}
-					r := c.recv(f, corr).(*kmsg.FetchResponse)
-					p := r.Topics[0].Partitions[0]
-					if p.ErrorCode != 0 || p.HighWatermark != 9 {
-						t.Fatalf("v%d: partition %+v", version, p)
-					}
-					got := map[int64]string{}
-					for _, rec := range decodeRecords(t, p.RecordBatches) {
-						got[rec.Offset] = string(rec.Value)
-					}
-					if len(got) != len(want) {
-						t.Fatalf("v%d: %d records, want %d", version, len(got), len(want))
-					}
-					for off, v := range want {
-						if got[off] != v {
-							t.Fatalf("v%d: offset %d: %d bytes, want %d", version, off, len(got[off]), len(v))
+			// Served from the entry cache; on files, again after a
+			// restart, read from the ledger files.
+			fetchAll := func(t *testing.T, c *rawConn) {
+				for version := int16(4); version <= 12; version++ {
+					f := kmsg.NewPtrFetchRequest()
+					f.Version = version
+					f.MaxBytes = 1 << 20
+					f.SessionEpoch = -1
+					ft := kmsg.NewFetchRequestTopic()
+					ft.Topic = "splice"
+					fp := kmsg.NewFetchRequestTopicPartition()
+					fp.PartitionMaxBytes = 1 << 20
+					ft.Partitions = append(ft.Partitions, fp)
+					f.Topics = append(f.Topics, ft)
+					m := kmsg.NewPtrMetadataRequest()
+					m.Version = 9
+					c1, c2, c3 := c.send(f), c.send(m), c.send(f)
+					for _, corr := range []int32{c1, c3} {
+						if corr == c3 {
+							c.recv(m, c2)
+						}
+						r := c.recv(f, corr).(*kmsg.FetchResponse)
+						p := r.Topics[0].Partitions[0]
+						if p.ErrorCode != 0 || p.HighWatermark != 9 {
+							t.Fatalf("v%d: partition %+v", version, p)
+						}
+						got := map[int64]string{}
+						for _, rec := range decodeRecords(t, p.RecordBatches) {
+							got[rec.Offset] = string(rec.Value)
+						}
+						if len(got) != len(want) {
+							t.Fatalf("v%d: %d records, want %d", version, len(got), len(want))
+						}
+						for off, v := range want {
+							if got[off] != v {
+								t.Fatalf("v%d: offset %d: %d bytes, want %d", version, off, len(got[off]), len(v))
+							}
 						}
 					}
 				}
+			}
+			fetchAll(t, c)
+			if durable {
+				s.restart()
+				fetchAll(t, dialRaw(t, s.addr))
 			}
 		})
 	}
