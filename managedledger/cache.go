@@ -84,10 +84,22 @@ func (ml *ManagedLedger) cacheTrim(maxAge time.Duration) {
 	}
 }
 
+// cacheFindIndexLocked returns the position of the cached entry holding
+// message index (which the caller checked is visible), if cached.
+func (ml *ManagedLedger) cacheFindIndexLocked(index int64) (Position, bool) {
+	es := ml.mu.cache.entries
+	if len(es) == 0 || index < es[0].FirstIndex || index > es[len(es)-1].LastIndex() {
+		return Position{}, false
+	}
+	i := sort.Search(len(es), func(i int) bool { return es[i].LastIndex() >= index })
+	return es[i].Position, true
+}
+
 // cacheReadLocked returns the visible entries from start on, within
-// maxEntries and maxBytes (at least one), if the cache holds start; ok is
-// false otherwise. The entries' Data is shared with the cache: read-only.
-func (ml *ManagedLedger) cacheReadLocked(start Position, maxEntries, maxBytes int) (out []Entry, ok bool) {
+// maxEntries and maxBytes (at least one if atLeastOne), if the cache holds
+// start; ok is false otherwise. The entries' Data is shared with the
+// cache: read-only.
+func (ml *ManagedLedger) cacheReadLocked(start Position, maxEntries, maxBytes int, atLeastOne bool) (out []Entry, ok bool) {
 	es := ml.mu.cache.entries
 	if len(es) == 0 || start.Less(es[0].Position) || es[len(es)-1].Position.Less(start) {
 		return nil, false
@@ -99,7 +111,7 @@ func (ml *ManagedLedger) cacheReadLocked(start Position, maxEntries, maxBytes in
 	size := 0
 	var l *ledger
 	for _, e := range es[i:] {
-		if len(out) >= maxEntries || len(out) > 0 && size+len(e.Data) > maxBytes {
+		if len(out) >= maxEntries || (len(out) > 0 || !atLeastOne) && size+len(e.Data) > maxBytes {
 			break
 		}
 		if l == nil || l.id != e.Position.LedgerID {

@@ -59,6 +59,23 @@ func TestEntryCache(t *testing.T) {
 			t.Fatalf("entry %d: read %+v, appended %+v", i, got, want)
 		}
 	}
+	// By message index, every index finds its entry, cached or not; the
+	// Within variant returns nothing when the entry does not fit.
+	for _, want := range appended {
+		size := len(payload(int(want.SeqFirst)))
+		for idx := want.FirstIndex; idx <= want.LastIndex(); idx++ {
+			es, err := ml.ReadFromIndex(context.Background(), idx, 1, 1)
+			if err != nil || len(es) != 1 || es[0].Position != want.Position {
+				t.Fatalf("ReadFromIndex(%d): %v %v, want %v", idx, es, err, want.Position)
+			}
+			if es, err := ml.ReadFromIndexWithin(context.Background(), idx, 1, size-1); err != nil || len(es) != 0 {
+				t.Fatalf("ReadFromIndexWithin(%d, %d bytes): %d entries, %v", idx, size-1, len(es), err)
+			}
+			if es, err := ml.ReadFromIndexWithin(context.Background(), idx, 1, size); err != nil || len(es) != 1 || es[0].Position != want.Position {
+				t.Fatalf("ReadFromIndexWithin(%d, %d bytes): %v, %v", idx, size, es, err)
+			}
+		}
+	}
 	es, err := ml.ReadEntries(context.Background(), run[0], 1000, 1<<20)
 	if err != nil || len(es) != len(run) {
 		t.Fatalf("read from the cache: %d entries, %v", len(es), err)

@@ -885,8 +885,14 @@ func (ml *ManagedLedger) recomputeFirstLocked() {
 // entry at or after from, stopping before maxBytes would be exceeded (but
 // always returning at least one entry if any exists). Empty result: nothing yet.
 func (ml *ManagedLedger) ReadEntries(ctx context.Context, from Position, maxEntries, maxBytes int) ([]Entry, error) {
+	return ml.readEntries(from, maxEntries, maxBytes, true)
+}
+
+// readEntries is ReadEntries; without atLeastOne, the first entry is
+// returned only if it fits maxBytes too.
+func (ml *ManagedLedger) readEntries(from Position, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
 	for attempt := 0; ; attempt++ {
-		out, err := ml.readOnce(from, maxEntries, maxBytes)
+		out, err := ml.readOnce(from, maxEntries, maxBytes, atLeastOne)
 		// A ledger deleted by retention, or its idle file closed, under a
 		// reader: plan again.
 		if errors.Is(err, segment.ErrClosed) && attempt < 10 {
@@ -902,7 +908,7 @@ type readPart struct {
 	from, limit int64
 }
 
-func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]Entry, error) {
+func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
 	if maxEntries <= 0 {
 		return nil, nil
 	}
@@ -916,7 +922,7 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]En
 		ml.mu.Unlock()
 		return nil, nil
 	}
-	if out, ok := ml.cacheReadLocked(start, maxEntries, maxBytes); ok {
+	if out, ok := ml.cacheReadLocked(start, maxEntries, maxBytes, atLeastOne); ok {
 		ml.mu.Unlock()
 		return out, nil
 	}
@@ -948,7 +954,7 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]En
 			break
 		}
 		read := p.seg.Read
-		if len(out) > 0 {
+		if len(out) > 0 || !atLeastOne {
 			// Only what still fits: a record that would be dropped
 			// below is not read.
 			read = p.seg.ReadWithin
@@ -965,7 +971,7 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]En
 		}
 		for i := range recs {
 			r := &recs[i]
-			if len(out) > 0 && size+len(r.Data) > maxBytes {
+			if (len(out) > 0 || !atLeastOne) && size+len(r.Data) > maxBytes {
 				return out, nil
 			}
 			size += len(r.Data)
@@ -991,6 +997,18 @@ func entryOf(ledgerID int64, r *segment.Record) Entry {
 // index. index == NextIndex returns nothing; index outside
 // [FirstIndex, NextIndex] is ErrIndexOutOfRange.
 func (ml *ManagedLedger) ReadFromIndex(ctx context.Context, index int64, maxEntries, maxBytes int) ([]Entry, error) {
+	return ml.readFromIndex(index, maxEntries, maxBytes, true)
+}
+
+// ReadFromIndexWithin is ReadFromIndex without the exception for the first
+// entry: it returns nothing if that entry's data exceeds maxBytes, and
+// does not read its data to find out. For a reader that already has data
+// and fills what is left of its budget (a Kafka fetch's later partitions).
+func (ml *ManagedLedger) ReadFromIndexWithin(ctx context.Context, index int64, maxEntries, maxBytes int) ([]Entry, error) {
+	return ml.readFromIndex(index, maxEntries, maxBytes, false)
+}
+
+func (ml *ManagedLedger) readFromIndex(index int64, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
 	ml.mu.Lock()
 	if ml.mu.closed {
 		ml.mu.Unlock()
@@ -1005,12 +1023,16 @@ func (ml *ManagedLedger) ReadFromIndex(ctx context.Context, index int64, maxEntr
 		ml.mu.Unlock()
 		return nil, nil
 	}
-	_, pos, err := ml.headerAtIndexLocked(index)
-	ml.mu.Unlock()
-	if err != nil {
-		return nil, err
+	pos, ok := ml.cacheFindIndexLocked(index)
+	if !ok {
+		var err error
+		if _, pos, err = ml.headerAtIndexLocked(index); err != nil {
+			ml.mu.Unlock()
+			return nil, err
+		}
 	}
-	return ml.ReadEntries(ctx, pos, maxEntries, maxBytes)
+	ml.mu.Unlock()
+	return ml.readEntries(pos, maxEntries, maxBytes, atLeastOne)
 }
 
 // PositionOf returns the position of the entry holding message index.

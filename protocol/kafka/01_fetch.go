@@ -194,7 +194,12 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 	if limit <= 0 && !first {
 		return
 	}
-	entries, err := pr.p.ReadFromIndex(ctx, off, maxFetchEntries, max(limit, 1))
+	read := pr.p.ReadFromIndex
+	if !first {
+		// Only what fits: a batch that would be dropped below is not read.
+		read = pr.p.ReadFromIndexWithin
+	}
+	entries, err := read(ctx, off, maxFetchEntries, max(limit, 1))
 	if err != nil {
 		pr.err = err
 		return

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"slices"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -221,4 +222,78 @@ func decodeRecords(t *testing.T, b []byte) []kgo.Record {
 		b = b[12+batch.Length:]
 	}
 	return out
+}
+
+// TestFetchBudgetAcrossPartitions: only the first non-empty partition may
+// exceed the limits, with its first batch (KIP-74); a later partition whose
+// next batch does not fit what is left returns nothing (and its high
+// watermark), from the entry cache and from files alike.
+func TestFetchBudgetAcrossPartitions(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "files"}[durable], func(t *testing.T) {
+			start := startServer
+			if durable {
+				start = startDurableServer
+			}
+			s := start(t)
+			c := dialRaw(t, s.addr)
+			createTopicRaw(t, c, "budget", 2)
+			for p := range int32(2) {
+				for i := range 2 {
+					b := makeBatch(-1, -1, -1, 1000, string(bytes.Repeat([]byte{byte('a' + i)}, 30000)))
+					if r := c.do(produceReq("budget", p, b)).(*kmsg.ProduceResponse); r.Topics[0].Partitions[0].ErrorCode != 0 {
+						t.Fatal(kerr.ErrorForCode(r.Topics[0].Partitions[0].ErrorCode))
+					}
+				}
+			}
+			fetch := func(maxBytes int32) []int {
+				f := kmsg.NewPtrFetchRequest()
+				f.Version = 12
+				f.SessionEpoch = -1
+				f.MaxBytes = maxBytes
+				ft := kmsg.NewFetchRequestTopic()
+				ft.Topic = "budget"
+				for p := range int32(2) {
+					fp := kmsg.NewFetchRequestTopicPartition()
+					fp.Partition, fp.PartitionMaxBytes = p, 1<<20
+					ft.Partitions = append(ft.Partitions, fp)
+				}
+				f.Topics = append(f.Topics, ft)
+				r := c.do(f).(*kmsg.FetchResponse)
+				var got []int
+				for _, p := range r.Topics[0].Partitions {
+					if p.ErrorCode != 0 || p.HighWatermark != 2 {
+						t.Fatalf("partition %d: %+v", p.Partition, p)
+					}
+					got = append(got, len(decodeRecords(t, p.RecordBatches)))
+				}
+				return got
+			}
+			cases := []struct {
+				maxBytes int32
+				want     []int
+			}{
+				{1, []int{1, 0}},       // the first batch of the first partition only
+				{45000, []int{1, 0}},   // the second batch of either does not fit
+				{70000, []int{2, 0}},   // both of partition 0, nothing left for 1
+				{100000, []int{2, 1}},  // one of partition 1 fits after them
+				{1 << 20, []int{2, 2}}, // everything
+			}
+			// Durable: first from the entry cache, then from the files.
+			for _, from := range []string{"cache", "files"} {
+				if from == "files" {
+					if !durable {
+						break
+					}
+					s.restart() // an empty cache: reads go to the files
+					c = dialRaw(t, s.addr)
+				}
+				for _, tc := range cases {
+					if got := fetch(tc.maxBytes); !slices.Equal(got, tc.want) {
+						t.Fatalf("max bytes %d from %s: records per partition %v, want %v", tc.maxBytes, from, got, tc.want)
+					}
+				}
+			}
+		})
+	}
 }
