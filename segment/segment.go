@@ -716,8 +716,10 @@ func RemoveFiles(opts Options, id int64) error {
 
 // ---- reads ----
 
-// reader reads records through a window buffer. Buffers are never reused,
-// so Data returned by record aliases memory owned by the caller.
+// reader reads records through a window buffer. Data returned by record
+// aliases that buffer: unpooled buffers are never reused, and a pooled one
+// (readbuf.go) is reused only after the reader and every record read from
+// it have released it.
 type reader struct {
 	f      File
 	end    int64 // never read at or beyond
