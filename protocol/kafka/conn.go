@@ -428,7 +428,7 @@ func appendResponse(dst []byte, r *request, resp kmsg.Response) []byte {
 }
 
 // vectoredResponse is a response whose encoding refers to large buffers it
-// does not copy (Fetch: record batches in storage's read buffers). The
+// does not copy (Fetch: record batches in storage's memory). The
 // connection writes the frame and the splices with one writev and then
 // calls release, once; the buffers must stay unchanged until then.
 type vectoredResponse interface {
