@@ -415,6 +415,13 @@ func (p *Partition) ReadFromIndex(ctx context.Context, index int64, maxEntries, 
 	return es, mapLedgerErr(err)
 }
 
+// ReadFromIndexWithin is ReadFromIndex without the exception for the first
+// entry (see managedledger.ReadFromIndexWithin).
+func (p *Partition) ReadFromIndexWithin(ctx context.Context, index int64, maxEntries, maxBytes int) ([]Entry, error) {
+	es, err := p.ml.ReadFromIndexWithin(ctx, index, maxEntries, maxBytes)
+	return es, mapLedgerErr(err)
+}
+
 // ReadEntries returns entries at or after from.
 func (p *Partition) ReadEntries(ctx context.Context, from Position, maxEntries, maxBytes int) ([]Entry, error) {
 	es, err := p.ml.ReadEntries(ctx, from, maxEntries, maxBytes)

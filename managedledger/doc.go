@@ -56,6 +56,14 @@
 // ApplyRetention deletes sealed ledgers, oldest first, that every durable
 // cursor has consumed and that are beyond RetentionTime or RetentionBytes.
 //
+// # Entry cache
+//
+// Recently appended entries are also kept in memory (a copy taken at
+// append, within FactoryOptions.CacheBytes shared by all ledgers, for at
+// most CacheMaxAge), and reads starting at a cached entry are served from
+// it without reading or checksumming files; see cache.go. Visibility is
+// unchanged: a cached entry is returned only once visible.
+//
 // # Cursor persistence
 //
 // Acknowledgements change memory only; the factory persists dirty cursors

@@ -104,6 +104,8 @@ type ManagedLedger struct {
 		changed       chan struct{}
 
 		cursors map[string]*Cursor
+
+		cache entryCache // cache.go
 	}
 }
 
@@ -401,6 +403,11 @@ func (ml *ManagedLedger) AppendAsync(e Entry) (*Pending, error) {
 	if len(e.Producer) > segment.MaxProducerLen {
 		return nil, fmt.Errorf("%w: producer name of %d bytes", ErrInvalidEntry, len(e.Producer))
 	}
+	caching := ml.factory.cacheBudget > 0
+	var cached []byte
+	if caching {
+		cached = bytes.Clone(e.Data) // before taking the lock appends serialise on
+	}
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
 	if ml.mu.closed {
@@ -432,6 +439,11 @@ func (ml *ManagedLedger) AppendAsync(e Entry) (*Pending, error) {
 	e.Position = Position{LedgerID: l.id, EntryID: rec.EntryID}
 	e.FirstIndex = rec.FirstIndex
 	e.PublishTime = now
+	if caching { // every entry, so that the cached run has no gap
+		ce := e
+		ce.Data = cached
+		ml.cacheAppendLocked(ce)
+	}
 	e.Data = nil
 	p := &Pending{entry: e, done: make(chan struct{})}
 	if ml.mu.cfg.Sync == SyncInterval || ml.memory {
@@ -471,6 +483,7 @@ func (ml *ManagedLedger) failLocked(err error) {
 		ml.mu.failed = fmt.Errorf("%w: %s: %w", ErrStorage, ml.name, err)
 		ml.log.Error("managedledger: storage failure; appends refused until reopen", "err", err)
 	}
+	ml.cacheClearLocked() // cached entries past the durable ones never become visible
 	for _, w := range ml.mu.waiters {
 		w.err = ml.mu.failed
 		close(w.done)
@@ -872,8 +885,14 @@ func (ml *ManagedLedger) recomputeFirstLocked() {
 // entry at or after from, stopping before maxBytes would be exceeded (but
 // always returning at least one entry if any exists). Empty result: nothing yet.
 func (ml *ManagedLedger) ReadEntries(ctx context.Context, from Position, maxEntries, maxBytes int) ([]Entry, error) {
+	return ml.readEntries(from, maxEntries, maxBytes, true)
+}
+
+// readEntries is ReadEntries; without atLeastOne, the first entry is
+// returned only if it fits maxBytes too.
+func (ml *ManagedLedger) readEntries(from Position, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
 	for attempt := 0; ; attempt++ {
-		out, err := ml.readOnce(from, maxEntries, maxBytes)
+		out, err := ml.readOnce(from, maxEntries, maxBytes, atLeastOne)
 		// A ledger deleted by retention, or its idle file closed, under a
 		// reader: plan again.
 		if errors.Is(err, segment.ErrClosed) && attempt < 10 {
@@ -889,7 +908,7 @@ type readPart struct {
 	from, limit int64
 }
 
-func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]Entry, error) {
+func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
 	if maxEntries <= 0 {
 		return nil, nil
 	}
@@ -902,6 +921,10 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]En
 	if !ok {
 		ml.mu.Unlock()
 		return nil, nil
+	}
+	if out, ok := ml.cacheReadLocked(start, maxEntries, maxBytes, atLeastOne); ok {
+		ml.mu.Unlock()
+		return out, nil
 	}
 	var parts []readPart
 	budget := int64(maxEntries)
@@ -930,7 +953,13 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]En
 		if len(out) >= maxEntries || (len(out) > 0 && size >= maxBytes) {
 			break
 		}
-		recs, err := p.seg.Read(p.from, p.limit, maxEntries-len(out), max(maxBytes-size, 1))
+		read := p.seg.Read
+		if len(out) > 0 || !atLeastOne {
+			// Only what still fits: a record that would be dropped
+			// below is not read.
+			read = p.seg.ReadWithin
+		}
+		recs, err := read(p.from, p.limit, maxEntries-len(out), max(maxBytes-size, 1))
 		if err != nil {
 			if len(out) > 0 && errors.Is(err, segment.ErrClosed) {
 				return out, nil
@@ -942,7 +971,7 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int) ([]En
 		}
 		for i := range recs {
 			r := &recs[i]
-			if len(out) > 0 && size+len(r.Data) > maxBytes {
+			if (len(out) > 0 || !atLeastOne) && size+len(r.Data) > maxBytes {
 				return out, nil
 			}
 			size += len(r.Data)
@@ -968,6 +997,18 @@ func entryOf(ledgerID int64, r *segment.Record) Entry {
 // index. index == NextIndex returns nothing; index outside
 // [FirstIndex, NextIndex] is ErrIndexOutOfRange.
 func (ml *ManagedLedger) ReadFromIndex(ctx context.Context, index int64, maxEntries, maxBytes int) ([]Entry, error) {
+	return ml.readFromIndex(index, maxEntries, maxBytes, true)
+}
+
+// ReadFromIndexWithin is ReadFromIndex without the exception for the first
+// entry: it returns nothing if that entry's data exceeds maxBytes, and
+// does not read its data to find out. For a reader that already has data
+// and fills what is left of its budget (a Kafka fetch's later partitions).
+func (ml *ManagedLedger) ReadFromIndexWithin(ctx context.Context, index int64, maxEntries, maxBytes int) ([]Entry, error) {
+	return ml.readFromIndex(index, maxEntries, maxBytes, false)
+}
+
+func (ml *ManagedLedger) readFromIndex(index int64, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
 	ml.mu.Lock()
 	if ml.mu.closed {
 		ml.mu.Unlock()
@@ -982,12 +1023,16 @@ func (ml *ManagedLedger) ReadFromIndex(ctx context.Context, index int64, maxEntr
 		ml.mu.Unlock()
 		return nil, nil
 	}
-	_, pos, err := ml.headerAtIndexLocked(index)
-	ml.mu.Unlock()
-	if err != nil {
-		return nil, err
+	pos, ok := ml.cacheFindIndexLocked(index)
+	if !ok {
+		var err error
+		if _, pos, err = ml.headerAtIndexLocked(index); err != nil {
+			ml.mu.Unlock()
+			return nil, err
+		}
 	}
-	return ml.ReadEntries(ctx, pos, maxEntries, maxBytes)
+	ml.mu.Unlock()
+	return ml.readEntries(pos, maxEntries, maxBytes, atLeastOne)
 }
 
 // PositionOf returns the position of the entry holding message index.
@@ -1214,6 +1259,7 @@ func (ml *ManagedLedger) close() error {
 	}
 	ml.mu.waiters = nil
 	close(ml.mu.changed)
+	ml.cacheClearLocked()
 	ml.mu.Unlock()
 
 	errs = append(errs, ml.flushCursors(context.Background()))

@@ -84,9 +84,11 @@ type Entry struct {
 	Producer string
 	SeqFirst int64
 	SeqLast  int64
-	// Data is the batch exactly as produced. Read results own their Data
-	// (until Release); Append does not retain the caller's slice after it
-	// returns.
+	// Data is the batch exactly as produced. Append does not retain the
+	// caller's slice after it returns. A read result's Data is read-only:
+	// it may be shared with other readers (the entry cache, cache.go) and
+	// with other entries of the same read buffer; it stays valid until
+	// Release.
 	Data []byte
 
 	release *entryRelease // shared by copies of the entry: releases once
@@ -100,8 +102,9 @@ type entryRelease struct {
 // Release lets storage reuse the memory behind Data: call it when neither
 // this entry's Data nor any copy of the entry is used again. It is
 // optional (unreleased memory is garbage collected) and idempotent across
-// copies of the entry. A hot read path that copies Data out (Kafka fetch)
-// releases to avoid allocating and zeroing a buffer per read.
+// copies of the entry; a no-op for entries served from the entry cache. A
+// hot read path (Kafka fetch) releases once it has written Data out, to
+// avoid allocating and zeroing a buffer per read.
 func (e *Entry) Release() {
 	if e.release != nil {
 		e.release.once.Do(e.release.rec.Release)

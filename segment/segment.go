@@ -716,8 +716,10 @@ func RemoveFiles(opts Options, id int64) error {
 
 // ---- reads ----
 
-// reader reads records through a window buffer. Buffers are never reused,
-// so Data returned by record aliases memory owned by the caller.
+// reader reads records through a window buffer. Data returned by record
+// aliases that buffer: unpooled buffers are never reused, and a pooled one
+// (readbuf.go) is reused only after the reader and every record read from
+// it have released it.
 type reader struct {
 	f      File
 	end    int64 // never read at or beyond
@@ -764,17 +766,34 @@ func (r *reader) at(off int64, n int, window int) ([]byte, error) {
 	return r.buf[:n], nil
 }
 
+// head decodes the frame head and the fixed body fields of the record at
+// off into rec, without checking the CRC (which covers the whole body). It
+// returns the body length, the stored CRC and the producer name's length.
+func (r *reader) head(off int64, window int) (rec Record, bodyLen int, sum uint32, pl int, err error) {
+	b, err := r.at(off, FrameHeadSize+BodyFixedSize, window)
+	if err != nil {
+		return rec, 0, 0, 0, err
+	}
+	bodyLen, sum, ok := frameHead(b)
+	if !ok {
+		return rec, 0, 0, 0, fmt.Errorf("%w: bad record length at %d", ErrCorrupt, off)
+	}
+	if off+int64(FrameHeadSize+bodyLen) > r.end {
+		return rec, 0, 0, 0, fmt.Errorf("%w: record at %d crosses the end", ErrCorrupt, off)
+	}
+	pl = decodeFixed(b[FrameHeadSize:], &rec)
+	if BodyFixedSize+pl > bodyLen {
+		return rec, 0, 0, 0, fmt.Errorf("%w: producer length at %d", ErrCorrupt, off)
+	}
+	return rec, bodyLen, sum, pl, nil
+}
+
 // record decodes the record at off; withData verifies the CRC and fills
 // Producer and Data. It returns the record's encoded size.
 func (r *reader) record(off int64, withData bool, window int) (Record, int64, error) {
-	var rec Record
-	head, err := r.at(off, FrameHeadSize, window)
+	rec, bodyLen, sum, pl, err := r.head(off, window)
 	if err != nil {
 		return rec, 0, err
-	}
-	bodyLen, sum, ok := frameHead(head)
-	if !ok {
-		return rec, 0, fmt.Errorf("%w: bad record length at %d", ErrCorrupt, off)
 	}
 	n := int64(FrameHeadSize + bodyLen)
 	if withData {
@@ -790,17 +809,6 @@ func (r *reader) record(off int64, withData bool, window int) (Record, int64, er
 			rec.buf = r.rb
 		}
 		return rec, n, decodeBody(body, &rec)
-	}
-	if off+n > r.end {
-		return rec, 0, fmt.Errorf("%w: record at %d crosses the end", ErrCorrupt, off)
-	}
-	fixed, err := r.at(off+FrameHeadSize, BodyFixedSize, window)
-	if err != nil {
-		return rec, 0, err
-	}
-	pl := decodeFixed(fixed, &rec)
-	if BodyFixedSize+pl > bodyLen {
-		return rec, 0, fmt.Errorf("%w: producer length at %d", ErrCorrupt, off)
 	}
 	if pl > 0 {
 		p, err := r.at(off+FrameHeadSize+BodyFixedSize, pl, window)
@@ -918,10 +926,27 @@ func (s *Segment) FindTime(t, limit int64) (Record, bool, error) {
 	return r, ok, err
 }
 
+// peekSlack is read beyond a byte budget when looking at the next record's
+// header, so that a record that does fit (producer name included) usually
+// needs no second read.
+const peekSlack = 256
+
 // Read returns up to maxEntries records from entry from on, never reaching
 // entry limit, stopping before the data would exceed maxBytes (but returning
 // at least one record). Records own their Data.
 func (s *Segment) Read(from, limit int64, maxEntries, maxBytes int) ([]Record, error) {
+	return s.read(from, limit, maxEntries, maxBytes, true)
+}
+
+// ReadWithin is Read without the exception for the first record: it
+// returns nothing if the first record's data exceeds maxBytes (without
+// reading that record's data). For a caller that already has data and
+// fills what is left of its budget.
+func (s *Segment) ReadWithin(from, limit int64, maxEntries, maxBytes int) ([]Record, error) {
+	return s.read(from, limit, maxEntries, maxBytes, false)
+}
+
+func (s *Segment) read(from, limit int64, maxEntries, maxBytes int, atLeastOne bool) ([]Record, error) {
 	if err := s.beginRead(); err != nil {
 		return nil, err
 	}
@@ -941,23 +966,38 @@ func (s *Segment) Read(from, limit int64, maxEntries, maxBytes int) ([]Record, e
 	if !ok {
 		return nil, fmt.Errorf("%w: entry %d not found", ErrCorrupt, from)
 	}
-	// Read ahead what the caller may take, within [8 KiB, 4 MiB]: one
-	// read(2) for a batch, and no 64 KiB copy to return one small entry.
-	window := min(max(min(maxBytes, maxEntries*(32<<10)), 8<<10), 4<<20)
+	// Read ahead what the caller may take (its data and the records'
+	// framing), within [8 KiB, 4 MiB]: one read(2) for a batch, and no
+	// 64 KiB copy to return one small entry.
+	window := min(max(min(maxBytes, maxEntries*(32<<10))+FrameHeadSize+BodyFixedSize+peekSlack, 8<<10), 4<<20)
 	rd := reader{f: s.logF, end: v.size, pooled: true}
 	defer rd.close()
 	var out []Record
 	size := 0
 	for e := from; e < v.entries && len(out) < maxEntries; e++ {
-		r, n, err := rd.record(off, true, window)
+		win := window
+		if len(out) > 0 || !atLeastOne {
+			// Look at the size first: a record that will not be
+			// returned is neither read in full nor checksummed, and the
+			// read-ahead never goes past what the caller may still take.
+			win = min(window, maxBytes-size+FrameHeadSize+BodyFixedSize+peekSlack)
+			h, bodyLen, _, pl, err := rd.head(off, win)
+			if err != nil {
+				return out, err
+			}
+			if h.EntryID != e {
+				return out, fmt.Errorf("%w: entry %d where %d expected", ErrCorrupt, h.EntryID, e)
+			}
+			if size+bodyLen-BodyFixedSize-pl > maxBytes {
+				break
+			}
+		}
+		r, n, err := rd.record(off, true, win)
 		if err != nil {
 			return out, err
 		}
 		if r.EntryID != e {
 			return out, fmt.Errorf("%w: entry %d where %d expected", ErrCorrupt, r.EntryID, e)
-		}
-		if len(out) > 0 && size+len(r.Data) > maxBytes {
-			break
 		}
 		size += len(r.Data)
 		out = append(out, r)

@@ -433,3 +433,65 @@ func TestLookupsNeverScan(t *testing.T) {
 		})
 	}
 }
+
+// TestReadStopsAtBudget: Read never reads far past its byte budget, and a
+// record it will not return (the next one would exceed maxBytes) is not
+// read in full: with large records, a fetch of one costs one record of I/O.
+func TestReadStopsAtBudget(t *testing.T) {
+	var read int64
+	opts := testOpts(countFS{FS: NewMemFS(), read: &read}, "/b")
+	s, err := Create(opts, 1, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const size = 300 << 10
+	for i := range int64(8) {
+		r := Record{EntryID: i, FirstIndex: i, MsgCount: 1, Format: 1, Data: bytes.Repeat([]byte{byte(i)}, size)}
+		if _, err := s.Append(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		from     int64
+		maxBytes int
+		want     int
+	}{
+		{0, 1, 1},            // the first record always comes back
+		{0, size + 10, 1},    // the second would not fit
+		{2, 3*size + 500, 3}, // three fit exactly, the fourth is only looked at
+		{6, 10 * size, 2},    // the end of the log
+	} {
+		read = 0
+		got, err := s.Read(tc.from, 8, 100, tc.maxBytes)
+		if err != nil || len(got) != tc.want {
+			t.Fatalf("Read(%d, maxBytes %d): %d records, %v; want %d", tc.from, tc.maxBytes, len(got), err, tc.want)
+		}
+		for i, r := range got {
+			if r.EntryID != tc.from+int64(i) || len(r.Data) != size || r.Data[0] != byte(r.EntryID) {
+				t.Fatalf("Read(%d): record %d is entry %d with %d bytes", tc.from, i, r.EntryID, len(r.Data))
+			}
+			r.Release()
+		}
+		// One lookup window to find the start, the records returned, and
+		// a header's worth (plus slack, and an 8 KiB minimum window) of the next.
+		if budget := int64(s.lookupWindow() + tc.want*(size+FrameHeadSize+BodyFixedSize) + 16<<10); read > budget {
+			t.Fatalf("Read(%d, maxBytes %d) read %d bytes, budget %d", tc.from, tc.maxBytes, read, budget)
+		}
+	}
+	// ReadWithin has no exception for the first record, and reads no
+	// more than its budget to find out.
+	read = 0
+	if got, err := s.ReadWithin(3, 8, 100, size/2); err != nil || len(got) != 0 {
+		t.Fatalf("ReadWithin(size/2): %d records, %v", len(got), err)
+	}
+	if budget := int64(s.lookupWindow() + size/2 + 16<<10); read > budget {
+		t.Fatalf("ReadWithin of nothing read %d bytes, budget %d", read, budget)
+	}
+	if got, err := s.ReadWithin(3, 8, 100, 2*size); err != nil || len(got) != 2 || got[1].EntryID != 4 {
+		t.Fatalf("ReadWithin(2*size): %d records, %v", len(got), err)
+	}
+}

@@ -12,6 +12,9 @@ package kafka
 // partitions' Changed channels. High watermark = last stable offset = the
 // partition's next index (no transactions), log start = its first index.
 // Incremental fetch sessions (KIP-227, v7+) are in fetch_session.go.
+// Large batches are written from storage's buffers (its entry cache or
+// the buffers they were read into; fetch_response.go), with their first
+// 16 bytes, which a fetch rewrites, copied.
 //
 // Entries produced through Pulsar are converted to one uncompressed batch
 // at their first index (package convert); the converted size is what counts
@@ -47,12 +50,12 @@ type partRead struct {
 	err     error
 	hw      int64
 	start   int64
-	records []byte
+	records *fetchedRecords // nil: none; owned by the response once built
 }
 
 func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Response, error) {
 	h := c.h
-	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	resp := &fetchResponse{FetchResponse: req.ResponseKind().(*kmsg.FetchResponse)}
 
 	parts, sess, incremental, err := h.fs.begin(req)
 	if err != nil {
@@ -111,7 +114,9 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 		total, failed := 0, false
 		for _, pr := range reads {
 			h.readPartition(ctx, pr, maxBytes-total, total == 0)
-			total += len(pr.records)
+			if pr.records != nil {
+				total += pr.records.size
+			}
 			failed = failed || pr.err != nil
 		}
 		if total >= int(req.MinBytes) || failed || !time.Now().Before(deadline) {
@@ -124,26 +129,28 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 
 	// Build the response: every partition for a full fetch, only changed
 	// ones for an incremental one. Consecutive partitions of one topic
-	// share a topic entry, keeping the request's (session's) order.
+	// share a topic entry, keeping the request's (session's) order. The
+	// records move to the response, which releases them once written.
 	for _, pr := range reads {
-		recycleAfterEncode(ctx, pr.records) // pooled: reused once the response is encoded
 		rp := kmsg.NewFetchResponseTopicPartition()
 		rp.Partition = pr.sp.partition
 		// Never null: librdkafka rejects a null record set (size -1).
 		rp.RecordBatches = []byte{}
 		rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+		if pr.err == nil || pr.p != nil {
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = pr.hw, pr.hw, pr.start
+		}
 		if pr.err != nil {
 			rp.ErrorCode = errCode(pr.err)
-			if pr.p != nil {
-				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = pr.hw, pr.hw, pr.start
-			}
-		} else {
-			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = pr.hw, pr.hw, pr.start
-			if pr.records != nil {
-				rp.RecordBatches = pr.records
-			}
 		}
-		if incremental && !pr.sp.changed(rp) {
+		records := 0
+		if pr.records != nil {
+			records = pr.records.size
+		}
+		if incremental && !pr.sp.changed(rp, records) {
+			if pr.records != nil {
+				pr.records.release()
+			}
 			continue
 		}
 		pr.sp.sent(rp)
@@ -155,6 +162,7 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 			n++
 		}
 		resp.Topics[n-1].Partitions = append(resp.Topics[n-1].Partitions, rp)
+		resp.records = append(resp.records, pr.records)
 	}
 	return resp, nil
 }
@@ -163,8 +171,10 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 // partition's max bytes and the response's remaining budget. first says no
 // earlier partition returned data, so one oversized batch is allowed.
 func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int, first bool) {
-	putBuf(pr.records) // an earlier round of the long poll; nothing refers to it
-	pr.records = nil
+	if pr.records != nil {
+		pr.records.release() // an earlier round of the long poll; nothing refers to it
+		pr.records = nil
+	}
 	if pr.p == nil {
 		return
 	}
@@ -185,7 +195,12 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 	if limit <= 0 && !first {
 		return
 	}
-	entries, err := pr.p.ReadFromIndex(ctx, off, maxFetchEntries, max(limit, 1))
+	read := pr.p.ReadFromIndex
+	if !first {
+		// Only what fits: a batch that would be dropped below is not read.
+		read = pr.p.ReadFromIndexWithin
+	}
+	entries, err := read(ctx, off, maxFetchEntries, max(limit, 1))
 	if err != nil {
 		pr.err = err
 		return
@@ -194,34 +209,54 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 		return
 	}
 	maxBatch := int(pr.p.Policies().MaxMessageBytes)
-	// Batches are appended while they fit; only the first non-empty
+	fr := &fetchedRecords{}
+	// Batches are added while they fit; only the first non-empty
 	// partition may exceed the limits, with its first batch (KIP-74).
 	// Converted entries are measured after conversion.
-	est := 0
 	for i := range entries {
-		est += len(entries[i].Data)
-	}
-	out := getBuf(min(est, max(limit, len(entries[0].Data))))
-	for i := range entries {
-		n := len(out)
-		out = h.appendFetched(out, &entries[i], maxBatch)
-		if len(out) > limit && (i > 0 || !first) {
-			out = out[:n]
+		e := &entries[i]
+		if e.Format == broker.FormatKafka && len(e.Data) >= minSpliceBytes {
+			if fr.size+len(e.Data) > limit && (i > 0 || !first) {
+				break
+			}
+			// Read results are read-only (storage's entry cache may
+			// share them): the header fields the fetch rewrites are
+			// copied, the rest is written from storage's buffer.
+			if fr.copies == nil {
+				fr.copies = getBuf(64 << 10)
+			}
+			n := len(fr.copies)
+			fr.copies = append(fr.copies, e.Data[:batchRewritten]...)
+			setBatchOffset(fr.copies[n:], e.FirstIndex)
+			fr.add(batchRewritten)
+			fr.splice(*e, e.Data[batchRewritten:])
+			entries[i] = broker.Entry{} // held by fr now
+			continue
+		}
+		if fr.copies == nil {
+			fr.copies = getBuf(max(len(e.Data), 64<<10))
+		}
+		n := len(fr.copies)
+		fr.copies = h.appendFetched(fr.copies, e, maxBatch)
+		if fr.size+len(fr.copies)-n > limit && (i > 0 || !first) {
+			fr.copies = fr.copies[:n]
 			break
 		}
+		fr.add(len(fr.copies) - n)
 	}
+	fr.closeRun()
 	for i := range entries {
-		entries[i].Release() // copied into out: storage may reuse the read buffer
+		entries[i].Release() // not held: copied, or not returned
 	}
-	if len(out) == 0 {
-		putBuf(out)
+	if fr.size == 0 {
+		fr.release()
 		return
 	}
-	pr.records = out
+	pr.records = fr
 }
 
 // appendFetched appends e as a Kafka batch at its offset. The stored bytes
-// are copied, never modified in place: read buffers may be shared.
+// are copied, not modified.
 // A converted batch larger than maxBatch (the largest batch a Kafka
 // producer could have stored) is LZ4-compressed.
 func (h *Handler) appendFetched(dst []byte, e *broker.Entry, maxBatch int) []byte {
@@ -235,11 +270,24 @@ func (h *Handler) appendFetched(dst []byte, e *broker.Entry, maxBatch int) []byt
 		return out
 	}
 	dst = append(dst, e.Data...)
-	if len(e.Data) >= 17 {
-		binary.BigEndian.PutUint64(dst[start:], uint64(e.FirstIndex))
-		binary.BigEndian.PutUint32(dst[start+12:], 0) // partition leader epoch
-	}
+	setBatchOffset(dst[start:], e.FirstIndex)
 	return dst
+}
+
+// batchRewritten is how many leading bytes of a stored Kafka batch a
+// fetch rewrites: base offset, batch length (unchanged) and partition
+// leader epoch.
+const batchRewritten = 16
+
+// setBatchOffset sets a stored Kafka batch's base offset to the entry's
+// first message index and its partition leader epoch to 0 (neither is
+// under the batch CRC). b may hold just the batch's first batchRewritten
+// bytes.
+func setBatchOffset(b []byte, firstIndex int64) {
+	if len(b) >= batchRewritten {
+		binary.BigEndian.PutUint64(b, uint64(firstIndex))
+		binary.BigEndian.PutUint32(b[12:], 0) // partition leader epoch
+	}
 }
 
 // appendEmptyBatch appends a record-less v2 batch spanning e's offsets:

@@ -157,7 +157,7 @@ func (c *conn) serve(ctx context.Context) {
 	}()
 	bw := bufio.NewWriterSize(c.nc, 64<<10)
 	var out []byte
-	var rc recycler
+	var iov net.Buffers
 	for r := range reqs {
 		if r.err != nil {
 			c.log.WarnContext(ctx, "kafka: closing connection on malformed request", "err", r.err, "api_key", r.key, "api_version", r.version)
@@ -166,7 +166,7 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 		start := time.Now()
-		resp, err := c.handle(withRecycler(ctx, &rc), r)
+		resp, err := c.handle(ctx, r)
 		c.budget.release(r.size)
 		api := kmsg.NameForKey(r.key)
 		c.h.m.requests.WithLabelValues(api).Inc()
@@ -181,15 +181,23 @@ func (c *conn) serve(ctx context.Context) {
 			if out == nil {
 				out = getBuf(0)
 			}
-			out = appendResponse(out[:0], r, resp)
-			rc.release() // the response's buffers are copied into out
 			c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.IdleTimeout))
-			if _, err := bw.Write(out); err != nil {
+			var err error
+			if v, ok := resp.(vectoredResponse); ok && !r.raw {
+				var splices []splice
+				out, splices = appendResponseVectored(out[:0], r, v)
+				iov, err = c.writeVectored(bw, iov, out, splices)
+				v.release() // after the write: nothing refers to the spliced buffers
+			} else {
+				out = appendResponse(out[:0], r, resp)
+				_, err = bw.Write(out)
+			}
+			if err != nil {
 				c.log.DebugContext(ctx, "kafka: write failed", "err", err)
 				return
 			}
 			if cap(out) > 1<<20 {
-				putBuf(out) // do not pin a large fetch response's buffer to an idle connection
+				putBuf(out) // do not pin a large response's buffer to an idle connection
 				out = nil
 			}
 		}
@@ -417,6 +425,68 @@ func appendResponse(dst []byte, r *request, resp kmsg.Response) []byte {
 	dst = resp.AppendTo(dst)
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
 	return dst
+}
+
+// vectoredResponse is a response whose encoding refers to large buffers it
+// does not copy (Fetch: record batches in storage's memory). The
+// connection writes the frame and the splices with one writev and then
+// calls release, once; the buffers must stay unchanged until then.
+type vectoredResponse interface {
+	kmsg.Response
+	appendVectored(dst []byte, vectored bool) ([]byte, []splice)
+	release()
+}
+
+// appendResponseVectored is appendResponse for a vectoredResponse: dst
+// gets the frame without the splices, whose offsets are into dst.
+func appendResponseVectored(dst []byte, r *request, resp vectoredResponse) ([]byte, []splice) {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(r.corr))
+	if resp.IsFlexible() && r.key != apiVersionsKey {
+		dst = append(dst, 0) // empty header tag buffer
+	}
+	dst, splices := resp.appendVectored(dst, true)
+	size := len(dst) - start - 4
+	for _, s := range splices {
+		size += len(s.b)
+	}
+	binary.BigEndian.PutUint32(dst[start:], uint32(size))
+	return dst, splices
+}
+
+// writeVectored writes frame with splices inserted: on a TCP connection
+// with one writev (after flushing what bw holds), elsewhere (TLS) through
+// bw. iov is scratch space, returned for reuse. When it returns, nothing
+// refers to frame or the splices any more.
+func (c *conn) writeVectored(bw *bufio.Writer, iov net.Buffers, frame []byte, splices []splice) (net.Buffers, error) {
+	iov = iov[:0]
+	at := 0
+	for _, s := range splices {
+		if s.at > at {
+			iov = append(iov, frame[at:s.at])
+		}
+		iov = append(iov, s.b)
+		at = s.at
+	}
+	if at < len(frame) {
+		iov = append(iov, frame[at:])
+	}
+	all := iov
+	defer clear(all) // drop references to the buffers
+	if _, ok := c.nc.(*net.TCPConn); !ok {
+		for _, b := range iov {
+			if _, err := bw.Write(b); err != nil {
+				return all[:0], err
+			}
+		}
+		return all[:0], nil
+	}
+	if err := bw.Flush(); err != nil {
+		return all[:0], err
+	}
+	_, err := iov.WriteTo(c.nc) // consumes iov, not all
+	return all[:0], err
 }
 
 // unsupportedApiVersions is the KIP-511 answer: v0, UNSUPPORTED_VERSION,

@@ -44,9 +44,10 @@ type sessionPart struct {
 	lastErrorCode int16
 }
 
-// changed reports whether rp must be in an incremental answer.
-func (sp *sessionPart) changed(rp kmsg.FetchResponseTopicPartition) bool {
-	return !sp.seen || len(rp.RecordBatches) > 0 || rp.ErrorCode != 0 || rp.ErrorCode != sp.lastErrorCode ||
+// changed reports whether rp, with records bytes of record batches, must be
+// in an incremental answer.
+func (sp *sessionPart) changed(rp kmsg.FetchResponseTopicPartition, records int) bool {
+	return !sp.seen || records > 0 || len(rp.RecordBatches) > 0 || rp.ErrorCode != 0 || rp.ErrorCode != sp.lastErrorCode ||
 		rp.HighWatermark != sp.hw || rp.LogStartOffset != sp.logStart
 }
 
