@@ -23,6 +23,18 @@ type Storage struct {
 // Open opens (creating if needed) the data directory dir. An empty dir
 // keeps everything in memory, for tests and ephemeral brokers.
 func Open(dir string, log *slog.Logger) (*Storage, error) {
+	return OpenWith(dir, log, Options{})
+}
+
+// Options tune the storage; the zero value is the defaults.
+type Options struct {
+	// CacheBytes is the ledgers' shared entry cache (see
+	// managedledger.FactoryOptions.CacheBytes): 0 the default, < 0 none.
+	CacheBytes int64
+}
+
+// OpenWith is Open with options.
+func OpenWith(dir string, log *slog.Logger, opts Options) (*Storage, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -40,7 +52,7 @@ func Open(dir string, log *slog.Logger) (*Storage, error) {
 		ledgerDir = filepath.Join(dir, "ledgers")
 	}
 	f, err := managedledger.NewFactory(managedledger.FactoryOptions{
-		Dir: ledgerDir, Store: store, Logger: log.With("component", "managedledger"),
+		Dir: ledgerDir, Store: store, Logger: log.With("component", "managedledger"), CacheBytes: opts.CacheBytes,
 	})
 	if err != nil {
 		store.Close()

@@ -110,6 +110,11 @@ type Config struct {
 	// 0: no bound). Together with the failure delay it bounds credential
 	// guessing per address.
 	AuthMaxPendingPerAddress int `yaml:"auth-max-pending-per-address"`
+	// LedgerCacheBytes is the memory kept for the newest entries of all
+	// ledgers, so that consumers keeping up read them without touching
+	// files (default 64 MiB; 0: no cache; Pulsar managedLedgerCacheSizeMB).
+	// Costs up to about twice this much heap.
+	LedgerCacheBytes int64 `yaml:"ledger-cache-bytes"`
 	// MaxConnectionsPerAddress bounds the open connections of one client
 	// host over all listeners, authenticated or not (default 0: no bound;
 	// Kafka max.connections.per.ip, Pulsar maxConnectionsPerIp).
@@ -142,6 +147,7 @@ func DefaultConfig() *Config {
 		TLSAddrs:                 map[string]string{},
 		AuthFailureDelay:         time.Second,
 		AuthorizationEnabled:     true,
+		LedgerCacheBytes:         64 << 20,
 		AuthMaxPendingPerAddress: 64,
 		Handlers:                 map[string]any{},
 	}
@@ -333,6 +339,9 @@ func (c *Config) Validate() error {
 	if c.AuthMaxPendingPerAddress < 0 {
 		add("auth-max-pending-per-address must be >= 0")
 	}
+	if c.LedgerCacheBytes < 0 {
+		add("ledger-cache-bytes must be >= 0")
+	}
 	if c.MaxConnectionsPerAddress < 0 {
 		add("max-connections-per-address must be >= 0")
 	}
@@ -396,7 +405,7 @@ func (c *Config) topKeys() []string {
 		"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",
 		"auth-enabled", "auth-token-secret-key-file", "auth-token-public-key-file", "anonymous-role",
 		"superuser-roles", "auth-failure-delay", "auth-max-pending-per-address", "authorization-enabled",
-		"max-connections-per-address"}
+		"max-connections-per-address", "ledger-cache-bytes"}
 	for name := range c.Handlers {
 		keys = append(keys, name, name+"-addr", name+"-tls-addr")
 	}
@@ -433,4 +442,12 @@ func decodeStrict(n *yaml.Node, out any) error {
 		return err
 	}
 	return nil
+}
+
+// cacheBytes is LedgerCacheBytes as the storage takes it (< 0: none).
+func (c *Config) cacheBytes() int64 {
+	if c.LedgerCacheBytes == 0 {
+		return -1
+	}
+	return c.LedgerCacheBytes
 }

@@ -87,7 +87,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if s.lock, err = lockDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if s.storage, err = datadir.Open(cfg.DataDir, log); err != nil {
+	if s.storage, err = datadir.OpenWith(cfg.DataDir, log, datadir.Options{CacheBytes: cfg.cacheBytes()}); err != nil {
 		return nil, err
 	}
 	syncCfg := managedledger.Config{Sync: managedledger.SyncAlways}
