@@ -141,7 +141,8 @@ func TestTenantsAndNamespaces(t *testing.T) {
 		{"GET", "/admin/v2/namespaces/acme/app/retention", "", 204, ""},
 		{"POST", "/admin/v2/namespaces/acme/app/autoTopicCreation", `{"allowAutoTopicCreation":true,"topicType":"partitioned","defaultNumPartitions":3}`, 204, ""},
 		{"GET", "/admin/v2/namespaces/acme/app", "", 200,
-			`{"autoTopicCreationOverride":{"allowAutoTopicCreation":true,"topicType":"partitioned","defaultNumPartitions":3},"replication_clusters":["standalone"]}`},
+			`{"autoTopicCreationOverride":{"allowAutoTopicCreation":true,"topicType":"partitioned","defaultNumPartitions":3},"replication_clusters":["standalone"],` +
+				`"auth_policies":{"namespace_auth":{},"destination_auth":{},"subscription_auth_roles":{}}}`},
 		{"POST", "/admin/v2/namespaces/acme/app/autoTopicCreation", `{"allowAutoTopicCreation":true,"topicType":"partitioned"}`, 400, ""},
 
 		{"DELETE", "/admin/v2/tenants/acme", "", 409, ""},
@@ -449,4 +450,35 @@ func TestSkipExpireAndTopicRetention(t *testing.T) {
 	if eff := p.Policies(); eff.RetentionTime != broker.DefaultPolicies().RetentionTime {
 		t.Fatalf("policies after removing the override %+v", eff)
 	}
+}
+
+// TestTopicPermissions: grants on one topic live in its namespace's
+// policies, may precede the topic, merge with the namespace's on GET, and
+// a partition's name stands for its partitioned topic.
+func TestTopicPermissions(t *testing.T) {
+	srv, _ := newTestServer(t)
+	base := "/admin/v2/persistent/public/default/orders/permissions"
+	runCalls(t, srv, []call{
+		{"GET", base, "", 200, `{}`},
+		{"POST", base + "/alice", `["produce","consume","produce"]`, 204, ""}, // no topic yet
+		{"POST", base + "/bob", `["functions"]`, 400, ""},
+		{"POST", "/admin/v2/namespaces/public/default/permissions/carol", `["consume"]`, 204, ""},
+		{"POST", "/admin/v2/persistent/public/default/orders-partition-1/permissions/carol", `["produce"]`, 204, ""},
+		{"GET", base, "", 200, `{"alice":["consume","produce"],"carol":["consume","produce"]}`},
+		{"GET", "/admin/v2/persistent/public/default/orders-partition-0/permissions", "", 200, `{"alice":["consume","produce"],"carol":["consume","produce"]}`},
+		{"GET", "/admin/v2/persistent/public/default/other/permissions", "", 200, `{"carol":["consume"]}`},
+		{"GET", "/admin/v2/non-persistent/public/default/orders/permissions", "", 200, `{"carol":["consume"]}`},
+		{"GET", "/admin/v2/namespaces/public/default", "", 200, `{"replication_clusters":["standalone"],"auth_policies":{` +
+			`"namespace_auth":{"carol":["consume"]},` +
+			`"destination_auth":{"persistent://public/default/orders":{"alice":["consume","produce"],"carol":["produce"]}},` +
+			`"subscription_auth_roles":{}}}`},
+		{"DELETE", base + "/carol", "", 204, ""},
+		{"DELETE", base + "/carol", "", 412, ""}, // not set on the topic (the namespace's stays)
+		{"GET", base, "", 200, `{"alice":["consume","produce"],"carol":["consume"]}`},
+		{"DELETE", base + "/alice", "", 204, ""},
+		{"GET", "/admin/v2/namespaces/public/default", "", 200, `{"replication_clusters":["standalone"],"auth_policies":{` +
+			`"namespace_auth":{"carol":["consume"]},"destination_auth":{},"subscription_auth_roles":{}}}`},
+		{"POST", "/admin/v2/persistent/public/nope/orders/permissions/alice", `["produce"]`, 404, ""},
+		{"POST", "/admin/v2/persistent/public/default/bad%20name/permissions/alice", `["produce"]`, 412, ""},
+	})
 }

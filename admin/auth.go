@@ -9,9 +9,15 @@ package admin
 //	superuser only     GET /tenants, PUT|POST|DELETE /tenants/{t}, /kopernik/...,
 //	                   anything not listed below
 //	tenant admin       GET /tenants/{t}, /namespaces/{t}[/{ns}[/...]],
-//	                   /persistent/{t}/..., /non-persistent/{t}/..., DELETE /schemas/...
-//	lookup (produce    GET /namespaces/{t}/{ns}/topics, GET /persistent/{t}/{ns}/{topic}/partitions,
-//	or consume)        GET /schemas/{t}/{ns}/{topic}/schema[/...], GET /lookup/v2/topic/persistent/{t}/{ns}/{topic}
+//	                   /persistent/{t}/... (topic permissions included),
+//	                   /non-persistent/{t}/..., DELETE /schemas/...
+//	namespace lookup   GET /namespaces/{t}/{ns}/topics
+//	(produce or consume
+//	on the namespace)
+//	topic lookup       GET /persistent/{t}/{ns}/{topic}/partitions,
+//	(produce or consume GET /schemas/{t}/{ns}/{topic}/schema[/...],
+//	on the namespace   GET /lookup/v2/topic/persistent/{t}/{ns}/{topic}
+//	or the topic)
 //	any authenticated  GET /clusters[/...]
 //
 // Without Options.Authz, any authenticated role may do anything, or only
@@ -24,6 +30,7 @@ import (
 	"strings"
 
 	"github.com/kopernik-io/kopernik/auth"
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 type principalKey struct{}
@@ -86,7 +93,7 @@ func (s *server) allowed(ctx context.Context, p auth.Principal, r *http.Request)
 	}
 	get := r.Method == http.MethodGet
 	if at(0) == "lookup" && at(1) == "v2" && at(2) == "topic" && len(parts) >= 6 {
-		return z.Allowed(ctx, p, at(4)+"/"+at(5), auth.NeedLookup)
+		return topicLookup(ctx, z, p, at(3), at(4), at(5), at(6))
 	}
 	if at(0) != "admin" || at(1) != "v2" {
 		return false, nil
@@ -113,7 +120,7 @@ func (s *server) allowed(ctx context.Context, p auth.Principal, r *http.Request)
 			return false, nil
 		}
 		if get && len(parts) == 7 && at(6) == "partitions" {
-			return z.Allowed(ctx, p, tenant+"/"+ns, auth.NeedLookup)
+			return topicLookup(ctx, z, p, resource, tenant, ns, at(5))
 		}
 		return z.IsTenantAdmin(ctx, p, tenant)
 	case "schemas":
@@ -121,11 +128,22 @@ func (s *server) allowed(ctx context.Context, p auth.Principal, r *http.Request)
 			return false, nil
 		}
 		if get {
-			return z.Allowed(ctx, p, tenant+"/"+ns, auth.NeedLookup)
+			return topicLookup(ctx, z, p, "persistent", tenant, ns, at(5))
 		}
 		return z.IsTenantAdmin(ctx, p, tenant)
 	}
 	return false, nil
+}
+
+// topicLookup decides a lookup of topic domain://tenant/ns/local: a grant
+// on its namespace or on the topic. A name that does not parse is decided
+// on the namespace alone (the request then fails on the name).
+func topicLookup(ctx context.Context, z *auth.Authorizer, p auth.Principal, domain, tenant, ns, local string) (bool, error) {
+	name, err := broker.ParseTopicName(domain+"://"+tenant+"/"+ns+"/"+local, "", "")
+	if err != nil {
+		return z.Allowed(ctx, p, tenant+"/"+ns, auth.NeedLookup)
+	}
+	return z.AllowedTopic(ctx, p, name, auth.NeedLookup)
 }
 
 // changedGrants tells the authorizer that grants may have changed: its

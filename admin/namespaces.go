@@ -32,11 +32,22 @@ type autoSubscriptionCreationOverride struct {
 }
 
 // namespacePolicies is the part of Pulsar's Policies JSON kopernik keeps.
+// Auth is reported, not accepted: grants are changed through the
+// permissions endpoints (permissions.go).
 type namespacePolicies struct {
 	Retention           *retentionPolicies                `json:"retention_policies,omitempty"`
 	AutoTopicCreation   *autoTopicCreationOverride        `json:"autoTopicCreationOverride,omitempty"`
 	AutoSubscription    *autoSubscriptionCreationOverride `json:"autoSubscriptionCreationOverride,omitempty"`
 	ReplicationClusters []string                          `json:"replication_clusters"`
+	Auth                *authPolicies                     `json:"auth_policies,omitempty"`
+}
+
+// authPolicies is Pulsar's AuthPolicies JSON: namespace grants, topic
+// grants by full topic name, and subscription roles (none in kopernik).
+type authPolicies struct {
+	NamespaceAuth         map[string][]string            `json:"namespace_auth"`
+	DestinationAuth       map[string]map[string][]string `json:"destination_auth"`
+	SubscriptionAuthRoles map[string][]string            `json:"subscription_auth_roles"`
 }
 
 func (s *server) namespaceRoutes(mux *http.ServeMux) {
@@ -96,7 +107,21 @@ func (s *server) getNamespace(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out := namespacePolicies{ReplicationClusters: []string{s.opts.ClusterName}}
+	out := namespacePolicies{ReplicationClusters: []string{s.opts.ClusterName}, Auth: &authPolicies{
+		NamespaceAuth:         map[string][]string{},
+		DestinationAuth:       map[string]map[string][]string{},
+		SubscriptionAuthRoles: map[string][]string{},
+	}}
+	for role, actions := range p.Permissions {
+		out.Auth.NamespaceAuth[role] = nonNil(actions)
+	}
+	for topic, perms := range p.TopicPermissions {
+		roles := map[string][]string{}
+		for role, actions := range perms {
+			roles[role] = nonNil(actions)
+		}
+		out.Auth.DestinationAuth[topic] = roles
+	}
 	if p.RetentionTime != nil || p.RetentionBytes != nil {
 		rp := retentionOf(p)
 		out.Retention = &rp

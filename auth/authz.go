@@ -9,7 +9,19 @@ package auth
 //   - Any other role may produce and/or consume in a namespace when the
 //     namespace grants it that action (Pulsar's
 //     /admin/v2/namespaces/{t}/{ns}/permissions/{role}); either action also
-//     allows looking topics of that namespace up and describing them.
+//     allows looking topics of that namespace up and describing them, and
+//     listing the namespace's topics.
+//   - A role may produce and/or consume one topic when the topic grants it
+//     that action (Pulsar's /admin/v2/persistent/{t}/{ns}/{topic}/permissions/{role});
+//     either action also allows looking that topic up. A partitioned
+//     topic's grant covers its partitions. A topic grant adds to the
+//     namespace's: a topic's effective grants are both, merged. It gives
+//     nothing on the namespace itself (listing its topics needs a
+//     namespace grant, as in Pulsar).
+//
+// Topic grants are kept in the namespace's policies with the namespace's
+// own (as Pulsar keeps destination_auth in the namespace's auth_policies),
+// so one read answers both and a grant may exist before its topic.
 //
 // Grants are read through a GrantSource and cached for GrantCacheTTL;
 // Invalidate drops the cache at once (the admin API calls it after every
@@ -81,6 +93,27 @@ func (n Need) String() string {
 	return fmt.Sprintf("need(%d)", uint8(n))
 }
 
+// Grants are what one namespace's policies grant.
+type Grants struct {
+	// Namespace is role -> actions on every topic of the namespace.
+	Namespace map[string][]Action
+	// Topics is full topic name (persistent://tenant/ns/topic; a
+	// partitioned topic by its base name) -> role -> actions on that topic.
+	Topics map[string]map[string][]Action
+}
+
+// actions returns what role holds on topic (a full base name; "" for the
+// namespace's own grants only).
+func (g Grants) actions(role, topic string) []Action {
+	out := g.Namespace[role]
+	if topic != "" {
+		if t := g.Topics[topic][role]; len(t) > 0 {
+			out = append(slices.Clip(out), t...)
+		}
+	}
+	return out
+}
+
 // GrantSource is where grants are kept: the broker's tenants and namespace
 // policies. Errors other than "not found" are passed on to the caller (the
 // operation fails as a server error, not as a refusal).
@@ -88,9 +121,10 @@ type GrantSource interface {
 	// TenantAdminRoles returns the tenant's admin roles; a missing tenant
 	// has none.
 	TenantAdminRoles(ctx context.Context, tenant string) ([]string, error)
-	// NamespaceGrants returns role -> actions for "tenant/ns"; a missing
-	// namespace grants nothing.
-	NamespaceGrants(ctx context.Context, namespace string) (map[string][]Action, error)
+	// NamespaceGrants returns the grants of "tenant/ns" and of its topics;
+	// a missing namespace grants nothing. The result is shared by the
+	// cache: callers MUST NOT modify it.
+	NamespaceGrants(ctx context.Context, namespace string) (Grants, error)
 }
 
 // DefaultGrantCacheTTL bounds how stale a cached grant may be when it was
@@ -124,7 +158,7 @@ type cachedRoles struct {
 }
 
 type cachedGrants struct {
-	grants map[string][]Action
+	grants Grants
 	at     time.Time
 }
 
@@ -169,8 +203,37 @@ func (z *Authorizer) IsTenantAdmin(ctx context.Context, p Principal, tenant stri
 }
 
 // Allowed reports whether p may do what need says on namespace
-// ("tenant/ns"). err is a failure to read the grants, not a refusal.
+// ("tenant/ns") as a whole: topic grants do not count. err is a failure to
+// read the grants, not a refusal.
 func (z *Authorizer) Allowed(ctx context.Context, p Principal, namespace string, need Need) (bool, error) {
+	return z.allowed(ctx, p, namespace, need, func(g Grants) []Action { return g.Namespace[p.Role] })
+}
+
+// AllowedTopic reports whether p may do what need says on topic: what
+// Allowed allows on its namespace, or what the topic grants p (a
+// partition: what its partitioned topic grants).
+func (z *Authorizer) AllowedTopic(ctx context.Context, p Principal, topic broker.TopicName, need Need) (bool, error) {
+	key := topic.Base().String()
+	return z.allowed(ctx, p, topic.NamespaceName(), need, func(g Grants) []Action { return g.actions(p.Role, key) })
+}
+
+// AllowedSomeTopic reports whether p may do what need says on the
+// namespace as a whole or on at least one of its topics (by a topic
+// grant): Kafka consumer groups, which live in a namespace but are used
+// to read its topics, are allowed this way.
+func (z *Authorizer) AllowedSomeTopic(ctx context.Context, p Principal, namespace string, need Need) (bool, error) {
+	return z.allowed(ctx, p, namespace, need, func(g Grants) []Action {
+		out := slices.Clone(g.Namespace[p.Role])
+		for _, roles := range g.Topics {
+			out = append(out, roles[p.Role]...)
+		}
+		return out
+	})
+}
+
+// allowed is superuser || tenant admin || need held among actions(grants
+// of namespace).
+func (z *Authorizer) allowed(ctx context.Context, p Principal, namespace string, need Need, actions func(Grants) []Action) (bool, error) {
 	if z.IsSuperUser(p) {
 		return true, nil
 	}
@@ -191,16 +254,21 @@ func (z *Authorizer) Allowed(ctx context.Context, p Principal, namespace string,
 	if err != nil {
 		return false, err
 	}
-	actions := grants[p.Role]
+	return Implies(actions(grants), need), nil
+}
+
+// Implies reports whether holding actions allows need (lookup: any
+// action; admin: never).
+func Implies(actions []Action, need Need) bool {
 	switch need {
 	case NeedProduce:
-		return slices.Contains(actions, ActionProduce), nil
+		return slices.Contains(actions, ActionProduce)
 	case NeedConsume:
-		return slices.Contains(actions, ActionConsume), nil
+		return slices.Contains(actions, ActionConsume)
 	case NeedLookup:
-		return len(actions) > 0, nil
+		return len(actions) > 0
 	}
-	return false, nil
+	return false
 }
 
 // Check is Allowed as an error: nil when allowed, ErrNotAuthorized (with
@@ -216,6 +284,18 @@ func (z *Authorizer) Check(ctx context.Context, p Principal, namespace string, n
 	return nil
 }
 
+// CheckTopic is AllowedTopic as an error, as Check is Allowed.
+func (z *Authorizer) CheckTopic(ctx context.Context, p Principal, topic broker.TopicName, need Need) error {
+	ok, err := z.AllowedTopic(ctx, p, topic, need)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: role %q may not %s on topic %s", ErrNotAuthorized, p.Role, need, topic)
+	}
+	return nil
+}
+
 func (z *Authorizer) tenantRoles(ctx context.Context, tenant string) ([]string, error) {
 	return cached(z, ctx, func() map[string]cachedRoles { return z.mu.tenants }, tenant,
 		func(c cachedRoles) ([]string, time.Time) { return c.roles, c.at },
@@ -223,10 +303,10 @@ func (z *Authorizer) tenantRoles(ctx context.Context, tenant string) ([]string, 
 		z.src.TenantAdminRoles)
 }
 
-func (z *Authorizer) namespaceGrants(ctx context.Context, namespace string) (map[string][]Action, error) {
+func (z *Authorizer) namespaceGrants(ctx context.Context, namespace string) (Grants, error) {
 	return cached(z, ctx, func() map[string]cachedGrants { return z.mu.namespaces }, namespace,
-		func(c cachedGrants) (map[string][]Action, time.Time) { return c.grants, c.at },
-		func(v map[string][]Action, at time.Time) cachedGrants { return cachedGrants{grants: v, at: at} },
+		func(c cachedGrants) (Grants, time.Time) { return c.grants, c.at },
+		func(v Grants, at time.Time) cachedGrants { return cachedGrants{grants: v, at: at} },
 		z.src.NamespaceGrants)
 }
 
@@ -261,7 +341,7 @@ func cached[C, V any](z *Authorizer, ctx context.Context, m func() map[string]C,
 }
 
 // BrokerGrants reads grants from a broker.Service: tenants' admin roles and
-// namespaces' Policies.Permissions.
+// namespaces' Policies.Permissions and Policies.TopicPermissions.
 type BrokerGrants struct{ Svc broker.Service }
 
 func (g BrokerGrants) TenantAdminRoles(ctx context.Context, tenant string) ([]string, error) {
@@ -272,21 +352,34 @@ func (g BrokerGrants) TenantAdminRoles(ctx context.Context, tenant string) ([]st
 	return info.AdminRoles, err
 }
 
-func (g BrokerGrants) NamespaceGrants(ctx context.Context, namespace string) (map[string][]Action, error) {
+func (g BrokerGrants) NamespaceGrants(ctx context.Context, namespace string) (Grants, error) {
 	p, err := g.Svc.NamespacePolicies(ctx, namespace)
 	if errors.Is(err, broker.ErrNamespaceNotFound) || errors.Is(err, broker.ErrInvalidName) {
-		return nil, nil
+		return Grants{}, nil
 	}
 	if err != nil {
-		return nil, err
+		return Grants{}, err
 	}
-	grants := make(map[string][]Action, len(p.Permissions))
-	for role, actions := range p.Permissions {
+	out := Grants{Namespace: ParseGrants(p.Permissions)}
+	if len(p.TopicPermissions) > 0 {
+		out.Topics = make(map[string]map[string][]Action, len(p.TopicPermissions))
+		for topic, perms := range p.TopicPermissions {
+			out.Topics[topic] = ParseGrants(perms)
+		}
+	}
+	return out, nil
+}
+
+// ParseGrants converts stored role -> action names, skipping names it does
+// not know (a newer broker's, or Pulsar's functions and the like).
+func ParseGrants(perms map[string][]string) map[string][]Action {
+	grants := make(map[string][]Action, len(perms))
+	for role, actions := range perms {
 		for _, a := range actions {
 			if a, err := ParseAction(a); err == nil {
 				grants[role] = append(grants[role], a)
 			}
 		}
 	}
-	return grants, nil
+	return grants
 }

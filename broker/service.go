@@ -83,6 +83,14 @@ type Policies struct {
 	// namespace's topics (Pulsar's namespace auth_policies). Kept on
 	// namespaces only; package auth interprets them.
 	Permissions map[string][]string `json:"permissions,omitempty"`
+	// TopicPermissions grants roles actions on single topics of the
+	// namespace (Pulsar's auth_policies.destination_auth): full topic name
+	// (persistent://tenant/ns/topic; a partitioned topic by its base name,
+	// covering its partitions) -> role -> actions. Kept on the namespace, not
+	// the topic, so a grant may exist before its topic does and one read of
+	// the namespace's policies gives every grant in it. Namespaces only;
+	// package auth interprets them.
+	TopicPermissions map[string]map[string][]string `json:"topicPermissions,omitempty"`
 }
 
 // EffectivePolicies are Policies with every inheritance resolved.

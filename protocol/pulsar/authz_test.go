@@ -25,16 +25,16 @@ type testGrants struct {
 
 func (g *testGrants) TenantAdminRoles(context.Context, string) ([]string, error) { return nil, nil }
 
-func (g *testGrants) NamespaceGrants(_ context.Context, ns string) (map[string][]auth.Action, error) {
+func (g *testGrants) NamespaceGrants(_ context.Context, ns string) (auth.Grants, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.err != nil {
-		return nil, g.err
+		return auth.Grants{}, g.err
 	}
 	if ns != "public/default" {
-		return nil, nil
+		return auth.Grants{}, nil
 	}
-	return map[string][]auth.Action{"guest": g.actions}, nil
+	return auth.Grants{Namespace: map[string][]auth.Action{"guest": g.actions}}, nil
 }
 
 // startAuthzServer serves clients without credentials as role "guest",
