@@ -279,7 +279,10 @@ func TestKafkaACLsUnsupported(t *testing.T) {
 	bad := map[string]kmsg.CreateACLsRequestCreation{
 		"deny":             mk(topic, "tenant-a/ns/", pre, "User:x", "*", read, deny),
 		"host":             mk(topic, "tenant-a/ns/", pre, "User:x", "10.0.0.1", read, allow),
-		"literal topic":    mk(topic, "orders", lit, "User:x", "*", read, allow),
+		"partition name":   mk(topic, "orders-partition-0", lit, "User:x", "*", read, allow),
+		"bad topic name":   mk(topic, "or ders", lit, "User:x", "*", read, allow),
+		"no such ns topic": mk(topic, "tenant-a/nope/orders", lit, "User:x", "*", read, allow),
+		"topic describe":   mk(topic, "tenant-a/ns/orders", lit, "User:x", "*", describe, allow),
 		"short prefix":     mk(topic, "tenant-a/", pre, "User:x", "*", read, allow),
 		"topic prefix":     mk(topic, "tenant-a/ns/ord", pre, "User:x", "*", read, allow),
 		"cluster":          mk(cluster, "kafka-cluster", lit, "User:x", "*", kmsg.ACLOperationAlter, allow),

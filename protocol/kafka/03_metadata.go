@@ -46,14 +46,13 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 		if err != nil && !errors.Is(err, broker.ErrNamespaceNotFound) {
 			return nil, err
 		}
-		if len(mds) > 0 {
-			// As Kafka does, a listing leaves out what the client may not
-			// describe (here: all of the namespace or none of it).
-			if ok, err := h.mayTopic(ctx, mds[0].Name, auth.NeedLookup); err != nil || !ok {
-				mds = nil
-			}
-		}
 		for _, md := range mds {
+			// As Kafka does, a listing leaves out what the client may not
+			// describe: topics it holds no grant on, by topic or namespace
+			// (the grants are read once, then cached).
+			if ok, err := h.mayTopic(ctx, md.Name, auth.NeedLookup); err != nil || !ok {
+				continue
+			}
 			names = append(names, h.kafkaName(ctx, md.Name))
 		}
 		sort.Strings(names)

@@ -1,11 +1,11 @@
 package kafka
 
 // DescribeAcls (key 29), versions 1-2 (Kafka 2.8's maximum; v0 cannot
-// carry a pattern type, and every binding kopernik reports is PREFIXED).
+// carry a pattern type, and namespace grants are reported PREFIXED).
 //
-// Reports the namespace permissions of the tenants the caller administers
-// as bindings TOPIC PREFIXED "<tenant>/<ns>/" (see acls.go for the mapping
-// and the filter rules). SECURITY_DISABLED without an authorizer,
+// Reports the namespace and topic permissions of the tenants the caller
+// administers as bindings TOPIC PREFIXED "<tenant>/<ns>/" and TOPIC
+// LITERAL "<topic>" (see acls.go for the mapping and the filter rules). SECURITY_DISABLED without an authorizer,
 // CLUSTER_AUTHORIZATION_FAILED for a caller who administers no tenant,
 // INVALID_REQUEST for a filter with UNKNOWN values.
 
@@ -30,10 +30,10 @@ func handleDescribeACLs(ctx context.Context, c *conn, req *kmsg.DescribeACLsRequ
 		return resp, nil
 	}
 	for _, g := range grants {
-		name := aclResourceName(g.ns)
-		if n := len(resp.Resources); n == 0 || resp.Resources[n-1].ResourceName != name {
+		pattern, name := c.h.aclResource(ctx, g)
+		if n := len(resp.Resources); n == 0 || resp.Resources[n-1].ResourceName != name || resp.Resources[n-1].ResourcePatternType != pattern {
 			r := kmsg.NewDescribeACLsResponseResource()
-			r.ResourceType, r.ResourceName, r.ResourcePatternType = kmsg.ACLResourceTypeTopic, name, kmsg.ACLResourcePatternTypePrefixed
+			r.ResourceType, r.ResourceName, r.ResourcePatternType = kmsg.ACLResourceTypeTopic, name, pattern
 			resp.Resources = append(resp.Resources, r)
 		}
 		a := kmsg.NewDescribeACLsResponseResourceACL()
@@ -45,7 +45,8 @@ func handleDescribeACLs(ctx context.Context, c *conn, req *kmsg.DescribeACLsRequ
 	return resp, nil
 }
 
-// describeACLs returns the bindings f selects, grouped by namespace.
+// describeACLs returns the bindings f selects, grouped by namespace, then
+// by topic.
 func (h *Handler) describeACLs(ctx context.Context, f *aclFilter) ([]aclGrant, error) {
 	if h.authz == nil {
 		return nil, errSecurityDisabled

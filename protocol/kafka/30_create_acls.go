@@ -3,8 +3,8 @@ package kafka
 // CreateAcls (key 30), versions 1-2 (Kafka 2.8's maximum; v0, without a
 // pattern type, is not served: see 29_describe_acls.go).
 //
-// Each creation is mapped onto a namespace permission (acls.go) and needs
-// admin of that namespace's tenant (CLUSTER_AUTHORIZATION_FAILED
+// Each creation is mapped onto a namespace or topic permission (acls.go)
+// and needs admin of that namespace's tenant (CLUSTER_AUTHORIZATION_FAILED
 // otherwise). A creation kopernik cannot represent is refused with
 // INVALID_REQUEST and changes nothing; the others of the request are
 // carried out. Granting what a role already holds succeeds. A namespace
@@ -72,16 +72,25 @@ func (h *Handler) createACLs(ctx context.Context, c *conn, creations []kmsg.Crea
 	changed := false
 	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
 		idx := byNS[ns]
-		did, err := h.aclUpdate(ctx, ns, func(perms map[string][]string) {
+		did, err := h.aclUpdate(ctx, ns, func(perms *aclPerms) {
 			for _, i := range idx {
-				for _, a := range changes[i].add {
-					perms[changes[i].role] = append(perms[changes[i].role], string(a))
+				ch := changes[i]
+				m := perms.of(ch.topic)
+				for _, a := range ch.add {
+					m[ch.role] = append(m[ch.role], string(a))
+				}
+			}
+			// GROUP READ "*": implied by a topic consume grant, else
+			// consume on the namespace.
+			for _, i := range idx {
+				if ch := changes[i]; ch.groupRead && !perms.holdsTopicConsume(ch.role) {
+					perms.ns[ch.role] = append(perms.ns[ch.role], string(auth.ActionConsume))
 				}
 			}
 			// DESCRIBE is implied: accepted when the role now holds an
 			// action implying it.
 			for _, i := range idx {
-				if need := changes[i].implied; need != 0 && !aclImplies(perms[changes[i].role], need) {
+				if need := changes[i].implied; need != 0 && !aclImplies(perms, changes[i], need) {
 					errs[i] = aclUnsupported("DESCRIBE cannot be granted alone: kopernik implies it by READ or WRITE (groups: READ); grant one of those too")
 				}
 			}
@@ -111,13 +120,22 @@ func (h *Handler) createACLs(ctx context.Context, c *conn, creations []kmsg.Crea
 	return errs
 }
 
-// aclImplies reports whether actions allow need (lookup: any action).
-func aclImplies(actions []string, need auth.Need) bool {
-	switch need {
-	case auth.NeedLookup:
-		return slices.Contains(actions, string(auth.ActionConsume)) || slices.Contains(actions, string(auth.ActionProduce))
-	case auth.NeedConsume:
-		return slices.Contains(actions, string(auth.ActionConsume))
+// aclImplies reports whether ch's role holds need where ch applies: a
+// topic (its grants and the namespace's), the namespace (topic DESCRIBE on
+// a namespace resource), or the namespace's groups (group DESCRIBE:
+// consume on the namespace or on one of its topics).
+func aclImplies(perms *aclPerms, ch aclChange, need auth.Need) bool {
+	var names []string
+	switch {
+	case ch.topic != "":
+		names = append(slices.Clone(perms.ns[ch.role]), perms.topics[ch.topic][ch.role]...)
+	case need == auth.NeedConsume:
+		if perms.holdsTopicConsume(ch.role) {
+			return true
+		}
+		names = perms.ns[ch.role]
+	default:
+		names = perms.ns[ch.role]
 	}
-	return false
+	return auth.Implies(auth.ParseGrants(map[string][]string{ch.role: names})[ch.role], need)
 }

@@ -4,8 +4,9 @@ package kafka
 // served: see 29_describe_acls.go).
 //
 // Each filter (acls.go's rules) removes the actions it selects from the
-// namespaces of the tenants the caller administers and answers them as
-// the bindings deleted, in the TOPIC PREFIXED "<tenant>/<ns>/" form. A
+// namespaces (and their topics) of the tenants the caller administers and
+// answers them as the bindings deleted, in the forms DescribeAcls reports:
+// TOPIC PREFIXED "<tenant>/<ns>/" or TOPIC LITERAL "<topic>". A
 // filter with UNKNOWN values is INVALID_REQUEST; one naming a namespace of
 // a tenant the caller does not administer, or any filter of a caller who
 // administers no tenant, is CLUSTER_AUTHORIZATION_FAILED. A filter that
@@ -44,7 +45,8 @@ func handleDeleteACLs(ctx context.Context, c *conn, req *kmsg.DeleteACLsRequest)
 		}
 		for _, g := range matched[i] {
 			m := kmsg.NewDeleteACLsResponseResultMatchingACL()
-			m.ResourceType, m.ResourceName, m.ResourcePatternType = kmsg.ACLResourceTypeTopic, aclResourceName(g.ns), kmsg.ACLResourcePatternTypePrefixed
+			m.ResourceType = kmsg.ACLResourceTypeTopic
+			m.ResourcePatternType, m.ResourceName = c.h.aclResource(ctx, g)
 			m.Principal, m.Host = aclPrincipalPrefix+g.role, "*"
 			m.Operation, m.PermissionType = g.operation(), kmsg.ACLPermissionTypeAllow
 			if err := nsErrs[g.ns]; err != nil {
@@ -100,9 +102,10 @@ func (h *Handler) deleteACLs(ctx context.Context, c *conn, filters []aclFilter) 
 	}
 	changed := false
 	for _, ns := range slices.Sorted(maps.Keys(remove)) {
-		did, err := h.aclUpdate(ctx, ns, func(perms map[string][]string) {
+		did, err := h.aclUpdate(ctx, ns, func(perms *aclPerms) {
 			for _, g := range remove[ns] {
-				perms[g.role] = slices.DeleteFunc(perms[g.role], func(a string) bool { return a == string(g.action) })
+				m := perms.of(g.topic)
+				m[g.role] = slices.DeleteFunc(m[g.role], func(a string) bool { return a == string(g.action) })
 			}
 		})
 		if errors.Is(err, broker.ErrNamespaceNotFound) {

@@ -1,45 +1,64 @@
 package kafka
 
 // Kafka ACLs (KIP-140: DescribeAcls, CreateAcls, DeleteAcls) over
-// kopernik's namespace permissions (package auth; Pulsar's
-// /admin/v2/namespaces/{t}/{ns}/permissions). Kopernik grants roles the
-// produce and/or consume action on a whole namespace; a Kafka binding is
-// accepted only when it says exactly that:
+// kopernik's namespace and topic permissions (package auth; Pulsar's
+// /admin/v2/namespaces/{t}/{ns}/permissions and
+// /admin/v2/persistent/{t}/{ns}/{topic}/permissions). Kopernik grants roles
+// the produce and/or consume action on a whole namespace or on one topic;
+// a Kafka binding is accepted only when it says exactly that:
 //
 //	principal    User:<role>  (the role of the token; not the wildcard User:*)
 //	host         *
 //	permission   ALLOW
 //	resource     TOPIC PREFIXED "<tenant>/<ns>/"  the namespace tenant/ns
 //	             TOPIC LITERAL "*"                the connection's namespace
+//	             TOPIC LITERAL "<topic>"          that one topic (a short name:
+//	                                              in the connection's namespace;
+//	                                              "<tenant>/<ns>/<topic>"
+//	                                              elsewhere); it need not exist
 //	             GROUP LITERAL "*"                the connection's namespace
 //	                                              (groups live there and are
 //	                                              authorized by consume)
 //	operation    READ -> consume, WRITE -> produce, ALL -> both (topics);
-//	             READ -> consume (groups); DESCRIBE is implied by READ or
+//	             READ (groups): see below; DESCRIBE is implied by READ or
 //	             WRITE, so a DESCRIBE creation changes nothing and succeeds
 //	             when the role then holds an action that implies it
 //
-// Any other creation (DENY, a host, a literal topic or group name, another
-// resource type or operation) is refused with INVALID_REQUEST and a message
-// saying why, and changes nothing; the other creations of the request are
-// carried out. Without an authorizer every ACL API answers SECURITY_DISABLED,
-// as Kafka does.
+// GROUP READ "*": a role that holds consume on a topic of the connection's
+// namespace by a topic grant (once the request's other creations are
+// applied) may already use the namespace's groups (authz.go), so the
+// binding is implied and changes nothing; otherwise it grants consume on
+// the connection's namespace, as it always did. So Kafka's habit of
+// pairing topic READ with group READ does not widen a topic grant to the
+// namespace, as long as the topic READ comes first or in the same request.
 //
-// Bindings are reported (DescribeAcls, and DeleteAcls' matches) in one
-// form only: TOPIC PREFIXED "<tenant>/<ns>/", READ for consume, WRITE for
-// produce. Filters follow Kafka's rules (ANY, MATCH, LITERAL, PREFIXED;
-// null name, principal and host match anything) against that form, with
-// these aliases: a filter for TOPIC LITERAL "*" matches the bindings of the
-// connection's namespace, one for GROUP LITERAL "*" its consume bindings,
-// and MATCH of a topic name matches the bindings of the namespace the name
-// resolves to (short names: the connection's). A filter operation ALL
+// Any other creation (DENY, a host, a literal group name, a partition's
+// name, another resource type or operation) is refused with
+// INVALID_REQUEST and a message saying why, and changes nothing; the other
+// creations of the request are carried out. Without an authorizer every
+// ACL API answers SECURITY_DISABLED, as Kafka does.
+//
+// Bindings are reported (DescribeAcls, and DeleteAcls' matches) in two
+// forms: TOPIC PREFIXED "<tenant>/<ns>/" for a namespace grant, TOPIC
+// LITERAL "<topic>" for a topic grant (named as the connection names it:
+// short in its namespace, "<tenant>/<ns>/<topic>" elsewhere); READ for
+// consume, WRITE for produce. Filters follow Kafka's rules (ANY, MATCH,
+// LITERAL, PREFIXED; null name, principal and host match anything; MATCH
+// of a name selects the LITERAL binding of that name and the PREFIXED
+// bindings it starts with, PREFIXED selects PREFIXED bindings only) against
+// those forms, with these aliases: a filter for TOPIC LITERAL "*" matches
+// the namespace bindings of the connection's namespace, one for GROUP
+// LITERAL "*" its consume bindings; MATCH of a topic name matches the
+// namespace bindings of the namespace the name resolves to (short names:
+// the connection's) and the topic bindings of that topic; a topic binding
+// also answers to its "<tenant>/<ns>/<topic>" name. A filter operation ALL
 // matches READ and WRITE (a created ALL is kept as both).
 //
-// Who may call: CreateAcls and DeleteAcls change a namespace's
-// permissions, which needs admin of its tenant (a tenant admin role or a
-// superuser), else CLUSTER_AUTHORIZATION_FAILED; DescribeAcls and DeleteAcls
-// see only the namespaces of tenants the caller administers (a superuser:
-// all), and a caller who administers none is refused with
+// Who may call: CreateAcls and DeleteAcls change a namespace's (or its
+// topics') permissions, which needs admin of its tenant (a tenant admin
+// role or a superuser), else CLUSTER_AUTHORIZATION_FAILED; DescribeAcls and
+// DeleteAcls see only the namespaces of tenants the caller administers (a
+// superuser: all), and a caller who administers none is refused with
 // CLUSTER_AUTHORIZATION_FAILED.
 
 import (
@@ -68,9 +87,11 @@ var aclMu sync.Mutex
 // aclPrincipalPrefix is the principal type of every kopernik role.
 const aclPrincipalPrefix = "User:"
 
-// aclGrant is one action a role holds on a namespace: one binding.
+// aclGrant is one action a role holds on a namespace or one of its
+// topics: one binding.
 type aclGrant struct {
 	ns     string // "tenant/ns"
+	topic  string // full topic name for a topic grant; "" for the namespace's
 	role   string
 	action auth.Action
 }
@@ -86,6 +107,26 @@ func (g aclGrant) operation() kmsg.ACLOperation {
 // aclResourceName is the PREFIXED topic resource naming namespace ns.
 func aclResourceName(ns string) string { return ns + "/" }
 
+// aclResource is the resource g is reported as: TOPIC PREFIXED
+// "<tenant>/<ns>/", or TOPIC LITERAL with the topic's Kafka name.
+func (h *Handler) aclResource(ctx context.Context, g aclGrant) (kmsg.ACLResourcePatternType, string) {
+	if g.topic == "" {
+		return kmsg.ACLResourcePatternTypePrefixed, aclResourceName(g.ns)
+	}
+	return kmsg.ACLResourcePatternTypeLiteral, h.aclTopicName(ctx, g.topic)
+}
+
+// aclTopicName is the Kafka name of the granted topic full (short in the
+// connection's namespace); a name Kafka clients cannot spell otherwise (a
+// non-persistent topic) stays full.
+func (h *Handler) aclTopicName(ctx context.Context, full string) string {
+	n, err := broker.ParseTopicName(full, "", "")
+	if err != nil || n.Domain != "persistent" {
+		return full
+	}
+	return h.kafkaName(ctx, n)
+}
+
 // errSecurityDisabled answers every ACL API when authorization is off.
 var errSecurityDisabled = fmt.Errorf("%w: authorization is not enabled on this broker (authorization-enabled)", kerr.SecurityDisabled)
 
@@ -96,10 +137,12 @@ func aclUnsupported(format string, args ...any) error {
 
 // aclChange is what one accepted creation asks for.
 type aclChange struct {
-	ns      string
-	role    string
-	add     []auth.Action // actions to grant
-	implied auth.Need     // DESCRIBE: nothing to add; the role must then hold this
+	ns        string
+	topic     string // full topic name for a topic grant
+	role      string
+	add       []auth.Action // actions to grant
+	implied   auth.Need     // DESCRIBE: nothing to add; the role must then hold this
+	groupRead bool          // GROUP READ "*": implied by a topic consume grant, else add consume
 }
 
 // aclCreation maps a creation onto a namespace grant, or says why it cannot.
@@ -140,7 +183,14 @@ func (h *Handler) aclCreation(ctx context.Context, c *kmsg.CreateACLsRequestCrea
 	case c.ResourcePatternType == kmsg.ACLResourcePatternTypeLiteral && c.ResourceName == "*": // topic or group
 		ch.ns = tenant + "/" + ns
 	case c.ResourceType == kmsg.ACLResourceTypeTopic:
-		return aclChange{}, aclUnsupported("topic %q: kopernik grants whole namespaces: use PREFIXED \"<tenant>/<namespace>/\" or LITERAL \"*\" (the connection's namespace)", c.ResourceName)
+		n, err := h.parseName(ctx, c.ResourceName)
+		if err != nil {
+			return aclChange{}, fmt.Errorf("%w: topic %q: %v", errInvalidRequest, c.ResourceName, err)
+		}
+		if n.PartitionIndex() >= 0 {
+			return aclChange{}, aclUnsupported("topic %q names a partition: grant its partitioned topic, which covers its partitions", c.ResourceName)
+		}
+		ch.ns, ch.topic = n.NamespaceName(), n.String()
 	default:
 		return aclChange{}, aclUnsupported("group %q %s: kopernik grants groups of the connection's namespace as a whole: use LITERAL \"*\"", c.ResourceName, c.ResourcePatternType)
 	}
@@ -154,7 +204,7 @@ func (h *Handler) aclCreation(ctx context.Context, c *kmsg.CreateACLsRequestCrea
 	case c.ResourceType == kmsg.ACLResourceTypeTopic && op == kmsg.ACLOperationDescribe:
 		ch.implied = auth.NeedLookup
 	case c.ResourceType == kmsg.ACLResourceTypeGroup && op == kmsg.ACLOperationRead:
-		ch.add = []auth.Action{auth.ActionConsume}
+		ch.groupRead = true
 	case c.ResourceType == kmsg.ACLResourceTypeGroup && op == kmsg.ACLOperationDescribe:
 		ch.implied = auth.NeedConsume
 	default:
@@ -224,8 +274,9 @@ func (h *Handler) aclNamespaces(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// aclReadGrants returns the bindings of namespace ns, sorted by role then
-// action; a namespace deleted meanwhile has none.
+// aclReadGrants returns the bindings of namespace ns and its topics:
+// the namespace's first, then by topic, each sorted by role then action; a
+// namespace deleted meanwhile has none.
 func (h *Handler) aclReadGrants(ctx context.Context, ns string) ([]aclGrant, error) {
 	p, err := h.svc.NamespacePolicies(ctx, ns)
 	if errors.Is(err, broker.ErrNamespaceNotFound) {
@@ -235,14 +286,23 @@ func (h *Handler) aclReadGrants(ctx context.Context, ns string) ([]aclGrant, err
 		return nil, err
 	}
 	var out []aclGrant
-	for role, actions := range p.Permissions {
-		for _, a := range actions {
-			if act, err := auth.ParseAction(a); err == nil {
-				out = append(out, aclGrant{ns: ns, role: role, action: act})
+	add := func(topic string, perms map[string][]string) {
+		for role, actions := range perms {
+			for _, a := range actions {
+				if act, err := auth.ParseAction(a); err == nil {
+					out = append(out, aclGrant{ns: ns, topic: topic, role: role, action: act})
+				}
 			}
 		}
 	}
+	add("", p.Permissions)
+	for topic, perms := range p.TopicPermissions {
+		add(topic, perms)
+	}
 	slices.SortFunc(out, func(a, b aclGrant) int {
+		if c := strings.Compare(a.topic, b.topic); c != 0 {
+			return c
+		}
 		if c := strings.Compare(a.role, b.role); c != 0 {
 			return c
 		}
@@ -251,19 +311,85 @@ func (h *Handler) aclReadGrants(ctx context.Context, ns string) ([]aclGrant, err
 	return slices.CompactFunc(out, func(a, b aclGrant) bool { return a == b }), nil
 }
 
-// aclUpdate applies change to namespace ns's permissions (role -> sorted
-// actions, a role without actions removed) and stores them if they
-// changed. The caller holds aclMu.
-func (h *Handler) aclUpdate(ctx context.Context, ns string, change func(perms map[string][]string)) (changed bool, err error) {
+// aclPerms are a namespace's grants as stored: its own (role -> actions)
+// and its topics' (full topic name -> role -> actions).
+type aclPerms struct {
+	ns     map[string][]string
+	topics map[string]map[string][]string
+}
+
+// of returns the role -> actions map of topic ("": the namespace's),
+// creating it.
+func (p *aclPerms) of(topic string) map[string][]string {
+	if topic == "" {
+		return p.ns
+	}
+	m := p.topics[topic]
+	if m == nil {
+		m = map[string][]string{}
+		p.topics[topic] = m
+	}
+	return m
+}
+
+// holdsTopicConsume reports whether role may consume some topic of the
+// namespace through a topic grant.
+func (p *aclPerms) holdsTopicConsume(role string) bool {
+	for _, perms := range p.topics {
+		if slices.Contains(perms[role], string(auth.ActionConsume)) {
+			return true
+		}
+	}
+	return false
+}
+
+// aclUpdate applies change to namespace ns's permissions and its topics'
+// (role -> sorted actions; a role without actions, and a topic without
+// roles, removed) and stores them if they changed. The caller holds aclMu.
+func (h *Handler) aclUpdate(ctx context.Context, ns string, change func(perms *aclPerms)) (changed bool, err error) {
 	p, err := h.svc.NamespacePolicies(ctx, ns)
 	if err != nil {
 		return false, err
 	}
-	perms := make(map[string][]string, len(p.Permissions))
-	for role, actions := range p.Permissions {
-		perms[role] = slices.Clone(actions)
+	perms := aclPerms{ns: aclClonePerms(p.Permissions), topics: make(map[string]map[string][]string, len(p.TopicPermissions))}
+	for topic, tp := range p.TopicPermissions {
+		perms.topics[topic] = aclClonePerms(tp)
 	}
-	change(perms)
+	change(&perms)
+	aclNormalize(perms.ns)
+	for topic, tp := range perms.topics {
+		if aclNormalize(tp); len(tp) == 0 {
+			delete(perms.topics, topic)
+		}
+	}
+	same := aclSamePermissions(p.Permissions, perms.ns) && len(p.TopicPermissions) == len(perms.topics)
+	for topic, tp := range perms.topics {
+		old, ok := p.TopicPermissions[topic]
+		same = same && ok && aclSamePermissions(old, tp)
+	}
+	if same {
+		return false, nil
+	}
+	p.Permissions, p.TopicPermissions = perms.ns, perms.topics
+	if len(perms.ns) == 0 {
+		p.Permissions = nil
+	}
+	if len(perms.topics) == 0 {
+		p.TopicPermissions = nil
+	}
+	return true, h.svc.SetNamespacePolicies(ctx, ns, p)
+}
+
+func aclClonePerms(perms map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(perms))
+	for role, actions := range perms {
+		out[role] = slices.Clone(actions)
+	}
+	return out
+}
+
+// aclNormalize sorts each role's actions and drops roles without any.
+func aclNormalize(perms map[string][]string) {
 	for role, actions := range perms {
 		slices.Sort(actions)
 		actions = slices.Compact(actions)
@@ -273,14 +399,6 @@ func (h *Handler) aclUpdate(ctx context.Context, ns string, change func(perms ma
 		}
 		perms[role] = actions
 	}
-	if aclSamePermissions(p.Permissions, perms) {
-		return false, nil
-	}
-	p.Permissions = perms
-	if len(perms) == 0 {
-		p.Permissions = nil
-	}
-	return true, h.svc.SetNamespacePolicies(ctx, ns, p)
 }
 
 func aclSamePermissions(a, b map[string][]string) bool {
@@ -353,16 +471,10 @@ type aclView struct {
 // matches reports whether f selects grant g for a connection whose
 // namespace is connNS.
 func (h *Handler) aclMatches(ctx context.Context, f *aclFilter, g aclGrant, connNS string) bool {
-	if f.principal != nil && *f.principal != aclPrincipalPrefix+g.role {
-		return false
+	if g.topic != "" {
+		return h.aclMatchesTopic(ctx, f, g)
 	}
-	if f.host != nil && *f.host != "*" {
-		return false
-	}
-	if f.permission != kmsg.ACLPermissionTypeAny && f.permission != kmsg.ACLPermissionTypeAllow {
-		return false
-	}
-	if op := f.operation; op != kmsg.ACLOperationAny && op != kmsg.ACLOperationAll && op != g.operation() {
+	if !aclMatchesBinding(f, g) {
 		return false
 	}
 	topics := f.resourceType == kmsg.ACLResourceTypeAny || f.resourceType == kmsg.ACLResourceTypeTopic
@@ -402,6 +514,48 @@ func (h *Handler) aclMatches(ctx context.Context, f *aclFilter, g aclGrant, conn
 		return true
 	}
 	return false
+}
+
+// aclMatchesTopic is aclMatches for a topic grant: a TOPIC LITERAL binding
+// named as the connection names the topic, or "<tenant>/<ns>/<topic>".
+func (h *Handler) aclMatchesTopic(ctx context.Context, f *aclFilter, g aclGrant) bool {
+	if !aclMatchesBinding(f, g) || f.resourceType != kmsg.ACLResourceTypeAny && f.resourceType != kmsg.ACLResourceTypeTopic {
+		return false
+	}
+	switch f.pattern {
+	case kmsg.ACLResourcePatternTypeAny, kmsg.ACLResourcePatternTypeMatch, kmsg.ACLResourcePatternTypeLiteral:
+	default:
+		return false // PREFIXED filters select PREFIXED bindings only
+	}
+	if f.name == nil {
+		return true
+	}
+	if f.pattern == kmsg.ACLResourcePatternTypeMatch {
+		// Kafka: a LITERAL binding applies to the resource of its name.
+		n, err := h.parseName(ctx, *f.name)
+		return err == nil && n.String() == g.topic
+	}
+	if *f.name == h.aclTopicName(ctx, g.topic) {
+		return true
+	}
+	n, err := broker.ParseTopicName(g.topic, "", "")
+	return err == nil && n.Domain == "persistent" && *f.name == n.Tenant+"/"+n.Namespace+"/"+n.Local
+}
+
+// aclMatchesBinding checks the fields of f every binding has: principal,
+// host, permission and operation.
+func aclMatchesBinding(f *aclFilter, g aclGrant) bool {
+	if f.principal != nil && *f.principal != aclPrincipalPrefix+g.role {
+		return false
+	}
+	if f.host != nil && *f.host != "*" {
+		return false
+	}
+	if f.permission != kmsg.ACLPermissionTypeAny && f.permission != kmsg.ACLPermissionTypeAllow {
+		return false
+	}
+	op := f.operation
+	return op == kmsg.ACLOperationAny || op == kmsg.ACLOperationAll || op == g.operation()
 }
 
 // aclMatching returns the grants filter f selects among namespaces nss.

@@ -3,15 +3,20 @@ package kafka
 // Authorization of Kafka requests (see package auth for the model). Kafka
 // resources map onto kopernik's as follows:
 //
-//	topic t             the namespace t lives in: Produce needs produce;
-//	                    Fetch needs consume; Metadata, ListOffsets,
-//	                    OffsetForLeaderEpoch, DescribeConfigs need lookup
-//	                    (produce or consume); CreateTopics, DeleteTopics,
-//	                    CreatePartitions, DeleteRecords, AlterConfigs need
-//	                    admin (tenant admin or superuser)
+//	topic t             t itself (a topic grant) or the namespace t lives
+//	                    in: Produce needs produce; Fetch needs consume;
+//	                    Metadata, ListOffsets, OffsetForLeaderEpoch,
+//	                    DescribeConfigs need lookup (produce or consume);
+//	                    CreateTopics, DeleteTopics, CreatePartitions,
+//	                    DeleteRecords, AlterConfigs need admin (tenant
+//	                    admin or superuser)
 //	consumer group g    the connection's namespace (its SASL principal's,
 //	                    else the handler's): every group API needs consume
-//	                    there; groups are scoped by that namespace, so two
+//	                    there, on the whole namespace or on at least one of
+//	                    its topics (a topic grant), so a role granted READ
+//	                    on one topic can consume it with a group; what the
+//	                    group reads or commits is still checked per topic.
+//	                    Groups are scoped by that namespace, so two
 //	                    tenants' groups of the same name are different groups
 //	cluster             DescribeCluster and broker configs: any
 //	                    authenticated client; ACL APIs: the admins of the
@@ -48,7 +53,7 @@ func (h *Handler) checkTopic(ctx context.Context, name broker.TopicName, need au
 	if h.authz == nil {
 		return nil
 	}
-	if err := h.authz.Check(ctx, principal(ctx), name.NamespaceName(), need); err != nil {
+	if err := h.authz.CheckTopic(ctx, principal(ctx), name, need); err != nil {
 		return authzError(kerr.TopicAuthorizationFailed, err)
 	}
 	return nil
@@ -60,18 +65,23 @@ func (h *Handler) mayTopic(ctx context.Context, name broker.TopicName, need auth
 	if h.authz == nil {
 		return true, nil
 	}
-	return h.authz.Allowed(ctx, principal(ctx), name.NamespaceName(), need)
+	return h.authz.AllowedTopic(ctx, principal(ctx), name, need)
 }
 
 // checkGroup refuses with GROUP_AUTHORIZATION_FAILED unless the request
 // may use consumer groups: consume in the connection's namespace, where
-// its groups live.
+// its groups live, on the namespace or on one of its topics.
 func (h *Handler) checkGroup(ctx context.Context) error {
 	if h.authz == nil {
 		return nil
 	}
 	tenant, ns := h.namespaceOf(ctx)
-	if err := h.authz.Check(ctx, principal(ctx), tenant+"/"+ns, auth.NeedConsume); err != nil {
+	p := principal(ctx)
+	ok, err := h.authz.AllowedSomeTopic(ctx, p, tenant+"/"+ns, auth.NeedConsume)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: role %q may consume no topic of namespace %s/%s", auth.ErrNotAuthorized, p.Role, tenant, ns)
+	}
+	if err != nil {
 		return authzError(kerr.GroupAuthorizationFailed, err)
 	}
 	return nil

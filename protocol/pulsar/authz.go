@@ -1,20 +1,24 @@
 package pulsar
 
 // Authorization of Pulsar commands (the model is package auth's: superusers,
-// tenant admins, namespace produce/consume grants). Every command that names
-// a topic or a namespace is checked against that namespace for the role
-// CONNECT authenticated, right after the name is parsed and before anything
-// else is done with it: a refused client creates nothing (no auto-created
+// tenant admins, namespace and topic produce/consume grants). Every command
+// that names a topic is checked against that topic (a grant on it, on its
+// partitioned topic for a partition, or on its namespace), one that names a
+// namespace against the namespace's own grants, for the role CONNECT
+// authenticated, right after the name is parsed and before anything else
+// is done with it: a refused client creates nothing (no auto-created
 // topic, subscription or schema) and learns nothing about what exists.
 //
-//	command                  needs (on the namespace)   refused with
+//	command                  needs (on the topic)       refused with
 //	LOOKUP                   lookup                     LOOKUP_RESPONSE Failed, AuthorizationError
 //	PARTITIONED_METADATA     lookup                     PARTITIONED_METADATA_RESPONSE Failed, AuthorizationError
 //	PRODUCER                 produce; also consume      ERROR AuthorizationError
 //	                         with initial_subscription
 //	SUBSCRIBE                consume (durable           ERROR AuthorizationError
 //	                         subscriptions and readers)
-//	GET_TOPICS_OF_NAMESPACE  lookup                     ERROR AuthorizationError
+//	GET_TOPICS_OF_NAMESPACE  lookup on the namespace    ERROR AuthorizationError
+//	                         (topic grants do not count,
+//	                         as in Pulsar)
 //	GET_SCHEMA               lookup                     GET_SCHEMA_RESPONSE error_code AuthorizationError
 //	GET_OR_CREATE_SCHEMA     produce                    GET_OR_CREATE_SCHEMA_RESPONSE error_code AuthorizationError
 //
@@ -44,31 +48,41 @@ import (
 )
 
 // authorize returns nil when the connection's role may do need in
-// namespace ("tenant/ns"), else an error wrapping auth.ErrNotAuthorized
-// (errors.go answers it as AuthorizationError). Always nil with
-// authorization off.
+// namespace ("tenant/ns") as a whole, else an error wrapping
+// auth.ErrNotAuthorized (errors.go answers it as AuthorizationError).
+// Always nil with authorization off.
 func (c *conn) authorize(ctx context.Context, namespace string, need auth.Need) error {
 	z := c.h.env.Authz
 	if z == nil {
 		return nil
 	}
-	err := z.Check(ctx, c.principal, namespace, need)
+	return c.refusal(z.Check(ctx, c.principal, namespace, need), "namespace", namespace, need)
+}
+
+// authorizeTopic is authorize on topic name: its own grants count too.
+func (c *conn) authorizeTopic(ctx context.Context, name broker.TopicName, need auth.Need) error {
+	z := c.h.env.Authz
+	if z == nil {
+		return nil
+	}
+	return c.refusal(z.CheckTopic(ctx, c.principal, name, need), "topic", name.String(), need)
+}
+
+// refusal logs a check's failure (kind "namespace" or "topic" what) and
+// returns what the client is told: err itself for a refusal, a refusal
+// without the cause when the grants could not be read.
+func (c *conn) refusal(err error, kind, what string, need auth.Need) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, auth.ErrNotAuthorized):
-		c.log.Warn("request refused", "role", c.principal.Role, "namespace", namespace, "need", need.String())
+		c.log.Warn("request refused", "role", c.principal.Role, kind, what, "need", need.String())
 		return err
 	}
 	c.log.Error("refusing request: permissions could not be read", "role", c.principal.Role,
-		"namespace", namespace, "need", need.String(), "err", err)
-	return fmt.Errorf("%w: role %q may not %s in namespace %s: permissions could not be checked",
-		auth.ErrNotAuthorized, c.principal.Role, need, namespace)
-}
-
-// authorizeTopic is authorize on the namespace of topic name.
-func (c *conn) authorizeTopic(ctx context.Context, name broker.TopicName, need auth.Need) error {
-	return c.authorize(ctx, name.NamespaceName(), need)
+		kind, what, "need", need.String(), "err", err)
+	return fmt.Errorf("%w: role %q may not %s on %s %s: permissions could not be checked",
+		auth.ErrNotAuthorized, c.principal.Role, need, kind, what)
 }
 
 // namespaceName checks that s is "tenant/namespace" with valid names.
