@@ -25,7 +25,8 @@
 //	schemas.go        GET /schemas/{t}/{ns}/{topic}/schema[/{version}], DELETE .../schema
 //	terminate.go      POST /persistent/{t}/{ns}/{topic}/terminate
 //	lookup.go         GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}
-//	permissions.go    GET /namespaces/{t}/{ns}/permissions, POST|DELETE .../permissions/{role}
+//	permissions.go    GET /namespaces/{t}/{ns}/permissions, POST|DELETE .../permissions/{role},
+//	                  GET /persistent/{t}/{ns}/{topic}/permissions, POST|DELETE .../permissions/{role}
 //	auth.go           who may make which request
 //
 // Non-persistent topic listings answer with empty lists (kopernik serves
