@@ -299,12 +299,7 @@ func TestKafkaAuthzSarama(t *testing.T) {
 	if err := produceOne(ctx, w.client("bob", "tenant-b/ns", kgo.AllowAutoTopicCreation()), "secret", "b1"); err != nil {
 		t.Fatal(err)
 	}
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V2_8_0_0
-	cfg.Net.SASL.Enable = true
-	cfg.Net.SASL.Mechanism = sarama.SASLTypePlaintext
-	cfg.Net.SASL.User = "tenant-a/ns"
-	cfg.Net.SASL.Password = "token:" + testToken(t, testSecret, jwt.MapClaims{"sub": "alice"})
+	cfg := saramaPlainToken(t, sarama.V2_8_0_0, "tenant-a/ns", "alice")
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.Retry.Max = 0
 	cfg.Metadata.Retry.Max = 0

@@ -357,12 +357,7 @@ func TestKafkaACLsSarama(t *testing.T) {
 func aclSarama(t *testing.T, version sarama.KafkaVersion) {
 	s := aclStartServer(t)
 	aclSetup(t, s)
-	cfg := sarama.NewConfig()
-	cfg.Version = version
-	cfg.Net.SASL.Enable = true
-	cfg.Net.SASL.Mechanism = sarama.SASLTypePlaintext
-	cfg.Net.SASL.User = "public/default"
-	cfg.Net.SASL.Password = "token:" + testToken(t, testSecret, jwt.MapClaims{"sub": "admin"})
+	cfg := saramaPlainToken(t, version, "public/default", "admin")
 	ca, err := sarama.NewClusterAdmin([]string{s.Addr("kafka").String()}, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -457,4 +452,16 @@ func TestKafkaACLsConcurrent(t *testing.T) {
 	if got := aclPermissions(t, s, "tenant-a/ns"); len(got) != n {
 		t.Fatalf("%d roles granted, want %d: %v", len(got), n, got)
 	}
+}
+
+// saramaPlainToken is a sarama configuration of version authenticating
+// with SASL PLAIN: username user (a tenant/namespace), a token of role.
+func saramaPlainToken(t *testing.T, version sarama.KafkaVersion, user, role string) *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = version
+	cfg.Net.SASL.Enable = true
+	cfg.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+	cfg.Net.SASL.User = user
+	cfg.Net.SASL.Password = "token:" + testToken(t, testSecret, jwt.MapClaims{"sub": role})
+	return cfg
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/apache/pulsar-client-go/pulsar"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -256,12 +255,7 @@ func TestKafkaTopicACLs(t *testing.T) {
 func TestKafkaTopicACLsSarama(t *testing.T) {
 	s := topicACLServer(t)
 	ctx := aclCtx(t)
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V2_8_0_0
-	cfg.Net.SASL.Enable = true
-	cfg.Net.SASL.Mechanism = sarama.SASLTypePlaintext
-	cfg.Net.SASL.User = "public/default"
-	cfg.Net.SASL.Password = "token:" + testToken(t, testSecret, jwt.MapClaims{"sub": "admin"})
+	cfg := saramaPlainToken(t, sarama.V2_8_0_0, "public/default", "admin")
 	ca, err := sarama.NewClusterAdmin([]string{s.Addr("kafka").String()}, cfg)
 	if err != nil {
 		t.Fatal(err)
