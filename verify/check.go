@@ -1,0 +1,350 @@
+package verify
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Anomaly classes, in report order.
+const (
+	// Lost: an acknowledged write no consumer ever read, although a
+	// consumer read past its offset or read its partition to the end
+	// after it was acknowledged.
+	Lost = "lost"
+	// Duplicate: one value at two offsets (for idempotent producers and
+	// deduplicated Pulsar producers there must be none).
+	Duplicate = "duplicate"
+	// Inconsistent: two different values read at one offset (by different
+	// consumers, sessions or protocols).
+	Inconsistent = "inconsistent-offset"
+	// AckMismatch: a value read, but never at the partition/offset (or the
+	// Pulsar message id) it was acknowledged at.
+	AckMismatch = "ack-mismatch"
+	// NonMonotonic: within one consumer session a partition's offset did
+	// not increase between consecutive records, with no seek in between.
+	NonMonotonic = "nonmonotonic"
+	// Skipped: within one session, consecutive records of a partition jump
+	// over offsets that exist in the log.
+	Skipped = "skipped"
+	// Unseen: acknowledged, not read, and no consumer reached its offset.
+	Unseen = "unseen"
+)
+
+// Classes lists the anomaly classes in report order.
+var Classes = []string{Lost, Duplicate, Inconsistent, AckMismatch, NonMonotonic, Skipped, Unseen}
+
+// Options tune Check.
+type Options struct {
+	// Examples is how many examples to keep per class (default 10).
+	Examples int
+	// Sparse: offsets may have gaps (a log that is not kopernik's), so a
+	// gap is a skip only over offsets known to exist (read or acknowledged
+	// somewhere). The default, dense, counts every gap.
+	Sparse bool
+}
+
+// Anomaly is the count and some examples of one class.
+type Anomaly struct {
+	Class    string   `json:"class"`
+	Count    int      `json:"count"`
+	Examples []string `json:"examples,omitempty"`
+}
+
+// Report is what Check found.
+type Report struct {
+	Topic        string `json:"topic"`
+	Writes       int    `json:"writes"`
+	Acked        int    `json:"acked"`
+	Unknown      int    `json:"unknown"`
+	Failed       int    `json:"failed"`
+	Sessions     int    `json:"sessions"`
+	Polls        int    `json:"polls"`
+	RecordsRead  int    `json:"records_read"`
+	ValuesRead   int    `json:"values_read"`
+	AckedRead    int    `json:"acked_read"`
+	FinalRead    int    `json:"acked_read_by_final_readers"`
+	Redeliveries int    `json:"redeliveries"`
+	// SkippedOffsets is the number of offsets jumped over by all skips.
+	SkippedOffsets int       `json:"skipped_offsets"`
+	Anomalies      []Anomaly `json:"anomalies"`
+	Valid          bool      `json:"valid"`
+	// Extra holds facts the caller adds (duration, faults, command).
+	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// Count returns the number of anomalies of a class.
+func (r *Report) Count(class string) int {
+	for _, a := range r.Anomalies {
+		if a.Class == class {
+			return a.Count
+		}
+	}
+	return 0
+}
+
+type pos struct {
+	p int32
+	o int64
+}
+
+func (p pos) String() string { return fmt.Sprintf("%d/%d", p.p, p.o) }
+
+type checker struct {
+	r       *Report
+	n       int
+	classes map[string]*Anomaly
+}
+
+func (c *checker) add(class, format string, args ...any) {
+	a := c.classes[class]
+	a.Count++
+	if len(a.Examples) < c.n {
+		a.Examples = append(a.Examples, fmt.Sprintf(format, args...))
+	}
+}
+
+// Check looks for anomalies in a history. It is pure: the same history
+// always gives the same report.
+func Check(h *History, opt Options) *Report {
+	if opt.Examples <= 0 {
+		opt.Examples = 10
+	}
+	r := &Report{Topic: h.Topic, Writes: len(h.Writes), Sessions: len(h.Sessions)}
+	c := &checker{r: r, n: opt.Examples, classes: map[string]*Anomaly{}}
+	for _, cl := range Classes {
+		c.classes[cl] = &Anomaly{Class: cl}
+	}
+	sessions := map[string]SessionInfo{}
+	for _, s := range h.Sessions {
+		sessions[s.Name] = s
+	}
+
+	// Pass 1: where every value was read, what every offset holds.
+	at := map[string]map[pos]bool{}        // value -> positions read
+	ids := map[string]map[string]bool{}    // value -> Pulsar ids read
+	holds := map[pos]map[string][]string{} // position -> value -> sessions
+	byFinal := map[string]bool{}           // values read by final sessions
+	maxRead := map[int32]int64{}
+	exists := map[pos]bool{}
+	for _, e := range h.Events {
+		if e.Kind != Poll {
+			continue
+		}
+		r.Polls++
+		for _, rec := range e.Records {
+			r.RecordsRead++
+			p := pos{e.Partition, rec.Offset}
+			exists[p] = true
+			if at[rec.Value] == nil {
+				at[rec.Value] = map[pos]bool{}
+			}
+			at[rec.Value][p] = true
+			if rec.ID != "" {
+				if ids[rec.Value] == nil {
+					ids[rec.Value] = map[string]bool{}
+				}
+				ids[rec.Value][rec.ID] = true
+			}
+			if holds[p] == nil {
+				holds[p] = map[string][]string{}
+			}
+			if s := holds[p][rec.Value]; !slices.Contains(s, e.Session) {
+				holds[p][rec.Value] = append(s, e.Session)
+			}
+			if sessions[e.Session].Final {
+				byFinal[rec.Value] = true
+			}
+			if m, ok := maxRead[e.Partition]; !ok || rec.Offset > m {
+				maxRead[e.Partition] = rec.Offset
+			}
+		}
+	}
+	r.ValuesRead = len(at)
+	for _, w := range h.Writes {
+		if w.Outcome == Acked && w.Offset >= 0 {
+			exists[pos{w.Partition, w.Offset}] = true
+		}
+	}
+
+	// Duplicates and inconsistent offsets, in a stable order.
+	values := make([]string, 0, len(at))
+	for v, ps := range at {
+		if len(ps) > 1 {
+			values = append(values, v)
+		}
+	}
+	sort.Strings(values)
+	for _, v := range values {
+		c.add(Duplicate, "%s at %s", v, joinPos(at[v]))
+	}
+	var multi []pos
+	for p, vs := range holds {
+		if len(vs) > 1 {
+			multi = append(multi, p)
+		}
+	}
+	sortPos(multi)
+	for _, p := range multi {
+		var parts []string
+		for _, v := range sortedKeys(holds[p]) {
+			parts = append(parts, fmt.Sprintf("%s (read by %s)", v, strings.Join(holds[p][v], ",")))
+		}
+		c.add(Inconsistent, "%s holds %s", p, strings.Join(parts, " and "))
+	}
+
+	// Pass 2: each session's order per partition.
+	type cursor struct {
+		last  int64 // -1: unknown
+		known bool
+		seen  map[int64]bool // redelivering sessions only
+	}
+	cursors := map[string]map[int32]*cursor{}
+	var ends []Event
+	for _, e := range h.Events {
+		if e.Kind == End {
+			ends = append(ends, e)
+			continue
+		}
+		if cursors[e.Session] == nil {
+			cursors[e.Session] = map[int32]*cursor{}
+		}
+		cur := cursors[e.Session][e.Partition]
+		if cur == nil {
+			cur = &cursor{}
+			cursors[e.Session][e.Partition] = cur
+		}
+		info := sessions[e.Session]
+		if info.Redelivers && cur.seen == nil {
+			cur.seen = map[int64]bool{}
+		}
+		if e.Kind == Seek {
+			cur.known, cur.last = e.Offset >= 0, e.Offset-1
+			continue
+		}
+		for _, rec := range e.Records {
+			if cur.known {
+				switch {
+				case rec.Offset <= cur.last && info.Redelivers:
+					r.Redeliveries++
+				case rec.Offset <= cur.last:
+					c.add(NonMonotonic, "session %s partition %d: offset %d (%s) after %d", e.Session, e.Partition, rec.Offset, rec.Value, cur.last)
+				case rec.Offset > cur.last+1:
+					n := 0
+					for o := cur.last + 1; o < rec.Offset; o++ {
+						if cur.seen[o] || (opt.Sparse && !exists[pos{e.Partition, o}]) {
+							continue
+						}
+						n++
+					}
+					if n > 0 {
+						r.SkippedOffsets += n
+						c.add(Skipped, "session %s partition %d: offset %d after %d (%d offsets skipped)", e.Session, e.Partition, rec.Offset, cur.last, n)
+					}
+				}
+			}
+			cur.known, cur.last = true, rec.Offset
+			if cur.seen != nil {
+				cur.seen[rec.Offset] = true
+			}
+		}
+	}
+
+	// Pass 3: every acknowledged write.
+	for _, w := range h.Writes {
+		switch w.Outcome {
+		case Acked:
+			r.Acked++
+		case Failed:
+			r.Failed++
+			continue
+		default:
+			r.Unknown++
+			continue
+		}
+		ps := at[w.Value]
+		if len(ps) > 0 {
+			r.AckedRead++
+			if byFinal[w.Value] {
+				r.FinalRead++
+			}
+			if w.Offset >= 0 && !ps[pos{w.Partition, w.Offset}] {
+				c.add(AckMismatch, "%s acked at %d/%d, read at %s", w.Value, w.Partition, w.Offset, joinPos(ps))
+			} else if w.Offset < 0 && !onPartition(ps, w.Partition) {
+				c.add(AckMismatch, "%s acked on partition %d, read at %s", w.Value, w.Partition, joinPos(ps))
+			} else if w.ID != "" && len(ids[w.Value]) > 0 && !ids[w.Value][w.ID] {
+				c.add(AckMismatch, "%s acked as message id %s, read as %s", w.Value, w.ID, strings.Join(sortedKeys(ids[w.Value]), ","))
+			}
+			continue
+		}
+		reached := ""
+		if m, ok := maxRead[w.Partition]; ok && w.Offset >= 0 && m > w.Offset {
+			reached = fmt.Sprintf("offset %d was read", m)
+		}
+		for _, e := range ends {
+			if reached == "" && e.Partition == w.Partition && e.Seq > w.Seq {
+				reached = fmt.Sprintf("%s read the partition to its end %d", e.Session, e.Offset)
+			}
+		}
+		at := fmt.Sprintf("partition %d", w.Partition)
+		if w.Offset >= 0 {
+			at = fmt.Sprintf("%d/%d", w.Partition, w.Offset)
+		}
+		if reached != "" {
+			c.add(Lost, "%s (%s) acked at %s, never read; %s", w.Value, w.Producer, at, reached)
+		} else {
+			c.add(Unseen, "%s (%s) acked at %s, no consumer got there", w.Value, w.Producer, at)
+		}
+	}
+
+	r.Valid = true
+	for _, cl := range Classes {
+		a := c.classes[cl]
+		r.Anomalies = append(r.Anomalies, *a)
+		if a.Count > 0 {
+			r.Valid = false
+		}
+	}
+	return r
+}
+
+func onPartition(ps map[pos]bool, p int32) bool {
+	for q := range ps {
+		if q.p == p {
+			return true
+		}
+	}
+	return false
+}
+
+func joinPos(ps map[pos]bool) string {
+	list := make([]pos, 0, len(ps))
+	for p := range ps {
+		list = append(list, p)
+	}
+	sortPos(list)
+	s := make([]string, len(list))
+	for i, p := range list {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func sortPos(ps []pos) {
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].p != ps[j].p {
+			return ps[i].p < ps[j].p
+		}
+		return ps[i].o < ps[j].o
+	})
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
