@@ -79,7 +79,7 @@ func TestLostWrite(t *testing.T) {
 	h.Wrote(Write{Value: "b", Outcome: Acked, Offset: 1})
 	h.Wrote(Write{Value: "c", Outcome: Acked, Offset: 2})
 	h.Wrote(Write{Value: "p", Outcome: Acked, Offset: -1, ID: "1:5:0"}) // a Pulsar ack, no offset
-	h.Wrote(Write{Value: "x", Outcome: Unknown})                         // indeterminate: fine either way
+	h.Wrote(Write{Value: "x", Outcome: Unknown})                        // indeterminate: fine either way
 	h.Seeked("c", 0, 0)
 	// "b" is gone and "c" sits at its offset: the log lost b's offset's
 	// content and the reader saw "a" then "c" at 0, 2 -> lost + skip.

@@ -1,6 +1,7 @@
 // Command kopernik runs the kopernik broker.
 //
 //	kopernik standalone [flags]   run a single-node broker (see -h)
+//	kopernik verify [flags]       check a live broker with a Jepsen-style workload (see -h)
 //	kopernik version              print the version
 package main
 
@@ -26,17 +27,19 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: kopernik standalone [flags] | kopernik version")
+		fmt.Fprintln(stderr, "usage: kopernik standalone [flags] | kopernik verify [flags] | kopernik version")
 		return 2
 	}
 	switch args[0] {
 	case "standalone":
 		return standalone(args[1:], stderr)
+	case "verify":
+		return verifyCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "kopernik: unknown command %q (want standalone or version)\n", args[0])
+		fmt.Fprintf(stderr, "kopernik: unknown command %q (want standalone, verify or version)\n", args[0])
 		return 2
 	}
 }

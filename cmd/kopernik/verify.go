@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kopernik-io/kopernik/verify"
+)
+
+// verifyCmd runs a Jepsen-style workload against a live broker and checks
+// what producers were told against what consumers saw (package verify).
+// Exit status: 0 valid, 1 anomalies found, 2 bad usage or no broker.
+func verifyCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	kafkaAddr := fs.String("kafka", "localhost:9092", "Kafka listener of the broker")
+	pulsarAddr := fs.String("pulsar", "localhost:6650", "Pulsar listener of the broker")
+	httpAddr := fs.String("http", "localhost:8080", "HTTP admin listener (reported only; the workload needs none)")
+	topic := fs.String("topic", fmt.Sprintf("verify-%d", time.Now().Unix()), "topic to create and use (use a fresh one)")
+	partitions := fs.Int("partitions", 3, "partitions of the topic")
+	duration := fs.Duration("duration", 30*time.Second, "how long producers run")
+	rate := fs.Int("rate", 1000, "records per second over all producers (0: unlimited)")
+	producers := fs.Int("producers", 1, "producers per protocol (Kafka idempotent acks=all; Pulsar deduplicated)")
+	consumers := fs.Int("consumers", 1, "consumers per kind (Kafka group member, Kafka assign reader, Pulsar subscription)")
+	examples := fs.Int("examples", 10, "examples printed per anomaly class")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	verbose := fs.Bool("v", false, "log progress to stderr")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kopernik verify: unexpected arguments %v\n", fs.Args())
+		return 2
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	h, err := verify.Run(ctx, verify.Config{KafkaAddr: *kafkaAddr, PulsarAddr: *pulsarAddr, Topic: *topic,
+		Partitions: *partitions, Duration: *duration, Rate: *rate,
+		KafkaProducers: *producers, PulsarProducers: *producers, Consumers: *consumers,
+		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))})
+	if h == nil {
+		fmt.Fprintf(stderr, "kopernik verify: %v\n", err)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kopernik verify: %v (checking what was recorded)\n", err)
+	}
+	r := verify.Check(h, verify.Options{Examples: *examples})
+	r.Extra = map[string]string{"duration": time.Since(start).Round(time.Millisecond).String(),
+		"command": "kopernik verify " + strings.Join(args, " "), "broker": fmt.Sprintf("kafka %s, pulsar %s, http %s", *kafkaAddr, *pulsarAddr, *httpAddr)}
+	if *asJSON {
+		r.WriteJSON(stdout)
+	} else {
+		r.WriteText(stdout)
+	}
+	if !r.Valid {
+		return 1
+	}
+	return 0
+}
