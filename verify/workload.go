@@ -1,10 +1,12 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -38,6 +40,10 @@ type Config struct {
 	// the start, and Pulsar consumers on their own subscriptions from the
 	// earliest message (Exclusive and Failover alternately). Default 1.
 	Consumers int
+	// ValueBytes pads each value with 0 to ValueBytes random bytes of
+	// filler, so that batches vary in size and ledgers roll over (default
+	// 0: values are just their unique id).
+	ValueBytes int
 	// FinalTimeout bounds the final phase (default 2m).
 	FinalTimeout time.Duration
 	// BeforeFinal, if set, runs after the producers stopped and before the
@@ -165,6 +171,28 @@ func Run(ctx context.Context, cfg Config) (*History, error) {
 	return h, ctx.Err()
 }
 
+// payload is a value's bytes: its unique id, then a space and filler.
+func payload(id string, pad int) []byte {
+	if pad <= 0 {
+		return []byte(id)
+	}
+	b := make([]byte, len(id)+1+rand.IntN(pad+1))
+	copy(b, id)
+	b[len(id)] = ' '
+	for i := len(id) + 1; i < len(b); i++ {
+		b[i] = 'a' + byte(i%26)
+	}
+	return b
+}
+
+// idOf is the unique id a payload carries.
+func idOf(b []byte) string {
+	if i := bytes.IndexByte(b, ' '); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
 func kafkaClient(cfg Config, opts ...kgo.Opt) (*kgo.Client, error) {
 	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.KafkaAddr),
 		kgo.FetchMaxWait(250 * time.Millisecond), kgo.RetryTimeout(time.Minute)}, opts...)...)
@@ -282,7 +310,7 @@ func kafkaProducer(ctx context.Context, cfg Config, h *History, i int, rate floa
 	p := newPacer(rate)
 	for n := 0; p.wait(ctx); n++ {
 		value := fmt.Sprintf("k%d-%07d", i, n)
-		rec := &kgo.Record{Value: []byte(value), Partition: int32(n % cfg.Partitions)}
+		rec := &kgo.Record{Value: payload(value, cfg.ValueBytes), Partition: int32(n % cfg.Partitions)}
 		inflight.Add(1)
 		// The produce context is not ctx: stopping must not abort records
 		// already handed over (they stay in flight until flushed below).
@@ -331,7 +359,7 @@ func pulsarProducer(ctx context.Context, cfg Config, plc pulsar.Client, h *Histo
 	for n := 0; pacer.wait(ctx); n++ {
 		value := fmt.Sprintf("p%d-%07d", i, n)
 		part := int32(n % cfg.Partitions)
-		ps[part].SendAsync(context.WithoutCancel(ctx), &pulsar.ProducerMessage{Payload: []byte(value)},
+		ps[part].SendAsync(context.WithoutCancel(ctx), &pulsar.ProducerMessage{Payload: payload(value, cfg.ValueBytes)},
 			func(id pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
 				w := Write{Producer: name, Value: value, Partition: part, Outcome: Acked, Offset: -1}
 				if err != nil {
@@ -357,7 +385,7 @@ func polled(h *History, session string, fs kgo.Fetches) {
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		recs := make([]Record, 0, len(p.Records))
 		for _, r := range p.Records {
-			recs = append(recs, Record{Offset: r.Offset, Value: string(r.Value)})
+			recs = append(recs, Record{Offset: r.Offset, Value: idOf(r.Value)})
 		}
 		h.Polled(session, p.Partition, recs)
 	})
@@ -436,7 +464,7 @@ func pulsarConsumer(ctx context.Context, cfg Config, plc pulsar.Client, h *Histo
 		if m.Index() == nil {
 			cfg.Log.Warn("verify: pulsar message without index", "id", m.ID().String())
 		} else {
-			h.Polled(session, m.ID().PartitionIdx(), []Record{{Offset: int64(*m.Index()), Value: string(m.Payload()), ID: msgID(m.ID())}})
+			h.Polled(session, m.ID().PartitionIdx(), []Record{{Offset: int64(*m.Index()), Value: idOf(m.Payload()), ID: msgID(m.ID())}})
 		}
 		c.Ack(m)
 	}
@@ -517,7 +545,7 @@ func pulsarFinalReader(ctx context.Context, cfg Config, plc pulsar.Client, h *Hi
 					continue
 				}
 				next = int64(*m.Index()) + 1
-				h.Polled(session, p, []Record{{Offset: next - 1, Value: string(m.Payload()), ID: msgID(m.ID())}})
+				h.Polled(session, p, []Record{{Offset: next - 1, Value: idOf(m.Payload()), ID: msgID(m.ID())}})
 			}
 			h.ReachedEnd(session, p, end)
 		}()

@@ -48,8 +48,18 @@ func TestInvalidSettingsListEveryProblem(t *testing.T) {
 // the addresses it logged.
 func startProcess(t *testing.T, dataDir string) (*exec.Cmd, map[string]string) {
 	t.Helper()
+	return startProcessEnv(t, dataDir, nil)
+}
+
+// startProcessEnv is startProcess with settings in the environment
+// (KOPERNIK_SEGMENT_BYTES=..., ...).
+func startProcessEnv(t *testing.T, dataDir string, env []string) (*exec.Cmd, map[string]string) {
+	t.Helper()
 	cmd := exec.Command(binary, "standalone", "--data-dir", dataDir,
 		"--kafka-addr", "127.0.0.1:0", "--pulsar-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 	rate := fs.Int("rate", 1000, "records per second over all producers (0: unlimited)")
 	producers := fs.Int("producers", 1, "producers per protocol (Kafka idempotent acks=all; Pulsar deduplicated)")
 	consumers := fs.Int("consumers", 1, "consumers per kind (Kafka group member, Kafka assign reader, Pulsar subscription)")
+	valueBytes := fs.Int("value-bytes", 512, "values carry up to this many random filler bytes after their id")
 	examples := fs.Int("examples", 10, "examples printed per anomaly class")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	verbose := fs.Bool("v", false, "log progress to stderr")
@@ -51,7 +52,7 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	start := time.Now()
 	h, err := verify.Run(ctx, verify.Config{KafkaAddr: *kafkaAddr, PulsarAddr: *pulsarAddr, Topic: *topic,
-		Partitions: *partitions, Duration: *duration, Rate: *rate,
+		Partitions: *partitions, Duration: *duration, Rate: *rate, ValueBytes: *valueBytes,
 		KafkaProducers: *producers, PulsarProducers: *producers, Consumers: *consumers,
 		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))})
 	if h == nil {
