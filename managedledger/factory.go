@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,11 @@ type FactoryOptions struct {
 	// (Pulsar's managedLedgerCacheEvictionTimeThresholdMillis, whose
 	// default is 1s; default here 10s).
 	CacheMaxAge time.Duration
+	// StorageRetryInterval is how soon a ledger that failed on a write or
+	// fsync (a full disk, an I/O error) tries to recover by itself; failed
+	// attempts back off to five times this (default 1s, so 1-5s; < 0: no
+	// automatic recovery, only a reopen recovers). See recover.go.
+	StorageRetryInterval time.Duration
 }
 
 // Factory opens managed ledgers that share a data directory and a metadata store.
@@ -80,6 +86,9 @@ type Factory struct {
 	cacheBudget int64
 	cacheUsed   atomic.Int64
 
+	// Storage failures and recoveries of all ledgers, since start.
+	storageFailures, storageRecoveries atomic.Int64
+
 	mu struct {
 		sync.Mutex
 		closed  bool
@@ -95,6 +104,9 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 	}
 	if opts.RetentionInterval == 0 {
 		opts.RetentionInterval = 30 * time.Second
+	}
+	if opts.StorageRetryInterval == 0 {
+		opts.StorageRetryInterval = time.Second
 	}
 	if opts.CursorFlushInterval <= 0 {
 		opts.CursorFlushInterval = 100 * time.Millisecond
@@ -179,6 +191,33 @@ func (f *Factory) open() []*ManagedLedger {
 		out = append(out, ml)
 	}
 	return out
+}
+
+// FailedLedger is an open managed ledger that refuses appends after a
+// storage failure.
+type FailedLedger struct {
+	Name  string
+	Err   error
+	Since time.Time
+}
+
+// Failed lists the open ledgers currently failed by a storage error,
+// sorted by name.
+func (f *Factory) Failed() []FailedLedger {
+	var out []FailedLedger
+	for _, ml := range f.open() {
+		if since, err := ml.StorageFailure(); err != nil {
+			out = append(out, FailedLedger{Name: ml.name, Err: err, Since: since})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// StorageCounts returns how many storage failures and recoveries ledgers
+// went through since the factory started (metrics).
+func (f *Factory) StorageCounts() (failures, recoveries int64) {
+	return f.storageFailures.Load(), f.storageRecoveries.Load()
 }
 
 // ValidateName checks a managed ledger name: '/'-separated non-empty

@@ -77,12 +77,16 @@ type ManagedLedger struct {
 	kick     chan struct{}
 	stopSync chan struct{}
 	syncDone chan struct{}
+	// failKick tells the syncer that the ledger failed, so that it starts
+	// retrying recovery (recover.go).
+	failKick chan struct{}
 
 	mu struct {
 		sync.Mutex
-		closed bool
-		failed error // sticky storage failure: appends fail until reopened
-		cfg    Config
+		closed   bool
+		failed   error     // storage failure: appends fail until recovered (recover.go)
+		failedAt time.Time // when failed was set
+		cfg      Config
 
 		ledgers      []*ledger
 		nextLedgerID int64
@@ -110,14 +114,20 @@ type ManagedLedger struct {
 }
 
 // ErrStorage reports a failed write or fsync; the ledger refuses appends
-// until it is reopened (recovery then decides what survived).
+// until it is recovered (by itself, see recover.go, or by a reopen), which
+// keeps every acknowledged entry and drops the unacknowledged ones.
 var ErrStorage = errors.New("managedledger: storage failure")
+
+// ErrDiskFull is an ErrStorage whose cause is a full disk or an exhausted
+// quota (ENOSPC, EDQUOT); errors carrying it match ErrStorage too.
+var ErrDiskFull = errors.New("managedledger: disk full")
 
 func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*ManagedLedger, error) {
 	ml := &ManagedLedger{
 		name: name, factory: f, log: f.log.With("topic", name), store: f.opts.Store, memory: f.opts.Dir == "",
 		segOpts: f.segOptions(name),
 		kick:    make(chan struct{}, 1), stopSync: make(chan struct{}), syncDone: make(chan struct{}),
+		failKick: make(chan struct{}, 1),
 	}
 	ml.mu.cfg = cfg
 	ml.mu.changed = make(chan struct{})
@@ -133,7 +143,7 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 		first := firstLedgerID(ctx, ml.store, name)
 		seg, err := segment.Create(ml.segOpts, first, 0, now)
 		if err != nil {
-			return nil, fmt.Errorf("managedledger: create ledger: %w", err)
+			return nil, storageError(name, fmt.Errorf("create ledger: %w", err))
 		}
 		ml.mu.ledgers = []*ledger{{id: first, created: seg.Durable().Created, seg: seg}}
 		ml.mu.nextLedgerID = first + 1
@@ -188,7 +198,10 @@ func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record)
 			}
 			seg, err := segment.Open(ml.segOpts, lm.ID, false)
 			if err != nil {
-				return fmt.Errorf("managedledger: recover ledger %d: %w", lm.ID, err)
+				if errors.Is(err, segment.ErrCorrupt) || errors.Is(err, segment.ErrNewerVersion) {
+					return fmt.Errorf("managedledger: recover ledger %d: %w", lm.ID, err)
+				}
+				return storageError(ml.name, fmt.Errorf("recover ledger %d: %w", lm.ID, err))
 			}
 			l.seg = seg
 			d := seg.Durable()
@@ -477,11 +490,19 @@ func (ml *ManagedLedger) Append(ctx context.Context, e Entry) (Entry, error) {
 
 // failLocked records a storage failure and fails every waiter: after a
 // failed write or fsync the file's tail is unknown (the page cache may have
-// dropped the dirty pages), so only reopening (recovery) can continue.
+// dropped the dirty pages), so only recovery from the file can continue.
+// The syncer retries that (recover.go).
 func (ml *ManagedLedger) failLocked(err error) {
 	if ml.mu.failed == nil {
-		ml.mu.failed = fmt.Errorf("%w: %s: %w", ErrStorage, ml.name, err)
-		ml.log.Error("managedledger: storage failure; appends refused until reopen", "err", err)
+		ml.mu.failed = storageError(ml.name, err)
+		ml.mu.failedAt = time.Now()
+		ml.factory.storageFailures.Add(1)
+		ml.log.Error("managedledger: storage failure; appends refused until recovered",
+			"err", err, "disk_full", errors.Is(ml.mu.failed, ErrDiskFull))
+		select {
+		case ml.failKick <- struct{}{}:
+		default:
+		}
 	}
 	ml.cacheClearLocked() // cached entries past the durable ones never become visible
 	for _, w := range ml.mu.waiters {
@@ -514,6 +535,8 @@ func (ml *ManagedLedger) syncer() {
 	timer := time.NewTimer(ml.config().SyncInterval)
 	defer timer.Stop()
 	var g groupState
+	var rs retryState
+	defer rs.stop()
 	for {
 		select {
 		case <-ml.kick:
@@ -521,6 +544,10 @@ func (ml *ManagedLedger) syncer() {
 		case <-timer.C:
 			ml.syncActive()
 			timer.Reset(ml.config().SyncInterval)
+		case <-ml.failKick:
+			rs.failed(ml.factory.opts.StorageRetryInterval)
+		case <-rs.c():
+			rs.done(ml.recoverStorage())
 		case <-ml.stopSync:
 			g.lastBatch = 0
 			ml.syncWaiters(&g)
@@ -585,13 +612,14 @@ func (ml *ManagedLedger) syncWaiters(g *groupState) {
 			return
 		}
 		l := ml.activeLocked()
+		seg := l.seg
 		ml.mu.Unlock()
 
 		// Every waiter taken above was written to l before we took it
 		// (writes happen under mu), so this sync covers them all. If a
 		// rollover sealed l meanwhile, Sync returns the sealed state.
 		t0 := time.Now()
-		info, err := l.seg.Sync()
+		info, err := seg.Sync()
 		g.lastSync, g.lastBatch = time.Since(t0), len(ws)
 
 		ml.mu.Lock()
@@ -618,8 +646,9 @@ func (ml *ManagedLedger) syncActive() {
 		return
 	}
 	l := ml.activeLocked()
+	seg := l.seg
 	ml.mu.Unlock()
-	info, err := l.seg.Sync()
+	info, err := seg.Sync()
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
 	if err != nil {

@@ -225,6 +225,7 @@ func TestStorageFailureFailsLedgerUntilReopen(t *testing.T) {
 	e := newEnv(t, t.TempDir())
 	e.f.Close()
 	e.opts.FS = ffs
+	e.opts.StorageRetryInterval = -1 // no automatic recovery: see TestStorageRecovery*
 	e.start()
 	ctx := context.Background()
 	ml := e.open("faulty", Config{})
