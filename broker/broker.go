@@ -185,6 +185,26 @@ func (b *Broker) ApplyRetention(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// StorageFailure is a loaded partition whose log refuses appends after a
+// failed write or fsync (see ErrStorage).
+type StorageFailure struct {
+	Partition TopicName
+	Err       error
+	Since     time.Time
+}
+
+// StorageFailures lists the loaded partitions failed by storage errors,
+// sorted by name (health, metrics).
+func (b *Broker) StorageFailures() []StorageFailure {
+	var out []StorageFailure
+	for _, p := range b.Partitions() {
+		if since, err := p.StorageFailure(); err != nil {
+			out = append(out, StorageFailure{Partition: p.name, Err: err, Since: since})
+		}
+	}
+	return out
+}
+
 // Partitions returns the loaded partitions sorted by name.
 func (b *Broker) Partitions() []*Partition {
 	b.mu.Lock()

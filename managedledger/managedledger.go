@@ -80,6 +80,9 @@ type ManagedLedger struct {
 	// failKick tells the syncer that the ledger failed, so that it starts
 	// retrying recovery (recover.go).
 	failKick chan struct{}
+	// recoverAttempts counts failed recovery attempts of the current
+	// failure (syncer goroutine only).
+	recoverAttempts int
 
 	mu struct {
 		sync.Mutex

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -90,7 +91,7 @@ func (ml *ManagedLedger) recoverStorage() error {
 		}
 	}
 	if err != nil {
-		ml.log.Warn("managedledger: storage recovery failed; appends still refused", "ledger", l.id, "err", err)
+		ml.logRetry(l.id, err)
 		return errRetryLater
 	}
 
@@ -115,7 +116,7 @@ func (ml *ManagedLedger) recoverStorage() error {
 		l.seg = old // keep the abandoned handle for reads; try again later
 		ml.mu.Unlock()
 		seg.Close()
-		ml.log.Warn("managedledger: storage recovery failed; appends still refused", "ledger", l.id, "err", err)
+		ml.logRetry(l.id, err)
 		if errors.Is(err, ErrFenced) {
 			return err
 		}
@@ -124,11 +125,25 @@ func (ml *ManagedLedger) recoverStorage() error {
 	ml.mu.failed = nil
 	ml.mu.failedAt = time.Time{}
 	ml.mu.Unlock()
+	ml.recoverAttempts = 0
 	old.Close() // after reads in progress on it finish
 	ml.factory.storageRecoveries.Add(1)
 	ml.log.Info("managedledger: recovered from storage failure; appends resumed",
 		"ledger", l.id, "entries", d.Entries, "next_index", d.NextIndex, "failed_for", time.Since(since).Round(time.Millisecond), "cause", cause)
 	return nil
+}
+
+// logRetry logs a failed recovery attempt: the first of an episode and
+// then every 12th (about a minute apart at the default interval) at Warn,
+// the others at Debug, so that a disk that stays full does not flood the log.
+func (ml *ManagedLedger) logRetry(id int64, err error) {
+	ml.recoverAttempts++
+	lvl := slog.LevelDebug
+	if ml.recoverAttempts%12 == 1 {
+		lvl = slog.LevelWarn
+	}
+	ml.log.Log(context.Background(), lvl, "managedledger: storage recovery failed; appends still refused",
+		"ledger", id, "attempt", ml.recoverAttempts, "err", err)
 }
 
 // reopenActive cuts ledger id's log back to size bytes and reopens it for
