@@ -2,10 +2,14 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -276,4 +280,96 @@ func checkReadBack(ctx context.Context, t *testing.T, kaddr, topic string, acked
 		}
 	}
 	t.Logf("read back all %d acknowledged records (%d records in the topic)", len(acked), len(seen))
+}
+
+// TestRealDiskFull fills a real (tmpfs, 8 MiB) data directory with Kafka
+// produce until the disk is full, then deletes a filler file and watches
+// writes resume by themselves. It needs to mount (root); otherwise it skips.
+func TestRealDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (needs root): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	// Space to give back later.
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 2<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startStorageServer(t, dir, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const topic = "fill"
+	kaddr := s.Addr("kafka").String()
+	strict, err := kgo.NewClient(kgo.SeedBrokers(kaddr), kgo.DisableIdempotentWrite(), kgo.RecordRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.Close()
+	if _, err := kadm.NewClient(strict).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]bool{}
+	// Incompressible (clients compress batches), reproducible per i.
+	value := func(i int) []byte {
+		b := fmt.Appendf(nil, "v%06d-", i)
+		rng := rand.New(rand.NewPCG(uint64(i), 1))
+		for len(b) < 100<<10 {
+			b = binary.LittleEndian.AppendUint64(b, rng.Uint64())
+		}
+		return b
+	}
+	i := 0
+	for ; ; i++ {
+		err := strict.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: value(i)}).FirstErr()
+		if errors.Is(err, kerr.KafkaStorageError) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		acked[string(value(i))] = true
+		if i > 200 {
+			t.Fatal("8 MiB never filled up")
+		}
+	}
+	t.Logf("disk full after %d records of 100 KiB", i)
+	code, body := httpGet(t, s, "/admin/v2/brokers/health")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "persistent://public/default/fill") || !strings.Contains(body, "disk full") {
+		t.Fatalf("health on a full disk: %d %q", code, body)
+	}
+	// A retrying producer in flight while the disk is full.
+	retrying, err := kgo.NewClient(kgo.SeedBrokers(kaddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer retrying.Close()
+	done := make(chan error, 1)
+	go func() { done <- retrying.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: value(i)}).FirstErr() }()
+	time.Sleep(500 * time.Millisecond)
+	if len(s.Broker().StorageFailures()) != 1 {
+		t.Fatalf("failures while the disk is still full: %v", s.Broker().StorageFailures())
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("retrying producer after space came back: %v", err)
+	}
+	acked[string(value(i))] = true
+	waitUntil(t, 10*time.Second, "health ok", func() bool {
+		code, body := httpGet(t, s, "/admin/v2/brokers/health")
+		return code == 200 && body == "ok"
+	})
+	for j := i + 1; j < i+5; j++ {
+		if err := strict.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: value(j)}).FirstErr(); err != nil {
+			t.Fatalf("record %d after recovery: %v", j, err)
+		}
+		acked[string(value(j))] = true
+	}
+	checkReadBack(ctx, t, kaddr, topic, acked)
 }
