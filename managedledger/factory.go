@@ -84,6 +84,11 @@ type Factory struct {
 		sync.Mutex
 		closed  bool
 		ledgers map[string]*ManagedLedger
+		// closing holds the names of ledgers being closed or deleted; the
+		// channel closes when that is done. Open waits for it, so that a
+		// ledger is never open twice and recovery never runs on files
+		// another instance is still writing or removing.
+		closing map[string]chan struct{}
 	}
 }
 
@@ -135,6 +140,7 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 		return nil, fmt.Errorf("managedledger: %w", err)
 	}
 	f.mu.ledgers = make(map[string]*ManagedLedger)
+	f.mu.closing = make(map[string]chan struct{})
 	f.wg.Add(1)
 	go f.every(opts.CursorFlushInterval, func(ml *ManagedLedger) {
 		ml.flushCursors(context.Background())
@@ -211,11 +217,25 @@ func (f *Factory) Open(ctx context.Context, name string, cfg Config) (*ManagedLe
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.mu.closed {
-		return nil, ErrClosed
-	}
-	if ml, ok := f.mu.ledgers[name]; ok {
-		return ml, nil
+	for {
+		if f.mu.closed {
+			return nil, ErrClosed
+		}
+		if ml, ok := f.mu.ledgers[name]; ok {
+			return ml, nil
+		}
+		done, ok := f.mu.closing[name]
+		if !ok {
+			break
+		}
+		f.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			f.mu.Lock()
+			return nil, ctx.Err()
+		}
+		f.mu.Lock()
 	}
 	ml, err := openLedger(ctx, f, name, cfg.withDefaults())
 	if err != nil {
@@ -238,9 +258,20 @@ func (f *Factory) Delete(ctx context.Context, name string) error {
 		return err
 	}
 	f.mu.Lock()
+	for {
+		done, busy := f.mu.closing[name]
+		if !busy {
+			break
+		}
+		f.mu.Unlock()
+		<-done // a close of the same ledger in progress
+		f.mu.Lock()
+	}
 	ml, ok := f.mu.ledgers[name]
 	delete(f.mu.ledgers, name)
+	release := f.holdClosingLocked(name)
 	f.mu.Unlock()
+	defer release()
 	var errs []error
 	if ok {
 		errs = append(errs, ml.close())
@@ -308,6 +339,19 @@ func (f *Factory) Close() error {
 		errs = append(errs, ml.close())
 	}
 	return errors.Join(errs...)
+}
+
+// holdClosingLocked marks name as being closed or deleted until the
+// returned func is called. f.mu is held.
+func (f *Factory) holdClosingLocked(name string) (release func()) {
+	done := make(chan struct{})
+	f.mu.closing[name] = done
+	return func() {
+		f.mu.Lock()
+		delete(f.mu.closing, name)
+		f.mu.Unlock()
+		close(done)
+	}
 }
 
 func (c Config) withDefaults() Config {

@@ -947,6 +947,11 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int, atLea
 	}
 	ml.mu.Unlock()
 
+	// The parts are consecutive in log order; a part is left only once it
+	// is read to its end. Stopping anywhere inside a part (budget spent,
+	// an entry that does not fit, a short read) ends the whole read:
+	// INVARIANT: the result is a gapless run from start, never an entry
+	// whose predecessor was not returned.
 	var out []Entry
 	size := 0
 	for _, p := range parts {
@@ -961,6 +966,7 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int, atLea
 		}
 		recs, err := read(p.from, p.limit, maxEntries-len(out), max(maxBytes-size, 1))
 		if err != nil {
+			releaseRecords(recs)
 			if len(out) > 0 && errors.Is(err, segment.ErrClosed) {
 				return out, nil
 			}
@@ -969,16 +975,41 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int, atLea
 			}
 			return out, err
 		}
+		want := p.from
 		for i := range recs {
 			r := &recs[i]
+			if r.EntryID != want {
+				releaseRecords(recs[i:])
+				releaseEntries(out)
+				return nil, fmt.Errorf("%w: ledger %d: entry %d read where %d expected", ErrCorrupt, p.id, r.EntryID, want)
+			}
 			if (len(out) > 0 || !atLeastOne) && size+len(r.Data) > maxBytes {
+				releaseRecords(recs[i:])
 				return out, nil
 			}
 			size += len(r.Data)
 			out = append(out, entryOf(p.id, r))
+			want++
+		}
+		if want < p.limit {
+			break // this ledger was not read to its end: the next one must wait
 		}
 	}
 	return out, nil
+}
+
+// releaseRecords gives back the read buffers of records not returned.
+func releaseRecords(recs []segment.Record) {
+	for i := range recs {
+		recs[i].Release()
+	}
+}
+
+// releaseEntries gives back the read buffers of entries not returned.
+func releaseEntries(es []Entry) {
+	for i := range es {
+		es[i].Release()
+	}
 }
 
 func entryOf(ledgerID int64, r *segment.Record) Entry {
@@ -1032,7 +1063,15 @@ func (ml *ManagedLedger) readFromIndex(index int64, maxEntries, maxBytes int, at
 		}
 	}
 	ml.mu.Unlock()
-	return ml.readEntries(pos, maxEntries, maxBytes, atLeastOne)
+	out, err := ml.readEntries(pos, maxEntries, maxBytes, atLeastOne)
+	// The ledger holding index may have been deleted (retention,
+	// TruncateBefore) between finding it and reading: the read then starts
+	// at a later entry, and returning that would skip messages.
+	if len(out) > 0 && (index < out[0].FirstIndex || index > out[0].LastIndex()) {
+		releaseEntries(out)
+		return nil, fmt.Errorf("%w: %d no longer retained", ErrIndexOutOfRange, index)
+	}
+	return out, err
 }
 
 // PositionOf returns the position of the entry holding message index.
@@ -1222,10 +1261,14 @@ func (ml *ManagedLedger) Stats() Stats {
 func (ml *ManagedLedger) Close() error {
 	f := ml.factory
 	f.mu.Lock()
-	if f.mu.ledgers[ml.name] == ml {
-		delete(f.mu.ledgers, ml.name)
+	if f.mu.ledgers[ml.name] != ml {
+		f.mu.Unlock()
+		return ml.close() // already forgotten (deleted, factory closed)
 	}
+	delete(f.mu.ledgers, ml.name)
+	release := f.holdClosingLocked(ml.name)
 	f.mu.Unlock()
+	defer release() // only then may Open recover the files again
 	return ml.close()
 }
 
