@@ -44,8 +44,8 @@ func (s mCursorState) clone() mCursorState {
 type modelCursor struct {
 	name string
 	mCursorState
-	read   Position    // next position a cursor read starts at
-	dirty  bool        // changed since record was written
+	read   Position     // next position a cursor read starts at
+	dirty  bool         // changed since record was written
 	record mCursorState // as last persisted
 }
 
@@ -428,7 +428,7 @@ func (r *modelRig) step() {
 
 func (r *modelRig) dataSize() int {
 	switch x := r.rng.IntN(100); {
-	case x < 2:
+	case x < 2 && *modelEmpty:
 		return 0
 	case x < 25:
 		return 1 + r.rng.IntN(32)
@@ -632,7 +632,8 @@ func (r *modelRig) checkRead(what string, got []Entry, start, maxEntries, maxByt
 		r.fail("%s: %d bytes in %d entries exceed maxBytes %d", what, size, len(got), maxBytes)
 	}
 	if len(got) != len(want) {
-		r.fail("%s: %d entries, the budget allows %d (a short read: the contract stops only before maxBytes would be exceeded)", what, len(got), len(want))
+		r.fail("%s: %d entries, the budget allows %d (a short read: the contract stops only before maxBytes would be exceeded); wanted %s",
+			what, len(got), len(want), r.describe(want))
 	}
 	r.hold(got, start)
 }
@@ -984,6 +985,9 @@ func (r *modelRig) opCursorRead() {
 	if len(run) > 0 {
 		last := r.m.all[run[len(run)-1]].Position
 		mc.read = Position{LedgerID: last.LedgerID, EntryID: last.EntryID + 1}
+		if got := c.ReadPosition(); got != mc.read {
+			r.fail("%s: read position %v after the read, want %v: the underlying read returned a different run than %s", what, got, mc.read, r.describe(run))
+		}
 	}
 	r.checkCursor(mc, c)
 	for i := range got {
@@ -1213,4 +1217,14 @@ func seqRange(seqs []int) string {
 		return fmt.Sprintf("[%d]", seqs[0])
 	}
 	return fmt.Sprintf("[%d..%d]", seqs[0], seqs[len(seqs)-1])
+}
+
+// describe lists entries by seq with position and size, for messages.
+func (r *modelRig) describe(seqs []int) string {
+	var b strings.Builder
+	for _, s := range seqs {
+		e := r.m.all[s]
+		fmt.Fprintf(&b, "seq %d at %v (%d bytes); ", s, e.Position, len(e.Data))
+	}
+	return b.String()
 }
