@@ -365,8 +365,12 @@ func (r *modelRig) log(format string, args ...any) {
 func (r *modelRig) fail(format string, args ...any) {
 	r.t.Helper()
 	msg := fmt.Sprintf(format, args...)
-	r.t.Fatalf("model divergence at op %d: %s\n\nvariant %s, seed %d, params %+v\nreproduce: go test ./managedledger -run 'TestModel/%s$' -ml.seed=%d -ml.ops=%d\nmodel: %d entries appended, next index %d, first index %d (first retained seq %d), ledgers %s\nlast %d operations (newest last):\n%s",
-		r.ops, msg, r.v.name, r.seed, r.p, r.v.name, r.seed, *modelOps,
+	extra := ""
+	if *modelEmpty {
+		extra = " -ml.empty"
+	}
+	r.t.Fatalf("model divergence at op %d: %s\n\nvariant %s, seed %d, params %+v\nreproduce: go test ./managedledger -run 'TestModel/%s$' -ml.seed=%d -ml.ops=%d%s\nmodel: %d entries appended, next index %d, first index %d (first retained seq %d), ledgers %s\nlast %d operations (newest last):\n%s",
+		r.ops, msg, r.v.name, r.seed, r.p, r.v.name, r.seed, *modelOps, extra,
 		len(r.m.all), r.m.next, r.m.first(), r.m.firstSeq(), r.ledgerString(), len(r.history), strings.Join(r.history, "\n"))
 }
 
