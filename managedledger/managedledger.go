@@ -987,16 +987,17 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int, atLea
 	var out []Entry
 	size := 0
 	for _, p := range parts {
-		if len(out) >= maxEntries || (len(out) > 0 && size >= maxBytes) {
+		// size == maxBytes goes on: entries without data still fit.
+		if len(out) >= maxEntries || (len(out) > 0 && size > maxBytes) {
 			break
 		}
-		read := p.seg.Read
+		read, budget := p.seg.Read, max(maxBytes-size, 1)
 		if len(out) > 0 || !atLeastOne {
 			// Only what still fits: a record that would be dropped
 			// below is not read.
-			read = p.seg.ReadWithin
+			read, budget = p.seg.ReadWithin, max(maxBytes-size, 0)
 		}
-		recs, err := read(p.from, p.limit, maxEntries-len(out), max(maxBytes-size, 1))
+		recs, err := read(p.from, p.limit, maxEntries-len(out), budget)
 		if err != nil {
 			releaseRecords(recs)
 			if len(out) > 0 && errors.Is(err, segment.ErrClosed) {

@@ -366,8 +366,8 @@ func (r *modelRig) fail(format string, args ...any) {
 	r.t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	extra := ""
-	if *modelEmpty {
-		extra = " -ml.empty"
+	if !*modelEmpty {
+		extra = " -ml.empty=false"
 	}
 	r.t.Fatalf("model divergence at op %d: %s\n\nvariant %s, seed %d, params %+v\nreproduce: go test ./managedledger -run 'TestModel/%s$' -ml.seed=%d -ml.ops=%d%s\nmodel: %d entries appended, next index %d, first index %d (first retained seq %d), ledgers %s\nlast %d operations (newest last):\n%s",
 		r.ops, msg, r.v.name, r.seed, r.p, r.v.name, r.seed, *modelOps, extra,

@@ -37,7 +37,7 @@ package managedledger
 //	-ml.seed=N       run one round per variant with seed N (reproduce a failure;
 //	                 select the variant with -run 'TestModel/<variant>$')
 //	-ml.ops=400      operations per round
-//	-ml.empty        also append entries without data
+//	-ml.empty=true   also append entries without data (false: only with data)
 //
 // Reproducibility: a seed fixes every operation and parameter. The power-loss
 // variant's crash outcome can also depend on background preallocation timing,
@@ -53,11 +53,10 @@ var (
 	modelSeed     = flag.Uint64("ml.seed", 0, "TestModel: run one round per variant with this seed (0: random seeds for -ml.duration)")
 	modelDuration = flag.Duration("ml.duration", 3*time.Second, "TestModel: total running time, split over the variants")
 	modelOps      = flag.Int("ml.ops", 400, "TestModel: operations per round")
-	// Off by default: Kafka and Pulsar never produce an entry without
-	// data, and with such entries a read whose budget is used up exactly
-	// at a ledger's end stops before the next ledger's empty entries (a
-	// short read, never a skip; the cache path returns them).
-	modelEmpty = flag.Bool("ml.empty", false, "TestModel: also append entries with no data")
+	// Entries without data (never produced by Kafka or Pulsar) found a
+	// short read: a read whose budget was used up exactly at a ledger's
+	// end stopped before the next ledger's empty entries.
+	modelEmpty = flag.Bool("ml.empty", true, "TestModel: also append entries with no data")
 )
 
 // modelVariant is one storage configuration TestModel runs over.
