@@ -99,11 +99,14 @@ type Broker struct {
 	}
 }
 
-// loadCall is one partition load that concurrent OpenPartition calls share.
+// loadCall is one partition load that concurrent OpenPartition calls
+// share, or (held) a hold on loading while a partition is unloaded or
+// deleted (holdLoads).
 type loadCall struct {
 	done chan struct{}
 	p    *Partition
 	err  error
+	held bool
 }
 
 var _ Service = (*Broker)(nil)
@@ -183,6 +186,26 @@ func (b *Broker) ApplyRetention(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// StorageFailure is a loaded partition whose log refuses appends after a
+// failed write or fsync (see ErrStorage).
+type StorageFailure struct {
+	Partition TopicName
+	Err       error
+	Since     time.Time
+}
+
+// StorageFailures lists the loaded partitions failed by storage errors,
+// sorted by name (health, metrics).
+func (b *Broker) StorageFailures() []StorageFailure {
+	var out []StorageFailure
+	for _, p := range b.Partitions() {
+		if since, err := p.StorageFailure(); err != nil {
+			out = append(out, StorageFailure{Partition: p.name, Err: err, Since: since})
+		}
+	}
+	return out
 }
 
 // Partitions returns the loaded partitions sorted by name.
@@ -538,11 +561,21 @@ func (b *Broker) DeleteTopic(ctx context.Context, name TopicName, force bool) er
 			}
 		}
 	}
+	// Loads of the partitions wait until the topic is gone, then fail: a
+	// producer retrying during the delete must not reopen (and recover) a
+	// ledger whose files are being removed.
+	var releases []func(error)
+	defer func() {
+		for _, release := range releases {
+			release(fmt.Errorf("%w: %s was deleted", ErrTopicNotFound, name))
+		}
+	}()
 	for _, pn := range parts {
-		b.mu.Lock()
-		p := b.mu.partitions[pn.String()]
-		delete(b.mu.partitions, pn.String())
-		b.mu.Unlock()
+		p, release, err := b.holdLoads(ctx, pn.String())
+		if err != nil {
+			return err
+		}
+		releases = append(releases, release)
 		if p != nil {
 			p.close()
 		}
@@ -551,6 +584,37 @@ func (b *Broker) DeleteTopic(ctx context.Context, name TopicName, force bool) er
 		}
 	}
 	return b.store.Delete(ctx, topicPath(name), metadata.AnyVersion)
+}
+
+// holdLoads takes the loaded partition key out of the broker and keeps
+// it from being loaded again until release is called; loads asked
+// meanwhile wait and then get release's error (nil: they load again).
+// It waits for a load in progress to finish first.
+func (b *Broker) holdLoads(ctx context.Context, key string) (p *Partition, release func(error), err error) {
+	for {
+		b.mu.Lock()
+		c := b.mu.loading[key]
+		if c == nil {
+			c = &loadCall{done: make(chan struct{}), held: true}
+			b.mu.loading[key] = c
+			p = b.mu.partitions[key]
+			delete(b.mu.partitions, key)
+			b.mu.Unlock()
+			return p, func(err error) {
+				b.mu.Lock()
+				delete(b.mu.loading, key)
+				b.mu.Unlock()
+				c.err = err
+				close(c.done)
+			}, nil
+		}
+		b.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
 }
 
 // Unload closes the loaded partitions of a topic (all partitions of a
@@ -567,13 +631,14 @@ func (b *Broker) Unload(ctx context.Context, name TopicName) error {
 		parts = partitionNames(md)
 	}
 	for _, pn := range parts {
-		b.mu.Lock()
-		p := b.mu.partitions[pn.String()]
-		delete(b.mu.partitions, pn.String())
-		b.mu.Unlock()
+		p, release, err := b.holdLoads(ctx, pn.String())
+		if err != nil {
+			return err
+		}
 		if p != nil {
 			p.close()
 		}
+		release(nil) // loads may begin again, on the closed ledger's files
 	}
 	return nil
 }
@@ -731,6 +796,9 @@ func (b *Broker) load(ctx context.Context, name TopicName, eff EffectivePolicies
 	b.mu.Unlock()
 	select {
 	case <-c.done:
+		if c.held && c.err == nil {
+			return b.load(ctx, name, eff) // unloaded meanwhile: load again
+		}
 		return c.p, c.err
 	case <-ctx.Done():
 		return nil, ctx.Err()

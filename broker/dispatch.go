@@ -614,8 +614,8 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		e := entries[i]
 		key, ok := d.opts.Inspect(&e)
 		if !ok {
-			// TODO(conversion): entries of another protocol's format are not
-			// delivered until conversion on read exists; they stay unacknowledged.
+			// Undeliverable (a corrupt entry the handler cannot convert;
+			// the handler logs it): it stays unacknowledged, in the backlog.
 			continue
 		}
 		if delay && d.opts.DeliverAt != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kopernik-io/kopernik/managedledger"
 )
@@ -405,6 +406,10 @@ func mapLedgerErr(err error) error {
 	}
 	return err
 }
+
+// StorageFailure reports the storage failure that currently stops appends
+// to the partition (nil: none; see ErrStorage) and since when.
+func (p *Partition) StorageFailure() (since time.Time, err error) { return p.ml.StorageFailure() }
 
 // ---- reads: thin, documented in managedledger ----
 

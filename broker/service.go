@@ -51,6 +51,11 @@ var (
 	ErrProducerFenced       = errors.New("broker: producer fenced")
 	ErrInUse                = errors.New("broker: in use")
 	ErrClosed               = errors.New("broker: closed")
+	// ErrStorage: the partition's log failed on a write or fsync and
+	// refuses appends until it recovers by itself (reads keep working).
+	// ErrDiskFull is the same for a full disk and matches ErrStorage too.
+	ErrStorage  = managedledger.ErrStorage
+	ErrDiskFull = managedledger.ErrDiskFull
 )
 
 // TenantInfo is a tenant's record.

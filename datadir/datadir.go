@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/segment"
 )
 
 // Storage is an opened data directory.
@@ -31,6 +33,14 @@ type Options struct {
 	// CacheBytes is the ledgers' shared entry cache (see
 	// managedledger.FactoryOptions.CacheBytes): 0 the default, < 0 none.
 	CacheBytes int64
+	// StorageRetryInterval is how soon a ledger failed by a write or fsync
+	// error (a full disk) retries recovery (see
+	// managedledger.FactoryOptions.StorageRetryInterval): 0 the default.
+	StorageRetryInterval time.Duration
+	// FS, if set, replaces the operating system's file system for ledger
+	// files (tests inject failures with segment.FaultFS); the metadata
+	// store still uses the OS.
+	FS segment.FS
 }
 
 // OpenWith is Open with options.
@@ -53,6 +63,7 @@ func OpenWith(dir string, log *slog.Logger, opts Options) (*Storage, error) {
 	}
 	f, err := managedledger.NewFactory(managedledger.FactoryOptions{
 		Dir: ledgerDir, Store: store, Logger: log.With("component", "managedledger"), CacheBytes: opts.CacheBytes,
+		StorageRetryInterval: opts.StorageRetryInterval, FS: opts.FS,
 	})
 	if err != nil {
 		store.Close()

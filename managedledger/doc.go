@@ -42,10 +42,28 @@
 // SyncInterval an entry is written (write(2)) and visible when Append
 // returns and fsynced within SyncInterval.
 //
-// A failed write or fsync fails the ledger (ErrStorage): appends are
-// refused until it is reopened, because after a failed fsync the page
-// cache can no longer be trusted. Recovery then truncates the active
-// ledger's torn tail; acknowledged entries are never lost.
+// # Disk full and I/O errors
+//
+// A failed write, fsync, seal or ledger creation fails the ledger
+// (ErrStorage; also ErrDiskFull for ENOSPC/EDQUOT): appends in flight and
+// new appends fail, reads of visible entries keep working. This is an
+// ordinary, recoverable condition: the ledger's syncer retries recovery
+// after FactoryOptions.StorageRetryInterval (default 1s, backing off to 5x)
+// until it succeeds (recover.go). Recovery happens in place, on the syncer
+// goroutine (so never concurrently with a group fsync, another recovery or
+// Close): the failed segment handle is abandoned (no more writes or
+// preallocation through it), the active ledger's log is cut back to the
+// visible entries, reopened with segment.Open — which re-reads and verifies
+// the file rather than trusting the page cache after a failed fsync,
+// truncates a torn tail and fsyncs — and 64 KiB are reserved (zero-filled
+// and fsynced) to learn that writes fit again; only then is the ledger list
+// rewritten and are appends accepted, at the next index after the last
+// visible entry. Acknowledged entries are visible ones, so they are never
+// lost; an append that failed is never in the log after recovery (a client
+// may retry it without creating a duplicate); indexes stay continuous. A
+// failed background preallocation does not fail the ledger (appends just
+// grow the file). A fenced ledger is not retried. The factory's Failed and
+// StorageCounts report failed ledgers and transitions (health, metrics).
 //
 // # Rollover, truncation, retention
 //

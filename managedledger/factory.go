@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,11 @@ type FactoryOptions struct {
 	// (Pulsar's managedLedgerCacheEvictionTimeThresholdMillis, whose
 	// default is 1s; default here 10s).
 	CacheMaxAge time.Duration
+	// StorageRetryInterval is how soon a ledger that failed on a write or
+	// fsync (a full disk, an I/O error) tries to recover by itself; failed
+	// attempts back off to five times this (default 1s, so 1-5s; < 0: no
+	// automatic recovery, only a reopen recovers). See recover.go.
+	StorageRetryInterval time.Duration
 }
 
 // Factory opens managed ledgers that share a data directory and a metadata store.
@@ -80,10 +86,18 @@ type Factory struct {
 	cacheBudget int64
 	cacheUsed   atomic.Int64
 
+	// Storage failures and recoveries of all ledgers, since start.
+	storageFailures, storageRecoveries atomic.Int64
+
 	mu struct {
 		sync.Mutex
 		closed  bool
 		ledgers map[string]*ManagedLedger
+		// closing holds the names of ledgers being closed or deleted; the
+		// channel closes when that is done. Open waits for it, so that a
+		// ledger is never open twice and recovery never runs on files
+		// another instance is still writing or removing.
+		closing map[string]chan struct{}
 	}
 }
 
@@ -95,6 +109,9 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 	}
 	if opts.RetentionInterval == 0 {
 		opts.RetentionInterval = 30 * time.Second
+	}
+	if opts.StorageRetryInterval == 0 {
+		opts.StorageRetryInterval = time.Second
 	}
 	if opts.CursorFlushInterval <= 0 {
 		opts.CursorFlushInterval = 100 * time.Millisecond
@@ -135,6 +152,7 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 		return nil, fmt.Errorf("managedledger: %w", err)
 	}
 	f.mu.ledgers = make(map[string]*ManagedLedger)
+	f.mu.closing = make(map[string]chan struct{})
 	f.wg.Add(1)
 	go f.every(opts.CursorFlushInterval, func(ml *ManagedLedger) {
 		ml.flushCursors(context.Background())
@@ -181,6 +199,33 @@ func (f *Factory) open() []*ManagedLedger {
 	return out
 }
 
+// FailedLedger is an open managed ledger that refuses appends after a
+// storage failure.
+type FailedLedger struct {
+	Name  string
+	Err   error
+	Since time.Time
+}
+
+// Failed lists the open ledgers currently failed by a storage error,
+// sorted by name.
+func (f *Factory) Failed() []FailedLedger {
+	var out []FailedLedger
+	for _, ml := range f.open() {
+		if since, err := ml.StorageFailure(); err != nil {
+			out = append(out, FailedLedger{Name: ml.name, Err: err, Since: since})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// StorageCounts returns how many storage failures and recoveries ledgers
+// went through since the factory started (metrics).
+func (f *Factory) StorageCounts() (failures, recoveries int64) {
+	return f.storageFailures.Load(), f.storageRecoveries.Load()
+}
+
 // ValidateName checks a managed ledger name: '/'-separated non-empty
 // segments of [A-Za-z0-9._=-], e.g. "public/default/persistent/t-partition-0".
 func ValidateName(name string) error {
@@ -211,11 +256,25 @@ func (f *Factory) Open(ctx context.Context, name string, cfg Config) (*ManagedLe
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.mu.closed {
-		return nil, ErrClosed
-	}
-	if ml, ok := f.mu.ledgers[name]; ok {
-		return ml, nil
+	for {
+		if f.mu.closed {
+			return nil, ErrClosed
+		}
+		if ml, ok := f.mu.ledgers[name]; ok {
+			return ml, nil
+		}
+		done, ok := f.mu.closing[name]
+		if !ok {
+			break
+		}
+		f.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			f.mu.Lock()
+			return nil, ctx.Err()
+		}
+		f.mu.Lock()
 	}
 	ml, err := openLedger(ctx, f, name, cfg.withDefaults())
 	if err != nil {
@@ -238,9 +297,20 @@ func (f *Factory) Delete(ctx context.Context, name string) error {
 		return err
 	}
 	f.mu.Lock()
+	for {
+		done, busy := f.mu.closing[name]
+		if !busy {
+			break
+		}
+		f.mu.Unlock()
+		<-done // a close of the same ledger in progress
+		f.mu.Lock()
+	}
 	ml, ok := f.mu.ledgers[name]
 	delete(f.mu.ledgers, name)
+	release := f.holdClosingLocked(name)
 	f.mu.Unlock()
+	defer release()
 	var errs []error
 	if ok {
 		errs = append(errs, ml.close())
@@ -308,6 +378,19 @@ func (f *Factory) Close() error {
 		errs = append(errs, ml.close())
 	}
 	return errors.Join(errs...)
+}
+
+// holdClosingLocked marks name as being closed or deleted until the
+// returned func is called. f.mu is held.
+func (f *Factory) holdClosingLocked(name string) (release func()) {
+	done := make(chan struct{})
+	f.mu.closing[name] = done
+	return func() {
+		f.mu.Lock()
+		delete(f.mu.closing, name)
+		f.mu.Unlock()
+		close(done)
+	}
 }
 
 func (c Config) withDefaults() Config {

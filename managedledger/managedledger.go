@@ -77,12 +77,19 @@ type ManagedLedger struct {
 	kick     chan struct{}
 	stopSync chan struct{}
 	syncDone chan struct{}
+	// failKick tells the syncer that the ledger failed, so that it starts
+	// retrying recovery (recover.go).
+	failKick chan struct{}
+	// recoverAttempts counts failed recovery attempts of the current
+	// failure (syncer goroutine only).
+	recoverAttempts int
 
 	mu struct {
 		sync.Mutex
-		closed bool
-		failed error // sticky storage failure: appends fail until reopened
-		cfg    Config
+		closed   bool
+		failed   error     // storage failure: appends fail until recovered (recover.go)
+		failedAt time.Time // when failed was set
+		cfg      Config
 
 		ledgers      []*ledger
 		nextLedgerID int64
@@ -110,14 +117,20 @@ type ManagedLedger struct {
 }
 
 // ErrStorage reports a failed write or fsync; the ledger refuses appends
-// until it is reopened (recovery then decides what survived).
+// until it is recovered (by itself, see recover.go, or by a reopen), which
+// keeps every acknowledged entry and drops the unacknowledged ones.
 var ErrStorage = errors.New("managedledger: storage failure")
+
+// ErrDiskFull is an ErrStorage whose cause is a full disk or an exhausted
+// quota (ENOSPC, EDQUOT); errors carrying it match ErrStorage too.
+var ErrDiskFull = errors.New("managedledger: disk full")
 
 func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*ManagedLedger, error) {
 	ml := &ManagedLedger{
 		name: name, factory: f, log: f.log.With("topic", name), store: f.opts.Store, memory: f.opts.Dir == "",
 		segOpts: f.segOptions(name),
 		kick:    make(chan struct{}, 1), stopSync: make(chan struct{}), syncDone: make(chan struct{}),
+		failKick: make(chan struct{}, 1),
 	}
 	ml.mu.cfg = cfg
 	ml.mu.changed = make(chan struct{})
@@ -133,7 +146,7 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 		first := firstLedgerID(ctx, ml.store, name)
 		seg, err := segment.Create(ml.segOpts, first, 0, now)
 		if err != nil {
-			return nil, fmt.Errorf("managedledger: create ledger: %w", err)
+			return nil, storageError(name, fmt.Errorf("create ledger: %w", err))
 		}
 		ml.mu.ledgers = []*ledger{{id: first, created: seg.Durable().Created, seg: seg}}
 		ml.mu.nextLedgerID = first + 1
@@ -188,7 +201,10 @@ func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record)
 			}
 			seg, err := segment.Open(ml.segOpts, lm.ID, false)
 			if err != nil {
-				return fmt.Errorf("managedledger: recover ledger %d: %w", lm.ID, err)
+				if errors.Is(err, segment.ErrCorrupt) || errors.Is(err, segment.ErrNewerVersion) {
+					return fmt.Errorf("managedledger: recover ledger %d: %w", lm.ID, err)
+				}
+				return storageError(ml.name, fmt.Errorf("recover ledger %d: %w", lm.ID, err))
 			}
 			l.seg = seg
 			d := seg.Durable()
@@ -477,11 +493,19 @@ func (ml *ManagedLedger) Append(ctx context.Context, e Entry) (Entry, error) {
 
 // failLocked records a storage failure and fails every waiter: after a
 // failed write or fsync the file's tail is unknown (the page cache may have
-// dropped the dirty pages), so only reopening (recovery) can continue.
+// dropped the dirty pages), so only recovery from the file can continue.
+// The syncer retries that (recover.go).
 func (ml *ManagedLedger) failLocked(err error) {
 	if ml.mu.failed == nil {
-		ml.mu.failed = fmt.Errorf("%w: %s: %w", ErrStorage, ml.name, err)
-		ml.log.Error("managedledger: storage failure; appends refused until reopen", "err", err)
+		ml.mu.failed = storageError(ml.name, err)
+		ml.mu.failedAt = time.Now()
+		ml.factory.storageFailures.Add(1)
+		ml.log.Error("managedledger: storage failure; appends refused until recovered",
+			"err", err, "disk_full", errors.Is(ml.mu.failed, ErrDiskFull))
+		select {
+		case ml.failKick <- struct{}{}:
+		default:
+		}
 	}
 	ml.cacheClearLocked() // cached entries past the durable ones never become visible
 	for _, w := range ml.mu.waiters {
@@ -514,6 +538,8 @@ func (ml *ManagedLedger) syncer() {
 	timer := time.NewTimer(ml.config().SyncInterval)
 	defer timer.Stop()
 	var g groupState
+	var rs retryState
+	defer rs.stop()
 	for {
 		select {
 		case <-ml.kick:
@@ -521,6 +547,10 @@ func (ml *ManagedLedger) syncer() {
 		case <-timer.C:
 			ml.syncActive()
 			timer.Reset(ml.config().SyncInterval)
+		case <-ml.failKick:
+			rs.failed(ml.factory.opts.StorageRetryInterval)
+		case <-rs.c():
+			rs.done(ml.recoverStorage())
 		case <-ml.stopSync:
 			g.lastBatch = 0
 			ml.syncWaiters(&g)
@@ -585,13 +615,14 @@ func (ml *ManagedLedger) syncWaiters(g *groupState) {
 			return
 		}
 		l := ml.activeLocked()
+		seg := l.seg
 		ml.mu.Unlock()
 
 		// Every waiter taken above was written to l before we took it
 		// (writes happen under mu), so this sync covers them all. If a
 		// rollover sealed l meanwhile, Sync returns the sealed state.
 		t0 := time.Now()
-		info, err := l.seg.Sync()
+		info, err := seg.Sync()
 		g.lastSync, g.lastBatch = time.Since(t0), len(ws)
 
 		ml.mu.Lock()
@@ -618,8 +649,9 @@ func (ml *ManagedLedger) syncActive() {
 		return
 	}
 	l := ml.activeLocked()
+	seg := l.seg
 	ml.mu.Unlock()
-	info, err := l.seg.Sync()
+	info, err := seg.Sync()
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
 	if err != nil {
@@ -947,20 +979,27 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int, atLea
 	}
 	ml.mu.Unlock()
 
+	// The parts are consecutive in log order; a part is left only once it
+	// is read to its end. Stopping anywhere inside a part (budget spent,
+	// an entry that does not fit, a short read) ends the whole read:
+	// INVARIANT: the result is a gapless run from start, never an entry
+	// whose predecessor was not returned.
 	var out []Entry
 	size := 0
 	for _, p := range parts {
-		if len(out) >= maxEntries || (len(out) > 0 && size >= maxBytes) {
+		// size == maxBytes goes on: entries without data still fit.
+		if len(out) >= maxEntries || (len(out) > 0 && size > maxBytes) {
 			break
 		}
-		read := p.seg.Read
+		read, budget := p.seg.Read, max(maxBytes-size, 1)
 		if len(out) > 0 || !atLeastOne {
 			// Only what still fits: a record that would be dropped
 			// below is not read.
-			read = p.seg.ReadWithin
+			read, budget = p.seg.ReadWithin, max(maxBytes-size, 0)
 		}
-		recs, err := read(p.from, p.limit, maxEntries-len(out), max(maxBytes-size, 1))
+		recs, err := read(p.from, p.limit, maxEntries-len(out), budget)
 		if err != nil {
+			releaseRecords(recs)
 			if len(out) > 0 && errors.Is(err, segment.ErrClosed) {
 				return out, nil
 			}
@@ -969,16 +1008,41 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int, atLea
 			}
 			return out, err
 		}
+		want := p.from
 		for i := range recs {
 			r := &recs[i]
+			if r.EntryID != want {
+				releaseRecords(recs[i:])
+				releaseEntries(out)
+				return nil, fmt.Errorf("%w: ledger %d: entry %d read where %d expected", ErrCorrupt, p.id, r.EntryID, want)
+			}
 			if (len(out) > 0 || !atLeastOne) && size+len(r.Data) > maxBytes {
+				releaseRecords(recs[i:])
 				return out, nil
 			}
 			size += len(r.Data)
 			out = append(out, entryOf(p.id, r))
+			want++
+		}
+		if want < p.limit {
+			break // this ledger was not read to its end: the next one must wait
 		}
 	}
 	return out, nil
+}
+
+// releaseRecords gives back the read buffers of records not returned.
+func releaseRecords(recs []segment.Record) {
+	for i := range recs {
+		recs[i].Release()
+	}
+}
+
+// releaseEntries gives back the read buffers of entries not returned.
+func releaseEntries(es []Entry) {
+	for i := range es {
+		es[i].Release()
+	}
 }
 
 func entryOf(ledgerID int64, r *segment.Record) Entry {
@@ -1032,7 +1096,15 @@ func (ml *ManagedLedger) readFromIndex(index int64, maxEntries, maxBytes int, at
 		}
 	}
 	ml.mu.Unlock()
-	return ml.readEntries(pos, maxEntries, maxBytes, atLeastOne)
+	out, err := ml.readEntries(pos, maxEntries, maxBytes, atLeastOne)
+	// The ledger holding index may have been deleted (retention,
+	// TruncateBefore) between finding it and reading: the read then starts
+	// at a later entry, and returning that would skip messages.
+	if len(out) > 0 && (index < out[0].FirstIndex || index > out[0].LastIndex()) {
+		releaseEntries(out)
+		return nil, fmt.Errorf("%w: %d no longer retained", ErrIndexOutOfRange, index)
+	}
+	return out, err
 }
 
 // PositionOf returns the position of the entry holding message index.
@@ -1222,10 +1294,14 @@ func (ml *ManagedLedger) Stats() Stats {
 func (ml *ManagedLedger) Close() error {
 	f := ml.factory
 	f.mu.Lock()
-	if f.mu.ledgers[ml.name] == ml {
-		delete(f.mu.ledgers, ml.name)
+	if f.mu.ledgers[ml.name] != ml {
+		f.mu.Unlock()
+		return ml.close() // already forgotten (deleted, factory closed)
 	}
+	delete(f.mu.ledgers, ml.name)
+	release := f.holdClosingLocked(ml.name)
 	f.mu.Unlock()
+	defer release() // only then may Open recover the files again
 	return ml.close()
 }
 

@@ -252,10 +252,10 @@ func (f *FaultFS) set(m *map[string]error, substr string, err error) {
 	}
 }
 
-func (f *FaultFS) lookup(m map[string]error, name string) error {
+func (f *FaultFS) lookup(m *map[string]error, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for k, err := range m {
+	for k, err := range *m {
 		if strings.Contains(name, k) {
 			return err
 		}
@@ -278,14 +278,14 @@ type faultFile struct {
 }
 
 func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := ff.fs.lookup(ff.fs.writeErr, ff.name); err != nil {
+	if err := ff.fs.lookup(&ff.fs.writeErr, ff.name); err != nil {
 		return 0, fmt.Errorf("injected write failure: %w", err)
 	}
 	return ff.File.WriteAt(p, off)
 }
 
 func (ff *faultFile) Sync() error {
-	if err := ff.fs.lookup(ff.fs.syncErr, ff.name); err != nil {
+	if err := ff.fs.lookup(&ff.fs.syncErr, ff.name); err != nil {
 		return fmt.Errorf("injected sync failure: %w", err)
 	}
 	return ff.File.Sync()

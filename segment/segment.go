@@ -505,6 +505,9 @@ func (s *Segment) writableLocked() error {
 // the writer is within half a chunk of the end of the allocated region.
 func (s *Segment) maybePreallocLocked() {
 	chunk := s.opts.Prealloc
+	if s.mu.failed != nil {
+		return // an abandoned or failed handle writes nothing more
+	}
 	// Only ledgers that already took a chunk's worth of writes get zeroed
 	// slack: a broker with many quiet partitions must not hold a chunk of
 	// zeros for each.
@@ -519,13 +522,7 @@ func (s *Segment) maybePreallocLocked() {
 var zeros = make([]byte, 1<<20)
 
 func (s *Segment) fill(start, end int64) {
-	var err error
-	for off := start; off < end && err == nil; off += int64(len(zeros)) {
-		_, err = s.logF.WriteAt(zeros[:min(int64(len(zeros)), end-off)], off)
-	}
-	if err == nil {
-		err = s.logF.Sync()
-	}
+	err := s.zeroFill(start, end)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.filling = false
@@ -537,6 +534,46 @@ func (s *Segment) fill(start, end int64) {
 		s.mu.allocated = end
 	}
 	s.fillCond.Broadcast()
+}
+
+// zeroFill writes zeros to [start, end) of the log and syncs them.
+func (s *Segment) zeroFill(start, end int64) error {
+	var err error
+	for off := start; off < end && err == nil; off += int64(len(zeros)) {
+		_, err = s.logF.WriteAt(zeros[:min(int64(len(zeros)), end-off)], off)
+	}
+	if err == nil {
+		err = s.logF.Sync()
+	}
+	return err
+}
+
+// Reserve zero-fills and syncs n bytes after everything written, at once
+// (preallocation on demand), so that the next appends write into
+// allocated blocks. A managed ledger recovering from a full disk reserves
+// before it accepts appends again, to learn whether writes fit. A failed
+// Reserve does not fail the segment (the zeros read as the end of the log).
+func (s *Segment) Reserve(n int64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if err := s.writableLocked(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.waitFillLocked()
+	start := max(s.mu.allocated, s.mu.fileEnd)
+	s.mu.filling, s.mu.fillStart, s.mu.fillEnd = true, start, start+n
+	s.mu.Unlock()
+	err := s.zeroFill(start, start+n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.filling = false
+	if err == nil {
+		s.mu.allocated = start + n
+	}
+	s.fillCond.Broadcast()
+	return err
 }
 
 func (s *Segment) waitFillLocked() {
@@ -674,6 +711,27 @@ func (s *Segment) Seal() error {
 	s.mu.allocated = s.mu.size
 	s.resetFileStateLocked()
 	return nil
+}
+
+// Abandon stops all writing through this handle and returns its durable
+// state: a Sync in flight and a preallocation in flight finish first, then
+// Append, Write, Sync and Seal fail with ErrFailed and no preallocation
+// starts. Reads keep working until Close. A managed ledger abandons a
+// failed active segment before it reopens the file with Open (which
+// recovers it from what the file holds, not from this handle's memory), so
+// that only one handle ever writes a file.
+func (s *Segment) Abandon() Info {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.failed == nil {
+		s.mu.failed = fmt.Errorf("%w: abandoned", ErrFailed)
+	}
+	s.waitFillLocked()
+	return s.mu.synced
 }
 
 // Close closes the files after reads in progress finish. It does not sync:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/protocol"
+	"github.com/kopernik-io/kopernik/segment"
 )
 
 // EnvPrefix starts every environment variable the configuration reads:
@@ -119,6 +120,16 @@ type Config struct {
 	// host over all listeners, authenticated or not (default 0: no bound;
 	// Kafka max.connections.per.ip, Pulsar maxConnectionsPerIp).
 	MaxConnectionsPerAddress int `yaml:"max-connections-per-address"`
+	// StorageRetryInterval is how soon a partition whose log failed on a
+	// write or fsync (a full disk, an I/O error) tries to recover by
+	// itself; failed attempts back off to five times this (default 1s).
+	// Appends to it fail meanwhile (Kafka KAFKA_STORAGE_ERROR, Pulsar
+	// PersistenceError), reads keep working; see docs/durability.md.
+	StorageRetryInterval time.Duration `yaml:"storage-retry-interval"`
+	// LedgerFS, if set, replaces the file system under the ledger files.
+	// Test hook only (not a setting): tests inject a full disk or failed
+	// fsyncs with segment.FaultFS. The metadata store is not affected.
+	LedgerFS segment.FS `yaml:"-"`
 	// Handlers holds each protocol's own settings (YAML section named after
 	// the protocol), as returned by its Registration.NewConfig.
 	Handlers map[string]any `yaml:"-"`
@@ -148,6 +159,7 @@ func DefaultConfig() *Config {
 		AuthFailureDelay:         time.Second,
 		AuthorizationEnabled:     true,
 		LedgerCacheBytes:         64 << 20,
+		StorageRetryInterval:     time.Second,
 		AuthMaxPendingPerAddress: 64,
 		Handlers:                 map[string]any{},
 	}
@@ -342,6 +354,9 @@ func (c *Config) Validate() error {
 	if c.LedgerCacheBytes < 0 {
 		add("ledger-cache-bytes must be >= 0")
 	}
+	if c.StorageRetryInterval <= 0 {
+		add("storage-retry-interval must be > 0")
+	}
 	if c.MaxConnectionsPerAddress < 0 {
 		add("max-connections-per-address must be >= 0")
 	}
@@ -405,7 +420,7 @@ func (c *Config) topKeys() []string {
 		"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",
 		"auth-enabled", "auth-token-secret-key-file", "auth-token-public-key-file", "anonymous-role",
 		"superuser-roles", "auth-failure-delay", "auth-max-pending-per-address", "authorization-enabled",
-		"max-connections-per-address", "ledger-cache-bytes"}
+		"max-connections-per-address", "ledger-cache-bytes", "storage-retry-interval"}
 	for name := range c.Handlers {
 		keys = append(keys, name, name+"-addr", name+"-tls-addr")
 	}

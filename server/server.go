@@ -87,7 +87,9 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if s.lock, err = lockDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if s.storage, err = datadir.OpenWith(cfg.DataDir, log, datadir.Options{CacheBytes: cfg.cacheBytes()}); err != nil {
+	if s.storage, err = datadir.OpenWith(cfg.DataDir, log, datadir.Options{
+		CacheBytes: cfg.cacheBytes(), StorageRetryInterval: cfg.StorageRetryInterval, FS: cfg.LedgerFS,
+	}); err != nil {
 		return nil, err
 	}
 	syncCfg := managedledger.Config{Sync: managedledger.SyncAlways}
@@ -101,6 +103,8 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if err != nil {
 		return nil, err
 	}
+
+	s.registerStorageMetrics()
 
 	tlsCfg, err := cfg.tlsConfig()
 	if err != nil {
@@ -283,9 +287,38 @@ func (s *Server) httpHandler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain")
+		if failed := s.broker.StorageFailures(); len(failed) > 0 {
+			// Not healthy while any partition refuses appends: a load
+			// balancer or operator sees which, and why (a full disk).
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "storage failure: %d partition(s) refuse writes\n", len(failed))
+			for _, f := range failed {
+				fmt.Fprintf(w, "%s: %v (since %s)\n", f.Partition, f.Err, f.Since.UTC().Format(time.RFC3339))
+			}
+			return
+		}
 		w.Write([]byte("ok"))
 	})
 	return mux
+}
+
+// registerStorageMetrics exports the partitions failed by storage errors
+// and the failure and recovery counts of all ledgers.
+func (s *Server) registerStorageMetrics() {
+	s.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kopernik_storage_failed_partitions",
+			Help: "Loaded partitions whose log refuses appends after a failed write or fsync (e.g. a full disk).",
+		}, func() float64 { return float64(len(s.broker.StorageFailures())) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kopernik_storage_failures_total",
+			Help: "Ledger storage failures (a failed write, fsync or ledger creation) since start.",
+		}, func() float64 { f, _ := s.storage.Ledgers.StorageCounts(); return float64(f) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kopernik_storage_recoveries_total",
+			Help: "Ledgers recovered by themselves from a storage failure since start.",
+		}, func() float64 { _, r := s.storage.Ledgers.StorageCounts(); return float64(r) }),
+	)
 }
 
 // lockDir takes an exclusive advisory lock on dataDir/LOCK so that two

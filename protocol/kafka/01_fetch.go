@@ -264,7 +264,10 @@ func (h *Handler) appendFetched(dst []byte, e *broker.Entry, maxBatch int) []byt
 	if e.Format != broker.FormatKafka {
 		out, err := convert.AppendPulsarToKafka(dst, e, maxBatch)
 		if err != nil {
-			h.log.Debug("entry not converted to Kafka records", "position", e.Position, "err", err)
+			// Only a corrupt entry fails to convert (produce validated
+			// it): say so loudly, since the consumer sees no records.
+			h.log.Warn("entry not converted to Kafka records; an empty batch spans its offsets", "position", e.Position,
+				"first_offset", e.FirstIndex, "records", e.MsgCount, "err", err)
 			return appendEmptyBatch(dst, e)
 		}
 		return out

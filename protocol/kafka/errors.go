@@ -58,6 +58,10 @@ func errCode(err error) int16 {
 		return kerr.OutOfOrderSequenceNumber.Code
 	case errors.Is(err, broker.ErrProducerFenced):
 		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, broker.ErrStorage):
+		// The partition's log failed on a write or fsync (a full disk):
+		// retriable, the log recovers by itself once writes succeed again.
+		return kerr.KafkaStorageError.Code
 	case errors.Is(err, broker.ErrClosed):
 		// The partition is being unloaded (topic deleted, broker closing):
 		// the client refreshes metadata and retries.

@@ -56,6 +56,10 @@ func serverError(err error) pb.ServerError {
 		return pb.ServerError_ProducerBlockedQuotaExceededException
 	case errors.Is(err, errConsumerNotFound):
 		return pb.ServerError_ConsumerNotFound
+	case errors.Is(err, broker.ErrStorage):
+		// A failed write or fsync (a full disk): the client reconnects and
+		// resends; the log recovers by itself once writes succeed again.
+		return pb.ServerError_PersistenceError
 	case errors.Is(err, broker.ErrDuplicate), errors.Is(err, broker.ErrOutOfOrderSequence):
 		return pb.ServerError_PersistenceError
 	}
