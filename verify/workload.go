@@ -364,9 +364,13 @@ func pulsarProducer(ctx context.Context, cfg Config, plc pulsar.Client, h *Histo
 				w := Write{Producer: name, Value: value, Partition: part, Outcome: Acked, Offset: -1}
 				if err != nil {
 					w.Outcome, w.Err = Unknown, err.Error()
-				} else {
+				} else if id.LedgerID() >= 0 {
 					w.ID = msgID(id)
 				}
+				// else: a resend the broker recognised as a duplicate of a
+				// persisted message (its first receipt was lost in a
+				// crash) is acknowledged as -1:-1, as Pulsar does: acked,
+				// at no known position.
 				h.Wrote(w)
 			})
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -183,4 +184,28 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
+}
+
+// TestVerifyCommand runs `kopernik verify --json` against a live process:
+// exit 0 and a valid report with everything acknowledged read back.
+func TestVerifyCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test")
+	}
+	_, addrs := startProcess(t, t.TempDir())
+	out, err := exec.Command(binary, "verify", "--kafka", addrs["kafka"], "--pulsar", addrs["pulsar"],
+		"--http", addrs["http"], "--topic", "cmd", "--duration", "2s", "--rate", "500", "--json").Output()
+	if err != nil {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	var r verify.Report
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !r.Valid || r.Acked == 0 || r.FinalRead != r.Acked {
+		t.Fatalf("report: %s", out)
+	}
+	if code := run([]string{"verify", "--no-such-flag"}, io.Discard, io.Discard); code != 2 {
+		t.Errorf("bad flag: exit %d, want 2", code)
+	}
 }
