@@ -56,6 +56,41 @@ type producerState struct {
 	epoch   int64
 	lastSeq int64
 	recent  []recentBatch // newest last, at most dedupWindow
+	// failures is the ledger's failure count when the state was last
+	// settled (see settle): a different count means batches in recent may
+	// have been lost by a storage failure.
+	failures int64
+	// resendFrom > 0 after a storage failure lost batches of the
+	// producer: it must resend from that sequence on, and a batch after it
+	// is refused until it does, so that a batch appended behind the lost
+	// ones neither hides their resend as a duplicate nor reorders them.
+	resendFrom int64
+	blocked    bool
+}
+
+// settle accounts for a storage failure (the ledger's failure count moved
+// from st.failures to failures): every batch in flight at the failure
+// failed, and the first failed one is where the producer must resend
+// from. Durable batches stay remembered, so resending them is a
+// duplicate. It may wait for in-flight batches to report their outcome
+// (a failure completes them promptly). Called under Partition.appendMu.
+func (st *producerState) settle(failures int64) {
+	st.failures = failures
+	for i, rb := range st.recent {
+		if rb.pending == nil {
+			continue
+		}
+		if _, err := rb.pending.Wait(context.Background()); err != nil {
+			// Everything appended after a failed batch failed too.
+			st.recent = st.recent[:i]
+			st.lastSeq = min(st.lastSeq, rb.seqFirst-1)
+			if !st.blocked || rb.seqFirst < st.resendFrom {
+				st.resendFrom = rb.seqFirst
+			}
+			st.blocked = true
+			return
+		}
+	}
 }
 
 // recentBatch is one remembered batch: in flight (pending) or, when rebuilt
@@ -218,11 +253,8 @@ func (a *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 	p, req := a.p, a.req
 	e, err := a.rb.wait(ctx)
 	if err != nil {
-		// A failed write leaves the sequence state unknown: forget it. A
-		// caller that merely stopped waiting changes nothing.
-		if ctx.Err() == nil && !a.dup && req.Producer != "" {
-			p.forgetProducer(req.Producer)
-		}
+		// A failed write: the producer's next append settles its state
+		// (producerState.settle), under the append lock.
 		return AppendResult{}, err
 	}
 	e.Data = nil
@@ -245,6 +277,7 @@ func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
 	p.mu.Lock()
 	st := p.mu.producers[req.Producer]
 	p.mu.Unlock()
+	failures := p.ml.Failures()
 	if st != nil {
 		switch {
 		case req.Epoch < st.epoch:
@@ -252,6 +285,18 @@ func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
 		case req.Epoch > st.epoch:
 			st = nil
 		}
+	}
+	if st != nil && st.failures != failures {
+		p.mu.Lock() // LastSequence reads producer state under mu
+		st.settle(failures)
+		p.mu.Unlock()
+	}
+	if st != nil && st.blocked {
+		if req.SeqFirst > st.resendFrom {
+			return recentBatch{}, false, fmt.Errorf("%w: %s: batches from sequence %d were lost by a storage failure; resend from there (got %d)",
+				ErrStorage, p.name, st.resendFrom, req.SeqFirst)
+		}
+		st.blocked = false // the resend has begun
 	}
 	if st != nil {
 		for _, rb := range st.recent {
@@ -266,12 +311,16 @@ func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
 			return recentBatch{}, false, fmt.Errorf("%w: sequence %d, expected %d", ErrOutOfOrderSequence, req.SeqFirst, st.lastSeq+1)
 		}
 	}
-	pending, err := p.ml.AppendAsync(entry)
+	pending, err := p.ml.AppendAsyncAfter(entry, failures)
+	if errors.Is(err, managedledger.ErrFailedSince) {
+		// A failure and recovery just now: settle and decide again.
+		return p.appendLocked(req)
+	}
 	if err != nil {
 		return recentBatch{}, false, mapLedgerErr(err)
 	}
 	if st == nil {
-		st = &producerState{epoch: req.Epoch}
+		st = &producerState{epoch: req.Epoch, failures: failures}
 	}
 	rb := recentBatch{seqFirst: req.SeqFirst, seqLast: req.SeqLast, pending: pending}
 	p.mu.Lock() // LastSequence reads producer state under mu
@@ -379,20 +428,34 @@ func (p *Partition) recoverDedup(ctx context.Context) error {
 
 // LastSequence returns the last sequence appended by producer, or -1.
 func (p *Partition) LastSequence(producer string) int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if st := p.mu.producers[producer]; st != nil {
-		return st.lastSeq
-	}
-	return -1
+	return p.lastSequence(producer, false)
 }
 
-func (p *Partition) forgetProducer(producer string) {
-	p.appendMu.Lock()
+// ResumeProducer is LastSequence for a producer (re)registering (Pulsar's
+// PRODUCER command): it also lifts the hold after a storage failure (see
+// producerState.resendFrom), since a registered producer sends what it
+// still has from its last sequence on, and one that gave up on the lost
+// messages would otherwise be refused forever.
+func (p *Partition) ResumeProducer(producer string) int64 {
+	return p.lastSequence(producer, true)
+}
+
+func (p *Partition) lastSequence(producer string, resume bool) int64 {
+	p.appendMu.Lock() // settle runs under it
 	defer p.appendMu.Unlock()
 	p.mu.Lock()
-	delete(p.mu.producers, producer)
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	st := p.mu.producers[producer]
+	if st == nil {
+		return -1
+	}
+	if failures := p.ml.Failures(); st.failures != failures {
+		st.settle(failures) // not what a storage failure lost
+	}
+	if resume {
+		st.blocked = false
+	}
+	return st.lastSeq
 }
 
 func mapLedgerErr(err error) error {

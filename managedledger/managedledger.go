@@ -89,6 +89,7 @@ type ManagedLedger struct {
 		closed   bool
 		failed   error     // storage failure: appends fail until recovered (recover.go)
 		failedAt time.Time // when failed was set
+		failures int64     // storage failures so far (Failures)
 		cfg      Config
 
 		ledgers      []*ledger
@@ -413,6 +414,33 @@ func (p *Pending) Wait(ctx context.Context) (Entry, error) {
 // outside it. Under SyncAlways the entry becomes visible, and Wait returns,
 // once a group fsync covers it; under SyncInterval at once.
 func (ml *ManagedLedger) AppendAsync(e Entry) (*Pending, error) {
+	return ml.appendAsync(e, -1)
+}
+
+// ErrFailedSince is AppendAsyncAfter's answer when a storage failure
+// happened since the count the caller saw.
+var ErrFailedSince = errors.New("managedledger: a storage failure happened since")
+
+// Failures counts the storage failures of the ledger so far. Each one
+// fails every append in flight (their Wait returns an error, possibly
+// shortly after the count moved) and nothing appended before it but not
+// yet durable survives it.
+func (ml *ManagedLedger) Failures() int64 {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	return ml.mu.failures
+}
+
+// AppendAsyncAfter is AppendAsync, refused with ErrFailedSince unless the
+// ledger's failure count is still failures: atomically, so that a caller
+// keeping per-producer state (deduplication) never appends behind a
+// failure it has not accounted for.
+func (ml *ManagedLedger) AppendAsyncAfter(e Entry, failures int64) (*Pending, error) {
+	return ml.appendAsync(e, failures)
+}
+
+// appendAsync is AppendAsync; failures >= 0 is AppendAsyncAfter's check.
+func (ml *ManagedLedger) appendAsync(e Entry, failures int64) (*Pending, error) {
 	if e.MsgCount < 1 {
 		return nil, fmt.Errorf("%w: message count %d", ErrInvalidEntry, e.MsgCount)
 	}
@@ -431,6 +459,9 @@ func (ml *ManagedLedger) AppendAsync(e Entry) (*Pending, error) {
 	}
 	if ml.mu.failed != nil {
 		return nil, ml.mu.failed
+	}
+	if failures >= 0 && failures != ml.mu.failures {
+		return nil, ErrFailedSince
 	}
 	if err := ml.maybeRollLocked(); err != nil {
 		return nil, err
@@ -497,6 +528,7 @@ func (ml *ManagedLedger) Append(ctx context.Context, e Entry) (Entry, error) {
 // The syncer retries that (recover.go).
 func (ml *ManagedLedger) failLocked(err error) {
 	if ml.mu.failed == nil {
+		ml.mu.failures++
 		ml.mu.failed = storageError(ml.name, err)
 		ml.mu.failedAt = time.Now()
 		ml.factory.storageFailures.Add(1)

@@ -51,8 +51,18 @@ type producer struct {
 	quotaCheckedAt time.Time
 	quotaOver      bool
 
-	sends     chan sendReq
-	done      chan struct{}
+	sends chan sendReq
+	done  chan struct{}
+
+	// sendMu orders begin's appends against a failed SEND: once one
+	// failed (failed set), no later SEND of this producer is appended.
+	// The client resends everything from the failed one on a new
+	// connection; a queued SEND appended meanwhile would land behind
+	// the resend's start and turn the rest of it into "duplicates"
+	// acknowledged without being stored. Pulsar closes the producer
+	// the same way on a persistence failure.
+	sendMu    sync.Mutex
+	failed    bool
 	stopOnce  sync.Once
 	fenceOnce sync.Once
 	ctx       context.Context
@@ -82,7 +92,7 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 		// serves: as Pulsar does, the existing producer stands.
 		ps := &pb.CommandProducerSuccess{
 			RequestId: proto.Uint64(reqID), ProducerName: proto.String(old.name),
-			LastSequenceId: proto.Int64(old.part.LastSequence(old.name)), ProducerReady: proto.Bool(true),
+			LastSequenceId: proto.Int64(old.part.ResumeProducer(old.name)), ProducerReady: proto.Bool(true),
 		}
 		if old.reg != nil && cmd.GetProducerAccessMode() != pb.ProducerAccessMode_Shared {
 			ps.TopicEpoch = proto.Uint64(old.reg.Epoch)
@@ -161,7 +171,7 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 		go p.run()
 		ps := &pb.CommandProducerSuccess{
 			RequestId: proto.Uint64(reqID), ProducerName: proto.String(pname),
-			LastSequenceId: proto.Int64(part.LastSequence(pname)), SchemaVersion: schemaVersion,
+			LastSequenceId: proto.Int64(part.ResumeProducer(pname)), SchemaVersion: schemaVersion,
 			ProducerReady: proto.Bool(true),
 		}
 		if access != broker.AccessShared {
@@ -367,7 +377,13 @@ func (p *producer) begin(req sendReq) pendingSend {
 	if md.GetNumChunksFromMsg() > 1 && md.GetChunkId() < md.GetNumChunksFromMsg()-1 {
 		ar.Producer = "" // every chunk repeats the sequence id: deduplicate on the last one only
 	}
-	ps.append, ps.err = p.part.AppendAsync(ar)
+	p.sendMu.Lock()
+	if p.failed {
+		ps.err = fmt.Errorf("%w: an earlier send of producer %s failed; resend from it", broker.ErrStorage, p.name)
+	} else {
+		ps.append, ps.err = p.part.AppendAsync(ar)
+	}
+	p.sendMu.Unlock()
 	return ps
 }
 
@@ -402,6 +418,9 @@ func (p *producer) finish(ps pendingSend) []byte {
 			go p.fenced()
 			return nil
 		}
+		p.sendMu.Lock()
+		p.failed = true
+		p.sendMu.Unlock()
 		return sendErr(err)
 	default:
 		if !res.Duplicate {

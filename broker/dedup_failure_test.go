@@ -1,0 +1,86 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/segment"
+)
+
+// TestDedupAcrossStorageFailure: a storage failure loses a producer's
+// batches in flight, the ledger recovers, and then (1) a later batch of
+// the producer is refused until it resends from the first lost one, so
+// the lost batches are neither taken for duplicates nor reordered; (2) a
+// resend of a durable batch is still a duplicate; (3) the resend lands in
+// order. Kafka's strict sequences and Pulsar's gapped ones alike.
+func TestDedupAcrossStorageFailure(t *testing.T) {
+	for _, strict := range []bool{true, false} {
+		t.Run(map[bool]string{true: "kafka", false: "pulsar"}[strict], func(t *testing.T) {
+			ctx := context.Background()
+			store := metadata.NewMemory()
+			ffs := &segment.FaultFS{FS: segment.OSFS{}}
+			f, err := managedledger.NewFactory(managedledger.FactoryOptions{Dir: t.TempDir(), Store: store, FS: ffs,
+				Logger: quietTestLogger(), StorageRetryInterval: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := New(ctx, Options{Store: store, Ledgers: f})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close(); f.Close(); store.Close() })
+			p, err := b.OpenPartition(ctx, mustTopic(t, "dedupfail"), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := func(seq int64) AppendRequest {
+				return AppendRequest{Format: FormatKafka, MsgCount: 1, Data: []byte{byte(seq)}, Producer: "prod",
+					SeqFirst: seq, SeqLast: seq, StrictSequence: strict}
+			}
+			if _, err := p.Append(ctx, req(0)); err != nil {
+				t.Fatal(err)
+			}
+			ffs.FailSyncs("", syscall.EIO)
+			if _, err := p.Append(ctx, req(1)); !errors.Is(err, ErrStorage) {
+				t.Fatalf("append during the fault: %v", err)
+			}
+			ffs.FailSyncs("", nil)
+			// Recovery is in the background: batch 2 is refused (before and
+			// after it) because batch 1 was lost and not resent yet.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				_, err := p.Append(ctx, req(2))
+				if !errors.Is(err, ErrStorage) {
+					t.Fatalf("batch after the lost one: %v, want a storage error until the resend", err)
+				}
+				if _, ferr := p.ml.StorageFailure(); ferr == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("ledger did not recover")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if _, err := p.Append(ctx, req(2)); !errors.Is(err, ErrStorage) {
+				t.Fatalf("batch 2 after recovery, before the resend: %v", err)
+			}
+			if r, err := p.Append(ctx, req(0)); err != nil || !r.Duplicate || r.Entry.FirstIndex != 0 {
+				t.Fatalf("resend of the durable batch 0: %+v, %v", r, err)
+			}
+			for seq := int64(1); seq <= 2; seq++ {
+				r, err := p.Append(ctx, req(seq))
+				if err != nil || r.Duplicate || r.Entry.FirstIndex != seq {
+					t.Fatalf("resend of batch %d: %+v, %v", seq, r, err)
+				}
+			}
+			if got := p.LastSequence("prod"); got != 2 {
+				t.Fatalf("last sequence %d, want 2", got)
+			}
+		})
+	}
+}
