@@ -12,9 +12,17 @@ import (
 // newTestBroker starts a broker over an in-memory store and ledger factory.
 func newTestBroker(t *testing.T) *Broker {
 	t.Helper()
+	return newTestBrokerOn(t, managedledger.FactoryOptions{})
+}
+
+// newTestBrokerOn is newTestBroker over a factory with opts (its Store is
+// set here), e.g. ledger files in a Dir, an injected FS.
+func newTestBrokerOn(t *testing.T, opts managedledger.FactoryOptions) *Broker {
+	t.Helper()
 	ctx := context.Background()
 	store := metadata.NewMemory()
-	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Store: store})
+	opts.Store = store
+	f, err := managedledger.NewFactory(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

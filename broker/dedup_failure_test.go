@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/kopernik-io/kopernik/managedledger"
-	"github.com/kopernik-io/kopernik/metadata"
 	"github.com/kopernik-io/kopernik/segment"
 )
 
@@ -22,18 +21,9 @@ func TestDedupAcrossStorageFailure(t *testing.T) {
 	for _, strict := range []bool{true, false} {
 		t.Run(map[bool]string{true: "kafka", false: "pulsar"}[strict], func(t *testing.T) {
 			ctx := context.Background()
-			store := metadata.NewMemory()
 			ffs := &segment.FaultFS{FS: segment.OSFS{}}
-			f, err := managedledger.NewFactory(managedledger.FactoryOptions{Dir: t.TempDir(), Store: store, FS: ffs,
+			b := newTestBrokerOn(t, managedledger.FactoryOptions{Dir: t.TempDir(), FS: ffs,
 				Logger: quietTestLogger(), StorageRetryInterval: 10 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := New(ctx, Options{Store: store, Ledgers: f})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { b.Close(); f.Close(); store.Close() })
 			p, err := b.OpenPartition(ctx, mustTopic(t, "dedupfail"), true)
 			if err != nil {
 				t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/kopernik-io/kopernik/managedledger"
-	"github.com/kopernik-io/kopernik/metadata"
 )
 
 // TestDeleteTopicRacingProducers deletes a topic again and again while
@@ -21,16 +20,7 @@ import (
 // the orderly ones; every partition read afterwards is gapless.
 func TestDeleteTopicRacingProducers(t *testing.T) {
 	ctx := context.Background()
-	store := metadata.NewMemory()
-	f, err := managedledger.NewFactory(managedledger.FactoryOptions{Dir: t.TempDir(), Store: store, Logger: quietTestLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(ctx, Options{Store: store, Ledgers: f})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close(); f.Close(); store.Close() })
+	b := newTestBrokerOn(t, managedledger.FactoryOptions{Dir: t.TempDir(), Logger: quietTestLogger()})
 	name := mustTopic(t, "churn")
 
 	stop := make(chan struct{})

@@ -26,13 +26,18 @@ import (
 )
 
 // startStorageServer starts Kafka + Pulsar + HTTP over a data dir whose
-// ledger files go through ffs (nil: the OS).
-func startStorageServer(t *testing.T, dataDir string, ffs segment.FS) *Server {
+// ledger files go through ffs (nil: the OS); settings are more key,
+// value pairs.
+func startStorageServer(t *testing.T, dataDir string, ffs segment.FS, settings ...string) *Server {
 	t.Helper()
-	cfg, err := Load("", nil, map[string]string{
+	kv := map[string]string{
 		"data-dir": dataDir, "http-addr": "127.0.0.1:0", "protocols": "kafka,pulsar",
 		"kafka-addr": "127.0.0.1:0", "pulsar-addr": "127.0.0.1:0", "storage-retry-interval": "50ms",
-	})
+	}
+	for i := 0; i+1 < len(settings); i += 2 {
+		kv[settings[i]] = settings[i+1]
+	}
+	cfg, err := Load("", nil, kv)
 	if err != nil {
 		t.Fatal(err)
 	}

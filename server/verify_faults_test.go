@@ -31,20 +31,7 @@ func TestVerifyUnderIOFaults(t *testing.T) {
 		t.Skip("workload under injected I/O faults")
 	}
 	ffs := &segment.FaultFS{FS: segment.OSFS{}}
-	cfg, err := Load("", nil, map[string]string{
-		"data-dir": t.TempDir(), "http-addr": "127.0.0.1:0", "protocols": "kafka,pulsar",
-		"kafka-addr": "127.0.0.1:0", "pulsar-addr": "127.0.0.1:0", "storage-retry-interval": "50ms",
-		"segment-bytes": "65536", "log-level": "error",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.LedgerFS = ffs
-	s, err := Start(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
+	s := startStorageServer(t, t.TempDir(), ffs, "segment-bytes", "65536")
 
 	seed := rand.Uint64()
 	t.Logf("fault seed %d", seed)

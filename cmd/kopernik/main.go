@@ -77,15 +77,8 @@ func standalone(args []string, stderr io.Writer) int {
 	for key, def := range flagKeys {
 		values[key] = fs.String(key, def, "setting "+key+" (env "+server.EnvPrefix+strings.ToUpper(strings.ReplaceAll(key, "-", "_"))+")")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "kopernik standalone: unexpected arguments %v\n", fs.Args())
-		return 2
+	if code, ok := parseArgs(fs, args, stderr); !ok {
+		return code
 	}
 	overrides := map[string]string{}
 	fs.Visit(func(f *flag.Flag) {
@@ -126,4 +119,20 @@ func newLogger(cfg *server.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// parseArgs parses a subcommand's flags, which take no positional
+// arguments. ok false: stop with exit code code (0 after -h).
+func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kopernik %s: unexpected arguments %v\n", fs.Name(), fs.Args())
+		return 2, false
+	}
+	return 0, true
 }
