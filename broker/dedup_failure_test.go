@@ -28,16 +28,25 @@ func TestDedupAcrossStorageFailure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req := func(seq int64) AppendRequest {
-				return AppendRequest{Format: FormatKafka, MsgCount: 1, Data: []byte{byte(seq)}, Producer: "prod",
+			reqOf := func(producer string, seq int64) AppendRequest {
+				return AppendRequest{Format: FormatKafka, MsgCount: 1, Data: []byte{byte(seq)}, Producer: producer,
 					SeqFirst: seq, SeqLast: seq, StrictSequence: strict}
 			}
+			req := func(seq int64) AppendRequest { return reqOf("prod", seq) }
 			if _, err := p.Append(ctx, req(0)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Append(ctx, reqOf("other", 0)); err != nil {
 				t.Fatal(err)
 			}
 			ffs.FailSyncs("", syscall.EIO)
 			if _, err := p.Append(ctx, req(1)); !errors.Is(err, ErrStorage) {
 				t.Fatalf("append during the fault: %v", err)
+			}
+			// Refused at once by the failed ledger (nothing in flight):
+			// "other" must resend from 1 as well.
+			if _, err := p.Append(ctx, reqOf("other", 1)); !errors.Is(err, ErrStorage) {
+				t.Fatalf("append to the failed ledger: %v", err)
 			}
 			ffs.FailSyncs("", nil)
 			// Recovery is in the background: batch 2 is refused (before and
@@ -64,12 +73,20 @@ func TestDedupAcrossStorageFailure(t *testing.T) {
 			}
 			for seq := int64(1); seq <= 2; seq++ {
 				r, err := p.Append(ctx, req(seq))
-				if err != nil || r.Duplicate || r.Entry.FirstIndex != seq {
+				if err != nil || r.Duplicate || r.Entry.FirstIndex != 1+seq { // after both producers' batch 0
 					t.Fatalf("resend of batch %d: %+v, %v", seq, r, err)
 				}
 			}
 			if got := p.LastSequence("prod"); got != 2 {
 				t.Fatalf("last sequence %d, want 2", got)
+			}
+			if _, err := p.Append(ctx, reqOf("other", 2)); !errors.Is(err, ErrStorage) {
+				t.Fatalf("other's batch 2 before its resend of 1: %v", err)
+			}
+			for seq := int64(1); seq <= 2; seq++ {
+				if r, err := p.Append(ctx, reqOf("other", seq)); err != nil || r.Duplicate || r.Entry.FirstIndex != 3+seq {
+					t.Fatalf("other's resend of %d: %+v, %v", seq, r, err)
+				}
 			}
 		})
 	}

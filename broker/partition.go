@@ -83,14 +83,20 @@ func (st *producerState) settle(failures int64) {
 		if _, err := rb.pending.Wait(context.Background()); err != nil {
 			// Everything appended after a failed batch failed too.
 			st.recent = st.recent[:i]
-			st.lastSeq = min(st.lastSeq, rb.seqFirst-1)
-			if !st.blocked || rb.seqFirst < st.resendFrom {
-				st.resendFrom = rb.seqFirst
-			}
-			st.blocked = true
+			st.lostFrom(rb.seqFirst)
 			return
 		}
 	}
+}
+
+// lostFrom records that the producer's batch from sequence seq on did not
+// make it into the log: it must resend from there (see resendFrom).
+func (st *producerState) lostFrom(seq int64) {
+	st.lastSeq = min(st.lastSeq, seq-1)
+	if !st.blocked || seq < st.resendFrom {
+		st.resendFrom = seq
+	}
+	st.blocked = true
 }
 
 // recentBatch is one remembered batch: in flight (pending) or, when rebuilt
@@ -315,6 +321,19 @@ func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
 	if errors.Is(err, managedledger.ErrFailedSince) {
 		// A failure and recovery just now: settle and decide again.
 		return p.appendLocked(req)
+	}
+	if errors.Is(err, ErrStorage) {
+		// Refused by a failed ledger: like a lost batch, the producer
+		// must resend from here before anything after it is taken (it
+		// may have later batches in flight that would land once the
+		// ledger recovers, ahead of this one).
+		p.mu.Lock()
+		if st == nil {
+			st = &producerState{epoch: req.Epoch, failures: failures, lastSeq: req.SeqFirst - 1}
+			p.mu.producers[req.Producer] = st
+		}
+		st.lostFrom(req.SeqFirst)
+		p.mu.Unlock()
 	}
 	if err != nil {
 		return recentBatch{}, false, mapLedgerErr(err)

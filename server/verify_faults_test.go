@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -102,6 +103,19 @@ func TestVerifyUnderIOFaults(t *testing.T) {
 	r.WriteText(&text)
 	t.Logf("%d faults injected; failures %s, recoveries %s\n%s", faults,
 		metricValue(t, s, "kopernik_storage_failures_total"), metricValue(t, s, "kopernik_storage_recoveries_total"), text.String())
+	if !r.Valid {
+		lost := map[string]bool{}
+		for _, a := range r.Anomalies {
+			for _, ex := range a.Examples {
+				lost[strings.Fields(ex)[0]] = true
+			}
+		}
+		for _, w := range h.Writes {
+			if lost[w.Value] {
+				t.Logf("lost write: %+v", w)
+			}
+		}
+	}
 	if !r.Valid || r.Acked == 0 || r.FinalRead != r.Acked {
 		t.Fatalf("anomalies under I/O faults (seed %d): acked %d, read back %d", seed, r.Acked, r.FinalRead)
 	}

@@ -54,15 +54,16 @@ type producer struct {
 	sends chan sendReq
 	done  chan struct{}
 
-	// sendMu orders begin's appends against a failed SEND: once one
-	// failed (failed set), no later SEND of this producer is appended.
-	// The client resends everything from the failed one on a new
-	// connection; a queued SEND appended meanwhile would land behind
-	// the resend's start and turn the rest of it into "duplicates"
-	// acknowledged without being stored. Pulsar closes the producer
-	// the same way on a persistence failure.
+	// sendMu orders begin's appends against a failed SEND and against
+	// stop: once a SEND failed on storage or the producer stopped (halted
+	// set), no later SEND of this producer is appended. The client
+	// resends everything from the failed one on a new connection; a
+	// queued SEND appended meanwhile would land behind the resend's
+	// start and turn the rest of it into "duplicates" acknowledged
+	// without being stored. Pulsar closes the producer the same way on a
+	// persistence failure.
 	sendMu    sync.Mutex
-	failed    bool
+	halted    bool
 	stopOnce  sync.Once
 	fenceOnce sync.Once
 	ctx       context.Context
@@ -228,6 +229,10 @@ func (p *producer) closeByBroker() {
 func (p *producer) stop() {
 	p.stopOnce.Do(func() {
 		p.cancel()
+		// No append after this, before the name is free to register again.
+		p.sendMu.Lock()
+		p.halted = true
+		p.sendMu.Unlock()
 		if p.reg != nil {
 			p.c.h.producers.Remove(p.part, p.reg)
 		}
@@ -378,10 +383,13 @@ func (p *producer) begin(req sendReq) pendingSend {
 		ar.Producer = "" // every chunk repeats the sequence id: deduplicate on the last one only
 	}
 	p.sendMu.Lock()
-	if p.failed {
-		ps.err = fmt.Errorf("%w: an earlier send of producer %s failed; resend from it", broker.ErrStorage, p.name)
+	if p.halted {
+		ps.err = fmt.Errorf("%w: producer %s stopped or an earlier send failed; resend from it", broker.ErrStorage, p.name)
 	} else {
 		ps.append, ps.err = p.part.AppendAsync(ar)
+		// Refused by a failed ledger: SENDs behind it must not be
+		// appended either, not even once the ledger has recovered.
+		p.halted = errors.Is(ps.err, broker.ErrStorage)
 	}
 	p.sendMu.Unlock()
 	return ps
@@ -418,9 +426,14 @@ func (p *producer) finish(ps pendingSend) []byte {
 			go p.fenced()
 			return nil
 		}
-		p.sendMu.Lock()
-		p.failed = true
-		p.sendMu.Unlock()
+		if errors.Is(err, broker.ErrStorage) {
+			// Later sends may be lost with it: append none of them (a
+			// message refused on its own, too large or corrupt, is
+			// not such a failure).
+			p.sendMu.Lock()
+			p.halted = true
+			p.sendMu.Unlock()
+		}
 		return sendErr(err)
 	default:
 		if !res.Duplicate {
