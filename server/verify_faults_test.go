@@ -17,7 +17,14 @@ import (
 	"github.com/kopernik-io/kopernik/verify"
 )
 
-var faultsDuration = flag.Duration("verify.faults-duration", 8*time.Second, "TestVerifyUnderIOFaults: how long the workload runs under faults")
+var (
+	faultsDuration = flag.Duration("verify.faults-duration", 8*time.Second, "TestVerifyUnderIOFaults: how long the workload runs under faults")
+	// Small ledgers make rollovers (and their failures) frequent; a long
+	// run wants bigger ones: sealed ledgers keep their files open for a
+	// minute, and 64 KiB ledgers at full speed reach the process's
+	// open-file limit within minutes.
+	faultsSegmentBytes = flag.String("verify.faults-segment-bytes", "65536", "TestVerifyUnderIOFaults: segment-bytes of the broker")
+)
 
 // TestVerifyUnderIOFaults runs the verify workload (idempotent Kafka and
 // Pulsar producers, Kafka group and assign consumers, Pulsar subscriptions,
@@ -32,7 +39,7 @@ func TestVerifyUnderIOFaults(t *testing.T) {
 		t.Skip("workload under injected I/O faults")
 	}
 	ffs := &segment.FaultFS{FS: segment.OSFS{}}
-	s := startStorageServer(t, t.TempDir(), ffs, "segment-bytes", "65536")
+	s := startStorageServer(t, t.TempDir(), ffs, "segment-bytes", *faultsSegmentBytes)
 
 	seed := rand.Uint64()
 	t.Logf("fault seed %d", seed)
@@ -68,13 +75,14 @@ func TestVerifyUnderIOFaults(t *testing.T) {
 		}
 	}()
 
-	ctx, cancel := context.WithTimeout(context.Background(), *faultsDuration+4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3**faultsDuration+5*time.Minute)
 	defer cancel()
 	h, err := verify.Run(ctx, verify.Config{
 		KafkaAddr: s.Addr("kafka").String(), PulsarAddr: s.Addr("pulsar").String(),
 		Topic: topic, Partitions: partitions, Duration: *faultsDuration, ValueBytes: 2000,
 		KafkaProducers: 2, PulsarProducers: 2, Consumers: 1,
-		Log: slog.New(slog.DiscardHandler),
+		FinalTimeout: 2*time.Minute + 2**faultsDuration, // the final readers read it all, twice
+		Log:          slog.New(slog.DiscardHandler),
 		BeforeFinal: func(ctx context.Context) error {
 			close(stopFaults)
 			<-faultsDone
