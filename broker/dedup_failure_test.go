@@ -48,6 +48,33 @@ func TestDedupAcrossStorageFailure(t *testing.T) {
 			if _, err := p.Append(ctx, reqOf("other", 1)); !errors.Is(err, ErrStorage) {
 				t.Fatalf("append to the failed ledger: %v", err)
 			}
+			// Many batches in flight at once (more than the dedup window
+			// remembers), all lost together: settling must find the first.
+			ffs.FailSyncs("", nil)
+			waitRecovered(t, p)
+			ffs.FailSyncs("", syscall.EIO)
+			var inflight []*PendingAppend
+			for seq := int64(0); seq < 3*dedupWindow; seq++ {
+				if a, err := p.AppendAsync(reqOf("many", seq)); err == nil {
+					inflight = append(inflight, a)
+				}
+			}
+			for _, a := range inflight {
+				if _, err := a.Wait(ctx); !errors.Is(err, ErrStorage) {
+					t.Fatalf("batch in flight at the failure: %v", err)
+				}
+			}
+			ffs.FailSyncs("", nil)
+			waitRecovered(t, p)
+			for seq := int64(0); seq < 3*dedupWindow; seq++ {
+				if r, err := p.Append(ctx, reqOf("many", seq)); err != nil || r.Duplicate {
+					t.Fatalf("many's resend of %d: %+v, %v", seq, r, err)
+				}
+			}
+			ffs.FailSyncs("", syscall.EIO)
+			if _, err := p.Append(ctx, req(1)); !errors.Is(err, ErrStorage) {
+				t.Fatalf("append during the second fault: %v", err)
+			}
 			ffs.FailSyncs("", nil)
 			// Recovery is in the background: batch 2 is refused (before and
 			// after it) because batch 1 was lost and not resent yet.
@@ -71,9 +98,10 @@ func TestDedupAcrossStorageFailure(t *testing.T) {
 			if r, err := p.Append(ctx, req(0)); err != nil || !r.Duplicate || r.Entry.FirstIndex != 0 {
 				t.Fatalf("resend of the durable batch 0: %+v, %v", r, err)
 			}
+			base := p.NextIndex()
 			for seq := int64(1); seq <= 2; seq++ {
 				r, err := p.Append(ctx, req(seq))
-				if err != nil || r.Duplicate || r.Entry.FirstIndex != 1+seq { // after both producers' batch 0
+				if err != nil || r.Duplicate || r.Entry.FirstIndex != base+seq-1 {
 					t.Fatalf("resend of batch %d: %+v, %v", seq, r, err)
 				}
 			}
@@ -83,11 +111,27 @@ func TestDedupAcrossStorageFailure(t *testing.T) {
 			if _, err := p.Append(ctx, reqOf("other", 2)); !errors.Is(err, ErrStorage) {
 				t.Fatalf("other's batch 2 before its resend of 1: %v", err)
 			}
+			base = p.NextIndex()
 			for seq := int64(1); seq <= 2; seq++ {
-				if r, err := p.Append(ctx, reqOf("other", seq)); err != nil || r.Duplicate || r.Entry.FirstIndex != 3+seq {
+				if r, err := p.Append(ctx, reqOf("other", seq)); err != nil || r.Duplicate || r.Entry.FirstIndex != base+seq-1 {
 					t.Fatalf("other's resend of %d: %+v, %v", seq, r, err)
 				}
 			}
 		})
+	}
+}
+
+// waitRecovered waits until p's ledger accepts appends again.
+func waitRecovered(t *testing.T, p *Partition) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := p.ml.StorageFailure(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ledger did not recover")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

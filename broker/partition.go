@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,6 +67,11 @@ type producerState struct {
 	// ones neither hides their resend as a duplicate nor reorders them.
 	resendFrom int64
 	blocked    bool
+	// inflight are the producer's batches whose outcome is not known yet,
+	// in append order, however many (recent keeps only the last few):
+	// settle must find the first failed one even when many batches were
+	// in flight. Batches known durable are dropped from its front.
+	inflight []recentBatch
 }
 
 // settle accounts for a storage failure (the ledger's failure count moved
@@ -76,17 +82,26 @@ type producerState struct {
 // (a failure completes them promptly). Called under Partition.appendMu.
 func (st *producerState) settle(failures int64) {
 	st.failures = failures
-	for i, rb := range st.recent {
-		if rb.pending == nil {
-			continue
-		}
+	inflight := st.inflight
+	st.inflight = nil
+	for _, rb := range inflight {
 		if _, err := rb.pending.Wait(context.Background()); err != nil {
 			// Everything appended after a failed batch failed too.
-			st.recent = st.recent[:i]
+			st.recent = slices.DeleteFunc(st.recent, func(r recentBatch) bool { return r.seqFirst >= rb.seqFirst })
 			st.lostFrom(rb.seqFirst)
 			return
 		}
 	}
+}
+
+// track adds a batch just appended to inflight, dropping the batches at
+// its front that are known durable.
+func (st *producerState) track(rb recentBatch) {
+	for len(st.inflight) > 0 && st.inflight[0].pending.Durable() {
+		st.inflight[0] = recentBatch{}
+		st.inflight = st.inflight[1:]
+	}
+	st.inflight = append(st.inflight, rb)
 }
 
 // lostFrom records that the producer's batch from sequence seq on did not
@@ -344,6 +359,7 @@ func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
 	rb := recentBatch{seqFirst: req.SeqFirst, seqLast: req.SeqLast, pending: pending}
 	p.mu.Lock() // LastSequence reads producer state under mu
 	st.remember(rb)
+	st.track(rb)
 	p.mu.producers[req.Producer] = st
 	p.mu.Unlock()
 	return rb, false, nil

@@ -406,6 +406,17 @@ func (p *Pending) Wait(ctx context.Context) (Entry, error) {
 	}
 }
 
+// Durable reports, without waiting, that the entry is durable (Wait
+// would return it without an error).
+func (p *Pending) Durable() bool {
+	select {
+	case <-p.done:
+		return p.err == nil
+	default:
+		return false
+	}
+}
+
 // AppendAsync assigns e its position, message indexes and publish time in
 // call order and encodes it into the active ledger's write buffer; under
 // SyncAlways the flusher writes and fsyncs the whole buffer at once (group
