@@ -67,9 +67,11 @@ type Report struct {
 	FinalRead    int    `json:"acked_read_by_final_readers"`
 	Redeliveries int    `json:"redeliveries"`
 	// SkippedOffsets is the number of offsets jumped over by all skips.
-	SkippedOffsets int       `json:"skipped_offsets"`
-	Anomalies      []Anomaly `json:"anomalies"`
-	Valid          bool      `json:"valid"`
+	SkippedOffsets int `json:"skipped_offsets"`
+	// SkipsBySession counts the skips of each session that had any.
+	SkipsBySession map[string]int `json:"skips_by_session,omitempty"`
+	Anomalies      []Anomaly      `json:"anomalies"`
+	Valid          bool           `json:"valid"`
 	// Extra holds facts the caller adds (duration, faults, command).
 	Extra map[string]string `json:"extra,omitempty"`
 }
@@ -240,6 +242,10 @@ func Check(h *History, opt Options) *Report {
 					}
 					if n > 0 {
 						r.SkippedOffsets += n
+						if r.SkipsBySession == nil {
+							r.SkipsBySession = map[string]int{}
+						}
+						r.SkipsBySession[e.Session]++
 						c.add(Skipped, "session %s partition %d: offset %d after %d (%d offsets skipped)", e.Session, e.Partition, rec.Offset, cur.last, n)
 					}
 				}
