@@ -192,10 +192,21 @@ func TestStorageFailureEndToEnd(t *testing.T) {
 				}()
 				go func() {
 					defer wg.Done()
-					pp, err := pcl.CreateProducer(pulsar.ProducerOptions{
-						Topic: fmt.Sprintf("persistent://public/default/%s-partition-%d", topic, p), DisableBatching: true,
-						SendTimeout: time.Minute,
-					})
+					// Creation fails when the client's connection closes
+					// under it (another producer's send error closes the
+					// shared connection): an application retries it.
+					var pp pulsar.Producer
+					var err error
+					for try := 0; try < 50 && ctx.Err() == nil; try++ {
+						pp, err = pcl.CreateProducer(pulsar.ProducerOptions{
+							Topic: fmt.Sprintf("persistent://public/default/%s-partition-%d", topic, p), DisableBatching: true,
+							SendTimeout: time.Minute,
+						})
+						if err == nil {
+							break
+						}
+						time.Sleep(20 * time.Millisecond)
+					}
 					if err != nil {
 						errs <- err
 						return
