@@ -476,6 +476,21 @@ func (p *Partition) ResumeProducer(producer string) int64 {
 }
 
 func (p *Partition) lastSequence(producer string, resume bool) int64 {
+	if !resume {
+		// Kafka asks on every produce: without a storage failure to
+		// settle, the state under mu is the answer.
+		p.mu.Lock()
+		st := p.mu.producers[producer]
+		settled := st == nil || st.failures == p.ml.Failures()
+		last := int64(-1)
+		if st != nil {
+			last = st.lastSeq
+		}
+		p.mu.Unlock()
+		if settled {
+			return last
+		}
+	}
 	p.appendMu.Lock() // settle runs under it
 	defer p.appendMu.Unlock()
 	p.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kopernik-io/kopernik/metadata"
@@ -77,6 +78,9 @@ type ManagedLedger struct {
 	kick     chan struct{}
 	stopSync chan struct{}
 	syncDone chan struct{}
+	// failures counts storage failures (Failures); changed under mu, read
+	// without it on every producer's append.
+	failures atomic.Int64
 	// failKick tells the syncer that the ledger failed, so that it starts
 	// retrying recovery (recover.go).
 	failKick chan struct{}
@@ -89,7 +93,6 @@ type ManagedLedger struct {
 		closed   bool
 		failed   error     // storage failure: appends fail until recovered (recover.go)
 		failedAt time.Time // when failed was set
-		failures int64     // storage failures so far (Failures)
 		cfg      Config
 
 		ledgers      []*ledger
@@ -436,11 +439,7 @@ var ErrFailedSince = errors.New("managedledger: a storage failure happened since
 // fails every append in flight (their Wait returns an error, possibly
 // shortly after the count moved) and nothing appended before it but not
 // yet durable survives it.
-func (ml *ManagedLedger) Failures() int64 {
-	ml.mu.Lock()
-	defer ml.mu.Unlock()
-	return ml.mu.failures
-}
+func (ml *ManagedLedger) Failures() int64 { return ml.failures.Load() }
 
 // AppendAsyncAfter is AppendAsync, refused with ErrFailedSince unless the
 // ledger's failure count is still failures: atomically, so that a caller
@@ -471,7 +470,7 @@ func (ml *ManagedLedger) appendAsync(e Entry, failures int64) (*Pending, error) 
 	if ml.mu.failed != nil {
 		return nil, ml.mu.failed
 	}
-	if failures >= 0 && failures != ml.mu.failures {
+	if failures >= 0 && failures != ml.failures.Load() {
 		return nil, ErrFailedSince
 	}
 	if err := ml.maybeRollLocked(); err != nil {
@@ -539,7 +538,7 @@ func (ml *ManagedLedger) Append(ctx context.Context, e Entry) (Entry, error) {
 // The syncer retries that (recover.go).
 func (ml *ManagedLedger) failLocked(err error) {
 	if ml.mu.failed == nil {
-		ml.mu.failures++
+		ml.failures.Add(1)
 		ml.mu.failed = storageError(ml.name, err)
 		ml.mu.failedAt = time.Now()
 		ml.factory.storageFailures.Add(1)
