@@ -78,6 +78,10 @@ type ManagedLedger struct {
 	kick     chan struct{}
 	stopSync chan struct{}
 	syncDone chan struct{}
+	// testAfterTake, if set (tests), runs on the syncer after it took a
+	// round's waiters and before it syncs them: appends made then are
+	// covered by that sync while their waiters wait for the next round.
+	testAfterTake func()
 	// failures counts storage failures (Failures); changed under mu, read
 	// without it on every producer's append.
 	failures atomic.Int64
@@ -532,10 +536,16 @@ func (ml *ManagedLedger) Append(ctx context.Context, e Entry) (Entry, error) {
 	return p.Wait(ctx)
 }
 
-// failLocked records a storage failure and fails every waiter: after a
-// failed write or fsync the file's tail is unknown (the page cache may have
-// dropped the dirty pages), so only recovery from the file can continue.
-// The syncer retries that (recover.go).
+// failLocked records a storage failure: after a failed write or fsync the
+// file's tail is unknown (the page cache may have dropped the dirty pages),
+// so only recovery from the file can continue. The syncer retries that
+// (recover.go).
+//
+// The waiters are completed by the syncer, not here: a group fsync may be
+// in flight that covers some of them (written before it began, though they
+// joined the next round), and once it succeeds they are durable and must
+// succeed. The syncer judges each waiter when no fsync is in flight
+// (finishLocked).
 func (ml *ManagedLedger) failLocked(err error) {
 	if ml.mu.failed == nil {
 		ml.failures.Add(1)
@@ -550,11 +560,26 @@ func (ml *ManagedLedger) failLocked(err error) {
 		}
 	}
 	ml.cacheClearLocked() // cached entries past the durable ones never become visible
-	for _, w := range ml.mu.waiters {
-		w.err = ml.mu.failed
-		close(w.done)
+	select {
+	case ml.kick <- struct{}{}: // the syncer completes the waiters
+	default:
 	}
-	ml.mu.waiters = nil
+}
+
+// finishLocked completes a waiter with err, unless its entry is visible
+// already: then it is durable (a group fsync covered it, written before
+// that sync began though its waiter joined the next round) and recovery
+// keeps it, so it must succeed. Failing it would make its producer resend
+// a stored batch, and the log would hold it twice. Called by the syncer
+// with no fsync in flight, or when nothing can sync any more (close).
+func (ml *ManagedLedger) finishLocked(w *Pending, err error) {
+	if err != nil {
+		if l := ml.ledgerLocked(w.entry.Position.LedgerID); l != nil && w.entry.Position.EntryID < l.entries {
+			err = nil
+		}
+	}
+	w.err = err
+	close(w.done)
 }
 
 // publishLocked makes l's entries up to info visible and wakes readers.
@@ -656,9 +681,22 @@ func (ml *ManagedLedger) syncWaiters(g *groupState) {
 			ml.mu.Unlock()
 			return
 		}
+		if ml.mu.failed != nil {
+			// Failed while these waited. No fsync is in flight now (this
+			// goroutine's are done, and a rollover's runs under mu): what
+			// is visible is durable, the rest is lost.
+			for _, w := range ws {
+				ml.finishLocked(w, ml.mu.failed)
+			}
+			ml.mu.Unlock()
+			continue
+		}
 		l := ml.activeLocked()
 		seg := l.seg
 		ml.mu.Unlock()
+		if ml.testAfterTake != nil {
+			ml.testAfterTake()
+		}
 
 		// Every waiter taken above was written to l before we took it
 		// (writes happen under mu), so this sync covers them all. If a
@@ -674,11 +712,10 @@ func (ml *ManagedLedger) syncWaiters(g *groupState) {
 		} else {
 			ml.publishLocked(l, info)
 		}
-		ml.mu.Unlock()
 		for _, w := range ws {
-			w.err = err
-			close(w.done)
+			ml.finishLocked(w, err)
 		}
+		ml.mu.Unlock()
 	}
 }
 
@@ -1372,8 +1409,7 @@ func (ml *ManagedLedger) close() error {
 		}
 	}
 	for _, w := range ml.mu.waiters {
-		w.err = ErrClosed
-		close(w.done)
+		ml.finishLocked(w, ErrClosed)
 	}
 	ml.mu.waiters = nil
 	close(ml.mu.changed)

@@ -60,6 +60,13 @@ func (ml *ManagedLedger) recoverStorage() error {
 		ml.mu.Unlock()
 		return nil
 	}
+	// Waiters not yet completed belong to the failed incarnation: judge
+	// them now, before anything is reopened (this is the syncer, so no
+	// fsync is in flight).
+	for _, w := range ml.mu.waiters {
+		ml.finishLocked(w, ml.mu.failed)
+	}
+	ml.mu.waiters = nil
 	if errors.Is(ml.mu.failed, ErrFenced) {
 		ml.mu.Unlock()
 		return ErrFenced // another owner: only a reopen may continue

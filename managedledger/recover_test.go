@@ -261,3 +261,157 @@ func checkAgainst(t *testing.T, got []Entry, acked map[int64]int64, failed map[i
 		t.Fatal(fmt.Errorf("empty log"))
 	}
 }
+
+// TestAsyncOutcomesUnderSyncFailures: many appends in flight at once (as a
+// Pulsar producer keeps them), so that a group fsync often covers entries
+// whose waiters joined the next round, rollovers, and fsyncs that fail now
+// and then. An append told it failed must not be in the log after recovery
+// (its producer resends it: it would be there twice), and every
+// acknowledged one must be. It found a rollover's failed seal failing
+// waiters whose entries the syncer's fsync in flight then made durable.
+func TestAsyncOutcomesUnderSyncFailures(t *testing.T) {
+	ctx := context.Background()
+	ffs := &segment.FaultFS{FS: segment.OSFS{}}
+	e := newEnv(t, t.TempDir())
+	e.f.Close()
+	e.opts.FS = ffs
+	e.opts.StorageRetryInterval = 2 * time.Millisecond
+	e.start()
+	ml := e.open("async", Config{Sync: SyncAlways, MaxLedgerBytes: 64 << 10})
+	acked, failed := map[int64]int64{}, map[int64]bool{}
+	var (
+		mu      sync.Mutex
+		nextSeq atomic.Int64
+		wg      sync.WaitGroup
+		stop    = make(chan struct{})
+	)
+	why := map[int64]string{}
+	defer func() {
+		if t.Failed() {
+
+			for _, e := range readAll(t, ml) {
+				if failed[e.SeqFirst] {
+					t.Logf("seq %d at %v: %s", e.SeqFirst, e.Position, why[e.SeqFirst])
+				}
+			}
+		}
+	}()
+	type inFlight struct {
+		seq int64
+		p   *Pending
+	}
+	for w := 0; w < 4; w++ {
+		// Like a Pulsar producer: one goroutine appends without waiting,
+		// another waits for the outcomes in order.
+		queue := make(chan inFlight, 256)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			defer close(queue)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				seq := nextSeq.Add(1)
+				p, err := ml.AppendAsync(Entry{Format: FormatKafka, MsgCount: 1, Data: payload(int(seq)), Producer: "p", SeqFirst: seq})
+				if err != nil {
+					mu.Lock()
+					failed[seq] = true
+					why[seq] = "refused: " + err.Error()
+					mu.Unlock()
+					time.Sleep(100 * time.Microsecond)
+					continue
+				}
+				queue <- inFlight{seq, p}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for f := range queue {
+				e, err := f.p.Wait(ctx)
+				mu.Lock()
+				if err == nil {
+					acked[f.seq] = e.FirstIndex
+				} else {
+					failed[f.seq] = true
+					why[f.seq] = "wait: " + err.Error()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	deadline := time.Now().Add(time.Second)
+	faults := 0
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Duration(2000+rand.IntN(8000)) * time.Microsecond)
+		ffs.FailSyncs(".log", syscall.EIO)
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+		ffs.FailSyncs(".log", nil)
+		faults++
+	}
+	close(stop)
+	wg.Wait()
+	waitFor(t, 10*time.Second, func() bool { _, err := ml.StorageFailure(); return err == nil })
+	t.Logf("%d faults; %d acked, %d failed appends", faults, len(acked), len(failed))
+	checkAgainst(t, readAll(t, ml), acked, failed)
+}
+
+// TestFailedRoundSparesCoveredEntries: an entry appended while the syncer
+// starts a round is written and fsynced by that round (and so visible), but
+// its waiter waits for the next round. When the next round's fsync fails,
+// that waiter must still succeed: recovery keeps the entry, and a producer
+// told it failed would resend it and store it twice.
+func TestFailedRoundSparesCoveredEntries(t *testing.T) {
+	ctx := context.Background()
+	ffs := &segment.FaultFS{FS: segment.OSFS{}}
+	e := newEnv(t, t.TempDir())
+	e.f.Close()
+	e.opts.FS = ffs
+	e.opts.StorageRetryInterval = 2 * time.Millisecond
+	e.start()
+	ml := e.open("covered", Config{Sync: SyncAlways})
+	entry := func(seq int64) Entry {
+		return Entry{Format: FormatKafka, MsgCount: 1, Data: payload(int(seq)), Producer: "p", SeqFirst: seq}
+	}
+	type appended struct {
+		p   *Pending
+		err error
+	}
+	hooked := make(chan appended, 2)
+	round := 0 // the syncer's alone
+	ml.testAfterTake = func() {
+		round++
+		switch round {
+		case 1: // taken: a; b joins and is covered by this round's fsync
+			p, err := ml.AppendAsync(entry(2))
+			hooked <- appended{p, err}
+		case 2: // taken: b; c joins and this round's fsync fails
+			ffs.FailSyncs(".log", syscall.EIO)
+			p, err := ml.AppendAsync(entry(3))
+			hooked <- appended{p, err}
+		}
+	}
+	if _, err := ml.Append(ctx, entry(1)); err != nil {
+		t.Fatal(err)
+	}
+	b, c := <-hooked, <-hooked
+	if b.err != nil || c.err != nil {
+		t.Fatalf("appends in the hook: %v, %v", b.err, c.err)
+	}
+	_, bErr := b.p.Wait(ctx)
+	_, cErr := c.p.Wait(ctx)
+	ffs.FailSyncs(".log", nil)
+	if cErr == nil {
+		t.Fatal("c succeeded although its fsync failed")
+	}
+	waitFor(t, 10*time.Second, func() bool { _, err := ml.StorageFailure(); return err == nil })
+	acked, failed := map[int64]int64{1: 0}, map[int64]bool{3: true}
+	if bErr == nil {
+		acked[2] = 1
+	} else {
+		failed[2] = true
+	}
+	checkAgainst(t, readAll(t, ml), acked, failed)
+}
