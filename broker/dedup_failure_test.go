@@ -135,3 +135,70 @@ func waitRecovered(t *testing.T, p *Partition) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestOldDuplicateWaitsForItsOriginal: a resend of a batch older than the
+// remembered ones arrives while the original is still in flight (a client
+// reconnected for another producer's sake and resends its pending
+// queue). The answer "duplicate" may only come once the original is
+// durable: if the original then fails, the resend must fail too, so the
+// client keeps the message and sends it again, instead of taking it for
+// stored.
+func TestOldDuplicateWaitsForItsOriginal(t *testing.T) {
+	for _, outcome := range []error{syscall.EIO, nil} {
+		t.Run(map[bool]string{true: "original-fails", false: "original-durable"}[outcome != nil], func(t *testing.T) {
+			ctx := context.Background()
+			ffs := &segment.FaultFS{FS: segment.OSFS{}}
+			b := newTestBrokerOn(t, managedledger.FactoryOptions{Dir: t.TempDir(), FS: ffs,
+				Logger: quietTestLogger(), StorageRetryInterval: 10 * time.Millisecond})
+			p, err := b.OpenPartition(ctx, mustTopic(t, "olddup"), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := func(seq int64) AppendRequest {
+				return AppendRequest{Format: FormatPulsar, MsgCount: 1, Data: []byte{byte(seq)}, Producer: "prod",
+					SeqFirst: seq, SeqLast: seq}
+			}
+			release := ffs.HoldSyncs("")
+			defer release(nil)
+			var originals []*PendingAppend
+			for seq := int64(0); seq < 3*dedupWindow; seq++ {
+				a, err := p.AppendAsync(req(seq))
+				if err != nil {
+					t.Fatal(err)
+				}
+				originals = append(originals, a)
+			}
+			// Batch 0 is no longer among the recent ones, and in flight.
+			resend, err := p.AppendAsync(req(0))
+			if err != nil {
+				t.Fatalf("resend of batch 0 while its original is in flight: %v, want an answer that waits", err)
+			}
+			answered := make(chan error, 1)
+			go func() {
+				_, err := resend.Wait(ctx)
+				answered <- err
+			}()
+			select {
+			case err := <-answered:
+				t.Fatalf("resend answered (%v) while its original is not durable", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			release(outcome)
+			for _, a := range originals {
+				if _, err := a.Wait(ctx); (err == nil) != (outcome == nil) {
+					t.Fatalf("original: %v", err)
+				}
+			}
+			err = <-answered
+			if outcome != nil {
+				if !errors.Is(err, ErrStorage) {
+					t.Fatalf("resend of a lost batch: %v, want a storage error", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrDuplicate) {
+				t.Fatalf("resend of a durable batch: %v, want a duplicate", err)
+			}
+		})
+	}
+}

@@ -120,10 +120,24 @@ type recentBatch struct {
 	seqFirst, seqLast int64
 	pending           *managedledger.Pending
 	entry             Entry
+	// covering, for an old duplicate, are the in-flight batches holding
+	// its sequences: once they are durable, the answer is dupErr.
+	covering []*managedledger.Pending
+	dupErr   error
 }
 
 // wait returns the batch's entry once durable.
 func (rb recentBatch) wait(ctx context.Context) (Entry, error) {
+	if rb.dupErr != nil {
+		for _, p := range rb.covering {
+			if _, err := p.Wait(ctx); err != nil {
+				// The original did not make it: the producer must resend
+				// (its next append or registration settles the state).
+				return Entry{}, err
+			}
+		}
+		return Entry{}, rb.dupErr
+	}
 	if rb.pending == nil {
 		return rb.entry, nil
 	}
@@ -326,7 +340,23 @@ func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
 			}
 		}
 		if req.SeqFirst <= st.lastSeq {
-			return recentBatch{}, false, fmt.Errorf("%w: sequence %d <= last %d", ErrDuplicate, req.SeqFirst, st.lastSeq)
+			// An old duplicate, beyond the recent batches: its answer
+			// waits for the batches holding its sequences that are still
+			// in flight. Said at once, a resend reaching us while its
+			// original is not yet durable (the client reconnected for
+			// another producer's sake) would be acknowledged, and a
+			// storage failure would then lose it.
+			dup := fmt.Errorf("%w: sequence %d <= last %d", ErrDuplicate, req.SeqFirst, st.lastSeq)
+			var covering []*managedledger.Pending
+			for _, rb := range st.inflight {
+				if rb.seqFirst <= req.SeqLast && !rb.pending.Durable() {
+					covering = append(covering, rb.pending)
+				}
+			}
+			if len(covering) == 0 {
+				return recentBatch{}, false, dup
+			}
+			return recentBatch{covering: covering, dupErr: dup}, true, nil
 		}
 		if req.StrictSequence && req.SeqFirst != st.lastSeq+1 {
 			return recentBatch{}, false, fmt.Errorf("%w: sequence %d, expected %d", ErrOutOfOrderSequence, req.SeqFirst, st.lastSeq+1)

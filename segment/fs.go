@@ -230,6 +230,50 @@ type FaultFS struct {
 	// key's substring ("" matches all) while set.
 	writeErr map[string]error
 	syncErr  map[string]error
+	held     map[string]*syncGate
+}
+
+// syncGate holds Syncs until released, then answers them with err.
+type syncGate struct {
+	open chan struct{}
+	err  error
+}
+
+// HoldSyncs makes Sync on files whose name contains substr block until the
+// returned release is called; the held Syncs then fail with err, or go on
+// when err is nil, and later Syncs are not held. Tests use it to keep
+// appends in flight for as long as they need.
+func (f *FaultFS) HoldSyncs(substr string) (release func(err error)) {
+	g := &syncGate{open: make(chan struct{})}
+	f.mu.Lock()
+	if f.held == nil {
+		f.held = make(map[string]*syncGate)
+	}
+	f.held[substr] = g
+	f.mu.Unlock()
+	var once sync.Once
+	return func(err error) {
+		once.Do(func() {
+			g.err = err
+			close(g.open)
+			f.mu.Lock()
+			if f.held[substr] == g {
+				delete(f.held, substr)
+			}
+			f.mu.Unlock()
+		})
+	}
+}
+
+func (f *FaultFS) gate(name string) *syncGate {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, g := range f.held {
+		if strings.Contains(name, k) {
+			return g
+		}
+	}
+	return nil
 }
 
 // FailWrites makes WriteAt fail with err on files whose name contains substr;
@@ -285,6 +329,12 @@ func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (ff *faultFile) Sync() error {
+	if g := ff.fs.gate(ff.name); g != nil {
+		<-g.open
+		if g.err != nil {
+			return fmt.Errorf("injected sync failure: %w", g.err)
+		}
+	}
 	if err := ff.fs.lookup(&ff.fs.syncErr, ff.name); err != nil {
 		return fmt.Errorf("injected sync failure: %w", err)
 	}
