@@ -198,9 +198,10 @@ func Check(h *History, opt Options) *Report {
 
 	// Pass 2: each session's order per partition.
 	type cursor struct {
-		last  int64 // -1: unknown
-		known bool
-		seen  map[int64]bool // redelivering sessions only
+		last   int64 // -1: unknown
+		lastID string
+		known  bool
+		seen   map[int64]bool // redelivering sessions only
 	}
 	cursors := map[string]map[int32]*cursor{}
 	var ends []Event
@@ -222,7 +223,7 @@ func Check(h *History, opt Options) *Report {
 			cur.seen = map[int64]bool{}
 		}
 		if e.Kind == Seek {
-			cur.known, cur.last = e.Offset >= 0, e.Offset-1
+			cur.known, cur.last, cur.lastID = e.Offset >= 0, e.Offset-1, ""
 			continue
 		}
 		for _, rec := range e.Records {
@@ -246,11 +247,11 @@ func Check(h *History, opt Options) *Report {
 							r.SkipsBySession = map[string]int{}
 						}
 						r.SkipsBySession[e.Session]++
-						c.add(Skipped, "session %s partition %d: offset %d after %d (%d offsets skipped)", e.Session, e.Partition, rec.Offset, cur.last, n)
+						c.add(Skipped, "session %s partition %d: offset %d after %d (%d offsets skipped)%s", e.Session, e.Partition, rec.Offset, cur.last, n, idsOf(cur.lastID, rec.ID))
 					}
 				}
 			}
-			cur.known, cur.last = true, rec.Offset
+			cur.known, cur.last, cur.lastID = true, rec.Offset, rec.ID
 			if cur.seen != nil {
 				cur.seen[rec.Offset] = true
 			}
@@ -353,4 +354,12 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// idsOf names the Pulsar message ids of a skip's two records, when known.
+func idsOf(before, after string) string {
+	if before == "" && after == "" {
+		return ""
+	}
+	return fmt.Sprintf(", message id %s after %s", after, before)
 }
