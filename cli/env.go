@@ -22,6 +22,7 @@ import (
 	"github.com/apache/pulsar-client-go/pulsar"
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
@@ -355,4 +356,30 @@ func (e *env) done(msg string, fields map[string]any) error {
 	}
 	_, err := fmt.Fprintln(e.stdout, msg)
 	return err
+}
+
+// offsets answers a Kafka topic's start and end offsets per partition; an
+// unknown topic is "topic X not found".
+func (e *env) offsets(ctx context.Context, topic string) (starts, ends kadm.ListedOffsets, err error) {
+	adm, err := e.kadm()
+	if err != nil {
+		return nil, nil, err
+	}
+	starts, err = adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err == nil {
+		ends, err = adm.ListEndOffsets(ctx, topic)
+	}
+	if err == nil {
+		err = ends.Error()
+	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return nil, nil, fmt.Errorf("topic %s not found", topic)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("offsets of %s: %w", topic, err)
+	}
+	return starts, ends, nil
 }

@@ -259,19 +259,9 @@ func groupsReset(e *env, group string, r resetSpec) error {
 	if g, ok := groups[group]; ok && len(g.Members) > 0 {
 		return fmt.Errorf("group %s has %d active members (state %s): stop them first", group, len(g.Members), g.State)
 	}
-	starts, err := adm.ListStartOffsets(e.ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
+	starts, ends, err := e.offsets(e.ctx, topic)
 	if err != nil {
-		return fmt.Errorf("offsets of %s: %w", topic, err)
-	}
-	ends, err := adm.ListEndOffsets(e.ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("offsets of %s: %w", topic, err)
+		return err
 	}
 	var byTime kadm.ListedOffsets
 	if r.timeMs != nil {

@@ -75,24 +75,10 @@ func peek(e *env, topic string, count, only int) error {
 	if err != nil {
 		return err
 	}
-	adm, err := e.kadm()
+	kname := kafkaName(n)
+	starts, ends, err := e.offsets(e.ctx, kname)
 	if err != nil {
 		return err
-	}
-	kname := kafkaName(n)
-	starts, err := adm.ListStartOffsets(e.ctx, kname)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("topic %s: %w", n, err)
-	}
-	ends, err := adm.ListEndOffsets(e.ctx, kname)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("topic %s: %w", n, err)
 	}
 	type span struct{ from, to int64 }
 	spans := map[int32]span{}

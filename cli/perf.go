@@ -16,7 +16,6 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/apache/pulsar-client-go/pulsar"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kopernik-io/kopernik/broker"
@@ -71,9 +70,9 @@ func perfCommand() *command {
 		fs.StringVar(&o.compression, "compression", "none", "none, gzip, snappy, lz4 or zstd (Pulsar: none, lz4, zlib as gzip, zstd)")
 		fs.DurationVar(&o.linger, "linger", 5*time.Millisecond, "Kafka linger / Pulsar batching delay")
 	}
-	consumeFlags := func(fs *flag.FlagSet, defGroup string) {
+	consumeFlags := func(fs *flag.FlagSet) {
 		fs.IntVar(&o.consumers, "consumers", 1, "concurrent consumers (Kafka: group members or partition readers; Pulsar: Shared consumers)")
-		fs.StringVar(&o.group, "group", defGroup, "Kafka group / Pulsar subscription (Kafka none: read partitions directly)")
+		fs.StringVar(&o.group, "group", "", "Kafka group / Pulsar subscription, kept afterwards (none: Kafka reads partitions directly, Pulsar uses a subscription it deletes at the end)")
 	}
 	run := func(mode string) func(e *env, args []string) error {
 		return func(e *env, args []string) error {
@@ -106,7 +105,7 @@ Example:
   kopernik perf consume --topic kopernik-perf --from earliest -n 1000000`,
 			flags: func(fs *flag.FlagSet) {
 				common(fs)
-				consumeFlags(fs, "kopernik-perf")
+				consumeFlags(fs)
 				fs.StringVar(&o.from, "from", "earliest", "start of a new group or of direct reads: earliest or latest")
 				fs.DurationVar(&o.idle, "idle", 5*time.Second, "stop after this long without a message, once one arrived (0: never)")
 			},
@@ -118,7 +117,7 @@ Example:
 
 Example:
   kopernik perf e2e --protocol pulsar --rate 10000 --duration 30s`,
-			flags: func(fs *flag.FlagSet) { common(fs); produceFlags(fs); consumeFlags(fs, "") },
+			flags: func(fs *flag.FlagSet) { common(fs); produceFlags(fs); consumeFlags(fs) },
 			run:   run("e2e"),
 		},
 	}}
@@ -743,39 +742,26 @@ func perfConsumeKafka(ctx context.Context, e *env, n broker.TopicName, o perfOpt
 				kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(reset)))
 		}
 	} else {
-		adm, err := e.kadm()
-		if err == nil {
-			var offs kadm.ListedOffsets
-			if o.from == "earliest" && mode == "consume" {
-				offs, err = adm.ListStartOffsets(ctx, topic)
-			} else {
-				offs, err = adm.ListEndOffsets(ctx, topic)
-			}
-			if err == nil {
-				err = offs.Error()
-			}
-			if err == nil {
-				assign := make([]map[int32]kgo.Offset, o.consumers)
-				i := 0
-				for _, lo := range offs.Offsets().Sorted() {
-					if assign[i%o.consumers] == nil {
-						assign[i%o.consumers] = map[int32]kgo.Offset{}
-					}
-					assign[i%o.consumers][lo.Partition] = kgo.NewOffset().At(lo.At)
-					i++
-				}
-				for _, a := range assign {
-					if a != nil {
-						perClient = append(perClient, append(append([]kgo.Opt{}, opts...),
-							kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: a})))
-					}
-				}
-			}
-		}
+		starts, offs, err := e.offsets(ctx, topic)
 		if err != nil {
-			err = fmt.Errorf("offsets of %s: %w", topic, err)
 			ready <- err
 			return err
+		}
+		if o.from == "earliest" && mode == "consume" {
+			offs = starts
+		}
+		assign := make([]map[int32]kgo.Offset, o.consumers)
+		for i, lo := range offs.Offsets().Sorted() {
+			if assign[i%o.consumers] == nil {
+				assign[i%o.consumers] = map[int32]kgo.Offset{}
+			}
+			assign[i%o.consumers][lo.Partition] = kgo.NewOffset().At(lo.At)
+		}
+		for _, a := range assign {
+			if a != nil {
+				perClient = append(perClient, append(append([]kgo.Opt{}, opts...),
+					kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: a})))
+			}
 		}
 	}
 	var clients []*kgo.Client

@@ -546,16 +546,9 @@ func consumeKafka(e *env, n broker.TopicName, o consumeOpts, p *printer) error {
 		opts = append(opts, kgo.ConsumerGroup(o.group), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start),
 			kgo.AutoCommitMarks(), kgo.FetchMaxWait(500*time.Millisecond))
 	} else {
-		adm, err := e.kadm()
+		_, ends, err := e.offsets(e.ctx, topic)
 		if err != nil {
 			return err
-		}
-		ends, err := adm.ListEndOffsets(e.ctx, topic)
-		if err == nil {
-			err = ends.Error()
-		}
-		if err != nil {
-			return fmt.Errorf("topic %s: %w", topic, err)
 		}
 		parts := map[int32]kgo.Offset{}
 		ends.Each(func(lo kadm.ListedOffset) {

@@ -346,18 +346,14 @@ func topicsDescribe(e *env, topic string) error {
 	}
 	sort.Slice(d.Subscriptions, func(i, j int) bool { return d.Subscriptions[i].Name < d.Subscriptions[j].Name })
 
-	adm, err := e.kadm()
+	kname := kafkaName(n)
+	starts, ends, err := e.offsets(e.ctx, kname)
 	if err != nil {
 		return err
 	}
-	kname := kafkaName(n)
-	starts, err := adm.ListStartOffsets(e.ctx, kname)
+	adm, err := e.kadm()
 	if err != nil {
-		return fmt.Errorf("kafka offsets of %s: %w", kname, err)
-	}
-	ends, err := adm.ListEndOffsets(e.ctx, kname)
-	if err != nil {
-		return fmt.Errorf("kafka offsets of %s: %w", kname, err)
+		return err
 	}
 	parts := max(count, 1)
 	for i := range parts {
