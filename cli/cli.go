@@ -151,6 +151,10 @@ func dispatch(e *env, path []string, cmd *command, args []string) int {
 		err = e.globals.validate()
 	}
 	if err == nil {
+		// Every leaf takes exactly the positional arguments its synopsis names.
+		err = need(pos, strings.Fields(cmd.args)...)
+	}
+	if err == nil {
 		err = cmd.run(e, pos)
 	}
 	defer e.close()

@@ -32,18 +32,12 @@ func groupsCommand() *command {
 		{
 			name: "list", summary: "list consumer groups with their state",
 			run: func(e *env, args []string) error {
-				if err := need(args); err != nil {
-					return err
-				}
 				return groupsList(e)
 			},
 		},
 		{
 			name: "describe", summary: "show a group's members and per-partition committed offset, end offset and lag", args: "GROUP",
 			run: func(e *env, args []string) error {
-				if err := need(args, "GROUP"); err != nil {
-					return err
-				}
 				return groupsDescribe(e, args[0])
 			},
 		},
@@ -65,9 +59,6 @@ Example:
 				fs.BoolVar(&dryRun, "dry-run", false, "show the new offsets without committing them")
 			},
 			run: func(e *env, args []string) error {
-				if err := need(args, "GROUP"); err != nil {
-					return err
-				}
 				modes := 0
 				for _, on := range []bool{earliest, latest, toOffset >= 0, toTime != "", shiftBy != 0} {
 					if on {
@@ -91,9 +82,6 @@ Example:
 		{
 			name: "delete", summary: "delete an inactive group and its committed offsets", args: "GROUP",
 			run: func(e *env, args []string) error {
-				if err := need(args, "GROUP"); err != nil {
-					return err
-				}
 				return groupsDelete(e, args[0])
 			},
 		},

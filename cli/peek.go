@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,9 +34,6 @@ Example:
 			fs.IntVar(&partition, "partition", -1, "only this partition (-1: all)")
 		},
 		run: func(e *env, args []string) error {
-			if err := need(args, "TOPIC"); err != nil {
-				return err
-			}
 			if count < 1 {
 				return usagef("-n %d: want 1 or more", count)
 			}
@@ -67,11 +66,7 @@ type peeked struct {
 }
 
 func peek(e *env, topic string, count, only int) error {
-	n, err := topicName(topic)
-	if err != nil {
-		return err
-	}
-	partitioned, err := e.partitionsOf(n)
+	n, partitioned, err := e.resolve(topic)
 	if err != nil {
 		return err
 	}
@@ -227,7 +222,7 @@ func pairs(m map[string]string) string {
 		return "-"
 	}
 	var b []string
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		b = append(b, k+"="+m[k])
 	}
 	return strings.Join(b, ",")

@@ -76,9 +76,6 @@ func perfCommand() *command {
 	}
 	run := func(mode string) func(e *env, args []string) error {
 		return func(e *env, args []string) error {
-			if err := need(args); err != nil {
-				return err
-			}
 			if err := o.validate(mode); err != nil {
 				return err
 			}

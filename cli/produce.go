@@ -9,8 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -198,9 +199,6 @@ Examples:
 			fs.StringVar(&input, "f", "-", "read records from `FILE` (-: stdin)")
 		},
 		run: func(e *env, args []string) error {
-			if err := need(args, "TOPIC"); err != nil {
-				return err
-			}
 			if err := oneOf("protocol", protocol, "kafka", "pulsar"); err != nil {
 				return err
 			}
@@ -386,7 +384,7 @@ func produceKafka(e *env, n broker.TopicName, src produceSource, partition int32
 		if key != nil {
 			r.Key = []byte(*key)
 		}
-		for _, k := range sortedKeys(headers) {
+		for _, k := range slices.Sorted(maps.Keys(headers)) {
 			r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(headers[k])})
 		}
 		c := acks.next()
@@ -440,15 +438,6 @@ func producePulsar(e *env, n broker.TopicName, src produceSource) error {
 	return err
 }
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 type consumeOpts struct {
 	protocol  string
 	from      string
@@ -488,9 +477,6 @@ Examples:
 			fs.DurationVar(&o.idle, "idle", 0, "stop when no record arrived for this long (0: never)")
 		},
 		run: func(e *env, args []string) error {
-			if err := need(args, "TOPIC"); err != nil {
-				return err
-			}
 			if err := oneOf("protocol", o.protocol, "kafka", "pulsar"); err != nil {
 				return err
 			}
@@ -613,7 +599,10 @@ func consumePulsar(e *env, n broker.TopicName, o consumeOpts, p *printer) error 
 	}
 	ctx, touch, stop := idleContext(e.ctx, o.idle)
 	defer stop()
-	seen := 0
+	// One loop over a reader (no group: nothing acknowledged) or a
+	// durable subscription (each printed message acknowledged).
+	var next func(context.Context) (pulsar.Message, error)
+	ack := func(pulsar.Message) error { return nil }
 	if o.group == "" {
 		start := pulsar.LatestMessageID()
 		if o.from == "earliest" {
@@ -624,34 +613,22 @@ func consumePulsar(e *env, n broker.TopicName, o consumeOpts, p *printer) error 
 			return fmt.Errorf("pulsar reader on %s: %w", n, err)
 		}
 		defer r.Close()
-		for o.count == 0 || seen < o.count {
-			msg, err := r.Next(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			touch()
-			if err := p.print(fromPulsar(msg)); err != nil {
-				return err
-			}
-			seen++
+		next = r.Next
+	} else {
+		pos := pulsar.SubscriptionPositionLatest
+		if o.from == "earliest" {
+			pos = pulsar.SubscriptionPositionEarliest
 		}
-		return nil
+		c, err := pc.Subscribe(pulsar.ConsumerOptions{Topic: n.String(), SubscriptionName: o.group, Type: pulsar.Exclusive,
+			SubscriptionInitialPosition: pos})
+		if err != nil {
+			return fmt.Errorf("pulsar subscription %s on %s: %w", o.group, n, err)
+		}
+		defer c.Close()
+		next, ack = c.Receive, c.Ack
 	}
-	pos := pulsar.SubscriptionPositionLatest
-	if o.from == "earliest" {
-		pos = pulsar.SubscriptionPositionEarliest
-	}
-	c, err := pc.Subscribe(pulsar.ConsumerOptions{Topic: n.String(), SubscriptionName: o.group, Type: pulsar.Exclusive,
-		SubscriptionInitialPosition: pos})
-	if err != nil {
-		return fmt.Errorf("pulsar subscription %s on %s: %w", o.group, n, err)
-	}
-	defer c.Close()
-	for o.count == 0 || seen < o.count {
-		msg, err := c.Receive(ctx)
+	for seen := 0; o.count == 0 || seen < o.count; seen++ {
+		msg, err := next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -662,10 +639,9 @@ func consumePulsar(e *env, n broker.TopicName, o consumeOpts, p *printer) error 
 		if err := p.print(fromPulsar(msg)); err != nil {
 			return err
 		}
-		if err := c.Ack(msg); err != nil {
+		if err := ack(msg); err != nil {
 			return err
 		}
-		seen++
 	}
 	return nil
 }

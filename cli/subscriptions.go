@@ -28,9 +28,6 @@ func subscriptionsCommand() *command {
 		{
 			name: "list", summary: "list a topic's subscriptions with type, backlog and consumers", args: "TOPIC",
 			run: func(e *env, args []string) error {
-				if err := need(args, "TOPIC"); err != nil {
-					return err
-				}
 				return subscriptionsList(e, args[0])
 			},
 		},
@@ -40,9 +37,6 @@ func subscriptionsCommand() *command {
 				fs.StringVar(&position, "position", "latest", "where it starts: earliest or latest")
 			},
 			run: func(e *env, args []string) error {
-				if err := need(args, "TOPIC", "SUBSCRIPTION"); err != nil {
-					return err
-				}
 				if err := oneOf("position", position, "earliest", "latest"); err != nil {
 					return err
 				}
@@ -55,9 +49,6 @@ func subscriptionsCommand() *command {
 				fs.BoolVar(&force, "force", false, "disconnect its consumers first")
 			},
 			run: func(e *env, args []string) error {
-				if err := need(args, "TOPIC", "SUBSCRIPTION"); err != nil {
-					return err
-				}
 				q := ""
 				if force {
 					q = "?force=true"
@@ -75,9 +66,6 @@ func subscriptionsCommand() *command {
 				fs.StringVar(&toTime, "to-time", "", "to the first message published at or after `TIME` (RFC 3339 or unix ms)")
 			},
 			run: func(e *env, args []string) error {
-				if err := need(args, "TOPIC", "SUBSCRIPTION"); err != nil {
-					return err
-				}
 				switch {
 				case earliest && !latest && toTime == "":
 					return subscriptionsChange(e, "POST", args[0], args[1], "/resetcursor", positionID(true), "reset subscription")
@@ -100,9 +88,6 @@ func subscriptionsCommand() *command {
 				fs.BoolVar(&skipAll, "all", false, "skip the whole backlog")
 			},
 			run: func(e *env, args []string) error {
-				if err := need(args, "TOPIC", "SUBSCRIPTION"); err != nil {
-					return err
-				}
 				switch {
 				case skipAll && skip == 0:
 					return subscriptionsChange(e, "POST", args[0], args[1], "/skip_all", nil, "skipped the backlog of")

@@ -3,7 +3,9 @@ package cli
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,9 +38,6 @@ func tenantsCommand() *command {
 	}
 	change := func(method, verb string) func(e *env, args []string) error {
 		return func(e *env, args []string) error {
-			if err := need(args, "TENANT"); err != nil {
-				return err
-			}
 			var body any
 			if method != "DELETE" {
 				body = tenantInfo{AdminRoles: splitList(roles), AllowedClusters: splitList(clusters)}
@@ -53,9 +52,6 @@ func tenantsCommand() *command {
 		{
 			name: "list", summary: "list tenants",
 			run: func(e *env, args []string) error {
-				if err := need(args); err != nil {
-					return err
-				}
 				var ts []string
 				if err := e.admin("GET", "/admin/v2/tenants", nil, &ts); err != nil {
 					return err
@@ -67,9 +63,6 @@ func tenantsCommand() *command {
 		{
 			name: "describe", summary: "show a tenant's admin roles and allowed clusters", args: "TENANT",
 			run: func(e *env, args []string) error {
-				if err := need(args, "TENANT"); err != nil {
-					return err
-				}
 				var ti tenantInfo
 				if err := e.admin("GET", "/admin/v2/tenants/"+url.PathEscape(args[0]), nil, &ti); err != nil {
 					return err
@@ -104,13 +97,9 @@ func namespacesCommand() *command {
 		actions string
 		retTime string
 		retSize string
-		nsArg   = []string{"TENANT/NAMESPACE"}
-		needNS  = func(args []string) (string, error) {
-			if err := need(args, nsArg...); err != nil {
-				return "", err
-			}
-			return namespaceArg(args[0])
-		}
+		// needNS checks the one TENANT/NAMESPACE argument (dispatch
+		// checked there is one).
+		needNS = func(args []string) (string, error) { return namespaceArg(args[0]) }
 	)
 	simple := func(method, suffix, verb string, body func() (any, error)) func(e *env, args []string) error {
 		return func(e *env, args []string) error {
@@ -147,9 +136,6 @@ func namespacesCommand() *command {
 		{
 			name: "list", summary: "list a tenant's namespaces", args: "TENANT",
 			run: func(e *env, args []string) error {
-				if err := need(args, "TENANT"); err != nil {
-					return err
-				}
 				nss, err := e.namespacesOf(args[0])
 				if err != nil {
 					return err
@@ -178,13 +164,8 @@ func namespacesCommand() *command {
 				if e.json() {
 					return writeJSON(e.stdout, p)
 				}
-				keys := make([]string, 0, len(p))
-				for k := range p {
-					keys = append(keys, k)
-				}
-				sort.Strings(keys)
 				rows := [][]string{}
-				for _, k := range keys {
+				for _, k := range slices.Sorted(maps.Keys(p)) {
 					rows = append(rows, []string{k, compactJSON(p[k])})
 				}
 				return writeTable(e.stdout, []string{"POLICY", "VALUE"}, rows)
@@ -201,13 +182,8 @@ func namespacesCommand() *command {
 				if err := e.admin("GET", "/admin/v2/namespaces/"+ns+"/permissions", nil, &perms); err != nil {
 					return err
 				}
-				roles := make([]string, 0, len(perms))
-				for r := range perms {
-					roles = append(roles, r)
-				}
-				sort.Strings(roles)
 				rows := [][]string{}
-				for _, r := range roles {
+				for _, r := range slices.Sorted(maps.Keys(perms)) {
 					rows = append(rows, []string{r, strings.Join(perms[r], ",")})
 				}
 				return e.emit(perms, []string{"ROLE", "ACTIONS"}, rows)

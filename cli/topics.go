@@ -3,7 +3,9 @@ package cli
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,9 +37,6 @@ func topicsCommand() *command {
 				fs.BoolVar(&all, "all", false, "list the topics of every namespace of every tenant")
 			},
 			run: func(e *env, args []string) error {
-				if err := need(args); err != nil {
-					return err
-				}
 				return topicsList(e, namespace, all)
 			},
 		},
@@ -52,18 +51,12 @@ Example:
 				fs.Var(&configs, "c", "topic config `KEY=VALUE` (repeatable): retention.ms, retention.bytes, max.message.bytes, segment.bytes, segment.ms")
 			},
 			run: func(e *env, args []string) error {
-				if err := need(args, "TOPIC"); err != nil {
-					return err
-				}
 				return topicsCreate(e, args[0], partitions, configs)
 			},
 		},
 		{
 			name: "describe", summary: "show a topic's partitions, offsets, storage, subscriptions and configs", args: "TOPIC",
 			run: func(e *env, args []string) error {
-				if err := need(args, "TOPIC"); err != nil {
-					return err
-				}
 				return topicsDescribe(e, args[0])
 			},
 		},
@@ -73,9 +66,6 @@ Example:
 				fs.BoolVar(&force, "force", false, "delete even with connected producers or consumers")
 			},
 			run: func(e *env, args []string) error {
-				if err := need(args, "TOPIC"); err != nil {
-					return err
-				}
 				return topicsDelete(e, args[0], force)
 			},
 		},
@@ -88,9 +78,6 @@ Example:
 				fs.Var(&del, "delete", "`KEY` to return to its default (repeatable)")
 			},
 			run: func(e *env, args []string) error {
-				if err := need(args, "TOPIC"); err != nil {
-					return err
-				}
 				return topicsAlterConfig(e, args[0], set, del)
 			},
 		},
@@ -132,6 +119,16 @@ func (e *env) allNamespaces() ([]string, error) {
 		all = append(all, nss...)
 	}
 	return all, nil
+}
+
+// resolve parses a topic argument and answers its partition count.
+func (e *env) resolve(topic string) (broker.TopicName, int, error) {
+	n, err := topicName(topic)
+	if err != nil {
+		return n, 0, err
+	}
+	count, err := e.partitionsOf(n)
+	return n, count, err
 }
 
 // partitionsOf answers a topic's partition count (0: not partitioned, or
@@ -241,11 +238,7 @@ func topicsCreate(e *env, topic string, partitions int, configs []string) error 
 }
 
 func topicsDelete(e *env, topic string, force bool) error {
-	n, err := topicName(topic)
-	if err != nil {
-		return err
-	}
-	count, err := e.partitionsOf(n)
+	n, count, err := e.resolve(topic)
 	if err != nil {
 		return err
 	}
@@ -327,11 +320,7 @@ func (e *env) topicStats(n broker.TopicName, partitioned bool) (stats, error) {
 }
 
 func topicsDescribe(e *env, topic string) error {
-	n, err := topicName(topic)
-	if err != nil {
-		return err
-	}
-	count, err := e.partitionsOf(n)
+	n, count, err := e.resolve(topic)
 	if err != nil {
 		return err
 	}
@@ -427,11 +416,7 @@ func topicsAlterConfig(e *env, topic string, set, del []string) error {
 		return usagef("nothing to alter: give --set KEY=VALUE or --delete KEY")
 	}
 	var alter []kadm.AlterConfig
-	keys := make([]string, 0, len(kv))
-	for k := range kv {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(kv))
 	for _, k := range keys {
 		v := kv[k]
 		alter = append(alter, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: &v})
