@@ -580,7 +580,11 @@ func perfProduceKafka(ctx context.Context, e *env, n broker.TopicName, o perfOpt
 		return err
 	}
 	opts = append(opts, kgo.ProducerBatchCompression(kafkaCompression(o.compression)), kgo.ProducerLinger(o.linger),
-		kgo.RecordDeliveryTimeout(e.globals.timeout), kgo.ProducerBatchMaxBytes(1<<20+max(int32(o.size), 0)))
+		kgo.RecordDeliveryTimeout(e.globals.timeout))
+	if o.size > 900<<10 {
+		// A batch must hold one message; the client's default is ~1 MB.
+		opts = append(opts, kgo.ProducerBatchMaxBytes(int32(o.size)+1024))
+	}
 	switch o.acks {
 	case "1":
 		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
