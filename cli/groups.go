@@ -196,14 +196,18 @@ func groupsDescribe(e *env, group string) error {
 	fmt.Fprintf(e.stdout, "GROUP %s  STATE %s  PROTOCOL %s  MEMBERS %d  TOTAL-LAG %d\n\n", d.Group, d.State, orDash(d.Protocol), len(d.Members), d.TotalLag)
 	rows := [][]string{}
 	for _, p := range d.Partitions {
-		committed := strconv.FormatInt(p.Committed, 10)
-		if p.Committed < 0 {
-			committed = "-"
-		}
-		rows = append(rows, []string{p.Topic, strconv.Itoa(int(p.Partition)), committed, strconv.FormatInt(p.End, 10),
+		rows = append(rows, []string{p.Topic, strconv.Itoa(int(p.Partition)), offsetText(p.Committed), strconv.FormatInt(p.End, 10),
 			strconv.FormatInt(p.Lag, 10), orDash(p.MemberID), orDash(p.ClientID)})
 	}
 	return writeTable(e.stdout, []string{"TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "MEMBER", "CLIENT-ID"}, rows)
+}
+
+// offsetText shows a committed offset; -1 (none committed) as "-".
+func offsetText(o int64) string {
+	if o < 0 {
+		return "-"
+	}
+	return strconv.FormatInt(o, 10)
 }
 
 func orDash(s string) string {
@@ -317,7 +321,7 @@ func groupsReset(e *env, group string, r resetSpec) error {
 	}
 	rows := [][]string{}
 	for _, c := range changes {
-		rows = append(rows, []string{c.Topic, strconv.Itoa(int(c.Partition)), strconv.FormatInt(c.Old, 10), strconv.FormatInt(c.New, 10)})
+		rows = append(rows, []string{c.Topic, strconv.Itoa(int(c.Partition)), offsetText(c.Old), strconv.FormatInt(c.New, 10)})
 	}
 	return e.emit(struct {
 		Group   string         `json:"group"`
