@@ -51,6 +51,7 @@ type perfOpts struct {
 	from        string
 	idle        time.Duration
 	linger      time.Duration
+	maxPending  int
 }
 
 func perfCommand() *command {
@@ -69,6 +70,7 @@ func perfCommand() *command {
 		fs.StringVar(&o.acks, "acks", "all", "Kafka acks: all, 1 or 0 (Pulsar: always acknowledged)")
 		fs.StringVar(&o.compression, "compression", "none", "none, gzip, snappy, lz4 or zstd (Pulsar: none, lz4, zlib as gzip, zstd)")
 		fs.DurationVar(&o.linger, "linger", 5*time.Millisecond, "Kafka linger / Pulsar batching delay")
+		fs.IntVar(&o.maxPending, "max-pending", 0, "messages a producer keeps unacknowledged, then blocks (0: the client's default, franz-go 50000, pulsar-client-go 1000)")
 	}
 	consumeFlags := func(fs *flag.FlagSet) {
 		fs.IntVar(&o.consumers, "consumers", 1, "concurrent consumers (Kafka: group members or partition readers; Pulsar: Shared consumers)")
@@ -140,8 +142,8 @@ func (o *perfOpts) validate(mode string) error {
 		if o.size < 1 || o.size > 16<<20 {
 			return usagef("--size %d: want 1 to 16777216", o.size)
 		}
-		if o.producers < 1 || o.partitions < 1 || o.rate < 0 {
-			return usagef("--producers and --partitions must be 1 or more, --rate 0 or more")
+		if o.producers < 1 || o.partitions < 1 || o.rate < 0 || o.maxPending < 0 {
+			return usagef("--producers and --partitions must be 1 or more, --rate and --max-pending 0 or more")
 		}
 	}
 	if mode != "produce" {
@@ -333,6 +335,7 @@ type perfSummary struct {
 	Rate        int       `json:"rate,omitempty"`
 	Acks        string    `json:"acks,omitempty"`
 	Compression string    `json:"compression,omitempty"`
+	MaxPending  int       `json:"maxPending,omitempty"`
 	Seconds     float64   `json:"seconds"`
 	Produced    *perfSide `json:"produced,omitempty"`
 	Consumed    *perfSide `json:"consumed,omitempty"`
@@ -438,6 +441,7 @@ func runPerf(e *env, mode string, o perfOpts) error {
 	sum := perfSummary{Mode: mode, Protocol: o.protocol, Topic: n.String(), Seconds: secs}
 	if prod != nil {
 		sum.Partitions, sum.Producers, sum.Size, sum.Rate, sum.Compression = o.partitions, o.producers, o.size, o.rate, o.compression
+		sum.MaxPending = o.maxPending
 		if o.protocol == "kafka" {
 			sum.Acks = o.acks
 		}
@@ -581,6 +585,9 @@ func perfProduceKafka(ctx context.Context, e *env, n broker.TopicName, o perfOpt
 	}
 	opts = append(opts, kgo.ProducerBatchCompression(kafkaCompression(o.compression)), kgo.ProducerLinger(o.linger),
 		kgo.RecordDeliveryTimeout(e.globals.timeout))
+	if o.maxPending > 0 {
+		opts = append(opts, kgo.MaxBufferedRecords(o.maxPending))
+	}
 	if o.size > 900<<10 {
 		// A batch must hold one message; the client's default is ~1 MB.
 		opts = append(opts, kgo.ProducerBatchMaxBytes(int32(o.size)+1024))
@@ -636,7 +643,7 @@ func perfProducePulsar(ctx context.Context, e *env, n broker.TopicName, o perfOp
 		return err
 	}
 	prod, err := pc.CreateProducer(pulsar.ProducerOptions{Topic: n.String(), CompressionType: pulsarCompression(o.compression),
-		BatchingMaxPublishDelay: o.linger, SendTimeout: e.globals.timeout,
+		BatchingMaxPublishDelay: o.linger, SendTimeout: e.globals.timeout, MaxPendingMessages: o.maxPending,
 		BatchingMaxSize: uint(max(128<<10, o.size))})
 	if err != nil {
 		return fmt.Errorf("pulsar producer on %s: %w", n, err)
@@ -864,6 +871,9 @@ func writePerfSummary(e *env, s perfSummary) error {
 			s.Partitions, s.Producers, s.Size, rateText(s.Rate), s.Compression)
 		if s.Acks != "" {
 			fmt.Fprintf(w, ", acks %s", s.Acks)
+		}
+		if s.MaxPending > 0 {
+			fmt.Fprintf(w, ", max pending %d", s.MaxPending)
 		}
 	}
 	if s.Consumed != nil {
