@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime/debug"
@@ -268,6 +269,21 @@ func TestProduceConsumePeekGroups(t *testing.T) {
 		}
 	}
 	fails(t, b, 2, "--template", "consume", "events", "--format", "template", "--template", "{{.Nope")
+
+	// One key, both protocols: one partition (Kafka's placement).
+	ok(t, b, "", "topics", "create", "keyed", "-p", "4")
+	for i := range 4 {
+		proto := []string{"kafka", "pulsar"}[i%2]
+		ok(t, b, "", "produce", "keyed", "--protocol", proto, "-k", fmt.Sprintf("key-%d", i/2), "--value", proto)
+	}
+	placed := map[string]int32{}
+	for _, l := range strings.Split(strings.TrimSpace(ok(t, b, "", "consume", "keyed", "--from", "earliest", "-n", "4", "--format", "json")), "\n") {
+		m := decode[message](t, l)
+		if p, seen := placed[m.Key]; seen && p != m.Partition {
+			t.Fatalf("key %s on partitions %d and %d", m.Key, p, m.Partition)
+		}
+		placed[m.Key] = m.Partition
+	}
 
 	// peek: both views of every message, paired by offset; nothing consumed.
 	peekedList := decode[[]peeked](t, ok(t, b, "", "peek", "events", "-o", "json"))

@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/router"
 )
 
 // produce, consume and peek: Kafka (franz-go) or Pulsar (pulsar-client-go)
@@ -408,7 +409,10 @@ func producePulsar(e *env, n broker.TopicName, src produceSource) error {
 	if err != nil {
 		return err
 	}
-	p, err := pc.CreateProducer(pulsar.ProducerOptions{Topic: n.String(), SendTimeout: e.globals.timeout})
+	// Kafka's key placement, so that a key lands on the partition a Kafka
+	// producer would choose.
+	p, err := pc.CreateProducer(pulsar.ProducerOptions{Topic: n.String(), SendTimeout: e.globals.timeout,
+		MessageRouter: router.PulsarRouter})
 	if err != nil {
 		return fmt.Errorf("pulsar producer on %s: %w", n, err)
 	}
