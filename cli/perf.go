@@ -197,6 +197,7 @@ type meter struct {
 	errs     atomic.Int64
 	lat      *latencies
 	firstErr atomic.Pointer[error]
+	last     atomic.Int64 // unix nanos of the last message counted
 }
 
 func newMeter(name string) *meter { return &meter{name: name, lat: newLatencies()} }
@@ -222,6 +223,7 @@ func (m *meter) take(limit int64) bool {
 // account adds a counted message's bytes and latency (< 0: unknown).
 func (m *meter) account(bytes int, lat time.Duration) {
 	m.bytes.Add(int64(bytes))
+	m.last.Store(time.Now().UnixNano())
 	if lat >= 0 {
 		m.lat.record(lat)
 	}
@@ -341,9 +343,16 @@ type perfSummary struct {
 	Consumed    *perfSide `json:"consumed,omitempty"`
 }
 
-func sideOf(m *meter, secs float64) *perfSide {
+// sideOf summarizes a side; its rates count from start to its last message
+// (a consumer that waited --idle after it, or a producer's final flush,
+// does not dilute them).
+func sideOf(m *meter, start time.Time) *perfSide {
 	s := &perfSide{Messages: m.msgs.Load(), Bytes: m.bytes.Load(), Errors: m.errs.Load(),
 		LatencyMs: summarize(m.lat.total)}
+	secs := time.Since(start).Seconds()
+	if last := m.last.Load(); last > 0 {
+		secs = time.Unix(0, last).Sub(start).Seconds()
+	}
 	if secs > 0 {
 		s.MsgPerSec, s.MBPerSec = float64(s.Messages)/secs, float64(s.Bytes)/secs/1e6
 	}
@@ -445,11 +454,11 @@ func runPerf(e *env, mode string, o perfOpts) error {
 		if o.protocol == "kafka" {
 			sum.Acks = o.acks
 		}
-		sum.Produced = sideOf(prod, secs)
+		sum.Produced = sideOf(prod, start)
 	}
 	if cons != nil {
 		sum.Consumers = o.consumers
-		sum.Consumed = sideOf(cons, secs)
+		sum.Consumed = sideOf(cons, start)
 	}
 	if err := writePerfSummary(e, sum); err != nil {
 		return err
