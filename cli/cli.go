@@ -366,7 +366,7 @@ func printLeafUsage(w io.Writer, path []string, cmd *command, fs *flag.FlagSet) 
 		fmt.Fprint(w, "\nFlags:\n")
 		printFlags(w, own)
 	}
-	fmt.Fprint(w, "\nGlobal flags: --url, --kafka, --pulsar, --token, --tls-ca, --tls-insecure, --kafka-tls, -o (see kopernik -h).\n")
+	fmt.Fprint(w, "\nGlobal flags: --url, --kafka, --pulsar, --token, --tls-ca, --tls-cert, --tls-key, --tls-insecure, --kafka-tls, --timeout, -o (see kopernik -h).\n")
 }
 
 // printFlags prints flags as "  --name VALUE   usage (default x)", sorted.

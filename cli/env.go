@@ -62,11 +62,11 @@ func (g *globals) register(fs *flag.FlagSet) {
 	def(&g.kafka, "kafka", "localhost:9092")
 	def(&g.pulsar, "pulsar", "pulsar://localhost:6650")
 	def(&g.output, "o", "table")
-	fs.Lookup("url").Usage = "admin REST URL of the broker (http:// or https://)"
+	fs.Lookup("url").Usage = "admin REST `URL` of the broker (http:// or https://)"
 	fs.Lookup("kafka").Usage = "Kafka bootstrap `host:port`s, comma-separated"
-	fs.Lookup("pulsar").Usage = "Pulsar service URL (pulsar:// or pulsar+ssl://)"
+	fs.Lookup("pulsar").Usage = "Pulsar service `URL` (pulsar:// or pulsar+ssl://)"
 	fs.Lookup("o").Usage = "output `format`: table or json"
-	fs.StringVar(&g.token, "token", g.token, "auth token (JWT): admin Bearer, Pulsar token, Kafka SASL/PLAIN \"token:...\"; @FILE reads it from FILE")
+	fs.StringVar(&g.token, "token", g.token, "auth token (a `JWT`): admin Bearer, Pulsar token, Kafka SASL/PLAIN \"token:JWT\"; @FILE reads it from FILE")
 	fs.StringVar(&g.tlsCA, "tls-ca", g.tlsCA, "PEM `file` of CAs to trust for https://, pulsar+ssl:// and --kafka-tls")
 	fs.StringVar(&g.tlsCert, "tls-cert", g.tlsCert, "client certificate PEM `file` (mutual TLS)")
 	fs.StringVar(&g.tlsKey, "tls-key", g.tlsKey, "client key PEM `file` (mutual TLS)")
@@ -75,7 +75,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	if g.timeout == 0 {
 		g.timeout = 30 * time.Second
 	}
-	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline of each admin request")
+	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline of each request to the broker (admin call, Kafka or Pulsar operation)")
 }
 
 func (g *globals) validate() error {
