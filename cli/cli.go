@@ -156,8 +156,8 @@ func dispatch(e *env, path []string, cmd *command, args []string) int {
 	}
 	if err == nil {
 		err = cmd.run(e, pos)
+		e.close() // the clients the command made
 	}
-	defer e.close()
 	var ue usageError
 	switch {
 	case err == nil:

@@ -19,6 +19,7 @@ import (
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kopernik-io/kopernik/broker"
@@ -177,6 +178,7 @@ func produceCommand() *command {
 		headers   listFlag
 		format    string
 		value     string
+		valueSet  bool // --value "" produces an empty value
 		partition int
 		input     string
 	)
@@ -195,7 +197,10 @@ Examples:
 			fs.StringVar(&key, "k", "", "`KEY` of every record (Pulsar: partition key)")
 			fs.Var(&headers, "H", "header (Pulsar: property) `KEY=VALUE` of every record (repeatable)")
 			fs.StringVar(&format, "format", "raw", "input format: raw or json")
-			fs.StringVar(&value, "value", "", "produce one record with this `VALUE` instead of reading input")
+			fs.Func("value", "produce one record with this `VALUE` instead of reading input", func(v string) error {
+				value, valueSet = v, true
+				return nil
+			})
 			fs.IntVar(&partition, "partition", -1, "Kafka: produce to this partition (-1: by key hash)")
 			fs.StringVar(&input, "f", "-", "read records from `FILE` (-: stdin)")
 		},
@@ -215,7 +220,7 @@ Examples:
 				return err
 			}
 			src := produceSource{format: format, key: key, headers: hdrs}
-			if value != "" {
+			if valueSet {
 				src.one = &value
 			} else if input == "-" {
 				src.r = e.stdin
@@ -400,6 +405,9 @@ func produceKafka(e *env, n broker.TopicName, src produceSource, partition int32
 	}
 	if aerr := acks.finish(); err == nil {
 		err = aerr
+	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return fmt.Errorf("topic %s not found (kopernik topics create %s): %w", topic, topic, err)
 	}
 	return err
 }
