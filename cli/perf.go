@@ -431,7 +431,11 @@ func runPerf(e *env, mode string, o perfOpts) error {
 	start := time.Now()
 	pctx, pcancel := context.WithCancel(e.ctx)
 	defer pcancel()
-	go progress(pctx, e.stderr, start, meters)
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		progress(pctx, e.stderr, start, meters)
+	}()
 
 	var perr error
 	if prod != nil {
@@ -446,6 +450,7 @@ func runPerf(e *env, mode string, o perfOpts) error {
 		}
 	}
 	pcancel()
+	<-progressDone // no progress line after the summary, nor after we return
 	secs := time.Since(start).Seconds()
 	sum := perfSummary{Mode: mode, Protocol: o.protocol, Topic: n.String(), Seconds: secs}
 	if prod != nil {
