@@ -195,6 +195,15 @@ func TestTopics(t *testing.T) {
 	fails(t, b, 1, "INVALID_CONFIG", "topics", "alter-config", "orders", "--set", "cleanup.policy=compact")
 	fails(t, b, 2, "nothing to alter", "topics", "alter-config", "orders")
 
+	if out := ok(t, b, "", "topics", "set-partitions", "orders", "-p", "4"); !strings.Contains(out, "now has 4 partitions (had 3)") {
+		t.Fatalf("set-partitions: %q", out)
+	}
+	if d := decode[topicDescription](t, ok(t, b, "", "topics", "describe", "orders", "-o", "json")); d.Partitions != 4 || len(d.PartitionList) != 4 {
+		t.Fatalf("after set-partitions: %+v", d)
+	}
+	fails(t, b, 1, "HTTP", "topics", "set-partitions", "orders", "-p", "2")
+	fails(t, b, 1, "is not partitioned", "topics", "set-partitions", "plain", "-p", "2")
+	fails(t, b, 2, "-p N", "topics", "set-partitions", "orders")
 	fails(t, b, 1, "topic persistent://public/default/nope not found", "topics", "describe", "nope")
 	fails(t, b, 1, "topic persistent://public/default/nope not found", "topics", "delete", "nope")
 	fails(t, b, 2, "want NAME, TENANT/NAMESPACE/NAME", "topics", "describe", "a/b")

@@ -29,7 +29,7 @@ func topicsCommand() *command {
 		set        listFlag
 		del        listFlag
 	)
-	return &command{name: "topics", summary: "list, create, describe, delete topics and alter their configs", subs: []*command{
+	return &command{name: "topics", summary: "list, create, describe, delete topics; add partitions; alter configs", subs: []*command{
 		{
 			name: "list", summary: "list the topics of a namespace (or of every namespace)",
 			flags: func(fs *flag.FlagSet) {
@@ -67,6 +67,29 @@ Example:
 			},
 			run: func(e *env, args []string) error {
 				return topicsDelete(e, args[0], force)
+			},
+		},
+		{
+			name: "set-partitions", summary: "grow a partitioned topic to -p partitions (kafka-topics.sh --alter --partitions)", args: "TOPIC",
+			flags: func(fs *flag.FlagSet) {
+				fs.IntVar(&partitions, "p", 0, "the new number of partitions (more than now)")
+			},
+			run: func(e *env, args []string) error {
+				if partitions < 1 {
+					return usagef("-p N: give the new number of partitions")
+				}
+				n, count, err := e.resolve(args[0])
+				if err != nil {
+					return err
+				}
+				if count == 0 {
+					return fmt.Errorf("topic %s is not partitioned (or does not exist)", n)
+				}
+				if err := e.admin("POST", restPath(n)+"/partitions", partitions, nil); err != nil {
+					return err
+				}
+				return e.done(fmt.Sprintf("%s now has %d partitions (had %d)", n, partitions, count),
+					map[string]any{"topic": n.String(), "partitions": partitions})
 			},
 		},
 		{
