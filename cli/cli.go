@@ -235,12 +235,16 @@ func (c *command) names(external []External) []string {
 	return out
 }
 
-// suggest names the closest known command, if one is close.
+// suggest names the closest known command: the one the name is a prefix
+// of, else the nearest within two edits.
 func suggest(name string, known []string) string {
 	best, bestD := "", 3
 	for _, k := range known {
-		if d := editDistance(name, k); d < bestD || (strings.HasPrefix(k, name) && len(name) >= 2 && bestD > 0) {
-			best, bestD = k, min(d, 2)
+		if len(name) >= 2 && strings.HasPrefix(k, name) {
+			return fmt.Sprintf(" (did you mean %q?)", k)
+		}
+		if d := editDistance(name, k); d < bestD {
+			best, bestD = k, d
 		}
 	}
 	if best == "" {
