@@ -25,10 +25,21 @@ type testBroker struct {
 
 func startBroker(t *testing.T) *testBroker {
 	t.Helper()
-	cfg, err := server.Load("", nil, map[string]string{
-		"data-dir": t.TempDir(), "http-addr": "127.0.0.1:0",
-		"kafka-addr": "127.0.0.1:0", "pulsar-addr": "127.0.0.1:0", "fsync": "interval",
-	})
+	s := startServer(t, nil)
+	return &testBroker{admin: "http://" + s.Addr("http").String(), kafka: s.Addr("kafka").String(),
+		pulsar: "pulsar://" + s.Addr("pulsar").String()}
+}
+
+// startServer starts a broker on 127.0.0.1:0 listeners with extra
+// settings; the test's cleanup stops it.
+func startServer(t *testing.T, extra map[string]string) *server.Server {
+	t.Helper()
+	settings := map[string]string{"data-dir": t.TempDir(), "http-addr": "127.0.0.1:0",
+		"kafka-addr": "127.0.0.1:0", "pulsar-addr": "127.0.0.1:0", "fsync": "interval"}
+	for k, v := range extra {
+		settings[k] = v
+	}
+	cfg, err := server.Load("", nil, settings)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +52,7 @@ func startBroker(t *testing.T) *testBroker {
 		defer cancel()
 		s.Close(ctx)
 	})
-	return &testBroker{admin: "http://" + s.Addr("http").String(), kafka: s.Addr("kafka").String(),
-		pulsar: "pulsar://" + s.Addr("pulsar").String()}
+	return s
 }
 
 type result struct {

@@ -1,15 +1,12 @@
 package cli
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -18,8 +15,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/kopernik-io/kopernik/server"
 )
 
 // selfSigned writes a self-signed certificate for 127.0.0.1 and its key;
@@ -63,24 +58,9 @@ func TestTLSAndToken(t *testing.T) {
 	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := server.Load("", nil, map[string]string{
-		"data-dir": t.TempDir(), "http-addr": "127.0.0.1:0", "https-addr": "127.0.0.1:0",
-		"kafka-addr": "127.0.0.1:0", "kafka-tls-addr": "127.0.0.1:0", "pulsar-addr": "127.0.0.1:0", "pulsar-tls-addr": "127.0.0.1:0",
+	s := startServer(t, map[string]string{"https-addr": "127.0.0.1:0", "kafka-tls-addr": "127.0.0.1:0", "pulsar-tls-addr": "127.0.0.1:0",
 		"tls-cert-file": cert, "tls-key-file": key, "auth-enabled": "true", "auth-token-secret-key-file": secretFile,
-		"superuser-roles": "admin", "fsync": "interval",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Close(ctx)
-	})
+		"superuser-roles": "admin"})
 	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "admin"}).SignedString(secret)
 	if err != nil {
 		t.Fatal(err)
