@@ -1,8 +1,9 @@
-// Command kopernik runs the kopernik broker.
+// Command kopernik runs the kopernik broker and its operator tools.
 //
 //	kopernik standalone [flags]   run a single-node broker (see -h)
 //	kopernik verify [flags]       check a live broker with a Jepsen-style workload (see -h)
-//	kopernik version              print the version
+//	kopernik help                 every other command: topics, groups, produce, perf, ... (package cli)
+//	kopernik version              print the version and commit (also --version)
 package main
 
 import (
@@ -14,10 +15,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
+	"github.com/kopernik-io/kopernik/cli"
 	"github.com/kopernik-io/kopernik/server"
 )
 
@@ -25,30 +26,13 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run is the whole command line: the broker's own commands here, the
+// operator tools in package cli.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: kopernik standalone [flags] | kopernik verify [flags] | kopernik version")
-		return 2
-	}
-	switch args[0] {
-	case "standalone":
-		return standalone(args[1:], stderr)
-	case "verify":
-		return verifyCmd(args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, version())
-		return 0
-	default:
-		fmt.Fprintf(stderr, "kopernik: unknown command %q (want standalone, verify or version)\n", args[0])
-		return 2
-	}
-}
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		return "kopernik " + bi.Main.Version + " " + bi.GoVersion
-	}
-	return "kopernik (devel)"
+	return cli.Main(args, stdout, stderr,
+		cli.External{Name: "standalone", Summary: "run a single-node broker (Kafka :9092, Pulsar :6650, HTTP :8080)",
+			Run: func(args []string, _, stderr io.Writer) int { return standalone(args, stderr) }},
+		cli.External{Name: "verify", Summary: "check a live broker for lost, duplicated or skipped records", Run: verifyCmd})
 }
 
 func standalone(args []string, stderr io.Writer) int {

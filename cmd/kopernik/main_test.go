@@ -120,3 +120,40 @@ func TestStandaloneStartsAndStopsGracefully(t *testing.T) {
 		t.Fatal("no exit within 15s of SIGTERM")
 	}
 }
+
+// TestCommandLine: the binary's command line is package cli's, with the
+// broker's own commands in it, against a broker process.
+func TestCommandLine(t *testing.T) {
+	exit := func(args ...string) (string, int) {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out), ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), 0
+	}
+	if out, code := exit("help"); code != 0 || !strings.Contains(out, "standalone") || !strings.Contains(out, "verify") || !strings.Contains(out, "topics") {
+		t.Fatalf("help: %d\n%s", code, out)
+	}
+	if out, code := exit("standalone", "-h"); code != 0 || !strings.Contains(out, "-data-dir") {
+		t.Fatalf("standalone -h: %d\n%s", code, out)
+	}
+	if _, code := exit(); code != 2 {
+		t.Fatalf("no command: exit %d", code)
+	}
+	if out, code := exit("--version"); code != 0 || !strings.HasPrefix(out, "kopernik ") {
+		t.Fatalf("--version: %d %q", code, out)
+	}
+	_, addrs := startProcess(t, t.TempDir())
+	global := []string{"--url", "http://" + addrs["http"], "--kafka", addrs["kafka"]}
+	if out, code := exit(append(global, "topics", "create", "cli-t", "-p", "2")...); code != 0 {
+		t.Fatalf("topics create: %d\n%s", code, out)
+	}
+	if out, code := exit(append(global, "topics", "list")...); code != 0 || !strings.Contains(out, "persistent://public/default/cli-t  2") {
+		t.Fatalf("topics list: %d\n%s", code, out)
+	}
+	if out, code := exit(append(global, "topics", "describe", "nope")...); code != 1 || !strings.Contains(out, "not found") {
+		t.Fatalf("describe unknown: %d\n%s", code, out)
+	}
+}
