@@ -693,7 +693,7 @@ func (r *modelRig) opReadEntries(atLeastOne bool) {
 		got, err = r.ml.ReadEntries(r.ctx, from, maxEntries, maxBytes)
 	} else {
 		name = "readEntries(within)"
-		got, err = r.ml.readEntries(from, maxEntries, maxBytes, false)
+		got, err = r.ml.readEntries(context.Background(), from, maxEntries, maxBytes, false)
 	}
 	what := fmt.Sprintf("%s(from %v, %d entries, %d bytes)", name, from, maxEntries, maxBytes)
 	if err != nil {
