@@ -476,12 +476,13 @@ func (c *Cursor) NextIndex() int64 {
 }
 
 // nextIndexLocked is nextIndexErrLocked for callers that cannot drop the
-// locks: a miss of an offloaded block is fetched under them (fetchLocked).
+// locks: a miss of an offloaded block is fetched under them (lookupLocked).
 func (c *Cursor) nextIndexLocked() int64 {
-	next, err := c.nextIndexErrLocked()
-	if err != nil && c.ml.fetchLocked(err) {
+	var next int64
+	err := c.ml.lookupLocked(func() (err error) {
 		next, err = c.nextIndexErrLocked()
-	}
+		return err
+	})
 	if err != nil {
 		c.ml.log.Warn("managedledger: cursor next index", "group", c.name, "err", err)
 	}

@@ -987,10 +987,11 @@ func (ml *ManagedLedger) recomputeFirstLocked() {
 			ml.mu.firstPos = Position{LedgerID: l.id, EntryID: 0}
 			return
 		}
-		_, pos, err := ml.headerAtIndexLocked(ml.mu.first)
-		if err != nil && ml.fetchLocked(err) {
+		var pos Position
+		err := ml.lookupLocked(func() (err error) {
 			_, pos, err = ml.headerAtIndexLocked(ml.mu.first)
-		}
+			return err
+		})
 		if err == nil {
 			ml.mu.firstPos = pos
 			return
@@ -1310,7 +1311,7 @@ func (ml *ManagedLedger) truncateBefore(ctx context.Context, index int64) error 
 	for _, c := range ml.mu.cursors {
 		c.mu.Lock()
 		if c.nextIndexLocked() < index {
-			if err := c.setNextIndexLocked(index); err != nil {
+			if err := ml.lookupLocked(func() error { return c.setNextIndexLocked(index) }); err != nil {
 				ml.log.Warn("managedledger: moving cursor past truncation", "group", c.name, "err", err)
 			}
 		}

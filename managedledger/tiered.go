@@ -238,18 +238,27 @@ func (ml *ManagedLedger) withFetch(ctx context.Context, fn func() error) error {
 	}
 }
 
-// fetchLocked resolves an *offload.Miss while holding ml.mu: for the rare
-// lookups that cannot drop the lock (TruncateBefore moving cursors and the
-// first retained position after a truncation inside an offloaded ledger).
-// It bounds the wait so that a down store delays appends by at most that.
-func (ml *ManagedLedger) fetchLocked(err error) bool {
-	var miss *offload.Miss
-	if !errors.As(err, &miss) {
-		return false
+// lookupLocked runs fn, a lookup under ml.mu, resolving each *offload.Miss
+// it reports by fetching while holding the lock: for the rare lookups that
+// cannot drop it (TruncateBefore moving cursors, the first retained
+// position after a truncation inside an offloaded ledger). Each fetch is
+// bounded so that a down store delays appends by at most that.
+func (ml *ManagedLedger) lookupLocked(fn func() error) error {
+	err := fn()
+	for attempt := 0; attempt < 4; attempt++ {
+		var miss *offload.Miss
+		if !errors.As(err, &miss) {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ferr := miss.Fetch(ctx)
+		cancel()
+		if ferr != nil {
+			return tieredError(ferr)
+		}
+		err = fn()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return miss.Fetch(ctx) == nil
+	return err
 }
 
 // ---- offloading ----

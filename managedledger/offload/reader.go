@@ -82,16 +82,17 @@ func (c *Cache) get(k blockKey) ([]segment.Record, bool) {
 	return nil, false
 }
 
+// putLocked caches a block, evicting the least recently used ones. The
+// newest block always stays, even one larger than the budget: a lookup
+// that fetched it (Miss.Fetch) must find it when it tries again. So the
+// cache holds at most max(budget, largest block).
 func (c *Cache) putLocked(k blockKey, recs []segment.Record, size int64) {
-	if size > c.mu.max {
-		return // larger than the whole cache: served, not kept
-	}
 	if _, ok := c.mu.blocks[k]; ok {
 		return
 	}
 	c.mu.blocks[k] = c.mu.lru.PushFront(&cachedBlock{key: k, recs: recs, size: size})
 	c.mu.used += size
-	for c.mu.used > c.mu.max {
+	for c.mu.used > c.mu.max && c.mu.lru.Len() > 1 {
 		e := c.mu.lru.Back()
 		b := e.Value.(*cachedBlock)
 		c.mu.lru.Remove(e)
