@@ -670,3 +670,6 @@ func (f *Factory) deleteAllObjects(ctx context.Context, name string) error {
 	}
 	return f.deleteObjectsNow(ctx, keys)
 }
+
+// Offloading reports whether the factory has tiered storage.
+func (f *Factory) Offloading() bool { return f.offloader != nil }
