@@ -1,0 +1,322 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+	plog "github.com/apache/pulsar-client-go/pulsar/log"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/objectstore"
+	"github.com/kopernik-io/kopernik/objectstore/s3test"
+)
+
+// tieredServer starts a broker with tiered storage on srv (deletion lag 0,
+// small ledgers, a fast offload pass, manual offload only).
+func tieredServer(t *testing.T, dataDir string, srv *s3test.Server) *Server {
+	t.Helper()
+	// Credentials come from the standard AWS chain, as for a user.
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
+	return startStorageServer(t, dataDir, nil,
+		"offload-driver", "s3", "offload-s3-endpoint", srv.Endpoint, "offload-s3-bucket", srv.Bucket,
+		"offload-s3-region", s3test.Region, "offload-deletion-lag", "0s", "offload-interval", "100ms",
+		"segment-bytes", "16384")
+}
+
+// localLogs counts the ledger log files under the data dir.
+func localLogs(t *testing.T, dataDir string) int {
+	t.Helper()
+	n := 0
+	filepath.Walk(filepath.Join(dataDir, "ledgers"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && strings.HasSuffix(p, ".log") {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+func objectCount(t *testing.T, srv *s3test.Server) int {
+	t.Helper()
+	st, err := objectstore.NewS3(context.Background(), objectstore.S3Options{
+		Endpoint: srv.Endpoint, Bucket: srv.Bucket, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := st.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(objs)
+}
+
+func httpDo(t *testing.T, s *Server, method, path string, body any) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://"+s.Addr("http").String()+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// offloadAll offloads a topic's sealed ledgers through the admin API (as
+// pulsar-admin topics offload does: up to the last message id) and waits
+// for SUCCESS and for the local copies to go (deletion lag 0).
+func offloadAll(t *testing.T, s *Server, dataDir, topic string) {
+	t.Helper()
+	// Kafka auto-creates a partitioned topic of one partition: partition 0.
+	base := "/admin/v2/persistent/public/default/" + topic + "-partition-0"
+	code, body := httpGet(t, s, base+"/lastMessageId")
+	if code != 200 {
+		t.Fatalf("lastMessageId: %d %s", code, body)
+	}
+	var last map[string]any
+	json.Unmarshal([]byte(body), &last)
+	if code, body := httpDo(t, s, "PUT", base+"/offload", last); code != http.StatusNoContent {
+		t.Fatalf("PUT offload: %d %s", code, body)
+	}
+	waitUntil(t, 30*time.Second, "offload SUCCESS", func() bool {
+		code, body := httpGet(t, s, base+"/offload")
+		if code != 200 {
+			t.Fatalf("GET offload: %d %s", code, body)
+		}
+		var st offloadStatusJSON
+		json.Unmarshal([]byte(body), &st)
+		if st.Status == "ERROR" {
+			t.Fatalf("offload failed: %s", body)
+		}
+		return st.Status == "SUCCESS"
+	})
+	waitUntil(t, 30*time.Second, "local copies deleted", func() bool { return localLogs(t, dataDir) == 1 })
+}
+
+type offloadStatusJSON struct {
+	Status    string `json:"status"`
+	LastError string `json:"lastError"`
+}
+
+// TestTieredEndToEnd: Kafka and Pulsar producers write one topic, its
+// sealed ledgers move to a real S3 server, the local copies are deleted,
+// the broker restarts, and both protocols consume everything from the
+// start, byte-exact.
+func TestTieredEndToEnd(t *testing.T) {
+	srv := s3test.Start(t)
+	dataDir := t.TempDir()
+	s := tieredServer(t, dataDir, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const topic = "tiered"
+	var want [][]byte
+	kc, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		v := []byte(fmt.Sprintf("kafka-%04d-%s", i, strings.Repeat("k", i%97)))
+		if err := kc.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, v)
+	}
+	kc.Close()
+	pc, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + s.Addr("pulsar").String(), Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := pc.CreateProducer(pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		v := []byte(fmt.Sprintf("pulsar-%04d-%s", i, strings.Repeat("p", i%89)))
+		if _, err := prod.Send(ctx, &pulsar.ProducerMessage{Payload: v}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, v)
+	}
+	prod.Close()
+	pc.Close()
+	if n := localLogs(t, dataDir); n < 5 {
+		t.Fatalf("only %d ledgers: the test needs several sealed ones", n)
+	}
+
+	offloadAll(t, s, dataDir, topic)
+	if n := objectCount(t, srv); n < 8 {
+		t.Fatalf("%d objects in the bucket", n)
+	}
+	s.Close(context.Background())
+	s = tieredServer(t, dataDir, srv)
+	if n := localLogs(t, dataDir); n != 1 {
+		t.Fatalf("%d local ledgers after restart", n)
+	}
+	consumeKafka(ctx, t, s, topic, want)
+	consumePulsar(ctx, t, s, topic, want)
+}
+
+func consumeKafka(ctx context.Context, t *testing.T, s *Server, topic string, want [][]byte) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var got int
+	for got < len(want) {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("kafka: %d of %d records", got, len(want))
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Logf("kafka fetch error: %v", err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset != int64(got) || !bytes.Equal(r.Value, want[got]) {
+				t.Fatalf("kafka record at offset %d = %q, want offset %d %q", r.Offset, r.Value, got, want[got])
+			}
+			got++
+		})
+	}
+}
+
+func consumePulsar(ctx context.Context, t *testing.T, s *Server, topic string, want [][]byte) {
+	t.Helper()
+	pc, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + s.Addr("pulsar").String(), Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	r, err := pc.CreateReader(pulsar.ReaderOptions{Topic: topic + "-partition-0", StartMessageID: pulsar.EarliestMessageID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := range want {
+		m, err := r.Next(ctx)
+		if err != nil {
+			t.Fatalf("pulsar: message %d: %v", i, err)
+		}
+		if !bytes.Equal(m.Payload(), want[i]) {
+			t.Fatalf("pulsar message %d = %q, want %q", i, m.Payload(), want[i])
+		}
+	}
+}
+
+// TestTieredStoreDown: the S3 server stops mid-run. Produce goes on; reads
+// of offloaded data fail retriably (Kafka: KAFKA_STORAGE_ERROR; Pulsar: no
+// message rather than a later one) and succeed once the server is back,
+// with nothing lost or skipped.
+func TestTieredStoreDown(t *testing.T) {
+	srv := s3test.Start(t)
+	dataDir := t.TempDir()
+	s := tieredServer(t, dataDir, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const topic = "down"
+	kc, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	var want [][]byte
+	produce := func(n int) {
+		for range n {
+			v := []byte(fmt.Sprintf("rec-%04d-%s", len(want), strings.Repeat("d", len(want)%101)))
+			if err := kc.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: v}).FirstErr(); err != nil {
+				t.Fatalf("produce %d: %v", len(want), err)
+			}
+			want = append(want, v)
+		}
+	}
+	produce(300)
+	offloadAll(t, s, dataDir, topic)
+	// A restart empties the entry cache, which would otherwise serve the
+	// recent entries without the store.
+	kc.Close()
+	s.Close(context.Background())
+	s = tieredServer(t, dataDir, srv)
+	if kc, err = kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String())); err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+
+	srv.Stop()
+	produce(100) // never blocked by the store
+
+	// A raw fetch from offset 0: the partition-level error is the
+	// retriable KAFKA_STORAGE_ERROR, with no records.
+	req := kmsg.NewPtrFetchRequest()
+	req.Version = 11
+	req.MaxWaitMillis = 100
+	req.MaxBytes = 1 << 20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := resp.Topics[0].Partitions[0]
+	if fp.ErrorCode != kerr.KafkaStorageError.Code || len(fp.RecordBatches) != 0 {
+		t.Fatalf("fetch with the store down: error %d, %d bytes; want KAFKA_STORAGE_ERROR and nothing", fp.ErrorCode, len(fp.RecordBatches))
+	}
+	if !kerr.IsRetriable(kerr.KafkaStorageError) {
+		t.Fatal("KAFKA_STORAGE_ERROR is not retriable for franz-go")
+	}
+
+	// A Pulsar reader from the start gets nothing while the store is down
+	// (never the later, local messages: that would skip).
+	pc, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + s.Addr("pulsar").String(), Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	r, err := pc.CreateReader(pulsar.ReaderOptions{Topic: topic + "-partition-0", StartMessageID: pulsar.EarliestMessageID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+	if m, err := r.Next(wctx); err == nil {
+		t.Fatalf("pulsar reader got %q with the store down", m.Payload())
+	}
+	wcancel()
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want { // the same reader, once the store is back
+		m, err := r.Next(ctx)
+		if err != nil {
+			t.Fatalf("pulsar: message %d after the store came back: %v", i, err)
+		}
+		if !bytes.Equal(m.Payload(), want[i]) {
+			t.Fatalf("pulsar message %d = %q, want %q", i, m.Payload(), want[i])
+		}
+	}
+	consumeKafka(ctx, t, s, topic, want)
+}
