@@ -80,13 +80,13 @@ type FactoryOptions struct {
 	// deletion lag and collects orphan objects (default 10s; < 0: no pass).
 	OffloadInterval time.Duration
 	// OffloadBlockSize is the target size of an offloaded block, the unit
-	// of a ranged GET (default 1 MiB).
+	// of a ranged GET (default 4 MiB; see offload.DefaultBlockSize).
 	OffloadBlockSize int
 	// OffloadCacheBytes bounds the memory of decoded offloaded blocks all
 	// ledgers share (read-ahead included; default 64 MiB).
 	OffloadCacheBytes int64
 	// OffloadReadAhead is how many blocks past the one a read needs are
-	// fetched in the background (default 2; < 0: none).
+	// fetched in the background (default 3; < 0: none).
 	OffloadReadAhead int
 }
 

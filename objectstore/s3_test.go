@@ -13,7 +13,7 @@ import (
 	"github.com/kopernik-io/kopernik/objectstore/s3test"
 )
 
-func newStore(t *testing.T, srv *s3test.Server, attempts int) *objectstore.S3 {
+func newStore(t testing.TB, srv *s3test.Server, attempts int) *objectstore.S3 {
 	t.Helper()
 	st, err := objectstore.NewS3(context.Background(), objectstore.S3Options{
 		Endpoint: srv.Endpoint, Bucket: srv.Bucket, Region: s3test.Region,
@@ -139,3 +139,5 @@ func TestS3BadBucket(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+func s3testStart(tb testing.TB) *s3test.Server { return s3test.Start(tb) }

@@ -58,7 +58,7 @@
 //	length, CRC32C of the body, entry id, message index, times, producer
 //	sequence, count, format, producer name, data)
 //
-// A block is cut once it holds BlockSize bytes (default 1 MiB; one record
+// A block is cut once it holds BlockSize bytes (default 4 MiB; one record
 // larger than that gets a block of its own), so a read of one entry costs
 // one ranged GET of about a block, and a sequential read a GET per block.
 //

@@ -21,7 +21,11 @@ const (
 	BlockHeaderSize  = 32
 	IndexHeaderSize  = 96
 	IndexEntrySize   = 40
-	DefaultBlockSize = 1 << 20
+	// DefaultBlockSize: 4 MiB. Against versitygw on this project's machine
+	// a GET costs ~3.5 ms before its first byte, so 1 MiB blocks read at
+	// ~220-300 MB/s and 4 MiB blocks (with read-ahead) at ~430 MB/s
+	// (docs/storage.md).
+	DefaultBlockSize = 4 << 20
 )
 
 const (

@@ -133,7 +133,7 @@ func (s *Server) Restart() error {
 		return fmt.Errorf("s3test: already running")
 	}
 	cmd := exec.Command(s.bin, "--access", AccessKey, "--secret", SecretKey, "--region", Region,
-		"--port", s.addr, "--quiet", "posix", s.Root)
+		"--port", s.addr, "--quiet", "--keep-alive", "posix", s.Root)
 	cmd.Stdout = nil
 	logf, err := os.CreateTemp("", "versitygw-*.log")
 	if err != nil {
