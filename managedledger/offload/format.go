@@ -17,10 +17,10 @@ const Version = 1
 
 // Sizes of the fixed parts of the format (see the package doc).
 const (
-	DataHeaderSize   = 64
-	BlockHeaderSize  = 32
-	IndexHeaderSize  = 96
-	IndexEntrySize   = 40
+	DataHeaderSize  = 64
+	BlockHeaderSize = 32
+	IndexHeaderSize = 96
+	IndexEntrySize  = 40
 	// DefaultBlockSize: 4 MiB. Against versitygw on this project's machine
 	// a GET costs ~3.5 ms before its first byte, so 1 MiB blocks read at
 	// ~220-300 MB/s and 4 MiB blocks (with read-ahead) at ~430 MB/s
