@@ -169,12 +169,18 @@ func (r localReader) findTime(t, limit int64) (segment.Record, bool, error) {
 	return r.seg.FindTime(t, limit)
 }
 
-type tieredReader struct{ rd *offload.Ledger }
+type tieredReader struct {
+	rd   *offload.Ledger
+	next *offload.Ledger // the following ledger's, when it is read from the store too
+}
 
 func (r tieredReader) read(ctx context.Context, from, limit int64, maxEntries, maxBytes int, atLeastOne bool) ([]segment.Record, error) {
 	recs, err := r.rd.Read(ctx, from, maxEntries, maxBytes, atLeastOne)
 	for len(recs) > 0 && recs[len(recs)-1].EntryID >= limit {
 		recs = recs[:len(recs)-1]
+	}
+	if r.next != nil && len(recs) > 0 && r.rd.NearEnd(recs[len(recs)-1].EntryID) {
+		r.next.Warm() // read-ahead across the ledger boundary
 	}
 	return recs, tieredError(err)
 }
@@ -209,7 +215,11 @@ func (ml *ManagedLedger) usesTieredLocked(l *ledger) bool {
 // readerLocked returns the reader of l's entries, per ReadPriority.
 func (ml *ManagedLedger) readerLocked(l *ledger) (ledgerReader, error) {
 	if ml.usesTieredLocked(l) {
-		return tieredReader{l.off.rd}, nil
+		tr := tieredReader{rd: l.off.rd}
+		if i := ml.searchLocked(l.id) + 1; i < len(ml.mu.ledgers) && ml.usesTieredLocked(ml.mu.ledgers[i]) {
+			tr.next = ml.mu.ledgers[i].off.rd
+		}
+		return tr, nil
 	}
 	seg, err := ml.segLocked(l)
 	if err != nil {

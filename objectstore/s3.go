@@ -130,11 +130,18 @@ func (s *S3) Get(ctx context.Context, key string, off, n int64) ([]byte, error) 
 		return nil, s.wrap("get", key, err)
 	}
 	defer out.Body.Close()
-	var b []byte
 	if out.ContentLength != nil && *out.ContentLength >= 0 {
-		b = make([]byte, 0, *out.ContentLength)
+		// The usual case: one allocation of the exact size, no copying.
+		b := make([]byte, *out.ContentLength)
+		if _, err := io.ReadFull(out.Body, b); err != nil {
+			return nil, fmt.Errorf("%w: get %s: reading body: %w", ErrUnavailable, key, err)
+		}
+		if n > 0 && int64(len(b)) > n {
+			return nil, fmt.Errorf("objectstore: get %s: store ignored the range (%d bytes for %d)", key, len(b), n)
+		}
+		return b, nil
 	}
-	buf := bytes.NewBuffer(b)
+	buf := new(bytes.Buffer)
 	if _, err := io.Copy(buf, out.Body); err != nil {
 		// A body cut short is the store (or the network) failing mid-way.
 		return nil, fmt.Errorf("%w: get %s: reading body: %w", ErrUnavailable, key, err)

@@ -320,3 +320,93 @@ func TestTieredStoreDown(t *testing.T) {
 	}
 	consumeKafka(ctx, t, s, topic, want)
 }
+
+// TestTieredAdminPolicies: the namespace offload policies through Pulsar's
+// admin REST, bad input refused, and automatic offload by a namespace's
+// threshold (0: every sealed ledger) with local deletion (lag 0).
+func TestTieredAdminPolicies(t *testing.T) {
+	srv := s3test.Start(t)
+	dataDir := t.TempDir()
+	s := tieredServer(t, dataDir, srv)
+	ns := "/admin/v2/namespaces/public/default"
+	if code, body := httpGet(t, s, ns+"/offloadThreshold"); code != 200 || body != "-1" {
+		t.Fatalf("default offloadThreshold: %d %s", code, body)
+	}
+	if code, _ := httpGet(t, s, ns+"/offloadPolicies"); code != http.StatusNoContent {
+		t.Fatalf("offloadPolicies before any: %d", code)
+	}
+	for _, bad := range []struct {
+		path string
+		body any
+	}{
+		{ns + "/offloadPolicies", map[string]any{"managedLedgerOffloadDriver": "gcs"}},
+		{ns + "/offloadPolicies", map[string]any{"managedLedgerDataReadPriority": "sometimes"}},
+		{ns + "/offloadPolicies", map[string]any{"s3ManagedLedgerOffloadBucket": "other"}},
+	} {
+		if code, body := httpDo(t, s, "POST", bad.path, bad.body); code != http.StatusBadRequest {
+			t.Fatalf("POST %s %v: %d %s, want 400", bad.path, bad.body, code, body)
+		}
+	}
+	if code, body := httpDo(t, s, "PUT", ns+"/offloadThreshold", -5); code != http.StatusPreconditionFailed {
+		t.Fatalf("offloadThreshold -5: %d %s, want 412", code, body)
+	}
+	if code, body := httpDo(t, s, "POST", ns+"/offloadPolicies", map[string]any{
+		"managedLedgerOffloadDriver": "aws-s3", "managedLedgerOffloadDeletionLagInMillis": 0,
+		"managedLedgerDataReadPriority": "bookkeeper-first",
+	}); code != http.StatusNoContent {
+		t.Fatalf("POST offloadPolicies: %d %s", code, body)
+	}
+	if code, body := httpDo(t, s, "PUT", ns+"/offloadThreshold", 0); code != http.StatusNoContent {
+		t.Fatalf("PUT offloadThreshold: %d %s", code, body)
+	}
+	code, body := httpGet(t, s, ns+"/offloadPolicies")
+	var got map[string]any
+	json.Unmarshal([]byte(body), &got)
+	if code != 200 || got["managedLedgerOffloadThresholdInBytes"] != 0.0 || got["managedLedgerDataReadPriority"] != "bookkeeper-first" ||
+		got["managedLedgerOffloadDeletionLagInMillis"] != 0.0 {
+		t.Fatalf("GET offloadPolicies: %d %s", code, body)
+	}
+
+	// Automatic offload: the namespace threshold 0 offloads every sealed
+	// ledger of a new topic, and the local copies go.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kc, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	const topic = "auto"
+	var want [][]byte
+	for i := range 200 {
+		v := []byte(fmt.Sprintf("auto-%04d-%s", i, strings.Repeat("a", i%113)))
+		if err := kc.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, v)
+	}
+	if code, body := httpGet(t, s, "/admin/v2/persistent/public/default/"+topic+"-partition-0/offload"); code != 200 ||
+		!strings.Contains(body, `"status":"`) {
+		t.Fatalf("offload status: %d %s", code, body)
+	}
+	waitUntil(t, 30*time.Second, "automatic offload and local deletion", func() bool { return localLogs(t, dataDir) == 1 })
+	if n := objectCount(t, srv); n < 4 {
+		t.Fatalf("%d objects after automatic offload", n)
+	}
+	consumeKafka(ctx, t, s, topic, want)
+
+	// Offload without tiered storage is refused with a reason.
+	plain := startStorageServer(t, t.TempDir(), nil)
+	kp, err := kgo.NewClient(kgo.SeedBrokers(plain.Addr("kafka").String()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kp.Close()
+	if err := kp.ProduceSync(ctx, &kgo.Record{Topic: "x", Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := httpDo(t, plain, "PUT", "/admin/v2/persistent/public/default/x-partition-0/offload",
+		map[string]any{"ledgerId": 1, "entryId": 0}); code != http.StatusMethodNotAllowed || !strings.Contains(body, "not configured") {
+		t.Fatalf("offload without tiered storage: %d %s", code, body)
+	}
+}

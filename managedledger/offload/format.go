@@ -318,7 +318,7 @@ func DecodeBlock(b []byte, bl BlockInfo) ([]segment.Record, error) {
 	out := make([]segment.Record, 0, n)
 	want := bl.FirstEntry
 	for len(payload) > 0 {
-		r, size, err := segment.DecodeRecord(payload)
+		r, size, err := segment.DecodeVerifiedRecord(payload) // the payload CRC covered it
 		if err != nil {
 			return nil, fmt.Errorf("%w: block at %d: %w", ErrCorrupt, bl.Offset, err)
 		}

@@ -277,6 +277,37 @@ func (l *Ledger) prefetch(idx *Index, i int) {
 	}
 }
 
+// Warm starts, in the background, loading the index and the first blocks
+// (as many as the read-ahead): a sequential reader about to reach this
+// ledger from the previous one then finds them cached, and the read-ahead
+// pipeline does not drain at every ledger boundary.
+func (l *Ledger) Warm() {
+	c := l.cache
+	if c.ctx.Err() != nil || l.readAhead == 0 {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
+		defer cancel()
+		if idx, err := l.LoadIndex(ctx); err == nil {
+			if len(idx.Blocks) > 0 {
+				l.block(ctx, idx, 0)
+			}
+			l.prefetch(idx, 0)
+		}
+	}()
+}
+
+// NearEnd reports whether entry id lies in the last blocks of the ledger,
+// those after which a sequential read's read-ahead would run off its end
+// (then the caller warms the next ledger).
+func (l *Ledger) NearEnd(id int64) bool {
+	idx := l.index()
+	return idx != nil && idx.blockOfEntry(id) >= len(idx.Blocks)-1-l.readAhead
+}
+
 func header(r segment.Record) segment.Record {
 	r.Data = nil
 	return r
