@@ -63,36 +63,43 @@ type offloadProcessStatus struct {
 }
 
 func (s *server) triggerOffload(w http.ResponseWriter, r *http.Request) {
-	name, err := topicOf(r)
 	var id messageID
-	if err == nil {
-		var present bool
-		if present, err = readBody(r, &id); err == nil && !present {
-			err = fmt.Errorf("%w: a message id (ledgerId, entryId) is required", errBadRequest)
-		}
-	}
-	var p *broker.Partition
-	if err == nil {
-		p, err = s.svc.OpenPartition(r.Context(), name, false)
-	}
-	if err == nil {
-		err = p.StartOffload(broker.Position{LedgerID: id.LedgerID, EntryID: id.EntryID})
+	present, err := readBody(r, &id)
+	if err == nil && !present {
+		err = fmt.Errorf("%w: a message id (ledgerId, entryId) is required", errBadRequest)
 	}
 	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p, _, found := s.partitionOf(w, r)
+	if !found {
+		return
+	}
+	if err := p.StartOffload(broker.Position{LedgerID: id.LedgerID, EntryID: id.EntryID}); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	ok(w)
 }
 
-func (s *server) offloadStatus(w http.ResponseWriter, r *http.Request) {
+// partitionOf opens the partition the request's path names; on failure it
+// has answered the request and found is false.
+func (s *server) partitionOf(w http.ResponseWriter, r *http.Request) (p *broker.Partition, name broker.TopicName, found bool) {
 	name, err := topicOf(r)
-	var p *broker.Partition
 	if err == nil {
 		p, err = s.svc.OpenPartition(r.Context(), name, false)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
+		return nil, name, false
+	}
+	return p, name, true
+}
+
+func (s *server) offloadStatus(w http.ResponseWriter, r *http.Request) {
+	p, name, found := s.partitionOf(w, r)
+	if !found {
 		return
 	}
 	st := p.OffloadStatus()

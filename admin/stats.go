@@ -328,13 +328,8 @@ type cursorStats struct {
 }
 
 func (s *server) topicInternalStats(w http.ResponseWriter, r *http.Request) {
-	name, err := topicOf(r)
-	var p *broker.Partition
-	if err == nil {
-		p, err = s.svc.OpenPartition(r.Context(), name, false)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
+	p, _, found := s.partitionOf(w, r)
+	if !found {
 		return
 	}
 	st := p.Stats()

@@ -187,8 +187,21 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 			f.opts.OffloadInterval = 10 * time.Second
 		}
 		if f.opts.OffloadInterval > 0 {
-			f.wg.Add(1)
-			go f.offloadLoop(f.opts.OffloadInterval)
+			// One ledger at a time (an upload holds one ledger's objects in
+			// memory); appends never wait for it: a pass holds a ledger's
+			// lock only between I/O.
+			ctx, cancel := context.WithCancel(context.Background())
+			f.wg.Add(2)
+			go func() {
+				defer f.wg.Done()
+				<-f.stop
+				cancel()
+			}()
+			go f.every(f.opts.OffloadInterval, func(ml *ManagedLedger) {
+				if ctx.Err() == nil {
+					ml.offloadPass(ctx)
+				}
+			})
 		}
 	}
 	f.wg.Add(1)
@@ -222,34 +235,6 @@ func (f *Factory) every(d time.Duration, fn func(*ManagedLedger)) {
 		case <-t.C:
 			for _, ml := range f.open() {
 				fn(ml)
-			}
-		}
-	}
-}
-
-// offloadLoop runs each open ledger's offload pass every d, one ledger at a
-// time (an upload holds one ledger's objects in memory), stopped by Close.
-// Appends never wait for it: it holds a ledger's lock only between I/O.
-func (f *Factory) offloadLoop(d time.Duration) {
-	defer f.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-f.stop
-		cancel()
-	}()
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-f.stop:
-			return
-		case <-t.C:
-			for _, ml := range f.open() {
-				if ctx.Err() != nil {
-					return
-				}
-				ml.offloadPass(ctx)
 			}
 		}
 	}

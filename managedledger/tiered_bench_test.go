@@ -65,15 +65,18 @@ func BenchmarkCatchUpRead(b *testing.B) {
 			dir := benchDir(b)
 			opts := FactoryOptions{Dir: dir, Store: store, Logger: quietLogger(), RetentionInterval: -1,
 				OffloadInterval: -1, Offload: st, CacheBytes: -1}
-			cfg := Config{MaxLedgerBytes: 8 << 20}
-			f, err := NewFactory(opts)
-			if err != nil {
-				b.Fatal(err)
+			open := func() (*Factory, *ManagedLedger) {
+				f, err := NewFactory(opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ml, err := f.Open(context.Background(), "bench/catchup", Config{MaxLedgerBytes: 8 << 20})
+				if err != nil {
+					b.Fatal(err)
+				}
+				return f, ml
 			}
-			ml, err := f.Open(context.Background(), "bench/catchup", cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
+			f, ml := open()
 			appendParallel(b, ml, total/entrySize, 4, entrySize)
 			if err := ml.rollIfOld(); err != nil {
 				b.Fatal(err)
@@ -95,14 +98,7 @@ func BenchmarkCatchUpRead(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				b.StopTimer()
-				f, err := NewFactory(opts)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ml, err := f.Open(context.Background(), "bench/catchup", cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
+				f, ml := open()
 				if strings.HasSuffix(mode, "-cold") {
 					// Out of the page cache: the local files, or the S3
 					// server's object files.

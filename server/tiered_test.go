@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kopernik-io/kopernik/objectstore"
 	"github.com/kopernik-io/kopernik/objectstore/s3test"
@@ -64,22 +62,14 @@ func objectCount(t *testing.T, srv *s3test.Server) int {
 	return len(objs)
 }
 
+// httpDo sends body as JSON (auth is off: adminREST's token is ignored).
 func httpDo(t *testing.T, s *Server, method, path string, body any) (int, string) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, "http://"+s.Addr("http").String()+path, rd)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	b, err := json.Marshal(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return adminREST(t, s, "admin", method, path, string(b))
 }
 
 // offloadAll offloads a topic's sealed ledgers through the admin API (as
@@ -212,6 +202,12 @@ func consumePulsar(ctx context.Context, t *testing.T, s *Server, topic string, w
 		t.Fatal(err)
 	}
 	defer r.Close()
+	readPulsar(ctx, t, r, want)
+}
+
+// readPulsar reads want from r, in order, byte-exact.
+func readPulsar(ctx context.Context, t *testing.T, r pulsar.Reader, want [][]byte) {
+	t.Helper()
 	for i := range want {
 		m, err := r.Next(ctx)
 		if err != nil {
@@ -265,24 +261,9 @@ func TestTieredStoreDown(t *testing.T) {
 	produce(100) // never blocked by the store
 
 	// A raw fetch from offset 0: the partition-level error is the
-	// retriable KAFKA_STORAGE_ERROR, with no records.
-	req := kmsg.NewPtrFetchRequest()
-	req.Version = 11
-	req.MaxWaitMillis = 100
-	req.MaxBytes = 1 << 20
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.PartitionMaxBytes = 1 << 20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, kc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp := resp.Topics[0].Partitions[0]
-	if fp.ErrorCode != kerr.KafkaStorageError.Code || len(fp.RecordBatches) != 0 {
-		t.Fatalf("fetch with the store down: error %d, %d bytes; want KAFKA_STORAGE_ERROR and nothing", fp.ErrorCode, len(fp.RecordBatches))
+	// retriable KAFKA_STORAGE_ERROR.
+	if code := rawFetch(ctx, t, kc, topic); code != kerr.KafkaStorageError.Code {
+		t.Fatalf("fetch with the store down: error %d, want KAFKA_STORAGE_ERROR", code)
 	}
 	if !kerr.IsRetriable(kerr.KafkaStorageError) {
 		t.Fatal("KAFKA_STORAGE_ERROR is not retriable for franz-go")
@@ -309,15 +290,7 @@ func TestTieredStoreDown(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	for i := range want { // the same reader, once the store is back
-		m, err := r.Next(ctx)
-		if err != nil {
-			t.Fatalf("pulsar: message %d after the store came back: %v", i, err)
-		}
-		if !bytes.Equal(m.Payload(), want[i]) {
-			t.Fatalf("pulsar message %d = %q, want %q", i, m.Payload(), want[i])
-		}
-	}
+	readPulsar(ctx, t, r, want) // the same reader, once the store is back
 	consumeKafka(ctx, t, s, topic, want)
 }
 
