@@ -192,17 +192,24 @@ func consumeKafka(ctx context.Context, t *testing.T, s *Server, topic string, wa
 
 func consumePulsar(ctx context.Context, t *testing.T, s *Server, topic string, want [][]byte) {
 	t.Helper()
+	readPulsar(ctx, t, earliestReader(t, s, topic), want)
+}
+
+// earliestReader is a Pulsar reader of the topic's partition 0 from the
+// start; it and its client close with the test.
+func earliestReader(t *testing.T, s *Server, topic string) pulsar.Reader {
+	t.Helper()
 	pc, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + s.Addr("pulsar").String(), Logger: plog.DefaultNopLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
+	t.Cleanup(pc.Close)
 	r, err := pc.CreateReader(pulsar.ReaderOptions{Topic: topic + "-partition-0", StartMessageID: pulsar.EarliestMessageID()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	readPulsar(ctx, t, r, want)
+	t.Cleanup(r.Close)
+	return r
 }
 
 // readPulsar reads want from r, in order, byte-exact.
@@ -271,16 +278,7 @@ func TestTieredStoreDown(t *testing.T) {
 
 	// A Pulsar reader from the start gets nothing while the store is down
 	// (never the later, local messages: that would skip).
-	pc, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + s.Addr("pulsar").String(), Logger: plog.DefaultNopLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	r, err := pc.CreateReader(pulsar.ReaderOptions{Topic: topic + "-partition-0", StartMessageID: pulsar.EarliestMessageID()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := earliestReader(t, s, topic)
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
 	if m, err := r.Next(wctx); err == nil {
 		t.Fatalf("pulsar reader got %q with the store down", m.Payload())
