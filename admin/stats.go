@@ -311,7 +311,9 @@ type internalLedger struct {
 	Entries   int64 `json:"entries"`
 	Size      int64 `json:"size"`
 	Timestamp int64 `json:"timestamp"`
-	Offloaded bool  `json:"offloaded"`
+	Offloaded bool  `json:"offloaded"` // a verified copy is in tiered storage
+	// LocalDeleted: the local files are gone, reads use tiered storage (kopernik).
+	LocalDeleted bool `json:"localDeleted,omitempty"`
 	// FirstIndex is the message index of the ledger's first message (kopernik).
 	FirstIndex int64 `json:"firstIndex"`
 }
@@ -342,6 +344,7 @@ func (s *server) topicInternalStats(w http.ResponseWriter, r *http.Request) {
 	for _, l := range st.Ledgers {
 		out.Ledgers = append(out.Ledgers, internalLedger{
 			LedgerID: l.LedgerID, Entries: l.Entries, Size: l.Bytes, Timestamp: l.Created.UnixMilli(), FirstIndex: l.FirstIndex,
+			Offloaded: l.Offloaded, LocalDeleted: l.LocalDeleted,
 		})
 	}
 	if n := len(st.Ledgers); n > 0 {
