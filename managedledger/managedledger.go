@@ -292,6 +292,9 @@ func (ml *ManagedLedger) removeOrphansLocked() {
 	owned := make(map[int64]bool, len(ml.mu.ledgers))
 	for _, l := range ml.mu.ledgers {
 		owned[l.id] = true
+		if l.off != nil && l.off.localDeleted {
+			owned[l.id] = false // a crash between recording the deletion and doing it
+		}
 	}
 	lastID := ml.activeLocked().id
 	orphans := map[int64]bool{}

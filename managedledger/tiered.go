@@ -470,8 +470,8 @@ func (ml *ManagedLedger) readLocal(l *ledger, from, limit int64) ([]segment.Reco
 
 // deleteOffloadedLocal deletes the local files of ledgers whose verified
 // offload is older than DeletionLag. The list records the deletion first:
-// a crash in between leaves files that removeOrphansLocked does not know
-// (they stay until the topic is deleted; reads never use them).
+// a crash in between leaves files that reads never use and that
+// removeOrphansLocked deletes on the next open.
 func (ml *ManagedLedger) deleteOffloadedLocal(ctx context.Context) error {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()

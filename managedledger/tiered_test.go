@@ -341,3 +341,37 @@ func TestOffloadFormatCorrupt(t *testing.T) {
 		t.Fatalf("damaged index: %v", err)
 	}
 }
+
+// TestOffloadCrashBeforeLocalDelete: a crash after the list recorded a
+// local deletion but before the files went: the next open deletes them,
+// and reads use the object store.
+func TestOffloadCrashBeforeLocalDelete(t *testing.T) {
+	e, _, _ := tieredEnv(t)
+	ctx := context.Background()
+	ml := e.open("t3", Config{MaxLedgerBytes: 8 << 10})
+	want := appendEntries(t, ml, 0, 100, 1)
+	if err := ml.Offload(ctx, Latest); err != nil {
+		t.Fatal(err)
+	}
+	before := len(localLogs(t, e, "t3"))
+	e.f.Close()
+	rec, err := e.store.Get(ctx, ledgerPath("t3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list ledgerListRecord
+	if err := json.Unmarshal(rec.Value, &list); err != nil {
+		t.Fatal(err)
+	}
+	list.Ledgers[0].Offload.LocalDeleted = true
+	b, _ := json.Marshal(list)
+	if _, err := e.store.Put(ctx, ledgerPath("t3"), b, rec.Version); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	ml = e.open("t3", Config{MaxLedgerBytes: 8 << 10})
+	if after := len(localLogs(t, e, "t3")); after != before-1 {
+		t.Fatalf("%d local logs after reopen, want %d", after, before-1)
+	}
+	sameEntries(t, readAll(t, ml), want)
+}
