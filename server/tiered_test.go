@@ -14,6 +14,7 @@ import (
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -162,11 +163,65 @@ func TestTieredEndToEnd(t *testing.T) {
 	if n := localLogs(t, dataDir); n != 1 {
 		t.Fatalf("%d local ledgers after restart", n)
 	}
-	consumeKafka(ctx, t, s, topic, want)
+	ts := consumeKafka(ctx, t, s, topic, want)
 	consumePulsar(ctx, t, s, topic, want)
+
+	// ListOffsets by time (Kafka) and get-message (Pulsar admin) on the
+	// offloaded ledgers.
+	kc, err = kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	for _, i := range []int{0, 150, 450} {
+		wantOff := int64(i)
+		for wantOff > 0 && ts[wantOff-1] >= ts[i] {
+			wantOff--
+		}
+		lo, err := kadm.NewClient(kc).ListOffsetsAfterMilli(ctx, ts[i], topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := lo.Lookup(topic, 0); !ok || o.Err != nil || o.Offset != wantOff {
+			t.Fatalf("ListOffsets after %d (record %d) = %+v, want offset %d", ts[i], i, o, wantOff)
+		}
+	}
+	// The first Pulsar-format entry (get-message serves those), in an
+	// offloaded ledger.
+	r := earliestReader(t, s, topic)
+	var id pulsar.MessageID
+	for range 301 {
+		m, err := r.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id = m.ID()
+	}
+	base := "/admin/v2/persistent/public/default/" + topic + "-partition-0"
+	_, body := httpGet(t, s, base+"/internalStats")
+	var st struct {
+		Ledgers []struct {
+			LedgerID     int64 `json:"ledgerId"`
+			LocalDeleted bool  `json:"localDeleted"`
+		} `json:"ledgers"`
+	}
+	json.Unmarshal([]byte(body), &st)
+	offloadedOnly := false
+	for _, l := range st.Ledgers {
+		offloadedOnly = offloadedOnly || l.LedgerID == id.LedgerID() && l.LocalDeleted
+	}
+	if !offloadedOnly {
+		t.Fatalf("ledger %d of the first Pulsar message is not offloaded-only: %s", id.LedgerID(), body)
+	}
+	code, body := httpGet(t, s, fmt.Sprintf("%s/ledger/%d/entry/%d", base, id.LedgerID(), id.EntryID()))
+	if code != 200 || !strings.Contains(body, string(want[300])) {
+		t.Fatalf("get-message %v from tiered storage: %d %q", id, code, body)
+	}
 }
 
-func consumeKafka(ctx context.Context, t *testing.T, s *Server, topic string, want [][]byte) {
+// consumeKafka reads want from offset 0, in order, byte-exact, and
+// returns the records' timestamps (unix ms).
+func consumeKafka(ctx context.Context, t *testing.T, s *Server, topic string, want [][]byte) []int64 {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -175,6 +230,7 @@ func consumeKafka(ctx context.Context, t *testing.T, s *Server, topic string, wa
 	}
 	defer cl.Close()
 	var got int
+	var ts []int64
 	for got < len(want) {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -185,9 +241,11 @@ func consumeKafka(ctx context.Context, t *testing.T, s *Server, topic string, wa
 			if r.Offset != int64(got) || !bytes.Equal(r.Value, want[got]) {
 				t.Fatalf("kafka record at offset %d = %q, want offset %d %q", r.Offset, r.Value, got, want[got])
 			}
+			ts = append(ts, r.Timestamp.UnixMilli())
 			got++
 		})
 	}
+	return ts
 }
 
 func consumePulsar(ctx context.Context, t *testing.T, s *Server, topic string, want [][]byte) {
