@@ -399,9 +399,12 @@ func (f *Factory) Delete(ctx context.Context, name string) error {
 		}
 		errs = append(errs, f.fs.SyncDir(opts.Dir))
 	}
-	// Objects: a deleted topic's offloaded ledgers, and any orphans.
+	// Objects: a deleted topic's offloaded ledgers, and any orphans. The
+	// deletion does not fail on them (the rest is gone already): what a
+	// down store keeps is collected when a managed ledger of this name is
+	// opened again (gcObjects), or is left in the bucket, as logged.
 	if err := f.deleteAllObjects(ctx, name); err != nil {
-		errs = append(errs, fmt.Errorf("managedledger: deleting offloaded objects of %s: %w", name, err))
+		f.log.Warn("managedledger: offloaded objects of a deleted ledger left in the object store", "topic", name, "err", err)
 	}
 	cursors, err := store.Children(ctx, cursorsPath(name))
 	if err != nil && !errors.Is(err, metadata.ErrNotFound) {
