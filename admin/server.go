@@ -116,6 +116,7 @@ func New(svc broker.Service, opts Options) http.Handler {
 	s.subscriptionRoutes(mux)
 	s.lookupRoutes(mux)
 	s.permissionRoutes(mux)
+	s.offloadRoutes(mux)
 	if opts.SCRAM != nil {
 		s.scramRoutes(mux)
 	}
@@ -166,8 +167,10 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, broker.ErrInvalidName), errors.Is(err, broker.ErrInvalidConfig),
 		errors.Is(err, broker.ErrInUse):
 		status = http.StatusPreconditionFailed
-	case errors.Is(err, broker.ErrClosed):
+	case errors.Is(err, broker.ErrClosed), errors.Is(err, broker.ErrTieredUnavailable):
 		status = http.StatusServiceUnavailable
+	case errors.Is(err, broker.ErrNoOffloader):
+		status = http.StatusMethodNotAllowed // Pulsar: offload not configured for the namespace
 	}
 	if status == http.StatusInternalServerError {
 		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)

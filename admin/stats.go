@@ -311,7 +311,9 @@ type internalLedger struct {
 	Entries   int64 `json:"entries"`
 	Size      int64 `json:"size"`
 	Timestamp int64 `json:"timestamp"`
-	Offloaded bool  `json:"offloaded"`
+	Offloaded bool  `json:"offloaded"` // a verified copy is in tiered storage
+	// LocalDeleted: the local files are gone, reads use tiered storage (kopernik).
+	LocalDeleted bool `json:"localDeleted,omitempty"`
 	// FirstIndex is the message index of the ledger's first message (kopernik).
 	FirstIndex int64 `json:"firstIndex"`
 }
@@ -328,13 +330,8 @@ type cursorStats struct {
 }
 
 func (s *server) topicInternalStats(w http.ResponseWriter, r *http.Request) {
-	name, err := topicOf(r)
-	var p *broker.Partition
-	if err == nil {
-		p, err = s.svc.OpenPartition(r.Context(), name, false)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
+	p, _, found := s.partitionOf(w, r)
+	if !found {
 		return
 	}
 	st := p.Stats()
@@ -347,6 +344,7 @@ func (s *server) topicInternalStats(w http.ResponseWriter, r *http.Request) {
 	for _, l := range st.Ledgers {
 		out.Ledgers = append(out.Ledgers, internalLedger{
 			LedgerID: l.LedgerID, Entries: l.Entries, Size: l.Bytes, Timestamp: l.Created.UnixMilli(), FirstIndex: l.FirstIndex,
+			Offloaded: l.Offloaded, LocalDeleted: l.LocalDeleted,
 		})
 	}
 	if n := len(st.Ledgers); n > 0 {

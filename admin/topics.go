@@ -310,13 +310,8 @@ func (s *server) getPartitions(w http.ResponseWriter, r *http.Request) {
 
 // lastMessageID answers the last entry's id ((ledger, -1) when empty).
 func (s *server) lastMessageID(w http.ResponseWriter, r *http.Request) {
-	name, err := topicOf(r)
-	var p *broker.Partition
-	if err == nil {
-		p, err = s.svc.OpenPartition(r.Context(), name, false)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
+	p, name, found := s.partitionOf(w, r)
+	if !found {
 		return
 	}
 	pos := p.LastConfirmed()

@@ -67,8 +67,18 @@ func DefaultPolicies() EffectivePolicies {
 		AutoTopicCreation:        true,
 		AutoTopicPartitions:      0,
 		AutoSubscriptionCreation: true,
+		OffloadThresholdBytes:    -1,
+		OffloadThresholdSeconds:  -1,
+		OffloadDeletionLag:       4 * time.Hour,
+		OffloadReadPriority:      ReadTieredFirst,
 	}
 }
+
+// Offload read priorities (Pulsar's managedLedgerDataReadPriority values).
+const (
+	ReadTieredFirst = "tiered-storage-first"
+	ReadLocalFirst  = "local-first"
+)
 
 // Broker implements Service over a metadata store and a managed-ledger factory.
 //

@@ -441,6 +441,9 @@ func (d *Dispatcher) Close() {
 	<-d.done
 }
 
+// readRetryDelay is how soon a dispatcher retries a failed read.
+const readRetryDelay = 500 * time.Millisecond
+
 func (d *Dispatcher) run() {
 	defer close(d.done)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -472,6 +475,14 @@ func (d *Dispatcher) run() {
 		var timer *time.Timer
 		if next := d.nextDelayed(); next > 0 {
 			timer = time.NewTimer(time.Until(time.UnixMilli(next)))
+			due = timer.C
+		}
+		if err != nil && timer == nil {
+			// A failed read (tiered storage down, a storage failure) is
+			// retried on a timer: nothing else may wake the dispatcher
+			// (no new entries, no new permits), and the consumer must get
+			// the entries once the storage is back.
+			timer = time.NewTimer(readRetryDelay)
 			due = timer.C
 		}
 		select {

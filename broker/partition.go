@@ -457,6 +457,18 @@ func (p *Partition) recoverDedup(ctx context.Context) error {
 	producers := map[string]*producerState{}
 	for idx := start; idx < st.NextIndex; {
 		es, err := p.ml.ReadFromIndex(ctx, idx, 256, 4<<20)
+		if errors.Is(err, managedledger.ErrTieredUnavailable) {
+			// The tail reaches into offloaded ledgers and the object store
+			// is down: recover from the local ledgers only rather than keep
+			// the partition (and its producers) waiting for the store. A
+			// producer whose last batches are only offloaded starts a fresh
+			// sequence, as after the recovery window.
+			if next := firstLocalIndex(st, idx); next > idx {
+				p.b.log.Warn("dedup recovery skips offloaded ledgers: tiered storage unavailable", "topic", p.name.String(), "from", idx, "to", next, "err", err)
+				idx = next
+				continue
+			}
+		}
 		if err != nil {
 			return mapLedgerErr(err)
 		}
@@ -489,6 +501,17 @@ func (p *Partition) recoverDedup(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	return nil
+}
+
+// firstLocalIndex is the first index at or after idx in a ledger whose
+// local files exist; idx if none after it.
+func firstLocalIndex(st managedledger.Stats, idx int64) int64 {
+	for _, l := range st.Ledgers {
+		if !l.LocalDeleted && l.FirstIndex > idx {
+			return l.FirstIndex
+		}
+	}
+	return idx
 }
 
 // LastSequence returns the last sequence appended by producer, or -1.
@@ -752,3 +775,38 @@ func (p *Partition) DeleteSubscription(ctx context.Context, name string, force b
 	p.mu.Unlock()
 	return mapLedgerErr(p.ml.DeleteCursor(ctx, name))
 }
+
+// ---- tiered storage ----
+
+// StartOffload starts copying the partition's sealed ledgers before pos
+// (every one whose entries all precede it) to tiered storage, in the
+// background (Pulsar's `topics offload`); OffloadStatus follows it. It
+// fails at once with ErrNoOffloader when tiered storage is not configured
+// and with ErrInUse while a run is in progress.
+func (p *Partition) StartOffload(before Position) error {
+	if !p.b.ledgers.Offloading() {
+		return ErrNoOffloader
+	}
+	if p.ml.OffloadStatus().State == managedledger.OffloadRunning {
+		return fmt.Errorf("%w: an offload of %s is running", ErrInUse, p.name)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.b.bg.Go(func() {
+		defer cancel()
+		go func() {
+			select {
+			case <-p.done:
+			case <-p.b.stop:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		if err := p.ml.Offload(ctx, before); err != nil && !errors.Is(err, managedledger.ErrClosed) {
+			p.b.log.Warn("offload failed", "topic", p.name.String(), "err", err)
+		}
+	})
+	return nil
+}
+
+// OffloadStatus reports the last offload run (NOT_RUN before any).
+func (p *Partition) OffloadStatus() OffloadStatus { return p.ml.OffloadStatus() }

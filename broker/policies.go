@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/kopernik-io/kopernik/managedledger"
 )
@@ -18,6 +19,18 @@ func (p Policies) Validate() error {
 	}
 	if p.SegmentAge != nil && *p.SegmentAge <= 0 {
 		errs = append(errs, fmt.Sprintf("segmentAge %s must be > 0", *p.SegmentAge))
+	}
+	if p.OffloadThresholdBytes != nil && *p.OffloadThresholdBytes < -1 {
+		errs = append(errs, fmt.Sprintf("offloadThresholdBytes %d must be >= -1", *p.OffloadThresholdBytes))
+	}
+	if p.OffloadThresholdSeconds != nil && *p.OffloadThresholdSeconds < -1 {
+		errs = append(errs, fmt.Sprintf("offloadThresholdSeconds %d must be >= -1", *p.OffloadThresholdSeconds))
+	}
+	if p.OffloadDeletionLag != nil && *p.OffloadDeletionLag < 0 {
+		errs = append(errs, fmt.Sprintf("offloadDeletionLag %s must be >= 0", *p.OffloadDeletionLag))
+	}
+	if p.OffloadReadPriority != nil && *p.OffloadReadPriority != ReadTieredFirst && *p.OffloadReadPriority != ReadLocalFirst {
+		errs = append(errs, fmt.Sprintf("offloadReadPriority %q must be %s or %s", *p.OffloadReadPriority, ReadTieredFirst, ReadLocalFirst))
 	}
 	if p.AutoTopicPartitions != nil && *p.AutoTopicPartitions < 0 {
 		errs = append(errs, fmt.Sprintf("autoTopicPartitions %d must be >= 0", *p.AutoTopicPartitions))
@@ -54,6 +67,18 @@ func (e EffectivePolicies) resolve(p Policies) EffectivePolicies {
 	if p.AutoSubscriptionCreation != nil {
 		e.AutoSubscriptionCreation = *p.AutoSubscriptionCreation
 	}
+	if p.OffloadThresholdBytes != nil {
+		e.OffloadThresholdBytes = *p.OffloadThresholdBytes
+	}
+	if p.OffloadThresholdSeconds != nil {
+		e.OffloadThresholdSeconds = *p.OffloadThresholdSeconds
+	}
+	if p.OffloadDeletionLag != nil {
+		e.OffloadDeletionLag = *p.OffloadDeletionLag
+	}
+	if p.OffloadReadPriority != nil {
+		e.OffloadReadPriority = *p.OffloadReadPriority
+	}
 	if len(p.Extra) > 0 {
 		merged := maps.Clone(e.Extra)
 		if merged == nil {
@@ -73,5 +98,23 @@ func (b *Broker) ledgerConfig(e EffectivePolicies) managedledger.Config {
 		MaxLedgerAge:   e.SegmentAge,
 		RetentionTime:  e.RetentionTime,
 		RetentionBytes: e.RetentionBytes,
+		Offload:        offloadPolicy(e),
 	}
+}
+
+// offloadPolicy maps the Pulsar-style offload policies to the storage's.
+func offloadPolicy(e EffectivePolicies) managedledger.OffloadPolicy {
+	p := managedledger.OffloadPolicy{
+		Auto:           e.OffloadThresholdBytes >= 0 || e.OffloadThresholdSeconds >= 0,
+		ThresholdBytes: e.OffloadThresholdBytes,
+		ThresholdAge:   -1,
+		DeletionLag:    e.OffloadDeletionLag,
+	}
+	if e.OffloadThresholdSeconds >= 0 {
+		p.ThresholdAge = time.Duration(e.OffloadThresholdSeconds) * time.Second
+	}
+	if e.OffloadReadPriority == ReadLocalFirst {
+		p.ReadPriority = managedledger.LocalFirst
+	}
+	return p
 }

@@ -20,6 +20,9 @@ type (
 	Format          = managedledger.Format
 	Cursor          = managedledger.Cursor
 	InitialPosition = managedledger.InitialPosition
+	// OffloadStatus is a partition's tiered-storage offload state.
+	OffloadStatus = managedledger.OffloadStatus
+	OffloadState  = managedledger.OffloadState
 )
 
 const (
@@ -56,6 +59,12 @@ var (
 	// ErrDiskFull is the same for a full disk and matches ErrStorage too.
 	ErrStorage  = managedledger.ErrStorage
 	ErrDiskFull = managedledger.ErrDiskFull
+	// ErrTieredUnavailable: a read of offloaded data failed because the
+	// object store is down or slow; retriable, it succeeds once the store
+	// is back (Kafka KAFKA_STORAGE_ERROR; Pulsar dispatch retries).
+	ErrTieredUnavailable = managedledger.ErrTieredUnavailable
+	// ErrNoOffloader: tiered storage is not configured (offload-driver).
+	ErrNoOffloader = managedledger.ErrNoOffloader
 )
 
 // TenantInfo is a tenant's record.
@@ -82,6 +91,20 @@ type Policies struct {
 	AutoTopicPartitions *int `json:"autoTopicPartitions,omitempty"`
 	// AutoSubscriptionCreation allows consumers to create subscriptions.
 	AutoSubscriptionCreation *bool `json:"autoSubscriptionCreation,omitempty"`
+	// OffloadThresholdBytes: automatic offload to tiered storage once a
+	// partition's sealed, not yet offloaded ledgers hold more (Pulsar's
+	// namespace offloadThreshold / managedLedgerOffloadThresholdInBytes);
+	// -1 off, 0 every sealed ledger.
+	OffloadThresholdBytes *int64 `json:"offloadThresholdBytes,omitempty"`
+	// OffloadThresholdSeconds: automatic offload of sealed ledgers closed
+	// longer ago (offloadThresholdInSeconds); -1 off.
+	OffloadThresholdSeconds *int64 `json:"offloadThresholdSeconds,omitempty"`
+	// OffloadDeletionLag keeps local copies of offloaded ledgers this long
+	// (offloadDeletionLagMs).
+	OffloadDeletionLag *time.Duration `json:"offloadDeletionLag,omitempty"`
+	// OffloadReadPriority is "tiered-storage-first" or "local-first"
+	// (managedLedgerDataReadPriority).
+	OffloadReadPriority *string `json:"offloadReadPriority,omitempty"`
 	// Extra holds protocol-specific settings the broker stores but does not interpret.
 	Extra map[string]string `json:"extra,omitempty"`
 	// Permissions grants roles actions ("produce", "consume") on a
@@ -108,6 +131,10 @@ type EffectivePolicies struct {
 	AutoTopicCreation        bool
 	AutoTopicPartitions      int
 	AutoSubscriptionCreation bool
+	OffloadThresholdBytes    int64
+	OffloadThresholdSeconds  int64
+	OffloadDeletionLag       time.Duration
+	OffloadReadPriority      string
 	Extra                    map[string]string
 }
 

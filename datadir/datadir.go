@@ -13,6 +13,7 @@ import (
 
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/objectstore"
 	"github.com/kopernik-io/kopernik/segment"
 )
 
@@ -41,6 +42,12 @@ type Options struct {
 	// files (tests inject failures with segment.FaultFS); the metadata
 	// store still uses the OS.
 	FS segment.FS
+	// Offload, if set, is tiered storage: the object store sealed ledgers
+	// are offloaded to (managedledger.FactoryOptions.Offload).
+	Offload objectstore.Store
+	// OffloadInterval is the period of the background offload pass
+	// (managedledger.FactoryOptions.OffloadInterval): 0 the default.
+	OffloadInterval time.Duration
 }
 
 // OpenWith is Open with options.
@@ -64,6 +71,7 @@ func OpenWith(dir string, log *slog.Logger, opts Options) (*Storage, error) {
 	f, err := managedledger.NewFactory(managedledger.FactoryOptions{
 		Dir: ledgerDir, Store: store, Logger: log.With("component", "managedledger"), CacheBytes: opts.CacheBytes,
 		StorageRetryInterval: opts.StorageRetryInterval, FS: opts.FS,
+		Offload: opts.Offload, OffloadInterval: opts.OffloadInterval,
 	})
 	if err != nil {
 		store.Close()

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/kopernik-io/kopernik/managedledger/offload"
 	"github.com/kopernik-io/kopernik/metadata"
 )
 
@@ -404,11 +405,13 @@ func (c *Cursor) ResetTo(ctx context.Context, pos Position) error {
 // forward (or staying) keeps individual acks beyond; moving backward drops
 // them.
 func (c *Cursor) SetNextIndex(ctx context.Context, next int64) error {
-	c.ml.mu.Lock()
-	defer c.ml.mu.Unlock()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.setNextIndexLocked(next)
+	return c.ml.withFetch(ctx, func() error {
+		c.ml.mu.Lock()
+		defer c.ml.mu.Unlock()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.setNextIndexLocked(next)
+	})
 }
 
 // setNextIndexLocked expects ml.mu and c.mu held.
@@ -456,50 +459,85 @@ func (c *Cursor) setNextIndexLocked(next int64) error {
 // NextIndex returns the first unacknowledged message index after the
 // mark-delete position (what a Kafka OffsetFetch returns).
 func (c *Cursor) NextIndex() int64 {
-	c.ml.mu.Lock()
-	defer c.ml.mu.Unlock()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.nextIndexLocked()
+	var next int64
+	err := c.ml.withFetch(context.Background(), func() error {
+		c.ml.mu.Lock()
+		defer c.ml.mu.Unlock()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var err error
+		next, err = c.nextIndexErrLocked()
+		return err
+	})
+	if err != nil {
+		c.ml.log.Warn("managedledger: cursor next index", "group", c.name, "err", err)
+	}
+	return next
 }
 
-// nextIndexLocked expects ml.mu and c.mu held.
+// nextIndexLocked is nextIndexErrLocked for callers that cannot drop the
+// locks: a miss of an offloaded block is fetched under them (lookupLocked).
 func (c *Cursor) nextIndexLocked() int64 {
+	var next int64
+	err := c.ml.lookupLocked(func() (err error) {
+		next, err = c.nextIndexErrLocked()
+		return err
+	})
+	if err != nil {
+		c.ml.log.Warn("managedledger: cursor next index", "group", c.name, "err", err)
+	}
+	return next
+}
+
+// nextIndexErrLocked expects ml.mu and c.mu held. On an error it returns
+// the first retained index with it.
+func (c *Cursor) nextIndexErrLocked() (int64, error) {
 	ml := c.ml
 	pos, ok := ml.entryAtOrAfterLocked(ml.nextPositionLocked(c.mu.markDelete))
 	if !ok {
-		return ml.mu.visNext
+		return ml.mu.visNext, nil
 	}
 	h, err := ml.headerLocked(pos)
 	if err != nil {
-		ml.log.Warn("managedledger: cursor next index", "group", c.name, "err", err)
-		return ml.mu.first
+		return ml.mu.first, err
 	}
 	if set, ok := c.mu.batchAcks[pos]; ok {
 		for k := int64(0); k < int64(h.MsgCount) && k/64 < int64(len(set)); k++ {
 			if set[k/64]&(1<<(k%64)) != 0 {
-				return max(h.FirstIndex+k, ml.mu.first)
+				return max(h.FirstIndex+k, ml.mu.first), nil
 			}
 		}
 	}
-	return max(h.FirstIndex, ml.mu.first)
+	return max(h.FirstIndex, ml.mu.first), nil
 }
 
 // Backlog counts unacknowledged messages after the mark-delete position.
 // Cost: one index lookup per individually acknowledged entry.
 func (c *Cursor) Backlog() int64 {
-	c.ml.mu.Lock()
-	defer c.ml.mu.Unlock()
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	var n int64
+	c.ml.withFetch(context.Background(), func() error {
+		c.ml.mu.Lock()
+		defer c.ml.mu.Unlock()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var err error
+		n, err = c.backlogLocked()
+		return err
+	})
+	return n
+}
+
+// backlogLocked expects ml.mu and c.mu held; an error is an *offload.Miss
+// to fetch (with an estimate), others give the estimate alone.
+func (c *Cursor) backlogLocked() (int64, error) {
 	ml := c.ml
 	start, ok := ml.entryAtOrAfterLocked(ml.nextPositionLocked(c.mu.markDelete))
 	if !ok {
-		return 0
+		return 0, nil
 	}
 	h, err := ml.headerLocked(start)
 	if err != nil {
-		return ml.mu.visNext - ml.mu.first
+		return ml.mu.visNext - ml.mu.first, missOnly(err)
 	}
 	n := ml.mu.visNext - h.FirstIndex
 	// Messages of the start entry hidden by TruncateBefore do not count,
@@ -515,12 +553,16 @@ func (c *Cursor) Backlog() int64 {
 			n -= cut
 		}
 	}
+	var missed error
 	count := func(p Position) int64 {
 		if p.Less(start) || !ml.visibleLocked(p) {
 			return 0
 		}
 		h, err := ml.headerLocked(p)
 		if err != nil {
+			if missed == nil {
+				missed = missOnly(err)
+			}
 			return 0
 		}
 		return int64(h.MsgCount)
@@ -537,7 +579,7 @@ func (c *Cursor) Backlog() int64 {
 			n -= total - min(unacked, total)
 		}
 	}
-	return max(n, 0)
+	return max(n, 0), missed
 }
 
 // Properties returns a copy of the cursor's properties (e.g. Kafka commit metadata).
@@ -655,4 +697,14 @@ func (c *Cursor) compactLocked(mdMoved bool) {
 		c.mu.read = first
 	}
 	c.mu.dirty = true
+}
+
+// missOnly returns err if it is an *offload.Miss (worth a fetch and a
+// retry), else nil.
+func missOnly(err error) error {
+	var miss *offload.Miss
+	if errors.As(err, &miss) {
+		return err
+	}
+	return nil
 }

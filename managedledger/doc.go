@@ -82,6 +82,36 @@
 // it without reading or checksumming files; see cache.go. Visibility is
 // unchanged: a cached entry is returned only once visible.
 //
+// # Tiered storage
+//
+// With FactoryOptions.Offload (an objectstore.Store), sealed ledgers are
+// copied to the object store (Offload, or automatically by the factory's
+// offload pass under Config.Offload) in the format of package offload: one
+// data object of checksummed blocks and one index object per ledger.
+// A ledger's entry in the list gains "offload": {uid, complete,
+// localDeleted, time, dataBytes} (Pulsar's offload_context). The order
+// is the crash-safety argument: the uid is recorded before the upload
+// starts; complete is set only after both objects are written and verified
+// (offload.Upload); localDeleted is recorded before the local files are
+// removed, which happens only DeletionLag after completion. An incomplete
+// uid found on open was interrupted: it is dropped, and the orphan pass
+// (the first offload pass after open, or CollectOrphanObjects) deletes
+// every object of the ledger's prefix that no complete offload names.
+// Ledgers deleted by retention or truncation take their objects with them
+// (in the background; failures are left to the orphan pass), and
+// Factory.Delete deletes all of a managed ledger's objects.
+//
+// Reads are transparent: every read path (ReadEntries, ReadFromIndex[Within],
+// PositionOf, FindByTime, cursors) reads a complete offload's copy when the
+// local files are gone or ReadPriority is TieredFirst, with ranged GETs of
+// whole blocks through a shared, bounded block cache with read-ahead. The
+// lookups that run under ManagedLedger.mu never do object-store I/O: they
+// answer *offload.Miss, and withFetch fetches without the lock and retries,
+// so a slow or down store never holds up appends. A read that needs the
+// store while it is down fails with ErrTieredUnavailable (retriable; never
+// an empty result that would let a reader move past the data); entries
+// read before the failure are returned first.
+//
 // # Cursor persistence
 //
 // Acknowledgements change memory only; the factory persists dirty cursors

@@ -14,7 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kopernik-io/kopernik/managedledger/offload"
 	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/objectstore"
 	"github.com/kopernik-io/kopernik/segment"
 )
 
@@ -66,6 +68,26 @@ type FactoryOptions struct {
 	// attempts back off to five times this (default 1s, so 1-5s; < 0: no
 	// automatic recovery, only a reopen recovers). See recover.go.
 	StorageRetryInterval time.Duration
+
+	// Offload enables tiered storage (tiered.go): sealed ledgers can be
+	// copied to this object store and read from it; nil: off.
+	Offload objectstore.Store
+	// OffloadPrefix starts every object name (default none); see package
+	// offload for the names.
+	OffloadPrefix string
+	// OffloadInterval is the period of the background pass that offloads
+	// by each ledger's OffloadPolicy, deletes local copies past the
+	// deletion lag and collects orphan objects (default 10s; < 0: no pass).
+	OffloadInterval time.Duration
+	// OffloadBlockSize is the target size of an offloaded block, the unit
+	// of a ranged GET (default 4 MiB; see offload.DefaultBlockSize).
+	OffloadBlockSize int
+	// OffloadCacheBytes bounds the memory of decoded offloaded blocks all
+	// ledgers share (read-ahead included; default 64 MiB).
+	OffloadCacheBytes int64
+	// OffloadReadAhead is how many blocks past the one a read needs are
+	// fetched in the background (default 3; < 0: none).
+	OffloadReadAhead int
 }
 
 // Factory opens managed ledgers that share a data directory and a metadata store.
@@ -88,6 +110,11 @@ type Factory struct {
 
 	// Storage failures and recoveries of all ledgers, since start.
 	storageFailures, storageRecoveries atomic.Int64
+
+	// bg tracks object deletions in the background (Close waits for them).
+	bg           sync.WaitGroup
+	offloader    objectstore.Store // FactoryOptions.Offload
+	offloadCache *offload.Cache    // nil without offloader
 
 	mu struct {
 		sync.Mutex
@@ -153,6 +180,30 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 	}
 	f.mu.ledgers = make(map[string]*ManagedLedger)
 	f.mu.closing = make(map[string]chan struct{})
+	if opts.Offload != nil {
+		f.offloader = opts.Offload
+		f.offloadCache = offload.NewCache(opts.OffloadCacheBytes)
+		if f.opts.OffloadInterval == 0 {
+			f.opts.OffloadInterval = 10 * time.Second
+		}
+		if f.opts.OffloadInterval > 0 {
+			// One ledger at a time (an upload holds one ledger's objects in
+			// memory); appends never wait for it: a pass holds a ledger's
+			// lock only between I/O.
+			ctx, cancel := context.WithCancel(context.Background())
+			f.wg.Add(2)
+			go func() {
+				defer f.wg.Done()
+				<-f.stop
+				cancel()
+			}()
+			go f.every(f.opts.OffloadInterval, func(ml *ManagedLedger) {
+				if ctx.Err() == nil {
+					ml.offloadPass(ctx)
+				}
+			})
+		}
+	}
 	f.wg.Add(1)
 	go f.every(opts.CursorFlushInterval, func(ml *ManagedLedger) {
 		ml.flushCursors(context.Background())
@@ -317,6 +368,11 @@ func (f *Factory) Delete(ctx context.Context, name string) error {
 		for _, c := range ml.Cursors() {
 			c.forget()
 		}
+		// An offload run in flight sees the ledger closed and stops; wait
+		// for it so that it neither rewrites the list nor uploads after
+		// the objects are deleted below.
+		ml.offloadMu.Lock()
+		defer ml.offloadMu.Unlock()
 	}
 	store := f.opts.Store
 	// Remember where ledger ids stopped, so a managed ledger re-created under
@@ -342,6 +398,13 @@ func (f *Factory) Delete(ctx context.Context, name string) error {
 			}
 		}
 		errs = append(errs, f.fs.SyncDir(opts.Dir))
+	}
+	// Objects: a deleted topic's offloaded ledgers, and any orphans. The
+	// deletion does not fail on them (the rest is gone already): what a
+	// down store keeps is collected when a managed ledger of this name is
+	// opened again (gcObjects), or is left in the bucket, as logged.
+	if err := f.deleteAllObjects(ctx, name); err != nil {
+		f.log.Warn("managedledger: offloaded objects of a deleted ledger left in the object store", "topic", name, "err", err)
 	}
 	cursors, err := store.Children(ctx, cursorsPath(name))
 	if err != nil && !errors.Is(err, metadata.ErrNotFound) {
@@ -376,6 +439,10 @@ func (f *Factory) Close() error {
 	var errs []error
 	for _, ml := range all {
 		errs = append(errs, ml.close())
+	}
+	f.bg.Wait() // object deletions started before or by the closes
+	if f.offloadCache != nil {
+		f.offloadCache.Close()
 	}
 	return errors.Join(errs...)
 }

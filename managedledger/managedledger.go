@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kopernik-io/kopernik/managedledger/offload"
 	"github.com/kopernik-io/kopernik/metadata"
 	"github.com/kopernik-io/kopernik/segment"
 )
@@ -42,6 +43,8 @@ type ledgerMeta struct {
 	Created      int64 `json:"created"`          // unix ms
 	Closed       int64 `json:"closed,omitempty"` // unix ms, when sealed
 	Sealed       bool  `json:"sealed"`
+	// Offload is the ledger's tiered-storage state (tiered.go); nil: never offloaded.
+	Offload *offloadMeta `json:"offload,omitempty"`
 }
 
 // ledger is one segment as the managed ledger sees it. Fields are guarded by
@@ -57,6 +60,7 @@ type ledger struct {
 	sealed     bool
 	seg        *segment.Segment // nil until first use for sealed ledgers
 	lastUsed   time.Time        // sealed ledgers: last segLocked, for closing idle files
+	off        *offloadInfo     // tiered storage (tiered.go); nil: not offloaded
 }
 
 // ManagedLedger is one topic-partition's log. Safe for concurrent use.
@@ -91,6 +95,14 @@ type ManagedLedger struct {
 	// recoverAttempts counts failed recovery attempts of the current
 	// failure (syncer goroutine only).
 	recoverAttempts int
+
+	// offloadMu serialises offload runs and orphan collection (tiered.go);
+	// taken before mu, never while holding it.
+	offloadMu sync.Mutex
+	// gcDone: orphan objects were collected since open.
+	gcDone        atomic.Bool
+	statusMu      sync.Mutex // guards offloadStatus; a leaf
+	offloadStatus OffloadStatus
 
 	mu struct {
 		sync.Mutex
@@ -195,6 +207,7 @@ func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record)
 	ml.mu.metaVersion = rec.Version
 	ml.mu.nextLedgerID = list.NextLedgerID
 	ml.mu.truncBefore = list.TruncateBefore
+	dirty := false // an interrupted offload was dropped: rewrite the list
 	for i, lm := range list.Ledgers {
 		l := &ledger{
 			id: lm.ID, firstIndex: lm.FirstIndex, entries: lm.Entries, bytes: lm.Bytes, maxTs: lm.MaxTimestamp,
@@ -203,6 +216,11 @@ func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record)
 		if lm.Closed != 0 {
 			l.closed = time.UnixMilli(lm.Closed)
 		}
+		off, d, err := ml.offloadInfoOf(lm.ID, lm.Offload)
+		if err != nil {
+			return err
+		}
+		l.off, dirty = off, dirty || d
 		if !lm.Sealed {
 			if i != len(list.Ledgers)-1 {
 				return fmt.Errorf("%w: unsealed ledger %d is not the last", ErrCorrupt, lm.ID)
@@ -229,15 +247,26 @@ func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record)
 		next := int64(0)
 		if n > 0 {
 			last := ml.mu.ledgers[n-1]
-			seg, err := ml.segLocked(last)
-			if err != nil {
-				return err
+			if last.off != nil && last.off.localDeleted {
+				idx, err := last.off.rd.LoadIndex(ctx)
+				if err != nil {
+					return tieredError(err)
+				}
+				next = idx.NextIndex
+			} else {
+				seg, err := ml.segLocked(last)
+				if err != nil {
+					return err
+				}
+				next = seg.Durable().NextIndex
 			}
-			next = seg.Durable().NextIndex
 		}
 		if err := ml.addLedgerLocked(next, time.Now()); err != nil {
 			return err
 		}
+		dirty = true
+	}
+	if dirty {
 		if err := ml.persistLocked(ctx); err != nil {
 			return err
 		}
@@ -267,6 +296,9 @@ func (ml *ManagedLedger) removeOrphansLocked() {
 	owned := make(map[int64]bool, len(ml.mu.ledgers))
 	for _, l := range ml.mu.ledgers {
 		owned[l.id] = true
+		if l.off != nil && l.off.localDeleted {
+			owned[l.id] = false // a crash between recording the deletion and doing it
+		}
 	}
 	lastID := ml.activeLocked().id
 	orphans := map[int64]bool{}
@@ -327,6 +359,7 @@ func (ml *ManagedLedger) persistLocked(ctx context.Context) error {
 		if l.sealed {
 			lm.Closed = l.closed.UnixMilli()
 		}
+		lm.Offload = l.off.meta()
 		list.Ledgers = append(list.Ledgers, lm)
 	}
 	b, err := json.Marshal(list)
@@ -944,11 +977,11 @@ func (ml *ManagedLedger) ledgerOfIndexLocked(index int64) *ledger {
 // headerAtIndexLocked returns the header of the visible entry holding index.
 func (ml *ManagedLedger) headerAtIndexLocked(index int64) (segment.Record, Position, error) {
 	l := ml.ledgerOfIndexLocked(index)
-	seg, err := ml.segLocked(l)
+	rd, err := ml.readerLocked(l)
 	if err != nil {
 		return segment.Record{}, Position{}, err
 	}
-	h, ok, err := seg.FindIndex(index, l.entries)
+	h, ok, err := rd.findIndex(index, l.entries)
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: index %d not in ledger %d", ErrCorrupt, index, l.id)
 	}
@@ -964,11 +997,21 @@ func (ml *ManagedLedger) headerLocked(p Position) (segment.Record, error) {
 	if l == nil || p.EntryID < 0 || p.EntryID >= l.entries {
 		return segment.Record{}, fmt.Errorf("managedledger: no entry at %v", p)
 	}
-	seg, err := ml.segLocked(l)
+	rd, err := ml.readerLocked(l)
 	if err != nil {
 		return segment.Record{}, err
 	}
-	return seg.Header(p.EntryID, l.entries)
+	return rd.header(p.EntryID, l.entries)
+}
+
+// lookupError keeps the errors of a lookup that are not corruption (an
+// *offload.Miss to fetch, a store outage) and marks the rest ErrCorrupt.
+func lookupError(err error) error {
+	var miss *offload.Miss
+	if errors.As(err, &miss) || errors.Is(err, ErrTieredUnavailable) || errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrCorrupt, err)
 }
 
 // recomputeFirstLocked derives first and firstPos after the ledger list or
@@ -978,7 +1021,18 @@ func (ml *ManagedLedger) recomputeFirstLocked() {
 	ml.mu.first = min(ml.mu.first, ml.mu.visNext)
 	ml.mu.firstPos = Earliest
 	if ml.mu.first < ml.mu.visNext {
-		if _, pos, err := ml.headerAtIndexLocked(ml.mu.first); err == nil {
+		// The first entry of a ledger holds its first index: no lookup
+		// (which, for an offloaded ledger, could mean a fetch).
+		if l := ml.ledgerOfIndexLocked(ml.mu.first); l.firstIndex == ml.mu.first && l.entries > 0 {
+			ml.mu.firstPos = Position{LedgerID: l.id, EntryID: 0}
+			return
+		}
+		var pos Position
+		err := ml.lookupLocked(func() (err error) {
+			_, pos, err = ml.headerAtIndexLocked(ml.mu.first)
+			return err
+		})
+		if err == nil {
 			ml.mu.firstPos = pos
 			return
 		} else {
@@ -996,14 +1050,14 @@ func (ml *ManagedLedger) recomputeFirstLocked() {
 // entry at or after from, stopping before maxBytes would be exceeded (but
 // always returning at least one entry if any exists). Empty result: nothing yet.
 func (ml *ManagedLedger) ReadEntries(ctx context.Context, from Position, maxEntries, maxBytes int) ([]Entry, error) {
-	return ml.readEntries(from, maxEntries, maxBytes, true)
+	return ml.readEntries(ctx, from, maxEntries, maxBytes, true)
 }
 
 // readEntries is ReadEntries; without atLeastOne, the first entry is
 // returned only if it fits maxBytes too.
-func (ml *ManagedLedger) readEntries(from Position, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
+func (ml *ManagedLedger) readEntries(ctx context.Context, from Position, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
 	for attempt := 0; ; attempt++ {
-		out, err := ml.readOnce(from, maxEntries, maxBytes, atLeastOne)
+		out, err := ml.readOnce(ctx, from, maxEntries, maxBytes, atLeastOne)
 		// A ledger deleted by retention, or its idle file closed, under a
 		// reader: plan again.
 		if errors.Is(err, segment.ErrClosed) && attempt < 10 {
@@ -1014,12 +1068,12 @@ func (ml *ManagedLedger) readEntries(from Position, maxEntries, maxBytes int, at
 }
 
 type readPart struct {
-	seg         *segment.Segment
+	rd          ledgerReader
 	id          int64
 	from, limit int64
 }
 
-func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
+func (ml *ManagedLedger) readOnce(ctx context.Context, from Position, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
 	if maxEntries <= 0 {
 		return nil, nil
 	}
@@ -1048,12 +1102,12 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int, atLea
 		if first >= l.entries {
 			continue
 		}
-		seg, err := ml.segLocked(l)
+		rd, err := ml.readerLocked(l)
 		if err != nil {
 			ml.mu.Unlock()
 			return nil, err
 		}
-		parts = append(parts, readPart{seg: seg, id: l.id, from: first, limit: l.entries})
+		parts = append(parts, readPart{rd: rd, id: l.id, from: first, limit: l.entries})
 		budget -= l.entries - first
 	}
 	ml.mu.Unlock()
@@ -1070,19 +1124,22 @@ func (ml *ManagedLedger) readOnce(from Position, maxEntries, maxBytes int, atLea
 		if len(out) >= maxEntries || (len(out) > 0 && size > maxBytes) {
 			break
 		}
-		read, budget := p.seg.Read, max(maxBytes-size, 1)
+		first, budget := true, max(maxBytes-size, 1)
 		if len(out) > 0 || !atLeastOne {
 			// Only what still fits: a record that would be dropped
 			// below is not read.
-			read, budget = p.seg.ReadWithin, max(maxBytes-size, 0)
+			first, budget = false, max(maxBytes-size, 0)
 		}
-		recs, err := read(p.from, p.limit, maxEntries-len(out), budget)
+		recs, err := p.rd.read(ctx, p.from, p.limit, maxEntries-len(out), budget, first)
 		if err != nil {
 			releaseRecords(recs)
-			if len(out) > 0 && errors.Is(err, segment.ErrClosed) {
+			// What was read before a failure is a gapless run and is
+			// returned; the failure shows on the next read. A store that
+			// is down is never an empty answer that lets a reader skip.
+			if len(out) > 0 && (errors.Is(err, segment.ErrClosed) || errors.Is(err, ErrTieredUnavailable)) {
 				return out, nil
 			}
-			if !errors.Is(err, segment.ErrClosed) {
+			if !errors.Is(err, segment.ErrClosed) && !errors.Is(err, ErrTieredUnavailable) {
 				err = fmt.Errorf("%w: ledger %d: %w", ErrCorrupt, p.id, err)
 			}
 			return out, err
@@ -1140,7 +1197,7 @@ func entryOf(ledgerID int64, r *segment.Record) Entry {
 // index. index == NextIndex returns nothing; index outside
 // [FirstIndex, NextIndex] is ErrIndexOutOfRange.
 func (ml *ManagedLedger) ReadFromIndex(ctx context.Context, index int64, maxEntries, maxBytes int) ([]Entry, error) {
-	return ml.readFromIndex(index, maxEntries, maxBytes, true)
+	return ml.readFromIndex(ctx, index, maxEntries, maxBytes, true)
 }
 
 // ReadFromIndexWithin is ReadFromIndex without the exception for the first
@@ -1148,34 +1205,37 @@ func (ml *ManagedLedger) ReadFromIndex(ctx context.Context, index int64, maxEntr
 // does not read its data to find out. For a reader that already has data
 // and fills what is left of its budget (a Kafka fetch's later partitions).
 func (ml *ManagedLedger) ReadFromIndexWithin(ctx context.Context, index int64, maxEntries, maxBytes int) ([]Entry, error) {
-	return ml.readFromIndex(index, maxEntries, maxBytes, false)
+	return ml.readFromIndex(ctx, index, maxEntries, maxBytes, false)
 }
 
-func (ml *ManagedLedger) readFromIndex(index int64, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
-	ml.mu.Lock()
-	if ml.mu.closed {
-		ml.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if index < ml.mu.first || index > ml.mu.visNext {
-		err := fmt.Errorf("%w: %d not in [%d, %d]", ErrIndexOutOfRange, index, ml.mu.first, ml.mu.visNext)
-		ml.mu.Unlock()
+func (ml *ManagedLedger) readFromIndex(ctx context.Context, index int64, maxEntries, maxBytes int, atLeastOne bool) ([]Entry, error) {
+	var pos Position
+	atEnd := false
+	err := ml.withFetch(ctx, func() error {
+		ml.mu.Lock()
+		defer ml.mu.Unlock()
+		if ml.mu.closed {
+			return ErrClosed
+		}
+		if index < ml.mu.first || index > ml.mu.visNext {
+			return fmt.Errorf("%w: %d not in [%d, %d]", ErrIndexOutOfRange, index, ml.mu.first, ml.mu.visNext)
+		}
+		if index == ml.mu.visNext {
+			atEnd = true
+			return nil
+		}
+		var ok bool
+		if pos, ok = ml.cacheFindIndexLocked(index); ok {
+			return nil
+		}
+		var err error
+		_, pos, err = ml.headerAtIndexLocked(index)
+		return err
+	})
+	if err != nil || atEnd {
 		return nil, err
 	}
-	if index == ml.mu.visNext {
-		ml.mu.Unlock()
-		return nil, nil
-	}
-	pos, ok := ml.cacheFindIndexLocked(index)
-	if !ok {
-		var err error
-		if _, pos, err = ml.headerAtIndexLocked(index); err != nil {
-			ml.mu.Unlock()
-			return nil, err
-		}
-	}
-	ml.mu.Unlock()
-	out, err := ml.readEntries(pos, maxEntries, maxBytes, atLeastOne)
+	out, err := ml.readEntries(ctx, pos, maxEntries, maxBytes, atLeastOne)
 	// The ledger holding index may have been deleted (retention,
 	// TruncateBefore) between finding it and reading: the read then starts
 	// at a later entry, and returning that would skip messages.
@@ -1188,12 +1248,17 @@ func (ml *ManagedLedger) readFromIndex(index int64, maxEntries, maxBytes int, at
 
 // PositionOf returns the position of the entry holding message index.
 func (ml *ManagedLedger) PositionOf(index int64) (Position, error) {
-	ml.mu.Lock()
-	defer ml.mu.Unlock()
-	if index < ml.mu.first || index >= ml.mu.visNext {
-		return Position{}, fmt.Errorf("%w: %d not in [%d, %d)", ErrIndexOutOfRange, index, ml.mu.first, ml.mu.visNext)
-	}
-	_, pos, err := ml.headerAtIndexLocked(index)
+	var pos Position
+	err := ml.withFetch(context.Background(), func() error {
+		ml.mu.Lock()
+		defer ml.mu.Unlock()
+		if index < ml.mu.first || index >= ml.mu.visNext {
+			return fmt.Errorf("%w: %d not in [%d, %d)", ErrIndexOutOfRange, index, ml.mu.first, ml.mu.visNext)
+		}
+		var err error
+		_, pos, err = ml.headerAtIndexLocked(index)
+		return err
+	})
 	return pos, err
 }
 
@@ -1201,6 +1266,15 @@ func (ml *ManagedLedger) PositionOf(index int64) (Position, error) {
 // timestamp (event time, else publish time), maximised over all earlier
 // entries, is >= t. found is false when no entry qualifies.
 func (ml *ManagedLedger) FindByTime(ctx context.Context, t int64) (e Entry, found bool, err error) {
+	err = ml.withFetch(ctx, func() error {
+		var err error
+		e, found, err = ml.findByTime(t)
+		return err
+	})
+	return e, found, err
+}
+
+func (ml *ManagedLedger) findByTime(t int64) (e Entry, found bool, err error) {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
 	if ml.mu.closed {
@@ -1217,13 +1291,13 @@ func (ml *ManagedLedger) FindByTime(ctx context.Context, t int64) (e Entry, foun
 		}
 		// Every earlier ledger is older than t, so the answer is the first
 		// entry of this ledger whose in-ledger running max reaches t.
-		seg, err := ml.segLocked(l)
+		rd, err := ml.readerLocked(l)
 		if err != nil {
 			return Entry{}, false, err
 		}
-		h, ok, err := seg.FindTime(t, l.entries)
+		h, ok, err := rd.findTime(t, l.entries)
 		if err != nil {
-			return Entry{}, false, fmt.Errorf("%w: %w", ErrCorrupt, err)
+			return Entry{}, false, lookupError(err)
 		}
 		if !ok {
 			return Entry{}, false, nil
@@ -1251,6 +1325,10 @@ func (ml *ManagedLedger) FindByTime(ctx context.Context, t int64) (e Entry, foun
 // first ledger is hidden. Durable cursors behind it move forward. It never
 // moves backwards.
 func (ml *ManagedLedger) TruncateBefore(ctx context.Context, index int64) error {
+	return ml.withFetch(ctx, func() error { return ml.truncateBefore(ctx, index) })
+}
+
+func (ml *ManagedLedger) truncateBefore(ctx context.Context, index int64) error {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
 	if ml.mu.closed {
@@ -1262,11 +1340,18 @@ func (ml *ManagedLedger) TruncateBefore(ctx context.Context, index int64) error 
 	if index <= ml.mu.first {
 		return nil
 	}
+	// Cursors move onto the entry holding index: have its header at hand
+	// (an offloaded ledger's block may need a fetch, done without the lock).
+	if index < ml.mu.visNext {
+		if _, _, err := ml.headerAtIndexLocked(index); err != nil {
+			return err
+		}
+	}
 	// Move cursors first, while the entries below index are still addressable.
 	for _, c := range ml.mu.cursors {
 		c.mu.Lock()
 		if c.nextIndexLocked() < index {
-			if err := c.setNextIndexLocked(index); err != nil {
+			if err := ml.lookupLocked(func() error { return c.setNextIndexLocked(index) }); err != nil {
 				ml.log.Warn("managedledger: moving cursor past truncation", "group", c.name, "err", err)
 			}
 		}
@@ -1287,9 +1372,13 @@ func (ml *ManagedLedger) TruncateBefore(ctx context.Context, index int64) error 
 }
 
 func (ml *ManagedLedger) removeLedgersLocked(del []*ledger) {
+	var objects []string
 	for _, l := range del {
+		objects = append(objects, ml.factory.offloadKeysOf(ml.name, l)...)
 		var err error
-		if l.seg != nil {
+		if l.off != nil && l.off.localDeleted {
+			// only in the object store
+		} else if l.seg != nil {
 			err = l.seg.Remove()
 			l.seg = nil
 		} else {
@@ -1299,6 +1388,15 @@ func (ml *ManagedLedger) removeLedgersLocked(del []*ledger) {
 			ml.log.Warn("managedledger: removing ledger files", "ledger", l.id, "err", err)
 		}
 		ml.log.Info("managedledger: deleted ledger", "ledger", l.id, "entries", l.entries, "bytes", l.bytes)
+	}
+	if len(objects) > 0 {
+		// Outside the lock and the caller's time: a down store leaves them
+		// to orphan collection (gcObjects), never fails the deletion.
+		ml.factory.bg.Add(1)
+		go func() {
+			defer ml.factory.bg.Done()
+			ml.factory.deleteObjects(ml.name, objects)
+		}()
 	}
 }
 
@@ -1360,9 +1458,16 @@ func (ml *ManagedLedger) Stats() Stats {
 	for _, l := range ml.mu.ledgers {
 		s.Entries += l.entries
 		s.Bytes += l.bytes
-		s.Ledgers = append(s.Ledgers, LedgerInfo{
+		li := LedgerInfo{
 			LedgerID: l.id, Entries: l.entries, Bytes: l.bytes, FirstIndex: l.firstIndex, Created: l.created, Sealed: l.sealed,
-		})
+		}
+		if l.off != nil && l.off.complete {
+			li.Offloaded, li.OffloadID, li.LocalDeleted = true, l.off.uid.String(), l.off.localDeleted
+		}
+		if !li.LocalDeleted {
+			s.LocalBytes += l.bytes
+		}
+		s.Ledgers = append(s.Ledgers, li)
 	}
 	return s
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/objectstore"
 	"github.com/kopernik-io/kopernik/segment"
 )
 
@@ -232,6 +233,10 @@ type modelParams struct {
 	RetentionTime  time.Duration
 	RetentionBytes int64
 	Sync           SyncMode
+	// Tiered storage: block size, block cache, read priority.
+	OffloadBlockSize  int
+	OffloadCacheBytes int64
+	ReadPriority      ReadPriority
 }
 
 type modelRig struct {
@@ -251,6 +256,8 @@ type modelRig struct {
 	history []string // ring of the last operations
 	ops     int
 	held    []heldRead // read results kept unreleased, re-checked later
+	objects objectstore.Store
+	prefix  string // this round's object names
 }
 
 // heldRead is a read result whose Data must stay valid until Release.
@@ -280,6 +287,22 @@ func runModelRound(t testing.TB, v modelVariant, seed uint64) int {
 		RetentionTime:  0,
 		RetentionBytes: -1,
 		Sync:           SyncAlways,
+		// Blocks of a few entries up to many; a cache smaller than a
+		// block keeps only the newest (lookups still work).
+		OffloadBlockSize:  pick(rng, 200, 1<<10, 8<<10, 1<<20),
+		OffloadCacheBytes: pick[int64](rng, 1, 4<<10, 64<<20),
+		ReadPriority:      pick(rng, TieredFirst, LocalFirst),
+	}
+	r.prefix = fmt.Sprintf("round-%d/", seed)
+	if v.objects != nil {
+		r.objects = v.objects
+	} else {
+		dir, err := os.MkdirTemp("", "ml-model-objects-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		r.objects = &dirStore{root: dir}
 	}
 	if v.cache {
 		r.p.CacheBytes = pick[int64](rng, 200, 2<<10, 16<<10, 64<<10, 1<<20)
@@ -329,7 +352,8 @@ func runModelRound(t testing.TB, v modelVariant, seed uint64) int {
 
 func (r *modelRig) cfg() Config {
 	return Config{MaxLedgerBytes: r.p.MaxLedgerBytes, Sync: r.p.Sync, SyncInterval: time.Hour,
-		RetentionTime: r.p.RetentionTime, RetentionBytes: r.p.RetentionBytes}
+		RetentionTime: r.p.RetentionTime, RetentionBytes: r.p.RetentionBytes,
+		Offload: OffloadPolicy{ReadPriority: r.p.ReadPriority}}
 }
 
 // start opens a factory over r.fs/r.store and the managed ledger. No
@@ -340,6 +364,8 @@ func (r *modelRig) start() {
 		Dir: r.dir, Store: r.store, FS: r.fs, Logger: quietLogger(),
 		RetentionInterval: -1, CursorFlushInterval: time.Hour,
 		IndexInterval: r.p.IndexInterval, Prealloc: r.p.Prealloc, CacheBytes: r.p.CacheBytes,
+		Offload: r.objects, OffloadPrefix: r.prefix, OffloadInterval: -1,
+		OffloadBlockSize: r.p.OffloadBlockSize, OffloadCacheBytes: r.p.OffloadCacheBytes,
 	})
 	if err != nil {
 		r.fail("NewFactory: %v", err)
@@ -410,6 +436,7 @@ func (r *modelRig) step() {
 		{1, r.opDeleteCursor},
 		{3, r.opCheckHeld},
 		{1, r.opRestart},
+		{2, r.opOffload},
 	}
 	if r.cfs != nil {
 		ops = append(ops, op{1, r.opCrash})
@@ -693,7 +720,7 @@ func (r *modelRig) opReadEntries(atLeastOne bool) {
 		got, err = r.ml.ReadEntries(r.ctx, from, maxEntries, maxBytes)
 	} else {
 		name = "readEntries(within)"
-		got, err = r.ml.readEntries(from, maxEntries, maxBytes, false)
+		got, err = r.ml.readEntries(context.Background(), from, maxEntries, maxBytes, false)
 	}
 	what := fmt.Sprintf("%s(from %v, %d entries, %d bytes)", name, from, maxEntries, maxBytes)
 	if err != nil {

@@ -29,7 +29,10 @@ package managedledger
 //
 // Variants: an in-memory FS with a non-empty Dir (entry cache on), the
 // same with the cache off, the power-loss FS (cache on, crashes), and the
-// OS file system in a temp dir.
+// OS file system in a temp dir. Every variant offloads ledgers (opOffload)
+// and reads them back: osfs-s3 to a real S3 server (objectstore/s3test;
+// skipped without its binary, failed under CI=true), the others, for
+// speed, to a directory-backed stand-in (dirStore, model_offload_test.go).
 //
 // Flags:
 //
@@ -44,9 +47,13 @@ package managedledger
 // so a crash-related failure may need a few runs of its seed.
 
 import (
+	"context"
 	"flag"
 	"testing"
 	"time"
+
+	"github.com/kopernik-io/kopernik/objectstore"
+	"github.com/kopernik-io/kopernik/objectstore/s3test"
 )
 
 var (
@@ -61,9 +68,11 @@ var (
 
 // modelVariant is one storage configuration TestModel runs over.
 type modelVariant struct {
-	name  string
-	fs    string // "mem", "crash" or "os"
-	cache bool
+	name    string
+	fs      string // "mem", "crash" or "os"
+	cache   bool
+	s3      bool              // offload to a real S3 server
+	objects objectstore.Store // set by TestModel for s3 variants
 }
 
 var modelVariants = []modelVariant{
@@ -71,12 +80,16 @@ var modelVariants = []modelVariant{
 	{name: "memfs-nocache", fs: "mem", cache: false},
 	{name: "crashfs-cache", fs: "crash", cache: true},
 	{name: "osfs", fs: "os", cache: true},
+	{name: "osfs-s3", fs: "os", cache: true, s3: true},
 }
 
 func TestModel(t *testing.T) {
 	per := *modelDuration / time.Duration(len(modelVariants))
 	for i, v := range modelVariants {
 		t.Run(v.name, func(t *testing.T) {
+			if v.s3 {
+				v.objects = modelS3(t)
+			}
 			if *modelSeed != 0 {
 				t.Logf("seed %d", *modelSeed)
 				runModelRound(t, v, *modelSeed)
@@ -101,4 +114,16 @@ func splitmix64(x uint64) uint64 {
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
 	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
 	return x ^ (x >> 31)
+}
+
+// modelS3 starts a real S3 server for the test and returns a store on it.
+func modelS3(t *testing.T) objectstore.Store {
+	srv := s3test.Start(t)
+	st, err := objectstore.NewS3(context.Background(), objectstore.S3Options{
+		Endpoint: srv.Endpoint, Bucket: srv.Bucket, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

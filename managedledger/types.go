@@ -149,6 +149,8 @@ type Config struct {
 	// RetentionBytes keeps at most this much consumed data (Kafka retention.bytes,
 	// Pulsar retentionSizeInMB). < 0: unlimited; 0 with RetentionTime: time alone decides.
 	RetentionBytes int64
+	// Offload is the tiered-storage policy (tiered.go).
+	Offload OffloadPolicy
 }
 
 // InitialPosition says where a new durable cursor starts.
@@ -166,6 +168,7 @@ type Stats struct {
 	Entries    int64
 	Messages   int64 // NextIndex - FirstIndex
 	Bytes      int64 // stored bytes of retained ledgers
+	LocalBytes int64 // of which on local disk (not offloaded and deleted locally)
 	Ledgers    []LedgerInfo
 	FirstIndex int64
 	NextIndex  int64
@@ -179,6 +182,11 @@ type LedgerInfo struct {
 	FirstIndex int64
 	Created    time.Time
 	Sealed     bool
+	// Offloaded: a verified copy is in the object store (OffloadID names
+	// it); LocalDeleted: the local files are gone, reads use that copy.
+	Offloaded    bool
+	OffloadID    string
+	LocalDeleted bool
 }
 
 // Sentinel errors.

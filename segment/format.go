@@ -261,3 +261,37 @@ func decodeSlot(b []byte) (kind byte, f [4]int64) {
 	}
 	return b[0], f
 }
+
+// AppendRecord appends r's framed encoding (frame head with length and
+// CRC32C, then the body) to b: the bytes a log file holds for r. Tiered
+// storage keeps records in this same form inside its blocks.
+func AppendRecord(b []byte, r *Record) []byte { return appendRecord(b, r) }
+
+// DecodeRecord decodes the framed record at the start of b, verifying its
+// length and CRC32C. The record's Producer is a copy, its Data aliases b.
+// It returns the record and its encoded size.
+func DecodeRecord(b []byte) (Record, int, error) { return decodeRecord(b, true) }
+
+// DecodeVerifiedRecord is DecodeRecord without the record's own CRC check,
+// for bytes whose integrity the caller has just verified as a whole (a
+// block with its own CRC32C): one checksum pass instead of two.
+func DecodeVerifiedRecord(b []byte) (Record, int, error) { return decodeRecord(b, false) }
+
+func decodeRecord(b []byte, verify bool) (Record, int, error) {
+	var r Record
+	if len(b) < FrameHeadSize+BodyFixedSize {
+		return r, 0, fmt.Errorf("%w: %d bytes are no record", ErrCorrupt, len(b))
+	}
+	bodyLen, sum, ok := frameHead(b)
+	if !ok || FrameHeadSize+bodyLen > len(b) {
+		return r, 0, fmt.Errorf("%w: bad record length", ErrCorrupt)
+	}
+	body := b[FrameHeadSize : FrameHeadSize+bodyLen]
+	if verify && crc(body) != sum {
+		return r, 0, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	if err := decodeBody(body, &r); err != nil {
+		return r, 0, err
+	}
+	return r, FrameHeadSize + bodyLen, nil
+}

@@ -126,6 +126,37 @@ type Config struct {
 	// Appends to it fail meanwhile (Kafka KAFKA_STORAGE_ERROR, Pulsar
 	// PersistenceError), reads keep working; see docs/durability.md.
 	StorageRetryInterval time.Duration `yaml:"storage-retry-interval"`
+	// Tiered storage (Pulsar's managedLedgerOffload* settings; see
+	// docs/storage.md). OffloadDriver "s3" enables it (default empty: off;
+	// managedLedgerOffloadDriver): sealed ledgers are offloaded to the
+	// bucket OffloadS3Bucket (s3ManagedLedgerOffloadBucket) of the S3 API
+	// at OffloadS3Endpoint (s3ManagedLedgerOffloadServiceEndpoint; empty:
+	// AWS) in OffloadS3Region (s3ManagedLedgerOffloadRegion; default
+	// us-east-1), with credentials from the standard AWS chain
+	// (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, AWS_PROFILE, roles).
+	OffloadDriver     string `yaml:"offload-driver"`
+	OffloadS3Endpoint string `yaml:"offload-s3-endpoint"`
+	OffloadS3Bucket   string `yaml:"offload-s3-bucket"`
+	OffloadS3Region   string `yaml:"offload-s3-region"`
+	// OffloadThresholdBytes offloads a partition's oldest sealed ledgers
+	// automatically while its local sealed data exceeds it (default -1:
+	// off; 0: every sealed ledger; managedLedgerOffloadThresholdInBytes).
+	// Namespaces override it (offloadThreshold, offloadPolicies).
+	OffloadThresholdBytes int64 `yaml:"offload-threshold-bytes"`
+	// OffloadThresholdSeconds offloads sealed ledgers closed longer ago
+	// (default -1: off; managedLedgerOffloadThresholdInSeconds).
+	OffloadThresholdSeconds int64 `yaml:"offload-threshold-seconds"`
+	// OffloadDeletionLag keeps the local copy of an offloaded ledger this
+	// long after the upload was verified (default 4h; 0: deleted by the
+	// next offload pass; managedLedgerOffloadDeletionLagMs).
+	OffloadDeletionLag time.Duration `yaml:"offload-deletion-lag"`
+	// OffloadReadPriority is tiered-storage-first (default) or local-first:
+	// which copy reads use while both exist (managedLedgerDataReadPriority).
+	OffloadReadPriority string `yaml:"offload-read-priority"`
+	// OffloadInterval is the period of the background pass that offloads
+	// by the thresholds, deletes local copies past the lag and collects
+	// orphan objects (default 10s).
+	OffloadInterval time.Duration `yaml:"offload-interval"`
 	// LedgerFS, if set, replaces the file system under the ledger files.
 	// Test hook only (not a setting): tests inject a full disk or failed
 	// fsyncs with segment.FaultFS. The metadata store is not affected.
@@ -161,6 +192,11 @@ func DefaultConfig() *Config {
 		LedgerCacheBytes:         64 << 20,
 		StorageRetryInterval:     time.Second,
 		AuthMaxPendingPerAddress: 64,
+		OffloadThresholdBytes:    d.OffloadThresholdBytes,
+		OffloadThresholdSeconds:  d.OffloadThresholdSeconds,
+		OffloadDeletionLag:       d.OffloadDeletionLag,
+		OffloadReadPriority:      d.OffloadReadPriority,
+		OffloadInterval:          10 * time.Second,
 		Handlers:                 map[string]any{},
 	}
 	for _, name := range protocol.Names() {
@@ -181,6 +217,10 @@ func (c *Config) Policies() broker.EffectivePolicies {
 	p.SegmentAge = c.SegmentAge
 	p.AutoTopicCreation = c.AutoTopicCreation
 	p.AutoSubscriptionCreation = c.AutoSubscriptionCreation
+	p.OffloadThresholdBytes = c.OffloadThresholdBytes
+	p.OffloadThresholdSeconds = c.OffloadThresholdSeconds
+	p.OffloadDeletionLag = c.OffloadDeletionLag
+	p.OffloadReadPriority = c.OffloadReadPriority
 	return p
 }
 
@@ -384,6 +424,30 @@ func (c *Config) Validate() error {
 	if c.SegmentAge <= 0 {
 		add("segment-age must be > 0")
 	}
+	switch c.OffloadDriver {
+	case "":
+	case "s3", "aws-s3", "S3":
+		if c.OffloadS3Bucket == "" {
+			add("offload-driver %s needs offload-s3-bucket", c.OffloadDriver)
+		}
+	default:
+		add("offload-driver must be empty (off) or s3, not %q", c.OffloadDriver)
+	}
+	if c.OffloadThresholdBytes < -1 {
+		add("offload-threshold-bytes must be >= -1")
+	}
+	if c.OffloadThresholdSeconds < -1 {
+		add("offload-threshold-seconds must be >= -1")
+	}
+	if c.OffloadDeletionLag < 0 {
+		add("offload-deletion-lag must be >= 0")
+	}
+	if c.OffloadReadPriority != broker.ReadTieredFirst && c.OffloadReadPriority != broker.ReadLocalFirst {
+		add("offload-read-priority must be %s or %s, not %q", broker.ReadTieredFirst, broker.ReadLocalFirst, c.OffloadReadPriority)
+	}
+	if c.OffloadInterval <= 0 {
+		add("offload-interval must be > 0")
+	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
 	}
@@ -420,7 +484,10 @@ func (c *Config) topKeys() []string {
 		"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",
 		"auth-enabled", "auth-token-secret-key-file", "auth-token-public-key-file", "anonymous-role",
 		"superuser-roles", "auth-failure-delay", "auth-max-pending-per-address", "authorization-enabled",
-		"max-connections-per-address", "ledger-cache-bytes", "storage-retry-interval"}
+		"max-connections-per-address", "ledger-cache-bytes", "storage-retry-interval",
+		"offload-driver", "offload-s3-endpoint", "offload-s3-bucket", "offload-s3-region",
+		"offload-threshold-bytes", "offload-threshold-seconds", "offload-deletion-lag", "offload-read-priority",
+		"offload-interval"}
 	for name := range c.Handlers {
 		keys = append(keys, name, name+"-addr", name+"-tls-addr")
 	}

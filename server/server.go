@@ -28,6 +28,7 @@ import (
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/datadir"
 	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/objectstore"
 	"github.com/kopernik-io/kopernik/protocol"
 )
 
@@ -87,8 +88,18 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if s.lock, err = lockDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	var offloader objectstore.Store
+	if cfg.OffloadDriver != "" {
+		if offloader, err = objectstore.NewS3(ctx, objectstore.S3Options{
+			Endpoint: cfg.OffloadS3Endpoint, Bucket: cfg.OffloadS3Bucket, Region: cfg.OffloadS3Region,
+		}); err != nil {
+			return nil, err
+		}
+		log.Info("tiered storage on", "driver", cfg.OffloadDriver, "endpoint", cfg.OffloadS3Endpoint, "bucket", cfg.OffloadS3Bucket)
+	}
 	if s.storage, err = datadir.OpenWith(cfg.DataDir, log, datadir.Options{
 		CacheBytes: cfg.cacheBytes(), StorageRetryInterval: cfg.StorageRetryInterval, FS: cfg.LedgerFS,
+		Offload: offloader, OffloadInterval: cfg.OffloadInterval,
 	}); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -57,6 +58,14 @@ func standalone(args []string, stderr io.Writer) int {
 		flagKeys[key] = ""
 	}
 	flagKeys["auth-enabled"] = "false"
+	// Tiered storage (docs/storage.md); off without offload-driver.
+	for _, key := range []string{"offload-driver", "offload-s3-endpoint", "offload-s3-bucket", "offload-s3-region"} {
+		flagKeys[key] = ""
+	}
+	flagKeys["offload-threshold-bytes"] = strconv.FormatInt(defaults.OffloadThresholdBytes, 10)
+	flagKeys["offload-threshold-seconds"] = strconv.FormatInt(defaults.OffloadThresholdSeconds, 10)
+	flagKeys["offload-deletion-lag"] = defaults.OffloadDeletionLag.String()
+	flagKeys["offload-read-priority"] = defaults.OffloadReadPriority
 	values := map[string]*string{}
 	for key, def := range flagKeys {
 		values[key] = fs.String(key, def, "setting "+key+" (env "+server.EnvPrefix+strings.ToUpper(strings.ReplaceAll(key, "-", "_"))+")")

@@ -58,6 +58,11 @@ func errCode(err error) int16 {
 		return kerr.OutOfOrderSequenceNumber.Code
 	case errors.Is(err, broker.ErrProducerFenced):
 		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, broker.ErrTieredUnavailable):
+		// Offloaded data and the object store is down or slow: retriable
+		// (franz-go retries it internally, sarama redispatches at the same
+		// offset); the same fetch succeeds once the store is back.
+		return kerr.KafkaStorageError.Code
 	case errors.Is(err, broker.ErrStorage):
 		// The partition's log failed on a write or fsync (a full disk):
 		// retriable, the log recovers by itself once writes succeed again.
