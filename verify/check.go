@@ -26,7 +26,11 @@ const (
 	// not increase between consecutive records, with no seek in between.
 	NonMonotonic = "nonmonotonic"
 	// Skipped: within one session, consecutive records of a partition jump
-	// over offsets that exist in the log.
+	// over offsets that exist in the log. In a session that redelivers
+	// (Pulsar subscriptions), a jump is a skip only if the session never
+	// receives the jumped-over offsets at all: receiving them later, by
+	// redelivery after a reconnect, is the at-least-once order such a
+	// session allows (Report.LateRedelivered counts those jumps).
 	Skipped = "skipped"
 	// Unseen: acknowledged, not read, and no consumer reached its offset.
 	Unseen = "unseen"
@@ -66,6 +70,9 @@ type Report struct {
 	AckedRead    int    `json:"acked_read"`
 	FinalRead    int    `json:"acked_read_by_final_readers"`
 	Redeliveries int    `json:"redeliveries"`
+	// LateRedelivered counts jumps in redelivering sessions whose offsets
+	// the session received later (see Skipped): not anomalies.
+	LateRedelivered int `json:"late_redelivered,omitempty"`
 	// SkippedOffsets is the number of offsets jumped over by all skips.
 	SkippedOffsets int `json:"skipped_offsets"`
 	// SkipsBySession counts the skips of each session that had any.
@@ -204,6 +211,14 @@ func Check(h *History, opt Options) *Report {
 		seen   map[int64]bool // redelivering sessions only
 	}
 	cursors := map[string]map[int32]*cursor{}
+	type jump struct {
+		cur       *cursor
+		missed    []int64
+		session   string
+		partition int32
+		example   string // with a %d for the offsets never received
+	}
+	var jumps []jump
 	var ends []Event
 	for _, e := range h.Events {
 		if e.Kind == End {
@@ -235,13 +250,21 @@ func Check(h *History, opt Options) *Report {
 					c.add(NonMonotonic, "session %s partition %d: offset %d (%s) after %d", e.Session, e.Partition, rec.Offset, rec.Value, cur.last)
 				case rec.Offset > cur.last+1:
 					n := 0
+					var missed []int64
 					for o := cur.last + 1; o < rec.Offset; o++ {
 						if cur.seen[o] || (opt.Sparse && !exists[pos{e.Partition, o}]) {
 							continue
 						}
 						n++
+						if info.Redelivers {
+							missed = append(missed, o)
+						}
 					}
-					if n > 0 {
+					if n > 0 && info.Redelivers {
+						// Judged at the end: received later, or never.
+						jumps = append(jumps, jump{cur: cur, missed: missed, session: e.Session, partition: e.Partition,
+							example: fmt.Sprintf("session %s partition %d: offset %d after %d (%%d offsets skipped)%s", e.Session, e.Partition, rec.Offset, cur.last, idsOf(cur.lastID, rec.ID))})
+					} else if n > 0 {
 						r.SkippedOffsets += n
 						if r.SkipsBySession == nil {
 							r.SkipsBySession = map[string]int{}
@@ -256,6 +279,25 @@ func Check(h *History, opt Options) *Report {
 				cur.seen[rec.Offset] = true
 			}
 		}
+	}
+
+	for _, j := range jumps {
+		n := 0
+		for _, o := range j.missed {
+			if !j.cur.seen[o] {
+				n++
+			}
+		}
+		if n == 0 {
+			r.LateRedelivered++
+			continue
+		}
+		r.SkippedOffsets += n
+		if r.SkipsBySession == nil {
+			r.SkipsBySession = map[string]int{}
+		}
+		r.SkipsBySession[j.session]++
+		c.add(Skipped, j.example, n)
 	}
 
 	// Pass 3: every acknowledged write.

@@ -182,3 +182,43 @@ func TestReportOutput(t *testing.T) {
 		t.Errorf("json round trip: %v %+v", err, back)
 	}
 }
+
+// A redelivering session that jumps over offsets it receives later (the
+// client dropped its queue on a reconnect while a later message from the
+// old connection still got through) is not skipping; one that never
+// receives them is.
+func TestLateRedeliveryIsNotASkip(t *testing.T) {
+	build := func(redeliver bool) *History {
+		h := NewHistory("t")
+		for o := range 6 {
+			h.Wrote(Write{Producer: "k0", Value: val(0, o), Partition: 0, Outcome: Acked, Offset: int64(o)})
+		}
+		h.Session(SessionInfo{Name: "pulsar", Redelivers: true})
+		h.Session(SessionInfo{Name: "final", Final: true})
+		h.Seeked("final", 0, 0)
+		var all []Record
+		for o := range 6 {
+			all = append(all, Record{Offset: int64(o), Value: val(0, o)})
+		}
+		h.Polled("final", 0, all)
+		h.ReachedEnd("final", 0, 6)
+		h.Seeked("pulsar", 0, 0)
+		h.Polled("pulsar", 0, []Record{all[0], all[1], all[3]}) // 2 jumped over
+		if redeliver {
+			h.Polled("pulsar", 0, all) // from the mark-delete position again
+		} else {
+			h.Polled("pulsar", 0, all[4:])
+		}
+		return h
+	}
+	r := Check(build(true), Options{})
+	expectOnly(t, r, nil)
+	if r.LateRedelivered != 1 {
+		t.Errorf("late redelivered %d, want 1", r.LateRedelivered)
+	}
+	r = Check(build(false), Options{})
+	expectOnly(t, r, map[string]int{Skipped: 1})
+	if r.SkippedOffsets != 1 {
+		t.Errorf("skipped offsets %d, want 1", r.SkippedOffsets)
+	}
+}

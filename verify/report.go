@@ -15,9 +15,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	_, err := fmt.Fprintf(w, "topic %s: %s\n"+
 		"writes %d: acked %d, unknown %d, failed %d\n"+
-		"reads: %d sessions, %d polls, %d records, %d distinct values; acked values read %d (by final readers %d); redeliveries %d\n",
+		"reads: %d sessions, %d polls, %d records, %d distinct values; acked values read %d (by final readers %d); redeliveries %d (%d received after later offsets)\n",
 		r.Topic, verdict, r.Writes, r.Acked, r.Unknown, r.Failed,
-		r.Sessions, r.Polls, r.RecordsRead, r.ValuesRead, r.AckedRead, r.FinalRead, r.Redeliveries)
+		r.Sessions, r.Polls, r.RecordsRead, r.ValuesRead, r.AckedRead, r.FinalRead, r.Redeliveries, r.LateRedelivered)
 	if err != nil {
 		return err
 	}
