@@ -481,3 +481,5 @@ func (s *Etcd) Close() error {
 	s.wg.Wait()
 	return s.cli.Close()
 }
+
+var _ HealthChecker = (*Etcd)(nil)

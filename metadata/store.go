@@ -86,6 +86,13 @@ type Event struct {
 	Version int64 // version after a put; the deleted version for a delete
 }
 
+// HealthChecker is implemented by stores that can lose their connection
+// (Etcd): Healthy returns nil while the store answers, else why not
+// (wrapping ErrUnavailable). Stores without it are always healthy.
+type HealthChecker interface {
+	Healthy(ctx context.Context) error
+}
+
 // Store is the metadata store contract.
 //
 // Durability: Put and Delete MUST NOT return nil before the change is on

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kopernik-io/kopernik/metadata/etcdtest"
+)
+
+// TestEtcdMetadataOutage runs a broker with its metadata in a real etcd:
+// the data dir holds ledgers only; when etcd stops, health answers 503 with
+// the reason and kopernik_metadata_store_up drops to 0; when etcd is back
+// (same dir and ports) health recovers by itself, produce and consume
+// resume, and every acknowledged record is there, also after the broker
+// itself restarts on the same data dir and etcd.
+func TestEtcdMetadataOutage(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	dataDir := t.TempDir()
+	s := startStorageServer(t, dataDir, nil, "metadata-store-url", etcd.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const topic = "etcd-outage"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]bool{}
+	produce := func(prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			v := fmt.Sprintf("%s-%d", prefix, i)
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatalf("produce %s: %v", v, err)
+			}
+			acked[v] = true
+		}
+	}
+	produce("before", 50)
+	if _, err := os.Stat(filepath.Join(dataDir, "metadata.db")); !os.IsNotExist(err) {
+		t.Fatalf("metadata.db in the data dir with etcd selected: %v", err)
+	}
+	if code, body := httpGet(t, s, "/admin/v2/brokers/health"); code != 200 {
+		t.Fatalf("health with etcd up: %d %s", code, body)
+	}
+	if v := metricValue(t, s, "kopernik_metadata_store_up"); v != "1" {
+		t.Fatalf("kopernik_metadata_store_up %q with etcd up", v)
+	}
+
+	etcd.Stop()
+	code, body := httpGet(t, s, "/admin/v2/brokers/health")
+	if code != 503 || !strings.Contains(body, "metadata store unavailable") {
+		t.Fatalf("health with etcd down: %d %q", code, body)
+	}
+	if v := metricValue(t, s, "kopernik_metadata_store_up"); v != "0" {
+		t.Fatalf("kopernik_metadata_store_up %q with etcd down", v)
+	}
+
+	if err := etcd.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "health after etcd restart", func() bool {
+		code, _ := httpGet(t, s, "/admin/v2/brokers/health")
+		return code == 200
+	})
+	produce("after", 50)
+	checkReadBack(ctx, t, s.Addr("kafka").String(), topic, acked)
+
+	// The topic and its offsets are in etcd, the records in the data dir:
+	// a restarted broker on both finds everything.
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s = startStorageServer(t, dataDir, nil, "metadata-store-url", etcd.URL())
+	checkReadBack(ctx, t, s.Addr("kafka").String(), topic, acked)
+}
