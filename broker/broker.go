@@ -301,13 +301,6 @@ func (b *Broker) CreateTenant(ctx context.Context, tenant string, info TenantInf
 	return err
 }
 
-func (b *Broker) UpdateTenant(ctx context.Context, tenant string, info TenantInfo) error {
-	if _, err := b.GetTenant(ctx, tenant); err != nil {
-		return err
-	}
-	return b.putJSON(ctx, metadata.Join("admin", "tenants", tenant), info, metadata.AnyVersion)
-}
-
 func (b *Broker) DeleteTenant(ctx context.Context, tenant string) error {
 	if _, err := b.GetTenant(ctx, tenant); err != nil {
 		return err
@@ -404,21 +397,6 @@ func (b *Broker) NamespacePolicies(ctx context.Context, namespace string) (Polic
 		return p, fmt.Errorf("%w: %s", ErrNamespaceNotFound, namespace)
 	}
 	return p, err
-}
-
-func (b *Broker) SetNamespacePolicies(ctx context.Context, namespace string, p Policies) error {
-	if _, err := b.NamespacePolicies(ctx, namespace); err != nil {
-		return err
-	}
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	t, n, _ := splitNamespace(namespace)
-	if err := b.putJSON(ctx, metadata.Join("admin", "policies", t, n), p, metadata.AnyVersion); err != nil {
-		return err
-	}
-	b.refreshPolicies(ctx, func(name TopicName) bool { return name.NamespaceName() == namespace })
-	return nil
 }
 
 // ---- topics ----
@@ -672,26 +650,23 @@ func partitionNames(md TopicMetadata) []TopicName {
 }
 
 func (b *Broker) SetPartitions(ctx context.Context, name TopicName, partitions int) error {
+	// createMu keeps a topic from being created under a new partition's
+	// name by this broker meanwhile; the record itself changes by CAS.
 	b.createMu.Lock()
 	defer b.createMu.Unlock()
-	rec, ok, err := b.readTopic(ctx, name)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrTopicNotFound, name)
-	}
-	if rec.Partitions == 0 {
-		return fmt.Errorf("%w: %s is not partitioned", ErrInvalidConfig, name)
-	}
-	if partitions < rec.Partitions {
-		return fmt.Errorf("%w: %s has %d partitions; partitions can only grow", ErrInvalidConfig, name, rec.Partitions)
-	}
-	if err := b.checkPartitionNamesFree(ctx, name, rec.Partitions, partitions); err != nil {
-		return err
-	}
-	rec.Partitions = partitions
-	return b.putJSON(ctx, topicPath(name), rec, metadata.AnyVersion)
+	return b.updateTopic(ctx, name, func(rec *topicRecord) error {
+		if rec.Partitions == 0 {
+			return fmt.Errorf("%w: %s is not partitioned", ErrInvalidConfig, name)
+		}
+		if partitions < rec.Partitions {
+			return fmt.Errorf("%w: %s has %d partitions; partitions can only grow", ErrInvalidConfig, name, rec.Partitions)
+		}
+		if err := b.checkPartitionNamesFree(ctx, name, rec.Partitions, partitions); err != nil {
+			return err
+		}
+		rec.Partitions = partitions
+		return nil
+	})
 }
 
 func (b *Broker) ListTopics(ctx context.Context, namespace string) ([]TopicMetadata, error) {
@@ -717,27 +692,6 @@ func (b *Broker) ListTopics(ctx context.Context, namespace string) ([]TopicMetad
 		}
 	}
 	return out, nil
-}
-
-func (b *Broker) SetTopicPolicies(ctx context.Context, name TopicName, p Policies) error {
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	b.createMu.Lock()
-	rec, ok, err := b.readTopic(ctx, name)
-	if err == nil && !ok {
-		err = fmt.Errorf("%w: %s", ErrTopicNotFound, name)
-	}
-	if err == nil {
-		rec.Policies = p
-		err = b.putJSON(ctx, topicPath(name), rec, metadata.AnyVersion)
-	}
-	b.createMu.Unlock()
-	if err != nil {
-		return err
-	}
-	b.refreshPolicies(ctx, func(n TopicName) bool { return n.Base() == name || n == name })
-	return nil
 }
 
 // OpenPartition implements Service.
