@@ -96,6 +96,7 @@ type Broker struct {
 		closed     bool
 		partitions map[string]*Partition // by full partition name
 		loading    map[string]*loadCall  // partitions being loaded, by full name
+		listeners  []func(MetadataChange)
 	}
 }
 
@@ -136,6 +137,9 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		return nil, err
 	}
 	if err := b.CreateNamespace(ctx, "public/default", Policies{}); err != nil && !errors.Is(err, ErrAlreadyExists) {
+		return nil, err
+	}
+	if err := b.startMetadataWatch(); err != nil {
 		return nil, err
 	}
 	interval := opts.RetentionInterval

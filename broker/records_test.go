@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/metadata"
@@ -237,4 +238,40 @@ func TestLegacyExtraRecordsLoad(t *testing.T) {
 	if _, err := b.GetTopic(ctx, badTopic); err == nil || !strings.Contains(err.Error(), "legacy schema") {
 		t.Fatalf("corrupt legacy schema: %v", err)
 	}
+}
+
+// A policy change made through one broker reaches the partitions another
+// broker has loaded (their effective policies), through its store watch.
+func TestPolicyChangeReachesOtherBroker(t *testing.T) {
+	ctx := context.Background()
+	brokers := newEtcdBrokers(t, 2)
+	topic, _ := ParseTopicName("watched", "public", "default")
+	p, err := brokers[1].OpenPartition(ctx, topic, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPolicy := func(what string, ok func(EffectivePolicies) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok(p.Policies()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not seen by the other broker: %+v", what, p.Policies())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := brokers[0].UpdateTopicPolicies(ctx, topic, func(p *Policies) error {
+		p.MaxMessageBytes = ptr(int32(4096))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitPolicy("topic max message size", func(e EffectivePolicies) bool { return e.MaxMessageBytes == 4096 })
+	if err := brokers[0].UpdateNamespacePolicies(ctx, "public/default", func(p *Policies) error {
+		p.BacklogQuota = &BacklogQuota{LimitBytes: 1 << 20, Policy: "producer_request_hold"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitPolicy("namespace backlog quota", func(e EffectivePolicies) bool { return e.BacklogQuota != nil && e.BacklogQuota.LimitBytes == 1<<20 })
 }

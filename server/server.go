@@ -293,7 +293,7 @@ func (s *Server) httpHandler() http.Handler {
 			// A lost etcd: the broker cannot create topics, move ledgers
 			// or commit offsets until it is back (recovery is automatic).
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "metadata store unavailable: %v\n", err)
+			fmt.Fprintf(w, "metadata store: %v\n", err)
 			return
 		}
 		if failed := s.broker.StorageFailures(); len(failed) > 0 {

@@ -3,6 +3,11 @@
 //
 // A package whose tests share one server starts it in TestMain with Main;
 // a test that stops and restarts etcd starts its own with Start.
+//
+// ETCDTEST_ENDPOINTS (comma-separated client URLs) makes Shared use an
+// etcd running elsewhere instead, e.g. Debian's etcd-server 3.4, to run the
+// same tests against another etcd version; tests that stop etcd still start
+// their own.
 package etcdtest
 
 import (
@@ -11,6 +16,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +29,7 @@ import (
 // Server is one embedded etcd member. Stop and Restart keep its data dir and
 // ports, as an operator restarting etcd would.
 type Server struct {
+	external  []string // ETCDTEST_ENDPOINTS: not ours, Stop and Restart refused
 	dir       string
 	ownDir    bool // dir was made by New and is removed by Remove
 	clientURL url.URL
@@ -86,10 +93,15 @@ func freePort() (string, error) {
 }
 
 // Endpoints are the client URLs, for clientv3 or metadata.OpenEtcd.
-func (s *Server) Endpoints() []string { return []string{s.clientURL.String()} }
+func (s *Server) Endpoints() []string {
+	if s.external != nil {
+		return s.external
+	}
+	return []string{s.clientURL.String()}
+}
 
 // URL is the kopernik setting selecting this server: "etcd:http://127.0.0.1:port".
-func (s *Server) URL() string { return "etcd:" + s.clientURL.String() }
+func (s *Server) URL() string { return "etcd:" + strings.Join(s.Endpoints(), ",") }
 
 // Dir is the member's data dir.
 func (s *Server) Dir() string { return s.dir }
@@ -100,7 +112,7 @@ func (s *Server) Dir() string { return s.dir }
 func (s *Server) Restart() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.mu.e != nil {
+	if s.mu.e != nil || s.external != nil {
 		return errors.New("etcdtest: already running")
 	}
 	cfg := embed.NewConfig()
@@ -155,7 +167,7 @@ func (s *Server) Stop() {
 // Remove stops the member and deletes a data dir that New created.
 func (s *Server) Remove() {
 	s.Stop()
-	if s.ownDir {
+	if s.ownDir && s.dir != "" {
 		os.RemoveAll(s.dir)
 	}
 }
@@ -190,6 +202,9 @@ func Shared(tb testing.TB) (*Server, string) {
 	tb.Helper()
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
+	if shared == nil && os.Getenv("ETCDTEST_ENDPOINTS") != "" {
+		shared = &Server{external: strings.Split(os.Getenv("ETCDTEST_ENDPOINTS"), ",")}
+	}
 	if shared == nil {
 		s, err := New("")
 		if err != nil {
@@ -197,5 +212,6 @@ func Shared(tb testing.TB) (*Server, string) {
 		}
 		shared = s
 	}
-	return shared, fmt.Sprintf("/test-%d", sharedID.Add(1))
+	// The process id keeps runs against one external etcd apart.
+	return shared, fmt.Sprintf("/test-%d-%d", os.Getpid(), sharedID.Add(1))
 }
