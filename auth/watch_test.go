@@ -7,8 +7,7 @@ import (
 	"time"
 
 	"github.com/kopernik-io/kopernik/broker"
-	"github.com/kopernik-io/kopernik/managedledger"
-	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/broker/brokertest"
 	"github.com/kopernik-io/kopernik/metadata/etcdtest"
 )
 
@@ -19,24 +18,7 @@ func TestMain(m *testing.M) { os.Exit(etcdtest.Main(m)) }
 // an hour here): its store watch invalidates the cache.
 func TestGrantChangeSeenByOtherBroker(t *testing.T) {
 	ctx := context.Background()
-	srv, prefix := etcdtest.Shared(t)
-	var brokers []*broker.Broker
-	for range 2 {
-		store, err := metadata.OpenEtcd(srv.Endpoints(), metadata.WithEtcdPrefix(prefix))
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := managedledger.NewFactory(managedledger.FactoryOptions{Store: store})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := broker.New(ctx, broker.Options{Store: store, Ledgers: f})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close(); f.Close(); store.Close() })
-		brokers = append(brokers, b)
-	}
+	brokers := brokertest.OnEtcd(t, 2)
 	a, other := brokers[0], brokers[1]
 	z := NewAuthorizer([]string{"root"}, BrokerGrants{Svc: other})
 	z.ttl = time.Hour

@@ -98,6 +98,7 @@ type Broker struct {
 		loading    map[string]*loadCall  // partitions being loaded, by full name
 		listeners  []func(MetadataChange)
 	}
+	topics topicCache
 }
 
 // loadCall is one partition load that concurrent OpenPartition calls
@@ -387,6 +388,7 @@ func (b *Broker) DeleteNamespace(ctx context.Context, namespace string) error {
 	if len(topics)+len(np) > 0 {
 		return fmt.Errorf("%w: namespace %s has %d topics", ErrNotEmpty, namespace, len(topics)+len(np))
 	}
+	defer b.topics.invalidate()
 	return b.store.Delete(ctx, metadata.Join("admin", "policies", t, n), metadata.AnyVersion)
 }
 
@@ -449,9 +451,15 @@ func (b *Broker) resolveTopic(ctx context.Context, n TopicName) (TopicMetadata, 
 	return TopicMetadata{Name: name, Partitions: rec.Partitions, Created: rec.Created, Policies: rec.Policies, Effective: eff}, true, nil
 }
 
+// GetTopic implements Service. Answers are cached (topicCache) until a
+// namespace or topic record changes.
 func (b *Broker) GetTopic(ctx context.Context, name TopicName) (TopicMetadata, error) {
 	if err := name.Validate(); err != nil {
 		return TopicMetadata{}, err
+	}
+	md, gen, ok := b.topics.get(name)
+	if ok {
+		return md, nil
 	}
 	md, ok, err := b.resolveTopic(ctx, name)
 	if err != nil {
@@ -460,6 +468,7 @@ func (b *Broker) GetTopic(ctx context.Context, name TopicName) (TopicMetadata, e
 	if !ok {
 		return md, fmt.Errorf("%w: %s", ErrTopicNotFound, name)
 	}
+	b.topics.put(gen, name, md)
 	return md, nil
 }
 
@@ -519,6 +528,7 @@ func (b *Broker) CreateTopic(ctx context.Context, name TopicName, partitions int
 	}
 	rec := topicRecord{Partitions: partitions, Created: time.Now().UTC(), Policies: p}
 	err := b.putJSON(ctx, topicPath(name), rec, metadata.NotExists)
+	b.topics.invalidate()
 	if errors.Is(err, metadata.ErrExists) {
 		return fmt.Errorf("%w: topic %s", ErrAlreadyExists, name)
 	}
@@ -565,6 +575,7 @@ func (b *Broker) DeleteTopic(ctx context.Context, name TopicName, force bool) er
 			return err
 		}
 	}
+	defer b.topics.invalidate()
 	return b.store.Delete(ctx, topicPath(name), metadata.AnyVersion)
 }
 

@@ -95,6 +95,7 @@ func (b *Broker) UpdateNamespacePolicies(ctx context.Context, namespace string, 
 			}
 			return p.Validate()
 		})
+	b.topics.invalidate() // before refreshPolicies reads GetTopic
 	if err != nil {
 		return err
 	}
@@ -115,6 +116,7 @@ func (b *Broker) updateTopic(ctx context.Context, name TopicName, change func(*t
 		return err
 	}
 	_, err := updateJSON(ctx, b.store, topicPath(name), fmt.Errorf("%w: %s", ErrTopicNotFound, name), change)
+	b.topics.invalidate()
 	return err
 }
 

@@ -4,8 +4,9 @@ package broker
 //
 // Every broker watches /admin in its metadata store from New to Close.
 // A change to a namespace's or topic's record, made by this broker or by
-// another one on the same etcd, re-resolves the effective policies of the
-// loaded partitions it concerns and is handed to the listeners registered
+// another one on the same etcd, drops the topic metadata cache
+// (topicCache), re-resolves the effective policies of the loaded
+// partitions it concerns and is handed to the listeners registered
 // with OnMetadataChange (the authorizer's grant cache). Local updates also
 // refresh at once (read-your-writes without waiting for the event); the
 // watch is what keeps a second broker right. An EventReset (etcd lost
@@ -72,6 +73,9 @@ func (b *Broker) metadataChanged(ctx context.Context, ev metadata.Event) {
 	c, ok := classifyPath(ev)
 	if !ok {
 		return
+	}
+	if c.Kind != "tenant" {
+		b.topics.invalidate()
 	}
 	switch c.Kind {
 	case "all":

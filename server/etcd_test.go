@@ -66,6 +66,19 @@ func TestEtcdMetadataOutage(t *testing.T) {
 	if v := metricValue(t, s, "kopernik_metadata_store_up"); v != "0" {
 		t.Fatalf("kopernik_metadata_store_up %q with etcd down", v)
 	}
+	// Records produced meanwhile to the loaded partitions may be
+	// acknowledged (their ledgers are local); whatever is must survive.
+	during := 0
+	for i := range 20 {
+		v := fmt.Sprintf("during-%d", i)
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		if cl.ProduceSync(pctx, &kgo.Record{Value: []byte(v)}).FirstErr() == nil {
+			acked[v] = true
+			during++
+		}
+		pcancel()
+	}
+	t.Logf("%d of 20 records acknowledged while etcd was down", during)
 
 	if err := etcd.Restart(); err != nil {
 		t.Fatal(err)
