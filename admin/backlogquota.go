@@ -4,9 +4,9 @@ package admin
 // GET .../backlogQuotaMap (Pulsar's BacklogQuota: limitSize in bytes, policy
 // producer_request_hold | producer_exception | consumer_backlog_eviction).
 // Only the destination_storage (size) quota is kept; it is stored in the
-// namespace policies' Extra under the keys below, which the Pulsar protocol
-// handler reads (protocol/pulsar/quota.go) to hold producers of a topic
-// whose backlog is over the limit.
+// namespace policies' BacklogQuota, which the Pulsar protocol handler reads
+// (protocol/pulsar/quota.go) to hold producers of a topic whose backlog is
+// over the limit.
 
 import (
 	"encoding/json"
@@ -15,11 +15,6 @@ import (
 	"strconv"
 
 	"github.com/kopernik-io/kopernik/broker"
-)
-
-const (
-	extraBacklogLimit  = "pulsar.backlogQuota.limitSize"
-	extraBacklogPolicy = "pulsar.backlogQuota.policy"
 )
 
 // backlogQuota is Pulsar's BacklogQuota JSON; "limit" is the deprecated
@@ -72,19 +67,14 @@ func (s *server) setBacklogQuota(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.updatePolicies(w, r, func(p *broker.Policies) error {
-		if p.Extra == nil {
-			p.Extra = map[string]string{}
-		}
-		p.Extra[extraBacklogLimit] = strconv.FormatInt(limit, 10)
-		p.Extra[extraBacklogPolicy] = body.Policy
+		p.BacklogQuota = &broker.BacklogQuota{LimitBytes: limit, Policy: body.Policy}
 		return nil
 	})
 }
 
 func (s *server) removeBacklogQuota(w http.ResponseWriter, r *http.Request) {
 	s.updatePolicies(w, r, func(p *broker.Policies) error {
-		delete(p.Extra, extraBacklogLimit)
-		delete(p.Extra, extraBacklogPolicy)
+		p.BacklogQuota = nil
 		return nil
 	})
 }
@@ -96,9 +86,8 @@ func (s *server) getBacklogQuotaMap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := map[string]backlogQuota{}
-	if v, ok := p.Extra[extraBacklogLimit]; ok {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		out["destination_storage"] = backlogQuota{LimitSize: n, Policy: p.Extra[extraBacklogPolicy]}
+	if q := p.BacklogQuota; q != nil {
+		out["destination_storage"] = backlogQuota{LimitSize: q.LimitBytes, Policy: q.Policy}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -28,8 +28,8 @@ func TestBacklogQuota(t *testing.T) {
 		t.Fatalf("quota map %+v", m)
 	}
 	p, _ := b.NamespacePolicies(context.Background(), ns)
-	if p.Extra[extraBacklogLimit] != "2048" || p.Extra[extraBacklogPolicy] != "producer_request_hold" {
-		t.Fatalf("policies %+v", p.Extra)
+	if q := p.BacklogQuota; q == nil || q.LimitBytes != 2048 || q.Policy != "producer_request_hold" {
+		t.Fatalf("policies %+v", p)
 	}
 	// pulsar-client-go's tests send the deprecated "limit" as a string.
 	resp, err := http.Post(srv.URL+"/admin/v2/namespaces/public/default/backlogQuota", "application/json",
@@ -39,8 +39,8 @@ func TestBacklogQuota(t *testing.T) {
 	}
 	resp.Body.Close()
 	p, _ = b.NamespacePolicies(context.Background(), ns)
-	if p.Extra[extraBacklogLimit] != "10240" {
-		t.Fatalf("policies %+v", p.Extra)
+	if q := p.BacklogQuota; q == nil || q.LimitBytes != 10240 {
+		t.Fatalf("policies %+v", p)
 	}
 	if err := client.Namespaces().RemoveBacklogQuota(ns); err != nil {
 		t.Fatal(err)

@@ -227,17 +227,10 @@ func (s *server) removeAutoTopicCreation(w http.ResponseWriter, r *http.Request)
 	})
 }
 
-// updatePolicies is read-modify-write of a namespace's policies.
+// updatePolicies is read-modify-write of a namespace's policies, by
+// compare-and-swap (change may run more than once).
 func (s *server) updatePolicies(w http.ResponseWriter, r *http.Request, change func(*broker.Policies) error) {
-	ns := namespaceOf(r)
-	p, err := s.svc.NamespacePolicies(r.Context(), ns)
-	if err == nil {
-		err = change(&p)
-	}
-	if err == nil {
-		err = s.svc.SetNamespacePolicies(r.Context(), ns, p)
-	}
-	if err != nil {
+	if err := s.svc.UpdateNamespacePolicies(r.Context(), namespaceOf(r), change); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

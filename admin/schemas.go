@@ -2,30 +2,17 @@ package admin
 
 // Topic schemas: GET /admin/v2/schemas/{t}/{ns}/{topic}/schema[/{version}],
 // DELETE .../schema (Pulsar's SchemasResource). The Pulsar protocol handler
-// stores a topic's schemas in its Policies.Extra under "pulsar.schema.<v>"
-// (versions from 0) as JSON {name, type (wire enum number), data, properties}
-// (protocol/pulsar/schema.go); this file reads and deletes them. A
-// partition's schemas are its partitioned topic's.
+// stores a topic's schemas in its Policies.Schemas (version v at index v;
+// type is the wire enum number; protocol/pulsar/schema.go); this file
+// reads and deletes them. A partition's schemas are its partitioned topic's.
 
 import (
-	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/kopernik-io/kopernik/broker"
 )
-
-const schemaKeyPrefix = "pulsar.schema."
-
-type storedSchema struct {
-	Name       string            `json:"name"`
-	Type       int32             `json:"type"`
-	Data       []byte            `json:"data"`
-	Properties map[string]string `json:"properties,omitempty"`
-}
 
 // schemaTypeNames are Pulsar's SchemaType names by wire enum number.
 var schemaTypeNames = map[int32]string{
@@ -52,7 +39,7 @@ func (s *server) schemaRoutes(mux *http.ServeMux) {
 }
 
 // topicSchemas returns the schema-owning topic and its schemas by version.
-func (s *server) topicSchemas(r *http.Request) (broker.TopicMetadata, []storedSchema, error) {
+func (s *server) topicSchemas(r *http.Request) (broker.TopicMetadata, []broker.Schema, error) {
 	name, err := topicOf(r)
 	if err != nil {
 		return broker.TopicMetadata{}, nil, err
@@ -61,18 +48,7 @@ func (s *server) topicSchemas(r *http.Request) (broker.TopicMetadata, []storedSc
 	if err != nil {
 		return md, nil, err
 	}
-	var out []storedSchema
-	for v := 0; ; v++ {
-		raw, ok := md.Policies.Extra[schemaKeyPrefix+strconv.Itoa(v)]
-		if !ok {
-			return md, out, nil
-		}
-		var st storedSchema
-		if err := json.Unmarshal([]byte(raw), &st); err != nil {
-			return md, nil, fmt.Errorf("%w: stored schema %d of %s: %v", broker.ErrInvalidConfig, v, md.Name, err)
-		}
-		out = append(out, st)
-	}
+	return md, md.Policies.Schemas, nil
 }
 
 func (s *server) getSchema(w http.ResponseWriter, r *http.Request) {
@@ -103,21 +79,18 @@ func (s *server) getSchema(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) deleteSchema(w http.ResponseWriter, r *http.Request) {
-	md, all, err := s.topicSchemas(r)
+	md, _, err := s.topicSchemas(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	p := md.Policies
-	p.Extra = maps.Clone(p.Extra)
-	for k := range p.Extra {
-		if strings.HasPrefix(k, schemaKeyPrefix) {
-			delete(p.Extra, k)
-		}
-	}
-	if err := s.svc.SetTopicPolicies(r.Context(), md.Name, p); err != nil {
+	var deleted int
+	if err := s.svc.UpdateTopicPolicies(r.Context(), md.Name, func(p *broker.Policies) error {
+		deleted, p.Schemas = len(p.Schemas), nil
+		return nil
+	}); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int64{"version": int64(len(all))})
+	writeJSON(w, http.StatusOK, map[string]int64{"version": int64(deleted)})
 }

@@ -70,7 +70,7 @@ func TestTerminateTopic(t *testing.T) {
 		t.Fatalf("last id of an empty topic %+v", id)
 	}
 	md, err := b.GetTopic(ctx, name)
-	if err != nil || md.Policies.Extra[extraTerminated] != "true" {
+	if err != nil || !md.Policies.Terminated {
 		t.Fatalf("policies %+v %v", md.Policies, err)
 	}
 }

@@ -2,18 +2,15 @@ package admin
 
 // Topic termination: POST /admin/v2/persistent/{t}/{ns}/{topic}/terminate
 // (Pulsar's terminateTopic). The topic is marked terminated in its
-// Policies.Extra ("pulsar.terminated"); the Pulsar protocol handler then
+// Policies.Terminated; the Pulsar protocol handler then
 // closes its producers and refuses new ones with TopicTerminatedError
 // (protocol/pulsar/quota.go). The answer is the last message id.
 
 import (
-	"maps"
 	"net/http"
 
 	"github.com/kopernik-io/kopernik/broker"
 )
-
-const extraTerminated = "pulsar.terminated"
 
 func (s *server) terminateRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+topicBase+"/{topic}/terminate", s.terminateTopic)
@@ -31,13 +28,8 @@ func (s *server) terminateTopic(w http.ResponseWriter, r *http.Request) {
 	}
 	var p *broker.Partition
 	if err == nil {
-		pol := md.Policies
-		pol.Extra = maps.Clone(pol.Extra)
-		if pol.Extra == nil {
-			pol.Extra = map[string]string{}
-		}
-		pol.Extra[extraTerminated] = "true"
-		if err = s.svc.SetTopicPolicies(r.Context(), md.Name, pol); err == nil {
+		err = s.svc.UpdateTopicPolicies(r.Context(), md.Name, func(p *broker.Policies) error { p.Terminated = true; return nil })
+		if err == nil {
 			p, err = s.svc.OpenPartition(r.Context(), name, false)
 		}
 	}

@@ -91,7 +91,8 @@ func (s *server) removeTopicRetention(w http.ResponseWriter, r *http.Request) {
 }
 
 // updateTopicPolicies is read-modify-write of a topic's own policies
-// (partitioned topics by base name: a partition has none of its own).
+// (partitioned topics by base name: a partition has none of its own), by
+// compare-and-swap (change may run more than once).
 func (s *server) updateTopicPolicies(w http.ResponseWriter, r *http.Request, change func(*broker.Policies)) {
 	name, err := topicOf(r)
 	var md broker.TopicMetadata
@@ -99,9 +100,7 @@ func (s *server) updateTopicPolicies(w http.ResponseWriter, r *http.Request, cha
 		md, err = s.svc.GetTopic(r.Context(), name)
 	}
 	if err == nil {
-		p := md.Policies
-		change(&p)
-		err = s.svc.SetTopicPolicies(r.Context(), md.Name, p)
+		err = s.svc.UpdateTopicPolicies(r.Context(), md.Name, func(p *broker.Policies) error { change(p); return nil })
 	}
 	if err != nil {
 		s.writeError(w, r, err)

@@ -23,10 +23,13 @@ package auth
 // own (as Pulsar keeps destination_auth in the namespace's auth_policies),
 // so one read answers both and a grant may exist before its topic.
 //
-// Grants are read through a GrantSource and cached for GrantCacheTTL;
-// Invalidate drops the cache at once (the admin API calls it after every
-// change it makes), so a grant or revocation made through this broker takes
-// effect on the next request of every connection.
+// Grants are read through a GrantSource and cached for GrantCacheTTL.
+// Invalidate drops the cache at once. A source that reports metadata
+// changes (the broker: its store watch sees every broker's writes) calls
+// it on every tenant or namespace change, so a grant or revocation made
+// through any broker on the same metadata store takes effect on the next
+// request of every connection; the admin API also calls it after its own
+// changes. The TTL is the safety net.
 
 import (
 	"context"
@@ -162,10 +165,25 @@ type cachedGrants struct {
 	at     time.Time
 }
 
+// ChangeNotifier is implemented by grant sources that report changes to
+// their records (*broker.Broker, from its metadata store watch).
+type ChangeNotifier interface {
+	OnMetadataChange(fn func(broker.MetadataChange))
+}
+
 // NewAuthorizer returns an Authorizer over src. superUsers may do anything.
+// If src is a ChangeNotifier, tenant and namespace changes invalidate the
+// cache.
 func NewAuthorizer(superUsers []string, src GrantSource) *Authorizer {
 	z := &Authorizer{superUsers: slices.Clone(superUsers), src: src, ttl: DefaultGrantCacheTTL, now: time.Now}
 	z.Invalidate()
+	if n, ok := src.(ChangeNotifier); ok {
+		n.OnMetadataChange(func(c broker.MetadataChange) {
+			if c.Kind != "topic" { // grants live in tenant and namespace records
+				z.Invalidate()
+			}
+		})
+	}
 	return z
 }
 
@@ -382,4 +400,11 @@ func ParseGrants(perms map[string][]string) map[string][]Action {
 		}
 	}
 	return grants
+}
+
+// OnMetadataChange implements ChangeNotifier when Svc reports changes.
+func (g BrokerGrants) OnMetadataChange(fn func(broker.MetadataChange)) {
+	if n, ok := g.Svc.(ChangeNotifier); ok {
+		n.OnMetadataChange(fn)
+	}
 }

@@ -106,7 +106,9 @@ type Broker struct {
 		closed     bool
 		partitions map[string]*Partition // by full partition name
 		loading    map[string]*loadCall  // partitions being loaded, by full name
+		listeners  []func(MetadataChange)
 	}
+	topics topicCache
 }
 
 // loadCall is one partition load that concurrent OpenPartition calls
@@ -146,6 +148,9 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		return nil, err
 	}
 	if err := b.CreateNamespace(ctx, "public/default", Policies{}); err != nil && !errors.Is(err, ErrAlreadyExists) {
+		return nil, err
+	}
+	if err := b.startMetadataWatch(); err != nil {
 		return nil, err
 	}
 	interval := opts.RetentionInterval
@@ -311,13 +316,6 @@ func (b *Broker) CreateTenant(ctx context.Context, tenant string, info TenantInf
 	return err
 }
 
-func (b *Broker) UpdateTenant(ctx context.Context, tenant string, info TenantInfo) error {
-	if _, err := b.GetTenant(ctx, tenant); err != nil {
-		return err
-	}
-	return b.putJSON(ctx, metadata.Join("admin", "tenants", tenant), info, metadata.AnyVersion)
-}
-
 func (b *Broker) DeleteTenant(ctx context.Context, tenant string) error {
 	if _, err := b.GetTenant(ctx, tenant); err != nil {
 		return err
@@ -400,6 +398,7 @@ func (b *Broker) DeleteNamespace(ctx context.Context, namespace string) error {
 	if len(topics)+len(np) > 0 {
 		return fmt.Errorf("%w: namespace %s has %d topics", ErrNotEmpty, namespace, len(topics)+len(np))
 	}
+	defer b.topics.invalidate()
 	return b.store.Delete(ctx, metadata.Join("admin", "policies", t, n), metadata.AnyVersion)
 }
 
@@ -414,21 +413,6 @@ func (b *Broker) NamespacePolicies(ctx context.Context, namespace string) (Polic
 		return p, fmt.Errorf("%w: %s", ErrNamespaceNotFound, namespace)
 	}
 	return p, err
-}
-
-func (b *Broker) SetNamespacePolicies(ctx context.Context, namespace string, p Policies) error {
-	if _, err := b.NamespacePolicies(ctx, namespace); err != nil {
-		return err
-	}
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	t, n, _ := splitNamespace(namespace)
-	if err := b.putJSON(ctx, metadata.Join("admin", "policies", t, n), p, metadata.AnyVersion); err != nil {
-		return err
-	}
-	b.refreshPolicies(ctx, func(name TopicName) bool { return name.NamespaceName() == namespace })
-	return nil
 }
 
 // ---- topics ----
@@ -477,9 +461,15 @@ func (b *Broker) resolveTopic(ctx context.Context, n TopicName) (TopicMetadata, 
 	return TopicMetadata{Name: name, Partitions: rec.Partitions, Created: rec.Created, Policies: rec.Policies, Effective: eff}, true, nil
 }
 
+// GetTopic implements Service. Answers are cached (topicCache) until a
+// namespace or topic record changes.
 func (b *Broker) GetTopic(ctx context.Context, name TopicName) (TopicMetadata, error) {
 	if err := name.Validate(); err != nil {
 		return TopicMetadata{}, err
+	}
+	md, gen, ok := b.topics.get(name)
+	if ok {
+		return md, nil
 	}
 	md, ok, err := b.resolveTopic(ctx, name)
 	if err != nil {
@@ -488,6 +478,7 @@ func (b *Broker) GetTopic(ctx context.Context, name TopicName) (TopicMetadata, e
 	if !ok {
 		return md, fmt.Errorf("%w: %s", ErrTopicNotFound, name)
 	}
+	b.topics.put(gen, name, md)
 	return md, nil
 }
 
@@ -547,6 +538,7 @@ func (b *Broker) CreateTopic(ctx context.Context, name TopicName, partitions int
 	}
 	rec := topicRecord{Partitions: partitions, Created: time.Now().UTC(), Policies: p}
 	err := b.putJSON(ctx, topicPath(name), rec, metadata.NotExists)
+	b.topics.invalidate()
 	if errors.Is(err, metadata.ErrExists) {
 		return fmt.Errorf("%w: topic %s", ErrAlreadyExists, name)
 	}
@@ -593,6 +585,7 @@ func (b *Broker) DeleteTopic(ctx context.Context, name TopicName, force bool) er
 			return err
 		}
 	}
+	defer b.topics.invalidate()
 	return b.store.Delete(ctx, topicPath(name), metadata.AnyVersion)
 }
 
@@ -682,26 +675,23 @@ func partitionNames(md TopicMetadata) []TopicName {
 }
 
 func (b *Broker) SetPartitions(ctx context.Context, name TopicName, partitions int) error {
+	// createMu keeps a topic from being created under a new partition's
+	// name by this broker meanwhile; the record itself changes by CAS.
 	b.createMu.Lock()
 	defer b.createMu.Unlock()
-	rec, ok, err := b.readTopic(ctx, name)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrTopicNotFound, name)
-	}
-	if rec.Partitions == 0 {
-		return fmt.Errorf("%w: %s is not partitioned", ErrInvalidConfig, name)
-	}
-	if partitions < rec.Partitions {
-		return fmt.Errorf("%w: %s has %d partitions; partitions can only grow", ErrInvalidConfig, name, rec.Partitions)
-	}
-	if err := b.checkPartitionNamesFree(ctx, name, rec.Partitions, partitions); err != nil {
-		return err
-	}
-	rec.Partitions = partitions
-	return b.putJSON(ctx, topicPath(name), rec, metadata.AnyVersion)
+	return b.updateTopic(ctx, name, func(rec *topicRecord) error {
+		if rec.Partitions == 0 {
+			return fmt.Errorf("%w: %s is not partitioned", ErrInvalidConfig, name)
+		}
+		if partitions < rec.Partitions {
+			return fmt.Errorf("%w: %s has %d partitions; partitions can only grow", ErrInvalidConfig, name, rec.Partitions)
+		}
+		if err := b.checkPartitionNamesFree(ctx, name, rec.Partitions, partitions); err != nil {
+			return err
+		}
+		rec.Partitions = partitions
+		return nil
+	})
 }
 
 func (b *Broker) ListTopics(ctx context.Context, namespace string) ([]TopicMetadata, error) {
@@ -727,27 +717,6 @@ func (b *Broker) ListTopics(ctx context.Context, namespace string) ([]TopicMetad
 		}
 	}
 	return out, nil
-}
-
-func (b *Broker) SetTopicPolicies(ctx context.Context, name TopicName, p Policies) error {
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	b.createMu.Lock()
-	rec, ok, err := b.readTopic(ctx, name)
-	if err == nil && !ok {
-		err = fmt.Errorf("%w: %s", ErrTopicNotFound, name)
-	}
-	if err == nil {
-		rec.Policies = p
-		err = b.putJSON(ctx, topicPath(name), rec, metadata.AnyVersion)
-	}
-	b.createMu.Unlock()
-	if err != nil {
-		return err
-	}
-	b.refreshPolicies(ctx, func(n TopicName) bool { return n.Base() == name || n == name })
-	return nil
 }
 
 // OpenPartition implements Service.

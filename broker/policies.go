@@ -79,6 +79,11 @@ func (e EffectivePolicies) resolve(p Policies) EffectivePolicies {
 	if p.OffloadReadPriority != nil {
 		e.OffloadReadPriority = *p.OffloadReadPriority
 	}
+	if p.BacklogQuota != nil {
+		q := *p.BacklogQuota
+		e.BacklogQuota = &q
+	}
+	e.Terminated = e.Terminated || p.Terminated
 	if len(p.Extra) > 0 {
 		merged := maps.Clone(e.Extra)
 		if merged == nil {

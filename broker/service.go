@@ -105,8 +105,22 @@ type Policies struct {
 	// OffloadReadPriority is "tiered-storage-first" or "local-first"
 	// (managedLedgerDataReadPriority).
 	OffloadReadPriority *string `json:"offloadReadPriority,omitempty"`
-	// Extra holds protocol-specific settings the broker stores but does not interpret.
+	// Extra holds protocol-specific settings the broker stores but does
+	// not interpret. Records that need read-modify-write get typed fields
+	// instead (below): a field is updated alone by CAS, a string map whole.
 	Extra map[string]string `json:"extra,omitempty"`
+	// BacklogQuota limits a namespace's topics' backlog (Pulsar's
+	// destination_storage quota). Namespaces only.
+	BacklogQuota *BacklogQuota `json:"backlogQuota,omitempty"`
+	// Terminated: the topic takes no more messages (Pulsar terminate).
+	// Topics only.
+	Terminated bool `json:"terminated,omitempty"`
+	// TopicID is the topic's stable identity, 32 hex digits, assigned once
+	// (Kafka's topic ID, KIP-516). Topics only.
+	TopicID string `json:"topicId,omitempty"`
+	// Schemas are the topic's schema versions; version v is Schemas[v]
+	// (Pulsar's schema registry). Topics only.
+	Schemas []Schema `json:"schemas,omitempty"`
 	// Permissions grants roles actions ("produce", "consume") on a
 	// namespace's topics (Pulsar's namespace auth_policies). Kept on
 	// namespaces only; package auth interprets them.
@@ -119,6 +133,23 @@ type Policies struct {
 	// the namespace's policies gives every grant in it. Namespaces only;
 	// package auth interprets them.
 	TopicPermissions map[string]map[string][]string `json:"topicPermissions,omitempty"`
+}
+
+// BacklogQuota is Pulsar's BacklogQuota: what happens when a topic's
+// backlog exceeds LimitBytes. Policy is producer_request_hold,
+// producer_exception or consumer_backlog_eviction.
+type BacklogQuota struct {
+	LimitBytes int64  `json:"limitBytes"`
+	Policy     string `json:"policy"`
+}
+
+// Schema is one version of a topic's schema (Pulsar's SchemaInfo). The
+// broker stores it; the Pulsar handler and admin API interpret Type.
+type Schema struct {
+	Name       string            `json:"name"`
+	Type       int32             `json:"type"`
+	Data       []byte            `json:"data"`
+	Properties map[string]string `json:"properties,omitempty"`
 }
 
 // EffectivePolicies are Policies with every inheritance resolved.
@@ -136,6 +167,8 @@ type EffectivePolicies struct {
 	OffloadDeletionLag       time.Duration
 	OffloadReadPriority      string
 	Extra                    map[string]string
+	BacklogQuota             *BacklogQuota // nil: none
+	Terminated               bool
 }
 
 // TopicMetadata describes a topic as created.
@@ -173,7 +206,14 @@ type Service interface {
 	// DeleteNamespace fails with ErrNotEmpty if it still has topics.
 	DeleteNamespace(ctx context.Context, namespace string) error
 	NamespacePolicies(ctx context.Context, namespace string) (Policies, error)
+	// SetNamespacePolicies replaces a namespace's policies whole.
 	SetNamespacePolicies(ctx context.Context, namespace string, p Policies) error
+	// UpdateNamespacePolicies applies change to the namespace's current
+	// policies and stores the result with compare-and-swap, re-reading and
+	// applying change again after a concurrent update (so change may run
+	// more than once). change returning ErrUnchanged ends it without a
+	// write. Every read-modify-write of policies goes through it.
+	UpdateNamespacePolicies(ctx context.Context, namespace string, change func(*Policies) error) error
 
 	// GetTopic returns a topic's metadata. A partition name
 	// ("...-partition-N" of an existing partitioned topic) reports the
@@ -194,6 +234,9 @@ type Service interface {
 	ListTopics(ctx context.Context, namespace string) ([]TopicMetadata, error)
 	// SetTopicPolicies replaces a topic's own policy overrides.
 	SetTopicPolicies(ctx context.Context, name TopicName, p Policies) error
+	// UpdateTopicPolicies is UpdateNamespacePolicies for the topic's own
+	// policies (name is the record's name: a partitioned topic's base name).
+	UpdateTopicPolicies(ctx context.Context, name TopicName, change func(*Policies) error) error
 
 	// OpenPartition returns the live partition for a non-partitioned topic or
 	// one partition ("...-partition-N") of a partitioned topic, loading it if

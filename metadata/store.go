@@ -8,11 +8,12 @@
 // brokers): Put with an expected version is a compare-and-swap, Children lists
 // direct children only, Watch reports changes under a prefix.
 //
-// Implementations: Memory (tests, ephemeral brokers) and Bolt (one bbolt
-// file, durable, group commit). TestStoreContract runs one table of cases
+// Implementations: Memory (tests, ephemeral brokers), Bolt (one bbolt
+// file, durable, group commit) and Etcd (an etcd v3 cluster, shared by
+// brokers). TestStoreContract runs one table of cases
 // over every implementation; a new backend must pass it.
 //
-// # Mapping to etcd (roadmap)
+// # Mapping to etcd
 //
 // The contract is chosen so that an etcd v3 backend is a thin translation:
 //
@@ -23,12 +24,15 @@
 //     compare told apart (absent vs mismatch) by a Get in the Else branch;
 //     AnyVersion is a plain Put. Delete with a version is the same Txn
 //     with a DeleteRange. The new version is the old one + 1 (or read back
-//     from the response header's revision with a Get at that revision).
+//     from the previous record, WithPrevKV, for an unconditional Put).
 //   - Children(p) is a keys-only range over [p+"/", p+"0") (the byte after
 //     '/'), cutting each key at its next '/'. Large subtrees can keep an
 //     index key per child; the contract does not say how children are found.
-//   - Watch(prefix) is an etcd watch on the key itself plus the range
-//     prefix+"/"; etcd delivers one key's events in revision order.
+//   - Watch(prefix) is one etcd watch on the range [prefix, prefix+"0"),
+//     filtered to prefix and the keys below it (one watch keeps the events
+//     of the key and its subtree in one revision order), with the previous
+//     record for a delete's version. A broken watch resumes from the last
+//     revision delivered; a compacted one yields EventReset.
 //   - Durability: etcd acknowledges after a quorum has fsynced the raft log.
 package metadata
 
@@ -44,6 +48,9 @@ var (
 	ErrExists      = errors.New("metadata: already exists")
 	ErrClosed      = errors.New("metadata: store closed")
 	ErrInvalidPath = errors.New("metadata: invalid path")
+	// ErrUnavailable: a networked store (etcd) did not answer in time; the
+	// operation may or may not have taken effect.
+	ErrUnavailable = errors.New("metadata: store unavailable")
 )
 
 // Version constants for Put and Delete.
@@ -66,6 +73,10 @@ type EventType int
 const (
 	EventPut EventType = iota + 1
 	EventDelete
+	// EventReset says events under Path (the watched prefix) may have been
+	// lost (etcd compacted the history a broken watch had to resume from):
+	// the receiver must re-read everything it caches under Path.
+	EventReset
 )
 
 // Event is one change delivered by Watch.
@@ -73,6 +84,13 @@ type Event struct {
 	Type    EventType
 	Path    string
 	Version int64 // version after a put; the deleted version for a delete
+}
+
+// HealthChecker is implemented by stores that can lose their connection
+// (Etcd): Healthy returns nil while the store answers, else why not
+// (wrapping ErrUnavailable). Stores without it are always healthy.
+type HealthChecker interface {
+	Healthy(ctx context.Context) error
 }
 
 // Store is the metadata store contract.
@@ -99,6 +117,8 @@ type Store interface {
 	// Watch delivers events for path and everything below it until ctx is
 	// done; the channel is then closed. Events of one key arrive in order.
 	// A slow receiver does not block writers: implementations buffer.
+	// A backend that can lose events (etcd after a compaction) says so with
+	// one EventReset for the prefix and goes on; Memory and Bolt never do.
 	Watch(ctx context.Context, prefix string) (<-chan Event, error)
 	// Close releases the store; later calls return ErrClosed.
 	Close() error

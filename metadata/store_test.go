@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kopernik-io/kopernik/metadata/etcdtest"
 	bolt "go.etcd.io/bbolt"
 )
+
+func TestMain(m *testing.M) { os.Exit(etcdtest.Main(m)) }
 
 // storeImpls are the implementations every contract case runs over.
 var storeImpls = []struct {
@@ -21,6 +25,14 @@ var storeImpls = []struct {
 	{"memory", func(t *testing.T) Store { return NewMemory() }},
 	{"bolt", func(t *testing.T) Store {
 		s, err := OpenBolt(filepath.Join(t.TempDir(), "meta.db"), WithBoltMaxBatchDelay(time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+	{"etcd", func(t *testing.T) Store {
+		srv, prefix := etcdtest.Shared(t)
+		s, err := OpenEtcd(srv.Endpoints(), WithEtcdPrefix(prefix))
 		if err != nil {
 			t.Fatal(err)
 		}

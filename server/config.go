@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/datadir"
 	"github.com/kopernik-io/kopernik/protocol"
 	"github.com/kopernik-io/kopernik/segment"
 )
@@ -26,6 +27,11 @@ const EnvPrefix = "KOPERNIK_"
 type Config struct {
 	// DataDir holds ledgers and metadata (default ./data).
 	DataDir string `yaml:"data-dir"`
+	// MetadataStoreURL selects the metadata store (Pulsar
+	// metadataStoreUrl): empty (default) or "bolt:<path>" the embedded
+	// bbolt file (<data-dir>/metadata.db), "etcd:http://h1:2379,http://h2:2379"
+	// an etcd v3 cluster, "memory:" nothing kept. Ledgers stay in data-dir.
+	MetadataStoreURL string `yaml:"metadata-store-url"`
 	// HTTPAddr serves /metrics, /admin/v2 and health (default localhost:8080).
 	HTTPAddr string `yaml:"http-addr"`
 	// Protocols enables handlers by name (default: every compiled-in one).
@@ -349,6 +355,9 @@ func (c *Config) Validate() error {
 	if err := validAddr(c.HTTPAddr); err != nil {
 		add("http-addr: %v", err)
 	}
+	if _, err := datadir.ParseMetadataURL(c.MetadataStoreURL); err != nil {
+		add("metadata-store-url: %v", err)
+	}
 	if len(c.Protocols) == 0 {
 		add("protocols: enable at least one of %v", protocol.Names())
 	}
@@ -478,7 +487,7 @@ func (c *Config) splitSectionKey(key string) (string, string, bool) {
 }
 
 func (c *Config) topKeys() []string {
-	keys := []string{"data-dir", "http-addr", "protocols", "fsync", "fsync-interval", "log-level", "log-format",
+	keys := []string{"data-dir", "metadata-store-url", "http-addr", "protocols", "fsync", "fsync-interval", "log-level", "log-format",
 		"shutdown-timeout", "retention-time", "retention-bytes", "max-message-bytes", "segment-bytes",
 		"segment-age", "auto-topic-creation", "auto-subscription-creation",
 		"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",

@@ -70,3 +70,17 @@ func TestAuthorizationNeedsSuperUsers(t *testing.T) {
 		}
 	}
 }
+
+func TestMetadataStoreURLSetting(t *testing.T) {
+	cfg, err := Load("", []string{"KOPERNIK_METADATA_STORE_URL=etcd:http://127.0.0.1:2379"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MetadataStoreURL != "etcd:http://127.0.0.1:2379" {
+		t.Fatalf("metadata-store-url from env: %q", cfg.MetadataStoreURL)
+	}
+	_, err = Load("", nil, map[string]string{"metadata-store-url": "zk:127.0.0.1:2181"})
+	if err == nil || !strings.Contains(err.Error(), "metadata-store-url") || !strings.Contains(err.Error(), "unknown store") {
+		t.Fatalf("bad metadata-store-url: %v", err)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/kopernik-io/kopernik/datadir"
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/objectstore"
+	"github.com/kopernik-io/kopernik/metadata"
 	"github.com/kopernik-io/kopernik/protocol"
 )
 
@@ -100,6 +101,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if s.storage, err = datadir.OpenWith(cfg.DataDir, log, datadir.Options{
 		CacheBytes: cfg.cacheBytes(), StorageRetryInterval: cfg.StorageRetryInterval, FS: cfg.LedgerFS,
 		Offload: offloader, OffloadInterval: cfg.OffloadInterval,
+		MetadataURL: cfg.MetadataStoreURL,
 	}); err != nil {
 		return nil, err
 	}
@@ -298,6 +300,13 @@ func (s *Server) httpHandler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain")
+		if err := s.MetadataHealthy(r.Context()); err != nil {
+			// A lost etcd: the broker cannot create topics, move ledgers
+			// or commit offsets until it is back (recovery is automatic).
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "metadata store: %v\n", err)
+			return
+		}
 		if failed := s.broker.StorageFailures(); len(failed) > 0 {
 			// Not healthy while any partition refuses appends: a load
 			// balancer or operator sees which, and why (a full disk).
@@ -313,10 +322,37 @@ func (s *Server) httpHandler() http.Handler {
 	return mux
 }
 
+// MetadataHealthy reports whether the metadata store answers: nil for the
+// embedded stores, a quorum read for etcd (bounded by ctx, 2s without a
+// deadline). Health and readiness endpoints call it.
+func (s *Server) MetadataHealthy(ctx context.Context) error {
+	h, ok := s.storage.Store.(metadata.HealthChecker)
+	if !ok {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+	}
+	return h.Healthy(ctx)
+}
+
 // registerStorageMetrics exports the partitions failed by storage errors
 // and the failure and recovery counts of all ledgers.
 func (s *Server) registerStorageMetrics() {
 	s.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kopernik_metadata_store_up",
+			Help: "1 while the metadata store answers (etcd: a quorum read within 1s; embedded stores: always), else 0.",
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if s.MetadataHealthy(ctx) != nil {
+				return 0
+			}
+			return 1
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kopernik_storage_failed_partitions",
 			Help: "Loaded partitions whose log refuses appends after a failed write or fsync (e.g. a full disk).",

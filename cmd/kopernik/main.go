@@ -42,11 +42,12 @@ func standalone(args []string, stderr io.Writer) int {
 	configFile := fs.String("config", "", "YAML configuration file (same keys as the flags, and more)")
 	defaults := server.DefaultConfig()
 	flagKeys := map[string]string{
-		"data-dir":  defaults.DataDir,
-		"http-addr": defaults.HTTPAddr,
-		"protocols": strings.Join(defaults.Protocols, ","),
-		"fsync":     defaults.Fsync,
-		"log-level": defaults.LogLevel,
+		"data-dir":           defaults.DataDir,
+		"metadata-store-url": defaults.MetadataStoreURL,
+		"http-addr":          defaults.HTTPAddr,
+		"protocols":          strings.Join(defaults.Protocols, ","),
+		"fsync":              defaults.Fsync,
+		"log-level":          defaults.LogLevel,
 	}
 	for name, addr := range defaults.Addrs {
 		flagKeys[name+"-addr"] = addr

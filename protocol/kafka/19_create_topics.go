@@ -100,7 +100,7 @@ func (h *Handler) createTopic(ctx context.Context, c *conn, rt *kmsg.CreateTopic
 			return err
 		}
 	} else {
-		p.Extra = map[string]string{extraTopicID: newTopicID()}
+		p.TopicID = newTopicID()
 		if err := h.svc.CreateTopic(ctx, name, n, p); err != nil {
 			return err
 		}
@@ -117,7 +117,7 @@ func (h *Handler) createTopic(ctx context.Context, c *conn, rt *kmsg.CreateTopic
 		return err
 	}
 	if !validateOnly {
-		id, _ := parseTopicID(md.Policies.Extra[extraTopicID])
+		id, _ := parseTopicID(md.Policies.TopicID)
 		st.TopicID = id
 	}
 	for _, d := range describeTopicConfigs(md, nil) {

@@ -83,7 +83,7 @@ func (h *Handler) topicByID(ctx context.Context, id [16]byte) (*topicInfo, error
 		return nil, err
 	}
 	for _, md := range mds {
-		if got, ok := parseTopicID(md.Policies.Extra[extraTopicID]); ok && got == id {
+		if got, ok := parseTopicID(md.Policies.TopicID); ok && got == id {
 			return &topicInfo{kafka: h.kafkaName(ctx, md.Name), md: md, id: id}, nil
 		}
 	}

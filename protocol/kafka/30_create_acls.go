@@ -67,8 +67,6 @@ func (h *Handler) createACLs(ctx context.Context, c *conn, creations []kmsg.Crea
 	if len(byNS) == 0 {
 		return errs
 	}
-	aclMu.Lock()
-	defer aclMu.Unlock()
 	changed := false
 	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
 		idx := byNS[ns]
@@ -90,6 +88,8 @@ func (h *Handler) createACLs(ctx context.Context, c *conn, creations []kmsg.Crea
 			// DESCRIBE is implied: accepted when the role now holds an
 			// action implying it.
 			for _, i := range idx {
+				// Set on every run: only the last (stored) one counts.
+				errs[i] = nil
 				if need := changes[i].implied; need != 0 && !aclImplies(perms, changes[i], need) {
 					errs[i] = aclUnsupported("DESCRIBE cannot be granted alone: kopernik implies it by READ or WRITE (groups: READ); grant one of those too")
 				}

@@ -75,8 +75,6 @@ func (h *Handler) deleteACLs(ctx context.Context, c *conn, filters []aclFilter) 
 	if len(filters) == 0 {
 		return
 	}
-	aclMu.Lock()
-	defer aclMu.Unlock()
 	nss, err := h.aclNamespaces(ctx)
 	if err != nil {
 		fail(err)

@@ -77,10 +77,5 @@ func (h *Handler) alterTopicConfigs(ctx context.Context, typ kmsg.ConfigResource
 		}
 		return p.Validate()
 	}
-	return h.tids.updatePolicies(ctx, h.svc, t.md.Name, func(p *broker.Policies) error {
-		if err := edit(p); err != nil {
-			return err
-		}
-		return p.Validate()
-	})
+	return h.svc.UpdateTopicPolicies(ctx, t.md.Name, edit) // validates
 }

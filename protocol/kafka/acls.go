@@ -67,7 +67,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -75,14 +74,6 @@ import (
 	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
-
-// aclMu serialises this package's read-modify-write of namespace
-// permissions, so two concurrent ACL requests (on any connection, of any
-// handler in the process) never lose each other's change. The admin API's
-// permission endpoints read-modify-write the same policies without this
-// lock: a grant made there at the same instant as an ACL change here may
-// still be lost (the broker offers no compare-and-set on policies).
-var aclMu sync.Mutex
 
 // aclPrincipalPrefix is the principal type of every kopernik role.
 const aclPrincipalPrefix = "User:"
@@ -345,12 +336,22 @@ func (p *aclPerms) holdsTopicConsume(role string) bool {
 
 // aclUpdate applies change to namespace ns's permissions and its topics'
 // (role -> sorted actions; a role without actions, and a topic without
-// roles, removed) and stores them if they changed. The caller holds aclMu.
+// roles, removed) and stores them if they changed, by the broker's
+// compare-and-swap: concurrent ACL requests, admin API grants and other
+// brokers never lose each other's change. change may run more than once.
 func (h *Handler) aclUpdate(ctx context.Context, ns string, change func(perms *aclPerms)) (changed bool, err error) {
-	p, err := h.svc.NamespacePolicies(ctx, ns)
-	if err != nil {
-		return false, err
-	}
+	err = h.svc.UpdateNamespacePolicies(ctx, ns, func(p *broker.Policies) error {
+		changed = aclApply(p, change)
+		if !changed {
+			return broker.ErrUnchanged
+		}
+		return nil
+	})
+	return changed, err
+}
+
+// aclApply applies change to p's permissions; false if they stay the same.
+func aclApply(p *broker.Policies, change func(perms *aclPerms)) bool {
 	perms := aclPerms{ns: aclClonePerms(p.Permissions), topics: make(map[string]map[string][]string, len(p.TopicPermissions))}
 	for topic, tp := range p.TopicPermissions {
 		perms.topics[topic] = aclClonePerms(tp)
@@ -368,7 +369,7 @@ func (h *Handler) aclUpdate(ctx context.Context, ns string, change func(perms *a
 		same = same && ok && aclSamePermissions(old, tp)
 	}
 	if same {
-		return false, nil
+		return false
 	}
 	p.Permissions, p.TopicPermissions = perms.ns, perms.topics
 	if len(perms.ns) == 0 {
@@ -377,7 +378,7 @@ func (h *Handler) aclUpdate(ctx context.Context, ns string, change func(perms *a
 	if len(perms.topics) == 0 {
 		p.TopicPermissions = nil
 	}
-	return true, h.svc.SetNamespacePolicies(ctx, ns, p)
+	return true
 }
 
 func aclClonePerms(perms map[string][]string) map[string][]string {

@@ -19,9 +19,9 @@
 // Locks: Handler.mu guards the listener and the connection set and is never
 // held while calling out. A fetchSession.mu is held for a whole Fetch
 // (sessions serve one request at a time); fetchSessions.mu is never held
-// while waiting for a session's lock (eviction only TryLocks). topicIDs.mu
-// serialises this handler's policy read-modify-writes and is held across
-// broker calls; nothing else is taken under it. budget.mu is a leaf.
+// while waiting for a session's lock (eviction only TryLocks). Policy
+// read-modify-writes take no lock: they are the broker's compare-and-swap
+// updates. budget.mu is a leaf.
 package kafka
 
 import (
@@ -169,7 +169,6 @@ type Handler struct {
 	log   *slog.Logger
 	pids  *producerIDs
 	fs    *fetchSessions
-	tids  *topicIDs
 	m     *metrics
 	auth  *auth.Authenticator // nil: authentication off
 	authz *auth.Authorizer    // nil: every client may do everything (authz.go)
@@ -205,7 +204,6 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 		log:     log.With("protocol", "kafka"),
 		pids:    newProducerIDs(),
 		fs:      newFetchSessions(),
-		tids:    &topicIDs{},
 		m:       newMetrics(env.Metrics),
 		auth:    env.Auth,
 		authz:   env.Authz,

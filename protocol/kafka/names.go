@@ -6,16 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
-	"sync"
 
 	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
-// extraTopicID is the Policies.Extra key holding a topic's Kafka topic ID
-// (KIP-516), 32 hex digits, assigned when the handler first sees the topic.
-const extraTopicID = "kafka.topic.id"
+// A topic's Kafka topic ID (KIP-516) is its Policies.TopicID, 32 hex
+// digits, assigned when the handler first sees the topic.
 
 // topicInfo is a topic as Kafka sees it.
 type topicInfo struct {
@@ -81,7 +78,7 @@ func (h *Handler) lookupTopic(ctx context.Context, kname string, need auth.Need,
 	if errors.Is(err, broker.ErrTopicNotFound) && autoCreate && h.cfg.AutoCreateTopics && name.PartitionIndex() < 0 {
 		var n int
 		if n, err = h.autoCreatePartitions(ctx, name); err == nil {
-			err = h.svc.CreateTopic(ctx, name, n, broker.Policies{Extra: map[string]string{extraTopicID: newTopicID()}})
+			err = h.svc.CreateTopic(ctx, name, n, broker.Policies{TopicID: newTopicID()})
 			if err == nil {
 				h.log.InfoContext(ctx, "kafka auto-created topic", "topic", name.String(), "partitions", n)
 			}
@@ -104,7 +101,7 @@ func (h *Handler) lookupTopic(ctx context.Context, kname string, need auth.Need,
 // topicID returns t's Kafka topic ID, assigning one if needed.
 func (h *Handler) topicID(ctx context.Context, t *topicInfo) ([16]byte, error) {
 	if t.id == [16]byte{} {
-		id, err := h.tids.ensure(ctx, h.svc, t.md)
+		id, err := ensureTopicID(ctx, h.svc, t.md)
 		if err != nil {
 			return id, err
 		}
@@ -148,47 +145,22 @@ func parseTopicID(s string) ([16]byte, bool) {
 	return id, id != [16]byte{}
 }
 
-// topicIDs assigns Kafka topic IDs to topics created elsewhere (Pulsar, the
-// admin API) and serialises this handler's read-modify-write of topic
-// policies, since Service.SetTopicPolicies replaces them whole.
-type topicIDs struct {
-	mu sync.Mutex
-}
-
-// ensure returns md's topic ID, persisting a new one if it has none.
-func (t *topicIDs) ensure(ctx context.Context, svc broker.Service, md broker.TopicMetadata) ([16]byte, error) {
-	if id, ok := parseTopicID(md.Policies.Extra[extraTopicID]); ok {
+// ensureTopicID returns md's topic ID, persisting a new one if it has
+// none (topics created elsewhere: Pulsar, the admin API). Compare-and-swap
+// makes every broker agree on the first ID stored.
+func ensureTopicID(ctx context.Context, svc broker.Service, md broker.TopicMetadata) ([16]byte, error) {
+	if id, ok := parseTopicID(md.Policies.TopicID); ok {
 		return id, nil
 	}
 	var id [16]byte
-	err := t.updatePolicies(ctx, svc, md.Name, func(p *broker.Policies) error {
-		if got, ok := parseTopicID(p.Extra[extraTopicID]); ok {
-			id = got
-			return nil
+	err := svc.UpdateTopicPolicies(ctx, md.Name, func(p *broker.Policies) error {
+		var ok bool
+		if id, ok = parseTopicID(p.TopicID); ok {
+			return broker.ErrUnchanged
 		}
-		s := newTopicID()
-		id, _ = parseTopicID(s)
-		p.Extra[extraTopicID] = s
+		p.TopicID = newTopicID()
+		id, _ = parseTopicID(p.TopicID)
 		return nil
 	})
 	return id, err
-}
-
-// updatePolicies re-reads name's own policies, applies fn and stores them.
-func (t *topicIDs) updatePolicies(ctx context.Context, svc broker.Service, name broker.TopicName, fn func(p *broker.Policies) error) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	md, err := svc.GetTopic(ctx, name)
-	if err != nil {
-		return err
-	}
-	p := md.Policies
-	p.Extra = maps.Clone(p.Extra)
-	if p.Extra == nil {
-		p.Extra = map[string]string{}
-	}
-	if err := fn(&p); err != nil {
-		return err
-	}
-	return svc.SetTopicPolicies(ctx, md.Name, p)
 }

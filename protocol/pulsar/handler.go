@@ -35,7 +35,6 @@ type Handler struct {
 	producers   *broker.ProducerRegistry
 	dispatchers *broker.Dispatchers
 	metrics     *metrics
-	schemaMu    sync.Mutex
 
 	mu struct {
 		sync.Mutex

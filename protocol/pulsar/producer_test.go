@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 func TestProducerNames(t *testing.T) {
@@ -146,7 +148,7 @@ func TestBacklogQuotaHoldsProducer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol.Extra = map[string]string{extraBacklogLimit: "4096", extraBacklogPolicy: "producer_request_hold"}
+	pol.BacklogQuota = &broker.BacklogQuota{LimitBytes: 4096, Policy: "producer_request_hold"}
 	if err := s.broker.SetNamespacePolicies(ctx, "public/default", pol); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +204,7 @@ func TestBacklogQuotaException(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol.Extra = map[string]string{extraBacklogLimit: "2048", extraBacklogPolicy: "producer_exception"}
+	pol.BacklogQuota = &broker.BacklogQuota{LimitBytes: 2048, Policy: "producer_exception"}
 	if err := s.broker.SetNamespacePolicies(ctx, "public/default", pol); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +237,7 @@ func TestTopicTerminated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md.Policies.Extra = map[string]string{extraTerminated: "true"}
+	md.Policies.Terminated = true
 	if err := s.broker.SetTopicPolicies(ctx, md.Name, md.Policies); err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +261,7 @@ func TestBacklogQuotaCheckInterval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol.Extra = map[string]string{extraBacklogLimit: "2048", extraBacklogPolicy: "producer_request_hold"}
+	pol.BacklogQuota = &broker.BacklogQuota{LimitBytes: 2048, Policy: "producer_request_hold"}
 	if err := s.broker.SetNamespacePolicies(ctx, "public/default", pol); err != nil {
 		t.Fatal(err)
 	}

@@ -4,28 +4,24 @@ package pulsar
 // backlog, the unacknowledged bytes of its slowest durable subscription, is
 // over the namespace's limit, SENDs are held unanswered until it drops
 // (producer_request_hold; the client's send timeout then fails them). The
-// admin API stores the quota in the policies' Extra (admin/backlogquota.go).
+// admin API stores the quota in the policies' BacklogQuota (admin/backlogquota.go).
 // With producer_exception, the producer is closed instead (CLOSE_PRODUCER)
 // and new producers are refused with ProducerBlockedQuotaExceededException
 // (the client retries with backoff). consumer_backlog_eviction is not
 // served: kopernik never drops unacknowledged messages.
 //
-// A terminated topic (admin .../terminate marks it in the topic's Extra)
+// A terminated topic (admin .../terminate sets its Policies.Terminated)
 // is treated alike: its producers are closed and new ones refused with
 // TopicTerminatedError, on which the Go client gives the producer up.
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/kopernik-io/kopernik/broker"
 )
 
 const (
-	extraBacklogLimit  = "pulsar.backlogQuota.limitSize"
-	extraBacklogPolicy = "pulsar.backlogQuota.policy"
-	extraTerminated    = "pulsar.terminated"
 	// quotaRecheck is how often a held producer looks at the backlog again.
 	quotaRecheck = 250 * time.Millisecond
 )
@@ -34,23 +30,18 @@ const (
 // exceeding it fails producers (producer_exception) rather than holding
 // them, if a quota that acts on producers is set.
 func backlogLimit(part *broker.Partition) (limit int64, exception, ok bool) {
-	extra := part.Policies().Extra
-	v, set := extra[extraBacklogLimit]
-	if !set {
+	q := part.Policies().BacklogQuota
+	if q == nil || q.LimitBytes < 0 {
 		return 0, false, false
 	}
-	switch extra[extraBacklogPolicy] {
+	switch q.Policy {
 	case "producer_request_hold":
 	case "producer_exception":
 		exception = true
 	default:
 		return 0, false, false
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return 0, false, false
-	}
-	return n, exception, true
+	return q.LimitBytes, exception, true
 }
 
 // overQuota reports whether a producer_exception quota refuses producers now.
@@ -75,7 +66,7 @@ func backlogBytes(ctx context.Context, part *broker.Partition) int64 {
 
 // terminated reports whether the topic was terminated.
 func terminated(part *broker.Partition) bool {
-	return part.Policies().Extra[extraTerminated] == "true"
+	return part.Policies().Terminated
 }
 
 // holdForQuota waits while the backlog is over the quota; false if the

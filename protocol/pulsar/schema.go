@@ -3,8 +3,10 @@ package pulsar
 // GET_SCHEMA, GET_OR_CREATE_SCHEMA, and producers' schemas.
 //
 // Schemas are stored per topic (the partitioned topic for its partitions)
-// in the topic's Policies.Extra under "pulsar.schema.<version>" as JSON, so
-// they live in the broker's metadata with the topic and disappear with it.
+// in the topic's Policies.Schemas (version v at index v), so they live in
+// the broker's metadata with the topic and disappear with it. A new version
+// is added by compare-and-swap: two brokers registering schemas at once
+// both get theirs, with distinct versions.
 // Versions count from 0 and go on the wire as 8-byte big-endian integers,
 // like Pulsar's. Compatibility check: a schema identical to a stored
 // version gets that version; anything else becomes a new version (the
@@ -14,10 +16,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"maps"
-	"strconv"
 
 	"google.golang.org/protobuf/proto"
 
@@ -26,14 +26,8 @@ import (
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 )
 
-const schemaKeyPrefix = "pulsar.schema."
-
-type storedSchema struct {
-	Name       string            `json:"name"`
-	Type       int32             `json:"type"`
-	Data       []byte            `json:"data"`
-	Properties map[string]string `json:"properties,omitempty"`
-}
+// storedSchema is the broker's record of one schema version.
+type storedSchema broker.Schema
 
 func toStored(s *pb.Schema) storedSchema {
 	st := storedSchema{Name: s.GetName(), Type: int32(s.GetType()), Data: s.GetSchemaData()}
@@ -66,49 +60,52 @@ func (h *Handler) schemas(ctx context.Context, name broker.TopicName) (broker.To
 	if err != nil {
 		return md, nil, err
 	}
-	var out []storedSchema
-	for v := 0; ; v++ {
-		raw, ok := md.Policies.Extra[schemaKeyPrefix+strconv.Itoa(v)]
-		if !ok {
-			break
-		}
-		var st storedSchema
-		if err := json.Unmarshal([]byte(raw), &st); err != nil {
-			return md, nil, fmt.Errorf("%w: stored schema %d of %s: %v", broker.ErrInvalidConfig, v, md.Name, err)
-		}
-		out = append(out, st)
+	out := make([]storedSchema, len(md.Policies.Schemas))
+	for i, s := range md.Policies.Schemas {
+		out[i] = storedSchema(s)
 	}
 	return md, out, nil
 }
 
 // getOrCreateSchema returns the version of s on the topic, adding it as a new version if needed.
 func (h *Handler) getOrCreateSchema(ctx context.Context, name broker.TopicName, s *pb.Schema) ([]byte, error) {
-	h.schemaMu.Lock()
-	defer h.schemaMu.Unlock()
 	md, all, err := h.schemas(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	want := toStored(s)
-	for v := len(all) - 1; v >= 0; v-- {
-		if all[v].equal(want) {
-			return schemaVersion(int64(v)), nil
-		}
+	if v := findSchema(all, want); v >= 0 {
+		return schemaVersion(int64(v)), nil
 	}
-	raw, err := json.Marshal(want)
+	// Compare-and-swap: another producer (on this broker or another) may
+	// add the same schema or another one meanwhile.
+	var version int
+	err = h.env.Broker.UpdateTopicPolicies(ctx, md.Name, func(p *broker.Policies) error {
+		cur := make([]storedSchema, len(p.Schemas))
+		for i, s := range p.Schemas {
+			cur[i] = storedSchema(s)
+		}
+		if version = findSchema(cur, want); version >= 0 {
+			return broker.ErrUnchanged
+		}
+		version = len(p.Schemas)
+		p.Schemas = append(p.Schemas, broker.Schema(want))
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	p := md.Policies
-	p.Extra = maps.Clone(p.Extra)
-	if p.Extra == nil {
-		p.Extra = map[string]string{}
+	return schemaVersion(int64(version)), nil
+}
+
+// findSchema returns the newest version of all equal to want, or -1.
+func findSchema(all []storedSchema, want storedSchema) int {
+	for v := len(all) - 1; v >= 0; v-- {
+		if all[v].equal(want) {
+			return v
+		}
 	}
-	p.Extra[schemaKeyPrefix+strconv.Itoa(len(all))] = string(raw)
-	if err := h.env.Broker.SetTopicPolicies(ctx, md.Name, p); err != nil {
-		return nil, err
-	}
-	return schemaVersion(int64(len(all))), nil
+	return -1
 }
 
 func (c *conn) handleGetSchema(ctx context.Context, cmd *pb.CommandGetSchema) error {
