@@ -35,7 +35,7 @@ import (
 	"github.com/kopernik-io/kopernik/broker"
 )
 
-func (s *server) permissionRoutes(mux *http.ServeMux) {
+func (s *server) permissionRoutes(mux *router) {
 	base := "/admin/v2/namespaces/{tenant}/{ns}/permissions"
 	mux.HandleFunc("GET "+base, s.getPermissions)
 	mux.HandleFunc("POST "+base+"/{role}", s.grantPermission)

@@ -15,7 +15,7 @@ import (
 
 const extraTerminated = "pulsar.terminated"
 
-func (s *server) terminateRoutes(mux *http.ServeMux) {
+func (s *server) terminateRoutes(mux *router) {
 	mux.HandleFunc("POST "+topicBase+"/{topic}/terminate", s.terminateTopic)
 }
 

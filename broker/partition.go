@@ -36,9 +36,13 @@ type Partition struct {
 
 	done chan struct{} // closed by close
 
-	// Statistics counters (accepted, non-duplicate appends).
-	msgIn, bytesIn atomic.Int64
-	inRate         rateMeter
+	// Statistics counters: accepted, non-duplicate appends (in) and what
+	// consumers of either protocol were sent (out: dispatchers and Kafka
+	// fetches). The admin stats and /metrics both read these.
+	msgIn, bytesIn   atomic.Int64
+	inRate           rateMeter
+	msgOut, bytesOut atomic.Int64
+	outRate          rateMeter
 
 	mu struct {
 		sync.Mutex

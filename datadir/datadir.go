@@ -41,6 +41,9 @@ type Options struct {
 	// files (tests inject failures with segment.FaultFS); the metadata
 	// store still uses the OS.
 	FS segment.FS
+	// Observer, if set, receives storage latencies (metrics; see
+	// managedledger.Observer).
+	Observer managedledger.Observer
 }
 
 // OpenWith is Open with options.
@@ -63,7 +66,7 @@ func OpenWith(dir string, log *slog.Logger, opts Options) (*Storage, error) {
 	}
 	f, err := managedledger.NewFactory(managedledger.FactoryOptions{
 		Dir: ledgerDir, Store: store, Logger: log.With("component", "managedledger"), CacheBytes: opts.CacheBytes,
-		StorageRetryInterval: opts.StorageRetryInterval, FS: opts.FS,
+		StorageRetryInterval: opts.StorageRetryInterval, FS: opts.FS, Observer: opts.Observer,
 	})
 	if err != nil {
 		store.Close()

@@ -66,6 +66,21 @@ type FactoryOptions struct {
 	// attempts back off to five times this (default 1s, so 1-5s; < 0: no
 	// automatic recovery, only a reopen recovers). See recover.go.
 	StorageRetryInterval time.Duration
+	// Observer, if set, receives storage latencies (metrics).
+	Observer Observer
+}
+
+// Observer receives storage latencies, for metrics. Its methods are called
+// on the write path (the group-commit flusher): they must be cheap and must
+// not block or call back into the ledger.
+type Observer interface {
+	// AppendLatency is one durable append's time from AppendAsync to
+	// durable (what an acknowledged producer waited for storage), under
+	// SyncAlways; Pulsar's pulsar_storage_write_latency.
+	AppendLatency(time.Duration)
+	// SyncLatency is one group fsync's time (write of the pending bytes
+	// included), however many appends it made durable.
+	SyncLatency(time.Duration)
 }
 
 // Factory opens managed ledgers that share a data directory and a metadata store.

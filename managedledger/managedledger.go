@@ -395,6 +395,7 @@ type Pending struct {
 	entry Entry
 	err   error
 	done  chan struct{}
+	start time.Time // when appended; set only with an Observer
 }
 
 // Wait blocks until the entry is durable (or failed) and returns it with
@@ -514,6 +515,9 @@ func (ml *ManagedLedger) appendAsync(e Entry, failures int64) (*Pending, error) 
 		ml.publishLocked(l, info)
 		close(p.done)
 		return p, nil
+	}
+	if ml.factory.opts.Observer != nil {
+		p.start = time.Now()
 	}
 	ml.mu.waiters = append(ml.mu.waiters, p)
 	select {
@@ -666,6 +670,13 @@ func (ml *ManagedLedger) syncWaiters(g *groupState) {
 		t0 := time.Now()
 		info, err := seg.Sync()
 		g.lastSync, g.lastBatch = time.Since(t0), len(ws)
+		if obs := ml.factory.opts.Observer; obs != nil && err == nil {
+			obs.SyncLatency(g.lastSync)
+			now := time.Now()
+			for _, w := range ws {
+				obs.AppendLatency(now.Sub(w.start))
+			}
+		}
 
 		ml.mu.Lock()
 		if err != nil {

@@ -126,6 +126,12 @@ type Config struct {
 	// Appends to it fail meanwhile (Kafka KAFKA_STORAGE_ERROR, Pulsar
 	// PersistenceError), reads keep working; see docs/durability.md.
 	StorageRetryInterval time.Duration `yaml:"storage-retry-interval"`
+	// ExposeTopicLevelMetrics exports /metrics per topic partition and per
+	// subscription (default true; Pulsar
+	// exposeTopicLevelMetricsInPrometheus). False aggregates them per
+	// namespace and drops per-subscription and per-consumer series, so
+	// that the number of series stays bounded with many topics.
+	ExposeTopicLevelMetrics bool `yaml:"expose-topic-level-metrics"`
 	// LedgerFS, if set, replaces the file system under the ledger files.
 	// Test hook only (not a setting): tests inject a full disk or failed
 	// fsyncs with segment.FaultFS. The metadata store is not affected.
@@ -161,6 +167,7 @@ func DefaultConfig() *Config {
 		LedgerCacheBytes:         64 << 20,
 		StorageRetryInterval:     time.Second,
 		AuthMaxPendingPerAddress: 64,
+		ExposeTopicLevelMetrics:  true,
 		Handlers:                 map[string]any{},
 	}
 	for _, name := range protocol.Names() {
@@ -420,7 +427,8 @@ func (c *Config) topKeys() []string {
 		"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",
 		"auth-enabled", "auth-token-secret-key-file", "auth-token-public-key-file", "anonymous-role",
 		"superuser-roles", "auth-failure-delay", "auth-max-pending-per-address", "authorization-enabled",
-		"max-connections-per-address", "ledger-cache-bytes", "storage-retry-interval"}
+		"max-connections-per-address", "ledger-cache-bytes", "storage-retry-interval",
+		"expose-topic-level-metrics"}
 	for name := range c.Handlers {
 		keys = append(keys, name, name+"-addr", name+"-tls-addr")
 	}

@@ -87,8 +87,11 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if s.lock, err = lockDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	obs := newStorageObserver()
+	s.reg.MustRegister(obs.append, obs.sync)
 	if s.storage, err = datadir.OpenWith(cfg.DataDir, log, datadir.Options{
 		CacheBytes: cfg.cacheBytes(), StorageRetryInterval: cfg.StorageRetryInterval, FS: cfg.LedgerFS,
+		Observer: obs,
 	}); err != nil {
 		return nil, err
 	}
@@ -259,7 +262,7 @@ func (s *Server) Close(ctx context.Context) error {
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	opts := admin.Options{HTTPURL: "http://" + s.httpLn.Addr().String(), Logger: s.log.With("component", "admin")}
+	opts := admin.Options{HTTPURL: "http://" + s.httpLn.Addr().String(), ClusterName: clusterName, Logger: s.log.With("component", "admin")}
 	// HTTP lookups answer what the Pulsar handler's LOOKUP answers.
 	for _, rh := range s.handlers {
 		if rh.name != "pulsar" {
@@ -280,30 +283,18 @@ func (s *Server) httpHandler() http.Handler {
 	if s.auth != nil {
 		opts.Auth, opts.Authz, opts.SuperUserRoles, opts.SCRAM = s.auth, s.authz, s.cfg.SuperUserRoles, s.auth.SCRAM
 	}
+	opts.HealthChecks = s.healthChecks()
 	mux.Handle("/", admin.New(s.broker, opts))
-	mux.HandleFunc("GET /admin/v2/brokers/health", func(w http.ResponseWriter, r *http.Request) {
-		if !s.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain")
-		if failed := s.broker.StorageFailures(); len(failed) > 0 {
-			// Not healthy while any partition refuses appends: a load
-			// balancer or operator sees which, and why (a full disk).
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "storage failure: %d partition(s) refuse writes\n", len(failed))
-			for _, f := range failed {
-				fmt.Fprintf(w, "%s: %v (since %s)\n", f.Partition, f.Err, f.Since.UTC().Format(time.RFC3339))
-			}
-			return
-		}
-		w.Write([]byte("ok"))
-	})
 	return mux
 }
 
-// registerStorageMetrics exports the partitions failed by storage errors
-// and the failure and recovery counts of all ledgers.
+// clusterName is the one cluster a standalone broker reports (Pulsar's
+// standalone cluster name): admin API and metrics' cluster label.
+const clusterName = "standalone"
+
+// registerStorageMetrics exports the partitions failed by storage errors,
+// the failure and recovery counts of all ledgers, the bytes on disk, and
+// the broker's topic statistics (metrics.go).
 func (s *Server) registerStorageMetrics() {
 	s.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -318,6 +309,11 @@ func (s *Server) registerStorageMetrics() {
 			Name: "kopernik_storage_recoveries_total",
 			Help: "Ledgers recovered by themselves from a storage failure since start.",
 		}, func() float64 { _, r := s.storage.Ledgers.StorageCounts(); return float64(r) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kopernik_storage_disk_bytes",
+			Help: "Bytes of the data directory's files (ledgers, indexes, preallocated space, metadata).",
+		}, func() float64 { return dirBytes(s.cfg.DataDir) }),
+		newBrokerCollector(s.broker, clusterName, s.cfg.ExposeTopicLevelMetrics),
 	)
 }
 

@@ -139,6 +139,7 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 		cs.unlist = sub.AddConsumer(broker.ConsumerInfo{
 			Name: cmd.GetConsumerName(), Protocol: "pulsar", Address: c.nc.RemoteAddr().String(),
 			Type: typ.String(), ClientVersion: c.clientVer, Metadata: keyValues(cmd.GetMetadata()),
+			Dispatch: cs.dc,
 		})
 	} else {
 		start := readerStart(part, cmd)
@@ -266,8 +267,6 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 	if err := cs.c.enqueue(ctx, f); err != nil {
 		return err
 	}
-	cs.c.h.metrics.msgsOut.Add(float64(max(d.Entry.MsgCount, 1)))
-	cs.c.h.metrics.bytesOut.Add(float64(len(stored)))
 	return nil
 }
 

@@ -436,10 +436,6 @@ func (p *producer) finish(ps pendingSend) []byte {
 		}
 		return sendErr(err)
 	default:
-		if !res.Duplicate {
-			p.c.h.metrics.msgsIn.Add(float64(ps.msgs))
-			p.c.h.metrics.bytesIn.Add(float64(ps.size))
-		}
 		mid.LedgerId = proto.Uint64(uint64(res.Entry.Position.LedgerID))
 		mid.EntryId = proto.Uint64(uint64(res.Entry.Position.EntryID))
 	}

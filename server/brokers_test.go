@@ -1,0 +1,153 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+	plog "github.com/apache/pulsar-client-go/pulsar/log"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// httpDo sends method path and returns the status, a header and the body.
+func httpDo(t *testing.T, s *Server, method, path, header string) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+s.Addr("http").String()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get(header), string(b)
+}
+
+// TestPeekAndExamine: peek at a subscription's n-th unacknowledged entry
+// and examine the n-th from either end, over Pulsar- and Kafka-produced
+// entries (the Kafka ones converted as a Pulsar consumer reads them).
+func TestPeekAndExamine(t *testing.T) {
+	s := startStorageServer(t, t.TempDir(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pcl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + s.Addr("pulsar").String(), Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcl.Close()
+	pp, err := pcl.CreateProducer(pulsar.ProducerOptions{Topic: "persistent://public/default/peeked", DisableBatching: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pp.Close()
+	for i := range 3 {
+		if _, err := pp.Send(ctx, &pulsar.ProducerMessage{Payload: fmt.Appendf(nil, "p%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kcl, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kcl.Close()
+	for i := range 2 {
+		if err := kcl.ProduceSync(ctx, &kgo.Record{Topic: "peeked", Value: fmt.Appendf(nil, "k%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Subscription "g" has consumed the first entry (a Kafka commit).
+	var offs kadm.Offsets
+	offs.Add(kadm.Offset{Topic: "peeked", Partition: 0, At: 1, LeaderEpoch: -1})
+	if r, err := kadm.NewClient(kcl).CommitOffsets(ctx, "g", offs); err != nil || r.Error() != nil {
+		t.Fatalf("commit: %v %v", err, r.Error())
+	}
+
+	base := "/admin/v2/persistent/public/default/peeked"
+	for _, c := range []struct {
+		path   string
+		status int
+		want   string
+	}{
+		{base + "/subscription/g/position/1", 200, "p1"},
+		{base + "/subscription/g/position/2", 200, "p2"},
+		{base + "/subscription/g/position/4", 200, "k1"},
+		{base + "/subscription/g/position/5", 404, ""},
+		{base + "/subscription/g/position/0", 400, ""},
+		{base + "/subscription/nope/position/1", 404, ""},
+		{base + "/examinemessage", 200, "k1"},
+		{base + "/examinemessage?initialPosition=latest&messagePosition=2", 200, "k0"},
+		{base + "/examinemessage?initialPosition=earliest&messagePosition=1", 200, "p0"},
+		{base + "/examinemessage?initialPosition=earliest&messagePosition=5", 200, "k1"},
+		{base + "/examinemessage?initialPosition=earliest&messagePosition=6", 404, ""},
+		{base + "/examinemessage?initialPosition=middle", 400, ""},
+	} {
+		status, id, body := httpDo(t, s, "GET", c.path, "X-Pulsar-Message-ID")
+		if status != c.status || (c.want != "" && !strings.Contains(body, c.want)) || (status == 200 && id == "") {
+			t.Errorf("GET %s: %d (id %q) %q, want %d with %q", c.path, status, id, body, c.status, c.want)
+		}
+	}
+}
+
+// TestBrokerEndpoints: health and readiness aggregate the checks (an
+// unreachable metadata store fails them), version, active brokers, the
+// broker's topic stats, and 405 for a wrong method.
+func TestBrokerEndpoints(t *testing.T) {
+	s := startStorageServer(t, t.TempDir(), nil)
+	kcl, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kcl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kcl.ProduceSync(ctx, &kgo.Record{Topic: "listed", Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct {
+		method, path string
+		status       int
+		want         string
+	}{
+		{"GET", "/healthz", 200, "ok"},
+		{"GET", "/readyz", 200, "[+]started ok\n[+]storage ok\n[+]metadata ok\nready\n"},
+		{"GET", "/admin/v2/brokers/health", 200, "ok"},
+		{"GET", "/admin/v2/brokers/ready", 200, "ok"},
+		{"GET", "/admin/v2/brokers/version", 200, ""},
+		{"GET", "/admin/v2/brokers/standalone", 200, `["` + s.Addr("http").String() + `"]`},
+		{"GET", "/admin/v2/brokers", 200, `["` + s.Addr("http").String() + `"]`},
+		{"GET", "/admin/v2/brokers/other", 404, ""},
+		{"GET", "/admin/v2/broker-stats/topics", 200, `"persistent://public/default/listed-partition-0":{"msgRateIn"`},
+		{"PUT", "/admin/v2/brokers/health", 405, ""},
+		{"DELETE", "/admin/v2/tenants", 405, ""},
+		{"POST", "/admin/v2/nothing", 404, ""},
+	} {
+		status, allow, body := httpDo(t, s, c.method, c.path, "Allow")
+		if status != c.status || !strings.Contains(body, c.want) {
+			t.Errorf("%s %s: %d %q, want %d with %q", c.method, c.path, status, body, c.status, c.want)
+		}
+		if status == 405 && allow != "GET" {
+			t.Errorf("%s %s: Allow %q, want GET", c.method, c.path, allow)
+		}
+	}
+
+	// The metadata store stops answering: not ready, not healthy; alive.
+	s.storage.Store.Close()
+	if status, _, body := httpDo(t, s, "GET", "/readyz", ""); status != 503 || !strings.Contains(body, "[-]metadata failed: metadata store unreachable") {
+		t.Errorf("readyz without a store: %d %q", status, body)
+	}
+	if status, _, body := httpDo(t, s, "GET", "/admin/v2/brokers/health", ""); status != 503 || !strings.Contains(body, "metadata failed") {
+		t.Errorf("health without a store: %d %q", status, body)
+	}
+	if status, _, _ := httpDo(t, s, "GET", "/healthz", ""); status != 200 {
+		t.Errorf("healthz without a store: %d", status)
+	}
+}
