@@ -29,7 +29,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
@@ -110,11 +109,10 @@ func (s *server) updatePermissions(w http.ResponseWriter, r *http.Request, chang
 // permissionTopic is the request's topic as its grants are keyed: the full
 // name, a partition by its partitioned topic's.
 func permissionTopic(r *http.Request) (broker.TopicName, error) {
-	name, err := topicOf(r)
+	name, err := topicOf(r) // the domain from the path
 	if err != nil {
 		return name, err
 	}
-	name.Domain = strings.Split(strings.TrimPrefix(r.URL.Path, "/admin/v2/"), "/")[0]
 	return name.Base(), nil
 }
 

@@ -3,34 +3,9 @@
 // pulsar-admin, pulsarctl and pulsar-client-go's pulsaradmin package work
 // against it. It talks to the broker only through broker.Service.
 //
-// Served (all under /admin/v2 unless noted; one file per resource):
-//
-//	tenants.go        GET /tenants, PUT|GET|POST|DELETE /tenants/{tenant}, GET /clusters
-//	namespaces.go     GET /namespaces/{tenant}, PUT|GET|DELETE /namespaces/{tenant}/{ns},
-//	                  GET /namespaces/{tenant}/{ns}/topics,
-//	                  GET|POST|DELETE /namespaces/{tenant}/{ns}/retention
-//	topics.go         GET /persistent/{tenant}/{ns}[/partitioned],
-//	                  PUT|DELETE /persistent/{t}/{ns}/{topic},
-//	                  PUT|POST|GET|DELETE /persistent/{t}/{ns}/{topic}/partitions,
-//	                  GET .../{topic}/stats, .../{topic}/partitioned-stats,
-//	                  GET .../{topic}/lastMessageId, PUT .../{topic}/unload,
-//	                  GET|POST|DELETE .../{topic}/retention, GET .../{topic}/internalStats,
-//	                  GET .../{topic}/messageid/{timestamp}
-//	messages.go       GET .../{topic}/ledger/{ledgerId}/entry/{entryId}
-//	subscriptions.go  GET .../{topic}/subscriptions, PUT|DELETE .../{topic}/subscription/{sub},
-//	                  POST .../subscription/{sub}/resetcursor[/{timestamp}],
-//	                  POST .../subscription/{sub}/skip_all, .../skip/{n},
-//	                  POST .../subscription/{sub}/expireMessages/{seconds}
-//	backlogquota.go   POST|DELETE /namespaces/{t}/{ns}/backlogQuota, GET .../backlogQuotaMap
-//	schemas.go        GET /schemas/{t}/{ns}/{topic}/schema[/{version}], DELETE .../schema
-//	terminate.go      POST /persistent/{t}/{ns}/{topic}/terminate
-//	lookup.go         GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}
-//	permissions.go    GET /namespaces/{t}/{ns}/permissions, POST|DELETE .../permissions/{role},
-//	                  GET /persistent/{t}/{ns}/{topic}/permissions, POST|DELETE .../permissions/{role}
-//	auth.go           who may make which request
-//
-// Non-persistent topic listings answer with empty lists (kopernik serves
-// persistent topics only) because pulsaradmin's topic listing asks for both.
+// Served: the routes of docs/admin-api.md, one file per resource
+// (tenants.go, namespaces.go, topics.go, subscriptions.go, messages.go,
+// brokers.go, ...). Routes lists them, and a test holds the reference to it.
 //
 // Errors are Pulsar's JSON {"reason": "..."} with the status mapped once,
 // in writeError, from the broker's sentinel errors.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -222,6 +224,15 @@ func TestStatsAndMetricsAgree(t *testing.T) {
 		t.Errorf("no Fetch request count: %v", got)
 	}
 
+	// A refused request counts under its API and error code.
+	if _, err := kadm.NewClient(kcl).DeleteTopics(ctx, "no-such-topic"); err != nil {
+		t.Fatal(err)
+	}
+	if got := one(t, s, "kopernik_kafka_request_errors_total", map[string]string{"api": "DeleteTopics", "error": "UNKNOWN_TOPIC_OR_PARTITION"}); got != 1 {
+		t.Errorf("DeleteTopics UNKNOWN_TOPIC_OR_PARTITION errors: %v, want 1", got)
+	}
+	dashboardNamesExported(t, s)
+
 	// Rates are measured over a window: 0 at first, then what was sent.
 	for range 10 {
 		if _, err := pp.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("more")}); err != nil {
@@ -273,5 +284,54 @@ func TestMetricsPerNamespace(t *testing.T) {
 	}
 	if got := series(t, s, "pulsar_subscription_back_log", nil); len(got) != 0 {
 		t.Errorf("subscription series per namespace: %v", got)
+	}
+}
+
+// dashboardNamesExported: every metric the Grafana dashboard queries is
+// one the broker exports (checked on a broker that has seen traffic of
+// both protocols, so that every family has series).
+func dashboardNamesExported(t *testing.T, s *Server) {
+	t.Helper()
+	raw, err := os.ReadFile("../docs/grafana/kopernik.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	families, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, f := range families {
+		exported[f.GetName()] = true
+	}
+	name := regexp.MustCompile(`\b(?:pulsar|kopernik)_[a-z_]+`)
+	queried := 0
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			for _, n := range name.FindAllString(target.Expr, -1) {
+				queried++
+				base := n
+				for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+					if b, ok := strings.CutSuffix(n, suffix); ok && exported[b] {
+						base = b
+					}
+				}
+				if !exported[base] {
+					t.Errorf("dashboard panel %q queries %s, which the broker does not export", p.Title, n)
+				}
+			}
+		}
+	}
+	if queried == 0 {
+		t.Fatal("no metric found in the dashboard")
 	}
 }
