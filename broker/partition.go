@@ -512,6 +512,37 @@ func (p *Partition) lastSequence(producer string, resume bool) int64 {
 	return st.lastSeq
 }
 
+// ProducerState is one deduplicating producer's state on a partition
+// (Kafka DescribeProducers).
+type ProducerState struct {
+	// Producer is the name appends carry (AppendRequest.Producer).
+	Producer string
+	Epoch    int64
+	// LastSequence is the last sequence appended (-1: none yet).
+	LastSequence int64
+	// LastTimestamp is the publish time (unix ms) of its last appended
+	// batch still remembered, or -1.
+	LastTimestamp int64
+}
+
+// ProducerStates lists the partition's deduplicating producers sorted by
+// name: those seen since the partition was loaded and those recovered from
+// the log.
+func (p *Partition) ProducerStates() []ProducerState {
+	p.mu.Lock()
+	out := make([]ProducerState, 0, len(p.mu.producers))
+	for name, st := range p.mu.producers {
+		ps := ProducerState{Producer: name, Epoch: st.epoch, LastSequence: st.lastSeq, LastTimestamp: -1}
+		if n := len(st.recent); n > 0 && st.recent[n-1].entry.PublishTime > 0 {
+			ps.LastTimestamp = st.recent[n-1].entry.PublishTime
+		}
+		out = append(out, ps)
+	}
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b ProducerState) int { return strings.Compare(a.Producer, b.Producer) })
+	return out
+}
+
 func mapLedgerErr(err error) error {
 	switch {
 	case err == nil:

@@ -128,6 +128,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"protocol": name}, s.reg),
 			Auth:    s.auth,
 			Authz:   s.authz,
+			DataDir: cfg.DataDir,
 		}
 		h, err := reg.New(env, cfg.Handlers[name])
 		if err != nil {

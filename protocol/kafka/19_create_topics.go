@@ -55,6 +55,9 @@ func handleCreateTopics(ctx context.Context, c *conn, req *kmsg.CreateTopicsRequ
 }
 
 func (h *Handler) createTopic(ctx context.Context, c *conn, rt *kmsg.CreateTopicsRequestTopic, validateOnly bool, st *kmsg.CreateTopicsResponseTopic) error {
+	if rt.Topic == consumerOffsetsTopic {
+		return errInternalTopic
+	}
 	name, err := h.parseName(ctx, rt.Topic)
 	if err != nil {
 		return err

@@ -173,6 +173,8 @@ type Handler struct {
 	m     *metrics
 	auth  *auth.Authenticator // nil: authentication off
 	authz *auth.Authorizer    // nil: every client may do everything (authz.go)
+	// dataDir is the broker's data directory (DescribeLogDirs); "" in memory.
+	dataDir string
 
 	// closing is closed by Close: long polls return early and readers stop.
 	closing   chan struct{}
@@ -209,6 +211,7 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 		m:       newMetrics(env.Metrics),
 		auth:    env.Auth,
 		authz:   env.Authz,
+		dataDir: env.DataDir,
 		closing: make(chan struct{}),
 	}
 	h.mu.conns = make(map[*conn]struct{})
