@@ -533,8 +533,12 @@ func (p *Partition) ProducerStates() []ProducerState {
 	out := make([]ProducerState, 0, len(p.mu.producers))
 	for name, st := range p.mu.producers {
 		ps := ProducerState{Producer: name, Epoch: st.epoch, LastSequence: st.lastSeq, LastTimestamp: -1}
-		if n := len(st.recent); n > 0 && st.recent[n-1].entry.PublishTime > 0 {
-			ps.LastTimestamp = st.recent[n-1].entry.PublishTime
+		if n := len(st.recent); n > 0 {
+			if last := st.recent[n-1]; last.pending != nil {
+				ps.LastTimestamp = last.pending.Assigned().PublishTime
+			} else if last.entry.PublishTime > 0 {
+				ps.LastTimestamp = last.entry.PublishTime
+			}
 		}
 		out = append(out, ps)
 	}

@@ -398,6 +398,11 @@ type Pending struct {
 	start time.Time // when appended; set only with an Observer
 }
 
+// Assigned returns the entry as the append numbered it (Position,
+// FirstIndex, PublishTime) without waiting; it is durable only once Wait
+// returns it without error.
+func (p *Pending) Assigned() Entry { return p.entry }
+
 // Wait blocks until the entry is durable (or failed) and returns it with
 // Position, FirstIndex and PublishTime set. If ctx ends first, Wait returns
 // ctx.Err() and the append may still complete.
