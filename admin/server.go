@@ -204,7 +204,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusInternalServerError {
 		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeReason(w, status, err.Error())
+	writeReason(w, status, broker.Reason(err))
 }
 
 func writeReason(w http.ResponseWriter, status int, reason string) {

@@ -177,10 +177,10 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 		f.wg.Add(1)
 		go f.every(opts.RetentionInterval, func(ml *ManagedLedger) {
 			if err := ml.rollIfOld(); err != nil {
-				f.log.Warn("managedledger: age rollover failed", "topic", ml.name, "err", err)
+				f.log.Warn("managedledger: age rollover failed", "ledger", ml.name, "err", err)
 			}
 			if err := ml.ApplyRetention(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
-				f.log.Warn("managedledger: retention failed", "topic", ml.name, "err", err)
+				f.log.Warn("managedledger: retention failed", "ledger", ml.name, "err", err)
 			}
 			ml.closeIdleSegments(max(time.Minute, 2*opts.RetentionInterval))
 		})
@@ -301,7 +301,7 @@ func (f *Factory) Open(ctx context.Context, name string, cfg Config) (*ManagedLe
 
 func (f *Factory) segOptions(name string) segment.Options {
 	return segment.Options{
-		FS: f.fs, Dir: filepath.Join(f.root, filepath.FromSlash(name)), Logger: f.log.With("topic", name),
+		FS: f.fs, Dir: filepath.Join(f.root, filepath.FromSlash(name)), Logger: f.log.With("ledger", name),
 		IndexInterval: f.opts.IndexInterval, Prealloc: f.opts.Prealloc,
 	}
 }

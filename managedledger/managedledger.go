@@ -131,7 +131,7 @@ var ErrDiskFull = errors.New("managedledger: disk full")
 
 func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*ManagedLedger, error) {
 	ml := &ManagedLedger{
-		name: name, factory: f, log: f.log.With("topic", name), store: f.opts.Store, memory: f.opts.Dir == "",
+		name: name, factory: f, log: f.log.With("ledger", name), store: f.opts.Store, memory: f.opts.Dir == "",
 		segOpts: f.segOptions(name),
 		kick:    make(chan struct{}, 1), stopSync: make(chan struct{}), syncDone: make(chan struct{}),
 		failKick: make(chan struct{}, 1),

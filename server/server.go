@@ -149,10 +149,10 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		}
 		s.handlers = append(s.handlers, rh)
 		go func() { rh.done <- h.Serve(context.WithoutCancel(ctx), ln) }()
-		log.Info("listening", "protocol", name, "addr", ln.Addr().String())
+		logListening(log, name, h, ln)
 		if rh.tlsLn != nil {
 			go func() { rh.done <- h.Serve(context.WithoutCancel(ctx), rh.tlsLn) }()
-			log.Info("listening", "protocol", name, "addr", rh.tlsLn.Addr().String(), "tls", true)
+			logListening(log, name, h, rh.tlsLn, "tls", true)
 		}
 	}
 
@@ -179,6 +179,16 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	s.ready.Store(true)
 	log.Info("kopernik started", "data-dir", cfg.DataDir, "cluster-id", s.broker.ClusterID(), "fsync", cfg.Fsync)
 	return s, nil
+}
+
+// logListening logs a handler's listener once, with the address clients
+// are told when the handler advertises one.
+func logListening(log *slog.Logger, name string, h protocol.Handler, ln net.Listener, attrs ...any) {
+	attrs = append([]any{"protocol", name, "addr", ln.Addr().String()}, attrs...)
+	if adv, ok := h.(protocol.Advertiser); ok {
+		attrs = append(attrs, "advertised", adv.AdvertisedAddr(ln))
+	}
+	log.Info("listening", attrs...)
 }
 
 // listen opens a TCP listener on addr, bounded by max-connections-per-address.

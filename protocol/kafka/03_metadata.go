@@ -82,7 +82,7 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 		if err != nil {
 			rt.ErrorCode = errCode(err)
 			if rt.ErrorCode == kerr.UnknownServerError.Code {
-				h.log.WarnContext(ctx, "kafka: metadata", "topic", name, "err", err)
+				h.log.WarnContext(ctx, "kafka: metadata", "kafka_topic", name, "err", err)
 			}
 			resp.Topics = append(resp.Topics, rt)
 			continue

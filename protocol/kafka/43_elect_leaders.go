@@ -43,7 +43,7 @@ func handleElectLeaders(ctx context.Context, c *conn, req *kmsg.ElectLeadersRequ
 			ref, ok := findRef(t.parts, p)
 			switch {
 			case t.err != nil:
-				rp.ErrorCode, rp.ErrorMessage = errCode(t.err), kmsg.StringPtr(t.err.Error())
+				rp.ErrorCode, rp.ErrorMessage = errCode(t.err), errMsg(t.err)
 			case !ok || ref.err != nil:
 				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			default:

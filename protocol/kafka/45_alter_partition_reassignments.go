@@ -58,7 +58,7 @@ func handleAlterPartitionReassignments(ctx context.Context, c *conn, req *kmsg.A
 					kerr.InvalidReplicaAssignment, p.Replicas, h.cfg.NodeID)
 			}
 			if err != nil {
-				rp.ErrorCode, rp.ErrorMessage = errCode(err), kmsg.StringPtr(err.Error())
+				rp.ErrorCode, rp.ErrorMessage = errCode(err), errMsg(err)
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}

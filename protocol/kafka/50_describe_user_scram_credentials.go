@@ -43,7 +43,7 @@ func handleDescribeUserSCRAMCredentials(ctx context.Context, c *conn, req *kmsg.
 	resp := req.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
 	fail := func(err error) (kmsg.Response, error) {
 		resp.ErrorCode = errCode(err)
-		resp.ErrorMessage = kmsg.StringPtr(err.Error())
+		resp.ErrorMessage = errMsg(err)
 		return resp, nil
 	}
 	if h.auth.SCRAM == nil {

@@ -46,7 +46,7 @@ func handleAlterUserSCRAMCredentials(ctx context.Context, c *conn, req *kmsg.Alt
 		r.User = user
 		if err != nil {
 			r.ErrorCode = errCode(err)
-			r.ErrorMessage = kmsg.StringPtr(err.Error())
+			r.ErrorMessage = errMsg(err)
 		}
 		resp.Results = append(resp.Results, r)
 	}

@@ -56,7 +56,7 @@ func handleDescribeProducers(ctx context.Context, c *conn, req *kmsg.DescribePro
 			}
 			if err != nil {
 				rp.ErrorCode = errCode(err)
-				rp.ErrorMessage = kmsg.StringPtr(err.Error())
+				rp.ErrorMessage = errMsg(err)
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}

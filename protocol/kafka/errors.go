@@ -108,6 +108,6 @@ func errMsg(err error) *string {
 	if err == nil {
 		return nil
 	}
-	s := err.Error()
+	s := broker.Reason(err)
 	return &s
 }

@@ -223,6 +223,21 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 // Metadata, FindCoordinator and DescribeCluster announce them.
 func (c *conn) advertised() (string, int32) { return c.advHost, c.advPort }
 
+// AdvertisedAddr implements protocol.Advertiser: the host:port Metadata
+// announces to clients of listener ln (the server logs it once, with the
+// listener's address).
+func (h *Handler) AdvertisedAddr(ln net.Listener) string {
+	adv := h.cfg.AdvertisedAddr
+	if protocol.IsTLS(ln) {
+		adv = h.cfg.AdvertisedTLSAddr
+	}
+	host, port, err := advertisedAddr(adv, ln.Addr())
+	if err != nil {
+		return ln.Addr().String()
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
+
 // Serve accepts connections on ln until ln is closed or Close is called.
 // It may run on several listeners at once (plaintext and TLS): advertised-addr
 // applies to plaintext ones, advertised-tls-addr to TLS ones (see
@@ -254,7 +269,6 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	default:
 	}
-	h.log.InfoContext(ctx, "kafka handler serving", "addr", ln.Addr().String(), "advertised", net.JoinHostPort(host, strconv.Itoa(int(port))))
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()

@@ -256,7 +256,7 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 		// A Kafka batch: one Pulsar batch of MsgCount messages.
 		// Compressed beyond the max message size: clients drop bigger frames.
 		if stored, err = convert.AppendKafkaToPulsar(nil, &d.Entry, cs.c.h.cfg.MaxMessageSize); err != nil {
-			cs.c.log.Warn("Kafka entry not converted", "topic", cs.part.Name(), "position", d.Entry.Position, "err", err)
+			cs.c.log.Warn("Kafka entry not converted", "topic", cs.part.Name().String(), "position", d.Entry.Position, "err", err)
 			return fmt.Errorf("pulsar: entry %v not converted: %w", d.Entry.Position, err)
 		}
 	}
