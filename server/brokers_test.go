@@ -2,16 +2,12 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/apache/pulsar-client-go/pulsar"
-	plog "github.com/apache/pulsar-client-go/pulsar/log"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -38,37 +34,11 @@ func TestPeekAndExamine(t *testing.T) {
 	s := startStorageServer(t, t.TempDir(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pcl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + s.Addr("pulsar").String(), Logger: plog.DefaultNopLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pcl.Close()
-	pp, err := pcl.CreateProducer(pulsar.ProducerOptions{Topic: "persistent://public/default/peeked", DisableBatching: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pp.Close()
-	for i := range 3 {
-		if _, err := pp.Send(ctx, &pulsar.ProducerMessage{Payload: fmt.Appendf(nil, "p%d", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kcl, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kcl.Close()
-	for i := range 2 {
-		if err := kcl.ProduceSync(ctx, &kgo.Record{Topic: "peeked", Value: fmt.Appendf(nil, "k%d", i)}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := newTestClients(t, s, "persistent://public/default/peeked")
+	c.sendPulsar(ctx, t, 3, "p")
+	c.produceKafka(ctx, t, "peeked", 2, "k")
 	// Subscription "g" has consumed the first entry (a Kafka commit).
-	var offs kadm.Offsets
-	offs.Add(kadm.Offset{Topic: "peeked", Partition: 0, At: 1, LeaderEpoch: -1})
-	if r, err := kadm.NewClient(kcl).CommitOffsets(ctx, "g", offs); err != nil || r.Error() != nil {
-		t.Fatalf("commit: %v %v", err, r.Error())
-	}
+	c.commit(ctx, t, "g", "peeked", 1)
 
 	base := "/admin/v2/persistent/public/default/peeked"
 	for _, c := range []struct {
@@ -101,16 +71,9 @@ func TestPeekAndExamine(t *testing.T) {
 // broker's topic stats, and 405 for a wrong method.
 func TestBrokerEndpoints(t *testing.T) {
 	s := startStorageServer(t, t.TempDir(), nil)
-	kcl, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()), kgo.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kcl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := kcl.ProduceSync(ctx, &kgo.Record{Topic: "listed", Value: []byte("v")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	newTestClients(t, s, "", kgo.AllowAutoTopicCreation()).produceKafka(ctx, t, "listed", 1, "v")
 
 	for _, c := range []struct {
 		method, path string

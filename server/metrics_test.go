@@ -87,6 +87,65 @@ func one(t *testing.T, s *Server, name string, want map[string]string) float64 {
 	return 0
 }
 
+// testClients are a Pulsar client, one unbatched Pulsar producer on a
+// topic and a franz-go client of s; cleanup closes them.
+type testClients struct {
+	pulsar   pulsar.Client
+	producer pulsar.Producer
+	kafka    *kgo.Client
+}
+
+func newTestClients(t *testing.T, s *Server, pulsarTopic string, kopts ...kgo.Opt) *testClients {
+	t.Helper()
+	pcl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + s.Addr("pulsar").String(), Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pcl.Close)
+	c := &testClients{pulsar: pcl}
+	if pulsarTopic != "" {
+		if c.producer, err = pcl.CreateProducer(pulsar.ProducerOptions{Topic: pulsarTopic, DisableBatching: true}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.producer.Close)
+	}
+	if c.kafka, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.Addr("kafka").String())}, kopts...)...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.kafka.Close)
+	return c
+}
+
+// sendPulsar sends n messages "<prefix><i>" with the Pulsar producer.
+func (c *testClients) sendPulsar(ctx context.Context, t *testing.T, n int, prefix string) {
+	t.Helper()
+	for i := range n {
+		if _, err := c.producer.Send(ctx, &pulsar.ProducerMessage{Payload: fmt.Appendf(nil, "%s%d", prefix, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// produceKafka produces n records "<prefix><i>" to topic.
+func (c *testClients) produceKafka(ctx context.Context, t *testing.T, topic string, n int, prefix string) {
+	t.Helper()
+	for i := range n {
+		if err := c.kafka.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "%s%d", prefix, i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// commit commits group's offset on partition 0 of topic.
+func (c *testClients) commit(ctx context.Context, t *testing.T, group, topic string, at int64) {
+	t.Helper()
+	var offs kadm.Offsets
+	offs.Add(kadm.Offset{Topic: topic, Partition: 0, At: at, LeaderEpoch: -1})
+	if r, err := kadm.NewClient(c.kafka).CommitOffsets(ctx, group, offs); err != nil || r.Error() != nil {
+		t.Fatalf("commit: %v %v", err, r.Error())
+	}
+}
+
 type statsView struct {
 	MsgRateIn, MsgRateOut, MsgThroughputOut float64
 	MsgInCounter, MsgOutCounter             int64
@@ -112,35 +171,12 @@ func TestStatsAndMetricsAgree(t *testing.T) {
 	defer cancel()
 	const topic = "persistent://public/default/observed"
 
-	pcl, err := pulsar.NewClient(pulsar.ClientOptions{URL: "pulsar://" + s.Addr("pulsar").String(), Logger: plog.DefaultNopLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pcl.Close()
-	pp, err := pcl.CreateProducer(pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pp.Close()
-	for i := range 10 {
-		if _, err := pp.Send(ctx, &pulsar.ProducerMessage{Payload: fmt.Appendf(nil, "p%d", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kcl, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()), kgo.ConsumeTopics("observed"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kcl.Close()
-	for i := range 5 {
-		if err := kcl.ProduceSync(ctx, &kgo.Record{Topic: "observed", Value: fmt.Appendf(nil, "k%d", i)}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := newTestClients(t, s, topic, kgo.ConsumeTopics("observed"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	c.sendPulsar(ctx, t, 10, "p")
+	c.produceKafka(ctx, t, "observed", 5, "k")
 
 	// Both protocols read all 15.
-	pc, err := pcl.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "obs-sub",
+	pc, err := c.pulsar.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "obs-sub",
 		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest, ReceiverQueueSize: 100})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +190,7 @@ func TestStatsAndMetricsAgree(t *testing.T) {
 		pc.Ack(m)
 	}
 	for n := 0; n < 15; {
-		fs := kcl.PollFetches(ctx)
+		fs := c.kafka.PollFetches(ctx)
 		if err := fs.Err0(); err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +261,7 @@ func TestStatsAndMetricsAgree(t *testing.T) {
 	}
 
 	// A refused request counts under its API and error code.
-	if _, err := kadm.NewClient(kcl).DeleteTopics(ctx, "no-such-topic"); err != nil {
+	if _, err := kadm.NewClient(c.kafka).DeleteTopics(ctx, "no-such-topic"); err != nil {
 		t.Fatal(err)
 	}
 	if got := one(t, s, "kopernik_kafka_request_errors_total", map[string]string{"api": "DeleteTopics", "error": "UNKNOWN_TOPIC_OR_PARTITION"}); got != 1 {
@@ -234,11 +270,7 @@ func TestStatsAndMetricsAgree(t *testing.T) {
 	dashboardNamesExported(t, s)
 
 	// Rates are measured over a window: 0 at first, then what was sent.
-	for range 10 {
-		if _, err := pp.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("more")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c.sendPulsar(ctx, t, 10, "more")
 	time.Sleep(5100 * time.Millisecond)
 	getJSON(t, s, "/admin/v2/persistent/public/default/observed/stats", &st)
 	if st.MsgRateIn <= 0 {
@@ -252,24 +284,11 @@ func TestMetricsPerNamespace(t *testing.T) {
 	s := startStorageServer(t, t.TempDir(), nil, "expose-topic-level-metrics", "false")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kcl, err := kgo.NewClient(kgo.SeedBrokers(s.Addr("kafka").String()), kgo.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kcl.Close()
-	for _, topic := range []string{"a", "b"} {
-		for range 3 {
-			if err := kcl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("v")}).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	c := newTestClients(t, s, "", kgo.AllowAutoTopicCreation())
+	c.produceKafka(ctx, t, "a", 3, "v")
+	c.produceKafka(ctx, t, "b", 3, "v")
 	// A group's commit: a subscription with a backlog (lag) of 2.
-	var offs kadm.Offsets
-	offs.Add(kadm.Offset{Topic: "a", Partition: 0, At: 1, LeaderEpoch: -1})
-	if r, err := kadm.NewClient(kcl).CommitOffsets(ctx, "g", offs); err != nil || r.Error() != nil {
-		t.Fatalf("commit: %v %v", err, r.Error())
-	}
+	c.commit(ctx, t, "g", "a", 1)
 	ns := map[string]string{"cluster": "standalone", "namespace": "public/default"}
 	for name, want := range map[string]float64{
 		"pulsar_in_messages_total": 6, "pulsar_subscriptions_count": 1, "pulsar_msg_backlog": 2,

@@ -25,10 +25,7 @@ func init() { register(0, 4, handleDescribeLogDirs) }
 func handleDescribeLogDirs(ctx context.Context, c *conn, req *kmsg.DescribeLogDirsRequest) (kmsg.Response, error) {
 	h := c.h
 	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
-	var reqs []topicPartitions
-	for _, t := range req.Topics {
-		reqs = append(reqs, topicPartitions{topic: t.Topic, partitions: t.Partitions})
-	}
+	reqs := requestedTopics(req.Topics, func(t kmsg.DescribeLogDirsRequestTopic) (string, []int32) { return t.Topic, t.Partitions })
 	topics, err := h.resolvePartitions(ctx, reqs, req.Topics == nil, auth.NeedLookup)
 	if err != nil {
 		resp.ErrorCode = errCode(err)

@@ -25,10 +25,7 @@ func init() { register(0, 2, handleElectLeaders) }
 func handleElectLeaders(ctx context.Context, c *conn, req *kmsg.ElectLeadersRequest) (kmsg.Response, error) {
 	h := c.h
 	resp := req.ResponseKind().(*kmsg.ElectLeadersResponse)
-	var reqs []topicPartitions
-	for _, t := range req.Topics {
-		reqs = append(reqs, topicPartitions{topic: t.Topic, partitions: t.Partitions})
-	}
+	reqs := requestedTopics(req.Topics, func(t kmsg.ElectLeadersRequestTopic) (string, []int32) { return t.Topic, t.Partitions })
 	topics, err := h.resolvePartitions(ctx, reqs, false, auth.NeedAdmin)
 	if err != nil {
 		return nil, err
@@ -40,13 +37,9 @@ func handleElectLeaders(ctx context.Context, c *conn, req *kmsg.ElectLeadersRequ
 		for _, p := range req.Topics[i].Partitions {
 			rp := kmsg.NewElectLeadersResponseTopicPartition()
 			rp.Partition = p
-			ref, ok := findRef(t.parts, p)
-			switch {
-			case t.err != nil:
-				rp.ErrorCode, rp.ErrorMessage = errCode(t.err), errMsg(t.err)
-			case !ok || ref.err != nil:
-				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			default:
+			if _, err := t.partition(p); err != nil {
+				rp.ErrorCode, rp.ErrorMessage = errCode(err), errMsg(err)
+			} else {
 				rp.ErrorCode, rp.ErrorMessage = kerr.ElectionNotNeeded.Code, kmsg.StringPtr(notNeeded)
 			}
 			rt.Partitions = append(rt.Partitions, rp)

@@ -26,14 +26,13 @@ func init() { register(0, 0, handleAlterPartitionReassignments) }
 func handleAlterPartitionReassignments(ctx context.Context, c *conn, req *kmsg.AlterPartitionAssignmentsRequest) (kmsg.Response, error) {
 	h := c.h
 	resp := req.ResponseKind().(*kmsg.AlterPartitionAssignmentsResponse)
-	var reqs []topicPartitions
-	for _, t := range req.Topics {
-		var ps []int32
+	reqs := requestedTopics(req.Topics, func(t kmsg.AlterPartitionAssignmentsRequestTopic) (string, []int32) {
+		ps := []int32{}
 		for _, p := range t.Partitions {
 			ps = append(ps, p.Partition)
 		}
-		reqs = append(reqs, topicPartitions{topic: t.Topic, partitions: ps})
-	}
+		return t.Topic, ps
+	})
 	topics, err := h.resolvePartitions(ctx, reqs, false, auth.NeedAdmin)
 	if err != nil {
 		return nil, err
@@ -42,15 +41,12 @@ func handleAlterPartitionReassignments(ctx context.Context, c *conn, req *kmsg.A
 	for i, t := range topics {
 		rt := kmsg.NewAlterPartitionAssignmentsResponseTopic()
 		rt.Topic = t.topic
-		for j, p := range req.Topics[i].Partitions {
+		for _, p := range req.Topics[i].Partitions {
 			rp := kmsg.NewAlterPartitionAssignmentsResponseTopicPartition()
 			rp.Partition = p.Partition
-			var err error
+			_, err := t.partition(p.Partition)
 			switch {
-			case t.err != nil:
-				err = t.err
-			case t.parts[j].err != nil:
-				err = t.parts[j].err
+			case err != nil:
 			case p.Replicas == nil:
 				err = fmt.Errorf("%w: partition %d has no reassignment to cancel", kerr.NoReassignmentInProgress, p.Partition)
 			case !slices.Equal(p.Replicas, only):

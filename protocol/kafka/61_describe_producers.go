@@ -29,10 +29,7 @@ const kafkaProducerPrefix = "kafka-"
 func handleDescribeProducers(ctx context.Context, c *conn, req *kmsg.DescribeProducersRequest) (kmsg.Response, error) {
 	h := c.h
 	resp := req.ResponseKind().(*kmsg.DescribeProducersResponse)
-	var reqs []topicPartitions
-	for _, t := range req.Topics {
-		reqs = append(reqs, topicPartitions{topic: t.Topic, partitions: t.Partitions})
-	}
+	reqs := requestedTopics(req.Topics, func(t kmsg.DescribeProducersRequestTopic) (string, []int32) { return t.Topic, t.Partitions })
 	topics, err := h.resolvePartitions(ctx, reqs, false, auth.NeedLookup)
 	if err != nil {
 		return nil, err
@@ -43,14 +40,7 @@ func handleDescribeProducers(ctx context.Context, c *conn, req *kmsg.DescribePro
 		for _, p := range req.Topics[i].Partitions {
 			rp := kmsg.NewDescribeProducersResponseTopicPartition()
 			rp.Partition = p
-			ref, ok := findRef(t.parts, p)
-			err := t.err
-			if err == nil && !ok {
-				err = errUnknownPartition(t.topic, p)
-			}
-			if err == nil {
-				err = ref.err
-			}
+			ref, err := t.partition(p)
 			if err == nil {
 				rp.ActiveProducers, err = h.kafkaProducers(ctx, ref)
 			}
@@ -63,15 +53,6 @@ func handleDescribeProducers(ctx context.Context, c *conn, req *kmsg.DescribePro
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp, nil
-}
-
-func findRef(refs []partitionRef, p int32) (partitionRef, bool) {
-	for _, r := range refs {
-		if r.partition == p {
-			return r, true
-		}
-	}
-	return partitionRef{}, false
 }
 
 // kafkaProducers lists the Kafka producer ids the partition deduplicates.

@@ -219,6 +219,30 @@ type resolvedTopic struct {
 	parts []partitionRef
 }
 
+// requestedTopics converts a request's topics to topicPartitions.
+func requestedTopics[T any](ts []T, f func(T) (string, []int32)) []topicPartitions {
+	out := make([]topicPartitions, 0, len(ts))
+	for _, t := range ts {
+		name, parts := f(t)
+		out = append(out, topicPartitions{topic: name, partitions: parts})
+	}
+	return out
+}
+
+// partition returns requested partition p, or the error to answer for it:
+// the topic's, or UNKNOWN_TOPIC_OR_PARTITION.
+func (rt resolvedTopic) partition(p int32) (partitionRef, error) {
+	if rt.err != nil {
+		return partitionRef{}, rt.err
+	}
+	for _, r := range rt.parts {
+		if r.partition == p {
+			return r, r.err
+		}
+	}
+	return partitionRef{}, errUnknownPartition(rt.topic, p)
+}
+
 // resolvePartitions looks up each requested topic (need checked on it) and
 // the partitions asked for; all, when reqs is nil, means every topic the
 // client may describe with all of its partitions.
