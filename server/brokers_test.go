@@ -114,3 +114,31 @@ func TestBrokerEndpoints(t *testing.T) {
 		t.Errorf("healthz without a store: %d", status)
 	}
 }
+
+// TestNonPersistentListedAndReasons: a non-persistent topic a Pulsar
+// producer created is listed and has stats; a refusal's reason carries no
+// internal package prefix.
+func TestNonPersistentListedAndReasons(t *testing.T) {
+	s := startStorageServer(t, t.TempDir(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const topic = "non-persistent://public/default/np-listed"
+	newTestClients(t, s, topic).sendPulsar(ctx, t, 2, "np")
+	for _, c := range []struct{ path, want string }{
+		{"/admin/v2/non-persistent/public/default", `["` + topic + `"]`},
+		{"/admin/v2/namespaces/public/default/topics?mode=NON_PERSISTENT", `["` + topic + `"]`},
+		{"/admin/v2/namespaces/public/default/topics?mode=ALL", topic},
+		{"/admin/v2/non-persistent/public/default/np-listed/stats", `"msgInCounter":2`},
+	} {
+		if status, _, body := httpDo(t, s, "GET", c.path, ""); status != 200 || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d %s, want %s", c.path, status, body, c.want)
+		}
+	}
+	if status, _, body := httpDo(t, s, "GET", "/admin/v2/persistent/public/default", ""); status != 200 || strings.Contains(body, "np-listed") {
+		t.Errorf("persistent listing: %d %s", status, body)
+	}
+	status, _, body := httpDo(t, s, "PUT", "/admin/v2/namespaces/public/default", "")
+	if status != 409 || strings.Contains(body, "broker:") || !strings.Contains(body, "already exists") {
+		t.Errorf("existing namespace: %d %s, want 409 with a reason without package prefixes", status, body)
+	}
+}
