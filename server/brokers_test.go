@@ -92,6 +92,7 @@ func TestBrokerEndpoints(t *testing.T) {
 		{"PUT", "/admin/v2/brokers/health", 405, ""},
 		{"DELETE", "/admin/v2/tenants", 405, ""},
 		{"POST", "/admin/v2/nothing", 404, ""},
+		{"POST", "/metrics", 405, ""},
 	} {
 		status, allow, body := httpDo(t, s, c.method, c.path, "Allow")
 		if status != c.status || !strings.Contains(body, c.want) {

@@ -273,6 +273,10 @@ func (s *Server) Close(ctx context.Context) error {
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	})
 	opts := admin.Options{HTTPURL: "http://" + s.httpLn.Addr().String(), ClusterName: clusterName, Logger: s.log.With("component", "admin")}
 	// HTTP lookups answer what the Pulsar handler's LOOKUP answers.
 	for _, rh := range s.handlers {

@@ -3,6 +3,7 @@ package kafka
 import (
 	"errors"
 	"reflect"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -68,52 +69,115 @@ func registerCollector[C prometheus.Collector](reg prometheus.Registerer, c C) C
 }
 
 // countErrors adds every non-zero error code in resp to the errors counter.
+// Produce and Fetch, the hot paths, are walked by type; the rest by
+// reflection (eachErrorCode).
 func (m *metrics) countErrors(api string, resp kmsg.Response) {
-	if resp == nil {
-		return
-	}
-	eachErrorCode(reflect.ValueOf(resp), func(code int16) {
+	count := func(code int16) {
+		if code == 0 {
+			return
+		}
 		name := "UNKNOWN_SERVER_ERROR"
-		if e := kerr.ErrorForCode(code); e != nil {
-			if ke, ok := e.(*kerr.Error); ok {
-				name = ke.Message
-			}
+		if e, ok := kerr.ErrorForCode(code).(*kerr.Error); ok {
+			name = e.Message
 		}
 		m.errors.WithLabelValues(api, name).Inc()
-	})
+	}
+	switch r := resp.(type) {
+	case nil:
+	case *kmsg.ProduceResponse:
+		for i := range r.Topics {
+			for j := range r.Topics[i].Partitions {
+				count(r.Topics[i].Partitions[j].ErrorCode)
+			}
+		}
+	case *fetchResponse:
+		count(r.ErrorCode)
+		for i := range r.Topics {
+			for j := range r.Topics[i].Partitions {
+				count(r.Topics[i].Partitions[j].ErrorCode)
+			}
+		}
+	default:
+		eachErrorCode(reflect.ValueOf(resp), count)
+	}
 }
 
-// eachErrorCode calls fn with every non-zero int16 field named ErrorCode
+// eachErrorCode calls fn with every int16 field named ErrorCode
 // in v, at any depth of structs, pointers and slices of them (kmsg
-// responses keep their codes there). Byte slices (records) are skipped.
+// responses keep their codes there). It follows only the fields whose type
+// can hold an ErrorCode (errorPlanOf, computed once per type), so a
+// response costs about one field read per partition.
 func eachErrorCode(v reflect.Value, fn func(int16)) {
+	if !v.IsValid() {
+		return
+	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {
 			eachErrorCode(v.Elem(), fn)
 		}
 	case reflect.Slice:
-		if v.Type().Elem().Kind() == reflect.Uint8 {
-			return
-		}
 		for i := range v.Len() {
 			eachErrorCode(v.Index(i), fn)
 		}
 	case reflect.Struct:
-		t := v.Type()
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() && !f.Anonymous {
-				continue
-			}
-			fv := v.Field(i)
-			if f.Name == "ErrorCode" && fv.Kind() == reflect.Int16 {
-				if c := int16(fv.Int()); c != 0 {
-					fn(c)
-				}
-				continue
-			}
-			eachErrorCode(fv, fn)
+		plan := errorPlanOf(v.Type())
+		if plan.code >= 0 {
+			fn(int16(v.Field(plan.code).Int()))
+		}
+		for _, f := range plan.children {
+			eachErrorCode(v.Field(f), fn)
 		}
 	}
+}
+
+// errorPlan is where in a struct type error codes can be: the index of its
+// own ErrorCode field (-1: none) and the fields whose types can hold one.
+type errorPlan struct {
+	code     int
+	children []int
+}
+
+var errorPlans sync.Map // reflect.Type -> *errorPlan
+
+func errorPlanOf(t reflect.Type) *errorPlan {
+	if p, ok := errorPlans.Load(t); ok {
+		return p.(*errorPlan)
+	}
+	p := &errorPlan{code: -1}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		switch {
+		case !f.IsExported() && !f.Anonymous:
+		case f.Name == "ErrorCode" && f.Type.Kind() == reflect.Int16:
+			p.code = i
+		case holdsErrorCode(f.Type, map[reflect.Type]bool{}):
+			p.children = append(p.children, i)
+		}
+	}
+	errorPlans.Store(t, p)
+	return p
+}
+
+// holdsErrorCode reports whether a value of type t can contain an
+// ErrorCode field (seen guards recursive types).
+func holdsErrorCode(t reflect.Type, seen map[reflect.Type]bool) bool {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice:
+		return holdsErrorCode(t.Elem(), seen)
+	case reflect.Interface:
+		return true
+	case reflect.Struct:
+		if seen[t] {
+			return false
+		}
+		seen[t] = true
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Name == "ErrorCode" && f.Type.Kind() == reflect.Int16 || holdsErrorCode(f.Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
 }
