@@ -7,7 +7,9 @@ package admin
 // least 5 s apart (0 until one window has passed). A topic's out counters
 // include Kafka fetches and Pulsar readers; a subscription's count what its
 // dispatcher delivered to Pulsar consumers (Kafka group members fetch: their
-// reads count at the topic). Per-producer rates are not measured (0).
+// reads count at the topic). Publishers are the attached Pulsar producers,
+// with their own rates; Kafka producers are not attached (their appends
+// count at the topic).
 
 import (
 	"fmt"
@@ -118,11 +120,19 @@ func (s *server) partitionStats(r *http.Request, p *broker.Partition, created ti
 		ts.AverageMsgSize = float64(st.Bytes) / float64(st.Messages)
 	}
 	for i, pi := range p.Producers() {
-		ts.Publishers = append(ts.Publishers, publisherStats{
+		ps := publisherStats{
 			AccessMode: orDefault(pi.AccessMode, "Shared"), ProducerID: int64(i),
 			ProducerName: pi.Name, Address: pi.Address, ConnectedSince: formatTime(pi.ConnectedSince),
 			ClientVersion: pi.ClientVersion, Metadata: nonNilMap(pi.Metadata),
-		})
+		}
+		if pi.Counters != nil {
+			msgs, bytes, rate, throughput := pi.Counters.Stats()
+			ps.MsgRateIn, ps.MsgThroughputIn = rate, throughput
+			if msgs > 0 {
+				ps.AverageMsgSize = float64(bytes) / float64(msgs)
+			}
+		}
+		ts.Publishers = append(ts.Publishers, ps)
 	}
 	for _, sub := range p.Subscriptions(r.Context()) {
 		ss := subscriptionStatsOf(sub, ts.AverageMsgSize)

@@ -3,6 +3,7 @@ package broker
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,30 @@ type ProducerInfo struct {
 	ClientVersion string
 	// Metadata is free-form producer metadata; optional.
 	Metadata map[string]string
+	// Counters, if set, count what the producer appended (its handler
+	// adds to them); statistics report its rates from them.
+	Counters *ProducerCounters
+}
+
+// ProducerCounters count one attached producer's appends (duplicates
+// excluded). The zero value is ready; methods are safe for concurrent use.
+type ProducerCounters struct {
+	msgs, bytes atomic.Int64
+	rate        rateMeter
+}
+
+// Add counts an accepted append of msgs messages and bytes stored bytes.
+func (c *ProducerCounters) Add(msgs, bytes int64) {
+	c.msgs.Add(msgs)
+	c.bytes.Add(bytes)
+}
+
+// Stats returns the totals and the per-second rates over the last window
+// of at least 5 s (0 until one has passed).
+func (c *ProducerCounters) Stats() (msgs, bytes int64, msgsPerSec, bytesPerSec float64) {
+	msgs, bytes = c.msgs.Load(), c.bytes.Load()
+	msgsPerSec, bytesPerSec = c.rate.rates(time.Now(), msgs, bytes)
+	return msgs, bytes, msgsPerSec, bytesPerSec
 }
 
 // ConsumerInfo describes a consumer attached to a subscription, for

@@ -16,7 +16,9 @@ package server
 // and pulsar_out_bytes_total per subscription and per consumer, with more
 // labels under the same name; a Prometheus client cannot (one label set per
 // name), so the subscription's are pulsar_subscription_out_messages_total
-// and pulsar_subscription_out_bytes_total.
+// and pulsar_subscription_out_bytes_total. Producer series
+// (pulsar_producer_msg_rate_in, ...; labels producer_name, producer_id) are
+// the attached Pulsar producers'.
 //
 // Only loaded partitions are reported (Pulsar: the topics a broker owns).
 
@@ -38,6 +40,7 @@ const (
 	topicLevel metricKind = iota
 	subscriptionLevel
 	consumerLevel
+	producerLevel
 )
 
 type metricDef struct {
@@ -74,6 +77,8 @@ const (
 	mConsUnacked
 	mConsRateOut
 	mConsThroughputOut
+	mProdRateIn
+	mProdThroughputIn
 )
 
 var metricDefs = []metricDef{
@@ -103,6 +108,8 @@ var metricDefs = []metricDef{
 	mConsUnacked:         {"pulsar_consumer_unacked_messages", "Messages delivered to the consumer and not acknowledged.", consumerLevel, false},
 	mConsRateOut:         {"pulsar_consumer_msg_rate_out", "Messages delivered per second.", consumerLevel, false},
 	mConsThroughputOut:   {"pulsar_consumer_msg_throughput_out", "Bytes delivered per second.", consumerLevel, false},
+	mProdRateIn:          {"pulsar_producer_msg_rate_in", "Messages appended per second by the (Pulsar) producer.", producerLevel, false},
+	mProdThroughputIn:    {"pulsar_producer_msg_throughput_in", "Bytes appended per second by the (Pulsar) producer.", producerLevel, false},
 }
 
 // brokerCollector exports the broker's partition, subscription and
@@ -126,6 +133,8 @@ func newBrokerCollector(b *broker.Broker, cluster string, perTopic bool) *broker
 				labels = append(labels, "subscription")
 			case consumerLevel:
 				labels = append(labels, "subscription", "consumer", "consumer_id")
+			case producerLevel:
+				labels = append(labels, "producer_name", "producer_id")
 			}
 		}
 		c.descs = append(c.descs, prometheus.NewDesc(d.name, d.help, labels, nil))
@@ -206,8 +215,20 @@ func (c *brokerCollector) partition(ctx context.Context, ch chan<- prometheus.Me
 	v[mRateIn], v[mThroughputIn] = p.InRates()
 	v[mRateOut], v[mThroughputOut] = p.OutRates()
 	v[mStorageSize], v[mLedgers] = float64(st.Bytes), float64(len(st.Ledgers))
-	v[mProducers] = float64(len(p.Producers()))
+	producers := p.Producers()
+	v[mProducers] = float64(len(producers))
 	topic, ns := p.Name().String(), p.Name().NamespaceName()
+	if c.perTopic {
+		for i, pi := range producers {
+			if pi.Counters == nil {
+				continue
+			}
+			_, _, rate, throughput := pi.Counters.Stats()
+			pl := []string{c.cluster, ns, topic, pi.Name, strconv.Itoa(i)}
+			c.metric(ch, mProdRateIn, rate, pl...)
+			c.metric(ch, mProdThroughputIn, throughput, pl...)
+		}
+	}
 	for _, sub := range p.Subscriptions(ctx) {
 		backlog := sub.Cursor().Backlog()
 		consumers := sub.Consumers()

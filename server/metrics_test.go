@@ -147,6 +147,10 @@ func (c *testClients) commit(ctx context.Context, t *testing.T, group, topic str
 }
 
 type statsView struct {
+	Publishers []struct {
+		ProducerName               string
+		MsgRateIn, MsgThroughputIn float64
+	}
 	MsgRateIn, MsgRateOut, MsgThroughputOut float64
 	MsgInCounter, MsgOutCounter             int64
 	BytesInCounter, BytesOutCounter         int64
@@ -273,8 +277,16 @@ func TestStatsAndMetricsAgree(t *testing.T) {
 	c.sendPulsar(ctx, t, 10, "more")
 	time.Sleep(5100 * time.Millisecond)
 	getJSON(t, s, "/admin/v2/persistent/public/default/observed/stats", &st)
-	if st.MsgRateIn <= 0 {
-		t.Fatalf("msgRateIn %v after a window with 10 messages in", st.MsgRateIn)
+	if st.MsgRateIn <= 0 || len(st.Publishers) != 1 || st.Publishers[0].MsgRateIn <= 0 {
+		t.Fatalf("msgRateIn %v, publishers %+v after a window with 10 messages in", st.MsgRateIn, st.Publishers)
+	}
+	// Within the window both read the same measurement.
+	if got := one(t, s, "pulsar_rate_in", tl); got != st.MsgRateIn {
+		t.Errorf("pulsar_rate_in %v, the admin stats say %v", got, st.MsgRateIn)
+	}
+	pl := map[string]string{"topic": topic, "producer_name": st.Publishers[0].ProducerName}
+	if got := one(t, s, "pulsar_producer_msg_rate_in", pl); got != st.Publishers[0].MsgRateIn {
+		t.Errorf("pulsar_producer_msg_rate_in %v, the admin stats say %v", got, st.Publishers[0].MsgRateIn)
 	}
 }
 
