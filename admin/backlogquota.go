@@ -26,7 +26,7 @@ type backlogQuota struct {
 	Policy    string          `json:"policy"`
 }
 
-func (s *server) backlogQuotaRoutes(mux *http.ServeMux) {
+func (s *server) backlogQuotaRoutes(mux *router) {
 	mux.HandleFunc("POST /admin/v2/namespaces/{tenant}/{ns}/backlogQuota", s.setBacklogQuota)
 	mux.HandleFunc("DELETE /admin/v2/namespaces/{tenant}/{ns}/backlogQuota", s.removeBacklogQuota)
 	mux.HandleFunc("GET /admin/v2/namespaces/{tenant}/{ns}/backlogQuotaMap", s.getBacklogQuotaMap)

@@ -4,7 +4,7 @@ package admin
 // TopicLookupBase) answers the one broker's advertised URLs as LookupData.
 // kopernik is a single broker, so every topic of an existing namespace is
 // served here; the topic itself need not exist yet (producers and consumers
-// create it when auto-creation allows). Also the broker health check.
+// create it when auto-creation allows).
 
 import (
 	"errors"
@@ -23,9 +23,8 @@ type lookupData struct {
 	NativeURL string `json:"nativeUrl"`
 }
 
-func (s *server) lookupRoutes(mux *http.ServeMux) {
+func (s *server) lookupRoutes(mux *router) {
 	mux.HandleFunc("GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}", s.lookup)
-	mux.HandleFunc("GET /admin/v2/brokers/health", s.health)
 }
 
 func (s *server) lookup(w http.ResponseWriter, r *http.Request) {
@@ -45,10 +44,4 @@ func (s *server) lookup(w http.ResponseWriter, r *http.Request) {
 		HTTPURL: s.opts.HTTPURL, HTTPURLTLS: s.opts.HTTPURLTLS,
 		NativeURL: s.opts.BrokerURL,
 	})
-}
-
-// health answers "ok" as Pulsar's /admin/v2/brokers/health does.
-func (s *server) health(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain")
-	w.Write([]byte("ok"))
 }

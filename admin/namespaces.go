@@ -50,7 +50,7 @@ type authPolicies struct {
 	SubscriptionAuthRoles map[string][]string            `json:"subscription_auth_roles"`
 }
 
-func (s *server) namespaceRoutes(mux *http.ServeMux) {
+func (s *server) namespaceRoutes(mux *router) {
 	mux.HandleFunc("GET /admin/v2/namespaces/{tenant}", s.listNamespaces)
 	mux.HandleFunc("PUT /admin/v2/namespaces/{tenant}/{ns}", s.createNamespace)
 	mux.HandleFunc("GET /admin/v2/namespaces/{tenant}/{ns}", s.getNamespace)
@@ -141,6 +141,11 @@ func (s *server) deleteNamespace(w http.ResponseWriter, r *http.Request) {
 	ns := namespaceOf(r)
 	if boolQuery(r, "force") {
 		topics, err := s.svc.ListTopics(r.Context(), ns)
+		if err == nil {
+			var np []broker.TopicMetadata
+			np, err = s.svc.ListNonPersistentTopics(r.Context(), ns)
+			topics = append(topics, np...)
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -159,17 +164,22 @@ func (s *server) deleteNamespace(w http.ResponseWriter, r *http.Request) {
 	ok(w)
 }
 
-// namespaceTopics lists every topic of the namespace, partitions included
-// (a partitioned topic appears as its partitions). ?mode=NON_PERSISTENT
-// answers an empty list; PERSISTENT and ALL (the default) the same list.
+// namespaceTopics lists the namespace's topics, partitions included (a
+// partitioned topic appears as its partitions): ?mode=PERSISTENT (the
+// default, as Pulsar's), NON_PERSISTENT or ALL.
 func (s *server) namespaceTopics(w http.ResponseWriter, r *http.Request) {
-	names, err := s.topicNames(r.Context(), namespaceOf(r), false)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if r.URL.Query().Get("mode") == "NON_PERSISTENT" {
-		names = []string{}
+	mode := r.URL.Query().Get("mode")
+	names := []string{}
+	for _, domain := range []string{"persistent", "non-persistent"} {
+		if (domain == "persistent" && mode == "NON_PERSISTENT") || (domain == "non-persistent" && mode != "NON_PERSISTENT" && mode != "ALL") {
+			continue
+		}
+		more, err := s.topicNames(r.Context(), domain, namespaceOf(r), false)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		names = append(names, more...)
 	}
 	writeJSON(w, http.StatusOK, names)
 }

@@ -23,7 +23,7 @@ import (
 	"github.com/kopernik-io/kopernik/broker"
 )
 
-func (s *server) offloadRoutes(mux *http.ServeMux) {
+func (s *server) offloadRoutes(mux *router) {
 	mux.HandleFunc("PUT "+topicBase+"/{topic}/offload", s.triggerOffload)
 	mux.HandleFunc("GET "+topicBase+"/{topic}/offload", s.offloadStatus)
 	ns := "/admin/v2/namespaces/{tenant}/{ns}/"

@@ -29,13 +29,12 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
 )
 
-func (s *server) permissionRoutes(mux *http.ServeMux) {
+func (s *server) permissionRoutes(mux *router) {
 	base := "/admin/v2/namespaces/{tenant}/{ns}/permissions"
 	mux.HandleFunc("GET "+base, s.getPermissions)
 	mux.HandleFunc("POST "+base+"/{role}", s.grantPermission)
@@ -110,11 +109,10 @@ func (s *server) updatePermissions(w http.ResponseWriter, r *http.Request, chang
 // permissionTopic is the request's topic as its grants are keyed: the full
 // name, a partition by its partitioned topic's.
 func permissionTopic(r *http.Request) (broker.TopicName, error) {
-	name, err := topicOf(r)
+	name, err := topicOf(r) // the domain from the path
 	if err != nil {
 		return name, err
 	}
-	name.Domain = strings.Split(strings.TrimPrefix(r.URL.Path, "/admin/v2/"), "/")[0]
 	return name.Base(), nil
 }
 

@@ -31,7 +31,7 @@ type getSchemaResponse struct {
 	Properties map[string]string `json:"properties"`
 }
 
-func (s *server) schemaRoutes(mux *http.ServeMux) {
+func (s *server) schemaRoutes(mux *router) {
 	base := "/admin/v2/schemas/{tenant}/{ns}/{topic}/schema"
 	mux.HandleFunc("GET "+base, s.getSchema)
 	mux.HandleFunc("GET "+base+"/{version}", s.getSchema)

@@ -28,7 +28,7 @@ type scramRequest struct {
 	Namespace  string `json:"namespace"`
 }
 
-func (s *server) scramRoutes(mux *http.ServeMux) {
+func (s *server) scramRoutes(mux *router) {
 	const base = "/admin/v2/kopernik/scram"
 	mux.HandleFunc("GET "+base, func(w http.ResponseWriter, r *http.Request) {
 		users, err := s.opts.SCRAM.Users(r.Context())

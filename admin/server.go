@@ -3,34 +3,9 @@
 // pulsar-admin, pulsarctl and pulsar-client-go's pulsaradmin package work
 // against it. It talks to the broker only through broker.Service.
 //
-// Served (all under /admin/v2 unless noted; one file per resource):
-//
-//	tenants.go        GET /tenants, PUT|GET|POST|DELETE /tenants/{tenant}, GET /clusters
-//	namespaces.go     GET /namespaces/{tenant}, PUT|GET|DELETE /namespaces/{tenant}/{ns},
-//	                  GET /namespaces/{tenant}/{ns}/topics,
-//	                  GET|POST|DELETE /namespaces/{tenant}/{ns}/retention
-//	topics.go         GET /persistent/{tenant}/{ns}[/partitioned],
-//	                  PUT|DELETE /persistent/{t}/{ns}/{topic},
-//	                  PUT|POST|GET|DELETE /persistent/{t}/{ns}/{topic}/partitions,
-//	                  GET .../{topic}/stats, .../{topic}/partitioned-stats,
-//	                  GET .../{topic}/lastMessageId, PUT .../{topic}/unload,
-//	                  GET|POST|DELETE .../{topic}/retention, GET .../{topic}/internalStats,
-//	                  GET .../{topic}/messageid/{timestamp}
-//	messages.go       GET .../{topic}/ledger/{ledgerId}/entry/{entryId}
-//	subscriptions.go  GET .../{topic}/subscriptions, PUT|DELETE .../{topic}/subscription/{sub},
-//	                  POST .../subscription/{sub}/resetcursor[/{timestamp}],
-//	                  POST .../subscription/{sub}/skip_all, .../skip/{n},
-//	                  POST .../subscription/{sub}/expireMessages/{seconds}
-//	backlogquota.go   POST|DELETE /namespaces/{t}/{ns}/backlogQuota, GET .../backlogQuotaMap
-//	schemas.go        GET /schemas/{t}/{ns}/{topic}/schema[/{version}], DELETE .../schema
-//	terminate.go      POST /persistent/{t}/{ns}/{topic}/terminate
-//	lookup.go         GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic}
-//	permissions.go    GET /namespaces/{t}/{ns}/permissions, POST|DELETE .../permissions/{role},
-//	                  GET /persistent/{t}/{ns}/{topic}/permissions, POST|DELETE .../permissions/{role}
-//	auth.go           who may make which request
-//
-// Non-persistent topic listings answer with empty lists (kopernik serves
-// persistent topics only) because pulsaradmin's topic listing asks for both.
+// Served: the routes of docs/admin-api.md, one file per resource
+// (tenants.go, namespaces.go, topics.go, subscriptions.go, messages.go,
+// brokers.go, ...). Routes lists them, and a test holds the reference to it.
 //
 // Errors are Pulsar's JSON {"reason": "..."} with the status mapped once,
 // in writeError, from the broker's sentinel errors.
@@ -43,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
@@ -73,6 +49,12 @@ type Options struct {
 	SuperUserRoles []string
 	// SCRAM, when set, serves the SCRAM credential resource (scram.go).
 	SCRAM *auth.SCRAMStore
+	// HealthChecks are the checks /admin/v2/brokers/health and /readyz
+	// aggregate (brokers.go); none: always healthy.
+	HealthChecks []Check
+	// Version is what /admin/v2/brokers/version answers (default: the
+	// module version from the build info).
+	Version string
 	// MaxBodyBytes bounds request bodies (default 1 MiB).
 	MaxBodyBytes int64
 	// Logger defaults to slog.Default().
@@ -105,22 +87,15 @@ func New(svc broker.Service, opts Options) http.Handler {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	mux := http.NewServeMux()
-	s.tenantRoutes(mux)
-	s.namespaceRoutes(mux)
-	s.topicRoutes(mux)
-	s.messageRoutes(mux)
-	s.backlogQuotaRoutes(mux)
-	s.schemaRoutes(mux)
-	s.terminateRoutes(mux)
-	s.subscriptionRoutes(mux)
-	s.lookupRoutes(mux)
-	s.permissionRoutes(mux)
-	s.offloadRoutes(mux)
-	if opts.SCRAM != nil {
-		s.scramRoutes(mux)
-	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	mux := &router{mux: http.NewServeMux()}
+	s.routes(mux, opts.SCRAM != nil)
+	mux.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := mux.allowed(r); len(allow) > 0 {
+			// The path is served, with other methods.
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeReason(w, http.StatusMethodNotAllowed, "Method "+r.Method+" not allowed for "+r.URL.Path)
+			return
+		}
 		writeReason(w, http.StatusNotFound, "Not found: "+r.URL.Path)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -140,13 +115,70 @@ func New(svc broker.Service, opts Options) http.Handler {
 		if r = s.authorize(w, r); r == nil {
 			return
 		}
-		mux.ServeHTTP(w, r)
+		mux.mux.ServeHTTP(w, r)
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			// Any change may have changed grants (tenant admin roles,
 			// namespace permissions, a namespace deleted and made anew).
 			s.changedGrants()
 		}
 	})
+}
+
+// routes registers every resource's routes; the SCRAM credential routes
+// only withSCRAM (authentication enabled).
+func (s *server) routes(mux *router, withSCRAM bool) {
+	s.brokerRoutes(mux)
+	s.tenantRoutes(mux)
+	s.namespaceRoutes(mux)
+	s.topicRoutes(mux)
+	s.messageRoutes(mux)
+	s.backlogQuotaRoutes(mux)
+	s.schemaRoutes(mux)
+	s.terminateRoutes(mux)
+	s.subscriptionRoutes(mux)
+	s.lookupRoutes(mux)
+	s.permissionRoutes(mux)
+	s.offloadRoutes(mux)
+	if withSCRAM {
+		s.scramRoutes(mux)
+	}
+}
+
+// router is the admin API's route table: a ServeMux that remembers its
+// patterns, so that docs/admin-api.md can be checked against them (Routes)
+// and a known path asked with another method answers 405.
+type router struct {
+	mux      *http.ServeMux
+	patterns []string
+}
+
+// HandleFunc registers fn for pattern ("METHOD /path/{wildcard}").
+func (rt *router) HandleFunc(pattern string, fn http.HandlerFunc) {
+	rt.mux.HandleFunc(pattern, fn)
+	rt.patterns = append(rt.patterns, pattern)
+}
+
+// allowed lists the methods some route serves r's path with.
+func (rt *router) allowed(r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pattern := rt.mux.Handler(r2); pattern != "/" && pattern != "" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Routes lists every route the admin API can serve (the SCRAM credential
+// routes included), as "METHOD /path/{wildcard}" patterns in registration
+// order; the reference, docs/admin-api.md, is checked against it.
+func Routes() []string {
+	s := &server{log: slog.Default()}
+	mux := &router{mux: http.NewServeMux()}
+	s.routes(mux, true)
+	return mux.patterns
 }
 
 // errBadRequest marks malformed requests (400).
@@ -175,7 +207,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusInternalServerError {
 		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeReason(w, status, err.Error())
+	writeReason(w, status, broker.Reason(err))
 }
 
 func writeReason(w http.ResponseWriter, status int, reason string) {

@@ -1,10 +1,15 @@
 package admin
 
 // Topic statistics: GET .../{topic}/stats and .../{topic}/partitioned-stats
-// in Pulsar's TopicStats / PartitionedTopicStats JSON. Counters count since
-// the partition was loaded; rates are measured between reads of the stats
-// at least 5 s apart (0 until then). Per-producer and per-consumer rates
-// are not measured (0).
+// in Pulsar's TopicStats / PartitionedTopicStats JSON. Every number comes
+// from the broker's counters, the ones /metrics exports: counters count
+// since the partition was loaded; rates are measured between reads at
+// least 5 s apart (0 until one window has passed). A topic's out counters
+// include Kafka fetches and Pulsar readers; a subscription's count what its
+// dispatcher delivered to Pulsar consumers (Kafka group members fetch: their
+// reads count at the topic). Publishers are the attached Pulsar producers,
+// with their own rates; Kafka producers are not attached (their appends
+// count at the topic).
 
 import (
 	"fmt"
@@ -36,8 +41,10 @@ type consumerStats struct {
 	ClientVersion    string            `json:"clientVersion"`
 	MsgRateOut       float64           `json:"msgRateOut"`
 	MsgThroughputOut float64           `json:"msgThroughputOut"`
-	AvailablePermits int               `json:"availablePermits"`
-	UnackedMessages  int               `json:"unackedMessages"`
+	MsgOutCounter    int64             `json:"msgOutCounter"`
+	BytesOutCounter  int64             `json:"bytesOutCounter"`
+	AvailablePermits int64             `json:"availablePermits"`
+	UnackedMessages  int64             `json:"unackedMessages"`
 	Metadata         map[string]string `json:"metadata"`
 }
 
@@ -89,11 +96,17 @@ func (s *server) partitionStats(r *http.Request, p *broker.Partition, created ti
 	st := p.Stats()
 	in, inBytes := p.InCounters()
 	inRate, inThroughput := p.InRates()
+	out, outBytes := p.OutCounters()
+	outRate, outThroughput := p.OutRates()
 	ts := topicStats{
 		MsgRateIn:           inRate,
 		MsgThroughputIn:     inThroughput,
 		MsgInCounter:        in,
 		BytesInCounter:      inBytes,
+		MsgRateOut:          outRate,
+		MsgThroughputOut:    outThroughput,
+		MsgOutCounter:       out,
+		BytesOutCounter:     outBytes,
 		StorageSize:         st.Bytes,
 		Publishers:          []publisherStats{},
 		Subscriptions:       map[string]subscriptionStats{},
@@ -107,19 +120,23 @@ func (s *server) partitionStats(r *http.Request, p *broker.Partition, created ti
 		ts.AverageMsgSize = float64(st.Bytes) / float64(st.Messages)
 	}
 	for i, pi := range p.Producers() {
-		ts.Publishers = append(ts.Publishers, publisherStats{
+		ps := publisherStats{
 			AccessMode: orDefault(pi.AccessMode, "Shared"), ProducerID: int64(i),
 			ProducerName: pi.Name, Address: pi.Address, ConnectedSince: formatTime(pi.ConnectedSince),
 			ClientVersion: pi.ClientVersion, Metadata: nonNilMap(pi.Metadata),
-		})
+		}
+		if pi.Counters != nil {
+			msgs, bytes, rate, throughput := pi.Counters.Stats()
+			ps.MsgRateIn, ps.MsgThroughputIn = rate, throughput
+			if msgs > 0 {
+				ps.AverageMsgSize = float64(bytes) / float64(msgs)
+			}
+		}
+		ts.Publishers = append(ts.Publishers, ps)
 	}
 	for _, sub := range p.Subscriptions(r.Context()) {
 		ss := subscriptionStatsOf(sub, ts.AverageMsgSize)
 		ts.Subscriptions[sub.Name()] = ss
-		ts.MsgOutCounter += ss.MsgOutCounter
-		ts.BytesOutCounter += ss.BytesOutCounter
-		ts.MsgRateOut += ss.MsgRateOut
-		ts.MsgThroughputOut += ss.MsgThroughputOut
 		ts.BacklogSize = max(ts.BacklogSize, ss.BacklogSize)
 	}
 	return ts
@@ -141,10 +158,18 @@ func subscriptionStatsOf(sub *broker.Subscription, avgMsgSize float64) subscript
 		if ci.Type != "" {
 			ss.Type = ci.Type
 		}
-		ss.Consumers = append(ss.Consumers, consumerStats{
+		cs := consumerStats{
 			ConsumerName: ci.Name, Address: ci.Address, ConnectedSince: formatTime(ci.ConnectedSince),
 			ClientVersion: ci.ClientVersion, Metadata: nonNilMap(ci.Metadata),
-		})
+		}
+		if ci.Dispatch != nil {
+			st := ci.Dispatch.Stats()
+			cs.AvailablePermits, cs.UnackedMessages = st.Permits, st.Unacked
+			cs.MsgOutCounter, cs.BytesOutCounter = st.MsgOut, st.BytesOut
+			cs.MsgRateOut, cs.MsgThroughputOut = st.MsgRateOut, st.ByteRateOut
+		}
+		ss.UnackedMessages += cs.UnackedMessages
+		ss.Consumers = append(ss.Consumers, cs)
 	}
 	if len(ss.Consumers) > 0 && (ss.Type == "Exclusive" || ss.Type == "Failover") {
 		ss.ActiveConsumerName = ss.Consumers[0].ConsumerName
@@ -251,6 +276,7 @@ func (s *server) aggregate(r *http.Request, md broker.TopicMetadata, perPartitio
 				a.MsgBacklog += ss.MsgBacklog
 				a.MsgBacklogNoDelayed += ss.MsgBacklogNoDelayed
 				a.BacklogSize += ss.BacklogSize
+				a.UnackedMessages += ss.UnackedMessages
 				a.Consumers = append(a.Consumers, ss.Consumers...)
 				if a.ActiveConsumerName == "" {
 					a.ActiveConsumerName = ss.ActiveConsumerName

@@ -25,7 +25,7 @@ import (
 	"github.com/kopernik-io/kopernik/broker"
 )
 
-func (s *server) subscriptionRoutes(mux *http.ServeMux) {
+func (s *server) subscriptionRoutes(mux *router) {
 	sub := topicBase + "/{topic}/subscription/{sub}"
 	mux.HandleFunc("GET "+topicBase+"/{topic}/subscriptions", s.listSubscriptions)
 	mux.HandleFunc("PUT "+sub, s.createSubscription)

@@ -16,7 +16,7 @@ type tenantInfo struct {
 	AllowedClusters []string `json:"allowedClusters"`
 }
 
-func (s *server) tenantRoutes(mux *http.ServeMux) {
+func (s *server) tenantRoutes(mux *router) {
 	mux.HandleFunc("GET /admin/v2/tenants", s.listTenants)
 	mux.HandleFunc("GET /admin/v2/tenants/{$}", s.listTenants)
 	mux.HandleFunc("GET /admin/v2/tenants/{tenant}", s.getTenant)

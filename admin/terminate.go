@@ -12,7 +12,7 @@ import (
 	"github.com/kopernik-io/kopernik/broker"
 )
 
-func (s *server) terminateRoutes(mux *http.ServeMux) {
+func (s *server) terminateRoutes(mux *router) {
 	mux.HandleFunc("POST "+topicBase+"/{topic}/terminate", s.terminateTopic)
 }
 

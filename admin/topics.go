@@ -18,6 +18,19 @@ import (
 
 const topicBase = "/admin/v2/persistent/{tenant}/{ns}"
 
+// nonPersistentBase prefixes the non-persistent:// topic routes (listing,
+// stats, partitions, delete): kopernik stores those topics like persistent
+// ones, apart from them.
+const nonPersistentBase = "/admin/v2/non-persistent/{tenant}/{ns}"
+
+// domainOf is the topic domain a request's path names.
+func domainOf(r *http.Request) string {
+	if strings.HasPrefix(r.URL.Path, "/admin/v2/non-persistent/") {
+		return "non-persistent"
+	}
+	return "persistent"
+}
+
 // partitionedMetadata is Pulsar's PartitionedTopicMetadata JSON.
 type partitionedMetadata struct {
 	Partitions int `json:"partitions"`
@@ -33,11 +46,15 @@ type messageID struct {
 	IsExcluded bool `json:"isExcluded,omitempty"`
 }
 
-func (s *server) topicRoutes(mux *http.ServeMux) {
+func (s *server) topicRoutes(mux *router) {
 	mux.HandleFunc("GET "+topicBase, s.listTopics)
 	mux.HandleFunc("GET "+topicBase+"/partitioned", s.listPartitionedTopics)
-	mux.HandleFunc("GET /admin/v2/non-persistent/{tenant}/{ns}", s.listNonPersistent)
-	mux.HandleFunc("GET /admin/v2/non-persistent/{tenant}/{ns}/partitioned", s.listNonPersistent)
+	mux.HandleFunc("GET "+nonPersistentBase, s.listTopics)
+	mux.HandleFunc("GET "+nonPersistentBase+"/partitioned", s.listPartitionedTopics)
+	mux.HandleFunc("GET "+nonPersistentBase+"/{topic}/stats", s.topicStats)
+	mux.HandleFunc("GET "+nonPersistentBase+"/{topic}/partitioned-stats", s.partitionedStats)
+	mux.HandleFunc("GET "+nonPersistentBase+"/{topic}/partitions", s.getPartitions)
+	mux.HandleFunc("DELETE "+nonPersistentBase+"/{topic}", s.deleteTopic)
 	mux.HandleFunc("PUT "+topicBase+"/{topic}", s.createTopic)
 	mux.HandleFunc("DELETE "+topicBase+"/{topic}", s.deleteTopic)
 	mux.HandleFunc("PUT "+topicBase+"/{topic}/partitions", s.createPartitionedTopic)
@@ -136,14 +153,18 @@ func (s *server) unloadTopic(w http.ResponseWriter, r *http.Request) {
 
 // topicOf parses the request's topic name.
 func topicOf(r *http.Request) (broker.TopicName, error) {
-	return broker.ParseTopicName(r.PathValue("tenant")+"/"+r.PathValue("ns")+"/"+r.PathValue("topic"), "", "")
+	return broker.ParseTopicName(domainOf(r)+"://"+r.PathValue("tenant")+"/"+r.PathValue("ns")+"/"+r.PathValue("topic"), "", "")
 }
 
 // topicNames lists the namespace's topics as full names: partitioned
 // topics by base name (partitioned true), or every non-partitioned topic and
 // every partition (partitioned false), as Pulsar lists them.
-func (s *server) topicNames(ctx context.Context, ns string, partitioned bool) ([]string, error) {
-	topics, err := s.svc.ListTopics(ctx, ns)
+func (s *server) topicNames(ctx context.Context, domain, ns string, partitioned bool) ([]string, error) {
+	list := s.svc.ListTopics
+	if domain == "non-persistent" {
+		list = s.svc.ListNonPersistentTopics
+	}
+	topics, err := list(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +185,7 @@ func (s *server) topicNames(ctx context.Context, ns string, partitioned bool) ([
 }
 
 func (s *server) listTopics(w http.ResponseWriter, r *http.Request) {
-	names, err := s.topicNames(r.Context(), namespaceOf(r), false)
+	names, err := s.topicNames(r.Context(), domainOf(r), namespaceOf(r), false)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -173,21 +194,12 @@ func (s *server) listTopics(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listPartitionedTopics(w http.ResponseWriter, r *http.Request) {
-	names, err := s.topicNames(r.Context(), namespaceOf(r), true)
+	names, err := s.topicNames(r.Context(), domainOf(r), namespaceOf(r), true)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, names)
-}
-
-// listNonPersistent answers an empty list for an existing namespace.
-func (s *server) listNonPersistent(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.svc.NamespacePolicies(r.Context(), namespaceOf(r)); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, []string{})
 }
 
 func (s *server) createTopic(w http.ResponseWriter, r *http.Request) {

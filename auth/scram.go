@@ -72,11 +72,32 @@ func NewSCRAMCredential(mechanism, password string, iterations int) (SCRAMCreden
 	if err != nil {
 		return SCRAMCredential{}, fmt.Errorf("auth: %w", err)
 	}
+	return saltedCredential(h, mechanism, salt, salted, iterations), nil
+}
+
+// NewSCRAMCredentialSalted derives a credential from a client-computed
+// salted password (Kafka AlterUserScramCredentials, KIP-554: clients send
+// Hi(password, salt, iterations), never the password).
+func NewSCRAMCredentialSalted(mechanism string, salt, saltedPassword []byte, iterations int) (SCRAMCredential, error) {
+	h, err := scramHash(mechanism)
+	if err != nil {
+		return SCRAMCredential{}, err
+	}
+	if iterations < DefaultSCRAMIterations {
+		return SCRAMCredential{}, fmt.Errorf("auth: SCRAM iterations %d: want >= %d", iterations, DefaultSCRAMIterations)
+	}
+	if len(salt) == 0 || len(saltedPassword) != h().Size() {
+		return SCRAMCredential{}, fmt.Errorf("auth: SCRAM salted password of %d bytes with a salt of %d: want %d and a salt", len(saltedPassword), len(salt), h().Size())
+	}
+	return saltedCredential(h, mechanism, salt, saltedPassword, iterations), nil
+}
+
+func saltedCredential(h func() hash.Hash, mechanism string, salt, salted []byte, iterations int) SCRAMCredential {
 	clientKey := hmacSum(h, salted, []byte("Client Key"))
 	stored := h()
 	stored.Write(clientKey)
 	return SCRAMCredential{Mechanism: mechanism, Salt: salt, Iterations: iterations,
-		StoredKey: stored.Sum(nil), ServerKey: hmacSum(h, salted, []byte("Server Key"))}, nil
+		StoredKey: stored.Sum(nil), ServerKey: hmacSum(h, salted, []byte("Server Key"))}
 }
 
 func hmacSum(h func() hash.Hash, key, msg []byte) []byte {

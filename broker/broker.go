@@ -420,10 +420,15 @@ func (b *Broker) NamespacePolicies(ctx context.Context, namespace string) (Polic
 // topicPath is a topic's metadata record. Non-persistent topics live under
 // their own root so that listings of persistent topics do not see them.
 func topicPath(n TopicName) string {
-	if n.Domain == "non-persistent" {
-		return metadata.Join("admin", "non-persistent-topics", n.Tenant, n.Namespace, n.Local)
+	return topicsRoot(n.Domain, n.Tenant, n.Namespace) + "/" + n.Local
+}
+
+// topicsRoot holds the topic records of one domain of a namespace.
+func topicsRoot(domain, tenant, ns string) string {
+	if domain == "non-persistent" {
+		return metadata.Join("admin", "non-persistent-topics", tenant, ns)
 	}
-	return metadata.Join("admin", "topics", n.Tenant, n.Namespace, n.Local)
+	return metadata.Join("admin", "topics", tenant, ns)
 }
 
 func (b *Broker) readTopic(ctx context.Context, n TopicName) (topicRecord, bool, error) {
@@ -695,6 +700,15 @@ func (b *Broker) SetPartitions(ctx context.Context, name TopicName, partitions i
 }
 
 func (b *Broker) ListTopics(ctx context.Context, namespace string) ([]TopicMetadata, error) {
+	return b.listTopics(ctx, "persistent", namespace)
+}
+
+// ListNonPersistentTopics implements Service.
+func (b *Broker) ListNonPersistentTopics(ctx context.Context, namespace string) ([]TopicMetadata, error) {
+	return b.listTopics(ctx, "non-persistent", namespace)
+}
+
+func (b *Broker) listTopics(ctx context.Context, domain, namespace string) ([]TopicMetadata, error) {
 	t, n, err := splitNamespace(namespace)
 	if err != nil {
 		return nil, err
@@ -702,13 +716,13 @@ func (b *Broker) ListTopics(ctx context.Context, namespace string) ([]TopicMetad
 	if _, err := b.NamespacePolicies(ctx, namespace); err != nil {
 		return nil, err
 	}
-	names, err := b.store.Children(ctx, metadata.Join("admin", "topics", t, n))
+	names, err := b.store.Children(ctx, topicsRoot(domain, t, n))
 	if err != nil {
 		return nil, err
 	}
 	out := make([]TopicMetadata, 0, len(names))
 	for _, local := range names {
-		md, ok, err := b.resolveTopic(ctx, TopicName{Domain: "persistent", Tenant: t, Namespace: n, Local: local})
+		md, ok, err := b.resolveTopic(ctx, TopicName{Domain: domain, Tenant: t, Namespace: n, Local: local})
 		if err != nil {
 			return nil, err
 		}

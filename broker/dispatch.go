@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -82,6 +83,51 @@ type DispatchConsumer struct {
 	permits int64
 	active  bool
 	joined  int64
+
+	// disp is the dispatcher c was added to (statistics).
+	disp atomic.Pointer[Dispatcher]
+	// Statistics: what was delivered to this consumer.
+	msgOut, bytesOut atomic.Int64
+	outRate          rateMeter
+}
+
+// ConsumerStats is one dispatch consumer's statistics (admin stats, metrics).
+type ConsumerStats struct {
+	// Permits are the messages the consumer may still be sent (FLOW).
+	Permits int64
+	// Unacked counts the messages delivered to it and not yet acknowledged.
+	Unacked int64
+	// MsgOut and BytesOut count what was delivered to it (bytes as stored).
+	MsgOut, BytesOut int64
+	// MsgRateOut and ByteRateOut are per-second rates over the last window
+	// of at least 5 s (0 until one has passed).
+	MsgRateOut, ByteRateOut float64
+}
+
+// Stats returns c's statistics; zero permits and unacked when it is not
+// registered with a dispatcher.
+func (c *DispatchConsumer) Stats() ConsumerStats {
+	st := ConsumerStats{MsgOut: c.msgOut.Load(), BytesOut: c.bytesOut.Load()}
+	st.MsgRateOut, st.ByteRateOut = c.outRate.rates(time.Now(), st.MsgOut, st.BytesOut)
+	if d := c.disp.Load(); d != nil {
+		d.mu.Lock()
+		if slices.Contains(d.mu.consumers, c) {
+			st.Permits = max(c.permits, 0)
+			for _, pe := range d.mu.pending {
+				if pe.c == c {
+					st.Unacked += int64(pe.msgs)
+				}
+			}
+		}
+		d.mu.Unlock()
+	}
+	return st
+}
+
+// pendingEntry is a delivered, unacknowledged entry's consumer and size.
+type pendingEntry struct {
+	c    *DispatchConsumer
+	msgs int32
 }
 
 // DispatchOptions configures a Dispatcher.
@@ -105,6 +151,9 @@ type DispatchOptions struct {
 	// closing); the dispatcher has stopped delivering. Protocols
 	// disconnect the consumers so that they re-subscribe.
 	OnPartitionClosed func()
+	// Subscription is the durable subscription dispatched (set by
+	// Dispatchers.Attach; nil for a reader): it counts deliveries.
+	Subscription *Subscription
 	// MaxReadBytes bounds one read (default 4 MiB).
 	MaxReadBytes int
 	Logger       *slog.Logger
@@ -138,7 +187,7 @@ type Dispatcher struct {
 		joins     int64
 		rr        int
 		// pending maps delivered, not fully acknowledged entries to their consumer.
-		pending map[Position]*DispatchConsumer
+		pending map[Position]pendingEntry
 		// replay holds entries to read again before the cursor (sorted on use).
 		replay map[Position]struct{}
 		// redeliveries counts redeliveries per entry.
@@ -172,7 +221,7 @@ func NewDispatcher(opts DispatchOptions) *Dispatcher {
 		opts.Inspect = func(*Entry) ([]byte, bool) { return nil, true }
 	}
 	d := &Dispatcher{opts: opts, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	d.mu.pending = make(map[Position]*DispatchConsumer)
+	d.mu.pending = make(map[Position]pendingEntry)
 	d.mu.replay = make(map[Position]struct{})
 	d.mu.redeliveries = make(map[Position]uint32)
 	d.mu.keyHash = make(map[Position]int)
@@ -223,6 +272,7 @@ func (d *Dispatcher) AddConsumer(c *DispatchConsumer) error {
 	d.mu.joins++
 	c.joined = d.mu.joins
 	c.permits = 0
+	c.disp.Store(d)
 	d.mu.consumers = append(d.mu.consumers, c)
 	if d.opts.Type == SubKeyShared {
 		d.mu.keyRanges = addKeyRange(d.mu.keyRanges, c)
@@ -247,7 +297,7 @@ func (d *Dispatcher) RemoveConsumer(c *DispatchConsumer) int {
 	d.mu.consumers = slices.Delete(d.mu.consumers, i, i+1)
 	d.mu.keyRanges = removeKeyRange(d.mu.keyRanges, c)
 	for pos, owner := range d.mu.pending {
-		if owner == c {
+		if owner.c == c {
 			delete(d.mu.pending, pos)
 			d.mu.replay[pos] = struct{}{}
 			d.mu.redeliveries[pos]++
@@ -294,7 +344,7 @@ func (d *Dispatcher) electLocked() []activeNote {
 	}
 	if changed {
 		for pos, owner := range d.mu.pending {
-			if owner != want {
+			if owner.c != want {
 				delete(d.mu.pending, pos)
 				d.mu.replay[pos] = struct{}{}
 			}
@@ -384,13 +434,13 @@ func (d *Dispatcher) Redeliver(c *DispatchConsumer, positions []Position) {
 	d.mu.Lock()
 	if len(positions) == 0 {
 		for pos, owner := range d.mu.pending {
-			if owner == c {
+			if owner.c == c {
 				positions = append(positions, pos)
 			}
 		}
 	}
 	for _, pos := range positions {
-		if owner, ok := d.mu.pending[pos]; ok && (owner == c || c == nil) {
+		if owner, ok := d.mu.pending[pos]; ok && (owner.c == c || c == nil) {
 			delete(d.mu.pending, pos)
 			d.mu.replay[pos] = struct{}{}
 			d.mu.redeliveries[pos]++
@@ -650,7 +700,7 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		}
 		c.permits -= int64(max(e.MsgCount, 1))
 		d.mu.avgMsgs = 0.9*d.mu.avgMsgs + 0.1*float64(max(e.MsgCount, 1))
-		d.mu.pending[e.Position] = c
+		d.mu.pending[e.Position] = pendingEntry{c: c, msgs: max(e.MsgCount, 1)}
 		out = append(out, assignment{c: c, d: Delivery{Entry: e, RedeliveryCount: d.mu.redeliveries[e.Position]}})
 	}
 	d.mu.Unlock()
@@ -672,11 +722,27 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		if len(a.d.AckSet) == 0 {
 			a.d.AckSet = nil
 		}
-		if err := a.c.Sink.Deliver(ctx, a.d); err != nil && ctx.Err() != nil {
-			return false, ctx.Err()
+		if err := a.c.Sink.Deliver(ctx, a.d); err != nil {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			continue
 		}
+		d.delivered(a.c, &a.d.Entry)
 	}
 	return true, nil
+}
+
+// delivered counts an entry handed to c: for c, its subscription (none for
+// a reader) and its partition.
+func (d *Dispatcher) delivered(c *DispatchConsumer, e *Entry) {
+	msgs, bytes := int64(max(e.MsgCount, 1)), int64(len(e.Data))
+	c.msgOut.Add(msgs)
+	c.bytesOut.Add(bytes)
+	if d.opts.Subscription != nil {
+		d.opts.Subscription.AddDelivered(msgs, bytes)
+	}
+	d.opts.Partition.AddOut(msgs, bytes)
 }
 
 func (d *Dispatcher) nextAfterLast() Position {
@@ -745,7 +811,7 @@ func (ds *Dispatchers) Attach(sub *Subscription, opts DispatchOptions, c *Dispat
 	defer ds.mu.Unlock()
 	d := ds.mu.m[sub]
 	if d == nil {
-		opts.Cursor = sub.Cursor()
+		opts.Cursor, opts.Subscription = sub.Cursor(), sub
 		// Whatever an earlier dispatcher delivered without acknowledgement
 		// is due again: start from the mark-delete position (individually
 		// acknowledged entries are skipped by the cursor).

@@ -36,9 +36,13 @@ type Partition struct {
 
 	done chan struct{} // closed by close
 
-	// Statistics counters (accepted, non-duplicate appends).
-	msgIn, bytesIn atomic.Int64
-	inRate         rateMeter
+	// Statistics counters: accepted, non-duplicate appends (in) and what
+	// consumers of either protocol were sent (out: dispatchers and Kafka
+	// fetches). The admin stats and /metrics both read these.
+	msgIn, bytesIn   atomic.Int64
+	inRate           rateMeter
+	msgOut, bytesOut atomic.Int64
+	outRate          rateMeter
 
 	mu struct {
 		sync.Mutex
@@ -559,6 +563,41 @@ func (p *Partition) lastSequence(producer string, resume bool) int64 {
 		st.blocked = false
 	}
 	return st.lastSeq
+}
+
+// ProducerState is one deduplicating producer's state on a partition
+// (Kafka DescribeProducers).
+type ProducerState struct {
+	// Producer is the name appends carry (AppendRequest.Producer).
+	Producer string
+	Epoch    int64
+	// LastSequence is the last sequence appended (-1: none yet).
+	LastSequence int64
+	// LastTimestamp is the publish time (unix ms) of its last appended
+	// batch still remembered, or -1.
+	LastTimestamp int64
+}
+
+// ProducerStates lists the partition's deduplicating producers sorted by
+// name: those seen since the partition was loaded and those recovered from
+// the log.
+func (p *Partition) ProducerStates() []ProducerState {
+	p.mu.Lock()
+	out := make([]ProducerState, 0, len(p.mu.producers))
+	for name, st := range p.mu.producers {
+		ps := ProducerState{Producer: name, Epoch: st.epoch, LastSequence: st.lastSeq, LastTimestamp: -1}
+		if n := len(st.recent); n > 0 {
+			if last := st.recent[n-1]; last.pending != nil {
+				ps.LastTimestamp = last.pending.Assigned().PublishTime
+			} else if last.entry.PublishTime > 0 {
+				ps.LastTimestamp = last.entry.PublishTime
+			}
+		}
+		out = append(out, ps)
+	}
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b ProducerState) int { return strings.Compare(a.Producer, b.Producer) })
+	return out
 }
 
 func mapLedgerErr(err error) error {

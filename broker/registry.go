@@ -3,6 +3,7 @@ package broker
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,30 @@ type ProducerInfo struct {
 	ClientVersion string
 	// Metadata is free-form producer metadata; optional.
 	Metadata map[string]string
+	// Counters, if set, count what the producer appended (its handler
+	// adds to them); statistics report its rates from them.
+	Counters *ProducerCounters
+}
+
+// ProducerCounters count one attached producer's appends (duplicates
+// excluded). The zero value is ready; methods are safe for concurrent use.
+type ProducerCounters struct {
+	msgs, bytes atomic.Int64
+	rate        rateMeter
+}
+
+// Add counts an accepted append of msgs messages and bytes stored bytes.
+func (c *ProducerCounters) Add(msgs, bytes int64) {
+	c.msgs.Add(msgs)
+	c.bytes.Add(bytes)
+}
+
+// Stats returns the totals and the per-second rates over the last window
+// of at least 5 s (0 until one has passed).
+func (c *ProducerCounters) Stats() (msgs, bytes int64, msgsPerSec, bytesPerSec float64) {
+	msgs, bytes = c.msgs.Load(), c.bytes.Load()
+	msgsPerSec, bytesPerSec = c.rate.rates(time.Now(), msgs, bytes)
+	return msgs, bytes, msgsPerSec, bytesPerSec
 }
 
 // ConsumerInfo describes a consumer attached to a subscription, for
@@ -46,6 +71,11 @@ type ConsumerInfo struct {
 	ClientVersion string
 	// Metadata is free-form consumer metadata; optional.
 	Metadata map[string]string
+	// Dispatch is the consumer's dispatcher registration, when it has one
+	// (Pulsar consumers): its permits, unacknowledged messages and
+	// delivery counters are reported from it. Kafka group members have
+	// none (they fetch; permits do not apply).
+	Dispatch *DispatchConsumer
 }
 
 // registry holds attached clients in attach order. The zero value is ready.
@@ -111,6 +141,25 @@ func (p *Partition) InCounters() (msgs, bytes int64) {
 	return p.msgIn.Load(), p.bytesIn.Load()
 }
 
+// AddOut counts messages and bytes (as stored) sent to a consumer of
+// either protocol: dispatchers count their deliveries, the Kafka handler
+// its fetch responses.
+func (p *Partition) AddOut(msgs, bytes int64) {
+	p.msgOut.Add(msgs)
+	p.bytesOut.Add(bytes)
+}
+
+// OutCounters returns what AddOut counted since the partition was loaded.
+func (p *Partition) OutCounters() (msgs, bytes int64) {
+	return p.msgOut.Load(), p.bytesOut.Load()
+}
+
+// OutRates returns the rates of what AddOut counted, as InRates does.
+func (p *Partition) OutRates() (msgsPerSec, bytesPerSec float64) {
+	msgs, bytes := p.OutCounters()
+	return p.outRate.rates(time.Now(), msgs, bytes)
+}
+
 // AddConsumer records a consumer attached to the subscription for
 // statistics; call remove once when it detaches. It does not count as Hold.
 func (s *Subscription) AddConsumer(info ConsumerInfo) (remove func()) {
@@ -124,7 +173,7 @@ func (s *Subscription) AddConsumer(info ConsumerInfo) (remove func()) {
 func (s *Subscription) Consumers() []ConsumerInfo { return s.attachedConsumers.list() }
 
 // AddDelivered counts messages and bytes dispatched to the subscription's
-// consumers (statistics only).
+// consumers (statistics only; the subscription's dispatcher calls it).
 func (s *Subscription) AddDelivered(msgs, bytes int64) {
 	s.msgOut.Add(msgs)
 	s.bytesOut.Add(bytes)

@@ -232,6 +232,9 @@ type Service interface {
 	SetPartitions(ctx context.Context, name TopicName, partitions int) error
 	// ListTopics lists the namespace's topics (partitioned topics once, by base name).
 	ListTopics(ctx context.Context, namespace string) ([]TopicMetadata, error)
+	// ListNonPersistentTopics is ListTopics for the namespace's
+	// non-persistent:// topics (kept apart: Kafka names never map to them).
+	ListNonPersistentTopics(ctx context.Context, namespace string) ([]TopicMetadata, error)
 	// SetTopicPolicies replaces a topic's own policy overrides.
 	SetTopicPolicies(ctx context.Context, name TopicName, p Policies) error
 	// UpdateTopicPolicies is UpdateNamespacePolicies for the topic's own
@@ -242,4 +245,7 @@ type Service interface {
 	// one partition ("...-partition-N") of a partitioned topic, loading it if
 	// needed. With autoCreate it creates the topic as LookupTopic does.
 	OpenPartition(ctx context.Context, name TopicName, autoCreate bool) (*Partition, error)
+	// Partitions returns the loaded partitions sorted by name (broker-wide
+	// statistics: what this broker serves now).
+	Partitions() []*Partition
 }

@@ -54,6 +54,9 @@ type Options struct {
 	// OffloadInterval is the period of the background offload pass
 	// (managedledger.FactoryOptions.OffloadInterval): 0 the default.
 	OffloadInterval time.Duration
+	// Observer, if set, receives storage latencies (metrics; see
+	// managedledger.Observer).
+	Observer managedledger.Observer
 	// MetadataURL selects the metadata store (see ParseMetadataURL);
 	// empty: bbolt in the data directory, memory without one.
 	MetadataURL string
@@ -158,7 +161,7 @@ func OpenWith(dir string, log *slog.Logger, opts Options) (*Storage, error) {
 	}
 	f, err := managedledger.NewFactory(managedledger.FactoryOptions{
 		Dir: ledgerDir, Store: store, Logger: log.With("component", "managedledger"), CacheBytes: opts.CacheBytes,
-		StorageRetryInterval: opts.StorageRetryInterval, FS: opts.FS,
+		StorageRetryInterval: opts.StorageRetryInterval, FS: opts.FS, Observer: opts.Observer,
 		Offload: opts.Offload, OffloadInterval: opts.OffloadInterval,
 	})
 	if err != nil {

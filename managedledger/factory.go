@@ -88,6 +88,21 @@ type FactoryOptions struct {
 	// OffloadReadAhead is how many blocks past the one a read needs are
 	// fetched in the background (default 3; < 0: none).
 	OffloadReadAhead int
+	// Observer, if set, receives storage latencies (metrics).
+	Observer Observer
+}
+
+// Observer receives storage latencies, for metrics. Its methods are called
+// on the write path (the group-commit flusher): they must be cheap and must
+// not block or call back into the ledger.
+type Observer interface {
+	// AppendLatency is one durable append's time from AppendAsync to
+	// durable (what an acknowledged producer waited for storage), under
+	// SyncAlways; Pulsar's pulsar_storage_write_latency.
+	AppendLatency(time.Duration)
+	// SyncLatency is one group fsync's time (write of the pending bytes
+	// included), however many appends it made durable.
+	SyncLatency(time.Duration)
 }
 
 // Factory opens managed ledgers that share a data directory and a metadata store.
@@ -213,10 +228,10 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 		f.wg.Add(1)
 		go f.every(opts.RetentionInterval, func(ml *ManagedLedger) {
 			if err := ml.rollIfOld(); err != nil {
-				f.log.Warn("managedledger: age rollover failed", "topic", ml.name, "err", err)
+				f.log.Warn("managedledger: age rollover failed", "ledger", ml.name, "err", err)
 			}
 			if err := ml.ApplyRetention(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
-				f.log.Warn("managedledger: retention failed", "topic", ml.name, "err", err)
+				f.log.Warn("managedledger: retention failed", "ledger", ml.name, "err", err)
 			}
 			ml.closeIdleSegments(max(time.Minute, 2*opts.RetentionInterval))
 		})
@@ -337,7 +352,7 @@ func (f *Factory) Open(ctx context.Context, name string, cfg Config) (*ManagedLe
 
 func (f *Factory) segOptions(name string) segment.Options {
 	return segment.Options{
-		FS: f.fs, Dir: filepath.Join(f.root, filepath.FromSlash(name)), Logger: f.log.With("topic", name),
+		FS: f.fs, Dir: filepath.Join(f.root, filepath.FromSlash(name)), Logger: f.log.With("ledger", name),
 		IndexInterval: f.opts.IndexInterval, Prealloc: f.opts.Prealloc,
 	}
 }

@@ -147,7 +147,7 @@ var ErrDiskFull = errors.New("managedledger: disk full")
 
 func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*ManagedLedger, error) {
 	ml := &ManagedLedger{
-		name: name, factory: f, log: f.log.With("topic", name), store: f.opts.Store, memory: f.opts.Dir == "",
+		name: name, factory: f, log: f.log.With("ledger", name), store: f.opts.Store, memory: f.opts.Dir == "",
 		segOpts: f.segOptions(name),
 		kick:    make(chan struct{}, 1), stopSync: make(chan struct{}), syncDone: make(chan struct{}),
 		failKick: make(chan struct{}, 1),
@@ -432,7 +432,13 @@ type Pending struct {
 	entry Entry
 	err   error
 	done  chan struct{}
+	start time.Time // when appended; set only with an Observer
 }
+
+// Assigned returns the entry as the append numbered it (Position,
+// FirstIndex, PublishTime) without waiting; it is durable only once Wait
+// returns it without error.
+func (p *Pending) Assigned() Entry { return p.entry }
 
 // Wait blocks until the entry is durable (or failed) and returns it with
 // Position, FirstIndex and PublishTime set. If ctx ends first, Wait returns
@@ -551,6 +557,9 @@ func (ml *ManagedLedger) appendAsync(e Entry, failures int64) (*Pending, error) 
 		ml.publishLocked(l, info)
 		close(p.done)
 		return p, nil
+	}
+	if ml.factory.opts.Observer != nil {
+		p.start = time.Now()
 	}
 	ml.mu.waiters = append(ml.mu.waiters, p)
 	select {
@@ -737,6 +746,13 @@ func (ml *ManagedLedger) syncWaiters(g *groupState) {
 		t0 := time.Now()
 		info, err := seg.Sync()
 		g.lastSync, g.lastBatch = time.Since(t0), len(ws)
+		if obs := ml.factory.opts.Observer; obs != nil && err == nil {
+			obs.SyncLatency(g.lastSync)
+			now := time.Now()
+			for _, w := range ws {
+				obs.AppendLatency(now.Sub(w.start))
+			}
+		}
 
 		ml.mu.Lock()
 		if err != nil {

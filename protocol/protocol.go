@@ -49,6 +49,9 @@ type Env struct {
 	// or authorization off) allows everything. Handlers check it on every
 	// request touching a topic, subscription/group or admin operation.
 	Authz *auth.Authorizer
+	// DataDir is where the broker keeps its data (empty: in memory); Kafka
+	// DescribeLogDirs reports it as the log directory.
+	DataDir string
 }
 
 // Registration describes a compiled-in handler.

@@ -163,6 +163,12 @@ type Config struct {
 	// by the thresholds, deletes local copies past the lag and collects
 	// orphan objects (default 10s).
 	OffloadInterval time.Duration `yaml:"offload-interval"`
+	// ExposeTopicLevelMetrics exports /metrics per topic partition and per
+	// subscription (default true; Pulsar
+	// exposeTopicLevelMetricsInPrometheus). False aggregates them per
+	// namespace and drops per-subscription and per-consumer series, so
+	// that the number of series stays bounded with many topics.
+	ExposeTopicLevelMetrics bool `yaml:"expose-topic-level-metrics"`
 	// LedgerFS, if set, replaces the file system under the ledger files.
 	// Test hook only (not a setting): tests inject a full disk or failed
 	// fsyncs with segment.FaultFS. The metadata store is not affected.
@@ -203,6 +209,7 @@ func DefaultConfig() *Config {
 		OffloadDeletionLag:       d.OffloadDeletionLag,
 		OffloadReadPriority:      d.OffloadReadPriority,
 		OffloadInterval:          10 * time.Second,
+		ExposeTopicLevelMetrics:  true,
 		Handlers:                 map[string]any{},
 	}
 	for _, name := range protocol.Names() {
@@ -496,7 +503,9 @@ func (c *Config) topKeys() []string {
 		"max-connections-per-address", "ledger-cache-bytes", "storage-retry-interval",
 		"offload-driver", "offload-s3-endpoint", "offload-s3-bucket", "offload-s3-region",
 		"offload-threshold-bytes", "offload-threshold-seconds", "offload-deletion-lag", "offload-read-priority",
-		"offload-interval"}
+		"offload-interval",
+
+		"expose-topic-level-metrics"}
 	for name := range c.Handlers {
 		keys = append(keys, name, name+"-addr", name+"-tls-addr")
 	}

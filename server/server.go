@@ -28,8 +28,8 @@ import (
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/datadir"
 	"github.com/kopernik-io/kopernik/managedledger"
-	"github.com/kopernik-io/kopernik/objectstore"
 	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/objectstore"
 	"github.com/kopernik-io/kopernik/protocol"
 )
 
@@ -89,6 +89,8 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if s.lock, err = lockDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	obs := newStorageObserver()
+	s.reg.MustRegister(obs.append, obs.sync)
 	var offloader objectstore.Store
 	if cfg.OffloadDriver != "" {
 		if offloader, err = objectstore.NewS3(ctx, objectstore.S3Options{
@@ -101,7 +103,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if s.storage, err = datadir.OpenWith(cfg.DataDir, log, datadir.Options{
 		CacheBytes: cfg.cacheBytes(), StorageRetryInterval: cfg.StorageRetryInterval, FS: cfg.LedgerFS,
 		Offload: offloader, OffloadInterval: cfg.OffloadInterval,
-		MetadataURL: cfg.MetadataStoreURL,
+		MetadataURL: cfg.MetadataStoreURL, Observer: obs,
 	}); err != nil {
 		return nil, err
 	}
@@ -138,6 +140,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"protocol": name}, s.reg),
 			Auth:    s.auth,
 			Authz:   s.authz,
+			DataDir: cfg.DataDir,
 		}
 		h, err := reg.New(env, cfg.Handlers[name])
 		if err != nil {
@@ -158,10 +161,10 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		}
 		s.handlers = append(s.handlers, rh)
 		go func() { rh.done <- h.Serve(context.WithoutCancel(ctx), ln) }()
-		log.Info("listening", "protocol", name, "addr", ln.Addr().String())
+		logListening(log, name, h, ln)
 		if rh.tlsLn != nil {
 			go func() { rh.done <- h.Serve(context.WithoutCancel(ctx), rh.tlsLn) }()
-			log.Info("listening", "protocol", name, "addr", rh.tlsLn.Addr().String(), "tls", true)
+			logListening(log, name, h, rh.tlsLn, "tls", true)
 		}
 	}
 
@@ -188,6 +191,16 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	s.ready.Store(true)
 	log.Info("kopernik started", "data-dir", cfg.DataDir, "cluster-id", s.broker.ClusterID(), "fsync", cfg.Fsync)
 	return s, nil
+}
+
+// logListening logs a handler's listener once, with the address clients
+// are told when the handler advertises one.
+func logListening(log *slog.Logger, name string, h protocol.Handler, ln net.Listener, attrs ...any) {
+	attrs = append([]any{"protocol", name, "addr", ln.Addr().String()}, attrs...)
+	if adv, ok := h.(protocol.Advertiser); ok {
+		attrs = append(attrs, "advertised", adv.AdvertisedAddr(ln))
+	}
+	log.Info("listening", attrs...)
 }
 
 // listen opens a TCP listener on addr, bounded by max-connections-per-address.
@@ -272,7 +285,11 @@ func (s *Server) Close(ctx context.Context) error {
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	opts := admin.Options{HTTPURL: "http://" + s.httpLn.Addr().String(), Logger: s.log.With("component", "admin")}
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	})
+	opts := admin.Options{HTTPURL: "http://" + s.httpLn.Addr().String(), ClusterName: clusterName, Logger: s.log.With("component", "admin")}
 	// HTTP lookups answer what the Pulsar handler's LOOKUP answers.
 	for _, rh := range s.handlers {
 		if rh.name != "pulsar" {
@@ -293,34 +310,14 @@ func (s *Server) httpHandler() http.Handler {
 	if s.auth != nil {
 		opts.Auth, opts.Authz, opts.SuperUserRoles, opts.SCRAM = s.auth, s.authz, s.cfg.SuperUserRoles, s.auth.SCRAM
 	}
+	opts.HealthChecks = s.healthChecks()
 	mux.Handle("/", admin.New(s.broker, opts))
-	mux.HandleFunc("GET /admin/v2/brokers/health", func(w http.ResponseWriter, r *http.Request) {
-		if !s.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain")
-		if err := s.MetadataHealthy(r.Context()); err != nil {
-			// A lost etcd: the broker cannot create topics, move ledgers
-			// or commit offsets until it is back (recovery is automatic).
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "metadata store: %v\n", err)
-			return
-		}
-		if failed := s.broker.StorageFailures(); len(failed) > 0 {
-			// Not healthy while any partition refuses appends: a load
-			// balancer or operator sees which, and why (a full disk).
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "storage failure: %d partition(s) refuse writes\n", len(failed))
-			for _, f := range failed {
-				fmt.Fprintf(w, "%s: %v (since %s)\n", f.Partition, f.Err, f.Since.UTC().Format(time.RFC3339))
-			}
-			return
-		}
-		w.Write([]byte("ok"))
-	})
 	return mux
 }
+
+// clusterName is the one cluster a standalone broker reports (Pulsar's
+// standalone cluster name): admin API and metrics' cluster label.
+const clusterName = "standalone"
 
 // MetadataHealthy reports whether the metadata store answers: nil for the
 // embedded stores, a quorum read for etcd (bounded by ctx, 2s without a
@@ -338,8 +335,9 @@ func (s *Server) MetadataHealthy(ctx context.Context) error {
 	return h.Healthy(ctx)
 }
 
-// registerStorageMetrics exports the partitions failed by storage errors
-// and the failure and recovery counts of all ledgers.
+// registerStorageMetrics exports the partitions failed by storage errors,
+// the failure and recovery counts of all ledgers, the bytes on disk, and
+// the broker's topic statistics (metrics.go).
 func (s *Server) registerStorageMetrics() {
 	s.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -365,6 +363,11 @@ func (s *Server) registerStorageMetrics() {
 			Name: "kopernik_storage_recoveries_total",
 			Help: "Ledgers recovered by themselves from a storage failure since start.",
 		}, func() float64 { _, r := s.storage.Ledgers.StorageCounts(); return float64(r) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kopernik_storage_disk_bytes",
+			Help: "Bytes of the data directory's files (ledgers, indexes, preallocated space, metadata).",
+		}, func() float64 { return dirBytes(s.cfg.DataDir) }),
+		newBrokerCollector(s.broker, clusterName, s.cfg.ExposeTopicLevelMetrics),
 	)
 }
 

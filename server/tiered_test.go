@@ -64,7 +64,7 @@ func objectCount(t *testing.T, srv *s3test.Server) int {
 }
 
 // httpDo sends body as JSON (auth is off: adminREST's token is ignored).
-func httpDo(t *testing.T, s *Server, method, path string, body any) (int, string) {
+func httpJSON(t *testing.T, s *Server, method, path string, body any) (int, string) {
 	t.Helper()
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -86,7 +86,7 @@ func offloadAll(t *testing.T, s *Server, dataDir, topic string) {
 	}
 	var last map[string]any
 	json.Unmarshal([]byte(body), &last)
-	if code, body := httpDo(t, s, "PUT", base+"/offload", last); code != http.StatusNoContent {
+	if code, body := httpJSON(t, s, "PUT", base+"/offload", last); code != http.StatusNoContent {
 		t.Fatalf("PUT offload: %d %s", code, body)
 	}
 	waitUntil(t, 30*time.Second, "offload SUCCESS", func() bool {
@@ -390,20 +390,20 @@ func TestTieredAdminPolicies(t *testing.T) {
 		{ns + "/offloadPolicies", map[string]any{"managedLedgerDataReadPriority": "sometimes"}},
 		{ns + "/offloadPolicies", map[string]any{"s3ManagedLedgerOffloadBucket": "other"}},
 	} {
-		if code, body := httpDo(t, s, "POST", bad.path, bad.body); code != http.StatusBadRequest {
+		if code, body := httpJSON(t, s, "POST", bad.path, bad.body); code != http.StatusBadRequest {
 			t.Fatalf("POST %s %v: %d %s, want 400", bad.path, bad.body, code, body)
 		}
 	}
-	if code, body := httpDo(t, s, "PUT", ns+"/offloadThreshold", -5); code != http.StatusPreconditionFailed {
+	if code, body := httpJSON(t, s, "PUT", ns+"/offloadThreshold", -5); code != http.StatusPreconditionFailed {
 		t.Fatalf("offloadThreshold -5: %d %s, want 412", code, body)
 	}
-	if code, body := httpDo(t, s, "POST", ns+"/offloadPolicies", map[string]any{
+	if code, body := httpJSON(t, s, "POST", ns+"/offloadPolicies", map[string]any{
 		"managedLedgerOffloadDriver": "aws-s3", "managedLedgerOffloadDeletionLagInMillis": 0,
 		"managedLedgerDataReadPriority": "bookkeeper-first",
 	}); code != http.StatusNoContent {
 		t.Fatalf("POST offloadPolicies: %d %s", code, body)
 	}
-	if code, body := httpDo(t, s, "PUT", ns+"/offloadThreshold", 0); code != http.StatusNoContent {
+	if code, body := httpJSON(t, s, "PUT", ns+"/offloadThreshold", 0); code != http.StatusNoContent {
 		t.Fatalf("PUT offloadThreshold: %d %s", code, body)
 	}
 	code, body := httpGet(t, s, ns+"/offloadPolicies")
@@ -452,7 +452,7 @@ func TestTieredAdminPolicies(t *testing.T) {
 	if err := kp.ProduceSync(ctx, &kgo.Record{Topic: "x", Value: []byte("v")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	if code, body := httpDo(t, plain, "PUT", "/admin/v2/persistent/public/default/x-partition-0/offload",
+	if code, body := httpJSON(t, plain, "PUT", "/admin/v2/persistent/public/default/x-partition-0/offload",
 		map[string]any{"ledgerId": 1, "entryId": 0}); code != http.StatusMethodNotAllowed || !strings.Contains(body, "not configured") {
 		t.Fatalf("offload without tiered storage: %d %s", code, body)
 	}

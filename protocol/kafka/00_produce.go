@@ -129,7 +129,7 @@ func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records
 		ar.MaxEventTime = bh.maxTimestamp
 	}
 	if bh.producerID >= 0 {
-		ar.Producer = "kafka-" + strconv.FormatInt(bh.producerID, 10)
+		ar.Producer = kafkaProducerPrefix + strconv.FormatInt(bh.producerID, 10)
 		ar.Epoch = int64(bh.producerEpoch)
 		ar.SeqFirst = unwrapSequence(p.LastSequence(ar.Producer), bh.baseSequence)
 		ar.SeqLast = ar.SeqFirst + int64(bh.recordCount) - 1

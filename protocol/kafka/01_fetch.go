@@ -146,6 +146,8 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 		records := 0
 		if pr.records != nil {
 			records = pr.records.size
+			// Counted once, as sent: the long poll re-reads.
+			pr.p.AddOut(int64(pr.records.msgs), int64(records))
 		}
 		if incremental && !pr.sp.changed(rp, records) {
 			if pr.records != nil {
@@ -229,6 +231,7 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 			fr.copies = append(fr.copies, e.Data[:batchRewritten]...)
 			setBatchOffset(fr.copies[n:], e.FirstIndex)
 			fr.add(batchRewritten)
+			fr.msgs += int(max(e.MsgCount, 1))
 			fr.splice(*e, e.Data[batchRewritten:])
 			entries[i] = broker.Entry{} // held by fr now
 			continue
@@ -243,6 +246,7 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 			break
 		}
 		fr.add(len(fr.copies) - n)
+		fr.msgs += int(max(e.MsgCount, 1))
 	}
 	fr.closeRun()
 	for i := range entries {

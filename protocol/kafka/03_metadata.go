@@ -40,22 +40,10 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 	var names []string
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	if all {
-		tenant, nsName := h.namespaceOf(ctx)
-		ns := tenant + "/" + nsName
-		mds, err := h.svc.ListTopics(ctx, ns)
-		if err != nil && !errors.Is(err, broker.ErrNamespaceNotFound) {
+		var err error
+		if names, err = h.listedTopics(ctx); err != nil {
 			return nil, err
 		}
-		for _, md := range mds {
-			// As Kafka does, a listing leaves out what the client may not
-			// describe: topics it holds no grant on, by topic or namespace
-			// (the grants are read once, then cached).
-			if ok, err := h.mayTopic(ctx, md.Name, auth.NeedLookup); err != nil || !ok {
-				continue
-			}
-			names = append(names, h.kafkaName(ctx, md.Name))
-		}
-		sort.Strings(names)
 	} else {
 		for _, t := range req.Topics {
 			if t.Topic == nil {
@@ -94,7 +82,7 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 		if err != nil {
 			rt.ErrorCode = errCode(err)
 			if rt.ErrorCode == kerr.UnknownServerError.Code {
-				h.log.WarnContext(ctx, "kafka: metadata", "topic", name, "err", err)
+				h.log.WarnContext(ctx, "kafka: metadata", "kafka_topic", name, "err", err)
 			}
 			resp.Topics = append(resp.Topics, rt)
 			continue
@@ -109,9 +97,32 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 	return resp, nil
 }
 
+// listedTopics are the Kafka names of the connection's namespace's topics
+// the client may describe, sorted: what an all-topics request covers. As
+// Kafka does, a listing leaves out topics the client holds no grant on, by
+// topic or namespace (the grants are read once, then cached).
+func (h *Handler) listedTopics(ctx context.Context) ([]string, error) {
+	tenant, nsName := h.namespaceOf(ctx)
+	mds, err := h.svc.ListTopics(ctx, tenant+"/"+nsName)
+	if err != nil && !errors.Is(err, broker.ErrNamespaceNotFound) {
+		return nil, err
+	}
+	var names []string
+	for _, md := range mds {
+		if ok, err := h.mayTopic(ctx, md.Name, auth.NeedLookup); err != nil || !ok {
+			continue
+		}
+		names = append(names, h.kafkaName(ctx, md.Name))
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
 // consumerOffsetsTopic is Kafka's internal topic of group commits. kopernik
-// keeps commits as subscription cursors and only lists the name (read-only,
-// one partition) for clients that look for it.
+// keeps commits as subscription cursors and only lists the name (flagged
+// internal, one partition) for clients that look for it; every request on
+// it is refused at once with INVALID_TOPIC_EXCEPTION (errInternalTopic), so
+// that a producer or consumer fails instead of retrying until it times out.
 const consumerOffsetsTopic = "__consumer_offsets"
 
 // partitionMetadata describes partition i: this node leads it alone.

@@ -3,11 +3,15 @@ package kafka
 // FindCoordinator (key 10), versions 0-4 (v4: batched keys, KIP-699).
 //
 // This node coordinates every group. Transactions are not served, so a
-// transaction coordinator lookup gets COORDINATOR_NOT_AVAILABLE; an unknown
-// key type gets INVALID_REQUEST.
+// transaction coordinator lookup gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+// (errTransactional, as InitProducerId answers a transactional id): not
+// retriable, so that a transactional producer fails at once instead of
+// retrying a coordinator that never comes. An unknown key type gets
+// INVALID_REQUEST.
 
 import (
 	"context"
+	"errors"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -27,6 +31,7 @@ func handleFindCoordinator(ctx context.Context, c *conn, req *kmsg.FindCoordinat
 		co := kmsg.NewFindCoordinatorResponseCoordinator()
 		co.Key, co.NodeID, co.Host, co.Port = key, -1, "", -1
 		var e *kerr.Error
+		msg := ""
 		switch req.CoordinatorType {
 		case coordinatorGroup:
 			if key == "" {
@@ -35,14 +40,15 @@ func handleFindCoordinator(ctx context.Context, c *conn, req *kmsg.FindCoordinat
 				e = kerr.GroupAuthorizationFailed
 			}
 		case coordinatorTransaction:
-			e = kerr.CoordinatorNotAvailable
+			e, msg = kerr.TransactionalIDAuthorizationFailed, errTransactional.Error()
 		default:
 			e = kerr.InvalidRequest
 		}
 		if e != nil {
-			co.ErrorCode = e.Code
-			msg := e.Message
-			co.ErrorMessage = &msg
+			if msg == "" {
+				msg = e.Message
+			}
+			co.ErrorCode, co.ErrorMessage = e.Code, errMsg(errors.New(msg))
 			return co
 		}
 		co.NodeID, co.Host, co.Port = c.h.cfg.NodeID, host, port

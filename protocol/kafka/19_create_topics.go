@@ -47,7 +47,7 @@ func handleCreateTopics(ctx context.Context, c *conn, req *kmsg.CreateTopicsRequ
 			st.ErrorCode, st.ErrorMessage = errCode(err), errMsg(err)
 			st.NumPartitions, st.ReplicationFactor = -1, -1
 			st.Configs = nil
-			c.log.DebugContext(ctx, "kafka: create topic failed", "topic", rt.Topic, "err", err)
+			c.log.DebugContext(ctx, "kafka: create topic failed", "kafka_topic", rt.Topic, "err", err)
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
@@ -55,6 +55,9 @@ func handleCreateTopics(ctx context.Context, c *conn, req *kmsg.CreateTopicsRequ
 }
 
 func (h *Handler) createTopic(ctx context.Context, c *conn, rt *kmsg.CreateTopicsRequestTopic, validateOnly bool, st *kmsg.CreateTopicsResponseTopic) error {
+	if rt.Topic == consumerOffsetsTopic {
+		return errInternalTopic
+	}
 	name, err := h.parseName(ctx, rt.Topic)
 	if err != nil {
 		return err

@@ -35,7 +35,7 @@ func handleDeleteRecords(ctx context.Context, c *conn, req *kmsg.DeleteRecordsRe
 			if err != nil {
 				sp.ErrorCode, sp.LowWatermark = errCode(err), -1
 			} else {
-				c.log.InfoContext(ctx, "kafka: deleted records", "topic", rt.Topic, "partition", rp.Partition, "low_watermark", sp.LowWatermark)
+				c.log.InfoContext(ctx, "kafka: deleted records", "topic", t.md.Name.String(), "partition", rp.Partition, "low_watermark", sp.LowWatermark)
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}

@@ -55,7 +55,7 @@ func (c *conn) alterOutcome(ctx context.Context, topic string, validateOnly bool
 		return errCode(err), errMsg(err)
 	}
 	if !validateOnly {
-		c.log.InfoContext(ctx, "kafka: altered topic configs", "topic", topic)
+		c.log.InfoContext(ctx, "kafka: altered topic configs", "kafka_topic", topic)
 	}
 	return 0, nil
 }

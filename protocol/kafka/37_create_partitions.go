@@ -38,7 +38,7 @@ func handleCreatePartitions(ctx context.Context, c *conn, req *kmsg.CreatePartit
 		if err != nil {
 			st.ErrorCode, st.ErrorMessage = errCode(err), errMsg(err)
 		} else if !req.ValidateOnly {
-			c.log.InfoContext(ctx, "kafka: created partitions", "topic", rt.Topic, "partitions", rt.Count)
+			c.log.InfoContext(ctx, "kafka: created partitions", "kafka_topic", rt.Topic, "partitions", rt.Count)
 		}
 		resp.Topics = append(resp.Topics, st)
 	}

@@ -3,8 +3,9 @@ package kafka
 // DescribeCluster (key 60), version 0 (Kafka 2.8's maximum).
 //
 // The cluster is this node: it is the only broker and the controller; the
-// cluster id is the broker service's. Authorized operations are not
-// computed (there is no authorization yet) and are reported as unknown.
+// cluster id is the broker service's (stable across restarts). Authorized
+// operations are not computed and are reported as unknown, as Kafka does
+// when the client does not ask for them.
 
 import (
 	"context"

@@ -171,6 +171,7 @@ func (c *conn) serve(ctx context.Context) {
 		api := kmsg.NameForKey(r.key)
 		c.h.m.requests.WithLabelValues(api).Inc()
 		c.h.m.duration.WithLabelValues(api).Observe(time.Since(start).Seconds())
+		c.h.m.countErrors(api, resp)
 		if err != nil {
 			c.log.WarnContext(ctx, "kafka: closing connection", "err", err, "api", api, "api_version", r.version, "client_id", r.clientID)
 			c.h.m.closed.WithLabelValues("error").Inc()

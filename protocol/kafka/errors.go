@@ -25,6 +25,11 @@ var (
 	errFetchSessionID      = errors.New("kafka: fetch session not found")
 	errFetchSessionEpoch   = errors.New("kafka: invalid fetch session epoch")
 	errUnsupportedConfig   = errors.New("kafka: unsupported resource")
+	// errInternalTopic refuses every produce, fetch, offset or admin
+	// request on __consumer_offsets, definitively (INVALID_TOPIC_EXCEPTION,
+	// not retriable): group commits are subscriptions, that topic holds
+	// nothing (03_metadata.go).
+	errInternalTopic = errors.New("kafka: __consumer_offsets is internal and holds no data here: group offsets are read with OffsetFetch")
 )
 
 // errCode translates an error to a Kafka error code. It is the one place
@@ -40,7 +45,7 @@ func errCode(err error) int16 {
 		errors.Is(err, broker.ErrNamespaceNotFound),
 		errors.Is(err, broker.ErrTenantNotFound):
 		return kerr.UnknownTopicOrPartition.Code
-	case errors.Is(err, broker.ErrInvalidName):
+	case errors.Is(err, broker.ErrInvalidName), errors.Is(err, errInternalTopic):
 		return kerr.InvalidTopicException.Code
 	case errors.Is(err, broker.ErrAlreadyExists):
 		return kerr.TopicAlreadyExists.Code
@@ -108,6 +113,6 @@ func errMsg(err error) *string {
 	if err == nil {
 		return nil
 	}
-	s := err.Error()
+	s := broker.Reason(err)
 	return &s
 }

@@ -32,6 +32,7 @@ const minSpliceBytes = 16 << 10
 type fetchedRecords struct {
 	pieces  [][]byte
 	size    int
+	msgs    int            // messages in the batches (statistics)
 	held    []broker.Entry // entries whose Data pieces refer to
 	copies  []byte         // pooled (getBuf); converted and small batches
 	runFrom int            // start of copies not yet in pieces

@@ -141,7 +141,7 @@ func (c *coordinator) attachOne(ctx context.Context, g *group, gen int32, name s
 	sub, err := p.Subscription(ctx, g.name, false, broker.InitialLatest)
 	if err != nil {
 		if !errors.Is(err, broker.ErrSubscriptionNotFound) {
-			c.h.log.DebugContext(ctx, "kafka: attaching group member", "group", g.name, "topic", name, "err", err)
+			c.h.log.DebugContext(ctx, "kafka: attaching group member", "group", g.name, "topic", tn.String(), "err", err)
 		}
 		return
 	}

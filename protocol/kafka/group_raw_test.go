@@ -121,7 +121,7 @@ func TestGroupFindCoordinator(t *testing.T) {
 	}
 	r.CoordinatorType = 1
 	resp = c.do(r).(*kmsg.FindCoordinatorResponse)
-	wantCode(t, "transaction coordinator", resp.Coordinators[0].ErrorCode, kerr.CoordinatorNotAvailable)
+	wantCode(t, "transaction coordinator", resp.Coordinators[0].ErrorCode, kerr.TransactionalIDAuthorizationFailed)
 }
 
 func TestGroupProtocolErrors(t *testing.T) {

@@ -172,6 +172,8 @@ type Handler struct {
 	m     *metrics
 	auth  *auth.Authenticator // nil: authentication off
 	authz *auth.Authorizer    // nil: every client may do everything (authz.go)
+	// dataDir is the broker's data directory (DescribeLogDirs); "" in memory.
+	dataDir string
 
 	// closing is closed by Close: long polls return early and readers stop.
 	closing   chan struct{}
@@ -207,6 +209,7 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 		m:       newMetrics(env.Metrics),
 		auth:    env.Auth,
 		authz:   env.Authz,
+		dataDir: env.DataDir,
 		closing: make(chan struct{}),
 	}
 	h.mu.conns = make(map[*conn]struct{})
@@ -217,6 +220,21 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 // advertised returns the host and port of the listener c came in on, as
 // Metadata, FindCoordinator and DescribeCluster announce them.
 func (c *conn) advertised() (string, int32) { return c.advHost, c.advPort }
+
+// AdvertisedAddr implements protocol.Advertiser: the host:port Metadata
+// announces to clients of listener ln (the server logs it once, with the
+// listener's address).
+func (h *Handler) AdvertisedAddr(ln net.Listener) string {
+	adv := h.cfg.AdvertisedAddr
+	if protocol.IsTLS(ln) {
+		adv = h.cfg.AdvertisedTLSAddr
+	}
+	host, port, err := advertisedAddr(adv, ln.Addr())
+	if err != nil {
+		return ln.Addr().String()
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
 
 // Serve accepts connections on ln until ln is closed or Close is called.
 // It may run on several listeners at once (plaintext and TLS): advertised-addr
@@ -249,7 +267,6 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	default:
 	}
-	h.log.InfoContext(ctx, "kafka handler serving", "addr", ln.Addr().String(), "advertised", net.JoinHostPort(host, strconv.Itoa(int(port))))
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()

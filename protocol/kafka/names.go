@@ -65,6 +65,9 @@ func (h *Handler) kafkaName(ctx context.Context, n broker.TopicName) string {
 // Kafka-created topics are partitioned (default-partitions, or the
 // namespace's AutoTopicPartitions if it sets one).
 func (h *Handler) lookupTopic(ctx context.Context, kname string, need auth.Need, autoCreate bool) (*topicInfo, error) {
+	if kname == consumerOffsetsTopic {
+		return nil, errInternalTopic
+	}
 	name, err := h.parseName(ctx, kname)
 	if err != nil {
 		return nil, err
@@ -163,4 +166,93 @@ func ensureTopicID(ctx context.Context, svc broker.Service, md broker.TopicMetad
 		return nil
 	})
 	return id, err
+}
+
+// topicPartitions is a request's topic and partitions (nil partitions:
+// all of them), as the admin APIs that take a topics set send them.
+type topicPartitions struct {
+	topic      string
+	partitions []int32
+}
+
+// partitionRef is one partition a request names: its broker name when it
+// exists (ok), else the error for that partition.
+type partitionRef struct {
+	partition int32
+	name      broker.TopicName
+	err       error
+}
+
+// resolvedTopic is one requested topic: an error for the whole topic, or
+// its partitions.
+type resolvedTopic struct {
+	topic string
+	err   error
+	parts []partitionRef
+}
+
+// requestedTopics converts a request's topics to topicPartitions.
+func requestedTopics[T any](ts []T, f func(T) (string, []int32)) []topicPartitions {
+	out := make([]topicPartitions, 0, len(ts))
+	for _, t := range ts {
+		name, parts := f(t)
+		out = append(out, topicPartitions{topic: name, partitions: parts})
+	}
+	return out
+}
+
+// partition returns requested partition p, or the error to answer for it:
+// the topic's, or UNKNOWN_TOPIC_OR_PARTITION.
+func (rt resolvedTopic) partition(p int32) (partitionRef, error) {
+	if rt.err != nil {
+		return partitionRef{}, rt.err
+	}
+	for _, r := range rt.parts {
+		if r.partition == p {
+			return r, r.err
+		}
+	}
+	return partitionRef{}, errUnknownPartition(rt.topic, p)
+}
+
+// resolvePartitions looks up each requested topic (need checked on it) and
+// the partitions asked for; all, when reqs is nil, means every topic the
+// client may describe with all of its partitions.
+func (h *Handler) resolvePartitions(ctx context.Context, reqs []topicPartitions, all bool, need auth.Need) ([]resolvedTopic, error) {
+	if all {
+		names, err := h.listedTopics(ctx)
+		if err != nil {
+			return nil, err
+		}
+		reqs = nil
+		for _, n := range names {
+			reqs = append(reqs, topicPartitions{topic: n})
+		}
+	}
+	out := make([]resolvedTopic, 0, len(reqs))
+	for _, rq := range reqs {
+		rt := resolvedTopic{topic: rq.topic}
+		t, err := h.lookupTopic(ctx, rq.topic, need, false)
+		if err != nil {
+			rt.err = err
+			out = append(out, rt)
+			continue
+		}
+		parts := rq.partitions
+		if parts == nil {
+			for i := range t.numPartitions() {
+				parts = append(parts, i)
+			}
+		}
+		for _, i := range parts {
+			ref := partitionRef{partition: i}
+			var ok bool
+			if ref.name, ok = t.partition(i); !ok {
+				ref.err = errUnknownPartition(rq.topic, i)
+			}
+			rt.parts = append(rt.parts, ref)
+		}
+		out = append(out, rt)
+	}
+	return out, nil
 }

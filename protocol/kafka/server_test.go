@@ -91,7 +91,7 @@ func (s *testServer) start(mod ...func(*Config)) {
 	for _, m := range mod {
 		m(&cfg)
 	}
-	h, err := New(protocol.Env{Broker: b, Logger: testLogger()}, cfg)
+	h, err := New(protocol.Env{Broker: b, Logger: testLogger(), DataDir: s.dir}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -306,7 +306,7 @@ func (c *conn) send(cmd *pb.BaseCommand) error {
 
 func (c *conn) sendError(reqID uint64, err error) error {
 	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_ERROR.Enum(), Error: &pb.CommandError{
-		RequestId: proto.Uint64(reqID), Error: serverError(err).Enum(), Message: proto.String(err.Error()),
+		RequestId: proto.Uint64(reqID), Error: serverError(err).Enum(), Message: proto.String(broker.Reason(err)),
 	}})
 }
 
@@ -466,7 +466,7 @@ func (c *conn) handlePartitionedMetadata(ctx context.Context, cmd *pb.CommandPar
 		return c.send(&pb.BaseCommand{Type: pb.BaseCommand_PARTITIONED_METADATA_RESPONSE.Enum(),
 			PartitionMetadataResponse: &pb.CommandPartitionedTopicMetadataResponse{
 				RequestId: proto.Uint64(reqID), Response: pb.CommandPartitionedTopicMetadataResponse_Failed.Enum(),
-				Error: serverError(err).Enum(), Message: proto.String(err.Error()),
+				Error: serverError(err).Enum(), Message: proto.String(broker.Reason(err)),
 			}})
 	}
 	name, err := c.h.topicName(cmd.GetTopic())
@@ -503,7 +503,7 @@ func (c *conn) handleLookup(ctx context.Context, cmd *pb.CommandLookupTopic) err
 	if err != nil {
 		return c.send(&pb.BaseCommand{Type: pb.BaseCommand_LOOKUP_RESPONSE.Enum(), LookupTopicResponse: &pb.CommandLookupTopicResponse{
 			RequestId: proto.Uint64(reqID), Response: pb.CommandLookupTopicResponse_Failed.Enum(),
-			Error: serverError(err).Enum(), Message: proto.String(err.Error()),
+			Error: serverError(err).Enum(), Message: proto.String(broker.Reason(err)),
 		}})
 	}
 	// Single broker: this broker owns every topic.

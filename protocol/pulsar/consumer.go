@@ -139,6 +139,7 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 		cs.unlist = sub.AddConsumer(broker.ConsumerInfo{
 			Name: cmd.GetConsumerName(), Protocol: "pulsar", Address: c.nc.RemoteAddr().String(),
 			Type: typ.String(), ClientVersion: c.clientVer, Metadata: keyValues(cmd.GetMetadata()),
+			Dispatch: cs.dc,
 		})
 	} else {
 		start := readerStart(part, cmd)
@@ -255,7 +256,7 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 		// A Kafka batch: one Pulsar batch of MsgCount messages.
 		// Compressed beyond the max message size: clients drop bigger frames.
 		if stored, err = convert.AppendKafkaToPulsar(nil, &d.Entry, cs.c.h.cfg.MaxMessageSize); err != nil {
-			cs.c.log.Warn("Kafka entry not converted", "topic", cs.part.Name(), "position", d.Entry.Position, "err", err)
+			cs.c.log.Warn("Kafka entry not converted", "topic", cs.part.Name().String(), "position", d.Entry.Position, "err", err)
 			return fmt.Errorf("pulsar: entry %v not converted: %w", d.Entry.Position, err)
 		}
 	}
@@ -266,8 +267,6 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 	if err := cs.c.enqueue(ctx, f); err != nil {
 		return err
 	}
-	cs.c.h.metrics.msgsOut.Add(float64(max(d.Entry.MsgCount, 1)))
-	cs.c.h.metrics.bytesOut.Add(float64(len(stored)))
 	return nil
 }
 

@@ -46,6 +46,8 @@ type producer struct {
 	reg    *broker.ProducerRegistration
 	detach func()
 	unlist func() // removes it from the partition's statistics
+	// counters count its appends for the statistics (admin stats, metrics).
+	counters broker.ProducerCounters
 
 	// Backlog quota verdict (quota.go); used by run only.
 	quotaCheckedAt time.Time
@@ -155,7 +157,7 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 		p.unlist = part.AddProducer(broker.ProducerInfo{
 			Name: pname, Protocol: "pulsar", Address: c.nc.RemoteAddr().String(),
 			AccessMode: accessModeName(cmd.GetProducerAccessMode()), ClientVersion: c.clientVer,
-			Metadata: keyValues(cmd.GetMetadata()),
+			Metadata: keyValues(cmd.GetMetadata()), Counters: &p.counters,
 		})
 		c.mu.Lock()
 		select {
@@ -402,7 +404,7 @@ func (p *producer) finish(ps pendingSend) []byte {
 	sendErr := func(err error) []byte {
 		code := serverError(err)
 		f, _ := appendFrame(nil, &pb.BaseCommand{Type: pb.BaseCommand_SEND_ERROR.Enum(), SendError: &pb.CommandSendError{
-			ProducerId: proto.Uint64(p.id), SequenceId: proto.Uint64(seq), Error: code.Enum(), Message: proto.String(err.Error()),
+			ProducerId: proto.Uint64(p.id), SequenceId: proto.Uint64(seq), Error: code.Enum(), Message: proto.String(broker.Reason(err)),
 		}}, nil, nil)
 		return f
 	}
@@ -437,8 +439,7 @@ func (p *producer) finish(ps pendingSend) []byte {
 		return sendErr(err)
 	default:
 		if !res.Duplicate {
-			p.c.h.metrics.msgsIn.Add(float64(ps.msgs))
-			p.c.h.metrics.bytesIn.Add(float64(ps.size))
+			p.counters.Add(int64(ps.msgs), int64(ps.size))
 		}
 		mid.LedgerId = proto.Uint64(uint64(res.Entry.Position.LedgerID))
 		mid.EntryId = proto.Uint64(uint64(res.Entry.Position.EntryID))
