@@ -574,7 +574,7 @@ func (b *Broker) DeleteTopic(ctx context.Context, name TopicName, force bool) er
 	var releases []func(error)
 	defer func() {
 		for _, release := range releases {
-			release(fmt.Errorf("%w: %s was deleted", ErrTopicNotFound, name))
+			release(fmt.Errorf("%w: %s", errDeletedWhileLoading, name))
 		}
 	}()
 	for _, pn := range parts {
@@ -745,8 +745,21 @@ func (b *Broker) OpenPartition(ctx context.Context, name TopicName, autoCreate b
 	if md.Partitions > 0 && name.PartitionIndex() < 0 {
 		return nil, fmt.Errorf("%w: %s is partitioned; open one of its %d partitions", ErrInvalidName, name, md.Partitions)
 	}
-	return b.load(ctx, name, md.Effective)
+	p, err := b.load(ctx, name, md.Effective)
+	if errors.Is(err, errDeletedWhileLoading) {
+		// The topic was deleted while this load waited: look it up again,
+		// so that auto-creation re-creates it (as for any new topic) or
+		// the caller gets a plain not-found. Answering not-found at once
+		// would make a Pulsar client that reconnects through a delete give
+		// up for good (pulsar-client-go stops reconnecting on
+		// TopicNotFound) while its producer re-creates the topic.
+		return b.OpenPartition(ctx, name, autoCreate)
+	}
+	return p, err
 }
+
+// errDeletedWhileLoading is what loads held by a topic delete get.
+var errDeletedWhileLoading = fmt.Errorf("%w: deleted while loading", ErrTopicNotFound)
 
 // load opens the partition's ledger and rebuilds its dedup state, once,
 // however many callers ask concurrently. The broker lock is not held while

@@ -62,7 +62,7 @@ func TestEtcdMetadataOutage(t *testing.T) {
 
 	etcd.Stop()
 	code, body := httpGet(t, s, "/admin/v2/brokers/health")
-	if code != 503 || !strings.Contains(body, "metadata store failed: metadata: store unavailable") {
+	if code != 503 || !strings.Contains(body, "metadata failed: metadata: store unavailable") {
 		t.Fatalf("health with etcd down: %d %q", code, body)
 	}
 	if v := metricValue(t, s, "kopernik_metadata_store_up"); v != "0" {

@@ -27,7 +27,7 @@ func (s *Server) healthChecks() []admin.Check {
 			return nil
 		}},
 		{Name: "storage", Run: func(context.Context) error { return storageHealth(s) }},
-		{Name: "metadata store", Run: func(ctx context.Context) error {
+		{Name: "metadata", Run: func(ctx context.Context) error {
 			if _, ok := s.storage.Store.(metadata.HealthChecker); ok {
 				// etcd: a quorum read, bounded well within the check's
 				// timeout so that the answer names the cause.

@@ -164,7 +164,17 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 	c.mu.Lock()
 	c.mu.consumers[cid] = cs
 	c.mu.Unlock()
-	return c.sendSuccess(reqID)
+	err = c.sendSuccess(reqID)
+	select {
+	case <-part.Done():
+		// The partition closed while the consumer attached (a topic
+		// deleted or unloaded meanwhile): its dispatcher may have stopped
+		// before it knew this consumer, and nobody else would tell the
+		// client to re-subscribe.
+		cs.closeByBroker()
+	default:
+	}
+	return err
 }
 
 // readerStart is the mark-delete position of a reader's cursor: the entry
@@ -326,11 +336,15 @@ func (cs *consumer) stop() {
 // which then re-subscribes.
 func (cs *consumer) closeByBroker() {
 	cs.c.mu.Lock()
-	if cs.c.mu.consumers[cs.id] == cs {
+	registered := cs.c.mu.consumers[cs.id] == cs
+	if registered {
 		delete(cs.c.mu.consumers, cs.id)
 	}
 	cs.c.mu.Unlock()
 	cs.stop()
+	if !registered {
+		return // closed already (by the client or an earlier call)
+	}
 	cs.c.send(&pb.BaseCommand{Type: pb.BaseCommand_CLOSE_CONSUMER.Enum(), CloseConsumer: &pb.CommandCloseConsumer{
 		ConsumerId: proto.Uint64(cs.id), RequestId: proto.Uint64(0),
 	}})

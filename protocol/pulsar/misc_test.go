@@ -110,7 +110,11 @@ func TestTopicDeletedUnderClients(t *testing.T) {
 	s := startServer(t)
 	c := s.client(t)
 	topic := newTopic("deleted")
-	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s"})
+	// Earliest: the consumer's subscription is re-created with the topic,
+	// maybe after the producer re-created it and sent b-*; from latest it
+	// would start past them.
+	cons := subscribe(t, c, pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s",
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest})
 	p := newProducer(t, c, pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
 	produce(t, p, 2, "a")
 	receive(t, cons, 2, true)
