@@ -78,8 +78,34 @@ func NewCache(maxBytes int64) *Cache {
 
 // Close stops read-ahead in flight and waits for it.
 func (c *Cache) Close() {
+	// Under mu: read-ahead checks c.ctx and calls c.wg.Add under mu, so
+	// none starts once Wait may have begun.
+	c.mu.Lock()
 	c.cancel()
+	c.mu.Unlock()
 	c.wg.Wait()
+}
+
+// goAhead runs fn in the background unless the cache is closed, reporting
+// whether it did.
+func (c *Cache) goAhead(fn func(ctx context.Context)) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.goAheadLocked(fn)
+}
+
+func (c *Cache) goAheadLocked(fn func(ctx context.Context)) bool {
+	if c.ctx.Err() != nil {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
+		defer cancel()
+		fn(ctx)
+	}()
+	return true
 }
 
 // Used returns the bytes cached now.
@@ -277,9 +303,12 @@ func (l *Ledger) LoadIndex(ctx context.Context) (*Index, error) {
 		}
 		l.mu.Lock()
 		l.loading = nil
-		if err != nil {
+		switch {
+		case l.idx != nil: // installed meanwhile (SetIndex): use it
+			err = nil
+		case err != nil:
 			call.err = fmt.Errorf("offload: index %s: %w", l.indexKey, err)
-		} else if l.idx == nil {
+		default:
 			l.idx = &idx
 		}
 		got := l.idx
@@ -384,14 +413,9 @@ func (l *Ledger) startAhead(idx *Index, i int) bool {
 		return false
 	}
 	call := c.startLocked(k, size, true)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
-		defer cancel()
+	return c.goAheadLocked(func(ctx context.Context) {
 		l.fetch(ctx, idx, i, call) // an error is seen again by the read that needs the block
-	}()
-	return true
+	})
 }
 
 // readAhead starts fetching up to n blocks from block from of l on in log
@@ -402,19 +426,11 @@ func readAhead(l *Ledger, next []*Ledger, from, n int) {
 	for n > 0 {
 		idx := l.index()
 		if idx == nil {
-			c := l.cache
-			if c.ctx.Err() != nil {
-				return
-			}
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
-				defer cancel()
+			l.cache.goAhead(func(ctx context.Context) {
 				if _, err := l.LoadIndex(ctx); err == nil {
 					readAhead(l, next, from, n)
 				}
-			}()
+			})
 			return
 		}
 		for ; from < len(idx.Blocks) && n > 0; from++ {
