@@ -83,10 +83,13 @@ type FactoryOptions struct {
 	// of a ranged GET (default 4 MiB; see offload.DefaultBlockSize).
 	OffloadBlockSize int
 	// OffloadCacheBytes bounds the memory of decoded offloaded blocks all
-	// ledgers share (read-ahead included; default 64 MiB).
+	// ledgers share: cached blocks and GETs in flight, read-ahead included
+	// (default 64 MiB; see offload.Cache).
 	OffloadCacheBytes int64
 	// OffloadReadAhead is how many blocks past the one a read needs are
-	// fetched in the background (default 3; < 0: none).
+	// fetched in the background, into the following offloaded ledgers too
+	// (default offload.DefaultReadAhead; < 0: none). The cache bounds it:
+	// read-ahead holds at most half of OffloadCacheBytes.
 	OffloadReadAhead int
 	// Observer, if set, receives storage latencies (metrics).
 	Observer Observer

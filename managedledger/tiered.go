@@ -170,17 +170,23 @@ func (r localReader) findTime(t, limit int64) (segment.Record, bool, error) {
 }
 
 type tieredReader struct {
-	rd   *offload.Ledger
-	next *offload.Ledger // the following ledger's, when it is read from the store too
+	rd *offload.Ledger
+	// next are the readers of the ledgers that follow, as far as they are
+	// read from the store too (at most maxAheadLedgers): read-ahead goes on
+	// into them, so that a sequential read keeps its GETs in flight across
+	// ledger boundaries.
+	next []*offload.Ledger
 }
 
+// maxAheadLedgers bounds how many following ledgers read-ahead may enter
+// (the block count and the cache bound it too; this keeps the list cheap
+// to build for ledgers of a few tiny blocks).
+const maxAheadLedgers = 8
+
 func (r tieredReader) read(ctx context.Context, from, limit int64, maxEntries, maxBytes int, atLeastOne bool) ([]segment.Record, error) {
-	recs, err := r.rd.Read(ctx, from, maxEntries, maxBytes, atLeastOne)
+	recs, err := r.rd.Read(ctx, from, maxEntries, maxBytes, atLeastOne, r.next)
 	for len(recs) > 0 && recs[len(recs)-1].EntryID >= limit {
 		recs = recs[:len(recs)-1]
-	}
-	if r.next != nil && len(recs) > 0 && r.rd.NearEnd(recs[len(recs)-1].EntryID) {
-		r.next.Warm() // read-ahead across the ledger boundary
 	}
 	return recs, tieredError(err)
 }
@@ -216,8 +222,8 @@ func (ml *ManagedLedger) usesTieredLocked(l *ledger) bool {
 func (ml *ManagedLedger) readerLocked(l *ledger) (ledgerReader, error) {
 	if ml.usesTieredLocked(l) {
 		tr := tieredReader{rd: l.off.rd}
-		if i := ml.searchLocked(l.id) + 1; i < len(ml.mu.ledgers) && ml.usesTieredLocked(ml.mu.ledgers[i]) {
-			tr.next = ml.mu.ledgers[i].off.rd
+		for i := ml.searchLocked(l.id) + 1; i < len(ml.mu.ledgers) && len(tr.next) < maxAheadLedgers && ml.usesTieredLocked(ml.mu.ledgers[i]); i++ {
+			tr.next = append(tr.next, ml.mu.ledgers[i].off.rd)
 		}
 		return tr, nil
 	}

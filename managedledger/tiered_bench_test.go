@@ -42,7 +42,8 @@ func dropPageCache(b *testing.B, dir string) {
 // for a recent backlog) or from a real S3 server on loopback (versitygw
 // on the same disk) after the local copies were deleted. Every iteration
 // starts with a fresh factory, so the tiered read never hits a warm block
-// cache: each block is a ranged GET (default 4 MiB blocks, read-ahead 3).
+// cache: each block is a ranged GET (default 4 MiB blocks, read-ahead of
+// offload.DefaultReadAhead blocks).
 // The -cold variants first evict the files that will be read (the ledger
 // files, or the S3 server's object files) from the page cache.
 //
@@ -94,6 +95,7 @@ func BenchmarkCatchUpRead(b *testing.B) {
 				}
 			}
 			f.Close()
+			peak := int64(0) // the block cache's memory, read-ahead in flight included
 			b.SetBytes(total)
 			b.ResetTimer()
 			for range b.N {
@@ -126,11 +128,15 @@ func BenchmarkCatchUpRead(b *testing.B) {
 				if n < total {
 					b.Fatalf("read %d bytes of %d", n, total)
 				}
+				if f.offloadCache != nil {
+					peak = max(peak, f.offloadCache.Peak())
+				}
 				f.Close()
 				b.StartTimer()
 			}
 			if offloadRate > 0 {
 				b.ReportMetric(offloadRate, "offload-MiB/s")
+				b.ReportMetric(float64(peak)/(1<<20), "peak-cache-MiB")
 			}
 		})
 	}

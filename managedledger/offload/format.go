@@ -23,8 +23,10 @@ const (
 	IndexEntrySize  = 40
 	// DefaultBlockSize: 4 MiB. Against versitygw on this project's machine
 	// a GET costs ~3.5 ms before its first byte, so 1 MiB blocks read at
-	// ~220-300 MB/s and 4 MiB blocks (with read-ahead) at ~430 MB/s
-	// (docs/storage.md).
+	// ~220-300 MB/s; 4 MiB blocks with read-ahead keep the server busy
+	// (docs/storage.md). Larger GETs were measured too: fetching two
+	// blocks in one 8 MiB GET made catch-up reads slower, the reader then
+	// waiting for 8 MiB before it can use the first 4.
 	DefaultBlockSize = 4 << 20
 )
 
