@@ -71,9 +71,16 @@ func standalone(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	srv, err := server.Start(ctx, cfg, log)
 	if err != nil {
-		log.Error("start failed", "err", err)
+		var se *server.StartError
+		if errors.As(err, &se) {
+			log.Error("start failed", "step", se.Step, "err", se.Err.Error(), "fix", se.Fix)
+		} else {
+			log.Error("start failed", "err", err.Error())
+		}
 		return 1
 	}
+	// Where to connect, once, on stdout: the logs (stderr) keep their format.
+	fmt.Fprintf(stdout, "kopernik is ready. Connect to:\n%s", srv.Endpoints())
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
