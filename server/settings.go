@@ -59,6 +59,9 @@ type Setting struct {
 	Help string
 	// Mirrors is the Kafka or Pulsar setting it corresponds to, if any.
 	Mirrors string
+	// DefaultText, if set, describes a default that depends on the build
+	// (protocols: the compiled-in handlers).
+	DefaultText string
 	// field returns a pointer to the value in c: *string, *bool, *int,
 	// *int32, *int64, *time.Duration, *[]string, or a mapEntry.
 	field func(c *Config) any
@@ -87,8 +90,13 @@ func (s *Setting) YAMLKey() string {
 // sub is the key inside the protocol section.
 func (s *Setting) sub() string { return strings.TrimPrefix(s.Key, s.Protocol+"-") }
 
-// Default is the default value as it would be written.
-func (s *Setting) Default() string { return s.format(DefaultConfig()) }
+// Default is the default value as it would be written (or described).
+func (s *Setting) Default() string {
+	if s.DefaultText != "" {
+		return s.DefaultText
+	}
+	return s.format(DefaultConfig())
+}
 
 // argName is the placeholder of the value in help.
 func (s *Setting) argName() string {
@@ -155,7 +163,11 @@ func (s *Setting) set(c *Config, raw string) error {
 	case *string:
 		*p = raw
 	case mapEntry:
-		p.m[p.key] = raw
+		if raw == "" {
+			delete(p.m, p.key) // as never set: TLSAddrs holds only listeners that are on
+		} else {
+			p.m[p.key] = raw
+		}
 	case *bool:
 		v, err := parseBool(raw)
 		if err != nil {
@@ -300,10 +312,10 @@ const (
 var settings = []Setting{
 	{Key: "data-dir", Section: secGeneral, Arg: "path", Help: "directory of the ledgers and the embedded metadata store",
 		field: func(c *Config) any { return &c.DataDir }},
-	{Key: "metadata-store-url", Section: secGeneral, Arg: "url", Help: `metadata store: empty or "bolt:<path>" the embedded bbolt file in data-dir, "etcd:http://h1:2379,http://h2:2379" etcd, "memory:" nothing kept`,
+	{Key: "metadata-store-url", Section: secGeneral, Arg: "url", Help: `metadata store: empty or "bolt:PATH" the embedded bbolt file in data-dir, "etcd:http://h1:2379,http://h2:2379" etcd, "memory:" nothing kept`,
 		Mirrors: "Pulsar metadataStoreUrl", field: func(c *Config) any { return &c.MetadataStoreURL }},
 	{Key: "protocols", Section: secGeneral, Kind: KindList, Arg: "names", Help: "protocol handlers to enable (comma-separated)",
-		Mirrors: "Pulsar messagingProtocols", field: func(c *Config) any { return &c.Protocols }},
+		Mirrors: "Pulsar messagingProtocols", DefaultText: "every compiled-in one (kafka,pulsar)", field: func(c *Config) any { return &c.Protocols }},
 	{Key: "log-level", Section: secGeneral, Arg: "level", Help: "debug, info, warn or error",
 		field: func(c *Config) any { return &c.LogLevel }},
 	{Key: "log-format", Section: secGeneral, Arg: "format", Help: "text or json",
@@ -464,7 +476,7 @@ func (f *settingFlag) String() string {
 	if v, ok := f.overrides[f.s.Key]; ok {
 		return v
 	}
-	return f.s.Default()
+	return f.s.format(DefaultConfig())
 }
 
 func (f *settingFlag) Set(v string) error {
