@@ -6,6 +6,8 @@ import (
 	"net"
 	"strings"
 	"syscall"
+
+	"github.com/kopernik-io/kopernik/protocol"
 )
 
 // StartError is why Start failed, for an operator: the step that failed
@@ -82,10 +84,10 @@ func (s *Server) Endpoints() Endpoints {
 	var e Endpoints
 	for _, rh := range s.handlers {
 		addr := func(ln net.Listener) string {
-			if adv, ok := rh.h.(interface{ AdvertisedAddr(net.Listener) string }); ok {
+			if adv, ok := rh.h.(protocol.Advertiser); ok {
 				return adv.AdvertisedAddr(ln)
 			}
-			return connectAddr(ln.Addr())
+			return protocol.DialAddr(ln.Addr())
 		}
 		switch rh.name {
 		case "kafka":
@@ -101,26 +103,13 @@ func (s *Server) Endpoints() Endpoints {
 		}
 	}
 	if s.httpLn != nil {
-		base := "http://" + connectAddr(s.httpLn.Addr())
+		base := "http://" + protocol.DialAddr(s.httpLn.Addr())
 		e.AdminURL, e.ConsoleURL, e.MetricsURL = base+"/admin/v2", base+"/", base+"/metrics"
 	}
 	if s.httpsLn != nil {
-		e.AdminTLSURL = "https://" + connectAddr(s.httpsLn.Addr()) + "/admin/v2"
+		e.AdminTLSURL = "https://" + protocol.DialAddr(s.httpsLn.Addr()) + "/admin/v2"
 	}
 	return e
-}
-
-// connectAddr is a listener address as a client would dial it: a wildcard
-// host (0.0.0.0, ::) becomes localhost.
-func connectAddr(a net.Addr) string {
-	host, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "localhost"
-	}
-	return net.JoinHostPort(host, port)
 }
 
 // String is the "where to connect" block printed at start-up.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"net"
 	"os/exec"
@@ -10,7 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // run runs the binary to completion and returns its output and exit code.
@@ -101,32 +99,8 @@ func (s *syncBuffer) String() string {
 // bootstrap, Pulsar service URL, admin and console URLs once, with the
 // real ports; each listener is logged once.
 func TestStartupSaysWhereToConnect(t *testing.T) {
-	cmd := exec.Command(binary, "standalone", "--data-dir", t.TempDir(),
-		"--kafka-addr", "127.0.0.1:0", "--pulsar-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
-	var stdout syncBuffer
-	cmd.Stdout = &stdout
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
-	defer deadline.Stop()
-	var logs []string
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		logs = append(logs, sc.Text())
-		if strings.Contains(sc.Text(), "kopernik started") {
-			break
-		}
-	}
+	cmd, _, stdout, logs := startProcessOutput(t, t.TempDir(), nil)
 	cmd.Process.Signal(syscall.SIGTERM)
-	for sc.Scan() {
-		logs = append(logs, sc.Text())
-	}
 	cmd.Wait()
 	all := strings.Join(logs, "\n")
 	addr := map[string]string{}
