@@ -331,6 +331,9 @@ func (l *loader) apply(source, key string, n *yaml.Node, flat bool) {
 		return
 	}
 	if !flat && tableProtocol(key) {
+		if n.Tag == "!!null" {
+			return // "kafka:" with nothing under it
+		}
 		if n.Kind != yaml.MappingNode {
 			l.fail(source, "%s: want a mapping of %s settings (%s: {advertised-addr: ...})", key, key, key)
 			return
@@ -373,6 +376,9 @@ func (l *loader) apply(source, key string, n *yaml.Node, flat bool) {
 			l.sources[key] = source
 			return
 		case !flat && key == name:
+			if n.Tag == "!!null" {
+				return
+			}
 			if n.Kind != yaml.MappingNode {
 				l.fail(source, "%s: want a mapping of %s settings", key, key)
 				return

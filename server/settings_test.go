@@ -103,6 +103,7 @@ func TestExampleConfigLoads(t *testing.T) {
 func TestPrecedence(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "k.yaml")
 	os.WriteFile(file, []byte(`
+pulsar:
 data-dir: /file
 ledger-cache-bytes: 1MiB
 superuser-roles: [a, b]

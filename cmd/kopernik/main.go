@@ -57,7 +57,11 @@ func standalone(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "kopernik standalone: unexpected arguments %v (settings are flags: --key value)\n", fs.Args())
+		hint := "settings are flags: --key value"
+		if v := fs.Arg(0); v == "true" || v == "false" {
+			hint = "a bool flag takes its value after =, e.g. --auth-enabled=" + v
+		}
+		fmt.Fprintf(stderr, "kopernik standalone: unexpected arguments %v (%s)\n", fs.Args(), hint)
 		return 2
 	}
 	cfg, err := server.Load(*configFile, os.Environ(), overrides)

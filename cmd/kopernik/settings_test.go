@@ -60,6 +60,7 @@ func TestStandaloneBadFlags(t *testing.T) {
 		{[]string{"--auth-enabled=maybe"}, []string{`-auth-enabled`, `"maybe" is not a boolean`}},
 		{[]string{"--ledger-cache", "1MiB"}, []string{"flag provided but not defined: -ledger-cache", "did you mean --ledger-cache-bytes?"}},
 		{[]string{"data"}, []string{"unexpected arguments [data]"}},
+		{[]string{"--auth-enabled", "false"}, []string{"unexpected arguments [false]", "--auth-enabled=false"}},
 	} {
 		_, errOut, code := runBinary(t, append([]string{"standalone"}, c.args...)...)
 		if code != 2 {
