@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -246,7 +245,7 @@ func (c *Config) Policies() broker.EffectivePolicies {
 // (file:line, environment variable, flag) and the value; an unknown key
 // gets the closest known one suggested.
 func Load(file string, environ []string, overrides map[string]string) (*Config, error) {
-	l := &loader{c: DefaultConfig(), sources: map[string]string{}, sections: map[string]*yaml.Node{}}
+	l := &loader{c: DefaultConfig(), file: file, sources: map[string]string{}, sections: map[string]*yaml.Node{}}
 	if file != "" {
 		raw, err := os.ReadFile(file)
 		if err != nil {
@@ -309,7 +308,8 @@ func Load(file string, environ []string, overrides map[string]string) (*Config, 
 // loader applies settings from their sources in precedence order,
 // remembering where each one was last set.
 type loader struct {
-	c *Config
+	c    *Config
+	file string
 	// sources maps a setting's key to where its value came from.
 	sources  map[string]string
 	problems []string
@@ -340,10 +340,7 @@ func (l *loader) apply(source, key string, n *yaml.Node, flat bool) {
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
-			src := source
-			if file, _, ok := cutLine(source); ok {
-				src = fmt.Sprintf("%s:%d", file, k.Line)
-			}
+			src := fmt.Sprintf("%s:%d", l.file, k.Line) // flat is false: n is from the file
 			if s := settingByKey(key + "-" + k.Value); s != nil && s.Protocol == key {
 				l.set(src, s, n.Content[i+1])
 				continue
@@ -393,16 +390,6 @@ func (l *loader) apply(source, key string, n *yaml.Node, flat bool) {
 		}
 	}
 	l.fail(source, "unknown setting %q%s", key, didYouMean(key, l.knownKeys(flat)))
-}
-
-// cutLine splits "file:line" into its parts.
-func cutLine(source string) (file string, line int, ok bool) {
-	i := strings.LastIndexByte(source, ':')
-	if i < 0 || strings.HasPrefix(source, "environment ") || strings.HasPrefix(source, "flag ") {
-		return "", 0, false
-	}
-	n, err := strconv.Atoi(source[i+1:])
-	return source[:i], n, err == nil
 }
 
 // set applies one YAML value (or the text of a variable or flag) to s.
