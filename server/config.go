@@ -25,6 +25,9 @@ const EnvPrefix = "KOPERNIK_"
 
 // Config is the standalone broker's configuration. Precedence, lowest
 // first: defaults, the YAML file, KOPERNIK_* environment variables, flags.
+// Each YAML field (and each of the Kafka and Pulsar sections') is a row of
+// the settings table (settings.go), which parses, documents and names it
+// for users; a new field needs a row (TestSettingsCoverConfig).
 type Config struct {
 	// DataDir holds ledgers and metadata (default ./data).
 	DataDir string `yaml:"data-dir"`
