@@ -14,12 +14,7 @@ func TestStartErrorsSayHowToFix(t *testing.T) {
 	s := startServer(t, nil)
 	start := func(o map[string]string) *StartError {
 		t.Helper()
-		base := map[string]string{"data-dir": t.TempDir(), "http-addr": "127.0.0.1:0", "protocols": "kafka,pulsar",
-			"kafka-addr": "127.0.0.1:0", "pulsar-addr": "127.0.0.1:0"}
-		for k, v := range o {
-			base[k] = v
-		}
-		cfg, err := Load("", nil, base)
+		cfg, err := Load("", nil, bothProtocols(t, o))
 		if err != nil {
 			t.Fatal(err)
 		}
