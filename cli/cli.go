@@ -28,6 +28,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	suggestpkg "github.com/kopernik-io/kopernik/internal/suggest"
 )
 
 // External is a command implemented outside this package (the broker's
@@ -238,39 +240,10 @@ func (c *command) names(external []External) []string {
 // suggest names the closest known command: the one the name is a prefix
 // of, else the nearest within two edits.
 func suggest(name string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		if len(name) >= 2 && strings.HasPrefix(k, name) {
-			return fmt.Sprintf(" (did you mean %q?)", k)
-		}
-		if d := editDistance(name, k); d < bestD {
-			best, bestD = k, d
-		}
+	if best := suggestpkg.Closest(name, known, 2); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return ""
 }
 
 func help(e *env, root *command, external []External, args []string) int {

@@ -117,3 +117,16 @@ func namesLocked() []string {
 	sort.Strings(out)
 	return out
 }
+
+// DialAddr is a listener address as a client on this machine dials it: a
+// wildcard host (0.0.0.0, ::) becomes localhost.
+func DialAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/datadir"
+	"github.com/kopernik-io/kopernik/internal/suggest"
 	"github.com/kopernik-io/kopernik/protocol"
 	"github.com/kopernik-io/kopernik/segment"
 )
@@ -24,6 +25,9 @@ const EnvPrefix = "KOPERNIK_"
 
 // Config is the standalone broker's configuration. Precedence, lowest
 // first: defaults, the YAML file, KOPERNIK_* environment variables, flags.
+// Each YAML field (and each of the Kafka and Pulsar sections') is a row of
+// the settings table (settings.go), which parses, documents and names it
+// for users; a new field needs a row (TestSettingsCoverConfig).
 type Config struct {
 	// DataDir holds ledgers and metadata (default ./data).
 	DataDir string `yaml:"data-dir"`
@@ -239,12 +243,12 @@ func (c *Config) Policies() broker.EffectivePolicies {
 
 // Load builds a configuration: defaults, then file (if not empty), then the
 // environment (entries "KEY=value", as os.Environ returns), then overrides
-// (key -> value, e.g. from flags; keys as in YAML). It reports every problem
-// it finds at once.
+// (key -> value, e.g. from flags; keys as the flags are named). It reports
+// every problem it finds at once, each naming where the value came from
+// (file:line, environment variable, flag) and the value; an unknown key
+// gets the closest known one suggested.
 func Load(file string, environ []string, overrides map[string]string) (*Config, error) {
-	c := DefaultConfig()
-	var problems []string
-	root := map[string]*yaml.Node{}
+	l := &loader{c: DefaultConfig(), file: file, sources: map[string]string{}, sections: map[string]*yaml.Node{}}
 	if file != "" {
 		raw, err := os.ReadFile(file)
 		if err != nil {
@@ -254,42 +258,16 @@ func Load(file string, environ []string, overrides map[string]string) (*Config, 
 		if err := yaml.Unmarshal(raw, &doc); err != nil {
 			return nil, fmt.Errorf("config %s: %w", file, err)
 		}
-		if len(doc.Content) > 0 {
+		if len(doc.Content) > 0 && doc.Content[0].Tag != "!!null" { // a file of comments only is empty
 			m := doc.Content[0]
 			if m.Kind != yaml.MappingNode {
-				return nil, fmt.Errorf("config %s: top level must be a mapping", file)
+				return nil, fmt.Errorf("config %s:%d: the top level must be a mapping of settings (key: value)", file, m.Line)
 			}
 			for i := 0; i+1 < len(m.Content); i += 2 {
-				root[m.Content[i].Value] = m.Content[i+1]
+				k := m.Content[i]
+				l.apply(fmt.Sprintf("%s:%d", file, k.Line), k.Value, m.Content[i+1], false)
 			}
 		}
-	}
-	// Environment and overrides become scalar nodes in the same tree.
-	set := func(source, key, value string) {
-		if section, sub, ok := c.splitSectionKey(key); ok {
-			n := root[section]
-			if n == nil || n.Kind != yaml.MappingNode {
-				n = &yaml.Node{Kind: yaml.MappingNode}
-				root[section] = n
-			}
-			setMapScalar(n, sub, value)
-			return
-		}
-		if !c.knownTopKey(key) {
-			problems = append(problems, fmt.Sprintf("%s: unknown setting %q", source, key))
-			return
-		}
-		if key == "protocols" || key == "superuser-roles" {
-			seq := &yaml.Node{Kind: yaml.SequenceNode}
-			for _, p := range strings.Split(value, ",") {
-				if p = strings.TrimSpace(p); p != "" {
-					seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: p})
-				}
-			}
-			root[key] = seq
-			return
-		}
-		root[key] = &yaml.Node{Kind: yaml.ScalarNode, Value: value}
 	}
 	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
@@ -297,7 +275,7 @@ func Load(file string, environ []string, overrides map[string]string) (*Config, 
 			continue
 		}
 		key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, EnvPrefix)), "_", "-")
-		set("environment "+k, key, v)
+		l.apply("environment "+k, key, &yaml.Node{Kind: yaml.ScalarNode, Value: v}, true)
 	}
 	keys := make([]string, 0, len(overrides))
 	for k := range overrides {
@@ -305,169 +283,351 @@ func Load(file string, environ []string, overrides map[string]string) (*Config, 
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		set("flag --"+k, k, overrides[k])
+		l.apply("flag --"+k, k, &yaml.Node{Kind: yaml.ScalarNode, Value: overrides[k]}, true)
 	}
-
-	// Decode: static keys into c, "<proto>-addr" into Addrs, sections into Handlers.
-	static := &yaml.Node{Kind: yaml.MappingNode}
-	names := make([]string, 0, len(root))
-	for k := range root {
-		names = append(names, k)
+	names := make([]string, 0, len(l.sections))
+	for name := range l.sections {
+		names = append(names, name)
 	}
 	sort.Strings(names)
-	for _, k := range names {
-		n := root[k]
-		switch {
-		case c.Handlers[k] != nil:
-			if err := decodeStrict(n, c.Handlers[k]); err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %v", k, err))
-			}
-		case strings.HasSuffix(k, "-addr") && c.Addrs[strings.TrimSuffix(k, "-addr")] != "":
-			if n.Kind != yaml.ScalarNode {
-				problems = append(problems, fmt.Sprintf("%s: must be host:port", k))
-				continue
-			}
-			c.Addrs[strings.TrimSuffix(k, "-addr")] = n.Value
-		case strings.HasSuffix(k, "-tls-addr") && c.Handlers[strings.TrimSuffix(k, "-tls-addr")] != nil:
-			if n.Kind != yaml.ScalarNode {
-				problems = append(problems, fmt.Sprintf("%s: must be host:port", k))
-				continue
-			}
-			c.TLSAddrs[strings.TrimSuffix(k, "-tls-addr")] = n.Value
-		case c.knownTopKey(k):
-			static.Content = append(static.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, n)
-		default:
-			problems = append(problems, fmt.Sprintf("unknown setting %q (known: %s)", k, strings.Join(c.topKeys(), ", ")))
+	for _, name := range names {
+		if err := decodeStrict(l.sections[name], l.c.Handlers[name]); err != nil {
+			l.problems = append(l.problems, fmt.Sprintf("%s: %v", name, err))
 		}
 	}
-	if err := decodeStrict(static, c); err != nil {
-		problems = append(problems, err.Error())
+	for _, p := range l.c.validate() {
+		if src := l.sourceOf(p); src != "" {
+			l.problems = append(l.problems, src+": "+p.msg)
+		} else {
+			l.problems = append(l.problems, p.msg)
+		}
 	}
-	if err := c.Validate(); err != nil {
-		problems = append(problems, err.Error())
+	if len(l.problems) > 0 {
+		return nil, fmt.Errorf("invalid configuration:\n  - %s", strings.Join(l.problems, "\n  - "))
 	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("invalid configuration:\n  - %s", strings.Join(problems, "\n  - "))
-	}
-	return c, nil
+	return l.c, nil
 }
+
+// loader applies settings from their sources in precedence order,
+// remembering where each one was last set.
+type loader struct {
+	c    *Config
+	file string
+	// sources maps a setting's key to where its value came from.
+	sources  map[string]string
+	problems []string
+	// sections holds the YAML of protocol sections that are not rows of
+	// the settings table (handlers registered by tests), decoded at the end.
+	sections map[string]*yaml.Node
+}
+
+func (l *loader) fail(source, format string, a ...any) {
+	l.problems = append(l.problems, source+": "+fmt.Sprintf(format, a...))
+}
+
+// apply sets key (a flag name; in the file also a protocol section) to n.
+// flat marks environment variables and flags, where a section's setting is
+// written "<protocol>-<key>".
+func (l *loader) apply(source, key string, n *yaml.Node, flat bool) {
+	if s := settingByKey(key); s != nil {
+		l.set(source, s, n)
+		return
+	}
+	if !flat && tableProtocol(key) {
+		if n.Tag == "!!null" {
+			return // "kafka:" with nothing under it
+		}
+		if n.Kind != yaml.MappingNode {
+			l.fail(source, "%s: want a mapping of %s settings (%s: {advertised-addr: ...})", key, key, key)
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			src := fmt.Sprintf("%s:%d", l.file, k.Line) // flat is false: n is from the file
+			if s := settingByKey(key + "-" + k.Value); s != nil && s.Protocol == key {
+				l.set(src, s, n.Content[i+1])
+				continue
+			}
+			var subs []string
+			for j := range settings {
+				if settings[j].Protocol == key {
+					subs = append(subs, settings[j].sub())
+				}
+			}
+			l.fail(src, "unknown setting %q in section %s%s", k.Value, key, didYouMean(k.Value, subs))
+		}
+		return
+	}
+	for name := range l.c.Handlers {
+		if tableProtocol(name) {
+			continue
+		}
+		switch {
+		case key == name+"-addr" || key == name+"-tls-addr":
+			if n.Kind != yaml.ScalarNode {
+				l.fail(source, "%s: want host:port", key)
+				return
+			}
+			if key == name+"-addr" {
+				l.c.Addrs[name] = n.Value
+			} else {
+				l.c.TLSAddrs[name] = n.Value
+			}
+			l.sources[key] = source
+			return
+		case !flat && key == name:
+			if n.Tag == "!!null" {
+				return
+			}
+			if n.Kind != yaml.MappingNode {
+				l.fail(source, "%s: want a mapping of %s settings", key, key)
+				return
+			}
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				setMapNode(l.section(name), n.Content[i].Value, n.Content[i+1])
+			}
+			return
+		case flat && strings.HasPrefix(key, name+"-"):
+			setMapNode(l.section(name), strings.TrimPrefix(key, name+"-"), n)
+			return
+		}
+	}
+	l.fail(source, "unknown setting %q%s", key, didYouMean(key, l.knownKeys(flat)))
+}
+
+// set applies one YAML value (or the text of a variable or flag) to s.
+func (l *loader) set(source string, s *Setting, n *yaml.Node) {
+	var raw string
+	switch {
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+		if s.Kind != KindList {
+			return // "key:" with no value keeps the default
+		}
+	case n.Kind == yaml.ScalarNode:
+		raw = n.Value
+	case n.Kind == yaml.SequenceNode && s.Kind == KindList:
+		vals := make([]string, 0, len(n.Content))
+		for _, e := range n.Content {
+			if e.Kind != yaml.ScalarNode {
+				l.fail(source, "%s: want a list of names", s.YAMLKey())
+				return
+			}
+			vals = append(vals, e.Value)
+		}
+		raw = strings.Join(vals, ",")
+	default:
+		l.fail(source, "%s: want a single %s value, not a %s", s.YAMLKey(), s.argName(), kindName(n))
+		return
+	}
+	if err := s.set(l.c, raw); err != nil {
+		l.fail(source, "%s: %v", s.YAMLKey(), err)
+		return
+	}
+	l.sources[s.Key] = source
+}
+
+func kindName(n *yaml.Node) string {
+	if n.Kind == yaml.SequenceNode {
+		return "list"
+	}
+	return "mapping"
+}
+
+func (l *loader) section(name string) *yaml.Node {
+	n := l.sections[name]
+	if n == nil {
+		n = &yaml.Node{Kind: yaml.MappingNode}
+		l.sections[name] = n
+	}
+	return n
+}
+
+// knownKeys lists what apply accepts: flag names, and in the file the
+// protocol sections.
+func (l *loader) knownKeys(flat bool) []string {
+	var keys []string
+	for i := range settings {
+		if !flat && settings[i].Protocol != "" {
+			continue
+		}
+		keys = append(keys, settings[i].Key)
+	}
+	for name := range l.c.Handlers {
+		if !flat {
+			keys = append(keys, name)
+		}
+		if !tableProtocol(name) {
+			keys = append(keys, name+"-addr", name+"-tls-addr")
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// didYouMean suggests the known key closest to key, or points to the list.
+func didYouMean(key string, known []string) string {
+	if best := suggest.Closest(key, known, max(2, len(key)/4)); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return "; kopernik standalone -h lists every setting"
+}
+
+// sourceOf says where the value a problem is about came from: the
+// setting's source, or for a protocol section's problem the sources of
+// the section's settings it mentions. Empty: defaults only.
+func (l *loader) sourceOf(p problem) string {
+	if src := l.sources[p.key]; src != "" {
+		return src
+	}
+	var srcs []string
+	for i := range settings {
+		s := &settings[i]
+		if s.Protocol == p.key && l.sources[s.Key] != "" && strings.Contains(p.msg, s.sub()) && !slices.Contains(srcs, l.sources[s.Key]) {
+			srcs = append(srcs, l.sources[s.Key])
+		}
+	}
+	return strings.Join(srcs, ", ")
+}
+
+// problem is one thing wrong with a configuration, about setting key.
+type problem struct{ key, msg string }
 
 // Validate lists every problem of c.
 func (c *Config) Validate() error {
-	var problems []string
-	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	ps := c.validate()
+	if len(ps) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(ps))
+	for i, p := range ps {
+		msgs[i] = p.msg
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+func (c *Config) validate() []problem {
+	var problems []problem
+	add := func(key, format string, a ...any) {
+		problems = append(problems, problem{key, fmt.Sprintf(format, a...)})
+	}
 	if c.DataDir == "" {
-		add("data-dir must not be empty")
+		add("data-dir", "data-dir must not be empty")
 	}
 	if err := validAddr(c.HTTPAddr); err != nil {
-		add("http-addr: %v", err)
+		add("http-addr", "http-addr: %v", err)
 	}
 	if _, err := datadir.ParseMetadataURL(c.MetadataStoreURL); err != nil {
-		add("metadata-store-url: %v", err)
+		add("metadata-store-url", "metadata-store-url: %v", err)
 	}
 	if len(c.Protocols) == 0 {
-		add("protocols: enable at least one of %v", protocol.Names())
+		add("protocols", "protocols: enable at least one of %v", protocol.Names())
 	}
 	for _, p := range c.Protocols {
 		if _, err := protocol.Lookup(p); err != nil {
-			add("protocols: %v", err)
+			add("protocols", "protocols: %q is not a protocol (compiled in: %s)%s", p, strings.Join(protocol.Names(), ", "),
+				strings.TrimSuffix(didYouMean(p, protocol.Names()), "; kopernik standalone -h lists every setting"))
 			continue
 		}
 		if err := validAddr(c.Addrs[p]); err != nil {
-			add("%s-addr: %v", p, err)
+			add(p+"-addr", "%s-addr: %v", p, err)
 		}
 		if a := c.TLSAddrs[p]; a != "" {
 			if err := validAddr(a); err != nil {
-				add("%s-tls-addr: %v", p, err)
+				add(p+"-tls-addr", "%s-tls-addr: %v", p, err)
 			}
 		}
 		if v, ok := c.Handlers[p].(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
-				add("%s: %v", p, err)
+				// One problem per line of the handler's report, each
+				// named as in the file: kafka.idle-timeout ...
+				text := strings.TrimPrefix(err.Error(), p+": ")
+				text = strings.TrimPrefix(text, "invalid configuration: ")
+				for _, part := range strings.FieldsFunc(text, func(r rune) bool { return r == '\n' }) {
+					for _, msg := range strings.Split(part, "; ") {
+						add(p, "%s.%s", p, msg)
+					}
+				}
 			}
 		}
 	}
 	if c.HTTPSAddr != "" {
 		if err := validAddr(c.HTTPSAddr); err != nil {
-			add("https-addr: %v", err)
+			add("https-addr", "https-addr: %v", err)
 		}
 	}
 	if c.tlsListeners() && (c.TLSCertFile == "" || c.TLSKeyFile == "") {
-		add("tls-cert-file and tls-key-file are required with a TLS listener (https-addr, <protocol>-tls-addr)")
+		add("tls-cert-file", "tls-cert-file and tls-key-file are required with a TLS listener (https-addr, <protocol>-tls-addr)")
 	}
 	if c.AuthTokenSecretKeyFile != "" && c.AuthTokenPublicKeyFile != "" {
-		add("auth-token-secret-key-file and auth-token-public-key-file: set at most one")
+		add("auth-token-public-key-file", "auth-token-secret-key-file and auth-token-public-key-file: set at most one")
 	}
 	if c.AuthFailureDelay < 0 {
-		add("auth-failure-delay must be >= 0")
+		add("auth-failure-delay", "auth-failure-delay must be >= 0, not %s", c.AuthFailureDelay)
 	}
 	if c.AuthEnabled && c.AuthorizationEnabled && len(c.SuperUserRoles) == 0 {
-		add("auth-enabled with authorization-enabled (the default) needs superuser-roles: without one nobody could create tenants or grant permissions (or set authorization-enabled: false)")
+		add("auth-enabled", "auth-enabled with authorization-enabled (the default) needs superuser-roles: without one nobody could create tenants or grant permissions (or set authorization-enabled: false)")
 	}
 	if c.AuthMaxPendingPerAddress < 0 {
-		add("auth-max-pending-per-address must be >= 0")
+		add("auth-max-pending-per-address", "auth-max-pending-per-address must be >= 0, not %d", c.AuthMaxPendingPerAddress)
 	}
 	if c.LedgerCacheBytes < 0 {
-		add("ledger-cache-bytes must be >= 0")
+		add("ledger-cache-bytes", "ledger-cache-bytes must be >= 0, not %d", c.LedgerCacheBytes)
 	}
 	if c.StorageRetryInterval <= 0 {
-		add("storage-retry-interval must be > 0")
+		add("storage-retry-interval", "storage-retry-interval must be > 0, not %s", c.StorageRetryInterval)
 	}
 	if c.MaxConnectionsPerAddress < 0 {
-		add("max-connections-per-address must be >= 0")
+		add("max-connections-per-address", "max-connections-per-address must be >= 0, not %d", c.MaxConnectionsPerAddress)
 	}
 	if c.Fsync != "always" && c.Fsync != "interval" {
-		add("fsync must be \"always\" or \"interval\", not %q", c.Fsync)
+		add("fsync", "fsync must be \"always\" or \"interval\", not %q", c.Fsync)
 	}
 	if c.FsyncInterval <= 0 {
-		add("fsync-interval must be > 0")
+		add("fsync-interval", "fsync-interval must be > 0, not %s", c.FsyncInterval)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
-		add("log-level must be debug, info, warn or error, not %q", c.LogLevel)
+		add("log-level", "log-level must be debug, info, warn or error, not %q", c.LogLevel)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		add("log-format must be text or json, not %q", c.LogFormat)
+		add("log-format", "log-format must be text or json, not %q", c.LogFormat)
 	}
 	if c.ShutdownTimeout <= 0 {
-		add("shutdown-timeout must be > 0")
+		add("shutdown-timeout", "shutdown-timeout must be > 0, not %s", c.ShutdownTimeout)
 	}
 	if c.MaxMessageBytes <= 0 {
-		add("max-message-bytes must be > 0")
+		add("max-message-bytes", "max-message-bytes must be > 0, not %d", c.MaxMessageBytes)
 	}
 	if c.SegmentBytes < 1<<10 {
-		add("segment-bytes must be >= 1024")
+		add("segment-bytes", "segment-bytes must be >= 1024, not %d", c.SegmentBytes)
 	}
 	if c.SegmentAge <= 0 {
-		add("segment-age must be > 0")
+		add("segment-age", "segment-age must be > 0, not %s", c.SegmentAge)
 	}
 	switch c.OffloadDriver {
 	case "":
 	case "s3", "aws-s3", "S3":
 		if c.OffloadS3Bucket == "" {
-			add("offload-driver %s needs offload-s3-bucket", c.OffloadDriver)
+			add("offload-driver", "offload-driver %s needs offload-s3-bucket", c.OffloadDriver)
 		}
 	default:
-		add("offload-driver must be empty (off) or s3, not %q", c.OffloadDriver)
+		add("offload-driver", "offload-driver must be empty (off) or s3, not %q", c.OffloadDriver)
 	}
 	if c.OffloadThresholdBytes < -1 {
-		add("offload-threshold-bytes must be >= -1")
+		add("offload-threshold-bytes", "offload-threshold-bytes must be >= -1, not %d", c.OffloadThresholdBytes)
 	}
 	if c.OffloadThresholdSeconds < -1 {
-		add("offload-threshold-seconds must be >= -1")
+		add("offload-threshold-seconds", "offload-threshold-seconds must be >= -1, not %d", c.OffloadThresholdSeconds)
 	}
 	if c.OffloadDeletionLag < 0 {
-		add("offload-deletion-lag must be >= 0")
+		add("offload-deletion-lag", "offload-deletion-lag must be >= 0, not %s", c.OffloadDeletionLag)
 	}
 	if c.OffloadReadPriority != broker.ReadTieredFirst && c.OffloadReadPriority != broker.ReadLocalFirst {
-		add("offload-read-priority must be %s or %s, not %q", broker.ReadTieredFirst, broker.ReadLocalFirst, c.OffloadReadPriority)
+		add("offload-read-priority", "offload-read-priority must be %s or %s, not %q", broker.ReadTieredFirst, broker.ReadLocalFirst, c.OffloadReadPriority)
 	}
 	if c.OffloadInterval <= 0 {
-		add("offload-interval must be > 0")
+		add("offload-interval", "offload-interval must be > 0, not %s", c.OffloadInterval)
 	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
-	}
-	return nil
+	return problems
 }
 
 func validAddr(a string) error {
@@ -479,55 +639,15 @@ func validAddr(a string) error {
 	return nil
 }
 
-// splitSectionKey maps "kafka-advertised-addr" to ("kafka", "advertised-addr")
-// when "kafka" is a protocol section and the whole key is not a top-level one.
-func (c *Config) splitSectionKey(key string) (string, string, bool) {
-	if c.knownTopKey(key) {
-		return "", "", false
-	}
-	for name := range c.Handlers {
-		if rest, ok := strings.CutPrefix(key, name+"-"); ok && rest != "addr" {
-			return name, rest, true
-		}
-	}
-	return "", "", false
-}
-
-func (c *Config) topKeys() []string {
-	keys := []string{"data-dir", "metadata-store-url", "http-addr", "protocols", "fsync", "fsync-interval", "log-level", "log-format",
-		"shutdown-timeout", "retention-time", "retention-bytes", "max-message-bytes", "segment-bytes",
-		"segment-age", "auto-topic-creation", "auto-subscription-creation",
-		"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",
-		"auth-enabled", "auth-token-secret-key-file", "auth-token-public-key-file", "anonymous-role",
-		"superuser-roles", "auth-failure-delay", "auth-max-pending-per-address", "authorization-enabled",
-		"max-connections-per-address", "ledger-cache-bytes", "storage-retry-interval",
-		"offload-driver", "offload-s3-endpoint", "offload-s3-bucket", "offload-s3-region",
-		"offload-threshold-bytes", "offload-threshold-seconds", "offload-deletion-lag", "offload-read-priority",
-		"offload-interval",
-
-		"expose-topic-level-metrics"}
-	for name := range c.Handlers {
-		keys = append(keys, name, name+"-addr", name+"-tls-addr")
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func (c *Config) knownTopKey(k string) bool {
-	if c.Addrs[strings.TrimSuffix(k, "-addr")] != "" && strings.HasSuffix(k, "-addr") {
-		return true
-	}
-	return slices.Contains(c.topKeys(), k)
-}
-
-func setMapScalar(m *yaml.Node, key, value string) {
+// setMapNode sets key in mapping m to value, replacing an earlier one.
+func setMapNode(m *yaml.Node, key string, value *yaml.Node) {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if m.Content[i].Value == key {
-			m.Content[i+1] = &yaml.Node{Kind: yaml.ScalarNode, Value: value}
+			m.Content[i+1] = value
 			return
 		}
 	}
-	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, &yaml.Node{Kind: yaml.ScalarNode, Value: value})
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, value)
 }
 
 // decodeStrict decodes n into out, rejecting unknown keys.

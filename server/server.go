@@ -54,6 +54,7 @@ type Server struct {
 
 	handlers  []runningHandler
 	ready     atomic.Bool
+	started   bool // Start succeeded; set before Start returns
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -84,10 +85,10 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+		return nil, startErr("data dir "+cfg.DataDir, "set --data-dir (KOPERNIK_DATA_DIR) to a directory this user may create and write", err)
 	}
 	if s.lock, err = lockDir(cfg.DataDir); err != nil {
-		return nil, err
+		return nil, startErr("data dir "+cfg.DataDir, "another kopernik uses this directory: stop it, or choose another with --data-dir", err)
 	}
 	obs := newStorageObserver()
 	s.reg.MustRegister(obs.append, obs.sync)
@@ -96,7 +97,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		if offloader, err = objectstore.NewS3(ctx, objectstore.S3Options{
 			Endpoint: cfg.OffloadS3Endpoint, Bucket: cfg.OffloadS3Bucket, Region: cfg.OffloadS3Region,
 		}); err != nil {
-			return nil, err
+			return nil, startErr("tiered storage", "check --offload-s3-endpoint, --offload-s3-bucket, --offload-s3-region and the AWS credentials", err)
 		}
 		log.Info("tiered storage on", "driver", cfg.OffloadDriver, "endpoint", cfg.OffloadS3Endpoint, "bucket", cfg.OffloadS3Bucket)
 	}
@@ -105,7 +106,11 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		Offload: offloader, OffloadInterval: cfg.OffloadInterval,
 		MetadataURL: cfg.MetadataStoreURL, Observer: obs,
 	}); err != nil {
-		return nil, err
+		fix := "check the data dir (--data-dir) and its files"
+		if cfg.MetadataStoreURL != "" {
+			fix = "check that the metadata store of --metadata-store-url answers, and the data dir (--data-dir)"
+		}
+		return nil, startErr("storage", fix, err)
 	}
 	syncCfg := managedledger.Config{Sync: managedledger.SyncAlways}
 	if cfg.Fsync == "interval" {
@@ -123,10 +128,10 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 
 	tlsCfg, err := cfg.tlsConfig()
 	if err != nil {
-		return nil, err
+		return nil, startErr("TLS", "check --tls-cert-file, --tls-key-file and --tls-client-ca-file: readable PEM files, the key matching the certificate", err)
 	}
 	if s.auth, err = cfg.authenticator(s.broker, log); err != nil {
-		return nil, err
+		return nil, startErr("authentication", "check --auth-token-secret-key-file or --auth-token-public-key-file", err)
 	}
 	s.authz = cfg.authorizer(s.broker)
 	for _, name := range cfg.Protocols {
@@ -148,14 +153,14 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		}
 		ln, err := s.listen(cfg.Addrs[name])
 		if err != nil {
-			return nil, fmt.Errorf("%s listener: %w", name, err)
+			return nil, listenErr(name+" listener", name+"-addr", cfg.Addrs[name], err)
 		}
 		rh := runningHandler{name: name, h: h, ln: ln, done: make(chan error, 2)}
 		if a := cfg.TLSAddrs[name]; a != "" {
 			tln, err := s.listen(a)
 			if err != nil {
 				ln.Close()
-				return nil, fmt.Errorf("%s TLS listener: %w", name, err)
+				return nil, listenErr(name+" TLS listener", name+"-tls-addr", a, err)
 			}
 			rh.tlsLn = protocol.NewTLSListener(tln, tlsCfg)
 		}
@@ -169,12 +174,12 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	}
 
 	if s.httpLn, err = s.listen(cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("http listener: %w", err)
+		return nil, listenErr("http listener", "http-addr", cfg.HTTPAddr, err)
 	}
 	if cfg.HTTPSAddr != "" {
 		ln, err := s.listen(cfg.HTTPSAddr)
 		if err != nil {
-			return nil, fmt.Errorf("https listener: %w", err)
+			return nil, listenErr("https listener", "https-addr", cfg.HTTPSAddr, err)
 		}
 		s.httpsLn = tls.NewListener(ln, tlsCfg)
 	}
@@ -189,6 +194,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		log.Info("listening", "protocol", "https", "addr", s.httpsLn.Addr().String())
 	}
 	s.ready.Store(true)
+	s.started = true
 	log.Info("kopernik started", "data-dir", cfg.DataDir, "cluster-id", s.broker.ClusterID(), "fsync", cfg.Fsync)
 	return s, nil
 }
@@ -277,7 +283,11 @@ func (s *Server) Close(ctx context.Context) error {
 			s.lock.Close()
 		}
 		s.closeErr = errors.Join(errs...)
-		s.log.Info("kopernik stopped")
+		if s.started {
+			// Not after a failed Start: the caller reports the failure,
+			// and "stopped" before it would read as the cause.
+			s.log.Info("kopernik stopped")
+		}
 	})
 	return s.closeErr
 }

@@ -78,9 +78,9 @@ func newTestCerts(t *testing.T) testCerts {
 	return c
 }
 
-// startServer starts a broker with both protocols on port 0 and extra settings.
-func startServer(t *testing.T, extra map[string]string) *Server {
-	t.Helper()
+// bothProtocols is the settings of a broker with both protocols on port
+// 0 in a fresh data dir, with extra on top.
+func bothProtocols(t *testing.T, extra map[string]string) map[string]string {
 	o := map[string]string{
 		"data-dir": t.TempDir(), "http-addr": "127.0.0.1:0", "protocols": "kafka,pulsar",
 		"kafka-addr": "127.0.0.1:0", "pulsar-addr": "127.0.0.1:0",
@@ -88,7 +88,13 @@ func startServer(t *testing.T, extra map[string]string) *Server {
 	for k, v := range extra {
 		o[k] = v
 	}
-	cfg, err := Load("", nil, o)
+	return o
+}
+
+// startServer starts a broker with both protocols on port 0 and extra settings.
+func startServer(t *testing.T, extra map[string]string) *Server {
+	t.Helper()
+	cfg, err := Load("", nil, bothProtocols(t, extra))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -32,54 +31,39 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	return cli.Main(args, stdout, stderr,
 		cli.External{Name: "standalone", Summary: "run a single-node broker (Kafka :9092, Pulsar :6650, HTTP :8080)",
-			Run: func(args []string, _, stderr io.Writer) int { return standalone(args, stderr) }},
+			Run: standalone},
 		cli.External{Name: "verify", Summary: "check a live broker for lost, duplicated or skipped records", Run: verifyCmd})
 }
 
-func standalone(args []string, stderr io.Writer) int {
+func standalone(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("standalone", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "YAML configuration file (same keys as the flags, and more)")
-	defaults := server.DefaultConfig()
-	flagKeys := map[string]string{
-		"data-dir":           defaults.DataDir,
-		"metadata-store-url": defaults.MetadataStoreURL,
-		"http-addr":          defaults.HTTPAddr,
-		"protocols":          strings.Join(defaults.Protocols, ","),
-		"fsync":              defaults.Fsync,
-		"log-level":          defaults.LogLevel,
-	}
-	for name, addr := range defaults.Addrs {
-		flagKeys[name+"-addr"] = addr
-		flagKeys[name+"-tls-addr"] = "" // off
-	}
-	// TLS and authentication (docs/security.md); all off by default.
-	for _, key := range []string{"https-addr", "tls-cert-file", "tls-key-file", "tls-client-ca-file",
-		"auth-token-secret-key-file", "auth-token-public-key-file", "anonymous-role", "superuser-roles"} {
-		flagKeys[key] = ""
-	}
-	flagKeys["auth-enabled"] = "false"
-	// Tiered storage (docs/storage.md); off without offload-driver.
-	for _, key := range []string{"offload-driver", "offload-s3-endpoint", "offload-s3-bucket", "offload-s3-region"} {
-		flagKeys[key] = ""
-	}
-	flagKeys["offload-threshold-bytes"] = strconv.FormatInt(defaults.OffloadThresholdBytes, 10)
-	flagKeys["offload-threshold-seconds"] = strconv.FormatInt(defaults.OffloadThresholdSeconds, 10)
-	flagKeys["offload-deletion-lag"] = defaults.OffloadDeletionLag.String()
-	flagKeys["offload-read-priority"] = defaults.OffloadReadPriority
-	values := map[string]*string{}
-	for key, def := range flagKeys {
-		values[key] = fs.String(key, def, "setting "+key+" (env "+server.EnvPrefix+strings.ToUpper(strings.ReplaceAll(key, "-", "_"))+")")
-	}
-	if code, ok := parseArgs(fs, args, stderr); !ok {
-		return code
-	}
+	configFile := fs.String("config", "", "YAML configuration file")
 	overrides := map[string]string{}
-	fs.Visit(func(f *flag.Flag) {
-		if v, ok := values[f.Name]; ok {
-			overrides[f.Name] = *v
+	server.RegisterFlags(fs, overrides)
+	fs.Usage = func() {} // -h is printed below; a bad flag gets a short hint
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			standaloneUsage(stdout)
+			return 0
 		}
-	})
+		// The flag package has printed the error.
+		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+			if best := server.SuggestFlag(name); best != "" {
+				fmt.Fprintf(stderr, "did you mean --%s?\n", best)
+			}
+		}
+		fmt.Fprintln(stderr, "kopernik standalone -h lists every setting")
+		return 2
+	}
+	if fs.NArg() > 0 {
+		hint := "settings are flags: --key value"
+		if v := fs.Arg(0); v == "true" || v == "false" {
+			hint = "a bool flag takes its value after =, e.g. --auth-enabled=" + v
+		}
+		fmt.Fprintf(stderr, "kopernik standalone: unexpected arguments %v (%s)\n", fs.Args(), hint)
+		return 2
+	}
 	cfg, err := server.Load(*configFile, os.Environ(), overrides)
 	if err != nil {
 		fmt.Fprintf(stderr, "kopernik: %v\n", err)
@@ -91,9 +75,16 @@ func standalone(args []string, stderr io.Writer) int {
 	defer stop()
 	srv, err := server.Start(ctx, cfg, log)
 	if err != nil {
-		log.Error("start failed", "err", err)
+		var se *server.StartError
+		if errors.As(err, &se) {
+			log.Error("start failed", "step", se.Step, "err", se.Err.Error(), "fix", se.Fix)
+		} else {
+			log.Error("start failed", "err", err.Error())
+		}
 		return 1
 	}
+	// Where to connect, once, on stdout: the logs (stderr) keep their format.
+	fmt.Fprintf(stdout, "kopernik is ready. Connect to:\n%s", srv.Endpoints())
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -103,6 +94,25 @@ func standalone(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// standaloneUsage is `kopernik standalone -h`: every setting by section,
+// as nats-server prints its options.
+func standaloneUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage: kopernik standalone [flags]
+
+Runs a single-node broker: Kafka and Pulsar clients on the same topics, the
+admin REST API, metrics and the console on the HTTP listener.
+
+Every flag is also a key of the --config YAML file (a protocol's settings in
+its section: kafka: {advertised-addr: ...}) and an environment variable
+(--data-dir is KOPERNIK_DATA_DIR). Precedence: flags, then environment, then
+file, then defaults. Sizes take units (64MiB, 1GB), durations 500ms, 30s, 4h.
+Reference: docs/configuration.md.
+
+  --config <file>  YAML configuration file (example: kopernik.yaml)
+`)
+	server.WriteUsage(w)
 }
 
 func newLogger(cfg *server.Config, w io.Writer) *slog.Logger {

@@ -55,11 +55,21 @@ func startProcess(t *testing.T, dataDir string) (*exec.Cmd, map[string]string) {
 // (KOPERNIK_SEGMENT_BYTES=..., ...).
 func startProcessEnv(t *testing.T, dataDir string, env []string) (*exec.Cmd, map[string]string) {
 	t.Helper()
+	cmd, addrs, _, _ := startProcessOutput(t, dataDir, env)
+	return cmd, addrs
+}
+
+// startProcessOutput is startProcessEnv that also returns the process's
+// stdout (written as it runs) and its log lines up to "kopernik started".
+func startProcessOutput(t *testing.T, dataDir string, env []string) (*exec.Cmd, map[string]string, *syncBuffer, []string) {
+	t.Helper()
 	cmd := exec.Command(binary, "standalone", "--data-dir", dataDir,
 		"--kafka-addr", "127.0.0.1:0", "--pulsar-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
+	stdout := new(syncBuffer)
+	cmd.Stdout = stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -69,12 +79,14 @@ func startProcessEnv(t *testing.T, dataDir string, env []string) (*exec.Cmd, map
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	addrs := map[string]string{}
+	var logs []string
 	re := regexp.MustCompile(`msg=listening protocol=(\w+) addr=(\S+)`)
 	sc := bufio.NewScanner(stderr)
 	deadline := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
 	defer deadline.Stop()
 	for sc.Scan() {
 		line := sc.Text()
+		logs = append(logs, line)
 		if m := re.FindStringSubmatch(line); m != nil {
 			addrs[m[1]] = m[2]
 		}
@@ -86,7 +98,7 @@ func startProcessEnv(t *testing.T, dataDir string, env []string) (*exec.Cmd, map
 	if addrs["http"] == "" {
 		t.Fatalf("no http address logged: %v", addrs)
 	}
-	return cmd, addrs
+	return cmd, addrs, stdout, logs
 }
 
 func TestStandaloneStartsAndStopsGracefully(t *testing.T) {

@@ -139,7 +139,6 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// advertisable turns a listener address into one clients can dial.
 // AdvertisedAddr is what LOOKUP tells clients of listener ln: the
 // configured advertised address of its kind (TLS or not), else ln's own.
 func (h *Handler) AdvertisedAddr(ln net.Listener) string {
@@ -148,23 +147,12 @@ func (h *Handler) AdvertisedAddr(ln net.Listener) string {
 		a = h.cfg.AdvertisedTLSAddr
 	}
 	if a == "" {
-		a = advertisable(ln.Addr())
+		a = protocol.DialAddr(ln.Addr())
 	}
 	return a
 }
 
 var _ protocol.Advertiser = (*Handler)(nil)
-
-func advertisable(a net.Addr) string {
-	host, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "localhost"
-	}
-	return net.JoinHostPort(host, port)
-}
 
 func (h *Handler) advertisedURL() string {
 	h.mu.Lock()
