@@ -19,11 +19,11 @@ type series struct {
 }
 
 const (
-	chartW, chartH           = 560, 180
-	padL, padR, padT, padB   = 64, 12, 12, 28
-	plotW, plotH             = chartW - padL - padR, chartH - padT - padB
-	gridLines                = 4
-	chartEmptyMessage        = "collecting samples…"
+	chartW, chartH         = 560, 180
+	padL, padR, padT, padB = 64, 12, 12, 28
+	plotW, plotH           = chartW - padL - padR, chartH - padT - padB
+	gridLines              = 4
+	chartEmptyMessage      = "collecting samples…"
 )
 
 // lineChart renders series over times (same length as each series'

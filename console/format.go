@@ -2,6 +2,7 @@ package console
 
 import (
 	"fmt"
+	"html/template"
 	"net/url"
 	"time"
 )
@@ -61,11 +62,13 @@ func orDash(s string) string {
 	return s
 }
 
-// queryString builds "k1=v1&k2=v2" from pairs, escaped, for links in templates.
-func queryString(kv ...string) string {
+// queryString builds "k1=v1&k2=v2" from pairs, escaped, for links in
+// templates: a template.URL, so that html/template does not escape the
+// separators again.
+func queryString(kv ...string) template.URL {
 	q := url.Values{}
 	for i := 0; i+1 < len(kv); i += 2 {
 		q.Set(kv[i], kv[i+1])
 	}
-	return q.Encode()
+	return template.URL(q.Encode())
 }

@@ -141,7 +141,9 @@ func (c *Console) topics(w http.ResponseWriter, r *http.Request) {
 	d.Pages = max(1, (len(all)+pageSize-1)/pageSize)
 	d.Page = min(d.Page, d.Pages)
 	d.Rows = all[(d.Page-1)*pageSize : min(len(all), d.Page*pageSize)]
-	link := func(p int) string { return "/console/topics?" + url.Values{"q": {d.Filter}, "page": {strconv.Itoa(p)}}.Encode() }
+	link := func(p int) string {
+		return "/console/topics?" + url.Values{"q": {d.Filter}, "page": {strconv.Itoa(p)}}.Encode()
+	}
 	if d.Page > 1 {
 		d.PrevURL = link(d.Page - 1)
 	}
@@ -248,8 +250,9 @@ func partitionsOf(md broker.TopicMetadata) []broker.TopicName {
 	return out
 }
 
-// subType names a subscription's type: the Pulsar consumer's, or "Kafka
-// group" for Kafka members and cursors that Kafka commits wrote.
+// subType names a subscription's type: the Pulsar consumer's, "Kafka
+// group" for Kafka members and cursors that Kafka commits wrote properties
+// to, else idleType.
 func subType(sub *broker.Subscription, consumerType string) string {
 	if consumerType != "" {
 		return consumerType
@@ -267,8 +270,13 @@ func subType(sub *broker.Subscription, consumerType string) string {
 			return "Kafka group"
 		}
 	}
-	return "—"
+	return idleType
 }
+
+// idleType names a subscription without consumers whose cursor says
+// nothing of its protocol (a Kafka group committing without metadata, a
+// Pulsar subscription whose consumers left).
+const idleType = "idle (no consumer)"
 
 // subscriptionView is one subscription (= Kafka group) over every loaded
 // partition it has a cursor on.
@@ -320,7 +328,7 @@ func (c *Console) subscriptions(ctx context.Context) []subscriptionView {
 	out := make([]subscriptionView, 0, len(byName))
 	for name, v := range byName {
 		for t := range types[name] {
-			if t != "—" || len(types[name]) == 1 {
+			if t != idleType || len(types[name]) == 1 {
 				v.Types = append(v.Types, t)
 			}
 		}
