@@ -163,7 +163,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	shots := screenshotDir(t)
 	shot := func(name string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			png, err := chromedp.FullScreenshot(90)(ctx, tg)
+			png, err := chromedp.FullScreenshot(100)(ctx, tg) // quality 100: PNG; lower is JPEG
 			if err != nil {
 				return err
 			}

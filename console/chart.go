@@ -40,7 +40,7 @@ func lineChart(title string, times []time.Time, ss []series, unit func(float64) 
 			top = math.Max(top, v)
 		}
 	}
-	top = niceCeil(top)
+	top = niceCeil(top * 1.05) // headroom: a flat line stays off the frame
 	for i := 0; i <= gridLines; i++ {
 		y := padT + plotH - plotH*i/gridLines
 		fmt.Fprintf(&b, `<line class="grid" x1="%d" y1="%d" x2="%d" y2="%d"/>`, padL, y, padL+plotW, y)
