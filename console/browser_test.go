@@ -60,11 +60,16 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
-func startBroker(t *testing.T) *server.Server {
-	cfg, err := server.Load("", nil, map[string]string{
+// startBroker starts a broker with both protocols on port 0 and extra settings.
+func startBroker(t *testing.T, extra map[string]string) *server.Server {
+	o := map[string]string{
 		"data-dir": t.TempDir(), "http-addr": "127.0.0.1:0", "protocols": "kafka,pulsar",
 		"kafka-addr": "127.0.0.1:0", "pulsar-addr": "127.0.0.1:0",
-	})
+	}
+	for k, v := range extra {
+		o[k] = v
+	}
+	cfg, err := server.Load("", nil, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +93,7 @@ func screenshotDir(t *testing.T) string {
 
 func TestConsoleInBrowser(t *testing.T) {
 	bctx := browser(t)
-	s := startBroker(t)
+	s := startBroker(t, nil)
 	base := "http://" + s.Addr("http").String()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -243,7 +243,7 @@ func (c *Console) authenticated(next http.Handler) http.Handler {
 			}
 			if c.opts.IsSuperUser != nil && !c.opts.IsSuperUser(p) {
 				c.render(w, r, http.StatusForbidden, "error", pageData{Title: "Not allowed",
-					Error: "Role " + p.Role + " may not use the console: it needs a superuser role (super-user-roles)."})
+					Error: "Role " + p.Role + " may not use the console: it needs a superuser role (superuser-roles)."})
 				return
 			}
 		}
