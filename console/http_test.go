@@ -28,13 +28,11 @@ func client(t *testing.T) *http.Client {
 
 func get(t *testing.T, c *http.Client, u string) (int, string, http.Header) {
 	t.Helper()
-	resp, err := c.Get(u)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header
+	return do(t, c, req)
 }
 
 func post(t *testing.T, c *http.Client, u string, form url.Values, origin string) (int, string, http.Header) {
@@ -47,6 +45,12 @@ func post(t *testing.T, c *http.Client, u string, form url.Values, origin string
 	if origin != "" {
 		req.Header.Set("Origin", origin)
 	}
+	return do(t, c, req)
+}
+
+// do sends req and returns the status, the body and the headers.
+func do(t *testing.T, c *http.Client, req *http.Request) (int, string, http.Header) {
+	t.Helper()
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
