@@ -343,9 +343,25 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("error %q", got)
 	}
 
-	// The overview's chart, at 1280x800 and on a narrow screen.
-	time.Sleep(100 * time.Millisecond)
-	run("overview shot", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS("svg.chart")), shot("overview"))
+	// The overview refreshes itself: a topic created meanwhile is counted
+	// without a reload, and the page is the same document (focus kept).
+	run("overview shot", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS("svg.chart")), shot("overview"),
+		chromedp.Focus(chromedp.CSS(`nav a[href="/console/topics"]`)))
+	if got := text("#topic-count"); got != "3" {
+		t.Errorf("overview topic count %q, want 3", got)
+	}
+	eval(`window.sameDocument = "yes"`)
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "made-meanwhile"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); text("#topic-count") != "4"; time.Sleep(250 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("overview never refreshed: topic count %q", text("#topic-count"))
+		}
+	}
+	if got := eval(`window.sameDocument + " " + document.activeElement.textContent`); got != "yes Topics" {
+		t.Errorf("after the live refresh: %q, want the same document with focus on Topics", got)
+	}
 	run("narrow", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)), chromedp.Navigate(base+"/console/messages?topic=orders&partition=1&offset=2&limit=1"),
 		chromedp.WaitVisible(chromedp.CSS("#offset-2")), shot("narrow"))
 	if eval(`String(document.documentElement.scrollWidth > window.innerWidth + 1)`) == "true" {
