@@ -469,6 +469,7 @@ func (c *Console) messages(w http.ResponseWriter, r *http.Request) {
 func (c *Console) readMessages(ctx context.Context, p *broker.Partition, offset int64, limit int, view string) ([]messageRow, error) {
 	var rows []messageRow
 	for next := offset; len(rows) < limit && next < p.NextIndex(); {
+		before := next
 		es, err := p.ReadFromIndex(ctx, next, 16, 4<<20)
 		if err != nil {
 			return rows, err
@@ -493,6 +494,9 @@ func (c *Console) readMessages(ctx context.Context, p *broker.Partition, offset 
 		}
 		for i := range es {
 			es[i].Release()
+		}
+		if next == before {
+			break // nothing past next: do not ask again
 		}
 	}
 	return rows, nil
