@@ -58,7 +58,7 @@ func Inspect(e *broker.Entry, maxBytes int) ([]Inspected, error) {
 		return nil, err
 	}
 	out := make([]Inspected, 0, len(kafka))
-	md, err := walkPulsar(pulsarBytes, func(int32) {}, func(s *single, value []byte, publish int64) {
+	md, err := walkPulsar(pulsarBytes, func(int32) {}, func(s single, value []byte, publish int64) {
 		pm := PulsarMessage{
 			LedgerID: e.Position.LedgerID, EntryID: e.Position.EntryID, BatchIndex: int32(len(out)),
 			Key: string(s.key), HasKey: s.key != nil, KeyB64: s.keyB64, OrderingKey: s.orderingKey,

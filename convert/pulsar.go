@@ -40,7 +40,7 @@ var b64 = base64.StdEncoding
 // returned messages alias b or the decompressed buffer.
 func decodePulsar(b []byte) ([]Message, error) {
 	var msgs []Message
-	_, err := walkPulsar(b, func(n int32) { msgs = make([]Message, 0, n) }, func(s *single, value []byte, publish int64) {
+	_, err := walkPulsar(b, func(n int32) { msgs = make([]Message, 0, n) }, func(s single, value []byte, publish int64) {
 		msgs = append(msgs, pulsarMessage(s.props, s.key, s.keyB64, s.orderingKey, s.eventTime, publish, s.null, value))
 	})
 	return msgs, err
@@ -51,7 +51,7 @@ func decodePulsar(b []byte) ([]Message, error) {
 // from the MessageMetadata) and its payload, both aliasing b or the
 // decompressed buffer; start is called first with the message count. It
 // returns the entry's MessageMetadata.
-func walkPulsar(b []byte, start func(n int32), each func(s *single, value []byte, publish int64)) (*pb.MessageMetadata, error) {
+func walkPulsar(b []byte, start func(n int32), each func(s single, value []byte, publish int64)) (*pb.MessageMetadata, error) {
 	if len(b) < pulsarHdrSize || binary.BigEndian.Uint16(b) != pulsarMagic {
 		return nil, corrupt("pulsar payload without magic")
 	}
@@ -86,7 +86,7 @@ func walkPulsar(b []byte, start func(n int32), each func(s *single, value []byte
 			s.key = []byte(*md.PartitionKey)
 		}
 		start(1)
-		each(&s, payload, publish)
+		each(s, payload, publish)
 		return md, nil
 	}
 	n := md.GetNumMessagesInBatch()
@@ -112,7 +112,7 @@ func walkPulsar(b []byte, start func(n int32), each func(s *single, value []byte
 		if ps < 0 || ps > int64(len(payload)) {
 			return nil, corrupt("pulsar payload size %d", ps)
 		}
-		each(&smm, payload[:ps:ps], publish)
+		each(smm, payload[:ps:ps], publish)
 		payload = payload[ps:]
 	}
 	return md, nil
