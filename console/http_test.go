@@ -11,8 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -117,6 +119,14 @@ func TestConsoleCSRFAndConfirmation(t *testing.T) {
 	if code, body, _ := get(t, c, base+h.Get("Location")); code != http.StatusOK || !strings.Contains(body, "hello console") || !strings.Contains(body, "Produced at offset 0") {
 		t.Errorf("produced message page: %d %q", code, body)
 	}
+	// From a time: before it, the message; after it, none.
+	if code, body, _ := get(t, c, base+"/console/messages?topic=t1&partition=1&time=2000-01-01T00:00:00Z"); code != http.StatusOK || !strings.Contains(body, `id="offset-0"`) {
+		t.Errorf("messages from 2000: %d %q", code, body)
+	}
+	later := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	if code, body, _ := get(t, c, base+"/console/messages?topic=t1&partition=1&time="+later); code != http.StatusOK || strings.Contains(body, `id="offset-0"`) || !strings.Contains(body, "No message at these offsets") {
+		t.Errorf("messages from an hour ahead: %d %q", code, body)
+	}
 }
 
 func TestConsoleBadInput(t *testing.T) {
@@ -134,6 +144,7 @@ func TestConsoleBadInput(t *testing.T) {
 		{"/console/messages?topic=nope&limit=1000", http.StatusOK, "limit 1000: want 1 to 100"},
 		{"/console/messages?topic=nope", http.StatusOK, "topic not found"},
 		{"/console/actions/nope", http.StatusNotFound, "No action nope"},
+		{"/console/messages?topic=t&time=yesterday", http.StatusOK, "want RFC 3339"},
 		{"/console/nope", http.StatusNotFound, "No page at /console/nope"},
 	} {
 		code, body, _ := get(t, c, base+tc.path)

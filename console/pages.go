@@ -395,6 +395,7 @@ type messageRow struct {
 
 type messagesData struct {
 	Topic, View      string
+	Time             string // the time asked for, as typed
 	Partition        int
 	Offset, Limit    int64
 	Start, End       int64
@@ -422,6 +423,10 @@ func (c *Console) messages(w http.ResponseWriter, r *http.Request) {
 			d.Limit, err = int64Param(q, "limit", 20)
 		}
 	}
+	var fromTime int64 = -1
+	if d.Time = strings.TrimSpace(q.Get("time")); d.Time != "" && err == nil {
+		fromTime, err = parseTime(d.Time)
+	}
 	if err == nil && (d.Limit < 1 || d.Limit > maxMessages) {
 		err = fmt.Errorf("limit %d: want 1 to %d", d.Limit, maxMessages)
 	}
@@ -442,6 +447,13 @@ func (c *Console) messages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Start, d.End = p.FirstIndex(), p.NextIndex()
+	if fromTime >= 0 {
+		// From a time: the first entry at or after it (Kafka ListOffsets by timestamp).
+		if d.Offset, err = offsetAt(r.Context(), p, fromTime); err != nil {
+			c.render(w, r, http.StatusOK, "messages", pageData{Title: "Messages", Nav: "messages", Error: broker.Reason(err), Data: d})
+			return
+		}
+	}
 	if d.Offset < 0 { // default: the last page
 		d.Offset = max(d.Start, d.End-d.Limit)
 	}
@@ -463,6 +475,31 @@ func (c *Console) messages(w http.ResponseWriter, r *http.Request) {
 		msg = broker.Reason(err)
 	}
 	c.render(w, r, http.StatusOK, "messages", pageData{Title: "Messages", Nav: "messages", Error: msg, Data: d})
+}
+
+// parseTime reads RFC 3339 or unix milliseconds (>= 0).
+func parseTime(ts string) (int64, error) {
+	if t, err := time.Parse(time.RFC3339, ts); err == nil && t.UnixMilli() >= 0 {
+		return t.UnixMilli(), nil
+	}
+	if n, err := strconv.ParseInt(ts, 10, 64); err == nil && n >= 0 {
+		return n, nil
+	}
+	return 0, fmt.Errorf("time %q: want RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds", ts)
+}
+
+// offsetAt is the offset of the first entry at or after ms (unix
+// milliseconds); the end offset when none is.
+func offsetAt(ctx context.Context, p *broker.Partition, ms int64) (int64, error) {
+	e, ok, err := p.FindByTime(ctx, ms)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return p.NextIndex(), nil
+	}
+	defer e.Release()
+	return e.FirstIndex, nil
 }
 
 // readMessages reads up to limit messages from offset, both views.
