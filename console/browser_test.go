@@ -212,6 +212,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	if got := text("#topic-count"); got != "2" {
 		t.Errorf("overview topic count %q, want 2", got)
 	}
+	// The Kafka client and the Pulsar client hold connections open.
+	if got := text("#connections"); !strings.Contains(got, "kafka") || !strings.Contains(got, "pulsar") {
+		t.Errorf("overview connections %q", got)
+	}
 
 	// Topics: filter finds the topic; its page lists the partitions' offsets and the Pulsar consumer.
 	run("topics filter", chromedp.Navigate(base+"/console/topics"),

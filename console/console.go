@@ -54,6 +54,9 @@ type Options struct {
 	// IsSuperUser decides whether an authenticated role may use the
 	// console; nil: any authenticated role may.
 	IsSuperUser func(auth.Principal) bool
+	// Connections, when set, reports open client connections by protocol
+	// (the overview shows them).
+	Connections func() map[string]int
 	// KafkaTenant and KafkaNamespace resolve short topic names typed into
 	// forms (defaults public/default, the Kafka handler's).
 	KafkaTenant, KafkaNamespace string

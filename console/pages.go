@@ -26,6 +26,7 @@ type overviewData struct {
 	Storage                     int64
 	Last                        ratePoint
 	Producers, Consumers        map[string]int // attached, by protocol
+	Connections                 map[string]int // open, by protocol; nil: unknown
 	MsgChart, ByteChart         any
 }
 
@@ -46,6 +47,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		d.Topics += len(ts)
 	}
 	d.Tenants, d.Namespaces, d.NamespaceNames = len(tenants), len(nss), nss
+	if c.opts.Connections != nil {
+		d.Connections = c.opts.Connections()
+	}
 	parts := c.svc.Partitions()
 	d.Partitions = len(parts)
 	for _, p := range parts {

@@ -325,7 +325,7 @@ func (s *Server) httpHandler() (http.Handler, error) {
 
 	// The web console at / and /console/..., with the admin API's
 	// authentication: with auth-enabled only superusers may use it.
-	copts := console.Options{Logger: s.log.With("component", "console")}
+	copts := console.Options{Logger: s.log.With("component", "console"), Connections: s.connections}
 	if s.auth != nil {
 		copts.Auth = s.auth
 		copts.IsSuperUser = func(p auth.Principal) bool {
@@ -342,6 +342,29 @@ func (s *Server) httpHandler() (http.Handler, error) {
 	mux.Handle("GET /{$}", s.console)
 	mux.Handle("/console/", s.console)
 	return mux, nil
+}
+
+// connections reads the handlers' kopernik_connections gauges, by protocol
+// (the console's overview): one source of truth with /metrics.
+func (s *Server) connections() map[string]int {
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		return nil
+	}
+	out := map[string]int{}
+	for _, mf := range mfs {
+		if mf.GetName() != "kopernik_connections" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "protocol" {
+					out[l.GetValue()] += int(m.GetGauge().GetValue())
+				}
+			}
+		}
+	}
+	return out
 }
 
 // clusterName is the one cluster a standalone broker reports (Pulsar's
