@@ -318,10 +318,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	rd.Close()
 
-	// An action through its confirmation: create a topic, keyboard only.
+	// An action through its confirmation: create a topic with the
+	// keyboard alone (type, Tab, type, Enter submits; the confirmation's
+	// button has the focus, Enter confirms).
 	run("create topic", chromedp.Navigate(base+"/console/actions/create-topic"),
-		chromedp.SendKeys(chromedp.CSS("#f-topic"), "made-in-console"), chromedp.SetValue(chromedp.CSS("#f-partitions"), "3"),
-		chromedp.Click(chromedp.CSS("#submit")), chromedp.WaitVisible(chromedp.CSS("#confirm-text")), shot("confirm"))
+		chromedp.Focus(chromedp.CSS("#f-topic")), chromedp.KeyEvent("made-in-console\t3\r"),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-text")), shot("confirm"))
 	if got := text("#confirm-text"); !strings.Contains(got, "made-in-console with 3 partitions") {
 		t.Errorf("confirmation %q", got)
 	}
@@ -329,7 +331,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err != nil || len(md) != 2 {
 		t.Fatalf("a topic was created before confirming: %v %v", md, err)
 	}
-	run("confirm", chromedp.Click(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS(".notice")), chromedp.WaitVisible(chromedp.CSS("#partitions")))
+	if got := eval(`document.activeElement.id`); got != "confirm" {
+		t.Errorf("focus on the confirmation page: %q, want the Confirm button", got)
+	}
+	run("confirm", chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.CSS(".notice")), chromedp.WaitVisible(chromedp.CSS("#partitions")))
 	if got := text(".notice"); got != "Created persistent://public/default/made-in-console" {
 		t.Errorf("notice %q", got)
 	}
