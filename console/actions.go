@@ -8,6 +8,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -111,7 +112,7 @@ var actions = map[string]actionSpec{
 		danger: true,
 		Fields: []field{
 			{Name: "subscription", Label: "Subscription / group", Kind: "text"},
-			{Name: "topic", Label: "Topic", Kind: "text", Help: "every partition of it"},
+			{Name: "topic", Label: "Topic", Kind: "text", Help: "every partition of it the subscription has a position on"},
 			{Name: "to", Label: "To", Kind: "select", Options: []string{"earliest", "latest"}},
 		},
 		describe: func(v url.Values) string {
@@ -130,22 +131,32 @@ var actions = map[string]actionSpec{
 			default:
 				return "", "", fmt.Errorf("to %q: want earliest or latest", v.Get("to"))
 			}
+			// Every partition the subscription has a cursor on (a Kafka
+			// group may have committed on some partitions only).
 			subName := strings.TrimSpace(v.Get("subscription"))
+			reset := 0
 			for _, pn := range partitionsOf(md) {
 				p, err := c.svc.OpenPartition(ctx, pn, false)
 				if err != nil {
 					return "", "", err
 				}
 				sub, err := p.Subscription(ctx, subName, false, broker.InitialLatest)
+				if errors.Is(err, broker.ErrSubscriptionNotFound) {
+					continue
+				}
+				if err == nil {
+					err = sub.ResetTo(ctx, pos)
+				}
 				if err != nil {
 					return "", "", fmt.Errorf("%s on %s: %w", subName, pn, err)
 				}
-				if err := sub.ResetTo(ctx, pos); err != nil {
-					return "", "", err
-				}
+				reset++
+			}
+			if reset == 0 {
+				return "", "", fmt.Errorf("%w: %s on %s", broker.ErrSubscriptionNotFound, subName, name)
 			}
 			return "/console/subscriptions?" + url.Values{"q": {subName}}.Encode(),
-				fmt.Sprintf("Reset %s on %s to %s", subName, name, v.Get("to")), nil
+				fmt.Sprintf("Reset %s on %d partitions of %s to %s", subName, reset, name, v.Get("to")), nil
 		},
 	},
 	"produce": {

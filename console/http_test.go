@@ -4,6 +4,7 @@ package console_test
 // the confirmation step, and bad input answered with a page, not a crash.
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 // client is a browser-like HTTP client: a cookie jar, redirects not followed.
@@ -127,6 +130,55 @@ func TestConsoleCSRFAndConfirmation(t *testing.T) {
 	if code, body, _ := get(t, c, base+"/console/messages?topic=t1&partition=1&time="+later); code != http.StatusOK || strings.Contains(body, `id="offset-0"`) || !strings.Contains(body, "No message at these offsets") {
 		t.Errorf("messages from an hour ahead: %d %q", code, body)
 	}
+
+	// Reset a subscription to earliest, grow the topic, delete it.
+	part, err := s.Broker().OpenPartition(t.Context(), mustName(t, "t1-partition-1"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := part.Subscription(t.Context(), "grp", true, broker.InitialLatest)
+	if err != nil || sub.Cursor().NextIndex() != 1 {
+		t.Fatalf("subscription at latest: %v", err)
+	}
+	noSub := url.Values{"subscription": {"nobody"}, "topic": {"t1"}, "to": {"earliest"}, "csrf": {token}, "confirm": {"yes"}}
+	if code, body, _ := post(t, c, base+"/console/actions/reset-subscription", noSub, base); code != http.StatusUnprocessableEntity || !strings.Contains(body, "subscription not found") {
+		t.Errorf("reset of a missing subscription: %d %q", code, body)
+	}
+	for _, tc := range []struct {
+		action string
+		form   url.Values
+	}{
+		{"reset-subscription", url.Values{"subscription": {"grp"}, "topic": {"t1"}, "to": {"earliest"}}},
+		{"add-partitions", url.Values{"topic": {"t1"}, "partitions": {"3"}}},
+	} {
+		tc.form.Set("csrf", token)
+		tc.form.Set("confirm", "yes")
+		if code, body, h := post(t, c, base+"/console/actions/"+tc.action, tc.form, base); code != http.StatusSeeOther {
+			t.Fatalf("%s: %d %v %q", tc.action, code, h, body)
+		}
+	}
+	if next := sub.Cursor().NextIndex(); next != 0 {
+		t.Errorf("after reset to earliest: next %d", next)
+	}
+	if md, err := s.Broker().GetTopic(t.Context(), mustName(t, "t1")); err != nil || md.Partitions != 3 {
+		t.Errorf("after add-partitions: %+v %v", md, err)
+	}
+	del := url.Values{"topic": {"t1"}, "force": {"no"}, "csrf": {token}, "confirm": {"yes"}}
+	if code, _, _ := post(t, c, base+"/console/actions/delete-topic", del, base); code != http.StatusSeeOther {
+		t.Errorf("delete: %d", code)
+	}
+	if _, err := s.Broker().GetTopic(t.Context(), mustName(t, "t1")); !errors.Is(err, broker.ErrTopicNotFound) {
+		t.Errorf("after delete: %v", err)
+	}
+}
+
+func mustName(t *testing.T, s string) broker.TopicName {
+	t.Helper()
+	n, err := broker.ParseTopicName(s, "public", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestConsoleBadInput(t *testing.T) {
