@@ -113,23 +113,30 @@ var actions = map[string]actionSpec{
 		Fields: []field{
 			{Name: "subscription", Label: "Subscription / group", Kind: "text"},
 			{Name: "topic", Label: "Topic", Kind: "text", Help: "every partition of it the subscription has a position on"},
-			{Name: "to", Label: "To", Kind: "select", Options: []string{"earliest", "latest"}},
+			{Name: "to", Label: "To", Kind: "select", Options: []string{"earliest", "latest", "time"}},
+			{Name: "time", Label: "Time (with To: time)", Kind: "text", Help: "RFC 3339 or unix ms: the first message at or after it is delivered next"},
 		},
 		describe: func(v url.Values) string {
-			return fmt.Sprintf("Move subscription %s on %s to the %s message. Consumers attached now are moved too.", v.Get("subscription"), v.Get("topic"), v.Get("to"))
+			to := "the " + v.Get("to") + " message"
+			if v.Get("to") == "time" {
+				to = "the first message at or after " + v.Get("time")
+			}
+			return fmt.Sprintf("Move subscription %s on %s to %s. Consumers attached now are moved too.", v.Get("subscription"), v.Get("topic"), to)
 		},
 		run: func(c *Console, ctx context.Context, v url.Values) (string, string, error) {
 			name, md, err := c.lookupTopic(ctx, v.Get("topic"))
 			if err != nil {
 				return "", "", err
 			}
-			pos := broker.Latest
+			at := int64(-1) // unix ms with to=time
 			switch v.Get("to") {
-			case "earliest":
-				pos = broker.Earliest
-			case "latest":
+			case "earliest", "latest":
+			case "time":
+				if at, err = parseTime(strings.TrimSpace(v.Get("time"))); err != nil {
+					return "", "", err
+				}
 			default:
-				return "", "", fmt.Errorf("to %q: want earliest or latest", v.Get("to"))
+				return "", "", fmt.Errorf("to %q: want earliest, latest or time", v.Get("to"))
 			}
 			// Every partition the subscription has a cursor on (a Kafka
 			// group may have committed on some partitions only).
@@ -145,7 +152,7 @@ var actions = map[string]actionSpec{
 					continue
 				}
 				if err == nil {
-					err = sub.ResetTo(ctx, pos)
+					err = resetTo(ctx, p, sub, v.Get("to"), at)
 				}
 				if err != nil {
 					return "", "", fmt.Errorf("%s on %s: %w", subName, pn, err)
@@ -197,6 +204,26 @@ var actions = map[string]actionSpec{
 				fmt.Sprintf("Produced at offset %d", off), nil
 		},
 	},
+}
+
+// resetTo moves sub to the earliest or latest message, or to the first at
+// or after at (unix ms); past the end it is latest.
+func resetTo(ctx context.Context, p *broker.Partition, sub *broker.Subscription, to string, at int64) error {
+	switch to {
+	case "earliest":
+		return sub.ResetTo(ctx, broker.Earliest)
+	case "latest":
+		return sub.ResetTo(ctx, broker.Latest)
+	}
+	e, ok, err := p.FindByTime(ctx, at)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return sub.ResetTo(ctx, broker.Latest)
+	}
+	defer e.Release()
+	return sub.ResetTo(ctx, e.Position)
 }
 
 func orZero(s string) string {

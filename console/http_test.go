@@ -160,6 +160,20 @@ func TestConsoleCSRFAndConfirmation(t *testing.T) {
 	if next := sub.Cursor().NextIndex(); next != 0 {
 		t.Errorf("after reset to earliest: next %d", next)
 	}
+	toTime := url.Values{"subscription": {"grp"}, "topic": {"t1"}, "to": {"time"}, "time": {later}, "csrf": {token}, "confirm": {"yes"}}
+	if code, _, _ := post(t, c, base+"/console/actions/reset-subscription", toTime, base); code != http.StatusSeeOther {
+		t.Errorf("reset to a time: %d", code)
+	}
+	if next := sub.Cursor().NextIndex(); next != 1 {
+		t.Errorf("after reset to an hour ahead: next %d, want the end 1", next)
+	}
+	toTime.Set("time", "2000-01-01T00:00:00Z")
+	if code, _, _ := post(t, c, base+"/console/actions/reset-subscription", toTime, base); code != http.StatusSeeOther {
+		t.Errorf("reset to 2000: %d", code)
+	}
+	if next := sub.Cursor().NextIndex(); next != 0 {
+		t.Errorf("after reset to 2000: next %d, want 0", next)
+	}
 	if md, err := s.Broker().GetTopic(t.Context(), mustName(t, "t1")); err != nil || md.Partitions != 3 {
 		t.Errorf("after add-partitions: %+v %v", md, err)
 	}
