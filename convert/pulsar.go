@@ -39,6 +39,19 @@ var b64 = base64.StdEncoding
 // decodePulsar returns the messages of one stored Pulsar payload. The
 // returned messages alias b or the decompressed buffer.
 func decodePulsar(b []byte) ([]Message, error) {
+	var msgs []Message
+	_, err := walkPulsar(b, func(n int32) { msgs = make([]Message, 0, n) }, func(s single, value []byte, publish int64) {
+		msgs = append(msgs, pulsarMessage(s.props, s.key, s.keyB64, s.orderingKey, s.eventTime, publish, s.null, value))
+	})
+	return msgs, err
+}
+
+// walkPulsar parses one stored Pulsar payload and calls each once per
+// message, in order, with its metadata (a non-batched message's is taken
+// from the MessageMetadata) and its payload, both aliasing b or the
+// decompressed buffer; start is called first with the message count. It
+// returns the entry's MessageMetadata.
+func walkPulsar(b []byte, start func(n int32), each func(s single, value []byte, publish int64)) (*pb.MessageMetadata, error) {
 	if len(b) < pulsarHdrSize || binary.BigEndian.Uint16(b) != pulsarMagic {
 		return nil, corrupt("pulsar payload without magic")
 	}
@@ -62,24 +75,26 @@ func decodePulsar(b []byte) ([]Message, error) {
 	}
 	publish := int64(md.GetPublishTime())
 	if md.NumMessagesInBatch == nil {
-		props := make([]rawKV, len(md.Properties))
+		s := single{
+			props: make([]rawKV, len(md.Properties)), keyB64: md.GetPartitionKeyB64Encoded(),
+			orderingKey: md.OrderingKey, eventTime: md.GetEventTime(), null: md.GetNullValue(),
+		}
 		for i, kv := range md.Properties {
-			props[i] = rawKV{[]byte(kv.GetKey()), []byte(kv.GetValue())}
+			s.props[i] = rawKV{[]byte(kv.GetKey()), []byte(kv.GetValue())}
 		}
-		var key []byte
 		if md.PartitionKey != nil {
-			key = []byte(*md.PartitionKey)
+			s.key = []byte(*md.PartitionKey)
 		}
-		m := pulsarMessage(props, key, md.GetPartitionKeyB64Encoded(), md.OrderingKey,
-			md.GetEventTime(), publish, md.GetNullValue(), payload)
-		return []Message{m}, nil
+		start(1)
+		each(s, payload, publish)
+		return md, nil
 	}
 	n := md.GetNumMessagesInBatch()
 	// Every message takes at least 4 bytes: do not trust n before that.
 	if n < 1 || int64(n) > int64(len(payload))/4+1 {
 		return nil, corrupt("pulsar batch claims %d messages in %d bytes", n, len(payload))
 	}
-	msgs := make([]Message, 0, n)
+	start(n)
 	for range n {
 		if len(payload) < 4 {
 			return nil, corrupt("pulsar batch truncated")
@@ -97,11 +112,10 @@ func decodePulsar(b []byte) ([]Message, error) {
 		if ps < 0 || ps > int64(len(payload)) {
 			return nil, corrupt("pulsar payload size %d", ps)
 		}
-		msgs = append(msgs, pulsarMessage(smm.props, smm.key, smm.keyB64, smm.orderingKey,
-			smm.eventTime, publish, smm.null, payload[:ps:ps]))
+		each(smm, payload[:ps:ps], publish)
 		payload = payload[ps:]
 	}
-	return msgs, nil
+	return md, nil
 }
 
 // hasField reports whether the protobuf bytes b hold field num.

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +27,7 @@ import (
 	"github.com/kopernik-io/kopernik/admin"
 	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/console"
 	"github.com/kopernik-io/kopernik/datadir"
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/metadata"
@@ -49,6 +51,7 @@ type Server struct {
 
 	httpLn   net.Listener
 	httpSrv  *http.Server
+	console  *console.Console
 	httpsLn  net.Listener
 	httpsSrv *http.Server
 
@@ -183,7 +186,11 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		}
 		s.httpsLn = tls.NewListener(ln, tlsCfg)
 	}
-	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	handler, err := s.httpHandler()
+	if err != nil {
+		return nil, err
+	}
+	s.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	if s.httpsLn != nil {
 		s.httpsSrv = &http.Server{Handler: s.httpSrv.Handler, ReadHeaderTimeout: 10 * time.Second}
 	}
@@ -273,6 +280,9 @@ func (s *Server) Close(ctx context.Context) error {
 				}
 			}
 		}
+		if s.console != nil {
+			s.console.Close()
+		}
 		if s.broker != nil {
 			errs = append(errs, s.broker.Close())
 		}
@@ -292,7 +302,7 @@ func (s *Server) Close(ctx context.Context) error {
 	return s.closeErr
 }
 
-func (s *Server) httpHandler() http.Handler {
+func (s *Server) httpHandler() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -322,7 +332,49 @@ func (s *Server) httpHandler() http.Handler {
 	}
 	opts.HealthChecks = s.healthChecks()
 	mux.Handle("/", admin.New(s.broker, opts))
-	return mux
+
+	// The web console at / and /console/..., with the admin API's
+	// authentication: with auth-enabled only superusers may use it.
+	copts := console.Options{Logger: s.log.With("component", "console"), Connections: s.connections}
+	if s.auth != nil {
+		copts.Auth = s.auth
+		copts.IsSuperUser = func(p auth.Principal) bool {
+			if s.authz != nil {
+				return s.authz.IsSuperUser(p)
+			}
+			return len(s.cfg.SuperUserRoles) == 0 || slices.Contains(s.cfg.SuperUserRoles, p.Role)
+		}
+	}
+	var err error
+	if s.console, err = console.New(s.broker, copts); err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	mux.Handle("GET /{$}", s.console)
+	mux.Handle("/console/", s.console)
+	return mux, nil
+}
+
+// connections reads the handlers' kopernik_connections gauges, by protocol
+// (the console's overview): one source of truth with /metrics.
+func (s *Server) connections() map[string]int {
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		return nil
+	}
+	out := map[string]int{}
+	for _, mf := range mfs {
+		if mf.GetName() != "kopernik_connections" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "protocol" {
+					out[l.GetValue()] += int(m.GetGauge().GetValue())
+				}
+			}
+		}
+	}
+	return out
 }
 
 // clusterName is the one cluster a standalone broker reports (Pulsar's
