@@ -271,12 +271,7 @@ func checkAgainst(t *testing.T, got []Entry, acked map[int64]int64, failed map[i
 // waiters whose entries the syncer's fsync in flight then made durable.
 func TestAsyncOutcomesUnderSyncFailures(t *testing.T) {
 	ctx := context.Background()
-	ffs := &segment.FaultFS{FS: segment.OSFS{}}
-	e := newEnv(t, t.TempDir())
-	e.f.Close()
-	e.opts.FS = ffs
-	e.opts.StorageRetryInterval = 2 * time.Millisecond
-	e.start()
+	ffs, e := faultEnv(t)
 	ml := e.open("async", Config{Sync: SyncAlways, MaxLedgerBytes: 64 << 10})
 	acked, failed := map[int64]int64{}, map[int64]bool{}
 	var (
@@ -365,12 +360,7 @@ func TestAsyncOutcomesUnderSyncFailures(t *testing.T) {
 // told it failed would resend it and store it twice.
 func TestFailedRoundSparesCoveredEntries(t *testing.T) {
 	ctx := context.Background()
-	ffs := &segment.FaultFS{FS: segment.OSFS{}}
-	e := newEnv(t, t.TempDir())
-	e.f.Close()
-	e.opts.FS = ffs
-	e.opts.StorageRetryInterval = 2 * time.Millisecond
-	e.start()
+	ffs, e := faultEnv(t)
 	ml := e.open("covered", Config{Sync: SyncAlways})
 	entry := func(seq int64) Entry {
 		return Entry{Format: FormatKafka, MsgCount: 1, Data: payload(int(seq)), Producer: "p", SeqFirst: seq}
@@ -414,4 +404,16 @@ func TestFailedRoundSparesCoveredEntries(t *testing.T) {
 		failed[2] = true
 	}
 	checkAgainst(t, readAll(t, ml), acked, failed)
+}
+
+// faultEnv is a file-backed environment whose ledger files go through a
+// FaultFS, retrying recovery every 2 ms.
+func faultEnv(t *testing.T) (*segment.FaultFS, *env) {
+	ffs := &segment.FaultFS{FS: segment.OSFS{}}
+	e := newEnv(t, t.TempDir())
+	e.f.Close()
+	e.opts.FS = ffs
+	e.opts.StorageRetryInterval = 2 * time.Millisecond
+	e.start()
+	return ffs, e
 }
