@@ -138,32 +138,57 @@ var actions = map[string]actionSpec{
 			default:
 				return "", "", fmt.Errorf("to %q: want earliest, latest or time", v.Get("to"))
 			}
-			// Every partition the subscription has a cursor on (a Kafka
-			// group may have committed on some partitions only).
 			subName := strings.TrimSpace(v.Get("subscription"))
-			reset := 0
-			for _, pn := range partitionsOf(md) {
-				p, err := c.svc.OpenPartition(ctx, pn, false)
-				if err != nil {
-					return "", "", err
-				}
-				sub, err := p.Subscription(ctx, subName, false, broker.InitialLatest)
-				if errors.Is(err, broker.ErrSubscriptionNotFound) {
-					continue
-				}
-				if err == nil {
-					err = resetTo(ctx, p, sub, v.Get("to"), at)
-				}
-				if err != nil {
-					return "", "", fmt.Errorf("%s on %s: %w", subName, pn, err)
-				}
-				reset++
-			}
-			if reset == 0 {
-				return "", "", fmt.Errorf("%w: %s on %s", broker.ErrSubscriptionNotFound, subName, name)
+			reset, err := c.eachCursor(ctx, name, md, subName, func(p *broker.Partition, sub *broker.Subscription) error {
+				return resetTo(ctx, p, sub, v.Get("to"), at)
+			})
+			if err != nil {
+				return "", "", err
 			}
 			return "/console/subscriptions?" + url.Values{"q": {subName}}.Encode(),
 				fmt.Sprintf("Reset %s on %d partitions of %s to %s", subName, reset, name, v.Get("to")), nil
+		},
+	},
+	"skip": {
+		Title:  "Skip messages",
+		danger: true,
+		Fields: []field{
+			{Name: "subscription", Label: "Subscription / group", Kind: "text"},
+			{Name: "topic", Label: "Topic", Kind: "text", Help: "every partition of it the subscription has a position on"},
+			{Name: "count", Label: "Messages to skip per partition", Kind: "text", Help: "a number, or all: acknowledge everything published so far"},
+		},
+		describe: func(v url.Values) string {
+			n := "the next " + v.Get("count") + " unacknowledged messages"
+			if strings.TrimSpace(v.Get("count")) == "all" {
+				n = "every message published so far"
+			}
+			return fmt.Sprintf("Acknowledge %s of subscription %s on every partition of %s. Skipped messages are not delivered to it.", n, v.Get("subscription"), v.Get("topic"))
+		},
+		run: func(c *Console, ctx context.Context, v url.Values) (string, string, error) {
+			name, md, err := c.lookupTopic(ctx, v.Get("topic"))
+			if err != nil {
+				return "", "", err
+			}
+			count := strings.TrimSpace(v.Get("count"))
+			n := int64(-1) // all
+			if count != "all" {
+				if n, err = strconv.ParseInt(count, 10, 64); err != nil || n < 0 {
+					return "", "", fmt.Errorf("count %q: want a number >= 0 or all", v.Get("count"))
+				}
+			}
+			subName := strings.TrimSpace(v.Get("subscription"))
+			parts, err := c.eachCursor(ctx, name, md, subName, func(p *broker.Partition, sub *broker.Subscription) error {
+				if n < 0 {
+					return sub.ResetTo(ctx, broker.Latest)
+				}
+				// As the admin API's skip: at most up to the end of the log.
+				return sub.Cursor().SetNextIndex(ctx, min(sub.Cursor().NextIndex()+n, p.NextIndex()))
+			})
+			if err != nil {
+				return "", "", err
+			}
+			return "/console/subscriptions?" + url.Values{"q": {subName}}.Encode(),
+				fmt.Sprintf("Skipped %s messages of %s on %d partitions of %s", count, subName, parts, name), nil
 		},
 	},
 	"produce": {
@@ -204,6 +229,35 @@ var actions = map[string]actionSpec{
 				fmt.Sprintf("Produced at offset %d", off), nil
 		},
 	},
+}
+
+// eachCursor calls fn on every partition of the topic the subscription has
+// a cursor on (a Kafka group may have committed on some partitions only)
+// and returns how many; none is ErrSubscriptionNotFound.
+func (c *Console) eachCursor(ctx context.Context, name broker.TopicName, md broker.TopicMetadata, subName string,
+	fn func(p *broker.Partition, sub *broker.Subscription) error) (int, error) {
+	done := 0
+	for _, pn := range partitionsOf(md) {
+		p, err := c.svc.OpenPartition(ctx, pn, false)
+		if err != nil {
+			return done, err
+		}
+		sub, err := p.Subscription(ctx, subName, false, broker.InitialLatest)
+		if errors.Is(err, broker.ErrSubscriptionNotFound) {
+			continue
+		}
+		if err == nil {
+			err = fn(p, sub)
+		}
+		if err != nil {
+			return done, fmt.Errorf("%s on %s: %w", subName, pn, err)
+		}
+		done++
+	}
+	if done == 0 {
+		return 0, fmt.Errorf("%w: %s on %s", broker.ErrSubscriptionNotFound, subName, name)
+	}
+	return done, nil
 }
 
 // resetTo moves sub to the earliest or latest message, or to the first at
