@@ -68,8 +68,9 @@ type Options struct {
 	// LagCount how many samples each keeps (default 360: one hour).
 	LagInterval time.Duration
 	LagCount    int
-	// MaxTracked bounds how many subscriptions' lag history is kept
-	// (default 1000); more are shown without history.
+	// MaxTracked bounds how many subscriptions' lag history, and how many
+	// topics' throughput history, is kept (default 1000 each); more are
+	// shown without history.
 	MaxTracked int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -126,7 +127,7 @@ func New(svc broker.Service, opts Options) (*Console, error) {
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
 	}
-	c.rates = newRateSampler(opts.SampleCount)
+	c.rates = newRateSampler(opts.SampleCount, opts.MaxTracked)
 	c.lag = newLagSampler(opts.LagCount, opts.MaxTracked)
 	c.routes()
 	c.every(opts.SampleInterval, func() { c.rates.sample(time.Now(), svc.Partitions()) })

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"sort"
@@ -64,19 +65,26 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	pts := c.rates.points()
+	if len(pts) > 0 {
+		d.Last = pts[len(pts)-1]
+	}
+	d.MsgChart, d.ByteChart = rateCharts("both protocols", pts)
+	c.render(w, r, http.StatusOK, "overview", pageData{Title: "Overview", Nav: "overview", Error: strings.Join(errs, "; "), Data: d})
+}
+
+// rateCharts draws messages and bytes per second, in and out, of pts;
+// what names whose rates they are.
+func rateCharts(what string, pts []ratePoint) (msgs, bytes template.HTML) {
 	times := make([]time.Time, len(pts))
 	in, out, inB, outB := make([]float64, len(pts)), make([]float64, len(pts)), make([]float64, len(pts)), make([]float64, len(pts))
 	for i, p := range pts {
 		times[i], in[i], out[i], inB[i], outB[i] = p.T, p.InMsgs, p.OutMsgs, p.InBytes, p.OutBytes
 	}
-	if len(pts) > 0 {
-		d.Last = pts[len(pts)-1]
-	}
-	d.MsgChart = lineChart("Messages per second, in and out, both protocols", times,
+	msgs = lineChart("Messages per second, in and out, "+what, times,
 		[]series{{"in msg/s", in}, {"out msg/s", out}}, func(v float64) string { return formatRate(v) })
-	d.ByteChart = lineChart("Bytes per second, in and out, both protocols", times,
+	bytes = lineChart("Bytes per second, in and out, "+what, times,
 		[]series{{"in B/s", inB}, {"out B/s", outB}}, func(v float64) string { return formatBytes(int64(v)) + "/s" })
-	c.render(w, r, http.StatusOK, "overview", pageData{Title: "Overview", Nav: "overview", Error: strings.Join(errs, "; "), Data: d})
+	return msgs, bytes
 }
 
 // namespaces lists every tenant's namespaces, sorted.
@@ -177,6 +185,9 @@ type topicData struct {
 	Consumers   []clientRow
 	Policies    [][2]string
 	Subs        []string
+	// Last is the latest throughput sample; the charts its history.
+	Last                ratePoint
+	MsgChart, ByteChart any
 }
 
 func (c *Console) topic(w http.ResponseWriter, r *http.Request) {
@@ -213,6 +224,11 @@ func (c *Console) topic(w http.ResponseWriter, r *http.Request) {
 		d.Subs = append(d.Subs, s)
 	}
 	sort.Strings(d.Subs)
+	pts := c.rates.topicPoints(name.String())
+	if len(pts) > 0 {
+		d.Last = pts[len(pts)-1]
+	}
+	d.MsgChart, d.ByteChart = rateCharts("this topic", pts)
 	e := md.Effective
 	d.Policies = [][2]string{
 		{"retention time", durationOrForever(e.RetentionTime)},

@@ -1,7 +1,8 @@
 package console
 
 // Bounded in-memory history: rateSampler keeps the broker's throughput of
-// the last SampleCount intervals, lagSampler every tracked subscription's
+// the last SampleCount intervals (and each topic's, up to MaxTracked
+// topics), lagSampler every tracked subscription's
 // total lag of the last LagCount intervals. Both are rings: memory is
 // fixed once full. Nothing is persisted; a restart starts empty.
 
@@ -21,64 +22,122 @@ type ratePoint struct {
 	StorageBytes, Count int64
 }
 
-type counters struct{ inMsgs, inBytes, outMsgs, outBytes, storage int64 }
+type counters struct{ inMsgs, inBytes, outMsgs, outBytes, storage, count int64 }
 
-type rateSampler struct {
-	mu struct {
-		sync.Mutex
-		last   counters
-		lastAt time.Time
-		ring   []ratePoint
-		next   int
-		full   bool
-	}
+func (c *counters) add(p *broker.Partition) {
+	m, b := p.InCounters()
+	c.inMsgs, c.inBytes = c.inMsgs+m, c.inBytes+b
+	m, b = p.OutCounters()
+	c.outMsgs, c.outBytes = c.outMsgs+m, c.outBytes+b
+	c.storage += p.Stats().Bytes
+	c.count++
 }
 
-func newRateSampler(n int) *rateSampler {
-	s := &rateSampler{}
-	s.mu.ring = make([]ratePoint, n)
-	return s
+// rateRing is one history: the broker's or one topic's.
+type rateRing struct {
+	last   counters
+	lastAt time.Time
+	ring   []ratePoint
+	next   int
+	full   bool
 }
 
-// sample adds one point from the loaded partitions' counters. Rates are
-// the counters' growth since the last sample; a partition unloaded in
-// between makes a sum shrink, counted as 0, not negative.
-func (s *rateSampler) sample(now time.Time, parts []*broker.Partition) {
-	var c counters
-	for _, p := range parts {
-		m, b := p.InCounters()
-		c.inMsgs, c.inBytes = c.inMsgs+m, c.inBytes+b
-		m, b = p.OutCounters()
-		c.outMsgs, c.outBytes = c.outMsgs+m, c.outBytes+b
-		c.storage += p.Stats().Bytes
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.mu.lastAt.IsZero() {
-		dt := now.Sub(s.mu.lastAt).Seconds()
+// add records the counters' growth since the previous call (the first
+// call only remembers them). A partition unloaded in between makes a sum
+// shrink, counted as 0, not negative.
+func (r *rateRing) add(now time.Time, c counters) {
+	if !r.lastAt.IsZero() {
+		dt := now.Sub(r.lastAt).Seconds()
 		per := func(cur, prev int64) float64 {
 			if dt <= 0 || cur < prev {
 				return 0
 			}
 			return float64(cur-prev) / dt
 		}
-		l := s.mu.last
-		s.mu.ring[s.mu.next] = ratePoint{T: now,
+		l := r.last
+		r.ring[r.next] = ratePoint{T: now,
 			InMsgs: per(c.inMsgs, l.inMsgs), OutMsgs: per(c.outMsgs, l.outMsgs),
 			InBytes: per(c.inBytes, l.inBytes), OutBytes: per(c.outBytes, l.outBytes),
-			StorageBytes: c.storage, Count: int64(len(parts)),
+			StorageBytes: c.storage, Count: c.count,
 		}
-		s.mu.next = (s.mu.next + 1) % len(s.mu.ring)
-		s.mu.full = s.mu.full || s.mu.next == 0
+		r.next = (r.next + 1) % len(r.ring)
+		r.full = r.full || r.next == 0
 	}
-	s.mu.last, s.mu.lastAt = c, now
+	r.last, r.lastAt = c, now
 }
 
-// points returns the kept points, oldest first.
+// rateSampler keeps the broker's throughput history and, for up to max
+// topics (partitions summed), each topic's; a topic with no partition
+// loaded for a whole history's length is forgotten.
+type rateSampler struct {
+	n, max int
+	mu     struct {
+		sync.Mutex
+		total  rateRing
+		topics map[string]*rateRing // by topic name (partitioned: the base name)
+	}
+}
+
+func newRateSampler(n, maxTopics int) *rateSampler {
+	s := &rateSampler{n: n, max: maxTopics}
+	s.mu.total.ring = make([]ratePoint, n)
+	s.mu.topics = map[string]*rateRing{}
+	return s
+}
+
+// sample adds one point from the loaded partitions' counters.
+func (s *rateSampler) sample(now time.Time, parts []*broker.Partition) {
+	var total counters
+	byTopic := map[string]*counters{}
+	for _, p := range parts {
+		total.add(p)
+		name := p.Name().Base().String()
+		c := byTopic[name]
+		if c == nil {
+			c = &counters{}
+			byTopic[name] = c
+		}
+		c.add(p)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.total.add(now, total)
+	for name, c := range byTopic {
+		r := s.mu.topics[name]
+		if r == nil {
+			if len(s.mu.topics) >= s.max {
+				continue
+			}
+			r = &rateRing{ring: make([]ratePoint, s.n)}
+			s.mu.topics[name] = r
+		}
+		r.add(now, *c)
+	}
+	horizon := time.Duration(s.n) * time.Minute // generous: intervals are seconds
+	for name, r := range s.mu.topics {
+		if now.Sub(r.lastAt) > horizon {
+			delete(s.mu.topics, name)
+		}
+	}
+}
+
+// points returns the broker's kept points, oldest first.
 func (s *rateSampler) points() []ratePoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return ringOrder(s.mu.ring, s.mu.next, s.mu.full)
+	return ringOrder(s.mu.total.ring, s.mu.total.next, s.mu.total.full)
+}
+
+// topicPoints returns one topic's kept points, oldest first (nil if not
+// tracked).
+func (s *rateSampler) topicPoints(name string) []ratePoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.mu.topics[name]
+	if r == nil {
+		return nil
+	}
+	return ringOrder(r.ring, r.next, r.full)
 }
 
 // ringOrder copies a ring's kept items oldest first.
