@@ -48,7 +48,7 @@ var actions = map[string]actionSpec{
 			return fmt.Sprintf("Create topic %s with %s partitions.", v.Get("topic"), v.Get("partitions"))
 		},
 		run: func(c *Console, ctx context.Context, v url.Values) (string, string, error) {
-			name, err := c.parseName(v.Get("topic"))
+			name, err := c.parseName(ctx, v.Get("topic"))
 			if err != nil {
 				return "", "", err
 			}
@@ -73,7 +73,7 @@ var actions = map[string]actionSpec{
 			return fmt.Sprintf("Delete topic %s and all its messages. This cannot be undone.", v.Get("topic"))
 		},
 		run: func(c *Console, ctx context.Context, v url.Values) (string, string, error) {
-			name, err := c.parseName(v.Get("topic"))
+			name, err := c.parseName(ctx, v.Get("topic"))
 			if err == nil {
 				err = c.svc.DeleteTopic(ctx, name, v.Get("force") == "yes")
 			}
@@ -93,7 +93,7 @@ var actions = map[string]actionSpec{
 			return fmt.Sprintf("Grow topic %s to %s partitions. Keys may map to other partitions afterwards.", v.Get("topic"), v.Get("partitions"))
 		},
 		run: func(c *Console, ctx context.Context, v url.Values) (string, string, error) {
-			name, err := c.parseName(v.Get("topic"))
+			name, err := c.parseName(ctx, v.Get("topic"))
 			if err != nil {
 				return "", "", err
 			}
@@ -287,8 +287,14 @@ func orZero(s string) string {
 	return s
 }
 
-func (c *Console) parseName(s string) (broker.TopicName, error) {
-	return broker.ParseTopicName(strings.TrimSpace(s), c.opts.KafkaTenant, c.opts.KafkaNamespace)
+// parseName resolves a typed topic name (short names in the Kafka
+// tenant/namespace); a tenant admin may name only its tenants' topics.
+func (c *Console) parseName(ctx context.Context, s string) (broker.TopicName, error) {
+	name, err := broker.ParseTopicName(strings.TrimSpace(s), c.opts.KafkaTenant, c.opts.KafkaNamespace)
+	if err == nil && !visible(ctx, name.Tenant) {
+		err = fmt.Errorf("%w %s", errNotAllowed, name.Tenant)
+	}
+	return name, err
 }
 
 func topicURL(n broker.TopicName) string {
