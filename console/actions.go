@@ -110,12 +110,10 @@ var actions = map[string]actionSpec{
 	"reset-subscription": {
 		Title:  "Reset subscription",
 		danger: true,
-		Fields: []field{
-			{Name: "subscription", Label: "Subscription / group", Kind: "text"},
-			{Name: "topic", Label: "Topic", Kind: "text", Help: "every partition of it the subscription has a position on"},
-			{Name: "to", Label: "To", Kind: "select", Options: []string{"earliest", "latest", "time"}},
-			{Name: "time", Label: "Time (with To: time)", Kind: "text", Help: "RFC 3339 or unix ms: the first message at or after it is delivered next"},
-		},
+		Fields: append(subscriptionFields(),
+			field{Name: "to", Label: "To", Kind: "select", Options: []string{"earliest", "latest", "time"}},
+			field{Name: "time", Label: "Time (with To: time)", Kind: "text", Help: "RFC 3339 or unix ms: the first message at or after it is delivered next"},
+		),
 		describe: func(v url.Values) string {
 			to := "the " + v.Get("to") + " message"
 			if v.Get("to") == "time" {
@@ -152,11 +150,9 @@ var actions = map[string]actionSpec{
 	"skip": {
 		Title:  "Skip messages",
 		danger: true,
-		Fields: []field{
-			{Name: "subscription", Label: "Subscription / group", Kind: "text"},
-			{Name: "topic", Label: "Topic", Kind: "text", Help: "every partition of it the subscription has a position on"},
-			{Name: "count", Label: "Messages to skip per partition", Kind: "text", Help: "a number, or all: acknowledge everything published so far"},
-		},
+		Fields: append(subscriptionFields(),
+			field{Name: "count", Label: "Messages to skip per partition", Kind: "text", Help: "a number, or all: acknowledge everything published so far"},
+		),
 		describe: func(v url.Values) string {
 			n := "the next " + v.Get("count") + " unacknowledged messages"
 			if strings.TrimSpace(v.Get("count")) == "all" {
@@ -229,6 +225,15 @@ var actions = map[string]actionSpec{
 				fmt.Sprintf("Produced at offset %d", off), nil
 		},
 	},
+}
+
+// subscriptionFields are the fields naming a subscription on a topic
+// (a new slice each call: actions append their own).
+func subscriptionFields() []field {
+	return []field{
+		{Name: "subscription", Label: "Subscription / group", Kind: "text"},
+		{Name: "topic", Label: "Topic", Kind: "text", Help: "every partition of it the subscription has a position on"},
+	}
 }
 
 // eachCursor calls fn on every partition of the topic the subscription has

@@ -20,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/server"
 )
 
 // client is a browser-like HTTP client: a cookie jar, redirects not followed.
@@ -220,22 +221,32 @@ func TestConsoleBadInput(t *testing.T) {
 	}
 }
 
-func TestConsoleAuth(t *testing.T) {
+// startAuthBroker starts a broker with auth-enabled, superuser role
+// "admin" and the given authorization-enabled; it returns the token secret.
+func startAuthBroker(t *testing.T, authorization string) (*server.Server, []byte) {
 	secret := []byte("kopernik-test-secret-0123456789ab")
 	f := filepath.Join(t.TempDir(), "secret.key")
 	if err := os.WriteFile(f, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startBroker(t, map[string]string{"auth-enabled": "true", "auth-token-secret-key-file": f,
-		"authorization-enabled": "false", "superuser-roles": "admin", "auth-failure-delay": "10ms"})
-	base := "http://" + s.Addr("http").String()
-	tok := func(role string) string {
-		v, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": role}).SignedString(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
+	return startBroker(t, map[string]string{"auth-enabled": "true", "auth-token-secret-key-file": f,
+		"authorization-enabled": authorization, "superuser-roles": "admin", "auth-failure-delay": "10ms"}), secret
+}
+
+// token signs a token for role.
+func token(t *testing.T, secret []byte, role string) string {
+	t.Helper()
+	v, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": role}).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return v
+}
+
+func TestConsoleAuth(t *testing.T) {
+	s, secret := startAuthBroker(t, "false")
+	base := "http://" + s.Addr("http").String()
+	tok := func(role string) string { return token(t, secret, role) }
 	c := client(t)
 	if code, _, h := get(t, c, base+"/console/topics"); code != http.StatusSeeOther || !strings.HasPrefix(h.Get("Location"), "/console/login") {
 		t.Fatalf("without a token: %d %v", code, h)

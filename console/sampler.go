@@ -37,9 +37,7 @@ func (c *counters) add(p *broker.Partition) {
 type rateRing struct {
 	last   counters
 	lastAt time.Time
-	ring   []ratePoint
-	next   int
-	full   bool
+	ring[ratePoint]
 }
 
 // add records the counters' growth since the previous call (the first
@@ -55,13 +53,11 @@ func (r *rateRing) add(now time.Time, c counters) {
 			return float64(cur-prev) / dt
 		}
 		l := r.last
-		r.ring[r.next] = ratePoint{T: now,
+		r.push(ratePoint{T: now,
 			InMsgs: per(c.inMsgs, l.inMsgs), OutMsgs: per(c.outMsgs, l.outMsgs),
 			InBytes: per(c.inBytes, l.inBytes), OutBytes: per(c.outBytes, l.outBytes),
 			StorageBytes: c.storage, Count: c.count,
-		}
-		r.next = (r.next + 1) % len(r.ring)
-		r.full = r.full || r.next == 0
+		})
 	}
 	r.last, r.lastAt = c, now
 }
@@ -80,7 +76,7 @@ type rateSampler struct {
 
 func newRateSampler(n, maxTopics int) *rateSampler {
 	s := &rateSampler{n: n, max: maxTopics}
-	s.mu.total.ring = make([]ratePoint, n)
+	s.mu.total.ring = newRing[ratePoint](n)
 	s.mu.topics = map[string]*rateRing{}
 	return s
 }
@@ -108,7 +104,7 @@ func (s *rateSampler) sample(now time.Time, parts []*broker.Partition) {
 			if len(s.mu.topics) >= s.max {
 				continue
 			}
-			r = &rateRing{ring: make([]ratePoint, s.n)}
+			r = &rateRing{ring: newRing[ratePoint](s.n)}
 			s.mu.topics[name] = r
 		}
 		r.add(now, *c)
@@ -125,7 +121,7 @@ func (s *rateSampler) sample(now time.Time, parts []*broker.Partition) {
 func (s *rateSampler) points() []ratePoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return ringOrder(s.mu.total.ring, s.mu.total.next, s.mu.total.full)
+	return s.mu.total.ordered()
 }
 
 // topicPoints returns one topic's kept points, oldest first (nil if not
@@ -133,19 +129,33 @@ func (s *rateSampler) points() []ratePoint {
 func (s *rateSampler) topicPoints(name string) []ratePoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.mu.topics[name]
-	if r == nil {
-		return nil
+	if r := s.mu.topics[name]; r != nil {
+		return r.ordered()
 	}
-	return ringOrder(r.ring, r.next, r.full)
+	return nil
 }
 
-// ringOrder copies a ring's kept items oldest first.
-func ringOrder[T any](ring []T, next int, full bool) []T {
-	if !full {
-		return append([]T(nil), ring[:next]...)
+// ring keeps the last len(items) items pushed.
+type ring[T any] struct {
+	items []T
+	next  int
+	full  bool
+}
+
+func newRing[T any](n int) ring[T] { return ring[T]{items: make([]T, n)} }
+
+func (r *ring[T]) push(v T) {
+	r.items[r.next] = v
+	r.next = (r.next + 1) % len(r.items)
+	r.full = r.full || r.next == 0
+}
+
+// ordered copies the kept items, oldest first.
+func (r *ring[T]) ordered() []T {
+	if !r.full {
+		return append([]T(nil), r.items[:r.next]...)
 	}
-	return append(append([]T(nil), ring[next:]...), ring[:next]...)
+	return append(append([]T(nil), r.items[r.next:]...), r.items[:r.next]...)
 }
 
 // LagPoint is one sample of a subscription's total lag (JSON of
@@ -156,9 +166,7 @@ type LagPoint struct {
 }
 
 type lagRing struct {
-	ring []LagPoint
-	next int
-	full bool
+	ring[LagPoint]
 	seen time.Time
 }
 
@@ -188,12 +196,10 @@ func (s *lagSampler) sample(now time.Time, subs []subscriptionView) {
 			if len(s.mu.subs) >= s.max {
 				continue
 			}
-			r = &lagRing{ring: make([]LagPoint, s.n)}
+			r = &lagRing{ring: newRing[LagPoint](s.n)}
 			s.mu.subs[sv.Name] = r
 		}
-		r.ring[r.next] = LagPoint{Time: now.UnixMilli(), Lag: sv.Lag}
-		r.next = (r.next + 1) % s.n
-		r.full = r.full || r.next == 0
+		r.push(LagPoint{Time: now.UnixMilli(), Lag: sv.Lag})
 		r.seen = now
 	}
 	horizon := time.Duration(s.n) * time.Minute // generous: intervals are seconds
@@ -208,11 +214,10 @@ func (s *lagSampler) sample(now time.Time, subs []subscriptionView) {
 func (s *lagSampler) history(name string) []LagPoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.mu.subs[name]
-	if r == nil {
-		return nil
+	if r := s.mu.subs[name]; r != nil {
+		return r.ordered()
 	}
-	return ringOrder(r.ring, r.next, r.full)
+	return nil
 }
 
 // all returns every tracked subscription's history.

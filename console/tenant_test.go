@@ -6,24 +6,14 @@ package console_test
 import (
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/kopernik-io/kopernik/broker"
 )
 
 func TestConsoleTenantAdmin(t *testing.T) {
-	secret := []byte("kopernik-test-secret-0123456789ab")
-	f := filepath.Join(t.TempDir(), "secret.key")
-	if err := os.WriteFile(f, secret, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := startBroker(t, map[string]string{"auth-enabled": "true", "auth-token-secret-key-file": f,
-		"authorization-enabled": "true", "superuser-roles": "admin", "auth-failure-delay": "10ms"})
+	s, secret := startAuthBroker(t, "true")
 	base := "http://" + s.Addr("http").String()
 	b, ctx := s.Broker(), t.Context()
 	for tenant, role := range map[string]string{"acme": "alice", "other": "bob"} {
@@ -46,12 +36,8 @@ func TestConsoleTenantAdmin(t *testing.T) {
 		}
 	}
 	login := func(role string) *http.Client {
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": role}).SignedString(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
 		c := client(t)
-		if code, _, _ := post(t, c, base+"/console/login", url.Values{"token": {tok}}, base); code != http.StatusSeeOther {
+		if code, _, _ := post(t, c, base+"/console/login", url.Values{"token": {token(t, secret, role)}}, base); code != http.StatusSeeOther {
 			t.Fatalf("login as %s: %d", role, code)
 		}
 		return c
