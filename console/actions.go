@@ -48,7 +48,7 @@ var actions = map[string]actionSpec{
 			return fmt.Sprintf("Create topic %s with %s partitions.", v.Get("topic"), v.Get("partitions"))
 		},
 		run: func(c *Console, ctx context.Context, v url.Values) (string, string, error) {
-			name, err := c.parseName(v.Get("topic"))
+			name, err := c.parseName(ctx, v.Get("topic"))
 			if err != nil {
 				return "", "", err
 			}
@@ -73,7 +73,7 @@ var actions = map[string]actionSpec{
 			return fmt.Sprintf("Delete topic %s and all its messages. This cannot be undone.", v.Get("topic"))
 		},
 		run: func(c *Console, ctx context.Context, v url.Values) (string, string, error) {
-			name, err := c.parseName(v.Get("topic"))
+			name, err := c.parseName(ctx, v.Get("topic"))
 			if err == nil {
 				err = c.svc.DeleteTopic(ctx, name, v.Get("force") == "yes")
 			}
@@ -93,7 +93,7 @@ var actions = map[string]actionSpec{
 			return fmt.Sprintf("Grow topic %s to %s partitions. Keys may map to other partitions afterwards.", v.Get("topic"), v.Get("partitions"))
 		},
 		run: func(c *Console, ctx context.Context, v url.Values) (string, string, error) {
-			name, err := c.parseName(v.Get("topic"))
+			name, err := c.parseName(ctx, v.Get("topic"))
 			if err != nil {
 				return "", "", err
 			}
@@ -110,12 +110,10 @@ var actions = map[string]actionSpec{
 	"reset-subscription": {
 		Title:  "Reset subscription",
 		danger: true,
-		Fields: []field{
-			{Name: "subscription", Label: "Subscription / group", Kind: "text"},
-			{Name: "topic", Label: "Topic", Kind: "text", Help: "every partition of it the subscription has a position on"},
-			{Name: "to", Label: "To", Kind: "select", Options: []string{"earliest", "latest", "time"}},
-			{Name: "time", Label: "Time (with To: time)", Kind: "text", Help: "RFC 3339 or unix ms: the first message at or after it is delivered next"},
-		},
+		Fields: append(subscriptionFields(),
+			field{Name: "to", Label: "To", Kind: "select", Options: []string{"earliest", "latest", "time"}},
+			field{Name: "time", Label: "Time (with To: time)", Kind: "text", Help: "RFC 3339 or unix ms: the first message at or after it is delivered next"},
+		),
 		describe: func(v url.Values) string {
 			to := "the " + v.Get("to") + " message"
 			if v.Get("to") == "time" {
@@ -138,32 +136,55 @@ var actions = map[string]actionSpec{
 			default:
 				return "", "", fmt.Errorf("to %q: want earliest, latest or time", v.Get("to"))
 			}
-			// Every partition the subscription has a cursor on (a Kafka
-			// group may have committed on some partitions only).
 			subName := strings.TrimSpace(v.Get("subscription"))
-			reset := 0
-			for _, pn := range partitionsOf(md) {
-				p, err := c.svc.OpenPartition(ctx, pn, false)
-				if err != nil {
-					return "", "", err
-				}
-				sub, err := p.Subscription(ctx, subName, false, broker.InitialLatest)
-				if errors.Is(err, broker.ErrSubscriptionNotFound) {
-					continue
-				}
-				if err == nil {
-					err = resetTo(ctx, p, sub, v.Get("to"), at)
-				}
-				if err != nil {
-					return "", "", fmt.Errorf("%s on %s: %w", subName, pn, err)
-				}
-				reset++
-			}
-			if reset == 0 {
-				return "", "", fmt.Errorf("%w: %s on %s", broker.ErrSubscriptionNotFound, subName, name)
+			reset, err := c.eachCursor(ctx, name, md, subName, func(p *broker.Partition, sub *broker.Subscription) error {
+				return resetTo(ctx, p, sub, v.Get("to"), at)
+			})
+			if err != nil {
+				return "", "", err
 			}
 			return "/console/subscriptions?" + url.Values{"q": {subName}}.Encode(),
 				fmt.Sprintf("Reset %s on %d partitions of %s to %s", subName, reset, name, v.Get("to")), nil
+		},
+	},
+	"skip": {
+		Title:  "Skip messages",
+		danger: true,
+		Fields: append(subscriptionFields(),
+			field{Name: "count", Label: "Messages to skip per partition", Kind: "text", Help: "a number, or all: acknowledge everything published so far"},
+		),
+		describe: func(v url.Values) string {
+			n := "the next " + v.Get("count") + " unacknowledged messages"
+			if strings.TrimSpace(v.Get("count")) == "all" {
+				n = "every message published so far"
+			}
+			return fmt.Sprintf("Acknowledge %s of subscription %s on every partition of %s. Skipped messages are not delivered to it.", n, v.Get("subscription"), v.Get("topic"))
+		},
+		run: func(c *Console, ctx context.Context, v url.Values) (string, string, error) {
+			name, md, err := c.lookupTopic(ctx, v.Get("topic"))
+			if err != nil {
+				return "", "", err
+			}
+			count := strings.TrimSpace(v.Get("count"))
+			n := int64(-1) // all
+			if count != "all" {
+				if n, err = strconv.ParseInt(count, 10, 64); err != nil || n < 0 {
+					return "", "", fmt.Errorf("count %q: want a number >= 0 or all", v.Get("count"))
+				}
+			}
+			subName := strings.TrimSpace(v.Get("subscription"))
+			parts, err := c.eachCursor(ctx, name, md, subName, func(p *broker.Partition, sub *broker.Subscription) error {
+				if n < 0 {
+					return sub.ResetTo(ctx, broker.Latest)
+				}
+				// As the admin API's skip: at most up to the end of the log.
+				return sub.Cursor().SetNextIndex(ctx, min(sub.Cursor().NextIndex()+n, p.NextIndex()))
+			})
+			if err != nil {
+				return "", "", err
+			}
+			return "/console/subscriptions?" + url.Values{"q": {subName}}.Encode(),
+				fmt.Sprintf("Skipped %s messages of %s on %d partitions of %s", count, subName, parts, name), nil
 		},
 	},
 	"produce": {
@@ -206,6 +227,44 @@ var actions = map[string]actionSpec{
 	},
 }
 
+// subscriptionFields are the fields naming a subscription on a topic
+// (a new slice each call: actions append their own).
+func subscriptionFields() []field {
+	return []field{
+		{Name: "subscription", Label: "Subscription / group", Kind: "text"},
+		{Name: "topic", Label: "Topic", Kind: "text", Help: "every partition of it the subscription has a position on"},
+	}
+}
+
+// eachCursor calls fn on every partition of the topic the subscription has
+// a cursor on (a Kafka group may have committed on some partitions only)
+// and returns how many; none is ErrSubscriptionNotFound.
+func (c *Console) eachCursor(ctx context.Context, name broker.TopicName, md broker.TopicMetadata, subName string,
+	fn func(p *broker.Partition, sub *broker.Subscription) error) (int, error) {
+	done := 0
+	for _, pn := range partitionsOf(md) {
+		p, err := c.svc.OpenPartition(ctx, pn, false)
+		if err != nil {
+			return done, err
+		}
+		sub, err := p.Subscription(ctx, subName, false, broker.InitialLatest)
+		if errors.Is(err, broker.ErrSubscriptionNotFound) {
+			continue
+		}
+		if err == nil {
+			err = fn(p, sub)
+		}
+		if err != nil {
+			return done, fmt.Errorf("%s on %s: %w", subName, pn, err)
+		}
+		done++
+	}
+	if done == 0 {
+		return 0, fmt.Errorf("%w: %s on %s", broker.ErrSubscriptionNotFound, subName, name)
+	}
+	return done, nil
+}
+
 // resetTo moves sub to the earliest or latest message, or to the first at
 // or after at (unix ms); past the end it is latest.
 func resetTo(ctx context.Context, p *broker.Partition, sub *broker.Subscription, to string, at int64) error {
@@ -233,8 +292,14 @@ func orZero(s string) string {
 	return s
 }
 
-func (c *Console) parseName(s string) (broker.TopicName, error) {
-	return broker.ParseTopicName(strings.TrimSpace(s), c.opts.KafkaTenant, c.opts.KafkaNamespace)
+// parseName resolves a typed topic name (short names in the Kafka
+// tenant/namespace); a tenant admin may name only its tenants' topics.
+func (c *Console) parseName(ctx context.Context, s string) (broker.TopicName, error) {
+	name, err := broker.ParseTopicName(strings.TrimSpace(s), c.opts.KafkaTenant, c.opts.KafkaNamespace)
+	if err == nil && !visible(ctx, name.Tenant) {
+		err = fmt.Errorf("%w %s", errNotAllowed, name.Tenant)
+	}
+	return name, err
 }
 
 func topicURL(n broker.TopicName) string {

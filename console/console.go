@@ -28,6 +28,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -54,6 +55,11 @@ type Options struct {
 	// IsSuperUser decides whether an authenticated role may use the
 	// console; nil: any authenticated role may.
 	IsSuperUser func(auth.Principal) bool
+	// IsTenantAdmin, when set, lets a role that is not a superuser in
+	// as a tenant admin: it sees and acts on only the tenants it is admin
+	// of (as the admin API's tenant-admin resources decide); a role admin
+	// of none is refused.
+	IsTenantAdmin func(ctx context.Context, p auth.Principal, tenant string) (bool, error)
 	// Connections, when set, reports open client connections by protocol
 	// (the overview shows them).
 	Connections func() map[string]int
@@ -68,8 +74,9 @@ type Options struct {
 	// LagCount how many samples each keeps (default 360: one hour).
 	LagInterval time.Duration
 	LagCount    int
-	// MaxTracked bounds how many subscriptions' lag history is kept
-	// (default 1000); more are shown without history.
+	// MaxTracked bounds how many subscriptions' lag history, and how many
+	// topics' throughput history, is kept (default 1000 each); more are
+	// shown without history.
 	MaxTracked int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -126,7 +133,7 @@ func New(svc broker.Service, opts Options) (*Console, error) {
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
 	}
-	c.rates = newRateSampler(opts.SampleCount)
+	c.rates = newRateSampler(opts.SampleCount, opts.MaxTracked)
 	c.lag = newLagSampler(opts.LagCount, opts.MaxTracked)
 	c.routes()
 	c.every(opts.SampleInterval, func() { c.rates.sample(time.Now(), svc.Partitions()) })
@@ -245,9 +252,17 @@ func (c *Console) authenticated(next http.Handler) http.Handler {
 				return
 			}
 			if c.opts.IsSuperUser != nil && !c.opts.IsSuperUser(p) {
-				c.render(w, r, http.StatusForbidden, "error", pageData{Title: "Not allowed",
-					Error: "Role " + p.Role + " may not use the console: it needs a superuser role (superuser-roles)."})
-				return
+				tenants, err := c.adminTenants(r.Context(), p)
+				if err != nil {
+					c.renderError(w, r, "Not allowed", err)
+					return
+				}
+				if len(tenants) == 0 {
+					c.render(w, r, http.StatusForbidden, "error", pageData{Title: "Not allowed",
+						Error: "Role " + p.Role + " may not use the console: it needs a superuser role (superuser-roles) or to be admin of a tenant."})
+					return
+				}
+				r = r.WithContext(context.WithValue(r.Context(), scopeKey{}, tenants))
 			}
 		}
 		if r.Method == http.MethodPost && !c.sameOrigin(r) {
@@ -256,6 +271,48 @@ func (c *Console) authenticated(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// scopeKey carries, in a tenant admin's request, the set of tenants it
+// may see (map[string]bool); absent: every tenant.
+type scopeKey struct{}
+
+// errNotAllowed answers a tenant admin naming another tenant's resource.
+var errNotAllowed = errors.New("not allowed: this role is not admin of the tenant")
+
+// adminTenants lists the tenants p is admin of (none without
+// Options.IsTenantAdmin).
+func (c *Console) adminTenants(ctx context.Context, p auth.Principal) (map[string]bool, error) {
+	out := map[string]bool{}
+	if c.opts.IsTenantAdmin == nil {
+		return out, nil
+	}
+	tenants, err := c.svc.ListTenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tenants {
+		ok, err := c.opts.IsTenantAdmin(ctx, p, t)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[t] = true
+		}
+	}
+	return out, nil
+}
+
+// visible tells whether the request's role may see tenant's resources.
+func visible(ctx context.Context, tenant string) bool {
+	tenants, scoped := ctx.Value(scopeKey{}).(map[string]bool)
+	return !scoped || tenants[tenant]
+}
+
+// scoped tells whether the request is a tenant admin's (not every tenant).
+func scoped(ctx context.Context) bool {
+	_, ok := ctx.Value(scopeKey{}).(map[string]bool)
+	return ok
 }
 
 // sameOrigin checks a POST's CSRF token and, if present, its Origin.

@@ -20,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/server"
 )
 
 // client is a browser-like HTTP client: a cookie jar, redirects not followed.
@@ -220,22 +221,32 @@ func TestConsoleBadInput(t *testing.T) {
 	}
 }
 
-func TestConsoleAuth(t *testing.T) {
+// startAuthBroker starts a broker with auth-enabled, superuser role
+// "admin" and the given authorization-enabled; it returns the token secret.
+func startAuthBroker(t *testing.T, authorization string) (*server.Server, []byte) {
 	secret := []byte("kopernik-test-secret-0123456789ab")
 	f := filepath.Join(t.TempDir(), "secret.key")
 	if err := os.WriteFile(f, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startBroker(t, map[string]string{"auth-enabled": "true", "auth-token-secret-key-file": f,
-		"authorization-enabled": "false", "superuser-roles": "admin", "auth-failure-delay": "10ms"})
-	base := "http://" + s.Addr("http").String()
-	tok := func(role string) string {
-		v, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": role}).SignedString(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
+	return startBroker(t, map[string]string{"auth-enabled": "true", "auth-token-secret-key-file": f,
+		"authorization-enabled": authorization, "superuser-roles": "admin", "auth-failure-delay": "10ms"}), secret
+}
+
+// token signs a token for role.
+func token(t *testing.T, secret []byte, role string) string {
+	t.Helper()
+	v, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": role}).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return v
+}
+
+func TestConsoleAuth(t *testing.T) {
+	s, secret := startAuthBroker(t, "false")
+	base := "http://" + s.Addr("http").String()
+	tok := func(role string) string { return token(t, secret, role) }
 	c := client(t)
 	if code, _, h := get(t, c, base+"/console/topics"); code != http.StatusSeeOther || !strings.HasPrefix(h.Get("Location"), "/console/login") {
 		t.Fatalf("without a token: %d %v", code, h)
@@ -295,5 +306,83 @@ func TestConsoleAuth(t *testing.T) {
 	post(t, c, base+"/console/logout", nil, base)
 	if code, _, _ := get(t, c, base+"/console/topics"); code != http.StatusSeeOther {
 		t.Errorf("after logout: %d", code)
+	}
+}
+
+func TestConsoleSkip(t *testing.T) {
+	s := startBroker(t, nil)
+	base := "http://" + s.Addr("http").String()
+	c := client(t)
+	if err := s.Broker().CreateTopic(t.Context(), mustName(t, "sk"), 0, broker.Policies{}); err != nil {
+		t.Fatal(err)
+	}
+	_, page, _ := get(t, c, base+"/console/actions/skip")
+	token := csrfOf(t, page)
+	for i := range 5 {
+		form := url.Values{"topic": {"sk"}, "value": {"m" + strconv.Itoa(i)}, "confirm": {"yes"}, "csrf": {token}}
+		if code, _, _ := post(t, c, base+"/console/actions/produce", form, base); code != http.StatusSeeOther {
+			t.Fatalf("produce %d: %d", i, code)
+		}
+	}
+	part, err := s.Broker().OpenPartition(t.Context(), mustName(t, "sk"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := part.Subscription(t.Context(), "grp", true, broker.InitialEarliest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backlog := func() int64 { return part.NextIndex() - sub.Cursor().NextIndex() }
+	if b := backlog(); b != 5 {
+		t.Fatalf("backlog before skipping: %d", b)
+	}
+	form := url.Values{"subscription": {"grp"}, "topic": {"sk"}, "count": {"2"}, "csrf": {token}}
+	// Unconfirmed: the confirmation says what will happen; nothing moves.
+	if code, body, _ := post(t, c, base+"/console/actions/skip", form, base); code != http.StatusOK || !strings.Contains(body, "Acknowledge the next 2 unacknowledged messages of subscription grp") {
+		t.Errorf("unconfirmed skip: %d %q", code, body)
+	}
+	if b := backlog(); b != 5 {
+		t.Errorf("backlog after an unconfirmed skip: %d", b)
+	}
+	form.Set("confirm", "yes")
+	if code, _, h := post(t, c, base+"/console/actions/skip", form, base); code != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "done=Skipped") {
+		t.Fatalf("skip 2: %d %v", code, h)
+	}
+	if b := backlog(); b != 3 {
+		t.Errorf("backlog after skipping 2: %d, want 3", b)
+	}
+	// More than the backlog stops at the end of the log.
+	form.Set("count", "10")
+	if code, _, _ := post(t, c, base+"/console/actions/skip", form, base); code != http.StatusSeeOther {
+		t.Fatalf("skip 10: %d", code)
+	}
+	if b := backlog(); b != 0 || sub.Cursor().NextIndex() != 5 {
+		t.Errorf("after skipping 10 of 3: backlog %d, next %d", b, sub.Cursor().NextIndex())
+	}
+	// Skip all after resetting to earliest.
+	if err := sub.ResetTo(t.Context(), broker.Earliest); err != nil {
+		t.Fatal(err)
+	}
+	form.Set("count", "all")
+	if code, _, _ := post(t, c, base+"/console/actions/skip", form, base); code != http.StatusSeeOther {
+		t.Fatalf("skip all: %d", code)
+	}
+	if b := backlog(); b != 0 {
+		t.Errorf("backlog after skip all: %d", b)
+	}
+	for _, tc := range []struct{ sub, count, want string }{
+		{"grp", "-1", "want a number &gt;= 0 or all"},
+		{"grp", "many", "want a number &gt;= 0 or all"},
+		{"nobody", "1", "subscription not found"},
+	} {
+		bad := url.Values{"subscription": {tc.sub}, "topic": {"sk"}, "count": {tc.count}, "csrf": {token}, "confirm": {"yes"}}
+		if code, body, _ := post(t, c, base+"/console/actions/skip", bad, base); code != http.StatusUnprocessableEntity || !strings.Contains(body, tc.want) {
+			t.Errorf("skip %s of %s: %d %q", tc.count, tc.sub, code, body)
+		}
+	}
+	// Without the CSRF token: refused.
+	form.Del("csrf")
+	if code, _, _ := post(t, c, base+"/console/actions/skip", form, base); code != http.StatusForbidden {
+		t.Errorf("skip without token: %d", code)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"sort"
@@ -28,6 +29,7 @@ type overviewData struct {
 	Producers, Consumers        map[string]int // attached, by protocol
 	Connections                 map[string]int // open, by protocol; nil: unknown
 	MsgChart, ByteChart         any
+	Scoped                      bool // a tenant admin's: no broker-wide rates
 }
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
@@ -50,9 +52,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	if c.opts.Connections != nil {
 		d.Connections = c.opts.Connections()
 	}
-	parts := c.svc.Partitions()
-	d.Partitions = len(parts)
-	for _, p := range parts {
+	for _, p := range c.svc.Partitions() {
+		if !visible(r.Context(), p.Name().Tenant) {
+			continue
+		}
+		d.Partitions++
 		d.Storage += p.Stats().Bytes
 		for _, pi := range p.Producers() {
 			d.Producers[orDash(pi.Protocol)]++
@@ -63,23 +67,34 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	pts := c.rates.points()
+	// The broker's throughput is every tenant's: a tenant admin gets
+	// its topics' pages' charts instead.
+	if d.Scoped = scoped(r.Context()); !d.Scoped {
+		pts := c.rates.points()
+		if len(pts) > 0 {
+			d.Last = pts[len(pts)-1]
+		}
+		d.MsgChart, d.ByteChart = rateCharts("both protocols", pts)
+	}
+	c.render(w, r, http.StatusOK, "overview", pageData{Title: "Overview", Nav: "overview", Error: strings.Join(errs, "; "), Data: d})
+}
+
+// rateCharts draws messages and bytes per second, in and out, of pts;
+// what names whose rates they are.
+func rateCharts(what string, pts []ratePoint) (msgs, bytes template.HTML) {
 	times := make([]time.Time, len(pts))
 	in, out, inB, outB := make([]float64, len(pts)), make([]float64, len(pts)), make([]float64, len(pts)), make([]float64, len(pts))
 	for i, p := range pts {
 		times[i], in[i], out[i], inB[i], outB[i] = p.T, p.InMsgs, p.OutMsgs, p.InBytes, p.OutBytes
 	}
-	if len(pts) > 0 {
-		d.Last = pts[len(pts)-1]
-	}
-	d.MsgChart = lineChart("Messages per second, in and out, both protocols", times,
+	msgs = lineChart("Messages per second, in and out, "+what, times,
 		[]series{{"in msg/s", in}, {"out msg/s", out}}, func(v float64) string { return formatRate(v) })
-	d.ByteChart = lineChart("Bytes per second, in and out, both protocols", times,
+	bytes = lineChart("Bytes per second, in and out, "+what, times,
 		[]series{{"in B/s", inB}, {"out B/s", outB}}, func(v float64) string { return formatBytes(int64(v)) + "/s" })
-	c.render(w, r, http.StatusOK, "overview", pageData{Title: "Overview", Nav: "overview", Error: strings.Join(errs, "; "), Data: d})
+	return msgs, bytes
 }
 
-// namespaces lists every tenant's namespaces, sorted.
+// namespaces lists every visible tenant's namespaces, sorted.
 func (c *Console) namespaces(ctx context.Context) ([]string, error) {
 	tenants, err := c.svc.ListTenants(ctx)
 	if err != nil {
@@ -87,6 +102,9 @@ func (c *Console) namespaces(ctx context.Context) ([]string, error) {
 	}
 	var out []string
 	for _, t := range tenants {
+		if !visible(ctx, t) {
+			continue
+		}
 		nss, err := c.svc.ListNamespaces(ctx, t)
 		if err != nil {
 			return out, err
@@ -177,6 +195,9 @@ type topicData struct {
 	Consumers   []clientRow
 	Policies    [][2]string
 	Subs        []string
+	// Last is the latest throughput sample; the charts its history.
+	Last                ratePoint
+	MsgChart, ByteChart any
 }
 
 func (c *Console) topic(w http.ResponseWriter, r *http.Request) {
@@ -213,6 +234,11 @@ func (c *Console) topic(w http.ResponseWriter, r *http.Request) {
 		d.Subs = append(d.Subs, s)
 	}
 	sort.Strings(d.Subs)
+	pts := c.rates.topicPoints(name.String())
+	if len(pts) > 0 {
+		d.Last = pts[len(pts)-1]
+	}
+	d.MsgChart, d.ByteChart = rateCharts("this topic", pts)
 	e := md.Effective
 	d.Policies = [][2]string{
 		{"retention time", durationOrForever(e.RetentionTime)},
@@ -231,10 +257,10 @@ func (c *Console) topic(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "topic", pageData{Title: d.Name, Nav: "topics", Error: strings.Join(errs, "; "), Data: d})
 }
 
-// lookupTopic resolves a typed topic name (short names in the Kafka
-// tenant/namespace) to an existing topic.
+// lookupTopic resolves a typed topic name (as parseName) to an existing
+// topic.
 func (c *Console) lookupTopic(ctx context.Context, s string) (broker.TopicName, broker.TopicMetadata, error) {
-	name, err := broker.ParseTopicName(strings.TrimSpace(s), c.opts.KafkaTenant, c.opts.KafkaNamespace)
+	name, err := c.parseName(ctx, s)
 	if err != nil {
 		return name, broker.TopicMetadata{}, err
 	}
@@ -307,6 +333,9 @@ func (c *Console) subscriptions(ctx context.Context) []subscriptionView {
 	byName := map[string]*subscriptionView{}
 	types := map[string]map[string]bool{}
 	for _, p := range c.svc.Partitions() {
+		if !visible(ctx, p.Name().Tenant) {
+			continue
+		}
 		for _, sub := range p.Subscriptions(ctx) {
 			v := byName[sub.Name()]
 			if v == nil {
@@ -369,11 +398,23 @@ func (c *Console) subscriptionsPage(w http.ResponseWriter, r *http.Request) {
 // lagJSON serves the lag history: {"name": [{"time": ms, "lag": n}, ...]}
 // for ?name= one subscription, or every tracked one.
 func (c *Console) lagJSON(w http.ResponseWriter, r *http.Request) {
-	var v any
+	var v map[string][]LagPoint
 	if name := r.URL.Query().Get("name"); name != "" {
 		v = map[string][]LagPoint{name: c.lag.history(name)}
 	} else {
 		v = c.lag.all()
+	}
+	if scoped(r.Context()) {
+		// Only the subscriptions the tenant admin's topics have.
+		mine := map[string]bool{}
+		for _, sv := range c.subscriptions(r.Context()) {
+			mine[sv.Name] = true
+		}
+		for name := range v {
+			if !mine[name] {
+				delete(v, name)
+			}
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
@@ -623,8 +664,11 @@ func int64Param(q url.Values, k string, def int64) (int64, error) {
 
 func (c *Console) renderError(w http.ResponseWriter, r *http.Request, title string, err error) {
 	status := http.StatusBadRequest
-	if errors.Is(err, broker.ErrTopicNotFound) || errors.Is(err, broker.ErrSubscriptionNotFound) {
+	switch {
+	case errors.Is(err, broker.ErrTopicNotFound) || errors.Is(err, broker.ErrSubscriptionNotFound):
 		status = http.StatusNotFound
+	case errors.Is(err, errNotAllowed):
+		status = http.StatusForbidden
 	}
 	c.render(w, r, status, "error", pageData{Title: title, Error: broker.Reason(err)})
 }

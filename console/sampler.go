@@ -1,7 +1,8 @@
 package console
 
 // Bounded in-memory history: rateSampler keeps the broker's throughput of
-// the last SampleCount intervals, lagSampler every tracked subscription's
+// the last SampleCount intervals (and each topic's, up to MaxTracked
+// topics), lagSampler every tracked subscription's
 // total lag of the last LagCount intervals. Both are rings: memory is
 // fixed once full. Nothing is persisted; a restart starts empty.
 
@@ -21,72 +22,140 @@ type ratePoint struct {
 	StorageBytes, Count int64
 }
 
-type counters struct{ inMsgs, inBytes, outMsgs, outBytes, storage int64 }
+type counters struct{ inMsgs, inBytes, outMsgs, outBytes, storage, count int64 }
 
-type rateSampler struct {
-	mu struct {
-		sync.Mutex
-		last   counters
-		lastAt time.Time
-		ring   []ratePoint
-		next   int
-		full   bool
-	}
+func (c *counters) add(p *broker.Partition) {
+	m, b := p.InCounters()
+	c.inMsgs, c.inBytes = c.inMsgs+m, c.inBytes+b
+	m, b = p.OutCounters()
+	c.outMsgs, c.outBytes = c.outMsgs+m, c.outBytes+b
+	c.storage += p.Stats().Bytes
+	c.count++
 }
 
-func newRateSampler(n int) *rateSampler {
-	s := &rateSampler{}
-	s.mu.ring = make([]ratePoint, n)
-	return s
+// rateRing is one history: the broker's or one topic's.
+type rateRing struct {
+	last   counters
+	lastAt time.Time
+	ring[ratePoint]
 }
 
-// sample adds one point from the loaded partitions' counters. Rates are
-// the counters' growth since the last sample; a partition unloaded in
-// between makes a sum shrink, counted as 0, not negative.
-func (s *rateSampler) sample(now time.Time, parts []*broker.Partition) {
-	var c counters
-	for _, p := range parts {
-		m, b := p.InCounters()
-		c.inMsgs, c.inBytes = c.inMsgs+m, c.inBytes+b
-		m, b = p.OutCounters()
-		c.outMsgs, c.outBytes = c.outMsgs+m, c.outBytes+b
-		c.storage += p.Stats().Bytes
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.mu.lastAt.IsZero() {
-		dt := now.Sub(s.mu.lastAt).Seconds()
+// add records the counters' growth since the previous call (the first
+// call only remembers them). A partition unloaded in between makes a sum
+// shrink, counted as 0, not negative.
+func (r *rateRing) add(now time.Time, c counters) {
+	if !r.lastAt.IsZero() {
+		dt := now.Sub(r.lastAt).Seconds()
 		per := func(cur, prev int64) float64 {
 			if dt <= 0 || cur < prev {
 				return 0
 			}
 			return float64(cur-prev) / dt
 		}
-		l := s.mu.last
-		s.mu.ring[s.mu.next] = ratePoint{T: now,
+		l := r.last
+		r.push(ratePoint{T: now,
 			InMsgs: per(c.inMsgs, l.inMsgs), OutMsgs: per(c.outMsgs, l.outMsgs),
 			InBytes: per(c.inBytes, l.inBytes), OutBytes: per(c.outBytes, l.outBytes),
-			StorageBytes: c.storage, Count: int64(len(parts)),
-		}
-		s.mu.next = (s.mu.next + 1) % len(s.mu.ring)
-		s.mu.full = s.mu.full || s.mu.next == 0
+			StorageBytes: c.storage, Count: c.count,
+		})
 	}
-	s.mu.last, s.mu.lastAt = c, now
+	r.last, r.lastAt = c, now
 }
 
-// points returns the kept points, oldest first.
+// rateSampler keeps the broker's throughput history and, for up to max
+// topics (partitions summed), each topic's; a topic with no partition
+// loaded for a whole history's length is forgotten.
+type rateSampler struct {
+	n, max int
+	mu     struct {
+		sync.Mutex
+		total  rateRing
+		topics map[string]*rateRing // by topic name (partitioned: the base name)
+	}
+}
+
+func newRateSampler(n, maxTopics int) *rateSampler {
+	s := &rateSampler{n: n, max: maxTopics}
+	s.mu.total.ring = newRing[ratePoint](n)
+	s.mu.topics = map[string]*rateRing{}
+	return s
+}
+
+// sample adds one point from the loaded partitions' counters.
+func (s *rateSampler) sample(now time.Time, parts []*broker.Partition) {
+	var total counters
+	byTopic := map[string]*counters{}
+	for _, p := range parts {
+		total.add(p)
+		name := p.Name().Base().String()
+		c := byTopic[name]
+		if c == nil {
+			c = &counters{}
+			byTopic[name] = c
+		}
+		c.add(p)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.total.add(now, total)
+	for name, c := range byTopic {
+		r := s.mu.topics[name]
+		if r == nil {
+			if len(s.mu.topics) >= s.max {
+				continue
+			}
+			r = &rateRing{ring: newRing[ratePoint](s.n)}
+			s.mu.topics[name] = r
+		}
+		r.add(now, *c)
+	}
+	horizon := time.Duration(s.n) * time.Minute // generous: intervals are seconds
+	for name, r := range s.mu.topics {
+		if now.Sub(r.lastAt) > horizon {
+			delete(s.mu.topics, name)
+		}
+	}
+}
+
+// points returns the broker's kept points, oldest first.
 func (s *rateSampler) points() []ratePoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return ringOrder(s.mu.ring, s.mu.next, s.mu.full)
+	return s.mu.total.ordered()
 }
 
-// ringOrder copies a ring's kept items oldest first.
-func ringOrder[T any](ring []T, next int, full bool) []T {
-	if !full {
-		return append([]T(nil), ring[:next]...)
+// topicPoints returns one topic's kept points, oldest first (nil if not
+// tracked).
+func (s *rateSampler) topicPoints(name string) []ratePoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.mu.topics[name]; r != nil {
+		return r.ordered()
 	}
-	return append(append([]T(nil), ring[next:]...), ring[:next]...)
+	return nil
+}
+
+// ring keeps the last len(items) items pushed.
+type ring[T any] struct {
+	items []T
+	next  int
+	full  bool
+}
+
+func newRing[T any](n int) ring[T] { return ring[T]{items: make([]T, n)} }
+
+func (r *ring[T]) push(v T) {
+	r.items[r.next] = v
+	r.next = (r.next + 1) % len(r.items)
+	r.full = r.full || r.next == 0
+}
+
+// ordered copies the kept items, oldest first.
+func (r *ring[T]) ordered() []T {
+	if !r.full {
+		return append([]T(nil), r.items[:r.next]...)
+	}
+	return append(append([]T(nil), r.items[r.next:]...), r.items[:r.next]...)
 }
 
 // LagPoint is one sample of a subscription's total lag (JSON of
@@ -97,9 +166,7 @@ type LagPoint struct {
 }
 
 type lagRing struct {
-	ring []LagPoint
-	next int
-	full bool
+	ring[LagPoint]
 	seen time.Time
 }
 
@@ -129,12 +196,10 @@ func (s *lagSampler) sample(now time.Time, subs []subscriptionView) {
 			if len(s.mu.subs) >= s.max {
 				continue
 			}
-			r = &lagRing{ring: make([]LagPoint, s.n)}
+			r = &lagRing{ring: newRing[LagPoint](s.n)}
 			s.mu.subs[sv.Name] = r
 		}
-		r.ring[r.next] = LagPoint{Time: now.UnixMilli(), Lag: sv.Lag}
-		r.next = (r.next + 1) % s.n
-		r.full = r.full || r.next == 0
+		r.push(LagPoint{Time: now.UnixMilli(), Lag: sv.Lag})
 		r.seen = now
 	}
 	horizon := time.Duration(s.n) * time.Minute // generous: intervals are seconds
@@ -149,11 +214,10 @@ func (s *lagSampler) sample(now time.Time, subs []subscriptionView) {
 func (s *lagSampler) history(name string) []LagPoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.mu.subs[name]
-	if r == nil {
-		return nil
+	if r := s.mu.subs[name]; r != nil {
+		return r.ordered()
 	}
-	return ringOrder(r.ring, r.next, r.full)
+	return nil
 }
 
 // all returns every tracked subscription's history.

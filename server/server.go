@@ -334,7 +334,8 @@ func (s *Server) httpHandler() (http.Handler, error) {
 	mux.Handle("/", admin.New(s.broker, opts))
 
 	// The web console at / and /console/..., with the admin API's
-	// authentication: with auth-enabled only superusers may use it.
+	// authentication: with auth-enabled superusers, and with
+	// authorization-enabled tenant admins (limited to their tenants).
 	copts := console.Options{Logger: s.log.With("component", "console"), Connections: s.connections}
 	if s.auth != nil {
 		copts.Auth = s.auth
@@ -343,6 +344,9 @@ func (s *Server) httpHandler() (http.Handler, error) {
 				return s.authz.IsSuperUser(p)
 			}
 			return len(s.cfg.SuperUserRoles) == 0 || slices.Contains(s.cfg.SuperUserRoles, p.Role)
+		}
+		if s.authz != nil {
+			copts.IsTenantAdmin = s.authz.IsTenantAdmin
 		}
 	}
 	var err error
