@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -265,27 +264,6 @@ func (f *Factory) open() []*ManagedLedger {
 	for _, ml := range f.mu.ledgers {
 		out = append(out, ml)
 	}
-	return out
-}
-
-// FailedLedger is an open managed ledger that refuses appends after a
-// storage failure.
-type FailedLedger struct {
-	Name  string
-	Err   error
-	Since time.Time
-}
-
-// Failed lists the open ledgers currently failed by a storage error,
-// sorted by name.
-func (f *Factory) Failed() []FailedLedger {
-	var out []FailedLedger
-	for _, ml := range f.open() {
-		if since, err := ml.StorageFailure(); err != nil {
-			out = append(out, FailedLedger{Name: ml.name, Err: err, Since: since})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
