@@ -211,15 +211,27 @@ func Check(h *History, opt Options) *Report {
 		seen   map[int64]bool // redelivering sessions only
 	}
 	cursors := map[string]map[int32]*cursor{}
+	// A jump over offsets [from, to) of a partition.
 	type jump struct {
 		cur       *cursor
-		missed    []int64
-		session   string
 		partition int32
+		from, to  int64
+		session   string
 		example   string // with a %d for the offsets never received
 	}
 	var jumps []jump
 	var ends []Event
+	// unseen counts the offsets in [from, to) that exist and that the
+	// session has not received (so far).
+	unseen := func(cur *cursor, partition int32, from, to int64) int {
+		n := 0
+		for o := from; o < to; o++ {
+			if !cur.seen[o] && !(opt.Sparse && !exists[pos{partition, o}]) {
+				n++
+			}
+		}
+		return n
+	}
 	for _, e := range h.Events {
 		if e.Kind == End {
 			ends = append(ends, e)
@@ -249,28 +261,11 @@ func Check(h *History, opt Options) *Report {
 				case rec.Offset <= cur.last:
 					c.add(NonMonotonic, "session %s partition %d: offset %d (%s) after %d", e.Session, e.Partition, rec.Offset, rec.Value, cur.last)
 				case rec.Offset > cur.last+1:
-					n := 0
-					var missed []int64
-					for o := cur.last + 1; o < rec.Offset; o++ {
-						if cur.seen[o] || (opt.Sparse && !exists[pos{e.Partition, o}]) {
-							continue
-						}
-						n++
-						if info.Redelivers {
-							missed = append(missed, o)
-						}
-					}
-					if n > 0 && info.Redelivers {
-						// Judged at the end: received later, or never.
-						jumps = append(jumps, jump{cur: cur, missed: missed, session: e.Session, partition: e.Partition,
+					if unseen(cur, e.Partition, cur.last+1, rec.Offset) > 0 {
+						// Judged at the end: a redelivering session may
+						// still receive the offsets jumped over.
+						jumps = append(jumps, jump{cur: cur, partition: e.Partition, from: cur.last + 1, to: rec.Offset, session: e.Session,
 							example: fmt.Sprintf("session %s partition %d: offset %d after %d (%%d offsets skipped)%s", e.Session, e.Partition, rec.Offset, cur.last, idsOf(cur.lastID, rec.ID))})
-					} else if n > 0 {
-						r.SkippedOffsets += n
-						if r.SkipsBySession == nil {
-							r.SkipsBySession = map[string]int{}
-						}
-						r.SkipsBySession[e.Session]++
-						c.add(Skipped, "session %s partition %d: offset %d after %d (%d offsets skipped)%s", e.Session, e.Partition, rec.Offset, cur.last, n, idsOf(cur.lastID, rec.ID))
 					}
 				}
 			}
@@ -282,12 +277,7 @@ func Check(h *History, opt Options) *Report {
 	}
 
 	for _, j := range jumps {
-		n := 0
-		for _, o := range j.missed {
-			if !j.cur.seen[o] {
-				n++
-			}
-		}
+		n := unseen(j.cur, j.partition, j.from, j.to)
 		if n == 0 {
 			r.LateRedelivered++
 			continue
