@@ -933,17 +933,22 @@ func (c *coordinator) join(ctx context.Context, r joinRequest) joinResult {
 }
 
 // rebalanceFor starts (or joins) a rebalance because a member joined or changed.
+//
+// Only a member that joins a rebalance already in its initial delay
+// extends that delay (Kafka sets newMemberAdded only when the group is
+// already PreparingRebalance): the member whose join opens the rebalance
+// is not "new" to it, so a lone consumer's first join waits one delay, not
+// two.
 func (c *coordinator) rebalanceFor(g *group, now time.Time) {
 	switch g.state {
 	case groupEmpty, groupStable, groupCompletingRebalance:
 		c.prepareRebalance(g, now)
 	case groupPreparingRebalance:
-		if rt := g.maxRebalanceTimeout(); !g.initial && now.Add(rt).After(g.joinDeadline) {
+		if g.initial {
+			g.newMemberAdded = true
+		} else if rt := g.maxRebalanceTimeout(); now.Add(rt).After(g.joinDeadline) {
 			g.joinDeadline = now.Add(rt)
 		}
-	}
-	if g.initial {
-		g.newMemberAdded = true
 	}
 }
 
