@@ -302,7 +302,11 @@ func TestKafkaAuthzSarama(t *testing.T) {
 	cfg := saramaPlainToken(t, sarama.V2_8_0_0, "tenant-a/ns", "alice")
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.Retry.Max = 0
-	cfg.Metadata.Retry.Max = 0
+	// The Metadata request that auto-creates "own" answers
+	// LEADER_NOT_AVAILABLE (as Kafka does); sarama's metadata retry
+	// fetches the partitions. Authorization failures are not retried.
+	cfg.Metadata.Retry.Max = 3
+	cfg.Metadata.Retry.Backoff = 20 * time.Millisecond
 	cl, err := sarama.NewClient([]string{w.addr}, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,9 @@ package kafka
 // the broker service's. Topics: null (v1+) or empty (v0) lists every topic
 // of the handler's namespace; named topics are resolved with auto-creation
 // when the request allows it (v4+; always for older versions, as Kafka did)
-// and the handler and namespace allow it. v10+ carries topic IDs (KIP-516),
+// and the handler and namespace allow it. As Kafka does, the request that
+// creates a topic gets LEADER_NOT_AVAILABLE for it (its topic ID, no
+// partitions); the next request lists the partitions. v10+ carries topic IDs (KIP-516),
 // assigned on first sight and persisted in the topic's policies. Topic-ID
 // lookups (v12) are not served, so v11 is the maximum.
 
@@ -84,6 +86,16 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 			if rt.ErrorCode == kerr.UnknownServerError.Code {
 				h.log.WarnContext(ctx, "kafka: metadata", "kafka_topic", name, "err", err)
 			}
+			resp.Topics = append(resp.Topics, rt)
+			continue
+		}
+		if t.created {
+			// As Kafka: the request that auto-creates a topic learns that
+			// it exists but not its partitions; clients retry and the next
+			// request lists them (kafka-go's tests rely on the first
+			// answer being LEADER_NOT_AVAILABLE).
+			rt.ErrorCode = kerr.LeaderNotAvailable.Code
+			rt.Partitions = []kmsg.MetadataResponseTopicPartition{}
 			resp.Topics = append(resp.Topics, rt)
 			continue
 		}

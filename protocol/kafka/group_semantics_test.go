@@ -1,11 +1,16 @@
 package kafka
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -66,5 +71,91 @@ func TestGroupLoneConsumerInitialDelay(t *testing.T) {
 	// milliseconds, not a second.
 	if longest < delay || longest >= 2*delay {
 		t.Fatalf("first join took %v, want within [%v, %v)", longest, delay, 2*delay)
+	}
+}
+
+// TestMetadataAutoCreateLeaderNotAvailable: the Metadata request that
+// auto-creates a topic answers LEADER_NOT_AVAILABLE for it, without
+// partitions; the next one lists them (Kafka's behaviour, which kafka-go's
+// own tests rely on). Producers of every client still produce to a new
+// topic: they retry.
+func TestMetadataAutoCreateLeaderNotAvailable(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	c := dialRaw(t, s.addr)
+	for _, v := range []int16{0, 4, 9, 11} {
+		topic := fmt.Sprintf("autocreate-v%d", v)
+		md := func() kmsg.MetadataResponseTopic {
+			req := kmsg.NewPtrMetadataRequest()
+			req.Version, req.AllowAutoTopicCreation = v, true
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(topic)
+			req.Topics = append(req.Topics, rt)
+			resp := c.do(req).(*kmsg.MetadataResponse)
+			if len(resp.Topics) != 1 {
+				t.Fatalf("v%d: %d topics", v, len(resp.Topics))
+			}
+			return resp.Topics[0]
+		}
+		first := md()
+		if first.ErrorCode != kerr.LeaderNotAvailable.Code || len(first.Partitions) != 0 {
+			t.Fatalf("v%d creating request: error %d, %d partitions; want LEADER_NOT_AVAILABLE, none", v, first.ErrorCode, len(first.Partitions))
+		}
+		next := md()
+		if next.ErrorCode != 0 || len(next.Partitions) != 1 || next.Partitions[0].Leader != 0 {
+			t.Fatalf("v%d next request: %+v", v, next)
+		}
+	}
+
+	// Producers to topics that do not exist yet.
+	kp := newKgo(t, s.addr, kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic("auto-franz"))
+	if err := kp.ProduceSync(ctx, &kgo.Record{Value: []byte("franz")}).FirstErr(); err != nil {
+		t.Fatalf("franz-go: %v", err)
+	}
+
+	sp, err := sarama.NewSyncProducer([]string{s.addr}, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if _, off, err := sp.SendMessage(&sarama.ProducerMessage{Topic: "auto-sarama", Value: sarama.StringEncoder("sarama")}); err != nil || off != 0 {
+		t.Fatalf("sarama: offset %d, %v", off, err)
+	}
+
+	w := &kafkago.Writer{Addr: kafkago.TCP(s.addr), Topic: "auto-kafkago", AllowAutoTopicCreation: true,
+		RequiredAcks: kafkago.RequireAll, BatchTimeout: 5 * time.Millisecond}
+	defer w.Close()
+	// As against Kafka, the writer's first write to a topic it creates may
+	// fail with LEADER_NOT_AVAILABLE (kafka-go's own writer tests retry
+	// it); a retry succeeds.
+	for i := 0; ; i++ {
+		err := w.WriteMessages(ctx, kafkago.Message{Value: []byte("kafka-go")})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, kafkago.LeaderNotAvailable) || i == 20 {
+			t.Fatalf("kafka-go writer: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// kafka-go's Conn tests: DialLeader on a new topic (its lookup retries
+	// LEADER_NOT_AVAILABLE), then write on that connection.
+	conn, err := (&kafkago.Dialer{}).DialLeader(ctx, "tcp", s.addr, "auto-kafkago-conn", 0)
+	if err != nil {
+		t.Fatalf("kafka-go DialLeader: %v", err)
+	}
+	defer conn.Close()
+	if _, err := conn.WriteMessages(kafkago.Message{Value: []byte("conn")}); err != nil {
+		t.Fatalf("kafka-go conn write: %v", err)
+	}
+
+	for _, topic := range []string{"auto-franz", "auto-sarama", "auto-kafkago", "auto-kafkago-conn"} {
+		o, err := kadm.NewClient(newKgo(t, s.addr)).ListEndOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := o.Lookup(topic, 0); !ok || e.Err != nil || e.Offset != 1 {
+			t.Fatalf("%s end offset: %+v", topic, e)
+		}
 	}
 }

@@ -19,6 +19,9 @@ type topicInfo struct {
 	kafka string // the name the client used
 	md    broker.TopicMetadata
 	id    [16]byte // zero until topicID
+	// created: this lookup auto-created the topic (Metadata answers
+	// LEADER_NOT_AVAILABLE for it in that response, as Kafka does).
+	created bool
 }
 
 // numPartitions is the Kafka partition count: a non-partitioned topic is one.
@@ -78,8 +81,12 @@ func (h *Handler) lookupTopic(ctx context.Context, kname string, need auth.Need,
 		}
 	}
 	md, err := h.svc.GetTopic(ctx, name)
+	created := false
 	if errors.Is(err, broker.ErrTopicNotFound) && autoCreate && h.cfg.AutoCreateTopics && name.PartitionIndex() < 0 {
 		var n int
+		// A concurrent request's creation counts as this one's too: the
+		// topic did not exist when this request looked.
+		created = true
 		if n, err = h.autoCreatePartitions(ctx, name); err == nil {
 			err = h.svc.CreateTopic(ctx, name, n, broker.Policies{TopicID: newTopicID()})
 			if err == nil {
@@ -98,7 +105,7 @@ func (h *Handler) lookupTopic(ctx context.Context, kname string, need auth.Need,
 		// partitions by number, never by this name.
 		return nil, fmt.Errorf("%w: %s is a partition of %s", broker.ErrTopicNotFound, name, md.Name)
 	}
-	return &topicInfo{kafka: kname, md: md}, nil
+	return &topicInfo{kafka: kname, md: md, created: created}, nil
 }
 
 // topicID returns t's Kafka topic ID, assigning one if needed.
