@@ -15,8 +15,16 @@ package kafka
 // subscription is created by the first commit, at the committed position.
 // The commit's metadata string and leader epoch are cursor properties.
 //
-// An offset outside the partition's [log start, log end] is clamped into
-// it: a cursor can only point at retained messages or the end.
+// An offset outside the partition's [log start, log end] is stored as
+// given, as Kafka does (the consumer then gets OFFSET_OUT_OF_RANGE and
+// applies its reset policy): the cursor can only point at retained
+// messages or the end, so its mark-delete is clamped into the log, and the
+// committed value is kept next to it as cursor properties
+// (kafka.commit.offset, and kafka.commit.next = the clamped position it
+// stands for). OffsetFetch answers the committed value while the cursor is
+// still at that clamped position; once anything else moves the cursor (a
+// Pulsar consumer's ack, an admin reset, a later commit) the cursor's
+// position is the answer again.
 
 import (
 	"context"
@@ -31,6 +39,11 @@ import (
 const (
 	propCommitMetadata    = "kafka.commit.metadata"
 	propCommitLeaderEpoch = "kafka.commit.leader-epoch"
+	// propCommitOffset and propCommitNext are set together, only when the
+	// committed offset lies outside the log: the offset as committed and
+	// the cursor's next index it was clamped to.
+	propCommitOffset = "kafka.commit.offset"
+	propCommitNext   = "kafka.commit.next"
 )
 
 // commitOffset stores group's committed offset on one partition and returns
@@ -45,8 +58,9 @@ func (h *Handler) commitOffset(ctx context.Context, group string, name broker.To
 		return err
 	}
 	cur := sub.Cursor()
+	var next int64
 	for attempt := 0; ; attempt++ {
-		next := min(max(offset, p.FirstIndex()), p.NextIndex())
+		next = min(max(offset, p.FirstIndex()), p.NextIndex())
 		err = cur.SetNextIndex(ctx, next)
 		// Retention or an append may move the bounds between the read and
 		// the set: try again with fresh ones.
@@ -64,6 +78,12 @@ func (h *Handler) commitOffset(ctx context.Context, group string, name broker.To
 	}
 	delete(props, propCommitMetadata)
 	delete(props, propCommitLeaderEpoch)
+	delete(props, propCommitOffset)
+	delete(props, propCommitNext)
+	if next != offset {
+		props[propCommitOffset] = strconv.FormatInt(offset, 10)
+		props[propCommitNext] = strconv.FormatInt(next, 10)
+	}
 	if metadata != nil && *metadata != "" {
 		props[propCommitMetadata] = *metadata
 	}
@@ -107,6 +127,9 @@ func (h *Handler) fetchOffset(ctx context.Context, group string, name broker.Top
 	if e, err := strconv.ParseInt(props[propCommitLeaderEpoch], 10, 32); err == nil {
 		out.leaderEpoch = int32(e)
 	}
+	if off, ok := outsideCommit(props, out.offset); ok {
+		out.offset = off
+	}
 	return out, nil
 }
 
@@ -138,4 +161,17 @@ func partitionIndex(n broker.TopicName) int32 {
 		return int32(i)
 	}
 	return 0
+}
+
+// outsideCommit returns the committed offset a cursor at next stands for
+// when the commit lay outside the log (see propCommitOffset), and false
+// when the cursor's own position is the answer: no such commit, or the
+// cursor moved since.
+func outsideCommit(props map[string]string, next int64) (int64, bool) {
+	off, err1 := strconv.ParseInt(props[propCommitOffset], 10, 64)
+	at, err2 := strconv.ParseInt(props[propCommitNext], 10, 64)
+	if err1 != nil || err2 != nil || at != next {
+		return 0, false
+	}
+	return off, true
 }

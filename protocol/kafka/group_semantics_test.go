@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 // joinTimer records how long each JoinGroup round trip of a kgo client
@@ -158,4 +160,130 @@ func TestMetadataAutoCreateLeaderNotAvailable(t *testing.T) {
 			t.Fatalf("%s end offset: %+v", topic, e)
 		}
 	}
+}
+
+// TestOffsetCommitOutsideLog: a committed offset beyond the log end or
+// before the log start is stored as given and OffsetFetch answers exactly
+// it (kadm and kafka-go), also after a restart; the subscription's
+// mark-delete stays inside the log. A group consumer then gets
+// OFFSET_OUT_OF_RANGE and resets per its auto.offset.reset. Moving the
+// subscription some other way makes its position the answer again.
+func TestOffsetCommitOutsideLog(t *testing.T) {
+	s := startDurableServer(t)
+	ctx := testCtx(t)
+	adm := kadm.NewClient(newKgo(t, s.addr))
+	for _, topic := range []string{"outside-high", "outside-low"} {
+		if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+		produceN(t, ctx, s.addr, topic, 0, 10)
+	}
+	// outside-low starts at 5.
+	dr, err := adm.DeleteRecords(ctx, kadm.Offsets{"outside-low": {0: {Topic: "outside-low", Partition: 0, At: 5}}})
+	if err != nil || dr.Error() != nil {
+		t.Fatalf("delete records: %v %v", err, dr.Error())
+	}
+	commit(t, adm, "g-high", "outside-high", 1000, "far")
+	commit(t, adm, "g-low", "outside-low", 2, "")
+	cursorAt := func(topic, group string) int64 {
+		t.Helper()
+		name, _ := broker.ParseTopicName(topic+"-partition-0", "public", "default")
+		p, err := s.broker.OpenPartition(ctx, name, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := p.Subscription(ctx, group, false, broker.InitialLatest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sub.Cursor().NextIndex()
+	}
+	if at := cursorAt("outside-high", "g-high"); at != 10 {
+		t.Fatalf("g-high's subscription at %d, want the log end 10", at)
+	}
+	if at := cursorAt("outside-low", "g-low"); at != 5 {
+		t.Fatalf("g-low's subscription at %d, want the log start 5", at)
+	}
+	want := func(when string, group, topic string, off int64) {
+		t.Helper()
+		o, _ := fetchCommitted(t, adm, group, topic)
+		if o.At != off {
+			t.Fatalf("%s: kadm fetched %s %d, want %d", when, group, o.At, off)
+		}
+	}
+	want("after commit", "g-high", "outside-high", 1000)
+	want("after commit", "g-low", "outside-low", 2)
+	if o, _ := fetchCommitted(t, adm, "g-high", "outside-high"); o.Metadata != "far" {
+		t.Fatalf("metadata %q", o.Metadata)
+	}
+
+	// kafka-go: a simple commit outside the log, fetched back, deleted.
+	kc := &kafkago.Client{Addr: kafkago.TCP(s.addr), Timeout: 10 * time.Second}
+	cr, err := kc.OffsetCommit(ctx, &kafkago.OffsetCommitRequest{GroupID: "g-kafkago", GenerationID: -1,
+		Topics: map[string][]kafkago.OffsetCommit{"outside-high": {{Partition: 0, Offset: 500}}}})
+	if err != nil || cr.Topics["outside-high"][0].Error != nil {
+		t.Fatalf("kafka-go commit: %v %+v", err, cr)
+	}
+	kgoFetch := func() int64 {
+		t.Helper()
+		fr, err := kc.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: "g-kafkago", Topics: map[string][]int{"outside-high": {0}}})
+		if err != nil || fr.Error != nil || len(fr.Topics["outside-high"]) != 1 {
+			t.Fatalf("kafka-go fetch: %v %+v", err, fr)
+		}
+		return fr.Topics["outside-high"][0].CommittedOffset
+	}
+	if off := kgoFetch(); off != 500 {
+		t.Fatalf("kafka-go fetched %d, want 500", off)
+	}
+	del, err := kc.OffsetDelete(ctx, &kafkago.OffsetDeleteRequest{GroupID: "g-kafkago", Topics: map[string][]int{"outside-high": {0}}})
+	if err != nil || del.Error != nil || del.Topics["outside-high"][0].Error != nil {
+		t.Fatalf("kafka-go offset delete: %v %+v", err, del)
+	}
+	if off := kgoFetch(); off != -1 {
+		t.Fatalf("kafka-go fetched %d after OffsetDelete, want -1", off)
+	}
+
+	// Persisted: a restart answers the same.
+	s.restart()
+	want("after restart", "g-high", "outside-high", 1000)
+	want("after restart", "g-low", "outside-low", 2)
+
+	// A group consumer resumes at 1000: out of range, it resets to the
+	// start (auto.offset.reset=earliest) and reads the partition.
+	c := newKgo(t, s.addr, kgo.ConsumerGroup("g-high"), kgo.ConsumeTopics("outside-high"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+	var first int64 = -1
+	for first < 0 {
+		fs := c.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal(ctx.Err())
+		}
+		if rs := fs.Records(); len(rs) > 0 {
+			first = rs[0].Offset
+		}
+	}
+	if first != 0 {
+		t.Fatalf("consumer reset to %d, want 0 (earliest)", first)
+	}
+	c.Close()
+
+	// A commit inside the log is the cursor's position again; so is
+	// moving the subscription through the broker (a Pulsar ack, an admin
+	// reset) after an outside commit.
+	commit(t, adm, "g-low", "outside-low", 7, "")
+	want("after an inside commit", "g-low", "outside-low", 7)
+	commit(t, adm, "g-low", "outside-low", 1, "")
+	name, _ := broker.ParseTopicName("outside-low-partition-0", "public", "default")
+	p, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := p.Subscription(ctx, "g-low", false, broker.InitialLatest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Cursor().SetNextIndex(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	want("after the subscription moved", "g-low", "outside-low", 8)
 }
