@@ -8,11 +8,15 @@ package kafka
 // for unknown topics and partitions, as Kafka's offsets cache does). Null
 // topics (v2+) mean every partition the group committed to. Leader epoch
 // and metadata are those of the commit (-1 and "" when set some other way,
-// e.g. by a Pulsar consumer). RequireStable (v7+) needs nothing: no
+// e.g. by a Pulsar consumer). Null topics also cover every partition of
+// the namespace where a subscription of the group's name exists, e.g. one
+// made by Pulsar consumers (group_pulsar.go). RequireStable (v7+) needs nothing: no
 // transactional commits are ever pending.
 
 import (
 	"context"
+	"maps"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -117,7 +121,18 @@ func (h *Handler) fetchGroupOffsets(ctx context.Context, group string, order []s
 	}
 	var out []fetchedTopic
 	if topics == nil {
-		for kname, parts := range h.groupPartitions(ctx, co.groupTopics(group)) {
+		// The topics the group committed to, and every partition of the
+		// namespace where its subscription exists (made by Pulsar
+		// consumers, or moved by the admin API).
+		all := groupPartitionSet(h.groupPartitions(ctx, co.groupTopics(group)))
+		if subs, err := h.subscriptionPartitions(ctx, group); err == nil {
+			all.merge(subs[group])
+		} else {
+			h.log.WarnContext(ctx, "kafka: offset fetch: listing subscriptions", "group", group, "err", err)
+		}
+		knames := slices.Sorted(maps.Keys(all))
+		for _, kname := range knames {
+			parts := all[kname]
 			ft := fetchedTopic{topic: kname}
 			for _, pn := range parts {
 				cm, err := h.fetchOffset(ctx, group, pn)

@@ -3,7 +3,8 @@ package kafka
 // DescribeGroups (key 15), versions 0-5.
 //
 // State, protocol type, and members (with metadata and assignment once
-// Stable, as Kafka). An unknown group is described as Dead with no error
+// Stable, as Kafka). A durable subscription made by Pulsar consumers is an
+// Empty "consumer" group without members (group_pulsar.go). An unknown group is described as Dead with no error
 // (Kafka before v6). Authorized operations (v3+) are not computed
 // (INT32_MIN, "not provided"). Member client ids are not known to the
 // coordinator (the request header's client id does not reach handlers) and
@@ -29,6 +30,12 @@ func handleDescribeGroups(ctx context.Context, c *conn, req *kmsg.DescribeGroups
 			continue
 		}
 		v, ok := co.describe(name)
+		if !ok && !co.known(name) {
+			// A subscription made by Pulsar consumers is an Empty group.
+			if subs, err := c.h.subscriptionPartitions(ctx, name); err == nil && len(subs[name]) > 0 {
+				v, ok = subscriptionGroupView(name), true
+			}
+		}
 		if !ok {
 			sg.State = groupDead.String()
 			resp.Groups = append(resp.Groups, sg)

@@ -2,14 +2,17 @@ package kafka
 
 // ListGroups (key 16), versions 0-5.
 //
-// Every group of the connection's namespace: those with members and those that
-// only committed offsets (simple consumers, empty groups). v4+: filter by
+// Every group of the connection's namespace: those with members, those that
+// only committed offsets (simple consumers, empty groups), and durable
+// subscriptions made by Pulsar consumers (Empty, protocol type "consumer";
+// group_pulsar.go). v4+: filter by
 // state (case-insensitive, KIP-518). v5+: filter by type; every group here
 // is "classic".
 
 import (
 	"context"
 	"errors"
+	"sort"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -29,7 +32,9 @@ func handleListGroups(ctx context.Context, c *conn, req *kmsg.ListGroupsRequest)
 		resp.ErrorCode = errCode(err)
 		return resp, nil
 	}
-	for _, v := range co.list() {
+	all := append(co.list(), c.h.subscriptionGroups(ctx, co)...)
+	sort.Slice(all, func(i, j int) bool { return all[i].name < all[j].name })
+	for _, v := range all {
 		if !listFilter(v, req.StatesFilter, req.TypesFilter) {
 			continue
 		}

@@ -71,7 +71,18 @@ func (h *Handler) deleteGroup(ctx context.Context, co *coordinator, name string)
 	co.mu.Lock()
 	g := co.mu.groups[name]
 	switch {
-	case g == nil || g.state == groupDead:
+	case g == nil:
+		co.mu.Unlock()
+		// Perhaps subscriptions made by Pulsar consumers (group_pulsar.go).
+		subs, err := h.subscriptionPartitions(ctx, name)
+		if err != nil {
+			return err
+		}
+		if len(subs[name]) == 0 {
+			return kerr.GroupIDNotFound
+		}
+		return h.deleteSubscriptions(ctx, name, subs[name])
+	case g.state == groupDead:
 		co.mu.Unlock()
 		return kerr.GroupIDNotFound
 	case g.state != groupEmpty:
@@ -102,8 +113,14 @@ func (h *Handler) deleteGroup(ctx context.Context, co *coordinator, name string)
 // deleteGroupSubscriptions deletes the subscription called group on every
 // partition of topics, or none if any is held by a live consumer.
 func (h *Handler) deleteGroupSubscriptions(ctx context.Context, group string, topics []string) error {
+	return h.deleteSubscriptions(ctx, group, h.groupPartitions(ctx, topics))
+}
+
+// deleteSubscriptions deletes the subscription called group on parts, or
+// none if any is held by a live consumer.
+func (h *Handler) deleteSubscriptions(ctx context.Context, group string, parts map[string][]broker.TopicName) error {
 	var subs []*broker.Subscription
-	for _, parts := range h.groupPartitions(ctx, topics) {
+	for _, parts := range parts {
 		for _, pn := range parts {
 			p, err := h.svc.OpenPartition(ctx, pn, false)
 			if errors.Is(err, broker.ErrTopicNotFound) {
