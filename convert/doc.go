@@ -14,12 +14,15 @@
 //	timestamp, CreateTime      event_time (> 0); other values in property
 //	                           __kafka_ts
 //	batch LogAppendTime        publish_time (messages without event time)
-//	headers, in order          properties, in order; UTF-8 key and value are
-//	                           kept verbatim; the rest are named (key, and
-//	                           #n for a repetition) in the reserved
-//	                           properties __kafka_b64 (value is base64),
-//	                           __kafka_null (value is null) and
-//	                           __kafka_b64key (key is base64)
+//	headers, in order          properties, in order, each key once (clients
+//	                           hold them in a map); UTF-8 key and value are
+//	                           kept verbatim; the rest are named in the
+//	                           reserved properties __kafka_b64 (value is
+//	                           base64), __kafka_null (value is null) and
+//	                           __kafka_b64key (key is base64); a repeated
+//	                           key keeps its last value, the earlier ones
+//	                           under __kafka_rep.<n>.<key>, the order in
+//	                           __kafka_order (props.go)
 //	header pulsar.ordering_key ordering_key when it differs from the key
 //
 // Conversions are pure functions of the entry (and the size limit): the

@@ -4,10 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"hash/crc32"
-	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -32,6 +29,11 @@ const (
 	propNull       = "__kafka_null"   // properties whose value is null
 	propB64Key     = "__kafka_b64key" // properties whose key is base64
 	propTimestamp  = "__kafka_ts"     // Kafka timestamp not representable as event_time
+	propOrder      = "__kafka_order"  // the headers' keys in order, when a key repeats
+	// repPrefix names the earlier values of a repeated header key:
+	// "__kafka_rep.<n>.<key>" holds the n-th (0-based) value of key, the
+	// last value being under key itself (props.go).
+	repPrefix = "__kafka_rep."
 )
 
 var b64 = base64.StdEncoding
@@ -283,180 +285,6 @@ func pulsarMessage(props []rawKV, key []byte, keyB64 bool, orderingKey []byte, e
 		m.Timestamp, m.LogAppend = publish, true
 	}
 	return m
-}
-
-// occ names one property: its key and which repetition of that key it is
-// (0-based, in wire order).
-type occ struct {
-	key string
-	n   int
-}
-
-// decodeProps turns properties into headers, undoing appendProps.
-// Properties that do not parse as reserved ones are kept as headers.
-func decodeProps(props []rawKV) (hdrs []Header, ts int64, hasTS bool) {
-	var b64Vals, nulls, b64Keys map[occ]bool
-	var reserved []bool
-	nReserved := 0
-	for i, kv := range props {
-		if len(kv.k) < len(reservedPrefix) || string(kv.k[:len(reservedPrefix)]) != reservedPrefix {
-			continue
-		}
-		var err error
-		switch string(kv.k) {
-		case propB64:
-			b64Vals, err = parseMarks(string(kv.v))
-		case propNull:
-			nulls, err = parseMarks(string(kv.v))
-		case propB64Key:
-			b64Keys, err = parseMarks(string(kv.v))
-		case propTimestamp:
-			ts, err = strconv.ParseInt(string(kv.v), 10, 64)
-			hasTS = err == nil
-		default:
-			continue
-		}
-		if err == nil {
-			if reserved == nil {
-				reserved = make([]bool, len(props))
-			}
-			reserved[i] = true
-			nReserved++
-		}
-	}
-	if len(props) > nReserved {
-		hdrs = make([]Header, 0, len(props)-nReserved)
-	}
-	var seen map[string]int
-	if b64Vals != nil || nulls != nil || b64Keys != nil {
-		seen = map[string]int{}
-	}
-	for j, kv := range props {
-		if reserved != nil && reserved[j] {
-			continue
-		}
-		h := Header{Key: string(kv.k), Value: kv.v}
-		if seen != nil {
-			o := occ{h.Key, seen[h.Key]}
-			seen[h.Key]++
-			if b64Keys[o] {
-				if dk, err := b64decode(kv.k); err == nil {
-					h.Key = string(dk)
-				}
-			}
-			switch {
-			case nulls[o]:
-				h.Value = nil
-			case b64Vals[o]:
-				if dv, err := b64decode(kv.v); err == nil {
-					h.Value = dv
-				}
-			}
-		}
-		hdrs = append(hdrs, h)
-	}
-	return hdrs, ts, hasTS
-}
-
-// parseMarks parses a reserved property's list: comma-separated property
-// keys, query-escaped, each followed by "#n" for its n-th repetition (n > 0).
-func parseMarks(s string) (map[occ]bool, error) {
-	m := map[occ]bool{}
-	for f := range strings.SplitSeq(s, ",") {
-		k, nstr, rep := strings.Cut(f, "#")
-		n := 0
-		if rep {
-			var err error
-			if n, err = strconv.Atoi(nstr); err != nil || n < 1 {
-				return nil, corrupt("marker list %q", s)
-			}
-		}
-		key, err := url.QueryUnescape(k)
-		if err != nil {
-			return nil, corrupt("marker list %q", s)
-		}
-		m[occ{key, n}] = true
-	}
-	return m, nil
-}
-
-// appendMarks appends the reserved property name listing the properties
-// at idx (indexes into keys, the property keys in wire order).
-func appendMarks(dst []byte, name string, keys []string, idx []int) []byte {
-	if len(idx) == 0 {
-		return dst
-	}
-	var v []byte
-	for j, i := range idx {
-		if j > 0 {
-			v = append(v, ',')
-		}
-		v = append(v, url.QueryEscape(keys[i])...)
-		n := 0
-		for _, k := range keys[:i] {
-			if k == keys[i] {
-				n++
-			}
-		}
-		if n > 0 {
-			v = append(v, '#')
-			v = strconv.AppendInt(v, int64(n), 10)
-		}
-	}
-	return appendKV(dst, []byte(name), v)
-}
-
-// appendKV appends one properties field (KeyValue) of a SingleMessageMetadata.
-func appendKV(dst, k, v []byte) []byte {
-	dst = protowire.AppendTag(dst, smmProperties, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, uint64(protowire.SizeBytes(len(k))+protowire.SizeBytes(len(v))+2))
-	dst = protowire.AppendTag(dst, 1, protowire.BytesType)
-	dst = protowire.AppendBytes(dst, k)
-	dst = protowire.AppendTag(dst, 2, protowire.BytesType)
-	return protowire.AppendBytes(dst, v)
-}
-
-// appendProps appends m's headers (and a timestamp event_time cannot
-// hold, if withTS) as properties: UTF-8 keys and values verbatim, in
-// order, repeated keys repeated; reserved properties, appended last, mark
-// the others by key (and repetition).
-func appendProps(dst []byte, m *Message, withTS bool) []byte {
-	var b64Vals, nulls, b64Keys []int
-	var kb, vb []byte
-	for i, h := range m.Headers {
-		k := []byte(h.Key)
-		if !utf8.ValidString(h.Key) || strings.HasPrefix(h.Key, reservedPrefix) {
-			kb = b64.AppendEncode(kb[:0], k)
-			k = kb
-			b64Keys = append(b64Keys, i)
-		}
-		v := h.Value
-		switch {
-		case v == nil:
-			nulls = append(nulls, i)
-		case !utf8.Valid(v):
-			vb = b64.AppendEncode(vb[:0], v)
-			v = vb
-			b64Vals = append(b64Vals, i)
-		}
-		dst = appendKV(dst, k, v)
-	}
-	if len(b64Vals)+len(nulls)+len(b64Keys) > 0 {
-		keys := make([]string, len(m.Headers))
-		for i, h := range m.Headers {
-			keys[i] = h.Key
-		}
-		for _, i := range b64Keys {
-			keys[i] = b64.EncodeToString([]byte(keys[i]))
-		}
-		dst = appendMarks(dst, propB64, keys, b64Vals)
-		dst = appendMarks(dst, propNull, keys, nulls)
-		dst = appendMarks(dst, propB64Key, keys, b64Keys)
-	}
-	if withTS && m.Timestamp <= 0 {
-		dst = appendKV(dst, []byte(propTimestamp), strconv.AppendInt(nil, m.Timestamp, 10))
-	}
-	return dst
 }
 
 // appendSingle appends m's SingleMessageMetadata, encoded by hand (see

@@ -43,8 +43,9 @@ func specials(r *rand.Rand, t0 time.Time) []special {
 		{rec: &kgo.Record{Key: []byte("user-1"), Value: []byte("hello"), Timestamp: t0, Headers: []kgo.RecordHeader{
 			{Key: "h", Value: []byte("text")}, {Key: "h", Value: []byte("again")},
 			{Key: "bin", Value: []byte{0xff, 0x00, 0x80}}, {Key: "nullhdr", Value: nil}}},
-			key:   "user-1",
-			props: map[string]string{"h": "again", "bin": "/wCA", "nullhdr": "", "__kafka_b64": "bin", "__kafka_null": "nullhdr"}},
+			key: "user-1",
+			props: map[string]string{"h": "again", "__kafka_rep.0.h": "text", "bin": "/wCA", "nullhdr": "",
+				"__kafka_b64": "bin", "__kafka_null": "nullhdr", "__kafka_order": "h,h,bin,nullhdr"}},
 		{rec: &kgo.Record{Key: nil, Value: nil, Timestamp: t0.Add(time.Millisecond)}, key: "", props: map[string]string{}},
 		{rec: &kgo.Record{Key: []byte{0xde, 0xad, 0xbe, 0xef}, Value: []byte{}, Timestamp: t0.Add(2 * time.Millisecond)},
 			key: base64.StdEncoding.EncodeToString([]byte{0xde, 0xad, 0xbe, 0xef}), props: map[string]string{}},
