@@ -31,9 +31,11 @@ package kafka
 //	PreparingRebalance --nobody rejoined--> Empty;  DeleteGroups: Empty --> Dead
 //
 // The first rebalance of an empty group waits Config.GroupInitialRebalanceDelay
-// (extended by the same delay while new members keep joining, up to the
-// rebalance timeout) so that a group starting many consumers at once
-// rebalances once (Kafka group.initial.rebalance.delay.ms).
+// (in generation 0, extended by the same delay while new members keep
+// joining, up to the rebalance timeout; the member whose join opens the
+// rebalance is not one of them) so that a group starting many consumers at
+// once rebalances once (Kafka group.initial.rebalance.delay.ms and its
+// InitialDelayedJoin).
 //
 // Concurrency: one mutex (coordinator.mu) guards every group; JoinGroup and
 // SyncGroup park their connection's goroutine on a channel, outside the
@@ -933,20 +935,12 @@ func (c *coordinator) join(ctx context.Context, r joinRequest) joinResult {
 }
 
 // rebalanceFor starts (or joins) a rebalance because a member joined or changed.
-//
-// Only a member that joins a rebalance already in its initial delay
-// extends that delay (Kafka sets newMemberAdded only when the group is
-// already PreparingRebalance): the member whose join opens the rebalance
-// is not "new" to it, so a lone consumer's first join waits one delay, not
-// two.
 func (c *coordinator) rebalanceFor(g *group, now time.Time) {
 	switch g.state {
 	case groupEmpty, groupStable, groupCompletingRebalance:
 		c.prepareRebalance(g, now)
 	case groupPreparingRebalance:
-		if g.initial {
-			g.newMemberAdded = true
-		} else if rt := g.maxRebalanceTimeout(); now.Add(rt).After(g.joinDeadline) {
+		if rt := g.maxRebalanceTimeout(); !g.initial && now.Add(rt).After(g.joinDeadline) {
 			g.joinDeadline = now.Add(rt)
 		}
 	}
@@ -960,6 +954,16 @@ func (c *coordinator) addMember(g *group, id string, r joinRequest, now time.Tim
 		id: id, instanceID: r.instanceID, clientID: r.clientID, clientHost: r.clientHost,
 		session: r.session, rebalance: r.rebalance, protocols: r.protocols,
 		joinedAt: now, deadline: now.Add(r.session),
+	}
+	// A new member that joins the group's first rebalance while it is in
+	// its initial delay extends the delay once more (Kafka's
+	// addMemberAndRebalance: PreparingRebalance and generation 0). The
+	// member whose join opens the rebalance finds the group Empty and
+	// does not count, so a lone consumer's first join waits one delay, not
+	// two; members rejoining (or a static member taking over its
+	// identity) never extend it.
+	if g.state == groupPreparingRebalance && g.initial && g.generation == 0 {
+		g.newMemberAdded = true
 	}
 	g.members[id] = m
 	if r.instanceID != "" {
