@@ -589,6 +589,9 @@ func (b *Broker) DeleteTopic(ctx context.Context, name TopicName, force bool) er
 		if err := b.ledgers.Delete(ctx, pn.LedgerName()); err != nil {
 			return err
 		}
+		if err := b.store.Delete(ctx, txnLogPath(pn), metadata.AnyVersion); err != nil && !errors.Is(err, metadata.ErrNotFound) {
+			return err
+		}
 	}
 	defer b.topics.invalidate()
 	return b.store.Delete(ctx, topicPath(name), metadata.AnyVersion)
@@ -819,6 +822,10 @@ func (b *Broker) loadNow(ctx context.Context, name TopicName, eff EffectivePolic
 	p := newPartition(b, name, ml, eff)
 	if err := p.recoverDedup(ctx); err != nil {
 		return nil, fmt.Errorf("broker: %s: rebuilding producer state: %w", name, err)
+	}
+	if err := p.recoverTxns(ctx); err != nil {
+		ml.Close()
+		return nil, fmt.Errorf("broker: %s: rebuilding transaction state: %w", name, err)
 	}
 	return p, nil
 }
