@@ -105,6 +105,9 @@ type partitionTxns struct {
 	closing []closingTxn
 	aborted []AbortedTxn
 	markers int // since the last checkpoint
+	// changed is closed (and replaced) when a marker completes: the LSO
+	// may have moved although no entry became visible (see TxnChanged).
+	changed chan struct{}
 }
 
 func txnLogPath(n TopicName) string { return metadata.Join(pathTxnLogs, n.LedgerName()) }
@@ -309,6 +312,10 @@ func (p *Partition) WriteTxnMarker(ctx context.Context, m TxnMarker) (int64, err
 		p.mu.txns.markers++
 		checkpoint = p.mu.txns.markers >= txnCheckpointEvery
 	}
+	if ch := p.mu.txns.changed; ch != nil {
+		close(ch)
+		p.mu.txns.changed = nil
+	}
 	p.mu.Unlock()
 	if err != nil {
 		return 0, mapLedgerErr(err)
@@ -352,6 +359,19 @@ func (p *Partition) lsoLocked(next int64) int64 {
 		}
 	}
 	return lso
+}
+
+// TxnChanged returns a channel closed when a transaction marker completes
+// on the partition: the last stable offset may then move without a new
+// entry becoming visible after the marker's own (Changed), so readers held
+// at the LSO wait on both. Take a new channel after each wake-up.
+func (p *Partition) TxnChanged() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.txns.changed == nil {
+		p.mu.txns.changed = make(chan struct{})
+	}
+	return p.mu.txns.changed
 }
 
 // HasTransactions reports whether the partition ever had a transactional
