@@ -321,11 +321,11 @@ func (p *Partition) WriteTxnMarker(ctx context.Context, m TxnMarker) (int64, err
 		return 0, mapLedgerErr(err)
 	}
 	if checkpoint {
-		p.b.bg.Go(func() {
-			if err := p.checkpointTxns(context.Background()); err != nil {
-				p.b.log.Warn("transaction checkpoint failed", "topic", p.name.String(), "err", err)
-			}
-		})
+		// Inline (one metadata write per txnCheckpointEvery markers):
+		// the caller is the coordinator, which waits for markers anyway.
+		if err := p.checkpointTxns(context.WithoutCancel(ctx)); err != nil {
+			p.b.log.Warn("transaction checkpoint failed", "topic", p.name.String(), "err", err)
+		}
 	}
 	return idx, nil
 }
