@@ -737,6 +737,34 @@ func (c *TxnCoordinator) Append(ctx context.Context, p *Partition, epoch int16, 
 	return h.Wait(ctx)
 }
 
+// PendingOffset reports whether an open (Ongoing or Prepare) transaction
+// holds an offset commit of group on partition that is not applied yet:
+// a committed offset read now may be stale (Kafka's UNSTABLE_OFFSET_COMMIT
+// for require_stable fetches, KIP-447).
+func (c *TxnCoordinator) PendingOffset(group string, partition TopicName) bool {
+	c.mu.Lock()
+	entries := make([]*txnEntry, 0, len(c.mu.txns))
+	for _, e := range c.mu.txns {
+		entries = append(entries, e)
+	}
+	c.mu.Unlock()
+	name := partition.String()
+	for _, e := range entries {
+		e.rw.RLock()
+		m := e.m
+		e.rw.RUnlock()
+		if m.State != TxnOngoing && m.State != TxnPrepareCommit {
+			continue
+		}
+		for _, o := range m.PendingOffsets {
+			if o.Group == group && o.Partition == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Describe returns a transactional id's record (ErrTxnNotFound).
 func (c *TxnCoordinator) Describe(ctx context.Context, txnID string) (TxnMetadata, error) {
 	e := c.entry(txnID)

@@ -8,12 +8,15 @@ package kafka
 // for unknown topics and partitions, as Kafka's offsets cache does). Null
 // topics (v2+) mean every partition the group committed to. Leader epoch
 // and metadata are those of the commit (-1 and "" when set some other way,
-// e.g. by a Pulsar consumer). RequireStable (v7+) needs nothing: no
-// transactional commits are ever pending.
+// e.g. by a Pulsar consumer). RequireStable (v7+): a named partition with
+// a transactional commit of the group still pending in an open transaction
+// gets UNSTABLE_OFFSET_COMMIT (retriable; KIP-447), so that a consumer
+// taking the partition over does not start from an offset about to move.
 
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kopernik-io/kopernik/auth"
@@ -49,7 +52,7 @@ func handleOffsetFetch(ctx context.Context, c *conn, req *kmsg.OffsetFetchReques
 					topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 				}
 			}
-			ft, code := c.h.fetchGroupOffsets(ctx, rg.Group, order, topics)
+			ft, code := c.h.fetchGroupOffsets(ctx, rg.Group, order, topics, req.RequireStable)
 			sg := kmsg.NewOffsetFetchResponseGroup()
 			sg.Group, sg.ErrorCode = rg.Group, code
 			for _, t := range ft {
@@ -79,7 +82,7 @@ func handleOffsetFetch(ctx context.Context, c *conn, req *kmsg.OffsetFetchReques
 			topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 		}
 	}
-	ft, code := c.h.fetchGroupOffsets(ctx, req.Group, order, topics)
+	ft, code := c.h.fetchGroupOffsets(ctx, req.Group, order, topics, req.Version >= 7 && req.RequireStable)
 	resp.ErrorCode = code
 	for _, t := range ft {
 		st := kmsg.NewOffsetFetchResponseTopic()
@@ -101,7 +104,11 @@ func handleOffsetFetch(ctx context.Context, c *conn, req *kmsg.OffsetFetchReques
 
 // fetchGroupOffsets answers one group: the named topics' partitions in
 // request order, or (topics nil) every partition the group has a commit on.
-func (h *Handler) fetchGroupOffsets(ctx context.Context, group string, order []string, topics map[string][]int32) ([]fetchedTopic, int16) {
+func (h *Handler) fetchGroupOffsets(ctx context.Context, group string, order []string, topics map[string][]int32, requireStable bool) ([]fetchedTopic, int16) {
+	var txns *broker.TxnCoordinator
+	if requireStable {
+		txns, _ = h.txns(ctx) // unavailable: no transaction can be pending
+	}
 	co, err := h.coordinator(ctx)
 	if err != nil {
 		// Answer the partitions anyway so that v0-v1 clients see the error.
@@ -142,7 +149,9 @@ func (h *Handler) fetchGroupOffsets(ctx context.Context, group string, order []s
 			if terr == nil {
 				name, ok = t.partition(p)
 			}
-			if ok {
+			if ok && txns != nil && txns.PendingOffset(group, name) {
+				fp.code = kerr.UnstableOffsetCommit.Code
+			} else if ok {
 				cm, err := h.fetchOffset(ctx, group, name)
 				if err != nil {
 					fp.code = errCode(err)

@@ -9,8 +9,8 @@ package kafka
 // on each partition (group_offsets.go), only when the transaction commits;
 // an abort drops them. v3 with a member id is checked against the group like
 // an OffsetCommit of that member and generation. Offsets pending in an open
-// transaction are not visible to OffsetFetch (require_stable is not
-// answered with UNSTABLE_OFFSET_COMMIT).
+// transaction are not visible to OffsetFetch; a require_stable fetch of such
+// a partition gets UNSTABLE_OFFSET_COMMIT (09_offset_fetch.go).
 
 import (
 	"context"
