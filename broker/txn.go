@@ -89,6 +89,10 @@ type TxnMetadata struct {
 	TransactionalID string   `json:"transactionalId"`
 	ProducerID      int64    `json:"producerId"`
 	Epoch           int16    `json:"epoch"`
+	// LastEpoch is the epoch before the coordinator bumped it on its own
+	// (aborting a timed-out transaction), -1 otherwise: the producer may
+	// still recover with it (KIP-360 InitProducerId with its id and epoch).
+	LastEpoch int16 `json:"lastEpoch"`
 	State           TxnState `json:"state"`
 	TimeoutMs       int32    `json:"timeoutMs"`
 	// Partitions are the full names of the partitions in the transaction.
@@ -374,7 +378,7 @@ func (c *TxnCoordinator) InitProducerID(ctx context.Context, txnID string, timeo
 			return ProducerIDAndEpoch{}, err
 		}
 		now := time.Now().UnixMilli()
-		m = TxnMetadata{Version: txnMetadataVersion, TransactionalID: txnID, ProducerID: pid, State: TxnEmpty,
+		m = TxnMetadata{Version: txnMetadataVersion, TransactionalID: txnID, ProducerID: pid, LastEpoch: -1, State: TxnEmpty,
 			TimeoutMs: int32(timeout.Milliseconds()), LastUpdateMs: now}
 		raw, _ := json.Marshal(m)
 		if _, err := c.b.store.Put(ctx, txnPath(txnID), raw, metadata.NotExists); err != nil {
@@ -386,7 +390,7 @@ func (c *TxnCoordinator) InitProducerID(ctx context.Context, txnID string, timeo
 		c.cache(e, m)
 		return ProducerIDAndEpoch{ProducerID: m.ProducerID, Epoch: m.Epoch}, nil
 	}
-	if current.ProducerID >= 0 && (current.ProducerID != m.ProducerID || current.Epoch != m.Epoch) {
+	if current.ProducerID >= 0 && (current.ProducerID != m.ProducerID || current.Epoch != m.Epoch && (m.LastEpoch < 0 || current.Epoch != m.LastEpoch)) {
 		return ProducerIDAndEpoch{}, fmt.Errorf("%w: %d/%d is not the current %d/%d", ErrTxnFenced, current.ProducerID, current.Epoch, m.ProducerID, m.Epoch)
 	}
 	switch m.State {
@@ -418,6 +422,7 @@ func (c *TxnCoordinator) InitProducerID(ctx context.Context, txnID string, timeo
 		} else {
 			m.Epoch++
 		}
+		m.LastEpoch = -1
 		m.State = TxnEmpty
 		m.TimeoutMs = int32(timeout.Milliseconds())
 		m.Partitions, m.Groups, m.PendingOffsets = nil, nil, nil
@@ -591,6 +596,7 @@ func (c *TxnCoordinator) end(ctx context.Context, e *txnEntry, commit, bump bool
 		}
 		m.State = target
 		if bump {
+			m.LastEpoch = m.Epoch
 			m.Epoch++
 		}
 		return nil

@@ -566,11 +566,10 @@ func (p *Partition) checkpointTxns(ctx context.Context) error {
 			rec.Open = append(rec.Open, OpenTxn{ProducerID: c.pid, FirstIndex: c.first})
 		}
 	}
-	for _, a := range p.mu.txns.aborted {
-		if a.LastIndex >= first {
-			rec.Aborted = append(rec.Aborted, a)
-		}
-	}
+	// Aborted transactions wholly before the log start are dropped, in
+	// memory too: retention removed their records.
+	p.mu.txns.aborted = slices.DeleteFunc(p.mu.txns.aborted, func(a AbortedTxn) bool { return a.LastIndex < first })
+	rec.Aborted = append(rec.Aborted, p.mu.txns.aborted...)
 	rec.Aborted = append(rec.Aborted, aborted...)
 	slices.SortFunc(rec.Aborted, func(a, b AbortedTxn) int { return cmpInt64(a.LastIndex, b.LastIndex) })
 	slices.SortFunc(rec.Open, func(a, b OpenTxn) int { return cmpInt64(a.ProducerID, b.ProducerID) })
