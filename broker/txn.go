@@ -85,16 +85,16 @@ var (
 
 // TxnMetadata is a transactional id's persisted record.
 type TxnMetadata struct {
-	Version         int      `json:"version"`
-	TransactionalID string   `json:"transactionalId"`
-	ProducerID      int64    `json:"producerId"`
-	Epoch           int16    `json:"epoch"`
+	Version         int    `json:"version"`
+	TransactionalID string `json:"transactionalId"`
+	ProducerID      int64  `json:"producerId"`
+	Epoch           int16  `json:"epoch"`
 	// LastEpoch is the epoch before the coordinator bumped it on its own
 	// (aborting a timed-out transaction), -1 otherwise: the producer may
 	// still recover with it (KIP-360 InitProducerId with its id and epoch).
-	LastEpoch int16 `json:"lastEpoch"`
-	State           TxnState `json:"state"`
-	TimeoutMs       int32    `json:"timeoutMs"`
+	LastEpoch int16    `json:"lastEpoch"`
+	State     TxnState `json:"state"`
+	TimeoutMs int32    `json:"timeoutMs"`
 	// Partitions are the full names of the partitions in the transaction.
 	Partitions []string `json:"partitions,omitempty"`
 	// Groups are the groups (subscription names) whose offsets it commits.
