@@ -227,3 +227,60 @@ func kmsgEndTxn(id string, pid int64, epoch int16, commit bool) *kmsg.EndTxnRequ
 	r.TransactionalID, r.ProducerID, r.ProducerEpoch, r.Commit = id, pid, epoch, commit
 	return r
 }
+
+// TestTxnAbandonedTimesOutAfterRestart: a producer disappears in the middle
+// of a transaction and the broker restarts; the coordinator aborts the
+// transaction once its timeout passes (the read_committed consumers'
+// last stable offset moves on, its records are never visible to them),
+// and the same transactional id then works again.
+func TestTxnAbandonedTimesOutAfterRestart(t *testing.T) {
+	s := startDurableServer(t)
+	ctx := testCtx(t)
+	const topic = "txn-abandoned"
+	adm := kadm.NewClient(newKgo(t, s.addr))
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	p := newKgo(t, s.addr, kgo.TransactionalID("tx-abandoned"), kgo.TransactionTimeout(time.Second))
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := p.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "lost-%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close() // gone without ending its transaction
+	s.restart()
+	committed, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lso := committed[topic][0].Offset; lso != 0 {
+		t.Fatalf("LSO after restart %d, want 0 (the transaction is still open)", lso)
+	}
+	co, err := s.broker.Transactions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	co.CheckTimeouts(ctx) // what the background loop does every 10 s
+	checkFor(t, 5*time.Second, func() error {
+		committed, err := adm.ListCommittedOffsets(ctx, topic)
+		if err != nil {
+			return err
+		}
+		if lso := committed[topic][0].Offset; lso != 6 { // 5 records + the abort marker
+			return fmt.Errorf("LSO %d, want 6", lso)
+		}
+		return nil
+	})
+	p2 := newKgo(t, s.addr, kgo.TransactionalID("tx-abandoned"), kgo.TransactionTimeout(10*time.Second))
+	produceTxn(t, ctx, p2, topic, "next", 3, true)
+	if got := consumeValues(t, s.addr, topic, kgo.ReadCommitted(), 4, time.Second); strings.Join(got, ",") != "next-0,next-1,next-2" {
+		t.Fatalf("read_committed got %v", got)
+	}
+	if got := consumeValues(t, s.addr, topic, kgo.ReadUncommitted(), 8, time.Second); len(got) != 8 {
+		t.Fatalf("read_uncommitted got %v", got)
+	}
+}
