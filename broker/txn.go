@@ -771,14 +771,59 @@ func (c *TxnCoordinator) PendingOffset(group string, partition TopicName) bool {
 	return false
 }
 
-// Describe returns a transactional id's record (ErrTxnNotFound).
-func (c *TxnCoordinator) Describe(ctx context.Context, txnID string) (TxnMetadata, error) {
-	e := c.entry(txnID)
-	m, ok, err := c.get(ctx, e)
-	if err == nil && !ok {
-		err = fmt.Errorf("%w: %s", ErrTxnNotFound, txnID)
+// List returns the records of every transactional id this coordinator
+// knows (all of them after its load), sorted by id.
+func (c *TxnCoordinator) List() []TxnMetadata {
+	c.mu.Lock()
+	entries := make([]*txnEntry, 0, len(c.mu.txns))
+	for _, e := range c.mu.txns {
+		entries = append(entries, e)
 	}
-	return m, err
+	c.mu.Unlock()
+	out := make([]TxnMetadata, 0, len(entries))
+	for _, e := range entries {
+		e.rw.RLock()
+		if e.ok {
+			out = append(out, e.m)
+		}
+		e.rw.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b TxnMetadata) int {
+		switch {
+		case a.TransactionalID < b.TransactionalID:
+			return -1
+		case a.TransactionalID > b.TransactionalID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Describe returns a transactional id's record (ErrTxnNotFound). An
+// unknown id leaves nothing behind in the cache.
+func (c *TxnCoordinator) Describe(ctx context.Context, txnID string) (TxnMetadata, error) {
+	c.mu.Lock()
+	e := c.mu.txns[txnID]
+	c.mu.Unlock()
+	if e != nil {
+		if m, ok, err := c.get(ctx, e); err != nil || ok {
+			return m, err
+		}
+		return TxnMetadata{}, fmt.Errorf("%w: %s", ErrTxnNotFound, txnID)
+	}
+	r, err := c.b.store.Get(ctx, txnPath(txnID))
+	if errors.Is(err, metadata.ErrNotFound) {
+		return TxnMetadata{}, fmt.Errorf("%w: %s", ErrTxnNotFound, txnID)
+	}
+	if err != nil {
+		return TxnMetadata{}, err
+	}
+	var m TxnMetadata
+	if err := json.Unmarshal(r.Value, &m); err != nil {
+		return TxnMetadata{}, fmt.Errorf("broker: decoding %s: %w", txnPath(txnID), err)
+	}
+	return m, nil
 }
 
 // loop aborts timed-out transactions and finishes unfinished ones.

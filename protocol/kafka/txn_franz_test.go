@@ -284,3 +284,50 @@ func TestTxnAbandonedTimesOutAfterRestart(t *testing.T) {
 		t.Fatalf("read_uncommitted got %v", got)
 	}
 }
+
+// TestTxnDescribeAndList: kadm's DescribeTransactions and ListTransactions
+// show an ongoing transaction with its partitions, then its completion.
+func TestTxnDescribeAndList(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	adm := kadm.NewClient(newKgo(t, s.addr))
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "txn-desc"); err != nil {
+		t.Fatal(err)
+	}
+	p := newKgo(t, s.addr, kgo.TransactionalID("tx-desc"), kgo.TransactionTimeout(20*time.Second), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := p.ProduceSync(ctx, &kgo.Record{Topic: "txn-desc", Value: fmt.Appendf(nil, "%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := adm.DescribeTransactions(ctx, "tx-desc", "nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := d["tx-desc"]
+	if got.Err != nil || got.State != "Ongoing" || got.TimeoutMillis != 20000 || got.StartTimestamp <= 0 || len(got.Topics["txn-desc"]) != 2 {
+		t.Fatalf("ongoing: %+v", got)
+	}
+	if !errors.Is(d["nobody"].Err, kerr.TransactionalIDNotFound) {
+		t.Fatalf("unknown id: %+v", d["nobody"])
+	}
+	l, err := adm.ListTransactions(ctx, nil, []string{"Ongoing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lt, ok := l["tx-desc"]; !ok || lt.State != "Ongoing" || lt.ProducerID != got.ProducerID {
+		t.Fatalf("list Ongoing: %+v", l)
+	}
+	if err := p.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = adm.ListTransactions(ctx, nil, []string{"Ongoing"}); err != nil || len(l) != 0 {
+		t.Fatalf("list Ongoing after commit: %+v %v", l, err)
+	}
+	if d, err = adm.DescribeTransactions(ctx, "tx-desc"); err != nil || d["tx-desc"].State != "CompleteCommit" || len(d["tx-desc"].Topics) != 0 {
+		t.Fatalf("after commit: %+v %v", d, err)
+	}
+}
