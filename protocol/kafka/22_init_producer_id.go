@@ -38,7 +38,7 @@ func handleInitProducerID(ctx context.Context, c *conn, req *kmsg.InitProducerID
 			current = broker.ProducerIDAndEpoch{ProducerID: req.ProducerID, Epoch: req.ProducerEpoch}
 		}
 		timeout := time.Duration(req.TransactionTimeoutMillis) * time.Millisecond
-		pe, err := co.InitProducerID(ctx, *req.TransactionalID, timeout, current)
+		pe, err := co.InitProducerID(ctx, c.h.txnKey(ctx, *req.TransactionalID), timeout, current)
 		if err != nil {
 			c.log.DebugContext(ctx, "kafka: InitProducerId failed", "transactional_id", *req.TransactionalID, "err", err)
 			resp.ErrorCode = errCode(err)

@@ -49,7 +49,7 @@ func handleAddPartitionsToTxn(ctx context.Context, c *conn, req *kmsg.AddPartiti
 	default:
 		co, err := h.txns(ctx)
 		if err == nil {
-			err = co.AddPartitions(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, names)
+			err = co.AddPartitions(ctx, h.txnKey(ctx, req.TransactionalID), req.ProducerID, req.ProducerEpoch, names)
 		}
 		if err != nil {
 			c.log.DebugContext(ctx, "kafka: AddPartitionsToTxn failed", "transactional_id", req.TransactionalID, "err", err)

@@ -20,7 +20,7 @@ func handleAddOffsetsToTxn(ctx context.Context, c *conn, req *kmsg.AddOffsetsToT
 	if err == nil {
 		co, cerr := c.h.txns(ctx)
 		if err = cerr; err == nil {
-			err = co.AddGroup(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group)
+			err = co.AddGroup(ctx, c.h.txnKey(ctx, req.TransactionalID), req.ProducerID, req.ProducerEpoch, req.Group)
 		}
 	}
 	if err != nil {

@@ -20,7 +20,7 @@ func handleEndTxn(ctx context.Context, c *conn, req *kmsg.EndTxnRequest) (kmsg.R
 	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
 	co, err := c.h.txns(ctx)
 	if err == nil {
-		err = co.EndTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit)
+		err = co.EndTxn(ctx, c.h.txnKey(ctx, req.TransactionalID), req.ProducerID, req.ProducerEpoch, req.Commit)
 	}
 	if err != nil {
 		c.log.DebugContext(ctx, "kafka: EndTxn failed", "transactional_id", req.TransactionalID, "commit", req.Commit, "err", err)

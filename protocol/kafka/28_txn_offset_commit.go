@@ -84,7 +84,7 @@ func handleTxnOffsetCommit(ctx context.Context, c *conn, req *kmsg.TxnOffsetComm
 			if gc, gerr := h.coordinator(ctx); gerr == nil {
 				gc.addTopics(req.Group, topics)
 			}
-			err = co.CommitOffsets(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group, offsets)
+			err = co.CommitOffsets(ctx, h.txnKey(ctx, req.TransactionalID), req.ProducerID, req.ProducerEpoch, req.Group, offsets)
 		}
 		if err != nil {
 			c.log.DebugContext(ctx, "kafka: TxnOffsetCommit failed", "transactional_id", req.TransactionalID, "group", req.Group, "err", err)

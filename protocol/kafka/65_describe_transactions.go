@@ -27,7 +27,7 @@ func handleDescribeTransactions(ctx context.Context, c *conn, req *kmsg.Describe
 		err := cerr
 		var m broker.TxnMetadata
 		if err == nil {
-			m, err = co.Describe(ctx, id)
+			m, err = co.Describe(ctx, c.h.txnKey(ctx, id))
 		}
 		if err != nil {
 			st.ErrorCode = errCode(err)

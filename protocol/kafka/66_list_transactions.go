@@ -3,7 +3,7 @@ package kafka
 // ListTransactions (key 66), versions 0-1 (KIP-664; v1: KIP-994 duration
 // filter; v2's id pattern is not served).
 //
-// Every transactional id the broker's coordinator knows, filtered by state
+// Every transactional id of the connection's namespace, filtered by state
 // (unknown state names are echoed back in UnknownStateFilters, as Kafka
 // does), producer id and (v1) the minimum running time of an ongoing
 // transaction.
@@ -11,6 +11,7 @@ package kafka
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -42,7 +43,12 @@ func handleListTransactions(ctx context.Context, c *conn, req *kmsg.ListTransact
 		return resp, nil // only unknown states: nothing matches
 	}
 	now := time.Now().UnixMilli()
+	prefix := c.h.txnKey(ctx, "")
 	for _, m := range co.List() {
+		id, ok := strings.CutPrefix(m.TransactionalID, prefix)
+		if !ok {
+			continue // another namespace's
+		}
 		if len(states) > 0 && !slices.Contains(states, string(m.State)) {
 			continue
 		}
@@ -53,7 +59,7 @@ func handleListTransactions(ctx context.Context, c *conn, req *kmsg.ListTransact
 			continue
 		}
 		st := kmsg.NewListTransactionsResponseTransactionState()
-		st.TransactionalID, st.ProducerID, st.TransactionState = m.TransactionalID, m.ProducerID, string(m.State)
+		st.TransactionalID, st.ProducerID, st.TransactionState = id, m.ProducerID, string(m.State)
 		resp.TransactionStates = append(resp.TransactionStates, st)
 	}
 	return resp, nil

@@ -29,6 +29,14 @@ func (h *Handler) txns(ctx context.Context) (*broker.TxnCoordinator, error) {
 	return ts.Transactions(ctx)
 }
 
+// txnKey is the coordinator's key of a client's transactional id: ids are
+// per namespace (the connection's, like consumer groups: group.go), so
+// that a tenant can neither fence nor see another tenant's producers.
+func (h *Handler) txnKey(ctx context.Context, id string) string {
+	tenant, ns := h.namespaceOf(ctx)
+	return tenant + "/" + ns + "/" + id
+}
+
 // txnOffsetProperties are the cursor properties of a transactional
 // commit, as commitOffset sets them (an empty value removes the key).
 func txnOffsetProperties(leaderEpoch int32, metadata *string) map[string]string {

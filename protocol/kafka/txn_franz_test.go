@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -184,7 +185,7 @@ func TestTxnRestartInPrepareCommit(t *testing.T) {
 	p.Close()
 	s.stop()
 	// What a crash right after the PrepareCommit write leaves behind.
-	path := metadata.Join("admin/transactions", "s"+"tx-restart")
+	path := metadata.Join("admin/transactions", "s"+url.PathEscape("public/default/tx-restart"))
 	r, err := s.storage.Store.Get(ctx, path)
 	if err != nil {
 		t.Fatal(err)
