@@ -51,6 +51,8 @@ type Options struct {
 	// still works). Pulsar's retentionCheckIntervalInSeconds, Kafka's
 	// log.retention.check.interval.ms.
 	RetentionInterval time.Duration
+	// Transactions configures the transaction coordinator (txn.go).
+	Transactions TxnOptions
 }
 
 // DefaultPolicies are the broker-wide defaults: keep consumed data 7 days
@@ -109,6 +111,7 @@ type Broker struct {
 		listeners  []func(MetadataChange)
 	}
 	topics topicCache
+	txns   *TxnCoordinator
 }
 
 // loadCall is one partition load that concurrent OpenPartition calls
@@ -153,6 +156,23 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	if err := b.startMetadataWatch(); err != nil {
 		return nil, err
 	}
+	b.txns = newTxnCoordinator(b, opts.Transactions)
+	// Transactions left in a Prepare state by a crash are finished now,
+	// in the background: loading them opens their partitions.
+	b.bg.Go(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-b.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if _, err := b.Transactions(ctx); err != nil && ctx.Err() == nil {
+			b.log.Warn("transaction coordinator load failed; retried on first use", "err", err)
+		}
+	})
 	interval := opts.RetentionInterval
 	if interval == 0 {
 		interval = time.Minute
@@ -589,6 +609,9 @@ func (b *Broker) DeleteTopic(ctx context.Context, name TopicName, force bool) er
 		if err := b.ledgers.Delete(ctx, pn.LedgerName()); err != nil {
 			return err
 		}
+		if err := b.store.Delete(ctx, txnLogPath(pn), metadata.AnyVersion); err != nil && !errors.Is(err, metadata.ErrNotFound) {
+			return err
+		}
 	}
 	defer b.topics.invalidate()
 	return b.store.Delete(ctx, topicPath(name), metadata.AnyVersion)
@@ -819,6 +842,10 @@ func (b *Broker) loadNow(ctx context.Context, name TopicName, eff EffectivePolic
 	p := newPartition(b, name, ml, eff)
 	if err := p.recoverDedup(ctx); err != nil {
 		return nil, fmt.Errorf("broker: %s: rebuilding producer state: %w", name, err)
+	}
+	if err := p.recoverTxns(ctx); err != nil {
+		ml.Close()
+		return nil, fmt.Errorf("broker: %s: rebuilding transaction state: %w", name, err)
 	}
 	return p, nil
 }

@@ -507,6 +507,7 @@ func (d *Dispatcher) run() {
 	}()
 	for {
 		changed := d.opts.Partition.Changed()
+		txnChanged := d.opts.Partition.TxnChanged()
 		progressed, err := d.dispatchOnce(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -540,6 +541,7 @@ func (d *Dispatcher) run() {
 			return
 		case <-due:
 		case <-d.wake:
+		case <-txnChanged:
 		case <-changed:
 			select {
 			case <-d.stop:
@@ -671,8 +673,23 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 	var out []assignment
 	delay := d.opts.Type == SubShared || d.opts.Type == SubKeyShared
 	now := time.Now().UnixMilli()
+	var skipped []Position // transaction markers and aborted records
+	held := false
 	for i := range entries {
 		e := entries[i]
+		// Transactions (txnlog.go): markers and aborted records are never
+		// delivered and acknowledged at once; an entry at or after the
+		// last stable offset waits in replay until its transaction ends
+		// (Pulsar's max-read-position), and so does everything after it.
+		switch d.opts.Partition.TxnState(&e) {
+		case TxnMarkerEntry, TxnAbortedEntry:
+			skipped = append(skipped, e.Position)
+			continue
+		case TxnUnstable:
+			d.mu.replay[e.Position] = struct{}{}
+			held = true
+			continue
+		}
 		key, ok := d.opts.Inspect(&e)
 		if !ok {
 			// Undeliverable (a corrupt entry the handler cannot convert;
@@ -703,7 +720,26 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		d.mu.pending[e.Position] = pendingEntry{c: c, msgs: max(e.MsgCount, 1)}
 		out = append(out, assignment{c: c, d: Delivery{Entry: e, RedeliveryCount: d.mu.redeliveries[e.Position]}})
 	}
+	if held && len(out) == 0 {
+		// Nothing to do until a marker moves the LSO (TxnChanged).
+		d.mu.replayStuck = false
+		d.mu.Unlock()
+		if len(skipped) > 0 {
+			if err := d.opts.Cursor.Delete(ctx, skipped...); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
+	}
 	d.mu.Unlock()
+	if len(skipped) > 0 {
+		if err := d.opts.Cursor.Delete(ctx, skipped...); err != nil {
+			return false, err
+		}
+		if len(out) == 0 {
+			return true, nil
+		}
+	}
 	if len(out) == 0 && fromReplay {
 		// Everything went back to replay: the consumers it belongs to have
 		// no permits. Wait for a FLOW or an ack instead of spinning; under

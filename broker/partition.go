@@ -51,6 +51,7 @@ type Partition struct {
 		producers map[string]*producerState
 		subs      map[string]*Subscription
 		attached  int
+		txns      partitionTxns // see txnlog.go
 	}
 	attachedProducers registry[ProducerInfo] // attached producers, for statistics
 }
@@ -202,6 +203,12 @@ func (p *Partition) close() {
 	p.mu.Unlock()
 	if !wasClosed {
 		close(p.done)
+		// The next load then scans only what follows (txnlog.go).
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := p.checkpointTxns(ctx); err != nil {
+			p.b.log.Warn("transaction checkpoint on close failed", "topic", p.name.String(), "err", err)
+		}
+		cancel()
 	}
 	p.ml.Close()
 }
@@ -231,6 +238,12 @@ type AppendRequest struct {
 	// StrictSequence requires SeqFirst == previous SeqLast+1 (Kafka
 	// idempotence); otherwise gaps are allowed (Pulsar dedup).
 	StrictSequence bool
+	// Transactional marks the batch as part of ProducerID's open
+	// transaction on the partition (opened by its first such batch; see
+	// txnlog.go). The batch's bytes must say so too (a Kafka batch with
+	// the transactional attribute), since recovery reads them.
+	Transactional bool
+	ProducerID    int64
 }
 
 // AppendResult reports where a batch landed.
@@ -278,6 +291,14 @@ func (p *Partition) AppendAsync(req AppendRequest) (*PendingAppend, error) {
 		return nil, fmt.Errorf("%w: partition %s", ErrClosed, p.name)
 	default:
 	}
+	if req.Transactional {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := p.ensureTxnRecord(ctx)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
 	p.appendMu.Lock()
 	rb, dup, err := p.appendLocked(req)
 	p.appendMu.Unlock()
@@ -311,6 +332,9 @@ func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
 	}
 	if req.Producer == "" {
 		pending, err := p.ml.AppendAsync(entry)
+		if err == nil && req.Transactional {
+			p.noteTxnAppend(req.ProducerID, pending.Assigned().FirstIndex)
+		}
 		return recentBatch{pending: pending}, false, mapLedgerErr(err)
 	}
 	p.mu.Lock()
@@ -389,6 +413,9 @@ func (p *Partition) appendLocked(req AppendRequest) (recentBatch, bool, error) {
 	}
 	if st == nil {
 		st = &producerState{epoch: req.Epoch, failures: failures}
+	}
+	if req.Transactional {
+		p.noteTxnAppend(req.ProducerID, pending.Assigned().FirstIndex)
 	}
 	rb := recentBatch{seqFirst: req.SeqFirst, seqLast: req.SeqLast, pending: pending}
 	p.mu.Lock() // LastSequence reads producer state under mu

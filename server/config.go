@@ -50,6 +50,9 @@ type Config struct {
 	LogFormat string `yaml:"log-format"`
 	// ShutdownTimeout bounds graceful shutdown (default 10s).
 	ShutdownTimeout time.Duration `yaml:"shutdown-timeout"`
+	// TransactionMaxTimeout bounds a transactional producer's timeout
+	// (default 15m; Kafka transaction.max.timeout.ms; docs/transactions.md).
+	TransactionMaxTimeout time.Duration `yaml:"transaction-max-timeout"`
 
 	// Broker-wide policy defaults; namespaces and topics override them.
 	// RetentionTime keeps consumed data (default 168h; Kafka log.retention.hours).
@@ -194,6 +197,7 @@ func DefaultConfig() *Config {
 		LogLevel:                 "info",
 		LogFormat:                "text",
 		ShutdownTimeout:          10 * time.Second,
+		TransactionMaxTimeout:    15 * time.Minute,
 		RetentionTime:            d.RetentionTime,
 		RetentionBytes:           d.RetentionBytes,
 		MaxMessageBytes:          d.MaxMessageBytes,
@@ -581,6 +585,9 @@ func (c *Config) validate() []problem {
 	}
 	if c.Fsync != "always" && c.Fsync != "interval" {
 		add("fsync", "fsync must be \"always\" or \"interval\", not %q", c.Fsync)
+	}
+	if c.TransactionMaxTimeout <= 0 {
+		add("transaction-max-timeout", "transaction-max-timeout must be > 0, not %s", c.TransactionMaxTimeout)
 	}
 	if c.FsyncInterval <= 0 {
 		add("fsync-interval", "fsync-interval must be > 0, not %s", c.FsyncInterval)

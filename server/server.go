@@ -121,7 +121,8 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	}
 	s.broker, err = broker.New(ctx, broker.Options{
 		Store: s.storage.Store, Ledgers: s.storage.Ledgers, Defaults: cfg.Policies(), Sync: syncCfg,
-		Logger: log.With("component", "broker"),
+		Logger:       log.With("component", "broker"),
+		Transactions: broker.TxnOptions{MaxTimeout: cfg.TransactionMaxTimeout},
 	})
 	if err != nil {
 		return nil, err

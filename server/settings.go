@@ -322,6 +322,8 @@ var settings = []Setting{
 		field: func(c *Config) any { return &c.LogFormat }},
 	{Key: "shutdown-timeout", Section: secGeneral, Kind: KindDuration, Help: "bound on the graceful part of a shutdown (SIGINT, SIGTERM)",
 		field: func(c *Config) any { return &c.ShutdownTimeout }},
+	{Key: "transaction-max-timeout", Section: secGeneral, Kind: KindDuration, Help: "largest transaction timeout a transactional producer may ask for (docs/transactions.md)",
+		Mirrors: "Kafka transaction.max.timeout.ms", field: func(c *Config) any { return &c.TransactionMaxTimeout }},
 	{Key: "max-connections-per-address", Section: secGeneral, Kind: KindInt, Help: "open connections of one client host over all listeners (0: no bound)",
 		Mirrors: "Kafka max.connections.per.ip, Pulsar maxConnectionsPerIp", field: func(c *Config) any { return &c.MaxConnectionsPerAddress }},
 

@@ -7,7 +7,12 @@ package kafka
 // recompressed), its record count becomes the entry's message count and its
 // max timestamp the entry's event time. Idempotent batches (producer id >= 0)
 // are deduplicated by the partition: a retry gets the original base offset, a
-// gap gets OUT_OF_ORDER_SEQUENCE_NUMBER. Transactions are not supported.
+// gap gets OUT_OF_ORDER_SEQUENCE_NUMBER. A request with a transactional id
+// carries transactional batches (and only those carry the transactional
+// attribute: INVALID_RECORD otherwise); they are appended through the
+// broker's transaction coordinator, which refuses a partition not added to
+// the producer's ongoing transaction (INVALID_TXN_STATE) and an old epoch
+// (INVALID_PRODUCER_EPOCH).
 // acks 0 sends no response (an error then closes the connection, as Kafka
 // does, so the client refreshes metadata); acks 1 and -1 both answer once
 // the batch is durable: there is one replica.
@@ -15,6 +20,7 @@ package kafka
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -32,8 +38,6 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	var reqErr error
 	switch {
-	case req.TransactionID != nil:
-		reqErr = errTransactional
 	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
 		reqErr = errInvalidRequiredAcks
 	}
@@ -85,7 +89,7 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := h.produceOne(actx, name, rp.Records, sp); err != nil {
+				if err := h.produceOne(actx, name, rp.Records, req.TransactionID != nil, sp); err != nil {
 					sp.ErrorCode, sp.ErrorMessage = errCode(err), errMsg(err)
 					fail(err)
 					c.log.DebugContext(ctx, "kafka: produce failed", "topic", name.String(), "err", err)
@@ -111,10 +115,14 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 }
 
 // produceOne appends one partition's batch and fills in its success fields.
-func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records []byte, sp *kmsg.ProduceResponseTopicPartition) error {
+// transactional says the request carries a transactional id.
+func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records []byte, transactional bool, sp *kmsg.ProduceResponseTopicPartition) error {
 	bh, err := validateProduced(records)
 	if err != nil {
 		return err
+	}
+	if txnBatch := bh.attributes&attrTransactional != 0; txnBatch != transactional {
+		return fmt.Errorf("%w: transactional batch %v in a request with transactional id %v", errInvalidRecord, txnBatch, transactional)
 	}
 	p, err := h.svc.OpenPartition(ctx, name, false)
 	if err != nil {
@@ -135,7 +143,17 @@ func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records
 		ar.SeqLast = ar.SeqFirst + int64(bh.recordCount) - 1
 		ar.StrictSequence = true
 	}
-	res, err := p.Append(ctx, ar)
+	var res broker.AppendResult
+	if transactional {
+		co, cerr := h.txns(ctx)
+		if cerr != nil {
+			return cerr
+		}
+		ar.Transactional, ar.ProducerID = true, bh.producerID
+		res, err = co.Append(ctx, p, bh.producerEpoch, ar)
+	} else {
+		res, err = p.Append(ctx, ar)
+	}
 	if err != nil {
 		return err
 	}

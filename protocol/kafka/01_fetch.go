@@ -9,8 +9,15 @@ package kafka
 // and max bytes bound the response, but the first batch of the first
 // non-empty partition is returned even if larger (KIP-74). With less than
 // min bytes available the request long-polls up to max wait, woken by the
-// partitions' Changed channels. High watermark = last stable offset = the
-// partition's next index (no transactions), log start = its first index.
+// partitions' Changed channels. High watermark = the partition's next
+// index, log start = its first index. read_uncommitted (isolation 0) reads
+// up to the high watermark and answers LastStableOffset = the partition's
+// last stable offset; read_committed (1) reads only entries below the last
+// stable offset (an open transaction holds the reader back at its first
+// record) and answers the aborted transactions (producer id, first offset)
+// whose records may lie in the returned range: the client drops their
+// records itself, up to the abort marker (KIP-98). Control batches (the
+// markers) are returned to both, as Kafka does; clients skip them.
 // Incremental fetch sessions (KIP-227, v7+) are in fetch_session.go.
 // Large batches are written from storage's buffers (its entry cache or
 // the buffers they were read into; fetch_response.go), with their first
@@ -45,12 +52,18 @@ const maxFetchEntries = 4096
 
 // partRead is one partition's state during a fetch.
 type partRead struct {
-	sp      *sessionPart
-	p       *broker.Partition
-	err     error
-	hw      int64
-	start   int64
-	records *fetchedRecords // nil: none; owned by the response once built
+	sp    *sessionPart
+	p     *broker.Partition
+	err   error
+	hw    int64
+	lso   int64
+	start int64
+	// upTo is the end (exclusive) of what read_committed may read; the
+	// high watermark for read_uncommitted.
+	upTo int64
+	// lastRead is the index after the last entry returned.
+	lastRead int64
+	records  *fetchedRecords // nil: none; owned by the response once built
 }
 
 func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Response, error) {
@@ -109,11 +122,14 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 				// Taken before reading, so no append between the read
 				// and the wait is missed.
 				wake = append(wake, pr.p.Changed())
+				if pr.p.HasTransactions() {
+					wake = append(wake, pr.p.TxnChanged()) // the LSO moved
+				}
 			}
 		}
 		total, failed := 0, false
 		for _, pr := range reads {
-			h.readPartition(ctx, pr, maxBytes-total, total == 0)
+			h.readPartition(ctx, pr, maxBytes-total, total == 0, req.IsolationLevel == 1)
 			if pr.records != nil {
 				total += pr.records.size
 			}
@@ -138,7 +154,15 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 		rp.RecordBatches = []byte{}
 		rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
 		if pr.err == nil || pr.p != nil {
-			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = pr.hw, pr.hw, pr.start
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = pr.hw, pr.lso, pr.start
+		}
+		if req.IsolationLevel == 1 && pr.records != nil && pr.p.HasTransactions() {
+			rp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+			for _, a := range pr.p.AbortedTxns(pr.sp.offset, pr.lastRead) {
+				at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+				at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstIndex
+				rp.AbortedTransactions = append(rp.AbortedTransactions, at)
+			}
 		}
 		if pr.err != nil {
 			rp.ErrorCode = errCode(pr.err)
@@ -172,7 +196,8 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 // readPartition reads pr's records from its fetch offset, within the
 // partition's max bytes and the response's remaining budget. first says no
 // earlier partition returned data, so one oversized batch is allowed.
-func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int, first bool) {
+// committed (read_committed) stops at the last stable offset.
+func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int, first, committed bool) {
 	if pr.records != nil {
 		pr.records.release() // an earlier round of the long poll; nothing refers to it
 		pr.records = nil
@@ -181,13 +206,20 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 		return
 	}
 	pr.err = nil
+	// The LSO first: it is <= the high watermark read after it.
+	pr.lso = pr.p.LastStableOffset()
 	pr.hw, pr.start = pr.p.NextIndex(), pr.p.FirstIndex()
+	pr.upTo = pr.hw
+	if committed {
+		pr.upTo = pr.lso
+	}
 	off := pr.sp.offset
+	pr.lastRead = off
 	if off < pr.start || off > pr.hw {
 		pr.err = broker.ErrOffsetOutOfRange
 		return
 	}
-	if off == pr.hw {
+	if off >= pr.upTo {
 		return
 	}
 	limit := int(pr.sp.maxBytes)
@@ -209,6 +241,19 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 	}
 	if len(entries) == 0 {
 		return
+	}
+	if committed {
+		// Entries never straddle the LSO: it is an entry's first index.
+		n := 0
+		for n < len(entries) && entries[n].FirstIndex < pr.upTo {
+			n++
+		}
+		for i := n; i < len(entries); i++ {
+			entries[i].Release()
+		}
+		if entries = entries[:n]; n == 0 {
+			return
+		}
 	}
 	maxBatch := int(pr.p.Policies().MaxMessageBytes)
 	fr := &fetchedRecords{}
@@ -233,6 +278,7 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 			fr.add(batchRewritten)
 			fr.msgs += int(max(e.MsgCount, 1))
 			fr.splice(*e, e.Data[batchRewritten:])
+			pr.lastRead = e.LastIndex() + 1
 			entries[i] = broker.Entry{} // held by fr now
 			continue
 		}
@@ -247,6 +293,7 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 		}
 		fr.add(len(fr.copies) - n)
 		fr.msgs += int(max(e.MsgCount, 1))
+		pr.lastRead = e.LastIndex() + 1
 	}
 	fr.closeRun()
 	for i := range entries {

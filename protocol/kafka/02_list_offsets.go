@@ -3,7 +3,8 @@ package kafka
 // ListOffsets (key 2), versions 1-7 (v7: KIP-734 max timestamp).
 //
 // Timestamp -2 (earliest) answers the log start offset, -1 (latest) the high
-// watermark (= last stable offset: no transactions). Any other timestamp t
+// watermark with read_uncommitted and the last stable offset with
+// read_committed (isolation level 1, v2+). Any other timestamp t
 // answers the first record with timestamp >= t: the partition's time index
 // finds the batch, whose records are then walked to find the record itself
 // (Kafka's own semantics), decompressing it if needed (bounded, see
@@ -46,7 +47,7 @@ func handleListOffsets(ctx context.Context, c *conn, req *kmsg.ListOffsetsReques
 			sp.Timestamp, sp.Offset = -1, -1
 			err := terr
 			if err == nil {
-				sp.Offset, sp.Timestamp, err = h.listOffset(ctx, t, rp.Partition, rp.Timestamp)
+				sp.Offset, sp.Timestamp, err = h.listOffset(ctx, t, rp.Partition, rp.Timestamp, req.IsolationLevel == 1)
 			}
 			if err != nil {
 				sp.ErrorCode = errCode(err)
@@ -62,7 +63,8 @@ func handleListOffsets(ctx context.Context, c *conn, req *kmsg.ListOffsetsReques
 }
 
 // listOffset answers one partition: (offset, timestamp).
-func (h *Handler) listOffset(ctx context.Context, t *topicInfo, partition int32, ts int64) (int64, int64, error) {
+// committed (read_committed) answers latest with the last stable offset.
+func (h *Handler) listOffset(ctx context.Context, t *topicInfo, partition int32, ts int64, committed bool) (int64, int64, error) {
 	name, ok := t.partition(partition)
 	if !ok {
 		return -1, -1, errUnknownPartition(t.kafka, partition)
@@ -74,6 +76,8 @@ func (h *Handler) listOffset(ctx context.Context, t *topicInfo, partition int32,
 	switch {
 	case ts == listEarliest:
 		return p.FirstIndex(), -1, nil
+	case ts == listLatest && committed:
+		return p.LastStableOffset(), -1, nil
 	case ts == listLatest:
 		return p.NextIndex(), -1, nil
 	case ts == listMaxTimestamp:

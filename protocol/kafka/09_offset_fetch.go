@@ -10,14 +10,18 @@ package kafka
 // and metadata are those of the commit (-1 and "" when set some other way,
 // e.g. by a Pulsar consumer). Null topics also cover every partition of
 // the namespace where a subscription of the group's name exists, e.g. one
-// made by Pulsar consumers (group_pulsar.go). RequireStable (v7+) needs nothing: no
-// transactional commits are ever pending.
+// made by Pulsar consumers (group_pulsar.go). RequireStable (v7+): a named
+// partition with a transactional commit of the group still pending in an
+// open transaction gets UNSTABLE_OFFSET_COMMIT (retriable; KIP-447), so
+// that a consumer taking the partition over does not start from an offset
+// about to move.
 
 import (
 	"context"
 	"maps"
 	"slices"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kopernik-io/kopernik/auth"
@@ -53,7 +57,7 @@ func handleOffsetFetch(ctx context.Context, c *conn, req *kmsg.OffsetFetchReques
 					topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 				}
 			}
-			ft, code := c.h.fetchGroupOffsets(ctx, rg.Group, order, topics)
+			ft, code := c.h.fetchGroupOffsets(ctx, rg.Group, order, topics, req.RequireStable)
 			sg := kmsg.NewOffsetFetchResponseGroup()
 			sg.Group, sg.ErrorCode = rg.Group, code
 			for _, t := range ft {
@@ -83,7 +87,7 @@ func handleOffsetFetch(ctx context.Context, c *conn, req *kmsg.OffsetFetchReques
 			topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 		}
 	}
-	ft, code := c.h.fetchGroupOffsets(ctx, req.Group, order, topics)
+	ft, code := c.h.fetchGroupOffsets(ctx, req.Group, order, topics, req.Version >= 7 && req.RequireStable)
 	resp.ErrorCode = code
 	for _, t := range ft {
 		st := kmsg.NewOffsetFetchResponseTopic()
@@ -105,7 +109,11 @@ func handleOffsetFetch(ctx context.Context, c *conn, req *kmsg.OffsetFetchReques
 
 // fetchGroupOffsets answers one group: the named topics' partitions in
 // request order, or (topics nil) every partition the group has a commit on.
-func (h *Handler) fetchGroupOffsets(ctx context.Context, group string, order []string, topics map[string][]int32) ([]fetchedTopic, int16) {
+func (h *Handler) fetchGroupOffsets(ctx context.Context, group string, order []string, topics map[string][]int32, requireStable bool) ([]fetchedTopic, int16) {
+	var txns *broker.TxnCoordinator
+	if requireStable {
+		txns, _ = h.txns(ctx) // unavailable: no transaction can be pending
+	}
 	co, err := h.coordinator(ctx)
 	if err != nil {
 		// Answer the partitions anyway so that v0-v1 clients see the error.
@@ -157,7 +165,9 @@ func (h *Handler) fetchGroupOffsets(ctx context.Context, group string, order []s
 			if terr == nil {
 				name, ok = t.partition(p)
 			}
-			if ok {
+			if ok && txns != nil && txns.PendingOffset(group, name) {
+				fp.code = kerr.UnstableOffsetCommit.Code
+			} else if ok {
 				cm, err := h.fetchOffset(ctx, group, name)
 				if err != nil {
 					fp.code = errCode(err)

@@ -2,12 +2,9 @@ package kafka
 
 // FindCoordinator (key 10), versions 0-4 (v4: batched keys, KIP-699).
 //
-// This node coordinates every group. Transactions are not served, so a
-// transaction coordinator lookup gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-// (errTransactional, as InitProducerId answers a transactional id): not
-// retriable, so that a transactional producer fails at once instead of
-// retrying a coordinator that never comes. An unknown key type gets
-// INVALID_REQUEST.
+// This node coordinates every group and every transactional id (key type
+// 1; the coordinator is the broker's, broker/txn.go). An empty key or an
+// unknown key type gets INVALID_REQUEST.
 
 import (
 	"context"
@@ -40,7 +37,12 @@ func handleFindCoordinator(ctx context.Context, c *conn, req *kmsg.FindCoordinat
 				e = kerr.GroupAuthorizationFailed
 			}
 		case coordinatorTransaction:
-			e, msg = kerr.TransactionalIDAuthorizationFailed, errTransactional.Error()
+			if key == "" {
+				e = kerr.InvalidRequest
+			} else if _, err := c.h.txns(ctx); err != nil {
+				// Not loaded yet (a store hiccup): retriable.
+				e, msg = kerr.CoordinatorNotAvailable, err.Error()
+			}
 		default:
 			e = kerr.InvalidRequest
 		}

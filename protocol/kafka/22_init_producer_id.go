@@ -2,11 +2,15 @@ package kafka
 
 // InitProducerId (key 22), versions 0-4 (Kafka 2.8's maximum).
 //
-// Serves idempotent producers (Kafka 3.x clients enable idempotence by
-// default): every call returns a new producer id with epoch 0, as Kafka does
-// for producers without a transactional id; a KIP-360 epoch bump (v3+ with
-// an existing id) also gets a fresh id, which resets sequences the same way.
-// Transactional ids are refused: transactions are not served.
+// Without a transactional id (idempotent producers; Kafka 3.x clients enable
+// idempotence by default) every call returns a new producer id with epoch 0,
+// as Kafka does; a KIP-360 epoch bump (v3+ with an existing id) also gets a
+// fresh id, which resets sequences the same way. With a transactional id the
+// broker's transaction coordinator answers (broker/txn.go): a new producer id
+// for a new id, else the epoch bumped (fencing older incarnations, aborting
+// their ongoing transaction); transaction_timeout_ms must be within
+// (0, transaction max timeout] (INVALID_TRANSACTION_TIMEOUT); a v3+ producer
+// id/epoch that is not the current one gets PRODUCER_FENCED.
 
 import (
 	"context"
@@ -14,6 +18,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 func init() { register(0, 4, handleInitProducerID) }
@@ -21,8 +27,24 @@ func init() { register(0, 4, handleInitProducerID) }
 func handleInitProducerID(ctx context.Context, c *conn, req *kmsg.InitProducerIDRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	if req.TransactionalID != nil {
-		resp.ErrorCode = errCode(errTransactional)
 		resp.ProducerID, resp.ProducerEpoch = -1, -1
+		co, err := c.h.txns(ctx)
+		if err != nil {
+			resp.ErrorCode = errCode(err)
+			return resp, nil
+		}
+		current := broker.ProducerIDAndEpoch{ProducerID: -1}
+		if req.Version >= 3 && req.ProducerID >= 0 {
+			current = broker.ProducerIDAndEpoch{ProducerID: req.ProducerID, Epoch: req.ProducerEpoch}
+		}
+		timeout := time.Duration(req.TransactionTimeoutMillis) * time.Millisecond
+		pe, err := co.InitProducerID(ctx, c.h.txnKey(ctx, *req.TransactionalID), timeout, current)
+		if err != nil {
+			c.log.DebugContext(ctx, "kafka: InitProducerId failed", "transactional_id", *req.TransactionalID, "err", err)
+			resp.ErrorCode = errCode(err)
+			return resp, nil
+		}
+		resp.ProducerID, resp.ProducerEpoch = pe.ProducerID, pe.Epoch
 		return resp, nil
 	}
 	resp.ProducerID = c.h.pids.next()
@@ -34,7 +56,8 @@ func handleInitProducerID(ctx context.Context, c *conn, req *kmsg.InitProducerID
 // is max(previous+1, now in microseconds). Ids therefore never repeat across
 // restarts unless more than a million were handed out per second for longer
 // than the restart took, and the broker's dedup state, keyed by id, is never
-// inherited by a new producer.
+// inherited by a new producer. Transactional producer ids come from the
+// coordinator's persisted counter, which starts at 1: far below these.
 type producerIDs struct {
 	mu   sync.Mutex
 	last int64

@@ -6,8 +6,10 @@ package kafka
 // producer state: those seen since the partition was loaded and those
 // recovered from the log), with their epoch, last sequence and last
 // timestamp (-1 when no batch of theirs is remembered). Pulsar producers
-// are not Kafka producers and are not listed; there are no transactions
-// (coordinator epoch -1, no transaction start offset). Per partition:
+// are not Kafka producers and are not listed. A producer with an open
+// transaction on the partition reports its first offset as the current
+// transaction start offset (-1 otherwise); the coordinator epoch is -1
+// (one coordinator, never moved). Per partition:
 // UNKNOWN_TOPIC_OR_PARTITION, TOPIC_AUTHORIZATION_FAILED.
 
 import (
@@ -61,6 +63,10 @@ func (h *Handler) kafkaProducers(ctx context.Context, ref partitionRef) ([]kmsg.
 	if err != nil {
 		return nil, err
 	}
+	open := map[int64]int64{}
+	for _, o := range p.OpenTxns() {
+		open[o.ProducerID] = o.FirstIndex
+	}
 	var out []kmsg.DescribeProducersResponseTopicPartitionActiveProducer
 	for _, st := range p.ProducerStates() {
 		id, err := strconv.ParseInt(strings.TrimPrefix(st.Producer, kafkaProducerPrefix), 10, 64)
@@ -71,6 +77,9 @@ func (h *Handler) kafkaProducers(ctx context.Context, ref partitionRef) ([]kmsg.
 		ap.ProducerID, ap.ProducerEpoch = id, int32(st.Epoch)
 		ap.LastSequence, ap.LastTimestamp = int32(st.LastSequence), st.LastTimestamp
 		ap.CoordinatorEpoch, ap.CurrentTxnStartOffset = -1, -1
+		if first, ok := open[id]; ok {
+			ap.CurrentTxnStartOffset = first
+		}
 		out = append(out, ap)
 	}
 	return out, nil

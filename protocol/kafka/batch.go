@@ -95,8 +95,8 @@ func validateProduced(records []byte) (batchHeader, error) {
 	if h.attributes&attrControl != 0 {
 		return h, fmt.Errorf("%w: producers may not send control batches", errInvalidRecord)
 	}
-	if h.attributes&attrTransactional != 0 {
-		return h, errTransactional
+	if h.attributes&attrTransactional != 0 && h.producerID < 0 {
+		return h, fmt.Errorf("%w: a transactional batch without a producer id", errInvalidRecord)
 	}
 	if h.attributes&attrLogAppendTime != 0 {
 		return h, fmt.Errorf("%w: producers may not set log-append time", errInvalidTimestamp)

@@ -61,8 +61,21 @@ func errCode(err error) int16 {
 		return kerr.DuplicateSequenceNumber.Code
 	case errors.Is(err, broker.ErrOutOfOrderSequence):
 		return kerr.OutOfOrderSequenceNumber.Code
+	case errors.Is(err, broker.ErrTxnFenced):
+		// The coordinator's answer to a zombie (Kafka 2.7+, KIP-588).
+		return kerr.ProducerFenced.Code
 	case errors.Is(err, broker.ErrProducerFenced):
 		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, broker.ErrInvalidTxnTimeout):
+		return kerr.InvalidTransactionTimeout.Code
+	case errors.Is(err, broker.ErrInvalidProducerIDMapping):
+		return kerr.InvalidProducerIDMapping.Code
+	case errors.Is(err, broker.ErrInvalidTxnState):
+		return kerr.InvalidTxnState.Code
+	case errors.Is(err, broker.ErrConcurrentTransactions):
+		return kerr.ConcurrentTransactions.Code
+	case errors.Is(err, broker.ErrTxnNotFound):
+		return kerr.TransactionalIDNotFound.Code
 	case errors.Is(err, broker.ErrTieredUnavailable):
 		// Offloaded data and the object store is down or slow: retriable
 		// (franz-go retries it internally, sarama redispatches at the same

@@ -28,8 +28,14 @@ func TestErrorPaths(t *testing.T) {
 	}
 	txn := produceReq("errs", 0, ok)
 	txn.TransactionID = kmsg.StringPtr("tx")
-	if code := produceCode(txn); code != kerr.TransactionalIDAuthorizationFailed.Code {
-		t.Errorf("transactional: %d", code)
+	if code := produceCode(txn); code != kerr.InvalidRecord.Code {
+		t.Errorf("transactional id with a non-transactional batch: %d", code)
+	}
+	txnBatch := append([]byte(nil), ok...)
+	binary.BigEndian.PutUint16(txnBatch[21:], attrTransactional)
+	binary.BigEndian.PutUint32(txnBatch[17:], crc32.Checksum(txnBatch[21:], castagnoli))
+	if code := produceCode(produceReq("errs", 0, txnBatch)); code != kerr.InvalidRecord.Code {
+		t.Errorf("transactional batch without a producer id: %d", code)
 	}
 	badAcks := produceReq("errs", 0, ok)
 	badAcks.Acks = 2

@@ -121,7 +121,12 @@ func TestGroupFindCoordinator(t *testing.T) {
 	}
 	r.CoordinatorType = 1
 	resp = c.do(r).(*kmsg.FindCoordinatorResponse)
-	wantCode(t, "transaction coordinator", resp.Coordinators[0].ErrorCode, kerr.TransactionalIDAuthorizationFailed)
+	if co := resp.Coordinators[0]; co.ErrorCode != 0 || co.Port != port || co.Host != host {
+		t.Fatalf("transaction coordinator: %+v", co)
+	}
+	r.CoordinatorKeys = []string{""}
+	resp = c.do(r).(*kmsg.FindCoordinatorResponse)
+	wantCode(t, "empty transactional id", resp.Coordinators[0].ErrorCode, kerr.InvalidRequest)
 }
 
 func TestGroupProtocolErrors(t *testing.T) {

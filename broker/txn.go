@@ -1,0 +1,897 @@
+package broker
+
+// The transaction coordinator (KIP-98, "transactions v1"), protocol-neutral.
+//
+// A transactional id names one transactional producer across its
+// incarnations. Its record (TxnMetadata, JSON at
+// /admin/transactions/<escaped id>) holds the producer id and epoch, the
+// state, the partitions and groups in the open transaction, the pending
+// offset commits and the timeout; every change is a compare-and-swap of the
+// record (updateJSON), so that the record, not this process, is the truth.
+//
+// States and transitions (Kafka's TransactionState):
+//
+//	Empty --add partitions/offsets--> Ongoing --end--> PrepareCommit|PrepareAbort
+//	PrepareX --markers written, offsets applied--> CompleteCommit|CompleteAbort
+//	Complete* --add--> Ongoing; any but Prepare* --InitProducerID--> Empty (epoch+1)
+//
+// Ending a transaction writes the Prepare state first, then a marker to
+// every partition in it, applies the pending offsets (commit only: moves of
+// the groups' subscription cursors), then writes the Complete state. A
+// coordinator that finds a Prepare state (after a crash, or when a marker
+// write failed) finishes it: on start and in its background loop, which
+// also aborts transactions that outlive their timeout (bumping the epoch,
+// which fences the producer, as Kafka does).
+//
+// Fencing: InitProducerID bumps the epoch (a new producer id when the epoch
+// would overflow). Calls with an older epoch get ErrTxnFenced. A produce to
+// a transaction is checked under the transaction's read lock (txnEntry.rw):
+// its partition must be in the Ongoing transaction and its epoch current;
+// ending the transaction first flips the cached state under the write lock,
+// so no transactional batch lands after a marker of its own transaction.
+//
+// Lock order: txnEntry.op (one operation per transactional id at a time),
+// then txnEntry.rw, then TxnCoordinator.mu; partition locks are taken
+// inside (WriteTxnMarker, appends), never the other way round.
+//
+// Limits: one coordinator per metadata store is assumed (FindCoordinator
+// answers this broker); another broker's change to a record is seen by
+// this one's cache only on restart. Transactional ids never expire.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kopernik-io/kopernik/metadata"
+)
+
+// TxnState is a transaction's state.
+type TxnState string
+
+const (
+	TxnEmpty          TxnState = "Empty"
+	TxnOngoing        TxnState = "Ongoing"
+	TxnPrepareCommit  TxnState = "PrepareCommit"
+	TxnPrepareAbort   TxnState = "PrepareAbort"
+	TxnCompleteCommit TxnState = "CompleteCommit"
+	TxnCompleteAbort  TxnState = "CompleteAbort"
+)
+
+// Transaction errors (besides ErrProducerFenced for a produce with an old
+// epoch). Handlers map them to wire codes.
+var (
+	// ErrTxnFenced: a coordinator call with an epoch older than the
+	// transactional id's (a zombie). Matches ErrProducerFenced.
+	ErrTxnFenced = fmt.Errorf("%w: transactional producer fenced by a newer epoch", ErrProducerFenced)
+	// ErrInvalidTxnTimeout: the transaction timeout is <= 0 or above the maximum.
+	ErrInvalidTxnTimeout = errors.New("broker: invalid transaction timeout")
+	// ErrInvalidProducerIDMapping: the producer id is not the transactional id's.
+	ErrInvalidProducerIDMapping = errors.New("broker: producer id not assigned to the transactional id")
+	// ErrInvalidTxnState: the call does not fit the transaction's state.
+	ErrInvalidTxnState = errors.New("broker: invalid transaction state")
+	// ErrConcurrentTransactions: the previous transaction is still being
+	// completed; retriable.
+	ErrConcurrentTransactions = errors.New("broker: the previous transaction is still completing")
+	// ErrTxnNotFound: no such transactional id.
+	ErrTxnNotFound = errors.New("broker: transactional id not found")
+)
+
+// TxnMetadata is a transactional id's persisted record.
+type TxnMetadata struct {
+	Version         int    `json:"version"`
+	TransactionalID string `json:"transactionalId"`
+	ProducerID      int64  `json:"producerId"`
+	Epoch           int16  `json:"epoch"`
+	// LastEpoch is the epoch before the coordinator bumped it on its own
+	// (aborting a timed-out transaction), -1 otherwise: the producer may
+	// still recover with it (KIP-360 InitProducerId with its id and epoch).
+	LastEpoch int16    `json:"lastEpoch"`
+	State     TxnState `json:"state"`
+	TimeoutMs int32    `json:"timeoutMs"`
+	// Partitions are the full names of the partitions in the transaction.
+	Partitions []string `json:"partitions,omitempty"`
+	// Groups are the groups (subscription names) whose offsets it commits.
+	Groups         []string    `json:"groups,omitempty"`
+	PendingOffsets []TxnOffset `json:"pendingOffsets,omitempty"`
+	// StartMs is when the transaction became Ongoing, LastUpdateMs the
+	// last change (unix ms).
+	StartMs      int64 `json:"startMs"`
+	LastUpdateMs int64 `json:"lastUpdateMs"`
+}
+
+// TxnOffset is a transactional offset commit: on commit, the
+// subscription Group on Partition moves so that NextIndex is the next
+// message, and the cursor properties are merged (an empty value deletes
+// the key).
+type TxnOffset struct {
+	Group      string            `json:"group"`
+	Partition  string            `json:"partition"`
+	NextIndex  int64             `json:"nextIndex"`
+	Properties map[string]string `json:"properties,omitempty"`
+}
+
+const txnMetadataVersion = 1
+
+const pathTransactions = "admin/transactions"
+
+// pathProducerIDs holds the next unallocated producer id of the
+// coordinator's blocks.
+const pathProducerIDs = "admin/txn-producer-ids"
+
+// producerIDBlock is how many producer ids one CAS reserves.
+const producerIDBlock = 1000
+
+// TxnOptions configures the coordinator.
+type TxnOptions struct {
+	// MaxTimeout bounds a producer's transaction timeout (Kafka
+	// transaction.max.timeout.ms, default 15 minutes).
+	MaxTimeout time.Duration
+	// CheckInterval is how often timed-out transactions are aborted and
+	// unfinished ones completed (Kafka
+	// transaction.abort.timed.out.transaction.cleanup.interval.ms,
+	// default 10 s; negative disables the loop).
+	CheckInterval time.Duration
+}
+
+// TxnCoordinator is the broker's transaction coordinator; see the file
+// comment. Obtain it with Broker.Transactions.
+type TxnCoordinator struct {
+	b    *Broker
+	opts TxnOptions
+	log  *slog.Logger
+
+	startMu sync.Mutex
+	started bool
+
+	mu struct {
+		sync.Mutex
+		txns   map[string]*txnEntry
+		byPID  map[int64]*txnEntry
+		nextID int64 // next producer id of the reserved block
+		maxID  int64 // end (exclusive) of the reserved block
+	}
+}
+
+// txnEntry is one transactional id's cached record and locks.
+type txnEntry struct {
+	id string
+	op sync.Mutex
+	rw sync.RWMutex
+	m  TxnMetadata // guarded by rw; ok false until loaded
+	ok bool
+}
+
+func newTxnCoordinator(b *Broker, opts TxnOptions) *TxnCoordinator {
+	if opts.MaxTimeout <= 0 {
+		opts.MaxTimeout = 15 * time.Minute
+	}
+	if opts.CheckInterval == 0 {
+		opts.CheckInterval = 10 * time.Second
+	}
+	c := &TxnCoordinator{b: b, opts: opts, log: b.log}
+	c.mu.txns = map[string]*txnEntry{}
+	c.mu.byPID = map[int64]*txnEntry{}
+	return c
+}
+
+// Transactions returns the broker's transaction coordinator, loading the
+// transactional ids' records and finishing any transaction left in a
+// Prepare state on first use (and at broker start).
+func (b *Broker) Transactions(ctx context.Context) (*TxnCoordinator, error) {
+	c := b.txns
+	c.startMu.Lock()
+	defer c.startMu.Unlock()
+	if !c.started {
+		// A failed load is tried again by the next call (a store hiccup).
+		if err := c.load(ctx); err != nil {
+			return nil, err
+		}
+		c.started = true
+	}
+	return c, nil
+}
+
+func txnPath(id string) string { return metadata.Join(pathTransactions, escapeStateSegment(id)) }
+
+// load reads every record and finishes the Prepare* ones.
+func (c *TxnCoordinator) load(ctx context.Context) error {
+	names, err := c.b.store.Children(ctx, metadata.Join(pathTransactions))
+	if err != nil && !errors.Is(err, metadata.ErrNotFound) {
+		return err
+	}
+	var unfinished []*txnEntry
+	for _, n := range names {
+		id, ok := unescapeStateSegment(n)
+		if !ok {
+			continue
+		}
+		r, err := c.b.store.Get(ctx, txnPath(id))
+		if errors.Is(err, metadata.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var m TxnMetadata
+		if err := json.Unmarshal(r.Value, &m); err != nil {
+			return fmt.Errorf("broker: decoding %s: %w", txnPath(id), err)
+		}
+		if m.Version > txnMetadataVersion {
+			return fmt.Errorf("broker: %s has version %d, newer than %d", txnPath(id), m.Version, txnMetadataVersion)
+		}
+		e := c.entry(id)
+		c.cache(e, m)
+		if m.State == TxnPrepareCommit || m.State == TxnPrepareAbort {
+			unfinished = append(unfinished, e)
+		}
+	}
+	for _, e := range unfinished {
+		e.op.Lock()
+		err := c.finish(ctx, e)
+		e.op.Unlock()
+		if err != nil {
+			c.log.Warn("transaction left unfinished at start; retried in the background", "transactional_id", e.id, "err", err)
+		}
+	}
+	if c.opts.CheckInterval > 0 {
+		c.b.mu.Lock() // Close sets closed under it before waiting for bg
+		if !c.b.mu.closed {
+			c.b.bg.Go(c.loop)
+		}
+		c.b.mu.Unlock()
+	}
+	return nil
+}
+
+// entry returns the cache entry of id, creating it (not loaded).
+func (c *TxnCoordinator) entry(id string) *txnEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.mu.txns[id]
+	if e == nil {
+		e = &txnEntry{id: id}
+		c.mu.txns[id] = e
+	}
+	return e
+}
+
+// cache sets e's cached record and the producer id index.
+func (c *TxnCoordinator) cache(e *txnEntry, m TxnMetadata) {
+	e.rw.Lock()
+	old := e.m
+	e.m, e.ok = m, true
+	e.rw.Unlock()
+	c.mu.Lock()
+	if old.ProducerID != m.ProducerID && c.mu.byPID[old.ProducerID] == e {
+		delete(c.mu.byPID, old.ProducerID)
+	}
+	c.mu.byPID[m.ProducerID] = e
+	c.mu.Unlock()
+}
+
+// get returns the current record of e (reading the store if not cached).
+func (c *TxnCoordinator) get(ctx context.Context, e *txnEntry) (TxnMetadata, bool, error) {
+	e.rw.RLock()
+	m, ok := e.m, e.ok
+	e.rw.RUnlock()
+	if ok {
+		return m, true, nil
+	}
+	r, err := c.b.store.Get(ctx, txnPath(e.id))
+	if errors.Is(err, metadata.ErrNotFound) {
+		return TxnMetadata{}, false, nil
+	}
+	if err != nil {
+		return TxnMetadata{}, false, err
+	}
+	if err := json.Unmarshal(r.Value, &m); err != nil {
+		return TxnMetadata{}, false, err
+	}
+	c.cache(e, m)
+	return m, true, nil
+}
+
+// update applies change to e's record with compare-and-swap and caches
+// the result. change must depend only on the record it gets.
+func (c *TxnCoordinator) update(ctx context.Context, e *txnEntry, change func(*TxnMetadata) error) (TxnMetadata, error) {
+	m, err := updateJSON(ctx, c.b.store, txnPath(e.id), fmt.Errorf("%w: %s", ErrTxnNotFound, e.id), func(m *TxnMetadata) error {
+		if err := change(m); err != nil {
+			return err
+		}
+		m.LastUpdateMs = time.Now().UnixMilli()
+		return nil
+	})
+	if err != nil {
+		return TxnMetadata{}, err
+	}
+	c.cache(e, m)
+	return m, nil
+}
+
+// newProducerID reserves a producer id (blocks of producerIDBlock, kept
+// in the metadata store so that ids never repeat across restarts).
+func (c *TxnCoordinator) newProducerID(ctx context.Context) (int64, error) {
+	c.mu.Lock()
+	if c.mu.nextID < c.mu.maxID {
+		id := c.mu.nextID
+		c.mu.nextID++
+		c.mu.Unlock()
+		return id, nil
+	}
+	c.mu.Unlock()
+	type block struct {
+		Next int64 `json:"next"`
+	}
+	_, err := c.b.store.Put(ctx, metadata.Join(pathProducerIDs), []byte(`{"next":1}`), metadata.NotExists)
+	if err != nil && !errors.Is(err, metadata.ErrExists) {
+		return 0, err
+	}
+	b, err := updateJSON(ctx, c.b.store, metadata.Join(pathProducerIDs), ErrConflict, func(b *block) error {
+		b.Next += producerIDBlock
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	start := b.Next - producerIDBlock
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.nextID, c.mu.maxID = start+1, start+producerIDBlock
+	return start, nil
+}
+
+// ProducerIDAndEpoch is what InitProducerID answers.
+type ProducerIDAndEpoch struct {
+	ProducerID int64
+	Epoch      int16
+}
+
+// InitProducerID registers a transactional producer incarnation: a new
+// producer id (epoch 0) for a new transactional id, else the epoch bumped,
+// which fences older incarnations; an Ongoing transaction of the previous
+// epoch is aborted first. timeout must be within (0, MaxTimeout]. current
+// (KIP-360; ProducerID -1: not given) must match the record when given.
+func (c *TxnCoordinator) InitProducerID(ctx context.Context, txnID string, timeout time.Duration, current ProducerIDAndEpoch) (ProducerIDAndEpoch, error) {
+	if txnID == "" {
+		return ProducerIDAndEpoch{}, fmt.Errorf("%w: empty transactional id", ErrInvalidName)
+	}
+	if timeout <= 0 || timeout > c.opts.MaxTimeout {
+		return ProducerIDAndEpoch{}, fmt.Errorf("%w: %v (max %v)", ErrInvalidTxnTimeout, timeout, c.opts.MaxTimeout)
+	}
+	e := c.entry(txnID)
+	e.op.Lock()
+	defer e.op.Unlock()
+	m, ok, err := c.get(ctx, e)
+	if err != nil {
+		return ProducerIDAndEpoch{}, err
+	}
+	if !ok {
+		pid, err := c.newProducerID(ctx)
+		if err != nil {
+			return ProducerIDAndEpoch{}, err
+		}
+		now := time.Now().UnixMilli()
+		m = TxnMetadata{Version: txnMetadataVersion, TransactionalID: txnID, ProducerID: pid, LastEpoch: -1, State: TxnEmpty,
+			TimeoutMs: int32(timeout.Milliseconds()), LastUpdateMs: now}
+		raw, _ := json.Marshal(m)
+		if _, err := c.b.store.Put(ctx, txnPath(txnID), raw, metadata.NotExists); err != nil {
+			if errors.Is(err, metadata.ErrExists) {
+				return ProducerIDAndEpoch{}, fmt.Errorf("%w: %s was created concurrently", ErrConcurrentTransactions, txnID)
+			}
+			return ProducerIDAndEpoch{}, err
+		}
+		c.cache(e, m)
+		return ProducerIDAndEpoch{ProducerID: m.ProducerID, Epoch: m.Epoch}, nil
+	}
+	if current.ProducerID >= 0 && (current.ProducerID != m.ProducerID || current.Epoch != m.Epoch && (m.LastEpoch < 0 || current.Epoch != m.LastEpoch)) {
+		return ProducerIDAndEpoch{}, fmt.Errorf("%w: %d/%d is not the current %d/%d", ErrTxnFenced, current.ProducerID, current.Epoch, m.ProducerID, m.Epoch)
+	}
+	switch m.State {
+	case TxnPrepareCommit, TxnPrepareAbort:
+		// Finish it now; the client retries CONCURRENT_TRANSACTIONS.
+		if err := c.finish(ctx, e); err != nil {
+			return ProducerIDAndEpoch{}, fmt.Errorf("%w: %w", ErrConcurrentTransactions, err)
+		}
+	case TxnOngoing:
+		// The previous incarnation's transaction: abort it with a bumped
+		// epoch (fencing its producer on the coordinator at once).
+		if err := c.end(ctx, e, false, true); err != nil {
+			return ProducerIDAndEpoch{}, fmt.Errorf("%w: aborting the previous transaction: %w", ErrConcurrentTransactions, err)
+		}
+	}
+	var newPID int64 = -1
+	if m, _, _ = c.get(ctx, e); m.Epoch >= math.MaxInt16-1 {
+		if newPID, err = c.newProducerID(ctx); err != nil {
+			return ProducerIDAndEpoch{}, err
+		}
+	}
+	m, err = c.update(ctx, e, func(m *TxnMetadata) error {
+		switch m.State {
+		case TxnPrepareCommit, TxnPrepareAbort, TxnOngoing:
+			return ErrConcurrentTransactions
+		}
+		if newPID >= 0 {
+			m.ProducerID, m.Epoch = newPID, 0
+		} else {
+			m.Epoch++
+		}
+		m.LastEpoch = -1
+		m.State = TxnEmpty
+		m.TimeoutMs = int32(timeout.Milliseconds())
+		m.Partitions, m.Groups, m.PendingOffsets = nil, nil, nil
+		return nil
+	})
+	if err != nil {
+		return ProducerIDAndEpoch{}, err
+	}
+	return ProducerIDAndEpoch{ProducerID: m.ProducerID, Epoch: m.Epoch}, nil
+}
+
+// check validates a call of producer pid/epoch on e's record m.
+func checkProducer(m TxnMetadata, pid int64, epoch int16) error {
+	switch {
+	case m.ProducerID != pid:
+		return fmt.Errorf("%w: %d (the id's producer is %d)", ErrInvalidProducerIDMapping, pid, m.ProducerID)
+	case epoch < m.Epoch:
+		return fmt.Errorf("%w: epoch %d < %d", ErrTxnFenced, epoch, m.Epoch)
+	case epoch > m.Epoch:
+		return fmt.Errorf("%w: epoch %d > %d", ErrTxnFenced, epoch, m.Epoch)
+	}
+	return nil
+}
+
+// opEntry returns the locked, loaded entry of an existing transactional id.
+func (c *TxnCoordinator) opEntry(ctx context.Context, txnID string) (*txnEntry, TxnMetadata, error) {
+	e := c.entry(txnID)
+	e.op.Lock()
+	m, ok, err := c.get(ctx, e)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: unknown transactional id %q", ErrInvalidProducerIDMapping, txnID)
+	}
+	if err != nil {
+		e.op.Unlock()
+		return nil, TxnMetadata{}, err
+	}
+	return e, m, nil
+}
+
+// AddPartitions adds partitions to the producer's transaction (making it
+// Ongoing). Errors: ErrInvalidProducerIDMapping, ErrTxnFenced,
+// ErrConcurrentTransactions (the previous one still completing).
+func (c *TxnCoordinator) AddPartitions(ctx context.Context, txnID string, pid int64, epoch int16, partitions []TopicName) error {
+	return c.add(ctx, txnID, pid, epoch, func(m *TxnMetadata) {
+		for _, p := range partitions {
+			if s := p.String(); !slices.Contains(m.Partitions, s) {
+				m.Partitions = append(m.Partitions, s)
+			}
+		}
+	})
+}
+
+// AddGroup adds a group's offsets to the transaction (Kafka
+// AddOffsetsToTxn): its TxnOffsetCommit calls are then accepted.
+func (c *TxnCoordinator) AddGroup(ctx context.Context, txnID string, pid int64, epoch int16, group string) error {
+	return c.add(ctx, txnID, pid, epoch, func(m *TxnMetadata) {
+		if !slices.Contains(m.Groups, group) {
+			m.Groups = append(m.Groups, group)
+		}
+	})
+}
+
+func (c *TxnCoordinator) add(ctx context.Context, txnID string, pid int64, epoch int16, add func(*TxnMetadata)) error {
+	e, m, err := c.opEntry(ctx, txnID)
+	if err != nil {
+		return err
+	}
+	defer e.op.Unlock()
+	if err := checkProducer(m, pid, epoch); err != nil {
+		return err
+	}
+	if m.State == TxnPrepareCommit || m.State == TxnPrepareAbort {
+		// The previous transaction is still completing (a marker write
+		// failed): finish it now, or let the client retry.
+		if err := c.finish(ctx, e); err != nil {
+			return fmt.Errorf("%w: %w", ErrConcurrentTransactions, err)
+		}
+	}
+	_, err = c.update(ctx, e, func(m *TxnMetadata) error {
+		if err := checkProducer(*m, pid, epoch); err != nil {
+			return err
+		}
+		switch m.State {
+		case TxnPrepareCommit, TxnPrepareAbort:
+			return ErrConcurrentTransactions
+		case TxnEmpty, TxnCompleteCommit, TxnCompleteAbort:
+			m.State = TxnOngoing
+			m.StartMs = time.Now().UnixMilli()
+			m.Partitions, m.Groups, m.PendingOffsets = nil, nil, nil
+		}
+		add(m)
+		return nil
+	})
+	return err
+}
+
+// CommitOffsets records transactional offset commits of group, applied
+// when the transaction commits and dropped when it aborts. The group must
+// have been added (AddGroup): ErrInvalidTxnState otherwise.
+func (c *TxnCoordinator) CommitOffsets(ctx context.Context, txnID string, pid int64, epoch int16, group string, offsets []TxnOffset) error {
+	e, m, err := c.opEntry(ctx, txnID)
+	if err != nil {
+		return err
+	}
+	defer e.op.Unlock()
+	if err := checkProducer(m, pid, epoch); err != nil {
+		return err
+	}
+	_, err = c.update(ctx, e, func(m *TxnMetadata) error {
+		if err := checkProducer(*m, pid, epoch); err != nil {
+			return err
+		}
+		if m.State != TxnOngoing || !slices.Contains(m.Groups, group) {
+			return fmt.Errorf("%w: group %q is not in an ongoing transaction of %q (state %s)", ErrInvalidTxnState, group, txnID, m.State)
+		}
+		for _, o := range offsets {
+			o.Group = group
+			i := slices.IndexFunc(m.PendingOffsets, func(p TxnOffset) bool { return p.Group == o.Group && p.Partition == o.Partition })
+			if i >= 0 {
+				m.PendingOffsets[i] = o
+			} else {
+				m.PendingOffsets = append(m.PendingOffsets, o)
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+// EndTxn commits or aborts the producer's transaction and returns once it
+// is complete: markers durable on every partition, offsets applied. A
+// retry of a completed end with the same outcome succeeds; the other
+// outcome, or an end without a transaction, is ErrInvalidTxnState.
+func (c *TxnCoordinator) EndTxn(ctx context.Context, txnID string, pid int64, epoch int16, commit bool) error {
+	e, m, err := c.opEntry(ctx, txnID)
+	if err != nil {
+		return err
+	}
+	defer e.op.Unlock()
+	if err := checkProducer(m, pid, epoch); err != nil {
+		return err
+	}
+	switch {
+	case m.State == TxnOngoing:
+		return c.end(ctx, e, commit, false)
+	case m.State == TxnPrepareCommit && commit, m.State == TxnPrepareAbort && !commit:
+		return c.finish(ctx, e)
+	case m.State == TxnCompleteCommit && commit, m.State == TxnCompleteAbort && !commit:
+		return nil
+	}
+	return fmt.Errorf("%w: %s of %q in state %s", ErrInvalidTxnState, map[bool]string{true: "commit", false: "abort"}[commit], txnID, m.State)
+}
+
+// end moves an Ongoing transaction to Prepare (bumping the epoch first
+// when bump: a coordinator-side abort fences its producer) and finishes
+// it. e.op is held.
+func (c *TxnCoordinator) end(ctx context.Context, e *txnEntry, commit, bump bool) error {
+	target := TxnPrepareAbort
+	if commit {
+		target = TxnPrepareCommit
+	}
+	// Close the transaction to produces first (checked under rw.RLock),
+	// so no batch of it lands after its markers.
+	e.rw.Lock()
+	prev := e.m
+	e.m.State = target
+	e.rw.Unlock()
+	_, err := c.update(ctx, e, func(m *TxnMetadata) error {
+		if m.State != TxnOngoing {
+			return fmt.Errorf("%w: %s", ErrInvalidTxnState, m.State)
+		}
+		m.State = target
+		if bump {
+			m.LastEpoch = m.Epoch
+			m.Epoch++
+		}
+		return nil
+	})
+	if err != nil {
+		e.rw.Lock()
+		if e.m.State == target && e.m.LastUpdateMs == prev.LastUpdateMs {
+			e.m = prev
+		}
+		e.rw.Unlock()
+		return err
+	}
+	return c.finish(ctx, e)
+}
+
+// finish completes a Prepare transaction: markers, offsets, Complete state.
+// Idempotent; e.op is held.
+func (c *TxnCoordinator) finish(ctx context.Context, e *txnEntry) error {
+	m, _, err := c.get(ctx, e)
+	if err != nil {
+		return err
+	}
+	if m.State != TxnPrepareCommit && m.State != TxnPrepareAbort {
+		return nil
+	}
+	commit := m.State == TxnPrepareCommit
+	errs := make([]error, len(m.Partitions))
+	var wg sync.WaitGroup
+	for i, name := range m.Partitions {
+		wg.Go(func() {
+			n, err := ParseTopicName(name, "", "")
+			if err != nil {
+				return // not a name we wrote: nothing to mark
+			}
+			p, err := c.b.OpenPartition(ctx, n, false)
+			if errors.Is(err, ErrTopicNotFound) {
+				return // deleted meanwhile: nothing left to mark
+			}
+			if err == nil {
+				_, err = p.WriteTxnMarker(ctx, TxnMarker{ProducerID: m.ProducerID, Epoch: m.Epoch, Commit: commit})
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("broker: writing %s markers of %q: %w", m.State, e.id, err)
+	}
+	if commit {
+		for _, o := range m.PendingOffsets {
+			if err := c.b.applyTxnOffset(ctx, o); err != nil {
+				return fmt.Errorf("broker: committing offsets of %q: %w", e.id, err)
+			}
+		}
+	}
+	_, err = c.update(ctx, e, func(cur *TxnMetadata) error {
+		if cur.State != m.State || cur.ProducerID != m.ProducerID || cur.Epoch != m.Epoch {
+			return ErrUnchanged // someone else finished it
+		}
+		cur.State = TxnCompleteAbort
+		if commit {
+			cur.State = TxnCompleteCommit
+		}
+		cur.Partitions, cur.Groups, cur.PendingOffsets = nil, nil, nil
+		return nil
+	})
+	return err
+}
+
+// applyTxnOffset moves a group's subscription cursor for a committed
+// transactional offset (see the Kafka handler's commitOffset: the same
+// clamping into the retained range).
+func (b *Broker) applyTxnOffset(ctx context.Context, o TxnOffset) error {
+	n, err := ParseTopicName(o.Partition, "", "")
+	if err != nil {
+		return nil
+	}
+	p, err := b.OpenPartition(ctx, n, false)
+	if errors.Is(err, ErrTopicNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	sub, err := p.Subscription(ctx, o.Group, true, InitialEarliest)
+	if err != nil {
+		return err
+	}
+	cur := sub.Cursor()
+	for attempt := 0; ; attempt++ {
+		err = cur.SetNextIndex(ctx, min(max(o.NextIndex, p.FirstIndex()), p.NextIndex()))
+		if err == nil || attempt == 2 {
+			break
+		}
+	}
+	if err != nil {
+		return mapLedgerErr(err)
+	}
+	if len(o.Properties) > 0 {
+		props := map[string]string{}
+		for k, v := range cur.Properties() {
+			props[k] = v
+		}
+		for k, v := range o.Properties {
+			if v == "" {
+				delete(props, k)
+			} else {
+				props[k] = v
+			}
+		}
+		cur.SetProperties(props)
+	}
+	return mapLedgerErr(cur.Flush(ctx))
+}
+
+// Append appends a transactional batch (req.Transactional and ProducerID
+// set) for producer epoch: it must belong to an Ongoing transaction that
+// contains the partition (ErrInvalidTxnState otherwise; ErrProducerFenced
+// for an old epoch, ErrInvalidProducerIDMapping for an unknown producer).
+func (c *TxnCoordinator) Append(ctx context.Context, p *Partition, epoch int16, req AppendRequest) (AppendResult, error) {
+	c.mu.Lock()
+	e := c.mu.byPID[req.ProducerID]
+	c.mu.Unlock()
+	if e == nil {
+		return AppendResult{}, fmt.Errorf("%w: producer %d has no transactional id", ErrInvalidProducerIDMapping, req.ProducerID)
+	}
+	e.rw.RLock()
+	m := e.m
+	err := checkProducer(m, req.ProducerID, epoch)
+	if err == nil && (m.State != TxnOngoing || !slices.Contains(m.Partitions, p.Name().String())) {
+		err = fmt.Errorf("%w: %s is not in an ongoing transaction of %q (state %s)", ErrInvalidTxnState, p.Name(), m.TransactionalID, m.State)
+	}
+	if errors.Is(err, ErrTxnFenced) {
+		err = fmt.Errorf("%w: epoch %d, current %d", ErrProducerFenced, epoch, m.Epoch)
+	}
+	var h *PendingAppend
+	if err == nil {
+		h, err = p.AppendAsync(req)
+	}
+	e.rw.RUnlock()
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return h.Wait(ctx)
+}
+
+// PendingOffset reports whether an open (Ongoing or Prepare) transaction
+// holds an offset commit of group on partition that is not applied yet:
+// a committed offset read now may be stale (Kafka's UNSTABLE_OFFSET_COMMIT
+// for require_stable fetches, KIP-447).
+func (c *TxnCoordinator) PendingOffset(group string, partition TopicName) bool {
+	c.mu.Lock()
+	entries := make([]*txnEntry, 0, len(c.mu.txns))
+	for _, e := range c.mu.txns {
+		entries = append(entries, e)
+	}
+	c.mu.Unlock()
+	name := partition.String()
+	for _, e := range entries {
+		e.rw.RLock()
+		m := e.m
+		e.rw.RUnlock()
+		if m.State != TxnOngoing && m.State != TxnPrepareCommit {
+			continue
+		}
+		for _, o := range m.PendingOffsets {
+			if o.Group == group && o.Partition == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// List returns the records of every transactional id this coordinator
+// knows (all of them after its load), sorted by id.
+func (c *TxnCoordinator) List() []TxnMetadata {
+	c.mu.Lock()
+	entries := make([]*txnEntry, 0, len(c.mu.txns))
+	for _, e := range c.mu.txns {
+		entries = append(entries, e)
+	}
+	c.mu.Unlock()
+	out := make([]TxnMetadata, 0, len(entries))
+	for _, e := range entries {
+		e.rw.RLock()
+		if e.ok {
+			out = append(out, e.m)
+		}
+		e.rw.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b TxnMetadata) int {
+		switch {
+		case a.TransactionalID < b.TransactionalID:
+			return -1
+		case a.TransactionalID > b.TransactionalID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Describe returns a transactional id's record (ErrTxnNotFound). An
+// unknown id leaves nothing behind in the cache.
+func (c *TxnCoordinator) Describe(ctx context.Context, txnID string) (TxnMetadata, error) {
+	c.mu.Lock()
+	e := c.mu.txns[txnID]
+	c.mu.Unlock()
+	if e != nil {
+		if m, ok, err := c.get(ctx, e); err != nil || ok {
+			return m, err
+		}
+		return TxnMetadata{}, fmt.Errorf("%w: %s", ErrTxnNotFound, txnID)
+	}
+	r, err := c.b.store.Get(ctx, txnPath(txnID))
+	if errors.Is(err, metadata.ErrNotFound) {
+		return TxnMetadata{}, fmt.Errorf("%w: %s", ErrTxnNotFound, txnID)
+	}
+	if err != nil {
+		return TxnMetadata{}, err
+	}
+	var m TxnMetadata
+	if err := json.Unmarshal(r.Value, &m); err != nil {
+		return TxnMetadata{}, fmt.Errorf("broker: decoding %s: %w", txnPath(txnID), err)
+	}
+	return m, nil
+}
+
+// loop aborts timed-out transactions and finishes unfinished ones.
+func (c *TxnCoordinator) loop() {
+	t := time.NewTicker(c.opts.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.b.stop:
+			return
+		case <-t.C:
+		}
+		c.CheckTimeouts(c.stopContext())
+	}
+}
+
+// stopContext is a context canceled when the broker closes.
+func (c *TxnCoordinator) stopContext() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-c.b.stop
+		cancel()
+	}()
+	return ctx
+}
+
+// CheckTimeouts aborts every Ongoing transaction older than its timeout
+// (with a bumped epoch) and finishes every Prepare one now; the
+// background loop calls it every CheckInterval.
+func (c *TxnCoordinator) CheckTimeouts(ctx context.Context) {
+	c.mu.Lock()
+	entries := make([]*txnEntry, 0, len(c.mu.txns))
+	for _, e := range c.mu.txns {
+		entries = append(entries, e)
+	}
+	c.mu.Unlock()
+	now := time.Now().UnixMilli()
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			return
+		}
+		e.rw.RLock()
+		m, ok := e.m, e.ok
+		e.rw.RUnlock()
+		if !ok {
+			continue
+		}
+		switch {
+		case m.State == TxnPrepareCommit || m.State == TxnPrepareAbort:
+		case m.State == TxnOngoing && now-m.StartMs > int64(m.TimeoutMs):
+		default:
+			continue
+		}
+		if !e.op.TryLock() {
+			continue // an operation is running on it; next round
+		}
+		m, _, err := c.get(ctx, e)
+		switch {
+		case err != nil:
+		case m.State == TxnOngoing && now-m.StartMs > int64(m.TimeoutMs):
+			c.log.Info("aborting timed-out transaction", "transactional_id", e.id, "producer_id", m.ProducerID, "timeout_ms", m.TimeoutMs)
+			err = c.end(ctx, e, false, true)
+		case m.State == TxnPrepareCommit || m.State == TxnPrepareAbort:
+			err = c.finish(ctx, e)
+		}
+		e.op.Unlock()
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("transaction cleanup failed; retried next round", "transactional_id", e.id, "err", err)
+		}
+	}
+}

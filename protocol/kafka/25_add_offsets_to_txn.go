@@ -1,0 +1,31 @@
+package kafka
+
+// AddOffsetsToTxn (key 25), versions 0-3 (Kafka 2.8's maximum).
+//
+// Adds a consumer group to the producer's transaction, so that its
+// TxnOffsetCommit calls are accepted; the offsets become the group's
+// subscription positions when the transaction commits.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(0, 3, handleAddOffsetsToTxn) }
+
+func handleAddOffsetsToTxn(ctx context.Context, c *conn, req *kmsg.AddOffsetsToTxnRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
+	err := c.h.checkGroup(ctx)
+	if err == nil {
+		co, cerr := c.h.txns(ctx)
+		if err = cerr; err == nil {
+			err = co.AddGroup(ctx, c.h.txnKey(ctx, req.TransactionalID), req.ProducerID, req.ProducerEpoch, req.Group)
+		}
+	}
+	if err != nil {
+		c.log.DebugContext(ctx, "kafka: AddOffsetsToTxn failed", "transactional_id", req.TransactionalID, "group", req.Group, "err", err)
+	}
+	resp.ErrorCode = errCode(err)
+	return resp, nil
+}

@@ -1,0 +1,66 @@
+package kafka
+
+// ListTransactions (key 66), versions 0-1 (KIP-664; v1: KIP-994 duration
+// filter; v2's id pattern is not served).
+//
+// Every transactional id of the connection's namespace, filtered by state
+// (unknown state names are echoed back in UnknownStateFilters, as Kafka
+// does), producer id and (v1) the minimum running time of an ongoing
+// transaction.
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+func init() { register(0, 1, handleListTransactions) }
+
+var txnStates = []string{string(broker.TxnEmpty), string(broker.TxnOngoing), string(broker.TxnPrepareCommit),
+	string(broker.TxnPrepareAbort), string(broker.TxnCompleteCommit), string(broker.TxnCompleteAbort)}
+
+func handleListTransactions(ctx context.Context, c *conn, req *kmsg.ListTransactionsRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.ListTransactionsResponse)
+	co, err := c.h.txns(ctx)
+	if err != nil {
+		resp.ErrorCode = errCode(err)
+		return resp, nil
+	}
+	var states []string
+	for _, s := range req.StateFilters {
+		if slices.Contains(txnStates, s) {
+			states = append(states, s)
+		} else {
+			resp.UnknownStateFilters = append(resp.UnknownStateFilters, s)
+		}
+	}
+	if len(req.StateFilters) > 0 && len(states) == 0 {
+		return resp, nil // only unknown states: nothing matches
+	}
+	now := time.Now().UnixMilli()
+	prefix := c.h.txnKey(ctx, "")
+	for _, m := range co.List() {
+		id, ok := strings.CutPrefix(m.TransactionalID, prefix)
+		if !ok {
+			continue // another namespace's
+		}
+		if len(states) > 0 && !slices.Contains(states, string(m.State)) {
+			continue
+		}
+		if len(req.ProducerIDFilters) > 0 && !slices.Contains(req.ProducerIDFilters, m.ProducerID) {
+			continue
+		}
+		if req.Version >= 1 && req.DurationFilterMillis >= 0 && (m.State != broker.TxnOngoing || now-m.StartMs < req.DurationFilterMillis) {
+			continue
+		}
+		st := kmsg.NewListTransactionsResponseTransactionState()
+		st.TransactionalID, st.ProducerID, st.TransactionState = id, m.ProducerID, string(m.State)
+		resp.TransactionStates = append(resp.TransactionStates, st)
+	}
+	return resp, nil
+}
