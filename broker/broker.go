@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kopernik-io/kopernik/broker/ownership"
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/metadata"
 )
@@ -51,6 +52,10 @@ type Options struct {
 	// still works). Pulsar's retentionCheckIntervalInSeconds, Kafka's
 	// log.retention.check.interval.ms.
 	RetentionInterval time.Duration
+	// Cluster, when set, is this broker's membership in a cluster of
+	// brokers sharing the metadata store: it serves only the partitions
+	// it owns (ErrNotOwner for the others) and unloads those it loses.
+	Cluster *ownership.Member
 }
 
 // DefaultPolicies are the broker-wide defaults: keep consumed data 7 days
@@ -94,6 +99,7 @@ type Broker struct {
 	sync      managedledger.Config
 	log       *slog.Logger
 	clusterID string
+	member    *ownership.Member // nil: standalone, every partition is served here
 
 	// createMu serialises topic creation/deletion so that check-then-create is atomic.
 	createMu sync.Mutex
@@ -129,7 +135,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	if opts.Store == nil || opts.Ledgers == nil {
 		return nil, errors.New("broker: Store and Ledgers are required")
 	}
-	b := &Broker{store: opts.Store, ledgers: opts.Ledgers, defaults: opts.Defaults, sync: opts.Sync, log: opts.Logger}
+	b := &Broker{store: opts.Store, ledgers: opts.Ledgers, defaults: opts.Defaults, sync: opts.Sync, log: opts.Logger, member: opts.Cluster}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -159,6 +165,9 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	if interval > 0 {
 		b.bg.Go(func() { b.retentionLoop(interval) })
+	}
+	if b.member != nil {
+		b.bg.Go(b.ownershipLoop)
 	}
 	return b, nil
 }
@@ -812,6 +821,9 @@ func (b *Broker) load(ctx context.Context, name TopicName, eff EffectivePolicies
 }
 
 func (b *Broker) loadNow(ctx context.Context, name TopicName, eff EffectivePolicies) (*Partition, error) {
+	if err := b.checkOwner(ctx, name); err != nil {
+		return nil, err
+	}
 	ml, err := b.ledgers.Open(ctx, name.LedgerName(), b.ledgerConfig(eff))
 	if err != nil {
 		return nil, mapLedgerErr(err)

@@ -248,4 +248,7 @@ type Service interface {
 	// Partitions returns the loaded partitions sorted by name (broker-wide
 	// statistics: what this broker serves now).
 	Partitions() []*Partition
+	// Cluster is the cluster this broker serves in, nil for a standalone
+	// broker (which serves every partition).
+	Cluster() Cluster
 }

@@ -89,6 +89,15 @@ type Config struct {
 	// tlsRequireTrustedClientCertOnConnect).
 	TLSClientCAFile string `yaml:"tls-client-ca-file"`
 
+	// Cluster (docs/cluster.md): ClusterName joins the brokers of that
+	// name on the etcd of MetadataStoreURL (empty: standalone). BrokerName
+	// is this broker's stable identity (default: the Kafka listener's
+	// address); ClusterLeaseTTL bounds how long a dead broker keeps its
+	// partitions (default 5s).
+	ClusterName     string        `yaml:"cluster-name"`
+	BrokerName      string        `yaml:"broker-name"`
+	ClusterLeaseTTL time.Duration `yaml:"cluster-lease-ttl"`
+
 	// AuthEnabled requires clients to authenticate (default false; Pulsar
 	// authenticationEnabled, Kafka SASL listeners): Pulsar CONNECT with a
 	// token, Kafka SASL PLAIN (token) or SCRAM-SHA-256/512.
@@ -515,6 +524,12 @@ func (c *Config) validate() []problem {
 	}
 	if err := validAddr(c.HTTPAddr); err != nil {
 		add("http-addr", "http-addr: %v", err)
+	}
+	if c.ClusterName != "" && !strings.HasPrefix(c.MetadataStoreURL, "etcd:") {
+		add("cluster-name", "cluster-name %q needs metadata-store-url etcd:http://... (the brokers of a cluster share one etcd)", c.ClusterName)
+	}
+	if c.ClusterLeaseTTL < 0 {
+		add("cluster-lease-ttl", "cluster-lease-ttl must be positive, not %v", c.ClusterLeaseTTL)
 	}
 	if _, err := datadir.ParseMetadataURL(c.MetadataStoreURL); err != nil {
 		add("metadata-store-url", "metadata-store-url: %v", err)

@@ -20,7 +20,7 @@ import (
 func TestMain(m *testing.M) { os.Exit(etcdtest.Main(m)) }
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	etcd  *etcdtest.Server
 	meta  *metadata.Etcd
 	s3    *s3test.Server
@@ -31,7 +31,7 @@ type env struct {
 
 // newEnv starts a real S3 server and connects to etcd (the shared member,
 // or a private one that the test may stop).
-func newEnv(t *testing.T, privateEtcd bool) *env {
+func newEnv(t testing.TB, privateEtcd bool) *env {
 	e := &env{t: t}
 	prefix := ""
 	if privateEtcd {

@@ -72,6 +72,10 @@ func errCode(err error) int16 {
 		// The partition's log failed on a write or fsync (a full disk):
 		// retriable, the log recovers by itself once writes succeed again.
 		return kerr.KafkaStorageError.Code
+	case errors.Is(err, broker.ErrNotOwner):
+		// Cluster mode: another broker owns the partition now; the client
+		// refreshes metadata, which names the owner as the leader.
+		return kerr.NotLeaderForPartition.Code
 	case errors.Is(err, broker.ErrClosed):
 		// The partition is being unloaded (topic deleted, broker closing):
 		// the client refreshes metadata and retries.
