@@ -826,7 +826,7 @@ func (b *Broker) loadNow(ctx context.Context, name TopicName, eff EffectivePolic
 	}
 	ml, err := b.ledgers.Open(ctx, name.LedgerName(), b.ledgerConfig(eff))
 	if err != nil {
-		return nil, mapLedgerErr(err)
+		return nil, fmt.Errorf("broker: %s: opening its log: %w", name, mapLedgerErr(err))
 	}
 	p := newPartition(b, name, ml, eff)
 	if err := p.recoverDedup(ctx); err != nil {

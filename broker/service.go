@@ -59,6 +59,11 @@ var (
 	// ErrDiskFull is the same for a full disk and matches ErrStorage too.
 	ErrStorage  = managedledger.ErrStorage
 	ErrDiskFull = managedledger.ErrDiskFull
+	// ErrResourceExhausted: the broker ran out of file descriptors or
+	// memory opening or writing a partition's log (EMFILE, ENFILE, ENOMEM);
+	// retriable, and logged with the partition (Kafka KAFKA_STORAGE_ERROR,
+	// Pulsar ServiceNotReady).
+	ErrResourceExhausted = errors.New("broker: out of file descriptors or memory")
 	// ErrTieredUnavailable: a read of offloaded data failed because the
 	// object store is down or slow; retriable, it succeeds once the store
 	// is back (Kafka KAFKA_STORAGE_ERROR; Pulsar dispatch retries).

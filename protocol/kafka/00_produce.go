@@ -86,7 +86,7 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 			go func() {
 				defer wg.Done()
 				if err := h.produceOne(actx, name, rp.Records, sp); err != nil {
-					sp.ErrorCode, sp.ErrorMessage = errCode(err), errMsg(err)
+					sp.ErrorCode, sp.ErrorMessage = h.partitionErrCode(ctx, "produce", rt.Topic, rp.Partition, err), errMsg(err)
 					fail(err)
 					c.log.DebugContext(ctx, "kafka: produce failed", "topic", name.String(), "err", err)
 				}

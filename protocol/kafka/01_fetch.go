@@ -141,7 +141,7 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = pr.hw, pr.hw, pr.start
 		}
 		if pr.err != nil {
-			rp.ErrorCode = errCode(pr.err)
+			rp.ErrorCode = h.partitionErrCode(ctx, "fetch", pr.sp.topic, pr.sp.partition, pr.err)
 		}
 		records := 0
 		if pr.records != nil {

@@ -68,6 +68,10 @@ func errCode(err error) int16 {
 		// (franz-go retries it internally, sarama redispatches at the same
 		// offset); the same fetch succeeds once the store is back.
 		return kerr.KafkaStorageError.Code
+	case errors.Is(err, broker.ErrResourceExhausted):
+		// Out of file descriptors or memory: retriable, and the broker
+		// logs the partition and the cause.
+		return kerr.KafkaStorageError.Code
 	case errors.Is(err, broker.ErrStorage):
 		// The partition's log failed on a write or fsync (a full disk):
 		// retriable, the log recovers by itself once writes succeed again.
