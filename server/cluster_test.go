@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,6 +203,17 @@ func TestClusterRouting(t *testing.T) {
 	}
 	if owners != 1 {
 		t.Fatalf("%s loaded on %d brokers, want exactly its owner", pname, owners)
+	}
+
+	// Admin REST on a broker that does not own the topic redirects to the
+	// owner (Go's client follows the 307), and lookup names the owner.
+	code, body := httpGet(t, via, "/admin/v2/persistent/public/default/pulsar-routed/stats")
+	if code != 200 || !strings.Contains(body, `"s"`) {
+		t.Fatalf("stats through a non-owner: %d %s", code, body)
+	}
+	code, body = httpGet(t, via, "/lookup/v2/topic/persistent/public/default/pulsar-routed")
+	if code != 200 || !strings.Contains(body, powner.Pulsar) {
+		t.Fatalf("lookup through a non-owner: %d %s, want owner %s", code, body, powner.Pulsar)
 	}
 
 	// A broker dies (its lease runs out): Metadata drops it.

@@ -137,6 +137,11 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 			}
 			prebound[name] = ln
 		}
+		ln, err := s.listen(cfg.HTTPAddr)
+		if err != nil {
+			return nil, listenErr("http listener", "http-addr", cfg.HTTPAddr, err)
+		}
+		prebound["http"] = ln
 		if s.member, err = s.joinCluster(ctx, prebound); err != nil {
 			return nil, startErr("cluster", "check --cluster-name, --metadata-store-url (etcd) and --broker-name", err)
 		}
@@ -201,7 +206,9 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		}
 	}
 
-	if s.httpLn, err = s.listen(cfg.HTTPAddr); err != nil {
+	if s.httpLn = prebound["http"]; s.httpLn != nil {
+		delete(prebound, "http")
+	} else if s.httpLn, err = s.listen(cfg.HTTPAddr); err != nil {
 		return nil, listenErr("http listener", "http-addr", cfg.HTTPAddr, err)
 	}
 	if cfg.HTTPSAddr != "" {
