@@ -41,6 +41,10 @@ type Options struct {
 	// arrives meanwhile goes into the next.
 	FlushInterval time.Duration
 	FlushBytes    int
+	// MaxInflight is how many flushes may be storing their objects at
+	// once (default 4); their commits still happen one at a time, in
+	// order.
+	MaxInflight int
 	// PutRetryFor bounds how long a failing PUT is retried before the
 	// flush's appends fail (default 10s).
 	PutRetryFor time.Duration
@@ -117,6 +121,9 @@ func Open(opts Options) (*Log, error) {
 	}
 	if opts.FlushBytes <= 0 {
 		opts.FlushBytes = 4 << 20
+	}
+	if opts.MaxInflight <= 0 {
+		opts.MaxInflight = 4
 	}
 	if opts.PutRetryFor <= 0 {
 		opts.PutRetryFor = 10 * time.Second
@@ -196,7 +203,17 @@ func (l *Log) abort() {
 }
 
 func (l *Log) run() {
-	defer close(l.done)
+	flights := make(chan *flight, l.opts.MaxInflight)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		l.commitLoop(flights)
+	}()
+	defer func() {
+		close(flights)
+		<-committed
+		close(l.done)
+	}()
 	for {
 		l.mu.Lock()
 		for len(l.queue) == 0 && !l.closed {
@@ -233,12 +250,26 @@ func (l *Log) run() {
 		l.seq++
 		seq := l.seq
 		l.mu.Unlock()
-		l.flush(batch, seq)
+		if f := l.store(batch, seq); f != nil {
+			flights <- f // blocks while MaxInflight objects are being stored
+		}
 	}
 }
 
-// flush stores one object and commits it; it calls every done in batch.
-func (l *Log) flush(batch []pending, seq int64) {
+// flight is one flush between its PUT and its commit.
+type flight struct {
+	seq     int64
+	key     string
+	putAt   time.Time
+	keep    []pending
+	ranges  []rng
+	fences  map[string]fence
+	putDone chan error
+}
+
+// store checks the fences, encodes the object and starts its PUT; commits
+// happen in commitLoop, in seq order.
+func (l *Log) store(batch []pending, seq int64) *flight {
 	// Fences first: a ledger this broker no longer owns is not written.
 	fences := map[string]fence{}
 	var keep []pending
@@ -258,61 +289,118 @@ func (l *Log) flush(batch []pending, seq int64) {
 		keep = append(keep, p)
 	}
 	if len(keep) == 0 {
-		return
+		return nil
 	}
 	entries := make([]Entry, len(keep))
 	for i, p := range keep {
 		entries[i] = p.e
 	}
 	data, ranges := encodeObject(entries)
-	key := fmt.Sprintf("%swal/%s/%013d-%020d", l.opts.Prefix, l.session, time.Now().UnixMilli(), seq)
-	putAt := time.Now()
-	if err := l.put(key, data); err != nil {
-		for _, p := range keep {
-			p.done(err)
-		}
-		return
+	f := &flight{
+		seq: seq, key: fmt.Sprintf("%swal/%s/%013d-%020d", l.opts.Prefix, l.session, time.Now().UnixMilli(), seq),
+		putAt: time.Now(), keep: keep, ranges: ranges, fences: fences, putDone: make(chan error, 1),
 	}
-	// Commit in chunks of ledgers that fit one etcd transaction.
-	byLedger := map[string][]pending{}
-	for _, p := range keep {
-		byLedger[p.e.Ledger] = append(byLedger[p.e.Ledger], p)
-	}
-	var chunk []rng
-	ledgers := map[string]bool{}
-	part := 0
-	commit := func() {
-		if len(chunk) == 0 {
-			return
+	go func() { f.putDone <- l.put(f.key, data) }()
+	return f
+}
+
+// ledgerTail is what commitLoop knows of a ledger: the ledger id it
+// writes and the next entry id it may commit there.
+type ledgerTail struct {
+	ledgerID int64
+	next     int64
+}
+
+// commitLoop commits flights in order. It enforces the contiguity
+// invariant: a range commits only if it starts where the ledger's
+// committed entries end (or is the first this log sees of that ledger
+// id), so that appends queued behind a flush that failed fail too instead
+// of committing after a gap.
+func (l *Log) commitLoop(flights <-chan *flight) {
+	tails := map[string]ledgerTail{}
+	for f := range flights {
+		err := <-f.putDone
+		byLedger := map[string][]pending{}
+		for _, p := range f.keep {
+			byLedger[p.e.Ledger] = append(byLedger[p.e.Ledger], p)
 		}
-		path := fmt.Sprintf("%s/wal/%s-%020d-%03d", l.root, l.session, seq, part)
-		part++
-		results := l.commit(path, key, putAt, chunk, fences)
-		for ledger, err := range results {
+		finish := func(ledger string, err error) {
 			for _, p := range byLedger[ledger] {
 				p.done(err)
 			}
+			delete(byLedger, ledger)
 		}
-		chunk, ledgers = nil, map[string]bool{}
-	}
-	// A ledger's ranges (two when it rolled over to a new ledger id within
-	// the batch) stay in one chunk: one outcome per ledger.
-	var order []string
-	rangesOf := map[string][]rng{}
-	for _, r := range ranges {
-		if _, ok := rangesOf[r.Ledger]; !ok {
-			order = append(order, r.Ledger)
+		// Which ledgers may commit: their ranges continue their tails.
+		var order []string
+		rangesOf := map[string][]rng{}
+		for _, r := range f.ranges {
+			if _, ok := rangesOf[r.Ledger]; !ok {
+				order = append(order, r.Ledger)
+			}
+			rangesOf[r.Ledger] = append(rangesOf[r.Ledger], r)
 		}
-		rangesOf[r.Ledger] = append(rangesOf[r.Ledger], r)
-	}
-	for _, ledger := range order {
-		if len(ledgers) == maxFencesPerTxn {
-			commit()
+		var ok []string
+		for _, ledger := range order {
+			if gapErr := continues(tails, rangesOf[ledger]); gapErr != nil {
+				finish(ledger, gapErr)
+				continue
+			}
+			if err != nil {
+				finish(ledger, err)
+				continue
+			}
+			ok = append(ok, ledger)
 		}
-		ledgers[ledger] = true
-		chunk = append(chunk, rangesOf[ledger]...)
+		// Commit in chunks of ledgers that fit one etcd transaction; a
+		// ledger's ranges (two when it rolled over to a new ledger id
+		// within the batch) stay in one chunk: one outcome per ledger.
+		part := 0
+		for start := 0; start < len(ok); start += maxFencesPerTxn {
+			chunkLedgers := ok[start:min(start+maxFencesPerTxn, len(ok))]
+			var chunk []rng
+			for _, ledger := range chunkLedgers {
+				chunk = append(chunk, rangesOf[ledger]...)
+			}
+			path := fmt.Sprintf("%s/wal/%s-%020d-%03d", l.root, l.session, f.seq, part)
+			part++
+			results := l.commit(path, f.key, f.putAt, chunk, f.fences)
+			for _, ledger := range chunkLedgers {
+				if results[ledger] == nil {
+					rs := rangesOf[ledger]
+					last := rs[len(rs)-1]
+					tails[ledger] = ledgerTail{ledgerID: last.LedgerID, next: last.Last + 1}
+				}
+				finish(ledger, results[ledger])
+			}
+		}
 	}
-	commit()
+}
+
+// continues checks that rs (one ledger's ranges in one object, in order)
+// continue what that ledger committed, and notes the first ledger id seen.
+func continues(tails map[string]ledgerTail, rs []rng) error {
+	ledger := rs[0].Ledger
+	t, seen := tails[ledger]
+	for _, r := range rs {
+		switch {
+		case !seen || r.LedgerID > t.ledgerID:
+			// The first this log sees of this ledger id: it starts the tail
+			// (its new owner appends from what replay told it).
+			t, seen = ledgerTail{ledgerID: r.LedgerID, next: r.First}, true
+		case r.LedgerID < t.ledgerID:
+			return fmt.Errorf("%w: %s: entries of ledger id %d after ledger id %d", ErrStorage, ledger, r.LedgerID, t.ledgerID)
+		}
+		if r.First != t.next {
+			return fmt.Errorf("%w: %s/%d: entries from %d would follow entries up to %d that did not commit", ErrStorage, ledger, r.LedgerID, r.First, t.next-1)
+		}
+		t.next = r.Last + 1
+	}
+	// Remember the start of a ledger id seen first here even when this
+	// flight then fails, so that a later flight cannot start past it.
+	if _, ok := tails[ledger]; !ok || tails[ledger].ledgerID < rs[0].LedgerID {
+		tails[ledger] = ledgerTail{ledgerID: rs[0].LedgerID, next: rs[0].First}
+	}
+	return nil
 }
 
 // put stores the object, retrying an unavailable store for PutRetryFor.

@@ -314,23 +314,36 @@ func TestLogCrashesAndOutages(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				// Up to 8 appends in flight, as a managed ledger pipelines
+				// them; after the first failure no new append is made, but
+				// those already in flight complete as they may.
 				id := next[name]
+				sem := make(chan struct{}, 8)
+				var mine sync.WaitGroup
+				var failedOnce sync.Once
+				failed := make(chan struct{})
+				defer mine.Wait()
 				for {
 					select {
 					case <-stop:
 						return
-					default:
+					case <-failed:
+						return
+					case sem <- struct{}{}:
 					}
 					data := payload(name, id, round)
-					ch := make(chan error, 1)
-					l.Append(Entry{Ledger: name, EntryID: id, Data: data}, func(err error) { ch <- err })
-					err := <-ch
-					record(name, id, data, err)
-					if err != nil {
-						// A managed ledger fails here and recovers from the
-						// log: this writer stops appending to the ledger.
-						return
-					}
+					eid := id
+					mine.Add(1)
+					l.Append(Entry{Ledger: name, EntryID: eid, Data: data}, func(err error) {
+						defer mine.Done()
+						record(name, eid, data, err)
+						if err != nil {
+							// A managed ledger fails here and recovers from the
+							// log: this writer stops appending to the ledger.
+							failedOnce.Do(func() { close(failed) })
+						}
+						<-sem
+					})
 					id++
 				}
 			}()
@@ -458,5 +471,78 @@ func TestCollectReleasedAndOrphans(t *testing.T) {
 	recs, _ := e.meta.Children(ctx, e.read.root()+"/wal")
 	if len(after) != 0 || len(recs) != 0 {
 		t.Fatalf("left %d objects and %d index records", len(after), len(recs))
+	}
+}
+
+// gatedStore is the real object store with one PUT held and then failed
+// on demand: the fault a flush meets when the store refuses it.
+type gatedStore struct {
+	objectstore.Store
+	mu      sync.Mutex
+	gate    chan error // when set, the next Put waits for an error (nil: go on) from it
+	entered chan struct{}
+}
+
+func (g *gatedStore) Put(ctx context.Context, key string, data []byte) error {
+	g.mu.Lock()
+	gate := g.gate
+	g.gate = nil
+	g.mu.Unlock()
+	if gate != nil {
+		g.entered <- struct{}{}
+		if err := <-gate; err != nil {
+			return err
+		}
+	}
+	return g.Store.Put(ctx, key, data)
+}
+
+// TestLogNoGapAfterFailedFlush: appends queued behind a flush that fails
+// must not commit: they would follow entries that are not in the log. They
+// fail too, and the ledger continues where the log really ends.
+func TestLogNoGapAfterFailedFlush(t *testing.T) {
+	e := newEnv(t, false)
+	g := &gatedStore{Store: e.objs, entered: make(chan struct{}, 1)}
+	e.objs = g
+	l := e.open(Options{FlushInterval: time.Millisecond})
+	defer l.Close()
+	e.own("a")
+	results := make(chan struct {
+		id  int64
+		err error
+	}, 10)
+	add := func(id int64) {
+		l.Append(Entry{Ledger: "a", EntryID: id, Data: payload("a", id, 0)}, func(err error) {
+			results <- struct {
+				id  int64
+				err error
+			}{id, err}
+		})
+	}
+	gate := make(chan error)
+	g.mu.Lock()
+	g.gate = gate
+	g.mu.Unlock()
+	add(0)
+	<-g.entered // the flush of entry 0 is storing its object
+	add(1)
+	add(2)
+	gate <- errors.New("injected: the store refused the object")
+	for range 3 {
+		r := <-results
+		if r.err == nil {
+			t.Fatalf("entry %d committed after entry 0's flush failed", r.id)
+		}
+	}
+	if got := e.replay("a"); len(got) != 0 {
+		t.Fatalf("replay holds %d entries after every flush failed", len(got))
+	}
+	// The ledger resumes at the log's real end, entry 0.
+	add(0)
+	if r := <-results; r.err != nil {
+		t.Fatalf("append at the log's end after the failure: %v", r.err)
+	}
+	if got := e.replay("a"); len(got) != 1 {
+		t.Fatalf("replay holds %d entries, want 1", len(got))
 	}
 }
