@@ -67,6 +67,7 @@ func DefaultPolicies() EffectivePolicies {
 		RetentionTime:            7 * 24 * time.Hour,
 		RetentionBytes:           -1,
 		MaxMessageBytes:          1 << 20,
+		CompressionType:          "producer",
 		SegmentBytes:             128 << 20,
 		SegmentAge:               4 * time.Hour,
 		AutoTopicCreation:        true,

@@ -87,6 +87,10 @@ type Policies struct {
 	RetentionBytes *int64 `json:"retentionBytes,omitempty"`
 	// MaxMessageBytes is the largest entry (batch) accepted.
 	MaxMessageBytes *int32 `json:"maxMessageBytes,omitempty"`
+	// CompressionType is Kafka's compression.type, applied to Kafka
+	// batches as they are written: "producer" keeps them as produced,
+	// "uncompressed", "gzip", "snappy", "lz4" or "zstd" recompress them.
+	CompressionType *string `json:"compressionType,omitempty"`
 	// SegmentBytes / SegmentAge roll ledgers over.
 	SegmentBytes *int64         `json:"segmentBytes,omitempty"`
 	SegmentAge   *time.Duration `json:"segmentAge,omitempty"`
@@ -162,6 +166,7 @@ type EffectivePolicies struct {
 	RetentionTime            time.Duration
 	RetentionBytes           int64
 	MaxMessageBytes          int32
+	CompressionType          string
 	SegmentBytes             int64
 	SegmentAge               time.Duration
 	AutoTopicCreation        bool

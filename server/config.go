@@ -58,6 +58,9 @@ type Config struct {
 	RetentionBytes int64 `yaml:"retention-bytes"`
 	// MaxMessageBytes is the largest batch accepted (default 1048576; Kafka message.max.bytes).
 	MaxMessageBytes int32 `yaml:"max-message-bytes"`
+	// CompressionType recompresses Kafka batches on write (default
+	// producer: as produced; Kafka compression.type).
+	CompressionType string `yaml:"compression-type"`
 	// SegmentBytes rolls ledgers over (default 128 MiB; Kafka log.segment.bytes).
 	SegmentBytes int64 `yaml:"segment-bytes"`
 	// SegmentAge rolls ledgers over by age (default 4h; Kafka log.roll.hours).
@@ -206,6 +209,7 @@ func DefaultConfig() *Config {
 		RetentionTime:            d.RetentionTime,
 		RetentionBytes:           d.RetentionBytes,
 		MaxMessageBytes:          d.MaxMessageBytes,
+		CompressionType:          d.CompressionType,
 		SegmentBytes:             d.SegmentBytes,
 		SegmentAge:               d.SegmentAge,
 		AutoTopicCreation:        d.AutoTopicCreation,
@@ -239,6 +243,7 @@ func (c *Config) Policies() broker.EffectivePolicies {
 	p.RetentionTime = c.RetentionTime
 	p.RetentionBytes = c.RetentionBytes
 	p.MaxMessageBytes = c.MaxMessageBytes
+	p.CompressionType = c.CompressionType
 	p.SegmentBytes = c.SegmentBytes
 	p.SegmentAge = c.SegmentAge
 	p.AutoTopicCreation = c.AutoTopicCreation
@@ -608,6 +613,9 @@ func (c *Config) validate() []problem {
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown-timeout", "shutdown-timeout must be > 0, not %s", c.ShutdownTimeout)
+	}
+	if !slices.Contains(broker.CompressionTypes, c.CompressionType) {
+		add("compression-type", "compression-type must be one of %v, not %q", broker.CompressionTypes, c.CompressionType)
 	}
 	if c.MaxMessageBytes <= 0 {
 		add("max-message-bytes", "max-message-bytes must be > 0, not %d", c.MaxMessageBytes)

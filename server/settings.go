@@ -348,6 +348,8 @@ var settings = []Setting{
 		Mirrors: "Kafka log.retention.bytes, Pulsar defaultRetentionSizeInMB", field: func(c *Config) any { return &c.RetentionBytes }},
 	{Key: "max-message-bytes", Section: secPolicies, Kind: KindBytes, Help: "largest batch (Kafka) or message (Pulsar) accepted",
 		Mirrors: "Kafka message.max.bytes, Pulsar maxMessageSize", field: func(c *Config) any { return &c.MaxMessageBytes }},
+	{Key: "compression-type", Section: secPolicies, Arg: "codec", Help: "Kafka batches are recompressed on write to uncompressed, gzip, snappy, lz4 or zstd (producer: kept as produced)",
+		Mirrors: "Kafka compression.type", field: func(c *Config) any { return &c.CompressionType }},
 	{Key: "segment-bytes", Section: secPolicies, Kind: KindBytes, Help: "a ledger rolls over at this size (at least 1KiB)",
 		Mirrors: "Kafka log.segment.bytes, Pulsar managedLedgerMaxSizePerLedgerMbytes", field: func(c *Config) any { return &c.SegmentBytes }},
 	{Key: "segment-age", Section: secPolicies, Kind: KindDuration, Help: "a ledger rolls over at this age",

@@ -3,8 +3,9 @@ package kafka
 // Produce (key 0), versions 3-9 (record batch v2 only; Kafka 2.8's maximum).
 //
 // Each partition's records must be exactly one RecordBatch v2 with a valid
-// CRC-32C; it is stored byte for byte (compressed batches are not
-// recompressed), its record count becomes the entry's message count and its
+// CRC-32C; it is stored byte for byte, unless the topic's compression.type
+// (not "producer") asks for another codec: then its records are
+// recompressed (recompress.go), as Kafka does; its record count becomes the entry's message count and its
 // max timestamp the entry's event time. Idempotent batches (producer id >= 0)
 // are deduplicated by the partition: a retry gets the original base offset, a
 // gap gets OUT_OF_ORDER_SEQUENCE_NUMBER. Transactions are not supported.
@@ -118,6 +119,9 @@ func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records
 	}
 	p, err := h.svc.OpenPartition(ctx, name, false)
 	if err != nil {
+		return err
+	}
+	if records, err = recompress(records, bh, p.Policies().CompressionType); err != nil {
 		return err
 	}
 	ar := broker.AppendRequest{
