@@ -1,10 +1,10 @@
 package admin
 
 // Lookup: GET /lookup/v2/topic/persistent/{tenant}/{ns}/{topic} (Pulsar's
-// TopicLookupBase) answers the one broker's advertised URLs as LookupData.
-// kopernik is a single broker, so every topic of an existing namespace is
-// served here; the topic itself need not exist yet (producers and consumers
-// create it when auto-creation allows).
+// TopicLookupBase) answers the serving broker's advertised URLs as
+// LookupData. Standalone, every topic of an existing namespace is served
+// here; in a cluster, by its owner. The topic itself need not exist yet
+// (producers and consumers create it when auto-creation allows).
 
 import (
 	"errors"
@@ -37,6 +37,19 @@ func (s *server) lookup(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if cl := s.svc.Cluster(); cl != nil {
+		// Cluster: the owner's addresses (assigned now if nobody serves
+		// the topic), as Pulsar's lookup answers.
+		owner, err := cl.Owner(r.Context(), name)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, lookupData{
+			BrokerURL: "pulsar://" + owner.Pulsar, HTTPURL: "http://" + owner.HTTP, NativeURL: "pulsar://" + owner.Pulsar,
+		})
 		return
 	}
 	writeJSON(w, http.StatusOK, lookupData{

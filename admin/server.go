@@ -186,6 +186,14 @@ var errBadRequest = errors.New("bad request")
 
 // writeError translates an error to Pulsar's status codes, once.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var notOwner *broker.NotOwnerError
+	if errors.As(err, &notOwner) && notOwner.Owner.HTTP != "" {
+		// Cluster: another broker serves the topic. Pulsar answers 307 to
+		// the owner, and its admin clients (and curl -L) follow it,
+		// repeating the method and body.
+		http.Redirect(w, r, "http://"+notOwner.Owner.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+		return
+	}
 	status := http.StatusInternalServerError
 	switch {
 	case errors.Is(err, errBadRequest):
@@ -199,7 +207,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, broker.ErrInvalidName), errors.Is(err, broker.ErrInvalidConfig),
 		errors.Is(err, broker.ErrInUse):
 		status = http.StatusPreconditionFailed
-	case errors.Is(err, broker.ErrClosed), errors.Is(err, broker.ErrTieredUnavailable):
+	case errors.Is(err, broker.ErrClosed), errors.Is(err, broker.ErrTieredUnavailable), errors.Is(err, broker.ErrNotOwner),
+		errors.Is(err, broker.ErrResourceExhausted):
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, broker.ErrNoOffloader):
 		status = http.StatusMethodNotAllowed // Pulsar: offload not configured for the namespace

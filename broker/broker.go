@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kopernik-io/kopernik/broker/ownership"
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/metadata"
 )
@@ -53,6 +54,10 @@ type Options struct {
 	RetentionInterval time.Duration
 	// Transactions configures the transaction coordinator (txn.go).
 	Transactions TxnOptions
+	// Cluster, when set, is this broker's membership in a cluster of
+	// brokers sharing the metadata store: it serves only the partitions
+	// it owns (ErrNotOwner for the others) and unloads those it loses.
+	Cluster *ownership.Member
 }
 
 // DefaultPolicies are the broker-wide defaults: keep consumed data 7 days
@@ -64,6 +69,7 @@ func DefaultPolicies() EffectivePolicies {
 		RetentionTime:            7 * 24 * time.Hour,
 		RetentionBytes:           -1,
 		MaxMessageBytes:          1 << 20,
+		CompressionType:          "producer",
 		SegmentBytes:             128 << 20,
 		SegmentAge:               4 * time.Hour,
 		AutoTopicCreation:        true,
@@ -96,6 +102,7 @@ type Broker struct {
 	sync      managedledger.Config
 	log       *slog.Logger
 	clusterID string
+	member    *ownership.Member // nil: standalone, every partition is served here
 
 	// createMu serialises topic creation/deletion so that check-then-create is atomic.
 	createMu sync.Mutex
@@ -132,7 +139,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	if opts.Store == nil || opts.Ledgers == nil {
 		return nil, errors.New("broker: Store and Ledgers are required")
 	}
-	b := &Broker{store: opts.Store, ledgers: opts.Ledgers, defaults: opts.Defaults, sync: opts.Sync, log: opts.Logger}
+	b := &Broker{store: opts.Store, ledgers: opts.Ledgers, defaults: opts.Defaults, sync: opts.Sync, log: opts.Logger, member: opts.Cluster}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -179,6 +186,9 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	if interval > 0 {
 		b.bg.Go(func() { b.retentionLoop(interval) })
+	}
+	if b.member != nil {
+		b.bg.Go(b.ownershipLoop)
 	}
 	return b, nil
 }
@@ -835,9 +845,12 @@ func (b *Broker) load(ctx context.Context, name TopicName, eff EffectivePolicies
 }
 
 func (b *Broker) loadNow(ctx context.Context, name TopicName, eff EffectivePolicies) (*Partition, error) {
+	if err := b.checkOwner(ctx, name); err != nil {
+		return nil, err
+	}
 	ml, err := b.ledgers.Open(ctx, name.LedgerName(), b.ledgerConfig(eff))
 	if err != nil {
-		return nil, mapLedgerErr(err)
+		return nil, fmt.Errorf("broker: %s: opening its log: %w", name, mapLedgerErr(err))
 	}
 	p := newPartition(b, name, ml, eff)
 	if err := p.recoverDedup(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kopernik-io/kopernik/managedledger"
@@ -635,8 +636,16 @@ func mapLedgerErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrOffsetOutOfRange, err)
 	case errors.Is(err, managedledger.ErrClosed):
 		return fmt.Errorf("%w: %w", ErrClosed, err)
+	case exhausted(err):
+		return fmt.Errorf("%w: %w", ErrResourceExhausted, err)
 	}
 	return err
+}
+
+// exhausted reports whether err comes from running out of file descriptors
+// or memory: a condition of the machine, not of the request or the data.
+func exhausted(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOMEM)
 }
 
 // StorageFailure reports the storage failure that currently stops appends

@@ -3,16 +3,24 @@ package broker
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/kopernik-io/kopernik/managedledger"
 )
+
+// CompressionTypes are the values of Policies.CompressionType (Kafka's
+// compression.type).
+var CompressionTypes = []string{"producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"}
 
 // Validate rejects values no topic could use.
 func (p Policies) Validate() error {
 	var errs []string
 	if p.MaxMessageBytes != nil && *p.MaxMessageBytes <= 0 {
 		errs = append(errs, fmt.Sprintf("maxMessageBytes %d must be > 0", *p.MaxMessageBytes))
+	}
+	if p.CompressionType != nil && !slices.Contains(CompressionTypes, *p.CompressionType) {
+		errs = append(errs, fmt.Sprintf("compressionType %q must be one of %v", *p.CompressionType, CompressionTypes))
 	}
 	if p.SegmentBytes != nil && *p.SegmentBytes < 1<<10 {
 		errs = append(errs, fmt.Sprintf("segmentBytes %d must be >= 1024", *p.SegmentBytes))
@@ -51,6 +59,9 @@ func (e EffectivePolicies) resolve(p Policies) EffectivePolicies {
 	}
 	if p.MaxMessageBytes != nil {
 		e.MaxMessageBytes = *p.MaxMessageBytes
+	}
+	if p.CompressionType != nil {
+		e.CompressionType = *p.CompressionType
 	}
 	if p.SegmentBytes != nil {
 		e.SegmentBytes = *p.SegmentBytes

@@ -59,6 +59,11 @@ var (
 	// ErrDiskFull is the same for a full disk and matches ErrStorage too.
 	ErrStorage  = managedledger.ErrStorage
 	ErrDiskFull = managedledger.ErrDiskFull
+	// ErrResourceExhausted: the broker ran out of file descriptors or
+	// memory opening or writing a partition's log (EMFILE, ENFILE, ENOMEM);
+	// retriable, and logged with the partition (Kafka KAFKA_STORAGE_ERROR,
+	// Pulsar ServiceNotReady).
+	ErrResourceExhausted = errors.New("broker: out of file descriptors or memory")
 	// ErrTieredUnavailable: a read of offloaded data failed because the
 	// object store is down or slow; retriable, it succeeds once the store
 	// is back (Kafka KAFKA_STORAGE_ERROR; Pulsar dispatch retries).
@@ -82,6 +87,10 @@ type Policies struct {
 	RetentionBytes *int64 `json:"retentionBytes,omitempty"`
 	// MaxMessageBytes is the largest entry (batch) accepted.
 	MaxMessageBytes *int32 `json:"maxMessageBytes,omitempty"`
+	// CompressionType is Kafka's compression.type, applied to Kafka
+	// batches as they are written: "producer" keeps them as produced,
+	// "uncompressed", "gzip", "snappy", "lz4" or "zstd" recompress them.
+	CompressionType *string `json:"compressionType,omitempty"`
 	// SegmentBytes / SegmentAge roll ledgers over.
 	SegmentBytes *int64         `json:"segmentBytes,omitempty"`
 	SegmentAge   *time.Duration `json:"segmentAge,omitempty"`
@@ -157,6 +166,7 @@ type EffectivePolicies struct {
 	RetentionTime            time.Duration
 	RetentionBytes           int64
 	MaxMessageBytes          int32
+	CompressionType          string
 	SegmentBytes             int64
 	SegmentAge               time.Duration
 	AutoTopicCreation        bool
@@ -248,4 +258,7 @@ type Service interface {
 	// Partitions returns the loaded partitions sorted by name (broker-wide
 	// statistics: what this broker serves now).
 	Partitions() []*Partition
+	// Cluster is the cluster this broker serves in, nil for a standalone
+	// broker (which serves every partition).
+	Cluster() Cluster
 }

@@ -61,6 +61,9 @@ type Config struct {
 	RetentionBytes int64 `yaml:"retention-bytes"`
 	// MaxMessageBytes is the largest batch accepted (default 1048576; Kafka message.max.bytes).
 	MaxMessageBytes int32 `yaml:"max-message-bytes"`
+	// CompressionType recompresses Kafka batches on write (default
+	// producer: as produced; Kafka compression.type).
+	CompressionType string `yaml:"compression-type"`
 	// SegmentBytes rolls ledgers over (default 128 MiB; Kafka log.segment.bytes).
 	SegmentBytes int64 `yaml:"segment-bytes"`
 	// SegmentAge rolls ledgers over by age (default 4h; Kafka log.roll.hours).
@@ -91,6 +94,15 @@ type Config struct {
 	// Kafka ssl.client.auth=required, Pulsar tlsTrustCertsFilePath +
 	// tlsRequireTrustedClientCertOnConnect).
 	TLSClientCAFile string `yaml:"tls-client-ca-file"`
+
+	// Cluster (docs/cluster.md): ClusterName joins the brokers of that
+	// name on the etcd of MetadataStoreURL (empty: standalone). BrokerName
+	// is this broker's stable identity (default: the Kafka listener's
+	// address); ClusterLeaseTTL bounds how long a dead broker keeps its
+	// partitions (default 5s).
+	ClusterName     string        `yaml:"cluster-name"`
+	BrokerName      string        `yaml:"broker-name"`
+	ClusterLeaseTTL time.Duration `yaml:"cluster-lease-ttl"`
 
 	// AuthEnabled requires clients to authenticate (default false; Pulsar
 	// authenticationEnabled, Kafka SASL listeners): Pulsar CONNECT with a
@@ -201,6 +213,7 @@ func DefaultConfig() *Config {
 		RetentionTime:            d.RetentionTime,
 		RetentionBytes:           d.RetentionBytes,
 		MaxMessageBytes:          d.MaxMessageBytes,
+		CompressionType:          d.CompressionType,
 		SegmentBytes:             d.SegmentBytes,
 		SegmentAge:               d.SegmentAge,
 		AutoTopicCreation:        d.AutoTopicCreation,
@@ -234,6 +247,7 @@ func (c *Config) Policies() broker.EffectivePolicies {
 	p.RetentionTime = c.RetentionTime
 	p.RetentionBytes = c.RetentionBytes
 	p.MaxMessageBytes = c.MaxMessageBytes
+	p.CompressionType = c.CompressionType
 	p.SegmentBytes = c.SegmentBytes
 	p.SegmentAge = c.SegmentAge
 	p.AutoTopicCreation = c.AutoTopicCreation
@@ -520,6 +534,12 @@ func (c *Config) validate() []problem {
 	if err := validAddr(c.HTTPAddr); err != nil {
 		add("http-addr", "http-addr: %v", err)
 	}
+	if c.ClusterName != "" && !strings.HasPrefix(c.MetadataStoreURL, "etcd:") {
+		add("cluster-name", "cluster-name %q needs metadata-store-url etcd:http://... (the brokers of a cluster share one etcd)", c.ClusterName)
+	}
+	if c.ClusterLeaseTTL < 0 {
+		add("cluster-lease-ttl", "cluster-lease-ttl must be positive, not %v", c.ClusterLeaseTTL)
+	}
 	if _, err := datadir.ParseMetadataURL(c.MetadataStoreURL); err != nil {
 		add("metadata-store-url", "metadata-store-url: %v", err)
 	}
@@ -600,6 +620,9 @@ func (c *Config) validate() []problem {
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown-timeout", "shutdown-timeout must be > 0, not %s", c.ShutdownTimeout)
+	}
+	if !slices.Contains(broker.CompressionTypes, c.CompressionType) {
+		add("compression-type", "compression-type must be one of %v, not %q", broker.CompressionTypes, c.CompressionType)
 	}
 	if c.MaxMessageBytes <= 0 {
 		add("max-message-bytes", "max-message-bytes must be > 0, not %d", c.MaxMessageBytes)

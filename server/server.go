@@ -27,6 +27,7 @@ import (
 	"github.com/kopernik-io/kopernik/admin"
 	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/broker/ownership"
 	"github.com/kopernik-io/kopernik/console"
 	"github.com/kopernik-io/kopernik/datadir"
 	"github.com/kopernik-io/kopernik/managedledger"
@@ -41,6 +42,7 @@ type Server struct {
 	log     *slog.Logger
 	lock    *os.File
 	storage *datadir.Storage
+	member  *ownership.Member // nil: standalone
 	broker  *broker.Broker
 	reg     *prometheus.Registry
 	auth    *auth.Authenticator // nil unless auth-enabled
@@ -119,10 +121,36 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	if cfg.Fsync == "interval" {
 		syncCfg = managedledger.Config{Sync: managedledger.SyncInterval, SyncInterval: cfg.FsyncInterval}
 	}
+	// A cluster broker registers its addresses before it serves, so its
+	// listeners are bound first.
+	prebound := map[string]net.Listener{}
+	defer func() {
+		for _, ln := range prebound {
+			ln.Close() // left over: startup failed before a handler took it
+		}
+	}()
+	if cfg.ClusterName != "" {
+		for _, name := range cfg.Protocols {
+			ln, err := s.listen(cfg.Addrs[name])
+			if err != nil {
+				return nil, listenErr(name+" listener", name+"-addr", cfg.Addrs[name], err)
+			}
+			prebound[name] = ln
+		}
+		ln, err := s.listen(cfg.HTTPAddr)
+		if err != nil {
+			return nil, listenErr("http listener", "http-addr", cfg.HTTPAddr, err)
+		}
+		prebound["http"] = ln
+		if s.member, err = s.joinCluster(ctx, prebound); err != nil {
+			return nil, startErr("cluster", "check --cluster-name, --metadata-store-url (etcd) and --broker-name", err)
+		}
+	}
 	s.broker, err = broker.New(ctx, broker.Options{
 		Store: s.storage.Store, Ledgers: s.storage.Ledgers, Defaults: cfg.Policies(), Sync: syncCfg,
 		Logger:       log.With("component", "broker"),
 		Transactions: broker.TxnOptions{MaxTimeout: cfg.TransactionMaxTimeout},
+		Cluster:      s.member,
 	})
 	if err != nil {
 		return nil, err
@@ -155,9 +183,12 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		if err != nil {
 			return nil, fmt.Errorf("%s handler: %w", name, err)
 		}
-		ln, err := s.listen(cfg.Addrs[name])
-		if err != nil {
-			return nil, listenErr(name+" listener", name+"-addr", cfg.Addrs[name], err)
+		ln := prebound[name]
+		delete(prebound, name)
+		if ln == nil {
+			if ln, err = s.listen(cfg.Addrs[name]); err != nil {
+				return nil, listenErr(name+" listener", name+"-addr", cfg.Addrs[name], err)
+			}
 		}
 		rh := runningHandler{name: name, h: h, ln: ln, done: make(chan error, 2)}
 		if a := cfg.TLSAddrs[name]; a != "" {
@@ -177,7 +208,9 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		}
 	}
 
-	if s.httpLn, err = s.listen(cfg.HTTPAddr); err != nil {
+	if s.httpLn = prebound["http"]; s.httpLn != nil {
+		delete(prebound, "http")
+	} else if s.httpLn, err = s.listen(cfg.HTTPAddr); err != nil {
 		return nil, listenErr("http listener", "http-addr", cfg.HTTPAddr, err)
 	}
 	if cfg.HTTPSAddr != "" {
@@ -286,6 +319,11 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 		if s.broker != nil {
 			errs = append(errs, s.broker.Close())
+		}
+		if s.member != nil {
+			// Revoking the lease hands this broker's partitions over at once,
+			// instead of after the lease TTL.
+			errs = append(errs, s.member.Leave(ctx))
 		}
 		if s.storage != nil {
 			errs = append(errs, s.storage.Close())

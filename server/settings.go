@@ -300,6 +300,7 @@ const (
 	secStorage  = "Storage"
 	secPolicies = "Topic policy defaults (namespaces and topics override them)"
 	secTiered   = "Tiered storage (docs/storage.md)"
+	secCluster  = "Cluster (experimental, docs/cluster.md)"
 	secTLS      = "TLS (docs/security.md)"
 	secAuth     = "Authentication and authorization (docs/security.md)"
 	secKafka    = "Kafka protocol"
@@ -349,6 +350,8 @@ var settings = []Setting{
 		Mirrors: "Kafka log.retention.bytes, Pulsar defaultRetentionSizeInMB", field: func(c *Config) any { return &c.RetentionBytes }},
 	{Key: "max-message-bytes", Section: secPolicies, Kind: KindBytes, Help: "largest batch (Kafka) or message (Pulsar) accepted",
 		Mirrors: "Kafka message.max.bytes, Pulsar maxMessageSize", field: func(c *Config) any { return &c.MaxMessageBytes }},
+	{Key: "compression-type", Section: secPolicies, Arg: "codec", Help: "Kafka batches are recompressed on write to uncompressed, gzip, snappy, lz4 or zstd (producer: kept as produced)",
+		Mirrors: "Kafka compression.type", field: func(c *Config) any { return &c.CompressionType }},
 	{Key: "segment-bytes", Section: secPolicies, Kind: KindBytes, Help: "a ledger rolls over at this size (at least 1KiB)",
 		Mirrors: "Kafka log.segment.bytes, Pulsar managedLedgerMaxSizePerLedgerMbytes", field: func(c *Config) any { return &c.SegmentBytes }},
 	{Key: "segment-age", Section: secPolicies, Kind: KindDuration, Help: "a ledger rolls over at this age",
@@ -376,6 +379,12 @@ var settings = []Setting{
 		Mirrors: "Pulsar managedLedgerDataReadPriority", field: func(c *Config) any { return &c.OffloadReadPriority }},
 	{Key: "offload-interval", Section: secTiered, Kind: KindDuration, Help: "period of the pass that offloads, deletes local copies and collects orphan objects",
 		field: func(c *Config) any { return &c.OffloadInterval }},
+	{Key: "cluster-name", Section: secCluster, Arg: "name", Help: "join the cluster of this name on the etcd of metadata-store-url: serve only the partitions this broker owns (empty: standalone, serve everything)",
+		Mirrors: "Pulsar clusterName", field: func(c *Config) any { return &c.ClusterName }},
+	{Key: "broker-name", Section: secCluster, Arg: "name", Help: "this broker's stable identity in the cluster; its Kafka node id follows it (default: the Kafka listener's address)",
+		Mirrors: "Pulsar advertisedAddress", field: func(c *Config) any { return &c.BrokerName }},
+	{Key: "cluster-lease-ttl", Section: secCluster, Kind: KindDuration, Help: "a broker that stops renewing its lease this long loses its partitions to the others (whole seconds)",
+		Mirrors: "Pulsar metadataStoreSessionTimeoutMillis", field: func(c *Config) any { return &c.ClusterLeaseTTL }},
 
 	{Key: "tls-cert-file", Section: secTLS, Arg: "path", Help: "PEM certificate (chain) of every TLS listener",
 		Mirrors: "Kafka ssl.keystore.location, Pulsar tlsCertificateFilePath", field: func(c *Config) any { return &c.TLSCertFile }},

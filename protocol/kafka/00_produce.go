@@ -3,9 +3,10 @@ package kafka
 // Produce (key 0), versions 3-9 (record batch v2 only; Kafka 2.8's maximum).
 //
 // Each partition's records must be exactly one RecordBatch v2 with a valid
-// CRC-32C; it is stored byte for byte (compressed batches are not
-// recompressed), its record count becomes the entry's message count and its
-// max timestamp the entry's event time. Idempotent batches (producer id >= 0)
+// CRC-32C; it is stored byte for byte, unless the topic's compression.type
+// (not "producer") asks for another codec: then its records are
+// recompressed (recompress.go), as Kafka does; its record count becomes the
+// entry's message count and its max timestamp the entry's event time. Idempotent batches (producer id >= 0)
 // are deduplicated by the partition: a retry gets the original base offset, a
 // gap gets OUT_OF_ORDER_SEQUENCE_NUMBER. A request with a transactional id
 // carries transactional batches (and only those carry the transactional
@@ -90,7 +91,7 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 			go func() {
 				defer wg.Done()
 				if err := h.produceOne(actx, name, rp.Records, req.TransactionID != nil, sp); err != nil {
-					sp.ErrorCode, sp.ErrorMessage = errCode(err), errMsg(err)
+					sp.ErrorCode, sp.ErrorMessage = h.partitionErrCode(ctx, "produce", rt.Topic, rp.Partition, err), errMsg(err)
 					fail(err)
 					c.log.DebugContext(ctx, "kafka: produce failed", "topic", name.String(), "err", err)
 				}
@@ -126,6 +127,9 @@ func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records
 	}
 	p, err := h.svc.OpenPartition(ctx, name, false)
 	if err != nil {
+		return err
+	}
+	if records, err = recompress(records, bh, p.Policies().CompressionType); err != nil {
 		return err
 	}
 	ar := broker.AppendRequest{

@@ -165,7 +165,7 @@ func handleFetch(ctx context.Context, c *conn, req *kmsg.FetchRequest) (kmsg.Res
 			}
 		}
 		if pr.err != nil {
-			rp.ErrorCode = errCode(pr.err)
+			rp.ErrorCode = h.partitionErrCode(ctx, "fetch", pr.sp.topic, pr.sp.partition, pr.err)
 		}
 		records := 0
 		if pr.records != nil {

@@ -50,7 +50,7 @@ func handleListOffsets(ctx context.Context, c *conn, req *kmsg.ListOffsetsReques
 				sp.Offset, sp.Timestamp, err = h.listOffset(ctx, t, rp.Partition, rp.Timestamp, req.IsolationLevel == 1)
 			}
 			if err != nil {
-				sp.ErrorCode = errCode(err)
+				sp.ErrorCode = h.partitionErrCode(ctx, "list offsets", rt.Topic, rp.Partition, err)
 				sp.Timestamp, sp.Offset = -1, -1
 			} else {
 				sp.LeaderEpoch = 0

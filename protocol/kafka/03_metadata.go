@@ -2,8 +2,12 @@ package kafka
 
 // Metadata (key 3), versions 0-11 (Kafka 2.8's maximum).
 //
-// One broker: this node at the advertised address is every partition's
-// leader, its only replica and ISR, and the controller. The cluster id is
+// Standalone: this node at the advertised address is every partition's
+// leader, its only replica and ISR, and the controller. In a cluster
+// (Service.Cluster), the brokers are the live cluster brokers at their
+// registered Kafka addresses, a partition's leader (and only replica) is
+// its owner, assigned on this lookup when it has none, and the controller
+// is the live broker with the lowest node id. The cluster id is
 // the broker service's. Topics: null (v1+) or empty (v0) lists every topic
 // of the handler's namespace; named topics are resolved with auto-creation
 // when the request allows it (v4+; always for older versions, as Kafka did)
@@ -17,7 +21,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"net"
 	"sort"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -38,6 +44,10 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 	cid := h.svc.ClusterID()
 	resp.ClusterID = &cid
 	resp.ControllerID = h.cfg.NodeID
+	cl := h.svc.Cluster()
+	if cl != nil {
+		resp.Brokers, resp.ControllerID = clusterBrokers(cl)
+	}
 
 	var names []string
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
@@ -103,6 +113,9 @@ func handleMetadata(ctx context.Context, c *conn, req *kmsg.MetadataRequest) (km
 		rt.Partitions = make([]kmsg.MetadataResponseTopicPartition, n)
 		for i := range n {
 			rt.Partitions[i] = h.partitionMetadata(i)
+			if cl != nil {
+				h.clusterLeader(ctx, cl, t, &rt.Partitions[i])
+			}
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
@@ -146,6 +159,50 @@ func (h *Handler) partitionMetadata(i int32) kmsg.MetadataResponseTopicPartition
 	p.Replicas = []int32{h.cfg.NodeID}
 	p.ISR = []int32{h.cfg.NodeID}
 	return p
+}
+
+// clusterBrokers lists the live brokers that have a Kafka listener, and
+// the controller (lowest node id).
+func clusterBrokers(cl broker.Cluster) ([]kmsg.MetadataResponseBroker, int32) {
+	var out []kmsg.MetadataResponseBroker
+	controller := int32(-1)
+	for _, bi := range cl.Brokers() {
+		host, portStr, err := net.SplitHostPort(bi.Kafka)
+		if err != nil {
+			continue
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil {
+			continue
+		}
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port = bi.NodeID, host, int32(port)
+		out = append(out, b)
+		if controller < 0 {
+			controller = bi.NodeID
+		}
+	}
+	return out, controller
+}
+
+// clusterLeader sets partition p's leader to its owner; a partition whose
+// owner cannot be found now answers LEADER_NOT_AVAILABLE (retriable).
+func (h *Handler) clusterLeader(ctx context.Context, cl broker.Cluster, t *topicInfo, p *kmsg.MetadataResponseTopicPartition) {
+	name, ok := t.partition(p.Partition)
+	if !ok {
+		return
+	}
+	owner, err := cl.Owner(ctx, name)
+	if err != nil {
+		h.log.WarnContext(ctx, "kafka: metadata: no owner", "partition", name, "err", err)
+		p.ErrorCode = kerr.LeaderNotAvailable.Code
+		p.Leader = -1
+		p.Replicas, p.ISR = []int32{}, []int32{}
+		return
+	}
+	p.Leader = owner.NodeID
+	p.Replicas = []int32{owner.NodeID}
+	p.ISR = []int32{owner.NodeID}
 }
 
 // internalTopicID derives a stable topic ID for an internal topic from the

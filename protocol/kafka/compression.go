@@ -28,8 +28,8 @@ const (
 )
 
 // decompressRecords returns the uncompressed records section of a batch
-// whose compressed payload is src. Produced batches are never recompressed;
-// this is only for reading inside them.
+// whose compressed payload is src: for reading inside a batch (ListOffsets
+// by timestamp) and for recompressing it (recompress.go).
 func decompressRecords(codec int16, src []byte) ([]byte, error) {
 	var r io.Reader
 	switch codec {

@@ -3,6 +3,7 @@ package kafka
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -21,10 +22,11 @@ import (
 //	max.message.bytes MaxMessageBytes (largest batch accepted)
 //	segment.bytes     SegmentBytes (ledger roll-over size)
 //	segment.ms        SegmentAge (ledger roll-over age)
+//	compression.type  CompressionType (Kafka batches recompressed on write;
+//	                  producer: as produced)
 //
 // Reported read-only (what kopernik does, not settable): cleanup.policy
-// (delete), compression.type (producer: batches are stored as produced),
-// message.timestamp.type (CreateTime), min.insync.replicas (1),
+// (delete), message.timestamp.type (CreateTime), min.insync.replicas (1),
 // unclean.leader.election.enable (false). Setting one of these to the value
 // it already has is accepted, so tools that send defaults keep working; any
 // other value, or an unknown name, is INVALID_CONFIG.
@@ -108,7 +110,22 @@ var topicConfigs = func() map[string]configDef {
 			},
 		},
 		readOnlyConfig("cleanup.policy", kmsg.ConfigTypeList, "delete"),
-		readOnlyConfig("compression.type", kmsg.ConfigTypeString, "producer"),
+		{
+			name: "compression.type", typ: kmsg.ConfigTypeString,
+			get: func(e broker.EffectivePolicies, own broker.Policies) (string, bool) {
+				if e.CompressionType == "" {
+					return "producer", false
+				}
+				return e.CompressionType, own.CompressionType != nil
+			},
+			set: func(p *broker.Policies, v *string) error {
+				if v != nil && !slices.Contains(broker.CompressionTypes, *v) {
+					return fmt.Errorf("%w: compression.type %q must be one of %v", broker.ErrInvalidConfig, *v, broker.CompressionTypes)
+				}
+				p.CompressionType = v
+				return nil
+			},
+		},
 		readOnlyConfig("message.timestamp.type", kmsg.ConfigTypeString, "CreateTime"),
 		readOnlyConfig("min.insync.replicas", kmsg.ConfigTypeInt, "1"),
 		readOnlyConfig("unclean.leader.election.enable", kmsg.ConfigTypeBoolean, "false"),

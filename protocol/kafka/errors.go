@@ -81,10 +81,18 @@ func errCode(err error) int16 {
 		// (franz-go retries it internally, sarama redispatches at the same
 		// offset); the same fetch succeeds once the store is back.
 		return kerr.KafkaStorageError.Code
+	case errors.Is(err, broker.ErrResourceExhausted):
+		// Out of file descriptors or memory: retriable, and the broker
+		// logs the partition and the cause.
+		return kerr.KafkaStorageError.Code
 	case errors.Is(err, broker.ErrStorage):
 		// The partition's log failed on a write or fsync (a full disk):
 		// retriable, the log recovers by itself once writes succeed again.
 		return kerr.KafkaStorageError.Code
+	case errors.Is(err, broker.ErrNotOwner):
+		// Cluster mode: another broker owns the partition now; the client
+		// refreshes metadata, which names the owner as the leader.
+		return kerr.NotLeaderForPartition.Code
 	case errors.Is(err, broker.ErrClosed):
 		// The partition is being unloaded (topic deleted, broker closing):
 		// the client refreshes metadata and retries.

@@ -186,6 +186,7 @@ type Handler struct {
 		lns   map[net.Listener]struct{}
 		conns map[*conn]struct{}
 	}
+	explain explainer // logs the causes of UNKNOWN_SERVER_ERROR and KAFKA_STORAGE_ERROR
 }
 
 // New builds a handler; Serve starts it.

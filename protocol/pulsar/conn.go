@@ -506,7 +506,28 @@ func (c *conn) handleLookup(ctx context.Context, cmd *pb.CommandLookupTopic) err
 			Error: serverError(err).Enum(), Message: proto.String(broker.Reason(err)),
 		}})
 	}
-	// Single broker: this broker owns every topic.
+	if cl := c.h.env.Broker.Cluster(); cl != nil {
+		// Cluster: the owner serves the topic (assigned now if nobody
+		// does); the client connects there, as Pulsar's authoritative
+		// lookup answer tells it to.
+		owner, err := cl.Owner(ctx, name)
+		if err != nil || owner.Pulsar == "" {
+			if err == nil {
+				err = fmt.Errorf("%w: owner %s of %s has no Pulsar listener", broker.ErrNotOwner, owner.Name, name)
+			}
+			return c.send(&pb.BaseCommand{Type: pb.BaseCommand_LOOKUP_RESPONSE.Enum(), LookupTopicResponse: &pb.CommandLookupTopicResponse{
+				RequestId: proto.Uint64(reqID), Response: pb.CommandLookupTopicResponse_Failed.Enum(),
+				Error: pb.ServerError_ServiceNotReady.Enum(), Message: proto.String(broker.Reason(err)),
+			}})
+		}
+		if owner.NodeID != cl.Self().NodeID {
+			return c.send(&pb.BaseCommand{Type: pb.BaseCommand_LOOKUP_RESPONSE.Enum(), LookupTopicResponse: &pb.CommandLookupTopicResponse{
+				RequestId: proto.Uint64(reqID), Response: pb.CommandLookupTopicResponse_Connect.Enum(),
+				BrokerServiceUrl: proto.String("pulsar://" + owner.Pulsar), Authoritative: proto.Bool(true),
+			}})
+		}
+	}
+	// This broker owns the topic (standalone: every topic).
 	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_LOOKUP_RESPONSE.Enum(), LookupTopicResponse: &pb.CommandLookupTopicResponse{
 		RequestId: proto.Uint64(reqID), Response: pb.CommandLookupTopicResponse_Connect.Enum(),
 		BrokerServiceUrl: proto.String(c.h.advertisedURL()), BrokerServiceUrlTls: c.h.advertisedTLSURL(), Authoritative: proto.Bool(true),

@@ -42,7 +42,7 @@ func serverError(err error) pb.ServerError {
 		return pb.ServerError_ConsumerBusy
 	case errors.Is(err, broker.ErrMessageTooLarge), errors.Is(err, errNotAllowed):
 		return pb.ServerError_NotAllowedError
-	case errors.Is(err, broker.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+	case errors.Is(err, broker.ErrNotOwner), errors.Is(err, broker.ErrResourceExhausted), errors.Is(err, broker.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		errors.Is(err, broker.ErrTieredUnavailable): // retriable: the object store is down or slow
 		return pb.ServerError_ServiceNotReady
 	case errors.Is(err, broker.ErrInvalidConfig), errors.Is(err, broker.ErrAlreadyExists), errors.Is(err, broker.ErrNotEmpty):

@@ -17,7 +17,6 @@ package pulsar
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -95,22 +94,33 @@ func (h *Handler) Serve(ctx context.Context, ln net.Listener) error {
 	h.wg.Add(1)
 	h.mu.Unlock()
 	defer h.wg.Done()
+	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			h.mu.Lock()
 			closed := h.mu.closed
-			delete(h.mu.listeners, ln)
-			h.mu.Unlock()
 			if closed || errors.Is(err, net.ErrClosed) {
+				delete(h.mu.listeners, ln)
+				h.mu.Unlock()
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			h.mu.Unlock()
+			// Anything else (EMFILE, ENFILE, ENOMEM, ECONNABORTED) is
+			// temporary: back off, as net/http does, and keep serving the
+			// connections that exist; never stop the listener for it.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else {
+				backoff = min(2*backoff, time.Second)
 			}
-			return fmt.Errorf("pulsar: accept: %w", err)
+			if backoff == time.Second || backoff == 5*time.Millisecond {
+				h.log.Warn("pulsar: accept failed; retrying", "addr", ln.Addr().String(), "err", err, "retry_in", backoff)
+			}
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		c := newConn(h, nc)
 		if !h.admit(c) {
 			nc.Close()

@@ -1,0 +1,125 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/kopernik-io/kopernik/broker/ownership"
+)
+
+// BrokerInfo is a live cluster broker's registration.
+type BrokerInfo = ownership.BrokerInfo
+
+// ErrNotOwner: another broker serves the partition (cluster mode). The
+// error is a *NotOwnerError naming the owner; Kafka answers
+// NOT_LEADER_OR_FOLLOWER so that clients refresh their metadata, Pulsar's
+// lookup redirects to the owner.
+var ErrNotOwner = errors.New("broker: partition served by another broker")
+
+// NotOwnerError says who owns a partition this broker does not.
+type NotOwnerError struct {
+	Partition TopicName
+	Owner     BrokerInfo
+}
+
+func (e *NotOwnerError) Error() string {
+	return fmt.Sprintf("broker: %s is served by broker %d (%s)", e.Partition, e.Owner.NodeID, e.Owner.Name)
+}
+
+func (e *NotOwnerError) Unwrap() error { return ErrNotOwner }
+
+// Cluster is the view handlers need of the brokers serving the cluster.
+// A standalone broker has none (Service.Cluster returns nil) and serves
+// every partition itself.
+type Cluster interface {
+	// Self is this broker's registration.
+	Self() BrokerInfo
+	// Brokers are the live brokers by node id.
+	Brokers() []BrokerInfo
+	// Owner returns the broker serving partition, assigning one (by the
+	// ownership policy) when none does.
+	Owner(ctx context.Context, partition TopicName) (BrokerInfo, error)
+}
+
+// cluster adapts an ownership.Member to Cluster.
+type cluster struct{ m *ownership.Member }
+
+func (c cluster) Self() BrokerInfo      { return c.m.Self() }
+func (c cluster) Brokers() []BrokerInfo { return c.m.Brokers() }
+func (c cluster) Owner(ctx context.Context, p TopicName) (BrokerInfo, error) {
+	return c.m.Assign(ctx, p.String())
+}
+
+// Cluster implements Service.
+func (b *Broker) Cluster() Cluster {
+	if b.member == nil {
+		return nil
+	}
+	return cluster{b.member}
+}
+
+// checkOwner fails with a *NotOwnerError unless this broker serves name
+// (assigning the partition first when nobody does). Assign's answer comes
+// from the watched view or the store, so a partition just assigned to this
+// broker is served before the view catches up.
+func (b *Broker) checkOwner(ctx context.Context, name TopicName) error {
+	if b.member == nil {
+		return nil
+	}
+	owner, err := b.member.Assign(ctx, name.String())
+	if err != nil {
+		return fmt.Errorf("broker: %s: finding its owner: %w", name, err)
+	}
+	select {
+	case <-b.member.Lost():
+		return fmt.Errorf("broker: %s: %w", name, ownership.ErrLost)
+	default:
+	}
+	if owner.NodeID != b.member.Self().NodeID {
+		return &NotOwnerError{Partition: name, Owner: owner}
+	}
+	return nil
+}
+
+// ownershipLoop unloads partitions this broker no longer owns: their owner
+// record moved or vanished, or the broker lost its lease (then it unloads
+// everything; it must not serve what it can no longer prove it owns).
+func (b *Broker) ownershipLoop() {
+	for {
+		changed := b.member.Changed()
+		lost := false
+		select {
+		case <-b.stop:
+			return
+		case <-changed:
+		case <-b.member.Lost():
+			lost = true
+		}
+		for _, p := range b.Partitions() {
+			if !lost && b.member.Owns(p.Name().String()) {
+				continue
+			}
+			// The view may lag a fresh assignment: ask the store.
+			if !lost && b.checkOwner(context.Background(), p.Name()) == nil {
+				continue
+			}
+			{
+				b.log.Info("unloading partition: ownership moved", "partition", p.Name(), "lease_lost", lost)
+				p, release, err := b.holdLoads(context.Background(), p.Name().String())
+				if err != nil {
+					continue
+				}
+				if p != nil {
+					p.close()
+				}
+				release(nil)
+			}
+		}
+		if lost {
+			b.log.Error("cluster lease lost: this broker serves nothing until restarted", "node_id", b.member.Self().NodeID)
+			<-b.stop
+			return
+		}
+	}
+}
