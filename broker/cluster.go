@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/kopernik-io/kopernik/broker/ownership"
 )
@@ -84,7 +85,9 @@ func (b *Broker) checkOwner(ctx context.Context, name TopicName) error {
 
 // ownershipLoop unloads partitions this broker no longer owns: their owner
 // record moved or vanished, or the broker lost its lease (then it unloads
-// everything; it must not serve what it can no longer prove it owns).
+// everything, since it must not serve what it can no longer prove it owns,
+// and rejoins with a new lease; a paused broker that wakes up is fenced
+// first and then serves again).
 func (b *Broker) ownershipLoop() {
 	for {
 		changed := b.member.Changed()
@@ -116,10 +119,35 @@ func (b *Broker) ownershipLoop() {
 				release(nil)
 			}
 		}
-		if lost {
-			b.log.Error("cluster lease lost: this broker serves nothing until restarted", "node_id", b.member.Self().NodeID)
-			<-b.stop
+		if lost && !b.rejoin() {
 			return
 		}
+	}
+}
+
+// rejoin retries Member.Rejoin until it succeeds (true) or the broker
+// closes or left the cluster (false).
+func (b *Broker) rejoin() bool {
+	b.log.Error("cluster lease lost: every partition unloaded; rejoining", "node_id", b.member.Self().NodeID)
+	backoff := 200 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := b.member.Rejoin(ctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if errors.Is(err, ownership.ErrLeft) {
+			return false
+		}
+		b.log.Warn("cluster rejoin failed; retrying", "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-b.stop:
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }

@@ -52,9 +52,8 @@ type Lease struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	err     error // why Done was closed
-	revoked bool
+	mu  sync.Mutex
+	err error // why Done was closed
 }
 
 // Done is closed when the lease is lost or revoked.
@@ -70,12 +69,9 @@ func (l *Lease) Err() error {
 // Revoke ends the lease at once: the store deletes every record bound to
 // it. Revoking a lost lease returns nil.
 func (l *Lease) Revoke(ctx context.Context) error {
-	l.mu.Lock()
-	l.revoked = true
-	l.mu.Unlock()
+	l.finish(ErrLeaseRevoked) // first: ending renewal would report ErrClosed
 	l.cancel()
 	l.wg.Wait()
-	l.finish(errLeaseRevoked)
 	_, err := l.lessor.Revoke(ctx, clientv3.LeaseID(l.ID))
 	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return fmt.Errorf("%w: revoke lease %x: %w", ErrUnavailable, l.ID, err)
@@ -84,7 +80,8 @@ func (l *Lease) Revoke(ctx context.Context) error {
 }
 
 var (
-	errLeaseRevoked = errors.New("metadata: lease revoked")
+	// ErrLeaseRevoked: the holder revoked the lease (Lease.Err after Revoke).
+	ErrLeaseRevoked = errors.New("metadata: lease revoked")
 	// ErrLeaseExpired: the store no longer knows the lease.
 	ErrLeaseExpired = errors.New("metadata: lease expired")
 )

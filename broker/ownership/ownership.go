@@ -50,6 +50,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kopernik-io/kopernik/metadata"
@@ -101,14 +102,17 @@ var ErrNoBrokers = errors.New("ownership: no live brokers")
 // ErrLost: this member's lease is lost; it owns nothing until it rejoins.
 var ErrLost = errors.New("ownership: membership lease lost")
 
+// ErrLeft: the member left the cluster (Leave); it does not rejoin.
+var ErrLeft = errors.New("ownership: left the cluster")
+
 // Member is one broker's membership: its registration, and a watched view
 // of the live brokers and of every owner record.
 type Member struct {
 	store Store
 	cfg   Config
 	root  string
-	self  BrokerInfo
-	lease *metadata.Lease
+	id    int32 // node id, fixed for the broker's name
+	sess  atomic.Pointer[session]
 	log   *slog.Logger
 
 	cancel context.CancelFunc
@@ -122,6 +126,13 @@ type Member struct {
 		counts  map[int32]int         // units owned per node
 		changed chan struct{}         // closed and replaced on every view change
 	}
+}
+
+// session is one lease and the registration bound to it; Rejoin replaces
+// a lost one.
+type session struct {
+	lease *metadata.Lease
+	self  BrokerInfo
 }
 
 type ownerEntry struct {
@@ -152,15 +163,8 @@ func Join(ctx context.Context, store Store, cfg Config) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	lease, err := store.GrantLease(ctx, cfg.LeaseTTL)
-	if err != nil {
-		return nil, fmt.Errorf("ownership: grant lease: %w", err)
-	}
-	m.lease = lease
-	m.self = BrokerInfo{NodeID: id, Name: cfg.Name, Kafka: cfg.Kafka, Pulsar: cfg.Pulsar, HTTP: cfg.HTTP, Lease: lease.ID, Started: time.Now().UTC()}
-	val, _ := json.Marshal(m.self)
-	if err := m.register(ctx, val); err != nil {
-		_ = lease.Revoke(context.WithoutCancel(ctx))
+	m.id = id
+	if err := m.startSession(ctx); err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithCancel(context.Background())
@@ -173,18 +177,56 @@ func Join(ctx context.Context, store Store, cfg Config) (*Member, error) {
 		m.Leave(context.WithoutCancel(ctx))
 		return nil, ctx.Err()
 	}
-	m.log.Info("joined cluster", "cluster", cfg.Cluster, "broker", cfg.Name, "node_id", id, "lease_ttl", lease.TTL)
+	m.log.Info("joined cluster", "cluster", cfg.Cluster, "broker", cfg.Name, "node_id", id, "lease_ttl", m.sess.Load().lease.TTL)
 	return m, nil
+}
+
+// startSession grants a lease and registers under it.
+func (m *Member) startSession(ctx context.Context) error {
+	lease, err := m.store.GrantLease(ctx, m.cfg.LeaseTTL)
+	if err != nil {
+		return fmt.Errorf("ownership: grant lease: %w", err)
+	}
+	self := BrokerInfo{NodeID: m.id, Name: m.cfg.Name, Kafka: m.cfg.Kafka, Pulsar: m.cfg.Pulsar, HTTP: m.cfg.HTTP, Lease: lease.ID, Started: time.Now().UTC()}
+	val, _ := json.Marshal(self)
+	if err := m.register(ctx, val, lease.ID); err != nil {
+		_ = lease.Revoke(context.WithoutCancel(ctx))
+		return err
+	}
+	m.sess.Store(&session{lease: lease, self: self})
+	return nil
+}
+
+// Rejoin starts a new session after the lease was lost (a pause past the
+// TTL, etcd unreachable): a new lease and registration under the same node
+// id, once the old registration has expired. Partitions owned under the
+// old lease are gone; they are assigned anew on their next lookup. It is
+// a no-op while the current lease is held.
+func (m *Member) Rejoin(ctx context.Context) error {
+	old := m.sess.Load()
+	select {
+	case <-old.lease.Done():
+	default:
+		return nil
+	}
+	if errors.Is(old.lease.Err(), metadata.ErrLeaseRevoked) {
+		return ErrLeft
+	}
+	if err := m.startSession(ctx); err != nil {
+		return err
+	}
+	m.log.Info("rejoined cluster after losing the lease", "cluster", m.cfg.Cluster, "broker", m.cfg.Name, "node_id", m.id, "lost", old.lease.Err())
+	return nil
 }
 
 // register creates brokers/<id>. A record left by this broker's previous
 // life (killed before its lease expired) is waited out: its lease is not
 // ours, and overwriting it would let the old lease delete our
 // registration when it expires.
-func (m *Member) register(ctx context.Context, val []byte) error {
-	path := m.brokerPath(m.self.NodeID)
+func (m *Member) register(ctx context.Context, val []byte, lease metadata.LeaseID) error {
+	path := m.brokerPath(m.id)
 	for {
-		_, err := m.store.CreateLeased(ctx, path, val, m.lease.ID)
+		_, err := m.store.CreateLeased(ctx, path, val, lease)
 		if err == nil {
 			return nil
 		}
@@ -249,11 +291,11 @@ func (m *Member) nodeID(ctx context.Context) (int32, error) {
 }
 
 // Self is this broker's registration.
-func (m *Member) Self() BrokerInfo { return m.self }
+func (m *Member) Self() BrokerInfo { return m.sess.Load().self }
 
-// Lost is closed when this member's lease is lost (or Leave was called):
-// the member must stop serving every unit.
-func (m *Member) Lost() <-chan struct{} { return m.lease.Done() }
+// Lost is closed when this member's current lease is lost (or Leave was
+// called): the member must stop serving every unit, and may Rejoin.
+func (m *Member) Lost() <-chan struct{} { return m.sess.Load().lease.Done() }
 
 // Brokers returns the live brokers, by node id.
 func (m *Member) Brokers() []BrokerInfo {
@@ -297,12 +339,12 @@ func (m *Member) Lookup(unit string) (BrokerInfo, bool) {
 // Owns reports whether this member owns unit and still holds its lease.
 func (m *Member) Owns(unit string) bool {
 	select {
-	case <-m.lease.Done():
+	case <-m.Lost():
 		return false
 	default:
 	}
 	b, ok := m.Lookup(unit)
-	return ok && b.NodeID == m.self.NodeID
+	return ok && b.NodeID == m.id
 }
 
 // Owned returns the units this member owns, sorted.
@@ -311,7 +353,7 @@ func (m *Member) Owned() []string {
 	defer m.mu.Unlock()
 	var out []string
 	for u, o := range m.mu.owners {
-		if o.NodeID == m.self.NodeID {
+		if o.NodeID == m.id {
 			out = append(out, u)
 		}
 	}
@@ -377,7 +419,7 @@ func (m *Member) Release(ctx context.Context, unit string) error {
 	m.mu.Lock()
 	o, ok := m.mu.owners[unit]
 	m.mu.Unlock()
-	if !ok || o.NodeID != m.self.NodeID {
+	if !ok || o.NodeID != m.id {
 		return nil
 	}
 	err := m.store.Delete(ctx, m.ownerPath(unit), o.version)
@@ -403,7 +445,7 @@ func (m *Member) OwnerRecord(unit string) (path string, version int64, ok bool) 
 // Leave revokes the lease (registration and owned units vanish at once)
 // and stops the view. Idempotent.
 func (m *Member) Leave(ctx context.Context) error {
-	err := m.lease.Revoke(ctx)
+	err := m.sess.Load().lease.Revoke(ctx)
 	if m.cancel != nil {
 		m.cancel()
 	}

@@ -362,3 +362,70 @@ func TestOwnershipModel(t *testing.T) {
 		}
 	}
 }
+
+// TestRejoinAfterLeaseLost: etcd unreachable past the TTL makes every
+// member give up its lease (a paused broker's view of the world); once
+// etcd is back, Rejoin registers them again under their node ids, the
+// partitions they held are unowned, and assignment works again.
+func TestRejoinAfterLeaseLost(t *testing.T) {
+	srv := etcdtest.Start(t)
+	c := &cluster{t: t, srv: srv}
+	a, b := c.join("a"), c.join("b")
+	ids := []int32{a.m.Self().NodeID, b.m.Self().NodeID}
+	ctx := context.Background()
+	if _, err := a.m.Assign(ctx, "held"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	for _, n := range []*node{a, b} {
+		select {
+		case <-n.m.Lost():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: lease not given up 10s after etcd stopped (TTL 1s)", n.name)
+		}
+		if n.m.Owns("held") {
+			t.Fatalf("%s claims a unit with its lease lost", n.name)
+		}
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+	if err := a.m.Rejoin(dctx); err == nil {
+		t.Fatal("rejoined with etcd down")
+	}
+	dcancel()
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range []*node{a, b} {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := n.m.Rejoin(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: rejoin: %v", n.name, err)
+		}
+		if n.m.Self().NodeID != ids[i] {
+			t.Fatalf("%s: node id %d after rejoin, had %d", n.name, n.m.Self().NodeID, ids[i])
+		}
+		select {
+		case <-n.m.Lost():
+			t.Fatalf("%s: new lease already lost: %v", n.name, n.m.sess.Load().lease.Err())
+		default:
+		}
+	}
+	for _, n := range []*node{a, b} {
+		waitView(t, n, "both brokers live again", func() bool { return len(n.m.Brokers()) == 2 })
+	}
+	o, err := b.m.Assign(ctx, "held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := a
+	if o.NodeID == b.m.Self().NodeID {
+		owner = b
+	}
+	waitView(t, owner, "owns the reassigned unit", func() bool { return owner.m.Owns("held") })
+	// A member that left does not rejoin.
+	a.m.Leave(ctx)
+	if err := a.m.Rejoin(ctx); !errors.Is(err, ErrLeft) {
+		t.Fatalf("rejoin after Leave: %v, want ErrLeft", err)
+	}
+}
