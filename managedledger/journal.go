@@ -242,7 +242,7 @@ type journal struct {
 	// recoverReq asks the writer for a recovery attempt now (a ledger
 	// reopen while the journal is failed).
 	recoverReq chan chan error
-	delMu  sync.Mutex    // file deletions and scans
+	delMu      sync.Mutex // file deletions and scans
 
 	// writer-goroutine state
 	w struct {

@@ -73,12 +73,12 @@ type ledger struct {
 // all others are sealed and fully visible.
 // INVARIANT: first <= visNext <= next; lastConfirmed is the last visible entry.
 type ManagedLedger struct {
-	name     string
-	factory  *Factory
-	memory   bool // FactoryOptions.Dir == "": no disk behind the files
-	log      *slog.Logger
-	store    metadata.Store
-	segOpts  segment.Options
+	name    string
+	factory *Factory
+	memory  bool // FactoryOptions.Dir == "": no disk behind the files
+	log     *slog.Logger
+	store   metadata.Store
+	segOpts segment.Options
 	// journal is the factory's shared journal; nil: per-ledger fsyncs
 	// (FactoryOptions.PerLedgerSync, or in memory).
 	journal  *journal
