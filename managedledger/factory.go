@@ -151,6 +151,9 @@ type Factory struct {
 	// in memory); ckKick starts a checkpoint early (journal grew).
 	journal *journal
 	ckKick  chan struct{}
+	// replayed counts entries replayed from the journal into segments
+	// (tests: that crash tests exercise replay at all).
+	replayed atomic.Int64
 
 	// bg tracks object deletions in the background (Close waits for them).
 	bg           sync.WaitGroup

@@ -671,6 +671,7 @@ func (ml *ManagedLedger) replayJournal(seg *segment.Segment, recs []jrec) error 
 		if _, err := seg.Sync(); err != nil {
 			return storageError(ml.name, fmt.Errorf("sync after journal replay: %w", err))
 		}
+		ml.factory.replayed.Add(int64(len(tail)))
 		ml.log.Info("managedledger: replayed journal entries into the active ledger",
 			"ledger", d.LedgerID, "from_entry", d.Entries, "entries", len(tail))
 	}
