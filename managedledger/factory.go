@@ -104,8 +104,11 @@ type FactoryOptions struct {
 	JournalFileBytes int64
 	// CheckpointInterval is the period of the checkpoint that fdatasyncs
 	// segments holding journalled entries and releases their journal
-	// records (default 1s; < 0: only when the journal grows past
-	// CheckpointBytes, and at close).
+	// records (default 10s, BookKeeper's flushInterval is 60s; < 0: only
+	// when the journal grows past CheckpointBytes, and at close). A
+	// checkpoint costs one fdatasync per ledger that appended since the
+	// last: with thousands of busy ledgers a short interval costs
+	// acknowledgement latency (docs/benchmarks.md).
 	CheckpointInterval time.Duration
 	// CheckpointBytes starts a checkpoint early once this much was
 	// journalled since the last (default 64 MiB): it bounds the journal's
@@ -580,7 +583,7 @@ func (f *Factory) openJournal() error {
 		f.opts.JournalFileBytes = 64 << 20
 	}
 	if f.opts.CheckpointInterval == 0 {
-		f.opts.CheckpointInterval = time.Second
+		f.opts.CheckpointInterval = 10 * time.Second
 	}
 	if f.opts.CheckpointBytes <= 0 {
 		f.opts.CheckpointBytes = 64 << 20
