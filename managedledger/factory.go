@@ -627,10 +627,8 @@ func (f *Factory) openJournal() error {
 		}
 	}
 	j.deleteReleased()
-	if f.opts.CheckpointInterval > 0 {
-		f.wg.Add(1)
-		go f.checkpointLoop()
-	}
+	f.wg.Add(1)
+	go f.checkpointLoop()
 	return nil
 }
 
@@ -654,13 +652,17 @@ func (f *Factory) takeReplayLocked(name string) []jrec {
 
 func (f *Factory) checkpointLoop() {
 	defer f.wg.Done()
-	t := time.NewTicker(f.opts.CheckpointInterval)
-	defer t.Stop()
+	var tick <-chan time.Time // nil: only when the journal grew
+	if f.opts.CheckpointInterval > 0 {
+		t := time.NewTicker(f.opts.CheckpointInterval)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-f.stop:
 			return
-		case <-t.C:
+		case <-tick:
 		case <-f.ckKick:
 		}
 		f.checkpoint()
