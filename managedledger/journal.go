@@ -249,11 +249,21 @@ type journal struct {
 		f         segment.File
 		seq       int64
 		size      int64 // bytes written and synced
-		allocated int64
 		lastBatch int
 		lastSync  time.Duration
 		grown     int64
 		spare     []byte
+	}
+
+	// fl is the background zero-filler's state (see Prealloc): [0,
+	// allocated) of the current file exists on disk; a fill of
+	// [start, end) may be in flight, and the writer never writes into it.
+	fl struct {
+		sync.Mutex
+		cond      *sync.Cond
+		allocated int64
+		filling   bool
+		start     int64
 	}
 
 	mu struct {
@@ -276,6 +286,7 @@ func openJournal(opts journalOptions) (*journal, map[string][]jrec, error) {
 		groups: make(chan jgroup, 64), cdone: make(chan struct{}), recoverReq: make(chan chan error),
 	}
 	j.mu.released = make(map[string]Position)
+	j.fl.cond = sync.NewCond(&j.fl.Mutex)
 	if err := opts.FS.MkdirAll(opts.Dir); err != nil {
 		return nil, nil, fmt.Errorf("managedledger: journal: %w", err)
 	}
@@ -392,10 +403,14 @@ func (j *journal) newFile(seq int64) error {
 		f.Close()
 		return err
 	}
+	j.waitFill()
 	if j.w.f != nil {
 		j.w.f.Close()
 	}
-	j.w.f, j.w.seq, j.w.size, j.w.allocated = f, seq, journalHeaderSize, journalHeaderSize
+	j.w.f, j.w.seq, j.w.size = f, seq, journalHeaderSize
+	j.fl.Lock()
+	j.fl.allocated = journalHeaderSize
+	j.fl.Unlock()
 	j.mu.Lock()
 	j.mu.files = append(j.mu.files, &jfile{seq: seq, maxPos: map[string]Position{}})
 	j.mu.Unlock()
@@ -578,6 +593,7 @@ func (j *journal) close() error {
 	close(j.stop)
 	<-j.done
 	<-j.cdone
+	j.waitFill()
 	var err error
 	if j.w.f != nil {
 		err = j.w.f.Close()
@@ -728,19 +744,21 @@ func (j *journal) round(rs *retryState) bool {
 // ahead, see Prealloc) and fdatasyncs.
 func (j *journal) writeSync(buf []byte) error {
 	off := j.w.size
-	if end := off + int64(len(buf)); j.opts.Prealloc > 0 && end > j.w.allocated {
-		// Zeros ahead of the writer, made durable with this group's sync:
-		// the next groups overwrite allocated blocks.
-		to := end + j.opts.Prealloc
-		for a := max(j.w.allocated, end); a < to; {
-			n := min(int64(len(jzeros)), to-a)
-			if err := writeAll(j.w.f, jzeros[:n], a); err != nil {
-				return err
-			}
-			a += n
-		}
-		j.w.allocated = to
+	end := off + int64(len(buf))
+	j.fl.Lock()
+	for j.fl.filling && end > j.fl.start {
+		j.fl.cond.Wait() // never write into a region being zero-filled
 	}
+	if p := j.opts.Prealloc; p > 0 && !j.fl.filling && j.fl.allocated-end < p/2 {
+		// Zeros ahead of the writer, in the background with their own
+		// fsync (the kernel groups it with the groups' syncs): most
+		// group fdatasyncs then overwrite allocated blocks and commit no
+		// size change.
+		start := max(j.fl.allocated, end)
+		j.fl.filling, j.fl.start = true, start
+		go j.fill(j.w.f, start, start+p)
+	}
+	j.fl.Unlock()
 	if err := writeAll(j.w.f, buf, off); err != nil {
 		return err
 	}
@@ -753,9 +771,43 @@ func (j *journal) writeSync(buf []byte) error {
 
 var jzeros = make([]byte, 1<<20)
 
-// reserve zero-fills n bytes after the allocated end and syncs them.
+// fill zero-fills [start, end) of f and syncs (the background filler).
+// A failure is not fatal: groups then just grow the file; preallocation
+// stops for this file.
+func (j *journal) fill(f segment.File, start, end int64) {
+	var err error
+	for a := start; a < end && err == nil; a += int64(len(jzeros)) {
+		err = writeAll(f, jzeros[:min(int64(len(jzeros)), end-a)], a)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	j.fl.Lock()
+	defer j.fl.Unlock()
+	j.fl.filling = false
+	if err == nil {
+		j.fl.allocated = end
+	} else {
+		j.fl.allocated = 1 << 62 // no more fills into this file
+		j.log.Warn("managedledger: journal preallocation failed", "err", err)
+	}
+	j.fl.cond.Broadcast()
+}
+
+// waitFill waits for a fill in flight (before the file is truncated,
+// replaced or closed).
+func (j *journal) waitFill() {
+	j.fl.Lock()
+	for j.fl.filling {
+		j.fl.cond.Wait()
+	}
+	j.fl.Unlock()
+}
+
+// reserve zero-fills n bytes after the written end and syncs them.
 func (j *journal) reserve(n int64) error {
-	for a, to := j.w.allocated, j.w.allocated+n; a < to; {
+	j.waitFill()
+	for a, to := j.w.size, j.w.size+n; a < to; {
 		k := min(int64(len(jzeros)), to-a)
 		if err := writeAll(j.w.f, jzeros[:k], a); err != nil {
 			return err
@@ -765,7 +817,9 @@ func (j *journal) reserve(n int64) error {
 	if err := j.w.f.Sync(); err != nil {
 		return err
 	}
-	j.w.allocated += n
+	j.fl.Lock()
+	j.fl.allocated = j.w.size + n
+	j.fl.Unlock()
 	return nil
 }
 
@@ -785,6 +839,7 @@ func (j *journal) recover() error {
 	if failed == nil || closed {
 		return nil
 	}
+	j.waitFill()
 	err := j.w.f.Truncate(j.w.size)
 	if err == nil {
 		err = j.w.f.Sync()

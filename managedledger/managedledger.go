@@ -623,6 +623,8 @@ func (ml *ManagedLedger) journalDone(p *Pending, err error) {
 		fail = ml.mu.failed
 	case ml.mu.failed != nil:
 		fail = ml.mu.failed
+	case ml.ledgerLocked(p.entry.Position.LedgerID) == nil:
+		fail = ErrClosed // not reachable: the active ledger is never deleted
 	default:
 		l := ml.ledgerLocked(p.entry.Position.LedgerID)
 		seg := l.seg
@@ -911,6 +913,12 @@ func (ml *ManagedLedger) syncWaiters(g *groupState) {
 func (ml *ManagedLedger) syncActive() {
 	ml.mu.Lock()
 	if ml.mu.closed || ml.mu.failed != nil {
+		ml.mu.Unlock()
+		return
+	}
+	if ml.journal != nil && ml.mu.cfg.Sync == SyncAlways {
+		// Journal mode: the factory's checkpoint syncs the segment; a
+		// per-ledger periodic fsync is what the journal is there to avoid.
 		ml.mu.Unlock()
 		return
 	}
