@@ -370,9 +370,16 @@ func (f *Factory) Open(ctx context.Context, name string, cfg Config) (*ManagedLe
 }
 
 func (f *Factory) segOptions(name string) segment.Options {
+	prealloc := f.opts.Prealloc
+	if !f.opts.PerLedgerSync {
+		// With the journal a segment is fdatasynced only by checkpoints,
+		// seals and closes, not per acknowledgement: zeros ahead of it
+		// would only double its disk writes. The journal preallocates.
+		prealloc = 0
+	}
 	return segment.Options{
 		FS: f.fs, Dir: filepath.Join(f.root, filepath.FromSlash(name)), Logger: f.log.With("ledger", name),
-		IndexInterval: f.opts.IndexInterval, Prealloc: f.opts.Prealloc,
+		IndexInterval: f.opts.IndexInterval, Prealloc: prealloc,
 	}
 }
 
