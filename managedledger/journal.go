@@ -34,14 +34,17 @@ const (
 	journalMagic      = "KPJN"
 	journalVersion    = 1
 	journalHeaderSize = 32
-	jFrameHead        = 8
+	jFrameHead        = 12
 	jBodyFixed        = 72
 	jKindEntry        = 1
 	jKindCut          = 2
 	// jMaxBody bounds a frame body: the largest segment record plus the
 	// longest ledger name and producer name.
 	jMaxBody = segment.MaxRecordSize + 2<<16
-	// journalSuffix ends journal file names: <seq %020d>.jnl.
+	// journalSpareFiles is how many released files are kept for reuse
+	// (their blocks are allocated: no zero-filling for the next ones).
+	journalSpareFiles = 2
+	// journalSuffix ends journal file names: <slot %020d>.jnl.
 	journalSuffix = ".jnl"
 )
 
@@ -71,6 +74,7 @@ func appendJFrame(b []byte, kind uint8, name string, ledgerID int64, r *segment.
 	le := binary.LittleEndian
 	b = le.AppendUint32(b, uint32(jBodyFixed+len(name)+len(r.Producer)+len(r.Data)))
 	b = le.AppendUint32(b, 0) // CRC, below
+	b = le.AppendUint32(b, 0) // file sequence, stamped by the writer
 	b = append(b, kind, r.Format)
 	b = le.AppendUint16(b, uint16(len(name)))
 	b = le.AppendUint32(b, uint32(r.MsgCount))
@@ -91,11 +95,22 @@ func appendJFrame(b []byte, kind uint8, name string, ledgerID int64, r *segment.
 	return b
 }
 
-// decodeJFrames decodes the frames of b (the bytes after a file header)
-// and returns them with the length of the valid prefix; decoding stops at
-// the first frame that is zeros (preallocation), torn, or fails its CRC or
-// a field check. Data aliases b.
-func decodeJFrames(b []byte) (out []jrec, valid int, why error) {
+// stampFrames writes the low 32 bits of the sequence of the file they go
+// to into every frame of buf (outside the CRC): frames left from an
+// earlier use of a reused file carry another sequence and end the log.
+func stampFrames(buf []byte, seq int64) {
+	le := binary.LittleEndian
+	for off := 0; off+jFrameHead <= len(buf); off += jFrameHead + int(le.Uint32(buf[off:])) {
+		le.PutUint32(buf[off+8:], uint32(seq))
+	}
+}
+
+// decodeJFrames decodes the frames of b (the bytes after the header of
+// file seq) and returns them with the length of the valid prefix; decoding
+// stops at the first frame that is zeros (preallocation), torn, stamped
+// with another file sequence (left from an earlier use of the file), or
+// fails its CRC or a field check. Data aliases b.
+func decodeJFrames(b []byte, seq int64) (out []jrec, valid int, why error) {
 	le := binary.LittleEndian
 	off := 0
 	for {
@@ -109,6 +124,9 @@ func decodeJFrames(b []byte) (out []jrec, valid int, why error) {
 		sum := le.Uint32(b[off+4:])
 		if n == 0 && sum == 0 {
 			return out, off, nil // zeros: the end
+		}
+		if st := le.Uint32(b[off+8:]); st != uint32(seq) {
+			return out, off, fmt.Errorf("frame of file sequence %d (an earlier use of the file)", st)
 		}
 		if n < jBodyFixed || n > jMaxBody {
 			return out, off, fmt.Errorf("impossible frame length %d", n)
@@ -146,7 +164,7 @@ func decodeJFrames(b []byte) (out []jrec, valid int, why error) {
 	}
 }
 
-func journalFileName(seq int64) string { return fmt.Sprintf("%020d%s", seq, journalSuffix) }
+func journalFileName(slot int64) string { return fmt.Sprintf("%020d%s", slot, journalSuffix) }
 
 func parseJournalName(name string) (int64, bool) {
 	base, ok := strings.CutSuffix(name, journalSuffix)
@@ -173,20 +191,18 @@ func appendJournalHeader(b []byte, seq int64, created time.Time) []byte {
 // errJournalNewer: a journal file of a newer format (refused, like segments).
 var errJournalNewer = errors.New("managedledger: journal file written by a newer format version")
 
-// checkJournalHeader verifies a file header; ok false: not a valid header
-// (a file whose creation was cut short: it never held an acknowledged record).
-func checkJournalHeader(b []byte, seq int64) (ok bool, err error) {
+// checkJournalHeader verifies a file header and returns the file's
+// sequence; ok false: not a valid header (a file whose creation was cut
+// short: it never held an acknowledged record).
+func checkJournalHeader(b []byte) (seq int64, ok bool, err error) {
 	le := binary.LittleEndian
 	if len(b) < journalHeaderSize || string(b[:4]) != journalMagic || crc32.Checksum(b[:24], jcrc) != le.Uint32(b[24:]) {
-		return false, nil
+		return 0, false, nil
 	}
 	if v := le.Uint16(b[4:]); v > journalVersion {
-		return false, fmt.Errorf("%w: version %d", errJournalNewer, v)
+		return 0, false, fmt.Errorf("%w: version %d", errJournalNewer, v)
 	}
-	if int64(le.Uint64(b[8:])) != seq {
-		return false, fmt.Errorf("%w: journal file %d names sequence %d", ErrCorrupt, seq, int64(le.Uint64(b[8:])))
-	}
-	return true, nil
+	return int64(le.Uint64(b[8:])), true, nil
 }
 
 // journalOptions configures a journal.
@@ -223,7 +239,8 @@ type jgroup struct {
 
 // jfile is one journal file and what it holds, for deletion.
 type jfile struct {
-	seq int64
+	seq  int64
+	slot int64 // the file name
 	// maxPos is, per ledger name, the highest position of a frame in the
 	// file. The file may go once every name's released position reaches it.
 	maxPos map[string]Position
@@ -248,6 +265,7 @@ type journal struct {
 	w struct {
 		f         segment.File
 		seq       int64
+		nextSlot  int64
 		size      int64 // bytes written and synced
 		lastBatch int
 		lastSync  time.Duration
@@ -273,6 +291,7 @@ type journal struct {
 		failed   error
 		closed   bool
 		files    []*jfile // oldest first; the last one is being written
+		spare    []int64  // slots of released files kept for reuse
 		released map[string]Position
 	}
 }
@@ -294,25 +313,32 @@ func openJournal(opts journalOptions) (*journal, map[string][]jrec, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("managedledger: journal: %w", err)
 	}
-	var seqs []int64
-	for _, n := range names {
-		if seq, ok := parseJournalName(n); ok {
-			seqs = append(seqs, seq)
-		}
+	type found struct {
+		jf   *jfile
+		recs []jrec
 	}
-	sort.Slice(seqs, func(a, b int) bool { return seqs[a] < seqs[b] })
-	replay := map[string][]jrec{}
+	var files []found
 	next := int64(0)
-	for _, seq := range seqs {
-		next = seq + 1
-		recs, keep, err := j.readFile(seq, true)
+	for _, n := range names {
+		slot, ok := parseJournalName(n)
+		if !ok {
+			continue
+		}
+		j.w.nextSlot = max(j.w.nextSlot, slot+1)
+		seq, recs, keep, err := j.readFile(slot, true)
 		if err != nil {
 			return nil, nil, err
 		}
-		if !keep {
-			continue
+		if keep {
+			files = append(files, found{&jfile{seq: seq, slot: slot, maxPos: map[string]Position{}}, recs})
+			next = max(next, seq+1)
 		}
-		jf := &jfile{seq: seq, maxPos: map[string]Position{}}
+	}
+	// Journal order is sequence order (a reused file keeps its name).
+	sort.Slice(files, func(a, b int) bool { return files[a].jf.seq < files[b].jf.seq })
+	replay := map[string][]jrec{}
+	for _, fd := range files {
+		jf, recs := fd.jf, fd.recs
 		for _, r := range recs {
 			replay[r.name] = append(replay[r.name], r)
 			if p, ok := jf.maxPos[r.name]; !ok || p.Less(r.pos()) {
@@ -329,66 +355,89 @@ func openJournal(opts journalOptions) (*journal, map[string][]jrec, error) {
 	return j, replay, nil
 }
 
-// readFile reads journal file seq. With repair, a torn or corrupt tail is
-// truncated (and synced) and a file without a valid header is removed
-// (keep false). Data of the records aliases one buffer per file.
-func (j *journal) readFile(seq int64, repair bool) (recs []jrec, keep bool, err error) {
-	path := filepath.Join(j.opts.Dir, journalFileName(seq))
+// readFile reads the journal file in slot. With repair, a torn or
+// corrupt tail is truncated (and synced) and a file without a valid header
+// is removed (keep false). Data of the records aliases one buffer per file.
+func (j *journal) readFile(slot int64, repair bool) (seq int64, recs []jrec, keep bool, err error) {
+	path := filepath.Join(j.opts.Dir, journalFileName(slot))
 	flag := os.O_RDONLY
 	if repair {
 		flag = os.O_RDWR
 	}
 	f, err := j.opts.FS.OpenFile(path, flag, 0)
 	if err != nil {
-		return nil, false, storageError("journal", err)
+		return 0, nil, false, storageError("journal", err)
 	}
 	defer f.Close()
 	size, err := f.Size()
 	if err != nil {
-		return nil, false, storageError("journal", err)
+		return 0, nil, false, storageError("journal", err)
 	}
 	b := make([]byte, size)
 	if n, err := f.ReadAt(b, 0); int64(n) < size {
-		return nil, false, storageError("journal", fmt.Errorf("read %s: %d of %d bytes: %w", path, n, size, err))
+		return 0, nil, false, storageError("journal", fmt.Errorf("read %s: %d of %d bytes: %w", path, n, size, err))
 	}
-	ok, err := checkJournalHeader(b, seq)
+	seq, ok, err := checkJournalHeader(b)
 	if err != nil {
-		return nil, false, err
+		return 0, nil, false, err
 	}
 	if !ok {
 		if repair {
-			// Created but its header never made it: it never held a record.
-			j.log.Warn("managedledger: removing journal file without a valid header", "file", path, "bytes", size)
+			// A retired spare (released, header zeroed), or a creation
+			// whose header never made it: no record in it is needed.
+			j.log.Info("managedledger: removing journal file without a valid header", "file", path, "bytes", size)
 			f.Close()
 			if err := j.opts.FS.Remove(path); err != nil {
-				return nil, false, storageError("journal", err)
+				return 0, nil, false, storageError("journal", err)
 			}
 			j.opts.FS.SyncDir(j.opts.Dir)
 		}
-		return nil, false, nil
+		return 0, nil, false, nil
 	}
-	recs, valid, why := decodeJFrames(b[journalHeaderSize:])
+	recs, valid, why := decodeJFrames(b[journalHeaderSize:], seq)
 	end := int64(journalHeaderSize + valid)
 	if why != nil && repair {
 		j.log.Warn("managedledger: truncating journal tail", "file", path, "offset", end, "dropped_bytes", size-end, "reason", why)
 		if err := f.Truncate(end); err != nil {
-			return nil, false, storageError("journal", err)
+			return 0, nil, false, storageError("journal", err)
 		}
 		if err := f.Sync(); err != nil {
-			return nil, false, storageError("journal", err)
+			return 0, nil, false, storageError("journal", err)
 		}
 	}
-	return recs, true, nil
+	return seq, recs, true, nil
 }
 
-// newFile creates journal file seq (header synced, directory entry
-// synced) and makes it the one the writer appends to. Writer goroutine
-// (or before it starts).
+// newFile starts journal file seq, in a spare (released, kept) file if
+// there is one, else in a new one (header synced, directory entry
+// synced), and makes it the one the writer appends to. A reused file
+// keeps its old frames after the header; they carry an older sequence
+// and end the log. Writer goroutine (or before it starts).
 func (j *journal) newFile(seq int64) error {
-	path := filepath.Join(j.opts.Dir, journalFileName(seq))
-	f, err := j.opts.FS.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	j.mu.Lock()
+	slot, reuse := j.w.nextSlot, false
+	if n := len(j.mu.spare); n > 0 {
+		slot, reuse = j.mu.spare[0], true
+		j.mu.spare = j.mu.spare[1:]
+	}
+	j.mu.Unlock()
+	if !reuse {
+		j.w.nextSlot++
+	}
+	path := filepath.Join(j.opts.Dir, journalFileName(slot))
+	flag := os.O_RDWR | os.O_CREATE | os.O_TRUNC
+	if reuse {
+		flag = os.O_RDWR
+	}
+	f, err := j.opts.FS.OpenFile(path, flag, 0o644)
 	if err != nil {
 		return err
+	}
+	size := int64(journalHeaderSize)
+	if reuse {
+		if n, err := f.Size(); err == nil {
+			size = max(size, n)
+		}
 	}
 	hdr := appendJournalHeader(nil, seq, time.Now())
 	if err := writeAll(f, hdr, 0); err != nil {
@@ -409,10 +458,10 @@ func (j *journal) newFile(seq int64) error {
 	}
 	j.w.f, j.w.seq, j.w.size = f, seq, journalHeaderSize
 	j.fl.Lock()
-	j.fl.allocated = journalHeaderSize
+	j.fl.allocated = size // a reused file's blocks exist
 	j.fl.Unlock()
 	j.mu.Lock()
-	j.mu.files = append(j.mu.files, &jfile{seq: seq, maxPos: map[string]Position{}})
+	j.mu.files = append(j.mu.files, &jfile{seq: seq, slot: slot, maxPos: map[string]Position{}})
 	j.mu.Unlock()
 	return nil
 }
@@ -520,8 +569,19 @@ func (j *journal) deleteReleased() {
 			return
 		}
 		jf := j.mu.files[0]
+		spare := len(j.mu.spare) < journalSpareFiles
 		j.mu.Unlock()
-		path := filepath.Join(j.opts.Dir, journalFileName(jf.seq))
+		path := filepath.Join(j.opts.Dir, journalFileName(jf.slot))
+		if spare && j.retire(path) == nil {
+			// Kept for reuse, as good as deleted: its header is gone
+			// (a file without one is removed at open), and its frames
+			// end the log once the file is reused.
+			j.mu.Lock()
+			j.mu.files = j.mu.files[1:]
+			j.mu.spare = append(j.mu.spare, jf.slot)
+			j.mu.Unlock()
+			continue
+		}
 		err := j.opts.FS.Remove(path)
 		if err == nil || errors.Is(err, os.ErrNotExist) {
 			err = j.opts.FS.SyncDir(j.opts.Dir)
@@ -534,6 +594,20 @@ func (j *journal) deleteReleased() {
 		j.mu.files = j.mu.files[1:]
 		j.mu.Unlock()
 	}
+}
+
+// retire overwrites the header of a released file with zeros and syncs:
+// the file no longer counts as journal, but its blocks stay allocated.
+func (j *journal) retire(path string) error {
+	f, err := j.opts.FS.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = writeAll(f, make([]byte, journalHeaderSize), 0)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 func (j *journal) releasedLocked(jf *jfile) bool {
@@ -559,14 +633,14 @@ func (j *journal) scan(name string) ([]jrec, error) {
 	j.delMu.Lock()
 	defer j.delMu.Unlock()
 	j.mu.Lock()
-	seqs := make([]int64, len(j.mu.files))
+	slots := make([]int64, len(j.mu.files))
 	for i, jf := range j.mu.files {
-		seqs[i] = jf.seq
+		slots[i] = jf.slot
 	}
 	j.mu.Unlock()
 	var out []jrec
-	for _, seq := range seqs {
-		recs, _, err := j.readFile(seq, false)
+	for _, slot := range slots {
+		_, recs, _, err := j.readFile(slot, false)
 		if err != nil {
 			return nil, err
 		}
@@ -606,14 +680,22 @@ func (j *journal) close() error {
 	for _, jf := range j.mu.files {
 		all = all && j.releasedLocked(jf)
 	}
-	files := j.mu.files
-	j.mu.Unlock()
+	var slots []int64
 	if all {
-		for _, jf := range files {
-			if rerr := j.opts.FS.Remove(filepath.Join(j.opts.Dir, journalFileName(jf.seq))); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				err = errors.Join(err, rerr)
-			}
+		for _, jf := range j.mu.files {
+			slots = append(slots, jf.slot)
 		}
+	}
+	// Spares hold only released records: never worth replaying.
+	slots = append(slots, j.mu.spare...)
+	j.mu.spare = nil
+	j.mu.Unlock()
+	for _, slot := range slots {
+		if rerr := j.opts.FS.Remove(filepath.Join(j.opts.Dir, journalFileName(slot))); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+	}
+	if len(slots) > 0 {
 		err = errors.Join(err, j.opts.FS.SyncDir(j.opts.Dir))
 	}
 	return err
@@ -701,6 +783,7 @@ func (j *journal) round(rs *retryState) bool {
 		return true
 	}
 
+	stampFrames(buf, j.w.seq)
 	t0 := time.Now()
 	err := j.writeSync(buf)
 	j.w.lastSync, j.w.lastBatch = time.Since(t0), len(waits)
@@ -858,7 +941,7 @@ func (j *journal) recover() error {
 	j.mu.Lock()
 	j.mu.failed = nil
 	j.mu.Unlock()
-	j.log.Info("managedledger: journal recovered from storage failure", "file", journalFileName(j.w.seq), "cause", failed)
+	j.log.Info("managedledger: journal recovered from storage failure", "sequence", j.w.seq, "cause", failed)
 	return nil
 }
 
