@@ -58,15 +58,17 @@
 // and Append returns, only once the journal fsync covering it completed
 // and its bytes are in the segment file for readers.
 //
-// Files are <seq %020d>.jnl, sequence numbers only growing. All integers
-// little endian. A file starts with a 32-byte header: magic "KPJN", format
-// version u16 (1; newer is refused), reserved u16, sequence u64, created
-// unix ms u64, CRC32C (Castagnoli) of bytes [0, 24) u32, reserved u32. It
-// is created, its header written and synced and the directory synced
-// before any record goes in. Frames follow back to back:
+// Files are <slot %020d>.jnl. All integers little endian. A file starts
+// with a 32-byte header: magic "KPJN", format version u16 (1; newer is
+// refused), reserved u16, sequence u64 (only growing: journal order is
+// sequence order, whatever the slot), created unix ms u64, CRC32C
+// (Castagnoli) of bytes [0, 24) u32, reserved u32. The header is written
+// and synced (and, for a new file, the directory) before any record goes
+// in. Frames follow back to back:
 //
 //	0   4    body length L (72 <= L <= segment.MaxRecordSize + 128 KiB)
 //	4   4    CRC32C of the body
+//	8   4    low 32 bits of the file's sequence
 //	--- body ---
 //	0   1    kind: 1 entry, 2 cut
 //	1   1    entry format tag
@@ -85,11 +87,17 @@
 //	72+N P   producer name
 //	...      data (the rest)
 //
-// A frame of zeros (the zero-filled tail written ahead of the writer, like
-// segment preallocation), a torn frame, a CRC mismatch or an invalid field
-// ends a file; at open the file is truncated there (and synced). A file
-// reaching FactoryOptions.JournalFileBytes (default 64 MiB) is left for a
-// new one after the group that filled it.
+// A frame of zeros (the zero-filled tail written ahead of the writer, in
+// the background, like segment preallocation), a torn frame, a frame of
+// another sequence (left from an earlier use of a reused file), a CRC
+// mismatch or an invalid field ends a file; at open the file is truncated
+// there (and synced). A file reaching FactoryOptions.JournalFileBytes
+// (default 64 MiB) is left for the next one after the group that filled
+// it. The next file reuses a spare if there is one: released files are
+// not deleted but retired (header zeroed and synced: a file without a
+// valid header is removed at open, it holds nothing needed) and kept, up
+// to two, so that the journal writes into allocated blocks instead of
+// zero-filling new ones; beyond two they are deleted.
 //
 // Checkpoint: per factory, every CheckpointInterval (default 10s) and
 // whenever CheckpointBytes (default 64 MiB) were journalled since, each
@@ -100,8 +108,9 @@
 // Sealing (rollover) and Close sync the segment too; Close releases. The
 // journal deletes files oldest first once every ledger name with a record
 // in the file has released up to that file's highest position of the
-// name; only a prefix of files goes, so that a cut record always outlives
-// the records it cancels. A clean Factory.Close leaves no journal files.
+// name; only a prefix of files goes (retired or deleted), so that a cut
+// record always outlives the records it cancels. A clean Factory.Close
+// leaves no journal files.
 //
 // Replay: opening the factory reads every journal file in order, keeps
 // each ledger's records, and replays them at once by opening (and
