@@ -33,6 +33,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kopernik-io/kopernik/metadata"
 	"github.com/kopernik-io/kopernik/segment"
 )
 
@@ -486,4 +487,63 @@ func slicesEqual(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// TestJournalCutSurvivesPowerLoss: an append whose journal record became
+// durable but whose segment write failed is not acknowledged; the ledger
+// recovers in place, and after a power loss the journal's replay must not
+// bring the failed entry back (the recovery's cut record cancels it),
+// while an entry appended after the recovery at the same entry id must
+// come back with its own bytes.
+func TestJournalCutSurvivesPowerLoss(t *testing.T) {
+	for _, appendAfter := range []bool{false, true} {
+		t.Run(fmt.Sprintf("append-after-recovery=%v", appendAfter), func(t *testing.T) {
+			ctx := t.Context()
+			rng := rand.New(rand.NewPCG(1, 2))
+			cfs := newCrashFS()
+			ffs := &segment.FaultFS{FS: cfs}
+			var store metadata.Store = metadata.NewMemory()
+			open := func(fs segment.FS, st metadata.Store) (*Factory, *ManagedLedger) {
+				f, err := NewFactory(FactoryOptions{Dir: "/data", FS: fs, Store: st, Logger: quietLogger(),
+					RetentionInterval: -1, StorageRetryInterval: 2 * time.Millisecond, CheckpointInterval: -1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ml, err := f.Open(ctx, "cut/t", Config{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return f, ml
+			}
+			f, ml := open(ffs, store)
+			appendEntries(t, ml, 0, 5, 1)
+			ffs.FailWrites(".log", syscall.EIO) // the journal's write works, the segment's fails
+			if _, err := ml.Append(ctx, Entry{Format: FormatKafka, MsgCount: 1, Data: payload(100), Producer: "p", SeqFirst: 100}); !errors.Is(err, ErrStorage) {
+				t.Fatalf("append with a failing segment write: %v", err)
+			}
+			ffs.FailWrites(".log", nil)
+			waitFor(t, 5*time.Second, func() bool { _, err := ml.StorageFailure(); return err == nil })
+			want := 5
+			if appendAfter {
+				appendEntries(t, ml, 5, 1, 1)
+				want = 6
+			}
+			// Power loss: whatever was not fsynced may be lost or torn.
+			newStore := copyStore(t, store)
+			nfs := cfs.crash(rng)
+			f.Close()
+			f, ml = open(nfs, newStore)
+			defer f.Close()
+			got := readAll(t, ml)
+			checkContinuous(t, got, 0)
+			if len(got) != want {
+				t.Fatalf("%d entries after the power loss, want %d (replayed %d)", len(got), want, f.replayed.Load())
+			}
+			for i, e := range got {
+				if e.SeqFirst == 100 || !bytes.Equal(e.Data, payload(i)) {
+					t.Fatalf("entry %d: seq %d: the failed append came back, or wrong bytes", i, e.SeqFirst)
+				}
+			}
+		})
+	}
 }
