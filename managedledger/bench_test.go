@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -183,6 +186,96 @@ func BenchmarkReadFromIndexRandom(b *testing.B) {
 		es, err := ml.ReadFromIndex(context.Background(), idx, 1, 1)
 		if err != nil || len(es) != 1 || es[0].FirstIndex != idx {
 			b.Fatalf("index %d: %v %v", idx, es, err)
+		}
+	}
+}
+
+// benchLedgerCounts are BenchmarkManyLedgers' ledger counts
+// (KOPERNIK_BENCH_LEDGERS, comma-separated; default 1,100,10000).
+var benchLedgerCounts = func() []int {
+	s := os.Getenv("KOPERNIK_BENCH_LEDGERS")
+	if s == "" {
+		return []int{1, 100, 10000}
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}()
+
+// benchCheckpoint is BenchmarkManyLedgers' CheckpointInterval
+// (KOPERNIK_BENCH_CHECKPOINT, a Go duration; default the factory's).
+var benchCheckpoint = func() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv("KOPERNIK_BENCH_CHECKPOINT"))
+	return d
+}()
+
+// BenchmarkManyLedgers: rounds of one acknowledged (SyncAlways) 100-byte
+// append to each of n ledgers, all in flight at once from one goroutine
+// (a broker serving one produce request for n partitions), through the
+// shared journal and through per-ledger fsyncs. One op is one round;
+// also reported: the first round (the first write to every ledger),
+// p99 of the rounds, and the time to open (create) the n ledgers.
+// Every open ledger holds two files (log and index): n is refused when
+// the descriptor limit cannot hold them (bounding open files is issue
+// #17's LRU, not done yet).
+func BenchmarkManyLedgers(b *testing.B) {
+	for _, n := range benchLedgerCounts {
+		for _, path := range syncPaths {
+			b.Run(fmt.Sprintf("ledgers=%d/%s", n, path.name), func(b *testing.B) {
+				var lim syscall.Rlimit
+				if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(2*n+256) {
+					b.Skipf("%d ledgers need about %d file descriptors, the limit is %d (KOPERNIK_BENCH_LEDGERS picks the counts)", n, 2*n+256, lim.Cur)
+				}
+				f, err := NewFactory(FactoryOptions{
+					Dir: benchDir(b), Store: metadata.NewMemory(), Logger: quietLogger(), RetentionInterval: -1,
+					PerLedgerSync: path.perLedger, Prealloc: benchPrealloc, CheckpointInterval: benchCheckpoint,
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				ctx := context.Background()
+				t0 := time.Now()
+				mls := make([]*ManagedLedger, n)
+				for i := range mls {
+					if mls[i], err = f.Open(ctx, fmt.Sprintf("bench/t-%d/p-%d", i/100, i%100), Config{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				open := time.Since(t0)
+				data := make([]byte, 100)
+				ps := make([]*Pending, n)
+				round := func() time.Duration {
+					t0 := time.Now()
+					for i, ml := range mls {
+						p, err := ml.AppendAsync(Entry{Format: FormatKafka, MsgCount: 1, Data: data})
+						if err != nil {
+							b.Fatal(err)
+						}
+						ps[i] = p
+					}
+					for _, p := range ps {
+						if _, err := p.Wait(ctx); err != nil {
+							b.Fatal(err)
+						}
+					}
+					return time.Since(t0)
+				}
+				first := round()
+				var rounds []time.Duration
+				for b.Loop() {
+					rounds = append(rounds, round())
+				}
+				sort.Slice(rounds, func(i, j int) bool { return rounds[i] < rounds[j] })
+				b.ReportMetric(float64(first.Microseconds())/1e3, "first-round-ms")
+				b.ReportMetric(float64(rounds[len(rounds)*99/100].Microseconds())/1e3, "p99-round-ms")
+				b.ReportMetric(float64(open.Microseconds())/1e3, "open-ms")
+				b.ReportMetric(float64(n), "appends/op")
+			})
 		}
 	}
 }

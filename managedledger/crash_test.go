@@ -135,7 +135,7 @@ func verifyCrashDir(t *testing.T, dir string, acked map[int64]int64, appendAfter
 	if ml.NextIndex() != next {
 		t.Fatalf("next index %d, entries end at %d", ml.NextIndex(), next)
 	}
-	t.Logf("%d entries stored, %d acknowledged, %d ledgers", len(all), len(acked), len(ml.Stats().Ledgers))
+	t.Logf("%d entries stored, %d acknowledged, %d ledgers, %d entries replayed from the journal", len(all), len(acked), len(ml.Stats().Ledgers), f.replayed.Load())
 	if appendAfter {
 		e, err := ml.Append(context.Background(), Entry{MsgCount: 1, SeqFirst: -1, Data: crashPayload(-1)})
 		if err != nil || e.FirstIndex != next {

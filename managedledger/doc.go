@@ -33,14 +33,113 @@
 //
 // Append assigns position, indexes and publish time in call order under the
 // ledger's lock and encodes the entry into the active segment's buffer.
-// Under SyncAlways (the default) a flusher goroutine writes the whole buffer
-// with one write(2) and one fdatasync and then completes every waiter it
-// covers (group commit); it waits up to half an fsync for a batch to fill
-// to the size of the previous one. Append MUST NOT return, and the entry
+// Under SyncAlways (the default) with a Dir the entry also goes into the
+// factory's shared journal (see Journal below), whose group commit makes it
+// durable; with FactoryOptions.PerLedgerSync (or in memory) the ledger's
+// own flusher goroutine writes the whole buffer with one write(2) and one
+// fdatasync of the segment and then completes every waiter it covers
+// (group commit per ledger). Both wait up to half an fsync for a batch to
+// fill to the size of the previous one. Append MUST NOT return, and the entry
 // MUST NOT become visible to readers (ReadEntries, ReadFromIndex,
 // LastConfirmed, NextIndex, Changed), before it is on stable storage. Under
 // SyncInterval an entry is written (write(2)) and visible when Append
 // returns and fsynced within SyncInterval.
+//
+// # Journal
+//
+// One write-ahead journal per Factory (BookKeeper's journal) in
+// <FactoryOptions.Dir>/journal/, over the same segment.FS as the segments.
+// All SyncAlways appends of all ledgers go into it: records submitted
+// while the previous write+fdatasync runs go out in one write(2) and one
+// fdatasync, and only then do their completions run (in submission
+// order, on a completer goroutine, while the next group is already being
+// synced). A completion writes the ledger's pending segment bytes (one
+// write(2), no fsync) and then publishes the entry: an entry is visible,
+// and Append returns, only once the journal fsync covering it completed
+// and its bytes are in the segment file for readers.
+//
+// Files are <slot %020d>.jnl. All integers little endian. A file starts
+// with a 32-byte header: magic "KPJN", format version u16 (1; newer is
+// refused), reserved u16, sequence u64 (only growing: journal order is
+// sequence order, whatever the slot), created unix ms u64, CRC32C
+// (Castagnoli) of bytes [0, 24) u32, reserved u32. The header is written
+// and synced (and, for a new file, the directory) before any record goes
+// in. Frames follow back to back:
+//
+//	0   4    body length L (72 <= L <= segment.MaxRecordSize + 128 KiB)
+//	4   4    CRC32C of the body
+//	8   4    low 32 bits of the file's sequence
+//	--- body ---
+//	0   1    kind: 1 entry, 2 cut
+//	1   1    entry format tag
+//	2   2    ledger name length N (>= 1)
+//	4   4    message count
+//	8   8    ledger id
+//	16  8    entry id (cut: the first cancelled entry id)
+//	24  8    first message index
+//	32  8    publish time, unix ms
+//	40  8    max event time, unix ms
+//	48  8    producer sequence first
+//	56  8    producer sequence last
+//	64  2    producer name length P
+//	66  6    reserved, zero
+//	72  N    managed ledger name
+//	72+N P   producer name
+//	...      data (the rest)
+//
+// A frame of zeros (the zero-filled tail written ahead of the writer, in
+// the background, like segment preallocation), a torn frame, a frame of
+// another sequence (left from an earlier use of a reused file), a CRC
+// mismatch or an invalid field ends a file; at open the file is truncated
+// there (and synced). A file reaching FactoryOptions.JournalFileBytes
+// (default 64 MiB) is left for the next one after the group that filled
+// it. The next file reuses a spare if there is one: released files are
+// not deleted but retired (header zeroed and synced: a file without a
+// valid header is removed at open, it holds nothing needed) and kept, up
+// to two, so that the journal writes into allocated blocks instead of
+// zero-filling new ones; beyond two they are deleted.
+//
+// Checkpoint: per factory, every CheckpointInterval (default 10s) and
+// whenever CheckpointBytes (default 64 MiB) were journalled since, each
+// open ledger fdatasyncs its active segment if it holds unsynced data and
+// then releases its journal records up to the last entry that was visible
+// before that sync and is covered by it (entries past the visible ones
+// are never released: after an in-place recovery their ids are reused).
+// Sealing (rollover) and Close sync the segment too; Close releases. The
+// journal deletes files oldest first once every ledger name with a record
+// in the file has released up to that file's highest position of the
+// name; only a prefix of files goes (retired or deleted), so that a cut
+// record always outlives the records it cancels. A clean Factory.Close
+// leaves no journal files.
+//
+// Replay: opening the factory reads every journal file in order, keeps
+// each ledger's records, and replays them at once by opening (and
+// closing) every ledger they name whose ledger list exists (records of
+// deleted ledgers are released). Opening a ledger recovers its active
+// segment from the file (torn tail truncated), then appends the journal's
+// entries of that ledger id from the segment's durable entry count on
+// (after applying cuts), checking that they continue its entry ids and
+// message indexes, fsyncs, and releases; only then does it accept
+// appends. A journal run that starts after the segment's end (entries
+// missing between the two) is ErrCorrupt. Records of sealed ledgers or
+// below the segment's end are already durable there and skipped.
+//
+// Failures: a failed journal write or fsync fails the journal: every
+// pending record and every later append fails with ErrStorage (and
+// ErrDiskFull for ENOSPC/EDQUOT), which fails the ledgers that had
+// appends in flight. The journal retries recovery every
+// StorageRetryInterval (and on a ledger's Open): it truncates its file
+// back to the last synced group and syncs (nothing that failed can be
+// replayed later), starts a new file and zero-fills 64 KiB ahead to learn
+// that writes fit. A ledger recovers in place (below) only once the
+// journal is healthy: it waits for its completions in flight, cuts its
+// segment back to the visible entries, gives back from the journal any
+// acknowledged entries its segment file lost (a failed segment fsync at a
+// checkpoint drops dirty pages), and then writes and syncs a cut record
+// (ledger, first failed entry id) before accepting appends, so that
+// entries that failed but reached the journal never come back on a later
+// replay. A failed segment write at completion fails that ledger (its
+// entry is not acknowledged, and the cut cancels its journal record).
 //
 // # Disk full and I/O errors
 //
@@ -128,6 +227,9 @@
 package managedledger
 
 // Lock order: Factory.mu, then ManagedLedger.mu, then Cursor.mu; segment
-// locks are leaves. Cursor.flushMu is taken before Cursor.mu and never with
+// locks are leaves. The journal's mu is a leaf too (appends take it under
+// ManagedLedger.mu); its completions take ManagedLedger.mu, so nothing may
+// wait for a journal completion while holding ManagedLedger.mu, and
+// journal.delMu is taken before journal.mu. Cursor.flushMu is taken before Cursor.mu and never with
 // ManagedLedger.mu held. A function named ...Locked expects the locks its
 // doc names to be held (ManagedLedger.mu unless it says more).

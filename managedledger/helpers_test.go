@@ -41,6 +41,19 @@ func storageModes(t *testing.T, body func(t *testing.T, e *env)) {
 	}
 }
 
+// syncPaths are the two acknowledgement paths with a Dir: the shared
+// journal (the default) and per-ledger fsyncs (FactoryOptions.
+// PerLedgerSync); syncFile is the suffix of the file whose fsync an
+// acknowledgement waits for.
+var syncPaths = []struct {
+	name      string
+	perLedger bool
+	syncFile  string
+}{
+	{"journal", false, journalSuffix},
+	{"per-ledger", true, ".log"},
+}
+
 func newEnv(t testing.TB, dir string) *env {
 	e := &env{t: t, dir: dir, store: metadata.NewMemory()}
 	e.opts = FactoryOptions{Dir: dir, Store: e.store, Logger: quietLogger(), RetentionInterval: -1, IndexInterval: 512}

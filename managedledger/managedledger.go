@@ -73,12 +73,15 @@ type ledger struct {
 // all others are sealed and fully visible.
 // INVARIANT: first <= visNext <= next; lastConfirmed is the last visible entry.
 type ManagedLedger struct {
-	name     string
-	factory  *Factory
-	memory   bool // FactoryOptions.Dir == "": no disk behind the files
-	log      *slog.Logger
-	store    metadata.Store
-	segOpts  segment.Options
+	name    string
+	factory *Factory
+	memory  bool // FactoryOptions.Dir == "": no disk behind the files
+	log     *slog.Logger
+	store   metadata.Store
+	segOpts segment.Options
+	// journal is the factory's shared journal; nil: per-ledger fsyncs
+	// (FactoryOptions.PerLedgerSync, or in memory).
+	journal  *journal
 	kick     chan struct{}
 	stopSync chan struct{}
 	syncDone chan struct{}
@@ -152,6 +155,16 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 		kick:    make(chan struct{}, 1), stopSync: make(chan struct{}), syncDone: make(chan struct{}),
 		failKick: make(chan struct{}, 1),
 	}
+	if !ml.memory {
+		ml.journal = f.journal
+	}
+	if ml.journal != nil {
+		// Reopening a ledger is a recovery attempt for a failed journal
+		// too (the only one without automatic retries).
+		if err := ml.journal.recoverNow(); err != nil {
+			return nil, err
+		}
+	}
 	ml.mu.cfg = cfg
 	ml.mu.changed = make(chan struct{})
 	ml.mu.cursors = make(map[string]*Cursor)
@@ -162,6 +175,10 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 	rec, err := ml.store.Get(ctx, ledgerPath(name))
 	switch {
 	case errors.Is(err, metadata.ErrNotFound):
+		if recs := f.takeReplayLocked(name); len(recs) > 0 && ml.journal != nil {
+			// A deleted incarnation's records; this one's ids are higher.
+			ml.journal.release(name, maxJPos(recs))
+		}
 		now := time.Now()
 		first := firstLedgerID(ctx, ml.store, name)
 		seg, err := segment.Create(ml.segOpts, first, 0, now)
@@ -233,6 +250,9 @@ func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record)
 				return storageError(ml.name, fmt.Errorf("recover ledger %d: %w", lm.ID, err))
 			}
 			l.seg = seg
+			if err := ml.replayJournal(seg, ml.factory.takeReplayLocked(ml.name)); err != nil {
+				return err
+			}
 			d := seg.Durable()
 			if d.FirstIndex != lm.FirstIndex {
 				return fmt.Errorf("%w: ledger %d starts at index %d, list says %d", ErrCorrupt, lm.ID, d.FirstIndex, lm.FirstIndex)
@@ -433,6 +453,9 @@ type Pending struct {
 	err   error
 	done  chan struct{}
 	start time.Time // when appended; set only with an Observer
+	// info is the active segment's state right after this entry (journal
+	// mode): what becomes visible when the journal completes it.
+	info segment.Info
 }
 
 // Assigned returns the entry as the append numbered it (Position,
@@ -561,12 +584,129 @@ func (ml *ManagedLedger) appendAsync(e Entry, failures int64) (*Pending, error) 
 	if ml.factory.opts.Observer != nil {
 		p.start = time.Now()
 	}
+	if ml.journal != nil {
+		// Journal mode: the shared journal's group fsync makes the entry
+		// durable; the segment gets it by write(2) on completion and is
+		// fsynced by the checkpoint.
+		p.info = l.seg.Written()
+		if err := ml.journal.append(ml.name, l.id, &rec, func(err error) { ml.journalDone(p, err) }); err != nil {
+			ml.failLocked(err)
+			return nil, ml.mu.failed
+		}
+		ml.mu.waiters = append(ml.mu.waiters, p)
+		return p, nil
+	}
 	ml.mu.waiters = append(ml.mu.waiters, p)
 	select {
 	case ml.kick <- struct{}{}:
 	default:
 	}
 	return p, nil
+}
+
+// journalDone completes p once the journal group holding it is durable
+// (err nil) or failed. It runs on the journal's completer, in submission
+// order, so p is the ledger's oldest waiter unless a rollover, the
+// syncer (after a failure) or close completed it already. The entry is
+// written to the segment (one write(2) of everything pending, outside mu)
+// before it becomes visible: readers read the segment file.
+func (ml *ManagedLedger) journalDone(p *Pending, err error) {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	if len(ml.mu.waiters) == 0 || ml.mu.waiters[0] != p {
+		return
+	}
+	fail := err
+	switch {
+	case err != nil:
+		ml.failLocked(err)
+		fail = ml.mu.failed
+	case ml.mu.failed != nil:
+		fail = ml.mu.failed
+	case ml.ledgerLocked(p.entry.Position.LedgerID) == nil:
+		fail = ErrClosed // not reachable: the active ledger is never deleted
+	default:
+		l := ml.ledgerLocked(p.entry.Position.LedgerID)
+		seg := l.seg
+		ml.mu.Unlock()
+		_, werr := seg.Write()
+		ml.mu.Lock()
+		if len(ml.mu.waiters) == 0 || ml.mu.waiters[0] != p {
+			return // completed meanwhile (close)
+		}
+		if werr != nil {
+			ml.failLocked(werr)
+			fail = ml.mu.failed
+		} else if ml.mu.failed != nil {
+			fail = ml.mu.failed
+		} else {
+			ml.publishLocked(l, p.info)
+		}
+	}
+	ml.mu.waiters[0] = nil
+	ml.mu.waiters = ml.mu.waiters[1:]
+	if obs := ml.factory.opts.Observer; obs != nil && fail == nil {
+		obs.AppendLatency(time.Since(p.start))
+	}
+	ml.finishLocked(p, fail)
+}
+
+// replayJournal appends to seg (the active ledger's segment, just
+// recovered from its file) the journal's entries of it that the file
+// lacks, and syncs: acknowledged entries whose segment data was not yet
+// fsynced. recs are the managed ledger's journal records.
+func (ml *ManagedLedger) replayJournal(seg *segment.Segment, recs []jrec) error {
+	if len(recs) == 0 || ml.journal == nil {
+		return nil
+	}
+	d := seg.Durable()
+	tail, err := journalTail(recs, d.LedgerID, d.Entries)
+	if err != nil {
+		return err
+	}
+	for i := range tail {
+		if _, err := seg.Append(&tail[i]); err != nil {
+			return fmt.Errorf("%w: replaying journal entry %d into ledger %d: %w", ErrCorrupt, tail[i].EntryID, d.LedgerID, err)
+		}
+	}
+	if len(tail) > 0 {
+		if _, err := seg.Sync(); err != nil {
+			return storageError(ml.name, fmt.Errorf("sync after journal replay: %w", err))
+		}
+		ml.factory.replayed.Add(int64(len(tail)))
+		ml.log.Info("managedledger: replayed journal entries into the active ledger",
+			"ledger", d.LedgerID, "from_entry", d.Entries, "entries", len(tail))
+	}
+	// Everything of this name up to the durable end is in segments now.
+	d = seg.Durable()
+	ml.journal.release(ml.name, Position{LedgerID: d.LedgerID, EntryID: d.Entries - 1})
+	return nil
+}
+
+// checkpoint (the factory's, journal mode) fdatasyncs the active segment
+// if it holds unsynced data and releases the journal records of visible
+// entries it covers. Only visible ones: an entry id past them may be
+// reused after an in-place recovery, and releasing it would let the
+// journal drop the new, acknowledged entry before its segment has it.
+func (ml *ManagedLedger) checkpoint() {
+	ml.mu.Lock()
+	if ml.mu.closed || ml.mu.failed != nil || ml.journal == nil {
+		ml.mu.Unlock()
+		return
+	}
+	l := ml.activeLocked()
+	seg, vis := l.seg, l.entries
+	ml.mu.Unlock()
+	info, err := seg.Sync()
+	if err != nil {
+		ml.mu.Lock()
+		if !ml.mu.closed && l.seg == seg {
+			ml.failLocked(err)
+		}
+		ml.mu.Unlock()
+		return
+	}
+	ml.journal.release(ml.name, Position{LedgerID: l.id, EntryID: min(vis, info.Entries) - 1})
 }
 
 // Append appends e and returns once it is durable.
@@ -776,6 +916,12 @@ func (ml *ManagedLedger) syncActive() {
 		ml.mu.Unlock()
 		return
 	}
+	if ml.journal != nil && ml.mu.cfg.Sync == SyncAlways {
+		// Journal mode: the factory's checkpoint syncs the segment; a
+		// per-ledger periodic fsync is what the journal is there to avoid.
+		ml.mu.Unlock()
+		return
+	}
 	l := ml.activeLocked()
 	seg := l.seg
 	ml.mu.Unlock()
@@ -812,7 +958,7 @@ func (ml *ManagedLedger) rollLocked() error {
 	}
 	ml.publishLocked(l, l.seg.Durable())
 	for _, w := range ml.mu.waiters {
-		close(w.done)
+		ml.finishLocked(w, nil) // the seal made them durable
 	}
 	ml.mu.waiters = nil
 	now := time.Now()
@@ -1527,6 +1673,10 @@ func (ml *ManagedLedger) close() error {
 		} else {
 			ml.publishLocked(l, info)
 			errs = append(errs, l.seg.FlushIndex())
+			if ml.journal != nil {
+				// Everything visible is in the segment file now.
+				ml.journal.release(ml.name, Position{LedgerID: l.id, EntryID: l.entries - 1})
+			}
 		}
 	}
 	for _, w := range ml.mu.waiters {

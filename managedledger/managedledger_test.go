@@ -221,20 +221,27 @@ func TestRestartKeepsEntriesIndexesCursors(t *testing.T) {
 }
 
 func TestStorageFailureFailsLedgerUntilReopen(t *testing.T) {
+	for _, path := range syncPaths {
+		t.Run(path.name, func(t *testing.T) { testStorageFailureFailsLedgerUntilReopen(t, path.perLedger, path.syncFile) })
+	}
+}
+
+func testStorageFailureFailsLedgerUntilReopen(t *testing.T, perLedger bool, syncFile string) {
 	ffs := &segment.FaultFS{FS: segment.OSFS{}}
 	e := newEnv(t, t.TempDir())
 	e.f.Close()
 	e.opts.FS = ffs
 	e.opts.StorageRetryInterval = -1 // no automatic recovery: see TestStorageRecovery*
+	e.opts.PerLedgerSync = perLedger
 	e.start()
 	ctx := context.Background()
 	ml := e.open("faulty", Config{})
 	appendEntries(t, ml, 0, 5, 1)
-	ffs.FailSyncs(".log", errors.New("EIO"))
+	ffs.FailSyncs(syncFile, errors.New("EIO"))
 	if _, err := ml.Append(ctx, Entry{MsgCount: 1, Data: payload(5), SeqFirst: 5}); !errors.Is(err, ErrStorage) {
 		t.Fatalf("append with failing fsync: %v", err)
 	}
-	ffs.FailSyncs(".log", nil)
+	ffs.FailSyncs(syncFile, nil)
 	if _, err := ml.Append(ctx, Entry{MsgCount: 1, Data: payload(6), SeqFirst: 6}); !errors.Is(err, ErrStorage) {
 		t.Fatalf("append after failure: %v", err)
 	}
@@ -314,7 +321,7 @@ func TestOrphanSegmentFiles(t *testing.T) {
 	}
 }
 
-// gateFS holds every log fsync until the test opens the gate.
+// gateFS holds every log and journal fsync until the test opens the gate.
 type gateFS struct {
 	segment.FS
 	mu     sync.Mutex
@@ -338,7 +345,10 @@ func (g *gateFS) OpenFile(name string, flag int, perm os.FileMode) (segment.File
 	g.mu.Unlock()
 	// Only files opened before hold are held: a second instance opening
 	// the same files meanwhile is not slowed down (and so is caught).
-	return &gateFile{File: f, fs: g, log: filepath.Ext(name) == ".log" && !held}, nil
+	// The journal's file too: in journal mode its fsync is the one an
+	// acknowledgement waits for.
+	ext := filepath.Ext(name)
+	return &gateFile{File: f, fs: g, log: (ext == ".log" || ext == journalSuffix) && !held}, nil
 }
 
 func (g *gateFS) hold() {

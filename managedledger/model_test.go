@@ -29,7 +29,11 @@ package managedledger
 //
 // Variants: an in-memory FS with a non-empty Dir (entry cache on), the
 // same with the cache off, the power-loss FS (cache on, crashes), and the
-// OS file system in a temp dir. Every variant offloads ledgers (opOffload)
+// OS file system in a temp dir; all of them acknowledge through the shared
+// journal (small files: frequent rotation; checkpoints only as an
+// operation, so that power losses find segments behind the journal), and
+// two per-ledger-fsync variants (memfs-perledger, crashfs-perledger) keep
+// the other path covered. Every variant offloads ledgers (opOffload)
 // and reads them back: osfs-s3 to a real S3 server (objectstore/s3test;
 // skipped without its binary, failed under CI=true), the others, for
 // speed, to a directory-backed stand-in (dirStore, model_offload_test.go).
@@ -68,17 +72,22 @@ var (
 
 // modelVariant is one storage configuration TestModel runs over.
 type modelVariant struct {
-	name    string
-	fs      string // "mem", "crash" or "os"
-	cache   bool
-	s3      bool              // offload to a real S3 server
-	objects objectstore.Store // set by TestModel for s3 variants
+	name  string
+	fs    string // "mem", "crash" or "os"
+	cache bool
+	s3    bool // offload to a real S3 server
+	// perLedger: FactoryOptions.PerLedgerSync (no journal); the other
+	// variants with a Dir acknowledge through the shared journal.
+	perLedger bool
+	objects   objectstore.Store // set by TestModel for s3 variants
 }
 
 var modelVariants = []modelVariant{
 	{name: "memfs-cache", fs: "mem", cache: true},
 	{name: "memfs-nocache", fs: "mem", cache: false},
 	{name: "crashfs-cache", fs: "crash", cache: true},
+	{name: "crashfs-perledger", fs: "crash", cache: true, perLedger: true},
+	{name: "memfs-perledger", fs: "mem", cache: false, perLedger: true},
 	{name: "osfs", fs: "os", cache: true},
 	{name: "osfs-s3", fs: "os", cache: true, s3: true},
 }
@@ -103,7 +112,8 @@ func TestModel(t *testing.T) {
 				ops += runModelRound(t, v, splitmix64(master+uint64(rounds)))
 				rounds++
 			}
-			t.Logf("%d rounds, %d operations", rounds, ops)
+			t.Logf("%d rounds, %d operations, %d entries replayed from the journal", rounds, ops, modelReplayed.Load())
+			modelReplayed.Store(0)
 		})
 	}
 }

@@ -226,6 +226,7 @@ func TestPowerLossRecovery(t *testing.T) {
 	var store metadata.Store = metadata.NewMemory()
 	acked := map[int64]int64{}
 	cfg := Config{MaxLedgerBytes: 256 << 10}
+	replayed := int64(0) // entries the journal gave back to segments
 	for round := int64(0); round < 8; round++ {
 		f, err := NewFactory(FactoryOptions{
 			Dir: "/data", FS: cfs, Store: store, Logger: quietLogger(), RetentionInterval: -1,
@@ -238,6 +239,7 @@ func TestPowerLossRecovery(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: reopen after power loss: %v", round, err)
 		}
+		replayed += f.replayed.Load()
 		verifyAcked(t, ml, acked)
 
 		var ackMu sync.Mutex
@@ -293,7 +295,7 @@ func TestPowerLossRecovery(t *testing.T) {
 	if e, err := ml.Append(context.Background(), Entry{MsgCount: 1, Data: []byte("x")}); err != nil || e.FirstIndex != next {
 		t.Fatalf("append after recovery: %v at %d, want %d", err, e.FirstIndex, next)
 	}
-	t.Logf("%d acknowledged entries verified, %d ledgers", len(acked), len(ml.Stats().Ledgers))
+	t.Logf("%d acknowledged entries verified, %d ledgers, %d entries replayed from the journal", len(acked), len(ml.Stats().Ledgers), replayed+f.replayed.Load())
 }
 
 func verifyAcked(t *testing.T, ml *ManagedLedger, acked map[int64]int64) {

@@ -55,6 +55,16 @@ var errRetryLater = errors.New("managedledger: recovery failed, retrying")
 // runs on the syncer goroutine only. nil: recovered or nothing to do;
 // errRetryLater: try again later; any other error: give up (fenced).
 func (ml *ManagedLedger) recoverStorage() error {
+	if ml.journal != nil {
+		// Journal mode: appends are acknowledged through the journal, so
+		// it must be healthy first; and every completion of this ledger
+		// in flight there must have run before the waiters are judged.
+		if err := ml.journal.err(); err != nil {
+			ml.logRetry(-1, err)
+			return errRetryLater
+		}
+		ml.journal.barrier()
+	}
 	ml.mu.Lock()
 	if ml.mu.closed || ml.mu.failed == nil {
 		ml.mu.Unlock()
@@ -88,6 +98,12 @@ func (ml *ManagedLedger) recoverStorage() error {
 	ml.mu.Unlock()
 
 	seg, err := ml.reopenActive(l.id, size)
+	if err == nil && ml.journal != nil {
+		err = ml.recoverFromJournal(seg, wantEntries)
+		if err != nil {
+			seg.Close()
+		}
+	}
 	if err == nil {
 		if d := seg.Durable(); d.Entries != wantEntries {
 			seg.Close()
@@ -138,6 +154,41 @@ func (ml *ManagedLedger) recoverStorage() error {
 	ml.log.Info("managedledger: recovered from storage failure; appends resumed",
 		"ledger", l.id, "entries", d.Entries, "next_index", d.NextIndex, "failed_for", time.Since(since).Round(time.Millisecond), "cause", cause)
 	return nil
+}
+
+// recoverFromJournal (journal mode) gives seg, the reopened active
+// segment, back the acknowledged entries its file lost (a failed fsync
+// drops dirty pages) from the journal, then durably cuts the journal's
+// records of this ledger from entry want on: appends that failed may sit
+// in the journal, and a later replay must never bring them back, as the
+// entry ids are reused from want on.
+func (ml *ManagedLedger) recoverFromJournal(seg *segment.Segment, want int64) error {
+	d := seg.Durable()
+	if d.Entries < want {
+		recs, err := ml.journal.scan(ml.name)
+		if err != nil {
+			return err
+		}
+		tail, err := journalTail(recs, d.LedgerID, d.Entries)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for i := range tail {
+			if tail[i].EntryID >= want {
+				break
+			}
+			if _, err := seg.Append(&tail[i]); err != nil {
+				return err
+			}
+			n++
+		}
+		if _, err := seg.Sync(); err != nil {
+			return err
+		}
+		ml.log.Info("managedledger: restored acknowledged entries from the journal", "ledger", d.LedgerID, "from_entry", d.Entries, "entries", n)
+	}
+	return ml.journal.cut(ml.name, d.LedgerID, want)
 }
 
 // logRetry logs a failed recovery attempt: the first of an episode and

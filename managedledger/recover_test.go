@@ -19,11 +19,20 @@ import (
 // time appends fail with ErrStorage (ErrDiskFull for ENOSPC) while reads of
 // visible entries work, and resume by themselves once the fault is cleared.
 func TestStorageRecoveryDeterministic(t *testing.T) {
+	for _, path := range syncPaths {
+		t.Run(path.name, func(t *testing.T) { testStorageRecoveryDeterministic(t, path.perLedger, path.syncFile) })
+	}
+}
+
+// testStorageRecoveryDeterministic faults the file an acknowledgement
+// waits for: the ledger's log (per-ledger path) or the journal.
+func testStorageRecoveryDeterministic(t *testing.T, perLedger bool, syncFile string) {
 	ffs := &segment.FaultFS{FS: segment.OSFS{}}
 	e := newEnv(t, t.TempDir())
 	e.f.Close()
 	e.opts.FS = ffs
 	e.opts.StorageRetryInterval = 10 * time.Millisecond
+	e.opts.PerLedgerSync = perLedger
 	e.start()
 	ctx := context.Background()
 	ml := e.open("disk/full", Config{})
@@ -34,8 +43,8 @@ func TestStorageRecoveryDeterministic(t *testing.T) {
 		err  error
 		full bool
 	}{
-		{func(err error) { ffs.FailWrites(".log", err) }, syscall.ENOSPC, true},
-		{func(err error) { ffs.FailSyncs(".log", err) }, syscall.EIO, false},
+		{func(err error) { ffs.FailWrites(syncFile, err) }, syscall.ENOSPC, true},
+		{func(err error) { ffs.FailSyncs(syncFile, err) }, syscall.EIO, false},
 	} {
 		seq := 5 + 2*i
 		fault.set(fault.err)
@@ -87,13 +96,15 @@ func TestStorageRecoveryRandomized(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	for _, mode := range []struct {
-		name string
-		file bool
-		sync SyncMode
+		name      string
+		file      bool
+		sync      SyncMode
+		perLedger bool
 	}{
-		{"file-always", true, SyncAlways},
-		{"file-interval", true, SyncInterval},
-		{"memory", false, SyncAlways},
+		{"file-always", true, SyncAlways, false},
+		{"file-always-per-ledger", true, SyncAlways, true},
+		{"file-interval", true, SyncInterval, false},
+		{"memory", false, SyncAlways, false},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(seed), 7))
@@ -109,6 +120,9 @@ func TestStorageRecoveryRandomized(t *testing.T) {
 			e.opts.FS = ffs
 			e.opts.StorageRetryInterval = 5 * time.Millisecond
 			e.opts.Prealloc = 4096 // fills fail too, and must not break anything
+			e.opts.PerLedgerSync = mode.perLedger
+			e.opts.JournalFileBytes = 16 << 10 // rotations under faults
+			e.opts.CheckpointInterval = 3 * time.Millisecond
 			e.start()
 			cfg := Config{Sync: mode.sync, SyncInterval: 5 * time.Millisecond, MaxLedgerBytes: 8 << 10}
 			ml := e.open("rand", cfg)
@@ -195,6 +209,8 @@ func runFaultRound(t *testing.T, rng *rand.Rand, ffs *segment.FaultFS, ml *Manag
 		func(err error) { ffs.FailWrites(".idx", err) },
 		func(err error) { ffs.FailSyncs(".idx", err) },
 		func(err error) { ffs.FailWrites("", err) },
+		func(err error) { ffs.FailWrites(journalSuffix, err) },
+		func(err error) { ffs.FailSyncs(journalSuffix, err) },
 	}
 	for round := 0; round < 12; round++ {
 		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
@@ -267,8 +283,17 @@ func checkAgainst(t *testing.T, got []Entry, acked map[int64]int64, failed map[i
 // acknowledged one must be. It found a rollover's failed seal failing
 // waiters whose entries the syncer's fsync in flight then made durable.
 func TestAsyncOutcomesUnderSyncFailures(t *testing.T) {
+	for _, path := range syncPaths {
+		t.Run(path.name, func(t *testing.T) { testAsyncOutcomesUnderSyncFailures(t, path.perLedger) })
+	}
+}
+
+// testAsyncOutcomesUnderSyncFailures fails the fsyncs of ledger logs and,
+// in journal mode, of the journal (an acknowledgement waits for the
+// journal's; a checkpoint for the logs').
+func testAsyncOutcomesUnderSyncFailures(t *testing.T, perLedger bool) {
 	ctx := context.Background()
-	ffs, e := faultEnv(t)
+	ffs, e := faultEnv(t, perLedger)
 	ml := e.open("async", Config{Sync: SyncAlways, MaxLedgerBytes: 64 << 10})
 	acked, failed := map[int64]int64{}, map[int64]bool{}
 	var (
@@ -338,9 +363,13 @@ func TestAsyncOutcomesUnderSyncFailures(t *testing.T) {
 	faults := 0
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Duration(2000+rand.IntN(8000)) * time.Microsecond)
-		ffs.FailSyncs(".log", syscall.EIO)
+		file := ".log"
+		if !perLedger && rand.IntN(2) == 0 {
+			file = journalSuffix
+		}
+		ffs.FailSyncs(file, syscall.EIO)
 		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
-		ffs.FailSyncs(".log", nil)
+		ffs.FailSyncs(file, nil)
 		faults++
 	}
 	close(stop)
@@ -355,9 +384,13 @@ func TestAsyncOutcomesUnderSyncFailures(t *testing.T) {
 // its waiter waits for the next round. When the next round's fsync fails,
 // that waiter must still succeed: recovery keeps the entry, and a producer
 // told it failed would resend it and store it twice.
+//
+// The rounds are the per-ledger syncer's (testAfterTake); the journal's
+// counterpart is an entry written to the segment but failed by the
+// journal, covered by TestJournalModel and the fault tests.
 func TestFailedRoundSparesCoveredEntries(t *testing.T) {
 	ctx := context.Background()
-	ffs, e := faultEnv(t)
+	ffs, e := faultEnv(t, true)
 	ml := e.open("covered", Config{Sync: SyncAlways})
 	entry := func(seq int64) Entry {
 		return Entry{Format: FormatKafka, MsgCount: 1, Data: payload(int(seq)), Producer: "p", SeqFirst: seq}
@@ -405,12 +438,14 @@ func TestFailedRoundSparesCoveredEntries(t *testing.T) {
 
 // faultEnv is a file-backed environment whose ledger files go through a
 // FaultFS, retrying recovery every 2 ms.
-func faultEnv(t *testing.T) (*segment.FaultFS, *env) {
+func faultEnv(t *testing.T, perLedger bool) (*segment.FaultFS, *env) {
 	ffs := &segment.FaultFS{FS: segment.OSFS{}}
 	e := newEnv(t, t.TempDir())
 	e.f.Close()
 	e.opts.FS = ffs
 	e.opts.StorageRetryInterval = 2 * time.Millisecond
+	e.opts.PerLedgerSync = perLedger
+	e.opts.CheckpointInterval = 2 * time.Millisecond // log fsyncs (and their faults) often
 	e.start()
 	return ffs, e
 }
