@@ -57,6 +57,12 @@ type Options struct {
 	// Observer, if set, receives storage latencies (metrics; see
 	// managedledger.Observer).
 	Observer managedledger.Observer
+	// PerLedgerSync turns the shared journal off (each ledger fsyncs its
+	// own files; managedledger.FactoryOptions.PerLedgerSync).
+	PerLedgerSync bool
+	// CheckpointInterval is the journal's checkpoint period
+	// (managedledger.FactoryOptions.CheckpointInterval): 0 the default.
+	CheckpointInterval time.Duration
 	// MetadataURL selects the metadata store (see ParseMetadataURL);
 	// empty: bbolt in the data directory, memory without one.
 	MetadataURL string
@@ -163,6 +169,7 @@ func OpenWith(dir string, log *slog.Logger, opts Options) (*Storage, error) {
 		Dir: ledgerDir, Store: store, Logger: log.With("component", "managedledger"), CacheBytes: opts.CacheBytes,
 		StorageRetryInterval: opts.StorageRetryInterval, FS: opts.FS, Observer: opts.Observer,
 		Offload: opts.Offload, OffloadInterval: opts.OffloadInterval,
+		PerLedgerSync: opts.PerLedgerSync, CheckpointInterval: opts.CheckpointInterval,
 	})
 	if err != nil {
 		store.Close()

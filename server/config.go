@@ -45,6 +45,13 @@ type Config struct {
 	Fsync string `yaml:"fsync"`
 	// FsyncInterval is the fsync period of Fsync "interval" (default 1s).
 	FsyncInterval time.Duration `yaml:"fsync-interval"`
+	// Journal (default true) makes Fsync "always" group-commit the appends
+	// of all partitions in one shared journal (docs/storage.md); false
+	// fsyncs each partition's own files. JournalCheckpointInterval is how
+	// often partitions' files are fsynced and the journal released
+	// (default 10s).
+	Journal                   bool          `yaml:"journal"`
+	JournalCheckpointInterval time.Duration `yaml:"journal-checkpoint-interval"`
 	// LogLevel is debug, info (default), warn or error; LogFormat text (default) or json.
 	LogLevel  string `yaml:"log-level"`
 	LogFormat string `yaml:"log-format"`
@@ -201,37 +208,39 @@ type Config struct {
 func DefaultConfig() *Config {
 	d := broker.DefaultPolicies()
 	c := &Config{
-		DataDir:                  "./data",
-		HTTPAddr:                 "localhost:8080",
-		Protocols:                protocol.Names(),
-		Fsync:                    "always",
-		FsyncInterval:            time.Second,
-		LogLevel:                 "info",
-		LogFormat:                "text",
-		ShutdownTimeout:          10 * time.Second,
-		TransactionMaxTimeout:    15 * time.Minute,
-		RetentionTime:            d.RetentionTime,
-		RetentionBytes:           d.RetentionBytes,
-		MaxMessageBytes:          d.MaxMessageBytes,
-		CompressionType:          d.CompressionType,
-		SegmentBytes:             d.SegmentBytes,
-		SegmentAge:               d.SegmentAge,
-		AutoTopicCreation:        d.AutoTopicCreation,
-		AutoSubscriptionCreation: d.AutoSubscriptionCreation,
-		Addrs:                    map[string]string{},
-		TLSAddrs:                 map[string]string{},
-		AuthFailureDelay:         time.Second,
-		AuthorizationEnabled:     true,
-		LedgerCacheBytes:         64 << 20,
-		StorageRetryInterval:     time.Second,
-		AuthMaxPendingPerAddress: 64,
-		OffloadThresholdBytes:    d.OffloadThresholdBytes,
-		OffloadThresholdSeconds:  d.OffloadThresholdSeconds,
-		OffloadDeletionLag:       d.OffloadDeletionLag,
-		OffloadReadPriority:      d.OffloadReadPriority,
-		OffloadInterval:          10 * time.Second,
-		ExposeTopicLevelMetrics:  true,
-		Handlers:                 map[string]any{},
+		DataDir:                   "./data",
+		HTTPAddr:                  "localhost:8080",
+		Protocols:                 protocol.Names(),
+		Fsync:                     "always",
+		FsyncInterval:             time.Second,
+		Journal:                   true,
+		JournalCheckpointInterval: 10 * time.Second,
+		LogLevel:                  "info",
+		LogFormat:                 "text",
+		ShutdownTimeout:           10 * time.Second,
+		TransactionMaxTimeout:     15 * time.Minute,
+		RetentionTime:             d.RetentionTime,
+		RetentionBytes:            d.RetentionBytes,
+		MaxMessageBytes:           d.MaxMessageBytes,
+		CompressionType:           d.CompressionType,
+		SegmentBytes:              d.SegmentBytes,
+		SegmentAge:                d.SegmentAge,
+		AutoTopicCreation:         d.AutoTopicCreation,
+		AutoSubscriptionCreation:  d.AutoSubscriptionCreation,
+		Addrs:                     map[string]string{},
+		TLSAddrs:                  map[string]string{},
+		AuthFailureDelay:          time.Second,
+		AuthorizationEnabled:      true,
+		LedgerCacheBytes:          64 << 20,
+		StorageRetryInterval:      time.Second,
+		AuthMaxPendingPerAddress:  64,
+		OffloadThresholdBytes:     d.OffloadThresholdBytes,
+		OffloadThresholdSeconds:   d.OffloadThresholdSeconds,
+		OffloadDeletionLag:        d.OffloadDeletionLag,
+		OffloadReadPriority:       d.OffloadReadPriority,
+		OffloadInterval:           10 * time.Second,
+		ExposeTopicLevelMetrics:   true,
+		Handlers:                  map[string]any{},
 	}
 	for _, name := range protocol.Names() {
 		r, _ := protocol.Lookup(name)
@@ -623,6 +632,9 @@ func (c *Config) validate() []problem {
 	}
 	if !slices.Contains(broker.CompressionTypes, c.CompressionType) {
 		add("compression-type", "compression-type must be one of %v, not %q", broker.CompressionTypes, c.CompressionType)
+	}
+	if c.JournalCheckpointInterval <= 0 {
+		add("journal-checkpoint-interval", "journal-checkpoint-interval must be positive, not %v", c.JournalCheckpointInterval)
 	}
 	if c.MaxMessageBytes <= 0 {
 		add("max-message-bytes", "max-message-bytes must be > 0, not %d", c.MaxMessageBytes)

@@ -110,6 +110,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		CacheBytes: cfg.cacheBytes(), StorageRetryInterval: cfg.StorageRetryInterval, FS: cfg.LedgerFS,
 		Offload: offloader, OffloadInterval: cfg.OffloadInterval,
 		MetadataURL: cfg.MetadataStoreURL, Observer: obs,
+		PerLedgerSync: !cfg.Journal, CheckpointInterval: cfg.JournalCheckpointInterval,
 	}); err != nil {
 		fix := "check the data dir (--data-dir) and its files"
 		if cfg.MetadataStoreURL != "" {
