@@ -82,6 +82,23 @@ func (c *coordinator) list() []groupView {
 func (h *Handler) deleteGroup(ctx context.Context, co *coordinator, name string) error {
 	co.mu.Lock()
 	g := co.mu.groups[name]
+	if cg := co.mu.cgroups[name]; cg != nil {
+		// A consumer-protocol group (group_consumer.go): deletable once
+		// it has no members; its commits go with its classic half below.
+		if len(cg.st.members) > 0 {
+			co.mu.Unlock()
+			return kerr.NonEmptyGroup
+		}
+		delete(co.mu.cgroups, name)
+		if g == nil {
+			co.mu.Unlock()
+			subs, err := h.subscriptionPartitions(ctx, name)
+			if err != nil || len(subs[name]) == 0 {
+				return err
+			}
+			return h.deleteSubscriptions(ctx, name, subs[name])
+		}
+	}
 	switch {
 	case g == nil:
 		co.mu.Unlock()

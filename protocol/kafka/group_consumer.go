@@ -44,6 +44,9 @@ type consumerGroup struct {
 	name    string
 	st      *cgGroup
 	regexes map[string]*regexp.Regexp // compiled subscription regexes
+	// emptySince is when the group last lost its last member (zero while
+	// it has members); an empty group is forgotten after groupEmptyExpiry.
+	emptySince time.Time
 }
 
 func newConsumerGroup(name string) *consumerGroup {
@@ -103,7 +106,7 @@ func (cg *consumerGroup) subscriptions() (names, regexes []string) {
 }
 
 // resolveTopics looks up the named topics and the namespace's topics that
-// match one of the regexes. Topics that do not exist or that the client
+// match one of the regexes (__consumer_offsets included, as Kafka). Topics that do not exist or that the client
 // may not consume are left out, as Kafka leaves out unknown ones.
 func (h *Handler) resolveTopics(ctx context.Context, names, regexes []string) (map[string]cgTopic, error) {
 	want := map[string]bool{}
@@ -121,7 +124,10 @@ func (h *Handler) resolveTopics(ctx context.Context, names, regexes []string) (m
 				res = append(res, re)
 			}
 		}
-		for _, n := range listed {
+		// Kafka's broker-side regex matching includes internal topics
+		// (franz-go adopts such an assignment), so __consumer_offsets,
+		// listed in Metadata as internal, is matched too.
+		for _, n := range append(listed, consumerOffsetsTopic) {
 			for _, re := range res {
 				if re.MatchString(n) {
 					want[n] = true
@@ -133,6 +139,9 @@ func (h *Handler) resolveTopics(ctx context.Context, names, regexes []string) (m
 	out := map[string]cgTopic{}
 	for n := range want {
 		if n == consumerOffsetsTopic {
+			// One partition, as Metadata lists it; fetching it is refused
+			// (INVALID_TOPIC_EXCEPTION), since commits are subscriptions.
+			out[n] = cgTopic{name: n, id: h.internalTopicID(n), partitions: 1}
 			continue
 		}
 		t, err := h.lookupTopic(ctx, n, auth.NeedConsume, false)
@@ -447,7 +456,12 @@ func (c *coordinator) tickConsumerGroups(now time.Time) {
 				cg.st.removeMember(id)
 			}
 		}
-		if len(cg.st.members) == 0 {
+		switch {
+		case len(cg.st.members) > 0:
+			cg.emptySince = time.Time{}
+		case cg.emptySince.IsZero():
+			cg.emptySince = now
+		case now.Sub(cg.emptySince) > groupEmptyExpiry:
 			delete(c.mu.cgroups, name)
 		}
 	}
