@@ -82,6 +82,16 @@ func newCGMember(id string) *cgMember {
 	return &cgMember{id: id, assigned: map[cgTP]bool{}, revoking: map[cgTP]bool{}}
 }
 
+// sortKey orders members for the range assignor: by instance id if
+// static (so that a static member's new incarnation keeps its place and
+// its ranges), else by member id.
+func (m *cgMember) sortKey() string {
+	if m.instanceID != "" {
+		return "i:" + m.instanceID
+	}
+	return "m:" + m.id
+}
+
 // subscribes reports whether m's subscription covers topic.
 func (m *cgMember) subscribes(topic string, match func(regex, name string) bool) bool {
 	if slices.Contains(m.names, topic) {
@@ -279,6 +289,7 @@ func (g *cgGroup) computeTarget() {
 	}
 	var tgt map[string]map[cgTP]bool
 	if g.assignorName() == cgAssignorRange {
+		sort.Slice(ids, func(i, j int) bool { return g.members[ids[i]].sortKey() < g.members[ids[j]].sortKey() })
 		tgt = assignRange(ids, subs)
 	} else {
 		tgt = assignUniform(ids, subs, g.target)
@@ -287,7 +298,7 @@ func (g *cgGroup) computeTarget() {
 }
 
 // assignRange is Kafka's range assignor per topic: the members subscribed
-// to a topic, sorted by id, get contiguous ranges of its partitions, the
+// to a topic, in the order of ids (by sortKey), get contiguous ranges of its partitions, the
 // first ones one more when the count does not divide evenly.
 func assignRange(ids []string, subs map[string][]cgTP) map[string]map[cgTP]bool {
 	out := map[string]map[cgTP]bool{}

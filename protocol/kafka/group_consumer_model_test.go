@@ -126,12 +126,32 @@ func (md *cgModel) step() {
 		} else {
 			m.assignor = cgAssignorUniform
 		}
+		if md.rng.IntN(3) == 0 {
+			m.instanceID = "inst-" + id
+			st.static[m.instanceID] = id
+		}
 		st.members[id] = m
 		md.clients[id] = &cgClient{told: map[cgTP]bool{}}
 		st.topics = md.resolved()
 		st.bump()
 		md.heartbeat(id, true, false)
 		md.log = append(md.log, fmt.Sprintf("join %s %v %q %s", id, m.names, m.regex, m.assignor))
+	case op == 4 && md.rng.IntN(2) == 0:
+		// Static members: one leaves with -2 (its client stops and
+		// forgets), or a new incarnation takes a left one's slot.
+		id := pick()
+		m := st.members[id]
+		switch {
+		case m.instanceID == "":
+			md.heartbeat(id, true, false)
+			md.log = append(md.log, "heartbeat "+id+" full=true lost=false")
+		case m.epoch != cgEpochStaticLeft:
+			m.epoch = cgEpochStaticLeft
+			md.clients[id].told = map[cgTP]bool{}
+			md.log = append(md.log, "static leave "+id)
+		default:
+			md.rejoinStatic(m)
+		}
 	case op == 1:
 		id := pick()
 		st.removeMember(id)
@@ -153,6 +173,18 @@ func (md *cgModel) step() {
 		md.log = append(md.log, fmt.Sprintf("heartbeat %s full=%v lost=%v", id, full, lost))
 	}
 	md.now = md.now.Add(100 * time.Millisecond)
+}
+
+// rejoinStatic brings a left static member back under a new member id.
+func (md *cgModel) rejoinStatic(m *cgMember) {
+	old := m.id
+	md.nextID++
+	id := fmt.Sprintf("m%d", md.nextID)
+	delete(md.clients, old)
+	md.clients[id] = &cgClient{told: map[cgTP]bool{}}
+	md.cg.st.replaceStatic(m, id)
+	md.heartbeat(id, true, false)
+	md.log = append(md.log, "static rejoin "+old+" as "+id)
 }
 
 func (md *cgModel) memberIDs() []string {
@@ -259,6 +291,8 @@ func (md *cgModel) checkTarget() {
 					ms = append(ms, id)
 				}
 			}
+			// Range orders members by instance id, else member id.
+			sort.Slice(ms, func(i, j int) bool { return st.members[ms[i]].sortKey() < st.members[ms[j]].sortKey() })
 			n := st.topics[topic].partitions
 			if len(ms) == 0 {
 				continue
@@ -302,6 +336,11 @@ func (md *cgModel) checkTarget() {
 func (md *cgModel) settle() {
 	md.t.Helper()
 	st := md.cg.st
+	for _, id := range md.memberIDs() {
+		if m := st.members[id]; m.epoch == cgEpochStaticLeft {
+			md.rejoinStatic(m)
+		}
+	}
 	for round := 0; ; round++ {
 		if round > 5 {
 			md.fail("not stable after %d rounds of full heartbeats", round)
