@@ -35,7 +35,8 @@ func describeConsumerGroup(t *testing.T, cl *kgo.Client, group string) kmsg.Cons
 // balancer (KIP-848) share a topic; members join and leave while records
 // are produced, the partitions move (revoked before they are reassigned),
 // and with commits before each revocation nothing is lost or consumed
-// twice; the lag ends at zero because commits are the subscriptions.
+// twice; the lag ends at zero because commits are the subscriptions, and
+// a later member resumes from those commits.
 func TestConsumerGroupFranz848(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -139,6 +140,22 @@ func TestConsumerGroupFranz848(t *testing.T) {
 			}
 			if l := lag[group]; l.Error() != nil || l.Lag.Total() != 0 {
 				t.Fatalf("lag: %v %d", l.Error(), l.Lag.Total())
+			}
+			// The commits survive the members: a new member resumes
+			// from them and reads only what came after.
+			produceN(t, ctx, s.addr, topic, batches*per, per)
+			m5 := startKgoMember(t, s.addr, group, topic, &got, opts...)
+			checkFor(t, 20*time.Second, func() error {
+				if n := got.count(); n < (batches+1)*per {
+					return fmt.Errorf("consumed %d distinct of %d", n, (batches+1)*per)
+				}
+				return nil
+			})
+			if err := m5.close(); err != nil {
+				t.Fatal(err)
+			}
+			if missing, dups := got.check((batches + 1) * per); missing != 0 || dups != 0 {
+				t.Fatalf("after resuming: missing %d, consumed twice %d", missing, dups)
 			}
 		})
 	}
