@@ -105,6 +105,22 @@ func (cg *consumerGroup) subscriptions() (names, regexes []string) {
 	return names, regexes
 }
 
+// covered reports whether a resolution of names and regexes looked at
+// topic n.
+func (cg *consumerGroup) covered(n string, names, regexes []string) bool {
+	for _, x := range names {
+		if x == n {
+			return true
+		}
+	}
+	for _, r := range regexes {
+		if cg.match(r, n) {
+			return true
+		}
+	}
+	return false
+}
+
 // resolveTopics looks up the named topics and the namespace's topics that
 // match one of the regexes (__consumer_offsets included, as Kafka). Topics that do not exist or that the client
 // may not consume are left out, as Kafka leaves out unknown ones.
@@ -218,6 +234,14 @@ func (c *coordinator) consumerHeartbeat(ctx context.Context, r cgHeartbeatReques
 	}
 	st := cg.st
 	m := st.members[req.MemberID]
+	// Another member's subscription may have changed while the lock was
+	// released: its topics were resolved by its own heartbeat, and this
+	// one, which did not look them up, must not drop them.
+	for n, t := range st.topics {
+		if _, ok := topics[n]; !ok && !cg.covered(n, names, regexes) {
+			topics[n] = t
+		}
+	}
 
 	switch req.MemberEpoch {
 	case -1, cgEpochStaticLeft:
