@@ -6,8 +6,8 @@ package kafka
 // only committed offsets (simple consumers, empty groups), and durable
 // subscriptions made by Pulsar consumers (Empty, protocol type "consumer";
 // group_pulsar.go). v4+: filter by
-// state (case-insensitive, KIP-518). v5+: filter by type; every group here
-// is "classic".
+// state (case-insensitive, KIP-518). v5+: filter by type: "consumer" for
+// KIP-848 groups (group_consumer.go), "classic" for the rest.
 
 import (
 	"context"
@@ -39,7 +39,7 @@ func handleListGroups(ctx context.Context, c *conn, req *kmsg.ListGroupsRequest)
 			continue
 		}
 		sg := kmsg.NewListGroupsResponseGroup()
-		sg.Group, sg.ProtocolType, sg.GroupState, sg.GroupType = v.name, v.protocolType, v.state, "classic"
+		sg.Group, sg.ProtocolType, sg.GroupState, sg.GroupType = v.name, v.protocolType, v.state, v.groupType()
 		resp.Groups = append(resp.Groups, sg)
 	}
 	return resp, nil

@@ -253,7 +253,8 @@ type coordinator struct {
 
 	mu struct {
 		sync.Mutex
-		groups map[string]*group
+		groups  map[string]*group
+		cgroups map[string]*consumerGroup // KIP-848 groups (group_consumer.go)
 	}
 }
 
@@ -290,6 +291,7 @@ func (h *Handler) coordinator(ctx context.Context) (*coordinator, error) {
 			base: context.WithValue(context.Background(), principalKey{}, auth.Principal{Tenant: tenant, Namespace: ns})}
 		c.store, _ = h.svc.(broker.StateStore)
 		c.mu.groups = map[string]*group{}
+		c.mu.cgroups = map[string]*consumerGroup{}
 		if v, ok = coordinators.LoadOrStore(key, c); !ok {
 			if c.store == nil {
 				h.log.WarnContext(ctx, "kafka: broker has no StateStore; consumer group membership is not persisted")
@@ -399,6 +401,7 @@ func (c *coordinator) run() {
 func (c *coordinator) tick(now time.Time) {
 	var writes []func()
 	c.mu.Lock()
+	c.tickConsumerGroups(now)
 	for _, g := range c.mu.groups {
 		for id, exp := range g.pending {
 			if now.After(exp) {
@@ -796,6 +799,12 @@ func (c *coordinator) join(ctx context.Context, r joinRequest) joinResult {
 	now := time.Now()
 	var write func()
 	c.mu.Lock()
+	if c.consumerGroupNonEmpty(r.group) {
+		// A consumer-protocol group with members (group_consumer.go).
+		c.mu.Unlock()
+		return fail(kerr.InconsistentGroupProtocol)
+	}
+	delete(c.mu.cgroups, r.group) // an empty consumer group becomes classic
 	g := c.mu.groups[r.group]
 	if g == nil {
 		if r.memberID != "" {
@@ -1170,6 +1179,16 @@ func (c *coordinator) commitCheck(groupName, memberID, instanceID string, genera
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g := c.mu.groups[groupName]
+	if cg := c.mu.cgroups[groupName]; cg != nil && (g == nil || len(g.members) == 0) {
+		if e := c.consumerCommitCheck(cg, memberID, generation); e != nil {
+			return e
+		}
+		if g == nil {
+			// Keeps the topics the group commits to (addTopics).
+			c.mu.groups[groupName] = newGroup(groupName)
+		}
+		return nil
+	}
 	if g == nil {
 		if generation >= 0 {
 			return kerr.IllegalGeneration

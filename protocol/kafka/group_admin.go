@@ -18,6 +18,7 @@ import (
 // groupView is a copy of a group's state for describing and listing.
 type groupView struct {
 	name, state, protocolType, protocol string
+	typ                                 string // ListGroups v5 group type: "" = classic, "consumer" (KIP-848)
 	members                             []memberView
 }
 
@@ -31,6 +32,9 @@ func (c *coordinator) describe(name string) (groupView, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g := c.mu.groups[name]
+	if cg := c.mu.cgroups[name]; cg != nil && (g == nil || len(g.members) == 0) {
+		return cg.view(), true
+	}
 	if g == nil || g.state == groupDead {
 		return groupView{}, false
 	}
@@ -55,7 +59,15 @@ func (c *coordinator) list() []groupView {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []groupView
+	for _, cg := range c.mu.cgroups {
+		if g := c.mu.groups[cg.name]; g == nil || len(g.members) == 0 {
+			out = append(out, cg.view())
+		}
+	}
 	for _, g := range c.mu.groups {
+		if cg := c.mu.cgroups[g.name]; cg != nil && len(g.members) == 0 {
+			continue // listed as the consumer group above
+		}
 		if g.state != groupDead {
 			out = append(out, groupView{name: g.name, state: g.state.String(), protocolType: g.protocolType})
 		}
@@ -70,6 +82,23 @@ func (c *coordinator) list() []groupView {
 func (h *Handler) deleteGroup(ctx context.Context, co *coordinator, name string) error {
 	co.mu.Lock()
 	g := co.mu.groups[name]
+	if cg := co.mu.cgroups[name]; cg != nil {
+		// A consumer-protocol group (group_consumer.go): deletable once
+		// it has no members; its commits go with its classic half below.
+		if len(cg.st.members) > 0 {
+			co.mu.Unlock()
+			return kerr.NonEmptyGroup
+		}
+		delete(co.mu.cgroups, name)
+		if g == nil {
+			co.mu.Unlock()
+			subs, err := h.subscriptionPartitions(ctx, name)
+			if err != nil || len(subs[name]) == 0 {
+				return err
+			}
+			return h.deleteSubscriptions(ctx, name, subs[name])
+		}
+	}
 	switch {
 	case g == nil:
 		co.mu.Unlock()
@@ -190,7 +219,7 @@ func listFilter(v groupView, states, types []string) bool {
 	if len(states) > 0 && !slices.ContainsFunc(states, func(s string) bool { return equalFold(s, v.state) }) {
 		return false
 	}
-	if len(types) > 0 && !slices.ContainsFunc(types, func(s string) bool { return equalFold(s, "classic") }) {
+	if len(types) > 0 && !slices.ContainsFunc(types, func(s string) bool { return equalFold(s, v.groupType()) }) {
 		return false
 	}
 	return true
@@ -213,4 +242,24 @@ func equalFold(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// groupType is the ListGroups v5 type of the group.
+func (v groupView) groupType() string {
+	if v.typ == "" {
+		return "classic"
+	}
+	return v.typ
+}
+
+// view is a consumer group as DescribeGroups and ListGroups show it:
+// protocol type "consumer", Kafka's consumer-group state, the member ids
+// (no classic metadata or assignment). Expects c.mu held.
+func (cg *consumerGroup) view() groupView {
+	v := groupView{name: cg.name, state: cg.state(), protocolType: "consumer", protocol: cg.st.assignorName(), typ: "consumer"}
+	for _, m := range cg.st.members {
+		v.members = append(v.members, memberView{id: m.id, instanceID: m.instanceID, clientID: m.clientID, clientHost: m.clientHost})
+	}
+	sort.Slice(v.members, func(i, j int) bool { return v.members[i].id < v.members[j].id })
+	return v
 }

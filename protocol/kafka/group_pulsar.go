@@ -116,7 +116,7 @@ func subscriptionGroupView(name string) groupView {
 func (c *coordinator) known(name string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.mu.groups[name] != nil
+	return c.mu.groups[name] != nil || c.mu.cgroups[name] != nil
 }
 
 // merge adds other's partitions to ps, once each.

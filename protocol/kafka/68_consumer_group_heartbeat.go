@@ -1,0 +1,31 @@
+package kafka
+
+// ConsumerGroupHeartbeat (key 68), versions 0-1 (KIP-848, Kafka 4.0).
+//
+// Joins (member epoch 0), heartbeats, and leaves (-1; -2 for a static
+// member, whose partitions wait for its next incarnation) a
+// consumer-protocol group whose assignment the coordinator computes
+// (uniform or range); see group_consumer.go and
+// group_consumer_assign.go. v1 (the version franz-go requires) has the
+// client generate its member id and adds SubscribedTopicRegex, which the
+// broker resolves against the namespace's topics. v0 is served the same
+// way, except that it has no regex field.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(0, 1, handleConsumerGroupHeartbeat) }
+
+func handleConsumerGroupHeartbeat(ctx context.Context, c *conn, req *kmsg.ConsumerGroupHeartbeatRequest) (kmsg.Response, error) {
+	co, err := c.h.coordinator(ctx)
+	if err != nil {
+		resp := req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+		resp.ErrorCode = errCode(err)
+		resp.MemberEpoch = -1
+		return resp, nil
+	}
+	return co.consumerHeartbeat(ctx, cgHeartbeatRequest{req: req, clientID: clientIDFrom(ctx), clientHost: clientHost(c)}), nil
+}
