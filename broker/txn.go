@@ -115,6 +115,11 @@ type TxnOffset struct {
 	Partition  string            `json:"partition"`
 	NextIndex  int64             `json:"nextIndex"`
 	Properties map[string]string `json:"properties,omitempty"`
+	// Acks and AckUpTo are a Pulsar transaction's acknowledgements
+	// (individual entries, and cumulative up to and including AckUpTo);
+	// NextIndex is then -1 and ignored.
+	Acks    []Position `json:"acks,omitempty"`
+	AckUpTo *Position  `json:"ackUpTo,omitempty"`
 }
 
 const txnMetadataVersion = 1
@@ -686,6 +691,12 @@ func (b *Broker) applyTxnOffset(ctx context.Context, o TxnOffset) error {
 		return err
 	}
 	cur := sub.Cursor()
+	if len(o.Acks) > 0 || o.AckUpTo != nil {
+		if err := applyTxnAcks(ctx, cur, o); err != nil {
+			return mapLedgerErr(err)
+		}
+		return mapLedgerErr(cur.Flush(ctx))
+	}
 	for attempt := 0; ; attempt++ {
 		err = cur.SetNextIndex(ctx, min(max(o.NextIndex, p.FirstIndex()), p.NextIndex()))
 		if err == nil || attempt == 2 {
@@ -717,26 +728,7 @@ func (b *Broker) applyTxnOffset(ctx context.Context, o TxnOffset) error {
 // contains the partition (ErrInvalidTxnState otherwise; ErrProducerFenced
 // for an old epoch, ErrInvalidProducerIDMapping for an unknown producer).
 func (c *TxnCoordinator) Append(ctx context.Context, p *Partition, epoch int16, req AppendRequest) (AppendResult, error) {
-	c.mu.Lock()
-	e := c.mu.byPID[req.ProducerID]
-	c.mu.Unlock()
-	if e == nil {
-		return AppendResult{}, fmt.Errorf("%w: producer %d has no transactional id", ErrInvalidProducerIDMapping, req.ProducerID)
-	}
-	e.rw.RLock()
-	m := e.m
-	err := checkProducer(m, req.ProducerID, epoch)
-	if err == nil && (m.State != TxnOngoing || !slices.Contains(m.Partitions, p.Name().String())) {
-		err = fmt.Errorf("%w: %s is not in an ongoing transaction of %q (state %s)", ErrInvalidTxnState, p.Name(), m.TransactionalID, m.State)
-	}
-	if errors.Is(err, ErrTxnFenced) {
-		err = fmt.Errorf("%w: epoch %d, current %d", ErrProducerFenced, epoch, m.Epoch)
-	}
-	var h *PendingAppend
-	if err == nil {
-		h, err = p.AppendAsync(req)
-	}
-	e.rw.RUnlock()
+	h, err := c.AppendAsync(p, epoch, req)
 	if err != nil {
 		return AppendResult{}, err
 	}
