@@ -35,6 +35,8 @@ const pulsarTxnPrefix = "pulsar/system/txn/"
 
 var pulsarTxnSeq atomic.Int64
 
+func isPulsarTxn(id string) bool { return strings.HasPrefix(id, pulsarTxnPrefix) }
+
 // NewPulsarTxn starts a Pulsar transaction with the given timeout (within
 // (0, MaxTimeout], else ErrInvalidTxnTimeout) and returns its producer id,
 // the least significant half of the Pulsar transaction id.
@@ -66,13 +68,42 @@ func (c *TxnCoordinator) LookupPulsarTxn(pid int64) (PulsarTxn, error) {
 	c.mu.Lock()
 	e := c.mu.byPID[pid]
 	c.mu.Unlock()
-	if e == nil || !strings.HasPrefix(e.id, pulsarTxnPrefix) {
+	if e == nil || !isPulsarTxn(e.id) {
 		return PulsarTxn{}, fmt.Errorf("%w: Pulsar transaction (0,%d)", ErrTxnNotFound, pid)
 	}
 	e.rw.RLock()
 	m := e.m
 	e.rw.RUnlock()
+	if m.State == TxnCompleteCommit || m.State == TxnCompleteAbort {
+		// Pulsar forgets an ended transaction (commands on it get
+		// TransactionNotFound); the record stays for DescribeTransactions.
+		return PulsarTxn{}, fmt.Errorf("%w: Pulsar transaction (0,%d) has ended (%s)", ErrTxnNotFound, pid, m.State)
+	}
 	return PulsarTxn{ID: e.id, ProducerID: m.ProducerID, Epoch: m.Epoch}, nil
+}
+
+// EndPulsarTxn commits or aborts a Pulsar transaction and returns once it
+// is complete (markers durable, acks applied). Unlike Kafka's EndTxn, a
+// transaction that has already ended (a retry, or aborted on timeout) is
+// ErrTxnNotFound, as Pulsar answers.
+func (c *TxnCoordinator) EndPulsarTxn(ctx context.Context, tx PulsarTxn, commit bool) error {
+	e, m, err := c.opEntry(ctx, tx.ID)
+	if err != nil {
+		return err
+	}
+	defer e.op.Unlock()
+	if err := checkProducer(m, tx.ProducerID, tx.Epoch); err != nil {
+		return err
+	}
+	switch {
+	case m.State == TxnOngoing:
+		return c.end(ctx, e, commit, false)
+	case m.State == TxnPrepareCommit && commit, m.State == TxnPrepareAbort && !commit:
+		return c.finish(ctx, e)
+	case m.State == TxnCompleteCommit, m.State == TxnCompleteAbort:
+		return fmt.Errorf("%w: Pulsar transaction (0,%d) has ended (%s)", ErrTxnNotFound, tx.ProducerID, m.State)
+	}
+	return fmt.Errorf("%w: transaction (0,%d) is %s", ErrInvalidTxnState, tx.ProducerID, m.State)
 }
 
 // CommitAcks records acknowledgements of subscription sub on partition made

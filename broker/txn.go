@@ -117,7 +117,8 @@ type TxnOffset struct {
 	Properties map[string]string `json:"properties,omitempty"`
 	// Acks and AckUpTo are a Pulsar transaction's acknowledgements
 	// (individual entries, and cumulative up to and including AckUpTo);
-	// NextIndex is then -1 and ignored.
+	// NextIndex is then -1 and ignored (-1 without acks: a subscription
+	// registered in the transaction that acked nothing).
 	Acks    []Position `json:"acks,omitempty"`
 	AckUpTo *Position  `json:"ackUpTo,omitempty"`
 }
@@ -513,7 +514,13 @@ func (c *TxnCoordinator) add(ctx context.Context, txnID string, pid int64, epoch
 		switch m.State {
 		case TxnPrepareCommit, TxnPrepareAbort:
 			return ErrConcurrentTransactions
-		case TxnEmpty, TxnCompleteCommit, TxnCompleteAbort:
+		case TxnCompleteCommit, TxnCompleteAbort:
+			if isPulsarTxn(m.TransactionalID) {
+				// A Pulsar transaction is one-shot: once ended it is gone.
+				return fmt.Errorf("%w: Pulsar transaction %q has ended", ErrTxnNotFound, m.TransactionalID)
+			}
+			fallthrough
+		case TxnEmpty:
 			m.State = TxnOngoing
 			m.StartMs = time.Now().UnixMilli()
 			m.Partitions, m.Groups, m.PendingOffsets = nil, nil, nil
@@ -691,7 +698,7 @@ func (b *Broker) applyTxnOffset(ctx context.Context, o TxnOffset) error {
 		return err
 	}
 	cur := sub.Cursor()
-	if len(o.Acks) > 0 || o.AckUpTo != nil {
+	if len(o.Acks) > 0 || o.AckUpTo != nil || o.NextIndex < 0 {
 		if err := applyTxnAcks(ctx, cur, o); err != nil {
 			return mapLedgerErr(err)
 		}

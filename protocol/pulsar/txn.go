@@ -146,9 +146,10 @@ func (c *conn) handleAddSubscriptionToTxn(ctx context.Context, cmd *pb.CommandAd
 		}
 		if err == nil {
 			// The acks themselves (ACK with the transaction id) are what
-			// commit applies; adding the subscription checks the
-			// transaction is open and names it in DescribeTransactions.
-			err = tc.AddGroup(ctx, tx.ID, tx.ProducerID, tx.Epoch, s.GetSubscription())
+			// commit applies; registering the subscription with none
+			// checks the transaction is open and lists it (admin
+			// transactionMetadata's ackedPartitions).
+			err = tc.CommitAcks(ctx, tx.ID, tx.ProducerID, tx.Epoch, s.GetSubscription(), n, nil, nil)
 		}
 	}
 	resp.Error, resp.Message = txnError(err)
@@ -162,7 +163,7 @@ func (c *conn) handleEndTxn(ctx context.Context, cmd *pb.CommandEndTxn) error {
 	if err == nil {
 		switch cmd.GetTxnAction() {
 		case pb.TxnAction_COMMIT, pb.TxnAction_ABORT:
-			err = tc.EndTxn(ctx, tx.ID, tx.ProducerID, tx.Epoch, cmd.GetTxnAction() == pb.TxnAction_COMMIT)
+			err = tc.EndPulsarTxn(ctx, tx, cmd.GetTxnAction() == pb.TxnAction_COMMIT)
 		default:
 			err = fmt.Errorf("%w: transaction action %v", errNotAllowed, cmd.GetTxnAction())
 		}
