@@ -77,14 +77,22 @@ func (s *server) txnMetadata(w http.ResponseWriter, r *http.Request) {
 	out := txnMetadata{TxnID: fmt.Sprintf("(%d,%d)", most, least), Status: pulsarTxnStatus[m.State],
 		OpenTimestamp: m.StartMs, TimeoutAt: m.StartMs + int64(m.TimeoutMs),
 		ProducedPartitions: map[string]struct{}{}, AckedPartitions: map[string]map[string]struct{}{}}
+	// Keyed by the topic strings the client used, as Pulsar does.
+	as := func(full string) string {
+		if s, ok := m.ClientNames[full]; ok {
+			return s
+		}
+		return full
+	}
 	for _, p := range m.Partitions {
-		out.ProducedPartitions[p] = struct{}{}
+		out.ProducedPartitions[as(p)] = struct{}{}
 	}
 	for _, o := range m.PendingOffsets {
-		if out.AckedPartitions[o.Partition] == nil {
-			out.AckedPartitions[o.Partition] = map[string]struct{}{}
+		k := as(o.Partition)
+		if out.AckedPartitions[k] == nil {
+			out.AckedPartitions[k] = map[string]struct{}{}
 		}
-		out.AckedPartitions[o.Partition][o.Group] = struct{}{}
+		out.AckedPartitions[k][o.Group] = struct{}{}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

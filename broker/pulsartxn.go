@@ -106,12 +106,37 @@ func (c *TxnCoordinator) EndPulsarTxn(ctx context.Context, tx PulsarTxn, commit 
 	return fmt.Errorf("%w: transaction (0,%d) is %s", ErrInvalidTxnState, tx.ProducerID, m.State)
 }
 
+// AddPulsarPartitions adds partitions to a Pulsar transaction; sent[i]
+// is the topic string the client named names[i] with (admin metadata
+// echoes it).
+func (c *TxnCoordinator) AddPulsarPartitions(ctx context.Context, tx PulsarTxn, names []TopicName, sent []string) error {
+	return c.add(ctx, tx.ID, tx.ProducerID, tx.Epoch, func(m *TxnMetadata) {
+		for i, p := range names {
+			s := p.String()
+			if !slices.Contains(m.Partitions, s) {
+				m.Partitions = append(m.Partitions, s)
+			}
+			noteClientName(m, s, sent[i])
+		}
+	})
+}
+
+func noteClientName(m *TxnMetadata, full, sent string) {
+	if sent == "" || sent == full {
+		return
+	}
+	if m.ClientNames == nil {
+		m.ClientNames = map[string]string{}
+	}
+	m.ClientNames[full] = sent
+}
+
 // CommitAcks records acknowledgements of subscription sub on partition made
 // in the transaction: individual entry positions, and (cumulative non-nil)
 // a cumulative ack up to and including *cumulative. They are applied to the
 // cursor on commit and dropped on abort. The subscription is added to the
 // transaction if it is not in it yet.
-func (c *TxnCoordinator) CommitAcks(ctx context.Context, txnID string, pid int64, epoch int16, sub string, partition TopicName, positions []Position, cumulative *Position) error {
+func (c *TxnCoordinator) CommitAcks(ctx context.Context, txnID string, pid int64, epoch int16, sub string, partition TopicName, sent string, positions []Position, cumulative *Position) error {
 	e, m, err := c.opEntry(ctx, txnID)
 	if err != nil {
 		return err
@@ -131,6 +156,7 @@ func (c *TxnCoordinator) CommitAcks(ctx context.Context, txnID string, pid int64
 		if !slices.Contains(m.Groups, sub) {
 			m.Groups = append(m.Groups, sub)
 		}
+		noteClientName(m, name, sent)
 		i := slices.IndexFunc(m.PendingOffsets, func(o TxnOffset) bool { return o.Group == sub && o.Partition == name })
 		if i < 0 {
 			m.PendingOffsets = append(m.PendingOffsets, TxnOffset{Group: sub, Partition: name, NextIndex: -1})

@@ -119,7 +119,10 @@ func runPulsarTxnModel(t *testing.T, seed uint64, ops int) {
 		}
 		switch k := rng.IntN(100); {
 		case k < 12 || m == nil:
-			short := rng.IntN(3) == 0
+			// At most one open short transaction: CheckTimeouts aborts
+			// several in no defined order, so their markers' order (and
+			// the aborted index) would not be the model's.
+			short := rng.IntN(3) == 0 && !slices.ContainsFunc(txns, func(m *mPulsarTxn) bool { return m.short && !m.ended })
 			timeout := time.Hour
 			if short {
 				timeout = time.Millisecond
@@ -203,7 +206,7 @@ func runPulsarTxnModel(t *testing.T, seed uint64, ops int) {
 				got, want = err, ErrTxnNotFound
 				break
 			}
-			got = co.CommitAcks(ctx, tx.ID, tx.ProducerID, tx.Epoch, "s", ackPart, pos, upTo)
+			got = co.CommitAcks(ctx, tx.ID, tx.ProducerID, tx.Epoch, "s", ackPart, "", pos, upTo)
 			m.acks = append(m.acks, pos...)
 			if upTo != nil && (m.upTo == nil || m.upTo.Less(*upTo)) {
 				m.upTo = upTo

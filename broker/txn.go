@@ -98,8 +98,12 @@ type TxnMetadata struct {
 	// Partitions are the full names of the partitions in the transaction.
 	Partitions []string `json:"partitions,omitempty"`
 	// Groups are the groups (subscription names) whose offsets it commits.
-	Groups         []string    `json:"groups,omitempty"`
-	PendingOffsets []TxnOffset `json:"pendingOffsets,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+	// ClientNames (Pulsar transactions) maps a full partition name to the
+	// topic string the client used for it, which Pulsar's transaction
+	// metadata echoes.
+	ClientNames    map[string]string `json:"clientNames,omitempty"`
+	PendingOffsets []TxnOffset       `json:"pendingOffsets,omitempty"`
 	// StartMs is when the transaction became Ongoing, LastUpdateMs the
 	// last change (unix ms).
 	StartMs      int64 `json:"startMs"`

@@ -115,6 +115,7 @@ func (c *conn) handleAddPartitionToTxn(ctx context.Context, cmd *pb.CommandAddPa
 		TxnidMostBits: proto.Uint64(cmd.GetTxnidMostBits()), TxnidLeastBits: proto.Uint64(cmd.GetTxnidLeastBits())}
 	tc, tx, err := c.pulsarTxn(ctx, cmd.GetTxnidMostBits(), cmd.GetTxnidLeastBits())
 	var names []broker.TopicName
+	var sent []string
 	for _, s := range cmd.GetPartitions() {
 		if err != nil {
 			break
@@ -123,10 +124,10 @@ func (c *conn) handleAddPartitionToTxn(ctx context.Context, cmd *pb.CommandAddPa
 		if n, err = c.h.topicName(s); err == nil {
 			err = c.authorizeTopic(ctx, n, auth.NeedProduce)
 		}
-		names = append(names, n)
+		names, sent = append(names, n), append(sent, s)
 	}
 	if err == nil {
-		err = tc.AddPartitions(ctx, tx.ID, tx.ProducerID, tx.Epoch, names)
+		err = tc.AddPulsarPartitions(ctx, tx, names, sent)
 	}
 	resp.Error, resp.Message = txnError(err)
 	return c.send(&pb.BaseCommand{Type: pb.BaseCommand_ADD_PARTITION_TO_TXN_RESPONSE.Enum(), AddPartitionToTxnResponse: resp})
@@ -149,7 +150,7 @@ func (c *conn) handleAddSubscriptionToTxn(ctx context.Context, cmd *pb.CommandAd
 			// commit applies; registering the subscription with none
 			// checks the transaction is open and lists it (admin
 			// transactionMetadata's ackedPartitions).
-			err = tc.CommitAcks(ctx, tx.ID, tx.ProducerID, tx.Epoch, s.GetSubscription(), n, nil, nil)
+			err = tc.CommitAcks(ctx, tx.ID, tx.ProducerID, tx.Epoch, s.GetSubscription(), n, s.GetTopic(), nil, nil)
 		}
 	}
 	resp.Error, resp.Message = txnError(err)
@@ -241,5 +242,5 @@ func (c *conn) txnAck(ctx context.Context, cs *consumer, cmd *pb.CommandAck, bey
 	if len(positions) == 0 && upTo == nil {
 		return nil
 	}
-	return tc.CommitAcks(ctx, tx.ID, tx.ProducerID, tx.Epoch, cs.sub.Name(), cs.part.Name(), positions, upTo)
+	return tc.CommitAcks(ctx, tx.ID, tx.ProducerID, tx.Epoch, cs.sub.Name(), cs.part.Name(), "", positions, upTo)
 }
