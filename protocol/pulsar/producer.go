@@ -400,7 +400,10 @@ func (p *producer) begin(req sendReq) pendingSend {
 			ps.err = err
 			return ps
 		}
-		ar.Format, ar.Overhead = broker.FormatKafka, 0
+		// The limit stays on the payload: the batch's headers and
+		// records' framing (properties as headers) do not count.
+		payload := len(req.stored) - ar.Overhead
+		ar.Format, ar.Overhead = broker.FormatKafka, max(len(ar.Data)-payload, 0)
 		ar.Transactional, ar.ProducerID = true, tx.ProducerID
 	}
 	p.sendMu.Lock()
