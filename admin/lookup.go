@@ -29,6 +29,15 @@ func (s *server) lookupRoutes(mux *router) {
 
 func (s *server) lookup(w http.ResponseWriter, r *http.Request) {
 	name, err := topicOf(r)
+	if err == nil && isTCAssign(name) {
+		// The transaction coordinator is this broker's, also in a cluster
+		// (one coordinator per metadata store).
+		writeJSON(w, http.StatusOK, lookupData{
+			BrokerURL: s.opts.BrokerURL, BrokerURLTLS: s.opts.BrokerURLTLS,
+			HTTPURL: s.opts.HTTPURL, HTTPURLTLS: s.opts.HTTPURLTLS, NativeURL: s.opts.BrokerURL,
+		})
+		return
+	}
 	if err == nil {
 		_, err = s.svc.GetTopic(r.Context(), name)
 		if errors.Is(err, broker.ErrTopicNotFound) {

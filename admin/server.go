@@ -137,6 +137,7 @@ func (s *server) routes(mux *router, withSCRAM bool) {
 	s.terminateRoutes(mux)
 	s.subscriptionRoutes(mux)
 	s.lookupRoutes(mux)
+	s.txnRoutes(mux)
 	s.permissionRoutes(mux)
 	s.offloadRoutes(mux)
 	if withSCRAM {

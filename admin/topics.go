@@ -77,6 +77,13 @@ func (s *server) topicRoutes(mux *router) {
 func (s *server) getTopicRetention(w http.ResponseWriter, r *http.Request) {
 	name, err := topicOf(r)
 	var md broker.TopicMetadata
+	if err == nil && isTCAssign(name) {
+		if name.Local == "transaction_coordinator_assign" {
+			md.Partitions = 1 // one coordinator (see txn.go)
+		}
+		writeJSON(w, http.StatusOK, partitionedMetadata{Partitions: md.Partitions})
+		return
+	}
 	if err == nil {
 		md, err = s.svc.GetTopic(r.Context(), name)
 	}
@@ -113,6 +120,13 @@ func (s *server) removeTopicRetention(w http.ResponseWriter, r *http.Request) {
 func (s *server) updateTopicPolicies(w http.ResponseWriter, r *http.Request, change func(*broker.Policies)) {
 	name, err := topicOf(r)
 	var md broker.TopicMetadata
+	if err == nil && isTCAssign(name) {
+		if name.Local == "transaction_coordinator_assign" {
+			md.Partitions = 1 // one coordinator (see txn.go)
+		}
+		writeJSON(w, http.StatusOK, partitionedMetadata{Partitions: md.Partitions})
+		return
+	}
 	if err == nil {
 		md, err = s.svc.GetTopic(r.Context(), name)
 	}
@@ -303,6 +317,13 @@ func (s *server) updatePartitions(w http.ResponseWriter, r *http.Request) {
 func (s *server) getPartitions(w http.ResponseWriter, r *http.Request) {
 	name, err := topicOf(r)
 	var md broker.TopicMetadata
+	if err == nil && isTCAssign(name) {
+		if name.Local == "transaction_coordinator_assign" {
+			md.Partitions = 1 // one coordinator (see txn.go)
+		}
+		writeJSON(w, http.StatusOK, partitionedMetadata{Partitions: md.Partitions})
+		return
+	}
 	if err == nil {
 		md, err = s.svc.LookupTopic(r.Context(), name, boolQuery(r, "checkAllowAutoCreation"))
 		if md.Name != name {

@@ -98,8 +98,12 @@ type TxnMetadata struct {
 	// Partitions are the full names of the partitions in the transaction.
 	Partitions []string `json:"partitions,omitempty"`
 	// Groups are the groups (subscription names) whose offsets it commits.
-	Groups         []string    `json:"groups,omitempty"`
-	PendingOffsets []TxnOffset `json:"pendingOffsets,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+	// ClientNames (Pulsar transactions) maps a full partition name to the
+	// topic string the client used for it, which Pulsar's transaction
+	// metadata echoes.
+	ClientNames    map[string]string `json:"clientNames,omitempty"`
+	PendingOffsets []TxnOffset       `json:"pendingOffsets,omitempty"`
 	// StartMs is when the transaction became Ongoing, LastUpdateMs the
 	// last change (unix ms).
 	StartMs      int64 `json:"startMs"`
@@ -115,6 +119,12 @@ type TxnOffset struct {
 	Partition  string            `json:"partition"`
 	NextIndex  int64             `json:"nextIndex"`
 	Properties map[string]string `json:"properties,omitempty"`
+	// Acks and AckUpTo are a Pulsar transaction's acknowledgements
+	// (individual entries, and cumulative up to and including AckUpTo);
+	// NextIndex is then -1 and ignored (-1 without acks: a subscription
+	// registered in the transaction that acked nothing).
+	Acks    []Position `json:"acks,omitempty"`
+	AckUpTo *Position  `json:"ackUpTo,omitempty"`
 }
 
 const txnMetadataVersion = 1
@@ -508,7 +518,13 @@ func (c *TxnCoordinator) add(ctx context.Context, txnID string, pid int64, epoch
 		switch m.State {
 		case TxnPrepareCommit, TxnPrepareAbort:
 			return ErrConcurrentTransactions
-		case TxnEmpty, TxnCompleteCommit, TxnCompleteAbort:
+		case TxnCompleteCommit, TxnCompleteAbort:
+			if isPulsarTxn(m.TransactionalID) {
+				// A Pulsar transaction is one-shot: once ended it is gone.
+				return fmt.Errorf("%w: Pulsar transaction %q has ended", ErrTxnNotFound, m.TransactionalID)
+			}
+			fallthrough
+		case TxnEmpty:
 			m.State = TxnOngoing
 			m.StartMs = time.Now().UnixMilli()
 			m.Partitions, m.Groups, m.PendingOffsets = nil, nil, nil
@@ -686,6 +702,12 @@ func (b *Broker) applyTxnOffset(ctx context.Context, o TxnOffset) error {
 		return err
 	}
 	cur := sub.Cursor()
+	if len(o.Acks) > 0 || o.AckUpTo != nil || o.NextIndex < 0 {
+		if err := applyTxnAcks(ctx, cur, o); err != nil {
+			return mapLedgerErr(err)
+		}
+		return mapLedgerErr(cur.Flush(ctx))
+	}
 	for attempt := 0; ; attempt++ {
 		err = cur.SetNextIndex(ctx, min(max(o.NextIndex, p.FirstIndex()), p.NextIndex()))
 		if err == nil || attempt == 2 {
@@ -717,26 +739,7 @@ func (b *Broker) applyTxnOffset(ctx context.Context, o TxnOffset) error {
 // contains the partition (ErrInvalidTxnState otherwise; ErrProducerFenced
 // for an old epoch, ErrInvalidProducerIDMapping for an unknown producer).
 func (c *TxnCoordinator) Append(ctx context.Context, p *Partition, epoch int16, req AppendRequest) (AppendResult, error) {
-	c.mu.Lock()
-	e := c.mu.byPID[req.ProducerID]
-	c.mu.Unlock()
-	if e == nil {
-		return AppendResult{}, fmt.Errorf("%w: producer %d has no transactional id", ErrInvalidProducerIDMapping, req.ProducerID)
-	}
-	e.rw.RLock()
-	m := e.m
-	err := checkProducer(m, req.ProducerID, epoch)
-	if err == nil && (m.State != TxnOngoing || !slices.Contains(m.Partitions, p.Name().String())) {
-		err = fmt.Errorf("%w: %s is not in an ongoing transaction of %q (state %s)", ErrInvalidTxnState, p.Name(), m.TransactionalID, m.State)
-	}
-	if errors.Is(err, ErrTxnFenced) {
-		err = fmt.Errorf("%w: epoch %d, current %d", ErrProducerFenced, epoch, m.Epoch)
-	}
-	var h *PendingAppend
-	if err == nil {
-		h, err = p.AppendAsync(req)
-	}
-	e.rw.RUnlock()
+	h, err := c.AppendAsync(p, epoch, req)
 	if err != nil {
 		return AppendResult{}, err
 	}

@@ -382,6 +382,16 @@ func (c *conn) handle(cmd *pb.BaseCommand, payload []byte) error {
 		return c.handleGetTopicsOfNamespace(ctx, cmd.GetGetTopicsOfNamespace())
 	case pb.BaseCommand_GET_SCHEMA:
 		return c.handleGetSchema(ctx, cmd.GetGetSchema())
+	case pb.BaseCommand_TC_CLIENT_CONNECT_REQUEST:
+		return c.handleTcClientConnect(ctx, cmd.GetTcClientConnectRequest())
+	case pb.BaseCommand_NEW_TXN:
+		return c.handleNewTxn(ctx, cmd.GetNewTxn())
+	case pb.BaseCommand_ADD_PARTITION_TO_TXN:
+		return c.handleAddPartitionToTxn(ctx, cmd.GetAddPartitionToTxn())
+	case pb.BaseCommand_ADD_SUBSCRIPTION_TO_TXN:
+		return c.handleAddSubscriptionToTxn(ctx, cmd.GetAddSubscriptionToTxn())
+	case pb.BaseCommand_END_TXN:
+		return c.handleEndTxn(ctx, cmd.GetEndTxn())
 	case pb.BaseCommand_GET_OR_CREATE_SCHEMA:
 		return c.handleGetOrCreateSchema(ctx, cmd.GetGetOrCreateSchema())
 	}
@@ -469,6 +479,17 @@ func (c *conn) handlePartitionedMetadata(ctx context.Context, cmd *pb.CommandPar
 				Error: serverError(err).Enum(), Message: proto.String(broker.Reason(err)),
 			}})
 	}
+	if isTCAssign(cmd.GetTopic()) {
+		// One transaction coordinator (0), when it can start.
+		if _, err := c.h.transactions(ctx); err != nil {
+			return fail(err)
+		}
+		return c.send(&pb.BaseCommand{Type: pb.BaseCommand_PARTITIONED_METADATA_RESPONSE.Enum(),
+			PartitionMetadataResponse: &pb.CommandPartitionedTopicMetadataResponse{
+				RequestId: proto.Uint64(reqID), Partitions: proto.Uint32(1),
+				Response: pb.CommandPartitionedTopicMetadataResponse_Success.Enum(),
+			}})
+	}
 	name, err := c.h.topicName(cmd.GetTopic())
 	if err != nil {
 		return fail(err)
@@ -506,7 +527,7 @@ func (c *conn) handleLookup(ctx context.Context, cmd *pb.CommandLookupTopic) err
 			Error: serverError(err).Enum(), Message: proto.String(broker.Reason(err)),
 		}})
 	}
-	if cl := c.h.env.Broker.Cluster(); cl != nil {
+	if cl := c.h.env.Broker.Cluster(); cl != nil && !isTCAssign(cmd.GetTopic()) {
 		// Cluster: the owner serves the topic (assigned now if nobody
 		// does); the client connects there, as Pulsar's authoritative
 		// lookup answer tells it to.

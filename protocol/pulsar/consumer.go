@@ -386,6 +386,8 @@ func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 	beyond := func(pos broker.Position) bool { return last.Less(pos) }
 	if cs == nil {
 		err = fmt.Errorf("%w: %d", errConsumerNotFound, cmd.GetConsumerId())
+	} else if cmd.TxnidLeastBits != nil || cmd.GetTxnidMostBits() != 0 {
+		err = c.txnAck(ctx, cs, cmd, beyond)
 	} else if cmd.GetAckType() == pb.CommandAck_Cumulative {
 		for _, m := range cmd.GetMessageId() {
 			pos := wirePosition(m)

@@ -34,6 +34,18 @@ func serverError(err error) pb.ServerError {
 		return pb.ServerError_SubscriptionNotFound
 	case errors.Is(err, broker.ErrInvalidName):
 		return pb.ServerError_InvalidTopicName
+	case errors.Is(err, broker.ErrTxnNotFound), errors.Is(err, broker.ErrInvalidProducerIDMapping):
+		return pb.ServerError_TransactionNotFound
+	case errors.Is(err, broker.ErrInvalidTxnState), errors.Is(err, broker.ErrTxnFenced):
+		// Before ErrProducerFenced, which ErrTxnFenced wraps: a
+		// transaction ended or timed out, not a producer fenced.
+		return pb.ServerError_InvalidTxnStatus
+	case errors.Is(err, errTxnCoordinator):
+		return pb.ServerError_TransactionCoordinatorNotFound
+	case errors.Is(err, broker.ErrInvalidTxnTimeout):
+		return pb.ServerError_NotAllowedError
+	case errors.Is(err, broker.ErrConcurrentTransactions):
+		return pb.ServerError_ServiceNotReady
 	case errors.Is(err, broker.ErrProducerFenced):
 		return pb.ServerError_ProducerFenced
 	case errors.Is(err, broker.ErrProducerBusy):

@@ -384,9 +384,37 @@ func (p *producer) begin(req sendReq) pendingSend {
 	if md.GetNumChunksFromMsg() > 1 && md.GetChunkId() < md.GetNumChunksFromMsg()-1 {
 		ar.Producer = "" // every chunk repeats the sequence id: deduplicate on the last one only
 	}
+	var tc *broker.TxnCoordinator
+	var tx broker.PulsarTxn
+	if cmd.TxnidLeastBits != nil || cmd.GetTxnidMostBits() != 0 {
+		// A transactional SEND: stored as a Kafka transactional batch of
+		// the transaction's producer id (see txnBatch).
+		var err error
+		if tc, tx, err = p.c.pulsarTxn(p.ctx, cmd.GetTxnidMostBits(), cmd.GetTxnidLeastBits()); err == nil && md.GetNumChunksFromMsg() > 1 {
+			err = fmt.Errorf("%w: chunked messages in a transaction", errNotAllowed)
+		}
+		if err == nil {
+			ar.Data, err = txnBatch(req.stored, ps.msgs, tx.ProducerID, tx.Epoch)
+		}
+		if err != nil {
+			ps.err = err
+			return ps
+		}
+		// The limit stays on the payload: the batch's headers and
+		// records' framing (properties as headers) do not count.
+		payload := len(req.stored) - ar.Overhead
+		ar.Format, ar.Overhead = broker.FormatKafka, max(len(ar.Data)-payload, 0)
+		ar.Transactional, ar.ProducerID = true, tx.ProducerID
+	}
 	p.sendMu.Lock()
 	if p.halted {
 		ps.err = fmt.Errorf("%w: producer %s stopped or an earlier send failed; resend from it", broker.ErrStorage, p.name)
+	} else if tc != nil {
+		ps.append, ps.err = tc.AppendAsync(p.part, tx.Epoch, ar)
+		if errors.Is(ps.err, broker.ErrProducerFenced) {
+			// The transaction's epoch moved on: it was aborted on timeout.
+			ps.err = fmt.Errorf("%w: %w", broker.ErrInvalidTxnState, ps.err)
+		}
 	} else {
 		ps.append, ps.err = p.part.AppendAsync(ar)
 		// Refused by a failed ledger: SENDs behind it must not be

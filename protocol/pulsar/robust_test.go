@@ -224,16 +224,16 @@ func TestRestartMidStream(t *testing.T) {
 	}
 }
 
-// An unserved request (here a transaction coordinator connect, field 62 of
-// BaseCommand, which our .proto does not declare) gets an ERROR with its
-// request id instead of silence.
+// An unserved request (here END_TXN_ON_PARTITION, broker-to-broker in
+// Pulsar, field 58 of BaseCommand, which our .proto does not declare) gets
+// an ERROR with its request id instead of silence.
 func TestUnservedRequestGetsError(t *testing.T) {
 	s := startServer(t)
 	rc := dialRaw(t, s)
 	body := protowire.AppendTag(nil, 1, protowire.VarintType)
 	body = protowire.AppendVarint(body, 77)
-	cmd := &pb.BaseCommand{Type: pb.BaseCommand_TC_CLIENT_CONNECT_REQUEST.Enum()}
-	raw := protowire.AppendTag(nil, 62, protowire.BytesType)
+	cmd := &pb.BaseCommand{Type: pb.BaseCommand_END_TXN_ON_PARTITION.Enum()}
+	raw := protowire.AppendTag(nil, 58, protowire.BytesType)
 	raw = protowire.AppendBytes(raw, body)
 	cmd.ProtoReflect().SetUnknown(raw)
 	rc.send(cmd, nil)

@@ -346,6 +346,64 @@ func (KeySharedMode) EnumDescriptor() ([]byte, []int) {
 	return file_pulsarwire_proto_rawDescGZIP(), []int{3}
 }
 
+// Transaction coordinator commands (txn.go). A transaction id is the pair
+// (txnid_most_bits, txnid_least_bits): coordinator id and sequence.
+type TxnAction int32
+
+const (
+	TxnAction_COMMIT TxnAction = 0
+	TxnAction_ABORT  TxnAction = 1
+)
+
+// Enum value maps for TxnAction.
+var (
+	TxnAction_name = map[int32]string{
+		0: "COMMIT",
+		1: "ABORT",
+	}
+	TxnAction_value = map[string]int32{
+		"COMMIT": 0,
+		"ABORT":  1,
+	}
+)
+
+func (x TxnAction) Enum() *TxnAction {
+	p := new(TxnAction)
+	*p = x
+	return p
+}
+
+func (x TxnAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TxnAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_pulsarwire_proto_enumTypes[4].Descriptor()
+}
+
+func (TxnAction) Type() protoreflect.EnumType {
+	return &file_pulsarwire_proto_enumTypes[4]
+}
+
+func (x TxnAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Do not use.
+func (x *TxnAction) UnmarshalJSON(b []byte) error {
+	num, err := protoimpl.X.UnmarshalJSONEnum(x.Descriptor(), b)
+	if err != nil {
+		return err
+	}
+	*x = TxnAction(num)
+	return nil
+}
+
+// Deprecated: Use TxnAction.Descriptor instead.
+func (TxnAction) EnumDescriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{4}
+}
+
 type Schema_Type int32
 
 const (
@@ -433,11 +491,11 @@ func (x Schema_Type) String() string {
 }
 
 func (Schema_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_pulsarwire_proto_enumTypes[4].Descriptor()
+	return file_pulsarwire_proto_enumTypes[5].Descriptor()
 }
 
 func (Schema_Type) Type() protoreflect.EnumType {
-	return &file_pulsarwire_proto_enumTypes[4]
+	return &file_pulsarwire_proto_enumTypes[5]
 }
 
 func (x Schema_Type) Number() protoreflect.EnumNumber {
@@ -495,11 +553,11 @@ func (x CommandSubscribe_SubType) String() string {
 }
 
 func (CommandSubscribe_SubType) Descriptor() protoreflect.EnumDescriptor {
-	return file_pulsarwire_proto_enumTypes[5].Descriptor()
+	return file_pulsarwire_proto_enumTypes[6].Descriptor()
 }
 
 func (CommandSubscribe_SubType) Type() protoreflect.EnumType {
-	return &file_pulsarwire_proto_enumTypes[5]
+	return &file_pulsarwire_proto_enumTypes[6]
 }
 
 func (x CommandSubscribe_SubType) Number() protoreflect.EnumNumber {
@@ -551,11 +609,11 @@ func (x CommandSubscribe_InitialPosition) String() string {
 }
 
 func (CommandSubscribe_InitialPosition) Descriptor() protoreflect.EnumDescriptor {
-	return file_pulsarwire_proto_enumTypes[6].Descriptor()
+	return file_pulsarwire_proto_enumTypes[7].Descriptor()
 }
 
 func (CommandSubscribe_InitialPosition) Type() protoreflect.EnumType {
-	return &file_pulsarwire_proto_enumTypes[6]
+	return &file_pulsarwire_proto_enumTypes[7]
 }
 
 func (x CommandSubscribe_InitialPosition) Number() protoreflect.EnumNumber {
@@ -607,11 +665,11 @@ func (x CommandPartitionedTopicMetadataResponse_LookupType) String() string {
 }
 
 func (CommandPartitionedTopicMetadataResponse_LookupType) Descriptor() protoreflect.EnumDescriptor {
-	return file_pulsarwire_proto_enumTypes[7].Descriptor()
+	return file_pulsarwire_proto_enumTypes[8].Descriptor()
 }
 
 func (CommandPartitionedTopicMetadataResponse_LookupType) Type() protoreflect.EnumType {
-	return &file_pulsarwire_proto_enumTypes[7]
+	return &file_pulsarwire_proto_enumTypes[8]
 }
 
 func (x CommandPartitionedTopicMetadataResponse_LookupType) Number() protoreflect.EnumNumber {
@@ -666,11 +724,11 @@ func (x CommandLookupTopicResponse_LookupType) String() string {
 }
 
 func (CommandLookupTopicResponse_LookupType) Descriptor() protoreflect.EnumDescriptor {
-	return file_pulsarwire_proto_enumTypes[8].Descriptor()
+	return file_pulsarwire_proto_enumTypes[9].Descriptor()
 }
 
 func (CommandLookupTopicResponse_LookupType) Type() protoreflect.EnumType {
-	return &file_pulsarwire_proto_enumTypes[8]
+	return &file_pulsarwire_proto_enumTypes[9]
 }
 
 func (x CommandLookupTopicResponse_LookupType) Number() protoreflect.EnumNumber {
@@ -722,11 +780,11 @@ func (x CommandAck_AckType) String() string {
 }
 
 func (CommandAck_AckType) Descriptor() protoreflect.EnumDescriptor {
-	return file_pulsarwire_proto_enumTypes[9].Descriptor()
+	return file_pulsarwire_proto_enumTypes[10].Descriptor()
 }
 
 func (CommandAck_AckType) Type() protoreflect.EnumType {
-	return &file_pulsarwire_proto_enumTypes[9]
+	return &file_pulsarwire_proto_enumTypes[10]
 }
 
 func (x CommandAck_AckType) Number() protoreflect.EnumNumber {
@@ -781,11 +839,11 @@ func (x CommandGetTopicsOfNamespace_Mode) String() string {
 }
 
 func (CommandGetTopicsOfNamespace_Mode) Descriptor() protoreflect.EnumDescriptor {
-	return file_pulsarwire_proto_enumTypes[10].Descriptor()
+	return file_pulsarwire_proto_enumTypes[11].Descriptor()
 }
 
 func (CommandGetTopicsOfNamespace_Mode) Type() protoreflect.EnumType {
-	return &file_pulsarwire_proto_enumTypes[10]
+	return &file_pulsarwire_proto_enumTypes[11]
 }
 
 func (x CommandGetTopicsOfNamespace_Mode) Number() protoreflect.EnumNumber {
@@ -1005,11 +1063,11 @@ func (x BaseCommand_Type) String() string {
 }
 
 func (BaseCommand_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_pulsarwire_proto_enumTypes[11].Descriptor()
+	return file_pulsarwire_proto_enumTypes[12].Descriptor()
 }
 
 func (BaseCommand_Type) Type() protoreflect.EnumType {
-	return &file_pulsarwire_proto_enumTypes[11]
+	return &file_pulsarwire_proto_enumTypes[12]
 }
 
 func (x BaseCommand_Type) Number() protoreflect.EnumNumber {
@@ -1028,7 +1086,7 @@ func (x *BaseCommand_Type) UnmarshalJSON(b []byte) error {
 
 // Deprecated: Use BaseCommand_Type.Descriptor instead.
 func (BaseCommand_Type) EnumDescriptor() ([]byte, []int) {
-	return file_pulsarwire_proto_rawDescGZIP(), []int{44, 0}
+	return file_pulsarwire_proto_rawDescGZIP(), []int{55, 0}
 }
 
 type KeyValue struct {
@@ -4424,6 +4482,792 @@ func (x *CommandGetOrCreateSchemaResponse) GetSchemaVersion() []byte {
 	return nil
 }
 
+type CommandTcClientConnectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     *uint64                `protobuf:"varint,1,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	TcId          *uint64                `protobuf:"varint,2,opt,name=tc_id,json=tcId,def=0" json:"tc_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+// Default values for CommandTcClientConnectRequest fields.
+const (
+	Default_CommandTcClientConnectRequest_TcId = uint64(0)
+)
+
+func (x *CommandTcClientConnectRequest) Reset() {
+	*x = CommandTcClientConnectRequest{}
+	mi := &file_pulsarwire_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandTcClientConnectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandTcClientConnectRequest) ProtoMessage() {}
+
+func (x *CommandTcClientConnectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsarwire_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandTcClientConnectRequest.ProtoReflect.Descriptor instead.
+func (*CommandTcClientConnectRequest) Descriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *CommandTcClientConnectRequest) GetRequestId() uint64 {
+	if x != nil && x.RequestId != nil {
+		return *x.RequestId
+	}
+	return 0
+}
+
+func (x *CommandTcClientConnectRequest) GetTcId() uint64 {
+	if x != nil && x.TcId != nil {
+		return *x.TcId
+	}
+	return Default_CommandTcClientConnectRequest_TcId
+}
+
+type CommandTcClientConnectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     *uint64                `protobuf:"varint,1,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	Error         *ServerError           `protobuf:"varint,2,opt,name=error,enum=kopernik.pulsarwire.ServerError" json:"error,omitempty"`
+	Message       *string                `protobuf:"bytes,3,opt,name=message" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandTcClientConnectResponse) Reset() {
+	*x = CommandTcClientConnectResponse{}
+	mi := &file_pulsarwire_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandTcClientConnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandTcClientConnectResponse) ProtoMessage() {}
+
+func (x *CommandTcClientConnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsarwire_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandTcClientConnectResponse.ProtoReflect.Descriptor instead.
+func (*CommandTcClientConnectResponse) Descriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *CommandTcClientConnectResponse) GetRequestId() uint64 {
+	if x != nil && x.RequestId != nil {
+		return *x.RequestId
+	}
+	return 0
+}
+
+func (x *CommandTcClientConnectResponse) GetError() ServerError {
+	if x != nil && x.Error != nil {
+		return *x.Error
+	}
+	return ServerError_UnknownError
+}
+
+func (x *CommandTcClientConnectResponse) GetMessage() string {
+	if x != nil && x.Message != nil {
+		return *x.Message
+	}
+	return ""
+}
+
+type CommandNewTxn struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId *uint64                `protobuf:"varint,1,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	// Despite its name, clients send milliseconds.
+	TxnTtlSeconds *uint64 `protobuf:"varint,2,opt,name=txn_ttl_seconds,json=txnTtlSeconds,def=0" json:"txn_ttl_seconds,omitempty"`
+	TcId          *uint64 `protobuf:"varint,3,opt,name=tc_id,json=tcId,def=0" json:"tc_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+// Default values for CommandNewTxn fields.
+const (
+	Default_CommandNewTxn_TxnTtlSeconds = uint64(0)
+	Default_CommandNewTxn_TcId          = uint64(0)
+)
+
+func (x *CommandNewTxn) Reset() {
+	*x = CommandNewTxn{}
+	mi := &file_pulsarwire_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandNewTxn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandNewTxn) ProtoMessage() {}
+
+func (x *CommandNewTxn) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsarwire_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandNewTxn.ProtoReflect.Descriptor instead.
+func (*CommandNewTxn) Descriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *CommandNewTxn) GetRequestId() uint64 {
+	if x != nil && x.RequestId != nil {
+		return *x.RequestId
+	}
+	return 0
+}
+
+func (x *CommandNewTxn) GetTxnTtlSeconds() uint64 {
+	if x != nil && x.TxnTtlSeconds != nil {
+		return *x.TxnTtlSeconds
+	}
+	return Default_CommandNewTxn_TxnTtlSeconds
+}
+
+func (x *CommandNewTxn) GetTcId() uint64 {
+	if x != nil && x.TcId != nil {
+		return *x.TcId
+	}
+	return Default_CommandNewTxn_TcId
+}
+
+type CommandNewTxnResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RequestId      *uint64                `protobuf:"varint,1,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	TxnidLeastBits *uint64                `protobuf:"varint,2,opt,name=txnid_least_bits,json=txnidLeastBits,def=0" json:"txnid_least_bits,omitempty"`
+	TxnidMostBits  *uint64                `protobuf:"varint,3,opt,name=txnid_most_bits,json=txnidMostBits,def=0" json:"txnid_most_bits,omitempty"`
+	Error          *ServerError           `protobuf:"varint,4,opt,name=error,enum=kopernik.pulsarwire.ServerError" json:"error,omitempty"`
+	Message        *string                `protobuf:"bytes,5,opt,name=message" json:"message,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+// Default values for CommandNewTxnResponse fields.
+const (
+	Default_CommandNewTxnResponse_TxnidLeastBits = uint64(0)
+	Default_CommandNewTxnResponse_TxnidMostBits  = uint64(0)
+)
+
+func (x *CommandNewTxnResponse) Reset() {
+	*x = CommandNewTxnResponse{}
+	mi := &file_pulsarwire_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandNewTxnResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandNewTxnResponse) ProtoMessage() {}
+
+func (x *CommandNewTxnResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsarwire_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandNewTxnResponse.ProtoReflect.Descriptor instead.
+func (*CommandNewTxnResponse) Descriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *CommandNewTxnResponse) GetRequestId() uint64 {
+	if x != nil && x.RequestId != nil {
+		return *x.RequestId
+	}
+	return 0
+}
+
+func (x *CommandNewTxnResponse) GetTxnidLeastBits() uint64 {
+	if x != nil && x.TxnidLeastBits != nil {
+		return *x.TxnidLeastBits
+	}
+	return Default_CommandNewTxnResponse_TxnidLeastBits
+}
+
+func (x *CommandNewTxnResponse) GetTxnidMostBits() uint64 {
+	if x != nil && x.TxnidMostBits != nil {
+		return *x.TxnidMostBits
+	}
+	return Default_CommandNewTxnResponse_TxnidMostBits
+}
+
+func (x *CommandNewTxnResponse) GetError() ServerError {
+	if x != nil && x.Error != nil {
+		return *x.Error
+	}
+	return ServerError_UnknownError
+}
+
+func (x *CommandNewTxnResponse) GetMessage() string {
+	if x != nil && x.Message != nil {
+		return *x.Message
+	}
+	return ""
+}
+
+type CommandAddPartitionToTxn struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RequestId      *uint64                `protobuf:"varint,1,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	TxnidLeastBits *uint64                `protobuf:"varint,2,opt,name=txnid_least_bits,json=txnidLeastBits,def=0" json:"txnid_least_bits,omitempty"`
+	TxnidMostBits  *uint64                `protobuf:"varint,3,opt,name=txnid_most_bits,json=txnidMostBits,def=0" json:"txnid_most_bits,omitempty"`
+	Partitions     []string               `protobuf:"bytes,4,rep,name=partitions" json:"partitions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+// Default values for CommandAddPartitionToTxn fields.
+const (
+	Default_CommandAddPartitionToTxn_TxnidLeastBits = uint64(0)
+	Default_CommandAddPartitionToTxn_TxnidMostBits  = uint64(0)
+)
+
+func (x *CommandAddPartitionToTxn) Reset() {
+	*x = CommandAddPartitionToTxn{}
+	mi := &file_pulsarwire_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandAddPartitionToTxn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandAddPartitionToTxn) ProtoMessage() {}
+
+func (x *CommandAddPartitionToTxn) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsarwire_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandAddPartitionToTxn.ProtoReflect.Descriptor instead.
+func (*CommandAddPartitionToTxn) Descriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *CommandAddPartitionToTxn) GetRequestId() uint64 {
+	if x != nil && x.RequestId != nil {
+		return *x.RequestId
+	}
+	return 0
+}
+
+func (x *CommandAddPartitionToTxn) GetTxnidLeastBits() uint64 {
+	if x != nil && x.TxnidLeastBits != nil {
+		return *x.TxnidLeastBits
+	}
+	return Default_CommandAddPartitionToTxn_TxnidLeastBits
+}
+
+func (x *CommandAddPartitionToTxn) GetTxnidMostBits() uint64 {
+	if x != nil && x.TxnidMostBits != nil {
+		return *x.TxnidMostBits
+	}
+	return Default_CommandAddPartitionToTxn_TxnidMostBits
+}
+
+func (x *CommandAddPartitionToTxn) GetPartitions() []string {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+type CommandAddPartitionToTxnResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RequestId      *uint64                `protobuf:"varint,1,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	TxnidLeastBits *uint64                `protobuf:"varint,2,opt,name=txnid_least_bits,json=txnidLeastBits,def=0" json:"txnid_least_bits,omitempty"`
+	TxnidMostBits  *uint64                `protobuf:"varint,3,opt,name=txnid_most_bits,json=txnidMostBits,def=0" json:"txnid_most_bits,omitempty"`
+	Error          *ServerError           `protobuf:"varint,4,opt,name=error,enum=kopernik.pulsarwire.ServerError" json:"error,omitempty"`
+	Message        *string                `protobuf:"bytes,5,opt,name=message" json:"message,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+// Default values for CommandAddPartitionToTxnResponse fields.
+const (
+	Default_CommandAddPartitionToTxnResponse_TxnidLeastBits = uint64(0)
+	Default_CommandAddPartitionToTxnResponse_TxnidMostBits  = uint64(0)
+)
+
+func (x *CommandAddPartitionToTxnResponse) Reset() {
+	*x = CommandAddPartitionToTxnResponse{}
+	mi := &file_pulsarwire_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandAddPartitionToTxnResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandAddPartitionToTxnResponse) ProtoMessage() {}
+
+func (x *CommandAddPartitionToTxnResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsarwire_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandAddPartitionToTxnResponse.ProtoReflect.Descriptor instead.
+func (*CommandAddPartitionToTxnResponse) Descriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *CommandAddPartitionToTxnResponse) GetRequestId() uint64 {
+	if x != nil && x.RequestId != nil {
+		return *x.RequestId
+	}
+	return 0
+}
+
+func (x *CommandAddPartitionToTxnResponse) GetTxnidLeastBits() uint64 {
+	if x != nil && x.TxnidLeastBits != nil {
+		return *x.TxnidLeastBits
+	}
+	return Default_CommandAddPartitionToTxnResponse_TxnidLeastBits
+}
+
+func (x *CommandAddPartitionToTxnResponse) GetTxnidMostBits() uint64 {
+	if x != nil && x.TxnidMostBits != nil {
+		return *x.TxnidMostBits
+	}
+	return Default_CommandAddPartitionToTxnResponse_TxnidMostBits
+}
+
+func (x *CommandAddPartitionToTxnResponse) GetError() ServerError {
+	if x != nil && x.Error != nil {
+		return *x.Error
+	}
+	return ServerError_UnknownError
+}
+
+func (x *CommandAddPartitionToTxnResponse) GetMessage() string {
+	if x != nil && x.Message != nil {
+		return *x.Message
+	}
+	return ""
+}
+
+type Subscription struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         *string                `protobuf:"bytes,1,opt,name=topic" json:"topic,omitempty"`
+	Subscription  *string                `protobuf:"bytes,2,opt,name=subscription" json:"subscription,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Subscription) Reset() {
+	*x = Subscription{}
+	mi := &file_pulsarwire_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Subscription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Subscription) ProtoMessage() {}
+
+func (x *Subscription) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsarwire_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
+func (*Subscription) Descriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *Subscription) GetTopic() string {
+	if x != nil && x.Topic != nil {
+		return *x.Topic
+	}
+	return ""
+}
+
+func (x *Subscription) GetSubscription() string {
+	if x != nil && x.Subscription != nil {
+		return *x.Subscription
+	}
+	return ""
+}
+
+type CommandAddSubscriptionToTxn struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RequestId      *uint64                `protobuf:"varint,1,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	TxnidLeastBits *uint64                `protobuf:"varint,2,opt,name=txnid_least_bits,json=txnidLeastBits,def=0" json:"txnid_least_bits,omitempty"`
+	TxnidMostBits  *uint64                `protobuf:"varint,3,opt,name=txnid_most_bits,json=txnidMostBits,def=0" json:"txnid_most_bits,omitempty"`
+	Subscription   []*Subscription        `protobuf:"bytes,4,rep,name=subscription" json:"subscription,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+// Default values for CommandAddSubscriptionToTxn fields.
+const (
+	Default_CommandAddSubscriptionToTxn_TxnidLeastBits = uint64(0)
+	Default_CommandAddSubscriptionToTxn_TxnidMostBits  = uint64(0)
+)
+
+func (x *CommandAddSubscriptionToTxn) Reset() {
+	*x = CommandAddSubscriptionToTxn{}
+	mi := &file_pulsarwire_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandAddSubscriptionToTxn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandAddSubscriptionToTxn) ProtoMessage() {}
+
+func (x *CommandAddSubscriptionToTxn) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsarwire_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandAddSubscriptionToTxn.ProtoReflect.Descriptor instead.
+func (*CommandAddSubscriptionToTxn) Descriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *CommandAddSubscriptionToTxn) GetRequestId() uint64 {
+	if x != nil && x.RequestId != nil {
+		return *x.RequestId
+	}
+	return 0
+}
+
+func (x *CommandAddSubscriptionToTxn) GetTxnidLeastBits() uint64 {
+	if x != nil && x.TxnidLeastBits != nil {
+		return *x.TxnidLeastBits
+	}
+	return Default_CommandAddSubscriptionToTxn_TxnidLeastBits
+}
+
+func (x *CommandAddSubscriptionToTxn) GetTxnidMostBits() uint64 {
+	if x != nil && x.TxnidMostBits != nil {
+		return *x.TxnidMostBits
+	}
+	return Default_CommandAddSubscriptionToTxn_TxnidMostBits
+}
+
+func (x *CommandAddSubscriptionToTxn) GetSubscription() []*Subscription {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
+type CommandAddSubscriptionToTxnResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RequestId      *uint64                `protobuf:"varint,1,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	TxnidLeastBits *uint64                `protobuf:"varint,2,opt,name=txnid_least_bits,json=txnidLeastBits,def=0" json:"txnid_least_bits,omitempty"`
+	TxnidMostBits  *uint64                `protobuf:"varint,3,opt,name=txnid_most_bits,json=txnidMostBits,def=0" json:"txnid_most_bits,omitempty"`
+	Error          *ServerError           `protobuf:"varint,4,opt,name=error,enum=kopernik.pulsarwire.ServerError" json:"error,omitempty"`
+	Message        *string                `protobuf:"bytes,5,opt,name=message" json:"message,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+// Default values for CommandAddSubscriptionToTxnResponse fields.
+const (
+	Default_CommandAddSubscriptionToTxnResponse_TxnidLeastBits = uint64(0)
+	Default_CommandAddSubscriptionToTxnResponse_TxnidMostBits  = uint64(0)
+)
+
+func (x *CommandAddSubscriptionToTxnResponse) Reset() {
+	*x = CommandAddSubscriptionToTxnResponse{}
+	mi := &file_pulsarwire_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandAddSubscriptionToTxnResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandAddSubscriptionToTxnResponse) ProtoMessage() {}
+
+func (x *CommandAddSubscriptionToTxnResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsarwire_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandAddSubscriptionToTxnResponse.ProtoReflect.Descriptor instead.
+func (*CommandAddSubscriptionToTxnResponse) Descriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *CommandAddSubscriptionToTxnResponse) GetRequestId() uint64 {
+	if x != nil && x.RequestId != nil {
+		return *x.RequestId
+	}
+	return 0
+}
+
+func (x *CommandAddSubscriptionToTxnResponse) GetTxnidLeastBits() uint64 {
+	if x != nil && x.TxnidLeastBits != nil {
+		return *x.TxnidLeastBits
+	}
+	return Default_CommandAddSubscriptionToTxnResponse_TxnidLeastBits
+}
+
+func (x *CommandAddSubscriptionToTxnResponse) GetTxnidMostBits() uint64 {
+	if x != nil && x.TxnidMostBits != nil {
+		return *x.TxnidMostBits
+	}
+	return Default_CommandAddSubscriptionToTxnResponse_TxnidMostBits
+}
+
+func (x *CommandAddSubscriptionToTxnResponse) GetError() ServerError {
+	if x != nil && x.Error != nil {
+		return *x.Error
+	}
+	return ServerError_UnknownError
+}
+
+func (x *CommandAddSubscriptionToTxnResponse) GetMessage() string {
+	if x != nil && x.Message != nil {
+		return *x.Message
+	}
+	return ""
+}
+
+type CommandEndTxn struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RequestId      *uint64                `protobuf:"varint,1,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	TxnidLeastBits *uint64                `protobuf:"varint,2,opt,name=txnid_least_bits,json=txnidLeastBits,def=0" json:"txnid_least_bits,omitempty"`
+	TxnidMostBits  *uint64                `protobuf:"varint,3,opt,name=txnid_most_bits,json=txnidMostBits,def=0" json:"txnid_most_bits,omitempty"`
+	TxnAction      *TxnAction             `protobuf:"varint,4,opt,name=txn_action,json=txnAction,enum=kopernik.pulsarwire.TxnAction" json:"txn_action,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+// Default values for CommandEndTxn fields.
+const (
+	Default_CommandEndTxn_TxnidLeastBits = uint64(0)
+	Default_CommandEndTxn_TxnidMostBits  = uint64(0)
+)
+
+func (x *CommandEndTxn) Reset() {
+	*x = CommandEndTxn{}
+	mi := &file_pulsarwire_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandEndTxn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandEndTxn) ProtoMessage() {}
+
+func (x *CommandEndTxn) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsarwire_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandEndTxn.ProtoReflect.Descriptor instead.
+func (*CommandEndTxn) Descriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *CommandEndTxn) GetRequestId() uint64 {
+	if x != nil && x.RequestId != nil {
+		return *x.RequestId
+	}
+	return 0
+}
+
+func (x *CommandEndTxn) GetTxnidLeastBits() uint64 {
+	if x != nil && x.TxnidLeastBits != nil {
+		return *x.TxnidLeastBits
+	}
+	return Default_CommandEndTxn_TxnidLeastBits
+}
+
+func (x *CommandEndTxn) GetTxnidMostBits() uint64 {
+	if x != nil && x.TxnidMostBits != nil {
+		return *x.TxnidMostBits
+	}
+	return Default_CommandEndTxn_TxnidMostBits
+}
+
+func (x *CommandEndTxn) GetTxnAction() TxnAction {
+	if x != nil && x.TxnAction != nil {
+		return *x.TxnAction
+	}
+	return TxnAction_COMMIT
+}
+
+type CommandEndTxnResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RequestId      *uint64                `protobuf:"varint,1,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	TxnidLeastBits *uint64                `protobuf:"varint,2,opt,name=txnid_least_bits,json=txnidLeastBits,def=0" json:"txnid_least_bits,omitempty"`
+	TxnidMostBits  *uint64                `protobuf:"varint,3,opt,name=txnid_most_bits,json=txnidMostBits,def=0" json:"txnid_most_bits,omitempty"`
+	Error          *ServerError           `protobuf:"varint,4,opt,name=error,enum=kopernik.pulsarwire.ServerError" json:"error,omitempty"`
+	Message        *string                `protobuf:"bytes,5,opt,name=message" json:"message,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+// Default values for CommandEndTxnResponse fields.
+const (
+	Default_CommandEndTxnResponse_TxnidLeastBits = uint64(0)
+	Default_CommandEndTxnResponse_TxnidMostBits  = uint64(0)
+)
+
+func (x *CommandEndTxnResponse) Reset() {
+	*x = CommandEndTxnResponse{}
+	mi := &file_pulsarwire_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandEndTxnResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandEndTxnResponse) ProtoMessage() {}
+
+func (x *CommandEndTxnResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pulsarwire_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandEndTxnResponse.ProtoReflect.Descriptor instead.
+func (*CommandEndTxnResponse) Descriptor() ([]byte, []int) {
+	return file_pulsarwire_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *CommandEndTxnResponse) GetRequestId() uint64 {
+	if x != nil && x.RequestId != nil {
+		return *x.RequestId
+	}
+	return 0
+}
+
+func (x *CommandEndTxnResponse) GetTxnidLeastBits() uint64 {
+	if x != nil && x.TxnidLeastBits != nil {
+		return *x.TxnidLeastBits
+	}
+	return Default_CommandEndTxnResponse_TxnidLeastBits
+}
+
+func (x *CommandEndTxnResponse) GetTxnidMostBits() uint64 {
+	if x != nil && x.TxnidMostBits != nil {
+		return *x.TxnidMostBits
+	}
+	return Default_CommandEndTxnResponse_TxnidMostBits
+}
+
+func (x *CommandEndTxnResponse) GetError() ServerError {
+	if x != nil && x.Error != nil {
+		return *x.Error
+	}
+	return ServerError_UnknownError
+}
+
+func (x *CommandEndTxnResponse) GetMessage() string {
+	if x != nil && x.Message != nil {
+		return *x.Message
+	}
+	return ""
+}
+
 type BaseCommand struct {
 	state                           protoimpl.MessageState                   `protogen:"open.v1"`
 	Type                            *BaseCommand_Type                        `protobuf:"varint,1,opt,name=type,enum=kopernik.pulsarwire.BaseCommand_Type" json:"type,omitempty"`
@@ -4461,13 +5305,23 @@ type BaseCommand struct {
 	AckResponse                     *CommandAckResponse                      `protobuf:"bytes,38,opt,name=ackResponse" json:"ackResponse,omitempty"`
 	GetOrCreateSchema               *CommandGetOrCreateSchema                `protobuf:"bytes,39,opt,name=getOrCreateSchema" json:"getOrCreateSchema,omitempty"`
 	GetOrCreateSchemaResponse       *CommandGetOrCreateSchemaResponse        `protobuf:"bytes,40,opt,name=getOrCreateSchemaResponse" json:"getOrCreateSchemaResponse,omitempty"`
+	NewTxn                          *CommandNewTxn                           `protobuf:"bytes,50,opt,name=newTxn" json:"newTxn,omitempty"`
+	NewTxnResponse                  *CommandNewTxnResponse                   `protobuf:"bytes,51,opt,name=newTxnResponse" json:"newTxnResponse,omitempty"`
+	AddPartitionToTxn               *CommandAddPartitionToTxn                `protobuf:"bytes,52,opt,name=addPartitionToTxn" json:"addPartitionToTxn,omitempty"`
+	AddPartitionToTxnResponse       *CommandAddPartitionToTxnResponse        `protobuf:"bytes,53,opt,name=addPartitionToTxnResponse" json:"addPartitionToTxnResponse,omitempty"`
+	AddSubscriptionToTxn            *CommandAddSubscriptionToTxn             `protobuf:"bytes,54,opt,name=addSubscriptionToTxn" json:"addSubscriptionToTxn,omitempty"`
+	AddSubscriptionToTxnResponse    *CommandAddSubscriptionToTxnResponse     `protobuf:"bytes,55,opt,name=addSubscriptionToTxnResponse" json:"addSubscriptionToTxnResponse,omitempty"`
+	EndTxn                          *CommandEndTxn                           `protobuf:"bytes,56,opt,name=endTxn" json:"endTxn,omitempty"`
+	EndTxnResponse                  *CommandEndTxnResponse                   `protobuf:"bytes,57,opt,name=endTxnResponse" json:"endTxnResponse,omitempty"`
+	TcClientConnectRequest          *CommandTcClientConnectRequest           `protobuf:"bytes,62,opt,name=tcClientConnectRequest" json:"tcClientConnectRequest,omitempty"`
+	TcClientConnectResponse         *CommandTcClientConnectResponse          `protobuf:"bytes,63,opt,name=tcClientConnectResponse" json:"tcClientConnectResponse,omitempty"`
 	unknownFields                   protoimpl.UnknownFields
 	sizeCache                       protoimpl.SizeCache
 }
 
 func (x *BaseCommand) Reset() {
 	*x = BaseCommand{}
-	mi := &file_pulsarwire_proto_msgTypes[44]
+	mi := &file_pulsarwire_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4479,7 +5333,7 @@ func (x *BaseCommand) String() string {
 func (*BaseCommand) ProtoMessage() {}
 
 func (x *BaseCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_pulsarwire_proto_msgTypes[44]
+	mi := &file_pulsarwire_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4492,7 +5346,7 @@ func (x *BaseCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BaseCommand.ProtoReflect.Descriptor instead.
 func (*BaseCommand) Descriptor() ([]byte, []int) {
-	return file_pulsarwire_proto_rawDescGZIP(), []int{44}
+	return file_pulsarwire_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *BaseCommand) GetType() BaseCommand_Type {
@@ -4736,6 +5590,76 @@ func (x *BaseCommand) GetGetOrCreateSchema() *CommandGetOrCreateSchema {
 func (x *BaseCommand) GetGetOrCreateSchemaResponse() *CommandGetOrCreateSchemaResponse {
 	if x != nil {
 		return x.GetOrCreateSchemaResponse
+	}
+	return nil
+}
+
+func (x *BaseCommand) GetNewTxn() *CommandNewTxn {
+	if x != nil {
+		return x.NewTxn
+	}
+	return nil
+}
+
+func (x *BaseCommand) GetNewTxnResponse() *CommandNewTxnResponse {
+	if x != nil {
+		return x.NewTxnResponse
+	}
+	return nil
+}
+
+func (x *BaseCommand) GetAddPartitionToTxn() *CommandAddPartitionToTxn {
+	if x != nil {
+		return x.AddPartitionToTxn
+	}
+	return nil
+}
+
+func (x *BaseCommand) GetAddPartitionToTxnResponse() *CommandAddPartitionToTxnResponse {
+	if x != nil {
+		return x.AddPartitionToTxnResponse
+	}
+	return nil
+}
+
+func (x *BaseCommand) GetAddSubscriptionToTxn() *CommandAddSubscriptionToTxn {
+	if x != nil {
+		return x.AddSubscriptionToTxn
+	}
+	return nil
+}
+
+func (x *BaseCommand) GetAddSubscriptionToTxnResponse() *CommandAddSubscriptionToTxnResponse {
+	if x != nil {
+		return x.AddSubscriptionToTxnResponse
+	}
+	return nil
+}
+
+func (x *BaseCommand) GetEndTxn() *CommandEndTxn {
+	if x != nil {
+		return x.EndTxn
+	}
+	return nil
+}
+
+func (x *BaseCommand) GetEndTxnResponse() *CommandEndTxnResponse {
+	if x != nil {
+		return x.EndTxnResponse
+	}
+	return nil
+}
+
+func (x *BaseCommand) GetTcClientConnectRequest() *CommandTcClientConnectRequest {
+	if x != nil {
+		return x.TcClientConnectRequest
+	}
+	return nil
+}
+
+func (x *BaseCommand) GetTcClientConnectResponse() *CommandTcClientConnectResponse {
+	if x != nil {
+		return x.TcClientConnectResponse
 	}
 	return nil
 }
@@ -5135,7 +6059,73 @@ const file_pulsarwire_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x02 \x01(\x0e2 .kopernik.pulsarwire.ServerErrorR\terrorCode\x12#\n" +
 	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\x12%\n" +
-	"\x0eschema_version\x18\x04 \x01(\fR\rschemaVersion\"\xae \n" +
+	"\x0eschema_version\x18\x04 \x01(\fR\rschemaVersion\"V\n" +
+	"\x1dCommandTcClientConnectRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x16\n" +
+	"\x05tc_id\x18\x02 \x01(\x04:\x010R\x04tcId\"\x91\x01\n" +
+	"\x1eCommandTcClientConnectResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x126\n" +
+	"\x05error\x18\x02 \x01(\x0e2 .kopernik.pulsarwire.ServerErrorR\x05error\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"q\n" +
+	"\rCommandNewTxn\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12)\n" +
+	"\x0ftxn_ttl_seconds\x18\x02 \x01(\x04:\x010R\rtxnTtlSeconds\x12\x16\n" +
+	"\x05tc_id\x18\x03 \x01(\x04:\x010R\x04tcId\"\xe0\x01\n" +
+	"\x15CommandNewTxnResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12+\n" +
+	"\x10txnid_least_bits\x18\x02 \x01(\x04:\x010R\x0etxnidLeastBits\x12)\n" +
+	"\x0ftxnid_most_bits\x18\x03 \x01(\x04:\x010R\rtxnidMostBits\x126\n" +
+	"\x05error\x18\x04 \x01(\x0e2 .kopernik.pulsarwire.ServerErrorR\x05error\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\xb1\x01\n" +
+	"\x18CommandAddPartitionToTxn\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12+\n" +
+	"\x10txnid_least_bits\x18\x02 \x01(\x04:\x010R\x0etxnidLeastBits\x12)\n" +
+	"\x0ftxnid_most_bits\x18\x03 \x01(\x04:\x010R\rtxnidMostBits\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x04 \x03(\tR\n" +
+	"partitions\"\xeb\x01\n" +
+	" CommandAddPartitionToTxnResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12+\n" +
+	"\x10txnid_least_bits\x18\x02 \x01(\x04:\x010R\x0etxnidLeastBits\x12)\n" +
+	"\x0ftxnid_most_bits\x18\x03 \x01(\x04:\x010R\rtxnidMostBits\x126\n" +
+	"\x05error\x18\x04 \x01(\x0e2 .kopernik.pulsarwire.ServerErrorR\x05error\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"H\n" +
+	"\fSubscription\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\"\n" +
+	"\fsubscription\x18\x02 \x01(\tR\fsubscription\"\xdb\x01\n" +
+	"\x1bCommandAddSubscriptionToTxn\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12+\n" +
+	"\x10txnid_least_bits\x18\x02 \x01(\x04:\x010R\x0etxnidLeastBits\x12)\n" +
+	"\x0ftxnid_most_bits\x18\x03 \x01(\x04:\x010R\rtxnidMostBits\x12E\n" +
+	"\fsubscription\x18\x04 \x03(\v2!.kopernik.pulsarwire.SubscriptionR\fsubscription\"\xee\x01\n" +
+	"#CommandAddSubscriptionToTxnResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12+\n" +
+	"\x10txnid_least_bits\x18\x02 \x01(\x04:\x010R\x0etxnidLeastBits\x12)\n" +
+	"\x0ftxnid_most_bits\x18\x03 \x01(\x04:\x010R\rtxnidMostBits\x126\n" +
+	"\x05error\x18\x04 \x01(\x0e2 .kopernik.pulsarwire.ServerErrorR\x05error\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\xc5\x01\n" +
+	"\rCommandEndTxn\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12+\n" +
+	"\x10txnid_least_bits\x18\x02 \x01(\x04:\x010R\x0etxnidLeastBits\x12)\n" +
+	"\x0ftxnid_most_bits\x18\x03 \x01(\x04:\x010R\rtxnidMostBits\x12=\n" +
+	"\n" +
+	"txn_action\x18\x04 \x01(\x0e2\x1e.kopernik.pulsarwire.TxnActionR\ttxnAction\"\xe0\x01\n" +
+	"\x15CommandEndTxnResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12+\n" +
+	"\x10txnid_least_bits\x18\x02 \x01(\x04:\x010R\x0etxnidLeastBits\x12)\n" +
+	"\x0ftxnid_most_bits\x18\x03 \x01(\x04:\x010R\rtxnidMostBits\x126\n" +
+	"\x05error\x18\x04 \x01(\x0e2 .kopernik.pulsarwire.ServerErrorR\x05error\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\xdf'\n" +
 	"\vBaseCommand\x129\n" +
 	"\x04type\x18\x01 \x01(\x0e2%.kopernik.pulsarwire.BaseCommand.TypeR\x04type\x12=\n" +
 	"\aconnect\x18\x02 \x01(\v2#.kopernik.pulsarwire.CommandConnectR\aconnect\x12C\n" +
@@ -5173,7 +6163,17 @@ const file_pulsarwire_proto_rawDesc = "" +
 	"\x11getSchemaResponse\x18# \x01(\v2-.kopernik.pulsarwire.CommandGetSchemaResponseR\x11getSchemaResponse\x12I\n" +
 	"\vackResponse\x18& \x01(\v2'.kopernik.pulsarwire.CommandAckResponseR\vackResponse\x12[\n" +
 	"\x11getOrCreateSchema\x18' \x01(\v2-.kopernik.pulsarwire.CommandGetOrCreateSchemaR\x11getOrCreateSchema\x12s\n" +
-	"\x19getOrCreateSchemaResponse\x18( \x01(\v25.kopernik.pulsarwire.CommandGetOrCreateSchemaResponseR\x19getOrCreateSchemaResponse\"\x9a\n" +
+	"\x19getOrCreateSchemaResponse\x18( \x01(\v25.kopernik.pulsarwire.CommandGetOrCreateSchemaResponseR\x19getOrCreateSchemaResponse\x12:\n" +
+	"\x06newTxn\x182 \x01(\v2\".kopernik.pulsarwire.CommandNewTxnR\x06newTxn\x12R\n" +
+	"\x0enewTxnResponse\x183 \x01(\v2*.kopernik.pulsarwire.CommandNewTxnResponseR\x0enewTxnResponse\x12[\n" +
+	"\x11addPartitionToTxn\x184 \x01(\v2-.kopernik.pulsarwire.CommandAddPartitionToTxnR\x11addPartitionToTxn\x12s\n" +
+	"\x19addPartitionToTxnResponse\x185 \x01(\v25.kopernik.pulsarwire.CommandAddPartitionToTxnResponseR\x19addPartitionToTxnResponse\x12d\n" +
+	"\x14addSubscriptionToTxn\x186 \x01(\v20.kopernik.pulsarwire.CommandAddSubscriptionToTxnR\x14addSubscriptionToTxn\x12|\n" +
+	"\x1caddSubscriptionToTxnResponse\x187 \x01(\v28.kopernik.pulsarwire.CommandAddSubscriptionToTxnResponseR\x1caddSubscriptionToTxnResponse\x12:\n" +
+	"\x06endTxn\x188 \x01(\v2\".kopernik.pulsarwire.CommandEndTxnR\x06endTxn\x12R\n" +
+	"\x0eendTxnResponse\x189 \x01(\v2*.kopernik.pulsarwire.CommandEndTxnResponseR\x0eendTxnResponse\x12j\n" +
+	"\x16tcClientConnectRequest\x18> \x01(\v22.kopernik.pulsarwire.CommandTcClientConnectRequestR\x16tcClientConnectRequest\x12m\n" +
+	"\x17tcClientConnectResponse\x18? \x01(\v23.kopernik.pulsarwire.CommandTcClientConnectResponseR\x17tcClientConnectResponse\"\x9a\n" +
 	"\n" +
 	"\x04Type\x12\v\n" +
 	"\aCONNECT\x10\x02\x12\r\n" +
@@ -5283,7 +6283,11 @@ const file_pulsarwire_proto_rawDesc = "" +
 	"\n" +
 	"AUTO_SPLIT\x10\x00\x12\n" +
 	"\n" +
-	"\x06STICKY\x10\x01B4Z2github.com/kopernik-io/kopernik/protocol/pulsar/pb"
+	"\x06STICKY\x10\x01*\"\n" +
+	"\tTxnAction\x12\n" +
+	"\n" +
+	"\x06COMMIT\x10\x00\x12\t\n" +
+	"\x05ABORT\x10\x01B4Z2github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 
 var (
 	file_pulsarwire_proto_rawDescOnce sync.Once
@@ -5297,151 +6301,180 @@ func file_pulsarwire_proto_rawDescGZIP() []byte {
 	return file_pulsarwire_proto_rawDescData
 }
 
-var file_pulsarwire_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_pulsarwire_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_pulsarwire_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
+var file_pulsarwire_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_pulsarwire_proto_goTypes = []any{
 	(CompressionType)(0),                  // 0: kopernik.pulsarwire.CompressionType
 	(ProducerAccessMode)(0),               // 1: kopernik.pulsarwire.ProducerAccessMode
 	(ServerError)(0),                      // 2: kopernik.pulsarwire.ServerError
 	(KeySharedMode)(0),                    // 3: kopernik.pulsarwire.KeySharedMode
-	(Schema_Type)(0),                      // 4: kopernik.pulsarwire.Schema.Type
-	(CommandSubscribe_SubType)(0),         // 5: kopernik.pulsarwire.CommandSubscribe.SubType
-	(CommandSubscribe_InitialPosition)(0), // 6: kopernik.pulsarwire.CommandSubscribe.InitialPosition
-	(CommandPartitionedTopicMetadataResponse_LookupType)(0), // 7: kopernik.pulsarwire.CommandPartitionedTopicMetadataResponse.LookupType
-	(CommandLookupTopicResponse_LookupType)(0),              // 8: kopernik.pulsarwire.CommandLookupTopicResponse.LookupType
-	(CommandAck_AckType)(0),                                 // 9: kopernik.pulsarwire.CommandAck.AckType
-	(CommandGetTopicsOfNamespace_Mode)(0),                   // 10: kopernik.pulsarwire.CommandGetTopicsOfNamespace.Mode
-	(BaseCommand_Type)(0),                                   // 11: kopernik.pulsarwire.BaseCommand.Type
-	(*KeyValue)(nil),                                        // 12: kopernik.pulsarwire.KeyValue
-	(*KeyLongValue)(nil),                                    // 13: kopernik.pulsarwire.KeyLongValue
-	(*IntRange)(nil),                                        // 14: kopernik.pulsarwire.IntRange
-	(*Schema)(nil),                                          // 15: kopernik.pulsarwire.Schema
-	(*MessageIdData)(nil),                                   // 16: kopernik.pulsarwire.MessageIdData
-	(*MessageMetadata)(nil),                                 // 17: kopernik.pulsarwire.MessageMetadata
-	(*SingleMessageMetadata)(nil),                           // 18: kopernik.pulsarwire.SingleMessageMetadata
-	(*BrokerEntryMetadata)(nil),                             // 19: kopernik.pulsarwire.BrokerEntryMetadata
-	(*FeatureFlags)(nil),                                    // 20: kopernik.pulsarwire.FeatureFlags
-	(*CommandConnect)(nil),                                  // 21: kopernik.pulsarwire.CommandConnect
-	(*CommandConnected)(nil),                                // 22: kopernik.pulsarwire.CommandConnected
-	(*KeySharedMeta)(nil),                                   // 23: kopernik.pulsarwire.KeySharedMeta
-	(*CommandSubscribe)(nil),                                // 24: kopernik.pulsarwire.CommandSubscribe
-	(*CommandPartitionedTopicMetadata)(nil),                 // 25: kopernik.pulsarwire.CommandPartitionedTopicMetadata
-	(*CommandPartitionedTopicMetadataResponse)(nil),         // 26: kopernik.pulsarwire.CommandPartitionedTopicMetadataResponse
-	(*CommandLookupTopic)(nil),                              // 27: kopernik.pulsarwire.CommandLookupTopic
-	(*CommandLookupTopicResponse)(nil),                      // 28: kopernik.pulsarwire.CommandLookupTopicResponse
-	(*CommandProducer)(nil),                                 // 29: kopernik.pulsarwire.CommandProducer
-	(*CommandSend)(nil),                                     // 30: kopernik.pulsarwire.CommandSend
-	(*CommandSendReceipt)(nil),                              // 31: kopernik.pulsarwire.CommandSendReceipt
-	(*CommandSendError)(nil),                                // 32: kopernik.pulsarwire.CommandSendError
-	(*CommandMessage)(nil),                                  // 33: kopernik.pulsarwire.CommandMessage
-	(*CommandAck)(nil),                                      // 34: kopernik.pulsarwire.CommandAck
-	(*CommandAckResponse)(nil),                              // 35: kopernik.pulsarwire.CommandAckResponse
-	(*CommandActiveConsumerChange)(nil),                     // 36: kopernik.pulsarwire.CommandActiveConsumerChange
-	(*CommandFlow)(nil),                                     // 37: kopernik.pulsarwire.CommandFlow
-	(*CommandUnsubscribe)(nil),                              // 38: kopernik.pulsarwire.CommandUnsubscribe
-	(*CommandSeek)(nil),                                     // 39: kopernik.pulsarwire.CommandSeek
-	(*CommandCloseProducer)(nil),                            // 40: kopernik.pulsarwire.CommandCloseProducer
-	(*CommandCloseConsumer)(nil),                            // 41: kopernik.pulsarwire.CommandCloseConsumer
-	(*CommandRedeliverUnacknowledgedMessages)(nil),          // 42: kopernik.pulsarwire.CommandRedeliverUnacknowledgedMessages
-	(*CommandSuccess)(nil),                                  // 43: kopernik.pulsarwire.CommandSuccess
-	(*CommandProducerSuccess)(nil),                          // 44: kopernik.pulsarwire.CommandProducerSuccess
-	(*CommandError)(nil),                                    // 45: kopernik.pulsarwire.CommandError
-	(*CommandPing)(nil),                                     // 46: kopernik.pulsarwire.CommandPing
-	(*CommandPong)(nil),                                     // 47: kopernik.pulsarwire.CommandPong
-	(*CommandGetLastMessageId)(nil),                         // 48: kopernik.pulsarwire.CommandGetLastMessageId
-	(*CommandGetLastMessageIdResponse)(nil),                 // 49: kopernik.pulsarwire.CommandGetLastMessageIdResponse
-	(*CommandGetTopicsOfNamespace)(nil),                     // 50: kopernik.pulsarwire.CommandGetTopicsOfNamespace
-	(*CommandGetTopicsOfNamespaceResponse)(nil),             // 51: kopernik.pulsarwire.CommandGetTopicsOfNamespaceResponse
-	(*CommandGetSchema)(nil),                                // 52: kopernik.pulsarwire.CommandGetSchema
-	(*CommandGetSchemaResponse)(nil),                        // 53: kopernik.pulsarwire.CommandGetSchemaResponse
-	(*CommandGetOrCreateSchema)(nil),                        // 54: kopernik.pulsarwire.CommandGetOrCreateSchema
-	(*CommandGetOrCreateSchemaResponse)(nil),                // 55: kopernik.pulsarwire.CommandGetOrCreateSchemaResponse
-	(*BaseCommand)(nil),                                     // 56: kopernik.pulsarwire.BaseCommand
+	(TxnAction)(0),                        // 4: kopernik.pulsarwire.TxnAction
+	(Schema_Type)(0),                      // 5: kopernik.pulsarwire.Schema.Type
+	(CommandSubscribe_SubType)(0),         // 6: kopernik.pulsarwire.CommandSubscribe.SubType
+	(CommandSubscribe_InitialPosition)(0), // 7: kopernik.pulsarwire.CommandSubscribe.InitialPosition
+	(CommandPartitionedTopicMetadataResponse_LookupType)(0), // 8: kopernik.pulsarwire.CommandPartitionedTopicMetadataResponse.LookupType
+	(CommandLookupTopicResponse_LookupType)(0),              // 9: kopernik.pulsarwire.CommandLookupTopicResponse.LookupType
+	(CommandAck_AckType)(0),                                 // 10: kopernik.pulsarwire.CommandAck.AckType
+	(CommandGetTopicsOfNamespace_Mode)(0),                   // 11: kopernik.pulsarwire.CommandGetTopicsOfNamespace.Mode
+	(BaseCommand_Type)(0),                                   // 12: kopernik.pulsarwire.BaseCommand.Type
+	(*KeyValue)(nil),                                        // 13: kopernik.pulsarwire.KeyValue
+	(*KeyLongValue)(nil),                                    // 14: kopernik.pulsarwire.KeyLongValue
+	(*IntRange)(nil),                                        // 15: kopernik.pulsarwire.IntRange
+	(*Schema)(nil),                                          // 16: kopernik.pulsarwire.Schema
+	(*MessageIdData)(nil),                                   // 17: kopernik.pulsarwire.MessageIdData
+	(*MessageMetadata)(nil),                                 // 18: kopernik.pulsarwire.MessageMetadata
+	(*SingleMessageMetadata)(nil),                           // 19: kopernik.pulsarwire.SingleMessageMetadata
+	(*BrokerEntryMetadata)(nil),                             // 20: kopernik.pulsarwire.BrokerEntryMetadata
+	(*FeatureFlags)(nil),                                    // 21: kopernik.pulsarwire.FeatureFlags
+	(*CommandConnect)(nil),                                  // 22: kopernik.pulsarwire.CommandConnect
+	(*CommandConnected)(nil),                                // 23: kopernik.pulsarwire.CommandConnected
+	(*KeySharedMeta)(nil),                                   // 24: kopernik.pulsarwire.KeySharedMeta
+	(*CommandSubscribe)(nil),                                // 25: kopernik.pulsarwire.CommandSubscribe
+	(*CommandPartitionedTopicMetadata)(nil),                 // 26: kopernik.pulsarwire.CommandPartitionedTopicMetadata
+	(*CommandPartitionedTopicMetadataResponse)(nil),         // 27: kopernik.pulsarwire.CommandPartitionedTopicMetadataResponse
+	(*CommandLookupTopic)(nil),                              // 28: kopernik.pulsarwire.CommandLookupTopic
+	(*CommandLookupTopicResponse)(nil),                      // 29: kopernik.pulsarwire.CommandLookupTopicResponse
+	(*CommandProducer)(nil),                                 // 30: kopernik.pulsarwire.CommandProducer
+	(*CommandSend)(nil),                                     // 31: kopernik.pulsarwire.CommandSend
+	(*CommandSendReceipt)(nil),                              // 32: kopernik.pulsarwire.CommandSendReceipt
+	(*CommandSendError)(nil),                                // 33: kopernik.pulsarwire.CommandSendError
+	(*CommandMessage)(nil),                                  // 34: kopernik.pulsarwire.CommandMessage
+	(*CommandAck)(nil),                                      // 35: kopernik.pulsarwire.CommandAck
+	(*CommandAckResponse)(nil),                              // 36: kopernik.pulsarwire.CommandAckResponse
+	(*CommandActiveConsumerChange)(nil),                     // 37: kopernik.pulsarwire.CommandActiveConsumerChange
+	(*CommandFlow)(nil),                                     // 38: kopernik.pulsarwire.CommandFlow
+	(*CommandUnsubscribe)(nil),                              // 39: kopernik.pulsarwire.CommandUnsubscribe
+	(*CommandSeek)(nil),                                     // 40: kopernik.pulsarwire.CommandSeek
+	(*CommandCloseProducer)(nil),                            // 41: kopernik.pulsarwire.CommandCloseProducer
+	(*CommandCloseConsumer)(nil),                            // 42: kopernik.pulsarwire.CommandCloseConsumer
+	(*CommandRedeliverUnacknowledgedMessages)(nil),          // 43: kopernik.pulsarwire.CommandRedeliverUnacknowledgedMessages
+	(*CommandSuccess)(nil),                                  // 44: kopernik.pulsarwire.CommandSuccess
+	(*CommandProducerSuccess)(nil),                          // 45: kopernik.pulsarwire.CommandProducerSuccess
+	(*CommandError)(nil),                                    // 46: kopernik.pulsarwire.CommandError
+	(*CommandPing)(nil),                                     // 47: kopernik.pulsarwire.CommandPing
+	(*CommandPong)(nil),                                     // 48: kopernik.pulsarwire.CommandPong
+	(*CommandGetLastMessageId)(nil),                         // 49: kopernik.pulsarwire.CommandGetLastMessageId
+	(*CommandGetLastMessageIdResponse)(nil),                 // 50: kopernik.pulsarwire.CommandGetLastMessageIdResponse
+	(*CommandGetTopicsOfNamespace)(nil),                     // 51: kopernik.pulsarwire.CommandGetTopicsOfNamespace
+	(*CommandGetTopicsOfNamespaceResponse)(nil),             // 52: kopernik.pulsarwire.CommandGetTopicsOfNamespaceResponse
+	(*CommandGetSchema)(nil),                                // 53: kopernik.pulsarwire.CommandGetSchema
+	(*CommandGetSchemaResponse)(nil),                        // 54: kopernik.pulsarwire.CommandGetSchemaResponse
+	(*CommandGetOrCreateSchema)(nil),                        // 55: kopernik.pulsarwire.CommandGetOrCreateSchema
+	(*CommandGetOrCreateSchemaResponse)(nil),                // 56: kopernik.pulsarwire.CommandGetOrCreateSchemaResponse
+	(*CommandTcClientConnectRequest)(nil),                   // 57: kopernik.pulsarwire.CommandTcClientConnectRequest
+	(*CommandTcClientConnectResponse)(nil),                  // 58: kopernik.pulsarwire.CommandTcClientConnectResponse
+	(*CommandNewTxn)(nil),                                   // 59: kopernik.pulsarwire.CommandNewTxn
+	(*CommandNewTxnResponse)(nil),                           // 60: kopernik.pulsarwire.CommandNewTxnResponse
+	(*CommandAddPartitionToTxn)(nil),                        // 61: kopernik.pulsarwire.CommandAddPartitionToTxn
+	(*CommandAddPartitionToTxnResponse)(nil),                // 62: kopernik.pulsarwire.CommandAddPartitionToTxnResponse
+	(*Subscription)(nil),                                    // 63: kopernik.pulsarwire.Subscription
+	(*CommandAddSubscriptionToTxn)(nil),                     // 64: kopernik.pulsarwire.CommandAddSubscriptionToTxn
+	(*CommandAddSubscriptionToTxnResponse)(nil),             // 65: kopernik.pulsarwire.CommandAddSubscriptionToTxnResponse
+	(*CommandEndTxn)(nil),                                   // 66: kopernik.pulsarwire.CommandEndTxn
+	(*CommandEndTxnResponse)(nil),                           // 67: kopernik.pulsarwire.CommandEndTxnResponse
+	(*BaseCommand)(nil),                                     // 68: kopernik.pulsarwire.BaseCommand
 }
 var file_pulsarwire_proto_depIdxs = []int32{
-	4,  // 0: kopernik.pulsarwire.Schema.type:type_name -> kopernik.pulsarwire.Schema.Type
-	12, // 1: kopernik.pulsarwire.Schema.properties:type_name -> kopernik.pulsarwire.KeyValue
-	16, // 2: kopernik.pulsarwire.MessageIdData.first_chunk_message_id:type_name -> kopernik.pulsarwire.MessageIdData
-	12, // 3: kopernik.pulsarwire.MessageMetadata.properties:type_name -> kopernik.pulsarwire.KeyValue
+	5,  // 0: kopernik.pulsarwire.Schema.type:type_name -> kopernik.pulsarwire.Schema.Type
+	13, // 1: kopernik.pulsarwire.Schema.properties:type_name -> kopernik.pulsarwire.KeyValue
+	17, // 2: kopernik.pulsarwire.MessageIdData.first_chunk_message_id:type_name -> kopernik.pulsarwire.MessageIdData
+	13, // 3: kopernik.pulsarwire.MessageMetadata.properties:type_name -> kopernik.pulsarwire.KeyValue
 	0,  // 4: kopernik.pulsarwire.MessageMetadata.compression:type_name -> kopernik.pulsarwire.CompressionType
-	12, // 5: kopernik.pulsarwire.SingleMessageMetadata.properties:type_name -> kopernik.pulsarwire.KeyValue
-	20, // 6: kopernik.pulsarwire.CommandConnect.feature_flags:type_name -> kopernik.pulsarwire.FeatureFlags
-	20, // 7: kopernik.pulsarwire.CommandConnected.feature_flags:type_name -> kopernik.pulsarwire.FeatureFlags
+	13, // 5: kopernik.pulsarwire.SingleMessageMetadata.properties:type_name -> kopernik.pulsarwire.KeyValue
+	21, // 6: kopernik.pulsarwire.CommandConnect.feature_flags:type_name -> kopernik.pulsarwire.FeatureFlags
+	21, // 7: kopernik.pulsarwire.CommandConnected.feature_flags:type_name -> kopernik.pulsarwire.FeatureFlags
 	3,  // 8: kopernik.pulsarwire.KeySharedMeta.keySharedMode:type_name -> kopernik.pulsarwire.KeySharedMode
-	14, // 9: kopernik.pulsarwire.KeySharedMeta.hashRanges:type_name -> kopernik.pulsarwire.IntRange
-	5,  // 10: kopernik.pulsarwire.CommandSubscribe.subType:type_name -> kopernik.pulsarwire.CommandSubscribe.SubType
-	16, // 11: kopernik.pulsarwire.CommandSubscribe.start_message_id:type_name -> kopernik.pulsarwire.MessageIdData
-	12, // 12: kopernik.pulsarwire.CommandSubscribe.metadata:type_name -> kopernik.pulsarwire.KeyValue
-	15, // 13: kopernik.pulsarwire.CommandSubscribe.schema:type_name -> kopernik.pulsarwire.Schema
-	6,  // 14: kopernik.pulsarwire.CommandSubscribe.initialPosition:type_name -> kopernik.pulsarwire.CommandSubscribe.InitialPosition
-	23, // 15: kopernik.pulsarwire.CommandSubscribe.keySharedMeta:type_name -> kopernik.pulsarwire.KeySharedMeta
-	12, // 16: kopernik.pulsarwire.CommandSubscribe.subscription_properties:type_name -> kopernik.pulsarwire.KeyValue
-	7,  // 17: kopernik.pulsarwire.CommandPartitionedTopicMetadataResponse.response:type_name -> kopernik.pulsarwire.CommandPartitionedTopicMetadataResponse.LookupType
+	15, // 9: kopernik.pulsarwire.KeySharedMeta.hashRanges:type_name -> kopernik.pulsarwire.IntRange
+	6,  // 10: kopernik.pulsarwire.CommandSubscribe.subType:type_name -> kopernik.pulsarwire.CommandSubscribe.SubType
+	17, // 11: kopernik.pulsarwire.CommandSubscribe.start_message_id:type_name -> kopernik.pulsarwire.MessageIdData
+	13, // 12: kopernik.pulsarwire.CommandSubscribe.metadata:type_name -> kopernik.pulsarwire.KeyValue
+	16, // 13: kopernik.pulsarwire.CommandSubscribe.schema:type_name -> kopernik.pulsarwire.Schema
+	7,  // 14: kopernik.pulsarwire.CommandSubscribe.initialPosition:type_name -> kopernik.pulsarwire.CommandSubscribe.InitialPosition
+	24, // 15: kopernik.pulsarwire.CommandSubscribe.keySharedMeta:type_name -> kopernik.pulsarwire.KeySharedMeta
+	13, // 16: kopernik.pulsarwire.CommandSubscribe.subscription_properties:type_name -> kopernik.pulsarwire.KeyValue
+	8,  // 17: kopernik.pulsarwire.CommandPartitionedTopicMetadataResponse.response:type_name -> kopernik.pulsarwire.CommandPartitionedTopicMetadataResponse.LookupType
 	2,  // 18: kopernik.pulsarwire.CommandPartitionedTopicMetadataResponse.error:type_name -> kopernik.pulsarwire.ServerError
-	8,  // 19: kopernik.pulsarwire.CommandLookupTopicResponse.response:type_name -> kopernik.pulsarwire.CommandLookupTopicResponse.LookupType
+	9,  // 19: kopernik.pulsarwire.CommandLookupTopicResponse.response:type_name -> kopernik.pulsarwire.CommandLookupTopicResponse.LookupType
 	2,  // 20: kopernik.pulsarwire.CommandLookupTopicResponse.error:type_name -> kopernik.pulsarwire.ServerError
-	12, // 21: kopernik.pulsarwire.CommandProducer.metadata:type_name -> kopernik.pulsarwire.KeyValue
-	15, // 22: kopernik.pulsarwire.CommandProducer.schema:type_name -> kopernik.pulsarwire.Schema
+	13, // 21: kopernik.pulsarwire.CommandProducer.metadata:type_name -> kopernik.pulsarwire.KeyValue
+	16, // 22: kopernik.pulsarwire.CommandProducer.schema:type_name -> kopernik.pulsarwire.Schema
 	1,  // 23: kopernik.pulsarwire.CommandProducer.producer_access_mode:type_name -> kopernik.pulsarwire.ProducerAccessMode
-	16, // 24: kopernik.pulsarwire.CommandSend.message_id:type_name -> kopernik.pulsarwire.MessageIdData
-	16, // 25: kopernik.pulsarwire.CommandSendReceipt.message_id:type_name -> kopernik.pulsarwire.MessageIdData
+	17, // 24: kopernik.pulsarwire.CommandSend.message_id:type_name -> kopernik.pulsarwire.MessageIdData
+	17, // 25: kopernik.pulsarwire.CommandSendReceipt.message_id:type_name -> kopernik.pulsarwire.MessageIdData
 	2,  // 26: kopernik.pulsarwire.CommandSendError.error:type_name -> kopernik.pulsarwire.ServerError
-	16, // 27: kopernik.pulsarwire.CommandMessage.message_id:type_name -> kopernik.pulsarwire.MessageIdData
-	9,  // 28: kopernik.pulsarwire.CommandAck.ack_type:type_name -> kopernik.pulsarwire.CommandAck.AckType
-	16, // 29: kopernik.pulsarwire.CommandAck.message_id:type_name -> kopernik.pulsarwire.MessageIdData
-	13, // 30: kopernik.pulsarwire.CommandAck.properties:type_name -> kopernik.pulsarwire.KeyLongValue
+	17, // 27: kopernik.pulsarwire.CommandMessage.message_id:type_name -> kopernik.pulsarwire.MessageIdData
+	10, // 28: kopernik.pulsarwire.CommandAck.ack_type:type_name -> kopernik.pulsarwire.CommandAck.AckType
+	17, // 29: kopernik.pulsarwire.CommandAck.message_id:type_name -> kopernik.pulsarwire.MessageIdData
+	14, // 30: kopernik.pulsarwire.CommandAck.properties:type_name -> kopernik.pulsarwire.KeyLongValue
 	2,  // 31: kopernik.pulsarwire.CommandAckResponse.error:type_name -> kopernik.pulsarwire.ServerError
-	16, // 32: kopernik.pulsarwire.CommandSeek.message_id:type_name -> kopernik.pulsarwire.MessageIdData
-	16, // 33: kopernik.pulsarwire.CommandRedeliverUnacknowledgedMessages.message_ids:type_name -> kopernik.pulsarwire.MessageIdData
-	15, // 34: kopernik.pulsarwire.CommandSuccess.schema:type_name -> kopernik.pulsarwire.Schema
+	17, // 32: kopernik.pulsarwire.CommandSeek.message_id:type_name -> kopernik.pulsarwire.MessageIdData
+	17, // 33: kopernik.pulsarwire.CommandRedeliverUnacknowledgedMessages.message_ids:type_name -> kopernik.pulsarwire.MessageIdData
+	16, // 34: kopernik.pulsarwire.CommandSuccess.schema:type_name -> kopernik.pulsarwire.Schema
 	2,  // 35: kopernik.pulsarwire.CommandError.error:type_name -> kopernik.pulsarwire.ServerError
-	16, // 36: kopernik.pulsarwire.CommandGetLastMessageIdResponse.last_message_id:type_name -> kopernik.pulsarwire.MessageIdData
-	16, // 37: kopernik.pulsarwire.CommandGetLastMessageIdResponse.consumer_mark_delete_position:type_name -> kopernik.pulsarwire.MessageIdData
-	10, // 38: kopernik.pulsarwire.CommandGetTopicsOfNamespace.mode:type_name -> kopernik.pulsarwire.CommandGetTopicsOfNamespace.Mode
+	17, // 36: kopernik.pulsarwire.CommandGetLastMessageIdResponse.last_message_id:type_name -> kopernik.pulsarwire.MessageIdData
+	17, // 37: kopernik.pulsarwire.CommandGetLastMessageIdResponse.consumer_mark_delete_position:type_name -> kopernik.pulsarwire.MessageIdData
+	11, // 38: kopernik.pulsarwire.CommandGetTopicsOfNamespace.mode:type_name -> kopernik.pulsarwire.CommandGetTopicsOfNamespace.Mode
 	2,  // 39: kopernik.pulsarwire.CommandGetSchemaResponse.error_code:type_name -> kopernik.pulsarwire.ServerError
-	15, // 40: kopernik.pulsarwire.CommandGetSchemaResponse.schema:type_name -> kopernik.pulsarwire.Schema
-	15, // 41: kopernik.pulsarwire.CommandGetOrCreateSchema.schema:type_name -> kopernik.pulsarwire.Schema
+	16, // 40: kopernik.pulsarwire.CommandGetSchemaResponse.schema:type_name -> kopernik.pulsarwire.Schema
+	16, // 41: kopernik.pulsarwire.CommandGetOrCreateSchema.schema:type_name -> kopernik.pulsarwire.Schema
 	2,  // 42: kopernik.pulsarwire.CommandGetOrCreateSchemaResponse.error_code:type_name -> kopernik.pulsarwire.ServerError
-	11, // 43: kopernik.pulsarwire.BaseCommand.type:type_name -> kopernik.pulsarwire.BaseCommand.Type
-	21, // 44: kopernik.pulsarwire.BaseCommand.connect:type_name -> kopernik.pulsarwire.CommandConnect
-	22, // 45: kopernik.pulsarwire.BaseCommand.connected:type_name -> kopernik.pulsarwire.CommandConnected
-	24, // 46: kopernik.pulsarwire.BaseCommand.subscribe:type_name -> kopernik.pulsarwire.CommandSubscribe
-	29, // 47: kopernik.pulsarwire.BaseCommand.producer:type_name -> kopernik.pulsarwire.CommandProducer
-	30, // 48: kopernik.pulsarwire.BaseCommand.send:type_name -> kopernik.pulsarwire.CommandSend
-	31, // 49: kopernik.pulsarwire.BaseCommand.send_receipt:type_name -> kopernik.pulsarwire.CommandSendReceipt
-	32, // 50: kopernik.pulsarwire.BaseCommand.send_error:type_name -> kopernik.pulsarwire.CommandSendError
-	33, // 51: kopernik.pulsarwire.BaseCommand.message:type_name -> kopernik.pulsarwire.CommandMessage
-	34, // 52: kopernik.pulsarwire.BaseCommand.ack:type_name -> kopernik.pulsarwire.CommandAck
-	37, // 53: kopernik.pulsarwire.BaseCommand.flow:type_name -> kopernik.pulsarwire.CommandFlow
-	38, // 54: kopernik.pulsarwire.BaseCommand.unsubscribe:type_name -> kopernik.pulsarwire.CommandUnsubscribe
-	43, // 55: kopernik.pulsarwire.BaseCommand.success:type_name -> kopernik.pulsarwire.CommandSuccess
-	45, // 56: kopernik.pulsarwire.BaseCommand.error:type_name -> kopernik.pulsarwire.CommandError
-	40, // 57: kopernik.pulsarwire.BaseCommand.close_producer:type_name -> kopernik.pulsarwire.CommandCloseProducer
-	41, // 58: kopernik.pulsarwire.BaseCommand.close_consumer:type_name -> kopernik.pulsarwire.CommandCloseConsumer
-	44, // 59: kopernik.pulsarwire.BaseCommand.producer_success:type_name -> kopernik.pulsarwire.CommandProducerSuccess
-	46, // 60: kopernik.pulsarwire.BaseCommand.ping:type_name -> kopernik.pulsarwire.CommandPing
-	47, // 61: kopernik.pulsarwire.BaseCommand.pong:type_name -> kopernik.pulsarwire.CommandPong
-	42, // 62: kopernik.pulsarwire.BaseCommand.redeliverUnacknowledgedMessages:type_name -> kopernik.pulsarwire.CommandRedeliverUnacknowledgedMessages
-	25, // 63: kopernik.pulsarwire.BaseCommand.partitionMetadata:type_name -> kopernik.pulsarwire.CommandPartitionedTopicMetadata
-	26, // 64: kopernik.pulsarwire.BaseCommand.partitionMetadataResponse:type_name -> kopernik.pulsarwire.CommandPartitionedTopicMetadataResponse
-	27, // 65: kopernik.pulsarwire.BaseCommand.lookupTopic:type_name -> kopernik.pulsarwire.CommandLookupTopic
-	28, // 66: kopernik.pulsarwire.BaseCommand.lookupTopicResponse:type_name -> kopernik.pulsarwire.CommandLookupTopicResponse
-	39, // 67: kopernik.pulsarwire.BaseCommand.seek:type_name -> kopernik.pulsarwire.CommandSeek
-	48, // 68: kopernik.pulsarwire.BaseCommand.getLastMessageId:type_name -> kopernik.pulsarwire.CommandGetLastMessageId
-	49, // 69: kopernik.pulsarwire.BaseCommand.getLastMessageIdResponse:type_name -> kopernik.pulsarwire.CommandGetLastMessageIdResponse
-	36, // 70: kopernik.pulsarwire.BaseCommand.active_consumer_change:type_name -> kopernik.pulsarwire.CommandActiveConsumerChange
-	50, // 71: kopernik.pulsarwire.BaseCommand.getTopicsOfNamespace:type_name -> kopernik.pulsarwire.CommandGetTopicsOfNamespace
-	51, // 72: kopernik.pulsarwire.BaseCommand.getTopicsOfNamespaceResponse:type_name -> kopernik.pulsarwire.CommandGetTopicsOfNamespaceResponse
-	52, // 73: kopernik.pulsarwire.BaseCommand.getSchema:type_name -> kopernik.pulsarwire.CommandGetSchema
-	53, // 74: kopernik.pulsarwire.BaseCommand.getSchemaResponse:type_name -> kopernik.pulsarwire.CommandGetSchemaResponse
-	35, // 75: kopernik.pulsarwire.BaseCommand.ackResponse:type_name -> kopernik.pulsarwire.CommandAckResponse
-	54, // 76: kopernik.pulsarwire.BaseCommand.getOrCreateSchema:type_name -> kopernik.pulsarwire.CommandGetOrCreateSchema
-	55, // 77: kopernik.pulsarwire.BaseCommand.getOrCreateSchemaResponse:type_name -> kopernik.pulsarwire.CommandGetOrCreateSchemaResponse
-	78, // [78:78] is the sub-list for method output_type
-	78, // [78:78] is the sub-list for method input_type
-	78, // [78:78] is the sub-list for extension type_name
-	78, // [78:78] is the sub-list for extension extendee
-	0,  // [0:78] is the sub-list for field type_name
+	2,  // 43: kopernik.pulsarwire.CommandTcClientConnectResponse.error:type_name -> kopernik.pulsarwire.ServerError
+	2,  // 44: kopernik.pulsarwire.CommandNewTxnResponse.error:type_name -> kopernik.pulsarwire.ServerError
+	2,  // 45: kopernik.pulsarwire.CommandAddPartitionToTxnResponse.error:type_name -> kopernik.pulsarwire.ServerError
+	63, // 46: kopernik.pulsarwire.CommandAddSubscriptionToTxn.subscription:type_name -> kopernik.pulsarwire.Subscription
+	2,  // 47: kopernik.pulsarwire.CommandAddSubscriptionToTxnResponse.error:type_name -> kopernik.pulsarwire.ServerError
+	4,  // 48: kopernik.pulsarwire.CommandEndTxn.txn_action:type_name -> kopernik.pulsarwire.TxnAction
+	2,  // 49: kopernik.pulsarwire.CommandEndTxnResponse.error:type_name -> kopernik.pulsarwire.ServerError
+	12, // 50: kopernik.pulsarwire.BaseCommand.type:type_name -> kopernik.pulsarwire.BaseCommand.Type
+	22, // 51: kopernik.pulsarwire.BaseCommand.connect:type_name -> kopernik.pulsarwire.CommandConnect
+	23, // 52: kopernik.pulsarwire.BaseCommand.connected:type_name -> kopernik.pulsarwire.CommandConnected
+	25, // 53: kopernik.pulsarwire.BaseCommand.subscribe:type_name -> kopernik.pulsarwire.CommandSubscribe
+	30, // 54: kopernik.pulsarwire.BaseCommand.producer:type_name -> kopernik.pulsarwire.CommandProducer
+	31, // 55: kopernik.pulsarwire.BaseCommand.send:type_name -> kopernik.pulsarwire.CommandSend
+	32, // 56: kopernik.pulsarwire.BaseCommand.send_receipt:type_name -> kopernik.pulsarwire.CommandSendReceipt
+	33, // 57: kopernik.pulsarwire.BaseCommand.send_error:type_name -> kopernik.pulsarwire.CommandSendError
+	34, // 58: kopernik.pulsarwire.BaseCommand.message:type_name -> kopernik.pulsarwire.CommandMessage
+	35, // 59: kopernik.pulsarwire.BaseCommand.ack:type_name -> kopernik.pulsarwire.CommandAck
+	38, // 60: kopernik.pulsarwire.BaseCommand.flow:type_name -> kopernik.pulsarwire.CommandFlow
+	39, // 61: kopernik.pulsarwire.BaseCommand.unsubscribe:type_name -> kopernik.pulsarwire.CommandUnsubscribe
+	44, // 62: kopernik.pulsarwire.BaseCommand.success:type_name -> kopernik.pulsarwire.CommandSuccess
+	46, // 63: kopernik.pulsarwire.BaseCommand.error:type_name -> kopernik.pulsarwire.CommandError
+	41, // 64: kopernik.pulsarwire.BaseCommand.close_producer:type_name -> kopernik.pulsarwire.CommandCloseProducer
+	42, // 65: kopernik.pulsarwire.BaseCommand.close_consumer:type_name -> kopernik.pulsarwire.CommandCloseConsumer
+	45, // 66: kopernik.pulsarwire.BaseCommand.producer_success:type_name -> kopernik.pulsarwire.CommandProducerSuccess
+	47, // 67: kopernik.pulsarwire.BaseCommand.ping:type_name -> kopernik.pulsarwire.CommandPing
+	48, // 68: kopernik.pulsarwire.BaseCommand.pong:type_name -> kopernik.pulsarwire.CommandPong
+	43, // 69: kopernik.pulsarwire.BaseCommand.redeliverUnacknowledgedMessages:type_name -> kopernik.pulsarwire.CommandRedeliverUnacknowledgedMessages
+	26, // 70: kopernik.pulsarwire.BaseCommand.partitionMetadata:type_name -> kopernik.pulsarwire.CommandPartitionedTopicMetadata
+	27, // 71: kopernik.pulsarwire.BaseCommand.partitionMetadataResponse:type_name -> kopernik.pulsarwire.CommandPartitionedTopicMetadataResponse
+	28, // 72: kopernik.pulsarwire.BaseCommand.lookupTopic:type_name -> kopernik.pulsarwire.CommandLookupTopic
+	29, // 73: kopernik.pulsarwire.BaseCommand.lookupTopicResponse:type_name -> kopernik.pulsarwire.CommandLookupTopicResponse
+	40, // 74: kopernik.pulsarwire.BaseCommand.seek:type_name -> kopernik.pulsarwire.CommandSeek
+	49, // 75: kopernik.pulsarwire.BaseCommand.getLastMessageId:type_name -> kopernik.pulsarwire.CommandGetLastMessageId
+	50, // 76: kopernik.pulsarwire.BaseCommand.getLastMessageIdResponse:type_name -> kopernik.pulsarwire.CommandGetLastMessageIdResponse
+	37, // 77: kopernik.pulsarwire.BaseCommand.active_consumer_change:type_name -> kopernik.pulsarwire.CommandActiveConsumerChange
+	51, // 78: kopernik.pulsarwire.BaseCommand.getTopicsOfNamespace:type_name -> kopernik.pulsarwire.CommandGetTopicsOfNamespace
+	52, // 79: kopernik.pulsarwire.BaseCommand.getTopicsOfNamespaceResponse:type_name -> kopernik.pulsarwire.CommandGetTopicsOfNamespaceResponse
+	53, // 80: kopernik.pulsarwire.BaseCommand.getSchema:type_name -> kopernik.pulsarwire.CommandGetSchema
+	54, // 81: kopernik.pulsarwire.BaseCommand.getSchemaResponse:type_name -> kopernik.pulsarwire.CommandGetSchemaResponse
+	36, // 82: kopernik.pulsarwire.BaseCommand.ackResponse:type_name -> kopernik.pulsarwire.CommandAckResponse
+	55, // 83: kopernik.pulsarwire.BaseCommand.getOrCreateSchema:type_name -> kopernik.pulsarwire.CommandGetOrCreateSchema
+	56, // 84: kopernik.pulsarwire.BaseCommand.getOrCreateSchemaResponse:type_name -> kopernik.pulsarwire.CommandGetOrCreateSchemaResponse
+	59, // 85: kopernik.pulsarwire.BaseCommand.newTxn:type_name -> kopernik.pulsarwire.CommandNewTxn
+	60, // 86: kopernik.pulsarwire.BaseCommand.newTxnResponse:type_name -> kopernik.pulsarwire.CommandNewTxnResponse
+	61, // 87: kopernik.pulsarwire.BaseCommand.addPartitionToTxn:type_name -> kopernik.pulsarwire.CommandAddPartitionToTxn
+	62, // 88: kopernik.pulsarwire.BaseCommand.addPartitionToTxnResponse:type_name -> kopernik.pulsarwire.CommandAddPartitionToTxnResponse
+	64, // 89: kopernik.pulsarwire.BaseCommand.addSubscriptionToTxn:type_name -> kopernik.pulsarwire.CommandAddSubscriptionToTxn
+	65, // 90: kopernik.pulsarwire.BaseCommand.addSubscriptionToTxnResponse:type_name -> kopernik.pulsarwire.CommandAddSubscriptionToTxnResponse
+	66, // 91: kopernik.pulsarwire.BaseCommand.endTxn:type_name -> kopernik.pulsarwire.CommandEndTxn
+	67, // 92: kopernik.pulsarwire.BaseCommand.endTxnResponse:type_name -> kopernik.pulsarwire.CommandEndTxnResponse
+	57, // 93: kopernik.pulsarwire.BaseCommand.tcClientConnectRequest:type_name -> kopernik.pulsarwire.CommandTcClientConnectRequest
+	58, // 94: kopernik.pulsarwire.BaseCommand.tcClientConnectResponse:type_name -> kopernik.pulsarwire.CommandTcClientConnectResponse
+	95, // [95:95] is the sub-list for method output_type
+	95, // [95:95] is the sub-list for method input_type
+	95, // [95:95] is the sub-list for extension type_name
+	95, // [95:95] is the sub-list for extension extendee
+	0,  // [0:95] is the sub-list for field type_name
 }
 
 func init() { file_pulsarwire_proto_init() }
@@ -5454,8 +6487,8 @@ func file_pulsarwire_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pulsarwire_proto_rawDesc), len(file_pulsarwire_proto_rawDesc)),
-			NumEnums:      12,
-			NumMessages:   45,
+			NumEnums:      13,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
