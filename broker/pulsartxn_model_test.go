@@ -41,14 +41,7 @@ type mPulsarTxn struct {
 }
 
 func TestPulsarTxnModel(t *testing.T) {
-	seeds := []uint64{*ptxnSeed}
-	if *ptxnSeed == 0 {
-		seeds = seeds[:0]
-		for range *ptxnRounds {
-			seeds = append(seeds, rand.Uint64())
-		}
-	}
-	for _, seed := range seeds {
+	for _, seed := range modelSeeds(*ptxnSeed, *ptxnRounds) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { runPulsarTxnModel(t, seed, *ptxnOps) })
 	}
 }

@@ -52,14 +52,7 @@ type mPart struct {
 }
 
 func TestTxnCoordinatorModel(t *testing.T) {
-	seeds := []uint64{*txncSeed}
-	if *txncSeed == 0 {
-		seeds = seeds[:0]
-		for range *txncRounds {
-			seeds = append(seeds, rand.Uint64())
-		}
-	}
-	for _, seed := range seeds {
+	for _, seed := range modelSeeds(*txncSeed, *txncRounds) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { runTxnCoordinatorModel(t, seed, *txncOps) })
 	}
 }

@@ -73,14 +73,7 @@ func TestTxnLogModel(t *testing.T) {
 	old := txnCheckpointEvery
 	txnCheckpointEvery = 3 // background checkpoints happen in every round
 	t.Cleanup(func() { txnCheckpointEvery = old })
-	seeds := []uint64{*txnSeed}
-	if *txnSeed == 0 {
-		seeds = seeds[:0]
-		for range *txnRounds {
-			seeds = append(seeds, rand.Uint64())
-		}
-	}
-	for _, seed := range seeds {
+	for _, seed := range modelSeeds(*txnSeed, *txnRounds) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { runTxnModel(t, seed, *txnOps) })
 	}
 }
