@@ -78,14 +78,3 @@ func reachable(a net.Addr) string {
 	}
 	return net.JoinHostPort(host, fmt.Sprint(tcp.Port))
 }
-
-// abandon stops the server as kill -9 would, as far as the cluster sees
-// it: listeners and storage close, the lease is not revoked but left to
-// expire (tests of failover).
-func (s *Server) abandon() {
-	if s.member != nil {
-		// Stop renewing without revoking: close the store under the lease.
-		s.member = nil
-	}
-	s.Close(context.Background())
-}

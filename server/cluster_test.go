@@ -232,3 +232,74 @@ func TestClusterRouting(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// abandon stops the server as kill -9 would, as far as the cluster sees
+// it: listeners and storage close, the lease is not revoked (Close leaves
+// the cluster only through s.member) but left to expire.
+func (s *Server) abandon() {
+	s.member = nil
+	s.Close(context.Background())
+}
+
+// TestClusterRejoinAfterEtcdOutage: etcd down past the lease TTL makes
+// every broker give its lease up and unload what it served; once etcd is
+// back the brokers rejoin by themselves under their node ids, and real
+// clients produce and consume through them again.
+func TestClusterRejoinAfterEtcdOutage(t *testing.T) {
+	etcd, brokers := startCluster(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ids := []int32{brokers[0].member.Self().NodeID, brokers[1].member.Self().NodeID}
+	lost := []<-chan struct{}{brokers[0].member.Lost(), brokers[1].member.Lost()}
+	etcd.Stop()
+	for i, l := range lost {
+		select {
+		case <-l:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("broker %d kept its lease 15s into an etcd outage (TTL 1s)", i)
+		}
+	}
+	if err := etcd.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers[0].Addr("kafka").String()), kgo.DefaultProduceTopic("after-outage"),
+		kgo.ConsumeTopics("after-outage"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req := kmsg.NewPtrMetadataRequest()
+		req.Topics = []kmsg.MetadataRequestTopic{} // no topics: brokers only
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil && len(resp.Brokers) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("brokers did not rejoin within 30s of etcd's return (last answer: %v)", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for i, s := range brokers {
+		if s.member.Self().NodeID != ids[i] {
+			t.Fatalf("broker %d rejoined as node %d, was %d", i, s.member.Self().NodeID, ids[i])
+		}
+	}
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 4, 1, nil, "after-outage"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprint(i)), Partition: int32(i % 4)}).FirstErr(); err != nil {
+			t.Fatalf("produce %d after rejoin: %v", i, err)
+		}
+	}
+	seen := 0
+	for seen < 40 {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("consume after rejoin, %d records in: %v", seen, err)
+		}
+		seen += fs.NumRecords()
+	}
+}
