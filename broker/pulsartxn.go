@@ -87,20 +87,15 @@ func (c *TxnCoordinator) LookupPulsarTxn(pid int64) (PulsarTxn, error) {
 // transaction that has already ended (a retry, or aborted on timeout) is
 // ErrTxnNotFound, as Pulsar answers.
 func (c *TxnCoordinator) EndPulsarTxn(ctx context.Context, tx PulsarTxn, commit bool) error {
-	e, m, err := c.opEntry(ctx, tx.ID)
+	e, m, err := c.opProducer(ctx, tx.ID, tx.ProducerID, tx.Epoch)
 	if err != nil {
 		return err
 	}
 	defer e.op.Unlock()
-	if err := checkProducer(m, tx.ProducerID, tx.Epoch); err != nil {
+	if ended, err := c.endOrFinish(ctx, e, m, commit); ended {
 		return err
 	}
-	switch {
-	case m.State == TxnOngoing:
-		return c.end(ctx, e, commit, false)
-	case m.State == TxnPrepareCommit && commit, m.State == TxnPrepareAbort && !commit:
-		return c.finish(ctx, e)
-	case m.State == TxnCompleteCommit, m.State == TxnCompleteAbort:
+	if m.State == TxnCompleteCommit || m.State == TxnCompleteAbort {
 		return fmt.Errorf("%w: Pulsar transaction (0,%d) has ended (%s)", ErrTxnNotFound, tx.ProducerID, m.State)
 	}
 	return fmt.Errorf("%w: transaction (0,%d) is %s", ErrInvalidTxnState, tx.ProducerID, m.State)
@@ -137,14 +132,11 @@ func noteClientName(m *TxnMetadata, full, sent string) {
 // cursor on commit and dropped on abort. The subscription is added to the
 // transaction if it is not in it yet.
 func (c *TxnCoordinator) CommitAcks(ctx context.Context, txnID string, pid int64, epoch int16, sub string, partition TopicName, sent string, positions []Position, cumulative *Position) error {
-	e, m, err := c.opEntry(ctx, txnID)
+	e, _, err := c.opProducer(ctx, txnID, pid, epoch)
 	if err != nil {
 		return err
 	}
 	defer e.op.Unlock()
-	if err := checkProducer(m, pid, epoch); err != nil {
-		return err
-	}
 	name := partition.String()
 	_, err = c.update(ctx, e, func(m *TxnMetadata) error {
 		if err := checkProducer(*m, pid, epoch); err != nil {

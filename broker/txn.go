@@ -458,6 +458,21 @@ func checkProducer(m TxnMetadata, pid int64, epoch int16) error {
 }
 
 // opEntry returns the locked, loaded entry of an existing transactional id.
+// opProducer is opEntry for a call of producer (pid, epoch): the entry
+// comes back locked only when the producer is the transaction's current
+// one (checkProducer); otherwise it is unlocked and the error returned.
+func (c *TxnCoordinator) opProducer(ctx context.Context, txnID string, pid int64, epoch int16) (*txnEntry, TxnMetadata, error) {
+	e, m, err := c.opEntry(ctx, txnID)
+	if err != nil {
+		return nil, TxnMetadata{}, err
+	}
+	if err := checkProducer(m, pid, epoch); err != nil {
+		e.op.Unlock()
+		return nil, TxnMetadata{}, err
+	}
+	return e, m, nil
+}
+
 func (c *TxnCoordinator) opEntry(ctx context.Context, txnID string) (*txnEntry, TxnMetadata, error) {
 	e := c.entry(txnID)
 	e.op.Lock()
@@ -496,14 +511,11 @@ func (c *TxnCoordinator) AddGroup(ctx context.Context, txnID string, pid int64, 
 }
 
 func (c *TxnCoordinator) add(ctx context.Context, txnID string, pid int64, epoch int16, add func(*TxnMetadata)) error {
-	e, m, err := c.opEntry(ctx, txnID)
+	e, m, err := c.opProducer(ctx, txnID, pid, epoch)
 	if err != nil {
 		return err
 	}
 	defer e.op.Unlock()
-	if err := checkProducer(m, pid, epoch); err != nil {
-		return err
-	}
 	if m.State == TxnPrepareCommit || m.State == TxnPrepareAbort {
 		// The previous transaction is still completing (a marker write
 		// failed): finish it now, or let the client retry.
@@ -539,14 +551,11 @@ func (c *TxnCoordinator) add(ctx context.Context, txnID string, pid int64, epoch
 // when the transaction commits and dropped when it aborts. The group must
 // have been added (AddGroup): ErrInvalidTxnState otherwise.
 func (c *TxnCoordinator) CommitOffsets(ctx context.Context, txnID string, pid int64, epoch int16, group string, offsets []TxnOffset) error {
-	e, m, err := c.opEntry(ctx, txnID)
+	e, _, err := c.opProducer(ctx, txnID, pid, epoch)
 	if err != nil {
 		return err
 	}
 	defer e.op.Unlock()
-	if err := checkProducer(m, pid, epoch); err != nil {
-		return err
-	}
 	_, err = c.update(ctx, e, func(m *TxnMetadata) error {
 		if err := checkProducer(*m, pid, epoch); err != nil {
 			return err
@@ -573,23 +582,33 @@ func (c *TxnCoordinator) CommitOffsets(ctx context.Context, txnID string, pid in
 // retry of a completed end with the same outcome succeeds; the other
 // outcome, or an end without a transaction, is ErrInvalidTxnState.
 func (c *TxnCoordinator) EndTxn(ctx context.Context, txnID string, pid int64, epoch int16, commit bool) error {
-	e, m, err := c.opEntry(ctx, txnID)
+	e, m, err := c.opProducer(ctx, txnID, pid, epoch)
 	if err != nil {
 		return err
 	}
 	defer e.op.Unlock()
-	if err := checkProducer(m, pid, epoch); err != nil {
+	if ended, err := c.endOrFinish(ctx, e, m, commit); ended {
 		return err
 	}
-	switch {
-	case m.State == TxnOngoing:
-		return c.end(ctx, e, commit, false)
-	case m.State == TxnPrepareCommit && commit, m.State == TxnPrepareAbort && !commit:
-		return c.finish(ctx, e)
-	case m.State == TxnCompleteCommit && commit, m.State == TxnCompleteAbort && !commit:
-		return nil
+	if m.State == TxnCompleteCommit && commit || m.State == TxnCompleteAbort && !commit {
+		return nil // a retry of the EndTxn that completed it
 	}
 	return fmt.Errorf("%w: %s of %q in state %s", ErrInvalidTxnState, map[bool]string{true: "commit", false: "abort"}[commit], txnID, m.State)
+}
+
+// endOrFinish is what ending a transaction in state m does when it can
+// act: an Ongoing one is ended (commit or abort), a Prepare state of the
+// same outcome is finished (a retry after a failed marker write). ended is
+// false in every other state; the caller answers for those (Kafka and
+// Pulsar differ on a completed one).
+func (c *TxnCoordinator) endOrFinish(ctx context.Context, e *txnEntry, m TxnMetadata, commit bool) (ended bool, err error) {
+	switch {
+	case m.State == TxnOngoing:
+		return true, c.end(ctx, e, commit, false)
+	case m.State == TxnPrepareCommit && commit, m.State == TxnPrepareAbort && !commit:
+		return true, c.finish(ctx, e)
+	}
+	return false, nil
 }
 
 // end moves an Ongoing transaction to Prepare (bumping the epoch first
