@@ -720,25 +720,23 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		d.mu.pending[e.Position] = pendingEntry{c: c, msgs: max(e.MsgCount, 1)}
 		out = append(out, assignment{c: c, d: Delivery{Entry: e, RedeliveryCount: d.mu.redeliveries[e.Position]}})
 	}
-	if held && len(out) == 0 {
-		// Nothing to do until a marker moves the LSO (TxnChanged).
+	// Held at the LSO with nothing to deliver: nothing to do until a
+	// marker moves it (TxnChanged wakes the loop).
+	waitForTxn := held && len(out) == 0
+	if waitForTxn {
 		d.mu.replayStuck = false
-		d.mu.Unlock()
-		if len(skipped) > 0 {
-			if err := d.opts.Cursor.Delete(ctx, skipped...); err != nil {
-				return false, err
-			}
-		}
-		return false, nil
 	}
 	d.mu.Unlock()
 	if len(skipped) > 0 {
 		if err := d.opts.Cursor.Delete(ctx, skipped...); err != nil {
 			return false, err
 		}
-		if len(out) == 0 {
-			return true, nil
-		}
+	}
+	if waitForTxn {
+		return false, nil
+	}
+	if len(skipped) > 0 && len(out) == 0 {
+		return true, nil
 	}
 	if len(out) == 0 && fromReplay {
 		// Everything went back to replay: the consumers it belongs to have
