@@ -1,6 +1,7 @@
 package broker
 
-// The transaction coordinator (KIP-98, "transactions v1"), protocol-neutral.
+// The transaction coordinator (KIP-98, "transactions v1", and KIP-890
+// part 2, "transactions v2"), protocol-neutral.
 //
 // A transactional id names one transactional producer across its
 // incarnations. Its record (TxnMetadata, JSON at
@@ -29,6 +30,13 @@ package broker
 // its partition must be in the Ongoing transaction and its epoch current;
 // ending the transaction first flips the cached state under the write lock,
 // so no transactional batch lands after a marker of its own transaction.
+//
+// Transactions v2 (Kafka 4's transaction.version 2) changes three calls:
+// a produce adds its partitions itself (JoinPartitions), a transactional
+// offset commit its group (JoinGroup), and every end bumps the epoch
+// (EndTxnV2), the markers carrying the bumped one; a producer whose epoch
+// runs out moves to a new producer id when that end completes. Records of
+// both versions are the same; a producer may use either per call.
 //
 // Lock order: txnEntry.op (one operation per transactional id at a time),
 // then txnEntry.rw, then TxnCoordinator.mu; partition locks are taken
@@ -104,6 +112,16 @@ type TxnMetadata struct {
 	// metadata echoes.
 	ClientNames    map[string]string `json:"clientNames,omitempty"`
 	PendingOffsets []TxnOffset       `json:"pendingOffsets,omitempty"`
+	// EndedBy (transactions v2) is the producer id and epoch that ended
+	// the last transaction, before EndTxnV2 bumped them: a retry of that
+	// EndTxn (its answer was lost) is recognised by it and answered with
+	// the current id and epoch. Cleared when a transaction begins.
+	EndedBy *ProducerIDAndEpoch `json:"endedBy,omitempty"`
+	// NextProducerID (transactions v2) is the producer id the record
+	// moves to once the Prepare state in progress completes: the epoch
+	// bumped by the end reached its maximum, so the producer continues
+	// under a new id at epoch 0 (Kafka's nextProducerId). 0: none.
+	NextProducerID int64 `json:"nextProducerId,omitempty"`
 	// StartMs is when the transaction became Ongoing, LastUpdateMs the
 	// last change (unix ms).
 	StartMs      int64 `json:"startMs"`
@@ -359,8 +377,8 @@ func (c *TxnCoordinator) newProducerID(ctx context.Context) (int64, error) {
 
 // ProducerIDAndEpoch is what InitProducerID answers.
 type ProducerIDAndEpoch struct {
-	ProducerID int64
-	Epoch      int16
+	ProducerID int64 `json:"producerId"`
+	Epoch      int16 `json:"epoch"`
 }
 
 // InitProducerID registers a transactional producer incarnation: a new
@@ -412,7 +430,7 @@ func (c *TxnCoordinator) InitProducerID(ctx context.Context, txnID string, timeo
 	case TxnOngoing:
 		// The previous incarnation's transaction: abort it with a bumped
 		// epoch (fencing its producer on the coordinator at once).
-		if err := c.end(ctx, e, false, true); err != nil {
+		if err := c.end(ctx, e, false, fenceProducer); err != nil {
 			return ProducerIDAndEpoch{}, fmt.Errorf("%w: aborting the previous transaction: %w", ErrConcurrentTransactions, err)
 		}
 	}
@@ -436,6 +454,7 @@ func (c *TxnCoordinator) InitProducerID(ctx context.Context, txnID string, timeo
 		m.State = TxnEmpty
 		m.TimeoutMs = int32(timeout.Milliseconds())
 		m.Partitions, m.Groups, m.PendingOffsets = nil, nil, nil
+		m.EndedBy = nil
 		return nil
 	})
 	if err != nil {
@@ -500,6 +519,38 @@ func (c *TxnCoordinator) AddPartitions(ctx context.Context, txnID string, pid in
 	})
 }
 
+// JoinPartitions is AddPartitions as a transactions v2 produce implies it
+// (Produce v12 adds its partitions to the transaction, beginning one if
+// none is open): when the producer's transaction is already Ongoing with
+// every partition in it, nothing is written, so that only a partition's
+// first produce of a transaction costs a record update.
+func (c *TxnCoordinator) JoinPartitions(ctx context.Context, txnID string, pid int64, epoch int16, partitions []TopicName) error {
+	if c.joined(txnID, pid, epoch, func(m *TxnMetadata) bool {
+		return !slices.ContainsFunc(partitions, func(p TopicName) bool { return !slices.Contains(m.Partitions, p.String()) })
+	}) {
+		return nil
+	}
+	return c.AddPartitions(ctx, txnID, pid, epoch, partitions)
+}
+
+// JoinGroup is AddGroup as a transactions v2 TxnOffsetCommit (v5) implies
+// it, with JoinPartitions' shortcut.
+func (c *TxnCoordinator) JoinGroup(ctx context.Context, txnID string, pid int64, epoch int16, group string) error {
+	if c.joined(txnID, pid, epoch, func(m *TxnMetadata) bool { return slices.Contains(m.Groups, group) }) {
+		return nil
+	}
+	return c.AddGroup(ctx, txnID, pid, epoch, group)
+}
+
+// joined reports whether the cached record of txnID is the producer's
+// Ongoing transaction and has what in it.
+func (c *TxnCoordinator) joined(txnID string, pid int64, epoch int16, has func(*TxnMetadata) bool) bool {
+	e := c.entry(txnID)
+	e.rw.RLock()
+	defer e.rw.RUnlock()
+	return e.ok && e.m.State == TxnOngoing && checkProducer(e.m, pid, epoch) == nil && has(&e.m)
+}
+
 // AddGroup adds a group's offsets to the transaction (Kafka
 // AddOffsetsToTxn): its TxnOffsetCommit calls are then accepted.
 func (c *TxnCoordinator) AddGroup(ctx context.Context, txnID string, pid int64, epoch int16, group string) error {
@@ -540,6 +591,7 @@ func (c *TxnCoordinator) add(ctx context.Context, txnID string, pid int64, epoch
 			m.State = TxnOngoing
 			m.StartMs = time.Now().UnixMilli()
 			m.Partitions, m.Groups, m.PendingOffsets = nil, nil, nil
+			m.EndedBy = nil
 		}
 		add(m)
 		return nil
@@ -604,17 +656,18 @@ func (c *TxnCoordinator) EndTxn(ctx context.Context, txnID string, pid int64, ep
 func (c *TxnCoordinator) endOrFinish(ctx context.Context, e *txnEntry, m TxnMetadata, commit bool) (ended bool, err error) {
 	switch {
 	case m.State == TxnOngoing:
-		return true, c.end(ctx, e, commit, false)
+		return true, c.end(ctx, e, commit, nil)
 	case m.State == TxnPrepareCommit && commit, m.State == TxnPrepareAbort && !commit:
 		return true, c.finish(ctx, e)
 	}
 	return false, nil
 }
 
-// end moves an Ongoing transaction to Prepare (bumping the epoch first
-// when bump: a coordinator-side abort fences its producer) and finishes
-// it. e.op is held.
-func (c *TxnCoordinator) end(ctx context.Context, e *txnEntry, commit, bump bool) error {
+// end moves an Ongoing transaction to Prepare (applying bump to the
+// record in the same change: fenceProducer when the coordinator aborts on
+// its own, bumpForV2 when a v2 producer ends it; nil: no bump) and
+// finishes it. e.op is held.
+func (c *TxnCoordinator) end(ctx context.Context, e *txnEntry, commit bool, bump func(*TxnMetadata)) error {
 	target := TxnPrepareAbort
 	if commit {
 		target = TxnPrepareCommit
@@ -630,9 +683,8 @@ func (c *TxnCoordinator) end(ctx context.Context, e *txnEntry, commit, bump bool
 			return fmt.Errorf("%w: %s", ErrInvalidTxnState, m.State)
 		}
 		m.State = target
-		if bump {
-			m.LastEpoch = m.Epoch
-			m.Epoch++
+		if bump != nil {
+			bump(m)
 		}
 		return nil
 	})
@@ -645,6 +697,110 @@ func (c *TxnCoordinator) end(ctx context.Context, e *txnEntry, commit, bump bool
 		return err
 	}
 	return c.finish(ctx, e)
+}
+
+// fenceProducer is the bump of a coordinator-side abort: the epoch moves
+// on, fencing the producer, which may still recover with its old epoch
+// (LastEpoch, KIP-360).
+func fenceProducer(m *TxnMetadata) {
+	m.LastEpoch = m.Epoch
+	m.Epoch++
+}
+
+// bumpForV2 is the bump of a transactions v2 end: the epoch that ended
+// the transaction is remembered (EndedBy, for a retry) and the next one
+// begins at epoch+1; where that is the last epoch, the producer moves to
+// nextPID (> 0) once the end completes, and the markers carry the last
+// epoch.
+func bumpForV2(nextPID int64) func(*TxnMetadata) {
+	return func(m *TxnMetadata) {
+		m.EndedBy = &ProducerIDAndEpoch{ProducerID: m.ProducerID, Epoch: m.Epoch}
+		m.Epoch++
+		m.NextProducerID = nextPID
+	}
+}
+
+// EndTxnV2 is EndTxn for transactions v2 (KIP-890 part 2; Kafka's EndTxn
+// v5 under transaction.version 2): every end also bumps the producer's
+// epoch, so that no two transactions of a producer share an epoch (a late
+// produce of the previous one is fenced, never taken into the next), and
+// the producer id and epoch to continue with are returned. An abort with
+// no transaction open succeeds and only bumps the epoch (a client whose
+// produces may have registered partitions before failing aborts to be
+// sure); a commit without one is ErrInvalidTxnState. A retry of an end
+// whose answer was lost (from the id and epoch recorded in EndedBy) gets
+// the same answer; a Prepare state it left (a failed marker write) is
+// finished first.
+func (c *TxnCoordinator) EndTxnV2(ctx context.Context, txnID string, pid int64, epoch int16, commit bool) (ProducerIDAndEpoch, error) {
+	e, m, err := c.opEntry(ctx, txnID)
+	if err != nil {
+		return ProducerIDAndEpoch{}, err
+	}
+	defer e.op.Unlock()
+	outcome := TxnCompleteAbort
+	if commit {
+		outcome = TxnCompleteCommit
+	}
+	answer := func() (ProducerIDAndEpoch, error) {
+		m, _, err := c.get(ctx, e)
+		return ProducerIDAndEpoch{ProducerID: m.ProducerID, Epoch: m.Epoch}, err
+	}
+	if m.EndedBy != nil && *m.EndedBy == (ProducerIDAndEpoch{ProducerID: pid, Epoch: epoch}) {
+		switch {
+		case m.State == outcome:
+			return answer()
+		case m.State == TxnPrepareCommit && commit, m.State == TxnPrepareAbort && !commit:
+			if err := c.finish(ctx, e); err != nil {
+				return ProducerIDAndEpoch{}, err
+			}
+			return answer()
+		}
+		return ProducerIDAndEpoch{}, fmt.Errorf("%w: retried end (commit %v) of %q in state %s", ErrInvalidTxnState, commit, txnID, m.State)
+	}
+	if err := checkProducer(m, pid, epoch); err != nil {
+		return ProducerIDAndEpoch{}, err
+	}
+	var nextPID int64
+	if m.Epoch >= math.MaxInt16-1 {
+		if nextPID, err = c.newProducerID(ctx); err != nil {
+			return ProducerIDAndEpoch{}, err
+		}
+	}
+	switch m.State {
+	case TxnOngoing:
+		if err := c.end(ctx, e, commit, bumpForV2(nextPID)); err != nil {
+			return ProducerIDAndEpoch{}, err
+		}
+		return answer()
+	case TxnPrepareCommit, TxnPrepareAbort:
+		// Left by a v1 end or a coordinator abort: complete it; the
+		// client retries.
+		if err := c.finish(ctx, e); err != nil {
+			return ProducerIDAndEpoch{}, fmt.Errorf("%w: %w", ErrConcurrentTransactions, err)
+		}
+		return ProducerIDAndEpoch{}, ErrConcurrentTransactions
+	}
+	if commit {
+		return ProducerIDAndEpoch{}, fmt.Errorf("%w: commit of %q without a transaction (state %s)", ErrInvalidTxnState, txnID, m.State)
+	}
+	_, err = c.update(ctx, e, func(m *TxnMetadata) error {
+		if err := checkProducer(*m, pid, epoch); err != nil {
+			return err
+		}
+		if m.State != TxnEmpty && m.State != TxnCompleteCommit && m.State != TxnCompleteAbort {
+			return fmt.Errorf("%w: %s", ErrConcurrentTransactions, m.State)
+		}
+		bumpForV2(0)(m)
+		if nextPID > 0 {
+			m.ProducerID, m.Epoch = nextPID, 0
+		}
+		m.State = TxnCompleteAbort
+		return nil
+	})
+	if err != nil {
+		return ProducerIDAndEpoch{}, err
+	}
+	return answer()
 }
 
 // finish completes a Prepare transaction: markers, offsets, Complete state.
@@ -696,6 +852,9 @@ func (c *TxnCoordinator) finish(ctx context.Context, e *txnEntry) error {
 			cur.State = TxnCompleteCommit
 		}
 		cur.Partitions, cur.Groups, cur.PendingOffsets = nil, nil, nil
+		if cur.NextProducerID > 0 {
+			cur.ProducerID, cur.Epoch, cur.NextProducerID = cur.NextProducerID, 0, 0
+		}
 		return nil
 	})
 	return err
@@ -907,7 +1066,7 @@ func (c *TxnCoordinator) CheckTimeouts(ctx context.Context) {
 		case err != nil:
 		case m.State == TxnOngoing && now-m.StartMs > int64(m.TimeoutMs):
 			c.log.Info("aborting timed-out transaction", "transactional_id", e.id, "producer_id", m.ProducerID, "timeout_ms", m.TimeoutMs)
-			err = c.end(ctx, e, false, true)
+			err = c.end(ctx, e, false, fenceProducer)
 		case m.State == TxnPrepareCommit || m.State == TxnPrepareAbort:
 			err = c.finish(ctx, e)
 		}

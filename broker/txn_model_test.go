@@ -5,8 +5,10 @@ package broker
 // transaction state machine with the same random operations on two
 // transactional ids over three partitions and one group: InitProducerID
 // (with and without the KIP-360 current id/epoch, sometimes stale),
-// AddPartitions, AddGroup, transactional appends, CommitOffsets and EndTxn
-// with current or stale epochs, timeouts (CheckTimeouts), restarts, and
+// AddPartitions, AddGroup (and their transactions v2 forms JoinPartitions
+// and JoinGroup), transactional appends, CommitOffsets, EndTxn and EndTxnV2
+// (its epoch bump, empty aborts, retries with the epoch that ended the
+// transaction) with current or stale epochs, timeouts (CheckTimeouts), restarts, and
 // crashes right after a Prepare state was recorded (the record is set to
 // Prepare* while the broker is down; the restarted coordinator must finish
 // the transaction). After every operation the error class, every record
@@ -43,6 +45,7 @@ type mTxn struct {
 	parts       []string
 	groups      []string
 	offsets     map[string]int64 // partition -> pending next index (group "g")
+	endedBy     *ProducerIDAndEpoch
 }
 
 type mPart struct {
@@ -165,6 +168,7 @@ func runTxnCoordinatorModel(t *testing.T, seed uint64, ops int) {
 				m.last = -1
 				m.state = TxnEmpty
 				m.parts, m.groups, m.offsets = nil, nil, nil
+				m.endedBy = nil
 			}
 			if want == nil {
 				m.short = short
@@ -180,11 +184,16 @@ func runTxnCoordinatorModel(t *testing.T, seed uint64, ops int) {
 					add = append(add, n)
 				}
 			}
-			desc = fmt.Sprintf("add partitions %s epoch %d %v", id, epoch, add)
-			got = co.AddPartitions(ctx, id, m.pid, epoch, add)
+			join := rng.IntN(2) == 0
+			desc = fmt.Sprintf("add partitions %s epoch %d %v (join %v)", id, epoch, add, join)
+			if join {
+				got = co.JoinPartitions(ctx, id, m.pid, epoch, add)
+			} else {
+				got = co.AddPartitions(ctx, id, m.pid, epoch, add)
+			}
 			if want = check(m, current); want == nil {
 				if m.state != TxnOngoing {
-					m.state, m.parts, m.groups, m.offsets = TxnOngoing, nil, nil, nil
+					m.state, m.parts, m.groups, m.offsets, m.endedBy = TxnOngoing, nil, nil, nil, nil
 				}
 				for _, n := range add {
 					if !slices.Contains(m.parts, n.String()) {
@@ -194,11 +203,16 @@ func runTxnCoordinatorModel(t *testing.T, seed uint64, ops int) {
 			}
 		case k < 40:
 			epoch, current := epochOf(m)
-			desc = fmt.Sprintf("add group %s epoch %d", id, epoch)
-			got = co.AddGroup(ctx, id, m.pid, epoch, "g")
+			join := rng.IntN(2) == 0
+			desc = fmt.Sprintf("add group %s epoch %d (join %v)", id, epoch, join)
+			if join {
+				got = co.JoinGroup(ctx, id, m.pid, epoch, "g")
+			} else {
+				got = co.AddGroup(ctx, id, m.pid, epoch, "g")
+			}
 			if want = check(m, current); want == nil {
 				if m.state != TxnOngoing {
-					m.state, m.parts, m.groups, m.offsets = TxnOngoing, nil, nil, nil
+					m.state, m.parts, m.groups, m.offsets, m.endedBy = TxnOngoing, nil, nil, nil, nil
 				}
 				if !slices.Contains(m.groups, "g") {
 					m.groups = append(m.groups, "g")
@@ -244,6 +258,43 @@ func runTxnCoordinatorModel(t *testing.T, seed uint64, ops int) {
 					}
 					m.offsets[n.String()] = off
 				}
+			}
+		case k < 77:
+			epoch, _ := epochOf(m)
+			pid := m.pid
+			if m.endedBy != nil && rng.IntN(3) == 0 {
+				pid, epoch = m.endedBy.ProducerID, m.endedBy.Epoch // a retry
+			}
+			commit := rng.IntN(3) != 0
+			desc = fmt.Sprintf("end v2 %s %d/%d commit %v (state %s)", id, pid, epoch, commit, m.state)
+			var pe ProducerIDAndEpoch
+			pe, got = co.EndTxnV2(ctx, id, pid, epoch, commit)
+			outcome := TxnCompleteAbort
+			if commit {
+				outcome = TxnCompleteCommit
+			}
+			switch {
+			case !m.exists:
+				want = ErrInvalidProducerIDMapping
+			case m.endedBy != nil && *m.endedBy == ProducerIDAndEpoch{ProducerID: pid, Epoch: epoch}:
+				if m.state != outcome {
+					want = ErrInvalidTxnState
+				}
+			case epoch != m.epoch:
+				want = ErrTxnFenced
+			case m.state == TxnOngoing:
+				end(m, commit)
+				m.endedBy = &ProducerIDAndEpoch{ProducerID: m.pid, Epoch: m.epoch}
+				m.epoch++
+			case commit:
+				want = ErrInvalidTxnState
+			default:
+				m.endedBy = &ProducerIDAndEpoch{ProducerID: m.pid, Epoch: m.epoch}
+				m.epoch++
+				m.state, m.parts, m.groups, m.offsets = TxnCompleteAbort, nil, nil, nil
+			}
+			if want == nil && got == nil && (pe.ProducerID != m.pid || pe.Epoch != m.epoch) {
+				t.Fatalf("op %d %s: got %+v, model %d/%d", op, desc, pe, m.pid, m.epoch)
 			}
 		case k < 84:
 			epoch, current := epochOf(m)
@@ -320,7 +371,8 @@ func runTxnCoordinatorModel(t *testing.T, seed uint64, ops int) {
 				continue
 			}
 			if err != nil || rec.ProducerID != mt.pid || rec.Epoch != mt.epoch || rec.LastEpoch != mt.last || rec.State != mt.state ||
-				!slices.Equal(rec.Partitions, mt.parts) || !slices.Equal(rec.Groups, mt.groups) {
+				!slices.Equal(rec.Partitions, mt.parts) || !slices.Equal(rec.Groups, mt.groups) ||
+				(rec.EndedBy == nil) != (mt.endedBy == nil) || rec.EndedBy != nil && *rec.EndedBy != *mt.endedBy {
 				t.Fatalf("op %d %s: %s: %+v %v\nmodel %+v", op, desc, tid, rec, err, *mt)
 			}
 		}

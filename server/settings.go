@@ -440,6 +440,8 @@ var settings = []Setting{
 		Mirrors: "Kafka group.initial.rebalance.delay.ms", field: func(c *Config) any { return &kafkaConfig(c).GroupInitialRebalanceDelay }},
 	{Key: "kafka-sasl-timeout", Protocol: "kafka", Section: secKafka, Kind: KindDuration, Help: "close connections not through SASL this long after opening (with auth-enabled)",
 		field: func(c *Config) any { return &kafkaConfig(c).SASLTimeout }},
+	{Key: "kafka-transaction-version", Protocol: "kafka", Section: secKafka, Kind: KindInt, Help: "transactions protocol offered to Kafka 4 clients: 2 (KIP-890, epoch bumped per transaction) or 1",
+		Mirrors: "Kafka feature transaction.version", field: func(c *Config) any { return &kafkaConfig(c).TransactionVersion }},
 
 	{Key: "pulsar-addr", Section: secPulsar, Arg: "host:port", Help: "Pulsar binary-protocol listener (port 0 picks a free one)",
 		Mirrors: "Pulsar brokerServicePort", field: func(c *Config) any { return mapEntry{c.Addrs, "pulsar"} }},

@@ -1,6 +1,9 @@
 package kafka
 
-// Produce (key 0), versions 3-9 (record batch v2 only; Kafka 2.8's maximum).
+// Produce (key 0), versions 3-12 (record batch v2 only; v10's KIP-951
+// leader hints are left out, there is one replica; v11 adds
+// TRANSACTION_ABORTABLE to the codes a client may get; v13 names topics by
+// id and is not served).
 //
 // Each partition's records must be exactly one RecordBatch v2 with a valid
 // CRC-32C; it is stored byte for byte, unless the topic's compression.type
@@ -13,7 +16,11 @@ package kafka
 // attribute: INVALID_RECORD otherwise); they are appended through the
 // broker's transaction coordinator, which refuses a partition not added to
 // the producer's ongoing transaction (INVALID_TXN_STATE) and an old epoch
-// (INVALID_PRODUCER_EPOCH).
+// (INVALID_PRODUCER_EPOCH). Under transactions v2 (v12 and the handler's
+// transaction-version 2) the request first adds its partitions to the
+// producer's transaction (beginning one if none is open), as Kafka 4's
+// produce path does; that costs a coordinator write only for a partition's
+// first batch in a transaction.
 // acks 0 sends no response (an error then closes the connection, as Kafka
 // does, so the client refreshes metadata); acks 1 and -1 both answer once
 // the batch is durable: there is one replica.
@@ -22,6 +29,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -32,7 +40,7 @@ import (
 	"github.com/kopernik-io/kopernik/broker"
 )
 
-func init() { register(3, 9, handleProduce) }
+func init() { register(3, 12, handleProduce) }
 
 func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg.Response, error) {
 	h := c.h
@@ -57,6 +65,15 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 		failed = err
 		failMu.Unlock()
 	}
+	// Partitions append concurrently: their group commits overlap. Under
+	// transactions v2 they first join the transaction, all in one call.
+	type job struct {
+		name    broker.TopicName
+		records []byte
+		topic   string
+		sp      *kmsg.ProduceResponseTopicPartition
+	}
+	var jobs []job
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for i := range req.Topics {
 		rt := &req.Topics[i]
@@ -86,17 +103,32 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 				fail(err)
 				continue
 			}
-			// Partitions append concurrently: their group commits overlap.
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := h.produceOne(actx, name, rp.Records, req.TransactionID != nil, sp); err != nil {
-					sp.ErrorCode, sp.ErrorMessage = h.partitionErrCode(ctx, "produce", rt.Topic, rp.Partition, err), errMsg(err)
-					fail(err)
-					c.log.DebugContext(ctx, "kafka: produce failed", "topic", name.String(), "err", err)
-				}
-			}()
+			jobs = append(jobs, job{name: name, records: rp.Records, topic: rt.Topic, sp: sp})
 		}
+	}
+	var joinErr error
+	if req.TransactionID != nil && h.txnV2(req.Version, 12) && len(jobs) > 0 {
+		names := make([]broker.TopicName, len(jobs))
+		batches := make([][]byte, len(jobs))
+		for i, j := range jobs {
+			names[i], batches[i] = j.name, j.records
+		}
+		joinErr = h.joinTxn(ctx, *req.TransactionID, batches, names)
+	}
+	for _, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := joinErr
+			if err == nil {
+				err = h.produceOne(actx, j.name, j.records, req.TransactionID != nil, j.sp)
+			}
+			if err != nil {
+				j.sp.ErrorCode, j.sp.ErrorMessage = h.partitionErrCode(ctx, "produce", j.topic, j.sp.Partition, err), errMsg(err)
+				fail(err)
+				c.log.DebugContext(ctx, "kafka: produce failed", "topic", j.name.String(), "err", err)
+			}
+		}()
 	}
 	wg.Wait()
 	if req.Version < 8 {
@@ -113,6 +145,23 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 		return nil, nil
 	}
 	return resp, nil
+}
+
+// joinTxn adds partitions to the transaction of the producer whose
+// batches these are (transactions v2; the producer id and epoch of the
+// first batch whose header parses: produceOne refuses batches that are
+// bad or of another producer, as in v1).
+func (h *Handler) joinTxn(ctx context.Context, txnID string, batches [][]byte, partitions []broker.TopicName) error {
+	i := slices.IndexFunc(batches, func(b []byte) bool { bh, err := parseBatchHeader(b); return err == nil && bh.producerID >= 0 })
+	if i < 0 {
+		return nil
+	}
+	bh, _ := parseBatchHeader(batches[i])
+	co, err := h.txns(ctx)
+	if err != nil {
+		return err
+	}
+	return co.JoinPartitions(ctx, h.txnKey(ctx, txnID), bh.producerID, bh.producerEpoch, partitions)
 }
 
 // produceOne appends one partition's batch and fills in its success fields.

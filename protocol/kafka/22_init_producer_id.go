@@ -1,6 +1,7 @@
 package kafka
 
-// InitProducerId (key 22), versions 0-4 (Kafka 2.8's maximum).
+// InitProducerId (key 22), versions 0-5 (v5 adds TRANSACTION_ABORTABLE to
+// the codes a client may get; v6, KIP-939's two-phase commit, is not served).
 //
 // Without a transactional id (idempotent producers; Kafka 3.x clients enable
 // idempotence by default) every call returns a new producer id with epoch 0,
@@ -22,7 +23,7 @@ import (
 	"github.com/kopernik-io/kopernik/broker"
 )
 
-func init() { register(0, 4, handleInitProducerID) }
+func init() { register(0, 5, handleInitProducerID) }
 
 func handleInitProducerID(ctx context.Context, c *conn, req *kmsg.InitProducerIDRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)

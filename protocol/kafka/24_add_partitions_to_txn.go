@@ -1,7 +1,9 @@
 package kafka
 
 // AddPartitionsToTxn (key 24), versions 0-3 (v4+ batches transactions per
-// request for brokers, KIP-890: not served).
+// request for brokers verifying produces, KIP-890 part 1: not served, the
+// coordinator is in the broker; under transactions v2 clients skip this
+// call, their produces add the partitions).
 //
 // Adds the partitions to the producer's transaction in the broker's
 // coordinator. Every partition of the request gets the same answer; a topic

@@ -1,6 +1,7 @@
 package kafka
 
-// AddOffsetsToTxn (key 25), versions 0-3 (Kafka 2.8's maximum).
+// AddOffsetsToTxn (key 25), versions 0-4 (v4 adds TRANSACTION_ABORTABLE to
+// the codes a client may get; under transactions v2 clients skip this call).
 //
 // Adds a consumer group to the producer's transaction, so that its
 // TxnOffsetCommit calls are accepted; the offsets become the group's
@@ -12,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(0, 3, handleAddOffsetsToTxn) }
+func init() { register(0, 4, handleAddOffsetsToTxn) }
 
 func handleAddOffsetsToTxn(ctx context.Context, c *conn, req *kmsg.AddOffsetsToTxnRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)

@@ -1,10 +1,13 @@
 package kafka
 
-// TxnOffsetCommit (key 28), versions 0-3 (Kafka 2.8's maximum; v3 carries
-// the group generation and member, KIP-447).
+// TxnOffsetCommit (key 28), versions 0-5 (v3 carries the group generation
+// and member, KIP-447; v4 adds TRANSACTION_ABORTABLE to the codes a client
+// may get; v5 is transactions v2, KIP-890 part 2).
 //
 // Records offsets of a group in the producer's transaction (the group must
-// have been added with AddOffsetsToTxn: INVALID_TXN_STATE otherwise). They
+// have been added with AddOffsetsToTxn: INVALID_TXN_STATE otherwise; v5
+// under transaction-version 2 adds it itself, beginning the transaction
+// if none is open). They
 // are applied as OffsetCommit applies them, moving the group's subscription
 // on each partition (group_offsets.go), only when the transaction commits;
 // an abort drops them. v3 with a member id is checked against the group like
@@ -22,7 +25,7 @@ import (
 	"github.com/kopernik-io/kopernik/broker"
 )
 
-func init() { register(0, 3, handleTxnOffsetCommit) }
+func init() { register(0, 5, handleTxnOffsetCommit) }
 
 func handleTxnOffsetCommit(ctx context.Context, c *conn, req *kmsg.TxnOffsetCommitRequest) (kmsg.Response, error) {
 	h := c.h
@@ -84,7 +87,13 @@ func handleTxnOffsetCommit(ctx context.Context, c *conn, req *kmsg.TxnOffsetComm
 			if gc, gerr := h.coordinator(ctx); gerr == nil {
 				gc.addTopics(req.Group, topics)
 			}
-			err = co.CommitOffsets(ctx, h.txnKey(ctx, req.TransactionalID), req.ProducerID, req.ProducerEpoch, req.Group, offsets)
+			id := h.txnKey(ctx, req.TransactionalID)
+			if h.txnV2(req.Version, 5) {
+				err = co.JoinGroup(ctx, id, req.ProducerID, req.ProducerEpoch, req.Group)
+			}
+			if err == nil {
+				err = co.CommitOffsets(ctx, id, req.ProducerID, req.ProducerEpoch, req.Group, offsets)
+			}
 		}
 		if err != nil {
 			c.log.DebugContext(ctx, "kafka: TxnOffsetCommit failed", "transactional_id", req.TransactionalID, "group", req.Group, "err", err)

@@ -94,6 +94,15 @@ type Config struct {
 	// empty consumer group waits for more members to join (Kafka
 	// group.initial.rebalance.delay.ms, default 3s; 0 completes at once).
 	GroupInitialRebalanceDelay time.Duration `yaml:"group-initial-rebalance-delay"`
+	// TransactionVersion is the finalized level of Kafka's
+	// transaction.version feature that ApiVersions advertises (default 2):
+	// 2 serves transactions v2 (KIP-890 part 2: Produce v12 adds
+	// partitions to the transaction, TxnOffsetCommit v5 its group, EndTxn
+	// v5 bumps the epoch), which Kafka 4 clients then use; 1 keeps them on
+	// v1 (AddPartitionsToTxn, AddOffsetsToTxn, one epoch per producer
+	// session), as a Kafka 4 cluster that was not upgraded. Kafka's
+	// kafka-features --upgrade --feature transaction.version=N.
+	TransactionVersion int `yaml:"transaction-version"`
 	// SASLTimeout closes a connection that has not completed SASL
 	// authentication this long after it opened, when authentication is on
 	// (default 30s; no Kafka equivalent, connections.max.idle.ms plays it).
@@ -112,6 +121,7 @@ func DefaultConfig() Config {
 
 		GroupInitialRebalanceDelay: 3 * time.Second,
 		SASLTimeout:                30 * time.Second,
+		TransactionVersion:         2,
 	}
 }
 
@@ -136,6 +146,9 @@ func (c Config) Validate() error {
 		if _, _, err := advertisedAddr(c.AdvertisedTLSAddr, nil); err != nil {
 			errs = append(errs, fmt.Errorf("advertised-tls-addr: %w", err))
 		}
+	}
+	if c.TransactionVersion < 1 || c.TransactionVersion > 2 {
+		errs = append(errs, fmt.Errorf("transaction-version %d must be 1 or 2", c.TransactionVersion))
 	}
 	if c.DefaultPartitions < 1 {
 		errs = append(errs, fmt.Errorf("default-partitions %d must be >= 1", c.DefaultPartitions))

@@ -1,6 +1,7 @@
 package kafka
 
-// Transactions (KIP-98, transactions v1): the coordinator is the broker's
+// Transactions (KIP-98, transactions v1; KIP-890 part 2, transactions v2
+// under the handler's TransactionVersion 2, see txnV2): the coordinator is the broker's
 // (broker/txn.go); the handlers in 22_init_producer_id.go,
 // 24_add_partitions_to_txn.go, 25_add_offsets_to_txn.go, 26_end_txn.go and
 // 28_txn_offset_commit.go only translate requests and errors. Transactional
@@ -27,6 +28,14 @@ func (h *Handler) txns(ctx context.Context) (*broker.TxnCoordinator, error) {
 		return nil, errTransactional
 	}
 	return ts.Transactions(ctx)
+}
+
+// txnV2 reports whether a request at version, of an API whose
+// transactions v2 form starts at v2From, gets v2's semantics: the client
+// chose that version (it does only under transaction.version 2) and the
+// handler offers v2.
+func (h *Handler) txnV2(version, v2From int16) bool {
+	return version >= v2From && h.cfg.TransactionVersion >= 2
 }
 
 // txnKey is the coordinator's key of a client's transactional id: ids are
