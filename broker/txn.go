@@ -44,7 +44,9 @@ package broker
 //
 // Limits: one coordinator per metadata store is assumed (FindCoordinator
 // answers this broker); another broker's change to a record is seen by
-// this one's cache only on restart. Transactional ids never expire.
+// this one's cache only on restart. Records of ids with no transaction
+// open expire (ExpireIdle, TxnOptions.IDExpiration, as Kafka's
+// transactional.id.expiration.ms; ended Pulsar transactions sooner).
 
 import (
 	"context"
@@ -55,6 +57,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kopernik-io/kopernik/metadata"
@@ -166,6 +169,17 @@ type TxnOptions struct {
 	// transaction.abort.timed.out.transaction.cleanup.interval.ms,
 	// default 10 s; negative disables the loop).
 	CheckInterval time.Duration
+	// IDExpiration is how long the record of a transactional id with no
+	// transaction open (Empty or Complete*) outlives its last change
+	// (Kafka transactional.id.expiration.ms, default 7 days; negative:
+	// never). The id's next InitProducerID then starts afresh with a new
+	// producer id; a producer still using the old one gets
+	// ErrInvalidProducerIDMapping, as from Kafka.
+	IDExpiration time.Duration
+	// PulsarEndedRetention is how long an ended Pulsar transaction's
+	// record stays for DescribeTransactions and the admin API (default
+	// 10 minutes): a Pulsar transaction is one-shot, nothing else reads it.
+	PulsarEndedRetention time.Duration
 }
 
 // TxnCoordinator is the broker's transaction coordinator; see the file
@@ -194,6 +208,10 @@ type txnEntry struct {
 	rw sync.RWMutex
 	m  TxnMetadata // guarded by rw; ok false until loaded
 	ok bool
+	// gone marks an entry whose record expired (set under op and
+	// TxnCoordinator.mu): it is out of the maps, and whoever locks its op
+	// after that takes a fresh entry instead (lockEntry).
+	gone atomic.Bool
 }
 
 func newTxnCoordinator(b *Broker, opts TxnOptions) *TxnCoordinator {
@@ -202,6 +220,12 @@ func newTxnCoordinator(b *Broker, opts TxnOptions) *TxnCoordinator {
 	}
 	if opts.CheckInterval == 0 {
 		opts.CheckInterval = 10 * time.Second
+	}
+	if opts.IDExpiration == 0 {
+		opts.IDExpiration = 7 * 24 * time.Hour
+	}
+	if opts.PulsarEndedRetention <= 0 {
+		opts.PulsarEndedRetention = 10 * time.Minute
 	}
 	c := &TxnCoordinator{b: b, opts: opts, log: b.log}
 	c.mu.txns = map[string]*txnEntry{}
@@ -290,6 +314,19 @@ func (c *TxnCoordinator) entry(id string) *txnEntry {
 	return e
 }
 
+// lockEntry returns id's entry with its op lock held, never one that
+// expired meanwhile.
+func (c *TxnCoordinator) lockEntry(id string) *txnEntry {
+	for {
+		e := c.entry(id)
+		e.op.Lock()
+		if !e.gone.Load() {
+			return e
+		}
+		e.op.Unlock()
+	}
+}
+
 // cache sets e's cached record and the producer id index.
 func (c *TxnCoordinator) cache(e *txnEntry, m TxnMetadata) {
 	e.rw.Lock()
@@ -297,6 +334,10 @@ func (c *TxnCoordinator) cache(e *txnEntry, m TxnMetadata) {
 	e.m, e.ok = m, true
 	e.rw.Unlock()
 	c.mu.Lock()
+	if e.gone.Load() {
+		c.mu.Unlock() // a reader's late fill of an expired entry
+		return
+	}
 	if old.ProducerID != m.ProducerID && c.mu.byPID[old.ProducerID] == e {
 		delete(c.mu.byPID, old.ProducerID)
 	}
@@ -393,8 +434,7 @@ func (c *TxnCoordinator) InitProducerID(ctx context.Context, txnID string, timeo
 	if timeout <= 0 || timeout > c.opts.MaxTimeout {
 		return ProducerIDAndEpoch{}, fmt.Errorf("%w: %v (max %v)", ErrInvalidTxnTimeout, timeout, c.opts.MaxTimeout)
 	}
-	e := c.entry(txnID)
-	e.op.Lock()
+	e := c.lockEntry(txnID)
 	defer e.op.Unlock()
 	m, ok, err := c.get(ctx, e)
 	if err != nil {
@@ -493,8 +533,7 @@ func (c *TxnCoordinator) opProducer(ctx context.Context, txnID string, pid int64
 }
 
 func (c *TxnCoordinator) opEntry(ctx context.Context, txnID string) (*txnEntry, TxnMetadata, error) {
-	e := c.entry(txnID)
-	e.op.Lock()
+	e := c.lockEntry(txnID)
 	m, ok, err := c.get(ctx, e)
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: unknown transactional id %q", ErrInvalidProducerIDMapping, txnID)
@@ -1017,8 +1056,101 @@ func (c *TxnCoordinator) loop() {
 			return
 		case <-t.C:
 		}
-		c.CheckTimeouts(c.stopContext())
+		ctx := c.stopContext()
+		c.CheckTimeouts(ctx)
+		c.ExpireIdle(ctx, time.Now())
 	}
+}
+
+// expirable reports whether record m, as of now, has outlived its
+// retention (TxnOptions.IDExpiration, PulsarEndedRetention).
+func (c *TxnCoordinator) expirable(m TxnMetadata, now time.Time) bool {
+	idle := now.UnixMilli() - m.LastUpdateMs
+	switch {
+	case m.State != TxnEmpty && m.State != TxnCompleteCommit && m.State != TxnCompleteAbort:
+		return false
+	case isPulsarTxn(m.TransactionalID):
+		// An Empty one may still be used within its timeout.
+		keep := c.opts.PulsarEndedRetention.Milliseconds()
+		if m.State == TxnEmpty {
+			keep = max(keep, int64(m.TimeoutMs))
+		}
+		return idle > keep
+	}
+	return c.opts.IDExpiration > 0 && idle > c.opts.IDExpiration.Milliseconds()
+}
+
+// ExpireIdle deletes the records that, as of now, outlived their
+// retention (see expirable; the store's copy decides, compared and
+// deleted by version) and forgets them; it returns how many. An entry
+// with an operation running is left for the next round.
+func (c *TxnCoordinator) ExpireIdle(ctx context.Context, now time.Time) int {
+	c.mu.Lock()
+	entries := make([]*txnEntry, 0, len(c.mu.txns))
+	for _, e := range c.mu.txns {
+		entries = append(entries, e)
+	}
+	c.mu.Unlock()
+	n := 0
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			break
+		}
+		e.rw.RLock()
+		m, ok := e.m, e.ok
+		e.rw.RUnlock()
+		if !ok || !c.expirable(m, now) || !e.op.TryLock() {
+			continue
+		}
+		expired, err := c.expire(ctx, e, now)
+		e.op.Unlock()
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("expiring a transactional id failed; retried next round", "transactional_id", e.id, "err", err)
+		}
+		if expired {
+			n++
+		}
+	}
+	return n
+}
+
+// expire deletes e's record if the store's copy is expirable; e.op is held.
+func (c *TxnCoordinator) expire(ctx context.Context, e *txnEntry, now time.Time) (bool, error) {
+	if e.gone.Load() {
+		return false, nil
+	}
+	r, err := c.b.store.Get(ctx, txnPath(e.id))
+	if err != nil {
+		return false, err
+	}
+	var m TxnMetadata
+	if err := json.Unmarshal(r.Value, &m); err != nil {
+		return false, err
+	}
+	if !c.expirable(m, now) {
+		c.cache(e, m) // changed elsewhere: take the newer copy
+		return false, nil
+	}
+	if err := c.b.store.Delete(ctx, txnPath(e.id), r.Version); err != nil {
+		if errors.Is(err, metadata.ErrBadVersion) || errors.Is(err, metadata.ErrNotFound) {
+			return false, nil // changed or gone meanwhile: next round decides
+		}
+		return false, err
+	}
+	e.rw.Lock()
+	e.m, e.ok = TxnMetadata{}, false
+	e.rw.Unlock()
+	c.mu.Lock()
+	e.gone.Store(true)
+	if c.mu.txns[e.id] == e {
+		delete(c.mu.txns, e.id)
+	}
+	if c.mu.byPID[m.ProducerID] == e {
+		delete(c.mu.byPID, m.ProducerID)
+	}
+	c.mu.Unlock()
+	c.log.Debug("transactional id expired", "transactional_id", e.id, "producer_id", m.ProducerID, "state", m.State)
+	return true, nil
 }
 
 // stopContext is a context canceled when the broker closes.
@@ -1060,6 +1192,10 @@ func (c *TxnCoordinator) CheckTimeouts(ctx context.Context) {
 		}
 		if !e.op.TryLock() {
 			continue // an operation is running on it; next round
+		}
+		if e.gone.Load() {
+			e.op.Unlock()
+			continue
 		}
 		m, _, err := c.get(ctx, e)
 		switch {

@@ -11,7 +11,7 @@ package broker
 // transaction) with current or stale epochs, timeouts (CheckTimeouts), restarts, and
 // crashes right after a Prepare state was recorded (the record is set to
 // Prepare* while the broker is down; the restarted coordinator must finish
-// the transaction). After every operation the error class, every record
+// the transaction), and expiry of the ids with no transaction open. After every operation the error class, every record
 // (producer id, epoch, state, partitions, groups), every partition's last
 // stable offset and aborted index, and the group's committed offsets must
 // equal the model's.
@@ -65,7 +65,7 @@ func runTxnCoordinatorModel(t *testing.T, seed uint64, ops int) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, seed^0x51))
 	dir := t.TempDir()
-	opts := Options{RetentionInterval: -1, Transactions: TxnOptions{CheckInterval: -1, MaxTimeout: time.Hour}}
+	opts := Options{RetentionInterval: -1, Transactions: TxnOptions{CheckInterval: -1, MaxTimeout: time.Hour, IDExpiration: time.Hour}}
 	b := startDurable(t, dir, opts)
 	co, err := b.Transactions(ctx)
 	if err != nil {
@@ -308,6 +308,16 @@ func runTxnCoordinatorModel(t *testing.T, seed uint64, ops int) {
 				case m.state == TxnCompleteCommit && commit, m.state == TxnCompleteAbort && !commit:
 				default:
 					want = ErrInvalidTxnState
+				}
+			}
+		case k < 86:
+			desc = "expire idle ids"
+			// As of a moment past every record's expiration: each id
+			// with no transaction open is forgotten.
+			co.ExpireIdle(ctx, time.Now().Add(opts.Transactions.IDExpiration+time.Minute))
+			for _, mt := range txns {
+				if mt.exists && mt.state != TxnOngoing {
+					*mt = mTxn{}
 				}
 			}
 		case k < 89:

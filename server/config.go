@@ -60,6 +60,10 @@ type Config struct {
 	// TransactionMaxTimeout bounds a transactional producer's timeout
 	// (default 15m; Kafka transaction.max.timeout.ms; docs/transactions.md).
 	TransactionMaxTimeout time.Duration `yaml:"transaction-max-timeout"`
+	// TransactionalIDExpiration forgets a transactional id with no
+	// transaction open this long after its last change (Kafka
+	// transactional.id.expiration.ms, default 7 days; negative: never).
+	TransactionalIDExpiration time.Duration `yaml:"transactional-id-expiration"`
 
 	// Broker-wide policy defaults; namespaces and topics override them.
 	// RetentionTime keeps consumed data (default 168h; Kafka log.retention.hours).
@@ -219,6 +223,7 @@ func DefaultConfig() *Config {
 		LogFormat:                 "text",
 		ShutdownTimeout:           10 * time.Second,
 		TransactionMaxTimeout:     15 * time.Minute,
+		TransactionalIDExpiration: 7 * 24 * time.Hour,
 		RetentionTime:             d.RetentionTime,
 		RetentionBytes:            d.RetentionBytes,
 		MaxMessageBytes:           d.MaxMessageBytes,
@@ -614,6 +619,9 @@ func (c *Config) validate() []problem {
 	}
 	if c.Fsync != "always" && c.Fsync != "interval" {
 		add("fsync", "fsync must be \"always\" or \"interval\", not %q", c.Fsync)
+	}
+	if c.TransactionalIDExpiration == 0 {
+		add("transactional-id-expiration", "transactional-id-expiration must be > 0 (or negative: never), not 0")
 	}
 	if c.TransactionMaxTimeout <= 0 {
 		add("transaction-max-timeout", "transaction-max-timeout must be > 0, not %s", c.TransactionMaxTimeout)

@@ -150,7 +150,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 	s.broker, err = broker.New(ctx, broker.Options{
 		Store: s.storage.Store, Ledgers: s.storage.Ledgers, Defaults: cfg.Policies(), Sync: syncCfg,
 		Logger:       log.With("component", "broker"),
-		Transactions: broker.TxnOptions{MaxTimeout: cfg.TransactionMaxTimeout},
+		Transactions: broker.TxnOptions{MaxTimeout: cfg.TransactionMaxTimeout, IDExpiration: cfg.TransactionalIDExpiration},
 		Cluster:      s.member,
 	})
 	if err != nil {

@@ -325,6 +325,8 @@ var settings = []Setting{
 		field: func(c *Config) any { return &c.ShutdownTimeout }},
 	{Key: "transaction-max-timeout", Section: secGeneral, Kind: KindDuration, Help: "largest transaction timeout a transactional producer may ask for (docs/transactions.md)",
 		Mirrors: "Kafka transaction.max.timeout.ms", field: func(c *Config) any { return &c.TransactionMaxTimeout }},
+	{Key: "transactional-id-expiration", Section: secGeneral, Kind: KindDuration, Help: "forget a transactional id with no transaction open this long after its last use (negative: never)",
+		Mirrors: "Kafka transactional.id.expiration.ms", field: func(c *Config) any { return &c.TransactionalIDExpiration }},
 	{Key: "max-connections-per-address", Section: secGeneral, Kind: KindInt, Help: "open connections of one client host over all listeners (0: no bound)",
 		Mirrors: "Kafka max.connections.per.ip, Pulsar maxConnectionsPerIp", field: func(c *Config) any { return &c.MaxConnectionsPerAddress }},
 
