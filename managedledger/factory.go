@@ -340,12 +340,13 @@ func (f *Factory) Open(ctx context.Context, name string, cfg Config) (*ManagedLe
 		return nil, err
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	for {
 		if f.mu.closed {
+			f.mu.Unlock()
 			return nil, ErrClosed
 		}
 		if ml, ok := f.mu.ledgers[name]; ok {
+			f.mu.Unlock()
 			return ml, nil
 		}
 		done, ok := f.mu.closing[name]
@@ -356,16 +357,30 @@ func (f *Factory) Open(ctx context.Context, name string, cfg Config) (*ManagedLe
 		select {
 		case <-done:
 		case <-ctx.Done():
-			f.mu.Lock()
 			return nil, ctx.Err()
 		}
 		f.mu.Lock()
 	}
+	// The name is busy while it opens (a second Open of it waits, as for
+	// a close), but f.mu is not held across the open: recovery reads
+	// files and the metadata store, and one slow ledger must not stall
+	// the opens, closes and deletes of all others (with thousands of
+	// partitions, first writes arrive for many ledgers at once).
+	release := f.holdClosingLocked(name)
+	f.mu.Unlock()
+	defer release()
 	ml, err := openLedger(ctx, f, name, cfg.withDefaults())
 	if err != nil {
 		return nil, err
 	}
+	f.mu.Lock()
+	if f.mu.closed {
+		// Close ran meanwhile and did not see this ledger: close it here.
+		f.mu.Unlock()
+		return nil, errors.Join(ErrClosed, ml.close())
+	}
 	f.mu.ledgers[name] = ml
+	f.mu.Unlock()
 	return ml, nil
 }
 
@@ -474,12 +489,22 @@ func (f *Factory) Close() error {
 	f.mu.closed = true
 	all := f.mu.ledgers
 	f.mu.ledgers = map[string]*ManagedLedger{}
+	busy := make([]chan struct{}, 0, len(f.mu.closing))
+	for _, done := range f.mu.closing {
+		busy = append(busy, done)
+	}
 	f.mu.Unlock()
 	close(f.stop)
 	f.wg.Wait()
 	var errs []error
 	for _, ml := range all {
 		errs = append(errs, ml.close())
+	}
+	// Opens, closes and deletes in flight finish before the journal
+	// closes (an open that completes now sees closed and closes its
+	// ledger itself). New ones fail with ErrClosed.
+	for _, done := range busy {
+		<-done
 	}
 	if f.journal != nil {
 		// After the ledgers: their closes sync their segments and release
@@ -649,9 +674,11 @@ func maxJPos(recs []jrec) Position {
 	return m
 }
 
-// takeReplayLocked hands ledger name's journal records found at start to
-// its open (once). f.mu held (Open holds it across openLedger).
-func (f *Factory) takeReplayLocked(name string) []jrec {
+// takeReplay hands ledger name's journal records found at start to its
+// open (once).
+func (f *Factory) takeReplay(name string) []jrec {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	recs := f.mu.replay[name]
 	delete(f.mu.replay, name)
 	return recs

@@ -175,7 +175,7 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 	rec, err := ml.store.Get(ctx, ledgerPath(name))
 	switch {
 	case errors.Is(err, metadata.ErrNotFound):
-		if recs := f.takeReplayLocked(name); len(recs) > 0 && ml.journal != nil {
+		if recs := f.takeReplay(name); len(recs) > 0 && ml.journal != nil {
 			// A deleted incarnation's records; this one's ids are higher.
 			ml.journal.release(name, maxJPos(recs))
 		}
@@ -250,7 +250,7 @@ func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record)
 				return storageError(ml.name, fmt.Errorf("recover ledger %d: %w", lm.ID, err))
 			}
 			l.seg = seg
-			if err := ml.replayJournal(seg, ml.factory.takeReplayLocked(ml.name)); err != nil {
+			if err := ml.replayJournal(seg, ml.factory.takeReplay(ml.name)); err != nil {
 				return err
 			}
 			d := seg.Durable()

@@ -1,0 +1,212 @@
+package managedledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kopernik-io/kopernik/segment"
+)
+
+// blockFS blocks OpenFile of any path containing part until release: a
+// ledger whose recovery or creation is stuck on its disk.
+type blockFS struct {
+	segment.FS
+	part    string
+	once    sync.Once
+	gate    chan struct{}
+	blocked chan struct{} // closed when the first blocked OpenFile waits
+	bOnce   sync.Once
+}
+
+func newBlockFS(part string) *blockFS {
+	return &blockFS{FS: segment.OSFS{}, part: part, gate: make(chan struct{}), blocked: make(chan struct{})}
+}
+
+func (b *blockFS) OpenFile(name string, flag int, perm os.FileMode) (segment.File, error) {
+	if strings.Contains(name, b.part) {
+		b.bOnce.Do(func() { close(b.blocked) })
+		<-b.gate
+	}
+	return b.FS.OpenFile(name, flag, perm)
+}
+
+func (b *blockFS) release() { b.once.Do(func() { close(b.gate) }) }
+
+// TestOpenConcurrent: one ledger whose open is stuck on its disk stalls
+// neither the opens, appends and closes of other ledgers nor the factory's
+// Close; a second Open of the stuck name waits (one instance per name), a
+// cancelled one returns the context's error, and an open that completes
+// after Close fails with ErrClosed without leaking its ledger. After a
+// restart every acknowledged entry is there.
+func TestOpenConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	bfs := newBlockFS("stuck")
+	e := newEnv(t, dir)
+	e.f.Close()
+	e.opts.FS = bfs
+	e.start()
+	t.Cleanup(bfs.release) // a failing run does not leave Close stuck
+	ctx := context.Background()
+
+	type result struct {
+		ml  *ManagedLedger
+		err error
+	}
+	stuck := make(chan result, 1)
+	go func() {
+		ml, err := e.f.Open(ctx, "stuck", Config{})
+		stuck <- result{ml, err}
+	}()
+	<-bfs.blocked
+
+	// Twenty other ledgers open, append and close while "stuck" waits.
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 20; i++ {
+			ml, err := e.f.Open(ctx, fmt.Sprintf("free-%02d", i), Config{})
+			if err != nil {
+				done <- err
+				return
+			}
+			for j := 0; j < 5; j++ {
+				if _, err := ml.Append(ctx, Entry{Format: FormatKafka, MsgCount: 1, Data: payload(j)}); err != nil {
+					done <- err
+					return
+				}
+			}
+			if i%2 == 0 {
+				if err := ml.Close(); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("other ledgers stalled behind one stuck open")
+	}
+
+	// A second Open of the stuck name waits for the first.
+	second := make(chan result, 1)
+	go func() {
+		ml, err := e.f.Open(ctx, "stuck", Config{})
+		second <- result{ml, err}
+	}()
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	if _, err := e.f.Open(cctx, "stuck", Config{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("open with a cancelled context while the name is busy: %v, want DeadlineExceeded", err)
+	}
+	cancel()
+	select {
+	case r := <-second:
+		t.Fatalf("second open returned while the first was stuck: %v", r.err)
+	default:
+	}
+
+	// Close while the open is stuck: Close waits for it, and the open
+	// fails with ErrClosed (the factory is gone), its ledger closed.
+	closed := make(chan error, 1)
+	go func() { closed <- e.f.Close() }()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned while an open was in flight: %v", err)
+	default:
+	}
+	bfs.release()
+	r := <-stuck
+	if !errors.Is(r.err, ErrClosed) {
+		t.Fatalf("open completing after Close: %v, want ErrClosed", r.err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if r := <-second; !errors.Is(r.err, ErrClosed) {
+		t.Fatalf("second open after Close: %v, want ErrClosed", r.err)
+	}
+
+	e.opts.FS = segment.OSFS{}
+	e.start()
+	for i := 0; i < 20; i++ {
+		ml := e.open(fmt.Sprintf("free-%02d", i), Config{})
+		es := readAll(t, ml)
+		if len(es) != 5 {
+			t.Fatalf("free-%02d: %d entries after restart, want 5", i, len(es))
+		}
+	}
+}
+
+// TestOpenCloseStress: workers open, append to and close a few shared
+// names at random; an Open returns the one live instance or waits for a
+// close, so appends never land in a second instance of a ledger. After a
+// restart each ledger holds exactly the acknowledged entries.
+func TestOpenCloseStress(t *testing.T) {
+	e := newEnv(t, t.TempDir())
+	ctx := context.Background()
+	names := []string{"s0", "s1", "s2", "s3"}
+	var mu sync.Mutex
+	acked := map[string]int{}
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(seed int64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(seed))
+			for round := 0; round < 60; round++ {
+				name := names[rng.Intn(len(names))]
+				ml, err := e.f.Open(ctx, name, Config{})
+				if err != nil {
+					errc <- err
+					return
+				}
+				n := 0
+				for j := rng.Intn(4); j >= 0; j-- {
+					if _, err := ml.Append(ctx, Entry{Format: FormatKafka, MsgCount: 1, Data: payload(j), SeqFirst: int64(j)}); err != nil {
+						if errors.Is(err, ErrClosed) {
+							break // another worker closed this instance
+						}
+						errc <- err
+						return
+					}
+					n++
+				}
+				mu.Lock()
+				acked[name] += n
+				mu.Unlock()
+				if rng.Intn(3) == 0 {
+					if err := ml.Close(); err != nil {
+						errc <- err
+						return
+					}
+				}
+			}
+		}(int64(w))
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	e.restart()
+	for _, name := range names {
+		es := readAll(t, e.open(name, Config{}))
+		if len(es) != acked[name] {
+			t.Fatalf("%s: %d entries after restart, %d acknowledged", name, len(es), acked[name])
+		}
+		checkContinuous(t, es, 0)
+	}
+}

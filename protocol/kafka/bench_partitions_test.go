@@ -1,0 +1,109 @@
+package kafka
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+var benchMaxPartitions = flag.Int("bench.maxpartitions", 10_000, "BenchmarkManyPartitions: largest partition count run")
+
+// BenchmarkManyPartitions creates P partitions (P/100 partitions in each of
+// 100 topics; one topic below 100), then produces rounds of one acked
+// 100-byte record to every partition with franz-go (acks=all, idempotent),
+// against kopernik with fsync before every acknowledgement and, in the
+// same run, franz-go's in-memory kfake. The first round is each
+// partition's first write (its ledger is created); steady rounds (b.N of
+// them) write to ledgers that exist. Reported: create-ms, first-round-ms,
+// round-ms (steady, mean) and failed records.
+//
+//	go test ./protocol/kafka -run '^$' -bench ManyPartitions -benchtime 5x -bench.maxpartitions 10000
+func BenchmarkManyPartitions(b *testing.B) {
+	for _, p := range []int{1, 100, 1_000, 10_000, 100_000} {
+		if p > *benchMaxPartitions {
+			break
+		}
+		b.Run(fmt.Sprintf("partitions=%d/kopernik", p), func(b *testing.B) {
+			s := startDurableServer(b)
+			benchManyPartitions(b, s.addr, p)
+		})
+		b.Run(fmt.Sprintf("partitions=%d/kfake", p), func(b *testing.B) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			benchManyPartitions(b, c.ListenAddrs()[0], p)
+		})
+	}
+}
+
+func benchManyPartitions(b *testing.B, addr string, partitions int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	topics, per := 100, partitions/100
+	if partitions < 100 {
+		topics, per = 1, partitions
+	}
+	names := make([]string, topics)
+	for i := range names {
+		names[i] = fmt.Sprintf("many-%03d", i)
+	}
+	adm := kadm.NewClient(newKgo(b, addr, kgo.RequestTimeoutOverhead(time.Minute)))
+	start := time.Now()
+	resp, err := adm.CreateTopics(ctx, int32(per), 1, nil, names...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := resp.Error(); err != nil {
+		b.Fatal(err)
+	}
+	created := time.Since(start)
+
+	p := newKgo(b, addr, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(partitions+1),
+		kgo.ProduceRequestTimeout(5*time.Minute), kgo.RecordDeliveryTimeout(10*time.Minute))
+	value := make([]byte, 100)
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	round := func() time.Duration {
+		var wg sync.WaitGroup
+		wg.Add(topics * per)
+		t0 := time.Now()
+		for _, topic := range names {
+			for part := range per {
+				p.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(part), Value: value}, func(_ *kgo.Record, err error) {
+					if err != nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, err)
+					}
+					wg.Done()
+				})
+			}
+		}
+		wg.Wait()
+		return time.Since(t0)
+	}
+	first := round()
+	b.ResetTimer()
+	var steady time.Duration
+	for range b.N {
+		steady += round()
+	}
+	b.StopTimer()
+	if err := firstErr.Load(); err != nil {
+		b.Logf("first failure: %v", err)
+	}
+	b.ReportMetric(float64(created.Milliseconds()), "create-ms")
+	b.ReportMetric(float64(first.Milliseconds()), "first-round-ms")
+	b.ReportMetric(float64(steady.Milliseconds())/float64(b.N), "round-ms")
+	b.ReportMetric(float64(failed.Load()), "failed")
+}
