@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -43,6 +44,12 @@ type ledgerMeta struct {
 	Created      int64 `json:"created"`          // unix ms
 	Closed       int64 `json:"closed,omitempty"` // unix ms, when sealed
 	Sealed       bool  `json:"sealed"`
+	// Unsynced: the active ledger's file was created without an fsync
+	// (journal mode) and may not have been synced since, so a crash may
+	// have lost it or its header; recovery then recreates it from the
+	// journal, which holds every acknowledged entry of it (a checkpoint
+	// releases journal records only after syncing the file).
+	Unsynced bool `json:"unsynced,omitempty"`
 	// Offload is the ledger's tiered-storage state (tiered.go); nil: never offloaded.
 	Offload *offloadMeta `json:"offload,omitempty"`
 }
@@ -181,7 +188,7 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 		}
 		now := time.Now()
 		first := firstLedgerID(ctx, ml.store, name)
-		seg, err := segment.Create(ml.segOpts, first, 0, now)
+		seg, err := ml.createSegment(first, 0, now)
 		if err != nil {
 			return nil, storageError(name, fmt.Errorf("create ledger: %w", err))
 		}
@@ -243,6 +250,15 @@ func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record)
 				return fmt.Errorf("%w: unsealed ledger %d is not the last", ErrCorrupt, lm.ID)
 			}
 			seg, err := segment.Open(ml.segOpts, lm.ID, false)
+			if err != nil && lm.Unsynced && ml.journal != nil &&
+				(errors.Is(err, fs.ErrNotExist) || errors.Is(err, segment.ErrNoHeader)) {
+				// Created without an fsync and lost (or torn) in a crash
+				// before its first sync: nothing of it was released from
+				// the journal, which replays every entry into the new file
+				// (from entry 0, or replay fails as corrupt).
+				ml.log.Info("managedledger: recreating an active ledger file lost before its first sync", "ledger", lm.ID, "err", err)
+				seg, err = segment.CreateUnsynced(ml.segOpts, lm.ID, lm.FirstIndex, time.UnixMilli(lm.Created))
+			}
 			if err != nil {
 				if errors.Is(err, segment.ErrCorrupt) || errors.Is(err, segment.ErrNewerVersion) {
 					return fmt.Errorf("managedledger: recover ledger %d: %w", lm.ID, err)
@@ -378,6 +394,8 @@ func (ml *ManagedLedger) persistLocked(ctx context.Context) error {
 		}
 		if l.sealed {
 			lm.Closed = l.closed.UnixMilli()
+		} else if l.seg != nil {
+			lm.Unsynced = l.seg.Unsynced()
 		}
 		lm.Offload = l.off.meta()
 		list.Ledgers = append(list.Ledgers, lm)
@@ -399,7 +417,7 @@ func (ml *ManagedLedger) persistLocked(ctx context.Context) error {
 
 func (ml *ManagedLedger) addLedgerLocked(firstIndex int64, now time.Time) error {
 	id := ml.mu.nextLedgerID
-	seg, err := segment.Create(ml.segOpts, id, firstIndex, now)
+	seg, err := ml.createSegment(id, firstIndex, now)
 	if err != nil {
 		return fmt.Errorf("%w: create ledger %d: %w", ErrStorage, id, err)
 	}
@@ -407,6 +425,18 @@ func (ml *ManagedLedger) addLedgerLocked(firstIndex int64, now time.Time) error 
 	ml.mu.nextLedgerID = id + 1
 	ml.mu.nextEntry = 0
 	return nil
+}
+
+// createSegment makes a new active ledger's file. With the journal it
+// costs no fsync (segment.CreateUnsynced): every acknowledged entry is in
+// the journal until a checkpoint has synced the file, and recovery
+// recreates a file a crash lost (recoverLocked). Without the journal the
+// file is the acknowledgement's durability, so it is created durable.
+func (ml *ManagedLedger) createSegment(id, firstIndex int64, now time.Time) (*segment.Segment, error) {
+	if ml.journal != nil {
+		return segment.CreateUnsynced(ml.segOpts, id, firstIndex, now)
+	}
+	return segment.Create(ml.segOpts, id, firstIndex, now)
 }
 
 func (ml *ManagedLedger) activeLocked() *ledger { return ml.mu.ledgers[len(ml.mu.ledgers)-1] }

@@ -20,8 +20,10 @@ import (
 // crashFS is an in-memory segment.FS that models a power loss: each file
 // keeps its content as of the last Sync plus the operations since; crash()
 // builds a new file system where every unsynced operation survived, was
-// lost, or (writes) survived torn, in order. Creating and removing files
-// count as durable (the segment syncs the directory after both).
+// lost, or (writes) survived torn, in order. A file created since the last
+// SyncDir of its directory may vanish altogether (POSIX: its directory
+// entry is not durable; segment.CreateUnsynced relies on recovery for it).
+// Removing files counts as durable (the segment syncs the directory).
 type crashFS struct {
 	mu    sync.Mutex
 	files map[string]*crashFile
@@ -37,6 +39,9 @@ type crashFile struct {
 	data    []byte
 	durable []byte
 	ops     []crashOp
+	// created: the directory entry is not durable yet (no SyncDir since
+	// the file was created).
+	created bool
 }
 
 func newCrashFS() *crashFS { return &crashFS{files: map[string]*crashFile{}} }
@@ -46,6 +51,9 @@ func (c *crashFS) crash(rng *rand.Rand) *crashFS {
 	defer c.mu.Unlock()
 	out := newCrashFS()
 	for name, f := range c.files {
+		if f.created && rng.IntN(2) == 0 {
+			continue // its directory entry was lost
+		}
 		nf := &crashFile{data: append([]byte(nil), f.durable...)}
 		for _, op := range f.ops {
 			switch r := rng.IntN(3); {
@@ -93,7 +101,7 @@ func (c *crashFS) OpenFile(name string, flag int, perm os.FileMode) (segment.Fil
 		if flag&os.O_CREATE == 0 {
 			return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 		}
-		f = &crashFile{}
+		f = &crashFile{created: true}
 		c.files[name] = f
 	}
 	if flag&os.O_TRUNC != 0 {
@@ -114,7 +122,17 @@ func (c *crashFS) Remove(name string) error {
 }
 
 func (c *crashFS) MkdirAll(string) error { return nil }
-func (c *crashFS) SyncDir(string) error  { return nil }
+
+func (c *crashFS) SyncDir(dir string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, f := range c.files {
+		if filepath.Dir(name) == filepath.Clean(dir) {
+			f.created = false
+		}
+	}
+	return nil
+}
 
 func (c *crashFS) List(dir string) ([]string, error) {
 	c.mu.Lock()

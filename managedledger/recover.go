@@ -228,6 +228,13 @@ func (ml *ManagedLedger) reopenActive(id, size int64) (*segment.Segment, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The file may have been created without an fsync and never synced
+	// (segment.CreateUnsynced): its directory entry becomes durable here,
+	// as the first sync of the failed handle would have made it.
+	if err := ml.factory.fs.SyncDir(ml.segOpts.Dir); err != nil {
+		seg.Close()
+		return nil, err
+	}
 	// Recovery itself mostly truncates, which works on a full disk too:
 	// only accept appends again once writes fit.
 	if err := seg.Reserve(recoveryReserve); err != nil {

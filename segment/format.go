@@ -34,7 +34,11 @@ const (
 
 // Sentinel errors.
 var (
-	ErrCorrupt      = errors.New("segment: corrupt data")
+	ErrCorrupt = errors.New("segment: corrupt data")
+	// ErrNoHeader (with ErrCorrupt): the log file is shorter than its
+	// header or the header is unreadable, what a crash leaves of a
+	// segment made by CreateUnsynced before its first sync.
+	ErrNoHeader     = errors.New("segment: no valid log header")
 	ErrNewerVersion = errors.New("segment: file written by a newer format version")
 	ErrClosed       = errors.New("segment: closed")
 	ErrSealed       = errors.New("segment: sealed")
@@ -172,10 +176,10 @@ func (h logHeader) encode() []byte {
 
 func decodeLogHeader(b []byte) (logHeader, error) {
 	if len(b) < HeaderSize || string(b[:4]) != logMagic {
-		return logHeader{}, fmt.Errorf("%w: bad log header magic", ErrCorrupt)
+		return logHeader{}, fmt.Errorf("%w: %w: bad log header magic", ErrCorrupt, ErrNoHeader)
 	}
 	if crc(b[:32]) != binary.LittleEndian.Uint32(b[32:]) {
-		return logHeader{}, fmt.Errorf("%w: log header checksum", ErrCorrupt)
+		return logHeader{}, fmt.Errorf("%w: %w: log header checksum", ErrCorrupt, ErrNoHeader)
 	}
 	h := logHeader{
 		version:    binary.LittleEndian.Uint16(b[4:]),

@@ -112,9 +112,13 @@ type Segment struct {
 		maxTs     int64
 		// durable state
 		synced Info
-		sealed bool
-		failed error
-		buf    []byte
+		// dirPending: created by CreateUnsynced and not synced since, so
+		// that the header, the directory entry or the whole file may be
+		// lost in a crash; the next Sync or Seal makes them durable.
+		dirPending bool
+		sealed     bool
+		failed     error
+		buf        []byte
 		// preallocation: [0, allocated) exists on disk; a fill of
 		// [fillStart, fillEnd) may be in flight.
 		allocated int64
@@ -139,6 +143,19 @@ func newSegment(opts Options, id int64) *Segment {
 // Create makes a new, empty, unsealed segment; existing files of the same id
 // are replaced. The files and the directory entry are durable on return.
 func Create(opts Options, id, firstIndex int64, created time.Time) (*Segment, error) {
+	return create(opts, id, firstIndex, created, true)
+}
+
+// CreateUnsynced is Create without the fsyncs: a crash before the
+// segment's first Sync or Seal may lose the file, its header or its
+// directory entry. For callers whose acknowledgements are durable
+// elsewhere (the managed ledger's journal), so that creating a ledger costs
+// no fsync on the path of the first write; Unsynced reports the state.
+func CreateUnsynced(opts Options, id, firstIndex int64, created time.Time) (*Segment, error) {
+	return create(opts, id, firstIndex, created, false)
+}
+
+func create(opts Options, id, firstIndex int64, created time.Time, durable bool) (*Segment, error) {
 	opts = opts.withDefaults()
 	if err := opts.FS.MkdirAll(opts.Dir); err != nil {
 		return nil, err
@@ -155,10 +172,10 @@ func Create(opts Options, id, firstIndex int64, created time.Time) (*Segment, er
 		return nil, err
 	}
 	hdr := logHeader{version: FormatVersion, ledgerID: id, firstIndex: firstIndex, createdMs: s.created.UnixMilli()}
-	err = errors.Join(
-		writeFull(s.logF, hdr.encode(), 0),
-		writeFull(s.idxF, encodeIndexHeader(id), 0),
-		s.logF.Sync(), s.idxF.Sync(), opts.FS.SyncDir(opts.Dir))
+	err = errors.Join(writeFull(s.logF, hdr.encode(), 0), writeFull(s.idxF, encodeIndexHeader(id), 0))
+	if err == nil && durable {
+		err = errors.Join(s.logF.Sync(), s.idxF.Sync(), opts.FS.SyncDir(opts.Dir))
+	}
 	if err != nil {
 		s.logF.Close()
 		s.idxF.Close()
@@ -167,8 +184,17 @@ func Create(opts Options, id, firstIndex int64, created time.Time) (*Segment, er
 	s.mu.size = HeaderSize
 	s.mu.allocated = HeaderSize
 	s.mu.nextIndex = firstIndex
+	s.mu.dirPending = !durable
 	s.resetFileStateLocked()
 	return s, nil
+}
+
+// Unsynced reports that the segment was made by CreateUnsynced and has not
+// been synced since: its file may not survive a crash.
+func (s *Segment) Unsynced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.dirPending
 }
 
 func writeFull(f File, b []byte, off int64) error {
@@ -205,7 +231,7 @@ func (s *Segment) open(sealed bool) error {
 		return err
 	}
 	if logSize < HeaderSize {
-		return fmt.Errorf("%w: log shorter than its header", ErrCorrupt)
+		return fmt.Errorf("%w: %w: log shorter than its header", ErrCorrupt, ErrNoHeader)
 	}
 	hb := make([]byte, HeaderSize)
 	if _, err := s.logF.ReadAt(hb, 0); err != nil && !errors.Is(err, io.EOF) {
@@ -598,10 +624,11 @@ func (s *Segment) syncLocked() (Info, error) {
 		defer s.mu.Unlock()
 		return s.mu.synced, s.mu.failed
 	}
-	if s.mu.sealed || s.mu.size == s.mu.synced.Size {
+	if s.mu.sealed || (s.mu.size == s.mu.synced.Size && !s.mu.dirPending) {
 		defer s.mu.Unlock()
 		return s.mu.synced, nil
 	}
+	dirPending := s.mu.dirPending
 	s.mu.Unlock()
 
 	// One write(2) of everything pending, then one fdatasync covering it
@@ -611,12 +638,18 @@ func (s *Segment) syncLocked() (Info, error) {
 		return s.Durable(), err
 	}
 	err = s.logF.Sync()
+	if err == nil && dirPending {
+		// The first sync of an unsynced segment: its directory entry too
+		// (the index file's entry with it; the index is a hint anyway).
+		err = s.opts.FS.SyncDir(s.opts.Dir)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
 		s.mu.failed = fmt.Errorf("%w: sync: %w", ErrFailed, err)
 		return s.mu.synced, s.mu.failed
 	}
+	s.mu.dirPending = false
 	if target.Size <= s.mu.synced.Size {
 		return s.mu.synced, nil
 	}
