@@ -45,10 +45,12 @@ type ledgerMeta struct {
 	Closed       int64 `json:"closed,omitempty"` // unix ms, when sealed
 	Sealed       bool  `json:"sealed"`
 	// Unsynced: the active ledger's file was created without an fsync
-	// (journal mode) and may not have been synced since, so a crash may
-	// have lost it or its header; recovery then recreates it from the
-	// journal, which holds every acknowledged entry of it (a checkpoint
-	// releases journal records only after syncing the file).
+	// (journal mode) and none of its journal records has been released,
+	// so a crash may have lost the file or its header and the journal
+	// holds every acknowledged entry of it: recovery recreates the file
+	// and replays them. The mark is cleared (confirmSyncedLocked) after
+	// the file's first sync and before any release; a file lost without
+	// the mark is an error, not an empty ledger.
 	Unsynced bool `json:"unsynced,omitempty"`
 	// Offload is the ledger's tiered-storage state (tiered.go); nil: never offloaded.
 	Offload *offloadMeta `json:"offload,omitempty"`
@@ -66,8 +68,10 @@ type ledger struct {
 	closed     time.Time
 	sealed     bool
 	seg        *segment.Segment // nil until first use for sealed ledgers
-	lastUsed   time.Time        // sealed ledgers: last segLocked, for closing idle files
-	off        *offloadInfo     // tiered storage (tiered.go); nil: not offloaded
+	// metaUnsynced is the Unsynced mark the stored ledger list holds.
+	metaUnsynced bool
+	lastUsed     time.Time    // sealed ledgers: last segLocked, for closing idle files
+	off          *offloadInfo // tiered storage (tiered.go); nil: not offloaded
 }
 
 // ManagedLedger is one topic-partition's log. Safe for concurrent use.
@@ -231,11 +235,12 @@ func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record)
 	ml.mu.metaVersion = rec.Version
 	ml.mu.nextLedgerID = list.NextLedgerID
 	ml.mu.truncBefore = list.TruncateBefore
-	dirty := false // an interrupted offload was dropped: rewrite the list
+	dirty := false        // an interrupted offload was dropped: rewrite the list
+	var release *Position // journal records replayed into the active ledger
 	for i, lm := range list.Ledgers {
 		l := &ledger{
 			id: lm.ID, firstIndex: lm.FirstIndex, entries: lm.Entries, bytes: lm.Bytes, maxTs: lm.MaxTimestamp,
-			created: time.UnixMilli(lm.Created), sealed: lm.Sealed,
+			created: time.UnixMilli(lm.Created), sealed: lm.Sealed, metaUnsynced: lm.Unsynced,
 		}
 		if lm.Closed != 0 {
 			l.closed = time.UnixMilli(lm.Closed)
@@ -266,8 +271,15 @@ func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record)
 				return storageError(ml.name, fmt.Errorf("recover ledger %d: %w", lm.ID, err))
 			}
 			l.seg = seg
-			if err := ml.replayJournal(seg, ml.factory.takeReplay(ml.name)); err != nil {
+			replayed, err := ml.replayJournal(seg, ml.factory.takeReplay(ml.name))
+			if err != nil {
 				return err
+			}
+			if replayed != nil {
+				// Released once the list is stored (below), without the
+				// Unsynced mark if the replay synced the file.
+				release = replayed
+				dirty = dirty || (lm.Unsynced && !seg.Unsynced())
 			}
 			d := seg.Durable()
 			if d.FirstIndex != lm.FirstIndex {
@@ -306,6 +318,9 @@ func (ml *ManagedLedger) recoverLocked(ctx context.Context, rec metadata.Record)
 		if err := ml.persistLocked(ctx); err != nil {
 			return err
 		}
+	}
+	if release != nil {
+		ml.journal.release(ml.name, *release)
 	}
 	active := ml.activeLocked()
 	ml.mu.next = active.seg.Durable().NextIndex
@@ -412,6 +427,9 @@ func (ml *ManagedLedger) persistLocked(ctx context.Context) error {
 		return fmt.Errorf("managedledger: persist ledger list: %w", err)
 	}
 	ml.mu.metaVersion = v
+	for i, l := range ml.mu.ledgers {
+		l.metaUnsynced = list.Ledgers[i].Unsynced
+	}
 	return nil
 }
 
@@ -685,32 +703,46 @@ func (ml *ManagedLedger) journalDone(p *Pending, err error) {
 // recovered from its file) the journal's entries of it that the file
 // lacks, and syncs: acknowledged entries whose segment data was not yet
 // fsynced. recs are the managed ledger's journal records.
-func (ml *ManagedLedger) replayJournal(seg *segment.Segment, recs []jrec) error {
+func (ml *ManagedLedger) replayJournal(seg *segment.Segment, recs []jrec) (*Position, error) {
 	if len(recs) == 0 || ml.journal == nil {
-		return nil
+		return nil, nil
 	}
 	d := seg.Durable()
 	tail, err := journalTail(recs, d.LedgerID, d.Entries)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for i := range tail {
 		if _, err := seg.Append(&tail[i]); err != nil {
-			return fmt.Errorf("%w: replaying journal entry %d into ledger %d: %w", ErrCorrupt, tail[i].EntryID, d.LedgerID, err)
+			return nil, fmt.Errorf("%w: replaying journal entry %d into ledger %d: %w", ErrCorrupt, tail[i].EntryID, d.LedgerID, err)
 		}
 	}
 	if len(tail) > 0 {
 		if _, err := seg.Sync(); err != nil {
-			return storageError(ml.name, fmt.Errorf("sync after journal replay: %w", err))
+			return nil, storageError(ml.name, fmt.Errorf("sync after journal replay: %w", err))
 		}
 		ml.factory.replayed.Add(int64(len(tail)))
 		ml.log.Info("managedledger: replayed journal entries into the active ledger",
 			"ledger", d.LedgerID, "from_entry", d.Entries, "entries", len(tail))
 	}
-	// Everything of this name up to the durable end is in segments now.
+	// Everything of this name up to the durable end is in segments now;
+	// the caller releases it once the ledger list is stored.
 	d = seg.Durable()
-	ml.journal.release(ml.name, Position{LedgerID: d.LedgerID, EntryID: d.Entries - 1})
-	return nil
+	return &Position{LedgerID: d.LedgerID, EntryID: d.Entries - 1}, nil
+}
+
+// confirmSyncedLocked stores the ledger list without l's Unsynced mark
+// once l's file has been synced, so that the mark never outlives a
+// release of l's journal records: callers call it after a successful Sync
+// and release only if it returns nil. Once per ledger; ml.mu held.
+func (ml *ManagedLedger) confirmSyncedLocked(ctx context.Context, l *ledger) error {
+	if !l.metaUnsynced {
+		return nil
+	}
+	if l.seg.Unsynced() {
+		return fmt.Errorf("managedledger: ledger %d not synced", l.id)
+	}
+	return ml.persistLocked(ctx)
 }
 
 // checkpoint (the factory's, journal mode) fdatasyncs the active segment
@@ -728,12 +760,22 @@ func (ml *ManagedLedger) checkpoint() {
 	seg, vis := l.seg, l.entries
 	ml.mu.Unlock()
 	info, err := seg.Sync()
+	ml.mu.Lock()
 	if err != nil {
-		ml.mu.Lock()
 		if !ml.mu.closed && l.seg == seg {
 			ml.failLocked(err)
 		}
 		ml.mu.Unlock()
+		return
+	}
+	if ml.mu.closed {
+		ml.mu.Unlock()
+		return // the close releases what it synced
+	}
+	err = ml.confirmSyncedLocked(context.Background(), l)
+	ml.mu.Unlock()
+	if err != nil {
+		ml.log.Warn("managedledger: journal records kept: ledger list not updated after the first sync", "ledger", l.id, "err", err)
 		return
 	}
 	ml.journal.release(ml.name, Position{LedgerID: l.id, EntryID: min(vis, info.Entries) - 1})
@@ -1704,8 +1746,14 @@ func (ml *ManagedLedger) close() error {
 			ml.publishLocked(l, info)
 			errs = append(errs, l.seg.FlushIndex())
 			if ml.journal != nil {
-				// Everything visible is in the segment file now.
-				ml.journal.release(ml.name, Position{LedgerID: l.id, EntryID: l.entries - 1})
+				// Everything visible is in the segment file now. If the
+				// list cannot drop the Unsynced mark, the journal keeps
+				// the records and the next open replays them.
+				if err := ml.confirmSyncedLocked(context.Background(), l); err != nil {
+					errs = append(errs, err)
+				} else {
+					ml.journal.release(ml.name, Position{LedgerID: l.id, EntryID: l.entries - 1})
+				}
 			}
 		}
 	}

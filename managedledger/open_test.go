@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -208,5 +209,35 @@ func TestOpenCloseStress(t *testing.T) {
 			t.Fatalf("%s: %d entries after restart, %d acknowledged", name, len(es), acked[name])
 		}
 		checkContinuous(t, es, 0)
+	}
+}
+
+// TestSyncedFileLostIsAnError: the ledger list marks an active ledger's
+// file unsynced only while none of its journal records was released, so
+// that recovery recreates a file a crash lost before its first sync, but a
+// file lost after its entries left the journal (a disk or an operator
+// error, never a crash) fails the open instead of coming back empty.
+func TestSyncedFileLostIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, dir)
+	ml := e.open("lost", Config{})
+	appendEntries(t, ml, 0, 5, 1)
+	e.f.checkpoint() // syncs the file and releases its journal records
+	rec, err := e.store.Get(context.Background(), ledgerPath("lost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(rec.Value), `"unsynced":true`) {
+		t.Fatalf("ledger list still marks the checkpointed file unsynced: %s", rec.Value)
+	}
+	id := ml.Stats().Ledgers[0].LedgerID
+	e.restart()
+	e.f.Close()
+	if err := os.Remove(filepath.Join(dir, "lost", segment.LogName(id))); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	if ml, err := e.f.Open(context.Background(), "lost", Config{}); err == nil {
+		t.Fatalf("open after the synced file vanished: no error, %d entries", len(readAll(t, ml)))
 	}
 }

@@ -73,7 +73,8 @@ func benchManyPartitions(b *testing.B, addr string, partitions int) {
 		kgo.ProduceRequestTimeout(5*time.Minute), kgo.RecordDeliveryTimeout(10*time.Minute))
 	value := make([]byte, 100)
 	var failed atomic.Int64
-	var firstErr atomic.Value
+	var errMu sync.Mutex
+	var firstErr error // records fail with errors of several types
 	round := func() time.Duration {
 		var wg sync.WaitGroup
 		wg.Add(topics * per)
@@ -83,7 +84,11 @@ func benchManyPartitions(b *testing.B, addr string, partitions int) {
 				p.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(part), Value: value}, func(_ *kgo.Record, err error) {
 					if err != nil {
 						failed.Add(1)
-						firstErr.CompareAndSwap(nil, err)
+						errMu.Lock()
+						if firstErr == nil {
+							firstErr = err
+						}
+						errMu.Unlock()
 					}
 					wg.Done()
 				})
@@ -99,8 +104,8 @@ func benchManyPartitions(b *testing.B, addr string, partitions int) {
 		steady += round()
 	}
 	b.StopTimer()
-	if err := firstErr.Load(); err != nil {
-		b.Logf("first failure: %v", err)
+	if firstErr != nil {
+		b.Logf("first failure: %v", firstErr)
 	}
 	b.ReportMetric(float64(created.Milliseconds()), "create-ms")
 	b.ReportMetric(float64(first.Milliseconds()), "first-round-ms")
