@@ -45,4 +45,10 @@ func TestKeyBasedBatchKeyShared(t *testing.T) {
 		next[i][cm.Key()]++
 		cm.Consumer.Ack(cm.Message)
 	}
+	// A message can reach a consumer before its send receipt reaches the
+	// producer; wait for the receipts, or closing the producer at cleanup
+	// fails their callbacks with ProducerClosed.
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
 }
