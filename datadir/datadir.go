@@ -63,6 +63,9 @@ type Options struct {
 	// CheckpointInterval is the journal's checkpoint period
 	// (managedledger.FactoryOptions.CheckpointInterval): 0 the default.
 	CheckpointInterval time.Duration
+	// MaxOpenFiles bounds ledger files' descriptors
+	// (managedledger.FactoryOptions.MaxOpenFiles): 0 the default.
+	MaxOpenFiles int
 	// MetadataURL selects the metadata store (see ParseMetadataURL);
 	// empty: bbolt in the data directory, memory without one.
 	MetadataURL string
@@ -170,6 +173,7 @@ func OpenWith(dir string, log *slog.Logger, opts Options) (*Storage, error) {
 		StorageRetryInterval: opts.StorageRetryInterval, FS: opts.FS, Observer: opts.Observer,
 		Offload: opts.Offload, OffloadInterval: opts.OffloadInterval,
 		PerLedgerSync: opts.PerLedgerSync, CheckpointInterval: opts.CheckpointInterval,
+		MaxOpenFiles: opts.MaxOpenFiles,
 	})
 	if err != nil {
 		store.Close()

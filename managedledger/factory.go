@@ -31,6 +31,13 @@ type FactoryOptions struct {
 	// FS overrides file access (tests inject failures). Default: the OS file
 	// system, or an in-memory one when Dir is empty.
 	FS segment.FS
+	// MaxOpenFiles bounds the file descriptors of ledger and journal files
+	// (segment.LimitFS: idle files are closed, least recently used and
+	// clean first, and reopened on use). 0: three quarters of the
+	// process's RLIMIT_NOFILE when files are on the OS file system (Go
+	// raises the soft limit to the hard one at start), unbounded on a
+	// custom FS; < 0: unbounded.
+	MaxOpenFiles int
 	// RetentionInterval is the period of the background pass that rolls
 	// over ledgers older than MaxLedgerAge, applies retention and closes
 	// sealed ledgers' files unused for a minute (default 30s; < 0 disables it).
@@ -138,6 +145,8 @@ type Factory struct {
 	opts FactoryOptions
 	log  *slog.Logger
 	fs   segment.FS
+	// limit is fs when MaxOpenFiles bounds the descriptors, else nil.
+	limit *segment.LimitFS
 	root string
 
 	stop chan struct{}
@@ -202,7 +211,14 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 			f.fs = segment.NewMemFS()
 		} else {
 			f.fs = segment.OSFS{}
+			if f.opts.MaxOpenFiles == 0 {
+				f.opts.MaxOpenFiles = defaultMaxOpenFiles()
+			}
 		}
+	}
+	if f.opts.MaxOpenFiles > 0 {
+		f.limit = segment.NewLimitFS(f.fs, f.opts.MaxOpenFiles)
+		f.fs = f.limit
 	}
 	if f.root == "" {
 		f.root = "/memory"

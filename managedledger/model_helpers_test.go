@@ -240,6 +240,9 @@ type modelParams struct {
 	ReadPriority      ReadPriority
 	// JournalFileBytes: small, so that the journal rotates often.
 	JournalFileBytes int64
+	// MaxOpenFiles: often tiny, so that files are evicted and reopened
+	// under every operation (-1: unbounded).
+	MaxOpenFiles int
 }
 
 type modelRig struct {
@@ -296,6 +299,7 @@ func runModelRound(t testing.TB, v modelVariant, seed uint64) int {
 		OffloadCacheBytes: pick[int64](rng, 1, 4<<10, 64<<20),
 		ReadPriority:      pick(rng, TieredFirst, LocalFirst),
 		JournalFileBytes:  pick[int64](rng, 512, 4<<10, 64<<10),
+		MaxOpenFiles:      pick(rng, -1, 1, 2, 3, 8),
 	}
 	r.prefix = fmt.Sprintf("round-%d/", seed)
 	if v.objects != nil {
@@ -371,6 +375,7 @@ func (r *modelRig) start() {
 		Offload: r.objects, OffloadPrefix: r.prefix, OffloadInterval: -1,
 		OffloadBlockSize: r.p.OffloadBlockSize, OffloadCacheBytes: r.p.OffloadCacheBytes,
 		PerLedgerSync: r.v.perLedger, JournalFileBytes: r.p.JournalFileBytes, CheckpointInterval: -1,
+		MaxOpenFiles: r.p.MaxOpenFiles,
 	})
 	if err != nil {
 		r.fail("NewFactory: %v", err)

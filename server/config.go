@@ -52,6 +52,10 @@ type Config struct {
 	// (default 10s).
 	Journal                   bool          `yaml:"journal"`
 	JournalCheckpointInterval time.Duration `yaml:"journal-checkpoint-interval"`
+	// MaxOpenFiles bounds the file descriptors of partitions' files (idle
+	// ones are closed and reopened on use): 0 (default) three quarters of
+	// the process's open-file limit, -1 unbounded.
+	MaxOpenFiles int `yaml:"max-open-files"`
 	// LogLevel is debug, info (default), warn or error; LogFormat text (default) or json.
 	LogLevel  string `yaml:"log-level"`
 	LogFormat string `yaml:"log-format"`
@@ -643,6 +647,9 @@ func (c *Config) validate() []problem {
 	}
 	if c.JournalCheckpointInterval <= 0 {
 		add("journal-checkpoint-interval", "journal-checkpoint-interval must be positive, not %v", c.JournalCheckpointInterval)
+	}
+	if c.MaxOpenFiles < -1 {
+		add("max-open-files", "max-open-files must be -1 (unbounded), 0 (three quarters of the open-file limit) or a bound, not %d", c.MaxOpenFiles)
 	}
 	if c.MaxMessageBytes <= 0 {
 		add("max-message-bytes", "max-message-bytes must be > 0, not %d", c.MaxMessageBytes)

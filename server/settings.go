@@ -345,6 +345,8 @@ var settings = []Setting{
 		Mirrors: "BookKeeper journal", field: func(c *Config) any { return &c.Journal }},
 	{Key: "journal-checkpoint-interval", Section: secStorage, Kind: KindDuration, Help: "how often partitions' files are fsynced and the journal behind them released",
 		Mirrors: "BookKeeper flushInterval", field: func(c *Config) any { return &c.JournalCheckpointInterval }},
+	{Key: "max-open-files", Section: secStorage, Kind: KindInt, Help: "file descriptors for partitions' files; idle files are closed, least recently used first, and reopened on use (0: three quarters of the open-file limit; -1: unbounded)",
+		Mirrors: "BookKeeper openFileLimit, Kafka's none (one descriptor per segment file)", field: func(c *Config) any { return &c.MaxOpenFiles }},
 	{Key: "ledger-cache-bytes", Section: secStorage, Kind: KindBytes, Help: "memory for the newest entries of all ledgers, read by consumers that keep up (0: none; costs up to twice this heap)",
 		Mirrors: "Pulsar managedLedgerCacheSizeMB", field: func(c *Config) any { return &c.LedgerCacheBytes }},
 	{Key: "storage-retry-interval", Section: secStorage, Kind: KindDuration, Help: "how soon a partition failed by a write or fsync error (a full disk) retries; backs off to 5x",
