@@ -147,7 +147,7 @@ type Factory struct {
 	fs   segment.FS
 	// limit is fs when MaxOpenFiles bounds the descriptors, else nil.
 	limit *segment.LimitFS
-	root string
+	root  string
 
 	stop chan struct{}
 	wg   sync.WaitGroup
