@@ -179,9 +179,9 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 	ml.mu.cfg = cfg
 	ml.mu.changed = make(chan struct{})
 	ml.mu.cursors = make(map[string]*Cursor)
-	if err := f.fs.MkdirAll(ml.segOpts.Dir); err != nil {
-		return nil, fmt.Errorf("managedledger: %w", err)
-	}
+	// The ledger's directory is made with its first file (segment.Create,
+	// or a deferred file's first sync): a mkdir per partition at open cost
+	// the first write to 10,000 partitions seconds.
 
 	rec, err := ml.store.Get(ctx, ledgerPath(name))
 	switch {
@@ -450,11 +450,24 @@ func (ml *ManagedLedger) addLedgerLocked(firstIndex int64, now time.Time) error 
 // the journal until a checkpoint has synced the file, and recovery
 // recreates a file a crash lost (recoverLocked). Without the journal the
 // file is the acknowledgement's durability, so it is created durable.
+//
+// CreateUnsynced also defers creating the files to the first sync (the
+// checkpoint's, off the acknowledgement path), which is right only for
+// journalled appends (SyncAlways): other appends are not in the journal,
+// and their files are created at once so that what they wrote survives a
+// process crash in the page cache, as without the journal.
 func (ml *ManagedLedger) createSegment(id, firstIndex int64, now time.Time) (*segment.Segment, error) {
-	if ml.journal != nil {
-		return segment.CreateUnsynced(ml.segOpts, id, firstIndex, now)
+	if ml.journal == nil {
+		return segment.Create(ml.segOpts, id, firstIndex, now)
 	}
-	return segment.Create(ml.segOpts, id, firstIndex, now)
+	seg, err := segment.CreateUnsynced(ml.segOpts, id, firstIndex, now)
+	if err == nil && ml.mu.cfg.Sync != SyncAlways {
+		if err = seg.Materialize(); err != nil {
+			seg.Close()
+			return nil, err
+		}
+	}
+	return seg, err
 }
 
 func (ml *ManagedLedger) activeLocked() *ledger { return ml.mu.ledgers[len(ml.mu.ledgers)-1] }
@@ -491,8 +504,20 @@ func (ml *ManagedLedger) Name() string { return ml.name }
 // SetConfig replaces the configuration; rollover and retention use it from now on.
 func (ml *ManagedLedger) SetConfig(cfg Config) {
 	ml.mu.Lock()
+	was := ml.mu.cfg.Sync
 	ml.mu.cfg = cfg.withDefaults()
+	var seg *segment.Segment
+	if was == SyncAlways && ml.mu.cfg.Sync != SyncAlways && len(ml.mu.ledgers) > 0 {
+		seg = ml.activeLocked().seg // appends stop being journalled
+	}
 	ml.mu.Unlock()
+	if seg != nil {
+		// Create the active file if it still waits for its first sync
+		// (createSegment): unjournalled appends must reach the page cache.
+		if err := seg.Materialize(); err != nil {
+			ml.log.Warn("managedledger: creating the active ledger file", "err", err)
+		}
+	}
 }
 
 // Pending is an append in flight.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,7 +17,28 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-var benchMaxPartitions = flag.Int("bench.maxpartitions", 10_000, "BenchmarkManyPartitions: largest partition count run")
+var (
+	benchMaxPartitions = flag.Int("bench.maxpartitions", 10_000, "BenchmarkManyPartitions: largest partition count run")
+	benchRoundProfile  = flag.String("bench.roundprofile", "", "BenchmarkManyPartitions: write CPU profiles of the first and of one steady round to this path + .first / .steady")
+)
+
+// profileRound runs round under a CPU profile written to
+// *benchRoundProfile.<benchmark>suffix, if that flag is set.
+func profileRound(b *testing.B, suffix string, round func() time.Duration) time.Duration {
+	if *benchRoundProfile == "" {
+		return round()
+	}
+	f, err := os.Create(*benchRoundProfile + "." + strings.NewReplacer("/", "-", "=", "").Replace(b.Name()) + suffix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	defer pprof.StopCPUProfile()
+	return round()
+}
 
 // BenchmarkManyPartitions creates P partitions (P/100 partitions in each of
 // 100 topics; one topic below 100), then produces rounds of one acked
@@ -23,7 +47,8 @@ var benchMaxPartitions = flag.Int("bench.maxpartitions", 10_000, "BenchmarkManyP
 // same run, franz-go's in-memory kfake. The first round is each
 // partition's first write (its ledger is created); steady rounds (b.N of
 // them) write to ledgers that exist. Reported: create-ms, first-round-ms,
-// round-ms (steady, mean) and failed records.
+// round-ms (steady, mean), max-round-ms (the slowest steady round)
+// and failed records.
 //
 //	go test ./protocol/kafka -run '^$' -bench ManyPartitions -benchtime 5x -bench.maxpartitions 10000
 func BenchmarkManyPartitions(b *testing.B) {
@@ -97,11 +122,18 @@ func benchManyPartitions(b *testing.B, addr string, partitions int) {
 		wg.Wait()
 		return time.Since(t0)
 	}
-	first := round()
+	first := profileRound(b, ".first", round)
 	b.ResetTimer()
-	var steady time.Duration
-	for range b.N {
-		steady += round()
+	var steady, slowest time.Duration
+	for i := range b.N {
+		var d time.Duration
+		if i == 0 {
+			d = profileRound(b, ".steady", round)
+		} else {
+			d = round()
+		}
+		steady += d
+		slowest = max(slowest, d)
 	}
 	b.StopTimer()
 	if firstErr != nil {
@@ -110,5 +142,6 @@ func benchManyPartitions(b *testing.B, addr string, partitions int) {
 	b.ReportMetric(float64(created.Milliseconds()), "create-ms")
 	b.ReportMetric(float64(first.Milliseconds()), "first-round-ms")
 	b.ReportMetric(float64(steady.Milliseconds())/float64(b.N), "round-ms")
+	b.ReportMetric(float64(slowest.Milliseconds()), "max-round-ms")
 	b.ReportMetric(float64(failed.Load()), "failed")
 }
