@@ -112,6 +112,24 @@
 // record always outlives the records it cancels. A clean Factory.Close
 // leaves no journal files.
 //
+// Deferred files: with the journal, a new ledger (a partition's first
+// write, a rollover) creates no file and no directory: its segment keeps
+// its bytes in memory (segment.CreateUnsynced) until its first sync, the
+// checkpoint's or the rollover's, which creates the directory and both
+// files, writes them, fdatasyncs the log and syncs the directory. The
+// ledger list marks the ledger Unsynced until then; a crash before it
+// loses nothing the journal does not hold, and recovery recreates the file
+// (at open and in in-place recovery). Closing a ledger that never synced
+// still writes its files (no fsync), so that a reopen in the same process
+// sees them. Ledgers whose appends are not journalled (SyncInterval)
+// create their files at once. Memory held is bounded by the checkpoint
+// (what was journalled since the last one).
+//
+// Open files: every ledger and journal file goes through a segment.LimitFS
+// bounded by FactoryOptions.MaxOpenFiles (default 3/4 of RLIMIT_NOFILE):
+// idle descriptors are closed, clean ones first (index files, sealed
+// ledgers), a dirty one only after an fdatasync, and reopened on use.
+//
 // Replay: opening the factory reads every journal file in order, keeps
 // each ledger's records, and replays them at once by opening (and
 // closing) every ledger they name whose ledger list exists (records of

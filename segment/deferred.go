@@ -20,8 +20,8 @@ import (
 // that was never synced may be lost in a crash anyway (recovery recreates
 // it and replays the journal), so its creation can wait for the first
 // checkpoint, off the acknowledgement path. Memory held is what the ledger
-// appended since its creation, which the journal's checkpoint (by bytes
-// and by time) bounds.
+// appended since its creation, at most deferredMax per file (then it is
+// created at once).
 type deferredFile struct {
 	fs   FS
 	dir  string
@@ -105,12 +105,20 @@ func (d *deferredFile) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// deferredMax is how much a deferred file holds before it is created at
+// once, on the write that passes it: the creation's cost is then small
+// beside the data, and a busy ledger's data reaches the disk as it is
+// written, as without deferral. This matters on a full disk: recovery must
+// write what a ledger holds in memory while the journal still holds its
+// copy; deferring more would need that much space freed before anything
+// recovers.
+const deferredMax = 64 << 10
+
 func (d *deferredFile) WriteAt(p []byte, off int64) (int, error) {
 	f, done := d.file(true)
 	if f != nil {
 		return f.WriteAt(p, off)
 	}
-	defer done()
 	if end := off + int64(len(p)); end > int64(len(d.data)) {
 		if end <= int64(cap(d.data)) {
 			d.data = d.data[:end]
@@ -120,7 +128,15 @@ func (d *deferredFile) WriteAt(p []byte, off int64) (int, error) {
 			d.data = grown
 		}
 	}
-	return copy(d.data[off:], p), nil
+	n := copy(d.data[off:], p)
+	big := len(d.data) > deferredMax
+	done()
+	if big {
+		if _, err := d.materialize(); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (d *deferredFile) Truncate(size int64) error {

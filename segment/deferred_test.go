@@ -104,3 +104,27 @@ func TestCreateUnsyncedDefersFiles(t *testing.T) {
 		t.Fatalf("a removed never-synced segment left a file: %v", err)
 	}
 }
+
+// TestDeferredFileCreatedPastLimit: a deferred file is created on the
+// write that takes it past deferredMax, with everything written before.
+func TestDeferredFileCreatedPastLimit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	path := filepath.Join(dir, "f")
+	d := newDeferredFile(OSFS{}, dir, path)
+	chunk := bytes.Repeat([]byte{7}, 16<<10)
+	var off int64
+	for off <= deferredMax {
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Fatalf("created at %d bytes, before the limit: %v", off, err)
+		}
+		if _, err := d.WriteAt(chunk, off); err != nil {
+			t.Fatal(err)
+		}
+		off += int64(len(chunk))
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) != off || !bytes.Equal(b, bytes.Repeat([]byte{7}, int(off))) {
+		t.Fatalf("past the limit: %d bytes on disk, %v; want %d", len(b), err, off)
+	}
+	d.Close()
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -16,18 +17,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// TestOutOfFileDescriptorsIsExplained runs the broker with a 256 file
-// descriptor limit and writes to 300 partitions (two files each): opening
-// logs runs out of descriptors. Every failed record must carry a code a
-// client can act on (KAFKA_STORAGE_ERROR, retriable; never
-// UNKNOWN_SERVER_ERROR), the broker must log the partition and the cause,
-// and it must keep serving the connection it has.
-func TestOutOfFileDescriptorsIsExplained(t *testing.T) {
+// limitedBroker runs the broker binary under a 256 file descriptor limit
+// and returns its Kafka address and a snapshot function of its log lines.
+func limitedBroker(t *testing.T, args ...string) (string, func() []string) {
+	t.Helper()
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("needs bash for ulimit")
 	}
-	cmd := exec.Command("bash", "-c", `ulimit -n 256 && exec "$0" "$@"`, binary, "standalone", "--data-dir", t.TempDir(),
-		"--kafka-addr", "127.0.0.1:0", "--pulsar-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "text")
+	args = append([]string{"standalone", "--data-dir", t.TempDir(),
+		"--kafka-addr", "127.0.0.1:0", "--pulsar-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "text"}, args...)
+	cmd := exec.Command("bash", append([]string{"-c", `ulimit -n 256 && exec "$0" "$@"`, binary}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -56,31 +55,30 @@ func TestOutOfFileDescriptorsIsExplained(t *testing.T) {
 			}
 		}
 	}()
-	var addr string
 	select {
-	case addr = <-started:
+	case addr := <-started:
+		return addr, func() []string {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]string(nil), logs...)
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("broker did not start")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	const topic, parts = "many", 300
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, parts, 1, nil, topic); err != nil {
-		t.Fatal(err)
-	}
+	return "", nil
+}
+
+// produceToAll writes one record to each of parts partitions of topic and
+// returns how many were acked and the failures by message; a record failing
+// with UNKNOWN_SERVER_ERROR fails t.
+func produceToAll(ctx context.Context, t *testing.T, cl *kgo.Client, parts int, value string) (int, map[string]int) {
 	var wg sync.WaitGroup
 	var fmu sync.Mutex
 	failed := map[string]int{}
 	ok := 0
 	for p := range parts {
 		wg.Add(1)
-		cl.Produce(ctx, &kgo.Record{Partition: int32(p), Value: []byte("v")}, func(_ *kgo.Record, err error) {
+		cl.Produce(ctx, &kgo.Record{Partition: int32(p), Value: []byte(value)}, func(_ *kgo.Record, err error) {
 			defer wg.Done()
 			fmu.Lock()
 			defer fmu.Unlock()
@@ -95,6 +93,81 @@ func TestOutOfFileDescriptorsIsExplained(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	return ok, failed
+}
+
+// TestManyPartitionsUnderFewDescriptors: 300 partitions (two files each)
+// under a 256 descriptor limit all work: partitions' files share a bounded
+// descriptor budget (max-open-files, 3/4 of the limit by default), idle
+// ones closed and reopened. Two rounds of writes with checkpoints between
+// them (which create and sync every partition's files), then every record
+// is read back.
+func TestManyPartitionsUnderFewDescriptors(t *testing.T) {
+	addr, _ := limitedBroker(t, "--journal-checkpoint-interval", "500ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const topic, parts = "many", 300
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, parts, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		if ok, failed := produceToAll(ctx, t, cl, parts, fmt.Sprint("round-", round)); ok != parts {
+			t.Fatalf("round %d: %d of %d records acked, failures: %v", round, ok, parts, failed)
+		}
+		time.Sleep(1500 * time.Millisecond) // a checkpoint creates and syncs the files
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := map[int32]int{}
+	n := 0
+	for n < 2*parts {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read %d of %d records: %v", n, 2*parts, err)
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Errorf("fetch %s/%d: %v", tp, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if want := fmt.Sprint("round-", got[r.Partition]); string(r.Value) != want {
+				t.Errorf("partition %d offset %d: %q, want %q", r.Partition, r.Offset, r.Value, want)
+			}
+			got[r.Partition]++
+			n++
+		})
+	}
+}
+
+// TestOutOfFileDescriptorsIsExplained runs the broker with a 256 file
+// descriptor limit, no descriptor budget for partitions' files
+// (max-open-files -1) and without the journal (each partition's first
+// write creates and syncs its files at once), and writes to 300
+// partitions: opening logs runs out of descriptors. Every failed record
+// must carry a code a client can act on (KAFKA_STORAGE_ERROR, retriable;
+// never UNKNOWN_SERVER_ERROR), the broker must log the partition and the
+// cause, and it must keep serving the connection it has.
+func TestOutOfFileDescriptorsIsExplained(t *testing.T) {
+	addr, logs := limitedBroker(t, "--max-open-files", "-1", "--journal=false")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const topic, parts = "many", 300
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, parts, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	ok, failed := produceToAll(ctx, t, cl, parts, "v")
 	t.Logf("%d records acked, failures: %v", ok, failed)
 	if len(failed) == 0 {
 		t.Fatal("no record failed: the descriptor limit was not reached (the test proves nothing)")
@@ -103,16 +176,15 @@ func TestOutOfFileDescriptorsIsExplained(t *testing.T) {
 	if _, err := kadm.NewClient(cl).ListTopics(ctx, topic); err != nil {
 		t.Fatalf("broker stopped answering after running out of descriptors: %v", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	explained := 0
-	for _, l := range logs {
+	lines := logs()
+	for _, l := range lines {
 		if strings.Contains(l, "out of file descriptors") && strings.Contains(l, "persistent://public/default/many-partition-") {
 			explained++
 		}
 	}
 	t.Logf("%d log lines explain the failures", explained)
 	if explained == 0 {
-		t.Fatalf("no log line names a partition and the cause; log:\n%s", strings.Join(logs, "\n"))
+		t.Fatalf("no log line names a partition and the cause; log:\n%s", strings.Join(lines, "\n"))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,7 +49,8 @@ func profileRound(b *testing.B, suffix string, round func() time.Duration) time.
 // partition's first write (its ledger is created); steady rounds (b.N of
 // them) write to ledgers that exist. Reported: create-ms, first-round-ms,
 // round-ms (steady, mean), max-round-ms (the slowest steady round)
-// and failed records.
+// failed records and peak-rss-MiB (of the whole test process, client
+// included, peak so far: run one sub-benchmark alone to read it).
 //
 //	go test ./protocol/kafka -run '^$' -bench ManyPartitions -benchtime 5x -bench.maxpartitions 10000
 func BenchmarkManyPartitions(b *testing.B) {
@@ -144,4 +146,10 @@ func benchManyPartitions(b *testing.B, addr string, partitions int) {
 	b.ReportMetric(float64(steady.Milliseconds())/float64(b.N), "round-ms")
 	b.ReportMetric(float64(slowest.Milliseconds()), "max-round-ms")
 	b.ReportMetric(float64(failed.Load()), "failed")
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		// The whole test process (client included), and the peak so far:
+		// meaningful for the first sub-benchmark run (-bench with one name).
+		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-rss-MiB")
+	}
 }
