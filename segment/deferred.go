@@ -30,7 +30,14 @@ type deferredFile struct {
 	mu   sync.RWMutex
 	data []byte // the content while real == nil
 	real File
+	// abandoned: the segment was abandoned (Segment.Abandon) and another
+	// handle may own the path now: never create the file from here
+	// (its stale content would overwrite the new handle's), keep the
+	// content for reads until Close.
+	abandoned bool
 }
+
+var errAbandonedDeferred = errors.New("segment: abandoned before its file was created")
 
 func newDeferredFile(fs FS, dir, path string) *deferredFile {
 	return &deferredFile{fs: fs, dir: dir, path: path}
@@ -50,6 +57,9 @@ func (d *deferredFile) materialize() (File, error) {
 	defer d.mu.Unlock()
 	if d.real != nil {
 		return d.real, nil
+	}
+	if d.abandoned {
+		return nil, errAbandonedDeferred
 	}
 	if err := d.fs.MkdirAll(d.dir); err != nil {
 		return nil, err
@@ -129,7 +139,7 @@ func (d *deferredFile) WriteAt(p []byte, off int64) (int, error) {
 		}
 	}
 	n := copy(d.data[off:], p)
-	big := len(d.data) > deferredMax
+	big := len(d.data) > deferredMax && !d.abandoned
 	done()
 	if big {
 		if _, err := d.materialize(); err != nil {
@@ -179,7 +189,7 @@ func (d *deferredFile) Sync() error {
 // ledger reopened by the same process finds it; only a crash loses it).
 func (d *deferredFile) Close() error {
 	d.mu.RLock()
-	pending := d.real == nil && len(d.data) > 0
+	pending := d.real == nil && len(d.data) > 0 && !d.abandoned
 	d.mu.RUnlock()
 	var err error
 	if pending {
@@ -192,6 +202,13 @@ func (d *deferredFile) Close() error {
 		return err
 	}
 	return errors.Join(err, d.real.Close())
+}
+
+// abandon makes sure this handle never creates the file (see abandoned).
+func (d *deferredFile) abandon() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.abandoned = true
 }
 
 // discard drops content never written to disk, so that a Close that

@@ -128,3 +128,43 @@ func TestDeferredFileCreatedPastLimit(t *testing.T) {
 	}
 	d.Close()
 }
+
+// TestAbandonedDeferredNeverCreates: the managed ledger abandons a failed
+// segment and opens another handle on the same path; closing the abandoned
+// one, still deferred, must not create the file over the new handle's.
+func TestAbandonedDeferredNeverCreates(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "l")
+	opts := Options{FS: OSFS{}, Dir: dir, Logger: quietLogger()}
+	old, err := CreateUnsynced(opts, 3, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Append(&Record{EntryID: 0, FirstIndex: 0, MsgCount: 1, Data: []byte("stale")})
+	old.Write()
+	old.Abandon()
+	if got, err := old.Read(0, 1, 1, 1<<20); err != nil || len(got) != 1 {
+		t.Fatalf("reads on an abandoned deferred segment: %d, %v", len(got), err)
+	}
+	fresh, err := CreateUnsynced(opts, 3, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		fresh.Append(&Record{EntryID: int64(i), FirstIndex: int64(i), MsgCount: 1, Data: []byte("fresh")})
+	}
+	if _, err := fresh.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fresh.Close()
+	r, err := Open(opts, 3, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if d := r.Durable(); d.Entries != 3 {
+		t.Fatalf("after the abandoned handle closed: %d entries on disk, want the new handle's 3", d.Entries)
+	}
+}

@@ -793,6 +793,13 @@ func (s *Segment) Abandon() Info {
 		s.mu.failed = fmt.Errorf("%w: abandoned", ErrFailed)
 	}
 	s.waitFillLocked()
+	// A file still deferred must not be created by this handle's Close
+	// later: the reopened handle owns the path (and may have created it).
+	for _, f := range []File{s.logF, s.idxF} {
+		if d, ok := f.(*deferredFile); ok {
+			d.abandon()
+		}
+	}
 	return s.mu.synced
 }
 

@@ -32,7 +32,11 @@ func tieredServer(t *testing.T, dataDir string, srv *s3test.Server) *Server {
 	return startStorageServer(t, dataDir, nil,
 		"offload-driver", "s3", "offload-s3-endpoint", srv.Endpoint, "offload-s3-bucket", srv.Bucket,
 		"offload-s3-region", s3test.Region, "offload-deletion-lag", "0s", "offload-interval", "100ms",
-		"segment-bytes", "16384")
+		"segment-bytes", "16384",
+		// The active ledger's file is created by the first checkpoint
+		// after its first write (or at 64 KiB): soon, so that counting
+		// local logs counts it.
+		"journal-checkpoint-interval", "50ms")
 }
 
 // localLogs counts the ledger log files under the data dir.
