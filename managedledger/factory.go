@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kopernik-io/kopernik/managedledger/objlog"
 	"github.com/kopernik-io/kopernik/managedledger/offload"
 	"github.com/kopernik-io/kopernik/metadata"
 	"github.com/kopernik-io/kopernik/objectstore"
@@ -114,6 +115,13 @@ type FactoryOptions struct {
 	// journalled since the last (default 64 MiB): it bounds the journal's
 	// disk use and the replay after a crash.
 	CheckpointBytes int64
+
+	// ObjectLog, if set, makes this a cluster factory (clusterlog.go):
+	// appends are acknowledged once committed to the object log, the
+	// ledger data on this broker is an in-memory cache (Dir holds none;
+	// no journal), and every open rebuilds its ledger from the object log
+	// and the offloaded objects.
+	ObjectLog *ObjectLogOptions
 }
 
 // Observer receives storage latencies, for metrics. Its methods are called
@@ -163,6 +171,13 @@ type Factory struct {
 	offloader    objectstore.Store // FactoryOptions.Offload
 	offloadCache *offload.Cache    // nil without offloader
 
+	// Cluster mode (clusterlog.go): the object log, its reader, and the
+	// fence each open ledger commits under (olMu is a leaf lock).
+	olog     *objlog.Log
+	olRead   objlog.Reader
+	olMu     sync.Mutex
+	olFences map[string]metadata.Cond
+
 	mu struct {
 		sync.Mutex
 		closed  bool
@@ -197,6 +212,12 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 	if f.log == nil {
 		f.log = slog.Default()
 	}
+	if opts.ObjectLog != nil {
+		f.opts.Prealloc = -1 // the segments are a cache
+		if f.fs == nil {
+			f.fs = segment.NewMemFS() // the object log holds the data
+		}
+	}
 	if f.fs == nil {
 		if opts.Dir == "" {
 			f.fs = segment.NewMemFS()
@@ -230,7 +251,11 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 	}
 	f.mu.ledgers = make(map[string]*ManagedLedger)
 	f.mu.closing = make(map[string]chan struct{})
-	if opts.Dir != "" && !opts.PerLedgerSync {
+	if opts.ObjectLog != nil {
+		if err := f.openObjectLog(); err != nil {
+			return nil, err
+		}
+	} else if opts.Dir != "" && !opts.PerLedgerSync {
 		if err := f.openJournal(); err != nil {
 			return nil, err
 		}
@@ -510,6 +535,9 @@ func (f *Factory) Close() error {
 		// After the ledgers: their closes sync their segments and release
 		// their records, so that a clean shutdown leaves no journal.
 		errs = append(errs, f.journal.close())
+	}
+	if f.olog != nil {
+		errs = append(errs, f.olog.Close()) // after the ledgers drained theirs
 	}
 	f.bg.Wait() // object deletions started before or by the closes
 	if f.offloadCache != nil {

@@ -148,6 +148,9 @@ type ManagedLedger struct {
 
 		cache entryCache // cache.go
 	}
+	// olDrained (cluster mode, under mu) is closed once no append is in
+	// flight in the object log; set by a close that waits for that.
+	olDrained chan struct{}
 }
 
 // ErrStorage reports a failed write or fsync; the ledger refuses appends
@@ -168,6 +171,9 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 	}
 	if !ml.memory {
 		ml.journal = f.journal
+	}
+	if f.olog != nil {
+		return openClusterLedger(ctx, f, ml, cfg)
 	}
 	if ml.journal != nil {
 		// Reopening a ledger is a recovery attempt for a failed journal
@@ -504,6 +510,10 @@ type Pending struct {
 	// info is the active segment's state right after this entry (journal
 	// mode): what becomes visible when the journal completes it.
 	info segment.Info
+	// olKnown, olErr: the object log's outcome (cluster mode), recorded
+	// until the waiters before p are complete.
+	olKnown bool
+	olErr   error
 }
 
 // Assigned returns the entry as the append numbered it (Position,
@@ -617,6 +627,13 @@ func (ml *ManagedLedger) appendAsync(e Entry, failures int64) (*Pending, error) 
 	}
 	e.Data = nil
 	p := &Pending{entry: e, done: make(chan struct{})}
+	if ml.factory.olog != nil {
+		if ml.factory.opts.Observer != nil {
+			p.start = time.Now()
+		}
+		ml.appendObjlogLocked(l, &rec, p) // acknowledged once committed
+		return p, nil
+	}
 	if ml.mu.cfg.Sync == SyncInterval || ml.memory {
 		// Durable enough under this policy once in the file (write(2)); in
 		// memory mode there is nothing more durable to wait for.
@@ -926,6 +943,9 @@ func (ml *ManagedLedger) gather(g *groupState) {
 }
 
 func (ml *ManagedLedger) syncWaiters(g *groupState) {
+	if ml.factory.olog != nil {
+		return // cluster mode: the object log completes the waiters
+	}
 	for {
 		ml.gather(g)
 		ml.mu.Lock()
@@ -988,6 +1008,11 @@ func (ml *ManagedLedger) syncActive() {
 		ml.mu.Unlock()
 		return
 	}
+	if ml.factory.olog != nil {
+		// Cluster mode: only commits to the object log publish entries.
+		ml.mu.Unlock()
+		return
+	}
 	if ml.journal != nil && ml.mu.cfg.Sync == SyncAlways {
 		// Journal mode: the factory's checkpoint syncs the segment; a
 		// per-ledger periodic fsync is what the journal is there to avoid.
@@ -1023,6 +1048,11 @@ func (ml *ManagedLedger) maybeRollLocked() error {
 // file is an orphan, removed on open), and a sealed file still listed as
 // active is simply reopened for appends.
 func (ml *ManagedLedger) rollLocked() error {
+	if ml.objlogBusyLocked() {
+		// Cluster mode: a sealed ledger's length must be what is
+		// committed of it; roll once nothing is in flight.
+		return nil
+	}
 	l := ml.activeLocked()
 	if err := l.seg.Seal(); err != nil {
 		ml.failLocked(err)
@@ -1735,10 +1765,14 @@ func (ml *ManagedLedger) close() error {
 	ml.mu.Unlock()
 	close(ml.stopSync)
 	<-ml.syncDone
+	if ml.factory.olog != nil {
+		ml.drainObjlog()
+		defer ml.factory.setFence(ml.name, nil)
+	}
 
 	var errs []error
 	ml.mu.Lock()
-	if ml.mu.failed == nil {
+	if ml.mu.failed == nil && ml.factory.olog == nil {
 		l := ml.activeLocked()
 		if info, err := l.seg.Sync(); err != nil {
 			errs = append(errs, err)
