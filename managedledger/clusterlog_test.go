@@ -1,0 +1,344 @@
+package managedledger
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kopernik-io/kopernik/managedledger/objlog"
+	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/metadata/etcdtest"
+	"github.com/kopernik-io/kopernik/objectstore"
+	"github.com/kopernik-io/kopernik/objectstore/s3test"
+)
+
+var (
+	objmlRounds = flag.Int("objml.rounds", 3, "TestObjlogModel: rounds (random seeds)")
+	objmlSeed   = flag.Uint64("objml.seed", 0, "TestObjlogModel: run one round with this seed")
+	objmlOps    = flag.Int("objml.ops", 120, "TestObjlogModel: operations per round")
+)
+
+// clusterEnv is a real etcd and a real S3 server shared by the brokers
+// (factories) of a test.
+type clusterEnv struct {
+	t    testing.TB
+	meta *metadata.Etcd
+	objs objectstore.Store
+	// prefix keeps rounds apart in the one etcd and bucket.
+	prefix string
+}
+
+func newClusterEnv(t testing.TB) *clusterEnv {
+	etcd := etcdtest.Start(t)
+	meta, err := metadata.OpenEtcd(etcd.Endpoints(), metadata.WithEtcdOpTimeout(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	s3 := s3test.Start(t)
+	objs, err := objectstore.NewS3(context.Background(), objectstore.S3Options{
+		Endpoint: s3.Endpoint, Bucket: s3.Bucket, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey,
+		MaxAttempts: 2, MaxBackoff: 20 * time.Millisecond, AttemptTimeout: 3 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &clusterEnv{t: t, meta: meta, objs: objs}
+}
+
+// ownerPath is the test's ownership record of a ledger.
+func (e *clusterEnv) ownerPath(ledger string) string {
+	return "/" + e.prefix + "owners/" + escapeCursorName(ledger)
+}
+
+// setOwner makes broker the owner of ledger: a record with a fresh value.
+func (e *clusterEnv) setOwner(ledger, broker string) {
+	e.t.Helper()
+	v := fmt.Sprintf(`{"owner":%q,"since":%d}`, broker, time.Now().UnixNano())
+	if _, err := e.meta.Put(context.Background(), e.ownerPath(ledger), []byte(v), metadata.AnyVersion); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// factory opens broker name's cluster factory: it may open a ledger only
+// while the ownership record names it, and commits under that value.
+func (e *clusterEnv) factory(name string, flush time.Duration) *Factory {
+	e.t.Helper()
+	f, err := NewFactory(FactoryOptions{
+		Store: e.meta, RetentionInterval: -1, StorageRetryInterval: 20 * time.Millisecond,
+		ObjectLog: &ObjectLogOptions{
+			Log: objlog.Options{Objects: e.objs, Meta: e.meta, Cluster: "c1" + e.prefix, Writer: name, Prefix: e.prefix, FlushInterval: flush},
+			Fence: func(ctx context.Context, ledger string) (metadata.Cond, error) {
+				rec, err := e.meta.Get(ctx, e.ownerPath(ledger))
+				if err != nil {
+					return metadata.Cond{}, err
+				}
+				if want := fmt.Sprintf(`{"owner":%q,`, name); len(rec.Value) < len(want) || string(rec.Value[:len(want)]) != want {
+					return metadata.Cond{}, fmt.Errorf("owned by another: %s", rec.Value)
+				}
+				return metadata.Cond{Path: e.ownerPath(ledger), Value: rec.Value}, nil
+			},
+		},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return f
+}
+
+// objAppend is one append the model made, and what it was told.
+type objAppend struct {
+	ledger string
+	data   string
+	zombie bool // made after the instance's ledger moved elsewhere
+	done   chan struct{}
+	err    error
+	entry  Entry
+}
+
+// TestObjlogModel drives three cluster factories (brokers) on one etcd and
+// one S3 server with random appends, ownership moves, zombies (instances
+// whose ledger moved, still appending), closes and rollovers, and checks
+// after every move and at the end, from the current owner's rebuilt
+// ledger: every acknowledged append is there exactly once, no zombie
+// append and no failed append is, acknowledged positions and indexes are
+// where they were acknowledged, and message indexes are continuous from 0.
+func TestObjlogModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and an S3 server")
+	}
+	env := newClusterEnv(t)
+	rounds := *objmlRounds
+	if *objmlSeed != 0 {
+		rounds = 1
+	}
+	for r := 0; r < rounds; r++ {
+		seed := *objmlSeed
+		if seed == 0 {
+			seed = rand.Uint64()
+		}
+		env.prefix = fmt.Sprintf("r%d/", r)
+		t.Logf("round %d: -objml.seed %d", r, seed)
+		runObjlogModel(t, env, seed)
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+func runObjlogModel(t *testing.T, env *clusterEnv, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
+	ctx := context.Background()
+	brokers := []string{"b0", "b1", "b2"}
+	factories := map[string]*Factory{}
+	for _, b := range brokers {
+		factories[b] = env.factory(b, time.Duration(1+rng.IntN(4))*time.Millisecond)
+	}
+	defer func() {
+		for _, f := range factories {
+			f.Close()
+		}
+	}()
+	// Names differ per round: ledger lists live in the one etcd.
+	r := strings.TrimSuffix(env.prefix, "/")
+	ledgers := []string{"t/ns/persistent/a-" + r, "t/ns/persistent/b-" + r + "-partition-0"}
+	cfg := Config{MaxLedgerBytes: int64(512 + rng.IntN(4096))}
+	owner := map[string]string{}
+	// open instances by (broker, ledger); a zombie's ledger moved elsewhere.
+	type inst struct {
+		ml     *ManagedLedger
+		zombie bool
+	}
+	open := map[[2]string]*inst{}
+	var all []*objAppend
+	var wg sync.WaitGroup
+	seq := 0
+
+	move := func(ledger, to string) {
+		if old := owner[ledger]; old != "" {
+			if in := open[[2]string{old, ledger}]; in != nil {
+				in.zombie = true
+			}
+		}
+		if in := open[[2]string{to, ledger}]; in != nil {
+			// The broker unloads a ledger it lost before it may own it again.
+			in.ml.Close()
+			delete(open, [2]string{to, ledger})
+		}
+		env.setOwner(ledger, to)
+		owner[ledger] = to
+		ml, err := factories[to].Open(ctx, ledger, cfg)
+		if err != nil {
+			t.Fatalf("seed %d: %s opens %s: %v", seed, to, ledger, err)
+		}
+		open[[2]string{to, ledger}] = &inst{ml: ml}
+	}
+	for _, l := range ledgers {
+		move(l, brokers[rng.IntN(len(brokers))])
+	}
+	appendTo := func(b, ledger string, in *inst) {
+		seq++
+		a := &objAppend{ledger: ledger, data: fmt.Sprintf("%s|%s|%d|%s", ledger, b, seq, make([]byte, rng.IntN(300))), zombie: in.zombie, done: make(chan struct{})}
+		all = append(all, a)
+		p, err := in.ml.AppendAsync(Entry{MsgCount: int32(1 + rng.IntN(3)), Data: []byte(a.data), Format: FormatKafka})
+		if err != nil {
+			a.err = err
+			close(a.done)
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.entry, a.err = p.Wait(ctx)
+			close(a.done)
+		}()
+	}
+	for op := 0; op < *objmlOps; op++ {
+		ledger := ledgers[rng.IntN(len(ledgers))]
+		switch k := rng.IntN(100); {
+		case k < 55: // appends by the owner
+			b := owner[ledger]
+			for n := 1 + rng.IntN(8); n > 0; n-- {
+				appendTo(b, ledger, open[[2]string{b, ledger}])
+			}
+		case k < 70: // appends by a zombie, if any
+			for key, in := range open {
+				if key[1] == ledger && in.zombie {
+					appendTo(key[0], ledger, in)
+				}
+			}
+		case k < 80: // ownership moves, appends maybe in flight
+			to := brokers[rng.IntN(len(brokers))]
+			if to == owner[ledger] {
+				to = brokers[(rng.IntN(2)+1+indexOf(brokers, to))%len(brokers)]
+			}
+			move(ledger, to)
+			checkObjlogLedger(t, seed, open[[2]string{to, ledger}].ml, all, ledger, false)
+		case k < 85: // a zombie is unloaded
+			for key, in := range open {
+				if key[1] == ledger && in.zombie {
+					in.ml.Close()
+					delete(open, key)
+				}
+			}
+		case k < 95: // wait for what is in flight
+			wg.Wait()
+		default: // the owner closes and reopens (a broker restart without a move)
+			b := owner[ledger]
+			open[[2]string{b, ledger}].ml.Close()
+			delete(open, [2]string{b, ledger})
+			env.setOwner(ledger, b)
+			ml, err := factories[b].Open(ctx, ledger, cfg)
+			if err != nil {
+				t.Fatalf("seed %d: reopen %s on %s: %v", seed, ledger, b, err)
+			}
+			open[[2]string{b, ledger}] = &inst{ml: ml}
+		}
+		if t.Failed() {
+			return
+		}
+	}
+	wg.Wait()
+	for _, l := range ledgers {
+		// A final move: the new owner's rebuild holds every acknowledged
+		// append, now that every outcome is known.
+		to := brokers[(indexOf(brokers, owner[l])+1)%len(brokers)]
+		move(l, to)
+		checkObjlogLedger(t, seed, open[[2]string{to, l}].ml, all, l, true)
+	}
+	acked, failed, zombies := 0, 0, 0
+	for _, a := range all {
+		switch {
+		case a.err == nil:
+			acked++
+		case a.zombie:
+			zombies++
+		default:
+			failed++
+		}
+	}
+	t.Logf("seed %d: %d appends acknowledged, %d failed, %d zombie appends refused", seed, acked, failed, zombies)
+}
+
+func indexOf(xs []string, x string) int {
+	for i, y := range xs {
+		if y == x {
+			return i
+		}
+	}
+	return -1
+}
+
+// checkObjlogLedger reads ledger from ml (just rebuilt by its new owner)
+// and checks it against the appends: final means every outcome is known.
+func checkObjlogLedger(t *testing.T, seed uint64, ml *ManagedLedger, all []*objAppend, ledger string, final bool) {
+	t.Helper()
+	ctx := context.Background()
+	byData := map[string]*objAppend{}
+	for _, a := range all {
+		if a.ledger == ledger {
+			byData[a.data] = a
+		}
+	}
+	seen := map[string]bool{}
+	next := int64(0)
+	for {
+		es, err := ml.ReadFromIndex(ctx, next, 100, 1<<20)
+		if err != nil {
+			t.Fatalf("seed %d: %s: read from %d: %v", seed, ledger, next, err)
+		}
+		if len(es) == 0 {
+			break
+		}
+		for _, e := range es {
+			if e.FirstIndex != next {
+				t.Fatalf("seed %d: %s: entry %v at index %d, want %d (indexes not continuous)", seed, ledger, e.Position, e.FirstIndex, next)
+			}
+			next = e.LastIndex() + 1
+			d := string(e.Data)
+			a := byData[d]
+			switch {
+			case a == nil:
+				t.Fatalf("seed %d: %s: entry %v holds data nobody appended", seed, ledger, e.Position)
+			case seen[d]:
+				t.Fatalf("seed %d: %s: %q twice", seed, ledger, d[:20])
+			case a.zombie:
+				t.Fatalf("seed %d: %s: a zombie's append is visible at %v", seed, ledger, e.Position)
+			}
+			select {
+			case <-a.done:
+				if a.err != nil && !errors.Is(a.err, ErrClosed) {
+					t.Fatalf("seed %d: %s: an append that failed (%v) is visible at %v", seed, ledger, a.err, e.Position)
+				}
+				if a.err == nil && (a.entry.FirstIndex != e.FirstIndex || a.entry.Position != e.Position) {
+					t.Fatalf("seed %d: %s: acknowledged at %v index %d, found at %v index %d", seed, ledger, a.entry.Position, a.entry.FirstIndex, e.Position, e.FirstIndex)
+				}
+			default:
+			}
+			seen[d] = true
+		}
+		releaseEntries(es)
+	}
+	if next != ml.NextIndex() {
+		t.Fatalf("seed %d: %s: read up to index %d, the ledger's next is %d", seed, ledger, next, ml.NextIndex())
+	}
+	for d, a := range byData {
+		select {
+		case <-a.done:
+		default:
+			if final {
+				t.Fatalf("seed %d: %s: append outcome unknown at the end", seed, ledger)
+			}
+			continue
+		}
+		if a.err == nil && !seen[d] {
+			t.Fatalf("seed %d: %s: acknowledged append at %v index %d lost", seed, ledger, a.entry.Position, a.entry.FirstIndex)
+		}
+	}
+}
