@@ -7,7 +7,12 @@ import (
 	"net"
 	"os"
 
+	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/broker/ownership"
+	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/managedledger/objlog"
+	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/objectstore"
 	"github.com/kopernik-io/kopernik/protocol/kafka"
 	"github.com/kopernik-io/kopernik/protocol/pulsar"
 )
@@ -60,8 +65,9 @@ func (s *Server) joinCluster(ctx context.Context, lns map[string]net.Listener) (
 	if kc, ok := cfg.Handlers["kafka"].(*kafka.Config); ok {
 		kc.NodeID = m.Self().NodeID
 	}
-	s.log.Warn("cluster mode is experimental: ownership and routing only; each broker's log is still on its own disk, so a partition that moves does not take its data along (docs/cluster.md)",
-		"cluster", cfg.ClusterName, "broker", name, "node_id", m.Self().NodeID)
+	s.log.Info("cluster mode: the log is in object storage, committed through etcd (docs/cluster.md)",
+		"cluster", cfg.ClusterName, "broker", name, "node_id", m.Self().NodeID,
+		"object_flush_interval", cfg.ObjectFlushInterval, "object_flush_bytes", cfg.ObjectFlushBytes)
 	return m, nil
 }
 
@@ -77,4 +83,44 @@ func reachable(a net.Addr) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, fmt.Sprint(tcp.Port))
+}
+
+// objectLog returns, in cluster mode, the setup of the ledgers' write path
+// in object storage (managedledger/clusterlog.go): objects in objs,
+// commits in etcd, each fenced by the ledger's ownership record as this
+// broker's member reads it when the ledger opens. Nil when standalone.
+func (s *Server) objectLog(objs objectstore.Store) func(metadata.Store) (*managedledger.ObjectLogOptions, error) {
+	cfg := s.cfg
+	if cfg.ClusterName == "" {
+		return nil
+	}
+	return func(store metadata.Store) (*managedledger.ObjectLogOptions, error) {
+		meta, ok := store.(objlog.Meta)
+		if !ok {
+			return nil, errors.New("cluster-name needs an etcd metadata store (metadata-store-url etcd:...)")
+		}
+		if objs == nil {
+			return nil, errors.New("cluster-name needs object storage for the log (offload-driver s3)")
+		}
+		writer := cfg.BrokerName
+		if writer == "" {
+			writer = "broker" // the log adds a random session id
+		}
+		return &managedledger.ObjectLogOptions{
+			Log: objlog.Options{
+				Objects: objs, Meta: meta, Cluster: cfg.ClusterName, Writer: writer,
+				FlushInterval: cfg.ObjectFlushInterval, FlushBytes: int(cfg.ObjectFlushBytes),
+			},
+			Fence: func(ctx context.Context, ledger string) (metadata.Cond, error) {
+				if s.member == nil {
+					return metadata.Cond{}, errors.New("cluster: not joined yet")
+				}
+				unit, err := broker.TopicOfLedger(ledger)
+				if err != nil {
+					return metadata.Cond{}, err
+				}
+				return s.member.Fence(ctx, unit.String())
+			},
+		}, nil
+	}
 }

@@ -17,19 +17,33 @@ import (
 
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/metadata/etcdtest"
+	"github.com/kopernik-io/kopernik/objectstore/s3test"
 )
 
-// startCluster starts n brokers of one cluster on one real etcd, each
-// with its own data dir and loopback listeners.
-func startCluster(t *testing.T, n int) (*etcdtest.Server, []*Server) {
+// startCluster starts n brokers of one cluster on one real etcd and one
+// real S3 server (the log), each with its own data dir and loopback
+// listeners.
+func startCluster(t *testing.T, n int, settings ...string) (*etcdtest.Server, []*Server) {
 	etcd := etcdtest.Start(t)
+	s3 := s3test.Start(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
 	var out []*Server
 	for i := range n {
-		out = append(out, startStorageServer(t, t.TempDir(), nil,
-			"metadata-store-url", etcd.URL(), "cluster-name", "c1", "cluster-lease-ttl", "1s",
-			"broker-name", fmt.Sprintf("broker-%d", i)))
+		out = append(out, startClusterBroker(t, etcd, s3, i, settings...))
 	}
 	return etcd, out
+}
+
+// startClusterBroker starts broker i of startCluster's cluster.
+func startClusterBroker(t *testing.T, etcd *etcdtest.Server, s3 *s3test.Server, i int, settings ...string) *Server {
+	kv := append([]string{
+		"metadata-store-url", etcd.URL(), "cluster-name", "c1", "cluster-lease-ttl", "1s",
+		"broker-name", fmt.Sprintf("broker-%d", i),
+		"offload-driver", "s3", "offload-s3-endpoint", s3.Endpoint, "offload-s3-bucket", s3.Bucket,
+		"offload-s3-region", s3test.Region,
+	}, settings...)
+	return startStorageServer(t, t.TempDir(), nil, kv...)
 }
 
 // leaders returns partition -> leader node id from a Metadata request sent

@@ -111,6 +111,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		Offload: offloader, OffloadInterval: cfg.OffloadInterval,
 		MetadataURL: cfg.MetadataStoreURL, Observer: obs,
 		PerLedgerSync: !cfg.Journal, CheckpointInterval: cfg.JournalCheckpointInterval,
+		ObjectLog: s.objectLog(offloader),
 	}); err != nil {
 		fix := "check the data dir (--data-dir) and its files"
 		if cfg.MetadataStoreURL != "" {
