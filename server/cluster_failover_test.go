@@ -14,6 +14,7 @@ import (
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kopernik-io/kopernik/broker"
 )
@@ -21,7 +22,7 @@ import (
 // clusterGroupsRouted: FindCoordinator answers the group's owner and
 // commits reach partitions owned elsewhere (until then the group part is
 // reported, not asserted).
-const clusterGroupsRouted = false
+const clusterGroupsRouted = true
 
 // failoverLog records what clients were told, for the checker.
 type failoverLog struct {
@@ -114,7 +115,21 @@ func TestClusterFailover(t *testing.T) {
 			onVictim = append(onVictim, int32(p))
 		}
 	}
-	t.Logf("victim node %d owns Kafka partitions %v and %s", victimID, onVictim, ptopic)
+	// A group the victim coordinates.
+	var groupName string
+	for i := 0; groupName == "" && i < 100; i++ {
+		name := fmt.Sprintf("failover-g%d", i)
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKey = name
+		resp, err := req.RequestWith(ctx, admin)
+		if err == nil && resp.ErrorCode == 0 && resp.NodeID == victimID {
+			groupName = name
+		}
+	}
+	if groupName == "" {
+		t.Fatal("no group coordinated by the victim in 100 tries")
+	}
+	t.Logf("victim node %d owns Kafka partitions %v, %s and coordinates group %s", victimID, onVictim, ptopic, groupName)
 
 	klog := &failoverLog{acked: map[string]time.Time{}, failed: map[string]error{}, firstAt: map[int32]time.Time{}}
 	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic),
@@ -129,7 +144,12 @@ func TestClusterFailover(t *testing.T) {
 	// The group consumes and commits what it processed (marks + autocommit).
 	var gmu sync.Mutex
 	groupSeen := map[string]int{}
-	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup("failover-g"),
+	type at struct {
+		partition int32
+		offset    int64
+	}
+	var redelivered []at // records the group saw again
+	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup(groupName),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AutoCommitMarks(), kgo.AutoCommitInterval(200*time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }), kgo.MetadataMinAge(50*time.Millisecond))
 	if err != nil {
@@ -152,6 +172,9 @@ func TestClusterFailover(t *testing.T) {
 			fs.EachRecord(func(r *kgo.Record) {
 				gmu.Lock()
 				groupSeen[string(r.Value)]++
+				if groupSeen[string(r.Value)] > 1 {
+					redelivered = append(redelivered, at{r.Partition, r.Offset})
+				}
 				gmu.Unlock()
 				cons.MarkCommitRecords(r)
 			})
@@ -266,6 +289,7 @@ func TestClusterFailover(t *testing.T) {
 	before := len(klog.acked)
 	klog.killAt = time.Now()
 	klog.mu.Unlock()
+	commitsAtKill := cons.CommittedOffsets()[topic]
 	t.Logf("killing node %d after %d Kafka acks", victimID, before)
 	victim.abandon()
 	killAt := klog.killedAt()
@@ -398,6 +422,15 @@ func TestClusterFailover(t *testing.T) {
 	}
 	close(stopCons)
 	<-consDone
+	// Resumed at its commits: nothing the group had committed when the
+	// coordinator died is delivered again.
+	gmu.Lock()
+	for _, r := range redelivered {
+		if c, ok := commitsAtKill[r.partition]; ok && r.offset < c.Offset {
+			t.Errorf("group redelivered partition %d offset %d, committed up to %d before the kill", r.partition, r.offset, c.Offset)
+		}
+	}
+	gmu.Unlock()
 
 	// Pulsar: every acknowledged send reaches the Shared subscription.
 	deadline = time.Now().Add(30 * time.Second)

@@ -373,6 +373,16 @@ func (s *Server) httpHandler() (http.Handler, error) {
 	}
 	opts.HealthChecks = s.healthChecks()
 	mux.Handle("/", admin.New(s.broker, opts))
+	if s.member != nil {
+		// Cluster mode: requests brokers forward to each other.
+		for _, rh := range s.handlers {
+			if ih, ok := rh.h.(interface {
+				InternalHTTP() (string, http.Handler)
+			}); ok {
+				mux.Handle(ih.InternalHTTP())
+			}
+		}
+	}
 
 	// The web console at / and /console/..., with the admin API's
 	// authentication: with auth-enabled superusers, and with

@@ -347,6 +347,18 @@ func (m *Member) Owns(unit string) bool {
 	return ok && b.NodeID == m.id
 }
 
+// OwnedSince returns the Since of unit's owner record in this member's
+// view, if the record names this member (and its lease is held).
+func (m *Member) OwnedSince(unit string) (time.Time, bool) {
+	if !m.Owns(unit) {
+		return time.Time{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.mu.owners[unit]
+	return o.Since, ok && o.NodeID == m.id
+}
+
 // Owned returns the units this member owns, sorted.
 func (m *Member) Owned() []string {
 	m.mu.Lock()
