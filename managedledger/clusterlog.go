@@ -55,6 +55,9 @@ type ObjectLogOptions struct {
 	// once when the ledger opens, before anything is read; an error fails
 	// the open (this broker does not own the ledger).
 	Fence func(ctx context.Context, ledger string) (metadata.Cond, error)
+	// CollectInterval is the period of the object log's garbage collection
+	// (default 1 minute; < 0: none).
+	CollectInterval time.Duration
 	// DrainTimeout bounds how long a close waits for the ledger's appends
 	// in flight in the log (default 30s); those still in flight then fail
 	// with ErrClosed (they may commit later, invisible: see openCluster).
@@ -88,6 +91,13 @@ func (f *Factory) openObjectLog() error {
 	}
 	f.olog = l
 	f.olRead = objlog.Reader{Objects: lo.Objects, Meta: lo.Meta, Cluster: lo.Cluster}
+	if o.CollectInterval == 0 {
+		o.CollectInterval = time.Minute
+	}
+	if o.CollectInterval > 0 {
+		f.wg.Add(1)
+		go f.collectLoop(o.CollectInterval)
+	}
 	return nil
 }
 
@@ -439,5 +449,110 @@ func openClusterLedger(ctx context.Context, f *Factory, ml *ManagedLedger, cfg C
 		return nil, err
 	}
 	go ml.syncer()
+	ml.mu.Lock()
+	ml.offloadSoonLocked() // what the previous owner sealed, and what this open did
+	ml.mu.Unlock()
 	return ml, nil
+}
+
+// offloadSoonLocked starts, in cluster mode with an object store for
+// offloads, the offload of every sealed ledger not yet offloaded (a new
+// owner reads them from there), then releases them from the object log
+// (its small objects are collected once every range in them is released)
+// and drops their cached copies. ml.mu held; the work runs outside it.
+func (ml *ManagedLedger) offloadSoonLocked() {
+	f := ml.factory
+	if f.olog == nil || f.offloader == nil || ml.mu.closed {
+		return
+	}
+	f.bg.Add(1)
+	go func() {
+		defer f.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if err := ml.Offload(ctx, Latest); err != nil {
+			if !errors.Is(err, ErrClosed) {
+				ml.log.Warn("managedledger: offloading sealed ledgers (cluster)", "err", err)
+			}
+			// What did offload is released below all the same.
+		}
+		ml.mu.Lock()
+		upTo := int64(-1)
+		for _, l := range ml.mu.ledgers[:len(ml.mu.ledgers)-1] {
+			if l.off == nil || !l.off.complete {
+				break
+			}
+			upTo = l.id
+		}
+		ml.mu.Unlock()
+		if upTo < 0 {
+			return
+		}
+		if err := f.olRead.Release(ctx, ml.name, objlog.Position{LedgerID: upTo, EntryID: math.MaxInt64}); err != nil {
+			ml.log.Warn("managedledger: releasing offloaded ledgers from the object log", "up_to_ledger", upTo, "err", err)
+		}
+		if err := ml.deleteOffloadedLocal(ctx); err != nil && !errors.Is(err, ErrClosed) {
+			ml.log.Warn("managedledger: dropping cached copies of offloaded ledgers", "err", err)
+		}
+	}()
+}
+
+// collectLoop garbage-collects the object log every interval (cluster
+// mode): objects all of whose ranges are released (offloaded into
+// per-ledger objects), and orphans of failed or fenced flushes. Any broker
+// may collect; collections racing each other delete the same things.
+func (f *Factory) collectLoop(interval time.Duration) {
+	defer f.wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	lo := f.opts.ObjectLog.Log
+	orphanAge := lo.OrphanAge
+	if orphanAge <= 0 {
+		orphanAge = objlog.DefaultOrphanAge
+	}
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), interval)
+		n, err := f.olRead.Collect(ctx, lo.Prefix, orphanAge)
+		cancel()
+		if err != nil {
+			f.log.Warn("managedledger: object log collection", "deleted", n, "err", err)
+		} else if n > 0 {
+			f.log.Info("managedledger: object log collected", "objects_deleted", n)
+		}
+		f.olCollected.Add(int64(n))
+	}
+}
+
+// putFenced is the metadata store's Put (compare-and-swap on expected) for
+// the ledger's own records — its ledger list and cursors — in cluster mode
+// conditioned on the ledger's fence as well, in one transaction: a broker
+// that lost the ledger can no longer write them, so that a zombie's
+// rollover, offload or cursor flush cannot make the new owner's
+// compare-and-swaps fail. Standalone, it is Put.
+func (ml *ManagedLedger) putFenced(ctx context.Context, path string, value []byte, expected int64) (int64, error) {
+	f := ml.factory
+	tx, ok := f.opts.Store.(metadata.Transactor)
+	if f.olog == nil || !ok || expected == metadata.AnyVersion {
+		return ml.store.Put(ctx, path, value, expected)
+	}
+	fence, ok := f.fenceOf(ml.name)
+	if !ok {
+		return 0, fmt.Errorf("%w: %s: not open on this broker", ErrFenced, ml.name)
+	}
+	own := metadata.Cond{Path: path, Version: expected}
+	if expected == metadata.NotExists {
+		own = metadata.Cond{Path: path, Absent: true}
+	}
+	if err := tx.Txn(ctx, []metadata.Cond{fence, own}, []metadata.Op{{Path: path, Value: value}}); err != nil {
+		return 0, err // a *TxnFailedError is an ErrBadVersion: fenced
+	}
+	if expected == metadata.NotExists {
+		return 1, nil
+	}
+	return expected + 1, nil
 }

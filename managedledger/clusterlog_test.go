@@ -72,6 +72,9 @@ func (e *clusterEnv) factory(name string, flush time.Duration) *Factory {
 	e.t.Helper()
 	f, err := NewFactory(FactoryOptions{
 		Store: e.meta, RetentionInterval: -1, StorageRetryInterval: 20 * time.Millisecond,
+		// Sealed ledgers are offloaded at once (cluster mode), racing the
+		// moves: new owners rebuild from offloaded ledgers and the log.
+		Offload: e.objs, OffloadPrefix: e.prefix + "tiered/", OffloadInterval: -1,
 		ObjectLog: &ObjectLogOptions{
 			Log: objlog.Options{Objects: e.objs, Meta: e.meta, Cluster: "c1" + e.prefix, Writer: name, Prefix: e.prefix, FlushInterval: flush},
 			Fence: func(ctx context.Context, ledger string) (metadata.Cond, error) {
@@ -339,6 +342,108 @@ func checkObjlogLedger(t *testing.T, seed uint64, ml *ManagedLedger, all []*objA
 		}
 		if a.err == nil && !seen[d] {
 			t.Fatalf("seed %d: %s: acknowledged append at %v index %d lost", seed, ledger, a.entry.Position, a.entry.FirstIndex)
+		}
+	}
+}
+
+// TestClusterOffloadAndCollect: in cluster mode sealed ledgers are
+// offloaded as soon as they are sealed and released from the object log,
+// whose collection then deletes the small objects; a new owner rebuilds
+// the ledger from the offloaded objects and the object log's rest, with
+// every entry where it was.
+func TestClusterOffloadAndCollect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and an S3 server")
+	}
+	env := newClusterEnv(t)
+	ctx := context.Background()
+	open := func(name string) *Factory {
+		f, err := NewFactory(FactoryOptions{
+			Store: env.meta, RetentionInterval: -1, Offload: env.objs, OffloadPrefix: "tiered/", OffloadInterval: -1,
+			ObjectLog: &ObjectLogOptions{
+				Log:             objlog.Options{Objects: env.objs, Meta: env.meta, Cluster: "c1", Writer: name, Prefix: "log/"},
+				CollectInterval: -1,
+				Fence: func(ctx context.Context, ledger string) (metadata.Cond, error) {
+					rec, err := env.meta.Get(ctx, env.ownerPath(ledger))
+					if err != nil {
+						return metadata.Cond{}, err
+					}
+					return metadata.Cond{Path: env.ownerPath(ledger), Value: rec.Value}, nil
+				},
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	const ledger = "t/ns/persistent/offloaded"
+	env.setOwner(ledger, "b0")
+	f0 := open("b0")
+	ml, err := f0.Open(ctx, ledger, Config{MaxLedgerBytes: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	for i := range n {
+		if _, err := ml.Append(ctx, Entry{MsgCount: 1, Data: []byte(fmt.Sprintf("entry-%03d-%s", i, make([]byte, 100))), Format: FormatKafka}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every sealed ledger offloaded and released.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := ml.Stats()
+		off := 0
+		for _, l := range st.Ledgers[:len(st.Ledgers)-1] {
+			if l.Offloaded {
+				off++
+			}
+		}
+		if off == len(st.Ledgers)-1 && off > 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d sealed ledgers offloaded after 30s", off, len(st.Ledgers)-1)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f0.bg.Wait() // the releases after the offloads
+	before, err := env.objs.List(ctx, "log/wal/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := f0.olRead.Collect(ctx, "log/", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := env.objs.List(ctx, "log/wal/")
+	t.Logf("object log: %d objects, %d collected once offloaded, %d left", len(before), deleted, len(after))
+	if deleted == 0 || len(after) >= len(before) {
+		t.Fatalf("collection deleted %d objects (%d -> %d)", deleted, len(before), len(after))
+	}
+	// A new owner: everything readable, at the same indexes.
+	env.setOwner(ledger, "b1")
+	f1 := open("b1")
+	ml1, err := f1.Open(ctx, ledger, Config{MaxLedgerBytes: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := int64(0)
+	for next < n {
+		es, err := ml1.ReadFromIndex(ctx, next, 50, 1<<20)
+		if err != nil {
+			t.Fatalf("read from %d: %v", next, err)
+		}
+		if len(es) == 0 {
+			t.Fatalf("nothing at index %d of %d", next, n)
+		}
+		for _, e := range es {
+			if want := fmt.Sprintf("entry-%03d-", next); e.FirstIndex != next || !strings.HasPrefix(string(e.Data), want) {
+				t.Fatalf("index %d: entry at %d holds %.10q", next, e.FirstIndex, e.Data)
+			}
+			next++
 		}
 	}
 }

@@ -177,6 +177,8 @@ type Factory struct {
 	olRead   objlog.Reader
 	olMu     sync.Mutex
 	olFences map[string]metadata.Cond
+	// olCollected counts objects the object log's collection deleted.
+	olCollected atomic.Int64
 
 	mu struct {
 		sync.Mutex

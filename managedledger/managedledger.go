@@ -425,7 +425,7 @@ func (ml *ManagedLedger) persistLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := ml.store.Put(ctx, ledgerPath(ml.name), b, ml.mu.metaVersion)
+	v, err := ml.putFenced(ctx, ledgerPath(ml.name), b, ml.mu.metaVersion)
 	if err != nil {
 		if errors.Is(err, metadata.ErrBadVersion) || errors.Is(err, metadata.ErrExists) {
 			return fmt.Errorf("%w: %s: %w", ErrFenced, ml.name, err)
@@ -1074,6 +1074,7 @@ func (ml *ManagedLedger) rollLocked() error {
 		return ml.mu.failed
 	}
 	ml.log.Debug("managedledger: rolled over", "sealed", l.id, "entries", l.entries, "bytes", l.bytes)
+	ml.offloadSoonLocked()
 	return nil
 }
 
