@@ -23,7 +23,7 @@ import (
 // startCluster starts n brokers of one cluster on one real etcd and one
 // real S3 server (the log), each with its own data dir and loopback
 // listeners.
-func startCluster(t *testing.T, n int, settings ...string) (*etcdtest.Server, []*Server) {
+func startCluster(t testing.TB, n int, settings ...string) (*etcdtest.Server, []*Server) {
 	etcd := etcdtest.Start(t)
 	s3 := s3test.Start(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
@@ -36,7 +36,7 @@ func startCluster(t *testing.T, n int, settings ...string) (*etcdtest.Server, []
 }
 
 // startClusterBroker starts broker i of startCluster's cluster.
-func startClusterBroker(t *testing.T, etcd *etcdtest.Server, s3 *s3test.Server, i int, settings ...string) *Server {
+func startClusterBroker(t testing.TB, etcd *etcdtest.Server, s3 *s3test.Server, i int, settings ...string) *Server {
 	kv := append([]string{
 		"metadata-store-url", etcd.URL(), "cluster-name", "c1", "cluster-lease-ttl", "1s",
 		"broker-name", fmt.Sprintf("broker-%d", i),
