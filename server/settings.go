@@ -300,7 +300,7 @@ const (
 	secStorage  = "Storage"
 	secPolicies = "Topic policy defaults (namespaces and topics override them)"
 	secTiered   = "Tiered storage (docs/storage.md)"
-	secCluster  = "Cluster (experimental, docs/cluster.md)"
+	secCluster  = "Cluster (docs/cluster.md)"
 	secTLS      = "TLS (docs/security.md)"
 	secAuth     = "Authentication and authorization (docs/security.md)"
 	secKafka    = "Kafka protocol"
