@@ -81,10 +81,7 @@ func leaders(ctx context.Context, t *testing.T, cl *kgo.Client, node int32, topi
 // partition sent to a non-owner gets NOT_LEADER_OR_FOLLOWER, a Pulsar client looking up on the
 // wrong broker is sent to the owner. When a broker dies its registration
 // expires and Metadata names only live brokers again.
-//
-// Moving a partition's data with its ownership needs the log in object
-// storage (managedledger/objlog), not yet wired: this test does not move
-// partitions that hold data.
+// (Failover with data: TestClusterFailover.)
 func TestClusterRouting(t *testing.T) {
 	_, brokers := startCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
