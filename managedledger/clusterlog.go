@@ -138,11 +138,20 @@ func objlogError(name string, err error) error {
 func (ml *ManagedLedger) appendObjlogLocked(l *ledger, rec *segment.Record, p *Pending) {
 	p.info = l.seg.Written()
 	ml.mu.waiters = append(ml.mu.waiters, p)
-	data := appendJFrame(nil, jKindEntry, ml.name, l.id, rec)
+	e := objlog.Entry{Ledger: ml.name, LedgerID: l.id, EntryID: rec.EntryID, Data: appendJFrame(nil, jKindEntry, ml.name, l.id, rec)}
+	if ml.olRolling != nil {
+		ml.olHeld = append(ml.olHeld, e) // sent once the rollover is recorded
+		return
+	}
+	ml.sendObjlogLocked(e, p)
+}
+
+// sendObjlogLocked hands e (p's entry) to the log. ml.mu held.
+func (ml *ManagedLedger) sendObjlogLocked(e objlog.Entry, p *Pending) {
 	// The log may call back at once (closed): objlogDone takes ml.mu,
 	// which this goroutine holds, so such a call runs on its own.
 	var returned atomic.Bool
-	ml.factory.olog.Append(objlog.Entry{Ledger: ml.name, LedgerID: l.id, EntryID: rec.EntryID, Data: data}, func(err error) {
+	ml.factory.olog.Append(e, func(err error) {
 		if !returned.Load() {
 			go ml.objlogDone(p, err)
 			return
@@ -150,6 +159,94 @@ func (ml *ManagedLedger) appendObjlogLocked(l *ledger, rec *segment.Record, p *P
 		ml.objlogDone(p, err)
 	})
 	returned.Store(true)
+}
+
+// Rollover in cluster mode, with appends in flight: the active ledger L
+// stays as it is while its successor takes the appends that follow, which
+// are held back (not sent to the log) until every append of L has an
+// outcome. Then L is sealed at exactly what was committed, the list is
+// stored with L sealed and its successor active (fenced), and the held
+// appends go to the log. Until then the list is stored without the
+// successor (listedLedgersLocked), which holds nothing committed. If an
+// append of L failed, or the list cannot be stored, the successor is
+// dropped and its held appends fail: the ledger is as if it had not
+// rolled, failed, and recovers in place.
+
+// startRollLocked starts such a rollover (rollLocked). ml.mu held.
+func (ml *ManagedLedger) startRollLocked() error {
+	if ml.olRolling != nil {
+		return nil // one at a time
+	}
+	l := ml.activeLocked()
+	if err := ml.addLedgerLocked(ml.mu.next, time.Now()); err != nil {
+		ml.failLocked(err)
+		return ml.mu.failed
+	}
+	ml.olRolling = l
+	return nil
+}
+
+// listedLedgersLocked are the ledgers the stored list names: all but a
+// rollover's successor while the rollover waits. ml.mu held.
+func (ml *ManagedLedger) listedLedgersLocked() []*ledger {
+	if r := ml.olRolling; r != nil {
+		for i, l := range ml.mu.ledgers {
+			if l == r {
+				return ml.mu.ledgers[:i+1]
+			}
+		}
+	}
+	return ml.mu.ledgers
+}
+
+// finishRollLocked completes a waiting rollover once no append of the
+// rolling ledger is in flight (objlogDone). ml.mu held; it may store the
+// list (one etcd transaction) on the log's goroutine.
+func (ml *ManagedLedger) finishRollLocked() {
+	r := ml.olRolling
+	if r == nil || (len(ml.mu.waiters) > 0 && ml.mu.waiters[0].entry.Position.LedgerID == r.id) {
+		return
+	}
+	held := ml.olHeld
+	ml.olHeld = nil
+	ml.olRolling = nil
+	waiting := ml.mu.waiters // the held appends, in order
+	err := ml.mu.failed
+	if err == nil && !ml.mu.closed {
+		if err = r.seg.Seal(); err != nil {
+			ml.failLocked(err)
+		} else {
+			ml.publishLocked(r, r.seg.Durable())
+			r.sealed, r.closed = true, time.Now()
+			if err = ml.persistLocked(context.Background()); err != nil {
+				ml.failLocked(err)
+			}
+		}
+		err = ml.mu.failed
+	} else if err == nil {
+		err = ErrClosed
+	}
+	if err == nil {
+		for i, e := range held {
+			ml.sendObjlogLocked(e, waiting[i])
+		}
+		ml.log.Debug("managedledger: rolled over with appends in flight", "sealed", r.id, "entries", r.entries)
+		ml.factory.olHeldRolls.Add(1)
+		ml.offloadSoonLocked()
+		return
+	}
+	// Drop the successor: nothing of it was sent.
+	if n := len(ml.mu.ledgers); n > 0 && ml.mu.ledgers[n-1] != r {
+		succ := ml.mu.ledgers[n-1]
+		ml.mu.ledgers = ml.mu.ledgers[:n-1]
+		if succ.seg != nil {
+			succ.seg.Close()
+			segment.RemoveFiles(ml.segOpts, succ.id)
+		}
+	}
+	for i := range held {
+		waiting[i].olKnown, waiting[i].olErr = true, err
+	}
 }
 
 // objlogDone records p's outcome and completes waiters from the oldest
@@ -189,6 +286,9 @@ func (ml *ManagedLedger) objlogDone(p *Pending, err error) {
 			obs.AppendLatency(time.Since(w.start))
 		}
 		ml.finishLocked(w, fail)
+		if len(ml.mu.waiters) == 0 || ml.mu.waiters[0].entry.Position.LedgerID != w.entry.Position.LedgerID {
+			ml.finishRollLocked() // may mark the held appends failed: they complete in this loop
+		}
 	}
 	if len(ml.mu.waiters) == 0 && ml.olDrained != nil {
 		close(ml.olDrained)

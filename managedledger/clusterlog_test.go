@@ -447,3 +447,88 @@ func TestClusterOffloadAndCollect(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRollUnderLoad: appends that always have others in flight
+// still roll the ledger over (the successor's appends wait for the
+// rolling ledger's commits), every sealed ledger is offloaded, and a new
+// owner reads every acknowledged entry at its index.
+func TestClusterRollUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and an S3 server")
+	}
+	env := newClusterEnv(t)
+	env.prefix = "roll/"
+	ctx := context.Background()
+	const ledger = "t/ns/persistent/rolling"
+	env.setOwner(ledger, "b0")
+	f0 := env.factory("b0", 2*time.Millisecond)
+	defer f0.Close()
+	cfg := Config{MaxLedgerBytes: 4096}
+	ml, err := f0.Open(ctx, ledger, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, window = 600, 16
+	pend := make(chan *Pending, window)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(errc)
+		i := 0
+		for p := range pend {
+			e, err := p.Wait(ctx)
+			if err != nil {
+				errc <- fmt.Errorf("append %d: %w", i, err)
+				for range pend {
+				}
+				return
+			}
+			if e.FirstIndex != int64(i) {
+				errc <- fmt.Errorf("append %d acknowledged at index %d", i, e.FirstIndex)
+			}
+			i++
+		}
+	}()
+	for i := range n {
+		p, err := ml.AppendAsync(Entry{MsgCount: 1, Data: []byte(fmt.Sprintf("entry-%04d-%s", i, make([]byte, 200))), Format: FormatKafka})
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		pend <- p
+	}
+	close(pend)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	st := ml.Stats()
+	t.Logf("%d entries in %d ledgers, %d rollovers with appends in flight", n, len(st.Ledgers), f0.olHeldRolls.Load())
+	if f0.olHeldRolls.Load() == 0 {
+		t.Fatal("no rollover happened with appends in flight")
+	}
+	if len(st.Ledgers) < 5 {
+		t.Fatalf("%d ledgers for %d entries of ~220 bytes with MaxLedgerBytes 4096: no rollover under load", len(st.Ledgers), n)
+	}
+	f0.bg.Wait()
+	env.setOwner(ledger, "b1")
+	f1 := env.factory("b1", 2*time.Millisecond)
+	defer f1.Close()
+	ml1, err := f1.Open(ctx, ledger, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := int64(0)
+	for next < n {
+		es, err := ml1.ReadFromIndex(ctx, next, 100, 1<<20)
+		if err != nil || len(es) == 0 {
+			t.Fatalf("read from %d: %d entries, %v", next, len(es), err)
+		}
+		for _, e := range es {
+			if want := fmt.Sprintf("entry-%04d-", next); e.FirstIndex != next || !strings.HasPrefix(string(e.Data), want) {
+				t.Fatalf("index %d: entry at %d holds %.10q", next, e.FirstIndex, e.Data)
+			}
+			next++
+		}
+	}
+	if ml1.NextIndex() != n {
+		t.Fatalf("new owner's next index %d, want %d", ml1.NextIndex(), n)
+	}
+}

@@ -179,6 +179,8 @@ type Factory struct {
 	olFences map[string]metadata.Cond
 	// olCollected counts objects the object log's collection deleted.
 	olCollected atomic.Int64
+	// olHeldRolls counts rollovers done with appends in flight (tests).
+	olHeldRolls atomic.Int64
 
 	mu struct {
 		sync.Mutex

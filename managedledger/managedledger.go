@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kopernik-io/kopernik/managedledger/objlog"
 	"github.com/kopernik-io/kopernik/managedledger/offload"
 	"github.com/kopernik-io/kopernik/metadata"
 	"github.com/kopernik-io/kopernik/segment"
@@ -151,6 +152,11 @@ type ManagedLedger struct {
 	// olDrained (cluster mode, under mu) is closed once no append is in
 	// flight in the object log; set by a close that waits for that.
 	olDrained chan struct{}
+	// olRolling (cluster mode, under mu) is the ledger a rollover is
+	// sealing once its appends in flight are committed; olHeld are the
+	// appends to its successor, held back until then (clusterlog.go).
+	olRolling *ledger
+	olHeld    []objlog.Entry
 }
 
 // ErrStorage reports a failed write or fsync; the ledger refuses appends
@@ -408,7 +414,8 @@ func (ml *ManagedLedger) hasZeroTail(name string, size int64) bool {
 // this instance last wrote; a mismatch means another owner: ErrFenced.
 func (ml *ManagedLedger) persistLocked(ctx context.Context) error {
 	list := ledgerListRecord{Format: metaFormat, NextLedgerID: ml.mu.nextLedgerID, TruncateBefore: ml.mu.truncBefore}
-	for _, l := range ml.mu.ledgers {
+	ledgers := ml.listedLedgersLocked() // cluster mode: not a rollover's successor yet
+	for _, l := range ledgers {
 		lm := ledgerMeta{
 			ID: l.id, FirstIndex: l.firstIndex, Entries: l.entries, Bytes: l.bytes, MaxTimestamp: l.maxTs,
 			Created: l.created.UnixMilli(), Sealed: l.sealed,
@@ -433,7 +440,7 @@ func (ml *ManagedLedger) persistLocked(ctx context.Context) error {
 		return fmt.Errorf("managedledger: persist ledger list: %w", err)
 	}
 	ml.mu.metaVersion = v
-	for i, l := range ml.mu.ledgers {
+	for i, l := range ledgers {
 		l.metaUnsynced = list.Ledgers[i].Unsynced
 	}
 	return nil
@@ -1050,8 +1057,8 @@ func (ml *ManagedLedger) maybeRollLocked() error {
 func (ml *ManagedLedger) rollLocked() error {
 	if ml.objlogBusyLocked() {
 		// Cluster mode: a sealed ledger's length must be what is
-		// committed of it; roll once nothing is in flight.
-		return nil
+		// committed of it (clusterlog.go).
+		return ml.startRollLocked()
 	}
 	l := ml.activeLocked()
 	if err := l.seg.Seal(); err != nil {
@@ -1691,6 +1698,9 @@ func (ml *ManagedLedger) ApplyRetention(ctx context.Context) error {
 	now := time.Now()
 	n, removed := 0, int64(0)
 	for _, l := range ml.mu.ledgers[:len(ml.mu.ledgers)-1] {
+		if !l.sealed {
+			break // a cluster rollover waiting for its commits
+		}
 		if l.entries > 0 && slowest.Less(Position{LedgerID: l.id, EntryID: l.entries - 1}) {
 			break // not consumed
 		}

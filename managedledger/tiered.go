@@ -338,8 +338,8 @@ func (ml *ManagedLedger) offloadBefore(ctx context.Context, before Position) err
 		}
 		var next *ledger
 		for _, l := range ml.mu.ledgers[:len(ml.mu.ledgers)-1] {
-			if l.id >= before.LedgerID {
-				break
+			if l.id >= before.LedgerID || !l.sealed {
+				break // (unsealed: a cluster rollover waiting for its commits)
 			}
 			if l.off == nil || !l.off.complete {
 				next = l
