@@ -2,6 +2,11 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"net/http"
 	"errors"
 	"fmt"
 	"net"
@@ -62,8 +67,15 @@ func (s *Server) joinCluster(ctx context.Context, lns map[string]net.Listener) (
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", cfg.ClusterName, err)
 	}
+	secret, err := internalSecret(ctx, s.storage.Store, cfg.ClusterName)
+	if err != nil {
+		m.Leave(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("cluster %s: internal secret: %w", cfg.ClusterName, err)
+	}
+	s.internalSecret = secret
 	if kc, ok := cfg.Handlers["kafka"].(*kafka.Config); ok {
 		kc.NodeID = m.Self().NodeID
+		kc.InternalSecret = secret
 	}
 	s.log.Info("cluster mode: the log is in object storage, committed through etcd (docs/cluster.md)",
 		"cluster", cfg.ClusterName, "broker", name, "node_id", m.Self().NodeID,
@@ -123,4 +135,41 @@ func (s *Server) objectLog(objs objectstore.Store) func(metadata.Store) (*manage
 			},
 		}, nil
 	}
+}
+
+// internalSecret returns the cluster's secret for the requests brokers
+// forward to each other (created by the first broker, random; anyone who
+// can read etcd can read it, and may administer the cluster anyway).
+func internalSecret(ctx context.Context, store metadata.Store, cluster string) (string, error) {
+	sum := sha256.Sum256([]byte(cluster))
+	path := "/cluster-internal/" + hex.EncodeToString(sum[:8]) + "/secret"
+	for range 3 {
+		rec, err := store.Get(ctx, path)
+		if err == nil {
+			return string(rec.Value), nil
+		}
+		if !errors.Is(err, metadata.ErrNotFound) {
+			return "", err
+		}
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		if _, err := store.Put(ctx, path, []byte(hex.EncodeToString(b[:])), metadata.NotExists); err != nil && !errors.Is(err, metadata.ErrExists) && !errors.Is(err, metadata.ErrBadVersion) {
+			return "", err
+		}
+	}
+	return "", errors.New("no stable secret after 3 attempts")
+}
+
+// internalOnly admits requests carrying the cluster's internal secret.
+func (s *Server) internalOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get(kafka.InternalSecretHeader)
+		if s.internalSecret == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.internalSecret)) != 1 {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -225,6 +226,18 @@ func TestClusterRouting(t *testing.T) {
 	code, body = httpGet(t, via, "/lookup/v2/topic/persistent/public/default/pulsar-routed")
 	if code != 200 || !strings.Contains(body, powner.Pulsar) {
 		t.Fatalf("lookup through a non-owner: %d %s, want owner %s", code, body, powner.Pulsar)
+	}
+
+	// The endpoint brokers forward offsets to refuses requests without
+	// the cluster's secret.
+	iresp, err := http.Post("http://"+via.Addr("http").String()+"/internal/kafka/v1/offsets", "application/json",
+		strings.NewReader(`{"group":"g","topic":"persistent://public/default/routed-partition-0","commit":true,"offset":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	iresp.Body.Close()
+	if iresp.StatusCode != http.StatusForbidden {
+		t.Fatalf("internal offsets endpoint without the secret: %d, want 403", iresp.StatusCode)
 	}
 
 	// A broker dies (its lease runs out): Metadata drops it.

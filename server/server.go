@@ -43,10 +43,13 @@ type Server struct {
 	lock    *os.File
 	storage *datadir.Storage
 	member  *ownership.Member // nil: standalone
-	broker  *broker.Broker
-	reg     *prometheus.Registry
-	auth    *auth.Authenticator // nil unless auth-enabled
-	authz   *auth.Authorizer    // nil unless auth-enabled and authorization-enabled
+	// internalSecret authenticates requests brokers forward to each
+	// other (cluster mode).
+	internalSecret string
+	broker         *broker.Broker
+	reg            *prometheus.Registry
+	auth           *auth.Authenticator // nil unless auth-enabled
+	authz          *auth.Authorizer    // nil unless auth-enabled and authorization-enabled
 	// conns counts connections per client host over every listener
 	// (max-connections-per-address).
 	conns auth.AddressCounter
@@ -379,7 +382,8 @@ func (s *Server) httpHandler() (http.Handler, error) {
 			if ih, ok := rh.h.(interface {
 				InternalHTTP() (string, http.Handler)
 			}); ok {
-				mux.Handle(ih.InternalHTTP())
+				pattern, h := ih.InternalHTTP()
+				mux.Handle(pattern, s.internalOnly(h))
 			}
 		}
 	}

@@ -143,6 +143,11 @@ func (c *coordinator) reloadGroup(ctx context.Context, name string) error {
 	return nil
 }
 
+// InternalSecretHeader carries the cluster's internal secret on requests
+// brokers forward to each other; the server refuses internal requests
+// without it.
+const InternalSecretHeader = "Kopernik-Internal-Secret"
+
 // offsetsPath is the internal endpoint of forwarded commits and fetches.
 const offsetsPath = "/internal/kafka/v1/offsets"
 
@@ -177,6 +182,7 @@ func (h *Handler) forwardOffsets(ctx context.Context, owner broker.BrokerInfo, r
 		return offsetsResponse{}, err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set(InternalSecretHeader, h.cfg.InternalSecret)
 	resp, err := forwardClient.Do(hreq)
 	if err != nil {
 		return offsetsResponse{}, fmt.Errorf("kafka: forwarding offsets of %s to node %d: %w: %w", req.Topic, owner.NodeID, broker.ErrNotOwner, err)
@@ -196,9 +202,8 @@ func (h *Handler) forwardOffsets(ctx context.Context, owner broker.BrokerInfo, r
 // for partitions this broker owns (cluster mode). The server mounts it on
 // its HTTP listener.
 //
-// It is not authenticated: brokers reach each other on the HTTP listener,
-// which in a cluster must be on a network only the brokers and operators
-// reach (docs/cluster.md).
+// The server admits only requests carrying the cluster's internal secret
+// (InternalSecretHeader).
 func (h *Handler) InternalHTTP() (pattern string, handler http.Handler) {
 	return "POST " + offsetsPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req offsetsRequest
