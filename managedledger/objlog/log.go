@@ -563,8 +563,24 @@ type Reader struct {
 
 func (r Reader) root() string { return metadata.Join("objlog", segment(r.Cluster)) }
 
-// records reads every index record.
+// records reads every index record: in a few range reads where the
+// store can (etcd), else one read per record.
 func (r Reader) records(ctx context.Context) (map[string]index, error) {
+	if cr, ok := r.Meta.(metadata.ChildRecordser); ok {
+		recs, err := cr.ChildRecords(ctx, r.root()+"/wal")
+		if err != nil {
+			return nil, fmt.Errorf("objlog: read index: %w", err)
+		}
+		out := make(map[string]index, len(recs))
+		for n, rec := range recs {
+			var ix index
+			if err := json.Unmarshal(rec.Value, &ix); err != nil {
+				return nil, fmt.Errorf("objlog: index %s: %w", n, err)
+			}
+			out[n] = ix
+		}
+		return out, nil
+	}
 	names, err := r.Meta.Children(ctx, r.root()+"/wal")
 	if err != nil {
 		return nil, fmt.Errorf("objlog: list index: %w", err)
