@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"sort"
 	"strings"
@@ -18,6 +19,11 @@ import (
 
 	"github.com/kopernik-io/kopernik/broker"
 )
+
+// failovers is how many brokers TestClusterFailover kills in turn (a
+// replacement joins before each kill after the first): 1 in CI, more for a
+// soak.
+var failovers = flag.Int("cluster.failovers", 1, "TestClusterFailover: brokers killed in turn")
 
 // clusterGroupsRouted: FindCoordinator answers the group's owner and
 // commits reach partitions owned elsewhere (until then the group part is
@@ -59,8 +65,9 @@ func TestClusterFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three brokers, etcd and an S3 server")
 	}
-	_, brokers := startCluster(t, 3, "object-flush-interval", "2ms")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	settings := []string{"object-flush-interval", "2ms"}
+	etcd, s3, brokers := startClusterWith(t, 3, settings...)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+time.Duration(*failovers)*time.Minute)
 	defer cancel()
 	const topic, parts = "failover", 6
 	seeds := []string{}
@@ -285,65 +292,98 @@ func TestClusterFailover(t *testing.T) {
 	}()
 
 	time.Sleep(2 * time.Second)
-	klog.mu.Lock()
-	before := len(klog.acked)
-	klog.killAt = time.Now()
-	klog.mu.Unlock()
 	commitsAtKill := cons.CommittedOffsets()[topic]
-	t.Logf("killing node %d after %d Kafka acks", victimID, before)
-	victim.abandon()
-	killAt := klog.killedAt()
+	var reownedAll, resumedAll []time.Duration
+	for cycle := 0; cycle < *failovers; cycle++ {
+		if cycle > 0 {
+			// A replacement joins; the next victim is a broker other than
+			// live[0], whose address the Pulsar client looks up through.
+			nb := startClusterBroker(t, etcd, s3, len(brokers), settings...)
+			brokers = append(brokers, nb)
+			live = append(live, nb)
+			time.Sleep(time.Second) // load reaches it
+			counts := map[int32]int{}
+			for p := range parts {
+				if o, err := live[0].Broker().Cluster().Owner(ctx, tn(p)); err == nil {
+					counts[o.NodeID]++
+				}
+			}
+			vi := 1
+			for i := 2; i < len(live); i++ {
+				if counts[live[i].member.Self().NodeID] > counts[live[vi].member.Self().NodeID] {
+					vi = i
+				}
+			}
+			victim, victimID = live[vi], live[vi].member.Self().NodeID
+			live = append(live[:vi:vi], live[vi+1:]...)
+			onVictim = onVictim[:0]
+			for p := range parts {
+				if o, err := live[0].Broker().Cluster().Owner(ctx, tn(p)); err == nil && o.NodeID == victimID {
+					onVictim = append(onVictim, int32(p))
+				}
+			}
+		}
+		klog.mu.Lock()
+		before := len(klog.acked)
+		klog.killAt = time.Now()
+		klog.firstAt = map[int32]time.Time{}
+		klog.mu.Unlock()
+		t.Logf("failover %d: killing node %d (Kafka partitions %v) after %d Kafka acks", cycle+1, victimID, onVictim, before)
+		victim.abandon()
+		killAt := klog.killedAt()
 
-	// Re-owned: every partition (and the Pulsar topic) has a live owner.
-	lc := live[0].Broker().Cluster()
-	var reowned time.Duration
-	for {
-		all := true
-		for p := range parts {
-			o, err := lc.Owner(ctx, tn(p))
-			if err != nil || o.NodeID == victimID {
+		// Re-owned: every partition (and the Pulsar topic) has a live owner.
+		lc := live[0].Broker().Cluster()
+		var reowned time.Duration
+		for {
+			all := true
+			for p := range parts {
+				o, err := lc.Owner(ctx, tn(p))
+				if err != nil || o.NodeID == victimID {
+					all = false
+					break
+				}
+			}
+			pn, _ := broker.ParseTopicName(ptopic, "public", "default")
+			if o, err := lc.Owner(ctx, pn); err != nil || o.NodeID == victimID {
 				all = false
+			}
+			if all {
+				reowned = time.Since(killAt)
 				break
 			}
-		}
-		pn, _ := broker.ParseTopicName(ptopic, "public", "default")
-		if o, err := lc.Owner(ctx, pn); err != nil || o.NodeID == victimID {
-			all = false
-		}
-		if all {
-			reowned = time.Since(killAt)
-			break
-		}
-		if time.Since(killAt) > 30*time.Second {
-			t.Fatalf("partitions not re-owned 30s after the kill")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// Acks resume on the victim's partitions.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		klog.mu.Lock()
-		n := 0
-		for _, p := range onVictim {
-			if _, ok := klog.firstAt[p]; ok {
-				n++
+			if time.Since(killAt) > 30*time.Second {
+				t.Fatalf("partitions not re-owned 30s after the kill")
 			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		// Acks resume on the victim's partitions.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			klog.mu.Lock()
+			n := 0
+			for _, p := range onVictim {
+				if _, ok := klog.firstAt[p]; ok {
+					n++
+				}
+			}
+			klog.mu.Unlock()
+			if n == len(onVictim) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Kafka acks did not resume on %d of the victim's partitions within 30s", len(onVictim)-n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		var resumed time.Duration
+		klog.mu.Lock()
+		for _, p := range onVictim {
+			resumed = max(resumed, klog.firstAt[p].Sub(killAt))
 		}
 		klog.mu.Unlock()
-		if n == len(onVictim) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Kafka acks did not resume on %d of the victim's partitions within 30s", len(onVictim)-n)
-		}
-		time.Sleep(20 * time.Millisecond)
+		reownedAll, resumedAll = append(reownedAll, reowned), append(resumedAll, resumed)
 	}
-	var resumed time.Duration
-	klog.mu.Lock()
-	for _, p := range onVictim {
-		resumed = max(resumed, klog.firstAt[p].Sub(killAt))
-	}
-	klog.mu.Unlock()
 	time.Sleep(2 * time.Second) // load on the survivors
 	close(stop)
 	loadWG.Wait()
@@ -401,7 +441,7 @@ func TestClusterFailover(t *testing.T) {
 	}
 	// The group: everything in the log reaches it; what it saw twice was
 	// redelivered after the failover from its last commit.
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	var gMissing, gRedelivered int
 	for {
 		gmu.Lock()
@@ -466,8 +506,10 @@ func TestClusterFailover(t *testing.T) {
 	sort.Strings(failedSample)
 	t.Logf("kafka: %d acked, %d failed %v, %d in the log, %d lost, %d duplicates; group: %d missing, %d redelivered",
 		acked, failed, strings.Join(failedSample, "; "), total, lost, dups, gMissing, gRedelivered)
-	t.Logf("failover: partitions re-owned %.2fs after the kill (lease TTL 1s), Kafka acks resumed on all of the victim's partitions after %.2fs",
-		reowned.Seconds(), resumed.Seconds())
+	for i := range reownedAll {
+		t.Logf("failover %d: partitions re-owned %.2fs after the kill (lease TTL 1s), Kafka acks resumed on all of the victim's partitions after %.2fs",
+			i+1, reownedAll[i].Seconds(), resumedAll[i].Seconds())
+	}
 	if lost != 0 || dups != 0 {
 		t.Fatalf("kafka: %d acknowledged records lost, %d duplicates", lost, dups)
 	}

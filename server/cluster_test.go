@@ -25,6 +25,13 @@ import (
 // real S3 server (the log), each with its own data dir and loopback
 // listeners.
 func startCluster(t testing.TB, n int, settings ...string) (*etcdtest.Server, []*Server) {
+	etcd, _, out := startClusterWith(t, n, settings...)
+	return etcd, out
+}
+
+// startClusterWith is startCluster that also returns the S3 server, for
+// tests that start more brokers later (startClusterBroker).
+func startClusterWith(t testing.TB, n int, settings ...string) (*etcdtest.Server, *s3test.Server, []*Server) {
 	etcd := etcdtest.Start(t)
 	s3 := s3test.Start(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
@@ -33,7 +40,7 @@ func startCluster(t testing.TB, n int, settings ...string) (*etcdtest.Server, []
 	for i := range n {
 		out = append(out, startClusterBroker(t, etcd, s3, i, settings...))
 	}
-	return etcd, out
+	return etcd, s3, out
 }
 
 // startClusterBroker starts broker i of startCluster's cluster.
