@@ -59,8 +59,10 @@ type ObjectLogOptions struct {
 	// (default 1 minute; < 0: none).
 	CollectInterval time.Duration
 	// DrainTimeout bounds how long a close waits for the ledger's appends
-	// in flight in the log (default 30s); those still in flight then fail
-	// with ErrClosed (they may commit later, invisible: see openCluster).
+	// in flight in the log (default 5s); those still in flight then fail
+	// with ErrClosed, though they may still commit (an outcome the client
+	// does not learn, as with a lost connection: an idempotent producer's
+	// retry is deduplicated against the log).
 	DrainTimeout time.Duration
 }
 
@@ -77,7 +79,7 @@ func (f *Factory) openObjectLog() error {
 		return errors.New("managedledger: ObjectLog.Fence is required")
 	}
 	if o.DrainTimeout <= 0 {
-		f.opts.ObjectLog.DrainTimeout = 30 * time.Second
+		f.opts.ObjectLog.DrainTimeout = 5 * time.Second
 	}
 	f.olFences = map[string]metadata.Cond{}
 	lo := o.Log
