@@ -370,7 +370,11 @@ func (ml *ManagedLedger) openCluster(ctx context.Context, rec metadata.Record) e
 	}
 	replayed := 0
 	if len(rebuild) > 0 {
-		err := ml.factory.olRead.Replay(ctx, ml.name, after, func(e objlog.Entry) error {
+		snap, err := ml.factory.objlogSnapshot(ctx)
+		if err != nil {
+			return fmt.Errorf("managedledger: %s: reading the object log's index: %w", ml.name, err)
+		}
+		err = ml.factory.olRead.ReplaySnapshot(ctx, snap, ml.name, after, func(e objlog.Entry) error {
 			l := rebuild[e.LedgerID]
 			if l == nil {
 				return nil // an offloaded ledger, or one no list names (a failed open's)
@@ -657,4 +661,55 @@ func (ml *ManagedLedger) putFenced(ctx context.Context, path string, value []byt
 		return 1, nil
 	}
 	return expected + 1, nil
+}
+
+// snapshotRead is one read of the object log's index shared by the opens
+// that asked for it.
+type snapshotRead struct {
+	done chan struct{}
+	snap *objlog.Snapshot
+	err  error
+}
+
+// objlogSnapshot returns an index snapshot read after this call began
+// (so that it holds everything committed before the caller's fence was
+// set), sharing reads between concurrent callers: a failover opens many
+// ledgers at once, and each would otherwise read the whole index.
+func (f *Factory) objlogSnapshot(ctx context.Context) (*objlog.Snapshot, error) {
+	f.olMu.Lock()
+	r := f.olNextRead
+	if r == nil {
+		r = &snapshotRead{done: make(chan struct{})}
+		f.olNextRead = r
+		if !f.olReading {
+			f.startSnapshotLocked()
+		}
+	}
+	f.olMu.Unlock()
+	select {
+	case <-r.done:
+		return r.snap, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// startSnapshotLocked starts the read of olNextRead; when it ends, a read
+// requested meanwhile starts. f.olMu held.
+func (f *Factory) startSnapshotLocked() {
+	r := f.olNextRead
+	f.olNextRead = nil
+	f.olReading = true
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		r.snap, r.err = f.olRead.Snapshot(ctx)
+		cancel()
+		close(r.done)
+		f.olMu.Lock()
+		f.olReading = false
+		if f.olNextRead != nil {
+			f.startSnapshotLocked()
+		}
+		f.olMu.Unlock()
+	}()
 }

@@ -177,6 +177,10 @@ type Factory struct {
 	olRead   objlog.Reader
 	olMu     sync.Mutex
 	olFences map[string]metadata.Cond
+	// olNextRead is the index read the next opens wait for; olReading:
+	// one is under way (objlogSnapshot). Guarded by olMu.
+	olNextRead *snapshotRead
+	olReading  bool
 	// olCollected counts objects the object log's collection deleted.
 	olCollected atomic.Int64
 	// olHeldRolls counts rollovers done with appends in flight (tests).
