@@ -214,6 +214,12 @@ func (ml *ManagedLedger) finishRollLocked() {
 	ml.olRolling = nil
 	waiting := ml.mu.waiters // the held appends, in order
 	err := ml.mu.failed
+	if len(waiting) != len(held) && err == nil {
+		// INVARIANT: once the rolling ledger's waiters are done, the
+		// waiters left are exactly the held appends.
+		ml.failLocked(fmt.Errorf("managedledger: rollover of ledger %d: %d waiters for %d held appends", r.id, len(waiting), len(held)))
+		err = ml.mu.failed
+	}
 	if err == nil && !ml.mu.closed {
 		if err = r.seg.Seal(); err != nil {
 			ml.failLocked(err)
@@ -246,8 +252,8 @@ func (ml *ManagedLedger) finishRollLocked() {
 			segment.RemoveFiles(ml.segOpts, succ.id)
 		}
 	}
-	for i := range held {
-		waiting[i].olKnown, waiting[i].olErr = true, err
+	for _, w := range waiting {
+		w.olKnown, w.olErr = true, err
 	}
 }
 
