@@ -830,8 +830,13 @@ func (ml *ManagedLedger) failLocked(err error) {
 		ml.mu.failed = storageError(ml.name, err)
 		ml.mu.failedAt = time.Now()
 		ml.factory.storageFailures.Add(1)
-		ml.log.Error("managedledger: storage failure; appends refused until recovered",
-			"err", err, "disk_full", errors.Is(ml.mu.failed, ErrDiskFull))
+		if errors.Is(err, ErrFenced) {
+			// Cluster mode: another broker owns the ledger now.
+			ml.log.Warn("managedledger: fenced: ownership moved; appends refused until reopened", "err", err)
+		} else {
+			ml.log.Error("managedledger: storage failure; appends refused until recovered",
+				"err", err, "disk_full", errors.Is(ml.mu.failed, ErrDiskFull))
+		}
 		select {
 		case ml.failKick <- struct{}{}:
 		default:
