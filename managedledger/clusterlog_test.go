@@ -532,3 +532,49 @@ func TestClusterRollUnderLoad(t *testing.T) {
 		t.Fatalf("new owner's next index %d, want %d", ml1.NextIndex(), n)
 	}
 }
+
+// TestClusterDeleteReleases: deleting a cluster ledger releases its object
+// log entries (collected afterwards), and a ledger re-created under the
+// name starts empty with higher ledger ids.
+func TestClusterDeleteReleases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and an S3 server")
+	}
+	env := newClusterEnv(t)
+	env.prefix = "del/"
+	ctx := context.Background()
+	const ledger = "t/ns/persistent/deleted"
+	env.setOwner(ledger, "b0")
+	f := env.factory("b0", time.Millisecond)
+	defer f.Close()
+	ml, err := f.Open(ctx, ledger, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := ml.Append(ctx, Entry{MsgCount: 1, Data: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Delete(ctx, ledger); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.olRead.Collect(ctx, env.prefix, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := env.objs.List(ctx, env.prefix+"wal/"); n == 0 || len(left) != 0 {
+		t.Fatalf("after the delete, collection deleted %d objects and left %d", n, len(left))
+	}
+	ml, err = f.Open(ctx, ledger, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ml.NextIndex() != 0 {
+		t.Fatalf("re-created ledger starts at index %d", ml.NextIndex())
+	}
+	e, err := ml.Append(ctx, Entry{MsgCount: 1, Data: []byte("new")})
+	if err != nil || e.FirstIndex != 0 || e.Position.LedgerID == 0 {
+		t.Fatalf("first append of the re-created ledger: %+v, %v", e.Position, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -473,6 +474,13 @@ func (f *Factory) Delete(ctx context.Context, name string) error {
 			next := strconv.AppendInt(nil, list.NextLedgerID, 10)
 			if _, err := store.Put(ctx, retiredIDPath(name), next, metadata.AnyVersion); err != nil {
 				errs = append(errs, err)
+			}
+			if f.olog != nil {
+				// Cluster mode: its object log entries are collected (a
+				// re-created ledger of the name uses higher ids).
+				if err := f.olRead.Release(ctx, name, objlog.Position{LedgerID: list.NextLedgerID - 1, EntryID: math.MaxInt64}); err != nil {
+					f.log.Warn("managedledger: object log entries of a deleted ledger not released", "ledger", name, "err", err)
+				}
 			}
 		}
 	}
