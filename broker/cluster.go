@@ -41,6 +41,13 @@ type Cluster interface {
 	// Owner returns the broker serving partition, assigning one (by the
 	// ownership policy) when none does.
 	Owner(ctx context.Context, partition TopicName) (BrokerInfo, error)
+	// OwnerOf is Owner for any ownership unit (a group coordinator's slot).
+	OwnerOf(ctx context.Context, unit string) (BrokerInfo, error)
+	// OwnedSince reports when this broker's current ownership of unit
+	// began, as its watched view knows it (ok false: it does not own unit,
+	// or the view has not seen the record yet). A new value means the
+	// unit was lost and owned again.
+	OwnedSince(unit string) (since time.Time, ok bool)
 }
 
 // cluster adapts an ownership.Member to Cluster.
@@ -51,6 +58,10 @@ func (c cluster) Brokers() []BrokerInfo { return c.m.Brokers() }
 func (c cluster) Owner(ctx context.Context, p TopicName) (BrokerInfo, error) {
 	return c.m.Assign(ctx, p.String())
 }
+func (c cluster) OwnerOf(ctx context.Context, unit string) (BrokerInfo, error) {
+	return c.m.Assign(ctx, unit)
+}
+func (c cluster) OwnedSince(unit string) (time.Time, bool) { return c.m.OwnedSince(unit) }
 
 // Cluster implements Service.
 func (b *Broker) Cluster() Cluster {

@@ -116,6 +116,16 @@ func (n TopicName) Partition(i int) TopicName {
 	return p
 }
 
+// TopicOfLedger is the topic (partition) a managed-ledger name stores: the
+// inverse of LedgerName.
+func TopicOfLedger(ledger string) (TopicName, error) {
+	parts := strings.SplitN(ledger, "/", 4)
+	if len(parts) != 4 || parts[0] == "" || parts[1] == "" || parts[2] == "" || parts[3] == "" {
+		return TopicName{}, fmt.Errorf("broker: %q is not a topic's ledger name", ledger)
+	}
+	return TopicName{Tenant: parts[0], Namespace: parts[1], Domain: parts[2], Local: parts[3]}, nil
+}
+
 // LedgerName is the managed-ledger name that stores this topic (partition).
 func (n TopicName) LedgerName() string {
 	return n.Tenant + "/" + n.Namespace + "/" + n.Domain + "/" + n.Local

@@ -316,7 +316,7 @@ func (a *PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 	if err != nil {
 		// A failed write: the producer's next append settles its state
 		// (producerState.settle), under the append lock.
-		return AppendResult{}, err
+		return AppendResult{}, mapLedgerErr(err)
 	}
 	e.Data = nil
 	if !a.dup {
@@ -634,6 +634,11 @@ func mapLedgerErr(err error) error {
 		return nil
 	case errors.Is(err, managedledger.ErrIndexOutOfRange):
 		return fmt.Errorf("%w: %w", ErrOffsetOutOfRange, err)
+	case errors.Is(err, managedledger.ErrFenced):
+		// Cluster mode: the partition's ownership moved while this broker
+		// wrote (its commits are fenced). Not a storage failure: the
+		// client goes to the new owner (%v drops ErrStorage from the chain).
+		return fmt.Errorf("%w: %v", ErrNotOwner, err)
 	case errors.Is(err, managedledger.ErrClosed):
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	case exhausted(err):

@@ -69,6 +69,9 @@ type Options struct {
 	// MetadataURL selects the metadata store (see ParseMetadataURL);
 	// empty: bbolt in the data directory, memory without one.
 	MetadataURL string
+	// ObjectLog, if set, is called with the opened metadata store and
+	// makes the ledgers cluster ledgers (managedledger.FactoryOptions.ObjectLog).
+	ObjectLog func(metadata.Store) (*managedledger.ObjectLogOptions, error)
 }
 
 // MetadataURL is a parsed metadata-store-url.
@@ -168,8 +171,15 @@ func OpenWith(dir string, log *slog.Logger, opts Options) (*Storage, error) {
 	if store, err = openStore(dir, opts, log); err != nil {
 		return nil, err
 	}
+	var olog *managedledger.ObjectLogOptions
+	if opts.ObjectLog != nil {
+		if olog, err = opts.ObjectLog(store); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
 	f, err := managedledger.NewFactory(managedledger.FactoryOptions{
-		Dir: ledgerDir, Store: store, Logger: log.With("component", "managedledger"), CacheBytes: opts.CacheBytes,
+		ObjectLog: olog, Dir: ledgerDir, Store: store, Logger: log.With("component", "managedledger"), CacheBytes: opts.CacheBytes,
 		StorageRetryInterval: opts.StorageRetryInterval, FS: opts.FS, Observer: opts.Observer,
 		Offload: opts.Offload, OffloadInterval: opts.OffloadInterval,
 		PerLedgerSync: opts.PerLedgerSync, CheckpointInterval: opts.CheckpointInterval,

@@ -626,7 +626,7 @@ func (c *Cursor) flush(ctx context.Context) error {
 			expected = metadata.AnyVersion
 		}
 		var v int64
-		if v, err = c.ml.store.Put(ctx, c.path, b, expected); err == nil {
+		if v, err = c.ml.putFenced(ctx, c.path, b, expected); err == nil {
 			c.version = v
 			return nil
 		}

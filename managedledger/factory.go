@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kopernik-io/kopernik/managedledger/objlog"
 	"github.com/kopernik-io/kopernik/managedledger/offload"
 	"github.com/kopernik-io/kopernik/metadata"
 	"github.com/kopernik-io/kopernik/objectstore"
@@ -121,6 +123,13 @@ type FactoryOptions struct {
 	// journalled since the last (default 64 MiB): it bounds the journal's
 	// disk use and the replay after a crash.
 	CheckpointBytes int64
+
+	// ObjectLog, if set, makes this a cluster factory (clusterlog.go):
+	// appends are acknowledged once committed to the object log, the
+	// ledger data on this broker is an in-memory cache (Dir holds none;
+	// no journal), and every open rebuilds its ledger from the object log
+	// and the offloaded objects.
+	ObjectLog *ObjectLogOptions
 }
 
 // Observer receives storage latencies, for metrics. Its methods are called
@@ -172,6 +181,21 @@ type Factory struct {
 	offloader    objectstore.Store // FactoryOptions.Offload
 	offloadCache *offload.Cache    // nil without offloader
 
+	// Cluster mode (clusterlog.go): the object log, its reader, and the
+	// fence each open ledger commits under (olMu is a leaf lock).
+	olog     *objlog.Log
+	olRead   objlog.Reader
+	olMu     sync.Mutex
+	olFences map[string]metadata.Cond
+	// olNextRead is the index read the next opens wait for; olReading:
+	// one is under way (objlogSnapshot). Guarded by olMu.
+	olNextRead *snapshotRead
+	olReading  bool
+	// olCollected counts objects the object log's collection deleted.
+	olCollected atomic.Int64
+	// olHeldRolls counts rollovers done with appends in flight (tests).
+	olHeldRolls atomic.Int64
+
 	mu struct {
 		sync.Mutex
 		closed  bool
@@ -205,6 +229,12 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 	f := &Factory{opts: opts, log: opts.Logger, fs: opts.FS, root: opts.Dir, stop: make(chan struct{})}
 	if f.log == nil {
 		f.log = slog.Default()
+	}
+	if opts.ObjectLog != nil {
+		f.opts.Prealloc = -1 // the segments are a cache
+		if f.fs == nil {
+			f.fs = segment.NewMemFS() // the object log holds the data
+		}
 	}
 	if f.fs == nil {
 		if opts.Dir == "" {
@@ -246,7 +276,11 @@ func NewFactory(opts FactoryOptions) (*Factory, error) {
 	}
 	f.mu.ledgers = make(map[string]*ManagedLedger)
 	f.mu.closing = make(map[string]chan struct{})
-	if opts.Dir != "" && !opts.PerLedgerSync {
+	if opts.ObjectLog != nil {
+		if err := f.openObjectLog(); err != nil {
+			return nil, err
+		}
+	} else if opts.Dir != "" && !opts.PerLedgerSync {
 		if err := f.openJournal(); err != nil {
 			return nil, err
 		}
@@ -457,6 +491,13 @@ func (f *Factory) Delete(ctx context.Context, name string) error {
 			if _, err := store.Put(ctx, retiredIDPath(name), next, metadata.AnyVersion); err != nil {
 				errs = append(errs, err)
 			}
+			if f.olog != nil {
+				// Cluster mode: its object log entries are collected (a
+				// re-created ledger of the name uses higher ids).
+				if err := f.olRead.Release(ctx, name, objlog.Position{LedgerID: list.NextLedgerID - 1, EntryID: math.MaxInt64}); err != nil {
+					f.log.Warn("managedledger: object log entries of a deleted ledger not released", "ledger", name, "err", err)
+				}
+			}
 		}
 	}
 	// Files: every segment file in the ledger's directory. Subdirectories
@@ -526,6 +567,9 @@ func (f *Factory) Close() error {
 		// After the ledgers: their closes sync their segments and release
 		// their records, so that a clean shutdown leaves no journal.
 		errs = append(errs, f.journal.close())
+	}
+	if f.olog != nil {
+		errs = append(errs, f.olog.Close()) // after the ledgers drained theirs
 	}
 	f.bg.Wait() // object deletions started before or by the closes
 	if f.offloadCache != nil {

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kopernik-io/kopernik/managedledger/objlog"
 	"github.com/kopernik-io/kopernik/managedledger/offload"
 	"github.com/kopernik-io/kopernik/metadata"
 	"github.com/kopernik-io/kopernik/segment"
@@ -148,6 +149,14 @@ type ManagedLedger struct {
 
 		cache entryCache // cache.go
 	}
+	// olDrained (cluster mode, under mu) is closed once no append is in
+	// flight in the object log; set by a close that waits for that.
+	olDrained chan struct{}
+	// olRolling (cluster mode, under mu) is the ledger a rollover is
+	// sealing once its appends in flight are committed; olHeld are the
+	// appends to its successor, held back until then (clusterlog.go).
+	olRolling *ledger
+	olHeld    []objlog.Entry
 }
 
 // ErrStorage reports a failed write or fsync; the ledger refuses appends
@@ -168,6 +177,9 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 	}
 	if !ml.memory {
 		ml.journal = f.journal
+	}
+	if f.olog != nil {
+		return openClusterLedger(ctx, f, ml, cfg)
 	}
 	if ml.journal != nil {
 		// Reopening a ledger is a recovery attempt for a failed journal
@@ -402,7 +414,8 @@ func (ml *ManagedLedger) hasZeroTail(name string, size int64) bool {
 // this instance last wrote; a mismatch means another owner: ErrFenced.
 func (ml *ManagedLedger) persistLocked(ctx context.Context) error {
 	list := ledgerListRecord{Format: metaFormat, NextLedgerID: ml.mu.nextLedgerID, TruncateBefore: ml.mu.truncBefore}
-	for _, l := range ml.mu.ledgers {
+	ledgers := ml.listedLedgersLocked() // cluster mode: not a rollover's successor yet
+	for _, l := range ledgers {
 		lm := ledgerMeta{
 			ID: l.id, FirstIndex: l.firstIndex, Entries: l.entries, Bytes: l.bytes, MaxTimestamp: l.maxTs,
 			Created: l.created.UnixMilli(), Sealed: l.sealed,
@@ -419,7 +432,7 @@ func (ml *ManagedLedger) persistLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := ml.store.Put(ctx, ledgerPath(ml.name), b, ml.mu.metaVersion)
+	v, err := ml.putFenced(ctx, ledgerPath(ml.name), b, ml.mu.metaVersion)
 	if err != nil {
 		if errors.Is(err, metadata.ErrBadVersion) || errors.Is(err, metadata.ErrExists) {
 			return fmt.Errorf("%w: %s: %w", ErrFenced, ml.name, err)
@@ -427,7 +440,7 @@ func (ml *ManagedLedger) persistLocked(ctx context.Context) error {
 		return fmt.Errorf("managedledger: persist ledger list: %w", err)
 	}
 	ml.mu.metaVersion = v
-	for i, l := range ml.mu.ledgers {
+	for i, l := range ledgers {
 		l.metaUnsynced = list.Ledgers[i].Unsynced
 	}
 	return nil
@@ -529,6 +542,10 @@ type Pending struct {
 	// info is the active segment's state right after this entry (journal
 	// mode): what becomes visible when the journal completes it.
 	info segment.Info
+	// olKnown, olErr: the object log's outcome (cluster mode), recorded
+	// until the waiters before p are complete.
+	olKnown bool
+	olErr   error
 }
 
 // Assigned returns the entry as the append numbered it (Position,
@@ -642,6 +659,13 @@ func (ml *ManagedLedger) appendAsync(e Entry, failures int64) (*Pending, error) 
 	}
 	e.Data = nil
 	p := &Pending{entry: e, done: make(chan struct{})}
+	if ml.factory.olog != nil {
+		if ml.factory.opts.Observer != nil {
+			p.start = time.Now()
+		}
+		ml.appendObjlogLocked(l, &rec, p) // acknowledged once committed
+		return p, nil
+	}
 	if ml.mu.cfg.Sync == SyncInterval || ml.memory {
 		// Durable enough under this policy once in the file (write(2)); in
 		// memory mode there is nothing more durable to wait for.
@@ -831,8 +855,13 @@ func (ml *ManagedLedger) failLocked(err error) {
 		ml.mu.failed = storageError(ml.name, err)
 		ml.mu.failedAt = time.Now()
 		ml.factory.storageFailures.Add(1)
-		ml.log.Error("managedledger: storage failure; appends refused until recovered",
-			"err", err, "disk_full", errors.Is(ml.mu.failed, ErrDiskFull))
+		if errors.Is(err, ErrFenced) {
+			// Cluster mode: another broker owns the ledger now.
+			ml.log.Warn("managedledger: fenced: ownership moved; appends refused until reopened", "err", err)
+		} else {
+			ml.log.Error("managedledger: storage failure; appends refused until recovered",
+				"err", err, "disk_full", errors.Is(ml.mu.failed, ErrDiskFull))
+		}
 		select {
 		case ml.failKick <- struct{}{}:
 		default:
@@ -951,6 +980,9 @@ func (ml *ManagedLedger) gather(g *groupState) {
 }
 
 func (ml *ManagedLedger) syncWaiters(g *groupState) {
+	if ml.factory.olog != nil {
+		return // cluster mode: the object log completes the waiters
+	}
 	for {
 		ml.gather(g)
 		ml.mu.Lock()
@@ -1013,6 +1045,11 @@ func (ml *ManagedLedger) syncActive() {
 		ml.mu.Unlock()
 		return
 	}
+	if ml.factory.olog != nil {
+		// Cluster mode: only commits to the object log publish entries.
+		ml.mu.Unlock()
+		return
+	}
 	if ml.journal != nil && ml.mu.cfg.Sync == SyncAlways {
 		// Journal mode: the factory's checkpoint syncs the segment; a
 		// per-ledger periodic fsync is what the journal is there to avoid.
@@ -1048,6 +1085,11 @@ func (ml *ManagedLedger) maybeRollLocked() error {
 // file is an orphan, removed on open), and a sealed file still listed as
 // active is simply reopened for appends.
 func (ml *ManagedLedger) rollLocked() error {
+	if ml.objlogBusyLocked() {
+		// Cluster mode: a sealed ledger's length must be what is
+		// committed of it (clusterlog.go).
+		return ml.startRollLocked()
+	}
 	l := ml.activeLocked()
 	if err := l.seg.Seal(); err != nil {
 		ml.failLocked(err)
@@ -1069,6 +1111,7 @@ func (ml *ManagedLedger) rollLocked() error {
 		return ml.mu.failed
 	}
 	ml.log.Debug("managedledger: rolled over", "sealed", l.id, "entries", l.entries, "bytes", l.bytes)
+	ml.offloadSoonLocked()
 	return nil
 }
 
@@ -1685,6 +1728,9 @@ func (ml *ManagedLedger) ApplyRetention(ctx context.Context) error {
 	now := time.Now()
 	n, removed := 0, int64(0)
 	for _, l := range ml.mu.ledgers[:len(ml.mu.ledgers)-1] {
+		if !l.sealed {
+			break // a cluster rollover waiting for its commits
+		}
 		if l.entries > 0 && slowest.Less(Position{LedgerID: l.id, EntryID: l.entries - 1}) {
 			break // not consumed
 		}
@@ -1760,10 +1806,14 @@ func (ml *ManagedLedger) close() error {
 	ml.mu.Unlock()
 	close(ml.stopSync)
 	<-ml.syncDone
+	if ml.factory.olog != nil {
+		ml.drainObjlog()
+		defer ml.factory.setFence(ml.name, nil)
+	}
 
 	var errs []error
 	ml.mu.Lock()
-	if ml.mu.failed == nil {
+	if ml.mu.failed == nil && ml.factory.olog == nil {
 		l := ml.activeLocked()
 		if info, err := l.seg.Sync(); err != nil {
 			errs = append(errs, err)

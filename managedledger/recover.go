@@ -67,6 +67,12 @@ func (ml *ManagedLedger) recoverStorage() error {
 		ml.journal.barrier()
 	}
 	ml.mu.Lock()
+	if ml.objlogBusyLocked() {
+		// Cluster mode: outcomes of appends still in flight in the object
+		// log decide what is committed; judge nothing before they are in.
+		ml.mu.Unlock()
+		return errRetryLater
+	}
 	if ml.mu.closed || ml.mu.failed == nil {
 		ml.mu.Unlock()
 		return nil

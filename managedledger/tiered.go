@@ -338,8 +338,8 @@ func (ml *ManagedLedger) offloadBefore(ctx context.Context, before Position) err
 		}
 		var next *ledger
 		for _, l := range ml.mu.ledgers[:len(ml.mu.ledgers)-1] {
-			if l.id >= before.LedgerID {
-				break
+			if l.id >= before.LedgerID || !l.sealed {
+				break // (unsealed: a cluster rollover waiting for its commits)
 			}
 			if l.off == nil || !l.off.complete {
 				next = l
@@ -485,6 +485,9 @@ func (ml *ManagedLedger) deleteOffloadedLocal(ctx context.Context) error {
 		return ErrClosed
 	}
 	lag := ml.mu.cfg.Offload.DeletionLag
+	if ml.factory.olog != nil {
+		lag = 0 // cluster mode: the local copy is a cache in memory
+	}
 	var del []*ledger
 	for _, l := range ml.mu.ledgers[:len(ml.mu.ledgers)-1] {
 		if o := l.off; o != nil && o.complete && o.rd != nil && !o.localDeleted && time.Since(o.at) >= lag {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -17,19 +18,40 @@ import (
 
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/metadata/etcdtest"
+	"github.com/kopernik-io/kopernik/objectstore/s3test"
 )
 
-// startCluster starts n brokers of one cluster on one real etcd, each
-// with its own data dir and loopback listeners.
-func startCluster(t *testing.T, n int) (*etcdtest.Server, []*Server) {
+// startCluster starts n brokers of one cluster on one real etcd and one
+// real S3 server (the log), each with its own data dir and loopback
+// listeners.
+func startCluster(t testing.TB, n int, settings ...string) (*etcdtest.Server, []*Server) {
+	etcd, _, out := startClusterWith(t, n, settings...)
+	return etcd, out
+}
+
+// startClusterWith is startCluster that also returns the S3 server, for
+// tests that start more brokers later (startClusterBroker).
+func startClusterWith(t testing.TB, n int, settings ...string) (*etcdtest.Server, *s3test.Server, []*Server) {
 	etcd := etcdtest.Start(t)
+	s3 := s3test.Start(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
 	var out []*Server
 	for i := range n {
-		out = append(out, startStorageServer(t, t.TempDir(), nil,
-			"metadata-store-url", etcd.URL(), "cluster-name", "c1", "cluster-lease-ttl", "1s",
-			"broker-name", fmt.Sprintf("broker-%d", i)))
+		out = append(out, startClusterBroker(t, etcd, s3, i, settings...))
 	}
-	return etcd, out
+	return etcd, s3, out
+}
+
+// startClusterBroker starts broker i of startCluster's cluster.
+func startClusterBroker(t testing.TB, etcd *etcdtest.Server, s3 *s3test.Server, i int, settings ...string) *Server {
+	kv := append([]string{
+		"metadata-store-url", etcd.URL(), "cluster-name", "c1", "cluster-lease-ttl", "1s",
+		"broker-name", fmt.Sprintf("broker-%d", i),
+		"offload-driver", "s3", "offload-s3-endpoint", s3.Endpoint, "offload-s3-bucket", s3.Bucket,
+		"offload-s3-region", s3test.Region,
+	}, settings...)
+	return startStorageServer(t, t.TempDir(), nil, kv...)
 }
 
 // leaders returns partition -> leader node id from a Metadata request sent
@@ -67,10 +89,7 @@ func leaders(ctx context.Context, t *testing.T, cl *kgo.Client, node int32, topi
 // partition sent to a non-owner gets NOT_LEADER_OR_FOLLOWER, a Pulsar client looking up on the
 // wrong broker is sent to the owner. When a broker dies its registration
 // expires and Metadata names only live brokers again.
-//
-// Moving a partition's data with its ownership needs the log in object
-// storage (managedledger/objlog), not yet wired: this test does not move
-// partitions that hold data.
+// (Failover with data: TestClusterFailover.)
 func TestClusterRouting(t *testing.T) {
 	_, brokers := startCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -214,6 +233,18 @@ func TestClusterRouting(t *testing.T) {
 	code, body = httpGet(t, via, "/lookup/v2/topic/persistent/public/default/pulsar-routed")
 	if code != 200 || !strings.Contains(body, powner.Pulsar) {
 		t.Fatalf("lookup through a non-owner: %d %s, want owner %s", code, body, powner.Pulsar)
+	}
+
+	// The endpoint brokers forward offsets to refuses requests without
+	// the cluster's secret.
+	iresp, err := http.Post("http://"+via.Addr("http").String()+"/internal/kafka/v1/offsets", "application/json",
+		strings.NewReader(`{"group":"g","topic":"persistent://public/default/routed-partition-0","commit":true,"offset":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	iresp.Body.Close()
+	if iresp.StatusCode != http.StatusForbidden {
+		t.Fatalf("internal offsets endpoint without the secret: %d, want 403", iresp.StatusCode)
 	}
 
 	// A broker dies (its lease runs out): Metadata drops it.

@@ -118,6 +118,12 @@ type Config struct {
 	ClusterName     string        `yaml:"cluster-name"`
 	BrokerName      string        `yaml:"broker-name"`
 	ClusterLeaseTTL time.Duration `yaml:"cluster-lease-ttl"`
+	// ObjectFlushInterval and ObjectFlushBytes shape a cluster broker's
+	// write path (docs/cluster.md): the first append of a flush waits at
+	// most ObjectFlushInterval (default 5ms) for others to share its
+	// object, or until ObjectFlushBytes (default 4 MiB) are pending.
+	ObjectFlushInterval time.Duration `yaml:"object-flush-interval"`
+	ObjectFlushBytes    int64         `yaml:"object-flush-bytes"`
 
 	// AuthEnabled requires clients to authenticate (default false; Pulsar
 	// authenticationEnabled, Kafka SASL listeners): Pulsar CONNECT with a
@@ -248,6 +254,8 @@ func DefaultConfig() *Config {
 		OffloadDeletionLag:        d.OffloadDeletionLag,
 		OffloadReadPriority:       d.OffloadReadPriority,
 		OffloadInterval:           10 * time.Second,
+		ObjectFlushInterval:       5 * time.Millisecond,
+		ObjectFlushBytes:          4 << 20,
 		ExposeTopicLevelMetrics:   true,
 		Handlers:                  map[string]any{},
 	}
@@ -554,6 +562,15 @@ func (c *Config) validate() []problem {
 	}
 	if c.ClusterName != "" && !strings.HasPrefix(c.MetadataStoreURL, "etcd:") {
 		add("cluster-name", "cluster-name %q needs metadata-store-url etcd:http://... (the brokers of a cluster share one etcd)", c.ClusterName)
+	}
+	if c.ClusterName != "" && c.OffloadDriver == "" {
+		add("offload-driver", "cluster-name %q needs object storage for the log: set offload-driver s3 and the offload-s3-* settings", c.ClusterName)
+	}
+	if c.ObjectFlushInterval <= 0 {
+		add("object-flush-interval", "object-flush-interval must be > 0, not %v", c.ObjectFlushInterval)
+	}
+	if c.ObjectFlushBytes <= 0 {
+		add("object-flush-bytes", "object-flush-bytes must be > 0, not %d", c.ObjectFlushBytes)
 	}
 	if c.ClusterLeaseTTL < 0 {
 		add("cluster-lease-ttl", "cluster-lease-ttl must be positive, not %v", c.ClusterLeaseTTL)

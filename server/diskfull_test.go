@@ -28,7 +28,7 @@ import (
 // startStorageServer starts Kafka + Pulsar + HTTP over a data dir whose
 // ledger files go through ffs (nil: the OS); settings are more key,
 // value pairs.
-func startStorageServer(t *testing.T, dataDir string, ffs segment.FS, settings ...string) *Server {
+func startStorageServer(t testing.TB, dataDir string, ffs segment.FS, settings ...string) *Server {
 	t.Helper()
 	kv := map[string]string{
 		"data-dir": dataDir, "http-addr": "127.0.0.1:0", "protocols": "kafka,pulsar",

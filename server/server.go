@@ -43,10 +43,13 @@ type Server struct {
 	lock    *os.File
 	storage *datadir.Storage
 	member  *ownership.Member // nil: standalone
-	broker  *broker.Broker
-	reg     *prometheus.Registry
-	auth    *auth.Authenticator // nil unless auth-enabled
-	authz   *auth.Authorizer    // nil unless auth-enabled and authorization-enabled
+	// internalSecret authenticates requests brokers forward to each
+	// other (cluster mode).
+	internalSecret string
+	broker         *broker.Broker
+	reg            *prometheus.Registry
+	auth           *auth.Authenticator // nil unless auth-enabled
+	authz          *auth.Authorizer    // nil unless auth-enabled and authorization-enabled
 	// conns counts connections per client host over every listener
 	// (max-connections-per-address).
 	conns auth.AddressCounter
@@ -112,6 +115,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		MetadataURL: cfg.MetadataStoreURL, Observer: obs,
 		PerLedgerSync: !cfg.Journal, CheckpointInterval: cfg.JournalCheckpointInterval,
 		MaxOpenFiles: cfg.MaxOpenFiles,
+		ObjectLog:    s.objectLog(offloader),
 	}); err != nil {
 		fix := "check the data dir (--data-dir) and its files"
 		if cfg.MetadataStoreURL != "" {
@@ -373,6 +377,17 @@ func (s *Server) httpHandler() (http.Handler, error) {
 	}
 	opts.HealthChecks = s.healthChecks()
 	mux.Handle("/", admin.New(s.broker, opts))
+	if s.member != nil {
+		// Cluster mode: requests brokers forward to each other.
+		for _, rh := range s.handlers {
+			if ih, ok := rh.h.(interface {
+				InternalHTTP() (string, http.Handler)
+			}); ok {
+				pattern, h := ih.InternalHTTP()
+				mux.Handle(pattern, s.internalOnly(h))
+			}
+		}
+	}
 
 	// The web console at / and /console/..., with the admin API's
 	// authentication: with auth-enabled superusers, and with

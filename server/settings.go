@@ -300,7 +300,7 @@ const (
 	secStorage  = "Storage"
 	secPolicies = "Topic policy defaults (namespaces and topics override them)"
 	secTiered   = "Tiered storage (docs/storage.md)"
-	secCluster  = "Cluster (experimental, docs/cluster.md)"
+	secCluster  = "Cluster (docs/cluster.md)"
 	secTLS      = "TLS (docs/security.md)"
 	secAuth     = "Authentication and authorization (docs/security.md)"
 	secKafka    = "Kafka protocol"
@@ -393,6 +393,10 @@ var settings = []Setting{
 		Mirrors: "Pulsar advertisedAddress", field: func(c *Config) any { return &c.BrokerName }},
 	{Key: "cluster-lease-ttl", Section: secCluster, Kind: KindDuration, Help: "a broker that stops renewing its lease this long loses its partitions to the others (whole seconds)",
 		Mirrors: "Pulsar metadataStoreSessionTimeoutMillis", field: func(c *Config) any { return &c.ClusterLeaseTTL }},
+	{Key: "object-flush-interval", Section: secCluster, Kind: KindDuration, Help: "a cluster broker's appends wait at most this long to share one object (PUT, then committed in etcd, then acknowledged)",
+		field: func(c *Config) any { return &c.ObjectFlushInterval }},
+	{Key: "object-flush-bytes", Section: secCluster, Kind: KindBytes, Help: "a cluster broker flushes its pending appends at once when this much is pending",
+		field: func(c *Config) any { return &c.ObjectFlushBytes }},
 
 	{Key: "tls-cert-file", Section: secTLS, Arg: "path", Help: "PEM certificate (chain) of every TLS listener",
 		Mirrors: "Kafka ssl.keystore.location, Pulsar tlsCertificateFilePath", field: func(c *Config) any { return &c.TLSCertFile }},

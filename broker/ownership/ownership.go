@@ -347,6 +347,18 @@ func (m *Member) Owns(unit string) bool {
 	return ok && b.NodeID == m.id
 }
 
+// OwnedSince returns the Since of unit's owner record in this member's
+// view, if the record names this member (and its lease is held).
+func (m *Member) OwnedSince(unit string) (time.Time, bool) {
+	if !m.Owns(unit) {
+		return time.Time{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.mu.owners[unit]
+	return o.Since, ok && o.NodeID == m.id
+}
+
 // Owned returns the units this member owns, sorted.
 func (m *Member) Owned() []string {
 	m.mu.Lock()
@@ -440,6 +452,33 @@ func (m *Member) OwnerRecord(unit string) (path string, version int64, ok bool) 
 	defer m.mu.Unlock()
 	o := m.mu.owners[unit]
 	return m.ownerPath(unit), o.version, true
+}
+
+// Fence returns the condition under which this member may write for unit
+// (fencing, like BookKeeper's): the unit's owner record with the value it
+// holds now, read from the store, which must name this member. A record
+// re-created for another owner (or for this member again, later) holds
+// another value, so a write conditioned on this one fails once ownership
+// moved, however briefly.
+func (m *Member) Fence(ctx context.Context, unit string) (metadata.Cond, error) {
+	select {
+	case <-m.Lost():
+		return metadata.Cond{}, ErrLost
+	default:
+	}
+	path := m.ownerPath(unit)
+	rec, err := m.store.Get(ctx, path)
+	if err != nil {
+		return metadata.Cond{}, fmt.Errorf("ownership: fence of %s: %w", unit, err)
+	}
+	var o Owner
+	if err := json.Unmarshal(rec.Value, &o); err != nil {
+		return metadata.Cond{}, fmt.Errorf("ownership: %s: %w", path, err)
+	}
+	if o.NodeID != m.id {
+		return metadata.Cond{}, fmt.Errorf("ownership: %s is owned by node %d, not %d", unit, o.NodeID, m.id)
+	}
+	return metadata.Cond{Path: path, Value: rec.Value}, nil
 }
 
 // Leave revokes the lease (registration and owned units vanish at once)

@@ -563,8 +563,24 @@ type Reader struct {
 
 func (r Reader) root() string { return metadata.Join("objlog", segment(r.Cluster)) }
 
-// records reads every index record.
+// records reads every index record: in a few range reads where the
+// store can (etcd), else one read per record.
 func (r Reader) records(ctx context.Context) (map[string]index, error) {
+	if cr, ok := r.Meta.(metadata.ChildRecordser); ok {
+		recs, err := cr.ChildRecords(ctx, r.root()+"/wal")
+		if err != nil {
+			return nil, fmt.Errorf("objlog: read index: %w", err)
+		}
+		out := make(map[string]index, len(recs))
+		for n, rec := range recs {
+			var ix index
+			if err := json.Unmarshal(rec.Value, &ix); err != nil {
+				return nil, fmt.Errorf("objlog: index %s: %w", n, err)
+			}
+			out[n] = ix
+		}
+		return out, nil
+	}
 	names, err := r.Meta.Children(ctx, r.root()+"/wal")
 	if err != nil {
 		return nil, fmt.Errorf("objlog: list index: %w", err)
@@ -607,6 +623,30 @@ func (r Reader) Released(ctx context.Context, ledger string) (Position, int64, e
 // It fails rather than skip: a gap or a duplicate in what is committed,
 // or an object that does not match its record, is an error.
 func (r Reader) Replay(ctx context.Context, ledger string, after Position, fn func(Entry) error) error {
+	snap, err := r.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	return r.ReplaySnapshot(ctx, snap, ledger, after, fn)
+}
+
+// Snapshot is the log's index as of one read: what was committed before
+// the read began, and possibly more.
+type Snapshot struct{ recs map[string]index }
+
+// Snapshot reads the index, for ReplaySnapshot: ledgers opened together
+// (a failover) share one read. A snapshot serves a ledger only if it was
+// read after that ledger's previous writer was fenced.
+func (r Reader) Snapshot(ctx context.Context) (*Snapshot, error) {
+	recs, err := r.records(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{recs: recs}, nil
+}
+
+// ReplaySnapshot is Replay from an index read earlier.
+func (r Reader) ReplaySnapshot(ctx context.Context, snap *Snapshot, ledger string, after Position, fn func(Entry) error) error {
 	rel, _, err := r.Released(ctx, ledger)
 	if err != nil {
 		return err
@@ -614,10 +654,7 @@ func (r Reader) Replay(ctx context.Context, ledger string, after Position, fn fu
 	if after.Less(rel) {
 		after = rel
 	}
-	recs, err := r.records(ctx)
-	if err != nil {
-		return err
-	}
+	recs := snap.recs
 	var rs []located
 	for name, ix := range recs {
 		for _, rg := range ix.Ranges {

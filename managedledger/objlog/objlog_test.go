@@ -302,9 +302,15 @@ func TestLogCrashesAndOutages(t *testing.T) {
 		rounds = 3
 	}
 	for round := 0; round < rounds; round++ {
-		// The new writer learns each ledger's committed length.
+		// The new writer owns each ledger anew (a fresh owner record, as a
+		// new owner's), then learns its committed length. Without the new
+		// fence a killed writer's commit still in flight in etcd could land
+		// after the replay, and the new writer would append over it.
 		next := map[string]int64{}
 		for _, name := range ledgers {
+			if round > 0 {
+				e.own(name)
+			}
 			next[name] = int64(len(e.replay(name)))
 		}
 		l := e.open(Options{FlushInterval: 2 * time.Millisecond, PutRetryFor: 500 * time.Millisecond, Writer: fmt.Sprintf("w%d", round)})

@@ -41,7 +41,7 @@ func handleOffsetCommit(ctx context.Context, c *conn, req *kmsg.OffsetCommitRequ
 		instance = *req.InstanceID
 	}
 	var groupCode int16
-	co, err := h.coordinator(ctx)
+	co, err := h.groupCoordinator(ctx, req.Group)
 	if err != nil {
 		groupCode = errCode(err)
 	} else if e := co.commitCheck(req.Group, member, instance, gen); e != nil {

@@ -114,7 +114,7 @@ func (h *Handler) fetchGroupOffsets(ctx context.Context, group string, order []s
 	if requireStable {
 		txns, _ = h.txns(ctx) // unavailable: no transaction can be pending
 	}
-	co, err := h.coordinator(ctx)
+	co, err := h.groupCoordinator(ctx, group)
 	if err != nil {
 		// Answer the partitions anyway so that v0-v1 clients see the error.
 		var out []fetchedTopic

@@ -9,6 +9,9 @@ package kafka
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -53,6 +56,21 @@ func handleFindCoordinator(ctx context.Context, c *conn, req *kmsg.FindCoordinat
 			co.ErrorCode, co.ErrorMessage = e.Code, errMsg(errors.New(msg))
 			return co
 		}
+		if req.CoordinatorType == coordinatorGroup {
+			// Cluster mode: the owner of the group's slot (cluster_groups.go).
+			if owner, _, clustered, err := c.h.groupOwner(ctx, key); clustered {
+				h, p, perr := splitHostPort(owner.Kafka)
+				if err == nil && perr != nil {
+					err = fmt.Errorf("%w: node %d has no Kafka address", kerr.CoordinatorNotAvailable, owner.NodeID)
+				}
+				if err != nil {
+					co.ErrorCode, co.ErrorMessage = errCode(err), errMsg(err)
+					return co
+				}
+				co.NodeID, co.Host, co.Port = owner.NodeID, h, p
+				return co
+			}
+		}
 		co.NodeID, co.Host, co.Port = c.h.cfg.NodeID, host, port
 		return co
 	}
@@ -66,4 +84,14 @@ func handleFindCoordinator(ctx context.Context, c *conn, req *kmsg.FindCoordinat
 	resp.ErrorCode, resp.ErrorMessage = co.ErrorCode, co.ErrorMessage
 	resp.NodeID, resp.Host, resp.Port = co.NodeID, co.Host, co.Port
 	return resp, nil
+}
+
+// splitHostPort splits a registered host:port address.
+func splitHostPort(addr string) (string, int32, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	return host, int32(port), err
 }

@@ -47,7 +47,7 @@ func handleJoinGroup(ctx context.Context, c *conn, req *kmsg.JoinGroupRequest) (
 	if req.Reason != nil {
 		c.log.DebugContext(ctx, "kafka: join group", "group", req.Group, "member", req.MemberID, "reason", *req.Reason)
 	}
-	co, err := c.h.coordinator(ctx)
+	co, err := c.h.groupCoordinator(ctx, req.Group)
 	var res joinResult
 	if err != nil {
 		res = joinResult{code: errCode(err), generation: -1, memberID: req.MemberID}

@@ -16,7 +16,7 @@ func init() { register(0, 4, handleHeartbeat) }
 
 func handleHeartbeat(ctx context.Context, c *conn, req *kmsg.HeartbeatRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
-	co, err := c.h.coordinator(ctx)
+	co, err := c.h.groupCoordinator(ctx, req.Group)
 	if err != nil {
 		resp.ErrorCode = errCode(err)
 		return resp, nil

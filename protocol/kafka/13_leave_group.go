@@ -18,7 +18,7 @@ func init() { register(0, 5, handleLeaveGroup) }
 
 func handleLeaveGroup(ctx context.Context, c *conn, req *kmsg.LeaveGroupRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
-	co, err := c.h.coordinator(ctx)
+	co, err := c.h.groupCoordinator(ctx, req.Group)
 	if err != nil {
 		resp.ErrorCode = errCode(err)
 		return resp, nil

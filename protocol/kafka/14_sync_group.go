@@ -19,7 +19,7 @@ func init() { register(0, 5, handleSyncGroup) }
 
 func handleSyncGroup(ctx context.Context, c *conn, req *kmsg.SyncGroupRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
-	co, err := c.h.coordinator(ctx)
+	co, err := c.h.groupCoordinator(ctx, req.Group)
 	if err != nil {
 		resp.ErrorCode = errCode(err)
 		return resp, nil

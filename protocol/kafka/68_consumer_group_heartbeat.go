@@ -20,7 +20,7 @@ import (
 func init() { register(0, 1, handleConsumerGroupHeartbeat) }
 
 func handleConsumerGroupHeartbeat(ctx context.Context, c *conn, req *kmsg.ConsumerGroupHeartbeatRequest) (kmsg.Response, error) {
-	co, err := c.h.coordinator(ctx)
+	co, err := c.h.groupCoordinator(ctx, req.Group)
 	if err != nil {
 		resp := req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
 		resp.ErrorCode = errCode(err)

@@ -47,8 +47,18 @@ const (
 )
 
 // commitOffset stores group's committed offset on one partition and returns
-// once it is durable.
+// once it is durable; in a cluster, on the partition's owner
+// (cluster_groups.go).
 func (h *Handler) commitOffset(ctx context.Context, group string, name broker.TopicName, offset int64, leaderEpoch int32, metadata *string) error {
+	err := h.commitOffsetLocal(ctx, group, name, offset, leaderEpoch, metadata)
+	if owner, ok := remoteOwner(err); ok {
+		_, err = h.forwardOffsets(ctx, owner, offsetsRequest{Group: group, Topic: name.String(), Commit: true, Offset: offset, LeaderEpoch: leaderEpoch, Metadata: metadata})
+	}
+	return err
+}
+
+// commitOffsetLocal is commitOffset on this broker.
+func (h *Handler) commitOffsetLocal(ctx context.Context, group string, name broker.TopicName, offset int64, leaderEpoch int32, metadata *string) error {
 	p, err := h.svc.OpenPartition(ctx, name, false)
 	if err != nil {
 		return err
@@ -103,8 +113,22 @@ type committed struct {
 	metadata    string
 }
 
-// fetchOffset reads group's committed offset on one partition.
+// fetchOffset reads group's committed offset on one partition; in a
+// cluster, from the partition's owner (cluster_groups.go).
 func (h *Handler) fetchOffset(ctx context.Context, group string, name broker.TopicName) (committed, error) {
+	c, err := h.fetchOffsetLocal(ctx, group, name)
+	if owner, ok := remoteOwner(err); ok {
+		r, ferr := h.forwardOffsets(ctx, owner, offsetsRequest{Group: group, Topic: name.String()})
+		if ferr != nil {
+			return c, ferr
+		}
+		return committed{offset: r.Offset, leaderEpoch: r.LeaderEpoch, metadata: r.Metadata}, nil
+	}
+	return c, err
+}
+
+// fetchOffsetLocal is fetchOffset on this broker.
+func (h *Handler) fetchOffsetLocal(ctx context.Context, group string, name broker.TopicName) (committed, error) {
 	none := committed{offset: -1, leaderEpoch: -1}
 	p, err := h.svc.OpenPartition(ctx, name, false)
 	if errors.Is(err, broker.ErrTopicNotFound) {

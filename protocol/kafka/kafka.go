@@ -90,6 +90,9 @@ type Config struct {
 	// NodeID is this broker's id in Metadata (Kafka node.id / broker.id,
 	// default 0).
 	NodeID int32 `yaml:"node-id"`
+	// InternalSecret (cluster mode, set by the server) authenticates the
+	// requests brokers forward to each other (cluster_groups.go).
+	InternalSecret string `yaml:"-"`
 	// GroupInitialRebalanceDelay is how long the first rebalance of an
 	// empty consumer group waits for more members to join (Kafka
 	// group.initial.rebalance.delay.ms, default 3s; 0 completes at once).
