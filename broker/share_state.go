@@ -151,6 +151,8 @@ type ShareConsumer struct {
 	stop chan struct{}
 	done chan struct{}
 
+	release, unlist func()
+
 	mu struct {
 		sync.Mutex
 		closed bool
@@ -192,6 +194,10 @@ func (s *Subscription) AttachShare(opts ShareOptions) (*ShareConsumer, error) {
 		return nil, err
 	}
 	sc.disp = d
+	// Held like a Pulsar consumer (DeleteSubscription without force is
+	// refused) and listed in the subscription's statistics.
+	sc.release = s.Hold()
+	sc.unlist = s.AddConsumer(ConsumerInfo{Name: opts.Name, Protocol: "kafka", Type: SubShared.String(), Dispatch: sc.dc})
 	if opts.NoExpiryLoop {
 		close(sc.done)
 	} else {
@@ -246,6 +252,17 @@ func (sc *ShareConsumer) lockedLocked() int {
 	}
 	return n
 }
+
+// Ready returns a channel closed when the next entry is delivered to the
+// consumer (take it before an Acquire that finds nothing, then wait on it).
+func (sc *ShareConsumer) Ready() <-chan struct{} {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.mu.wake
+}
+
+// LockDuration is the consumer's acquisition lock duration.
+func (sc *ShareConsumer) LockDuration() time.Duration { return sc.opts.LockDuration }
 
 // Locked is how many records the consumer holds acquired.
 func (sc *ShareConsumer) Locked() int {
@@ -613,5 +630,7 @@ func (sc *ShareConsumer) Close(ctx context.Context) error {
 	}
 	// Whatever is still pending to it is replayed to the others.
 	sc.sub.Detach(sc.disp, sc.dc)
+	sc.unlist()
+	sc.release()
 	return err
 }
