@@ -164,6 +164,8 @@ type ShareConsumer struct {
 		wake chan struct{}
 		// archived counts records archived by the delivery limit.
 		archived int64
+		// gone: the partition closed under the dispatcher.
+		gone bool
 	}
 }
 
@@ -241,6 +243,19 @@ func (sc *ShareConsumer) Deliver(ctx context.Context, d Delivery) error {
 	return nil
 }
 
+// PartitionClosed implements PartitionClosedSink: the partition closed
+// (topic deleted or unloaded), so Acquire fails with ErrClosed from now
+// on; the protocol closes the consumer and attaches again.
+func (sc *ShareConsumer) PartitionClosed() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if !sc.mu.gone {
+		sc.mu.gone = true
+		close(sc.mu.wake)
+		sc.mu.wake = make(chan struct{})
+	}
+}
+
 // ActiveChanged implements ConsumerSink (Shared: never called).
 func (sc *ShareConsumer) ActiveChanged(bool) {}
 
@@ -287,7 +302,7 @@ func (sc *ShareConsumer) Acquire(ctx context.Context, maxRecords int, wait time.
 		maxRecords = 1
 	}
 	sc.mu.Lock()
-	if sc.mu.closed {
+	if sc.mu.closed || sc.mu.gone {
 		sc.mu.Unlock()
 		return nil, ErrClosed
 	}
@@ -308,7 +323,7 @@ func (sc *ShareConsumer) Acquire(ctx context.Context, maxRecords int, wait time.
 	}
 	for {
 		sc.mu.Lock()
-		if sc.mu.closed {
+		if sc.mu.closed || sc.mu.gone {
 			sc.mu.Unlock()
 			return nil, ErrClosed
 		}

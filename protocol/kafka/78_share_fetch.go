@@ -24,9 +24,12 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 func init() { register(1, 2, handleShareFetch) }
@@ -167,6 +170,13 @@ func (h *Handler) shareAcquire(ctx context.Context, s *shareCoordinator, ss *sha
 			}
 			wakes = append(wakes, p.sc.Ready())
 			got, err := p.sc.Acquire(ctx, maxRecords-records, 0)
+			if errors.Is(err, broker.ErrClosed) {
+				// The partition closed (deleted, unloaded): attach
+				// again at the next fetch.
+				p.sc.Close(ctx)
+				p.sc = nil
+				continue
+			}
 			if err != nil || len(got) == 0 {
 				continue
 			}

@@ -656,6 +656,10 @@ func acknowledgeShare(ctx context.Context, p *sharePart, batches []shareAckBatch
 	if p.err != nil {
 		return p.err
 	}
+	if p.sc == nil {
+		// Detached (its partition closed): what it held was released.
+		return fmt.Errorf("%w: partition reattaching", broker.ErrInvalidRecordState)
+	}
 	var first error
 	for _, b := range batches {
 		types := make([]broker.AckType, len(b.types))
