@@ -451,6 +451,28 @@ func (d *Dispatcher) Redeliver(c *DispatchConsumer, positions []Position) {
 	d.kick()
 }
 
+// Return puts back entries c holds but never handed to its client (a share
+// consumer's read-ahead): they are replayed to any consumer without counting
+// a redelivery.
+func (d *Dispatcher) Return(c *DispatchConsumer, positions []Position) {
+	d.mu.Lock()
+	for _, pos := range positions {
+		if owner, ok := d.mu.pending[pos]; ok && owner.c == c {
+			delete(d.mu.pending, pos)
+			d.mu.replay[pos] = struct{}{}
+		}
+	}
+	d.mu.Unlock()
+	d.kick()
+}
+
+// Unflow withdraws c's remaining permits (a consumer that stopped asking).
+func (d *Dispatcher) Unflow(c *DispatchConsumer) {
+	d.mu.Lock()
+	c.permits = min(c.permits, 0)
+	d.mu.Unlock()
+}
+
 // Reset moves the cursor (seek): mark-delete just before pos, every
 // acknowledgement after it dropped; pending and replay state is cleared.
 // Protocols then disconnect the consumers so that they restart cleanly.

@@ -95,6 +95,10 @@ type ShareOptions struct {
 	Inspect func(e *Entry) (key []byte, ok bool)
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// ReadyHold bounds how long an entry delivered to the consumer waits
+	// for an Acquire before it goes back to the subscription's other
+	// consumers, uncounted (default min(LockDuration, 2 s)).
+	ReadyHold time.Duration
 	// NoExpiryLoop disables the background lock expiry (tests call
 	// ExpireLocks themselves).
 	NoExpiryLoop bool
@@ -185,6 +189,9 @@ func (s *Subscription) AttachShare(opts ShareOptions) (*ShareConsumer, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ReadyHold <= 0 {
+		opts.ReadyHold = min(opts.LockDuration, 2*time.Second)
+	}
 	sc := &ShareConsumer{sub: s, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
 	sc.mu.held = make(map[Position]*shareEntry)
 	sc.mu.wake = make(chan struct{})
@@ -235,7 +242,7 @@ func (sc *ShareConsumer) Deliver(ctx context.Context, d Delivery) error {
 	if sc.mu.closed {
 		return ErrClosed
 	}
-	se.deadline = sc.opts.Now().Add(sc.opts.LockDuration)
+	se.deadline = sc.opts.Now().Add(sc.opts.ReadyHold)
 	sc.mu.held[d.Entry.Position] = se
 	sc.mu.ready = append(sc.mu.ready, d.Entry.Position)
 	close(sc.mu.wake)
@@ -294,8 +301,9 @@ func (sc *ShareConsumer) Archived() int64 {
 	return sc.mu.archived
 }
 
-// Acquire returns up to about maxRecords acquired records (whole entries:
-// the last one may exceed it), waiting up to wait for the first. Their
+// Acquire returns up to about maxRecords acquired records (whole entries,
+// in offset order: the last one may exceed it), waiting up to wait for
+// the first. Their
 // locks run from now for LockDuration.
 func (sc *ShareConsumer) Acquire(ctx context.Context, maxRecords int, wait time.Duration) ([]AcquiredEntry, error) {
 	if maxRecords <= 0 {
@@ -372,6 +380,10 @@ func (sc *ShareConsumer) takeLocked(maxRecords int) []AcquiredEntry {
 		}
 		out = append(out, ae)
 	}
+	// In offset order: redelivered entries come back after newer ones,
+	// and Kafka clients expect a partition's batches in offset order (a
+	// record behind an earlier batch may be taken for a gap).
+	sort.Slice(out, func(i, j int) bool { return out[i].Entry.FirstIndex < out[j].Entry.FirstIndex })
 	return out
 }
 
@@ -560,8 +572,16 @@ func (sc *ShareConsumer) ExpireLocks(ctx context.Context) error {
 	}
 	now := sc.opts.Now()
 	touched := map[Position]*shareEntry{}
+	var unhanded []Position
 	for pos, se := range sc.mu.held {
 		if now.Before(se.deadline) {
+			continue
+		}
+		if !se.handed {
+			// Read ahead for a client that did not ask again in time:
+			// back to the others, not a delivery.
+			delete(sc.mu.held, pos)
+			unhanded = append(unhanded, pos)
 			continue
 		}
 		for i, s := range se.state {
@@ -571,10 +591,10 @@ func (sc *ShareConsumer) ExpireLocks(ctx context.Context) error {
 		}
 		touched[pos] = se
 	}
-	if len(touched) > 0 {
+	if len(touched) > 0 || len(unhanded) > 0 {
 		ready := sc.mu.ready[:0]
 		for _, pos := range sc.mu.ready {
-			if touched[pos] == nil {
+			if sc.mu.held[pos] != nil && touched[pos] == nil {
 				ready = append(ready, pos)
 			}
 		}
@@ -582,6 +602,10 @@ func (sc *ShareConsumer) ExpireLocks(ctx context.Context) error {
 	}
 	acts := sc.settleLocked(touched)
 	sc.mu.Unlock()
+	if len(unhanded) > 0 {
+		sc.disp.Unflow(sc.dc)
+		sc.disp.Return(sc.dc, unhanded)
+	}
 	return sc.apply(ctx, acts)
 }
 
@@ -614,8 +638,12 @@ func (sc *ShareConsumer) Close(ctx context.Context) error {
 		return nil
 	}
 	sc.mu.closed = true
-	var archive []Position
+	var archive, unhanded []Position
 	for pos, se := range sc.mu.held {
+		if !se.handed {
+			unhanded = append(unhanded, pos)
+			continue
+		}
 		if se.deliveryCount < sc.opts.DeliveryLimit {
 			continue
 		}
@@ -639,6 +667,7 @@ func (sc *ShareConsumer) Close(ctx context.Context) error {
 		close(sc.stop)
 	}
 	<-sc.done
+	sc.disp.Return(sc.dc, unhanded) // never reached the client: uncounted
 	var err error
 	if len(archive) > 0 {
 		err = sc.disp.Ack(ctx, archive...)

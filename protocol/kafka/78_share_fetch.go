@@ -69,6 +69,10 @@ func handleShareFetch(ctx context.Context, c *conn, req *kmsg.ShareFetchRequest)
 		return resp, nil
 	}
 	unlock := ss.lock()
+	if unlock == nil {
+		resp.ErrorCode = errShareSessionNotFound.Code
+		return resp, nil
+	}
 	defer unlock()
 	if cfg, err := s.configs(ctx, group); err == nil {
 		resp.AcquisitionLockTimeoutMillis = int32(shareConfigInt(cfg, "share.record.lock.duration.ms"))
@@ -117,7 +121,7 @@ func handleShareFetch(ctx context.Context, c *conn, req *kmsg.ShareFetchRequest)
 		}
 	}
 	if final {
-		ss.close()
+		ss.closeLocked()
 	}
 	if !final && !req.IsRenewAck {
 		c.h.shareAcquire(ctx, s, ss, req, respPart)

@@ -36,6 +36,10 @@ func handleShareAcknowledge(ctx context.Context, c *conn, req *kmsg.ShareAcknowl
 		return resp, nil
 	}
 	unlock := ss.lock()
+	if unlock == nil {
+		resp.ErrorCode = errShareSessionNotFound.Code
+		return resp, nil
+	}
 	defer unlock()
 	if cfg, err := s.configs(ctx, ss.key.group); err == nil {
 		resp.AcquisitionLockTimeoutMillis = int32(shareConfigInt(cfg, "share.record.lock.duration.ms"))
@@ -63,7 +67,7 @@ func handleShareAcknowledge(ctx context.Context, c *conn, req *kmsg.ShareAcknowl
 		resp.Topics = append(resp.Topics, t)
 	}
 	if req.ShareSessionEpoch == -1 {
-		ss.close()
+		ss.closeLocked()
 	}
 	return resp, nil
 }

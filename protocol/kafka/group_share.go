@@ -129,11 +129,17 @@ type sharePartKey struct {
 	partition int32
 }
 
+// shareSession is one member's share session. key and conn are fixed;
+// epoch is guarded by shareCoordinator.mu; closed and parts by mu, which
+// a request holds while it serves the session (lock).
 type shareSession struct {
 	key   shareSessionKey
 	conn  *conn
 	epoch int32
-	parts map[sharePartKey]*sharePart
+
+	mu     sync.Mutex
+	closed bool
+	parts  map[sharePartKey]*sharePart
 }
 
 type sharePart struct {
@@ -218,8 +224,17 @@ func (s *shareCoordinator) closeAll() {
 	}
 }
 
-// close releases everything the session holds.
+// close releases everything the session holds, once any request serving
+// it is done.
 func (ss *shareSession) close() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.closeLocked()
+}
+
+// closeLocked is close for a request holding the session's lock.
+func (ss *shareSession) closeLocked() {
+	ss.closed = true
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for k, p := range ss.parts {
@@ -569,16 +584,17 @@ func (s *shareCoordinator) session(c *conn, group, member string, epoch int32) (
 	return ss, nil
 }
 
-// sessionLock serialises requests on one session (a client sends one
+// lock serialises the requests on one session (a client sends one
 // ShareFetch or ShareAcknowledge per session at a time; this makes a
-// misbehaving one harmless).
-var sessionLocks sync.Map // *shareSession -> *sync.Mutex
-
+// misbehaving one harmless) and the session's closing. It returns nil,
+// unlocked, if the session was closed meanwhile.
 func (ss *shareSession) lock() func() {
-	v, _ := sessionLocks.LoadOrStore(ss, &sync.Mutex{})
-	mu := v.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		return nil
+	}
+	return ss.mu.Unlock
 }
 
 // part returns the session's partition (id, partition), attaching its
