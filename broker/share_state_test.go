@@ -175,6 +175,11 @@ func runShareModel(t *testing.T, seed uint64) {
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
+		for i := 1; i < len(got); i++ {
+			if got[i].Entry.FirstIndex <= got[i-1].Entry.FirstIndex {
+				m.failf("Acquire out of offset order: %d after %d", got[i].Entry.FirstIndex, got[i-1].Entry.FirstIndex)
+			}
+		}
 		for _, ae := range got {
 			var offs []int64
 			for _, r := range ae.Ranges {
