@@ -7,7 +7,8 @@ package kafka
 // (-1) a share group (group_share.go). The member id is the client's.
 // Every member is assigned every partition of its subscribed topics; the
 // assignment is sent when it changes (nil otherwise), with a new member
-// epoch. Errors: UNKNOWN_MEMBER_ID, FENCED_MEMBER_EPOCH, INVALID_REQUEST,
+// epoch. A group name whose classic or consumer group has members is
+// GROUP_ID_NOT_FOUND (not a share group). Errors: UNKNOWN_MEMBER_ID, FENCED_MEMBER_EPOCH, INVALID_REQUEST,
 // INVALID_GROUP_ID, GROUP_AUTHORIZATION_FAILED.
 
 import (
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -27,6 +29,13 @@ func handleShareGroupHeartbeat(ctx context.Context, c *conn, req *kmsg.ShareGrou
 	if err != nil {
 		resp.ErrorCode, resp.ErrorMessage, resp.MemberEpoch = errCode(err), errMsg(err), -1
 		return resp, nil
+	}
+	if req.MemberEpoch == 0 {
+		if co, cerr := c.h.coordinator(ctx); cerr == nil && co.hasLiveMembers(req.GroupID) {
+			msg := "group " + req.GroupID + " is not a share group"
+			resp.ErrorCode, resp.ErrorMessage, resp.MemberEpoch = kerr.GroupIDNotFound.Code, &msg, -1
+			return resp, nil
+		}
 	}
 	epoch, assigned, ids, err := s.heartbeat(ctx, c, req.GroupID, req.MemberID, req.MemberEpoch, req.RackID, req.SubscribedTopicNames)
 	if err != nil {

@@ -846,3 +846,17 @@ func (h *Handler) alterShareGroupConfigs(ctx context.Context, group string, ops 
 	}
 	return s.setConfigs(ctx, group, cfg)
 }
+
+// hasLiveMembers reports whether the classic or consumer group name has
+// members: a name is one kind of group at a time, as in Kafka, and a
+// share member may not join a group name in use by another protocol (an
+// empty group, one that only holds commits, is fine).
+func (c *coordinator) hasLiveMembers(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if g := c.mu.groups[name]; g != nil && len(g.members) > 0 {
+		return true
+	}
+	cg := c.mu.cgroups[name]
+	return cg != nil && len(cg.st.members) > 0
+}

@@ -263,6 +263,12 @@ func TestShareGroupRaw(t *testing.T) {
 		t.Fatalf("start offsets %v", starts)
 	}
 
+	// A name in use by a consumer group with members is not a share group.
+	cg := &cgRaw{t: t, cl: cl, group: "cgx", id: r.id}
+	wantCG(t, "consumer group join", cg.hb(cgHB{member: "A", epoch: 0, names: []string{"sraw"}}).ErrorCode, nil)
+	other := &shareRaw{t: t, cl: cl, group: "cgx", id: r.id}
+	wantCG(t, "share join of a consumer group", other.hb("S", 0, []string{"sraw"}).ErrorCode, kerr.GroupIDNotFound)
+
 	// Leaving ends membership; the empty group can be deleted.
 	wantCG(t, "leave", r.hb("M", -1, nil).ErrorCode, nil)
 	if resp, _ := adm.DeleteGroup(ctx, "sg"); resp.Err != nil {
