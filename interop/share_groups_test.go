@@ -217,3 +217,128 @@ func TestShareGroupWithPulsarShared(t *testing.T) {
 		t.Errorf("start offsets sum to %d, want %d", start, total)
 	}
 }
+
+// TestShareDeliveryLimitWithPulsarDLQ: group.share.delivery.count.limit
+// and a Pulsar dead-letter policy with the same MaxDeliveries agree. Both
+// sides refuse every record (Kafka releases, Pulsar negatively
+// acknowledges): every record reaches the applications exactly `limit`
+// times overall (on either side), and each ends archived by the share group or
+// dead-lettered by the Pulsar client, leaving nothing behind.
+func TestShareDeliveryLimitWithPulsarDLQ(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	topic := topicName("sharedlq")
+	const total, limit = 40, 2
+	e.createTopic(t, topic, 1)
+	group := "g-" + topic
+	prod := e.kgo(t, kgo.DefaultProduceTopic(topic))
+	for i := range total {
+		if err := prod.ProduceSync(ctx, kgo.StringRecord(strconv.Itoa(i))).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
+	for k, v := range map[string]string{"share.auto.offset.reset": "earliest", "share.delivery.count.limit": strconv.Itoa(limit)} {
+		cfg := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		cfg.Name, cfg.Value = k, kmsg.StringPtr(v)
+		res.Configs = append(res.Configs, cfg)
+	}
+	req.Resources = append(req.Resources, res)
+	if resp, err := req.RequestWith(ctx, prod); err != nil || resp.Resources[0].ErrorCode != 0 {
+		t.Fatalf("configs: %v %+v", err, resp)
+	}
+
+	var mu sync.Mutex
+	deliveries := map[string]int{}
+	pc := e.pulsarClient(t)
+	dlq := topic + "-dlq"
+	cons, err := pc.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: group, Type: pulsar.Shared,
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest, ReceiverQueueSize: 4,
+		NackRedeliveryDelay: 50 * time.Millisecond,
+		DLQ:                 &pulsar.DLQPolicy{MaxDeliveries: limit, DeadLetterTopic: dlq}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	kc := e.kgo(t, kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.ShareMaxRecords(4),
+		kgo.FetchMaxWait(100*time.Millisecond))
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			rctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			m, err := cons.Receive(rctx)
+			cancel()
+			if err != nil {
+				continue
+			}
+			mu.Lock()
+			deliveries[string(m.Payload())]++
+			mu.Unlock()
+			cons.Nack(m)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			fs := kc.PollFetches(pctx)
+			cancel()
+			fs.EachRecord(func(r *kgo.Record) {
+				mu.Lock()
+				deliveries[string(r.Value)]++
+				mu.Unlock()
+				r.Ack(kgo.AckRelease)
+			})
+			kc.FlushAcks(ctx)
+		}
+	}()
+
+	// Wait until nothing is left unacknowledged.
+	lag := int64(-1)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		dreq := kmsg.NewPtrDescribeShareGroupOffsetsRequest()
+		rg := kmsg.NewDescribeShareGroupOffsetsRequestGroup()
+		rg.GroupID = group
+		dreq.Groups = append(dreq.Groups, rg)
+		resp, err := dreq.RequestWith(ctx, prod)
+		if err != nil || len(resp.Groups[0].Topics) != 1 {
+			continue
+		}
+		if lag = resp.Groups[0].Topics[0].Partitions[0].Lag; lag == 0 {
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if lag != 0 {
+		t.Fatalf("lag %d: records neither archived nor dead-lettered", lag)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deliveries) != total {
+		t.Errorf("%d of %d records delivered", len(deliveries), total)
+	}
+	for v, n := range deliveries {
+		// Refused on every delivery: exactly limit deliveries, never more.
+		if n != limit {
+			t.Errorf("record %s delivered %d times, limit %d", v, n, limit)
+		}
+	}
+	t.Logf("deliveries per record: %v", deliveries)
+}
