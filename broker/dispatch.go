@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -167,11 +168,11 @@ type DispatchOptions struct {
 // One goroutine per Dispatcher reads and delivers; Deliver calls happen
 // outside d.mu, in log order per consumer.
 //
-// Lock order: Dispatchers.mu, then Dispatcher.mu, then the cursor's locks.
-// ConsumerSink.Deliver is called with no dispatcher lock held;
-// ActiveChanged may be called with Dispatchers.mu held and must not block.
-// Close waits for the goroutine, whose blocking calls all end with its
-// context, so Close may be called with Dispatchers.mu held.
+// Lock order: Subscription.dispMu, then Dispatcher.mu, then the cursor's
+// locks. ConsumerSink.Deliver is called with no dispatcher lock held;
+// ActiveChanged may be called with Subscription.dispMu held and must not
+// block. Close waits for the goroutine, whose blocking calls all end with
+// its context, so Close may be called with Subscription.dispMu held.
 type Dispatcher struct {
 	opts DispatchOptions
 	wake chan struct{}
@@ -450,6 +451,28 @@ func (d *Dispatcher) Redeliver(c *DispatchConsumer, positions []Position) {
 	d.kick()
 }
 
+// Return puts back entries c holds but never handed to its client (a share
+// consumer's read-ahead): they are replayed to any consumer without counting
+// a redelivery.
+func (d *Dispatcher) Return(c *DispatchConsumer, positions []Position) {
+	d.mu.Lock()
+	for _, pos := range positions {
+		if owner, ok := d.mu.pending[pos]; ok && owner.c == c {
+			delete(d.mu.pending, pos)
+			d.mu.replay[pos] = struct{}{}
+		}
+	}
+	d.mu.Unlock()
+	d.kick()
+}
+
+// Unflow withdraws c's remaining permits (a consumer that stopped asking).
+func (d *Dispatcher) Unflow(c *DispatchConsumer) {
+	d.mu.Lock()
+	c.permits = min(c.permits, 0)
+	d.mu.Unlock()
+}
+
 // Reset moves the cursor (seek): mark-delete just before pos, every
 // acknowledgement after it dropped; pending and replay state is cleared.
 // Protocols then disconnect the consumers so that they restart cleanly.
@@ -574,9 +597,23 @@ func (d *Dispatcher) nextDelayed() int64 {
 	return next
 }
 
+// PartitionClosedSink is optionally implemented by a ConsumerSink: it is
+// told (from its own goroutine) that the partition closed under the
+// dispatcher (topic deleted, unloaded, broker closing) and delivery
+// stopped; the protocol disconnects the consumer so that it re-attaches.
+// Whichever handler created a shared dispatcher, every consumer learns it.
+type PartitionClosedSink interface {
+	PartitionClosed()
+}
+
 func (d *Dispatcher) partitionClosed() {
 	if d.opts.OnPartitionClosed != nil {
 		go d.opts.OnPartitionClosed()
+	}
+	for _, c := range d.Consumers() {
+		if pc, ok := c.Sink.(PartitionClosedSink); ok {
+			go pc.PartitionClosed()
+		}
 	}
 }
 
@@ -822,42 +859,84 @@ func writable(c *DispatchConsumer) bool {
 	return !ok || w.Writable()
 }
 
-// Dispatchers keeps one Dispatcher per subscription while it has consumers.
+// Dispatchers tracks the subscriptions a protocol handler attached
+// consumers to, so that CloseAll can stop their dispatchers at shutdown. The
+// dispatcher itself belongs to the subscription (Subscription.Attach): a
+// Pulsar consumer and a Kafka share member attached through different
+// handlers share it.
 type Dispatchers struct {
 	mu struct {
 		sync.Mutex
-		m map[*Subscription]*Dispatcher
+		subs map[*Subscription]struct{}
 	}
 }
 
 // NewDispatchers returns an empty registry.
 func NewDispatchers() *Dispatchers {
 	ds := &Dispatchers{}
-	ds.mu.m = make(map[*Subscription]*Dispatcher)
+	ds.mu.subs = make(map[*Subscription]struct{})
 	return ds
 }
 
-// Attach adds c to the subscription's dispatcher, creating it with opts if
-// the subscription has no consumers. A consumer asking for another type
-// than the live one gets ErrInUse.
+// Attach is sub.Attach(opts, c), remembering sub for CloseAll.
 func (ds *Dispatchers) Attach(sub *Subscription, opts DispatchOptions, c *DispatchConsumer) (*Dispatcher, error) {
+	d, err := sub.Attach(opts, c)
+	if err == nil {
+		ds.mu.Lock()
+		ds.mu.subs[sub] = struct{}{}
+		ds.mu.Unlock()
+	}
+	return d, err
+}
+
+// Detach is sub.Detach(d, c).
+func (ds *Dispatchers) Detach(sub *Subscription, d *Dispatcher, c *DispatchConsumer) {
+	sub.Detach(d, c)
+}
+
+// Get returns the live dispatcher of sub, if any.
+func (ds *Dispatchers) Get(sub *Subscription) *Dispatcher { return sub.Dispatcher() }
+
+// CloseAll stops the dispatchers of every subscription attached through ds.
+func (ds *Dispatchers) CloseAll() {
 	ds.mu.Lock()
-	defer ds.mu.Unlock()
-	d := ds.mu.m[sub]
+	all := ds.mu.subs
+	ds.mu.subs = make(map[*Subscription]struct{})
+	ds.mu.Unlock()
+	for sub := range all {
+		sub.closeDispatcher()
+	}
+}
+
+// Attach adds c to the subscription's dispatcher, creating it with opts if
+// the subscription has none live (opts.Cursor and opts.Subscription are set
+// here). A consumer asking for another type than the live one gets
+// ErrInUse. Both protocol handlers attach through here, so a Pulsar Shared
+// consumer and a Kafka share member of the same name share one dispatcher.
+func (s *Subscription) Attach(opts DispatchOptions, c *DispatchConsumer) (*Dispatcher, error) {
+	s.dispMu.Lock()
+	defer s.dispMu.Unlock()
+	d := s.disp
 	if d == nil {
-		opts.Cursor, opts.Subscription = sub.Cursor(), sub
+		opts.Cursor, opts.Subscription = s.Cursor(), s
 		// Whatever an earlier dispatcher delivered without acknowledgement
 		// is due again: start from the mark-delete position (individually
 		// acknowledged entries are skipped by the cursor).
 		opts.Cursor.Rewind()
 		d = NewDispatcher(opts)
-		ds.mu.m[sub] = d
+		d.mu.Lock()
+		for pos, n := range s.redeliveries {
+			d.mu.redeliveries[pos] = n
+		}
+		d.mu.Unlock()
+		s.redeliveries = nil
+		s.disp = d
 	} else if d.opts.Type != opts.Type {
-		return nil, fmt.Errorf("%w: subscription %s is %s, not %s", ErrInUse, sub.Name(), d.opts.Type, opts.Type)
+		return nil, fmt.Errorf("%w: subscription %s is %s, not %s", ErrInUse, s.Name(), d.opts.Type, opts.Type)
 	}
 	if err := d.AddConsumer(c); err != nil {
 		if len(d.Consumers()) == 0 {
-			delete(ds.mu.m, sub)
+			s.disp = nil
 			d.Close()
 		}
 		return nil, err
@@ -865,30 +944,36 @@ func (ds *Dispatchers) Attach(sub *Subscription, opts DispatchOptions, c *Dispat
 	return d, nil
 }
 
-// Detach removes c; the dispatcher stops when its last consumer leaves.
-func (ds *Dispatchers) Detach(sub *Subscription, d *Dispatcher, c *DispatchConsumer) {
-	ds.mu.Lock()
-	defer ds.mu.Unlock()
-	if d.RemoveConsumer(c) == 0 && ds.mu.m[sub] == d {
-		delete(ds.mu.m, sub)
+// Detach removes c from d; the dispatcher stops when its last consumer leaves.
+func (s *Subscription) Detach(d *Dispatcher, c *DispatchConsumer) {
+	s.dispMu.Lock()
+	defer s.dispMu.Unlock()
+	if d.RemoveConsumer(c) == 0 && s.disp == d {
+		s.disp = nil
 		d.Close()
+		// Delivery counts outlive the dispatcher (a share group's
+		// delivery count limit counts across sessions).
+		d.mu.Lock()
+		if len(d.mu.redeliveries) > 0 {
+			s.redeliveries = maps.Clone(d.mu.redeliveries)
+		}
+		d.mu.Unlock()
 	}
 }
 
-// Get returns the live dispatcher of sub, if any.
-func (ds *Dispatchers) Get(sub *Subscription) *Dispatcher {
-	ds.mu.Lock()
-	defer ds.mu.Unlock()
-	return ds.mu.m[sub]
+// Dispatcher returns the subscription's live dispatcher, if any.
+func (s *Subscription) Dispatcher() *Dispatcher {
+	s.dispMu.Lock()
+	defer s.dispMu.Unlock()
+	return s.disp
 }
 
-// CloseAll stops every dispatcher.
-func (ds *Dispatchers) CloseAll() {
-	ds.mu.Lock()
-	all := ds.mu.m
-	ds.mu.m = make(map[*Subscription]*Dispatcher)
-	ds.mu.Unlock()
-	for _, d := range all {
+func (s *Subscription) closeDispatcher() {
+	s.dispMu.Lock()
+	d := s.disp
+	s.disp = nil
+	s.dispMu.Unlock()
+	if d != nil {
 		d.Close()
 	}
 }

@@ -736,6 +736,14 @@ type Subscription struct {
 		reset   chan struct{} // closed by ResetTo; see Reset
 	}
 	attachedConsumers registry[ConsumerInfo] // attached consumers, for statistics
+
+	// dispMu guards disp, the subscription's dispatcher while it has
+	// consumers (Attach, Detach). Lock order: dispMu before Dispatcher.mu.
+	dispMu sync.Mutex
+	disp   *Dispatcher
+	// redeliveries are the delivery counts of the last dispatcher, kept
+	// (under dispMu) for the next one while no consumer is attached.
+	redeliveries map[Position]uint32
 }
 
 // ResetTo moves the subscription so that pos is the next entry delivered

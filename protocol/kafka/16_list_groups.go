@@ -33,6 +33,7 @@ func handleListGroups(ctx context.Context, c *conn, req *kmsg.ListGroupsRequest)
 		return resp, nil
 	}
 	all := append(co.list(), c.h.subscriptionGroups(ctx, co)...)
+	all = withShareGroups(ctx, c.h, all) // group_share.go
 	sort.Slice(all, func(i, j int) bool { return all[i].name < all[j].name })
 	for _, v := range all {
 		if !listFilter(v, req.StatesFilter, req.TypesFilter) {

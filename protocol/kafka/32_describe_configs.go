@@ -36,6 +36,8 @@ func handleDescribeConfigs(ctx context.Context, c *conn, req *kmsg.DescribeConfi
 			}
 		case kmsg.ConfigResourceTypeBroker:
 			cfgs, err = h.describeBrokerConfigs(rr.ResourceName, rr.ConfigNames)
+		case kmsg.ConfigResourceTypeGroupConfig:
+			cfgs, err = h.describeShareGroupConfigs(ctx, rr.ResourceName, rr.ConfigNames) // group_share.go
 		default:
 			err = fmt.Errorf("%w: config resource type %d", errUnsupportedConfig, rr.ResourceType)
 		}
@@ -47,6 +49,8 @@ func handleDescribeConfigs(ctx context.Context, c *conn, req *kmsg.DescribeConfi
 			rc.Name, rc.Value, rc.ReadOnly = d.name, kmsg.StringPtr(d.value), d.readOnly
 			if rr.ResourceType == kmsg.ConfigResourceTypeBroker {
 				rc.Source = kmsg.ConfigSourceStaticBrokerConfig
+			} else if rr.ResourceType == kmsg.ConfigResourceTypeGroupConfig && d.topicLevel {
+				rc.Source = kmsg.ConfigSourceGroupConfig
 			} else {
 				rc.Source = configSource(d)
 			}

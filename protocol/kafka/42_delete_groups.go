@@ -24,7 +24,7 @@ func handleDeleteGroups(ctx context.Context, c *conn, req *kmsg.DeleteGroupsRequ
 		sg.Group = name
 		e := err
 		if e == nil {
-			e = c.h.deleteGroup(ctx, co, name)
+			e = c.h.deleteShareOrGroup(ctx, co, name) // group_share.go
 		}
 		if e != nil {
 			sg.ErrorCode = errCode(e)

@@ -24,6 +24,12 @@ func handleIncrementalAlterConfigs(ctx context.Context, c *conn, req *kmsg.Incre
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		if rr.ResourceType == kmsg.ConfigResourceTypeGroupConfig {
+			err := h.alterShareGroupConfigs(ctx, rr.ResourceName, rr.Configs, req.ValidateOnly) // group_share.go
+			sr.ErrorCode, sr.ErrorMessage = errCode(err), errMsg(err)
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
 		err := h.alterTopicConfigs(ctx, rr.ResourceType, rr.ResourceName, req.ValidateOnly, func(p *broker.Policies) error {
 			for _, kv := range rr.Configs {
 				var err error

@@ -136,6 +136,7 @@ func (c *conn) stopReading() {
 func (c *conn) serve(ctx context.Context) {
 	defer c.nc.Close()
 	defer c.sasl.stop()
+	defer releaseConnShareSessions(c) // group_share.go
 	c.h.m.connections.Inc()
 	defer c.h.m.connections.Dec()
 	reqs := make(chan *request, readAheadFrames)

@@ -51,6 +51,8 @@ func errCode(err error) int16 {
 		return kerr.TopicAlreadyExists.Code
 	case errors.Is(err, broker.ErrInvalidConfig):
 		return kerr.InvalidConfig.Code
+	case errors.Is(err, broker.ErrInvalidRecordState):
+		return kerr.InvalidRecordState.Code
 	case errors.Is(err, broker.ErrMessageTooLarge):
 		return kerr.MessageTooLarge.Code
 	case errors.Is(err, broker.ErrOffsetOutOfRange):

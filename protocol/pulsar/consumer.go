@@ -103,24 +103,6 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 		Partition: part, Type: typ, PartitionIndex: name.PartitionIndex(),
 		Inspect: inspector(typ), DeliverAt: deliverAt, Logger: c.log,
 	}
-	// The partition closed (topic deleted, broker closing): disconnect the
-	// consumers; the client re-subscribes (to a new partition if any).
-	// With a shared dispatcher, whichever consumer created it closes all.
-	var disp *broker.Dispatcher
-	var dispMu sync.Mutex
-	opts.OnPartitionClosed = func() {
-		dispMu.Lock()
-		d := disp
-		dispMu.Unlock()
-		if d == nil {
-			return
-		}
-		for _, dc := range d.Consumers() {
-			if o, ok := dc.Sink.(*consumer); ok {
-				o.closeByBroker()
-			}
-		}
-	}
 	if cmd.GetDurable() {
 		create := c.h.cfg.AutoCreateSubscriptions && part.Policies().AutoSubscriptionCreation
 		initial := broker.InitialLatest
@@ -157,9 +139,6 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 			return c.sendError(reqID, err)
 		}
 	}
-	dispMu.Lock()
-	disp = cs.disp
-	dispMu.Unlock()
 	cs.detach = part.Attach()
 	c.mu.Lock()
 	c.mu.consumers[cid] = cs
@@ -331,6 +310,12 @@ func (cs *consumer) stop() {
 		}
 	})
 }
+
+// PartitionClosed implements broker.PartitionClosedSink: the partition
+// closed (topic deleted, broker closing), so the client is told to
+// re-subscribe (to a new partition if any), whichever handler's consumer
+// created the shared dispatcher.
+func (cs *consumer) PartitionClosed() { cs.closeByBroker() }
 
 // closeByBroker removes the consumer and tells the client (CLOSE_CONSUMER),
 // which then re-subscribes.
