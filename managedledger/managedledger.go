@@ -1695,6 +1695,9 @@ func (ml *ManagedLedger) Stats() Stats {
 		li := LedgerInfo{
 			LedgerID: l.id, Entries: l.entries, Bytes: l.bytes, FirstIndex: l.firstIndex, Created: l.created, Sealed: l.sealed,
 		}
+		if l.sealed {
+			li.MaxTimestamp = l.maxTs
+		}
 		if l.off != nil && l.off.complete {
 			li.Offloaded, li.OffloadID, li.LocalDeleted = true, l.off.uid.String(), l.off.localDeleted
 		}

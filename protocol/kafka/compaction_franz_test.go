@@ -1,0 +1,158 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// compactPartitions runs a compaction of every partition of topic now
+// (force: everything visible, as Pulsar's manual compaction; else only when
+// the policies say it is due, as the background pass).
+func compactPartitions(t *testing.T, s *testServer, topic string, partitions int, force bool) {
+	t.Helper()
+	for i := range partitions {
+		name, err := broker.ParseTopicName(topic, "public", "default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.broker.OpenPartition(context.Background(), name.Partition(i), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Compact(context.Background(), force); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFranzChangelogCompaction is a Kafka Streams-like changelog: keys
+// updated many times with tombstones on a cleanup.policy=compact topic,
+// compacted by the policy-driven pass, the broker restarted, and the table
+// restored from the topic with franz-go: it equals the last values, every
+// restored record at the offset it was produced at, and compaction dropped
+// the superseded records. A keyless record is refused with INVALID_RECORD.
+func TestFranzChangelogCompaction(t *testing.T) {
+	s := startDurableServer(t)
+	ctx := testCtx(t)
+	cl := newKgo(t, s.addr, kgo.DefaultProduceTopic("changelog"), kgo.ProducerLinger(0))
+	adm := kadm.NewClient(cl)
+	const partitions = 2
+	if _, err := adm.CreateTopic(ctx, partitions, 1, map[string]*string{
+		"cleanup.policy":            ptr("compact"),
+		"segment.bytes":             ptr("4096"),
+		"min.cleanable.dirty.ratio": ptr("0.1"),
+		"delete.retention.ms":       ptr("86400000"),
+	}, "changelog"); err != nil {
+		t.Fatal(err)
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, "changelog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := rcs.On("changelog", nil)
+	if v := configValue(rc.Configs, "cleanup.policy"); v != "compact" {
+		t.Fatalf("cleanup.policy described as %q", v)
+	}
+	if v := configValue(rc.Configs, "min.cleanable.dirty.ratio"); v != "0.1" {
+		t.Fatalf("min.cleanable.dirty.ratio described as %q", v)
+	}
+
+	// A keyless record: INVALID_RECORD.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("no key")}).FirstErr(); !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("keyless record to a compacted topic: %v, want INVALID_RECORD", err)
+	}
+
+	type last struct {
+		value     []byte // nil: deleted
+		offset    int64
+		partition int32
+	}
+	table := map[string]last{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	produced := 0
+	for round := range 30 {
+		var recs []*kgo.Record
+		for range 40 {
+			k := fmt.Sprintf("key-%03d", rng.IntN(60))
+			r := &kgo.Record{Key: []byte(k), Value: []byte(fmt.Sprintf("%s=r%d-%d", k, round, rng.Uint32()))}
+			if rng.IntN(8) == 0 {
+				r.Value = nil // tombstone
+			}
+			recs = append(recs, r)
+		}
+		res := cl.ProduceSync(ctx, recs...)
+		if err := res.FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		for _, pr := range res {
+			table[string(pr.Record.Key)] = last{value: pr.Record.Value, offset: pr.Record.Offset, partition: pr.Record.Partition}
+		}
+		produced += len(recs)
+	}
+	compactPartitions(t, s, "changelog", partitions, false)
+
+	s.restart()
+	cl2 := newKgo(t, s.addr, kgo.ConsumeTopics("changelog"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	adm2 := kadm.NewClient(cl2)
+	ends, err := adm2.ListEndOffsets(ctx, "changelog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := map[string]last{}
+	read := 0
+	maxOff := map[int32]int64{}
+	caughtUp := func() bool {
+		ok := true
+		ends.Each(func(o kadm.ListedOffset) {
+			if m, seen := maxOff[o.Partition]; o.Offset > 0 && (!seen || m < o.Offset-1) {
+				ok = false
+			}
+		})
+		return ok
+	}
+	for !caughtUp() {
+		fs := cl2.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			read++
+			maxOff[r.Partition] = max(maxOff[r.Partition], r.Offset)
+			if r.Value == nil {
+				delete(restored, string(r.Key))
+			} else {
+				restored[string(r.Key)] = last{value: r.Value, offset: r.Offset, partition: r.Partition}
+			}
+		})
+	}
+	for k, want := range table {
+		got, ok := restored[k]
+		if want.value == nil {
+			if ok {
+				t.Fatalf("key %s deleted, restored as %q", k, got.value)
+			}
+			continue
+		}
+		if !ok || string(got.value) != string(want.value) || got.offset != want.offset || got.partition != want.partition {
+			t.Fatalf("key %s: restored %q at %d/%d, want %q at %d/%d", k, got.value, got.partition, got.offset, want.value, want.partition, want.offset)
+		}
+	}
+	for k := range restored {
+		if _, ok := table[k]; !ok {
+			t.Fatalf("restored unknown key %s", k)
+		}
+	}
+	if read >= produced/2 {
+		t.Fatalf("read %d of %d produced records: compaction dropped too little", read, produced)
+	}
+	t.Logf("produced %d records over %d keys, restored from %d", produced, len(table), read)
+}
