@@ -45,8 +45,8 @@ const (
 )
 
 // ErrCompactionRunning: a manual compaction was asked while one runs
-// (Pulsar answers 409 Conflict).
-var ErrCompactionRunning = errors.New("broker: compaction already in progress")
+// (Pulsar answers 409 Conflict, hence ErrAlreadyExists).
+var ErrCompactionRunning = fmt.Errorf("%w: compaction already in progress", ErrAlreadyExists)
 
 // NormalizeCleanupPolicy returns the canonical form of a cleanup.policy
 // list, or an error for a value Kafka refuses.
@@ -386,4 +386,68 @@ func (b *Broker) CompactionPass(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// readCompactedCursor reads for a readCompacted cursor: while its read
+// position is below the view's horizon (the raw entry at the cleaned
+// index), entries of the view at or after it (at their raw positions; the
+// cursor then moves past the last one, skipping what compaction removed),
+// and the raw log through the cursor from the horizon on.
+func (p *Partition) readCompactedCursor(ctx context.Context, c *Cursor, maxEntries, maxBytes int) ([]Entry, error) {
+	if cp := p.b.compactor; cp != nil {
+		from := c.ReadPosition()
+		es, cleaned, err := cp.ReadAt(ctx, p.ml.Name(), from, maxEntries, maxBytes)
+		if err != nil {
+			return nil, mapLedgerErr(err)
+		}
+		if cleaned > 0 {
+			horizon := p.horizon(cleaned)
+			if from.Less(horizon) {
+				if len(es) > 0 {
+					last := es[len(es)-1].Position
+					c.Seek(Position{LedgerID: last.LedgerID, EntryID: last.EntryID + 1})
+					md := c.MarkDeletePosition()
+					n := 0
+					for _, e := range es {
+						if md.Less(e.Position) && !c.IsAcked(e.Position) {
+							es[n] = e
+							n++
+						}
+					}
+					return es[:n], nil
+				}
+				c.Seek(horizon)
+			}
+		}
+	}
+	return c.ReadEntries(ctx, maxEntries, maxBytes)
+}
+
+// horizon is the raw position of the entry at index cleaned (the first
+// one a compacted read takes from the raw log), or the next write
+// position when the view covers everything.
+func (p *Partition) horizon(cleaned int64) Position {
+	if cleaned < p.ml.NextIndex() {
+		if pos, err := p.ml.PositionOf(cleaned); err == nil {
+			return pos
+		}
+	}
+	lc := p.ml.LastConfirmed()
+	return Position{LedgerID: lc.LedgerID, EntryID: lc.EntryID + 1}
+}
+
+// LastCompacted tells a compacted reader's last entry: covers is true when
+// the view covers the whole log (nothing raw after its cleaned point);
+// then e is the view's last entry, or ok is false if the view is empty.
+// With covers false the raw last entry is the last one.
+func (p *Partition) LastCompacted(ctx context.Context) (e Entry, covers, ok bool, err error) {
+	cp := p.b.compactor
+	if cp == nil {
+		return e, false, false, nil
+	}
+	e, cleaned, ok, err := cp.Last(ctx, p.ml.Name())
+	if err != nil || cleaned == 0 || cleaned < p.ml.NextIndex() {
+		return Entry{}, false, false, mapLedgerErr(err)
+	}
+	return e, true, ok, nil
 }

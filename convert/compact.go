@@ -196,3 +196,14 @@ func compressKafkaCodec(codec int, plain []byte) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// KafkaRecordCount is the number of records a stored Kafka batch holds (its
+// records count field): MsgCount for a batch as produced, fewer for one
+// compaction rewrote (its span keeps MsgCount offsets). 0 if e is no
+// Kafka batch.
+func KafkaRecordCount(e *managedledger.Entry) int32 {
+	if e.Format != managedledger.FormatKafka || len(e.Data) < kafkaHeaderSize {
+		return 0
+	}
+	return int32(binary.BigEndian.Uint32(e.Data[57:]))
+}

@@ -168,6 +168,7 @@ type view struct {
 
 type frameRef struct {
 	first, last int64 // offsets spanned
+	pos         managedledger.Position
 	off         int64
 	size        int32 // frame size, head included
 }
@@ -345,7 +346,7 @@ func scanView(f segment.File, vr viewRecord) (*view, error) {
 			return nil, fmt.Errorf("%w: frame at %d out of order", ErrCorrupt, off)
 		}
 		prevLast = e.LastIndex()
-		v.index = append(v.index, frameRef{first: e.FirstIndex, last: e.LastIndex(), off: off, size: int32(need)})
+		v.index = append(v.index, frameRef{first: e.FirstIndex, last: e.LastIndex(), pos: e.Position, off: off, size: int32(need)})
 		off += need
 	}
 	if int64(len(v.index)) != vr.Entries {
@@ -412,8 +413,42 @@ func (c *Compactor) Read(ctx context.Context, name string, index int64, maxEntri
 	return entries, v.info.Cleaned, err
 }
 
+// ReadAt is Read by position: entries of name's view at or after pos (the
+// positions they had in the raw log), and the view's cleaned index.
+func (c *Compactor) ReadAt(ctx context.Context, name string, pos managedledger.Position, maxEntries, maxBytes int) (entries []managedledger.Entry, cleaned int64, err error) {
+	v, err := c.current(ctx, name)
+	if err != nil || v == nil {
+		return nil, 0, err
+	}
+	defer v.closeMu.RUnlock()
+	i := sort.Search(len(v.index), func(i int) bool { return !v.index[i].pos.Less(pos) })
+	entries, err = v.readFrom(i, maxEntries, maxBytes)
+	return entries, v.info.Cleaned, err
+}
+
+// Last returns the last entry of name's view; ok is false without one.
+func (c *Compactor) Last(ctx context.Context, name string) (e managedledger.Entry, cleaned int64, ok bool, err error) {
+	v, err := c.current(ctx, name)
+	if err != nil || v == nil {
+		return e, 0, false, err
+	}
+	defer v.closeMu.RUnlock()
+	if len(v.index) == 0 {
+		return e, v.info.Cleaned, false, nil
+	}
+	es, err := v.readFrom(len(v.index)-1, 1, 1)
+	if err != nil || len(es) == 0 {
+		return e, v.info.Cleaned, false, err
+	}
+	return es[0], v.info.Cleaned, true, nil
+}
+
 func (v *view) read(index int64, maxEntries, maxBytes int) ([]managedledger.Entry, error) {
-	i := sort.Search(len(v.index), func(i int) bool { return v.index[i].last >= index })
+	return v.readFrom(sort.Search(len(v.index), func(i int) bool { return v.index[i].last >= index }), maxEntries, maxBytes)
+}
+
+// readFrom reads entries from the i-th on.
+func (v *view) readFrom(i int, maxEntries, maxBytes int) ([]managedledger.Entry, error) {
 	if i == len(v.index) || maxEntries <= 0 {
 		return nil, nil
 	}

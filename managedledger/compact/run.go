@@ -139,7 +139,7 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 		}
 		off := w.off + int64(len(w.buf))
 		w.buf = appendFrame(w.buf, &out)
-		index = append(index, frameRef{first: out.FirstIndex, last: out.LastIndex(), off: off, size: int32(w.off + int64(len(w.buf)) - off)})
+		index = append(index, frameRef{first: out.FirstIndex, last: out.LastIndex(), pos: out.Position, off: off, size: int32(w.off + int64(len(w.buf)) - off)})
 		kept += int64(n)
 		res.EntriesOut++
 		res.BytesOut += int64(len(out.Data))
