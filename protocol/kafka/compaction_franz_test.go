@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -155,4 +156,83 @@ func TestFranzChangelogCompaction(t *testing.T) {
 		t.Fatalf("read %d of %d produced records: compaction dropped too little", read, produced)
 	}
 	t.Logf("produced %d records over %d keys, restored from %d", produced, len(table), read)
+}
+
+// TestFranzCompactionTransactions: on a compacted topic, records of
+// aborted transactions are dropped by compaction (their keys keep the
+// committed values), markers stay, and both isolation levels restore the
+// committed table; deleting the topic removes its view.
+func TestFranzCompactionTransactions(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	adm := kadm.NewClient(newKgo(t, s.addr))
+	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{
+		"cleanup.policy": ptr("compact"), "segment.bytes": ptr("1024"), "min.cleanable.dirty.ratio": ptr("0"),
+	}, "txtable"); err != nil {
+		t.Fatal(err)
+	}
+	tx := newKgo(t, s.addr, kgo.TransactionalID("tx-compact"), kgo.DefaultProduceTopic("txtable"))
+	committed := map[string]string{}
+	for round := range 12 {
+		if err := tx.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		abort := round%3 == 2
+		vals := map[string]string{}
+		var recs []*kgo.Record
+		for k := range 8 {
+			key := fmt.Sprintf("k%d", k)
+			vals[key] = fmt.Sprintf("%s-round%d-%s", key, round, map[bool]string{true: "aborted", false: "committed"}[abort])
+			recs = append(recs, &kgo.Record{Key: []byte(key), Value: []byte(vals[key] + string(make([]byte, 100)))})
+		}
+		if err := tx.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.EndTransaction(ctx, kgo.TransactionEndTry(!abort)); err != nil {
+			t.Fatal(err)
+		}
+		if !abort {
+			for k, v := range vals {
+				committed[k] = v
+			}
+		}
+	}
+	if err := s.broker.CompactionPass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	name, _ := broker.ParseTopicName("txtable", "public", "default")
+	info, ok, err := s.compactor.Info(ctx, name.Partition(0).LedgerName())
+	if err != nil || !ok || info.Cleaned == 0 {
+		t.Fatalf("no view after the pass: %+v %v %v", info, ok, err)
+	}
+	for _, iso := range []kgo.IsolationLevel{kgo.ReadCommitted(), kgo.ReadUncommitted()} {
+		cl := newKgo(t, s.addr, kgo.ConsumeTopics("txtable"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(iso))
+		got := map[string]string{}
+		aborted := 0
+		checkFor(t, 10*time.Second, func() error {
+			fs := cl.PollRecords(ctx, 1000)
+			fs.EachRecord(func(r *kgo.Record) {
+				v := string(r.Value[:len(r.Value)-100])
+				if offset := r.Offset; offset < info.Cleaned && len(v) > 7 && v[len(v)-7:] == "aborted" {
+					aborted++
+				}
+				if iso == kgo.ReadCommitted() || v[len(v)-7:] != "aborted" {
+					got[string(r.Key)] = v
+				}
+			})
+			if fmt.Sprint(got) != fmt.Sprint(committed) {
+				return fmt.Errorf("table %v, want %v", got, committed)
+			}
+			return nil
+		})
+		if aborted > 0 {
+			t.Fatalf("%d aborted records below the cleaned point %d", aborted, info.Cleaned)
+		}
+	}
+	if r, err := adm.DeleteTopic(ctx, "txtable"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	if _, ok, err := s.compactor.Info(ctx, name.Partition(0).LedgerName()); ok || err != nil {
+		t.Fatalf("view left after the topic was deleted: %v %v", ok, err)
+	}
 }
