@@ -156,6 +156,12 @@ func walkKafkaRecords(b []byte, fn func(h kafkaBatchInfo, delta int64, key []byt
 	return nil
 }
 
+// Compressors are reused: a gzip writer's state is about a megabyte.
+var (
+	gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+	lz4Writers  = sync.Pool{New: func() any { return lz4.NewWriter(nil) }}
+)
+
 var zstdEnc = sync.OnceValues(func() (*zstd.Encoder, error) {
 	return zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
 })
@@ -176,7 +182,9 @@ func compressKafkaCodec(codec int, plain []byte) ([]byte, error) {
 		}
 		return enc.EncodeAll(plain, nil), nil
 	case kafkaGzip:
-		w := gzip.NewWriter(&buf)
+		w := gzipWriters.Get().(*gzip.Writer)
+		defer gzipWriters.Put(w)
+		w.Reset(&buf)
 		if _, err := w.Write(plain); err != nil {
 			return nil, err
 		}
@@ -184,7 +192,9 @@ func compressKafkaCodec(codec int, plain []byte) ([]byte, error) {
 			return nil, err
 		}
 	case kafkaLz4:
-		w := lz4.NewWriter(&buf)
+		w := lz4Writers.Get().(*lz4.Writer)
+		defer lz4Writers.Put(w)
+		w.Reset(&buf)
 		if _, err := w.Write(plain); err != nil {
 			return nil, err
 		}
