@@ -153,6 +153,7 @@ type ledgerViews struct {
 	mu      sync.Mutex
 	loaded  bool
 	version int64 // of the view record; 0: none
+	nextGen int64 // the generation the next compaction writes
 	cur     *view
 }
 
@@ -233,9 +234,18 @@ func (c *Compactor) loadLocked(ctx context.Context, name string, lv *ledgerViews
 		lv.cur = nil
 	}
 	var v *view
+	lv.nextGen = 1
 	if rec.Version > 0 {
+		lv.nextGen = vr.Generation + 1
 		if v, err = c.openView(name, vr); err != nil {
-			return err
+			// The raw log still holds everything (compaction never
+			// changes it): serve no view, and let the next compaction
+			// rebuild one over this record. A file missing here (a data
+			// directory restored or replaced, another broker's disk) or
+			// corrupt must not fail the partition's reads.
+			c.log.Error("compact: view unusable; reads use the raw log until the next compaction", "ledger", name,
+				"generation", vr.Generation, "err", err)
+			v = nil
 		}
 	}
 	c.removeOrphans(name, v)

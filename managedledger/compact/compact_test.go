@@ -90,8 +90,9 @@ func TestCompactOSFS(t *testing.T) {
 	}
 }
 
-// TestCorruptViewRefused: a view file that lost a frame (disk lied) fails
-// the open instead of serving a partial view.
+// TestCorruptViewRefused: a view file that fails verification (disk lied)
+// or is missing is never served partially: reads fall back to the raw log
+// and the next compaction rebuilds the view.
 func TestCorruptViewRefused(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -119,8 +120,29 @@ func TestCorruptViewRefused(t *testing.T) {
 	}
 	c, _ = compact.New(compact.Options{Dir: dir, Store: store, Codec: convert.CompactionCodec{}, Logger: quietLogger()})
 	defer c.Close()
-	if _, _, err := c.Info(ctx, ledgerName); err == nil {
-		t.Fatal("corrupt view opened")
+	if _, ok, err := c.Info(ctx, ledgerName); ok || err != nil {
+		t.Fatalf("corrupt view served: %v %v", ok, err)
+	}
+	if es, cleaned, err := c.Read(ctx, ledgerName, 0, 10, 1<<20); len(es) != 0 || cleaned != 0 || err != nil {
+		t.Fatalf("corrupt view read: %d entries, cleaned %d, %v", len(es), cleaned, err)
+	}
+	// The next compaction rebuilds it as generation 2.
+	res, err := c.Compact(ctx, ledgerName, ml, compact.Params{UpTo: 5})
+	if err != nil || !res.Compacted || res.Generation != 2 || res.RecordsOut != 5 {
+		t.Fatalf("rebuild: %+v %v", res, err)
+	}
+	if got := readAll(t, c); len(got) != 5 {
+		t.Fatalf("rebuilt view: %v", got)
+	}
+	// A missing file is the same.
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(ledgerName), fmt.Sprintf("%020d.cpv", 2))); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c, _ = compact.New(compact.Options{Dir: dir, Store: store, Codec: convert.CompactionCodec{}, Logger: quietLogger()})
+	defer c.Close()
+	if _, ok, err := c.Info(ctx, ledgerName); ok || err != nil {
+		t.Fatalf("missing view served: %v %v", ok, err)
 	}
 }
 

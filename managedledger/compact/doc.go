@@ -50,7 +50,10 @@
 // file the record does not name and verifies the named file frame by
 // frame against the record's entry count and size. So a compaction
 // interrupted at any point leaves either the old or the new view, never a
-// mix, and never touches the raw log.
+// mix, and never touches the raw log. A named file that is missing or
+// fails verification (a restored or replaced data directory) is not
+// served: reads fall back to the raw log, which holds everything, and the
+// next compaction writes a new generation over the record.
 //
 // INVARIANT: every entry of a view lies below its Cleaned index, entries are
 // in strictly increasing offset order, and every kept record has the offset

@@ -77,7 +77,7 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 	}
 
 	// Pass 2: write the new generation.
-	gen := int64(1)
+	gen := max(lv.nextGen, 1)
 	if old != nil {
 		gen = old.info.Generation + 1
 	}
@@ -190,7 +190,7 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 	nv := &view{file: f, index: index, info: Info{
 		Generation: gen, Cleaned: cleaned, Entries: vr.Entries, Records: kept, Bytes: w.off, Created: p.Now,
 	}}
-	lv.version, lv.cur = ver, nv
+	lv.version, lv.cur, lv.nextGen = ver, nv, gen+1
 	if old != nil {
 		old.retire()
 		oldPath := filepath.Join(dir, fileName(old.info.Generation))
