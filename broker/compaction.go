@@ -146,6 +146,9 @@ type CompactionStatus struct {
 	Cleaned int64
 	Last    compact.Result
 	LastRun time.Time
+	// Released is the bytes of raw ledgers the last run released
+	// (cleanup.policy compact only).
+	Released int64
 }
 
 // compaction is a partition's compaction state.
@@ -239,17 +242,25 @@ func (p *Partition) compactLocked(ctx context.Context, force bool) (compact.Resu
 	}
 	p.setCompaction(CompactionStatus{State: CompactionRunning, Cleaned: info.Cleaned, LastRun: now})
 	res, err := c.Compact(ctx, p.ml.Name(), p.ml, compact.Params{
-		UpTo: upTo, Now: now, DeleteRetention: e.DeleteRetention, Aborted: p.abortedAt,
+		UpTo: upTo, Now: now, DeleteRetention: e.DeleteRetention, Aborted: p.abortedAt, LogStart: p.viewStart(e),
 	})
 	if err != nil {
 		p.setCompaction(CompactionStatus{State: CompactionError, LastError: err.Error(), Cleaned: info.Cleaned, Last: res, LastRun: now})
 		return res, err
 	}
-	p.setCompaction(CompactionStatus{State: CompactionSuccess, Cleaned: res.Cleaned, Last: res, LastRun: now})
+	var freed int64
+	if res.Compacted && e.CleanupPolicy == CleanupCompact {
+		// The view replaces the raw ledgers below its cleaned point for
+		// Kafka readers: release those every durable cursor consumed.
+		if freed, err = p.ml.ReleaseConsumedBefore(ctx, res.Cleaned); err != nil {
+			p.b.log.Warn("releasing compacted ledgers failed", "topic", p.name.String(), "err", err)
+		}
+	}
+	p.setCompaction(CompactionStatus{State: CompactionSuccess, Cleaned: res.Cleaned, Last: res, LastRun: now, Released: freed})
 	if res.Compacted {
 		p.b.log.Info("partition compacted", "topic", p.name.String(), "cleaned", res.Cleaned, "generation", res.Generation,
 			"bytes_in", res.BytesIn, "bytes_out", res.BytesOut, "records_in", res.RecordsIn, "records_out", res.RecordsOut,
-			"took", res.Duration)
+			"released_bytes", freed, "took", res.Duration)
 	}
 	return res, nil
 }
@@ -316,7 +327,7 @@ func (p *Partition) ReadCompacted(ctx context.Context, index int64, maxEntries, 
 			return nil, mapLedgerErr(err)
 		}
 		if index < cleaned {
-			first := p.ml.FirstIndex() // records below it were deleted (DeleteRecords)
+			first := p.viewStart(p.Policies()) // records below it were deleted (DeleteRecords)
 			n := 0
 			for _, e := range es {
 				if e.LastIndex() >= first {
@@ -396,13 +407,22 @@ func (b *Broker) CompactionPass(ctx context.Context) error {
 func (p *Partition) readCompactedCursor(ctx context.Context, c *Cursor, maxEntries, maxBytes int) ([]Entry, error) {
 	if cp := p.b.compactor; cp != nil {
 		from := c.ReadPosition()
-		es, cleaned, err := cp.ReadAt(ctx, p.ml.Name(), from, maxEntries, maxBytes)
+		q := from
+		if p.horizon(p.ml.FirstIndex()) == from {
+			// At the start of the raw log: the view may hold entries of
+			// ledgers released below it, after the mark-delete position.
+			// (Once the view served one, the read position is below the
+			// raw start and this does not apply again.)
+			md := c.MarkDeletePosition()
+			q = Position{LedgerID: md.LedgerID, EntryID: md.EntryID + 1}
+		}
+		es, cleaned, err := cp.ReadAt(ctx, p.ml.Name(), q, maxEntries, maxBytes)
 		if err != nil {
 			return nil, mapLedgerErr(err)
 		}
 		if cleaned > 0 {
 			horizon := p.horizon(cleaned)
-			if from.Less(horizon) {
+			if q.Less(horizon) {
 				if len(es) > 0 {
 					last := es[len(es)-1].Position
 					c.Seek(Position{LedgerID: last.LedgerID, EntryID: last.EntryID + 1})
@@ -450,4 +470,32 @@ func (p *Partition) LastCompacted(ctx context.Context) (e Entry, covers, ok bool
 		return Entry{}, false, false, mapLedgerErr(err)
 	}
 	return e, true, ok, nil
+}
+
+// viewStart is the first index compacted readers may read: the
+// DeleteRecords point for a compact-only topic (its view outlives the raw
+// ledgers it replaced), the first retained index otherwise (retention of a
+// compact,delete topic takes the view's old entries with the raw ones).
+func (p *Partition) viewStart(e EffectivePolicies) int64 {
+	if e.CleanupPolicy == CleanupCompact {
+		return p.ml.TruncatedBefore()
+	}
+	return p.ml.FirstIndex()
+}
+
+// LogStart is the partition's first readable offset as Kafka reports it
+// (log start offset): FirstIndex, or for a compact-only topic whose view
+// holds entries below it (raw ledgers released after compaction) the
+// view's first index, never below the DeleteRecords point.
+func (p *Partition) LogStart() int64 {
+	first := p.ml.FirstIndex()
+	cp := p.b.compactor
+	if cp == nil || p.Policies().CleanupPolicy != CleanupCompact {
+		return first
+	}
+	info, ok, err := cp.Info(context.Background(), p.ml.Name())
+	if err != nil || !ok {
+		return first
+	}
+	return max(p.ml.TruncatedBefore(), min(first, info.First))
 }

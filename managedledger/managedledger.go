@@ -1572,6 +1572,12 @@ func (ml *ManagedLedger) truncateBefore(ctx context.Context, index int64) error 
 		return fmt.Errorf("%w: %d beyond %d", ErrIndexOutOfRange, index, ml.mu.visNext)
 	}
 	if index <= ml.mu.first {
+		if index > ml.mu.truncBefore {
+			// Below the first retained index (ledgers released under a
+			// compacted view): only the logical point moves.
+			ml.mu.truncBefore = index
+			return ml.persistLocked(ctx)
+		}
 		return nil
 	}
 	// Cursors move onto the entry holding index: have its header at hand

@@ -87,6 +87,9 @@ type Params struct {
 	// DeleteRetention keeps a tombstone this long after its entry was
 	// published (Kafka delete.retention.ms, default 24h); < 0: forever.
 	DeleteRetention time.Duration
+	// LogStart drops the view's entries that end below it (Kafka
+	// DeleteRecords; retention of a compact,delete topic). 0 keeps them.
+	LogStart int64
 	// Aborted reports whether the transaction of producerID holding the
 	// record at offset was aborted (its records are dropped). Nil: none.
 	Aborted func(producerID, offset int64) bool
@@ -115,6 +118,8 @@ type Info struct {
 	Generation int64
 	// Cleaned is the index below which the view replaces the raw log.
 	Cleaned int64
+	// First is the first index the view holds (Cleaned when it is empty).
+	First   int64
 	Entries int64
 	Records int64
 	Bytes   int64
@@ -362,6 +367,7 @@ func scanView(f segment.File, vr viewRecord) (*view, error) {
 	if int64(len(v.index)) != vr.Entries {
 		return nil, fmt.Errorf("%w: view file holds %d entries, record says %d", ErrCorrupt, len(v.index), vr.Entries)
 	}
+	v.info.First = firstOf(v.index, vr.Cleaned)
 	return v, nil
 }
 
@@ -539,4 +545,11 @@ func (c *Compactor) Close() error {
 		lv.mu.Unlock()
 	}
 	return nil
+}
+
+func firstOf(index []frameRef, cleaned int64) int64 {
+	if len(index) == 0 {
+		return cleaned
+	}
+	return index[0].first
 }

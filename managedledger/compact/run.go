@@ -49,8 +49,8 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 		res.PreviousCleaned, res.PreviousGeneration = old.info.Cleaned, old.info.Generation
 		res.PreviousViewBytes, res.PreviousViewEntryCount = old.info.Bytes, old.info.Entries
 	}
-	first := src.FirstIndex()
-	from = max(from, first)
+	first := p.LogStart                // view entries ending below it go
+	from = max(from, src.FirstIndex()) // the raw log is read from here
 	res.Cleaned = from
 	if p.UpTo <= from {
 		return res, nil
@@ -188,7 +188,7 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 	}
 	published = true
 	nv := &view{file: f, index: index, info: Info{
-		Generation: gen, Cleaned: cleaned, Entries: vr.Entries, Records: kept, Bytes: w.off, Created: p.Now,
+		Generation: gen, Cleaned: cleaned, First: firstOf(index, cleaned), Entries: vr.Entries, Records: kept, Bytes: w.off, Created: p.Now,
 	}}
 	lv.version, lv.cur, lv.nextGen = ver, nv, gen+1
 	if old != nil {

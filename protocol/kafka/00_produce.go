@@ -217,7 +217,7 @@ func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records
 		return err
 	}
 	sp.BaseOffset = res.Entry.FirstIndex
-	sp.LogStartOffset = p.FirstIndex()
+	sp.LogStartOffset = p.LogStart()
 	return nil
 }
 

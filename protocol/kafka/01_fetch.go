@@ -212,7 +212,7 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 	pr.err = nil
 	// The LSO first: it is <= the high watermark read after it.
 	pr.lso = pr.p.LastStableOffset()
-	pr.hw, pr.start = pr.p.NextIndex(), pr.p.FirstIndex()
+	pr.hw, pr.start = pr.p.NextIndex(), pr.p.LogStart()
 	pr.upTo = pr.hw
 	if committed {
 		pr.upTo = pr.lso

@@ -81,82 +81,117 @@ func TestFranzChangelogCompaction(t *testing.T) {
 	table := map[string]last{}
 	rng := rand.New(rand.NewPCG(1, 2))
 	produced := 0
-	for round := range 30 {
-		var recs []*kgo.Record
-		for range 40 {
-			k := fmt.Sprintf("key-%03d", rng.IntN(60))
-			r := &kgo.Record{Key: []byte(k), Value: []byte(fmt.Sprintf("%s=r%d-%d", k, round, rng.Uint32()))}
-			if rng.IntN(8) == 0 {
-				r.Value = nil // tombstone
+	produce := func(rounds int, cl *kgo.Client) {
+		for round := range rounds {
+			var recs []*kgo.Record
+			for range 40 {
+				k := fmt.Sprintf("key-%03d", rng.IntN(60))
+				r := &kgo.Record{Key: []byte(k), Value: []byte(fmt.Sprintf("%s=r%d-%d", k, round, rng.Uint32())), Topic: "changelog"}
+				if rng.IntN(8) == 0 {
+					r.Value = nil // tombstone
+				}
+				recs = append(recs, r)
 			}
-			recs = append(recs, r)
+			res := cl.ProduceSync(ctx, recs...)
+			if err := res.FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			for _, pr := range res {
+				table[string(pr.Record.Key)] = last{value: pr.Record.Value, offset: pr.Record.Offset, partition: pr.Record.Partition}
+			}
+			produced += len(recs)
 		}
-		res := cl.ProduceSync(ctx, recs...)
-		if err := res.FirstErr(); err != nil {
+	}
+	// restore reads the topic from the start with a fresh client, as a
+	// Streams application restores its table, and checks it.
+	restore := func() int {
+		t.Helper()
+		cl2 := newKgo(t, s.addr, kgo.ConsumeTopics("changelog"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		defer cl2.Close()
+		adm2 := kadm.NewClient(cl2)
+		ends, err := adm2.ListEndOffsets(ctx, "changelog")
+		if err != nil {
 			t.Fatal(err)
 		}
-		for _, pr := range res {
-			table[string(pr.Record.Key)] = last{value: pr.Record.Value, offset: pr.Record.Offset, partition: pr.Record.Partition}
+		restored := map[string]last{}
+		read := 0
+		maxOff := map[int32]int64{}
+		caughtUp := func() bool {
+			ok := true
+			ends.Each(func(o kadm.ListedOffset) {
+				if m, seen := maxOff[o.Partition]; o.Offset > 0 && (!seen || m < o.Offset-1) {
+					ok = false
+				}
+			})
+			return ok
 		}
-		produced += len(recs)
+		for !caughtUp() {
+			fs := cl2.PollFetches(ctx)
+			if err := fs.Err0(); err != nil {
+				t.Fatal(err)
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				read++
+				maxOff[r.Partition] = max(maxOff[r.Partition], r.Offset)
+				if r.Value == nil {
+					delete(restored, string(r.Key))
+				} else {
+					restored[string(r.Key)] = last{value: r.Value, offset: r.Offset, partition: r.Partition}
+				}
+			})
+		}
+		for k, want := range table {
+			got, ok := restored[k]
+			if want.value == nil {
+				if ok {
+					t.Fatalf("key %s deleted, restored as %q", k, got.value)
+				}
+				continue
+			}
+			if !ok || string(got.value) != string(want.value) || got.offset != want.offset || got.partition != want.partition {
+				t.Fatalf("key %s: restored %q at %d/%d, want %q at %d/%d", k, got.value, got.partition, got.offset, want.value, want.partition, want.offset)
+			}
+		}
+		for k := range restored {
+			if _, ok := table[k]; !ok {
+				t.Fatalf("restored unknown key %s", k)
+			}
+		}
+		return read
 	}
+	storage := func() (bytes int64) {
+		for i := range partitions {
+			name, _ := broker.ParseTopicName("changelog", "public", "default")
+			p, err := s.broker.OpenPartition(ctx, name.Partition(i), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bytes += p.Stats().Bytes
+		}
+		return bytes
+	}
+
+	produce(30, cl)
+	before := storage()
 	compactPartitions(t, s, "changelog", partitions, false)
+	after := storage()
+	if after >= before/2 {
+		t.Fatalf("raw ledgers below the cleaned point not released: %d bytes before, %d after", before, after)
+	}
 
 	s.restart()
-	cl2 := newKgo(t, s.addr, kgo.ConsumeTopics("changelog"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	adm2 := kadm.NewClient(cl2)
-	ends, err := adm2.ListEndOffsets(ctx, "changelog")
-	if err != nil {
-		t.Fatal(err)
-	}
-	restored := map[string]last{}
-	read := 0
-	maxOff := map[int32]int64{}
-	caughtUp := func() bool {
-		ok := true
-		ends.Each(func(o kadm.ListedOffset) {
-			if m, seen := maxOff[o.Partition]; o.Offset > 0 && (!seen || m < o.Offset-1) {
-				ok = false
-			}
-		})
-		return ok
-	}
-	for !caughtUp() {
-		fs := cl2.PollFetches(ctx)
-		if err := fs.Err0(); err != nil {
-			t.Fatal(err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			read++
-			maxOff[r.Partition] = max(maxOff[r.Partition], r.Offset)
-			if r.Value == nil {
-				delete(restored, string(r.Key))
-			} else {
-				restored[string(r.Key)] = last{value: r.Value, offset: r.Offset, partition: r.Partition}
-			}
-		})
-	}
-	for k, want := range table {
-		got, ok := restored[k]
-		if want.value == nil {
-			if ok {
-				t.Fatalf("key %s deleted, restored as %q", k, got.value)
-			}
-			continue
-		}
-		if !ok || string(got.value) != string(want.value) || got.offset != want.offset || got.partition != want.partition {
-			t.Fatalf("key %s: restored %q at %d/%d, want %q at %d/%d", k, got.value, got.partition, got.offset, want.value, want.partition, want.offset)
-		}
-	}
-	for k := range restored {
-		if _, ok := table[k]; !ok {
-			t.Fatalf("restored unknown key %s", k)
-		}
-	}
+	read := restore()
 	if read >= produced/2 {
 		t.Fatalf("read %d of %d produced records: compaction dropped too little", read, produced)
 	}
-	t.Logf("produced %d records over %d keys, restored from %d", produced, len(table), read)
+	// More updates on top of the released ledgers, a second compaction
+	// (the previous view, not the raw log, holds the old keys now), and a
+	// restore again.
+	cl3 := newKgo(t, s.addr, kgo.ProducerLinger(0))
+	produce(10, cl3)
+	compactPartitions(t, s, "changelog", partitions, true)
+	read2 := restore()
+	t.Logf("produced %d records over %d keys; raw %d bytes, %d after the first compaction; restored from %d, then %d", produced, len(table), before, after, read, read2)
 }
 
 // TestFranzCompactionTransactions: on a compacted topic, records of
