@@ -249,9 +249,12 @@ func (p *Partition) compactLocked(ctx context.Context, force bool) (compact.Resu
 		return res, err
 	}
 	var freed int64
-	if res.Compacted && e.CleanupPolicy == CleanupCompact {
+	if res.Compacted && e.CleanupPolicy == CleanupCompact && p.b.member == nil {
 		// The view replaces the raw ledgers below its cleaned point for
 		// Kafka readers: release those every durable cursor consumed.
+		// Not in a cluster: views are files of this broker's data
+		// directory, and a broker taking the topic over must be able to
+		// rebuild the view from the raw log.
 		if freed, err = p.ml.ReleaseConsumedBefore(ctx, res.Cleaned); err != nil {
 			p.b.log.Warn("releasing compacted ledgers failed", "topic", p.name.String(), "err", err)
 		}
