@@ -9,6 +9,8 @@ package admin
 //	GET|POST|PUT|DELETE /admin/v2/namespaces/{t}/{ns}/compactionThreshold
 //	                                                       bytes (long; 0 off): compact a topic
 //	                                                       once this much was written since
+//	GET|POST|PUT|DELETE /admin/v2/persistent/{t}/{ns}/{topic}/compactionThreshold
+//	                                                       the same as the topic's own policy
 //
 // A partitioned topic is compacted per partition ({topic}-partition-N). A
 // manual compaction compacts everything written so far (the active ledger
@@ -16,6 +18,7 @@ package admin
 // compaction pass. The same views serve Kafka's cleanup.policy=compact.
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/kopernik-io/kopernik/broker"
@@ -32,6 +35,44 @@ func (s *server) compactionRoutes(mux *router) {
 	mux.HandleFunc("DELETE "+ns+"compactionThreshold", func(w http.ResponseWriter, r *http.Request) {
 		s.updatePolicies(w, r, func(p *broker.Policies) error { p.CompactionThreshold = nil; return nil })
 	})
+	// The topic's own policy (Pulsar's topic policies; partitioned topics
+	// by base name).
+	mux.HandleFunc("GET "+topicBase+"/{topic}/compactionThreshold", s.getTopicCompactionThreshold)
+	setTopic := func(w http.ResponseWriter, r *http.Request) {
+		var v int64
+		if present, err := readBody(r, &v); err != nil || !present || v < 0 {
+			if err == nil {
+				err = fmt.Errorf("%w: a number >= 0 is required", errBadRequest)
+			}
+			s.writeError(w, r, err)
+			return
+		}
+		s.updateTopicPolicies(w, r, func(p *broker.Policies) { p.CompactionThreshold = &v })
+	}
+	mux.HandleFunc("POST "+topicBase+"/{topic}/compactionThreshold", setTopic)
+	mux.HandleFunc("PUT "+topicBase+"/{topic}/compactionThreshold", setTopic)
+	mux.HandleFunc("DELETE "+topicBase+"/{topic}/compactionThreshold", func(w http.ResponseWriter, r *http.Request) {
+		s.updateTopicPolicies(w, r, func(p *broker.Policies) { p.CompactionThreshold = nil })
+	})
+}
+
+// getTopicCompactionThreshold answers the topic's own threshold, no body
+// when it has none (as Pulsar's topic policies do).
+func (s *server) getTopicCompactionThreshold(w http.ResponseWriter, r *http.Request) {
+	name, err := topicOf(r)
+	var md broker.TopicMetadata
+	if err == nil {
+		md, err = s.svc.GetTopic(r.Context(), name)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if md.Policies.CompactionThreshold == nil {
+		ok(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, *md.Policies.CompactionThreshold)
 }
 
 // longRunningProcessStatus is Pulsar's LongRunningProcessStatus JSON.
