@@ -207,6 +207,17 @@ func TestFranzCompactionTransactions(t *testing.T) {
 	}, "txtable"); err != nil {
 		t.Fatal(err)
 	}
+	// The broker-wide defaults, under Kafka's broker config names.
+	brc, err := adm.DescribeBrokerConfigs(ctx)
+	if err != nil || len(brc) != 1 {
+		t.Fatal(brc, err)
+	}
+	for name, want := range map[string]string{"compression.type": "producer", "log.cleanup.policy": "delete",
+		"log.cleaner.min.cleanable.ratio": "0.5", "log.cleaner.delete.retention.ms": "86400000"} {
+		if got := configValue(brc[0].Configs, name); got != want {
+			t.Errorf("broker config %s = %q, want %q", name, got, want)
+		}
+	}
 	tx := newKgo(t, s.addr, kgo.TransactionalID("tx-compact"), kgo.DefaultProduceTopic("txtable"))
 	committed := map[string]string{}
 	for round := range 12 {
