@@ -152,9 +152,11 @@ type Compactor struct {
 	}
 }
 
-// ledgerViews is one managed ledger's state. mu serialises loading,
-// compaction and deletion of the ledger; cur is swapped under it.
+// ledgerViews is one managed ledger's state. run serialises compactions
+// and deletion; mu guards the fields (loading, swapping cur) and is held
+// only briefly, so reads never wait for a compaction.
 type ledgerViews struct {
+	run     sync.Mutex // serialises Compact and Delete; taken before mu
 	mu      sync.Mutex
 	loaded  bool
 	version int64 // of the view record; 0: none
@@ -512,6 +514,8 @@ func (c *Compactor) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	lv.run.Lock()
+	defer lv.run.Unlock()
 	lv.mu.Lock()
 	defer lv.mu.Unlock()
 	if err := c.opts.Store.Delete(ctx, recordPath(name), metadata.AnyVersion); err != nil && !errors.Is(err, metadata.ErrNotFound) {

@@ -166,3 +166,64 @@ func readAll(t *testing.T, c *compact.Compactor) map[int64]rec {
 		}
 	}
 }
+
+// TestReadsDuringCompactions: readers keep reading (whole views, never a
+// closed file) while compactions replace the view under them.
+func TestReadsDuringCompactions(t *testing.T) {
+	ctx := context.Background()
+	store := metadata.NewMemory()
+	ml := newLedger(t, store, ledgerName)
+	c, err := compact.New(compact.Options{Dir: "/v", FS: segment.NewMemFS(), Store: store, Codec: convert.CompactionCodec{}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 3 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				for i := int64(0); ; {
+					es, cleaned, err := c.Read(ctx, ledgerName, i, 7, 1<<20)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if len(es) == 0 {
+						break
+					}
+					for _, e := range es {
+						if e.LastIndex() >= cleaned || e.LastIndex() < i {
+							errs <- fmt.Errorf("entry [%d,%d] read from %d, cleaned %d", e.FirstIndex, e.LastIndex(), i, cleaned)
+							return
+						}
+					}
+					i = es[len(es)-1].LastIndex() + 1
+				}
+			}
+		}()
+	}
+	for round := range 30 {
+		for i := range 20 {
+			recs := []rec{{key: []byte(fmt.Sprintf("k%d", i%7)), value: []byte(fmt.Sprintf("r%d", round))}}
+			if _, err := ml.Append(ctx, managedledger.Entry{Format: managedledger.FormatKafka, MsgCount: 1, Data: kafkaBatch(recs, false, false, false, 0)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.Compact(ctx, ledgerName, ml, compact.Params{UpTo: ml.NextIndex()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -36,12 +36,34 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 	if err != nil {
 		return Result{}, err
 	}
+	// run serialises compactions (and deletion) of the ledger; mu is held
+	// only to read and swap the state, so reads go on while this runs.
+	lv.run.Lock()
+	defer lv.run.Unlock()
 	lv.mu.Lock()
-	defer lv.mu.Unlock()
 	if err := c.loadLocked(ctx, name, lv); err != nil {
+		lv.mu.Unlock()
 		return Result{}, err
 	}
-	old := lv.cur
+	old, version, nextGen := lv.cur, lv.version, lv.nextGen
+	holding := false // old's closeMu, shared, while old is read
+	if old != nil {
+		old.closeMu.RLock()
+		if old.closed {
+			old.closeMu.RUnlock()
+			lv.mu.Unlock()
+			return Result{}, ErrClosed
+		}
+		holding = true
+	}
+	lv.mu.Unlock()
+	release := func() {
+		if holding {
+			holding = false
+			old.closeMu.RUnlock()
+		}
+	}
+	defer release()
 	res := Result{}
 	var from int64
 	if old != nil {
@@ -77,7 +99,7 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 	}
 
 	// Pass 2: write the new generation.
-	gen := max(lv.nextGen, 1)
+	gen := max(nextGen, 1)
 	if old != nil {
 		gen = old.info.Generation + 1
 	}
@@ -168,20 +190,28 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 	if err != nil {
 		return res, err
 	}
-	expect := lv.version
+	// Done reading old: let go of it before taking mu (Close retires
+	// views under mu and waits for their readers).
+	release()
+	lv.mu.Lock()
+	if !lv.loaded || lv.cur != old || lv.version != version {
+		lv.mu.Unlock()
+		return res, fmt.Errorf("%w: %s: the view was reloaded or closed", ErrConflict, name)
+	}
+	expect := version
 	if expect == 0 {
 		expect = metadata.NotExists
 	}
 	ver, err := c.opts.Store.Put(ctx, recordPath(name), val, expect)
 	if err != nil {
+		lv.loaded = false // re-read next time
+		lv.mu.Unlock()
 		if errors.Is(err, metadata.ErrBadVersion) || errors.Is(err, metadata.ErrExists) || errors.Is(err, metadata.ErrNotFound) {
-			lv.loaded = false // re-read next time
 			return res, fmt.Errorf("%w: %s: %v", ErrConflict, name, err)
 		}
-		// The put may or may not have happened (ErrUnavailable): re-read
-		// the record on the next call; the file stays until then, and
-		// loadLocked keeps it if the record names it.
-		lv.loaded = false
+		// The put may or may not have happened (ErrUnavailable): the
+		// record is re-read on the next call; the file stays until then,
+		// and loadLocked keeps it if the record names it.
 		published = true
 		f.Close()
 		return res, err
@@ -191,6 +221,7 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 		Generation: gen, Cleaned: cleaned, First: firstOf(index, cleaned), Entries: vr.Entries, Records: kept, Bytes: w.off, Created: p.Now,
 	}}
 	lv.version, lv.cur, lv.nextGen = ver, nv, gen+1
+	lv.mu.Unlock()
 	if old != nil {
 		old.retire()
 		oldPath := filepath.Join(dir, fileName(old.info.Generation))
