@@ -62,6 +62,15 @@ func TestCompactionAPI(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	var stats struct {
+		Compaction struct {
+			LastCompactionSucceedTimestamp int64 `json:"lastCompactionSucceedTimestamp"`
+		} `json:"compaction"`
+	}
+	getJSON(t, srv, topic+"/stats", &stats)
+	if stats.Compaction.LastCompactionSucceedTimestamp == 0 {
+		t.Fatalf("stats: %+v", stats)
+	}
 	runCalls(t, srv, []call{
 		{"DELETE", topic + "/compactionThreshold", "", http.StatusNoContent, ""},
 		{"GET", topic + "/compactionThreshold", "", http.StatusNoContent, ""},

@@ -149,6 +149,12 @@ type CompactionStatus struct {
 	// Released is the bytes of raw ledgers the last run released
 	// (cleanup.policy compact only).
 	Released int64
+	// LastSuccess and LastFailure are when a run last published a view
+	// (or found nothing to do) and last failed; LastRemoved is how many
+	// records the last published view left out (Pulsar's
+	// lastCompactionRemovedEventCount).
+	LastSuccess, LastFailure time.Time
+	LastRemoved              int64
 }
 
 // compaction is a partition's compaction state.
@@ -218,8 +224,19 @@ func (p *Partition) Compact(ctx context.Context, force bool) (compact.Result, er
 
 func (p *Partition) setCompaction(st CompactionStatus) {
 	p.compaction.mu.Lock()
+	defer p.compaction.mu.Unlock()
+	prev := p.compaction.st
+	st.LastSuccess, st.LastFailure, st.LastRemoved = prev.LastSuccess, prev.LastFailure, prev.LastRemoved
+	switch st.State {
+	case CompactionSuccess:
+		st.LastSuccess = st.LastRun
+		if st.Last.Compacted {
+			st.LastRemoved = st.Last.RecordsIn - st.Last.RecordsOut
+		}
+	case CompactionError:
+		st.LastFailure = st.LastRun
+	}
 	p.compaction.st = st
-	p.compaction.mu.Unlock()
 }
 
 // compactLocked runs one compaction; compaction.run held.

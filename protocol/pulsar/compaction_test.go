@@ -181,3 +181,59 @@ func TestReadCompactedAfterRelease(t *testing.T) {
 		t.Fatalf("plain reader: %d messages, raw log holds %d", len(msgs), after.NextIndex-after.FirstIndex)
 	}
 }
+
+// TestReadCompactedSharedRefused: as Pulsar, readCompacted is for Exclusive
+// and Failover subscriptions (and readers) only.
+func TestReadCompactedSharedRefused(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := "persistent://public/default/" + newTopic("shared-compacted")
+	if _, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Shared, ReadCompacted: true}); err == nil {
+		t.Fatal("readCompacted Shared subscription accepted")
+	}
+	// A durable Failover subscription reads the view, then the tail.
+	ctx := ctxT(t)
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	want := map[string]string{}
+	for i := range 50 {
+		k := fmt.Sprintf("k%d", i%5)
+		want[k] = fmt.Sprintf("v%d", i)
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(want[k])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name, _ := broker.ParseTopicName(topic, "public", "default")
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.Compact(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Key: "k0", Payload: []byte("tail")}); err != nil {
+		t.Fatal(err)
+	}
+	want["k0"] = "tail"
+	cons, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "f", Type: pulsar.Failover, ReadCompacted: true,
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := map[string]string{}
+	for n := 0; n < 6; n++ {
+		m, err := cons.Receive(ctx)
+		if err != nil {
+			t.Fatalf("after %d: %v", n, err)
+		}
+		got[m.Key()] = string(m.Payload())
+		cons.Ack(m)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("failover readCompacted: %v, want %v", got, want)
+	}
+}

@@ -87,6 +87,11 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 	if !ok {
 		return c.sendError(reqID, fmt.Errorf("%w: subscription type %v", errNotAllowed, cmd.GetSubType()))
 	}
+	if cmd.GetReadCompacted() && cmd.GetDurable() && typ != broker.SubExclusive && typ != broker.SubFailover {
+		// As Pulsar: the compacted view skips entries, which only a
+		// single active consumer can acknowledge past.
+		return c.sendError(reqID, fmt.Errorf("%w: readCompacted needs an Exclusive or Failover subscription", errNotAllowed))
+	}
 	c.mu.Lock()
 	_, dup := c.mu.consumers[cid]
 	c.mu.Unlock()
