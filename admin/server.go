@@ -140,6 +140,7 @@ func (s *server) routes(mux *router, withSCRAM bool) {
 	s.txnRoutes(mux)
 	s.permissionRoutes(mux)
 	s.offloadRoutes(mux)
+	s.compactionRoutes(mux)
 	if withSCRAM {
 		s.scramRoutes(mux)
 	}

@@ -81,6 +81,28 @@ type topicStats struct {
 	Replication            map[string]struct{}          `json:"replication"`
 	DeduplicationStatus    string                       `json:"deduplicationStatus"`
 	TopicCreationTimeStamp int64                        `json:"topicCreationTimeStamp,omitempty"`
+	Compaction             compactionStats              `json:"compaction"`
+}
+
+// compactionStats is Pulsar's CompactionStats (docs/compaction.md).
+type compactionStats struct {
+	LastCompactionRemovedEventCount   int64 `json:"lastCompactionRemovedEventCount"`
+	LastCompactionSucceedTimestamp    int64 `json:"lastCompactionSucceedTimestamp"`
+	LastCompactionFailedTimestamp     int64 `json:"lastCompactionFailedTimestamp"`
+	LastCompactionDurationTimeInMills int64 `json:"lastCompactionDurationTimeInMills"`
+}
+
+func compactionStatsOf(st broker.CompactionStatus) compactionStats {
+	ms := func(t time.Time) int64 {
+		if t.IsZero() {
+			return 0
+		}
+		return t.UnixMilli()
+	}
+	return compactionStats{
+		LastCompactionRemovedEventCount: st.LastRemoved, LastCompactionSucceedTimestamp: ms(st.LastSuccess),
+		LastCompactionFailedTimestamp: ms(st.LastFailure), LastCompactionDurationTimeInMills: st.Last.Duration.Milliseconds(),
+	}
 }
 
 type partitionedTopicStats struct {
@@ -112,6 +134,7 @@ func (s *server) partitionStats(r *http.Request, p *broker.Partition, created ti
 		Subscriptions:       map[string]subscriptionStats{},
 		Replication:         map[string]struct{}{},
 		DeduplicationStatus: "Enabled",
+		Compaction:          compactionStatsOf(p.CompactionStatus()),
 	}
 	if !created.IsZero() {
 		ts.TopicCreationTimeStamp = created.UnixMilli()

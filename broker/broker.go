@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/kopernik-io/kopernik/broker/ownership"
 	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/managedledger/compact"
 	"github.com/kopernik-io/kopernik/metadata"
 )
 
@@ -58,6 +60,11 @@ type Options struct {
 	// brokers sharing the metadata store: it serves only the partitions
 	// it owns (ErrNotOwner for the others) and unloads those it loses.
 	Cluster *ownership.Member
+	// Compactor stores compacted views (compaction.go); nil: compaction off.
+	Compactor *compact.Compactor
+	// CompactionInterval is how often the compaction pass runs (default
+	// 30 s, Kafka's log.cleaner.backoff.ms order; negative disables it).
+	CompactionInterval time.Duration
 }
 
 // DefaultPolicies are the broker-wide defaults: keep consumed data 7 days
@@ -79,6 +86,10 @@ func DefaultPolicies() EffectivePolicies {
 		OffloadThresholdSeconds:  -1,
 		OffloadDeletionLag:       4 * time.Hour,
 		OffloadReadPriority:      ReadTieredFirst,
+		CleanupPolicy:            CleanupDelete,
+		MinCleanableDirtyRatio:   0.5,
+		MaxCompactionLag:         math.MaxInt64,
+		DeleteRetention:          24 * time.Hour,
 	}
 }
 
@@ -98,6 +109,7 @@ const (
 type Broker struct {
 	store     metadata.Store
 	ledgers   *managedledger.Factory
+	compactor *compact.Compactor // nil: compaction off
 	defaults  EffectivePolicies
 	sync      managedledger.Config
 	log       *slog.Logger
@@ -139,7 +151,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	if opts.Store == nil || opts.Ledgers == nil {
 		return nil, errors.New("broker: Store and Ledgers are required")
 	}
-	b := &Broker{store: opts.Store, ledgers: opts.Ledgers, defaults: opts.Defaults, sync: opts.Sync, log: opts.Logger, member: opts.Cluster}
+	b := &Broker{store: opts.Store, ledgers: opts.Ledgers, defaults: opts.Defaults, sync: opts.Sync, log: opts.Logger, member: opts.Cluster, compactor: opts.Compactor}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -189,6 +201,12 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	if b.member != nil {
 		b.bg.Go(b.ownershipLoop)
+	}
+	if ci := opts.CompactionInterval; b.compactor != nil && ci >= 0 {
+		if ci == 0 {
+			ci = 30 * time.Second
+		}
+		b.bg.Go(func() { b.compactionLoop(ci) })
 	}
 	return b, nil
 }
@@ -618,6 +636,11 @@ func (b *Broker) DeleteTopic(ctx context.Context, name TopicName, force bool) er
 		}
 		if err := b.ledgers.Delete(ctx, pn.LedgerName()); err != nil {
 			return err
+		}
+		if b.compactor != nil {
+			if err := b.compactor.Delete(ctx, pn.LedgerName()); err != nil {
+				return err
+			}
 		}
 		if err := b.store.Delete(ctx, txnLogPath(pn), metadata.AnyVersion); err != nil && !errors.Is(err, metadata.ErrNotFound) {
 			return err

@@ -157,7 +157,11 @@ type DispatchOptions struct {
 	Subscription *Subscription
 	// MaxReadBytes bounds one read (default 4 MiB).
 	MaxReadBytes int
-	Logger       *slog.Logger
+	// ReadCompacted reads the partition's compacted view while the cursor
+	// is below its cleaned point, then the raw log (Pulsar readCompacted;
+	// compaction.go).
+	ReadCompacted bool
+	Logger        *slog.Logger
 }
 
 // Dispatcher delivers a cursor's entries to the consumers of one
@@ -690,7 +694,13 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		d.mu.Unlock()
 	} else {
 		n := int(min(max(float64(permits)/avg, 1), 100))
-		es, err := d.opts.Cursor.ReadEntries(ctx, n, d.opts.MaxReadBytes)
+		read := d.opts.Cursor.ReadEntries
+		if d.opts.ReadCompacted {
+			read = func(ctx context.Context, n, maxBytes int) ([]Entry, error) {
+				return d.opts.Partition.readCompactedCursor(ctx, d.opts.Cursor, n, maxBytes)
+			}
+		}
+		es, err := read(ctx, n, d.opts.MaxReadBytes)
 		if err != nil {
 			return false, err
 		}

@@ -55,6 +55,7 @@ type Partition struct {
 		txns      partitionTxns // see txnlog.go
 	}
 	attachedProducers registry[ProducerInfo] // attached producers, for statistics
+	compaction        compaction             // compaction.go
 }
 
 // producerState is one producer's dedup state. Written with both appendMu

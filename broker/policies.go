@@ -43,6 +43,7 @@ func (p Policies) Validate() error {
 	if p.AutoTopicPartitions != nil && *p.AutoTopicPartitions < 0 {
 		errs = append(errs, fmt.Sprintf("autoTopicPartitions %d must be >= 0", *p.AutoTopicPartitions))
 	}
+	errs = append(errs, p.validateCompaction()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %v", ErrInvalidConfig, errs)
 	}
@@ -94,6 +95,7 @@ func (e EffectivePolicies) resolve(p Policies) EffectivePolicies {
 		q := *p.BacklogQuota
 		e.BacklogQuota = &q
 	}
+	e = e.resolveCompaction(p)
 	e.Terminated = e.Terminated || p.Terminated
 	if len(p.Extra) > 0 {
 		merged := maps.Clone(e.Extra)
@@ -107,7 +109,7 @@ func (e EffectivePolicies) resolve(p Policies) EffectivePolicies {
 }
 
 func (b *Broker) ledgerConfig(e EffectivePolicies) managedledger.Config {
-	return managedledger.Config{
+	cfg := managedledger.Config{
 		Sync:           b.sync.Sync,
 		SyncInterval:   b.sync.SyncInterval,
 		MaxLedgerBytes: e.SegmentBytes,
@@ -116,6 +118,11 @@ func (b *Broker) ledgerConfig(e EffectivePolicies) managedledger.Config {
 		RetentionBytes: e.RetentionBytes,
 		Offload:        offloadPolicy(e),
 	}
+	if e.CleanupPolicy == CleanupCompact {
+		// Kafka: a compact-only topic keeps its (compacted) data forever.
+		cfg.RetentionTime, cfg.RetentionBytes = -1, -1
+	}
+	return cfg
 }
 
 // offloadPolicy maps the Pulsar-style offload policies to the storage's.

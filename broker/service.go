@@ -114,6 +114,25 @@ type Policies struct {
 	// OffloadReadPriority is "tiered-storage-first" or "local-first"
 	// (managedLedgerDataReadPriority).
 	OffloadReadPriority *string `json:"offloadReadPriority,omitempty"`
+	// CleanupPolicy is Kafka's cleanup.policy: "delete" (retention only),
+	// "compact" (keep the latest record per key, forever) or
+	// "compact,delete" (both). Compaction: compaction.go.
+	CleanupPolicy *string `json:"cleanupPolicy,omitempty"`
+	// MinCleanableDirtyRatio (min.cleanable.dirty.ratio): compact once the
+	// uncompacted share of the compactable bytes reaches it.
+	MinCleanableDirtyRatio *float64 `json:"minCleanableDirtyRatio,omitempty"`
+	// MinCompactionLag (min.compaction.lag.ms): records stay uncompacted
+	// at least this long.
+	MinCompactionLag *time.Duration `json:"minCompactionLag,omitempty"`
+	// MaxCompactionLag (max.compaction.lag.ms): records are compacted at
+	// the latest this long after they were written, whatever the ratio.
+	MaxCompactionLag *time.Duration `json:"maxCompactionLag,omitempty"`
+	// DeleteRetention (delete.retention.ms): a tombstone is kept this
+	// long after it was written, then compaction removes it.
+	DeleteRetention *time.Duration `json:"deleteRetention,omitempty"`
+	// CompactionThreshold (Pulsar's namespace compactionThreshold, bytes):
+	// compact once this much was written after the cleaned point; 0 off.
+	CompactionThreshold *int64 `json:"compactionThreshold,omitempty"`
 	// Extra holds protocol-specific settings the broker stores but does
 	// not interpret. Records that need read-modify-write get typed fields
 	// instead (below): a field is updated alone by CAS, a string map whole.
@@ -179,6 +198,12 @@ type EffectivePolicies struct {
 	Extra                    map[string]string
 	BacklogQuota             *BacklogQuota // nil: none
 	Terminated               bool
+	CleanupPolicy            string
+	MinCleanableDirtyRatio   float64
+	MinCompactionLag         time.Duration
+	MaxCompactionLag         time.Duration
+	DeleteRetention          time.Duration
+	CompactionThreshold      int64
 }
 
 // TopicMetadata describes a topic as created.

@@ -57,7 +57,10 @@ func AppendKafkaToPulsar(dst []byte, e *broker.Entry, maxBytes int) ([]byte, err
 	if err != nil {
 		return dst, err
 	}
-	if len(msgs) != int(max(e.MsgCount, 1)) {
+	// A compacted batch (managedledger/compact) keeps its span of MsgCount
+	// offsets and fewer records: they become a batch of those records.
+	compacted := len(msgs) < int(e.MsgCount) && int64(int32(binary.BigEndian.Uint32(e.Data[23:])))+1 == int64(e.MsgCount)
+	if len(msgs) != int(max(e.MsgCount, 1)) && !compacted {
 		return dst, fmt.Errorf("%w: entry of %d messages holds %d", ErrCorrupt, e.MsgCount, len(msgs))
 	}
 	producer := e.Producer

@@ -143,6 +143,13 @@ func decodeKafkaRecord(rec []byte, baseTS int64) (Message, error) {
 // batch is LogAppendTime when every message is (its max timestamp is then
 // the first message's time), CreateTime otherwise.
 func appendKafka(dst []byte, baseOffset int64, msgs []Message) []byte {
+	return appendKafkaAt(dst, baseOffset, msgs, nil, int64(len(msgs)-1))
+}
+
+// appendKafkaAt is appendKafka with message i at offset delta deltas[i]
+// (nil: i) and the batch's last offset delta lastDelta: a compacted batch
+// keeps its span with gaps where records were removed.
+func appendKafkaAt(dst []byte, baseOffset int64, msgs []Message, deltas []int64, lastDelta int64) []byte {
 	start := len(dst)
 	logAppend := len(msgs) > 0
 	baseTS, maxTS := int64(kafkaNoTimestamp), int64(kafkaNoTimestamp)
@@ -167,7 +174,7 @@ func appendKafka(dst []byte, baseOffset int64, msgs []Message) []byte {
 	dst = append(dst, 2)          // magic
 	dst = append(dst, 0, 0, 0, 0) // crc, below
 	dst = binary.BigEndian.AppendUint16(dst, attrs)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(msgs)-1))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(lastDelta))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(baseTS))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(maxTS))
 	dst = binary.BigEndian.AppendUint64(dst, math.MaxUint64) // producer id -1
@@ -185,7 +192,11 @@ func appendKafka(dst []byte, baseOffset int64, msgs []Message) []byte {
 		if m.OrderingKey != nil && (m.Key == nil || string(m.OrderingKey) != string(m.Key)) {
 			extra = append(extra, Header{Key: orderingKeyHeader, Value: m.OrderingKey})
 		}
-		body := 1 + varintLen(ts-baseTS) + varintLen(int64(i)) +
+		delta := int64(i)
+		if deltas != nil {
+			delta = deltas[i]
+		}
+		body := 1 + varintLen(ts-baseTS) + varintLen(delta) +
 			bytesLen(m.Key) + bytesLen(m.Value) + varintLen(int64(len(m.Headers)+len(extra)))
 		for _, h := range m.Headers {
 			body += varintLen(int64(len(h.Key))) + len(h.Key) + bytesLen(h.Value)
@@ -196,7 +207,7 @@ func appendKafka(dst []byte, baseOffset int64, msgs []Message) []byte {
 		dst = binary.AppendVarint(dst, int64(body))
 		dst = append(dst, 0) // attributes
 		dst = binary.AppendVarint(dst, ts-baseTS)
-		dst = binary.AppendVarint(dst, int64(i))
+		dst = binary.AppendVarint(dst, delta)
 		dst = appendBytes(dst, m.Key)
 		dst = appendBytes(dst, m.Value)
 		dst = binary.AppendVarint(dst, int64(len(m.Headers)+len(extra)))

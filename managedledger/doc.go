@@ -190,6 +190,10 @@
 // deletes whole ledgers below the index and hides the rest logically.
 // ApplyRetention deletes sealed ledgers, oldest first, that every durable
 // cursor has consumed and that are beyond RetentionTime or RetentionBytes.
+// ReleaseConsumedBefore deletes the consumed sealed ledgers below an index
+// whatever their age (a compacted topic's view replaced them); FirstIndex
+// moves, TruncatedBefore (the TruncateBefore point, which may then lie
+// below FirstIndex) does not.
 //
 // # Entry cache
 //

@@ -1640,6 +1640,12 @@ func (ml *ManagedLedger) truncateBefore(ctx context.Context, index int64) error 
 		return fmt.Errorf("%w: %d beyond %d", ErrIndexOutOfRange, index, ml.mu.visNext)
 	}
 	if index <= ml.mu.first {
+		if index > ml.mu.truncBefore {
+			// Below the first retained index (ledgers released under a
+			// compacted view): only the logical point moves.
+			ml.mu.truncBefore = index
+			return ml.persistLocked(ctx)
+		}
 		return nil
 	}
 	// Cursors move onto the entry holding index: have its header at hand
@@ -1765,6 +1771,9 @@ func (ml *ManagedLedger) Stats() Stats {
 		s.Bytes += l.bytes
 		li := LedgerInfo{
 			LedgerID: l.id, Entries: l.entries, Bytes: l.bytes, FirstIndex: l.firstIndex, Created: l.created, Sealed: l.sealed,
+		}
+		if l.sealed {
+			li.MaxTimestamp = l.maxTs
 		}
 		if l.off != nil && l.off.complete {
 			li.Offloaded, li.OffloadID, li.LocalDeleted = true, l.off.uid.String(), l.off.localDeleted

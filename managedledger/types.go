@@ -182,6 +182,9 @@ type LedgerInfo struct {
 	FirstIndex int64
 	Created    time.Time
 	Sealed     bool
+	// MaxTimestamp is the largest entry timestamp (event time, else
+	// publish time; unix ms) of a sealed ledger; 0 for the active one.
+	MaxTimestamp int64
 	// Offloaded: a verified copy is in the object store (OffloadID names
 	// it); LocalDeleted: the local files are gone, reads use that copy.
 	Offloaded    bool

@@ -68,6 +68,10 @@ type Config struct {
 	// transaction open this long after its last change (Kafka
 	// transactional.id.expiration.ms, default 7 days; negative: never).
 	TransactionalIDExpiration time.Duration `yaml:"transactional-id-expiration"`
+	// CompactionInterval is how often the compaction pass looks at
+	// compacting topics (default 30s; negative: only manual compactions;
+	// docs/compaction.md).
+	CompactionInterval time.Duration `yaml:"compaction-interval"`
 
 	// Broker-wide policy defaults; namespaces and topics override them.
 	// RetentionTime keeps consumed data (default 168h; Kafka log.retention.hours).
@@ -234,6 +238,7 @@ func DefaultConfig() *Config {
 		ShutdownTimeout:           10 * time.Second,
 		TransactionMaxTimeout:     15 * time.Minute,
 		TransactionalIDExpiration: 7 * 24 * time.Hour,
+		CompactionInterval:        30 * time.Second,
 		RetentionTime:             d.RetentionTime,
 		RetentionBytes:            d.RetentionBytes,
 		MaxMessageBytes:           d.MaxMessageBytes,

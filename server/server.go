@@ -29,11 +29,14 @@ import (
 	"github.com/kopernik-io/kopernik/broker"
 	"github.com/kopernik-io/kopernik/broker/ownership"
 	"github.com/kopernik-io/kopernik/console"
+	"github.com/kopernik-io/kopernik/convert"
 	"github.com/kopernik-io/kopernik/datadir"
 	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/managedledger/compact"
 	"github.com/kopernik-io/kopernik/metadata"
 	"github.com/kopernik-io/kopernik/objectstore"
 	"github.com/kopernik-io/kopernik/protocol"
+	"github.com/kopernik-io/kopernik/segment"
 )
 
 // Server is a running standalone broker.
@@ -53,6 +56,9 @@ type Server struct {
 	// conns counts connections per client host over every listener
 	// (max-connections-per-address).
 	conns auth.AddressCounter
+
+	// compactor holds the compacted views (closed after the broker).
+	compactor *compact.Compactor
 
 	httpLn   net.Listener
 	httpSrv  *http.Server
@@ -152,7 +158,18 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 			return nil, startErr("cluster", "check --cluster-name, --metadata-store-url (etcd) and --broker-name", err)
 		}
 	}
+	compactFS := cfg.LedgerFS
+	if compactFS == nil {
+		compactFS = segment.OSFS{}
+	}
+	if s.compactor, err = compact.New(compact.Options{
+		Dir: filepath.Join(cfg.DataDir, "compacted"), FS: compactFS, Store: s.storage.Store,
+		Codec: convert.CompactionCodec{}, Logger: log.With("component", "compaction"),
+	}); err != nil {
+		return nil, err
+	}
 	s.broker, err = broker.New(ctx, broker.Options{
+		Compactor: s.compactor, CompactionInterval: cfg.CompactionInterval,
 		Store: s.storage.Store, Ledgers: s.storage.Ledgers, Defaults: cfg.Policies(), Sync: syncCfg,
 		Logger:       log.With("component", "broker"),
 		Transactions: broker.TxnOptions{MaxTimeout: cfg.TransactionMaxTimeout, IDExpiration: cfg.TransactionalIDExpiration},
@@ -330,6 +347,9 @@ func (s *Server) Close(ctx context.Context) error {
 			// Revoking the lease hands this broker's partitions over at once,
 			// instead of after the lease TTL.
 			errs = append(errs, s.member.Leave(ctx))
+		}
+		if s.compactor != nil {
+			errs = append(errs, s.compactor.Close())
 		}
 		if s.storage != nil {
 			errs = append(errs, s.storage.Close())

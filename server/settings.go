@@ -327,6 +327,8 @@ var settings = []Setting{
 		Mirrors: "Kafka transaction.max.timeout.ms", field: func(c *Config) any { return &c.TransactionMaxTimeout }},
 	{Key: "transactional-id-expiration", Section: secGeneral, Kind: KindDuration, Help: "forget a transactional id with no transaction open this long after its last use (negative: never)",
 		Mirrors: "Kafka transactional.id.expiration.ms", field: func(c *Config) any { return &c.TransactionalIDExpiration }},
+	{Key: "compaction-interval", Section: secGeneral, Kind: KindDuration, Help: "how often compacting topics are looked at and compacted when due (negative: manual compactions only; docs/compaction.md)",
+		Mirrors: "Kafka log.cleaner.backoff.ms", field: func(c *Config) any { return &c.CompactionInterval }},
 	{Key: "max-connections-per-address", Section: secGeneral, Kind: KindInt, Help: "open connections of one client host over all listeners (0: no bound)",
 		Mirrors: "Kafka max.connections.per.ip, Pulsar maxConnectionsPerIp", field: func(c *Config) any { return &c.MaxConnectionsPerAddress }},
 

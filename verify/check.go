@@ -47,6 +47,15 @@ type Options struct {
 	// gap is a skip only over offsets known to exist (read or acknowledged
 	// somewhere). The default, dense, counts every gap.
 	Sparse bool
+	// Compacted checks a compacted topic (Config.Compacted): gaps are
+	// legal where compaction removed records, so a jump is a skip only over
+	// an offset the final readers read (it was kept, so every reader
+	// passing it must have got it); an acknowledged write nobody read is
+	// lost only if no record of its key is read on its partition that may
+	// be later (a later offset, or unknown order): otherwise it was
+	// superseded (Report.Superseded). Offsets of kept records are checked
+	// as always (ack-mismatch, inconsistent-offset, duplicate).
+	Compacted bool
 }
 
 // Anomaly is the count and some examples of one class.
@@ -73,6 +82,9 @@ type Report struct {
 	// LateRedelivered counts jumps in redelivering sessions whose offsets
 	// the session received later (see Skipped): not anomalies.
 	LateRedelivered int `json:"late_redelivered,omitempty"`
+	// Superseded counts acknowledged writes nobody read because a later
+	// record of their key replaced them (Options.Compacted).
+	Superseded int `json:"superseded,omitempty"`
 	// SkippedOffsets is the number of offsets jumped over by all skips.
 	SkippedOffsets int `json:"skipped_offsets"`
 	// SkipsBySession counts the skips of each session that had any.
@@ -137,6 +149,13 @@ func Check(h *History, opt Options) *Report {
 	byFinal := map[string]bool{}           // values read by final sessions
 	maxRead := map[int32]int64{}
 	exists := map[pos]bool{}
+	finalAt := map[pos]bool{} // positions the final sessions read
+	type keyed struct {
+		p   int32
+		key string
+	}
+	byKey := map[keyed][]Record{} // records read, per partition and key
+	readSomewhere := map[string]bool{}
 	for _, e := range h.Events {
 		if e.Kind != Poll {
 			continue
@@ -144,7 +163,20 @@ func Check(h *History, opt Options) *Report {
 		r.Polls++
 		for _, rec := range e.Records {
 			r.RecordsRead++
+			if opt.Compacted {
+				byKey[keyed{e.Partition, rec.Key}] = append(byKey[keyed{e.Partition, rec.Key}], rec)
+			}
+			if sessions[e.Session].Final {
+				byFinal[rec.Value] = true
+			}
+			if rec.Offset < 0 { // offset unknown: read, nothing more
+				readSomewhere[rec.Value] = true
+				continue
+			}
 			p := pos{e.Partition, rec.Offset}
+			if sessions[e.Session].Final {
+				finalAt[p] = true
+			}
 			exists[p] = true
 			if at[rec.Value] == nil {
 				at[rec.Value] = map[pos]bool{}
@@ -162,15 +194,17 @@ func Check(h *History, opt Options) *Report {
 			if s := holds[p][rec.Value]; !slices.Contains(s, e.Session) {
 				holds[p][rec.Value] = append(s, e.Session)
 			}
-			if sessions[e.Session].Final {
-				byFinal[rec.Value] = true
-			}
 			if m, ok := maxRead[e.Partition]; !ok || rec.Offset > m {
 				maxRead[e.Partition] = rec.Offset
 			}
 		}
 	}
 	r.ValuesRead = len(at)
+	for v := range readSomewhere {
+		if at[v] == nil {
+			r.ValuesRead++
+		}
+	}
 	for _, w := range h.Writes {
 		if w.Outcome == Acked && w.Offset >= 0 {
 			exists[pos{w.Partition, w.Offset}] = true
@@ -226,7 +260,8 @@ func Check(h *History, opt Options) *Report {
 	unseen := func(cur *cursor, partition int32, from, to int64) int {
 		n := 0
 		for o := from; o < to; o++ {
-			if !cur.seen[o] && !(opt.Sparse && !exists[pos{partition, o}]) {
+			p := pos{partition, o}
+			if !cur.seen[o] && !(opt.Sparse && !exists[p]) && !(opt.Compacted && !finalAt[p]) {
 				n++
 			}
 		}
@@ -254,6 +289,9 @@ func Check(h *History, opt Options) *Report {
 			continue
 		}
 		for _, rec := range e.Records {
+			if rec.Offset < 0 {
+				continue
+			}
 			if cur.known {
 				switch {
 				case rec.Offset <= cur.last && info.Redelivers:
@@ -291,6 +329,12 @@ func Check(h *History, opt Options) *Report {
 	}
 
 	// Pass 3: every acknowledged write.
+	writesByValue := make(map[string]*Write, len(h.Writes))
+	if opt.Compacted {
+		for i := range h.Writes {
+			writesByValue[h.Writes[i].Value] = &h.Writes[i]
+		}
+	}
 	for _, w := range h.Writes {
 		switch w.Outcome {
 		case Acked:
@@ -303,6 +347,17 @@ func Check(h *History, opt Options) *Report {
 			continue
 		}
 		ps := at[w.Value]
+		if len(ps) == 0 && readSomewhere[w.Value] {
+			r.AckedRead++ // by a reader that does not know offsets
+			if byFinal[w.Value] {
+				r.FinalRead++
+			}
+			continue
+		}
+		if len(ps) == 0 && opt.Compacted && superseded(w, byKey[keyed{w.Partition, w.Key}], writesByValue) {
+			r.Superseded++
+			continue
+		}
 		if len(ps) > 0 {
 			r.AckedRead++
 			if byFinal[w.Value] {
@@ -394,4 +449,35 @@ func idsOf(before, after string) string {
 		return ""
 	}
 	return fmt.Sprintf(", message id %s after %s", after, before)
+}
+
+// superseded reports whether an unread write w may have been replaced by a
+// record of its key that was read: one not provably earlier than w (an
+// earlier offset, both known, or an earlier write of w's producer).
+func superseded(w Write, read []Record, writes map[string]*Write) bool {
+	for _, rec := range read {
+		if rec.Value == w.Value {
+			continue
+		}
+		o := rec.Offset
+		if o < 0 {
+			if rw := writes[rec.Value]; rw != nil {
+				o = rw.Offset
+			}
+		}
+		if o >= 0 && w.Offset >= 0 {
+			if o > w.Offset {
+				return true
+			}
+			continue
+		}
+		if rw := writes[rec.Value]; rw != nil && rw.Producer == w.Producer {
+			if rw.Seq > w.Seq {
+				return true
+			}
+			continue
+		}
+		return true // order unknown: maybe later
+	}
+	return false
 }

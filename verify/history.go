@@ -45,8 +45,10 @@ func (o Outcome) String() string {
 
 // Write is one record a producer sent. Values are unique across a history.
 type Write struct {
-	Producer  string  `json:"producer"`
-	Value     string  `json:"value"`
+	Producer string `json:"producer"`
+	Value    string `json:"value"`
+	// Key is the record's key (compacted workloads), or "".
+	Key       string  `json:"key,omitempty"`
 	Partition int32   `json:"partition"`
 	Outcome   Outcome `json:"outcome"`
 	// Offset is the acknowledged offset, -1 when the acknowledgement does
@@ -61,8 +63,12 @@ type Write struct {
 
 // Record is one record a consumer received.
 type Record struct {
+	// Offset is the record's offset; -1 when the reader cannot tell it (a
+	// Pulsar readCompacted reader receives compacted batches without the
+	// gaps): the record counts as read, position checks skip it.
 	Offset int64  `json:"offset"`
 	Value  string `json:"value"`
+	Key    string `json:"key,omitempty"`
 	// ID is the Pulsar message id the record was received with, or "".
 	ID string `json:"id,omitempty"`
 }

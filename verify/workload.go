@@ -49,7 +49,16 @@ type Config struct {
 	// BeforeFinal, if set, runs after the producers stopped and before the
 	// final readers start (a fault injector stops and heals here).
 	BeforeFinal func(context.Context) error
-	Log         *slog.Logger
+	// Compacted runs the workload on a compacted topic (cleanup.policy
+	// compact, small ledgers): every record has a key of Keys (default
+	// 64), and before the final phase every partition is compacted
+	// through HTTPAddr's admin API (PUT .../compaction). Check it with
+	// Options.Compacted.
+	Compacted bool
+	Keys      int
+	// HTTPAddr is the broker's admin listener (host:port), for Compacted.
+	HTTPAddr string
+	Log      *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -74,6 +83,17 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	if c.Keys <= 0 {
+		c.Keys = 64
+	}
+}
+
+// keyOf is the key of a producer's n-th record ("" unless compacted).
+func (c *Config) keyOf(n int) string {
+	if !c.Compacted {
+		return ""
+	}
+	return fmt.Sprintf("key-%d", rand.IntN(c.Keys))
 }
 
 // Run drives the workload and returns its history; the error is for a
@@ -150,6 +170,12 @@ func Run(ctx context.Context, cfg Config) (*History, error) {
 			return h, fmt.Errorf("verify: before final phase: %w", err)
 		}
 	}
+	if cfg.Compacted {
+		if err := compactAll(ctx, cfg); err != nil {
+			return h, err
+		}
+		log.Info("verify: partitions compacted")
+	}
 	finalCtx, cancel := context.WithTimeout(ctx, cfg.FinalTimeout)
 	defer cancel()
 	ends, err := endOffsets(finalCtx, cfg)
@@ -225,7 +251,11 @@ func createTopic(ctx context.Context, cfg Config) error {
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	return retry(cctx, func(ctx context.Context) error {
-		resp, err := adm.CreateTopic(ctx, int32(cfg.Partitions), 1, nil, cfg.Topic)
+		var configs map[string]*string
+		if cfg.Compacted {
+			configs = compactedConfigs()
+		}
+		resp, err := adm.CreateTopic(ctx, int32(cfg.Partitions), 1, configs, cfg.Topic)
 		if err == nil {
 			err = resp.Err
 		}
@@ -310,13 +340,17 @@ func kafkaProducer(ctx context.Context, cfg Config, h *History, i int, rate floa
 	p := newPacer(rate)
 	for n := 0; p.wait(ctx); n++ {
 		value := fmt.Sprintf("k%d-%07d", i, n)
+		key := cfg.keyOf(n)
 		rec := &kgo.Record{Value: payload(value, cfg.ValueBytes), Partition: int32(n % cfg.Partitions)}
+		if key != "" {
+			rec.Key = []byte(key)
+		}
 		inflight.Add(1)
 		// The produce context is not ctx: stopping must not abort records
 		// already handed over (they stay in flight until flushed below).
 		cl.Produce(context.WithoutCancel(ctx), rec, func(r *kgo.Record, err error) {
 			defer inflight.Done()
-			w := Write{Producer: name, Value: value, Partition: r.Partition, Outcome: Acked, Offset: r.Offset}
+			w := Write{Producer: name, Value: value, Key: key, Partition: r.Partition, Outcome: Acked, Offset: r.Offset}
 			if err != nil {
 				w.Outcome, w.Err = Unknown, err.Error()
 			}
@@ -359,9 +393,10 @@ func pulsarProducer(ctx context.Context, cfg Config, plc pulsar.Client, h *Histo
 	for n := 0; pacer.wait(ctx); n++ {
 		value := fmt.Sprintf("p%d-%07d", i, n)
 		part := int32(n % cfg.Partitions)
-		ps[part].SendAsync(context.WithoutCancel(ctx), &pulsar.ProducerMessage{Payload: payload(value, cfg.ValueBytes)},
+		key := cfg.keyOf(n)
+		ps[part].SendAsync(context.WithoutCancel(ctx), &pulsar.ProducerMessage{Key: key, Payload: payload(value, cfg.ValueBytes)},
 			func(id pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
-				w := Write{Producer: name, Value: value, Partition: part, Outcome: Acked, Offset: -1}
+				w := Write{Producer: name, Value: value, Key: key, Partition: part, Outcome: Acked, Offset: -1}
 				if err != nil {
 					w.Outcome, w.Err = Unknown, err.Error()
 				} else if id.LedgerID() >= 0 {
@@ -389,7 +424,7 @@ func polled(h *History, session string, fs kgo.Fetches) {
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		recs := make([]Record, 0, len(p.Records))
 		for _, r := range p.Records {
-			recs = append(recs, Record{Offset: r.Offset, Value: idOf(r.Value)})
+			recs = append(recs, Record{Offset: r.Offset, Value: idOf(r.Value), Key: string(r.Key)})
 		}
 		h.Polled(session, p.Partition, recs)
 	})
@@ -468,7 +503,7 @@ func pulsarConsumer(ctx context.Context, cfg Config, plc pulsar.Client, h *Histo
 		if m.Index() == nil {
 			cfg.Log.Warn("verify: pulsar message without index", "id", m.ID().String())
 		} else {
-			h.Polled(session, m.ID().PartitionIdx(), []Record{{Offset: int64(*m.Index()), Value: idOf(m.Payload()), ID: msgID(m.ID())}})
+			h.Polled(session, m.ID().PartitionIdx(), []Record{{Offset: int64(*m.Index()), Value: idOf(m.Payload()), Key: m.Key(), ID: msgID(m.ID())}})
 		}
 		c.Ack(m)
 	}
@@ -530,7 +565,7 @@ func pulsarFinalReader(ctx context.Context, cfg Config, plc pulsar.Client, h *Hi
 			err := retry(ctx, func(context.Context) error {
 				var err error
 				r, err = plc.CreateReader(pulsar.ReaderOptions{Topic: fmt.Sprintf("%s-partition-%d", cfg.Topic, p),
-					StartMessageID: pulsar.EarliestMessageID()})
+					StartMessageID: pulsar.EarliestMessageID(), ReadCompacted: cfg.Compacted})
 				return err
 			})
 			if err != nil {
@@ -549,7 +584,13 @@ func pulsarFinalReader(ctx context.Context, cfg Config, plc pulsar.Client, h *Hi
 					continue
 				}
 				next = int64(*m.Index()) + 1
-				h.Polled(session, p, []Record{{Offset: next - 1, Value: idOf(m.Payload()), ID: msgID(m.ID())}})
+				rec := Record{Offset: next - 1, Value: idOf(m.Payload()), Key: m.Key(), ID: msgID(m.ID())}
+				if cfg.Compacted {
+					// Compacted batches arrive without their gaps: the
+					// client's index of a message in one is not its offset.
+					rec.Offset, rec.ID = -1, ""
+				}
+				h.Polled(session, p, []Record{rec})
 			}
 			h.ReachedEnd(session, p, end)
 		}()

@@ -22,7 +22,7 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	kafkaAddr := fs.String("kafka", "localhost:9092", "Kafka listener of the broker")
 	pulsarAddr := fs.String("pulsar", "localhost:6650", "Pulsar listener of the broker")
-	httpAddr := fs.String("http", "localhost:8080", "HTTP admin listener (reported only; the workload needs none)")
+	httpAddr := fs.String("http", "localhost:8080", "HTTP admin listener (used by --compacted only)")
 	topic := fs.String("topic", fmt.Sprintf("verify-%d", time.Now().Unix()), "topic to create and use (use a fresh one)")
 	partitions := fs.Int("partitions", 3, "partitions of the topic")
 	duration := fs.Duration("duration", 30*time.Second, "how long producers run")
@@ -30,6 +30,8 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 	producers := fs.Int("producers", 1, "producers per protocol (Kafka idempotent acks=all; Pulsar deduplicated)")
 	consumers := fs.Int("consumers", 1, "consumers per kind (Kafka group member, Kafka assign reader, Pulsar subscription)")
 	valueBytes := fs.Int("value-bytes", 512, "values carry up to this many random filler bytes after their id")
+	compacted := fs.Bool("compacted", false, "compacted topic: keyed records, compaction through the admin API (--http) before the final read, compacted checks (no key's latest value lost, kept offsets unchanged)")
+	keys := fs.Int("keys", 64, "keys of a --compacted workload")
 	examples := fs.Int("examples", 10, "examples printed per anomaly class")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	verbose := fs.Bool("v", false, "log progress to stderr")
@@ -46,6 +48,7 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 	h, err := verify.Run(ctx, verify.Config{KafkaAddr: *kafkaAddr, PulsarAddr: *pulsarAddr, Topic: *topic,
 		Partitions: *partitions, Duration: *duration, Rate: *rate, ValueBytes: *valueBytes,
 		KafkaProducers: *producers, PulsarProducers: *producers, Consumers: *consumers,
+		Compacted: *compacted, Keys: *keys, HTTPAddr: *httpAddr,
 		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))})
 	if h == nil {
 		fmt.Fprintf(stderr, "kopernik verify: %v\n", err)
@@ -54,7 +57,7 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "kopernik verify: %v (checking what was recorded)\n", err)
 	}
-	r := verify.Check(h, verify.Options{Examples: *examples})
+	r := verify.Check(h, verify.Options{Examples: *examples, Compacted: *compacted})
 	r.Extra = map[string]string{"duration": time.Since(start).Round(time.Millisecond).String(),
 		"command": "kopernik verify " + strings.Join(args, " "), "broker": fmt.Sprintf("kafka %s, pulsar %s, http %s", *kafkaAddr, *pulsarAddr, *httpAddr)}
 	if *asJSON {

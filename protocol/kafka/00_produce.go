@@ -38,6 +38,7 @@ import (
 
 	"github.com/kopernik-io/kopernik/auth"
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/convert"
 )
 
 func init() { register(3, 12, handleProduce) }
@@ -181,6 +182,11 @@ func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records
 	if records, err = recompress(records, bh, p.Policies().CompressionType); err != nil {
 		return err
 	}
+	if p.Policies().KafkaCompacted() {
+		if err := checkKeyed(records); err != nil {
+			return err
+		}
+	}
 	ar := broker.AppendRequest{
 		Format:   broker.FormatKafka,
 		MsgCount: bh.recordCount,
@@ -211,7 +217,7 @@ func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records
 		return err
 	}
 	sp.BaseOffset = res.Entry.FirstIndex
-	sp.LogStartOffset = p.FirstIndex()
+	sp.LogStartOffset = p.LogStart()
 	return nil
 }
 
@@ -237,4 +243,19 @@ func unwrapSequence(last int64, base int32) int64 {
 		cand += seqCycle
 	}
 	return cand
+}
+
+// checkKeyed refuses a batch with a keyless record, as Kafka does for a
+// compacted topic (INVALID_RECORD): compaction keeps records by key.
+func checkKeyed(records []byte) error {
+	recs, err := convert.CompactionCodec{}.Records(&broker.Entry{Format: broker.FormatKafka, Data: records})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errInvalidRecord, err)
+	}
+	for _, r := range recs {
+		if r.Key == nil && !r.Control {
+			return fmt.Errorf("%w: compacted topic cannot accept a record without a key (offset delta %d)", errInvalidRecord, r.Offset)
+		}
+	}
+	return nil
 }

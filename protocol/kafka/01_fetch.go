@@ -23,6 +23,10 @@ package kafka
 // the buffers they were read into; fetch_response.go), with their first
 // 16 bytes, which a fetch rewrites, copied.
 //
+// A topic whose cleanup.policy includes compact is read from its compacted
+// view below the view's cleaned point (batches with offset gaps, as Kafka's
+// cleaner leaves them) and from the raw log above it (docs/compaction.md).
+//
 // Entries produced through Pulsar are converted to one uncompressed batch
 // at their first index (package convert); the converted size is what counts
 // against the limits. An entry that cannot be converted (encrypted or
@@ -208,7 +212,7 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 	pr.err = nil
 	// The LSO first: it is <= the high watermark read after it.
 	pr.lso = pr.p.LastStableOffset()
-	pr.hw, pr.start = pr.p.NextIndex(), pr.p.FirstIndex()
+	pr.hw, pr.start = pr.p.NextIndex(), pr.p.LogStart()
 	pr.upTo = pr.hw
 	if committed {
 		pr.upTo = pr.lso
@@ -233,6 +237,12 @@ func (h *Handler) readPartition(ctx context.Context, pr *partRead, remaining int
 	if !first {
 		// Only what fits: a batch that would be dropped below is not read.
 		read = pr.p.ReadFromIndexWithin
+	}
+	if pr.p.Policies().KafkaCompacted() {
+		// The compacted view below its cleaned point, the raw tail above.
+		read = func(ctx context.Context, index int64, maxEntries, maxBytes int) ([]broker.Entry, error) {
+			return pr.p.ReadCompacted(ctx, index, maxEntries, maxBytes, !first)
+		}
 	}
 	entries, err := read(ctx, off, maxFetchEntries, max(limit, 1))
 	if err != nil {

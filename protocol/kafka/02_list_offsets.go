@@ -75,7 +75,7 @@ func (h *Handler) listOffset(ctx context.Context, t *topicInfo, partition int32,
 	}
 	switch {
 	case ts == listEarliest:
-		return p.FirstIndex(), -1, nil
+		return p.LogStart(), -1, nil
 	case ts == listLatest && committed:
 		return p.LastStableOffset(), -1, nil
 	case ts == listLatest:

@@ -62,5 +62,5 @@ func (h *Handler) deleteRecords(ctx context.Context, t *topicInfo, partition int
 	if err := p.TruncateBefore(ctx, offset); err != nil {
 		return -1, err
 	}
-	return p.FirstIndex(), nil
+	return p.LogStart(), nil
 }

@@ -5,17 +5,22 @@ package kafka
 // Topics report the configs of configs.go: effective values, with source
 // DYNAMIC_TOPIC_CONFIG when the topic overrides the value and DEFAULT_CONFIG
 // otherwise (synonyms are not reported). The broker resource (this node's id
-// or "") reports a few read-only broker settings. Other resource types are
+// or "") reports a few read-only broker settings, the broker-wide topic
+// defaults among them (compression.type, log.cleanup.policy and the
+// log.cleaner.* compaction defaults). Other resource types are
 // INVALID_REQUEST.
 
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kopernik-io/kopernik/auth"
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 func init() { register(0, 4, handleDescribeConfigs) }
@@ -76,6 +81,20 @@ func (h *Handler) describeBrokerConfigs(name string, names []string) ([]describe
 		{name: "socket.request.max.bytes", value: strconv.Itoa(h.cfg.MaxRequestBytes), typ: kmsg.ConfigTypeInt},
 		{name: "connections.max.idle.ms", value: strconv.FormatInt(h.cfg.IdleTimeout.Milliseconds(), 10), typ: kmsg.ConfigTypeLong},
 	}
+	// The broker-wide topic defaults (Kafka's log.* names for them).
+	d := h.svc.Defaults()
+	cleanup := d.CleanupPolicy
+	if cleanup == "" {
+		cleanup = broker.CleanupDelete
+	}
+	all = append(all,
+		describedConfig{name: "compression.type", value: d.CompressionType, typ: kmsg.ConfigTypeString},
+		describedConfig{name: "log.cleanup.policy", value: cleanup, typ: kmsg.ConfigTypeList},
+		describedConfig{name: "log.cleaner.min.cleanable.ratio", value: strconv.FormatFloat(d.MinCleanableDirtyRatio, 'g', -1, 64), typ: kmsg.ConfigTypeDouble},
+		describedConfig{name: "log.cleaner.min.compaction.lag.ms", value: strconv.FormatInt(d.MinCompactionLag.Milliseconds(), 10), typ: kmsg.ConfigTypeLong},
+		describedConfig{name: "log.cleaner.max.compaction.lag.ms", value: lagMs(d.MaxCompactionLag), typ: kmsg.ConfigTypeLong},
+		describedConfig{name: "log.cleaner.delete.retention.ms", value: strconv.FormatInt(d.DeleteRetention.Milliseconds(), 10), typ: kmsg.ConfigTypeLong},
+	)
 	var out []describedConfig
 	for _, d := range all {
 		d.readOnly = true
@@ -90,4 +109,12 @@ func (h *Handler) describeBrokerConfigs(name string, names []string) ([]describe
 		}
 	}
 	return out, nil
+}
+
+// lagMs is a compaction lag in milliseconds, "never" as Long.MAX_VALUE.
+func lagMs(d time.Duration) string {
+	if d == time.Duration(math.MaxInt64) {
+		return strconv.FormatInt(math.MaxInt64, 10)
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10)
 }

@@ -3,6 +3,7 @@ package kafka
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -24,9 +25,13 @@ import (
 //	segment.ms        SegmentAge (ledger roll-over age)
 //	compression.type  CompressionType (Kafka batches recompressed on write;
 //	                  producer: as produced)
+//	cleanup.policy    CleanupPolicy (delete, compact, compact,delete;
+//	                  docs/compaction.md)
+//	min.cleanable.dirty.ratio, min.compaction.lag.ms, max.compaction.lag.ms,
+//	delete.retention.ms  the compaction policies of the same names
 //
-// Reported read-only (what kopernik does, not settable): cleanup.policy
-// (delete), message.timestamp.type (CreateTime), min.insync.replicas (1),
+// Reported read-only (what kopernik does, not settable):
+// message.timestamp.type (CreateTime), min.insync.replicas (1),
 // unclean.leader.election.enable (false). Setting one of these to the value
 // it already has is accepted, so tools that send defaults keep working; any
 // other value, or an unknown name, is INVALID_CONFIG.
@@ -109,7 +114,48 @@ var topicConfigs = func() map[string]configDef {
 				return err
 			},
 		},
-		readOnlyConfig("cleanup.policy", kmsg.ConfigTypeList, "delete"),
+		{
+			name: "cleanup.policy", typ: kmsg.ConfigTypeList,
+			get: func(e broker.EffectivePolicies, own broker.Policies) (string, bool) {
+				if e.CleanupPolicy == "" {
+					return broker.CleanupDelete, false
+				}
+				return e.CleanupPolicy, own.CleanupPolicy != nil
+			},
+			set: func(p *broker.Policies, v *string) error {
+				if v == nil {
+					p.CleanupPolicy = nil
+					return nil
+				}
+				n, err := broker.NormalizeCleanupPolicy(*v)
+				p.CleanupPolicy = &n
+				return err
+			},
+		},
+		{
+			name: "min.cleanable.dirty.ratio", typ: kmsg.ConfigTypeDouble,
+			get: func(e broker.EffectivePolicies, own broker.Policies) (string, bool) {
+				return strconv.FormatFloat(e.MinCleanableDirtyRatio, 'g', -1, 64), own.MinCleanableDirtyRatio != nil
+			},
+			set: func(p *broker.Policies, v *string) error {
+				if v == nil {
+					p.MinCleanableDirtyRatio = nil
+					return nil
+				}
+				r, err := strconv.ParseFloat(*v, 64)
+				if err != nil || r < 0 || r > 1 {
+					return fmt.Errorf("%q is not a number in [0, 1]", *v)
+				}
+				p.MinCleanableDirtyRatio = &r
+				return nil
+			},
+		},
+		compactionLagConfig("min.compaction.lag.ms", 0, func(p *broker.Policies) **time.Duration { return &p.MinCompactionLag },
+			func(e broker.EffectivePolicies) time.Duration { return e.MinCompactionLag }),
+		compactionLagConfig("max.compaction.lag.ms", 1, func(p *broker.Policies) **time.Duration { return &p.MaxCompactionLag },
+			func(e broker.EffectivePolicies) time.Duration { return e.MaxCompactionLag }),
+		compactionLagConfig("delete.retention.ms", 0, func(p *broker.Policies) **time.Duration { return &p.DeleteRetention },
+			func(e broker.EffectivePolicies) time.Duration { return e.DeleteRetention }),
 		{
 			name: "compression.type", typ: kmsg.ConfigTypeString,
 			get: func(e broker.EffectivePolicies, own broker.Policies) (string, bool) {
@@ -255,4 +301,35 @@ func ptrTo[T any](v T) *T { return &v }
 func clonePolicies(p broker.Policies) broker.Policies {
 	p.Extra = maps.Clone(p.Extra)
 	return p
+}
+
+// compactionLagConfig is a duration config in milliseconds >= minMs
+// (Long.MAX_VALUE reads back for "never").
+func compactionLagConfig(name string, minMs int64, field func(*broker.Policies) **time.Duration, eff func(broker.EffectivePolicies) time.Duration) configDef {
+	return configDef{
+		name: name, typ: kmsg.ConfigTypeLong,
+		get: func(e broker.EffectivePolicies, own broker.Policies) (string, bool) {
+			d := eff(e)
+			if d == time.Duration(math.MaxInt64) {
+				return strconv.FormatInt(math.MaxInt64, 10), *field(&own) != nil
+			}
+			return strconv.FormatInt(d.Milliseconds(), 10), *field(&own) != nil
+		},
+		set: func(p *broker.Policies, v *string) error {
+			if v == nil {
+				*field(p) = nil
+				return nil
+			}
+			n, err := parseInt(v, minMs, math.MaxInt64)
+			if err != nil {
+				return err
+			}
+			d := time.Duration(math.MaxInt64)
+			if *n < int64(math.MaxInt64/time.Millisecond) {
+				d = time.Duration(*n) * time.Millisecond
+			}
+			*field(p) = &d
+			return nil
+		},
+	}
 }

@@ -70,7 +70,7 @@ func (h *Handler) commitOffsetLocal(ctx context.Context, group string, name brok
 	cur := sub.Cursor()
 	var next int64
 	for attempt := 0; ; attempt++ {
-		next = min(max(offset, p.FirstIndex()), p.NextIndex())
+		next = min(max(offset, p.LogStart()), p.NextIndex())
 		err = cur.SetNextIndex(ctx, next)
 		// Retention or an append may move the bounds between the read and
 		// the set: try again with fresh ones.

@@ -6,12 +6,16 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/convert"
 	"github.com/kopernik-io/kopernik/datadir"
+	"github.com/kopernik-io/kopernik/managedledger/compact"
 	"github.com/kopernik-io/kopernik/protocol"
+	"github.com/kopernik-io/kopernik/segment"
 )
 
 // testServer is a broker with the Kafka handler on 127.0.0.1:0.
@@ -23,6 +27,10 @@ type testServer struct {
 	h       *Handler
 	addr    string
 	served  chan error
+	// compactor keeps compacted views in dir/compacted (in memory: memFS,
+	// kept across restarts).
+	compactor *compact.Compactor
+	memFS     *segment.MemFS
 }
 
 func testLogger() *slog.Logger {
@@ -81,7 +89,19 @@ func (s *testServer) start(mod ...func(*Config)) {
 	t := s.t
 	t.Helper()
 	ctx := context.Background()
-	b, err := broker.New(ctx, broker.Options{Store: s.storage.Store, Ledgers: s.storage.Ledgers, Logger: testLogger()})
+	copts := compact.Options{Dir: filepath.Join(s.dir, "compacted"), Store: s.storage.Store, Codec: convert.CompactionCodec{}, Logger: testLogger()}
+	if s.dir == "" {
+		if s.memFS == nil {
+			s.memFS = segment.NewMemFS()
+		}
+		copts.Dir, copts.FS = "/compacted", s.memFS
+	}
+	c, err := compact.New(copts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.compactor = c
+	b, err := broker.New(ctx, broker.Options{Store: s.storage.Store, Ledgers: s.storage.Ledgers, Logger: testLogger(), Compactor: c, CompactionInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,6 +149,7 @@ func (s *testServer) stop() {
 		s.t.Errorf("serve: %v", err)
 	}
 	s.broker.Close()
+	s.compactor.Close()
 	s.h = nil
 }
 

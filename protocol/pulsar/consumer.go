@@ -37,6 +37,8 @@ type consumer struct {
 	release func()
 	detach  func()
 	unlist  func() // removes it from the subscription's statistics
+	// readCompacted: the consumer reads the compacted view first.
+	readCompacted bool
 
 	// ready is set by the first FLOW: the Go client registers a consumer
 	// only after SUBSCRIBE's SUCCESS arrives, so notifications sent
@@ -85,6 +87,11 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 	if !ok {
 		return c.sendError(reqID, fmt.Errorf("%w: subscription type %v", errNotAllowed, cmd.GetSubType()))
 	}
+	if cmd.GetReadCompacted() && cmd.GetDurable() && typ != broker.SubExclusive && typ != broker.SubFailover {
+		// As Pulsar: the compacted view skips entries, which only a
+		// single active consumer can acknowledge past.
+		return c.sendError(reqID, fmt.Errorf("%w: readCompacted needs an Exclusive or Failover subscription", errNotAllowed))
+	}
 	c.mu.Lock()
 	_, dup := c.mu.consumers[cid]
 	c.mu.Unlock()
@@ -102,7 +109,9 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 	opts := broker.DispatchOptions{
 		Partition: part, Type: typ, PartitionIndex: name.PartitionIndex(),
 		Inspect: inspector(typ), DeliverAt: deliverAt, Logger: c.log,
+		ReadCompacted: cmd.GetReadCompacted(),
 	}
+	cs.readCompacted = cmd.GetReadCompacted()
 	if cmd.GetDurable() {
 		create := c.h.cfg.AutoCreateSubscriptions && part.Policies().AutoSubscriptionCreation
 		initial := broker.InitialLatest
@@ -489,18 +498,38 @@ func (c *conn) handleGetLastMessageID(ctx context.Context, cmd *pb.CommandGetLas
 	}
 	lc := cs.part.LastConfirmed()
 	last := wireID(lc)
-	if lc.EntryID >= 0 {
-		es, err := cs.part.ReadEntries(ctx, lc, 1, 1)
+	var es []broker.Entry
+	if cs.readCompacted {
+		// The last message a compacted reader gets: the view's last entry
+		// when nothing raw follows the view (compaction may have removed
+		// the raw last entry, or rewritten it with fewer messages).
+		e, covers, ok, err := cs.part.LastCompacted(ctx)
 		if err != nil {
 			return c.sendError(reqID, err)
+		}
+		switch {
+		case covers && ok:
+			lc, last, es = e.Position, wireID(e.Position), []broker.Entry{e}
+		case covers:
+			lc = broker.Position{LedgerID: lc.LedgerID, EntryID: -1}
+			last = wireID(lc)
+		}
+	}
+	if lc.EntryID >= 0 {
+		if es == nil {
+			var err error
+			if es, err = cs.part.ReadEntries(ctx, lc, 1, 1); err != nil {
+				return c.sendError(reqID, err)
+			}
 		}
 		if len(es) == 1 && es[0].Position == lc && es[0].Format == broker.FormatPulsar {
 			if md, _, err := parseStored(es[0].Data); err == nil && md.NumMessagesInBatch != nil {
 				last.BatchIndex = proto.Int32(md.GetNumMessagesInBatch() - 1)
 			}
 		} else if len(es) == 1 && es[0].Position == lc {
-			// Kafka batches are delivered as batches of MsgCount messages.
-			last.BatchIndex = proto.Int32(max(es[0].MsgCount, 1) - 1)
+			// Kafka batches are delivered as batches of their records
+			// (MsgCount of them, fewer in a compacted batch).
+			last.BatchIndex = proto.Int32(max(convert.KafkaRecordCount(&es[0]), 1) - 1)
 		}
 	}
 	if idx := cs.topic.PartitionIndex(); idx >= 0 {

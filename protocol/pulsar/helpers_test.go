@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,8 +16,11 @@ import (
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
 
 	"github.com/kopernik-io/kopernik/broker"
+	"github.com/kopernik-io/kopernik/convert"
 	"github.com/kopernik-io/kopernik/datadir"
+	"github.com/kopernik-io/kopernik/managedledger/compact"
 	"github.com/kopernik-io/kopernik/protocol"
+	"github.com/kopernik-io/kopernik/segment"
 )
 
 // server is an in-process broker with the Pulsar handler on loopback.
@@ -31,6 +35,9 @@ type server struct {
 	dir     string // data directory of a durable server
 	// env, when set, adjusts the handler's Env (auth, authorization).
 	env func(*protocol.Env)
+	// compactor keeps compacted views in dir/compacted (in memory: memFS).
+	compactor *compact.Compactor
+	memFS     *segment.MemFS
 }
 
 func testLogger() *slog.Logger {
@@ -97,7 +104,19 @@ func (s *server) restart() {
 func (s *server) start(addr string) {
 	s.t.Helper()
 	ctx := context.Background()
-	b, err := broker.New(ctx, broker.Options{Store: s.storage.Store, Ledgers: s.storage.Ledgers, Logger: testLogger()})
+	copts := compact.Options{Dir: filepath.Join(s.dir, "compacted"), Store: s.storage.Store, Codec: convert.CompactionCodec{}, Logger: testLogger()}
+	if s.dir == "" {
+		if s.memFS == nil {
+			s.memFS = segment.NewMemFS()
+		}
+		copts.Dir, copts.FS = "/compacted", s.memFS
+	}
+	c, err := compact.New(copts)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.compactor = c
+	b, err := broker.New(ctx, broker.Options{Store: s.storage.Store, Ledgers: s.storage.Ledgers, Logger: testLogger(), Compactor: c, CompactionInterval: -1})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -127,6 +146,7 @@ func (s *server) stop() {
 	defer cancel()
 	s.h.Close(ctx)
 	s.broker.Close()
+	s.compactor.Close()
 	s.h = nil
 }
 

@@ -1,0 +1,239 @@
+package pulsar
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/kopernik-io/kopernik/broker"
+)
+
+// readAll reads with a new reader from the earliest message until
+// HasNext says there is no more (GET_LAST_MESSAGE_ID must agree with what
+// the reader is sent, or this hangs): key -> payloads in order.
+func readAll(t *testing.T, c pulsar.Client, topic string, compacted bool) ([]pulsar.Message, map[string]string) {
+	t.Helper()
+	ctx := ctxT(t)
+	r, err := c.CreateReader(pulsar.ReaderOptions{Topic: topic, StartMessageID: pulsar.EarliestMessageID(), ReadCompacted: compacted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var msgs []pulsar.Message
+	last := map[string]string{}
+	for r.HasNext() {
+		m, err := r.Next(ctx)
+		if err != nil {
+			t.Fatalf("after %d messages: %v", len(msgs), err)
+		}
+		msgs = append(msgs, m)
+		last[m.Key()] = string(m.Payload())
+	}
+	return msgs, last
+}
+
+// TestReadCompactedReader: pulsar-client-go readers with ReadCompacted see
+// the compacted view (the latest message per key, batches rewritten) and
+// then the raw tail; a plain reader still sees everything; HasNext ends.
+func TestReadCompactedReader(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := "persistent://public/default/" + newTopic("compacted")
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 10, BatchingMaxPublishDelay: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	want := map[string]string{}
+	const n, keys = 300, 20
+	for i := range n {
+		k := fmt.Sprintf("k%02d", (i*7)%keys)
+		v := fmt.Sprintf("%s-v%d", k, i)
+		want[k] = v
+		p.SendAsync(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(v)}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	name, err := broker.ParseTopicName(topic, "public", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := part.Compact(ctx, true)
+	if err != nil || !res.Compacted || res.Cleaned != n {
+		t.Fatalf("compaction: %+v, %v", res, err)
+	}
+
+	msgs, got := readAll(t, c, topic, true)
+	if len(msgs) != keys || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("compacted reader: %d messages, table %v, want %d keys %v", len(msgs), got, keys, want)
+	}
+	// The tail after the view.
+	for i := range 5 {
+		k := fmt.Sprintf("k%02d", i)
+		want[k] = fmt.Sprintf("%s-tail%d", k, i)
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(want[k])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, got = readAll(t, c, topic, true)
+	if len(msgs) != keys+5 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("compacted reader with a tail: %d messages, table %v", len(msgs), got)
+	}
+	if msgs, _ = readAll(t, c, topic, false); len(msgs) != n+5 {
+		t.Fatalf("plain reader: %d messages, want %d", len(msgs), n+5)
+	}
+	// The last entry rewritten (two updates of one key in one batch): the
+	// last message id a compacted reader is told must be the one it gets.
+	for i := range 2 {
+		want["k19"] = fmt.Sprintf("k19-end%d", i)
+		p.SendAsync(ctx, &pulsar.ProducerMessage{Key: "k19", Payload: []byte(want["k19"])}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = part.Compact(ctx, true); err != nil || !res.Compacted || res.Cleaned != n+7 {
+		t.Fatalf("second compaction: %+v, %v", res, err)
+	}
+	msgs, got = readAll(t, c, topic, true)
+	if len(msgs) != keys || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("compacted reader after the second compaction: %d messages, table %v, want %v", len(msgs), got, want)
+	}
+	st := part.CompactionStatus()
+	if st.State != broker.CompactionSuccess || st.Cleaned != n+7 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestReadCompactedAfterRelease: on a topic with cleanup.policy=compact the
+// raw ledgers below the cleaned point are released after compaction; a
+// readCompacted reader from the earliest message still reads the view's
+// entries in them, then the raw tail.
+func TestReadCompactedAfterRelease(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := "persistent://public/default/" + newTopic("released")
+	name, err := broker.ParseTopicName(topic, "public", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	compactOnly, segment := broker.CleanupCompact, int64(2048)
+	if err := s.broker.CreateTopic(ctx, name, 0, broker.Policies{CleanupPolicy: &compactOnly, SegmentBytes: &segment}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 10, BatchingMaxPublishDelay: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	want := map[string]string{}
+	for i := range 300 {
+		// Keys k10-k39 only early on: after the release only the view
+		// holds them.
+		k := fmt.Sprintf("k%02d", (i*7)%40)
+		if i >= 100 {
+			k = fmt.Sprintf("k%02d", (i*7)%10)
+		}
+		want[k] = fmt.Sprintf("%s-v%d-%s", k, i, make([]byte, 20))
+		p.SendAsync(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(want[k])}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := part.Stats()
+	if _, err := part.Compact(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	after := part.Stats()
+	if after.FirstIndex == 0 || after.Bytes >= before.Bytes {
+		t.Fatalf("nothing released: first index %d, %d bytes (before %d)", after.FirstIndex, after.Bytes, before.Bytes)
+	}
+	msgs, got := readAll(t, c, topic, true)
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(msgs) >= 300 || int64(len(msgs)) <= after.NextIndex-after.FirstIndex {
+		t.Fatalf("compacted reader after release: %d messages, table %v, want %v", len(msgs), got, want)
+	}
+	// A plain reader sees only what the raw log still holds.
+	if msgs, _ := readAll(t, c, topic, false); int64(len(msgs)) != after.NextIndex-after.FirstIndex {
+		t.Fatalf("plain reader: %d messages, raw log holds %d", len(msgs), after.NextIndex-after.FirstIndex)
+	}
+}
+
+// TestReadCompactedSharedRefused: as Pulsar, readCompacted is for Exclusive
+// and Failover subscriptions (and readers) only.
+func TestReadCompactedSharedRefused(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	topic := "persistent://public/default/" + newTopic("shared-compacted")
+	if _, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Shared, ReadCompacted: true}); err == nil {
+		t.Fatal("readCompacted Shared subscription accepted")
+	}
+	// A durable Failover subscription reads the view, then the tail.
+	ctx := ctxT(t)
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	want := map[string]string{}
+	for i := range 50 {
+		k := fmt.Sprintf("k%d", i%5)
+		want[k] = fmt.Sprintf("v%d", i)
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(want[k])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name, _ := broker.ParseTopicName(topic, "public", "default")
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.Compact(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Key: "k0", Payload: []byte("tail")}); err != nil {
+		t.Fatal(err)
+	}
+	want["k0"] = "tail"
+	cons, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "f", Type: pulsar.Failover, ReadCompacted: true,
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := map[string]string{}
+	for n := 0; n < 6; n++ {
+		m, err := cons.Receive(ctx)
+		if err != nil {
+			t.Fatalf("after %d: %v", n, err)
+		}
+		got[m.Key()] = string(m.Payload())
+		cons.Ack(m)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("failover readCompacted: %v, want %v", got, want)
+	}
+}
