@@ -202,7 +202,7 @@ func TestTopics(t *testing.T) {
 	if c := configOf(d, "retention.ms"); c.Source != "default" {
 		t.Fatalf("retention.ms after delete: %+v", c)
 	}
-	fails(t, b, 1, "INVALID_CONFIG", "topics", "alter-config", "orders", "--set", "cleanup.policy=compact")
+	fails(t, b, 1, "INVALID_CONFIG", "topics", "alter-config", "orders", "--set", "cleanup.policy=shred")
 	fails(t, b, 2, "nothing to alter", "topics", "alter-config", "orders")
 
 	if out := ok(t, b, "", "topics", "set-partitions", "orders", "-p", "4"); !strings.Contains(out, "now has 4 partitions (had 3)") {
