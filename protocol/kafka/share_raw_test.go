@@ -269,6 +269,20 @@ func TestShareGroupRaw(t *testing.T) {
 	other := &shareRaw{t: t, cl: cl, group: "cgx", id: r.id}
 	wantCG(t, "share join of a consumer group", other.hb("S", 0, []string{"sraw"}).ErrorCode, kerr.GroupIDNotFound)
 
+	// And the reverse: a share group with members is no classic or consumer group.
+	cgs := &cgRaw{t: t, cl: cl, group: "sg", id: r.id}
+	wantCG(t, "consumer join of a share group", cgs.hb(cgHB{member: "C", epoch: 0, names: []string{"sraw"}}).ErrorCode, kerr.GroupIDNotFound)
+	jreq := kmsg.NewPtrJoinGroupRequest()
+	jreq.Group, jreq.ProtocolType, jreq.SessionTimeoutMillis, jreq.RebalanceTimeoutMillis = "sg", "consumer", 10000, 10000
+	jp := kmsg.NewJoinGroupRequestProtocol()
+	jp.Name = "range"
+	jreq.Protocols = append(jreq.Protocols, jp)
+	jresp, err := jreq.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCG(t, "classic join of a share group", jresp.ErrorCode, kerr.InconsistentGroupProtocol)
+
 	// Leaving ends membership; the empty group can be deleted.
 	wantCG(t, "leave", r.hb("M", -1, nil).ErrorCode, nil)
 	if resp, _ := adm.DeleteGroup(ctx, "sg"); resp.Err != nil {
