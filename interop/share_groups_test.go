@@ -2,6 +2,8 @@ package interop
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -341,4 +343,70 @@ func TestShareDeliveryLimitWithPulsarDLQ(t *testing.T) {
 		}
 	}
 	t.Logf("deliveries per record: %v", deliveries)
+}
+
+// TestShareGroupReadsPulsarBatches: a share consumer reads messages a
+// Pulsar producer batched (converted to Kafka records on fetch), and a
+// batch partly acknowledged by a Pulsar consumer delivers only the rest.
+func TestShareGroupReadsPulsarBatches(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	topic := topicName("sharepb")
+	group := "g-" + topic
+	pc := e.pulsarClient(t)
+	// The Pulsar consumer creates the subscription at the start and
+	// acknowledges message 3 of the batch only.
+	cons, err := pc.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: group, Type: pulsar.Shared,
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest, EnableBatchIndexAcknowledgment: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pc.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 10, BatchingMaxPublishDelay: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		p.SendAsync(ctx, &pulsar.ProducerMessage{Payload: []byte(strconv.Itoa(i))}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	for range 10 { // (receiveN would acknowledge them all)
+		m, err := cons.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Payload()) == "3" {
+			if err := cons.Ack(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Let the grouped ack land, then leave: the rest is released.
+	time.Sleep(300 * time.Millisecond)
+	cons.Close()
+
+	kc := e.kgo(t, kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.FetchMaxWait(200*time.Millisecond))
+	var got []string
+	pctx, pcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer pcancel()
+	for len(got) < 9 && pctx.Err() == nil {
+		fs := kc.PollFetches(pctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			got = append(got, string(r.Value))
+			r.Ack(kgo.AckAccept)
+		})
+	}
+	if err := kc.FlushAcks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(got)
+	if fmt.Sprint(got) != "[0 1 2 4 5 6 7 8 9]" {
+		t.Fatalf("share consumer got %v", got)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -49,6 +50,9 @@ func handleJoinGroup(ctx context.Context, c *conn, req *kmsg.JoinGroupRequest) (
 	}
 	co, err := c.h.groupCoordinator(ctx, req.Group)
 	var res joinResult
+	if err == nil && c.h.shareGroupHasMembers(ctx, req.Group) { // group_share.go
+		err = kerr.InconsistentGroupProtocol
+	}
 	if err != nil {
 		res = joinResult{code: errCode(err), generation: -1, memberID: req.MemberID}
 	} else {

@@ -14,6 +14,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -25,6 +26,13 @@ func handleConsumerGroupHeartbeat(ctx context.Context, c *conn, req *kmsg.Consum
 		resp := req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
 		resp.ErrorCode = errCode(err)
 		resp.MemberEpoch = -1
+		return resp, nil
+	}
+	if req.MemberEpoch == 0 && c.h.shareGroupHasMembers(ctx, req.Group) { // group_share.go
+		resp := req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+		resp.ErrorCode, resp.MemberEpoch = kerr.GroupIDNotFound.Code, -1
+		msg := "group " + req.Group + " is a share group"
+		resp.ErrorMessage = &msg
 		return resp, nil
 	}
 	return co.consumerHeartbeat(ctx, cgHeartbeatRequest{req: req, clientID: clientIDFrom(ctx), clientHost: clientHost(c)}), nil

@@ -860,3 +860,16 @@ func (c *coordinator) hasLiveMembers(name string) bool {
 	cg := c.mu.cgroups[name]
 	return cg != nil && len(cg.st.members) > 0
 }
+
+// shareGroupHasMembers reports whether name is a share group with members
+// (JoinGroup is then INCONSISTENT_GROUP_PROTOCOL and a KIP-848 join
+// GROUP_ID_NOT_FOUND, as Kafka answers for a group of another type).
+func (h *Handler) shareGroupHasMembers(ctx context.Context, name string) bool {
+	v, ok := shareCoordinators.Load(coordinatorKeyOf(ctx, h))
+	return ok && v.(*shareCoordinator).hasMembers(name)
+}
+
+func coordinatorKeyOf(ctx context.Context, h *Handler) coordinatorKey {
+	tenant, ns := h.namespaceOf(ctx)
+	return coordinatorKey{h: h, namespace: tenant + "/" + ns}
+}

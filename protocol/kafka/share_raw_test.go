@@ -269,6 +269,20 @@ func TestShareGroupRaw(t *testing.T) {
 	other := &shareRaw{t: t, cl: cl, group: "cgx", id: r.id}
 	wantCG(t, "share join of a consumer group", other.hb("S", 0, []string{"sraw"}).ErrorCode, kerr.GroupIDNotFound)
 
+	// And the reverse: a share group with members is no classic or consumer group.
+	cgs := &cgRaw{t: t, cl: cl, group: "sg", id: r.id}
+	wantCG(t, "consumer join of a share group", cgs.hb(cgHB{member: "C", epoch: 0, names: []string{"sraw"}}).ErrorCode, kerr.GroupIDNotFound)
+	jreq := kmsg.NewPtrJoinGroupRequest()
+	jreq.Group, jreq.ProtocolType, jreq.SessionTimeoutMillis, jreq.RebalanceTimeoutMillis = "sg", "consumer", 10000, 10000
+	jp := kmsg.NewJoinGroupRequestProtocol()
+	jp.Name = "range"
+	jreq.Protocols = append(jreq.Protocols, jp)
+	jresp, err := jreq.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCG(t, "classic join of a share group", jresp.ErrorCode, kerr.InconsistentGroupProtocol)
+
 	// Leaving ends membership; the empty group can be deleted.
 	wantCG(t, "leave", r.hb("M", -1, nil).ErrorCode, nil)
 	if resp, _ := adm.DeleteGroup(ctx, "sg"); resp.Err != nil {
@@ -279,4 +293,77 @@ func TestShareGroupRaw(t *testing.T) {
 func errorsIs(err error, target *kerr.Error) bool {
 	ke, ok := err.(*kerr.Error)
 	return ok && ke == target
+}
+
+// TestShareGroupRestart: a share group's state is its subscription's
+// cursor, so it survives a broker restart: accepted records are not
+// delivered again, the others are (delivery counts start over: they are
+// kept in memory, as Pulsar's), and the group configs persist.
+func TestShareGroupRestart(t *testing.T) {
+	d := startDurableServer(t)
+	ctx := testCtx(t)
+	cl := newKgo(t, d.addr, kgo.DefaultProduceTopic("srs"))
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "srs"); err != nil {
+		t.Fatal(err)
+	}
+	td, err := adm.ListTopics(ctx, "srs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if err := cl.ProduceSync(ctx, kgo.StringRecord(strconv.Itoa(i))).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setEarliest := func(cl *kgo.Client) {
+		req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+		res := kmsg.NewIncrementalAlterConfigsRequestResource()
+		res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, "rsg"
+		c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		c.Name, c.Value = "share.auto.offset.reset", kmsg.StringPtr("earliest")
+		res.Configs = append(res.Configs, c)
+		req.Resources = append(req.Resources, res)
+		if resp, err := req.RequestWith(ctx, cl); err != nil || resp.Resources[0].ErrorCode != 0 {
+			t.Fatalf("config: %v", err)
+		}
+	}
+	setEarliest(cl)
+	r := &shareRaw{t: t, cl: cl, group: "rsg", id: td["srs"].ID}
+	wantCG(t, "join", r.hb("M", 0, []string{"srs"}).ErrorCode, nil)
+	fcl := newKgo(t, d.addr)
+	got := acquired(r.fetch(fcl, "M", 0, []int32{0}, nil))
+	epoch := int32(1)
+	for ; len(got) < 6 && epoch < 20; epoch++ {
+		got = append(got, acquired(r.fetch(fcl, "M", epoch, nil, nil))...)
+	}
+	if len(got) != 6 {
+		t.Fatalf("acquired %v", got)
+	}
+	f := r.fetch(fcl, "M", epoch, nil, map[int32][]kmsg.ShareFetchRequestTopicPartitionAcknowledgementBatch{0: {ackBatch(0, 2, 1)}})
+	if f.ErrorCode != 0 || len(f.Topics) == 0 || f.Topics[0].Partitions[0].AcknowledgeErrorCode != 0 {
+		t.Fatalf("accept: %+v", f)
+	}
+
+	d.restart()
+	cl = newKgo(t, d.addr)
+	r.cl = cl
+	dc := kmsg.NewPtrDescribeConfigsRequest()
+	dcr := kmsg.NewDescribeConfigsRequestResource()
+	dcr.ResourceType, dcr.ResourceName, dcr.ConfigNames = kmsg.ConfigResourceTypeGroupConfig, "rsg", []string{"share.auto.offset.reset"}
+	dc.Resources = append(dc.Resources, dcr)
+	if resp, err := dc.RequestWith(ctx, cl); err != nil || len(resp.Resources[0].Configs) != 1 || *resp.Resources[0].Configs[0].Value != "earliest" {
+		t.Fatalf("config after restart: %+v %v", resp, err)
+	}
+	wantCG(t, "member forgotten", r.hb("M", 5, nil).ErrorCode, kerr.UnknownMemberID)
+	wantCG(t, "rejoin", r.hb("M", 0, []string{"srs"}).ErrorCode, nil)
+	fcl = newKgo(t, d.addr)
+	got = acquired(r.fetch(fcl, "M", 0, []int32{0}, nil))
+	for epoch = 1; len(got) < 3 && epoch < 20; epoch++ {
+		got = append(got, acquired(r.fetch(fcl, "M", epoch, nil, nil))...)
+	}
+	sort.Strings(got)
+	if fmt.Sprint(got) != "[0:3/1 0:4/1 0:5/1]" {
+		t.Fatalf("after restart: %v", got)
+	}
 }
