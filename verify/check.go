@@ -53,8 +53,10 @@ type Options struct {
 	// passing it must have got it); an acknowledged write nobody read is
 	// lost only if no record of its key is read on its partition that may
 	// be later (a later offset, or unknown order): otherwise it was
-	// superseded (Report.Superseded). Offsets of kept records are checked
-	// as always (ack-mismatch, inconsistent-offset, duplicate).
+	// superseded (Report.Superseded); and the acknowledged write at the
+	// highest offset known for its key is lost if the final readers did
+	// not read it. Offsets of kept records are checked as always
+	// (ack-mismatch, inconsistent-offset, duplicate).
 	Compacted bool
 }
 
@@ -392,6 +394,10 @@ func Check(h *History, opt Options) *Report {
 		}
 	}
 
+	if opt.Compacted {
+		c.latestValues(h, at, byFinal, sessions)
+	}
+
 	r.Valid = true
 	for _, cl := range Classes {
 		a := c.classes[cl]
@@ -480,4 +486,66 @@ func superseded(w Write, read []Record, writes map[string]*Write) bool {
 		return true // order unknown: maybe later
 	}
 	return false
+}
+
+// latestValues is the compacted rule for what the final readers must have:
+// for every key of every partition, the acknowledged write at the highest
+// offset known for the key (acknowledged, or read by anyone) must be read
+// by a final session, since compaction keeps each key's latest record.
+// Offsets of Pulsar writes are taken from where they were read.
+func (c *checker) latestValues(h *History, at map[string]map[pos]bool, byFinal map[string]bool, sessions map[string]SessionInfo) {
+	type keyed struct {
+		p   int32
+		key string
+	}
+	latest := map[keyed]int64{}
+	note := func(k keyed, o int64) {
+		if m, ok := latest[k]; !ok || o > m {
+			latest[k] = o
+		}
+	}
+	offsetOf := func(w *Write) int64 {
+		if w.Offset >= 0 {
+			return w.Offset
+		}
+		for p := range at[w.Value] {
+			if p.p == w.Partition {
+				return p.o
+			}
+		}
+		return -1
+	}
+	for _, e := range h.Events {
+		for _, rec := range e.Records {
+			if rec.Offset >= 0 {
+				note(keyed{e.Partition, rec.Key}, rec.Offset)
+			}
+		}
+	}
+	for i := range h.Writes {
+		w := &h.Writes[i]
+		if w.Outcome == Acked {
+			if o := offsetOf(w); o >= 0 {
+				note(keyed{w.Partition, w.Key}, o)
+			}
+		}
+	}
+	finals := false
+	for _, s := range sessions {
+		finals = finals || s.Final
+	}
+	if !finals {
+		return
+	}
+	for i := range h.Writes {
+		w := &h.Writes[i]
+		if w.Outcome != Acked {
+			continue
+		}
+		o := offsetOf(w)
+		if o < 0 || o != latest[keyed{w.Partition, w.Key}] || byFinal[w.Value] || len(at[w.Value]) == 0 {
+			continue // not the latest, read by a final reader, or unread (judged above)
+		}
+		c.add(Lost, "%s (%s), the latest value of key %q at %d/%d, not read by the final readers", w.Value, w.Producer, w.Key, w.Partition, o)
+	}
 }

@@ -65,6 +65,19 @@ func TestCheckCompacted(t *testing.T) {
 		t.Fatalf("lost latest value not found: %+v", r.Anomalies)
 	}
 
+	// The latest value read by a live session but not by the final
+	// readers: lost by compaction.
+	h = compactedHistory()
+	h.Events = nil
+	h.Seeked("live", 0, 0)
+	h.Polled("live", 0, []Record{{Offset: 29, Value: "v29", Key: "key2"}})
+	h.Seeked("final", 0, 0)
+	h.Polled("final", 0, []Record{{Offset: 26, Value: "v26", Key: "key2"}, {Offset: 27, Value: "v27", Key: "key0"}, {Offset: 28, Value: "v28", Key: "key1"}})
+	h.ReachedEnd("final", 0, 30)
+	if r := Check(h, Options{Compacted: true}); r.Count(Lost) != 1 {
+		t.Fatalf("latest value missing from the final read not found: %+v", r.Anomalies)
+	}
+
 	// A kept record whose offset changed.
 	h = compactedHistory()
 	h.Events = nil

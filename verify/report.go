@@ -21,6 +21,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if r.Superseded > 0 {
+		fmt.Fprintf(w, "superseded (compacted away, a later record of the key read): %d\n", r.Superseded)
+	}
 	for _, a := range r.Anomalies {
 		extra := ""
 		if a.Class == Skipped && r.SkippedOffsets > 0 {

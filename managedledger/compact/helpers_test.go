@@ -12,8 +12,11 @@ import (
 	"log/slog"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/metadata"
+	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -184,3 +187,38 @@ func (s *flakyStore) Put(ctx context.Context, path string, value []byte, expecte
 }
 
 var _ fs.PathError
+
+// pulsarBatch encodes recs as one stored Pulsar batch payload (from the
+// 0x0e01 magic on): keys as partition keys, nil values as null_value.
+func pulsarBatch(t testing.TB, recs []rec) []byte {
+	t.Helper()
+	var payload []byte
+	for _, r := range recs {
+		smm := &pb.SingleMessageMetadata{PayloadSize: proto.Int32(int32(len(r.value)))}
+		if r.key != nil {
+			smm.PartitionKey = proto.String(string(r.key))
+		}
+		if r.value == nil {
+			smm.NullValue = proto.Bool(true)
+		}
+		b, err := proto.Marshal(smm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload = binary.BigEndian.AppendUint32(payload, uint32(len(b)))
+		payload = append(payload, b...)
+		payload = append(payload, r.value...)
+	}
+	md, err := proto.Marshal(&pb.MessageMetadata{ProducerName: proto.String("p"), SequenceId: proto.Uint64(0),
+		PublishTime: proto.Uint64(1000), NumMessagesInBatch: proto.Int32(int32(len(recs)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := binary.BigEndian.AppendUint16(nil, 0x0e01)
+	out = append(out, 0, 0, 0, 0)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(md)))
+	out = append(out, md...)
+	out = append(out, payload...)
+	binary.BigEndian.PutUint32(out[2:], crc32.Checksum(out[6:], castagnoli))
+	return out
+}

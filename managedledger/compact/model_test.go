@@ -1,7 +1,8 @@
 package compact_test
 
 // The model test: random keyed records (updates, tombstones, keyless
-// records, gzip batches, aborted and committed transactions) appended to a
+// records, gzip batches, Pulsar batches, aborted and committed
+// transactions) appended to a
 // real managed ledger, compacted at random points with random tombstone
 // retention, with power cuts injected at every step of a compaction (each
 // file write, sync, directory sync, remove and the metadata put, which may
@@ -120,6 +121,10 @@ func runModel(t *testing.T, seed uint64) {
 				pid++
 				m.aborted[pid] = rng.IntN(2) == 0
 			}
+			if !txn && rng.IntN(5) == 0 {
+				appendPulsar(t, ml, m, recs)
+				break
+			}
 			appendEntry(t, ml, m, recs, kafkaBatch(recs, rng.IntN(3) == 0, txn, false, pid), false, txn && m.aborted[pid])
 			if txn {
 				appendEntry(t, ml, m, []rec{{key: []byte{0, 0, 0, 1}, value: []byte{0, 0, 0, 0, 0, 0}}},
@@ -205,6 +210,26 @@ func appendEntry(t *testing.T, ml *managedledger.ManagedLedger, m *model, recs [
 	m.next = e.LastIndex() + 1
 }
 
+// appendPulsar appends recs as a Pulsar batch (compaction rewrites a
+// partly kept one as a Kafka batch).
+func appendPulsar(t *testing.T, ml *managedledger.ManagedLedger, m *model, recs []rec) {
+	t.Helper()
+	data := pulsarBatch(t, recs)
+	e, err := ml.Append(context.Background(), managedledger.Entry{Format: managedledger.FormatPulsar, MsgCount: int32(len(recs)), Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.entries[e.FirstIndex] = data
+	m.spans[e.FirstIndex] = int32(len(recs))
+	for i, r := range recs {
+		if r.value != nil && len(r.value) == 0 {
+			r.value = []byte{}
+		}
+		m.recs[e.FirstIndex+int64(i)] = modelRec{rec: r, publish: e.PublishTime}
+	}
+	m.next = e.LastIndex() + 1
+}
+
 // boundary picks an entry boundary in [0, next] (or beyond, sometimes).
 func boundary(rng *rand.Rand, m *model) int64 {
 	if m.next == 0 || rng.IntN(4) == 0 {
@@ -276,7 +301,15 @@ func snapshot(t *testing.T, c *compact.Compactor) viewSnap {
 			}
 			prev = e.LastIndex()
 			s.raw = append(s.raw, e)
-			recs, control := readBatch(t, e.Data, e.FirstIndex, e.MsgCount)
+			data := e.Data
+			if e.Format == managedledger.FormatPulsar {
+				// Kept whole: read it as Kafka readers get it.
+				var err error
+				if data, err = convert.PulsarToKafka(&e); err != nil {
+					t.Fatalf("view entry at %d: %v", e.FirstIndex, err)
+				}
+			}
+			recs, control := readBatch(t, data, e.FirstIndex, e.MsgCount)
 			for o, r := range recs {
 				s.recs[o], s.control[o] = r, control
 			}

@@ -10,8 +10,9 @@ package kafka
 // non-empty partition is returned even if larger (KIP-74). With less than
 // min bytes available the request long-polls up to max wait, woken by the
 // partitions' Changed channels. High watermark = the partition's next
-// index, log start = its first index. read_uncommitted (isolation 0) reads
-// up to the high watermark and answers LastStableOffset = the partition's
+// index, log start = its LogStart (the first index; for a compact-only
+// topic whose raw ledgers were released, the view's first offset).
+// read_uncommitted (isolation 0) reads up to the high watermark and answers LastStableOffset = the partition's
 // last stable offset; read_committed (1) reads only entries below the last
 // stable offset (an open transaction holds the reader back at its first
 // record) and answers the aborted transactions (producer id, first offset)
