@@ -112,18 +112,14 @@
 // record always outlives the records it cancels. A clean Factory.Close
 // leaves no journal files.
 //
-// Deferred files: with the journal, a new ledger (a partition's first
-// write, a rollover) creates no file and no directory: its segment keeps
-// its bytes in memory (segment.CreateUnsynced) until its first sync, the
-// checkpoint's or the rollover's, which creates the directory and both
-// files, writes them, fdatasyncs the log and syncs the directory. The
-// ledger list marks the ledger Unsynced until then; a crash before it
-// loses nothing the journal does not hold, and recovery recreates the file
-// (at open and in in-place recovery). Closing a ledger that never synced
-// still writes its files (no fsync), so that a reopen in the same process
-// sees them. Ledgers whose appends are not journalled (SyncInterval)
-// create their files at once. Memory held is bounded by the checkpoint
-// (what was journalled since the last one).
+// Deferred files (built, switched off): segment.CreateUnsynced can keep a
+// new ledger's bytes in memory until its first sync, so that a first
+// write costs no mkdir(2)/open(2) on the acknowledgement path (10,000
+// partitions' first round: 13.4 s -> 1.3-2.7 s). It stays off
+// (deferLedgerFiles) until the journal keeps the records that
+// TestRandomIOFaults finds missing after the journal recovers from a failed
+// write or fsync; with files created at once, recovery reads those
+// entries from the file's page cache instead.
 //
 // Open files: every ledger and journal file goes through a segment.LimitFS
 // bounded by FactoryOptions.MaxOpenFiles (default 3/4 of RLIMIT_NOFILE):

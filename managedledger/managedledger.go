@@ -469,12 +469,21 @@ func (ml *ManagedLedger) addLedgerLocked(firstIndex int64, now time.Time) error 
 // journalled appends (SyncAlways): other appends are not in the journal,
 // and their files are created at once so that what they wrote survives a
 // process crash in the page cache, as without the journal.
+// deferLedgerFiles would leave a journalled ledger's files to its first
+// sync (see above). Off: TestRandomIOFaults finds acknowledged entries of
+// a ledger whose file was never created missing from the journal after
+// the journal recovered from a failed write or fsync (its own recovery
+// loses the last synced groups' records; with the file created at once
+// the entries are in its page cache and recovery reads them from there).
+// Turn on once the journal keeps them.
+const deferLedgerFiles = false
+
 func (ml *ManagedLedger) createSegment(id, firstIndex int64, now time.Time) (*segment.Segment, error) {
 	if ml.journal == nil {
 		return segment.Create(ml.segOpts, id, firstIndex, now)
 	}
 	seg, err := segment.CreateUnsynced(ml.segOpts, id, firstIndex, now)
-	if err == nil && ml.mu.cfg.Sync != SyncAlways {
+	if err == nil && (!deferLedgerFiles || ml.mu.cfg.Sync != SyncAlways) {
 		if err = seg.Materialize(); err != nil {
 			seg.Close()
 			return nil, err
