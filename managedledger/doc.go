@@ -116,10 +116,11 @@
 // new ledger's bytes in memory until its first sync, so that a first
 // write costs no mkdir(2)/open(2) on the acknowledgement path (10,000
 // partitions' first round: 13.4 s -> 1.3-2.7 s). It stays off
-// (deferLedgerFiles) until the journal keeps the records that
-// TestRandomIOFaults finds missing after the journal recovers from a failed
-// write or fsync; with files created at once, recovery reads those
-// entries from the file's page cache instead.
+// (deferLedgerFiles): with it on, TestRandomIOFaults loses acknowledged
+// entries under write/fsync failures of the ledgers' files (their journal
+// records are gone, released or cut, while the only other copy was the
+// deferred memory); with files created at once recovery reads them from
+// the file.
 //
 // Open files: every ledger and journal file goes through a segment.LimitFS
 // bounded by FactoryOptions.MaxOpenFiles (default 3/4 of RLIMIT_NOFILE):

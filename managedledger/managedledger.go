@@ -470,12 +470,12 @@ func (ml *ManagedLedger) addLedgerLocked(firstIndex int64, now time.Time) error 
 // and their files are created at once so that what they wrote survives a
 // process crash in the page cache, as without the journal.
 // deferLedgerFiles would leave a journalled ledger's files to its first
-// sync (see above). Off: TestRandomIOFaults finds acknowledged entries of
-// a ledger whose file was never created missing from the journal after
-// the journal recovered from a failed write or fsync (its own recovery
-// loses the last synced groups' records; with the file created at once
-// the entries are in its page cache and recovery reads them from there).
-// Turn on once the journal keeps them.
+// sync (see above). Off: with it on, TestRandomIOFaults loses acknowledged
+// entries, also with faults on the ledgers' files only and also after a
+// restart (the journal no longer holds them: released or cut while the
+// only other copy was a deferred file's memory). With files created at
+// once the entries are in the file (page cache) and recovery reads them.
+// Turn on once TestRandomIOFaults passes with it.
 const deferLedgerFiles = false
 
 func (ml *ManagedLedger) createSegment(id, firstIndex int64, now time.Time) (*segment.Segment, error) {
