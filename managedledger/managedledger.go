@@ -800,8 +800,16 @@ func (ml *ManagedLedger) confirmSyncedLocked(ctx context.Context, l *ledger) err
 	if l.seg.Unsynced() {
 		return fmt.Errorf("managedledger: ledger %d not synced", l.id)
 	}
+	// Bounded: this holds ml.mu, so appends wait for it, and with the
+	// metadata store down a put runs to its own deadline (30 s with etcd).
+	// A failure costs nothing but keeping the journal records a while.
+	ctx, cancel := context.WithTimeout(ctx, confirmSyncedTimeout)
+	defer cancel()
 	return ml.persistLocked(ctx)
 }
+
+// confirmSyncedTimeout bounds confirmSyncedLocked's store write.
+const confirmSyncedTimeout = time.Second
 
 // checkpoint (the factory's, journal mode) fdatasyncs the active segment
 // if it holds unsynced data and releases the journal records of visible
