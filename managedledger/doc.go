@@ -112,16 +112,6 @@
 // record always outlives the records it cancels. A clean Factory.Close
 // leaves no journal files.
 //
-// Deferred files (built, switched off): segment.CreateUnsynced can keep a
-// new ledger's bytes in memory until its first sync, so that a first
-// write costs no mkdir(2)/open(2) on the acknowledgement path (10,000
-// partitions' first round: 13.4 s -> 1.3-2.7 s). It stays off
-// (deferLedgerFiles): with it on, TestRandomIOFaults loses acknowledged
-// entries under write/fsync failures of the ledgers' files (their journal
-// records are gone, released or cut, while the only other copy was the
-// deferred memory); with files created at once recovery reads them from
-// the file.
-//
 // Open files: every ledger and journal file goes through a segment.LimitFS
 // bounded by FactoryOptions.MaxOpenFiles (default 3/4 of RLIMIT_NOFILE):
 // idle descriptors are closed, clean ones first (index files, sealed

@@ -191,9 +191,8 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 	ml.mu.cfg = cfg
 	ml.mu.changed = make(chan struct{})
 	ml.mu.cursors = make(map[string]*Cursor)
-	// The ledger's directory is made with its first file (segment.Create,
-	// or a deferred file's first sync): a mkdir per partition at open cost
-	// the first write to 10,000 partitions seconds.
+	// The ledger's directory is made with its first file (segment.Create
+	// makes it), not here as well.
 
 	rec, err := ml.store.Get(ctx, ledgerPath(name))
 	switch {
@@ -463,33 +462,11 @@ func (ml *ManagedLedger) addLedgerLocked(firstIndex int64, now time.Time) error 
 // the journal until a checkpoint has synced the file, and recovery
 // recreates a file a crash lost (recoverLocked). Without the journal the
 // file is the acknowledgement's durability, so it is created durable.
-//
-// CreateUnsynced also defers creating the files to the first sync (the
-// checkpoint's, off the acknowledgement path), which is right only for
-// journalled appends (SyncAlways): other appends are not in the journal,
-// and their files are created at once so that what they wrote survives a
-// process crash in the page cache, as without the journal.
-// deferLedgerFiles would leave a journalled ledger's files to its first
-// sync (see above). Off: with it on, TestRandomIOFaults loses acknowledged
-// entries, also with faults on the ledgers' files only and also after a
-// restart (the journal no longer holds them: released or cut while the
-// only other copy was a deferred file's memory). With files created at
-// once the entries are in the file (page cache) and recovery reads them.
-// Turn on once TestRandomIOFaults passes with it.
-const deferLedgerFiles = false
-
 func (ml *ManagedLedger) createSegment(id, firstIndex int64, now time.Time) (*segment.Segment, error) {
-	if ml.journal == nil {
-		return segment.Create(ml.segOpts, id, firstIndex, now)
+	if ml.journal != nil {
+		return segment.CreateUnsynced(ml.segOpts, id, firstIndex, now)
 	}
-	seg, err := segment.CreateUnsynced(ml.segOpts, id, firstIndex, now)
-	if err == nil && (!deferLedgerFiles || ml.mu.cfg.Sync != SyncAlways) {
-		if err = seg.Materialize(); err != nil {
-			seg.Close()
-			return nil, err
-		}
-	}
-	return seg, err
+	return segment.Create(ml.segOpts, id, firstIndex, now)
 }
 
 func (ml *ManagedLedger) activeLocked() *ledger { return ml.mu.ledgers[len(ml.mu.ledgers)-1] }
@@ -526,20 +503,8 @@ func (ml *ManagedLedger) Name() string { return ml.name }
 // SetConfig replaces the configuration; rollover and retention use it from now on.
 func (ml *ManagedLedger) SetConfig(cfg Config) {
 	ml.mu.Lock()
-	was := ml.mu.cfg.Sync
 	ml.mu.cfg = cfg.withDefaults()
-	var seg *segment.Segment
-	if was == SyncAlways && ml.mu.cfg.Sync != SyncAlways && len(ml.mu.ledgers) > 0 {
-		seg = ml.activeLocked().seg // appends stop being journalled
-	}
 	ml.mu.Unlock()
-	if seg != nil {
-		// Create the active file if it still waits for its first sync
-		// (createSegment): unjournalled appends must reach the page cache.
-		if err := seg.Materialize(); err != nil {
-			ml.log.Warn("managedledger: creating the active ledger file", "err", err)
-		}
-	}
 }
 
 // Pending is an append in flight.
