@@ -197,7 +197,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		interval = time.Minute
 	}
 	if interval > 0 {
-		b.bg.Go(func() { b.retentionLoop(interval) })
+		b.bg.Go(func() { b.every(interval, "retention", b.ApplyRetention) })
 	}
 	if b.member != nil {
 		b.bg.Go(b.ownershipLoop)
@@ -206,12 +206,14 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		if ci == 0 {
 			ci = 30 * time.Second
 		}
-		b.bg.Go(func() { b.compactionLoop(ci) })
+		b.bg.Go(func() { b.every(ci, "compaction pass", b.CompactionPass) })
 	}
 	return b, nil
 }
 
-func (b *Broker) retentionLoop(interval time.Duration) {
+// every runs pass every interval until the broker stops; a pass in flight
+// is cancelled by the stop. A failed pass is logged as what.
+func (b *Broker) every(interval time.Duration, what string, pass func(context.Context) error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -228,8 +230,8 @@ func (b *Broker) retentionLoop(interval time.Duration) {
 			}
 			cancel()
 		}()
-		if err := b.ApplyRetention(ctx); err != nil {
-			b.log.Warn("retention failed", "err", err)
+		if err := pass(ctx); err != nil {
+			b.log.Warn(what+" failed", "err", err)
 		}
 		cancel()
 	}

@@ -371,31 +371,6 @@ func (p *Partition) ReadCompacted(ctx context.Context, index int64, maxEntries, 
 	return p.ReadFromIndex(ctx, index, maxEntries, maxBytes)
 }
 
-// compactionLoop runs the compaction pass every interval.
-func (b *Broker) compactionLoop(interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-b.stop:
-			case <-ctx.Done():
-			}
-			cancel()
-		}()
-		if err := b.CompactionPass(ctx); err != nil {
-			b.log.Warn("compaction pass failed", "err", err)
-		}
-		cancel()
-	}
-}
-
 // CompactionPass compacts every loaded partition that is due (the
 // background loop calls it every Options.CompactionInterval).
 func (b *Broker) CompactionPass(ctx context.Context) error {

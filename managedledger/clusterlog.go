@@ -533,21 +533,9 @@ func openClusterLedger(ctx context.Context, f *Factory, ml *ManagedLedger, cfg C
 	rec, err := ml.store.Get(ctx, ledgerPath(ml.name))
 	switch {
 	case errors.Is(err, metadata.ErrNotFound):
-		now := time.Now()
-		first := firstLedgerID(ctx, ml.store, ml.name)
-		seg, err := segment.Create(ml.segOpts, first, 0, now)
-		if err != nil {
-			return nil, storageError(ml.name, fmt.Errorf("create ledger: %w", err))
-		}
-		ml.mu.ledgers = []*ledger{{id: first, created: seg.Durable().Created, seg: seg}}
-		ml.mu.nextLedgerID = first + 1
-		ml.mu.metaVersion = metadata.NotExists
-		if err := ml.persistLocked(ctx); err != nil {
-			seg.Close()
+		if err := ml.createFirstLedgerLocked(ctx); err != nil { // no journal here: a durable file
 			return nil, err
 		}
-		ml.mu.lastConfirmed = Position{LedgerID: 0, EntryID: -1}
-		ml.recomputeFirstLocked()
 	case err != nil:
 		return nil, err
 	default:

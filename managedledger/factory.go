@@ -355,6 +355,15 @@ func (f *Factory) open() []*ManagedLedger {
 	return out
 }
 
+// OpenFiles returns the descriptor budget's counters (MaxOpenFiles); ok is
+// false when files are unbounded.
+func (f *Factory) OpenFiles() (st segment.LimitStats, ok bool) {
+	if f.limit == nil {
+		return segment.LimitStats{}, false
+	}
+	return f.limit.Stats(), true
+}
+
 // StorageCounts returns how many storage failures and recoveries ledgers
 // went through since the factory started (metrics).
 func (f *Factory) StorageCounts() (failures, recoveries int64) {

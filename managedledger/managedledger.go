@@ -201,21 +201,9 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 			// A deleted incarnation's records; this one's ids are higher.
 			ml.journal.release(name, maxJPos(recs))
 		}
-		now := time.Now()
-		first := firstLedgerID(ctx, ml.store, name)
-		seg, err := ml.createSegment(first, 0, now)
-		if err != nil {
-			return nil, storageError(name, fmt.Errorf("create ledger: %w", err))
-		}
-		ml.mu.ledgers = []*ledger{{id: first, created: seg.Durable().Created, seg: seg}}
-		ml.mu.nextLedgerID = first + 1
-		ml.mu.metaVersion = metadata.NotExists
-		if err := ml.persistLocked(ctx); err != nil {
-			seg.Close()
+		if err := ml.createFirstLedgerLocked(ctx); err != nil {
 			return nil, err
 		}
-		ml.mu.lastConfirmed = Position{LedgerID: 0, EntryID: -1}
-		ml.recomputeFirstLocked()
 	case err != nil:
 		return nil, err
 	default:
@@ -454,6 +442,26 @@ func (ml *ManagedLedger) addLedgerLocked(firstIndex int64, now time.Time) error 
 	ml.mu.ledgers = append(ml.mu.ledgers, &ledger{id: id, firstIndex: firstIndex, created: seg.Durable().Created, seg: seg})
 	ml.mu.nextLedgerID = id + 1
 	ml.mu.nextEntry = 0
+	return nil
+}
+
+// createFirstLedgerLocked starts a managed ledger that has no ledger list
+// yet: its first ledger's file, then the list that records it.
+func (ml *ManagedLedger) createFirstLedgerLocked(ctx context.Context) error {
+	first := firstLedgerID(ctx, ml.store, ml.name)
+	seg, err := ml.createSegment(first, 0, time.Now())
+	if err != nil {
+		return storageError(ml.name, fmt.Errorf("create ledger: %w", err))
+	}
+	ml.mu.ledgers = []*ledger{{id: first, created: seg.Durable().Created, seg: seg}}
+	ml.mu.nextLedgerID = first + 1
+	ml.mu.metaVersion = metadata.NotExists
+	if err := ml.persistLocked(ctx); err != nil {
+		seg.Close()
+		return err
+	}
+	ml.mu.lastConfirmed = Position{LedgerID: 0, EntryID: -1}
+	ml.recomputeFirstLocked()
 	return nil
 }
 

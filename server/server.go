@@ -506,6 +506,18 @@ func (s *Server) registerStorageMetrics() {
 			Help: "Ledgers recovered by themselves from a storage failure since start.",
 		}, func() float64 { _, r := s.storage.Ledgers.StorageCounts(); return float64(r) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kopernik_storage_open_files",
+			Help: "Descriptors open for partitions' and the journal's files (bounded by max-open-files).",
+		}, func() float64 { st, _ := s.storage.Ledgers.OpenFiles(); return float64(st.Open) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kopernik_storage_file_evictions_total",
+			Help: "Idle files closed to stay within max-open-files (reopened on their next use).",
+		}, func() float64 { st, _ := s.storage.Ledgers.OpenFiles(); return float64(st.Evictions) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kopernik_storage_file_eviction_syncs_total",
+			Help: "Evicted files that held unsynced data and were fdatasynced before closing.",
+		}, func() float64 { st, _ := s.storage.Ledgers.OpenFiles(); return float64(st.EvictionSyncs) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kopernik_storage_disk_bytes",
 			Help: "Bytes of the data directory's files (ledgers, indexes, preallocated space, metadata).",
 		}, func() float64 { return dirBytes(s.cfg.DataDir) }),

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,8 +21,9 @@ import (
 )
 
 // limitedBroker runs the broker binary under a 256 file descriptor limit
-// and returns its Kafka address and a snapshot function of its log lines.
-func limitedBroker(t *testing.T, args ...string) (string, func() []string) {
+// and returns its Kafka address, a snapshot function of its log lines and
+// its HTTP address.
+func limitedBroker(t *testing.T, args ...string) (string, func() []string, string) {
 	t.Helper()
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("needs bash for ulimit")
@@ -37,35 +41,58 @@ func limitedBroker(t *testing.T, args ...string) (string, func() []string) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	var mu sync.Mutex
 	var logs []string
-	started := make(chan string, 1)
+	started := make(chan [2]string, 1)
 	go func() {
-		re := regexp.MustCompile(`msg=listening protocol=kafka addr=(\S+)`)
+		re := regexp.MustCompile(`msg=listening protocol=(kafka|http) addr=(\S+)`)
 		sc := bufio.NewScanner(stderr)
-		kafkaAddr := ""
+		addrs := map[string]string{}
 		for sc.Scan() {
 			line := sc.Text()
 			mu.Lock()
 			logs = append(logs, line)
 			mu.Unlock()
 			if m := re.FindStringSubmatch(line); m != nil {
-				kafkaAddr = m[1]
+				addrs[m[1]] = m[2]
 			}
 			if strings.Contains(line, "kopernik started") {
-				started <- kafkaAddr
+				started <- [2]string{addrs["kafka"], addrs["http"]}
 			}
 		}
 	}()
 	select {
-	case addr := <-started:
-		return addr, func() []string {
+	case a := <-started:
+		return a[0], func() []string {
 			mu.Lock()
 			defer mu.Unlock()
 			return append([]string(nil), logs...)
-		}
+		}, a[1]
 	case <-time.After(30 * time.Second):
 		t.Fatal("broker did not start")
 	}
-	return "", nil
+	return "", nil, ""
+}
+
+// metric returns the value of an unlabelled metric from the broker's
+// /metrics at httpAddr.
+func metric(t *testing.T, httpAddr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 // produceToAll writes one record to each of parts partitions of topic and
@@ -103,7 +130,7 @@ func produceToAll(ctx context.Context, t *testing.T, cl *kgo.Client, parts int, 
 // them (which create and sync every partition's files), then every record
 // is read back.
 func TestManyPartitionsUnderFewDescriptors(t *testing.T) {
-	addr, _ := limitedBroker(t, "--journal-checkpoint-interval", "500ms")
+	addr, _, httpAddr := limitedBroker(t, "--journal-checkpoint-interval", "500ms")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const topic, parts = "many", 300
@@ -121,6 +148,13 @@ func TestManyPartitionsUnderFewDescriptors(t *testing.T) {
 			t.Fatalf("round %d: %d of %d records acked, failures: %v", round, ok, parts, failed)
 		}
 		time.Sleep(1500 * time.Millisecond) // a checkpoint creates and syncs the files
+	}
+	// The budget held: 3/4 of 256 descriptors, 600 files, files evicted.
+	if open := metric(t, httpAddr, "kopernik_storage_open_files"); open > 192 || open == 0 {
+		t.Fatalf("kopernik_storage_open_files %v, want 1..192", open)
+	}
+	if ev := metric(t, httpAddr, "kopernik_storage_file_evictions_total"); ev == 0 {
+		t.Fatal("no file evicted: 600 files under a 192-descriptor budget (the test proves nothing)")
 	}
 	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -153,7 +187,7 @@ func TestManyPartitionsUnderFewDescriptors(t *testing.T) {
 // never UNKNOWN_SERVER_ERROR), the broker must log the partition and the
 // cause, and it must keep serving the connection it has.
 func TestOutOfFileDescriptorsIsExplained(t *testing.T) {
-	addr, logs := limitedBroker(t, "--max-open-files", "-1")
+	addr, logs, _ := limitedBroker(t, "--max-open-files", "-1")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const topic, parts = "many", 300
