@@ -565,10 +565,10 @@ func (ml *ManagedLedger) offloadSoonLocked() {
 	if f.olog == nil || f.offloader == nil || ml.mu.closed {
 		return
 	}
-	f.bg.Add(1)
+	ml.bg.Add(1)
 	go func() {
-		defer f.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer ml.bg.Done()
+		ctx, cancel := context.WithTimeout(ml.bgCtx, 5*time.Minute)
 		defer cancel()
 		if err := ml.Offload(ctx, Latest); err != nil {
 			if !errors.Is(err, ErrClosed) {
@@ -588,7 +588,7 @@ func (ml *ManagedLedger) offloadSoonLocked() {
 		if upTo < 0 {
 			return
 		}
-		if err := f.olRead.Release(ctx, ml.name, objlog.Position{LedgerID: upTo, EntryID: math.MaxInt64}); err != nil {
+		if err := f.olRead.Release(ctx, ml.name, objlog.Position{LedgerID: upTo, EntryID: math.MaxInt64}); err != nil && ctx.Err() == nil {
 			ml.log.Warn("managedledger: releasing offloaded ledgers from the object log", "up_to_ledger", upTo, "err", err)
 		}
 		if err := ml.deleteOffloadedLocal(ctx); err != nil && !errors.Is(err, ErrClosed) {

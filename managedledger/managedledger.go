@@ -97,6 +97,13 @@ type ManagedLedger struct {
 	kick     chan struct{}
 	stopSync chan struct{}
 	syncDone chan struct{}
+	// bg tracks this ledger's own background work (cluster offloads);
+	// close cancels bgCtx and waits for it, so that no work of a closed
+	// instance touches the files or the list of the instance that opens
+	// the name next on this broker (they share the directory).
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 	// testAfterTake, if set (tests), runs on the syncer after it took a
 	// round's waiters and before it syncs them: appends made then are
 	// covered by that sync while their waiters wait for the next round.
@@ -175,6 +182,7 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 		kick:    make(chan struct{}, 1), stopSync: make(chan struct{}), syncDone: make(chan struct{}),
 		failKick: make(chan struct{}, 1),
 	}
+	ml.bgCtx, ml.bgCancel = context.WithCancel(context.Background())
 	if !ml.memory {
 		ml.journal = f.journal
 	}
@@ -483,13 +491,23 @@ func (ml *ManagedLedger) activeLocked() *ledger { return ml.mu.ledgers[len(ml.mu
 func (ml *ManagedLedger) segLocked(l *ledger) (*segment.Segment, error) {
 	l.lastUsed = time.Now()
 	if l.seg == nil {
+		if ml.mu.closed {
+			// The files may be another instance's by now (cluster mode
+			// rebuilds them on the next open).
+			return nil, ErrClosed
+		}
 		seg, err := segment.Open(ml.segOpts, l.id, true)
 		if err != nil {
 			return nil, fmt.Errorf("managedledger: open ledger %d: %w", l.id, err)
 		}
 		if d := seg.Durable(); d.Entries != l.entries {
+			// Never read around it: a reader would skip the missing
+			// entries' indexes without a word (a closed instance once
+			// recovered a file a new one was rebuilding, and reads then
+			// jumped over a whole ledger).
+			seg.Close()
 			ml.log.Error("managedledger: sealed ledger entry count differs from the list", "ledger", l.id, "file", d.Entries, "list", l.entries)
-			l.entries = min(l.entries, d.Entries)
+			return nil, fmt.Errorf("%w: %s: sealed ledger %d has %d entries in its file, the list says %d", ErrCorrupt, ml.name, l.id, d.Entries, l.entries)
 		}
 		l.seg = seg
 	}
@@ -1805,6 +1823,8 @@ func (ml *ManagedLedger) close() error {
 	ml.mu.Unlock()
 	close(ml.stopSync)
 	<-ml.syncDone
+	ml.bgCancel()
+	ml.bg.Wait()
 	if ml.factory.olog != nil {
 		ml.drainObjlog()
 		defer ml.factory.setFence(ml.name, nil)
