@@ -765,7 +765,17 @@ func (j *journal) round(rs *retryState) bool {
 		j.mu.Unlock()
 		return false
 	}
-	j.mu.buf, j.mu.waits = j.w.spare[:0], nil
+	j.mu.waits = nil
+	if failed != nil || len(buf) == 0 {
+		// Nothing to write (a failed journal drops the frames; a group
+		// of barriers has none): the buffer stays the submitters'. It
+		// must not be swapped for spare here, or both would be one
+		// array, and the next round would write that array while
+		// submitters append into it (frames torn or zeroed on disk).
+		j.mu.buf = buf[:0]
+	} else {
+		j.mu.buf = j.w.spare[:0]
+	}
 	if failed == nil && len(buf) > 0 {
 		cur := j.mu.files[len(j.mu.files)-1]
 		for _, w := range waits {
