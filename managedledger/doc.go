@@ -112,6 +112,18 @@
 // record always outlives the records it cancels. A clean Factory.Close
 // leaves no journal files.
 //
+// Deferred files: for journalled appends (SyncAlways) a new ledger's
+// files are created by its first sync, not by its creation
+// (segment.CreateUnsynced keeps the bytes in memory until then), so that
+// a partition's first write costs no mkdir(2)/open(2) on the
+// acknowledgement path (10,000 partitions' first round: 4.6 s -> 1.3-2.7
+// s). The journal is what makes it safe: a record is released only after
+// a sync that covered it succeeded, so until then the entry is in the
+// journal and recovery recreates a file that never existed. (An earlier
+// round that wrote no frame aliased the journal's two buffers and tore
+// later groups; TestRandomIOFaults lost entries with deferral on until
+// that was fixed, TestJournalBarrierThenConcurrentAppends.)
+//
 // Open files: every ledger and journal file goes through a segment.LimitFS
 // bounded by FactoryOptions.MaxOpenFiles (default 3/4 of RLIMIT_NOFILE):
 // idle descriptors are closed, clean ones first (index files, sealed

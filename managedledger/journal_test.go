@@ -549,6 +549,14 @@ func TestJournalCutSurvivesPowerLoss(t *testing.T) {
 			}
 			f, ml := open(ffs, store)
 			appendEntries(t, ml, 0, 5, 1)
+			// The active file exists (not deferred to a checkpoint), so
+			// that the next segment write reaches it.
+			ml.mu.Lock()
+			seg := ml.activeLocked().seg
+			ml.mu.Unlock()
+			if err := seg.Materialize(); err != nil {
+				t.Fatal(err)
+			}
 			ffs.FailWrites(".log", syscall.EIO) // the journal's write works, the segment's fails
 			if _, err := ml.Append(ctx, Entry{Format: FormatKafka, MsgCount: 1, Data: payload(100), Producer: "p", SeqFirst: 100}); !errors.Is(err, ErrStorage) {
 				t.Fatalf("append with a failing segment write: %v", err)

@@ -199,8 +199,9 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 	ml.mu.cfg = cfg
 	ml.mu.changed = make(chan struct{})
 	ml.mu.cursors = make(map[string]*Cursor)
-	// The ledger's directory is made with its first file (segment.Create
-	// makes it), not here as well.
+	// The ledger's directory is made with its first file (segment.Create,
+	// or a deferred file's first sync): a mkdir per partition at open cost
+	// the first write to 10,000 partitions seconds.
 
 	rec, err := ml.store.Get(ctx, ledgerPath(name))
 	switch {
@@ -478,11 +479,27 @@ func (ml *ManagedLedger) createFirstLedgerLocked(ctx context.Context) error {
 // the journal until a checkpoint has synced the file, and recovery
 // recreates a file a crash lost (recoverLocked). Without the journal the
 // file is the acknowledgement's durability, so it is created durable.
+//
+// For journalled appends (SyncAlways) the files are not even created
+// here: CreateUnsynced keeps the ledger's bytes in memory until its first
+// sync (the checkpoint's, off the acknowledgement path), so a partition's
+// first write costs no mkdir(2)/open(2). Other appends are not in the
+// journal, so their files are created at once (Materialize) and what they
+// wrote survives a process crash in the page cache, as without the
+// journal. Deferral is safe only because the journal keeps a record until
+// a sync covering it succeeded (TestRandomIOFaults, TestJournalModel).
 func (ml *ManagedLedger) createSegment(id, firstIndex int64, now time.Time) (*segment.Segment, error) {
-	if ml.journal != nil {
-		return segment.CreateUnsynced(ml.segOpts, id, firstIndex, now)
+	if ml.journal == nil {
+		return segment.Create(ml.segOpts, id, firstIndex, now)
 	}
-	return segment.Create(ml.segOpts, id, firstIndex, now)
+	seg, err := segment.CreateUnsynced(ml.segOpts, id, firstIndex, now)
+	if err == nil && ml.mu.cfg.Sync != SyncAlways {
+		if err = seg.Materialize(); err != nil {
+			seg.Close()
+			return nil, err
+		}
+	}
+	return seg, err
 }
 
 func (ml *ManagedLedger) activeLocked() *ledger { return ml.mu.ledgers[len(ml.mu.ledgers)-1] }
@@ -529,8 +546,20 @@ func (ml *ManagedLedger) Name() string { return ml.name }
 // SetConfig replaces the configuration; rollover and retention use it from now on.
 func (ml *ManagedLedger) SetConfig(cfg Config) {
 	ml.mu.Lock()
+	was := ml.mu.cfg.Sync
 	ml.mu.cfg = cfg.withDefaults()
+	var seg *segment.Segment
+	if was == SyncAlways && ml.mu.cfg.Sync != SyncAlways && len(ml.mu.ledgers) > 0 {
+		seg = ml.activeLocked().seg // appends stop being journalled
+	}
 	ml.mu.Unlock()
+	if seg != nil {
+		// Create the active file if it still waits for its first sync
+		// (createSegment): unjournalled appends must reach the page cache.
+		if err := seg.Materialize(); err != nil {
+			ml.log.Warn("managedledger: creating the active ledger file", "err", err)
+		}
+	}
 }
 
 // Pending is an append in flight.

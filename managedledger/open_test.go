@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ type blockFS struct {
 	gate    chan struct{}
 	blocked chan struct{} // closed when the first blocked OpenFile waits
 	bOnce   sync.Once
+	armed   atomic.Bool
 }
 
 func newBlockFS(part string) *blockFS {
@@ -31,7 +33,7 @@ func newBlockFS(part string) *blockFS {
 }
 
 func (b *blockFS) OpenFile(name string, flag int, perm os.FileMode) (segment.File, error) {
-	if strings.Contains(name, b.part) {
+	if b.armed.Load() && strings.Contains(name, b.part) {
 		b.bOnce.Do(func() { close(b.blocked) })
 		<-b.gate
 	}
@@ -55,6 +57,14 @@ func TestOpenConcurrent(t *testing.T) {
 	e.start()
 	t.Cleanup(bfs.release) // a failing run does not leave Close stuck
 	ctx := context.Background()
+	// "stuck" exists, so that its open recovers its file (a new ledger's
+	// open touches no file: segment.CreateUnsynced defers it).
+	pre := e.open("stuck", Config{})
+	appendEntries(t, pre, 0, 3, 1)
+	if err := pre.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bfs.armed.Store(true)
 
 	type result struct {
 		ml  *ManagedLedger

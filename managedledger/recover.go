@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -99,11 +100,20 @@ func (ml *ManagedLedger) recoverStorage() error {
 	// INVARIANT: an acknowledged entry is visible (Append returns only
 	// then), so l.entries/l.bytes cover everything acknowledged in l.
 	wantEntries, size := l.entries, max(l.bytes, segment.HeaderSize)
+	unsynced, firstIndex, created := l.metaUnsynced, l.firstIndex, l.created
 	cause := ml.mu.failed
 	since := ml.mu.failedAt
 	ml.mu.Unlock()
 
 	seg, err := ml.reopenActive(l.id, size)
+	if err != nil && unsynced && ml.journal != nil &&
+		(errors.Is(err, fs.ErrNotExist) || errors.Is(err, segment.ErrNoHeader)) {
+		// Never synced, so never created (segment.CreateUnsynced defers
+		// the file to its first sync, which is what failed) or torn: the
+		// journal holds every entry of it, and recoverFromJournal appends
+		// them to a new file from entry 0.
+		seg, err = segment.CreateUnsynced(ml.segOpts, l.id, firstIndex, created)
+	}
 	if err == nil && ml.journal != nil {
 		err = ml.recoverFromJournal(seg, wantEntries)
 		if err != nil {

@@ -40,12 +40,27 @@ func tieredEnv(t *testing.T) (*env, *s3test.Server, objectstore.Store) {
 	return e, srv, st
 }
 
+// localLogs lists the .log files of name's sealed ledgers: the active
+// ledger's file may not exist yet (segment.CreateUnsynced defers it to the
+// first checkpoint), so it is left out.
 func localLogs(t *testing.T, e *env, name string) []string {
 	t.Helper()
+	active := ""
+	if rec, err := e.store.Get(context.Background(), ledgerPath(name)); err == nil {
+		var list ledgerListRecord
+		if err := json.Unmarshal(rec.Value, &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, lm := range list.Ledgers {
+			if !lm.Sealed {
+				active = segment.LogName(lm.ID)
+			}
+		}
+	}
 	ds, _ := os.ReadDir(filepath.Join(e.dir, name))
 	var out []string
 	for _, d := range ds {
-		if strings.HasSuffix(d.Name(), ".log") {
+		if strings.HasSuffix(d.Name(), ".log") && d.Name() != active {
 			out = append(out, d.Name())
 		}
 	}
@@ -114,7 +129,7 @@ func TestOffloadReadBack(t *testing.T) {
 	if err := ml.DeleteOffloadedLocal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if logs := localLogs(t, e, "ns/topic"); len(logs) != 1 {
+	if logs := localLogs(t, e, "ns/topic"); len(logs) != 0 {
 		t.Fatalf("local logs after deletion: %v", logs)
 	}
 	check := func(ml *ManagedLedger, c *Cursor) {

@@ -146,9 +146,9 @@ func Create(opts Options, id, firstIndex int64, created time.Time) (*Segment, er
 	return create(opts, id, firstIndex, created, true)
 }
 
-// CreateUnsynced is Create without the fsyncs: a crash before the
-// segment's first Sync or Seal may lose the file, its header or its
-// directory entry. For callers whose acknowledgements are durable
+// CreateUnsynced is Create without the fsyncs and without touching the
+// disk: the directory and the files are created by the segment's first
+// Sync or Seal (deferred.go), so a crash before then loses them. For callers whose acknowledgements are durable
 // elsewhere (the managed ledger's journal), so that creating a ledger costs
 // no fsync on the path of the first write; Unsynced reports the state.
 func CreateUnsynced(opts Options, id, firstIndex int64, created time.Time) (*Segment, error) {
@@ -157,22 +157,28 @@ func CreateUnsynced(opts Options, id, firstIndex int64, created time.Time) (*Seg
 
 func create(opts Options, id, firstIndex int64, created time.Time, durable bool) (*Segment, error) {
 	opts = opts.withDefaults()
-	if err := opts.FS.MkdirAll(opts.Dir); err != nil {
-		return nil, err
-	}
 	s := newSegment(opts, id)
 	s.firstIndex = firstIndex
 	s.created = time.UnixMilli(created.UnixMilli())
-	var err error
-	if s.logF, err = opts.FS.OpenFile(s.logPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
-		return nil, err
-	}
-	if s.idxF, err = opts.FS.OpenFile(s.idxPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
-		s.logF.Close()
-		return nil, err
+	if durable {
+		if err := opts.FS.MkdirAll(opts.Dir); err != nil {
+			return nil, err
+		}
+		var err error
+		if s.logF, err = opts.FS.OpenFile(s.logPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+			return nil, err
+		}
+		if s.idxF, err = opts.FS.OpenFile(s.idxPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+			s.logF.Close()
+			return nil, err
+		}
+	} else {
+		// Nothing on disk until the first Sync (deferred.go).
+		s.logF = newDeferredFile(opts.FS, opts.Dir, s.logPath)
+		s.idxF = newDeferredFile(opts.FS, opts.Dir, s.idxPath)
 	}
 	hdr := logHeader{version: FormatVersion, ledgerID: id, firstIndex: firstIndex, createdMs: s.created.UnixMilli()}
-	err = errors.Join(writeFull(s.logF, hdr.encode(), 0), writeFull(s.idxF, encodeIndexHeader(id), 0))
+	err := errors.Join(writeFull(s.logF, hdr.encode(), 0), writeFull(s.idxF, encodeIndexHeader(id), 0))
 	if err == nil && durable {
 		err = errors.Join(s.logF.Sync(), s.idxF.Sync(), opts.FS.SyncDir(opts.Dir))
 	}
@@ -187,6 +193,23 @@ func create(opts Options, id, firstIndex int64, created time.Time, durable bool)
 	s.mu.dirPending = !durable
 	s.resetFileStateLocked()
 	return s, nil
+}
+
+// Materialize creates the files of a segment made by CreateUnsynced that
+// are still deferred to its first sync, and writes what they hold, without
+// an fsync; a no-op otherwise. For a segment whose appends are not
+// journalled: its written data then survives a process crash (the page
+// cache does), as with a file created at once.
+func (s *Segment) Materialize() error {
+	var err error
+	for _, f := range []File{s.logF, s.idxF} {
+		if d, ok := f.(*deferredFile); ok {
+			if _, merr := d.materialize(); merr != nil {
+				err = errors.Join(err, merr)
+			}
+		}
+	}
+	return err
 }
 
 // Unsynced reports that the segment was made by CreateUnsynced and has not
@@ -637,11 +660,17 @@ func (s *Segment) syncLocked() (Info, error) {
 	if err != nil {
 		return s.Durable(), err
 	}
-	err = s.logF.Sync()
+	err = s.logF.Sync() // the first one creates a deferred file
 	if err == nil && dirPending {
-		// The first sync of an unsynced segment: its directory entry too
-		// (the index file's entry with it; the index is a hint anyway).
-		err = s.opts.FS.SyncDir(s.opts.Dir)
+		// The first sync of an unsynced segment: its directory entry too,
+		// and the index file's entry with it (created now if deferred,
+		// unsynced: the index is a hint).
+		if d, ok := s.idxF.(*deferredFile); ok {
+			_, err = d.materialize()
+		}
+		if err == nil {
+			err = s.opts.FS.SyncDir(s.opts.Dir)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -764,6 +793,13 @@ func (s *Segment) Abandon() Info {
 		s.mu.failed = fmt.Errorf("%w: abandoned", ErrFailed)
 	}
 	s.waitFillLocked()
+	// A file still deferred must not be created by this handle's Close
+	// later: the reopened handle owns the path (and may have created it).
+	for _, f := range []File{s.logF, s.idxF} {
+		if d, ok := f.(*deferredFile); ok {
+			d.abandon()
+		}
+	}
 	return s.mu.synced
 }
 
@@ -784,6 +820,11 @@ func (s *Segment) Close() error {
 
 // Remove closes the segment and deletes its files.
 func (s *Segment) Remove() error {
+	for _, f := range []File{s.logF, s.idxF} {
+		if d, ok := f.(*deferredFile); ok {
+			d.discard() // never created: Close need not create it
+		}
+	}
 	err := s.Close()
 	for _, p := range []string{s.logPath, s.idxPath} {
 		if rerr := s.opts.FS.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {

@@ -91,7 +91,10 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 // writes resume by themselves and every acknowledged record reads back once.
 func TestStorageFailureEndToEnd(t *testing.T) {
 	ffs := &segment.FaultFS{FS: segment.OSFS{}}
-	s := startStorageServer(t, t.TempDir(), ffs)
+	dataDir := t.TempDir()
+	// A short checkpoint: partitions' files are created by it (before, a
+	// new ledger's bytes wait in memory, out of reach of a failing disk).
+	s := startStorageServer(t, dataDir, ffs, "journal-checkpoint-interval", "100ms")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	const topic = "full"
@@ -140,6 +143,7 @@ func TestStorageFailureEndToEnd(t *testing.T) {
 	if code, body := httpGet(t, s, "/admin/v2/brokers/health"); code != 200 || body != "ok" {
 		t.Fatalf("health before: %d %q", code, body)
 	}
+	waitUntil(t, 10*time.Second, "the partitions' files", func() bool { return localLogs(t, dataDir) == 3 })
 
 	round := 0
 	check := func(name, substr string, failedParts []int32) {

@@ -180,14 +180,15 @@ func TestManyPartitionsUnderFewDescriptors(t *testing.T) {
 }
 
 // TestOutOfFileDescriptorsIsExplained runs the broker with a 256 file
-// descriptor limit and no descriptor budget for partitions' files
-// (max-open-files -1), and writes to 300 partitions (each first write
-// creates the partition's two files): opening logs runs out of descriptors. Every failed record
+// descriptor limit, no descriptor budget for partitions' files
+// (max-open-files -1) and without the journal (each partition's first
+// write creates and syncs its files at once), and writes to 300
+// partitions: opening logs runs out of descriptors. Every failed record
 // must carry a code a client can act on (KAFKA_STORAGE_ERROR, retriable;
 // never UNKNOWN_SERVER_ERROR), the broker must log the partition and the
 // cause, and it must keep serving the connection it has.
 func TestOutOfFileDescriptorsIsExplained(t *testing.T) {
-	addr, logs, _ := limitedBroker(t, "--max-open-files", "-1")
+	addr, logs, _ := limitedBroker(t, "--max-open-files", "-1", "--journal=false")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const topic, parts = "many", 300
