@@ -888,6 +888,9 @@ func (b *Broker) loadNow(ctx context.Context, name TopicName, eff EffectivePolic
 	return p, nil
 }
 
+// LoadedPartition implements Service.
+func (b *Broker) LoadedPartition(name TopicName) *Partition { return b.loaded(name) }
+
 func (b *Broker) loaded(name TopicName) *Partition {
 	b.mu.Lock()
 	defer b.mu.Unlock()

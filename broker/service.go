@@ -280,6 +280,9 @@ type Service interface {
 	// one partition ("...-partition-N") of a partitioned topic, loading it if
 	// needed. With autoCreate it creates the topic as LookupTopic does.
 	OpenPartition(ctx context.Context, name TopicName, autoCreate bool) (*Partition, error)
+	// LoadedPartition returns the partition if it is loaded (owned and
+	// open) on this broker, else nil; it never loads, blocks or does I/O.
+	LoadedPartition(name TopicName) *Partition
 	// Partitions returns the loaded partitions sorted by name (broker-wide
 	// statistics: what this broker serves now).
 	Partitions() []*Partition

@@ -116,7 +116,33 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 		}
 		joinErr = h.joinTxn(ctx, *req.TransactionID, batches, names)
 	}
+	report := func(j job, err error) {
+		j.sp.ErrorCode, j.sp.ErrorMessage = h.partitionErrCode(ctx, "produce", j.topic, j.sp.Partition, err), errMsg(err)
+		fail(err)
+		c.log.DebugContext(ctx, "kafka: produce failed", "topic", j.name.String(), "err", err)
+	}
+	type queued struct {
+		job
+		p    *broker.Partition
+		pend *broker.PendingAppend
+	}
+	var waits []queued
 	for _, j := range jobs {
+		if joinErr == nil && req.TransactionID == nil {
+			if p := h.svc.LoadedPartition(j.name); p != nil {
+				// A loaded partition's append only queues (no I/O before
+				// Wait), so it is made here: a goroutine per partition per
+				// request was a third of a steady 10,000-partition round
+				// (stack growth and teardown).
+				pend, err := h.produceAsync(p, j.records)
+				if err != nil {
+					report(j, err)
+					continue
+				}
+				waits = append(waits, queued{job: j, p: p, pend: pend})
+				continue
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -125,11 +151,18 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 				err = h.produceOne(actx, j.name, j.records, req.TransactionID != nil, j.sp)
 			}
 			if err != nil {
-				j.sp.ErrorCode, j.sp.ErrorMessage = h.partitionErrCode(ctx, "produce", j.topic, j.sp.Partition, err), errMsg(err)
-				fail(err)
-				c.log.DebugContext(ctx, "kafka: produce failed", "topic", j.name.String(), "err", err)
+				report(j, err)
 			}
 		}()
+	}
+	for _, q := range waits {
+		res, err := q.pend.Wait(actx)
+		if err != nil {
+			report(q.job, err)
+			continue
+		}
+		q.sp.BaseOffset = res.Entry.FirstIndex
+		q.sp.LogStartOffset = q.p.LogStart()
 	}
 	wg.Wait()
 	if req.Version < 8 {
@@ -168,23 +201,86 @@ func (h *Handler) joinTxn(ctx context.Context, txnID string, batches [][]byte, p
 // produceOne appends one partition's batch and fills in its success fields.
 // transactional says the request carries a transactional id.
 func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records []byte, transactional bool, sp *kmsg.ProduceResponseTopicPartition) error {
-	bh, err := validateProduced(records)
+	bh, err := checkProduced(records, transactional)
 	if err != nil {
 		return err
-	}
-	if txnBatch := bh.attributes&attrTransactional != 0; txnBatch != transactional {
-		return fmt.Errorf("%w: transactional batch %v in a request with transactional id %v", errInvalidRecord, txnBatch, transactional)
 	}
 	p, err := h.svc.OpenPartition(ctx, name, false)
 	if err != nil {
 		return err
 	}
+	var res broker.AppendResult
+	if transactional {
+		ar, err := produceRequest(p, records, bh)
+		if err != nil {
+			return err
+		}
+		co, cerr := h.txns(ctx)
+		if cerr != nil {
+			return cerr
+		}
+		ar.Transactional, ar.ProducerID = true, bh.producerID
+		res, err = co.Append(ctx, p, bh.producerEpoch, ar)
+		if err != nil {
+			return err
+		}
+	} else {
+		ar, err := produceRequest(p, records, bh)
+		if err != nil {
+			return err
+		}
+		pend, err := p.AppendAsync(ar)
+		if err != nil {
+			return err
+		}
+		if res, err = pend.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	sp.BaseOffset = res.Entry.FirstIndex
+	sp.LogStartOffset = p.LogStart()
+	return nil
+}
+
+// produceAsync queues one partition's batch of a non-transactional
+// request; the PendingAppend's Wait answers once it is durable.
+func (h *Handler) produceAsync(p *broker.Partition, records []byte) (*broker.PendingAppend, error) {
+	bh, err := checkProduced(records, false)
+	if err != nil {
+		return nil, err
+	}
+	ar, err := produceRequest(p, records, bh)
+	if err != nil {
+		return nil, err
+	}
+	return p.AppendAsync(ar)
+}
+
+// checkProduced validates a produced batch and that it is transactional
+// exactly when its request is.
+func checkProduced(records []byte, transactional bool) (batchHeader, error) {
+	bh, err := validateProduced(records)
+	if err != nil {
+		return bh, err
+	}
+	if txnBatch := bh.attributes&attrTransactional != 0; txnBatch != transactional {
+		return bh, fmt.Errorf("%w: transactional batch %v in a request with transactional id %v", errInvalidRecord, txnBatch, transactional)
+	}
+	return bh, nil
+}
+
+// produceRequest builds p's append of a checked batch (header bh):
+// recompressed to the topic's compression.type, keyed on a compacted
+// topic, with the producer's sequence range unwrapped into the
+// partition's.
+func produceRequest(p *broker.Partition, records []byte, bh batchHeader) (broker.AppendRequest, error) {
+	var err error
 	if records, err = recompress(records, bh, p.Policies().CompressionType); err != nil {
-		return err
+		return broker.AppendRequest{}, err
 	}
 	if p.Policies().KafkaCompacted() {
 		if err := checkKeyed(records); err != nil {
-			return err
+			return broker.AppendRequest{}, err
 		}
 	}
 	ar := broker.AppendRequest{
@@ -202,23 +298,7 @@ func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records
 		ar.SeqLast = ar.SeqFirst + int64(bh.recordCount) - 1
 		ar.StrictSequence = true
 	}
-	var res broker.AppendResult
-	if transactional {
-		co, cerr := h.txns(ctx)
-		if cerr != nil {
-			return cerr
-		}
-		ar.Transactional, ar.ProducerID = true, bh.producerID
-		res, err = co.Append(ctx, p, bh.producerEpoch, ar)
-	} else {
-		res, err = p.Append(ctx, ar)
-	}
-	if err != nil {
-		return err
-	}
-	sp.BaseOffset = res.Entry.FirstIndex
-	sp.LogStartOffset = p.LogStart()
-	return nil
+	return ar, nil
 }
 
 // seqCycle is the period of Kafka sequence numbers: after MaxInt32 a
