@@ -15,7 +15,7 @@ import "sync"
 type topicCache struct {
 	mu     sync.Mutex
 	gen    uint64
-	byName map[string]TopicMetadata // by the name asked (a partition or a topic)
+	byName map[string]TopicMetadata // by topic; a partitioned topic's partitions use its entry (GetTopic)
 }
 
 // maxCachedTopics bounds the cache; a full cache is dropped.
