@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -199,4 +202,110 @@ func TestAddPartitionsToTxnVersions(t *testing.T) {
 	}
 	step("v5 verify after commit", aptRequest(5, aptTxn{id: "apt-b", pid: pb, epoch: eb, verify: true, parts: []int32{2}}),
 		"apt-b: 2=TRANSACTION_ABORTABLE")
+}
+
+// TestTxnListAndDescribeProducers: ListTransactions v0-v2 filters (v1's
+// duration as Kafka's: the last transaction began longer ago than the
+// filter, in any state, and an id that never began one is left out; v2's
+// id pattern matches whole ids, an invalid one is
+// INVALID_REGULAR_EXPRESSION, v1 ignores it) and DescribeProducers' current
+// transaction start offset for an open transaction (-1 once committed).
+func TestTxnListAndDescribeProducers(t *testing.T) {
+	s := startServer(t)
+	ctx := testCtx(t)
+	const topic = "ltx"
+	adm := kadm.NewClient(newKgo(t, s.addr))
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	open := newKgo(t, s.addr, kgo.TransactionalID("lt-open"), kgo.DefaultProduceTopic(topic))
+	produceTxn(t, ctx, open, topic, "c", 2, true) // offsets 0-1, marker 2
+	if err := open.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := open.ProduceSync(ctx, &kgo.Record{Value: []byte("o")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	done := newKgo(t, s.addr, kgo.TransactionalID("other-done"))
+	produceTxn(t, ctx, done, topic, "d", 1, true)
+	idle := newKgo(t, s.addr, kgo.TransactionalID("lt-idle"))
+	if _, _, err := idle.ProducerID(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // every transaction began > 0 ms ago
+
+	c := dialRaw(t, s.addr)
+	list := func(version int16, duration int64, pattern *string) (string, []string) {
+		t.Helper()
+		req := kmsg.NewPtrListTransactionsRequest()
+		req.Version, req.DurationFilterMillis, req.TransactionalIDPattern = version, duration, pattern
+		resp := c.do(req).(*kmsg.ListTransactionsResponse)
+		var ids []string
+		for _, st := range resp.TransactionStates {
+			ids = append(ids, st.TransactionalID+"="+st.TransactionState)
+		}
+		slices.Sort(ids)
+		code := "NONE"
+		if resp.ErrorCode != 0 {
+			code = kerr.ErrorForCode(resp.ErrorCode).(*kerr.Error).Message
+		}
+		return code, ids
+	}
+	all := []string{"lt-idle=Empty", "lt-open=Ongoing", "other-done=CompleteCommit"}
+	for _, tc := range []struct {
+		what     string
+		version  int16
+		duration int64
+		pattern  *string
+		code     string
+		want     []string
+	}{
+		{"v0", 0, -1, nil, "NONE", all},
+		{"v1 no duration", 1, -1, nil, "NONE", all},
+		{"v1 duration 0", 1, 0, nil, "NONE", []string{"lt-open=Ongoing", "other-done=CompleteCommit"}},
+		{"v1 duration 1 min", 1, 60000, nil, "NONE", nil},
+		{"v1 ignores a pattern", 1, -1, kmsg.StringPtr("nothing"), "NONE", all},
+		{"v2 prefix", 2, -1, kmsg.StringPtr("lt-.*"), "NONE", []string{"lt-idle=Empty", "lt-open=Ongoing"}},
+		{"v2 whole-id match", 2, -1, kmsg.StringPtr("open"), "NONE", nil},
+		{"v2 suffix", 2, -1, kmsg.StringPtr(".*open"), "NONE", []string{"lt-open=Ongoing"}},
+		{"v2 alternation", 2, -1, kmsg.StringPtr("lt-idle|other-.*"), "NONE", []string{"lt-idle=Empty", "other-done=CompleteCommit"}},
+		{"v2 empty pattern", 2, -1, kmsg.StringPtr(""), "NONE", all},
+		{"v2 pattern and duration", 2, 0, kmsg.StringPtr("lt-.*"), "NONE", []string{"lt-open=Ongoing"}},
+		{"v2 invalid pattern", 2, -1, kmsg.StringPtr("(ab(cd"), "INVALID_REGULAR_EXPRESSION", nil},
+	} {
+		code, got := list(tc.version, tc.duration, tc.pattern)
+		if code != tc.code || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %s %v, want %s %v", tc.what, code, got, tc.code, tc.want)
+		}
+	}
+
+	// DescribeProducers: the open transaction starts at offset 3.
+	pid, _, err := open.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startOf := func() int64 {
+		t.Helper()
+		var ts kadm.TopicsSet
+		ts.Add(topic, 0)
+		described, err := adm.DescribeProducers(ctx, ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p0 := described[topic].Partitions[0]
+		pr, ok := p0.ActiveProducers[pid]
+		if p0.Err != nil || !ok {
+			t.Fatalf("DescribeProducers: %+v, want producer %d", p0, pid)
+		}
+		return pr.CurrentTxnStartOffset
+	}
+	if got := startOf(); got != 3 {
+		t.Errorf("open transaction's start offset %d, want 3", got)
+	}
+	if err := open.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if got := startOf(); got != -1 {
+		t.Errorf("start offset after the commit %d, want -1", got)
+	}
 }
