@@ -243,7 +243,9 @@ type AppendRequest struct {
 	// Transactional marks the batch as part of ProducerID's open
 	// transaction on the partition (opened by its first such batch; see
 	// txnlog.go). The batch's bytes must say so too (a Kafka batch with
-	// the transactional attribute), since recovery reads them.
+	// the transactional attribute and ProducerID, or a Pulsar payload
+	// whose MessageMetadata carries txnid_least_bits = ProducerID; see
+	// pulsarTxnProducer), since recovery reads them.
 	Transactional bool
 	ProducerID    int64
 }

@@ -558,6 +558,32 @@ func (c *TxnCoordinator) AddPartitions(ctx context.Context, txnID string, pid in
 	})
 }
 
+// VerifyPartitions reports, for each partition, whether it is in the
+// producer's Ongoing transaction, changing nothing (Kafka's
+// AddPartitionsToTxn v4+ VerifyOnly, which a broker sends before
+// appending a transactional produce, KIP-890 part 1). Errors, for the
+// whole call as Kafka answers them: ErrInvalidProducerIDMapping (unknown
+// id, or another producer id), ErrTxnFenced (another epoch),
+// ErrConcurrentTransactions (the last transaction is still completing).
+func (c *TxnCoordinator) VerifyPartitions(ctx context.Context, txnID string, pid int64, epoch int16, partitions []TopicName) ([]bool, error) {
+	e, m, err := c.opProducer(ctx, txnID, pid, epoch)
+	if err != nil {
+		return nil, err
+	}
+	e.op.Unlock()
+	if m.State == TxnPrepareCommit || m.State == TxnPrepareAbort {
+		return nil, ErrConcurrentTransactions
+	}
+	in := make([]bool, len(partitions))
+	for i, p := range partitions {
+		// A Complete or Empty record may still list the last
+		// transaction's partitions (DescribeTransactions shows them);
+		// they are in no transaction now.
+		in[i] = m.State == TxnOngoing && slices.Contains(m.Partitions, p.String())
+	}
+	return in, nil
+}
+
 // JoinPartitions is AddPartitions as a transactions v2 produce implies it
 // (Produce v12 adds its partitions to the transaction, beginning one if
 // none is open): when the producer's transaction is already Ongoing with

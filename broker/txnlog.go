@@ -41,6 +41,8 @@ import (
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/kopernik-io/kopernik/managedledger"
 	"github.com/kopernik-io/kopernik/metadata"
 )
@@ -134,6 +136,10 @@ type entryTxn struct {
 }
 
 func classifyEntry(e *Entry) entryTxn {
+	if e.Format == FormatPulsar {
+		pid, ok := pulsarTxnProducer(e.Data)
+		return entryTxn{transactional: ok, pid: pid}
+	}
 	if e.Format != FormatKafka || len(e.Data) < kbHeaderSize || e.Data[16] != 2 {
 		return entryTxn{}
 	}
@@ -149,6 +155,60 @@ func classifyEntry(e *Entry) entryTxn {
 		t.commit = controlType(e.Data[kbHeaderSize:]) == 1
 	}
 	return t
+}
+
+// Pulsar payload framing ([0x0e01][u32 crc32c][u32 metaSize][MessageMetadata]
+// [payload]) and the MessageMetadata field that carries a transaction's
+// low id bits (Pulsar's txnid_least_bits).
+const (
+	pulsarMagic         = 0x0e01
+	pulsarHdrSize       = 10
+	pulsarFieldTxnLeast = 22
+)
+
+// pulsarTxnProducer reports whether a stored Pulsar payload belongs to a
+// transaction and of which producer id: its MessageMetadata carries
+// txnid_least_bits, the transaction's producer id (Pulsar transaction ids
+// are (0, producer id)). The Pulsar handler stores a transaction's chunked
+// messages so, as Pulsar itself stores transactional messages, because a
+// chunk has no Kafka batch form (its other transactional messages are Kafka
+// transactional batches); it refuses that field in a SEND outside a
+// transaction, so only the coordinator's producers carry it. This is the
+// second wire detail the broker reads, for the same reason as the Kafka
+// batch header: recovery reads transactions from the stored bytes. When
+// the field repeats, the last one counts (protobuf's rule).
+func pulsarTxnProducer(b []byte) (int64, bool) {
+	if len(b) < pulsarHdrSize || binary.BigEndian.Uint16(b) != pulsarMagic {
+		return 0, false
+	}
+	size := int64(binary.BigEndian.Uint32(b[6:]))
+	if size > int64(len(b)-pulsarHdrSize) {
+		return 0, false
+	}
+	md := b[pulsarHdrSize : pulsarHdrSize+size]
+	var pid uint64
+	found := false
+	for len(md) > 0 {
+		num, typ, n := protowire.ConsumeTag(md)
+		if n < 0 {
+			return 0, false
+		}
+		md = md[n:]
+		if num == pulsarFieldTxnLeast && typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(md)
+			if n < 0 {
+				return 0, false
+			}
+			pid, found, md = v, true, md[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, md)
+		if n < 0 {
+			return 0, false
+		}
+		md = md[n:]
+	}
+	return int64(pid), found
 }
 
 // controlType reads the control record type from a control batch's

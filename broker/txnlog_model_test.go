@@ -2,8 +2,10 @@ package broker
 
 // TestTxnLogModel drives a real partition (bbolt metadata, segment files in
 // a temp dir) and a trivially correct model of KIP-98's partition state with
-// the same random operations: transactional appends of a few producers,
-// plain appends, commit and abort markers, explicit checkpoints, clean
+// the same random operations: transactional appends of a few producers
+// (Kafka transactional batches, and Pulsar payloads marked with the
+// transaction as the Pulsar handler stores a transaction's chunks), plain
+// appends (Kafka and Pulsar), commit and abort markers, explicit checkpoints, clean
 // restarts and crashes. A crash is a restart whose transaction record is
 // put back to a copy taken earlier (what a crash before the next
 // checkpoint leaves behind); the log itself is intact, since every append
@@ -18,9 +20,12 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 var (
@@ -66,6 +71,33 @@ func testKafkaBatch(pid int64, transactional bool, n int32) []byte {
 	binary.BigEndian.PutUint32(b[23:], uint32(n-1))
 	binary.BigEndian.PutUint64(b[kbProducerOffset:], uint64(pid))
 	binary.BigEndian.PutUint32(b[57:], uint32(n))
+	return b
+}
+
+// testPulsarPayload is a stored Pulsar payload ([0x0e01][crc][metaSize]
+// [MessageMetadata][payload]) whose metadata carries txnid_least_bits =
+// pid when transactional (how the Pulsar handler stores a transaction's
+// chunks), a few ordinary fields around it either way.
+func testPulsarPayload(pid int64, transactional bool) []byte {
+	var md []byte
+	md = protowire.AppendTag(md, 1, protowire.BytesType) // producer_name
+	md = protowire.AppendString(md, "p")
+	md = protowire.AppendTag(md, 2, protowire.VarintType) // sequence_id
+	md = protowire.AppendVarint(md, 5)
+	if transactional {
+		md = protowire.AppendTag(md, pulsarFieldTxnLeast, protowire.VarintType)
+		md = protowire.AppendVarint(md, uint64(pid))
+		md = protowire.AppendTag(md, pulsarFieldTxnLeast+1, protowire.VarintType) // txnid_most_bits
+		md = protowire.AppendVarint(md, 0)
+	}
+	md = protowire.AppendTag(md, 27, protowire.VarintType) // num_chunks_from_msg
+	md = protowire.AppendVarint(md, 2)
+	b := binary.BigEndian.AppendUint16(nil, pulsarMagic)
+	b = append(b, 0, 0, 0, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(md)))
+	b = append(b, md...)
+	b = append(b, "chunk"...)
+	binary.BigEndian.PutUint32(b[2:], crc32.Checksum(b[6:], crcCastagnoli))
 	return b
 }
 
@@ -115,6 +147,11 @@ func runTxnModel(t *testing.T, seed uint64, ops int) {
 			cnt := int32(1 + rng.IntN(3))
 			desc = fmt.Sprintf("txn append pid %d x%d", pid, cnt)
 			req := AppendRequest{Format: FormatKafka, MsgCount: cnt, Data: testKafkaBatch(pid, true, cnt), Transactional: true, ProducerID: pid}
+			if rng.IntN(3) == 0 { // a Pulsar transaction's chunk: Pulsar bytes
+				cnt = 1
+				desc = fmt.Sprintf("txn pulsar append pid %d", pid)
+				req.Format, req.MsgCount, req.Data = FormatPulsar, 1, testPulsarPayload(pid, true)
+			}
 			if rng.IntN(2) == 0 { // also through the dedup path
 				req.Producer, req.SeqFirst, req.SeqLast = fmt.Sprint("kafka-", pid), m.next, m.next+int64(cnt)-1
 			}
@@ -133,7 +170,12 @@ func runTxnModel(t *testing.T, seed uint64, ops int) {
 			m.next += int64(cnt)
 		case k < 50:
 			desc = "plain append"
-			r, err := p.Append(ctx, AppendRequest{Format: FormatKafka, MsgCount: 2, Data: testKafkaBatch(-1, false, 2)})
+			req := AppendRequest{Format: FormatKafka, MsgCount: 2, Data: testKafkaBatch(-1, false, 2)}
+			if rng.IntN(3) == 0 {
+				desc = "plain pulsar append"
+				req = AppendRequest{Format: FormatPulsar, MsgCount: 2, Data: testPulsarPayload(0, false)}
+			}
+			r, err := p.Append(ctx, req)
 			if err != nil || r.Entry.FirstIndex != m.next {
 				t.Fatalf("op %d %s: %+v %v", op, desc, r.Entry, err)
 			}

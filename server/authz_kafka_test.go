@@ -339,3 +339,35 @@ func TestKafkaAuthzSarama(t *testing.T) {
 		t.Errorf("describe own group: %v", err)
 	}
 }
+
+// TestKafkaAuthzAddPartitionsToTxnV4: AddPartitionsToTxn v4+ is the
+// broker-to-broker form (Kafka requires CLUSTER_ACTION): a role that may
+// produce is refused at the top level, a superuser is answered per
+// transaction.
+func TestKafkaAuthzAddPartitionsToTxnV4(t *testing.T) {
+	w := newKafkaAuthzWorld(t)
+	ctx := authzCtx(t)
+	verify := func(cl *kgo.Client) *kmsg.AddPartitionsToTxnResponse {
+		t.Helper()
+		req := kmsg.NewPtrAddPartitionsToTxnRequest()
+		tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
+		tx.TransactionalID, tx.ProducerID, tx.VerifyOnly = "nobody", 1, true
+		req.Transactions = append(req.Transactions, tx)
+		// To the broker itself: a Client.Request would be sharded to the
+		// transaction's coordinator, which FindCoordinator may refuse first.
+		resp, err := cl.SeedBrokers()[0].Request(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req.Version < 4 {
+			t.Fatalf("sent v%d", req.Version)
+		}
+		return resp.(*kmsg.AddPartitionsToTxnResponse)
+	}
+	if r := verify(w.client("alice", "tenant-a/ns")); r.ErrorCode != kerr.ClusterAuthorizationFailed.Code || len(r.Transactions) != 0 {
+		t.Errorf("alice: top-level %v, %d transactions; want CLUSTER_AUTHORIZATION_FAILED", kerr.ErrorForCode(r.ErrorCode), len(r.Transactions))
+	}
+	if r := verify(w.client("admin", "tenant-a/ns")); r.ErrorCode != 0 || len(r.Transactions) != 1 || r.Transactions[0].TransactionalID != "nobody" {
+		t.Errorf("superuser: top-level %v, transactions %+v", kerr.ErrorForCode(r.ErrorCode), r.Transactions)
+	}
+}

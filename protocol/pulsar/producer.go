@@ -386,17 +386,25 @@ func (p *producer) begin(req sendReq) pendingSend {
 	}
 	var tc *broker.TxnCoordinator
 	var tx broker.PulsarTxn
-	if cmd.TxnidLeastBits != nil || cmd.GetTxnidMostBits() != 0 {
-		// A transactional SEND: stored as a Kafka transactional batch of
-		// the transaction's producer id (see txnBatch).
+	switch {
+	case cmd.TxnidLeastBits != nil || cmd.GetTxnidMostBits() != 0:
 		var err error
-		if tc, tx, err = p.c.pulsarTxn(p.ctx, cmd.GetTxnidMostBits(), cmd.GetTxnidLeastBits()); err == nil && md.GetNumChunksFromMsg() > 1 {
-			err = fmt.Errorf("%w: chunked messages in a transaction", errNotAllowed)
+		if tc, tx, err = p.c.pulsarTxn(p.ctx, cmd.GetTxnidMostBits(), cmd.GetTxnidLeastBits()); err != nil {
+			ps.err = err
+			return ps
 		}
-		if err == nil {
-			ar.Data, err = txnBatch(req.stored, ps.msgs, tx.ProducerID, tx.Epoch)
+		ar.Transactional, ar.ProducerID = true, tx.ProducerID
+		if md.GetNumChunksFromMsg() > 1 {
+			// A chunk has no Kafka batch form: stored as the Pulsar
+			// payload it is, marked with the transaction in its
+			// MessageMetadata (see txnChunk).
+			ar.Data = txnChunk(req.stored, tx.ProducerID)
+			ar.Overhead = minPayloadHdrBytes + int(binary.BigEndian.Uint32(ar.Data[6:]))
+			break
 		}
-		if err != nil {
+		// Stored as a Kafka transactional batch of the transaction's
+		// producer id (see txnBatch).
+		if ar.Data, err = txnBatch(req.stored, ps.msgs, tx.ProducerID, tx.Epoch); err != nil {
 			ps.err = err
 			return ps
 		}
@@ -404,7 +412,11 @@ func (p *producer) begin(req sendReq) pendingSend {
 		// records' framing (properties as headers) do not count.
 		payload := len(req.stored) - ar.Overhead
 		ar.Format, ar.Overhead = broker.FormatKafka, max(len(ar.Data)-payload, 0)
-		ar.Transactional, ar.ProducerID = true, tx.ProducerID
+	case hasTxnMetadata(md):
+		// Outside a transaction the field would make the broker take the
+		// message for a transaction's (recovery reads it from the bytes).
+		ps.err = fmt.Errorf("%w: a transaction id in the metadata of a SEND outside a transaction", errNotAllowed)
+		return ps
 	}
 	p.sendMu.Lock()
 	if p.halted {

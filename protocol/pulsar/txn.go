@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kopernik-io/kopernik/auth"
@@ -206,6 +207,60 @@ func txnBatch(stored []byte, msgs int32, pid int64, epoch int16) ([]byte, error)
 	binary.BigEndian.PutUint16(b[kbEpoch:], uint16(epoch))
 	binary.BigEndian.PutUint32(b[kbCRC:], crc32.Checksum(b[kbCRCFrom:], castagnoli))
 	return b, nil
+}
+
+// MessageMetadata fields of a transaction id (Pulsar's txnid_least_bits,
+// txnid_most_bits; not in our pb, so unknown fields when a client sets them).
+const (
+	mdFieldTxnLeast = 22
+	mdFieldTxnMost  = 23
+)
+
+// txnChunk returns a transactional chunk's stored payload: the client's,
+// with the transaction id (0, pid) appended to its MessageMetadata (as
+// Pulsar's own clients set it; appended fields override earlier ones) and
+// the checksum recomputed. The broker reads the id back from these bytes
+// (broker.pulsarTxnProducer) to tell a transaction's chunks from others on
+// recovery and dispatch, since a chunk cannot be the Kafka transactional
+// batch the transaction's other messages are stored as; consumers receive
+// it as any chunk, which Pulsar brokers deliver with the id in it too.
+func txnChunk(stored []byte, pid int64) []byte {
+	size := binary.BigEndian.Uint32(stored[6:])
+	var extra []byte
+	extra = protowire.AppendTag(extra, mdFieldTxnLeast, protowire.VarintType)
+	extra = protowire.AppendVarint(extra, uint64(pid))
+	extra = protowire.AppendTag(extra, mdFieldTxnMost, protowire.VarintType)
+	extra = protowire.AppendVarint(extra, 0)
+	end := 10 + int(size)
+	out := make([]byte, 0, len(stored)+len(extra))
+	out = append(out, stored[:6]...)
+	out = binary.BigEndian.AppendUint32(out, size+uint32(len(extra)))
+	out = append(out, stored[10:end]...)
+	out = append(out, extra...)
+	out = append(out, stored[end:]...)
+	binary.BigEndian.PutUint32(out[2:], crc32.Checksum(out[6:], castagnoli))
+	return out
+}
+
+// hasTxnMetadata reports whether a SEND's MessageMetadata carries a
+// transaction id.
+func hasTxnMetadata(md *pb.MessageMetadata) bool {
+	b := md.ProtoReflect().GetUnknown()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		if num == mdFieldTxnLeast || num == mdFieldTxnMost {
+			return true
+		}
+		b = b[n:]
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return false
+		}
+		b = b[n:]
+	}
+	return false
 }
 
 // txnAck records an ACK made in a transaction: nothing changes on the

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kopernik-io/kopernik/protocol/pulsar/pb"
@@ -12,7 +13,8 @@ import (
 
 // TestTxnCommandErrors: raw transaction commands with bad ids, states and
 // timeouts get their error codes on the same connection, which keeps
-// working; nothing is stored for a refused transactional SEND.
+// working; nothing is stored for a refused transactional SEND, nor for a
+// plain SEND whose metadata carries a transaction id.
 func TestTxnCommandErrors(t *testing.T) {
 	s := startServer(t)
 	topic := newTopic("txn-errors")
@@ -103,6 +105,15 @@ func TestTxnCommandErrors(t *testing.T) {
 	}
 	if e := send(3, least); e.GetError() != pb.ServerError_TransactionNotFound {
 		t.Fatalf("send after abort: %v", e)
+	}
+	// Outside a transaction, a transaction id in the metadata (what marks
+	// a stored transactional chunk) is refused.
+	md := &pb.MessageMetadata{ProducerName: proto.String("x"), SequenceId: proto.Uint64(4), PublishTime: proto.Uint64(1)}
+	md.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, mdFieldTxnLeast, protowire.VarintType), least))
+	rc.send(&pb.BaseCommand{Type: pb.BaseCommand_SEND.Enum(), Send: &pb.CommandSend{ProducerId: proto.Uint64(1), SequenceId: proto.Uint64(4)}},
+		encodeStored(md, []byte("forged")))
+	if e := rc.recvType(pb.BaseCommand_SEND_ERROR).GetSendError(); e.GetError() != pb.ServerError_NotAllowedError {
+		t.Fatalf("plain send with a transaction id in its metadata: %v", e)
 	}
 
 	// Nothing of it was delivered; a plain message is.
