@@ -252,6 +252,12 @@ func (p *Partition) compactLocked(ctx context.Context, force bool) (compact.Resu
 	upTo, due := compactionPlan(p.ml.Stats(), info, e, now, force)
 	upTo = min(upTo, p.LastStableOffset())
 	if !due || upTo <= info.Cleaned {
+		upTo = info.Cleaned
+	}
+	// A view holding tombstones past delete.retention.ms is compacted
+	// again even with nothing new (only the view is rewritten, upTo being
+	// its cleaned point), so a table nobody writes to still drops them.
+	if upTo <= info.Cleaned && !info.TombstonesExpired(now, e.DeleteRetention) {
 		if force {
 			p.setCompaction(CompactionStatus{State: CompactionSuccess, Cleaned: info.Cleaned, LastRun: now})
 		}

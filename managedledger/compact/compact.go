@@ -124,6 +124,12 @@ type Info struct {
 	Records int64
 	Bytes   int64
 	Created time.Time
+	// OldestTombstone is the publish time of the oldest entry of the view
+	// holding a kept tombstone (zero: none, or a view written before it
+	// was recorded). Once it is older than delete.retention.ms the view is
+	// worth compacting again with nothing new (Compact with UpTo <=
+	// Cleaned), which drops the expired tombstones.
+	OldestTombstone time.Time
 }
 
 // viewRecord is the JSON at /compacted-ledgers/<name>.
@@ -135,6 +141,22 @@ type viewRecord struct {
 	Records    int64 `json:"records"`
 	Bytes      int64 `json:"bytes"`
 	Created    int64 `json:"created"`
+	// OldestTombstone: Info.OldestTombstone in Unix ms; 0 (absent): none.
+	OldestTombstone int64 `json:"oldestTombstone,omitempty"`
+}
+
+// unixMilliOrZero is time.UnixMilli with 0 as the zero Time.
+func unixMilliOrZero(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// TombstonesExpired reports whether the view holds a tombstone published
+// more than retention before now (retention < 0: tombstones never expire).
+func (i Info) TombstonesExpired(now time.Time, retention time.Duration) bool {
+	return retention >= 0 && !i.OldestTombstone.IsZero() && i.OldestTombstone.UnixMilli() < now.UnixMilli()-retention.Milliseconds()
 }
 
 func recordPath(name string) string { return "/compacted-ledgers/" + name }
@@ -319,7 +341,7 @@ func scanView(f segment.File, vr viewRecord) (*view, error) {
 	}
 	v := &view{file: f, info: Info{
 		Generation: vr.Generation, Cleaned: vr.Cleaned, Entries: vr.Entries, Records: vr.Records,
-		Bytes: vr.Bytes, Created: time.UnixMilli(vr.Created),
+		Bytes: vr.Bytes, Created: time.UnixMilli(vr.Created), OldestTombstone: unixMilliOrZero(vr.OldestTombstone),
 	}}
 	const chunk = 1 << 20
 	buf := make([]byte, 0, chunk)
