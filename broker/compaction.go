@@ -142,10 +142,12 @@ const (
 type CompactionStatus struct {
 	State     CompactionState
 	LastError string
-	// Cleaned is the published view's cleaned index (0: none).
-	Cleaned int64
-	Last    compact.Result
-	LastRun time.Time
+	// Cleaned is the published view's cleaned index (0: none);
+	// ViewEntries and ViewBytes are that view's entries and file size.
+	Cleaned                int64
+	ViewEntries, ViewBytes int64
+	Last                   compact.Result
+	LastRun                time.Time
 	// Released is the bytes of raw ledgers the last run released
 	// (cleanup.policy compact only).
 	Released int64
@@ -155,6 +157,27 @@ type CompactionStatus struct {
 	// lastCompactionRemovedEventCount).
 	LastSuccess, LastFailure time.Time
 	LastRemoved              int64
+	// Totals add up the partition's runs since it was loaded.
+	Totals CompactionTotals
+}
+
+// CompactionTotals add up a partition's compaction runs since it was
+// loaded (the /metrics counters; Pulsar's pulsar_compaction_*).
+type CompactionTotals struct {
+	// Compacted counts runs that published a view; Failed, runs that
+	// failed (a run with nothing to do counts in neither).
+	Compacted, Failed int64
+	// RecordsRemoved: records a published run left out (superseded,
+	// expired tombstones, aborted, keyless), each counted once: a run
+	// reads the previous view, which no longer holds them.
+	RecordsRemoved int64
+	// BytesIn and BytesOut: entry bytes the published runs read (the
+	// previous view and the raw log) and wrote (the new view).
+	BytesIn, BytesOut int64
+	// Duration sums the published runs' durations.
+	Duration time.Duration
+	// Released: bytes of raw ledgers released after runs (compact only).
+	Released int64
 }
 
 // compaction is a partition's compaction state.
@@ -177,10 +200,18 @@ func (p *Partition) CompactionStatus() CompactionStatus {
 	}
 	if c := p.b.compactor; c != nil {
 		if info, ok, err := c.Info(context.Background(), p.ml.Name()); err == nil && ok {
-			st.Cleaned = info.Cleaned
+			st.Cleaned, st.ViewEntries, st.ViewBytes = info.Cleaned, info.Entries, info.Bytes
 		}
 	}
 	return st
+}
+
+// CompactionRan reports whether a compaction ran (or was asked) since the
+// partition was loaded.
+func (p *Partition) CompactionRan() bool {
+	p.compaction.mu.Lock()
+	defer p.compaction.mu.Unlock()
+	return p.compaction.st.State != ""
 }
 
 // TriggerCompaction starts a manual compaction in the background (Pulsar's
@@ -226,15 +257,23 @@ func (p *Partition) setCompaction(st CompactionStatus) {
 	p.compaction.mu.Lock()
 	defer p.compaction.mu.Unlock()
 	prev := p.compaction.st
-	st.LastSuccess, st.LastFailure, st.LastRemoved = prev.LastSuccess, prev.LastFailure, prev.LastRemoved
+	st.LastSuccess, st.LastFailure, st.LastRemoved, st.Totals = prev.LastSuccess, prev.LastFailure, prev.LastRemoved, prev.Totals
 	switch st.State {
 	case CompactionSuccess:
 		st.LastSuccess = st.LastRun
-		if st.Last.Compacted {
-			st.LastRemoved = st.Last.RecordsIn - st.Last.RecordsOut
+		if r := st.Last; r.Compacted {
+			st.LastRemoved = r.RecordsIn - r.RecordsOut
+			t := &st.Totals
+			t.Compacted++
+			t.RecordsRemoved += st.LastRemoved
+			t.BytesIn += r.BytesIn
+			t.BytesOut += r.BytesOut
+			t.Duration += r.Duration
+			t.Released += st.Released
 		}
 	case CompactionError:
 		st.LastFailure = st.LastRun
+		st.Totals.Failed++
 	}
 	p.compaction.st = st
 }
