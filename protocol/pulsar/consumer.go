@@ -253,9 +253,25 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 	if d.Entry.Format != broker.FormatPulsar {
 		// A Kafka batch: one Pulsar batch of MsgCount messages.
 		// Compressed beyond the max message size: clients drop bigger frames.
-		if stored, err = convert.AppendKafkaToPulsar(nil, &d.Entry, cs.c.h.cfg.MaxMessageSize); err != nil {
+		var present []uint64
+		if cs.readCompacted && cs.sub == nil {
+			// A compacted reader gets a batch compaction rewrote with
+			// gaps at its full span, the gaps marked acknowledged in the
+			// ack set: each kept message keeps its raw batch index and
+			// exact Message.Index(). Not for durable subscriptions: the
+			// Go client, without batch-index acks, acknowledges a batch
+			// only once every message of it was acknowledged, and it
+			// never counts the skipped ones (docs/compaction.md).
+			stored, present, err = convert.AppendKafkaToPulsarSpan(nil, &d.Entry, cs.c.h.cfg.MaxMessageSize)
+		} else {
+			stored, err = convert.AppendKafkaToPulsar(nil, &d.Entry, cs.c.h.cfg.MaxMessageSize)
+		}
+		if err != nil {
 			cs.c.log.Warn("Kafka entry not converted", "topic", cs.part.Name().String(), "position", d.Entry.Position, "err", err)
 			return fmt.Errorf("pulsar: entry %v not converted: %w", d.Entry.Position, err)
+		}
+		if present != nil {
+			msg.AckSet = andAckSets(msg.AckSet, present)
 		}
 	}
 	f, err := appendFrame(make([]byte, 0, len(stored)+128), &pb.BaseCommand{Type: pb.BaseCommand_MESSAGE.Enum(), Message: msg}, bem, stored)
@@ -266,6 +282,23 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 		return err
 	}
 	return nil
+}
+
+// andAckSets returns the wire ack set of messages unacknowledged in
+// cursor (nil: all of them) and present in present (bit set: deliver).
+func andAckSets(cursor []int64, present []uint64) []int64 {
+	out := make([]int64, len(present))
+	for i, w := range present {
+		if cursor != nil {
+			if i >= len(cursor) {
+				w = 0
+			} else {
+				w &= uint64(cursor[i])
+			}
+		}
+		out[i] = int64(w)
+	}
+	return out
 }
 
 // Writable implements broker.WritableSink: the connection's outgoing
@@ -528,8 +561,13 @@ func (c *conn) handleGetLastMessageID(ctx context.Context, cmd *pb.CommandGetLas
 			}
 		} else if len(es) == 1 && es[0].Position == lc {
 			// Kafka batches are delivered as batches of their records
-			// (MsgCount of them, fewer in a compacted batch).
-			last.BatchIndex = proto.Int32(max(convert.KafkaRecordCount(&es[0]), 1) - 1)
+			// (MsgCount of them, fewer in a compacted batch; a compacted
+			// reader gets them at their own batch indexes, see Deliver).
+			if cs.readCompacted && cs.sub == nil {
+				last.BatchIndex = proto.Int32(convert.KafkaLastBatchIndex(&es[0]))
+			} else {
+				last.BatchIndex = proto.Int32(max(convert.KafkaRecordCount(&es[0]), 1) - 1)
+			}
 		}
 	}
 	if idx := cs.topic.PartitionIndex(); idx >= 0 {
