@@ -269,8 +269,8 @@ func (p *Partition) setCompaction(st CompactionStatus) {
 			t.BytesIn += r.BytesIn
 			t.BytesOut += r.BytesOut
 			t.Duration += r.Duration
-			t.Released += st.Released
 		}
+		st.Totals.Released += st.Released
 	case CompactionError:
 		st.LastFailure = st.LastRun
 		st.Totals.Failed++
@@ -297,8 +297,11 @@ func (p *Partition) compactLocked(ctx context.Context, force bool) (compact.Resu
 	// again even with nothing new (only the view is rewritten, upTo being
 	// its cleaned point), so a table nobody writes to still drops them.
 	if upTo <= info.Cleaned && !info.TombstonesExpired(now, e.DeleteRetention) {
-		if force {
-			p.setCompaction(CompactionStatus{State: CompactionSuccess, Cleaned: info.Cleaned, LastRun: now})
+		// Nothing to compact; durable cursors may have consumed more of
+		// what the view already replaces since the last run.
+		freed := p.releaseCompacted(ctx, e, info.Cleaned)
+		if force || freed > 0 {
+			p.setCompaction(CompactionStatus{State: CompactionSuccess, Cleaned: info.Cleaned, LastRun: now, Released: freed})
 		}
 		return compact.Result{Cleaned: info.Cleaned}, nil
 	}
@@ -311,15 +314,8 @@ func (p *Partition) compactLocked(ctx context.Context, force bool) (compact.Resu
 		return res, err
 	}
 	var freed int64
-	if res.Compacted && e.CleanupPolicy == CleanupCompact && p.b.member == nil {
-		// The view replaces the raw ledgers below its cleaned point for
-		// Kafka readers: release those every durable cursor consumed.
-		// Not in a cluster: views are files of this broker's data
-		// directory, and a broker taking the topic over must be able to
-		// rebuild the view from the raw log.
-		if freed, err = p.ml.ReleaseConsumedBefore(ctx, res.Cleaned); err != nil {
-			p.b.log.Warn("releasing compacted ledgers failed", "topic", p.name.String(), "err", err)
-		}
+	if res.Compacted {
+		freed = p.releaseCompacted(ctx, e, res.Cleaned)
 	}
 	p.setCompaction(CompactionStatus{State: CompactionSuccess, Cleaned: res.Cleaned, Last: res, LastRun: now, Released: freed})
 	if res.Compacted {
@@ -328,6 +324,23 @@ func (p *Partition) compactLocked(ctx context.Context, force bool) (compact.Resu
 			"released_bytes", freed, "took", res.Duration)
 	}
 	return res, nil
+}
+
+// releaseCompacted releases, for a compact-only topic, the raw ledgers
+// wholly below cleaned that every durable cursor consumed (the view
+// replaces them for Kafka and readCompacted readers) and returns their
+// bytes. Not in a cluster: views are files of this broker's data
+// directory, and a broker taking the topic over must be able to rebuild
+// the view from the raw log.
+func (p *Partition) releaseCompacted(ctx context.Context, e EffectivePolicies, cleaned int64) int64 {
+	if cleaned == 0 || e.CleanupPolicy != CleanupCompact || p.b.member != nil {
+		return 0
+	}
+	freed, err := p.ml.ReleaseConsumedBefore(ctx, cleaned)
+	if err != nil {
+		p.b.log.Warn("releasing compacted ledgers failed", "topic", p.name.String(), "err", err)
+	}
+	return freed
 }
 
 // compactionPlan returns how far a compaction may go and whether it is due.
@@ -476,11 +489,48 @@ func (p *Partition) readCompactedCursor(ctx context.Context, c *Cursor, maxEntri
 					}
 					return es[:n], nil
 				}
+				if c.Durable() {
+					// No view entry from q to the horizon: compaction
+					// removed every raw entry there.
+					if err := c.AckBetween(ctx, Position{LedgerID: q.LedgerID, EntryID: q.EntryID - 1}, horizon); err != nil {
+						return nil, err
+					}
+				}
 				c.Seek(horizon)
 			}
 		}
 	}
 	return c.ReadEntries(ctx, maxEntries, maxBytes)
+}
+
+// ackRemovedAround acknowledges on c (a durable readCompacted cursor that
+// just acknowledged the entry at pos) the raw entries compaction removed
+// on either side of pos: those strictly between the view entries before
+// and after it (the log's start and the view's horizon where there are
+// none). Nothing when pos is not below the horizon (the raw tail).
+func (p *Partition) ackRemovedAround(ctx context.Context, c *Cursor, pos Position) error {
+	cp := p.b.compactor
+	if cp == nil {
+		return nil
+	}
+	prev, next, hasPrev, hasNext, cleaned, err := cp.Around(ctx, p.ml.Name(), pos)
+	if err != nil || cleaned == 0 {
+		return mapLedgerErr(err)
+	}
+	horizon := p.horizon(cleaned)
+	if !pos.Less(horizon) {
+		return nil
+	}
+	if !hasPrev {
+		prev = Position{LedgerID: -1, EntryID: -1} // before every ledger
+	}
+	if !hasNext || horizon.Less(next) {
+		next = horizon
+	}
+	if err := c.AckBetween(ctx, prev, pos); err != nil {
+		return err
+	}
+	return c.AckBetween(ctx, pos, next)
 }
 
 // horizon is the raw position of the entry at index cleaned (the first

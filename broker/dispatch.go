@@ -384,7 +384,26 @@ func (d *Dispatcher) Ack(ctx context.Context, positions ...Position) error {
 	}
 	d.mu.Unlock()
 	d.kick()
-	return d.opts.Cursor.Delete(ctx, positions...)
+	if err := d.opts.Cursor.Delete(ctx, positions...); err != nil {
+		return err
+	}
+	return d.ackRemoved(ctx, positions...)
+}
+
+// ackRemoved acknowledges, for a durable readCompacted subscription, the
+// raw entries compaction removed around each acknowledged entry (it is
+// never sent them), so that they neither stay in its backlog nor hold the
+// raw ledgers back from release.
+func (d *Dispatcher) ackRemoved(ctx context.Context, positions ...Position) error {
+	if !d.opts.ReadCompacted || !d.opts.Cursor.Durable() {
+		return nil
+	}
+	for _, p := range positions {
+		if err := d.opts.Partition.ackRemovedAround(ctx, d.opts.Cursor, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AckBatchIndex records a batch-index ack set for pos (bit set = still unacked).
@@ -400,6 +419,7 @@ func (d *Dispatcher) AckBatchIndex(ctx context.Context, pos Position, ackSet []u
 		delete(d.mu.keyHash, pos)
 		d.mu.Unlock()
 		d.kick()
+		return d.ackRemoved(ctx, pos)
 	}
 	return nil
 }

@@ -466,6 +466,30 @@ func (c *Compactor) ReadAt(ctx context.Context, name string, pos managedledger.P
 	return entries, v.info.Cleaned, err
 }
 
+// Around returns the raw positions of the view entries just before and
+// just after pos (hasPrev, hasNext false where there is none) and the
+// view's cleaned index (0: no view). Every raw entry strictly between two
+// consecutive view entries (and, below the cleaned point, after the last)
+// was removed by compaction.
+func (c *Compactor) Around(ctx context.Context, name string, pos managedledger.Position) (prev, next managedledger.Position, hasPrev, hasNext bool, cleaned int64, err error) {
+	v, err := c.current(ctx, name)
+	if err != nil || v == nil {
+		return prev, next, false, false, 0, err
+	}
+	defer v.closeMu.RUnlock()
+	i := sort.Search(len(v.index), func(i int) bool { return !v.index[i].pos.Less(pos) })
+	if i > 0 {
+		prev, hasPrev = v.index[i-1].pos, true
+	}
+	if i < len(v.index) && v.index[i].pos == pos {
+		i++
+	}
+	if i < len(v.index) {
+		next, hasNext = v.index[i].pos, true
+	}
+	return prev, next, hasPrev, hasNext, v.info.Cleaned, nil
+}
+
 // Last returns the last entry of name's view; ok is false without one.
 func (c *Compactor) Last(ctx context.Context, name string) (e managedledger.Entry, cleaned int64, ok bool, err error) {
 	v, err := c.current(ctx, name)

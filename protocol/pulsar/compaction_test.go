@@ -315,3 +315,89 @@ func TestReadCompactedIndexes(t *testing.T) {
 		t.Fatal("no compacted batch with a gap before a kept message: the test checks nothing")
 	}
 }
+
+// TestReadCompactedDurableIndividualAcks: a durable readCompacted
+// subscription acknowledging each message on its own (pulsar-client-go's
+// Ack, Failover) ends with no backlog: the raw entries compaction removed,
+// which it is never sent, are acknowledged with the kept ones around them,
+// so the raw ledgers they fill are released after the next compaction of
+// a cleanup.policy=compact topic.
+func TestReadCompactedDurableIndividualAcks(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := "persistent://public/default/" + newTopic("durable-acks")
+	name, _ := broker.ParseTopicName(topic, "public", "default")
+	compactOnly, segment := broker.CleanupCompact, int64(2048)
+	if err := s.broker.CreateTopic(ctx, name, 0, broker.Policies{CleanupPolicy: &compactOnly, SegmentBytes: &segment}); err != nil {
+		t.Fatal(err)
+	}
+	// The subscription first, so that it holds the raw ledgers; its
+	// consumer comes after the compaction.
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := part.Subscription(ctx, "table", true, broker.InitialEarliest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const n, keys = 200, 10
+	want := map[string]string{}
+	for i := range n {
+		k := fmt.Sprintf("k%d", (i*3)%keys)
+		want[k] = fmt.Sprintf("%s-v%d-%s", k, i, make([]byte, 30))
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(want[k])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := part.Stats()
+	if res, err := part.Compact(ctx, true); err != nil || !res.Compacted {
+		t.Fatalf("compaction: %+v, %v", res, err)
+	}
+	if after := part.Stats(); after.FirstIndex != before.FirstIndex {
+		t.Fatalf("raw ledgers released while the subscription had consumed nothing: first index %d", after.FirstIndex)
+	}
+	cons, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "table", Type: pulsar.Failover, ReadCompacted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := map[string]string{}
+	for range keys {
+		m, err := cons.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[m.Key()] = string(m.Payload())
+		if err := cons.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("readCompacted subscription read %v, want %v", got, want)
+	}
+	var backlog int64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		// Acks reach the broker grouped (every 100 ms).
+		if backlog = sub.Cursor().Backlog(); backlog == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if backlog != 0 {
+		t.Fatalf("backlog %d after acknowledging every message the subscription was sent (%d raw, %d kept)", backlog, n, keys)
+	}
+	// The next compaction releases the raw ledgers the subscription no
+	// longer holds (all sealed ones: everything is below the cleaned point).
+	if _, err := part.Compact(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if after := part.Stats(); after.FirstIndex == before.FirstIndex || after.Bytes >= before.Bytes {
+		t.Fatalf("raw ledgers not released: first index %d (was %d), %d bytes (were %d)", after.FirstIndex, before.FirstIndex, after.Bytes, before.Bytes)
+	}
+}
