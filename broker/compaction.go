@@ -533,6 +533,21 @@ func (p *Partition) ackRemovedAround(ctx context.Context, c *Cursor, pos Positio
 	return c.AckBetween(ctx, pos, next)
 }
 
+// CompactedEntryAt returns the view's entry at raw position pos when the
+// view holds one there and pos is below the view's horizon (where
+// readCompacted consumers are sent the view's entry, not the raw one).
+func (p *Partition) CompactedEntryAt(ctx context.Context, pos Position) (Entry, bool, error) {
+	cp := p.b.compactor
+	if cp == nil {
+		return Entry{}, false, nil
+	}
+	es, cleaned, err := cp.ReadAt(ctx, p.ml.Name(), pos, 1, 1)
+	if err != nil || cleaned == 0 || len(es) == 0 || es[0].Position != pos || !pos.Less(p.horizon(cleaned)) {
+		return Entry{}, false, mapLedgerErr(err)
+	}
+	return es[0], true, nil
+}
+
 // horizon is the raw position of the entry at index cleaned (the first
 // one a compacted read takes from the raw log), or the next write
 // position when the view covers everything.

@@ -230,3 +230,18 @@ func KafkaLastBatchIndex(e *managedledger.Entry) int32 {
 	}
 	return int32(deltas[len(deltas)-1])
 }
+
+// CompactedDeltas returns the offset deltas of the records of a
+// Kafka-format entry compaction rewrote with gaps (fewer records than its
+// MsgCount span), nil for any other entry. Batch index i of the raw entry
+// is the record with delta i.
+func CompactedDeltas(e *managedledger.Entry) []int64 {
+	if KafkaRecordCount(e) >= e.MsgCount {
+		return nil
+	}
+	msgs, deltas, err := decodeKafkaDeltas(e.Data, true)
+	if err != nil || len(msgs) == 0 {
+		return nil
+	}
+	return deltas
+}

@@ -1,6 +1,7 @@
 package pulsar
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -399,5 +400,81 @@ func TestReadCompactedDurableIndividualAcks(t *testing.T) {
 	}
 	if after := part.Stats(); after.FirstIndex == before.FirstIndex || after.Bytes >= before.Bytes {
 		t.Fatalf("raw ledgers not released: first index %d (was %d), %d bytes (were %d)", after.FirstIndex, before.FirstIndex, after.Bytes, before.Bytes)
+	}
+}
+
+// TestReadCompactedBatchIndexAcks: a durable readCompacted subscription
+// with batch-index acknowledgements acknowledges some messages of batches
+// compaction rewrote with gaps; after it reconnects it is sent exactly the
+// others. (Its batches hold only the kept messages, numbered
+// consecutively: the broker maps those batch indexes to the raw batch's.)
+func TestReadCompactedBatchIndexAcks(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := "persistent://public/default/" + newTopic("batch-acks")
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 10, BatchingMaxPublishDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const n, keys = 120, 15
+	for i := range n {
+		k := fmt.Sprintf("k%02d", (i*7)%keys)
+		p.SendAsync(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(fmt.Sprintf("%s-v%d", k, i))}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	name, _ := broker.ParseTopicName(topic, "public", "default")
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := part.Compact(ctx, true); err != nil || !res.Compacted {
+		t.Fatalf("compaction: %+v, %v", res, err)
+	}
+	opts := pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "t", Type: pulsar.Failover, ReadCompacted: true,
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest, EnableBatchIndexAcknowledgment: true, AckWithResponse: true}
+	cons, err := c.Subscribe(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unacked := map[string]bool{}
+	for i := range keys {
+		m, err := cons.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			if err := cons.Ack(m); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			unacked[string(m.Payload())] = true
+		}
+	}
+	cons.Close()
+	cons, err = c.Subscribe(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := map[string]bool{}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		m, err := cons.Receive(rctx)
+		cancel()
+		if err != nil {
+			break // nothing more within a second
+		}
+		got[string(m.Payload())] = true
+	}
+	if fmt.Sprint(got) != fmt.Sprint(unacked) {
+		t.Fatalf("after reconnecting: sent %v, want the unacknowledged %v", got, unacked)
 	}
 }

@@ -272,6 +272,12 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 		}
 		if present != nil {
 			msg.AckSet = andAckSets(msg.AckSet, present)
+		} else if len(d.AckSet) > 0 && cs.readCompacted {
+			// The cursor's ack set numbers the raw batch; this batch
+			// holds only the kept messages.
+			if deltas := convert.CompactedDeltas(&d.Entry); deltas != nil {
+				msg.AckSet = keptAckSet(d.AckSet, deltas)
+			}
 		}
 	}
 	f, err := appendFrame(make([]byte, 0, len(stored)+128), &pb.BaseCommand{Type: pb.BaseCommand_MESSAGE.Enum(), Message: msg}, bem, stored)
@@ -401,6 +407,47 @@ func ackSetWords(s []int64) []uint64 {
 	return out
 }
 
+// keptAckSet turns a raw batch's ack set (bit i set: message i
+// unacknowledged) into that of the batch of its kept records, the k-th of
+// which has offset delta deltas[k] (as wire words).
+func keptAckSet(raw []uint64, deltas []int64) []int64 {
+	out := make([]int64, (len(deltas)+63)/64)
+	for k, d := range deltas {
+		if d/64 < int64(len(raw)) && raw[d/64]&(1<<(d%64)) != 0 {
+			out[k/64] |= 1 << (k % 64)
+		}
+	}
+	return out
+}
+
+// rawAckSet turns the ack set a durable readCompacted consumer sent for
+// pos, when it was sent the view's entry there (a batch of the records
+// compaction kept, numbered consecutively), into the raw batch's: kept
+// record k is raw message deltas[k]; removed messages count as
+// acknowledged. Other ack sets are returned as they are. (An entry sent
+// raw before a compaction rewrote it and acknowledged after is taken as
+// the view's: at worst its acknowledgement is lost and it is redelivered.)
+func (cs *consumer) rawAckSet(ctx context.Context, pos broker.Position, set []uint64) []uint64 {
+	if !cs.readCompacted || cs.sub == nil {
+		return set
+	}
+	e, ok, err := cs.part.CompactedEntryAt(ctx, pos)
+	if err != nil || !ok {
+		return set
+	}
+	deltas := convert.CompactedDeltas(&e)
+	if deltas == nil {
+		return set
+	}
+	out := make([]uint64, (e.MsgCount+63)/64)
+	for k, d := range deltas {
+		if k/64 < len(set) && set[k/64]&(1<<(k%64)) != 0 {
+			out[d/64] |= 1 << (d % 64)
+		}
+	}
+	return out
+}
+
 func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 	cs := c.consumer(cmd.GetConsumerId())
 	var err error
@@ -424,7 +471,7 @@ func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 			if len(m.GetAckSet()) > 0 {
 				// Everything before the entry, and part of the entry.
 				if err = cs.disp.AckCumulative(ctx, broker.Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID - 1}); err == nil {
-					err = cs.disp.AckBatchIndex(ctx, pos, ackSetWords(m.GetAckSet()))
+					err = cs.disp.AckBatchIndex(ctx, pos, cs.rawAckSet(ctx, pos, ackSetWords(m.GetAckSet())))
 				}
 			} else {
 				err = cs.disp.AckCumulative(ctx, pos)
@@ -438,7 +485,7 @@ func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 				continue
 			}
 			if len(m.GetAckSet()) > 0 {
-				if e := cs.disp.AckBatchIndex(ctx, pos, ackSetWords(m.GetAckSet())); e != nil {
+				if e := cs.disp.AckBatchIndex(ctx, pos, cs.rawAckSet(ctx, pos, ackSetWords(m.GetAckSet()))); e != nil {
 					err = e
 				}
 			} else {
