@@ -457,7 +457,46 @@ func (b *Broker) CompactionPass(ctx context.Context) error {
 // index), entries of the view at or after it (at their raw positions; the
 // cursor then moves past the last one, skipping what compaction removed),
 // and the raw log through the cursor from the horizon on.
-func (p *Partition) readCompactedCursor(ctx context.Context, c *Cursor, maxEntries, maxBytes int) ([]Entry, error) {
+// viewBelow is a durable readCompacted dispatcher's progress through the
+// view's entries that lie in raw ledgers released below the raw log's
+// start (compact-only topics). A cursor cannot stand there, so the
+// subscription is sent them while its mark-delete position is still just
+// before the raw log (a new subscription from the earliest message, or one
+// reset there), once per dispatcher; they count as consumed once its
+// mark-delete position passes the raw log's start.
+type viewBelow struct {
+	last    Position // the last one sent
+	started bool
+	done    bool
+}
+
+func (p *Partition) readCompactedCursor(ctx context.Context, c *Cursor, below *viewBelow, maxEntries, maxBytes int) ([]Entry, error) {
+	if cp := p.b.compactor; cp != nil && below != nil && !below.done && c.Durable() {
+		firstRaw := p.horizon(p.ml.FirstIndex())
+		md := c.MarkDeletePosition()
+		if md.EntryID == -1 && md.LedgerID == firstRaw.LedgerID && c.ReadPosition() == firstRaw {
+			q := Position{LedgerID: -1, EntryID: -1}
+			if below.started {
+				q = Position{LedgerID: below.last.LedgerID, EntryID: below.last.EntryID + 1}
+			}
+			es, _, err := cp.ReadAt(ctx, p.ml.Name(), q, maxEntries, maxBytes)
+			if err != nil {
+				return nil, mapLedgerErr(err)
+			}
+			n := 0
+			for _, e := range es {
+				if e.Position.Less(firstRaw) {
+					es[n] = e
+					n++
+				}
+			}
+			if n > 0 {
+				below.last, below.started = es[n-1].Position, true
+				return es[:n], nil
+			}
+		}
+		below.done = true
+	}
 	if cp := p.b.compactor; cp != nil {
 		from := c.ReadPosition()
 		q := from

@@ -211,6 +211,9 @@ type Dispatcher struct {
 		// avgMsgs is a running average of messages per entry, to size reads
 		// so that one read roughly fills the available permits.
 		avgMsgs float64
+		// below: a durable readCompacted subscription's progress through
+		// the view's entries in released raw ledgers (compaction.go).
+		below viewBelow
 	}
 }
 
@@ -503,6 +506,7 @@ func (d *Dispatcher) Unflow(c *DispatchConsumer) {
 func (d *Dispatcher) Reset(ctx context.Context, pos Position) error {
 	d.mu.Lock()
 	d.mu.epoch++
+	d.mu.below = viewBelow{}
 	clear(d.mu.pending)
 	clear(d.mu.replay)
 	clear(d.mu.redeliveries)
@@ -695,9 +699,31 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		if len(replay) > 100 {
 			replay = replay[:100]
 		}
+		var firstRaw Position
+		if d.opts.ReadCompacted {
+			firstRaw = d.opts.Partition.horizon(d.opts.Partition.FirstIndex())
+		}
 		for _, pos := range replay {
-			if d.opts.Cursor.IsAcked(pos) {
+			// A view entry in a released raw ledger lies before the
+			// cursor's mark-delete position, which cannot record it.
+			released := d.opts.ReadCompacted && pos.Less(firstRaw)
+			if !released && d.opts.Cursor.IsAcked(pos) {
 				continue
+			}
+			if d.opts.ReadCompacted {
+				// Below the view's horizon the view's entry is what the
+				// subscription was sent.
+				e, ok, err := d.opts.Partition.CompactedEntryAt(ctx, pos)
+				if err != nil {
+					return false, err
+				}
+				if ok {
+					entries = append(entries, e)
+					continue
+				}
+				if released {
+					continue
+				}
 			}
 			es, err := d.opts.Partition.ReadEntries(ctx, pos, 1, d.opts.MaxReadBytes)
 			if err != nil {
@@ -717,7 +743,16 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		read := d.opts.Cursor.ReadEntries
 		if d.opts.ReadCompacted {
 			read = func(ctx context.Context, n, maxBytes int) ([]Entry, error) {
-				return d.opts.Partition.readCompactedCursor(ctx, d.opts.Cursor, n, maxBytes)
+				d.mu.Lock()
+				below := d.mu.below
+				d.mu.Unlock()
+				es, err := d.opts.Partition.readCompactedCursor(ctx, d.opts.Cursor, &below, n, maxBytes)
+				d.mu.Lock()
+				if d.mu.epoch == epoch {
+					d.mu.below = below
+				}
+				d.mu.Unlock()
+				return es, err
 			}
 		}
 		es, err := read(ctx, n, d.opts.MaxReadBytes)

@@ -181,6 +181,46 @@ func TestReadCompactedAfterRelease(t *testing.T) {
 	if msgs, _ := readAll(t, c, topic, false); int64(len(msgs)) != after.NextIndex-after.FirstIndex {
 		t.Fatalf("plain reader: %d messages, raw log holds %d", len(msgs), after.NextIndex-after.FirstIndex)
 	}
+	// A durable readCompacted subscription created now, from the earliest
+	// message, gets the same table.
+	cons, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "late", Type: pulsar.Failover, ReadCompacted: true,
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	table := map[string]string{}
+	for fmt.Sprint(table) != fmt.Sprint(want) {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		m, err := cons.Receive(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("durable readCompacted subscription after release: %d keys of %d (%v), then %v", len(table), len(want), table, err)
+		}
+		table[m.Key()] = string(m.Payload())
+		if err := cons.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Everything acknowledged: after a reconnect nothing comes again.
+	sub, err := part.Subscription(ctx, "late", false, broker.InitialEarliest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); sub.Cursor().Backlog() != 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond) // acks arrive grouped
+	}
+	cons.Close()
+	cons, err = c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "late", Type: pulsar.Failover, ReadCompacted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if m, err := cons.Receive(rctx); err == nil {
+		t.Fatalf("after acknowledging everything and reconnecting: sent %s=%q again", m.Key(), m.Payload())
+	}
 }
 
 // TestReadCompactedSharedRefused: as Pulsar, readCompacted is for Exclusive
