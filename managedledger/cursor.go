@@ -326,7 +326,9 @@ func (c *Cursor) Delete(ctx context.Context, positions ...Position) error {
 // (for a readCompacted subscription: raw entries compaction removed, which
 // it is never sent). When after is at or before the mark-delete position
 // the mark-delete position moves to the entry before `before`, whatever
-// the number of entries; otherwise each entry is acknowledged on its own.
+// the number of entries; otherwise each entry is acknowledged on its own,
+// at a cost (under the ledger's lock) and a memory proportional to their
+// number until the hole before them is acknowledged.
 func (c *Cursor) AckBetween(ctx context.Context, after, before Position) error {
 	c.ml.mu.Lock()
 	defer c.ml.mu.Unlock()
