@@ -142,10 +142,12 @@ const (
 type CompactionStatus struct {
 	State     CompactionState
 	LastError string
-	// Cleaned is the published view's cleaned index (0: none).
-	Cleaned int64
-	Last    compact.Result
-	LastRun time.Time
+	// Cleaned is the published view's cleaned index (0: none);
+	// ViewEntries and ViewBytes are that view's entries and file size.
+	Cleaned                int64
+	ViewEntries, ViewBytes int64
+	Last                   compact.Result
+	LastRun                time.Time
 	// Released is the bytes of raw ledgers the last run released
 	// (cleanup.policy compact only).
 	Released int64
@@ -155,6 +157,27 @@ type CompactionStatus struct {
 	// lastCompactionRemovedEventCount).
 	LastSuccess, LastFailure time.Time
 	LastRemoved              int64
+	// Totals add up the partition's runs since it was loaded.
+	Totals CompactionTotals
+}
+
+// CompactionTotals add up a partition's compaction runs since it was
+// loaded (the /metrics counters; Pulsar's pulsar_compaction_*).
+type CompactionTotals struct {
+	// Compacted counts runs that published a view; Failed, runs that
+	// failed (a run with nothing to do counts in neither).
+	Compacted, Failed int64
+	// RecordsRemoved: records a published run left out (superseded,
+	// expired tombstones, aborted, keyless), each counted once: a run
+	// reads the previous view, which no longer holds them.
+	RecordsRemoved int64
+	// BytesIn and BytesOut: entry bytes the published runs read (the
+	// previous view and the raw log) and wrote (the new view).
+	BytesIn, BytesOut int64
+	// Duration sums the published runs' durations.
+	Duration time.Duration
+	// Released: bytes of raw ledgers released after runs (compact only).
+	Released int64
 }
 
 // compaction is a partition's compaction state.
@@ -177,10 +200,18 @@ func (p *Partition) CompactionStatus() CompactionStatus {
 	}
 	if c := p.b.compactor; c != nil {
 		if info, ok, err := c.Info(context.Background(), p.ml.Name()); err == nil && ok {
-			st.Cleaned = info.Cleaned
+			st.Cleaned, st.ViewEntries, st.ViewBytes = info.Cleaned, info.Entries, info.Bytes
 		}
 	}
 	return st
+}
+
+// CompactionRan reports whether a compaction ran (or was asked) since the
+// partition was loaded.
+func (p *Partition) CompactionRan() bool {
+	p.compaction.mu.Lock()
+	defer p.compaction.mu.Unlock()
+	return p.compaction.st.State != ""
 }
 
 // TriggerCompaction starts a manual compaction in the background (Pulsar's
@@ -226,15 +257,23 @@ func (p *Partition) setCompaction(st CompactionStatus) {
 	p.compaction.mu.Lock()
 	defer p.compaction.mu.Unlock()
 	prev := p.compaction.st
-	st.LastSuccess, st.LastFailure, st.LastRemoved = prev.LastSuccess, prev.LastFailure, prev.LastRemoved
+	st.LastSuccess, st.LastFailure, st.LastRemoved, st.Totals = prev.LastSuccess, prev.LastFailure, prev.LastRemoved, prev.Totals
 	switch st.State {
 	case CompactionSuccess:
 		st.LastSuccess = st.LastRun
-		if st.Last.Compacted {
-			st.LastRemoved = st.Last.RecordsIn - st.Last.RecordsOut
+		if r := st.Last; r.Compacted {
+			st.LastRemoved = r.RecordsIn - r.RecordsOut
+			t := &st.Totals
+			t.Compacted++
+			t.RecordsRemoved += st.LastRemoved
+			t.BytesIn += r.BytesIn
+			t.BytesOut += r.BytesOut
+			t.Duration += r.Duration
 		}
+		st.Totals.Released += st.Released
 	case CompactionError:
 		st.LastFailure = st.LastRun
+		st.Totals.Failed++
 	}
 	p.compaction.st = st
 }
@@ -252,8 +291,17 @@ func (p *Partition) compactLocked(ctx context.Context, force bool) (compact.Resu
 	upTo, due := compactionPlan(p.ml.Stats(), info, e, now, force)
 	upTo = min(upTo, p.LastStableOffset())
 	if !due || upTo <= info.Cleaned {
-		if force {
-			p.setCompaction(CompactionStatus{State: CompactionSuccess, Cleaned: info.Cleaned, LastRun: now})
+		upTo = info.Cleaned
+	}
+	// A view holding tombstones past delete.retention.ms is compacted
+	// again even with nothing new (only the view is rewritten, upTo being
+	// its cleaned point), so a table nobody writes to still drops them.
+	if upTo <= info.Cleaned && !info.TombstonesExpired(now, e.DeleteRetention) {
+		// Nothing to compact; durable cursors may have consumed more of
+		// what the view already replaces since the last run.
+		freed := p.releaseCompacted(ctx, e, info.Cleaned)
+		if force || freed > 0 {
+			p.setCompaction(CompactionStatus{State: CompactionSuccess, Cleaned: info.Cleaned, LastRun: now, Released: freed})
 		}
 		return compact.Result{Cleaned: info.Cleaned}, nil
 	}
@@ -266,15 +314,8 @@ func (p *Partition) compactLocked(ctx context.Context, force bool) (compact.Resu
 		return res, err
 	}
 	var freed int64
-	if res.Compacted && e.CleanupPolicy == CleanupCompact && p.b.member == nil {
-		// The view replaces the raw ledgers below its cleaned point for
-		// Kafka readers: release those every durable cursor consumed.
-		// Not in a cluster: views are files of this broker's data
-		// directory, and a broker taking the topic over must be able to
-		// rebuild the view from the raw log.
-		if freed, err = p.ml.ReleaseConsumedBefore(ctx, res.Cleaned); err != nil {
-			p.b.log.Warn("releasing compacted ledgers failed", "topic", p.name.String(), "err", err)
-		}
+	if res.Compacted {
+		freed = p.releaseCompacted(ctx, e, res.Cleaned)
 	}
 	p.setCompaction(CompactionStatus{State: CompactionSuccess, Cleaned: res.Cleaned, Last: res, LastRun: now, Released: freed})
 	if res.Compacted {
@@ -283,6 +324,23 @@ func (p *Partition) compactLocked(ctx context.Context, force bool) (compact.Resu
 			"released_bytes", freed, "took", res.Duration)
 	}
 	return res, nil
+}
+
+// releaseCompacted releases, for a compact-only topic, the raw ledgers
+// wholly below cleaned that every durable cursor consumed (the view
+// replaces them for Kafka and readCompacted readers) and returns their
+// bytes. Not in a cluster: views are files of this broker's data
+// directory, and a broker taking the topic over must be able to rebuild
+// the view from the raw log.
+func (p *Partition) releaseCompacted(ctx context.Context, e EffectivePolicies, cleaned int64) int64 {
+	if cleaned == 0 || e.CleanupPolicy != CleanupCompact || p.b.member != nil {
+		return 0
+	}
+	freed, err := p.ml.ReleaseConsumedBefore(ctx, cleaned)
+	if err != nil {
+		p.b.log.Warn("releasing compacted ledgers failed", "topic", p.name.String(), "err", err)
+	}
+	return freed
 }
 
 // compactionPlan returns how far a compaction may go and whether it is due.
@@ -399,7 +457,46 @@ func (b *Broker) CompactionPass(ctx context.Context) error {
 // index), entries of the view at or after it (at their raw positions; the
 // cursor then moves past the last one, skipping what compaction removed),
 // and the raw log through the cursor from the horizon on.
-func (p *Partition) readCompactedCursor(ctx context.Context, c *Cursor, maxEntries, maxBytes int) ([]Entry, error) {
+// viewBelow is a durable readCompacted dispatcher's progress through the
+// view's entries that lie in raw ledgers released below the raw log's
+// start (compact-only topics). A cursor cannot stand there, so the
+// subscription is sent them while its mark-delete position is still just
+// before the raw log (a new subscription from the earliest message, or one
+// reset there), once per dispatcher; they count as consumed once its
+// mark-delete position passes the raw log's start.
+type viewBelow struct {
+	last    Position // the last one sent
+	started bool
+	done    bool
+}
+
+func (p *Partition) readCompactedCursor(ctx context.Context, c *Cursor, below *viewBelow, maxEntries, maxBytes int) ([]Entry, error) {
+	if cp := p.b.compactor; cp != nil && below != nil && !below.done && c.Durable() {
+		firstRaw := p.horizon(p.ml.FirstIndex())
+		md := c.MarkDeletePosition()
+		if md.EntryID == -1 && md.LedgerID == firstRaw.LedgerID && c.ReadPosition() == firstRaw {
+			q := Position{LedgerID: -1, EntryID: -1}
+			if below.started {
+				q = Position{LedgerID: below.last.LedgerID, EntryID: below.last.EntryID + 1}
+			}
+			es, _, err := cp.ReadAt(ctx, p.ml.Name(), q, maxEntries, maxBytes)
+			if err != nil {
+				return nil, mapLedgerErr(err)
+			}
+			n := 0
+			for _, e := range es {
+				if e.Position.Less(firstRaw) {
+					es[n] = e
+					n++
+				}
+			}
+			if n > 0 {
+				below.last, below.started = es[n-1].Position, true
+				return es[:n], nil
+			}
+		}
+		below.done = true
+	}
 	if cp := p.b.compactor; cp != nil {
 		from := c.ReadPosition()
 		q := from
@@ -431,11 +528,63 @@ func (p *Partition) readCompactedCursor(ctx context.Context, c *Cursor, maxEntri
 					}
 					return es[:n], nil
 				}
+				if c.Durable() {
+					// No view entry from q to the horizon: compaction
+					// removed every raw entry there.
+					if err := c.AckBetween(ctx, Position{LedgerID: q.LedgerID, EntryID: q.EntryID - 1}, horizon); err != nil {
+						return nil, err
+					}
+				}
 				c.Seek(horizon)
 			}
 		}
 	}
 	return c.ReadEntries(ctx, maxEntries, maxBytes)
+}
+
+// ackRemovedAround acknowledges on c (a durable readCompacted cursor that
+// just acknowledged the entry at pos) the raw entries compaction removed
+// on either side of pos: those strictly between the view entries before
+// and after it (the log's start and the view's horizon where there are
+// none). Nothing when pos is not below the horizon (the raw tail).
+func (p *Partition) ackRemovedAround(ctx context.Context, c *Cursor, pos Position) error {
+	cp := p.b.compactor
+	if cp == nil {
+		return nil
+	}
+	prev, next, hasPrev, hasNext, cleaned, err := cp.Around(ctx, p.ml.Name(), pos)
+	if err != nil || cleaned == 0 {
+		return mapLedgerErr(err)
+	}
+	horizon := p.horizon(cleaned)
+	if !pos.Less(horizon) {
+		return nil
+	}
+	if !hasPrev {
+		prev = Position{LedgerID: -1, EntryID: -1} // before every ledger
+	}
+	if !hasNext || horizon.Less(next) {
+		next = horizon
+	}
+	if err := c.AckBetween(ctx, prev, pos); err != nil {
+		return err
+	}
+	return c.AckBetween(ctx, pos, next)
+}
+
+// CompactedEntryAt returns the view's entry at raw position pos when the
+// view holds one there and pos is below the view's horizon (where
+// readCompacted consumers are sent the view's entry, not the raw one).
+func (p *Partition) CompactedEntryAt(ctx context.Context, pos Position) (Entry, bool, error) {
+	cp := p.b.compactor
+	if cp == nil {
+		return Entry{}, false, nil
+	}
+	es, cleaned, err := cp.ReadAt(ctx, p.ml.Name(), pos, 1, 1)
+	if err != nil || cleaned == 0 || len(es) == 0 || es[0].Position != pos || !pos.Less(p.horizon(cleaned)) {
+		return Entry{}, false, mapLedgerErr(err)
+	}
+	return es[0], true, nil
 }
 
 // horizon is the raw position of the entry at index cleaned (the first

@@ -211,6 +211,9 @@ type Dispatcher struct {
 		// avgMsgs is a running average of messages per entry, to size reads
 		// so that one read roughly fills the available permits.
 		avgMsgs float64
+		// below: a durable readCompacted subscription's progress through
+		// the view's entries in released raw ledgers (compaction.go).
+		below viewBelow
 	}
 }
 
@@ -384,7 +387,26 @@ func (d *Dispatcher) Ack(ctx context.Context, positions ...Position) error {
 	}
 	d.mu.Unlock()
 	d.kick()
-	return d.opts.Cursor.Delete(ctx, positions...)
+	if err := d.opts.Cursor.Delete(ctx, positions...); err != nil {
+		return err
+	}
+	return d.ackRemoved(ctx, positions...)
+}
+
+// ackRemoved acknowledges, for a durable readCompacted subscription, the
+// raw entries compaction removed around each acknowledged entry (it is
+// never sent them), so that they neither stay in its backlog nor hold the
+// raw ledgers back from release.
+func (d *Dispatcher) ackRemoved(ctx context.Context, positions ...Position) error {
+	if !d.opts.ReadCompacted || !d.opts.Cursor.Durable() {
+		return nil
+	}
+	for _, p := range positions {
+		if err := d.opts.Partition.ackRemovedAround(ctx, d.opts.Cursor, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AckBatchIndex records a batch-index ack set for pos (bit set = still unacked).
@@ -400,6 +422,7 @@ func (d *Dispatcher) AckBatchIndex(ctx context.Context, pos Position, ackSet []u
 		delete(d.mu.keyHash, pos)
 		d.mu.Unlock()
 		d.kick()
+		return d.ackRemoved(ctx, pos)
 	}
 	return nil
 }
@@ -483,6 +506,7 @@ func (d *Dispatcher) Unflow(c *DispatchConsumer) {
 func (d *Dispatcher) Reset(ctx context.Context, pos Position) error {
 	d.mu.Lock()
 	d.mu.epoch++
+	d.mu.below = viewBelow{}
 	clear(d.mu.pending)
 	clear(d.mu.replay)
 	clear(d.mu.redeliveries)
@@ -675,9 +699,31 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		if len(replay) > 100 {
 			replay = replay[:100]
 		}
+		var firstRaw Position
+		if d.opts.ReadCompacted {
+			firstRaw = d.opts.Partition.horizon(d.opts.Partition.FirstIndex())
+		}
 		for _, pos := range replay {
-			if d.opts.Cursor.IsAcked(pos) {
+			// A view entry in a released raw ledger lies before the
+			// cursor's mark-delete position, which cannot record it.
+			released := d.opts.ReadCompacted && pos.Less(firstRaw)
+			if !released && d.opts.Cursor.IsAcked(pos) {
 				continue
+			}
+			if d.opts.ReadCompacted {
+				// Below the view's horizon the view's entry is what the
+				// subscription was sent.
+				e, ok, err := d.opts.Partition.CompactedEntryAt(ctx, pos)
+				if err != nil {
+					return false, err
+				}
+				if ok {
+					entries = append(entries, e)
+					continue
+				}
+				if released {
+					continue
+				}
 			}
 			es, err := d.opts.Partition.ReadEntries(ctx, pos, 1, d.opts.MaxReadBytes)
 			if err != nil {
@@ -697,7 +743,16 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		read := d.opts.Cursor.ReadEntries
 		if d.opts.ReadCompacted {
 			read = func(ctx context.Context, n, maxBytes int) ([]Entry, error) {
-				return d.opts.Partition.readCompactedCursor(ctx, d.opts.Cursor, n, maxBytes)
+				d.mu.Lock()
+				below := d.mu.below
+				d.mu.Unlock()
+				es, err := d.opts.Partition.readCompactedCursor(ctx, d.opts.Cursor, &below, n, maxBytes)
+				d.mu.Lock()
+				if d.mu.epoch == epoch {
+					d.mu.below = below
+				}
+				d.mu.Unlock()
+				return es, err
 			}
 		}
 		es, err := read(ctx, n, d.opts.MaxReadBytes)

@@ -217,3 +217,31 @@ func KafkaRecordCount(e *managedledger.Entry) int32 {
 	}
 	return int32(binary.BigEndian.Uint32(e.Data[57:]))
 }
+
+// KafkaLastBatchIndex is the batch index of the last message a Pulsar
+// reader gets for a Kafka-format entry converted by
+// AppendKafkaToPulsarSpan: the last record's offset delta (below MsgCount-1
+// when compaction removed the batch's last records); 0 for an entry that
+// does not decode.
+func KafkaLastBatchIndex(e *managedledger.Entry) int32 {
+	msgs, deltas, err := decodeKafkaDeltas(e.Data, true)
+	if err != nil || len(msgs) == 0 {
+		return 0
+	}
+	return int32(deltas[len(deltas)-1])
+}
+
+// CompactedDeltas returns the offset deltas of the records of a
+// Kafka-format entry compaction rewrote with gaps (fewer records than its
+// MsgCount span), nil for any other entry. Batch index i of the raw entry
+// is the record with delta i.
+func CompactedDeltas(e *managedledger.Entry) []int64 {
+	if KafkaRecordCount(e) >= e.MsgCount {
+		return nil
+	}
+	msgs, deltas, err := decodeKafkaDeltas(e.Data, true)
+	if err != nil || len(msgs) == 0 {
+		return nil
+	}
+	return deltas
+}

@@ -53,15 +53,57 @@ func KafkaToPulsar(e *broker.Entry) ([]byte, error) {
 // a compressed Kafka batch may inflate far beyond it. On error dst is
 // returned unchanged.
 func AppendKafkaToPulsar(dst []byte, e *broker.Entry, maxBytes int) ([]byte, error) {
-	msgs, err := decodeKafka(e.Data)
+	out, _, err := appendKafkaToPulsar(dst, e, maxBytes, false)
+	return out, err
+}
+
+// AppendKafkaToPulsarSpan is AppendKafkaToPulsar keeping a compacted
+// batch's span (managedledger/compact: MsgCount offsets, fewer records, a
+// gap where records went): the Pulsar batch then has MsgCount messages,
+// each kept record at its own batch index (its offset - FirstIndex), an
+// empty placeholder in every gap, and present is the batch's ack set (bit
+// i set: message i is there; Pulsar clients skip messages whose bit is
+// clear, as for a batch partly acknowledged). A client that numbers a
+// batch's messages from the entry's broker-entry-metadata index (its last
+// index) then gets each kept message's exact index and the message id of
+// the raw record. present is nil for a batch without gaps.
+func AppendKafkaToPulsarSpan(dst []byte, e *broker.Entry, maxBytes int) (out []byte, present []uint64, err error) {
+	return appendKafkaToPulsar(dst, e, maxBytes, true)
+}
+
+func appendKafkaToPulsar(dst []byte, e *broker.Entry, maxBytes int, span bool) ([]byte, []uint64, error) {
+	msgs, deltas, err := decodeKafkaDeltas(e.Data, span)
 	if err != nil {
-		return dst, err
+		return dst, nil, err
 	}
 	// A compacted batch (managedledger/compact) keeps its span of MsgCount
-	// offsets and fewer records: they become a batch of those records.
+	// offsets and fewer records: they become a batch of those records, or
+	// (span) of MsgCount messages with placeholders in the gaps.
 	compacted := len(msgs) < int(e.MsgCount) && int64(int32(binary.BigEndian.Uint32(e.Data[23:])))+1 == int64(e.MsgCount)
 	if len(msgs) != int(max(e.MsgCount, 1)) && !compacted {
-		return dst, fmt.Errorf("%w: entry of %d messages holds %d", ErrCorrupt, e.MsgCount, len(msgs))
+		return dst, nil, fmt.Errorf("%w: entry of %d messages holds %d", ErrCorrupt, e.MsgCount, len(msgs))
+	}
+	var present []uint64
+	if compacted && span {
+		full := make([]Message, e.MsgCount)
+		present = make([]uint64, (e.MsgCount+63)/64)
+		prev := int64(-1)
+		for i, d := range deltas {
+			if d <= prev || d >= int64(e.MsgCount) {
+				return dst, nil, fmt.Errorf("%w: compacted batch record offset delta %d after %d (span %d)", ErrCorrupt, d, prev, e.MsgCount)
+			}
+			full[d] = msgs[i]
+			present[d/64] |= 1 << (d % 64)
+			prev = d
+		}
+		for i := range full {
+			if present[i/64]&(1<<(i%64)) == 0 {
+				// Skipped by the client; its times keep the batch's
+				// publish-time derivation (appendPulsar) as it was.
+				full[i] = Message{Value: []byte{}, Timestamp: msgs[0].Timestamp, LogAppend: msgs[0].LogAppend}
+			}
+		}
+		msgs = full
 	}
 	producer := e.Producer
 	if producer == "" {
@@ -72,7 +114,7 @@ func AppendKafkaToPulsar(dst []byte, e *broker.Entry, maxBytes int) ([]byte, err
 	if err == nil && maxBytes > 0 && len(dst)-start > maxBytes {
 		dst, err = compressPulsar(dst, start)
 	}
-	return dst, err
+	return dst, present, err
 }
 
 // KafkaKey returns the key of the first record of a Kafka-format entry (nil

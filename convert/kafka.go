@@ -21,40 +21,54 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // decodeKafka returns the records of one v2 batch (of any codec). The
 // returned messages alias b or the decompressed buffer.
 func decodeKafka(b []byte) ([]Message, error) {
+	msgs, _, err := decodeKafkaDeltas(b, false)
+	return msgs, err
+}
+
+// decodeKafkaDeltas is decodeKafka that also returns, with deltas, each
+// record's offset delta (a compacted batch has gaps between them).
+func decodeKafkaDeltas(b []byte, deltas bool) ([]Message, []int64, error) {
 	if len(b) < kafkaHeaderSize {
-		return nil, corrupt("kafka batch of %d bytes", len(b))
+		return nil, nil, corrupt("kafka batch of %d bytes", len(b))
 	}
 	if b[16] != 2 {
-		return nil, corrupt("kafka batch magic %d", b[16])
+		return nil, nil, corrupt("kafka batch magic %d", b[16])
 	}
 	length := int64(binary.BigEndian.Uint32(b[8:])) + 12
 	if length < kafkaHeaderSize || length > int64(len(b)) {
-		return nil, corrupt("kafka batch length %d of %d bytes", length, len(b))
+		return nil, nil, corrupt("kafka batch length %d of %d bytes", length, len(b))
 	}
 	attrs := binary.BigEndian.Uint16(b[21:])
 	if attrs&kafkaControl != 0 {
-		return nil, corrupt("kafka control batch")
+		return nil, nil, corrupt("kafka control batch")
 	}
 	baseTS := int64(binary.BigEndian.Uint64(b[27:]))
 	maxTS := int64(binary.BigEndian.Uint64(b[35:]))
 	count := int32(binary.BigEndian.Uint32(b[57:]))
 	recs, err := decompressKafka(int(attrs&kafkaCodecMask), b[kafkaHeaderSize:length])
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Every record takes at least 7 bytes: do not trust count before that.
 	if count < 1 || int64(count) > int64(len(recs))/7+1 {
-		return nil, corrupt("kafka batch claims %d records in %d bytes", count, len(recs))
+		return nil, nil, corrupt("kafka batch claims %d records in %d bytes", count, len(recs))
 	}
 	msgs := make([]Message, 0, count)
+	var offs []int64
+	if deltas {
+		offs = make([]int64, 0, count)
+	}
 	for range count {
 		l, n := binary.Varint(recs)
 		if n <= 0 || l < 0 || l > int64(len(recs)-n) {
-			return nil, corrupt("kafka record length")
+			return nil, nil, corrupt("kafka record length")
 		}
-		m, err := decodeKafkaRecord(recs[n:n+int(l)], baseTS)
+		m, delta, err := decodeKafkaRecord(recs[n:n+int(l)], baseTS)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if deltas {
+			offs = append(offs, delta)
 		}
 		if attrs&kafkaLogAppend != 0 {
 			m.Timestamp, m.LogAppend = maxTS, true
@@ -62,7 +76,7 @@ func decodeKafka(b []byte) ([]Message, error) {
 		msgs = append(msgs, m)
 		recs = recs[n+int(l):]
 	}
-	return msgs, nil
+	return msgs, offs, nil
 }
 
 // reader is a sticky-error reader over one Kafka record.
@@ -101,19 +115,19 @@ func (r *reader) bytes() []byte {
 	return v
 }
 
-func decodeKafkaRecord(rec []byte, baseTS int64) (Message, error) {
+func decodeKafkaRecord(rec []byte, baseTS int64) (Message, int64, error) {
 	var m Message
 	if len(rec) < 1 {
-		return m, corrupt("empty kafka record")
+		return m, 0, corrupt("empty kafka record")
 	}
 	r := reader{b: rec[1:]} // attributes: unused
 	m.Timestamp = baseTS + r.varint()
-	r.varint() // offset delta: records are in offset order
+	delta := r.varint() // records are in offset order; compaction leaves gaps
 	m.Key = r.bytes()
 	m.Value = r.bytes()
 	nh := r.varint()
 	if nh < 0 || nh > int64(len(r.b)) {
-		return m, corrupt("kafka record header count %d", nh)
+		return m, 0, corrupt("kafka record header count %d", nh)
 	}
 	if nh > 0 {
 		m.Headers = make([]Header, 0, nh)
@@ -131,12 +145,12 @@ func decodeKafkaRecord(rec []byte, baseTS int64) (Message, error) {
 		m.Headers = append(m.Headers, Header{Key: string(k), Value: v})
 	}
 	if r.bad || len(r.b) != 0 {
-		return m, corrupt("kafka record")
+		return m, 0, corrupt("kafka record")
 	}
 	if m.OrderingKey == nil {
 		m.OrderingKey = m.Key
 	}
-	return m, nil
+	return m, delta, nil
 }
 
 // appendKafka appends msgs as one uncompressed v2 batch at baseOffset. The

@@ -322,6 +322,37 @@ func (c *Cursor) Delete(ctx context.Context, positions ...Position) error {
 	return nil
 }
 
+// AckBetween acknowledges every entry strictly between after and before
+// (for a readCompacted subscription: raw entries compaction removed, which
+// it is never sent). When after is at or before the mark-delete position
+// the mark-delete position moves to the entry before `before`, whatever
+// the number of entries; otherwise each entry is acknowledged on its own,
+// at a cost (under the ledger's lock) and a memory proportional to their
+// number until the hole before them is acknowledged.
+func (c *Cursor) AckBetween(ctx context.Context, after, before Position) error {
+	c.ml.mu.Lock()
+	defer c.ml.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ml := c.ml
+	first := ml.nextPositionLocked(after)
+	if !ml.nextPositionLocked(c.mu.markDelete).Less(first) {
+		// Nothing unacknowledged before the range: one step.
+		if end := ml.prevPositionLocked(before); c.mu.markDelete.Less(end) {
+			c.mu.markDelete = end
+			c.compactLocked(true)
+		}
+		return nil
+	}
+	w := ml.nextWritePosLocked()
+	for p := first; p.Less(before) && p.Less(w); p = ml.nextPositionLocked(p) {
+		c.mu.acked[p] = struct{}{}
+		delete(c.mu.batchAcks, p)
+	}
+	c.compactLocked(false)
+	return nil
+}
+
 // AckBatch records batch-index acknowledgements for the entry at pos: ackSet
 // has bit i set for each message i still unacknowledged. The ack set is
 // intersected with any earlier one; when no bit remains the entry counts as

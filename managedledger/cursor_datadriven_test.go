@@ -24,6 +24,7 @@ import (
 //	mark-delete c=NAME pos=L:E
 //	delete c=NAME pos=L:E[,L:E...]
 //	ack-batch c=NAME pos=L:E unacked=i[,i...]
+//	ack-between c=NAME after=L:E before=L:E
 //	set-next c=NAME idx=N
 //	reset c=NAME pos=L:E
 //	read c=NAME n=N
@@ -123,7 +124,7 @@ func (s *scriptState) run(t *testing.T, d *datadriven.TestData) string {
 			return err.Error() + "\n"
 		}
 		return cursorState(c)
-	case "mark-delete", "delete", "ack-batch", "set-next", "reset", "rewind":
+	case "mark-delete", "delete", "ack-batch", "ack-between", "set-next", "reset", "rewind":
 		c := s.cursor(t, d)
 		var err error
 		switch d.Cmd {
@@ -152,6 +153,11 @@ func (s *scriptState) run(t *testing.T, d *datadriven.TestData) string {
 				set[0] |= 1 << i
 			}
 			err = c.AckBatch(ctx, parsePos(p), set)
+		case "ack-between":
+			var after, before string
+			d.ScanArgs(t, "after", &after)
+			d.ScanArgs(t, "before", &before)
+			err = c.AckBetween(ctx, parsePos(after), parsePos(before))
 		case "set-next":
 			var idx int64
 			d.ScanArgs(t, "idx", &idx)

@@ -112,14 +112,49 @@ var metricDefs = []metricDef{
 	mProdThroughputIn:    {"pulsar_producer_msg_throughput_in", "Bytes appended per second by the (Pulsar) producer.", producerLevel, false},
 }
 
+// Compaction series, exported for the partitions that compact (policies
+// say so, or a compaction ran since the partition was loaded), as Pulsar
+// exports its pulsar_compaction_* only for compacted topics. Indexes into
+// brokerCollector.compaction, in the order of compactionDefs.
+const (
+	cSucceeded = iota
+	cFailed
+	cRemoved
+	cDuration
+	cBytesIn
+	cBytesOut
+	cReleased
+	cEntries
+	cSize
+	cCleaned // per topic only: a sum of offsets means nothing
+)
+
+var compactionDefs = []metricDef{
+	cSucceeded: {"pulsar_compaction_succeed_count", "Compaction runs that published a new view since the partition was loaded.", topicLevel, true},
+	cFailed:    {"pulsar_compaction_failed_count", "Compaction runs that failed since the partition was loaded.", topicLevel, true},
+	cRemoved:   {"pulsar_compaction_removed_event_count", "Records compaction left out (superseded, expired tombstones, aborted, keyless), each counted once.", topicLevel, true},
+	cDuration:  {"pulsar_compaction_duration_time_in_mills", "Milliseconds spent in compaction runs that published a view.", topicLevel, true},
+	cBytesIn:   {"kopernik_compaction_bytes_in_total", "Entry bytes compaction runs read (the previous view and the raw log): the size before.", topicLevel, true},
+	cBytesOut:  {"kopernik_compaction_bytes_out_total", "Entry bytes compaction runs wrote into new views: the size after.", topicLevel, true},
+	cReleased:  {"kopernik_compaction_released_bytes_total", "Bytes of raw ledgers released after compactions (cleanup.policy compact).", topicLevel, true},
+	cEntries:   {"pulsar_compaction_compacted_entries_count", "Entries of the current compacted view.", topicLevel, false},
+	cSize:      {"pulsar_compaction_compacted_entries_size", "Bytes of the current compacted view's file.", topicLevel, false},
+	cCleaned:   {"kopernik_compaction_cleaned_offset", "The current view's cleaned point: the offset below which readers read the view.", topicLevel, false},
+}
+
+// compactionValues is one partition's (or a namespace's summed)
+// compaction series.
+type compactionValues [cCleaned + 1]float64
+
 // brokerCollector exports the broker's partition, subscription and
 // consumer statistics.
 type brokerCollector struct {
-	b        *broker.Broker
-	cluster  string
-	perTopic bool
-	descs    []*prometheus.Desc
-	topics   *prometheus.Desc // pulsar_topics_count, per namespace
+	b          *broker.Broker
+	cluster    string
+	perTopic   bool
+	descs      []*prometheus.Desc
+	compaction []*prometheus.Desc
+	topics     *prometheus.Desc // pulsar_topics_count, per namespace
 }
 
 func newBrokerCollector(b *broker.Broker, cluster string, perTopic bool) *brokerCollector {
@@ -139,6 +174,17 @@ func newBrokerCollector(b *broker.Broker, cluster string, perTopic bool) *broker
 		}
 		c.descs = append(c.descs, prometheus.NewDesc(d.name, d.help, labels, nil))
 	}
+	labels := []string{"cluster", "namespace"}
+	if perTopic {
+		labels = append(labels, "topic")
+	}
+	for i, d := range compactionDefs {
+		if i == cCleaned && !perTopic {
+			c.compaction = append(c.compaction, nil)
+			continue
+		}
+		c.compaction = append(c.compaction, prometheus.NewDesc(d.name, d.help, labels, nil))
+	}
 	c.topics = prometheus.NewDesc("pulsar_topics_count", "Loaded topic partitions.", []string{"cluster", "namespace"}, nil)
 	return c
 }
@@ -148,6 +194,11 @@ func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for i, d := range metricDefs {
 		if c.perTopic || d.kind == topicLevel {
 			ch <- c.descs[i]
+		}
+	}
+	for _, d := range c.compaction {
+		if d != nil {
+			ch <- d
 		}
 	}
 	ch <- c.topics
@@ -161,15 +212,20 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	byNS := map[string]*topicValues{}
+	compactionByNS := map[string]*compactionValues{}
 	topics := map[string]int{}
-	var order []string
+	var order, compactionOrder []string
 	for _, p := range c.b.Partitions() {
 		ns := p.Name().NamespaceName()
 		var v topicValues
 		c.partition(ctx, ch, p, &v)
 		topics[ns]++
+		cv, compacting := compactionOf(p)
 		if c.perTopic {
 			c.emit(ch, &v, c.cluster, ns, p.Name().String())
+			if compacting {
+				c.emitCompaction(ch, &cv, c.cluster, ns, p.Name().String())
+			}
 			continue
 		}
 		sum := byNS[ns]
@@ -181,9 +237,23 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		for i := range v {
 			sum[i] += v[i]
 		}
+		if compacting {
+			csum := compactionByNS[ns]
+			if csum == nil {
+				csum = &compactionValues{}
+				compactionByNS[ns] = csum
+				compactionOrder = append(compactionOrder, ns)
+			}
+			for i := range cv {
+				csum[i] += cv[i]
+			}
+		}
 	}
 	for _, ns := range order {
 		c.emit(ch, byNS[ns], c.cluster, ns)
+	}
+	for _, ns := range compactionOrder {
+		c.emitCompaction(ch, compactionByNS[ns], c.cluster, ns)
 	}
 	for ns, n := range topics {
 		ch <- prometheus.MustNewConstMetric(c.topics, prometheus.GaugeValue, float64(n), c.cluster, ns)
@@ -193,6 +263,34 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 func (c *brokerCollector) emit(ch chan<- prometheus.Metric, v *topicValues, labels ...string) {
 	for i := range v {
 		c.metric(ch, i, v[i], labels...)
+	}
+}
+
+// compactionOf returns p's compaction series, and whether p compacts
+// (its policies say so, or a compaction ran since it was loaded).
+func compactionOf(p *broker.Partition) (v compactionValues, compacting bool) {
+	if !p.Policies().Compacting() && !p.CompactionRan() {
+		return v, false
+	}
+	st := p.CompactionStatus()
+	t := st.Totals
+	v[cSucceeded], v[cFailed], v[cRemoved] = float64(t.Compacted), float64(t.Failed), float64(t.RecordsRemoved)
+	v[cDuration] = float64(t.Duration.Milliseconds())
+	v[cBytesIn], v[cBytesOut], v[cReleased] = float64(t.BytesIn), float64(t.BytesOut), float64(t.Released)
+	v[cEntries], v[cSize], v[cCleaned] = float64(st.ViewEntries), float64(st.ViewBytes), float64(st.Cleaned)
+	return v, true
+}
+
+func (c *brokerCollector) emitCompaction(ch chan<- prometheus.Metric, v *compactionValues, labels ...string) {
+	for i, d := range c.compaction {
+		if d == nil {
+			continue
+		}
+		t := prometheus.GaugeValue
+		if compactionDefs[i].counter {
+			t = prometheus.CounterValue
+		}
+		ch <- prometheus.MustNewConstMetric(d, t, v[i], labels...)
 	}
 }
 

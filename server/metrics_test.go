@@ -366,3 +366,108 @@ func dashboardNamesExported(t *testing.T, s *Server) {
 		t.Fatal("no metric found in the dashboard")
 	}
 }
+
+// scraped returns the value of metric name's series whose labels include
+// topic="topic", read from the text GET /metrics serves (-1: no such
+// series).
+func scraped(t *testing.T, s *Server, name, topic string) float64 {
+	t.Helper()
+	status, body := httpGet(t, s, "/metrics")
+	if status != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", status)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		rest, ok := strings.CutPrefix(line, name+"{")
+		if !ok || !strings.Contains(rest, `topic="`+topic+`"`) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(rest[strings.LastIndexByte(rest, ' ')+1:], &v); err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		return v
+	}
+	return -1
+}
+
+// TestCompactionMetrics: a compaction run through the admin API shows on
+// /metrics (runs, records removed, bytes before and after, duration, the
+// view's entries, size and cleaned offset) with the numbers the admin
+// stats give; a topic that does not compact has no compaction series.
+func TestCompactionMetrics(t *testing.T) {
+	s := startStorageServer(t, t.TempDir(), nil, "compaction-interval", "-1s")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := newTestClients(t, s, "", kgo.AllowAutoTopicCreation())
+	if _, err := kadm.NewClient(c.kafka).CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, "metered"); err != nil {
+		t.Fatal(err)
+	}
+	const records, keys = 200, 10
+	var recs []*kgo.Record
+	for i := range records {
+		recs = append(recs, &kgo.Record{Topic: "metered", Key: []byte(fmt.Sprintf("k%d", i%keys)), Value: []byte(fmt.Sprintf("value %d", i))})
+	}
+	for i := 0; i < records; i += 20 { // 10 batches
+		if err := c.kafka.ProduceSync(ctx, recs[i:i+20]...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.produceKafka(ctx, t, "plain", 3, "v")
+	const topic = "persistent://public/default/metered-partition-0"
+	if got := scraped(t, s, "pulsar_compaction_succeed_count", topic); got != 0 {
+		t.Fatalf("pulsar_compaction_succeed_count before any compaction: %v, want 0", got)
+	}
+
+	req, _ := http.NewRequest(http.MethodPut, "http://"+s.Addr("http").String()+"/admin/v2/persistent/public/default/metered-partition-0/compaction", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("PUT compaction: %d", resp.StatusCode)
+	}
+	var status struct{ Status, LastError string }
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		getJSON(t, s, "/admin/v2/persistent/public/default/metered-partition-0/compaction", &status)
+		if status.Status == "SUCCESS" || status.Status == "ERROR" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if status.Status != "SUCCESS" {
+		t.Fatalf("compaction status %+v", status)
+	}
+	var st struct {
+		Compaction struct {
+			LastCompactionRemovedEventCount   int64
+			LastCompactionDurationTimeInMills int64
+		}
+	}
+	getJSON(t, s, "/admin/v2/persistent/public/default/metered-partition-0/stats", &st)
+
+	for name, check := range map[string]func(float64) bool{
+		"pulsar_compaction_succeed_count": func(v float64) bool { return v == 1 },
+		"pulsar_compaction_failed_count":  func(v float64) bool { return v == 0 },
+		"pulsar_compaction_removed_event_count": func(v float64) bool {
+			return v == records-keys && v == float64(st.Compaction.LastCompactionRemovedEventCount)
+		},
+		"pulsar_compaction_duration_time_in_mills":  func(v float64) bool { return v >= 0 && v == float64(st.Compaction.LastCompactionDurationTimeInMills) },
+		"pulsar_compaction_compacted_entries_count": func(v float64) bool { return v == 1 }, // the last batch holds every key's latest
+		"pulsar_compaction_compacted_entries_size":  func(v float64) bool { return v > 0 },
+		"kopernik_compaction_cleaned_offset":        func(v float64) bool { return v == records },
+	} {
+		if v := scraped(t, s, name, topic); !check(v) {
+			t.Errorf("%s = %v (admin stats %+v)", name, v, st.Compaction)
+		}
+	}
+	in, out := scraped(t, s, "kopernik_compaction_bytes_in_total", topic), scraped(t, s, "kopernik_compaction_bytes_out_total", topic)
+	if out <= 0 || in < 10*out {
+		t.Errorf("compaction bytes in %v, out %v: want 10 batches in, one out", in, out)
+	}
+	if v := scraped(t, s, "kopernik_compaction_released_bytes_total", topic); v < 0 {
+		t.Errorf("kopernik_compaction_released_bytes_total missing")
+	}
+	if v := scraped(t, s, "pulsar_compaction_succeed_count", "persistent://public/default/plain-partition-0"); v != -1 {
+		t.Errorf("a topic that does not compact has compaction series: %v", v)
+	}
+}

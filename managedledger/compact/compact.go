@@ -124,6 +124,12 @@ type Info struct {
 	Records int64
 	Bytes   int64
 	Created time.Time
+	// OldestTombstone is the publish time of the oldest entry of the view
+	// holding a kept tombstone (zero: none, or a view written before it
+	// was recorded). Once it is older than delete.retention.ms the view is
+	// worth compacting again with nothing new (Compact with UpTo <=
+	// Cleaned), which drops the expired tombstones.
+	OldestTombstone time.Time
 }
 
 // viewRecord is the JSON at /compacted-ledgers/<name>.
@@ -135,6 +141,22 @@ type viewRecord struct {
 	Records    int64 `json:"records"`
 	Bytes      int64 `json:"bytes"`
 	Created    int64 `json:"created"`
+	// OldestTombstone: Info.OldestTombstone in Unix ms; 0 (absent): none.
+	OldestTombstone int64 `json:"oldestTombstone,omitempty"`
+}
+
+// unixMilliOrZero is time.UnixMilli with 0 as the zero Time.
+func unixMilliOrZero(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// TombstonesExpired reports whether the view holds a tombstone published
+// more than retention before now (retention < 0: tombstones never expire).
+func (i Info) TombstonesExpired(now time.Time, retention time.Duration) bool {
+	return retention >= 0 && !i.OldestTombstone.IsZero() && i.OldestTombstone.UnixMilli() < now.UnixMilli()-retention.Milliseconds()
 }
 
 func recordPath(name string) string { return "/compacted-ledgers/" + name }
@@ -319,7 +341,7 @@ func scanView(f segment.File, vr viewRecord) (*view, error) {
 	}
 	v := &view{file: f, info: Info{
 		Generation: vr.Generation, Cleaned: vr.Cleaned, Entries: vr.Entries, Records: vr.Records,
-		Bytes: vr.Bytes, Created: time.UnixMilli(vr.Created),
+		Bytes: vr.Bytes, Created: time.UnixMilli(vr.Created), OldestTombstone: unixMilliOrZero(vr.OldestTombstone),
 	}}
 	const chunk = 1 << 20
 	buf := make([]byte, 0, chunk)
@@ -442,6 +464,30 @@ func (c *Compactor) ReadAt(ctx context.Context, name string, pos managedledger.P
 	i := sort.Search(len(v.index), func(i int) bool { return !v.index[i].pos.Less(pos) })
 	entries, err = v.readFrom(i, maxEntries, maxBytes)
 	return entries, v.info.Cleaned, err
+}
+
+// Around returns the raw positions of the view entries just before and
+// just after pos (hasPrev, hasNext false where there is none) and the
+// view's cleaned index (0: no view). Every raw entry strictly between two
+// consecutive view entries (and, below the cleaned point, after the last)
+// was removed by compaction.
+func (c *Compactor) Around(ctx context.Context, name string, pos managedledger.Position) (prev, next managedledger.Position, hasPrev, hasNext bool, cleaned int64, err error) {
+	v, err := c.current(ctx, name)
+	if err != nil || v == nil {
+		return prev, next, false, false, 0, err
+	}
+	defer v.closeMu.RUnlock()
+	i := sort.Search(len(v.index), func(i int) bool { return !v.index[i].pos.Less(pos) })
+	if i > 0 {
+		prev, hasPrev = v.index[i-1].pos, true
+	}
+	if i < len(v.index) && v.index[i].pos == pos {
+		i++
+	}
+	if i < len(v.index) {
+		next, hasNext = v.index[i].pos, true
+	}
+	return prev, next, hasPrev, hasNext, v.info.Cleaned, nil
 }
 
 // Last returns the last entry of name's view; ok is false without one.

@@ -227,3 +227,73 @@ func TestReadsDuringCompactions(t *testing.T) {
 		}
 	}
 }
+
+// TestTombstonesExpireWithoutWrites: a view holding tombstones records the
+// oldest one's publish time (across a reopen), and once delete.retention.ms
+// has passed a compaction with nothing new rewrites the view alone without
+// them; before that, and after it, such a compaction does nothing.
+func TestTombstonesExpireWithoutWrites(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store := metadata.NewMemory()
+	ml := newLedger(t, store, ledgerName)
+	for i := range 20 {
+		recs := []rec{{key: []byte(fmt.Sprintf("k%d", i%5)), value: []byte(fmt.Sprintf("v%d", i))}}
+		if i >= 15 && i%2 == 0 {
+			recs[0].value = nil // k1 and k3 end deleted
+		}
+		if _, err := ml.Append(ctx, managedledger.Entry{Format: managedledger.FormatKafka, MsgCount: 1, Data: kafkaBatch(recs, false, false, false, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func() *compact.Compactor {
+		c, err := compact.New(compact.Options{Dir: dir, FS: segment.OSFS{}, Store: store, Codec: convert.CompactionCodec{}, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := open()
+	now := time.Now()
+	res, err := c.Compact(ctx, ledgerName, ml, compact.Params{UpTo: ml.NextIndex(), DeleteRetention: time.Hour, Now: now})
+	if err != nil || !res.Compacted || res.RecordsOut != 5 {
+		t.Fatalf("first compaction: %+v, %v", res, err)
+	}
+	c.Close()
+	c = open()
+	defer c.Close()
+	info, ok, err := c.Info(ctx, ledgerName)
+	if err != nil || !ok || info.OldestTombstone.IsZero() || info.OldestTombstone.After(now) || now.Sub(info.OldestTombstone) > time.Minute {
+		t.Fatalf("view info after reopen: %+v %v %v", info, ok, err)
+	}
+	if info.TombstonesExpired(now, time.Hour) || !info.TombstonesExpired(now.Add(2*time.Hour), time.Hour) || info.TombstonesExpired(now.Add(2*time.Hour), -1) {
+		t.Fatalf("TombstonesExpired wrong for %v", info.OldestTombstone)
+	}
+	// Within delete.retention.ms: nothing to do.
+	res, err = c.Compact(ctx, ledgerName, ml, compact.Params{UpTo: ml.NextIndex(), DeleteRetention: time.Hour, Now: now.Add(time.Minute)})
+	if err != nil || res.Compacted {
+		t.Fatalf("compaction within the retention: %+v, %v", res, err)
+	}
+	// Past it: the view alone is rewritten without the tombstones.
+	res, err = c.Compact(ctx, ledgerName, ml, compact.Params{UpTo: ml.NextIndex(), DeleteRetention: time.Hour, Now: now.Add(2 * time.Hour)})
+	if err != nil || !res.Compacted || res.TombstonesDropped != 2 || res.RecordsOut != 3 || res.Cleaned != 20 {
+		t.Fatalf("compaction past the retention: %+v, %v", res, err)
+	}
+	got := readAll(t, c)
+	if len(got) != 3 || string(got[15].value) != "v15" || string(got[19].value) != "v19" {
+		t.Fatalf("view after expiry: %v", got)
+	}
+	for off, r := range got {
+		if r.value == nil {
+			t.Fatalf("tombstone at %d kept", off)
+		}
+	}
+	info, _, _ = c.Info(ctx, ledgerName)
+	if !info.OldestTombstone.IsZero() {
+		t.Fatalf("oldest tombstone %v left in a view without tombstones", info.OldestTombstone)
+	}
+	res, err = c.Compact(ctx, ledgerName, ml, compact.Params{UpTo: ml.NextIndex(), DeleteRetention: time.Hour, Now: now.Add(3 * time.Hour)})
+	if err != nil || res.Compacted {
+		t.Fatalf("idle compaction after expiry: %+v, %v", res, err)
+	}
+}

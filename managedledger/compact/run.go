@@ -74,7 +74,11 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 	first := p.LogStart                // view entries ending below it go
 	from = max(from, src.FirstIndex()) // the raw log is read from here
 	res.Cleaned = from
-	if p.UpTo <= from {
+	// With nothing new below UpTo, the view alone is compacted again when
+	// it holds tombstones past delete.retention.ms: they would otherwise
+	// stay until the next write, and a quiet table never drops them.
+	expired := old != nil && old.info.TombstonesExpired(p.Now, p.DeleteRetention)
+	if p.UpTo <= from && !expired {
 		return res, nil
 	}
 
@@ -94,7 +98,7 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 	if err != nil {
 		return res, err
 	}
-	if cleaned <= from {
+	if cleaned <= from && !expired {
 		return res, nil
 	}
 
@@ -125,6 +129,7 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 	horizon := p.Now.UnixMilli() - p.DeleteRetention.Milliseconds()
 	var index []frameRef
 	var kept int64
+	var oldestTombstone int64 // publish time of the first kept entry with a tombstone
 	err = c.scan(ctx, old, src, from, cleaned, first, func(e *managedledger.Entry, recs []Record) error {
 		res.EntriesIn++
 		res.RecordsIn += int64(len(recs))
@@ -146,6 +151,9 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 			}
 			if keep[i] {
 				n++
+				if r.Tombstone && (oldestTombstone == 0 || e.PublishTime < oldestTombstone) {
+					oldestTombstone = e.PublishTime
+				}
 			}
 		}
 		if n == 0 {
@@ -184,7 +192,7 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 	}
 	vr := viewRecord{
 		Format: FormatVersion, Generation: gen, Cleaned: cleaned, Entries: int64(len(index)),
-		Records: kept, Bytes: w.off, Created: p.Now.UnixMilli(),
+		Records: kept, Bytes: w.off, Created: p.Now.UnixMilli(), OldestTombstone: oldestTombstone,
 	}
 	val, err := json.Marshal(vr)
 	if err != nil {
@@ -219,6 +227,7 @@ func (c *Compactor) Compact(ctx context.Context, name string, src Source, p Para
 	published = true
 	nv := &view{file: f, index: index, info: Info{
 		Generation: gen, Cleaned: cleaned, First: firstOf(index, cleaned), Entries: vr.Entries, Records: kept, Bytes: w.off, Created: p.Now,
+		OldestTombstone: unixMilliOrZero(oldestTombstone),
 	}}
 	lv.version, lv.cur, lv.nextGen = ver, nv, gen+1
 	lv.mu.Unlock()

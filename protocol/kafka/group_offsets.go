@@ -70,7 +70,12 @@ func (h *Handler) commitOffsetLocal(ctx context.Context, group string, name brok
 	cur := sub.Cursor()
 	var next int64
 	for attempt := 0; ; attempt++ {
-		next = min(max(offset, p.LogStart()), p.NextIndex())
+		// The cursor lives on the raw log: on a compact topic whose raw
+		// ledgers below the view's cleaned point were released, an offset
+		// the view still serves (at or above the log start) is below the
+		// raw log's first index; the cursor then stands at that index and
+		// the offset asked is kept beside it (outsideCommit).
+		next = min(max(offset, p.LogStart(), p.FirstIndex()), p.NextIndex())
 		err = cur.SetNextIndex(ctx, next)
 		// Retention or an append may move the bounds between the read and
 		// the set: try again with fresh ones.

@@ -1,6 +1,7 @@
 package pulsar
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -180,6 +181,46 @@ func TestReadCompactedAfterRelease(t *testing.T) {
 	if msgs, _ := readAll(t, c, topic, false); int64(len(msgs)) != after.NextIndex-after.FirstIndex {
 		t.Fatalf("plain reader: %d messages, raw log holds %d", len(msgs), after.NextIndex-after.FirstIndex)
 	}
+	// A durable readCompacted subscription created now, from the earliest
+	// message, gets the same table.
+	cons, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "late", Type: pulsar.Failover, ReadCompacted: true,
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	table := map[string]string{}
+	for fmt.Sprint(table) != fmt.Sprint(want) {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		m, err := cons.Receive(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("durable readCompacted subscription after release: %d keys of %d (%v), then %v", len(table), len(want), table, err)
+		}
+		table[m.Key()] = string(m.Payload())
+		if err := cons.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Everything acknowledged: after a reconnect nothing comes again.
+	sub, err := part.Subscription(ctx, "late", false, broker.InitialEarliest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); sub.Cursor().Backlog() != 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond) // acks arrive grouped
+	}
+	cons.Close()
+	cons, err = c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "late", Type: pulsar.Failover, ReadCompacted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if m, err := cons.Receive(rctx); err == nil {
+		t.Fatalf("after acknowledging everything and reconnecting: sent %s=%q again", m.Key(), m.Payload())
+	}
 }
 
 // TestReadCompactedSharedRefused: as Pulsar, readCompacted is for Exclusive
@@ -235,5 +276,245 @@ func TestReadCompactedSharedRefused(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("failover readCompacted: %v, want %v", got, want)
+	}
+}
+
+// TestReadCompactedIndexes: a pulsar-client-go readCompacted reader gets
+// every kept message of a batch compaction rewrote with gaps at its raw
+// message id (ledger, entry, batch index) with its exact Message.Index()
+// (the Kafka offset): the broker sends such a batch at its full span with
+// the gaps marked acknowledged in the ack set, which the client skips.
+func TestReadCompactedIndexes(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := "persistent://public/default/" + newTopic("indexes")
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 10, BatchingMaxPublishDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const n, keys = 120, 15
+	for i := range n {
+		k := fmt.Sprintf("k%02d", (i*7)%keys)
+		p.SendAsync(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(fmt.Sprintf("%s-v%d", k, i))}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	type ident struct {
+		ledger, entry int64
+		batch         int32
+		index         uint64
+	}
+	identOf := func(m pulsar.Message) ident {
+		id := m.ID()
+		if m.Index() == nil {
+			t.Fatalf("message %q without an index", m.Payload())
+		}
+		return ident{id.LedgerID(), id.EntryID(), id.BatchIdx(), *m.Index()}
+	}
+	raw := map[string]ident{}
+	msgs, _ := readAll(t, c, topic, false)
+	for _, m := range msgs {
+		raw[string(m.Payload())] = identOf(m)
+	}
+	if len(raw) != n {
+		t.Fatalf("plain reader: %d messages, want %d", len(raw), n)
+	}
+	name, _ := broker.ParseTopicName(topic, "public", "default")
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := part.Compact(ctx, true); err != nil || !res.Compacted {
+		t.Fatalf("compaction: %+v, %v", res, err)
+	}
+	msgs, _ = readAll(t, c, topic, true)
+	if len(msgs) != keys {
+		t.Fatalf("compacted reader: %d messages, want %d", len(msgs), keys)
+	}
+	gaps := 0
+	perEntry := map[[2]int64]int32{} // kept messages seen so far per entry
+	for _, m := range msgs {
+		got, want := identOf(m), raw[string(m.Payload())]
+		if got != want {
+			t.Errorf("%s: compacted reader got id %d:%d:%d index %d, the raw message is %d:%d:%d index %d",
+				m.Payload(), got.ledger, got.entry, got.batch, got.index, want.ledger, want.entry, want.batch, want.index)
+		}
+		e := [2]int64{got.ledger, got.entry}
+		if got.batch != perEntry[e] {
+			gaps++ // a kept message after a gap in its batch
+		}
+		perEntry[e]++
+	}
+	if gaps == 0 {
+		t.Fatal("no compacted batch with a gap before a kept message: the test checks nothing")
+	}
+}
+
+// TestReadCompactedDurableIndividualAcks: a durable readCompacted
+// subscription acknowledging each message on its own (pulsar-client-go's
+// Ack, Failover) ends with no backlog: the raw entries compaction removed,
+// which it is never sent, are acknowledged with the kept ones around them,
+// so the raw ledgers they fill are released after the next compaction of
+// a cleanup.policy=compact topic.
+func TestReadCompactedDurableIndividualAcks(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := "persistent://public/default/" + newTopic("durable-acks")
+	name, _ := broker.ParseTopicName(topic, "public", "default")
+	compactOnly, segment := broker.CleanupCompact, int64(2048)
+	if err := s.broker.CreateTopic(ctx, name, 0, broker.Policies{CleanupPolicy: &compactOnly, SegmentBytes: &segment}); err != nil {
+		t.Fatal(err)
+	}
+	// The subscription first, so that it holds the raw ledgers; its
+	// consumer comes after the compaction.
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := part.Subscription(ctx, "table", true, broker.InitialEarliest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const n, keys = 200, 10
+	want := map[string]string{}
+	for i := range n {
+		k := fmt.Sprintf("k%d", (i*3)%keys)
+		want[k] = fmt.Sprintf("%s-v%d-%s", k, i, make([]byte, 30))
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(want[k])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := part.Stats()
+	if res, err := part.Compact(ctx, true); err != nil || !res.Compacted {
+		t.Fatalf("compaction: %+v, %v", res, err)
+	}
+	if after := part.Stats(); after.FirstIndex != before.FirstIndex {
+		t.Fatalf("raw ledgers released while the subscription had consumed nothing: first index %d", after.FirstIndex)
+	}
+	cons, err := c.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "table", Type: pulsar.Failover, ReadCompacted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := map[string]string{}
+	for range keys {
+		m, err := cons.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[m.Key()] = string(m.Payload())
+		if err := cons.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("readCompacted subscription read %v, want %v", got, want)
+	}
+	var backlog int64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		// Acks reach the broker grouped (every 100 ms).
+		if backlog = sub.Cursor().Backlog(); backlog == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if backlog != 0 {
+		t.Fatalf("backlog %d after acknowledging every message the subscription was sent (%d raw, %d kept)", backlog, n, keys)
+	}
+	// The next compaction releases the raw ledgers the subscription no
+	// longer holds (all sealed ones: everything is below the cleaned point).
+	if _, err := part.Compact(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if after := part.Stats(); after.FirstIndex == before.FirstIndex || after.Bytes >= before.Bytes {
+		t.Fatalf("raw ledgers not released: first index %d (was %d), %d bytes (were %d)", after.FirstIndex, before.FirstIndex, after.Bytes, before.Bytes)
+	}
+}
+
+// TestReadCompactedBatchIndexAcks: a durable readCompacted subscription
+// with batch-index acknowledgements acknowledges some messages of batches
+// compaction rewrote with gaps; after it reconnects it is sent exactly the
+// others. (Its batches hold only the kept messages, numbered
+// consecutively: the broker maps those batch indexes to the raw batch's.)
+func TestReadCompactedBatchIndexAcks(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := "persistent://public/default/" + newTopic("batch-acks")
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 10, BatchingMaxPublishDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const n, keys = 120, 15
+	for i := range n {
+		k := fmt.Sprintf("k%02d", (i*7)%keys)
+		p.SendAsync(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(fmt.Sprintf("%s-v%d", k, i))}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	name, _ := broker.ParseTopicName(topic, "public", "default")
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := part.Compact(ctx, true); err != nil || !res.Compacted {
+		t.Fatalf("compaction: %+v, %v", res, err)
+	}
+	opts := pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "t", Type: pulsar.Failover, ReadCompacted: true,
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest, EnableBatchIndexAcknowledgment: true, AckWithResponse: true}
+	cons, err := c.Subscribe(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unacked := map[string]bool{}
+	for i := range keys {
+		m, err := cons.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			if err := cons.Ack(m); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			unacked[string(m.Payload())] = true
+		}
+	}
+	cons.Close()
+	cons, err = c.Subscribe(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := map[string]bool{}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		m, err := cons.Receive(rctx)
+		cancel()
+		if err != nil {
+			break // nothing more within a second
+		}
+		got[string(m.Payload())] = true
+	}
+	if fmt.Sprint(got) != fmt.Sprint(unacked) {
+		t.Fatalf("after reconnecting: sent %v, want the unacknowledged %v", got, unacked)
 	}
 }

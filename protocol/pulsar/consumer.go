@@ -253,9 +253,31 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 	if d.Entry.Format != broker.FormatPulsar {
 		// A Kafka batch: one Pulsar batch of MsgCount messages.
 		// Compressed beyond the max message size: clients drop bigger frames.
-		if stored, err = convert.AppendKafkaToPulsar(nil, &d.Entry, cs.c.h.cfg.MaxMessageSize); err != nil {
+		var present []uint64
+		if cs.readCompacted && cs.sub == nil {
+			// A compacted reader gets a batch compaction rewrote with
+			// gaps at its full span, the gaps marked acknowledged in the
+			// ack set: each kept message keeps its raw batch index and
+			// exact Message.Index(). Not for durable subscriptions: the
+			// Go client, without batch-index acks, acknowledges a batch
+			// only once every message of it was acknowledged, and it
+			// never counts the skipped ones (docs/compaction.md).
+			stored, present, err = convert.AppendKafkaToPulsarSpan(nil, &d.Entry, cs.c.h.cfg.MaxMessageSize)
+		} else {
+			stored, err = convert.AppendKafkaToPulsar(nil, &d.Entry, cs.c.h.cfg.MaxMessageSize)
+		}
+		if err != nil {
 			cs.c.log.Warn("Kafka entry not converted", "topic", cs.part.Name().String(), "position", d.Entry.Position, "err", err)
 			return fmt.Errorf("pulsar: entry %v not converted: %w", d.Entry.Position, err)
+		}
+		if present != nil {
+			msg.AckSet = andAckSets(msg.AckSet, present)
+		} else if len(d.AckSet) > 0 && cs.readCompacted {
+			// The cursor's ack set numbers the raw batch; this batch
+			// holds only the kept messages.
+			if deltas := convert.CompactedDeltas(&d.Entry); deltas != nil {
+				msg.AckSet = keptAckSet(d.AckSet, deltas)
+			}
 		}
 	}
 	f, err := appendFrame(make([]byte, 0, len(stored)+128), &pb.BaseCommand{Type: pb.BaseCommand_MESSAGE.Enum(), Message: msg}, bem, stored)
@@ -266,6 +288,23 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 		return err
 	}
 	return nil
+}
+
+// andAckSets returns the wire ack set of messages unacknowledged in
+// cursor (nil: all of them) and present in present (bit set: deliver).
+func andAckSets(cursor []int64, present []uint64) []int64 {
+	out := make([]int64, len(present))
+	for i, w := range present {
+		if cursor != nil {
+			if i >= len(cursor) {
+				w = 0
+			} else {
+				w &= uint64(cursor[i])
+			}
+		}
+		out[i] = int64(w)
+	}
+	return out
 }
 
 // Writable implements broker.WritableSink: the connection's outgoing
@@ -368,6 +407,47 @@ func ackSetWords(s []int64) []uint64 {
 	return out
 }
 
+// keptAckSet turns a raw batch's ack set (bit i set: message i
+// unacknowledged) into that of the batch of its kept records, the k-th of
+// which has offset delta deltas[k] (as wire words).
+func keptAckSet(raw []uint64, deltas []int64) []int64 {
+	out := make([]int64, (len(deltas)+63)/64)
+	for k, d := range deltas {
+		if d/64 < int64(len(raw)) && raw[d/64]&(1<<(d%64)) != 0 {
+			out[k/64] |= 1 << (k % 64)
+		}
+	}
+	return out
+}
+
+// rawAckSet turns the ack set a durable readCompacted consumer sent for
+// pos, when it was sent the view's entry there (a batch of the records
+// compaction kept, numbered consecutively), into the raw batch's: kept
+// record k is raw message deltas[k]; removed messages count as
+// acknowledged. Other ack sets are returned as they are. (An entry sent
+// raw before a compaction rewrote it and acknowledged after is taken as
+// the view's: at worst its acknowledgement is lost and it is redelivered.)
+func (cs *consumer) rawAckSet(ctx context.Context, pos broker.Position, set []uint64) []uint64 {
+	if !cs.readCompacted || cs.sub == nil {
+		return set
+	}
+	e, ok, err := cs.part.CompactedEntryAt(ctx, pos)
+	if err != nil || !ok {
+		return set
+	}
+	deltas := convert.CompactedDeltas(&e)
+	if deltas == nil {
+		return set
+	}
+	out := make([]uint64, (e.MsgCount+63)/64)
+	for k, d := range deltas {
+		if k/64 < len(set) && set[k/64]&(1<<(k%64)) != 0 {
+			out[d/64] |= 1 << (d % 64)
+		}
+	}
+	return out
+}
+
 func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 	cs := c.consumer(cmd.GetConsumerId())
 	var err error
@@ -391,7 +471,7 @@ func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 			if len(m.GetAckSet()) > 0 {
 				// Everything before the entry, and part of the entry.
 				if err = cs.disp.AckCumulative(ctx, broker.Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID - 1}); err == nil {
-					err = cs.disp.AckBatchIndex(ctx, pos, ackSetWords(m.GetAckSet()))
+					err = cs.disp.AckBatchIndex(ctx, pos, cs.rawAckSet(ctx, pos, ackSetWords(m.GetAckSet())))
 				}
 			} else {
 				err = cs.disp.AckCumulative(ctx, pos)
@@ -405,7 +485,7 @@ func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 				continue
 			}
 			if len(m.GetAckSet()) > 0 {
-				if e := cs.disp.AckBatchIndex(ctx, pos, ackSetWords(m.GetAckSet())); e != nil {
+				if e := cs.disp.AckBatchIndex(ctx, pos, cs.rawAckSet(ctx, pos, ackSetWords(m.GetAckSet()))); e != nil {
 					err = e
 				}
 			} else {
@@ -528,8 +608,13 @@ func (c *conn) handleGetLastMessageID(ctx context.Context, cmd *pb.CommandGetLas
 			}
 		} else if len(es) == 1 && es[0].Position == lc {
 			// Kafka batches are delivered as batches of their records
-			// (MsgCount of them, fewer in a compacted batch).
-			last.BatchIndex = proto.Int32(max(convert.KafkaRecordCount(&es[0]), 1) - 1)
+			// (MsgCount of them, fewer in a compacted batch; a compacted
+			// reader gets them at their own batch indexes, see Deliver).
+			if cs.readCompacted && cs.sub == nil {
+				last.BatchIndex = proto.Int32(convert.KafkaLastBatchIndex(&es[0]))
+			} else {
+				last.BatchIndex = proto.Int32(max(convert.KafkaRecordCount(&es[0]), 1) - 1)
+			}
 		}
 	}
 	if idx := cs.topic.PartitionIndex(); idx >= 0 {
