@@ -742,9 +742,6 @@ type Subscription struct {
 	// consumers (Attach, Detach). Lock order: dispMu before Dispatcher.mu.
 	dispMu sync.Mutex
 	disp   *Dispatcher
-	// redeliveries are the delivery counts of the last dispatcher, kept
-	// (under dispMu) for the next one while no consumer is attached.
-	redeliveries map[Position]uint32
 }
 
 // ResetTo moves the subscription so that pos is the next entry delivered

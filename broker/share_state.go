@@ -13,8 +13,9 @@ package broker
 //     cursor as for Pulsar acks;
 //   - acquired records are the dispatcher's pending entries of this
 //     consumer (an entry held by one consumer is delivered to no other);
-//   - delivery counts are the dispatcher's redelivery counts plus one
-//     (kept in memory, as Pulsar keeps them);
+//   - delivery counts are the cursor's redelivery counts plus one,
+//     persisted with the cursor's acknowledgements (Pulsar keeps them in
+//     memory only; here a restart does not reset a delivery count limit);
 //   - available records are the backlog and the dispatcher's replay set.
 //
 // Acquisition is per entry (a produced batch): the dispatcher hands whole
