@@ -154,7 +154,7 @@ type DispatchOptions struct {
 	// disconnect the consumers so that they re-subscribe.
 	OnPartitionClosed func()
 	// Subscription is the durable subscription dispatched (set by
-	// Dispatchers.Attach; nil for a reader): it counts deliveries.
+	// Subscription.AddConsumer; nil for a reader): it counts deliveries.
 	Subscription *Subscription
 	// MaxReadBytes bounds one read (default 4 MiB).
 	MaxReadBytes int
@@ -869,61 +869,12 @@ func writable(c *DispatchConsumer) bool {
 	return !ok || w.Writable()
 }
 
-// Dispatchers tracks the subscriptions a protocol handler attached
-// consumers to, so that CloseAll can stop their dispatchers at shutdown. The
-// dispatcher itself belongs to the subscription (Subscription.Attach): a
-// Pulsar consumer and a Kafka share member attached through different
-// handlers share it.
-type Dispatchers struct {
-	mu struct {
-		sync.Mutex
-		subs map[*Subscription]struct{}
-	}
-}
-
-// NewDispatchers returns an empty registry.
-func NewDispatchers() *Dispatchers {
-	ds := &Dispatchers{}
-	ds.mu.subs = make(map[*Subscription]struct{})
-	return ds
-}
-
-// Attach is sub.Attach(opts, c), remembering sub for CloseAll.
-func (ds *Dispatchers) Attach(sub *Subscription, opts DispatchOptions, c *DispatchConsumer) (*Dispatcher, error) {
-	d, err := sub.Attach(opts, c)
-	if err == nil {
-		ds.mu.Lock()
-		ds.mu.subs[sub] = struct{}{}
-		ds.mu.Unlock()
-	}
-	return d, err
-}
-
-// Detach is sub.Detach(d, c).
-func (ds *Dispatchers) Detach(sub *Subscription, d *Dispatcher, c *DispatchConsumer) {
-	sub.Detach(d, c)
-}
-
-// Get returns the live dispatcher of sub, if any.
-func (ds *Dispatchers) Get(sub *Subscription) *Dispatcher { return sub.Dispatcher() }
-
-// CloseAll stops the dispatchers of every subscription attached through ds.
-func (ds *Dispatchers) CloseAll() {
-	ds.mu.Lock()
-	all := ds.mu.subs
-	ds.mu.subs = make(map[*Subscription]struct{})
-	ds.mu.Unlock()
-	for sub := range all {
-		sub.closeDispatcher()
-	}
-}
-
-// Attach adds c to the subscription's dispatcher, creating it with opts if
+// attach adds c to the subscription's dispatcher, creating it with opts if
 // the subscription has none live (opts.Cursor and opts.Subscription are set
 // here). A consumer asking for another type than the live one gets
-// ErrInUse. Both protocol handlers attach through here, so a Pulsar Shared
+// ErrInUse. Both protocol handlers attach through AddConsumer, so a Pulsar Shared
 // consumer and a Kafka share member of the same name share one dispatcher.
-func (s *Subscription) Attach(opts DispatchOptions, c *DispatchConsumer) (*Dispatcher, error) {
+func (s *Subscription) attach(opts DispatchOptions, c *DispatchConsumer) (*Dispatcher, error) {
 	s.dispMu.Lock()
 	defer s.dispMu.Unlock()
 	d := s.disp
@@ -950,8 +901,8 @@ func (s *Subscription) Attach(opts DispatchOptions, c *DispatchConsumer) (*Dispa
 	return d, nil
 }
 
-// Detach removes c from d; the dispatcher stops when its last consumer leaves.
-func (s *Subscription) Detach(d *Dispatcher, c *DispatchConsumer) {
+// detach removes c from d; the dispatcher stops when its last consumer leaves.
+func (s *Subscription) detach(d *Dispatcher, c *DispatchConsumer) {
 	s.dispMu.Lock()
 	defer s.dispMu.Unlock()
 	if d.RemoveConsumer(c) == 0 && s.disp == d {
@@ -965,14 +916,4 @@ func (s *Subscription) Dispatcher() *Dispatcher {
 	s.dispMu.Lock()
 	defer s.dispMu.Unlock()
 	return s.disp
-}
-
-func (s *Subscription) closeDispatcher() {
-	s.dispMu.Lock()
-	d := s.disp
-	s.disp = nil
-	s.dispMu.Unlock()
-	if d != nil {
-		d.Close()
-	}
 }

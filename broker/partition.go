@@ -55,7 +55,11 @@ type Partition struct {
 		txns      partitionTxns // see txnlog.go
 	}
 	attachedProducers registry[ProducerInfo] // attached producers, for statistics
-	compaction        compaction             // compaction.go
+	// prodMu guards prods, the attached producers' names and access modes
+	// (producers.go). A leaf lock.
+	prodMu     sync.Mutex
+	prods      producerAccess
+	compaction compaction // compaction.go
 }
 
 // producerState is one producer's dedup state. Written with both appendMu

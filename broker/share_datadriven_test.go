@@ -56,7 +56,7 @@ func (s *shareScriptState) now() time.Time {
 }
 
 func (s *shareScriptState) openA(t *testing.T) {
-	a, err := s.sub.AttachShare(ShareOptions{Name: "A", LockDuration: time.Minute, DeliveryLimit: s.limit,
+	a, err := s.sub.AttachShare(context.Background(), ShareOptions{Name: "A", LockDuration: time.Minute, DeliveryLimit: s.limit,
 		PartitionIndex: -1, Now: s.now, NoExpiryLoop: true})
 	if err != nil {
 		t.Fatal(err)
@@ -154,11 +154,11 @@ func (s *shareScriptState) run(t *testing.T, d *datadriven.TestData) string {
 		return "ok"
 	case "attach-b":
 		s.bs = newSink()
-		s.bc = &DispatchConsumer{Name: "B", Sink: s.bs}
-		var err error
-		if s.bd, err = s.sub.Attach(DispatchOptions{Partition: s.p, Type: SubShared, PartitionIndex: -1}, s.bc); err != nil {
+		h, err := attach(t, s.sub, DispatchOptions{Type: SubShared, PartitionIndex: -1}, "B", s.bs)
+		if err != nil {
 			t.Fatal(err)
 		}
+		s.bd, s.bc = h.Dispatcher(), h.Consumer()
 		s.bN = 0
 		return "ok"
 	case "flow-b":

@@ -153,10 +153,9 @@ type ShareConsumer struct {
 	disp *Dispatcher
 	dc   *DispatchConsumer
 	opts ShareOptions
+	h    *ConsumerHandle
 	stop chan struct{}
 	done chan struct{}
-
-	release, unlist func()
 
 	mu struct {
 		sync.Mutex
@@ -176,8 +175,9 @@ type ShareConsumer struct {
 
 // AttachShare adds a share consumer to the subscription's Shared
 // dispatcher (created if none is live; ErrInUse if the subscription is
-// live with another type).
-func (s *Subscription) AttachShare(opts ShareOptions) (*ShareConsumer, error) {
+// live with another type): a Kafka-side sink attached through
+// Subscription.AddConsumer, as a Pulsar consumer is.
+func (s *Subscription) AttachShare(ctx context.Context, opts ShareOptions) (*ShareConsumer, error) {
 	if opts.LockDuration <= 0 {
 		opts.LockDuration = DefaultShareLockDuration
 	}
@@ -196,18 +196,18 @@ func (s *Subscription) AttachShare(opts ShareOptions) (*ShareConsumer, error) {
 	sc := &ShareConsumer{sub: s, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
 	sc.mu.held = make(map[Position]*shareEntry)
 	sc.mu.wake = make(chan struct{})
-	sc.dc = &DispatchConsumer{Name: opts.Name, Sink: sc}
-	d, err := s.Attach(DispatchOptions{
-		Partition: s.Partition(), Type: SubShared, PartitionIndex: opts.PartitionIndex, Inspect: opts.Inspect,
-	}, sc.dc)
+	// Held like a Pulsar consumer (DeleteSubscription without force is
+	// refused) and listed in the subscription's statistics. Nothing is
+	// delivered before the first Acquire gives permits, so the fields set
+	// after AddConsumer are set before any Deliver.
+	h, err := s.AddConsumer(ctx, ConsumerSpec{
+		Info:     ConsumerInfo{Name: opts.Name, Protocol: "kafka", Type: SubShared.String()},
+		Dispatch: DispatchOptions{Type: SubShared, PartitionIndex: opts.PartitionIndex, Inspect: opts.Inspect},
+	}, sc)
 	if err != nil {
 		return nil, err
 	}
-	sc.disp = d
-	// Held like a Pulsar consumer (DeleteSubscription without force is
-	// refused) and listed in the subscription's statistics.
-	sc.release = s.Hold()
-	sc.unlist = s.AddConsumer(ConsumerInfo{Name: opts.Name, Protocol: "kafka", Type: SubShared.String(), Dispatch: sc.dc})
+	sc.h, sc.disp, sc.dc = h, h.Dispatcher(), h.Consumer()
 	if opts.NoExpiryLoop {
 		close(sc.done)
 	} else {
@@ -674,8 +674,6 @@ func (sc *ShareConsumer) Close(ctx context.Context) error {
 		err = sc.disp.Ack(ctx, archive...)
 	}
 	// Whatever is still pending to it is replayed to the others.
-	sc.sub.Detach(sc.disp, sc.dc)
-	sc.unlist()
-	sc.release()
+	sc.h.Close()
 	return err
 }

@@ -144,7 +144,7 @@ func runShareModel(t *testing.T, seed uint64) {
 	}
 
 	newA := func() *ShareConsumer {
-		a, err := sub.AttachShare(ShareOptions{Name: "A", LockDuration: lock, DeliveryLimit: limit, MaxLocks: 8, PartitionIndex: -1, Now: now, NoExpiryLoop: true})
+		a, err := sub.AttachShare(context.Background(), ShareOptions{Name: "A", LockDuration: lock, DeliveryLimit: limit, MaxLocks: 8, PartitionIndex: -1, Now: now, NoExpiryLoop: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,11 +154,11 @@ func runShareModel(t *testing.T, seed uint64) {
 	var archived int64 // by closed share consumers
 	var bd *Dispatcher
 	bs := &bSink{m: m, d: func() *Dispatcher { return bd }, recs: recs}
-	bc := &DispatchConsumer{Name: "B", Sink: bs}
-	bd, err = sub.Attach(DispatchOptions{Partition: p, Type: SubShared, PartitionIndex: -1}, bc)
+	bh, err := attach(t, sub, DispatchOptions{Type: SubShared, PartitionIndex: -1}, "B", bs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	bd, bc := bh.Dispatcher(), bh.Consumer()
 	// aHeld: A's acquired records (model view), offset -> entry position.
 	aHeld := map[int64]bool{}
 
@@ -343,7 +343,7 @@ func runShareModel(t *testing.T, seed uint64) {
 	if err := a.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sub.Detach(bd, bc)
+	bh.Close()
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -370,7 +370,7 @@ func TestShareConsumerBasics(t *testing.T) {
 		t.Fatal(err)
 	}
 	pos := appendN(t, p, 2, 4) // offsets 0-3, 4-7
-	a, err := sub.AttachShare(ShareOptions{Name: "A", DeliveryLimit: 2, PartitionIndex: -1})
+	a, err := sub.AttachShare(context.Background(), ShareOptions{Name: "A", DeliveryLimit: 2, PartitionIndex: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,20 +395,20 @@ func TestShareConsumerBasics(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSink()
-	c := &DispatchConsumer{Name: "b", Sink: s}
-	d, err := sub.Attach(DispatchOptions{Partition: p, Type: SubShared, PartitionIndex: -1}, c)
+	h, err := attach(t, sub, DispatchOptions{Type: SubShared, PartitionIndex: -1}, "b", s)
 	if err != nil {
 		t.Fatal(err)
 	}
+	d, c := h.Dispatcher(), h.Consumer()
 	d.Flow(c, 100)
 	ds := s.wait(t, 2)
 	if ds[0].Entry.Position != pos[0] || ds[0].RedeliveryCount != 1 || len(ds[0].AckSet) != 1 || ds[0].AckSet[0] != 0b1010 {
 		t.Fatalf("redelivery of the released records: %+v", ds[0])
 	}
 	d.Redeliver(c, []Position{pos[0]})
-	sub.Detach(d, c)
+	h.Close()
 	// Delivery count 3 > limit 2: archived on arrival.
-	a, err = sub.AttachShare(ShareOptions{Name: "A2", DeliveryLimit: 2, PartitionIndex: -1})
+	a, err = sub.AttachShare(context.Background(), ShareOptions{Name: "A2", DeliveryLimit: 2, PartitionIndex: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,9 +149,12 @@ func (c *coordinator) attachOne(ctx context.Context, g *group, gen int32, name s
 	if owner.instanceID != "" {
 		info.Metadata = map[string]string{"group.instance.id": owner.instanceID}
 	}
-	release := sub.Hold()
-	remove := sub.AddConsumer(info)
-	both := func() { remove(); release() }
+	// A member without deliveries (it fetches by offset): held and listed.
+	h, err := sub.AddConsumer(ctx, broker.ConsumerSpec{Info: info}, nil)
+	if err != nil {
+		return
+	}
+	both := h.Close
 	c.mu.Lock()
 	if g.att.plan != plan || g.att.releases[name] != nil {
 		c.mu.Unlock()
