@@ -19,7 +19,7 @@ import (
 //
 //	new limit=N                      fresh partition, subscription g, share consumer A
 //	append n=N msgs=M                N entries of M messages each
-//	acquire max=N                    A acquires until nothing more comes (or max)
+//	acquire max=N [strict]           A acquires until nothing more comes (or max records; strict: exactly)
 //	ack first=F last=L type=T        A acknowledges (accept, release, reject, renew, gap)
 //	expire                           A's clock passes the lock duration; locks expire
 //	close-a / open-a                 A's session ends / a new one starts
@@ -102,10 +102,11 @@ func (s *shareScriptState) run(t *testing.T, d *datadriven.TestData) string {
 		if d.HasArg("max") {
 			d.ScanArgs(t, "max", &max)
 		}
+		strict := d.HasArg("strict")
 		var lines []string
 		got := 0
 		for got < max {
-			aes, err := s.a.Acquire(ctx, max-got, 30*time.Millisecond)
+			aes, err := s.a.Acquire(ctx, max-got, 30*time.Millisecond, strict)
 			if err != nil {
 				return "error: " + err.Error()
 			}

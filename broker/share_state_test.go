@@ -169,12 +169,29 @@ func runShareModel(t *testing.T, seed uint64) {
 		}
 	}
 	acquireA := func(wait time.Duration) {
-		got, err := a.Acquire(ctx, 1+rng.IntN(6), wait)
+		maxRecs, strict := 1+rng.IntN(6), rng.IntN(2) == 0
+		got, err := a.Acquire(ctx, maxRecs, wait, strict)
 		if err != nil {
 			t.Fatal(err)
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
+		if strict {
+			// Exactly the limits: the records asked for, the session's locks.
+			n := 0
+			for _, ae := range got {
+				for _, r := range ae.Ranges {
+					n += int(r[1] - r[0] + 1)
+				}
+			}
+			if n > maxRecs {
+				m.failf("strict Acquire(%d) returned %d records", maxRecs, n)
+			}
+			// (A batch-optimized Acquire may have passed the limit before.)
+			if held := len(aHeld) + n; n > 0 && held > 8 {
+				m.failf("strict Acquire: %d records locked, max locks 8", held)
+			}
+		}
 		for i := 1; i < len(got); i++ {
 			if got[i].Entry.FirstIndex <= got[i-1].Entry.FirstIndex {
 				m.failf("Acquire out of offset order: %d after %d", got[i].Entry.FirstIndex, got[i-1].Entry.FirstIndex)
@@ -374,7 +391,7 @@ func TestShareConsumerBasics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := a.Acquire(ctx, 4, time.Second)
+	got, err := a.Acquire(ctx, 4, time.Second, false)
 	if err != nil || len(got) != 1 || got[0].Entry.Position != pos[0] || got[0].DeliveryCount != 1 ||
 		fmt.Sprint(got[0].Ranges) != "[[0 3]]" {
 		t.Fatalf("acquire: %+v %v", got, err)
@@ -413,7 +430,7 @@ func TestShareConsumerBasics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close(ctx)
-	got, err = a.Acquire(ctx, 10, time.Second)
+	got, err = a.Acquire(ctx, 10, time.Second, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,10 +14,12 @@ import (
 // TestShareDeliveryCountSurvivesRestart: delivery counts are part of the
 // subscription cursor's persisted state. A franz-go share consumer
 // releases a record on every delivery; across a broker restart the
-// counts it sees keep rising (they do not start over at 1), and the
-// delivery count limit archives the record at the limit: the application
-// sees it at most limit times in all, the last time with count = limit,
-// and the share-partition start offset moves past it.
+// counts it sees go on from where they were (they do not start over at
+// 1), and the delivery count limit archives the record at the limit: the
+// application sees it exactly limit times in all, the last time with
+// count = limit, and the share-partition start offset moves past it.
+// (Strict record limits make franz-go fetch only inside PollFetches, so
+// no fetch acquires the record unseen while the client closes.)
 func TestShareDeliveryCountSurvivesRestart(t *testing.T) {
 	const limit = 4
 	d := startDurableServer(t)
@@ -47,7 +49,8 @@ func TestShareDeliveryCountSurvivesRestart(t *testing.T) {
 	// with n = 0, until quiet has passed without one.
 	consume := func(n int, quiet time.Duration) {
 		t.Helper()
-		kc := newKgo(t, d.addr, kgo.ShareGroup("dcg"), kgo.ConsumeTopics("sdc"), kgo.FetchMaxWait(100*time.Millisecond))
+		kc := newKgo(t, d.addr, kgo.ShareGroup("dcg"), kgo.ConsumeTopics("sdc"), kgo.FetchMaxWait(100*time.Millisecond),
+			kgo.ShareMaxRecords(1), kgo.ShareMaxRecordsStrict())
 		defer kc.Close()
 		seen := 0
 		last := time.Now()
@@ -76,16 +79,8 @@ func TestShareDeliveryCountSurvivesRestart(t *testing.T) {
 	d.restart()
 	consume(0, 1500*time.Millisecond)
 
-	if len(counts) < 3 || len(counts) > limit {
-		t.Fatalf("delivery counts %v: want 3..%d deliveries in all", counts, limit)
-	}
-	for i := 1; i < len(counts); i++ {
-		if counts[i] <= counts[i-1] {
-			t.Fatalf("delivery counts %v: not rising across the restart", counts)
-		}
-	}
-	if counts[len(counts)-1] != limit {
-		t.Fatalf("delivery counts %v: last is not the limit %d", counts, limit)
+	if fmt.Sprint(counts) != "[1 2 3 4]" {
+		t.Fatalf("delivery counts %v across the restart, want [1 2 3 4] (limit %d)", counts, limit)
 	}
 	// Archived: the share-partition start offset is past the record.
 	dreq := kmsg.NewPtrDescribeShareGroupOffsetsRequest()
@@ -100,4 +95,66 @@ func TestShareDeliveryCountSurvivesRestart(t *testing.T) {
 		t.Fatalf("start offset %d, want 1 (the record archived)", p.StartOffset)
 	}
 	t.Logf("delivery counts across the restart: %v", counts)
+}
+
+// TestShareStrictRecordLimit: with franz-go's ShareMaxRecordsStrict
+// (ShareAcquireMode 1), a share fetch acquires at most ShareMaxRecords
+// records even inside one produced batch; the rest of the batch is
+// acquired by later fetches, every record exactly once.
+func TestShareStrictRecordLimit(t *testing.T) {
+	const total, maxRecs = 10, 3
+	s := startServer(t)
+	ctx := testCtx(t)
+	cl := newKgo(t, s.addr, kgo.DefaultProduceTopic("sstrict"))
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "sstrict"); err != nil {
+		t.Fatal(err)
+	}
+	var batch []*kgo.Record
+	for i := range total {
+		batch = append(batch, kgo.StringRecord(fmt.Sprint(i)))
+	}
+	// One ProduceSync of ten records: one batch.
+	if err := cl.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, "strict"
+	c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	c.Name, c.Value = "share.auto.offset.reset", kmsg.StringPtr("earliest")
+	res.Configs = append(res.Configs, c)
+	req.Resources = append(req.Resources, res)
+	if resp, err := req.RequestWith(ctx, cl); err != nil || resp.Resources[0].ErrorCode != 0 {
+		t.Fatalf("configs: %v %+v", err, resp)
+	}
+	kc := newKgo(t, s.addr, kgo.ShareGroup("strict"), kgo.ConsumeTopics("sstrict"),
+		kgo.ShareMaxRecords(maxRecs), kgo.ShareMaxRecordsStrict(), kgo.FetchMaxWait(100*time.Millisecond))
+	seen := map[string]int{}
+	polls := 0
+	for len(seen) < total && ctx.Err() == nil {
+		fs := kc.PollFetches(ctx)
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			seen[string(r.Value)]++
+			n++
+			r.Ack(kgo.AckAccept)
+		})
+		if n > maxRecs {
+			t.Fatalf("one poll returned %d records, strict limit %d", n, maxRecs)
+		}
+		if n > 0 {
+			polls++
+		}
+		if err := kc.FlushAcks(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for v, n := range seen {
+		if n != 1 {
+			t.Errorf("record %s seen %d times", v, n)
+		}
+	}
+	if len(seen) != total || polls < (total+maxRecs-1)/maxRecs {
+		t.Fatalf("%d records in %d polls", len(seen), polls)
+	}
 }
