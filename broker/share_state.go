@@ -333,7 +333,9 @@ func (sc *ShareConsumer) Acquire(ctx context.Context, maxRecords int, wait time.
 	}
 	readyRecs := 0
 	for _, pos := range sc.mu.ready {
-		readyRecs += sc.mu.held[pos].count(recHeld)
+		if se := sc.mu.held[pos]; se != nil {
+			readyRecs += se.count(recHeld)
+		}
 	}
 	// Held records not handed out yet count against this Acquire; the
 	// lock limit counts what the client holds.
