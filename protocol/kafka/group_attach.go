@@ -4,9 +4,10 @@ package kafka
 //
 // While a "consumer" group is Stable, each member is attached to the
 // subscriptions of the partitions assigned to it (the consumer protocol's
-// assignment, which the coordinator can read): Subscription.AddConsumer, so
-// that subscription statistics (the admin API, pulsar-admin) list Kafka
-// members next to Pulsar consumers, and Subscription.Hold, so that deleting
+// assignment, which the coordinator can read) through
+// Subscription.AddConsumer without a sink (members fetch by offset; nothing
+// is dispatched to them): subscription statistics (the admin API,
+// pulsar-admin) list Kafka members next to Pulsar consumers, and deleting
 // the subscription without force is refused while a Kafka member owns it,
 // as it is for a Pulsar consumer. Subscriptions that do not exist yet (no
 // commit) are attached when the first commit creates them. Everything is
