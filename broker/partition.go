@@ -56,7 +56,8 @@ type Partition struct {
 	}
 	attachedProducers registry[ProducerInfo] // attached producers, for statistics
 	// prodMu guards prods, the attached producers' names and access modes
-	// (producers.go). A leaf lock.
+	// (producers.go). Lock order: prodMu before mu (Attach) and the
+	// statistics registry's lock; nothing else is taken under it.
 	prodMu     sync.Mutex
 	prods      producerAccess
 	compaction compaction // compaction.go

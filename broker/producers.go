@@ -57,8 +57,8 @@ type ProducerSpec struct {
 	Info ProducerInfo
 	// Access is the producer's access mode.
 	Access ProducerAccess
-	// TopicEpoch is the epoch a reconnecting exclusive producer had
-	// (< 0: not given).
+	// TopicEpoch is the epoch a reconnecting exclusive producer had; 0 is
+	// an epoch, pass -1 when the client gave none.
 	TopicEpoch int64
 	// OnFenced is called once, without locks held, by the AddProducer of
 	// an ExclusiveWithFencing producer that takes over; the protocol then
@@ -172,10 +172,12 @@ func (p *Partition) AddProducer(ctx context.Context, spec ProducerSpec) (*Produc
 			pp.exclusive = h
 		}
 		h.Epoch = pp.epoch
-		pp.names[name] = h
-		p.prodMu.Unlock()
+		// Complete before it is published: a producer fencing it may
+		// close it as soon as prodMu is released.
 		h.detach = p.Attach()
 		h.unlist = p.listProducer(spec.Info)
+		pp.names[name] = h
+		p.prodMu.Unlock()
 		for _, f := range fenced {
 			// The fenced producer's name is free already; its handle
 			// still holds the partition and its statistics entry until

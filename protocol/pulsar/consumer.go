@@ -45,6 +45,10 @@ type consumer struct {
 	// only after SUBSCRIBE's SUCCESS arrives, so notifications sent
 	// earlier would find no consumer; its first FLOW comes after that.
 	ready    atomic.Bool
+	// attached is set once handle (or a reader's disp and detach) is set:
+	// a PartitionClosed from the dispatcher before then is left to
+	// handleSubscribe, which checks the partition after attaching.
+	attached atomic.Bool
 	active   atomic.Bool
 	stopOnce sync.Once
 
@@ -157,6 +161,7 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 		}
 		cs.detach = part.Attach()
 	}
+	cs.attached.Store(true)
 	c.mu.Lock()
 	c.mu.consumers[cid] = cs
 	c.mu.Unlock()
@@ -326,7 +331,11 @@ func (cs *consumer) stop() {
 // closed (topic deleted, broker closing), so the client is told to
 // re-subscribe (to a new partition if any), whichever handler's consumer
 // created the shared dispatcher.
-func (cs *consumer) PartitionClosed() { cs.closeByBroker() }
+func (cs *consumer) PartitionClosed() {
+	if cs.attached.Load() {
+		cs.closeByBroker()
+	}
+}
 
 // closeByBroker removes the consumer and tells the client (CLOSE_CONSUMER),
 // which then re-subscribes.
