@@ -44,7 +44,7 @@ type consumer struct {
 	// ready is set by the first FLOW: the Go client registers a consumer
 	// only after SUBSCRIBE's SUCCESS arrives, so notifications sent
 	// earlier would find no consumer; its first FLOW comes after that.
-	ready    atomic.Bool
+	ready atomic.Bool
 	// attached is set once handle (or a reader's disp and detach) is set:
 	// a PartitionClosed from the dispatcher before then is left to
 	// handleSubscribe, which checks the partition after attaching.
