@@ -187,4 +187,7 @@ func (c *coordinator) detachAll() {
 	for _, g := range c.mu.groups {
 		g.detachLocked()
 	}
+	for _, cg := range c.mu.cgroups {
+		cg.detachAllLocked()
+	}
 }
