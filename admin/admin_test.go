@@ -310,13 +310,18 @@ func TestSubscriptionsAndStats(t *testing.T) {
 	}
 
 	// Attached clients show up in the stats.
-	removeP := p.AddProducer(broker.ProducerInfo{Name: "prod-1", Protocol: "pulsar", Address: "10.0.0.1:5000"})
+	prod, err := p.AddProducer(ctx, broker.ProducerSpec{Info: broker.ProducerInfo{Name: "prod-1", Protocol: "pulsar", Address: "10.0.0.1:5000"}, TopicEpoch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sub, err := p.Subscription(ctx, "latest", false, broker.InitialLatest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	removeC := sub.AddConsumer(broker.ConsumerInfo{Name: "cons-1", Type: "Shared"})
-	release := sub.Hold()
+	cons, err := sub.AddConsumer(ctx, broker.ConsumerSpec{Info: broker.ConsumerInfo{Name: "cons-1", Type: "Shared"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var st topicStats
 	getJSON(t, srv, base+"/t/stats", &st)
 	if st.MsgInCounter != 4 || st.BytesInCounter != 40 || st.StorageSize < 40 {
@@ -332,9 +337,8 @@ func TestSubscriptionsAndStats(t *testing.T) {
 		{"DELETE", base + "/t/subscription/latest", "", 412, ""},
 		{"GET", base + "/t/partitioned-stats", "", 404, ""},
 	})
-	release()
-	removeC()
-	removeP()
+	cons.Close()
+	prod.Close()
 	runCalls(t, srv, []call{
 		{"DELETE", base + "/t/subscription/latest", "", 204, ""},
 		{"DELETE", base + "/t/subscription/latest", "", 404, ""},

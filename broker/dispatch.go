@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -47,7 +46,9 @@ func (t SubscriptionType) String() string {
 // Delivery is one entry handed to a consumer.
 type Delivery struct {
 	Entry Entry
-	// RedeliveryCount counts negative acks / consumer losses of this entry.
+	// RedeliveryCount counts negative acks / consumer losses / expired
+	// share locks of this entry: the cursor's count (Cursor.Redelivered),
+	// persisted with it, so it survives dispatchers and broker restarts.
 	RedeliveryCount uint32
 	// AckSet is the entry's batch-index ack set (bit i set = message i
 	// still unacknowledged); nil when no message of the batch is acked.
@@ -153,7 +154,7 @@ type DispatchOptions struct {
 	// disconnect the consumers so that they re-subscribe.
 	OnPartitionClosed func()
 	// Subscription is the durable subscription dispatched (set by
-	// Dispatchers.Attach; nil for a reader): it counts deliveries.
+	// Subscription.AddConsumer; nil for a reader): it counts deliveries.
 	Subscription *Subscription
 	// MaxReadBytes bounds one read (default 4 MiB).
 	MaxReadBytes int
@@ -195,8 +196,6 @@ type Dispatcher struct {
 		pending map[Position]pendingEntry
 		// replay holds entries to read again before the cursor (sorted on use).
 		replay map[Position]struct{}
-		// redeliveries counts redeliveries per entry.
-		redeliveries map[Position]uint32
 		// keyHash is the key hash of Key_Shared entries delivered or to
 		// replay: a key with an entry waiting in replay is not delivered
 		// from newer reads (per-key order).
@@ -231,7 +230,6 @@ func NewDispatcher(opts DispatchOptions) *Dispatcher {
 	d := &Dispatcher{opts: opts, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	d.mu.pending = make(map[Position]pendingEntry)
 	d.mu.replay = make(map[Position]struct{})
-	d.mu.redeliveries = make(map[Position]uint32)
 	d.mu.keyHash = make(map[Position]int)
 	d.mu.delayed = make(map[Position]int64)
 	go d.run()
@@ -304,13 +302,17 @@ func (d *Dispatcher) RemoveConsumer(c *DispatchConsumer) int {
 	}
 	d.mu.consumers = slices.Delete(d.mu.consumers, i, i+1)
 	d.mu.keyRanges = removeKeyRange(d.mu.keyRanges, c)
+	var lost []Position
 	for pos, owner := range d.mu.pending {
 		if owner.c == c {
 			delete(d.mu.pending, pos)
 			d.mu.replay[pos] = struct{}{}
-			d.mu.redeliveries[pos]++
+			lost = append(lost, pos)
 		}
 	}
+	// Counted on the cursor before anyone can be handed the entry again
+	// (the next dispatch round needs d.mu).
+	d.opts.Cursor.Redelivered(lost...)
 	notes := d.electLocked()
 	n := len(d.mu.consumers)
 	d.mu.Unlock()
@@ -381,7 +383,6 @@ func (d *Dispatcher) Ack(ctx context.Context, positions ...Position) error {
 	for _, p := range positions {
 		delete(d.mu.pending, p)
 		delete(d.mu.replay, p)
-		delete(d.mu.redeliveries, p)
 		delete(d.mu.keyHash, p)
 		delete(d.mu.delayed, p)
 	}
@@ -418,7 +419,6 @@ func (d *Dispatcher) AckBatchIndex(ctx context.Context, pos Position, ackSet []u
 		d.mu.Lock()
 		delete(d.mu.pending, pos)
 		delete(d.mu.replay, pos)
-		delete(d.mu.redeliveries, pos)
 		delete(d.mu.keyHash, pos)
 		d.mu.Unlock()
 		d.kick()
@@ -433,7 +433,6 @@ func (d *Dispatcher) AckCumulative(ctx context.Context, pos Position) error {
 	for p := range d.mu.pending {
 		if !pos.Less(p) {
 			delete(d.mu.pending, p)
-			delete(d.mu.redeliveries, p)
 		}
 	}
 	for p := range d.mu.replay {
@@ -467,13 +466,15 @@ func (d *Dispatcher) Redeliver(c *DispatchConsumer, positions []Position) {
 			}
 		}
 	}
+	var back []Position
 	for _, pos := range positions {
 		if owner, ok := d.mu.pending[pos]; ok && (owner.c == c || c == nil) {
 			delete(d.mu.pending, pos)
 			d.mu.replay[pos] = struct{}{}
-			d.mu.redeliveries[pos]++
+			back = append(back, pos)
 		}
 	}
+	d.opts.Cursor.Redelivered(back...)
 	d.mu.Unlock()
 	d.kick()
 }
@@ -509,7 +510,6 @@ func (d *Dispatcher) Reset(ctx context.Context, pos Position) error {
 	d.mu.below = viewBelow{}
 	clear(d.mu.pending)
 	clear(d.mu.replay)
-	clear(d.mu.redeliveries)
 	clear(d.mu.keyHash)
 	clear(d.mu.delayed)
 	for _, c := range d.mu.consumers {
@@ -820,7 +820,7 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 		c.permits -= int64(max(e.MsgCount, 1))
 		d.mu.avgMsgs = 0.9*d.mu.avgMsgs + 0.1*float64(max(e.MsgCount, 1))
 		d.mu.pending[e.Position] = pendingEntry{c: c, msgs: max(e.MsgCount, 1)}
-		out = append(out, assignment{c: c, d: Delivery{Entry: e, RedeliveryCount: d.mu.redeliveries[e.Position]}})
+		out = append(out, assignment{c: c, d: Delivery{Entry: e, RedeliveryCount: d.opts.Cursor.RedeliveryCount(e.Position)}})
 	}
 	// Held at the LSO with nothing to deliver: nothing to do until a
 	// marker moves it (TxnChanged wakes the loop).
@@ -924,61 +924,12 @@ func writable(c *DispatchConsumer) bool {
 	return !ok || w.Writable()
 }
 
-// Dispatchers tracks the subscriptions a protocol handler attached
-// consumers to, so that CloseAll can stop their dispatchers at shutdown. The
-// dispatcher itself belongs to the subscription (Subscription.Attach): a
-// Pulsar consumer and a Kafka share member attached through different
-// handlers share it.
-type Dispatchers struct {
-	mu struct {
-		sync.Mutex
-		subs map[*Subscription]struct{}
-	}
-}
-
-// NewDispatchers returns an empty registry.
-func NewDispatchers() *Dispatchers {
-	ds := &Dispatchers{}
-	ds.mu.subs = make(map[*Subscription]struct{})
-	return ds
-}
-
-// Attach is sub.Attach(opts, c), remembering sub for CloseAll.
-func (ds *Dispatchers) Attach(sub *Subscription, opts DispatchOptions, c *DispatchConsumer) (*Dispatcher, error) {
-	d, err := sub.Attach(opts, c)
-	if err == nil {
-		ds.mu.Lock()
-		ds.mu.subs[sub] = struct{}{}
-		ds.mu.Unlock()
-	}
-	return d, err
-}
-
-// Detach is sub.Detach(d, c).
-func (ds *Dispatchers) Detach(sub *Subscription, d *Dispatcher, c *DispatchConsumer) {
-	sub.Detach(d, c)
-}
-
-// Get returns the live dispatcher of sub, if any.
-func (ds *Dispatchers) Get(sub *Subscription) *Dispatcher { return sub.Dispatcher() }
-
-// CloseAll stops the dispatchers of every subscription attached through ds.
-func (ds *Dispatchers) CloseAll() {
-	ds.mu.Lock()
-	all := ds.mu.subs
-	ds.mu.subs = make(map[*Subscription]struct{})
-	ds.mu.Unlock()
-	for sub := range all {
-		sub.closeDispatcher()
-	}
-}
-
-// Attach adds c to the subscription's dispatcher, creating it with opts if
+// attach adds c to the subscription's dispatcher, creating it with opts if
 // the subscription has none live (opts.Cursor and opts.Subscription are set
 // here). A consumer asking for another type than the live one gets
-// ErrInUse. Both protocol handlers attach through here, so a Pulsar Shared
+// ErrInUse. Both protocol handlers attach through AddConsumer, so a Pulsar Shared
 // consumer and a Kafka share member of the same name share one dispatcher.
-func (s *Subscription) Attach(opts DispatchOptions, c *DispatchConsumer) (*Dispatcher, error) {
+func (s *Subscription) attach(opts DispatchOptions, c *DispatchConsumer) (*Dispatcher, error) {
 	s.dispMu.Lock()
 	defer s.dispMu.Unlock()
 	d := s.disp
@@ -987,14 +938,10 @@ func (s *Subscription) Attach(opts DispatchOptions, c *DispatchConsumer) (*Dispa
 		// Whatever an earlier dispatcher delivered without acknowledgement
 		// is due again: start from the mark-delete position (individually
 		// acknowledged entries are skipped by the cursor).
+		// Redelivery counts are the cursor's (persisted with it), so they
+		// carry over from earlier dispatchers and broker restarts.
 		opts.Cursor.Rewind()
 		d = NewDispatcher(opts)
-		d.mu.Lock()
-		for pos, n := range s.redeliveries {
-			d.mu.redeliveries[pos] = n
-		}
-		d.mu.Unlock()
-		s.redeliveries = nil
 		s.disp = d
 	} else if d.opts.Type != opts.Type {
 		return nil, fmt.Errorf("%w: subscription %s is %s, not %s", ErrInUse, s.Name(), d.opts.Type, opts.Type)
@@ -1009,20 +956,13 @@ func (s *Subscription) Attach(opts DispatchOptions, c *DispatchConsumer) (*Dispa
 	return d, nil
 }
 
-// Detach removes c from d; the dispatcher stops when its last consumer leaves.
-func (s *Subscription) Detach(d *Dispatcher, c *DispatchConsumer) {
+// detach removes c from d; the dispatcher stops when its last consumer leaves.
+func (s *Subscription) detach(d *Dispatcher, c *DispatchConsumer) {
 	s.dispMu.Lock()
 	defer s.dispMu.Unlock()
 	if d.RemoveConsumer(c) == 0 && s.disp == d {
 		s.disp = nil
 		d.Close()
-		// Delivery counts outlive the dispatcher (a share group's
-		// delivery count limit counts across sessions).
-		d.mu.Lock()
-		if len(d.mu.redeliveries) > 0 {
-			s.redeliveries = maps.Clone(d.mu.redeliveries)
-		}
-		d.mu.Unlock()
 	}
 }
 
@@ -1031,14 +971,4 @@ func (s *Subscription) Dispatcher() *Dispatcher {
 	s.dispMu.Lock()
 	defer s.dispMu.Unlock()
 	return s.disp
-}
-
-func (s *Subscription) closeDispatcher() {
-	s.dispMu.Lock()
-	d := s.disp
-	s.disp = nil
-	s.dispMu.Unlock()
-	if d != nil {
-		d.Close()
-	}
 }

@@ -41,14 +41,12 @@ func TestDispatcherNeverSkipsAcrossLedgers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ds := NewDispatchers()
-			defer ds.CloseAll()
 			s := newSink()
-			c := &DispatchConsumer{Name: "a", Sink: s}
-			d, err := ds.Attach(sub, DispatchOptions{Partition: p, Type: SubExclusive, PartitionIndex: -1, MaxReadBytes: maxRead}, c)
+			h, err := attach(t, sub, DispatchOptions{Type: SubExclusive, PartitionIndex: -1, MaxReadBytes: maxRead}, "a", s)
 			if err != nil {
 				t.Fatal(err)
 			}
+			d, c := h.Dispatcher(), h.Consumer()
 			d.Flow(c, int64(len(want)))
 			got := s.wait(t, len(want))
 			for i, dl := range got {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -90,6 +91,18 @@ func appendN(t *testing.T, p *Partition, n int, msgs int32) []Position {
 	return out
 }
 
+// attach attaches a consumer called name delivering to sink through
+// Subscription.AddConsumer, as the protocol handlers do; it is closed
+// when the test ends.
+func attach(t *testing.T, sub *Subscription, opts DispatchOptions, name string, sink ConsumerSink) (*ConsumerHandle, error) {
+	t.Helper()
+	h, err := sub.AddConsumer(context.Background(), ConsumerSpec{Info: ConsumerInfo{Name: name}, Dispatch: opts}, sink)
+	if err == nil {
+		t.Cleanup(h.Close)
+	}
+	return h, err
+}
+
 func TestDispatcherPermitsAndRedelivery(t *testing.T) {
 	p := testPartition(t)
 	ctx := context.Background()
@@ -98,14 +111,12 @@ func TestDispatcherPermitsAndRedelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	pos := appendN(t, p, 5, 2) // 5 entries of 2 messages
-	ds := NewDispatchers()
-	defer ds.CloseAll()
 	s := newSink()
-	c := &DispatchConsumer{Name: "a", Sink: s}
-	d, err := ds.Attach(sub, DispatchOptions{Partition: p, Type: SubShared, PartitionIndex: -1}, c)
+	h, err := attach(t, sub, DispatchOptions{Type: SubShared, PartitionIndex: -1}, "a", s)
 	if err != nil {
 		t.Fatal(err)
 	}
+	d, c := h.Dispatcher(), h.Consumer()
 	s.none(t) // no permits yet
 	d.Flow(c, 3)
 	got := s.wait(t, 2) // 2 entries use 4 permits (3 granted: a batch may overdraw)
@@ -129,16 +140,17 @@ func TestDispatcherPermitsAndRedelivery(t *testing.T) {
 	}
 	// A second consumer gets what the first held when it leaves.
 	s2 := newSink()
-	c2 := &DispatchConsumer{Name: "b", Sink: s2}
-	if _, err := ds.Attach(sub, DispatchOptions{Partition: p, Type: SubShared, PartitionIndex: -1}, c2); err != nil {
+	h2, err := attach(t, sub, DispatchOptions{Type: SubShared, PartitionIndex: -1}, "b", s2)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ds.Attach(sub, DispatchOptions{Partition: p, Type: SubExclusive}, &DispatchConsumer{Sink: newSink()}); err == nil {
-		t.Fatal("type mismatch accepted")
+	c2 := h2.Consumer()
+	if _, err := attach(t, sub, DispatchOptions{Type: SubExclusive}, "x", newSink()); !errors.Is(err, ErrInUse) {
+		t.Fatalf("type mismatch: %v", err)
 	}
 	d.Flow(c, 2)
 	s.wait(t, 1) // pos[2]
-	ds.Detach(sub, d, c)
+	h.Close()
 	d.Flow(c2, 100)
 	got2 := s2.wait(t, 3) // pos[2] again, then 3 and 4
 	if got2[0].Entry.Position != pos[2] || got2[0].RedeliveryCount != 1 || got2[2].Entry.Position != pos[4] {
@@ -151,19 +163,17 @@ func TestDispatcherFailoverAndBatchAcks(t *testing.T) {
 	ctx := context.Background()
 	sub, _ := p.Subscription(ctx, "f", true, InitialEarliest)
 	pos := appendN(t, p, 2, 3)
-	ds := NewDispatchers()
-	defer ds.CloseAll()
 	sa, sb := newSink(), newSink()
-	ca := &DispatchConsumer{Name: "a", Sink: sa}
-	cb := &DispatchConsumer{Name: "b", Sink: sb}
-	opts := DispatchOptions{Partition: p, Type: SubFailover, PartitionIndex: -1}
-	d, err := ds.Attach(sub, opts, cb)
+	opts := DispatchOptions{Type: SubFailover, PartitionIndex: -1}
+	hb, err := attach(t, sub, opts, "b", sb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ds.Attach(sub, opts, ca); err != nil {
+	ha, err := attach(t, sub, opts, "a", sa)
+	if err != nil {
 		t.Fatal(err)
 	}
+	d, ca, cb := hb.Dispatcher(), ha.Consumer(), hb.Consumer()
 	d.Flow(ca, 10)
 	d.Flow(cb, 10)
 	sa.wait(t, 2)
@@ -175,7 +185,7 @@ func TestDispatcherFailoverAndBatchAcks(t *testing.T) {
 	if err := d.AckBatchIndex(ctx, pos[0], []uint64{0b101}); err != nil {
 		t.Fatal(err)
 	}
-	ds.Detach(sub, d, ca)
+	ha.Close()
 	got := sb.wait(t, 2)
 	if got[0].Entry.Position != pos[0] || len(got[0].AckSet) != 1 || got[0].AckSet[0] != 0b101 {
 		t.Fatalf("failover got %+v", got[0])
@@ -187,19 +197,18 @@ func TestDispatcherKeySharedNoHeadOfLineBlocking(t *testing.T) {
 	p := testPartition(t)
 	ctx := context.Background()
 	sub, _ := p.Subscription(ctx, "k", true, InitialEarliest)
-	ds := NewDispatchers()
-	defer ds.CloseAll()
 	inspect := func(e *Entry) ([]byte, bool) { return e.Data[:2], true } // key = first two bytes
-	opts := DispatchOptions{Partition: p, Type: SubKeyShared, PartitionIndex: -1, Inspect: inspect}
+	opts := DispatchOptions{Type: SubKeyShared, PartitionIndex: -1, Inspect: inspect}
 	sa, sb := newSink(), newSink()
-	ca, cb := &DispatchConsumer{Name: "a", Sink: sa}, &DispatchConsumer{Name: "b", Sink: sb}
-	d, err := ds.Attach(sub, opts, ca)
+	ha, err := attach(t, sub, opts, "a", sa)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ds.Attach(sub, opts, cb); err != nil {
+	hb, err := attach(t, sub, opts, "b", sb)
+	if err != nil {
 		t.Fatal(err)
 	}
+	d, ca, cb := ha.Dispatcher(), ha.Consumer(), hb.Consumer()
 	// Find one key per consumer.
 	// a, first, owns everything; b takes the lower half.
 	owner := func(k string) int {
@@ -258,18 +267,17 @@ func TestDispatcherSkipsUnwritableConsumer(t *testing.T) {
 	ctx := context.Background()
 	sub, _ := p.Subscription(ctx, "w", true, InitialEarliest)
 	appendN(t, p, 6, 1)
-	ds := NewDispatchers()
-	defer ds.CloseAll()
 	slow, fast := &slowSink{sink: newSink()}, newSink()
-	cs, cf := &DispatchConsumer{Name: "slow", Sink: slow}, &DispatchConsumer{Name: "fast", Sink: fast}
-	opts := DispatchOptions{Partition: p, Type: SubShared, PartitionIndex: -1}
-	d, err := ds.Attach(sub, opts, cs)
+	opts := DispatchOptions{Type: SubShared, PartitionIndex: -1}
+	hs, err := attach(t, sub, opts, "slow", slow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ds.Attach(sub, opts, cf); err != nil {
+	hf, err := attach(t, sub, opts, "fast", fast)
+	if err != nil {
 		t.Fatal(err)
 	}
+	d, cs, cf := hs.Dispatcher(), hs.Consumer(), hf.Consumer()
 	d.Flow(cs, 100)
 	d.Flow(cf, 100)
 	fast.wait(t, 6)

@@ -55,7 +55,12 @@ type Partition struct {
 		txns      partitionTxns // see txnlog.go
 	}
 	attachedProducers registry[ProducerInfo] // attached producers, for statistics
-	compaction        compaction             // compaction.go
+	// prodMu guards prods, the attached producers' names and access modes
+	// (producers.go). Lock order: prodMu before mu (Attach) and the
+	// statistics registry's lock; nothing else is taken under it.
+	prodMu     sync.Mutex
+	prods      producerAccess
+	compaction compaction // compaction.go
 }
 
 // producerState is one producer's dedup state. Written with both appendMu
@@ -744,9 +749,6 @@ type Subscription struct {
 	// consumers (Attach, Detach). Lock order: dispMu before Dispatcher.mu.
 	dispMu sync.Mutex
 	disp   *Dispatcher
-	// redeliveries are the delivery counts of the last dispatcher, kept
-	// (under dispMu) for the next one while no consumer is attached.
-	redeliveries map[Position]uint32
 }
 
 // ResetTo moves the subscription so that pos is the next entry delivered

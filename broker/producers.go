@@ -30,42 +30,16 @@ var (
 	ErrProducerBusy = fmt.Errorf("%w: producer busy", ErrInUse)
 )
 
-// ProducerRegistration is one live producer on a partition.
-type ProducerRegistration struct {
-	Name   string
-	Access ProducerAccess
-	// Epoch is the partition's topic epoch at registration (exclusive modes).
-	Epoch uint64
-	// OnFenced is called (once, without locks held) when an
-	// ExclusiveWithFencing producer takes over; the protocol closes the producer.
-	OnFenced func()
-
-	part *partitionProducers
-}
-
-type partitionProducers struct {
-	names     map[string]*ProducerRegistration
-	exclusive *ProducerRegistration
+// producerAccess is the access-mode state of a partition's attached
+// producers: unique names, the exclusive producer and the topic epoch.
+// It lives in the Partition (guarded by Partition.prodMu) and keeps
+// nothing on disk: epochs restart at 0 when the partition is loaded again.
+type producerAccess struct {
+	names     map[string]*ProducerHandle
+	exclusive *ProducerHandle
 	epoch     uint64
 	// waiters are WaitForExclusive requests in arrival order.
 	waiters []chan struct{}
-}
-
-// ProducerRegistry tracks live producers per partition: unique names,
-// access modes and the topic epoch of exclusive producers. One registry
-// serves one broker; it keeps no state on disk (epochs restart at 0).
-type ProducerRegistry struct {
-	mu struct {
-		sync.Mutex
-		parts map[*Partition]*partitionProducers
-	}
-}
-
-// NewProducerRegistry returns an empty registry.
-func NewProducerRegistry() *ProducerRegistry {
-	r := &ProducerRegistry{}
-	r.mu.parts = make(map[*Partition]*partitionProducers)
-	return r
 }
 
 // GenerateProducerName returns a unique producer name (prefix-<random>).
@@ -75,46 +49,92 @@ func GenerateProducerName(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(raw[:])
 }
 
-// Add registers a producer called name on p. Errors: ErrProducerBusy (name
-// taken, or a shared producer while an exclusive one exists),
-// ErrProducerFenced (exclusive access refused, or a reconnecting exclusive
-// producer whose topicEpoch is stale). AccessWaitForExclusive blocks until
-// access is granted or ctx ends; ready, if not nil, is called once the
-// request is queued (so that the protocol can tell the client to wait).
-// topicEpoch < 0 means "not given".
-func (r *ProducerRegistry) Add(ctx context.Context, p *Partition, name string, access ProducerAccess, topicEpoch int64, onFenced func(), queued func()) (*ProducerRegistration, error) {
+// ProducerSpec describes a producer attaching to a partition
+// (Partition.AddProducer).
+type ProducerSpec struct {
+	// Info is what statistics report; Info.Name is the producer's name,
+	// unique on the partition.
+	Info ProducerInfo
+	// Access is the producer's access mode.
+	Access ProducerAccess
+	// TopicEpoch is the epoch a reconnecting exclusive producer had; 0 is
+	// an epoch, pass -1 when the client gave none.
+	TopicEpoch int64
+	// OnFenced is called once, without locks held, by the AddProducer of
+	// an ExclusiveWithFencing producer that takes over; the protocol then
+	// closes this producer (its name is free already).
+	OnFenced func()
+	// Queued, if not nil, is called once when an AccessWaitForExclusive
+	// request starts waiting (the protocol tells the client to wait).
+	Queued func()
+}
+
+// ProducerHandle is a producer attached to a partition: registered under
+// its name and access mode, counted as a user of the partition
+// (DeleteTopic without force is refused while it is attached) and listed
+// in the statistics. Close detaches it.
+type ProducerHandle struct {
+	p    *Partition
+	name string
+	// Access is the producer's access mode.
+	Access ProducerAccess
+	// Epoch is the partition's topic epoch at registration (exclusive modes).
+	Epoch    uint64
+	onFenced func()
+	detach   func()
+	unlist   func()
+	once     sync.Once
+}
+
+// Name is the producer's name.
+func (h *ProducerHandle) Name() string { return h.name }
+
+// AddProducer attaches a producer to the partition (as Pulsar's topic owns
+// its producers, whichever protocol they speak). Errors: ErrProducerBusy
+// (the name is taken, or a shared producer while an exclusive one
+// exists), ErrProducerFenced (exclusive access refused, or a reconnecting
+// exclusive producer whose topic epoch is stale), ErrClosed (the partition
+// closed). AccessWaitForExclusive blocks until access is granted or ctx
+// ends.
+func (p *Partition) AddProducer(ctx context.Context, spec ProducerSpec) (*ProducerHandle, error) {
+	name, access, topicEpoch, queued := spec.Info.Name, spec.Access, spec.TopicEpoch, spec.Queued
 	for {
-		r.mu.Lock()
-		pp := r.mu.parts[p]
-		if pp == nil {
-			pp = &partitionProducers{names: make(map[string]*ProducerRegistration)}
-			r.mu.parts[p] = pp
+		p.prodMu.Lock()
+		select {
+		case <-p.done:
+			p.prodMu.Unlock()
+			return nil, fmt.Errorf("%w: %s", ErrClosed, p.Name())
+		default:
+		}
+		pp := &p.prods
+		if pp.names == nil {
+			pp.names = make(map[string]*ProducerHandle)
 		}
 		if _, dup := pp.names[name]; dup {
-			r.mu.Unlock()
+			p.prodMu.Unlock()
 			return nil, fmt.Errorf("%w: producer name %q is already connected on %s", ErrProducerBusy, name, p.Name())
 		}
-		reg := &ProducerRegistration{Name: name, Access: access, OnFenced: onFenced, part: pp}
-		var fenced []*ProducerRegistration
+		h := &ProducerHandle{p: p, name: name, Access: access, onFenced: spec.OnFenced}
+		var fenced []*ProducerHandle
 		switch access {
 		case AccessShared:
 			if pp.exclusive != nil {
-				r.mu.Unlock()
+				p.prodMu.Unlock()
 				return nil, fmt.Errorf("%w: %s has an exclusive producer", ErrProducerBusy, p.Name())
 			}
 		case AccessExclusive, AccessWaitForExclusive:
 			if topicEpoch >= 0 && uint64(topicEpoch) < pp.epoch {
-				r.mu.Unlock()
+				p.prodMu.Unlock()
 				return nil, fmt.Errorf("%w: topic epoch %d < %d", ErrProducerFenced, topicEpoch, pp.epoch)
 			}
 			if len(pp.names) > 0 {
 				if access == AccessExclusive {
-					r.mu.Unlock()
+					p.prodMu.Unlock()
 					return nil, fmt.Errorf("%w: %s has other producers", ErrProducerFenced, p.Name())
 				}
 				wait := make(chan struct{})
 				pp.waiters = append(pp.waiters, wait)
-				r.mu.Unlock()
+				p.prodMu.Unlock()
 				if queued != nil {
 					queued()
 					queued = nil
@@ -123,15 +143,15 @@ func (r *ProducerRegistry) Add(ctx context.Context, p *Partition, name string, a
 				case <-wait:
 					continue
 				case <-ctx.Done():
-					r.mu.Lock()
+					p.prodMu.Lock()
 					for i, w := range pp.waiters {
 						if w == wait {
 							pp.waiters = append(pp.waiters[:i], pp.waiters[i+1:]...)
 							break
 						}
 					}
-					r.mu.Unlock()
-					r.wakeNext(p)
+					p.prodMu.Unlock()
+					p.wakeNextProducer()
 					return nil, ctx.Err()
 				}
 			}
@@ -149,57 +169,66 @@ func (r *ProducerRegistry) Add(ctx context.Context, p *Partition, name string, a
 			case topicEpoch < 0 || access == AccessExclusiveWithFencing:
 				pp.epoch++
 			}
-			pp.exclusive = reg
+			pp.exclusive = h
 		}
-		reg.Epoch = pp.epoch
-		pp.names[name] = reg
-		r.mu.Unlock()
+		h.Epoch = pp.epoch
+		// Complete before it is published: a producer fencing it may
+		// close it as soon as prodMu is released.
+		h.detach = p.Attach()
+		h.unlist = p.listProducer(spec.Info)
+		pp.names[name] = h
+		p.prodMu.Unlock()
 		for _, f := range fenced {
-			if f.OnFenced != nil {
-				f.OnFenced()
+			// The fenced producer's name is free already; its handle
+			// still holds the partition and its statistics entry until
+			// the protocol closes it.
+			if f.onFenced != nil {
+				f.onFenced()
 			}
 		}
-		return reg, nil
+		return h, nil
 	}
 }
 
-// Remove unregisters reg (idempotent) and lets a waiting exclusive producer in.
-func (r *ProducerRegistry) Remove(p *Partition, reg *ProducerRegistration) {
-	r.mu.Lock()
-	pp := r.mu.parts[p]
-	if pp == nil || pp.names[reg.Name] != reg {
-		r.mu.Unlock()
-		return
-	}
-	delete(pp.names, reg.Name)
-	if pp.exclusive == reg {
-		pp.exclusive = nil
-	}
-	r.mu.Unlock()
-	r.wakeNext(p)
+// Close detaches the producer (idempotent) and lets a waiting exclusive
+// producer in.
+func (h *ProducerHandle) Close() {
+	h.once.Do(func() {
+		p := h.p
+		p.prodMu.Lock()
+		if p.prods.names[h.name] == h {
+			delete(p.prods.names, h.name)
+		}
+		if p.prods.exclusive == h {
+			p.prods.exclusive = nil
+		}
+		p.prodMu.Unlock()
+		p.wakeNextProducer()
+		h.detach()
+		h.unlist()
+	})
 }
 
-// wakeNext lets the first WaitForExclusive request retry when the partition has no producers.
-func (r *ProducerRegistry) wakeNext(p *Partition) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	pp := r.mu.parts[p]
-	if pp == nil || len(pp.names) > 0 || len(pp.waiters) == 0 {
+// wakeNextProducer lets the first WaitForExclusive request retry when the
+// partition has no producers.
+func (p *Partition) wakeNextProducer() {
+	p.prodMu.Lock()
+	defer p.prodMu.Unlock()
+	pp := &p.prods
+	if len(pp.names) > 0 || len(pp.waiters) == 0 {
 		return
 	}
 	close(pp.waiters[0])
 	pp.waiters = pp.waiters[1:]
 }
 
-// Producers lists the names of live producers on p.
-func (r *ProducerRegistry) Producers(p *Partition) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// ProducerNames lists the names of the producers attached to p.
+func (p *Partition) ProducerNames() []string {
+	p.prodMu.Lock()
+	defer p.prodMu.Unlock()
 	var out []string
-	if pp := r.mu.parts[p]; pp != nil {
-		for n := range pp.names {
-			out = append(out, n)
-		}
+	for n := range p.prods.names {
+		out = append(out, n)
 	}
 	return out
 }

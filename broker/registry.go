@@ -122,10 +122,9 @@ func (r *registry[T]) list() []T {
 	return out
 }
 
-// AddProducer records an attached producer for statistics; call remove once
-// when it detaches. It does not count as Attach (call both when a producer
-// should also block DeleteTopic without force).
-func (p *Partition) AddProducer(info ProducerInfo) (remove func()) {
+// listProducer records an attached producer for statistics; call remove
+// once when it detaches (AddProducer's handle does both).
+func (p *Partition) listProducer(info ProducerInfo) (remove func()) {
 	if info.ConnectedSince.IsZero() {
 		info.ConnectedSince = time.Now()
 	}
@@ -160,9 +159,10 @@ func (p *Partition) OutRates() (msgsPerSec, bytesPerSec float64) {
 	return p.outRate.rates(time.Now(), msgs, bytes)
 }
 
-// AddConsumer records a consumer attached to the subscription for
-// statistics; call remove once when it detaches. It does not count as Hold.
-func (s *Subscription) AddConsumer(info ConsumerInfo) (remove func()) {
+// listConsumer records a consumer attached to the subscription for
+// statistics; call remove once when it detaches (AddConsumer's handle
+// does both).
+func (s *Subscription) listConsumer(info ConsumerInfo) (remove func()) {
 	if info.ConnectedSince.IsZero() {
 		info.ConnectedSince = time.Now()
 	}

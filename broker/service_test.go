@@ -577,27 +577,49 @@ func TestClientRegistries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r1 := p.AddProducer(ProducerInfo{Name: "p1", Protocol: "pulsar"})
-	r2 := p.AddProducer(ProducerInfo{Name: "p2", Protocol: "kafka"})
+	r1, err := p.AddProducer(ctx, ProducerSpec{Info: ProducerInfo{Name: "p1", Protocol: "pulsar"}, TopicEpoch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := p.AddProducer(ctx, ProducerSpec{Info: ProducerInfo{Name: "p2", Protocol: "kafka"}, TopicEpoch: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.AddProducer(ctx, ProducerSpec{Info: ProducerInfo{Name: "p2"}, TopicEpoch: -1}); !errors.Is(err, ErrProducerBusy) {
+		t.Fatalf("duplicate producer name: %v", err)
+	}
 	if got := p.Producers(); len(got) != 2 || got[0].Name != "p1" || got[1].Name != "p2" || got[0].ConnectedSince.IsZero() {
 		t.Fatalf("producers %+v", got)
 	}
-	r1()
-	r1()
+	if err := b.DeleteTopic(ctx, mustTopic(t, "reg"), false); !errors.Is(err, ErrInUse) {
+		t.Fatalf("delete with producers attached: %v", err)
+	}
+	r1.Close()
+	r1.Close()
 	if got := p.Producers(); len(got) != 1 || got[0].Name != "p2" {
 		t.Fatalf("after remove %+v", got)
 	}
-	r2()
+	r2.Close()
+	if n := p.ProducerNames(); len(n) != 0 {
+		t.Fatalf("names after close: %v", n)
+	}
 
 	s, err := p.Subscription(ctx, "sub", true, InitialEarliest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := s.AddConsumer(ConsumerInfo{Name: "c1", Type: "Shared"})
+	rc, err := s.AddConsumer(ctx, ConsumerSpec{Info: ConsumerInfo{Name: "c1", Type: "Shared"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := s.Consumers(); len(got) != 1 || got[0].Type != "Shared" {
 		t.Fatalf("consumers %+v", got)
 	}
-	rc()
+	if err := p.DeleteSubscription(ctx, "sub", false); !errors.Is(err, ErrInUse) {
+		t.Fatalf("delete a held subscription: %v", err)
+	}
+	rc.Close()
+	rc.Close()
 	if len(s.Consumers()) != 0 {
 		t.Fatal("consumer not removed")
 	}

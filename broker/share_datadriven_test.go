@@ -19,7 +19,7 @@ import (
 //
 //	new limit=N                      fresh partition, subscription g, share consumer A
 //	append n=N msgs=M                N entries of M messages each
-//	acquire max=N                    A acquires until nothing more comes (or max)
+//	acquire max=N [strict]           A acquires until nothing more comes (or max records; strict: exactly)
 //	ack first=F last=L type=T        A acknowledges (accept, release, reject, renew, gap)
 //	expire                           A's clock passes the lock duration; locks expire
 //	close-a / open-a                 A's session ends / a new one starts
@@ -56,7 +56,7 @@ func (s *shareScriptState) now() time.Time {
 }
 
 func (s *shareScriptState) openA(t *testing.T) {
-	a, err := s.sub.AttachShare(ShareOptions{Name: "A", LockDuration: time.Minute, DeliveryLimit: s.limit,
+	a, err := s.sub.AttachShare(context.Background(), ShareOptions{Name: "A", LockDuration: time.Minute, DeliveryLimit: s.limit,
 		PartitionIndex: -1, Now: s.now, NoExpiryLoop: true})
 	if err != nil {
 		t.Fatal(err)
@@ -102,10 +102,11 @@ func (s *shareScriptState) run(t *testing.T, d *datadriven.TestData) string {
 		if d.HasArg("max") {
 			d.ScanArgs(t, "max", &max)
 		}
+		strict := d.HasArg("strict")
 		var lines []string
 		got := 0
 		for got < max {
-			aes, err := s.a.Acquire(ctx, max-got, 30*time.Millisecond)
+			aes, err := s.a.Acquire(ctx, max-got, 30*time.Millisecond, strict)
 			if err != nil {
 				return "error: " + err.Error()
 			}
@@ -154,11 +155,11 @@ func (s *shareScriptState) run(t *testing.T, d *datadriven.TestData) string {
 		return "ok"
 	case "attach-b":
 		s.bs = newSink()
-		s.bc = &DispatchConsumer{Name: "B", Sink: s.bs}
-		var err error
-		if s.bd, err = s.sub.Attach(DispatchOptions{Partition: s.p, Type: SubShared, PartitionIndex: -1}, s.bc); err != nil {
+		h, err := attach(t, s.sub, DispatchOptions{Type: SubShared, PartitionIndex: -1}, "B", s.bs)
+		if err != nil {
 			t.Fatal(err)
 		}
+		s.bd, s.bc = h.Dispatcher(), h.Consumer()
 		s.bN = 0
 		return "ok"
 	case "flow-b":

@@ -13,13 +13,18 @@ package broker
 //     cursor as for Pulsar acks;
 //   - acquired records are the dispatcher's pending entries of this
 //     consumer (an entry held by one consumer is delivered to no other);
-//   - delivery counts are the dispatcher's redelivery counts plus one
-//     (kept in memory, as Pulsar keeps them);
+//   - delivery counts are the cursor's redelivery counts plus one,
+//     persisted with the cursor's acknowledgements (Pulsar keeps them in
+//     memory only; here a restart does not reset a delivery count limit);
 //   - available records are the backlog and the dispatcher's replay set.
 //
-// Acquisition is per entry (a produced batch): the dispatcher hands whole
-// entries to one consumer, and the share consumer acquires those of the
-// entry's records that the cursor has not acknowledged. Acknowledgement is
+// The dispatcher hands whole entries (produced batches) to one consumer;
+// the share consumer holds the entry's records the cursor has not
+// acknowledged and hands them to its client per record: whole entries by
+// default (Kafka's batch-optimized acquisition), or exactly up to the
+// requested number of records (strict), the rest of the entry staying held
+// for the next Acquire. Records of one entry are never split between
+// consumers (see docs/consumer-groups.md). Acknowledgement is
 // per record: accepted and rejected records are batch-index acks on the
 // cursor at once; when no record of an entry is still acquired, the entry
 // is acknowledged if nothing was released, else redelivered (to either
@@ -107,7 +112,8 @@ type ShareOptions struct {
 // Record states of a held entry's records.
 const (
 	recNotOurs  int8 = iota // acknowledged before delivery: not acquired
-	recAcquired             // locked to this consumer
+	recHeld                 // delivered to the consumer, not yet handed to its client
+	recAcquired             // handed to the client: locked to this consumer
 	recAccepted             // acknowledged (accept)
 	recReleased             // to redeliver
 	recRejected             // archived (reject)
@@ -117,20 +123,26 @@ const (
 type shareEntry struct {
 	entry         Entry
 	deliveryCount int
-	deadline      time.Time
-	state         []int8 // per message of the entry
-	handed        bool   // returned by Acquire
+	// deadline is when held records not handed out yet go back (ReadyHold
+	// after the delivery or the last partial hand-out).
+	deadline time.Time
+	state    []int8      // per message of the entry
+	locks    []time.Time // per message: when its acquisition lock ends
+	handed   bool        // some record was returned by Acquire
 }
 
-func (se *shareEntry) acquired() int {
+// count counts the entry's records in state st.
+func (se *shareEntry) count(st int8) int {
 	n := 0
 	for _, s := range se.state {
-		if s == recAcquired {
+		if s == st {
 			n++
 		}
 	}
 	return n
 }
+
+func (se *shareEntry) acquired() int { return se.count(recAcquired) }
 
 // AcquiredEntry is an entry handed to a share consumer by Acquire.
 type AcquiredEntry struct {
@@ -152,10 +164,9 @@ type ShareConsumer struct {
 	disp *Dispatcher
 	dc   *DispatchConsumer
 	opts ShareOptions
+	h    *ConsumerHandle
 	stop chan struct{}
 	done chan struct{}
-
-	release, unlist func()
 
 	mu struct {
 		sync.Mutex
@@ -175,8 +186,9 @@ type ShareConsumer struct {
 
 // AttachShare adds a share consumer to the subscription's Shared
 // dispatcher (created if none is live; ErrInUse if the subscription is
-// live with another type).
-func (s *Subscription) AttachShare(opts ShareOptions) (*ShareConsumer, error) {
+// live with another type): a Kafka-side sink attached through
+// Subscription.AddConsumer, as a Pulsar consumer is.
+func (s *Subscription) AttachShare(ctx context.Context, opts ShareOptions) (*ShareConsumer, error) {
 	if opts.LockDuration <= 0 {
 		opts.LockDuration = DefaultShareLockDuration
 	}
@@ -195,18 +207,18 @@ func (s *Subscription) AttachShare(opts ShareOptions) (*ShareConsumer, error) {
 	sc := &ShareConsumer{sub: s, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
 	sc.mu.held = make(map[Position]*shareEntry)
 	sc.mu.wake = make(chan struct{})
-	sc.dc = &DispatchConsumer{Name: opts.Name, Sink: sc}
-	d, err := s.Attach(DispatchOptions{
-		Partition: s.Partition(), Type: SubShared, PartitionIndex: opts.PartitionIndex, Inspect: opts.Inspect,
-	}, sc.dc)
+	// Held like a Pulsar consumer (DeleteSubscription without force is
+	// refused) and listed in the subscription's statistics. Nothing is
+	// delivered before the first Acquire gives permits, so the fields set
+	// after AddConsumer are set before any Deliver.
+	h, err := s.AddConsumer(ctx, ConsumerSpec{
+		Info:     ConsumerInfo{Name: opts.Name, Protocol: "kafka", Type: SubShared.String()},
+		Dispatch: DispatchOptions{Type: SubShared, PartitionIndex: opts.PartitionIndex, Inspect: opts.Inspect},
+	}, sc)
 	if err != nil {
 		return nil, err
 	}
-	sc.disp = d
-	// Held like a Pulsar consumer (DeleteSubscription without force is
-	// refused) and listed in the subscription's statistics.
-	sc.release = s.Hold()
-	sc.unlist = s.AddConsumer(ConsumerInfo{Name: opts.Name, Protocol: "kafka", Type: SubShared.String(), Dispatch: sc.dc})
+	sc.h, sc.disp, sc.dc = h, h.Dispatcher(), h.Consumer()
 	if opts.NoExpiryLoop {
 		close(sc.done)
 	} else {
@@ -225,15 +237,15 @@ func (sc *ShareConsumer) DispatchConsumer() *DispatchConsumer { return sc.dc }
 // consumer (or is archived at once past the delivery limit).
 func (sc *ShareConsumer) Deliver(ctx context.Context, d Delivery) error {
 	n := int(max(d.Entry.MsgCount, 1))
-	se := &shareEntry{entry: d.Entry, deliveryCount: int(d.RedeliveryCount) + 1, state: make([]int8, n)}
+	se := &shareEntry{entry: d.Entry, deliveryCount: int(d.RedeliveryCount) + 1, state: make([]int8, n), locks: make([]time.Time, n)}
 	for i := range se.state {
 		if d.AckSet == nil || (i/64 < len(d.AckSet) && d.AckSet[i/64]&(1<<(uint(i)%64)) != 0) {
-			se.state[i] = recAcquired
+			se.state[i] = recHeld
 		}
 	}
 	if se.deliveryCount > sc.opts.DeliveryLimit {
 		sc.mu.Lock()
-		sc.mu.archived += int64(se.acquired())
+		sc.mu.archived += int64(se.count(recHeld))
 		sc.mu.Unlock()
 		return sc.disp.Ack(ctx, d.Entry.Position)
 	}
@@ -266,7 +278,8 @@ func (sc *ShareConsumer) PartitionClosed() {
 // ActiveChanged implements ConsumerSink (Shared: never called).
 func (sc *ShareConsumer) ActiveChanged(bool) {}
 
-// lockedLocked counts the records the consumer holds acquired.
+// lockedLocked counts the records the consumer's client holds acquired
+// (handed out by Acquire, not yet decided).
 func (sc *ShareConsumer) lockedLocked() int {
 	n := 0
 	for _, se := range sc.mu.held {
@@ -286,7 +299,7 @@ func (sc *ShareConsumer) Ready() <-chan struct{} {
 // LockDuration is the consumer's acquisition lock duration.
 func (sc *ShareConsumer) LockDuration() time.Duration { return sc.opts.LockDuration }
 
-// Locked is how many records the consumer holds acquired.
+// Locked is how many records the consumer's client holds acquired.
 func (sc *ShareConsumer) Locked() int {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
@@ -301,11 +314,15 @@ func (sc *ShareConsumer) Archived() int64 {
 	return sc.mu.archived
 }
 
-// Acquire returns up to about maxRecords acquired records (whole entries,
-// in offset order: the last one may exceed it), waiting up to wait for
-// the first. Their
-// locks run from now for LockDuration.
-func (sc *ShareConsumer) Acquire(ctx context.Context, maxRecords int, wait time.Duration) ([]AcquiredEntry, error) {
+// Acquire returns acquired records in offset order, waiting up to wait for
+// the first; their locks run from now for LockDuration. Without strict it
+// returns whole entries up to about maxRecords records (the last entry
+// may pass it: Kafka's batch-optimized mode); with strict exactly at most
+// maxRecords records and never more than the consumer's MaxLocks in all,
+// an entry's other records staying held for the next Acquire (Kafka's
+// record-limit mode). The returned entries are whole; their Ranges say
+// which records were acquired.
+func (sc *ShareConsumer) Acquire(ctx context.Context, maxRecords int, wait time.Duration, strict bool) ([]AcquiredEntry, error) {
 	if maxRecords <= 0 {
 		maxRecords = 1
 	}
@@ -316,9 +333,13 @@ func (sc *ShareConsumer) Acquire(ctx context.Context, maxRecords int, wait time.
 	}
 	readyRecs := 0
 	for _, pos := range sc.mu.ready {
-		readyRecs += sc.mu.held[pos].acquired()
+		if se := sc.mu.held[pos]; se != nil {
+			readyRecs += se.count(recHeld)
+		}
 	}
-	want := min(maxRecords, sc.opts.MaxLocks-sc.lockedLocked()+readyRecs) - readyRecs
+	// Held records not handed out yet count against this Acquire; the
+	// lock limit counts what the client holds.
+	want := min(maxRecords, sc.opts.MaxLocks-sc.lockedLocked()) - readyRecs
 	sc.mu.Unlock()
 	if want > 0 && sc.dc.Stats().Permits < int64(want) {
 		sc.disp.Flow(sc.dc, int64(want)-sc.dc.Stats().Permits)
@@ -336,7 +357,11 @@ func (sc *ShareConsumer) Acquire(ctx context.Context, maxRecords int, wait time.
 			return nil, ErrClosed
 		}
 		if len(sc.mu.ready) > 0 || timer == nil {
-			out := sc.takeLocked(maxRecords)
+			n := maxRecords
+			if strict {
+				n = min(n, sc.opts.MaxLocks-sc.lockedLocked())
+			}
+			out := sc.takeLocked(n, strict)
 			sc.mu.Unlock()
 			return out, nil
 		}
@@ -352,24 +377,30 @@ func (sc *ShareConsumer) Acquire(ctx context.Context, maxRecords int, wait time.
 	}
 }
 
-func (sc *ShareConsumer) takeLocked(maxRecords int) []AcquiredEntry {
+// takeLocked hands out held records of ready entries, up to maxRecords
+// (strict: exactly; else whole entries while fewer were taken).
+func (sc *ShareConsumer) takeLocked(maxRecords int, strict bool) []AcquiredEntry {
 	var out []AcquiredEntry
 	n := 0
 	now := sc.opts.Now()
 	for len(sc.mu.ready) > 0 && n < maxRecords {
 		pos := sc.mu.ready[0]
-		sc.mu.ready = sc.mu.ready[1:]
 		se := sc.mu.held[pos]
-		if se == nil || se.acquired() == 0 {
+		if se == nil || se.count(recHeld) == 0 {
+			sc.mu.ready = sc.mu.ready[1:]
 			continue
 		}
 		se.handed = true
-		se.deadline = now.Add(sc.opts.LockDuration)
 		ae := AcquiredEntry{Entry: se.entry, DeliveryCount: se.deliveryCount}
 		for i, s := range se.state {
-			if s != recAcquired {
+			if s != recHeld {
 				continue
 			}
+			if strict && n == maxRecords {
+				break
+			}
+			se.state[i] = recAcquired
+			se.locks[i] = now.Add(sc.opts.LockDuration)
 			off := se.entry.FirstIndex + int64(i)
 			if k := len(ae.Ranges); k > 0 && ae.Ranges[k-1][1] == off-1 {
 				ae.Ranges[k-1][1] = off
@@ -377,6 +408,12 @@ func (sc *ShareConsumer) takeLocked(maxRecords int) []AcquiredEntry {
 				ae.Ranges = append(ae.Ranges, [2]int64{off, off})
 			}
 			n++
+		}
+		if se.count(recHeld) == 0 {
+			sc.mu.ready = sc.mu.ready[1:]
+		} else {
+			// The rest waits for the next Acquire, at the front.
+			se.deadline = now.Add(sc.opts.ReadyHold)
 		}
 		out = append(out, ae)
 	}
@@ -416,7 +453,7 @@ func (sc *ShareConsumer) Acknowledge(ctx context.Context, first, last int64, typ
 				t = types[off-first]
 			}
 			i := off - lo
-			if se.state[i] != recAcquired || !se.handed {
+			if se.state[i] != recAcquired {
 				if t != AckGap && bad == nil {
 					bad = fmt.Errorf("%w: offset %d", ErrInvalidRecordState, off)
 				}
@@ -430,7 +467,7 @@ func (sc *ShareConsumer) Acknowledge(ctx context.Context, first, last int64, typ
 			case AckReject:
 				se.state[i] = recRejected
 			case AckRenew:
-				se.deadline = now.Add(sc.opts.LockDuration)
+				se.locks[i] = now.Add(sc.opts.LockDuration)
 				continue
 			default:
 				if bad == nil {
@@ -493,8 +530,8 @@ func (sc *ShareConsumer) settleLocked(touched map[Position]*shareEntry) []shareA
 				acked++
 			case recReleased:
 				released++
-			case recAcquired:
-				acquired++
+			case recAcquired, recHeld:
+				acquired++ // undecided
 			}
 		}
 		if acquired > 0 || released > 0 {
@@ -527,7 +564,7 @@ func (sc *ShareConsumer) settleLocked(touched map[Position]*shareEntry) []shareA
 func ackSetOf(state []int8) []uint64 {
 	set := make([]uint64, (len(state)+63)/64)
 	for i, s := range state {
-		if s == recAcquired || s == recReleased {
+		if s == recHeld || s == recAcquired || s == recReleased {
 			set[i/64] |= 1 << (uint(i) % 64)
 		}
 	}
@@ -574,10 +611,8 @@ func (sc *ShareConsumer) ExpireLocks(ctx context.Context) error {
 	touched := map[Position]*shareEntry{}
 	var unhanded []Position
 	for pos, se := range sc.mu.held {
-		if now.Before(se.deadline) {
-			continue
-		}
-		if !se.handed {
+		heldOver := se.count(recHeld) > 0 && !now.Before(se.deadline)
+		if heldOver && !se.handed {
 			// Read ahead for a client that did not ask again in time:
 			// back to the others, not a delivery.
 			delete(sc.mu.held, pos)
@@ -585,16 +620,18 @@ func (sc *ShareConsumer) ExpireLocks(ctx context.Context) error {
 			continue
 		}
 		for i, s := range se.state {
-			if s == recAcquired {
+			// The rest of a partly handed entry goes back with it (the
+			// entry is redelivered as a whole).
+			if (s == recAcquired && !now.Before(se.locks[i])) || (s == recHeld && heldOver) {
 				se.state[i] = recReleased
+				touched[pos] = se
 			}
 		}
-		touched[pos] = se
 	}
 	if len(touched) > 0 || len(unhanded) > 0 {
 		ready := sc.mu.ready[:0]
 		for _, pos := range sc.mu.ready {
-			if sc.mu.held[pos] != nil && touched[pos] == nil {
+			if se := sc.mu.held[pos]; se != nil && se.count(recHeld) > 0 {
 				ready = append(ready, pos)
 			}
 		}
@@ -649,7 +686,7 @@ func (sc *ShareConsumer) Close(ctx context.Context) error {
 		}
 		n := 0
 		for _, s := range se.state {
-			if s == recAcquired || s == recReleased {
+			if s == recHeld || s == recAcquired || s == recReleased {
 				n++
 			}
 		}
@@ -673,8 +710,6 @@ func (sc *ShareConsumer) Close(ctx context.Context) error {
 		err = sc.disp.Ack(ctx, archive...)
 	}
 	// Whatever is still pending to it is replayed to the others.
-	sc.sub.Detach(sc.disp, sc.dc)
-	sc.unlist()
-	sc.release()
+	sc.h.Close()
 	return err
 }

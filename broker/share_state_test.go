@@ -144,7 +144,7 @@ func runShareModel(t *testing.T, seed uint64) {
 	}
 
 	newA := func() *ShareConsumer {
-		a, err := sub.AttachShare(ShareOptions{Name: "A", LockDuration: lock, DeliveryLimit: limit, MaxLocks: 8, PartitionIndex: -1, Now: now, NoExpiryLoop: true})
+		a, err := sub.AttachShare(context.Background(), ShareOptions{Name: "A", LockDuration: lock, DeliveryLimit: limit, MaxLocks: 8, PartitionIndex: -1, Now: now, NoExpiryLoop: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,11 +154,11 @@ func runShareModel(t *testing.T, seed uint64) {
 	var archived int64 // by closed share consumers
 	var bd *Dispatcher
 	bs := &bSink{m: m, d: func() *Dispatcher { return bd }, recs: recs}
-	bc := &DispatchConsumer{Name: "B", Sink: bs}
-	bd, err = sub.Attach(DispatchOptions{Partition: p, Type: SubShared, PartitionIndex: -1}, bc)
+	bh, err := attach(t, sub, DispatchOptions{Type: SubShared, PartitionIndex: -1}, "B", bs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	bd, bc := bh.Dispatcher(), bh.Consumer()
 	// aHeld: A's acquired records (model view), offset -> entry position.
 	aHeld := map[int64]bool{}
 
@@ -169,12 +169,29 @@ func runShareModel(t *testing.T, seed uint64) {
 		}
 	}
 	acquireA := func(wait time.Duration) {
-		got, err := a.Acquire(ctx, 1+rng.IntN(6), wait)
+		maxRecs, strict := 1+rng.IntN(6), rng.IntN(2) == 0
+		got, err := a.Acquire(ctx, maxRecs, wait, strict)
 		if err != nil {
 			t.Fatal(err)
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
+		if strict {
+			// Exactly the limits: the records asked for, the session's locks.
+			n := 0
+			for _, ae := range got {
+				for _, r := range ae.Ranges {
+					n += int(r[1] - r[0] + 1)
+				}
+			}
+			if n > maxRecs {
+				m.failf("strict Acquire(%d) returned %d records", maxRecs, n)
+			}
+			// (A batch-optimized Acquire may have passed the limit before.)
+			if held := len(aHeld) + n; n > 0 && held > 8 {
+				m.failf("strict Acquire: %d records locked, max locks 8", held)
+			}
+		}
 		for i := 1; i < len(got); i++ {
 			if got[i].Entry.FirstIndex <= got[i-1].Entry.FirstIndex {
 				m.failf("Acquire out of offset order: %d after %d", got[i].Entry.FirstIndex, got[i-1].Entry.FirstIndex)
@@ -343,7 +360,7 @@ func runShareModel(t *testing.T, seed uint64) {
 	if err := a.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sub.Detach(bd, bc)
+	bh.Close()
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -370,11 +387,11 @@ func TestShareConsumerBasics(t *testing.T) {
 		t.Fatal(err)
 	}
 	pos := appendN(t, p, 2, 4) // offsets 0-3, 4-7
-	a, err := sub.AttachShare(ShareOptions{Name: "A", DeliveryLimit: 2, PartitionIndex: -1})
+	a, err := sub.AttachShare(context.Background(), ShareOptions{Name: "A", DeliveryLimit: 2, PartitionIndex: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := a.Acquire(ctx, 4, time.Second)
+	got, err := a.Acquire(ctx, 4, time.Second, false)
 	if err != nil || len(got) != 1 || got[0].Entry.Position != pos[0] || got[0].DeliveryCount != 1 ||
 		fmt.Sprint(got[0].Ranges) != "[[0 3]]" {
 		t.Fatalf("acquire: %+v %v", got, err)
@@ -395,25 +412,25 @@ func TestShareConsumerBasics(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSink()
-	c := &DispatchConsumer{Name: "b", Sink: s}
-	d, err := sub.Attach(DispatchOptions{Partition: p, Type: SubShared, PartitionIndex: -1}, c)
+	h, err := attach(t, sub, DispatchOptions{Type: SubShared, PartitionIndex: -1}, "b", s)
 	if err != nil {
 		t.Fatal(err)
 	}
+	d, c := h.Dispatcher(), h.Consumer()
 	d.Flow(c, 100)
 	ds := s.wait(t, 2)
 	if ds[0].Entry.Position != pos[0] || ds[0].RedeliveryCount != 1 || len(ds[0].AckSet) != 1 || ds[0].AckSet[0] != 0b1010 {
 		t.Fatalf("redelivery of the released records: %+v", ds[0])
 	}
 	d.Redeliver(c, []Position{pos[0]})
-	sub.Detach(d, c)
+	h.Close()
 	// Delivery count 3 > limit 2: archived on arrival.
-	a, err = sub.AttachShare(ShareOptions{Name: "A2", DeliveryLimit: 2, PartitionIndex: -1})
+	a, err = sub.AttachShare(context.Background(), ShareOptions{Name: "A2", DeliveryLimit: 2, PartitionIndex: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close(ctx)
-	got, err = a.Acquire(ctx, 10, time.Second)
+	got, err = a.Acquire(ctx, 10, time.Second, false)
 	if err != nil {
 		t.Fatal(err)
 	}

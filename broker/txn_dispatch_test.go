@@ -37,14 +37,12 @@ func TestDispatcherTransactions(t *testing.T) {
 			c2 := app(2, true)       // 2: committed below
 			marker(1, false)         // 3
 			plain4 := app(-1, false) // 4, held behind pid 2's open txn
-			ds := NewDispatchers()
-			defer ds.CloseAll()
 			s := newSink()
-			c := &DispatchConsumer{Name: "a", Sink: s}
-			d, err := ds.Attach(sub, DispatchOptions{Partition: p, Type: typ, PartitionIndex: -1}, c)
+			h, err := attach(t, sub, DispatchOptions{Type: typ, PartitionIndex: -1}, "a", s)
 			if err != nil {
 				t.Fatal(err)
 			}
+			d, c := h.Dispatcher(), h.Consumer()
 			d.Flow(c, 100)
 			got := s.wait(t, 1)
 			s.none(t) // held at the LSO (2)

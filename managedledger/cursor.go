@@ -22,7 +22,12 @@ import (
 // Acknowledgement state: MarkDeletePosition (everything at or before it is
 // acknowledged), individually acknowledged entries after it, and batch-index
 // ack sets for partly acknowledged entries (bit i set = message i of the
-// batch still unacknowledged, Pulsar's convention).
+// batch still unacknowledged, Pulsar's convention), and the redelivery
+// counts of unacknowledged entries (how often an entry was delivered and
+// given back: negative acks, lost consumers, expired share locks). The
+// counts are part of the acknowledgement state, persisted with it, so a
+// delivery count limit (Kafka share groups, Pulsar max redeliveries) holds
+// across restarts; an entry's count goes when the entry is acknowledged.
 //
 // Persistence: changes mark the cursor dirty; the factory writes dirty
 // cursors every CursorFlushInterval (one metadata Put each), Flush and
@@ -30,7 +35,8 @@ import (
 // write, so acknowledgements of the last interval may be redelivered
 // (at-least-once), never lost data.
 //
-// INVARIANT: markDelete < every position in acked and batchAcks.
+// INVARIANT: markDelete < every position in acked, batchAcks and redeliveries.
+// INVARIANT: no position is in both acked and redeliveries.
 // INVARIANT: the entry after markDelete is not in acked (compaction).
 type Cursor struct {
 	ml      *ManagedLedger
@@ -50,18 +56,25 @@ type Cursor struct {
 		read       Position // next entry to read
 		acked      map[Position]struct{}
 		batchAcks  map[Position][]uint64
-		props      map[string]string
-		dirty      bool
+		// redeliveries counts how often each unacknowledged entry was
+		// given back for redelivery (see Redelivered).
+		redeliveries map[Position]uint32
+		props        map[string]string
+		dirty        bool
 	}
 }
 
 // cursorRecord is the JSON persisted for a durable cursor.
 type cursorRecord struct {
-	Name       string            `json:"name"`
-	MarkDelete Position          `json:"markDelete"`
-	Acked      [][3]int64        `json:"acked,omitempty"` // [ledger, first entry, last entry]
-	BatchAcks  []batchAckRecord  `json:"batchAcks,omitempty"`
-	Props      map[string]string `json:"props,omitempty"`
+	Name       string           `json:"name"`
+	MarkDelete Position         `json:"markDelete"`
+	Acked      [][3]int64       `json:"acked,omitempty"` // [ledger, first entry, last entry]
+	BatchAcks  []batchAckRecord `json:"batchAcks,omitempty"`
+	// Redeliveries are [ledger, entry, count]: redelivery counts of
+	// unacknowledged entries (added in a later version; older records
+	// have none, which reads as all zero).
+	Redeliveries [][3]int64        `json:"redeliveries,omitempty"`
+	Props        map[string]string `json:"props,omitempty"`
 }
 
 type batchAckRecord struct {
@@ -117,6 +130,7 @@ func (ml *ManagedLedger) newCursorLocked(name string, durable bool, md Position)
 	c.mu.read = ml.nextPositionLocked(md)
 	c.mu.acked = make(map[Position]struct{})
 	c.mu.batchAcks = make(map[Position][]uint64)
+	c.mu.redeliveries = make(map[Position]uint32)
 	c.mu.props = make(map[string]string)
 	c.mu.dirty = durable
 	return c
@@ -158,6 +172,12 @@ func (ml *ManagedLedger) loadCursors(ctx context.Context) error {
 		}
 		for _, b := range st.BatchAcks {
 			c.mu.batchAcks[b.Position] = b.AckSet
+		}
+		for _, r := range st.Redeliveries {
+			p := Position{LedgerID: r[0], EntryID: r[1]}
+			if _, ok := c.mu.acked[p]; !ok && r[2] > 0 && c.mu.markDelete.Less(p) {
+				c.mu.redeliveries[p] = uint32(min(r[2], int64(^uint32(0))))
+			}
 		}
 		if st.Props != nil {
 			c.mu.props = st.Props
@@ -316,6 +336,7 @@ func (c *Cursor) Delete(ctx context.Context, positions ...Position) error {
 		if c.mu.markDelete.Less(p) {
 			c.mu.acked[p] = struct{}{}
 			delete(c.mu.batchAcks, p)
+			delete(c.mu.redeliveries, p)
 		}
 	}
 	c.compactLocked(false)
@@ -348,6 +369,7 @@ func (c *Cursor) AckBetween(ctx context.Context, after, before Position) error {
 	for p := first; p.Less(before) && p.Less(w); p = ml.nextPositionLocked(p) {
 		c.mu.acked[p] = struct{}{}
 		delete(c.mu.batchAcks, p)
+		delete(c.mu.redeliveries, p)
 	}
 	c.compactLocked(false)
 	return nil
@@ -382,6 +404,7 @@ func (c *Cursor) AckBatch(ctx context.Context, pos Position, ackSet []uint64) er
 	}
 	if remaining == 0 {
 		delete(c.mu.batchAcks, pos)
+		delete(c.mu.redeliveries, pos)
 		c.mu.acked[pos] = struct{}{}
 		c.compactLocked(false)
 	} else {
@@ -425,6 +448,7 @@ func (c *Cursor) ResetTo(ctx context.Context, pos Position) error {
 	c.mu.markDelete = ml.prevPositionLocked(target)
 	clear(c.mu.acked)
 	clear(c.mu.batchAcks)
+	clear(c.mu.redeliveries)
 	c.mu.read = ml.nextPositionLocked(c.mu.markDelete)
 	c.mu.dirty = true
 	return nil
@@ -474,6 +498,7 @@ func (c *Cursor) setNextIndexLocked(next int64) error {
 	if !forward {
 		clear(c.mu.acked)
 		clear(c.mu.batchAcks)
+		clear(c.mu.redeliveries)
 	}
 	delete(c.mu.batchAcks, target)
 	delete(c.mu.acked, target)
@@ -613,6 +638,36 @@ func (c *Cursor) backlogLocked() (int64, error) {
 	return max(n, 0), missed
 }
 
+// Redelivered counts one more redelivery of each entry at positions (a
+// negative ack, a lost consumer, an expired lock: the entry goes back to
+// be delivered again). Acknowledged entries are ignored. The counts are
+// persisted with the cursor (batched, as acknowledgements are) and dropped
+// when an entry is acknowledged or the cursor is reset.
+func (c *Cursor) Redelivered(positions ...Position) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range positions {
+		if !c.mu.markDelete.Less(p) {
+			continue
+		}
+		if _, ok := c.mu.acked[p]; ok {
+			continue
+		}
+		if n := c.mu.redeliveries[p]; n < ^uint32(0) {
+			c.mu.redeliveries[p] = n + 1
+			c.mu.dirty = true
+		}
+	}
+}
+
+// RedeliveryCount returns how often the entry at pos was redelivered
+// (Redelivered); 0 for an entry never given back or acknowledged.
+func (c *Cursor) RedeliveryCount(pos Position) uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.redeliveries[pos]
+}
+
 // Properties returns a copy of the cursor's properties (e.g. Kafka commit metadata).
 func (c *Cursor) Properties() map[string]string {
 	c.mu.Lock()
@@ -694,6 +749,15 @@ func (c *Cursor) snapshotLocked() cursorRecord {
 	for _, p := range slices.SortedFunc(maps.Keys(c.mu.batchAcks), Position.Compare) {
 		st.BatchAcks = append(st.BatchAcks, batchAckRecord{Position: p, AckSet: c.mu.batchAcks[p]})
 	}
+	for _, p := range slices.SortedFunc(maps.Keys(c.mu.redeliveries), Position.Compare) {
+		if len(st.Redeliveries) == maxAckRangesToPersist {
+			// Beyond the bound an entry's count restarts at 0 after a
+			// restart: more deliveries, never a lost entry.
+			c.ml.log.Warn("managedledger: too many redelivered entries to persist their counts", "group", c.name)
+			break
+		}
+		st.Redeliveries = append(st.Redeliveries, [3]int64{p.LedgerID, p.EntryID, int64(c.mu.redeliveries[p])})
+	}
 	return st
 }
 
@@ -721,6 +785,11 @@ func (c *Cursor) compactLocked(mdMoved bool) {
 		for p := range c.mu.batchAcks {
 			if !c.mu.markDelete.Less(p) {
 				delete(c.mu.batchAcks, p)
+			}
+		}
+		for p := range c.mu.redeliveries {
+			if !c.mu.markDelete.Less(p) {
+				delete(c.mu.redeliveries, p)
 			}
 		}
 	}

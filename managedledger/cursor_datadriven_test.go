@@ -27,6 +27,7 @@ import (
 //	ack-between c=NAME after=L:E before=L:E
 //	set-next c=NAME idx=N
 //	reset c=NAME pos=L:E
+//	redeliver c=NAME pos=L:E[,L:E...]  one more redelivery of each entry
 //	read c=NAME n=N
 //	rewind c=NAME
 //	truncate idx=N
@@ -80,10 +81,18 @@ func cursorState(c *Cursor) string {
 		}
 		bs = append(bs, fmt.Sprintf("%v{%s}", p, strings.Join(idx, ",")))
 	}
+	var rs string
+	if len(c.mu.redeliveries) > 0 {
+		var r []string
+		for _, p := range slices.SortedFunc(maps.Keys(c.mu.redeliveries), Position.Compare) {
+			r = append(r, fmt.Sprintf("%v:%d", p, c.mu.redeliveries[p]))
+		}
+		rs = " redelivered=[" + strings.Join(r, " ") + "]"
+	}
 	md, read := c.mu.markDelete, c.mu.read
 	c.mu.Unlock()
-	return fmt.Sprintf("md=%v read=%v next=%d backlog=%d acked=%v batch=[%s]\n",
-		md, read, c.NextIndex(), c.Backlog(), acked, strings.Join(bs, " "))
+	return fmt.Sprintf("md=%v read=%v next=%d backlog=%d acked=%v batch=[%s]%s\n",
+		md, read, c.NextIndex(), c.Backlog(), acked, strings.Join(bs, " "), rs)
 }
 
 func (s *scriptState) run(t *testing.T, d *datadriven.TestData) string {
@@ -124,7 +133,7 @@ func (s *scriptState) run(t *testing.T, d *datadriven.TestData) string {
 			return err.Error() + "\n"
 		}
 		return cursorState(c)
-	case "mark-delete", "delete", "ack-batch", "ack-between", "set-next", "reset", "rewind":
+	case "mark-delete", "delete", "ack-batch", "ack-between", "set-next", "reset", "rewind", "redeliver":
 		c := s.cursor(t, d)
 		var err error
 		switch d.Cmd {
@@ -132,6 +141,14 @@ func (s *scriptState) run(t *testing.T, d *datadriven.TestData) string {
 			var p string
 			d.ScanArgs(t, "pos", &p)
 			err = c.MarkDelete(ctx, parsePos(p))
+		case "redeliver":
+			var ps string
+			d.ScanArgs(t, "pos", &ps)
+			var pos []Position
+			for _, p := range strings.Split(ps, ",") {
+				pos = append(pos, parsePos(p))
+			}
+			c.Redelivered(pos...)
 		case "delete":
 			var ps string
 			d.ScanArgs(t, "pos", &ps)

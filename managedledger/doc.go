@@ -6,7 +6,8 @@
 // managed ledger, which is also its Kafka offset. A cursor is a consumer's
 // durable (named, persisted) or non-durable (reader) state: a mark-delete
 // position (everything at or before it is acknowledged) plus individually
-// acknowledged entries and batch-index acknowledgements after it.
+// acknowledged entries and batch-index acknowledgements after it, and the
+// redelivery counts of unacknowledged entries.
 //
 // # Storage
 //
@@ -26,7 +27,10 @@
 //
 // Durable cursors live at /managed-ledgers/<name>/cursors/<escaped name>
 // as JSON {name, markDelete, acked: [[ledger, firstEntry, lastEntry]...],
-// batchAcks: [{pos, ackSet}], props}. Cursor names may hold any bytes:
+// batchAcks: [{pos, ackSet}], redeliveries: [[ledger, entry, count]...],
+// props}. redeliveries was added later: a record without it has every
+// count 0, and an older binary ignores it (and drops it on its next write:
+// counts start over, nothing else is lost). Cursor names may hold any bytes:
 // everything outside [A-Za-z0-9_-] is escaped as %XX.
 //
 // # Durability and visibility (the contract)

@@ -35,5 +35,11 @@ func handleConsumerGroupHeartbeat(ctx context.Context, c *conn, req *kmsg.Consum
 		resp.ErrorMessage = &msg
 		return resp, nil
 	}
-	return co.consumerHeartbeat(ctx, cgHeartbeatRequest{req: req, clientID: clientIDFrom(ctx), clientHost: clientHost(c)}), nil
+	resp := co.consumerHeartbeat(ctx, cgHeartbeatRequest{req: req, clientID: clientIDFrom(ctx), clientHost: clientHost(c)})
+	if resp.ErrorCode == 0 && req.MemberEpoch >= 0 {
+		// The member's partitions' subscriptions list it as a consumer
+		// (group_consumer_attach.go).
+		co.cgAttach(ctx, req.Group)
+	}
+	return resp, nil
 }

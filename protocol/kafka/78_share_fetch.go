@@ -13,9 +13,12 @@ package kafka
 // entries as Kafka batches with AcquiredRecords ranges and delivery
 // counts; records of those batches outside the ranges were acknowledged
 // before and are not the member's. The acquisition lock timeout is the
-// group's share.record.lock.duration.ms. ShareAcquireMode 1 (strict
-// record limit) is answered like 0: whole batches, so the last one may
-// pass MaxRecords.
+// group's share.record.lock.duration.ms. ShareAcquireMode 0
+// (batch-optimized) acquires whole batches, so the last one may pass
+// MaxRecords; 1 (record limit) acquires exactly at most MaxRecords
+// records, splitting a batch: the batch is sent whole and its
+// AcquiredRecords name the records acquired, the rest coming in later
+// fetches of the same session.
 //
 // Top-level errors: UNKNOWN_MEMBER_ID (not a member of the share group),
 // SHARE_SESSION_NOT_FOUND, INVALID_SHARE_SESSION_EPOCH,
@@ -173,7 +176,7 @@ func (h *Handler) shareAcquire(ctx context.Context, s *shareCoordinator, ss *sha
 				continue
 			}
 			wakes = append(wakes, p.sc.Ready())
-			got, err := p.sc.Acquire(ctx, maxRecords-records, 0)
+			got, err := p.sc.Acquire(ctx, maxRecords-records, 0, req.ShareAcquireMode == 1)
 			if errors.Is(err, broker.ErrClosed) {
 				// The partition closed (deleted, unloaded): attach
 				// again at the next fetch.

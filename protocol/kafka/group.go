@@ -804,7 +804,10 @@ func (c *coordinator) join(ctx context.Context, r joinRequest) joinResult {
 		c.mu.Unlock()
 		return fail(kerr.InconsistentGroupProtocol)
 	}
-	delete(c.mu.cgroups, r.group) // an empty consumer group becomes classic
+	if cg := c.mu.cgroups[r.group]; cg != nil {
+		cg.detachAllLocked()
+		delete(c.mu.cgroups, r.group) // an empty consumer group becomes classic
+	}
 	g := c.mu.groups[r.group]
 	if g == nil {
 		if r.memberID != "" {

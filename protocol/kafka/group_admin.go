@@ -89,6 +89,7 @@ func (h *Handler) deleteGroup(ctx context.Context, co *coordinator, name string)
 			co.mu.Unlock()
 			return kerr.NonEmptyGroup
 		}
+		cg.detachAllLocked()
 		delete(co.mu.cgroups, name)
 		if g == nil {
 			co.mu.Unlock()

@@ -4,9 +4,10 @@ package kafka
 //
 // While a "consumer" group is Stable, each member is attached to the
 // subscriptions of the partitions assigned to it (the consumer protocol's
-// assignment, which the coordinator can read): Subscription.AddConsumer, so
-// that subscription statistics (the admin API, pulsar-admin) list Kafka
-// members next to Pulsar consumers, and Subscription.Hold, so that deleting
+// assignment, which the coordinator can read) through
+// Subscription.AddConsumer without a sink (members fetch by offset; nothing
+// is dispatched to them): subscription statistics (the admin API,
+// pulsar-admin) list Kafka members next to Pulsar consumers, and deleting
 // the subscription without force is refused while a Kafka member owns it,
 // as it is for a Pulsar consumer. Subscriptions that do not exist yet (no
 // commit) are attached when the first commit creates them. Everything is
@@ -149,9 +150,12 @@ func (c *coordinator) attachOne(ctx context.Context, g *group, gen int32, name s
 	if owner.instanceID != "" {
 		info.Metadata = map[string]string{"group.instance.id": owner.instanceID}
 	}
-	release := sub.Hold()
-	remove := sub.AddConsumer(info)
-	both := func() { remove(); release() }
+	// A member without deliveries (it fetches by offset): held and listed.
+	h, err := sub.AddConsumer(ctx, broker.ConsumerSpec{Info: info}, nil)
+	if err != nil {
+		return
+	}
+	both := h.Close
 	c.mu.Lock()
 	if g.att.plan != plan || g.att.releases[name] != nil {
 		c.mu.Unlock()
@@ -182,5 +186,8 @@ func (c *coordinator) detachAll() {
 	defer c.mu.Unlock()
 	for _, g := range c.mu.groups {
 		g.detachLocked()
+	}
+	for _, cg := range c.mu.cgroups {
+		cg.detachAllLocked()
 	}
 }

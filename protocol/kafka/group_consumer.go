@@ -47,10 +47,16 @@ type consumerGroup struct {
 	// emptySince is when the group last lost its last member (zero while
 	// it has members); an empty group is forgotten after groupEmptyExpiry.
 	emptySince time.Time
+	// att are the members' subscription attachments by partition, and
+	// attRetry when to look again for a subscription that was missing
+	// (group_consumer_attach.go).
+	att      map[cgTP]*cgAttachment
+	attRetry map[cgTP]time.Time
 }
 
 func newConsumerGroup(name string) *consumerGroup {
-	cg := &consumerGroup{name: name, regexes: map[string]*regexp.Regexp{}}
+	cg := &consumerGroup{name: name, regexes: map[string]*regexp.Regexp{},
+		att: map[cgTP]*cgAttachment{}, attRetry: map[cgTP]time.Time{}}
 	cg.st = newCGGroup(cg.match)
 	return cg
 }
@@ -221,6 +227,13 @@ func (c *coordinator) consumerHeartbeat(ctx context.Context, r cgHeartbeatReques
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Runs before the unlock: whatever this heartbeat moved or released
+	// is detached from its subscription (attaching comes after, unlocked).
+	defer func() {
+		if cg := c.mu.cgroups[req.Group]; cg != nil {
+			cg.detachStaleLocked()
+		}
+	}()
 	if g := c.mu.groups[req.Group]; g != nil && (len(g.members) > 0 || g.state != groupEmpty) {
 		return fail(kerr.GroupIDNotFound, "group "+req.Group+" is not a consumer group")
 	}
@@ -480,12 +493,14 @@ func (c *coordinator) tickConsumerGroups(now time.Time) {
 				cg.st.removeMember(id)
 			}
 		}
+		cg.detachStaleLocked()
 		switch {
 		case len(cg.st.members) > 0:
 			cg.emptySince = time.Time{}
 		case cg.emptySince.IsZero():
 			cg.emptySince = now
 		case now.Sub(cg.emptySince) > groupEmptyExpiry:
+			cg.detachAllLocked()
 			delete(c.mu.cgroups, name)
 		}
 	}

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 // lowerCGTimers makes consumer-group heartbeats and session expiry fast
@@ -159,4 +162,99 @@ func TestConsumerGroupFranz848(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConsumerGroup848MembersAreSubscriptionConsumers: a KIP-848 member is
+// listed as the consumer of the subscriptions of the partitions it owns
+// and holds them (deleting one without force is refused), as a classic
+// member is; when a second member takes half of them, each subscription
+// lists its new owner only; after both leave, none.
+func TestConsumerGroup848MembersAreSubscriptionConsumers(t *testing.T) {
+	lowerCGTimers(t, 200*time.Millisecond, 3*time.Second)
+	s := startServer(t)
+	ctx := testCtx(t)
+	const topic, group, parts = "cg848att", "g848att", 4
+	admCl := newKgo(t, s.addr)
+	if _, err := kadm.NewClient(admCl).CreateTopic(ctx, parts, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, ctx, s.addr, topic, 0, 40)
+	subOf := func(i int) *broker.Subscription {
+		name, _ := broker.ParseTopicName(fmt.Sprintf("%s-partition-%d", topic, i), "public", "default")
+		part, err := s.broker.OpenPartition(ctx, name, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := part.Subscription(ctx, group, false, broker.InitialLatest)
+		if err != nil {
+			return nil // no commit yet
+		}
+		return sub
+	}
+	// owners maps partition -> the member ids listed on its subscription.
+	owners := func() (map[int][]string, error) {
+		out := map[int][]string{}
+		for i := range parts {
+			sub := subOf(i)
+			if sub == nil {
+				return nil, fmt.Errorf("partition %d: no subscription yet", i)
+			}
+			for _, c := range sub.Consumers() {
+				if c.Protocol != "kafka" {
+					return nil, fmt.Errorf("partition %d: consumer %+v", i, c)
+				}
+				out[i] = append(out[i], c.Name)
+			}
+		}
+		return out, nil
+	}
+	// matches checks the subscriptions against the group's assignment.
+	matches := func(members int) error {
+		dg := describeConsumerGroup(t, admCl, group)
+		if dg.ErrorCode != 0 || len(dg.Members) != members || dg.State != "Stable" {
+			return fmt.Errorf("group %+v", dg)
+		}
+		want := map[int]string{}
+		for _, m := range dg.Members {
+			for _, tp := range m.Assignment.TopicPartitions {
+				for _, p := range tp.Partitions {
+					want[int(p)] = m.MemberID
+				}
+			}
+		}
+		got, err := owners()
+		if err != nil {
+			return err
+		}
+		for i := range parts {
+			if len(got[i]) != 1 || got[i][0] != want[i] {
+				return fmt.Errorf("partition %d lists %v, owner %q", i, got[i], want[i])
+			}
+		}
+		return nil
+	}
+	var seen1, seen2 seen
+	opts := []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.ServerSideBalancer()}
+	m1 := startKgoMember(t, s.addr, group, topic, &seen1, opts...)
+	checkFor(t, 15*time.Second, func() error { return matches(1) })
+	if err := subOf(0).Partition().DeleteSubscription(ctx, group, false); !errors.Is(err, broker.ErrInUse) {
+		t.Fatalf("deleting a subscription a KIP-848 member owns: %v", err)
+	}
+	m2 := startKgoMember(t, s.addr, group, topic, &seen2, opts...)
+	checkFor(t, 15*time.Second, func() error { return matches(2) })
+	for _, m := range []*kgoMember{m1, m2} {
+		if err := m.close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFor(t, 10*time.Second, func() error {
+		got, err := owners()
+		if err != nil {
+			return err
+		}
+		if len(got) != 0 {
+			return fmt.Errorf("still listed: %v", got)
+		}
+		return nil
+	})
 }

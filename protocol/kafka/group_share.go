@@ -642,7 +642,7 @@ func (s *shareCoordinator) part(ctx context.Context, ss *shareSession, id [16]by
 	}
 	opts := shareOptions(cfg, ss.key.member, partition)
 	opts.Inspect = kafkaInspect
-	sc, err := sub.AttachShare(opts)
+	sc, err := sub.AttachShare(ctx, opts)
 	if err != nil {
 		p.err = err
 		return p

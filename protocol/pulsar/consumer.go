@@ -34,16 +34,21 @@ type consumer struct {
 	disp    *broker.Dispatcher
 	dc      *broker.DispatchConsumer
 	subType broker.SubscriptionType
-	release func()
-	detach  func()
-	unlist  func() // removes it from the subscription's statistics
+	// handle is the subscription's attachment (durable subscriptions).
+	handle *broker.ConsumerHandle
+	// detach releases a reader's hold on the partition.
+	detach func()
 	// readCompacted: the consumer reads the compacted view first.
 	readCompacted bool
 
 	// ready is set by the first FLOW: the Go client registers a consumer
 	// only after SUBSCRIBE's SUCCESS arrives, so notifications sent
 	// earlier would find no consumer; its first FLOW comes after that.
-	ready    atomic.Bool
+	ready atomic.Bool
+	// attached is set once handle (or a reader's disp and detach) is set:
+	// a PartitionClosed from the dispatcher before then is left to
+	// handleSubscribe, which checks the partition after attaching.
+	attached atomic.Bool
 	active   atomic.Bool
 	stopOnce sync.Once
 
@@ -105,7 +110,6 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 		return c.sendError(reqID, err)
 	}
 	cs := &consumer{c: c, id: cid, topic: name, part: part, subType: typ}
-	cs.dc = &broker.DispatchConsumer{Name: cmd.GetConsumerName(), Priority: int(cmd.GetPriorityLevel()), Sink: cs}
 	opts := broker.DispatchOptions{
 		Partition: part, Type: typ, PartitionIndex: name.PartitionIndex(),
 		Inspect: inspector(typ), DeliverAt: deliverAt, Logger: c.log,
@@ -122,16 +126,21 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 		if err != nil {
 			return c.sendError(reqID, err)
 		}
-		d, err := c.h.dispatchers.Attach(sub, opts, cs.dc)
+		// Nothing is delivered to the consumer before its first FLOW, which
+		// this connection reads after SUBSCRIBE returns: the fields set
+		// below are set before any Deliver.
+		h, err := sub.AddConsumer(ctx, broker.ConsumerSpec{
+			Info: broker.ConsumerInfo{
+				Name: cmd.GetConsumerName(), Protocol: "pulsar", Address: c.nc.RemoteAddr().String(),
+				Type: typ.String(), ClientVersion: c.clientVer, Metadata: keyValues(cmd.GetMetadata()),
+			},
+			Priority: int(cmd.GetPriorityLevel()),
+			Dispatch: opts,
+		}, cs)
 		if err != nil {
 			return c.sendError(reqID, err)
 		}
-		cs.sub, cs.disp, cs.release = sub, d, sub.Hold()
-		cs.unlist = sub.AddConsumer(broker.ConsumerInfo{
-			Name: cmd.GetConsumerName(), Protocol: "pulsar", Address: c.nc.RemoteAddr().String(),
-			Type: typ.String(), ClientVersion: c.clientVer, Metadata: keyValues(cmd.GetMetadata()),
-			Dispatch: cs.dc,
-		})
+		cs.sub, cs.handle, cs.disp, cs.dc = sub, h, h.Dispatcher(), h.Consumer()
 	} else {
 		start := readerStart(part, cmd)
 		c.mu.Lock()
@@ -140,15 +149,19 @@ func (c *conn) handleSubscribe(ctx context.Context, cmd *pb.CommandSubscribe) er
 			start = broker.Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID - 1}
 		}
 		c.mu.Unlock()
+		// A reader has no subscription: its own dispatcher over a
+		// non-durable cursor.
 		opts.Cursor = part.NewReader(start)
 		opts.Type = broker.SubExclusive
+		cs.dc = &broker.DispatchConsumer{Name: cmd.GetConsumerName(), Priority: int(cmd.GetPriorityLevel()), Sink: cs}
 		cs.disp = broker.NewDispatcher(opts)
 		if err := cs.disp.AddConsumer(cs.dc); err != nil {
 			cs.disp.Close()
 			return c.sendError(reqID, err)
 		}
+		cs.detach = part.Attach()
 	}
-	cs.detach = part.Attach()
+	cs.attached.Store(true)
 	c.mu.Lock()
 	c.mu.consumers[cid] = cs
 	c.mu.Unlock()
@@ -343,19 +356,13 @@ func (cs *consumer) notifyActive(active bool) {
 // stop detaches the consumer from its dispatcher and partition. Idempotent.
 func (cs *consumer) stop() {
 	cs.stopOnce.Do(func() {
-		if cs.sub != nil {
-			cs.c.h.dispatchers.Detach(cs.sub, cs.disp, cs.dc)
-			cs.release()
-		} else {
-			cs.disp.RemoveConsumer(cs.dc)
-			cs.disp.Close()
+		if cs.handle != nil {
+			cs.handle.Close()
+			return
 		}
-		if cs.detach != nil {
-			cs.detach()
-		}
-		if cs.unlist != nil {
-			cs.unlist()
-		}
+		cs.disp.RemoveConsumer(cs.dc)
+		cs.disp.Close()
+		cs.detach()
 	})
 }
 
@@ -363,7 +370,11 @@ func (cs *consumer) stop() {
 // closed (topic deleted, broker closing), so the client is told to
 // re-subscribe (to a new partition if any), whichever handler's consumer
 // created the shared dispatcher.
-func (cs *consumer) PartitionClosed() { cs.closeByBroker() }
+func (cs *consumer) PartitionClosed() {
+	if cs.attached.Load() {
+		cs.closeByBroker()
+	}
+}
 
 // closeByBroker removes the consumer and tells the client (CLOSE_CONSUMER),
 // which then re-subscribes.

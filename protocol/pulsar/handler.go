@@ -28,12 +28,10 @@ import (
 
 // Handler serves the Pulsar protocol on one or more listeners.
 type Handler struct {
-	env         protocol.Env
-	cfg         Config
-	log         *slog.Logger
-	producers   *broker.ProducerRegistry
-	dispatchers *broker.Dispatchers
-	metrics     *metrics
+	env     protocol.Env
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
 
 	mu struct {
 		sync.Mutex
@@ -62,9 +60,7 @@ func New(env protocol.Env, cfg *Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	h := &Handler{env: env, cfg: *cfg, log: env.Logger,
-		producers: broker.NewProducerRegistry(), dispatchers: broker.NewDispatchers(),
-		metrics: newMetrics(env.Metrics)}
+	h := &Handler{env: env, cfg: *cfg, log: env.Logger, metrics: newMetrics(env.Metrics)}
 	if h.cfg.MaxMessageSize == 0 {
 		h.cfg.MaxMessageSize = int(env.Broker.Defaults().MaxMessageBytes)
 	}
@@ -185,8 +181,8 @@ func (h *Handler) advertisedTLSURL() *string {
 
 // Close stops accepting; each connection stops reading, writes the
 // receipts of SENDs already read, and closes (its producers and consumers
-// detach); then dispatchers stop. Bounded by ctx: past it, connections are
-// closed at once.
+// detach: a subscription's dispatcher stops with its last consumer).
+// Bounded by ctx: past it, connections are closed at once.
 func (h *Handler) Close(ctx context.Context) error {
 	h.mu.Lock()
 	h.mu.closed = true
@@ -221,7 +217,6 @@ func (h *Handler) Close(ctx context.Context) error {
 			c.close()
 		}
 	}
-	h.dispatchers.CloseAll()
 	return err
 }
 

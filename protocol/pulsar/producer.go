@@ -39,13 +39,11 @@ type sendReq struct {
 }
 
 type producer struct {
-	c      *conn
-	id     uint64
-	name   string
-	part   *broker.Partition
-	reg    *broker.ProducerRegistration
-	detach func()
-	unlist func() // removes it from the partition's statistics
+	c    *conn
+	id   uint64
+	name string
+	part *broker.Partition
+	reg  *broker.ProducerHandle // its attachment to the partition
 	// counters count its appends for the statistics (admin stats, metrics).
 	counters broker.ProducerCounters
 
@@ -148,17 +146,18 @@ func (c *conn) handleProducer(ctx context.Context, cmd *pb.CommandProducer) erro
 				RequestId: proto.Uint64(reqID), ProducerName: proto.String(pname), ProducerReady: proto.Bool(false),
 			}})
 		}
-		reg, err := c.h.producers.Add(rctx, part, pname, access, topicEpoch, p.fenced, queued)
+		reg, err := part.AddProducer(rctx, broker.ProducerSpec{
+			Info: broker.ProducerInfo{
+				Name: pname, Protocol: "pulsar", Address: c.nc.RemoteAddr().String(),
+				AccessMode: accessModeName(cmd.GetProducerAccessMode()), ClientVersion: c.clientVer,
+				Metadata: keyValues(cmd.GetMetadata()), Counters: &p.counters,
+			},
+			Access: access, TopicEpoch: topicEpoch, OnFenced: p.fenced, Queued: queued,
+		})
 		if err != nil {
 			return c.sendError(reqID, err)
 		}
 		p.reg = reg
-		p.detach = part.Attach()
-		p.unlist = part.AddProducer(broker.ProducerInfo{
-			Name: pname, Protocol: "pulsar", Address: c.nc.RemoteAddr().String(),
-			AccessMode: accessModeName(cmd.GetProducerAccessMode()), ClientVersion: c.clientVer,
-			Metadata: keyValues(cmd.GetMetadata()), Counters: &p.counters,
-		})
 		c.mu.Lock()
 		select {
 		case <-c.closed:
@@ -236,13 +235,7 @@ func (p *producer) stop() {
 		p.halted = true
 		p.sendMu.Unlock()
 		if p.reg != nil {
-			p.c.h.producers.Remove(p.part, p.reg)
-		}
-		if p.detach != nil {
-			p.detach()
-		}
-		if p.unlist != nil {
-			p.unlist()
+			p.reg.Close()
 		}
 	})
 }
