@@ -275,13 +275,25 @@ func (b *Broker) StorageFailures() []StorageFailure {
 
 // Partitions returns the loaded partitions sorted by name.
 func (b *Broker) Partitions() []*Partition {
+	// Sorted by the map's keys (the names' strings, already built): a
+	// comparator building both names' strings allocated ~34 strings per
+	// partition per call, 300 MB of garbage at 100,000 partitions for
+	// every metrics scrape.
+	type keyed struct {
+		name string
+		p    *Partition
+	}
 	b.mu.Lock()
-	out := make([]*Partition, 0, len(b.mu.partitions))
-	for _, p := range b.mu.partitions {
-		out = append(out, p)
+	ks := make([]keyed, 0, len(b.mu.partitions))
+	for name, p := range b.mu.partitions {
+		ks = append(ks, keyed{name, p})
 	}
 	b.mu.Unlock()
-	slices.SortFunc(out, func(x, y *Partition) int { return strings.Compare(x.name.String(), y.name.String()) })
+	slices.SortFunc(ks, func(x, y keyed) int { return strings.Compare(x.name, y.name) })
+	out := make([]*Partition, len(ks))
+	for i, k := range ks {
+		out[i] = k.p
+	}
 	return out
 }
 

@@ -776,6 +776,10 @@ func (f *Factory) checkpointLoop() {
 // concurrent syncs (MACHINE-FACTS: 4 writers ~3x one).
 const checkpointWorkers = 4
 
+// checkpointConfirms bounds the concurrent ledger-list writes after first
+// syncs (bolt groups up to 1,000 writes in a commit; etcd pipelines them).
+const checkpointConfirms = 256
+
 // checkpoint makes every open ledger's journalled entries durable in its
 // segment file and releases them from the journal, then deletes the
 // journal files that hold nothing else.
@@ -786,12 +790,18 @@ func (f *Factory) checkpoint() {
 	ls := f.open()
 	work := make(chan *ManagedLedger)
 	var wg sync.WaitGroup
+	var confirmsMu sync.Mutex
+	var confirms []func()
 	for range min(checkpointWorkers, len(ls)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ml := range work {
-				ml.checkpoint()
+				if c := ml.checkpoint(); c != nil {
+					confirmsMu.Lock()
+					confirms = append(confirms, c)
+					confirmsMu.Unlock()
+				}
 			}
 		}()
 	}
@@ -799,6 +809,18 @@ func (f *Factory) checkpoint() {
 		work <- ml
 	}
 	close(work)
+	wg.Wait()
+	// The ledger lists after first syncs, many at once: the metadata store
+	// batches concurrent writes.
+	sem := make(chan struct{}, checkpointConfirms)
+	for _, c := range confirms {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c()
+		}()
+	}
 	wg.Wait()
 	f.journal.deleteReleased()
 }

@@ -836,35 +836,57 @@ const confirmSyncedTimeout = time.Second
 // entries it covers. Only visible ones: an entry id past them may be
 // reused after an in-place recovery, and releasing it would let the
 // journal drop the new, acknowledged entry before its segment has it.
-func (ml *ManagedLedger) checkpoint() {
+//
+// After a ledger's first sync the release waits for the ledger list to be
+// stored without the ledger's Unsynced mark (confirmSyncedLocked): then
+// checkpoint returns that step as confirm instead of doing it, and the
+// factory runs the confirms of all ledgers concurrently so that the
+// metadata store groups them (bolt: one commit for many; with the syncing
+// workers alone a checkpoint after 100,000 first writes stored four
+// ledger lists per commit and took most of an hour).
+func (ml *ManagedLedger) checkpoint() (confirm func()) {
 	ml.mu.Lock()
 	if ml.mu.closed || ml.mu.failed != nil || ml.journal == nil {
 		ml.mu.Unlock()
-		return
+		return nil
 	}
 	l := ml.activeLocked()
 	seg, vis := l.seg, l.entries
 	ml.mu.Unlock()
 	info, err := seg.Sync()
 	ml.mu.Lock()
+	defer ml.mu.Unlock()
 	if err != nil {
 		if !ml.mu.closed && l.seg == seg {
 			ml.failLocked(err)
 		}
-		ml.mu.Unlock()
-		return
+		return nil
 	}
 	if ml.mu.closed {
+		return nil // the close releases what it synced
+	}
+	release := Position{LedgerID: l.id, EntryID: min(vis, info.Entries) - 1}
+	if !l.metaUnsynced {
+		ml.journal.release(ml.name, release)
+		return nil
+	}
+	return func() {
+		ml.mu.Lock()
+		if ml.mu.closed || ml.mu.failed != nil {
+			// Closed: the close releases what it synced. Failed: keep the
+			// records for the recovery, as a checkpoint of a failed
+			// ledger does.
+			ml.mu.Unlock()
+			return
+		}
+		err := ml.confirmSyncedLocked(context.Background(), l)
 		ml.mu.Unlock()
-		return // the close releases what it synced
+		if err != nil {
+			ml.log.Warn("managedledger: journal records kept: ledger list not updated after the first sync", "ledger", l.id, "err", err)
+			return
+		}
+		ml.journal.release(ml.name, release)
 	}
-	err = ml.confirmSyncedLocked(context.Background(), l)
-	ml.mu.Unlock()
-	if err != nil {
-		ml.log.Warn("managedledger: journal records kept: ledger list not updated after the first sync", "ledger", l.id, "err", err)
-		return
-	}
-	ml.journal.release(ml.name, Position{LedgerID: l.id, EntryID: min(vis, info.Entries) - 1})
 }
 
 // Append appends e and returns once it is durable.

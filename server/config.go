@@ -213,6 +213,12 @@ type Config struct {
 	// namespace and drops per-subscription and per-consumer series, so
 	// that the number of series stays bounded with many topics.
 	ExposeTopicLevelMetrics bool `yaml:"expose-topic-level-metrics"`
+	// DebugPprof serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on the HTTP listener (default false). They are not
+	// behind the admin API's authentication: turn it on where the HTTP
+	// listener is reachable only by operators (loopback, a debugging
+	// session), to read a live broker's heap or CPU profile.
+	DebugPprof bool `yaml:"debug-pprof"`
 	// LedgerFS, if set, replaces the file system under the ledger files.
 	// Test hook only (not a setting): tests inject a full disk or failed
 	// fsyncs with segment.FaultFS. The metadata store is not affected.

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"slices"
@@ -374,6 +375,13 @@ func (s *Server) httpHandler() (http.Handler, error) {
 		w.Header().Set("Allow", http.MethodGet)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	})
+	if s.cfg.DebugPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	opts := admin.Options{HTTPURL: "http://" + s.httpLn.Addr().String(), ClusterName: clusterName, Logger: s.log.With("component", "admin")}
 	// HTTP lookups answer what the Pulsar handler's LOOKUP answers.
 	for _, rh := range s.handlers {

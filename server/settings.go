@@ -338,6 +338,8 @@ var settings = []Setting{
 		Mirrors: "Pulsar webServicePortTls", field: func(c *Config) any { return &c.HTTPSAddr }},
 	{Key: "expose-topic-level-metrics", Section: secHTTP, Kind: KindBool, Help: "/metrics per topic partition and subscription; false: per namespace only, bounding the series",
 		Mirrors: "Pulsar exposeTopicLevelMetricsInPrometheus", field: func(c *Config) any { return &c.ExposeTopicLevelMetrics }},
+	{Key: "debug-pprof", Section: secHTTP, Kind: KindBool, Help: "serve Go's runtime profiles under /debug/pprof/ on the HTTP listener, without authentication (for operators on a trusted listener)",
+		field: func(c *Config) any { return &c.DebugPprof }},
 
 	{Key: "fsync", Section: secStorage, Arg: "policy", Help: `"always": an acknowledged write is on stable storage (group commit); "interval": fsync every fsync-interval`,
 		Mirrors: "Kafka log.flush.interval.messages=1, Pulsar journalSyncData", field: func(c *Config) any { return &c.Fsync }},
