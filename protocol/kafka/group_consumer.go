@@ -206,15 +206,25 @@ func (c *coordinator) consumerHeartbeat(ctx context.Context, r cgHeartbeatReques
 	// Resolve the group's subscriptions with this request's outside the
 	// lock.
 	c.mu.Lock()
+	var upgradeWrite func()
 	if g := c.mu.groups[req.Group]; g != nil && (len(g.members) > 0 || g.state != groupEmpty) {
-		c.mu.Unlock()
-		return fail(kerr.GroupIDNotFound, "group "+req.Group+" is not a consumer group")
+		// Kafka's online upgrade: a classic group of consumers becomes a
+		// consumer group when a member joins with this protocol
+		// (group_consumer_classic.go).
+		if req.MemberEpoch != 0 || !c.upgradeLocked(g, time.Now()) {
+			c.mu.Unlock()
+			return fail(kerr.GroupIDNotFound, "group "+req.Group+" is not a consumer group")
+		}
+		upgradeWrite = c.writeLocked(g) // the classic record without members
 	}
 	var names, regexes []string
 	if cg := c.mu.cgroups[req.Group]; cg != nil {
 		names, regexes = cg.subscriptions()
 	}
 	c.mu.Unlock()
+	if upgradeWrite != nil {
+		upgradeWrite()
+	}
 	names = append(names, req.SubscribedTopicNames...)
 	if req.SubscribedTopicRegex != nil && *req.SubscribedTopicRegex != "" {
 		regexes = append(regexes, *req.SubscribedTopicRegex)
@@ -270,6 +280,12 @@ func (c *coordinator) consumerHeartbeat(ctx context.Context, r cgHeartbeatReques
 			st.setTopics(topics)
 			st.removeMember(m.id)
 			c.h.log.Info("kafka: consumer group member left", "group", req.Group, "member", req.MemberID)
+			if m.classic == nil {
+				// Only classic members left: a classic group again.
+				if w := c.maybeDowngradeLocked(cg, now); w != nil {
+					go w() // c.mu is held until return; the write is ordered by wmu
+				}
+			}
 		}
 		resp.MemberID = &req.MemberID
 		resp.MemberEpoch = req.MemberEpoch
@@ -481,19 +497,28 @@ func groupByTopic(set map[cgTP]bool) [][]cgTP {
 
 // tickConsumerGroups expires sessions and fences members that did not
 // revoke in their rebalance timeout. Expects c.mu held.
-func (c *coordinator) tickConsumerGroups(now time.Time) {
+func (c *coordinator) tickConsumerGroups(now time.Time) (writes []func()) {
 	for name, cg := range c.mu.cgroups {
+		removedConsumer := false
 		for id, m := range cg.st.members {
 			switch {
 			case now.After(m.deadline):
 				c.h.log.Info("kafka: consumer group member session expired", "group", name, "member", id)
 				cg.st.removeMember(id)
+				removedConsumer = removedConsumer || m.classic == nil
 			case !m.revokeDeadline.IsZero() && now.After(m.revokeDeadline):
 				c.h.log.Info("kafka: consumer group member did not revoke in its rebalance timeout", "group", name, "member", id)
 				cg.st.removeMember(id)
+				removedConsumer = removedConsumer || m.classic == nil
 			}
 		}
 		cg.detachStaleLocked()
+		if removedConsumer {
+			if w := c.maybeDowngradeLocked(cg, now); w != nil {
+				writes = append(writes, w)
+				continue // a classic group now
+			}
+		}
 		switch {
 		case len(cg.st.members) > 0:
 			cg.emptySince = time.Time{}
@@ -504,6 +529,7 @@ func (c *coordinator) tickConsumerGroups(now time.Time) {
 			delete(c.mu.cgroups, name)
 		}
 	}
+	return writes
 }
 
 // consumerCommitCheck validates an OffsetCommit to a consumer group

@@ -72,6 +72,11 @@ type cgMember struct {
 
 	deadline       time.Time // session expiry
 	revokeDeadline time.Time // set while revoking: fenced if not done by then
+
+	// classic is set for a member that uses the classic protocol
+	// (JoinGroup/SyncGroup/Heartbeat) in a consumer-protocol group
+	// (group_consumer_classic.go); nil for a ConsumerGroupHeartbeat member.
+	classic *cgClassic
 }
 
 // cgEpochStaticLeft marks a static member that left with epoch -2: its
