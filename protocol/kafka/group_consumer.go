@@ -4,10 +4,13 @@ package kafka
 // request handling around the state machine of group_consumer_assign.go.
 //
 // A group name is either a classic group (JoinGroup/SyncGroup) or a
-// consumer-protocol group, as in Kafka: a ConsumerGroupHeartbeat for a
-// classic group with members gets GROUP_ID_NOT_FOUND, a JoinGroup for a
-// consumer group with members INCONSISTENT_GROUP_PROTOCOL. An empty
-// classic group (one that only holds commits) may become a consumer
+// consumer-protocol group at a time, as in Kafka, and converts online
+// between the two (group_consumer_classic.go): a ConsumerGroupHeartbeat
+// join upgrades a classic group of consumers with members, classic members
+// of a consumer group are served by it, and the group is classic again
+// when its last consumer-protocol member goes. A ConsumerGroupHeartbeat
+// for a classic group that cannot be upgraded gets GROUP_ID_NOT_FOUND. An
+// empty classic group (one that only holds commits) may become a consumer
 // group. Commits stay subscription cursors (group_offsets.go); the
 // classic group object of the same name keeps the list of topics the group
 // committed to.
