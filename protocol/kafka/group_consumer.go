@@ -298,12 +298,14 @@ func (c *coordinator) consumerHeartbeat(ctx context.Context, r cgHeartbeatReques
 		if req.InstanceID != nil {
 			instance = *req.InstanceID
 		}
+		replaced := false
 		if instance != "" {
 			if old := st.members[st.static[instance]]; old != nil && old.id != req.MemberID {
 				if old.epoch != cgEpochStaticLeft {
 					return fail(kerr.UnreleasedInstanceID, "instance "+instance+" is still in use by member "+old.id)
 				}
 				m = st.replaceStatic(old, req.MemberID)
+				replaced = true
 			}
 		}
 		if m != nil && m.epoch != cgEpochStaticLeft && st.static[instance] != m.id {
@@ -324,9 +326,14 @@ func (c *coordinator) consumerHeartbeat(ctx context.Context, r cgHeartbeatReques
 		}
 		m.clientID, m.clientHost = r.clientID, r.clientHost
 		m.rebalance = time.Duration(req.RebalanceTimeoutMillis) * time.Millisecond
-		applyCGSubscription(m, req)
-		st.topics = topics
-		st.bump() // membership or subscription changed
+		if applyCGSubscription(m, req) || !replaced {
+			st.topics = topics
+			st.bump() // membership or subscription changed
+		} else {
+			// A static member's new incarnation with the same
+			// subscription: no rebalance, as Kafka.
+			st.setTopics(topics)
+		}
 	default:
 		if m == nil {
 			return fail(kerr.UnknownMemberID, "")
