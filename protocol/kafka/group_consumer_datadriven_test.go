@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -23,7 +24,7 @@ import (
 //
 // Commands:
 //
-//	new [partitions=N]                   fresh server, topic t with N partitions (4)
+//	new [partitions=N]                   fresh server (initial rebalance delay 100 ms), topic t with N partitions (4)
 //	hb m=NAME [join|leave|static-leave] [epoch=N] [owned=P,..|owned=none|owned=current]
 //	   [instance=I] [id=ID] [assignor=A] [sub=T,..]
 //	                                     ConsumerGroupHeartbeat: join sends epoch 0 with the subscription
@@ -33,6 +34,11 @@ import (
 //	                                     id gives another member id (a static member's new incarnation)
 //	describe                             ConsumerGroupDescribe: state, epochs, members' epoch, assignment, target
 //	commit m=NAME [epoch=N] p=P offset=O OffsetCommit with the member's epoch (or N)
+//	cjoin m=NAME [owned=P,..]            a classic member's JoinGroup (MEMBER_ID_REQUIRED round trip first),
+//	                                     protocol "cooperative-sticky" with consumer metadata (topic t, owned)
+//	csync m=NAME [assign=M:P..;M:P..]    its SyncGroup in its generation (assign: the leader's assignments)
+//	cheartbeat m=NAME                    its Heartbeat in its generation
+//	cdescribe                            DescribeGroups: state, protocol type, protocol, generation, members
 //	sleep ms=N
 func TestConsumerGroupScript(t *testing.T) {
 	cs := &cgScript{}
@@ -43,8 +49,33 @@ func TestConsumerGroupScript(t *testing.T) {
 
 type cgScriptMember struct {
 	id, instance string
-	epoch        int32
+	epoch        int32 // for a classic member: its generation
 	assigned     []int32
+}
+
+// classicMeta is consumer protocol metadata (v1, with owned partitions)
+// for topic t.
+func classicMeta(owned []int32) []byte {
+	md := kmsg.NewConsumerMemberMetadata()
+	md.Version = 1
+	md.Topics = []string{"t"}
+	if len(owned) > 0 {
+		op := kmsg.NewConsumerMemberMetadataOwnedPartition()
+		op.Topic, op.Partitions = "t", owned
+		md.OwnedPartitions = append(md.OwnedPartitions, op)
+	}
+	return md.AppendTo(nil)
+}
+
+func classicAssignment(ps []int32) []byte {
+	a := kmsg.NewConsumerMemberAssignment()
+	a.Version = 1
+	if len(ps) > 0 {
+		at := kmsg.NewConsumerMemberAssignmentTopic()
+		at.Topic, at.Partitions = "t", ps
+		a.Topics = append(a.Topics, at)
+	}
+	return a.AppendTo(nil)
 }
 
 type cgScript struct {
@@ -95,7 +126,7 @@ func (g *cgScript) run(t *testing.T, d *datadriven.TestData) string {
 			d.ScanArgs(t, "partitions", &parts)
 		}
 		lowerCGTimers(t, 100*time.Millisecond, 2*time.Second)
-		g.s = startServer(t)
+		g.s = startServer(t, func(c *Config) { c.GroupInitialRebalanceDelay = 100 * time.Millisecond })
 		g.c = dialRaw(t, g.s.addr)
 		g.members, g.names = map[string]*cgScriptMember{}, map[string]string{}
 		adm := kadm.NewClient(newKgo(t, g.s.addr))
@@ -209,6 +240,9 @@ func (g *cgScript) run(t *testing.T, d *datadriven.TestData) string {
 			if mm.InstanceID != nil {
 				inst = " instance=" + *mm.InstanceID
 			}
+			if mm.MemberType == 0 {
+				inst += " classic"
+			}
 			fmt.Fprintf(&b, "%s: epoch=%d assigned=%s target=%s%s\n", g.nameOf(mm.MemberID), mm.MemberEpoch,
 				fmtParts(parts(mm.Assignment)), fmtParts(parts(mm.TargetAssignment)), inst)
 		}
@@ -238,6 +272,103 @@ func (g *cgScript) run(t *testing.T, d *datadriven.TestData) string {
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
 		return codeName(g.c.do(req).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode)
+	case "cjoin":
+		var name string
+		d.ScanArgs(t, "m", &name)
+		m := g.members[name]
+		if m == nil {
+			m = &cgScriptMember{}
+			g.members[name] = m
+		}
+		var owned []int32
+		if d.HasArg("owned") {
+			var o string
+			d.ScanArgs(t, "owned", &o)
+			owned = parseParts(o)
+		}
+		join := func(id string) *kmsg.JoinGroupResponse {
+			req := kmsg.NewPtrJoinGroupRequest()
+			req.Version = 9
+			req.Group, req.MemberID, req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = "g", id, 10000, 1000
+			req.ProtocolType = "consumer"
+			pr := kmsg.NewJoinGroupRequestProtocol()
+			pr.Name, pr.Metadata = "cooperative-sticky", classicMeta(owned)
+			req.Protocols = append(req.Protocols, pr)
+			return g.c.do(req).(*kmsg.JoinGroupResponse)
+		}
+		if m.id == "" {
+			r := join("")
+			if r.ErrorCode != kerr.MemberIDRequired.Code {
+				return "first join: " + codeName(r.ErrorCode)
+			}
+			m.id = r.MemberID
+			g.names[m.id] = name
+		}
+		r := join(m.id)
+		if r.ErrorCode != 0 {
+			return codeName(r.ErrorCode)
+		}
+		m.epoch = r.Generation
+		leader := "none"
+		if r.LeaderID != "" {
+			leader = g.nameOf(r.LeaderID)
+		}
+		proto := ""
+		if r.Protocol != nil {
+			proto = *r.Protocol
+		}
+		return fmt.Sprintf("gen=%d leader=%s protocol=%s members=%d", r.Generation, leader, proto, len(r.Members))
+	case "csync":
+		var name string
+		d.ScanArgs(t, "m", &name)
+		m := g.members[name]
+		req := kmsg.NewPtrSyncGroupRequest()
+		req.Version = 5
+		req.Group, req.MemberID, req.Generation = "g", m.id, m.epoch
+		pt, pn := "consumer", "cooperative-sticky"
+		req.ProtocolType, req.Protocol = &pt, &pn
+		if d.HasArg("assign") {
+			var list string
+			d.ScanArgs(t, "assign", &list)
+			for _, a := range strings.Split(list, ";") {
+				who, ps, _ := strings.Cut(a, ":")
+				ga := kmsg.NewSyncGroupRequestGroupAssignment()
+				ga.MemberID, ga.MemberAssignment = g.members[who].id, classicAssignment(parseParts(ps))
+				req.GroupAssignment = append(req.GroupAssignment, ga)
+			}
+		}
+		r := g.c.do(req).(*kmsg.SyncGroupResponse)
+		if r.ErrorCode != 0 {
+			return codeName(r.ErrorCode)
+		}
+		var a kmsg.ConsumerMemberAssignment
+		if err := a.ReadFrom(r.MemberAssignment); err != nil {
+			return "undecodable assignment: " + err.Error()
+		}
+		m.assigned = []int32{}
+		for _, at := range a.Topics {
+			m.assigned = append(m.assigned, at.Partitions...)
+		}
+		return "assigned=" + fmtParts(m.assigned)
+	case "cheartbeat":
+		var name string
+		d.ScanArgs(t, "m", &name)
+		m := g.members[name]
+		return codeName(heartbeat(g.c, "g", m.id, "", m.epoch))
+	case "cdescribe":
+		req := kmsg.NewPtrDescribeGroupsRequest()
+		req.Version = 5
+		req.Groups = []string{"g"}
+		dg := g.c.do(req).(*kmsg.DescribeGroupsResponse).Groups[0]
+		if dg.ErrorCode != 0 {
+			return codeName(dg.ErrorCode)
+		}
+		var ms []string
+		for _, mm := range dg.Members {
+			ms = append(ms, g.nameOf(mm.MemberID))
+		}
+		slices.Sort(ms)
+		return fmt.Sprintf("state=%s type=%s protocol=%s members=[%s]", dg.State, dg.ProtocolType, dg.Protocol, strings.Join(ms, " "))
 	case "sleep":
 		var ms int
 		d.ScanArgs(t, "ms", &ms)
