@@ -418,7 +418,9 @@ func (c *coordinator) tick(now time.Time) {
 			}
 		}
 		if g.state == groupEmpty && len(g.topics) == 0 && len(g.members) == 0 && len(g.pending) == 0 &&
-			!g.emptySince.IsZero() && now.Sub(g.emptySince) > groupEmptyExpiry {
+			!g.emptySince.IsZero() && now.Sub(g.emptySince) > groupEmptyExpiry && c.nonEmptyCG(g.name) == nil {
+			// (A consumer-protocol group of the name with members keeps it:
+			// it was upgraded from it or commits through it.)
 			// Never committed anything: forget it (Dead until its record
 			// is gone, so that nothing recreates it half way).
 			g.state = groupDead

@@ -38,13 +38,12 @@ var kafkaProducerIdle = 10 * time.Minute
 // connProducerKey names one Kafka producer on one partition of a
 // connection.
 type connProducerKey struct {
-	partition  string // full topic name of the partition
+	p          *broker.Partition // the partition object (a reload is another)
 	producerID int64
 }
 
 // connProducer is an attached Kafka producer.
 type connProducer struct {
-	p        *broker.Partition // the partition object it is attached to
 	counters *broker.ProducerCounters
 	// Under connProducers.mu:
 	h      *broker.ProducerHandle
@@ -68,7 +67,7 @@ func (c *conn) noteProduced(ctx context.Context, p *broker.Partition, records []
 	if err != nil {
 		return
 	}
-	key := connProducerKey{partition: p.Name().String(), producerID: bh.producerID}
+	key := connProducerKey{p: p, producerID: bh.producerID}
 	now := time.Now()
 	cp := &c.producers
 	cp.mu.Lock()
@@ -77,26 +76,30 @@ func (c *conn) noteProduced(ctx context.Context, p *broker.Partition, records []
 		return
 	}
 	if pr := cp.m[key]; pr != nil {
-		if pr.p == p {
-			pr.last = now
-			cp.mu.Unlock()
-			pr.counters.Add(int64(bh.recordCount), int64(len(records)))
-			return
+		pr.last = now
+		cp.mu.Unlock()
+		pr.counters.Add(int64(bh.recordCount), int64(len(records)))
+		return
+	}
+	// A first produce (rare): an attachment of the same producer to an
+	// earlier object of this partition (closed and opened again: a topic
+	// deleted and created anew, a reload) goes.
+	name := p.Name()
+	for k, old := range cp.m {
+		if k.producerID == key.producerID && k.p != p && k.p.Name() == name {
+			delete(cp.m, k)
+			old.timer.Stop()
+			defer old.h.Close()
 		}
-		// The partition was closed and opened again (a topic deleted and
-		// created anew, a reload): attach to the new one.
-		delete(cp.m, key)
-		pr.timer.Stop()
-		defer pr.h.Close()
 	}
 	cp.mu.Unlock()
 
 	counters := &broker.ProducerCounters{}
-	name := "kafka-" + clientIDFrom(ctx) + "-" + strconv.FormatInt(bh.producerID, 10) + "@" + c.nc.RemoteAddr().String()
-	pr := &connProducer{p: p, counters: counters, last: now}
+	pname := "kafka-" + clientIDFrom(ctx) + "-" + strconv.FormatInt(bh.producerID, 10) + "@" + c.nc.RemoteAddr().String()
+	pr := &connProducer{counters: counters, last: now}
 	h, err := p.AddProducer(ctx, broker.ProducerSpec{
 		Info: broker.ProducerInfo{
-			Name: name, Protocol: "kafka", Address: c.nc.RemoteAddr().String(), ConnectedSince: now,
+			Name: pname, Protocol: "kafka", Address: c.nc.RemoteAddr().String(), ConnectedSince: now,
 			AccessMode: "Shared", ClientVersion: clientIDFrom(ctx), Counters: counters,
 			Metadata: map[string]string{"kafka.producer.id": strconv.FormatInt(bh.producerID, 10)},
 		},
@@ -107,7 +110,7 @@ func (c *conn) noteProduced(ctx context.Context, p *broker.Partition, records []
 		OnFenced: func() { c.dropProducer(key, pr) },
 	})
 	if err != nil {
-		c.log.DebugContext(ctx, "kafka: producer not listed", "topic", key.partition, "err", err)
+		c.log.DebugContext(ctx, "kafka: producer not listed", "topic", name.String(), "err", err)
 		return
 	}
 	cp.mu.Lock()
