@@ -17,7 +17,8 @@ import (
 // consumer group, the server-side assignor divides the partitions between
 // the two (the classic member revokes half through JoinGroup/SyncGroup),
 // and when the KIP-848 member leaves the group is classic again with the
-// classic member owning everything. Records are produced throughout:
+// classic member owning everything. Records are produced while the group
+// converts both ways:
 // none is lost or consumed twice across both switches, and the commits
 // stay (the lag ends at zero).
 func TestGroupMigrationFranz(t *testing.T) {
@@ -76,6 +77,19 @@ func testGroupMigrationFranz(t *testing.T, name string, classicOpts []kgo.Opt) {
 		t.Fatalf("classic group: %+v", dg)
 	}
 
+	// Records keep coming while the group converts both ways.
+	const batches, batch = 10, 50
+	from := total
+	total += batches * batch
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for b := range batches {
+			produceN(t, ctx, s.addr, topic, from+b*batch, batch)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+
 	// Upgrade: the KIP-848 member joins the classic group.
 	modern := startKgoMember(t, s.addr, group, topic, &got, kgo.ServerSideBalancer())
 	checkFor(t, 20*time.Second, func() error {
@@ -106,8 +120,6 @@ func testGroupMigrationFranz(t *testing.T, name string, classicOpts []kgo.Opt) {
 		}
 		return nil
 	})
-	produce()
-	waitConsumed()
 
 	// Downgrade: the KIP-848 member leaves; the classic member is alone in
 	// a classic group again and owns every partition.
@@ -135,6 +147,7 @@ func testGroupMigrationFranz(t *testing.T, name string, classicOpts []kgo.Opt) {
 	if cg := describeConsumerGroup(t, admCl, group); cg.ErrorCode == 0 {
 		t.Fatalf("still a consumer group after the downgrade: %+v", cg)
 	}
+	<-produced
 	produce()
 	waitConsumed()
 	if err := classic.close(); err != nil {
