@@ -20,7 +20,7 @@ import (
 // the coordinator answered (regenerate with -rewrite, then review the
 // diff). Members are named by the script and use their name as member id
 // (v1 clients generate theirs); heartbeat interval 100 ms, session timeout
-// 2 s, rebalance timeout 1 s.
+// 2 s, rebalance timeout 500 ms.
 //
 // Commands:
 //
@@ -35,7 +35,8 @@ import (
 //	describe                             ConsumerGroupDescribe: state, epochs, members' epoch, assignment, target
 //	commit m=NAME [epoch=N] p=P offset=O OffsetCommit with the member's epoch (or N)
 //	cjoin m=NAME [owned=P,..]            a classic member's JoinGroup (MEMBER_ID_REQUIRED round trip first),
-//	                                     protocol "cooperative-sticky" with consumer metadata (topic t, owned)
+//	                                     protocol "cooperative-sticky" with consumer metadata (topic t, owned),
+//	                                     session and rebalance timeouts 10 s
 //	csync m=NAME [assign=M:P..;M:P..]    its SyncGroup in its generation (assign: the leader's assignments)
 //	cheartbeat m=NAME                    its Heartbeat in its generation
 //	cdescribe                            DescribeGroups: state, protocol type, protocol, generation, members
@@ -164,7 +165,7 @@ func (g *cgScript) run(t *testing.T, d *datadriven.TestData) string {
 		switch {
 		case d.HasArg("join"):
 			req.MemberEpoch = 0
-			req.RebalanceTimeoutMillis = 1000
+			req.RebalanceTimeoutMillis = 500
 			req.SubscribedTopicNames = []string{"t"}
 			if d.HasArg("sub") {
 				var sub string
@@ -289,7 +290,7 @@ func (g *cgScript) run(t *testing.T, d *datadriven.TestData) string {
 		join := func(id string) *kmsg.JoinGroupResponse {
 			req := kmsg.NewPtrJoinGroupRequest()
 			req.Version = 9
-			req.Group, req.MemberID, req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = "g", id, 10000, 1000
+			req.Group, req.MemberID, req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = "g", id, 10000, 10000
 			req.ProtocolType = "consumer"
 			pr := kmsg.NewJoinGroupRequestProtocol()
 			pr.Name, pr.Metadata = "cooperative-sticky", classicMeta(owned)
