@@ -520,6 +520,9 @@ func (c *coordinator) tickConsumerGroups(now time.Time) (writes []func()) {
 				c.h.log.Info("kafka: consumer group member did not revoke in its rebalance timeout", "group", name, "member", id)
 				cg.st.removeMember(id)
 				removedConsumer = removedConsumer || m.classic == nil
+			case m.classic != nil && !m.classic.rejoinBy.IsZero() && now.After(m.classic.rejoinBy):
+				c.h.log.Info("kafka: classic member did not rejoin in its rebalance timeout", "group", name, "member", id)
+				cg.st.removeMember(id)
 			}
 		}
 		cg.detachStaleLocked()

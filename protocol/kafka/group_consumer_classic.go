@@ -36,10 +36,13 @@ package kafka
 //     that commits they make before rejoining are still in their
 //     generation (Kafka uses the group epoch; the rejoin follows either way).
 //
-// Not done (Kafka does them): a join timeout for classic members asked to
-// rejoin (they are removed by their session timeout or, when revoking, by
-// their rebalance timeout instead), and downgrading when a classic static
-// member replaces the last consumer-protocol member.
+// A classic member told to rejoin that sends no JoinGroup within its
+// rebalance timeout is removed (Kafka's join timeout).
+//
+// Not done (Kafka does them): the sync timeout (a classic member that
+// joined but never sends SyncGroup is removed by its session timeout
+// instead), and downgrading when a classic static member replaces the
+// last consumer-protocol member.
 //
 // Every function here expects coordinator.mu held unless it says
 // otherwise.
@@ -63,6 +66,19 @@ type cgClassic struct {
 	protocols []groupProtocol
 	session   time.Duration
 	version   int16 // of its ConsumerMemberMetadata: the assignment's encoding
+	// rejoinBy is set when the member is told to rejoin (Heartbeat or
+	// SyncGroup answered REBALANCE_IN_PROGRESS): it is removed if no
+	// JoinGroup comes within its rebalance timeout (Kafka's join timeout).
+	rejoinBy time.Time
+}
+
+// askRejoin records that m was told to rejoin and returns the error that
+// tells it.
+func (m *cgMember) askRejoin(now time.Time) *kerr.Error {
+	if m.classic.rejoinBy.IsZero() {
+		m.classic.rejoinBy = now.Add(m.rebalance)
+	}
+	return kerr.RebalanceInProgress
 }
 
 // protocol is the protocol name answered to the member (its first).
@@ -381,10 +397,10 @@ func (c *coordinator) syncConsumerGroupLocked(cg *consumerGroup, r syncRequest, 
 	if r.protocolType != nil && *r.protocolType != consumerProtocolType || r.protocol != nil && *r.protocol != m.classic.protocol() {
 		return syncResult{code: kerr.InconsistentGroupProtocol.Code}
 	}
-	if cg.st.epoch > m.epoch && len(m.revoking) == 0 {
-		return syncResult{code: kerr.RebalanceInProgress.Code}
-	}
 	m.deadline = now.Add(m.classic.session)
+	if cg.st.epoch > m.epoch && len(m.revoking) == 0 {
+		return syncResult{code: m.askRejoin(now).Code}
+	}
 	return syncResult{protocolType: consumerProtocolType, protocol: m.classic.protocol(), assignment: encodeAssignment(m.assigned, m.classic.version)}
 }
 
@@ -400,11 +416,11 @@ func (c *coordinator) heartbeatConsumerGroupLocked(cg *consumerGroup, memberID, 
 	}
 	m.deadline = now.Add(m.classic.session)
 	if m.epoch < cg.st.epoch || len(m.revoking) > 0 {
-		return kerr.RebalanceInProgress
+		return m.askRejoin(now)
 	}
 	for p := range cg.st.target[m.id] {
 		if !m.assigned[p] && cg.st.owner[p] == "" {
-			return kerr.RebalanceInProgress // what it waited for is free
+			return m.askRejoin(now) // what it waited for is free
 		}
 	}
 	return nil

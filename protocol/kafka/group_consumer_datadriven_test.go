@@ -34,9 +34,10 @@ import (
 //	                                     id gives another member id (a static member's new incarnation)
 //	describe                             ConsumerGroupDescribe: state, epochs, members' epoch, assignment, target
 //	commit m=NAME [epoch=N] p=P offset=O OffsetCommit with the member's epoch (or N)
-//	cjoin m=NAME [owned=P,..]            a classic member's JoinGroup (MEMBER_ID_REQUIRED round trip first),
+//	cjoin m=NAME [owned=P,..] [rebalance=MS]
+//	                                     a classic member's JoinGroup (MEMBER_ID_REQUIRED round trip first),
 //	                                     protocol "cooperative-sticky" with consumer metadata (topic t, owned),
-//	                                     session and rebalance timeouts 10 s
+//	                                     session timeout 10 s, rebalance timeout 10 s (or MS)
 //	csync m=NAME [assign=M:P..;M:P..]    its SyncGroup in its generation (assign: the leader's assignments)
 //	cheartbeat m=NAME                    its Heartbeat in its generation
 //	cdescribe                            DescribeGroups: state, protocol type, protocol, generation, members
@@ -287,10 +288,14 @@ func (g *cgScript) run(t *testing.T, d *datadriven.TestData) string {
 			d.ScanArgs(t, "owned", &o)
 			owned = parseParts(o)
 		}
+		rebalance := int32(10000)
+		if d.HasArg("rebalance") {
+			d.ScanArgs(t, "rebalance", &rebalance)
+		}
 		join := func(id string) *kmsg.JoinGroupResponse {
 			req := kmsg.NewPtrJoinGroupRequest()
 			req.Version = 9
-			req.Group, req.MemberID, req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = "g", id, 10000, 10000
+			req.Group, req.MemberID, req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = "g", id, 10000, rebalance
 			req.ProtocolType = "consumer"
 			pr := kmsg.NewJoinGroupRequestProtocol()
 			pr.Name, pr.Metadata = "cooperative-sticky", classicMeta(owned)
