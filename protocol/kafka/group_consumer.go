@@ -523,6 +523,9 @@ func (c *coordinator) tickConsumerGroups(now time.Time) (writes []func()) {
 			case m.classic != nil && !m.classic.rejoinBy.IsZero() && now.After(m.classic.rejoinBy):
 				c.h.log.Info("kafka: classic member did not rejoin in its rebalance timeout", "group", name, "member", id)
 				cg.st.removeMember(id)
+			case m.classic != nil && !m.classic.syncBy.IsZero() && now.After(m.classic.syncBy):
+				c.h.log.Info("kafka: classic member did not sync in its rebalance timeout", "group", name, "member", id)
+				cg.st.removeMember(id)
 			}
 		}
 		cg.detachStaleLocked()

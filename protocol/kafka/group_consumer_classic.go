@@ -37,12 +37,11 @@ package kafka
 //     generation (Kafka uses the group epoch; the rejoin follows either way).
 //
 // A classic member told to rejoin that sends no JoinGroup within its
-// rebalance timeout is removed (Kafka's join timeout).
+// rebalance timeout is removed (Kafka's join timeout), and so is one that
+// joined and sends no SyncGroup within it (Kafka's sync timeout).
 //
-// Not done (Kafka does them): the sync timeout (a classic member that
-// joined but never sends SyncGroup is removed by its session timeout
-// instead), and downgrading when a classic static member replaces the
-// last consumer-protocol member.
+// Not done (Kafka does it): downgrading when a classic static member
+// replaces the last consumer-protocol member.
 //
 // Every function here expects coordinator.mu held unless it says
 // otherwise.
@@ -70,6 +69,9 @@ type cgClassic struct {
 	// SyncGroup answered REBALANCE_IN_PROGRESS): it is removed if no
 	// JoinGroup comes within its rebalance timeout (Kafka's join timeout).
 	rejoinBy time.Time
+	// syncBy is set by JoinGroup: the member is removed if no SyncGroup
+	// comes within its rebalance timeout (Kafka's sync timeout).
+	syncBy time.Time
 }
 
 // askRejoin records that m was told to rejoin and returns the error that
@@ -349,7 +351,7 @@ func (c *coordinator) joinConsumerGroup(ctx context.Context, r joinRequest) (res
 	} else if m.classic == nil && m.epoch != cgEpochStaticLeft {
 		return fail(kerr.UnknownMemberID) // a consumer-protocol member's id
 	}
-	m.classic = &cgClassic{protocols: r.protocols, session: r.session, version: md.Version}
+	m.classic = &cgClassic{protocols: r.protocols, session: r.session, version: md.Version, syncBy: now.Add(r.rebalance)}
 	m.clientID, m.clientHost, m.rebalance = r.clientID, r.clientHost, r.rebalance
 	subs := append([]string(nil), md.Topics...)
 	sort.Strings(subs)
@@ -398,6 +400,7 @@ func (c *coordinator) syncConsumerGroupLocked(cg *consumerGroup, r syncRequest, 
 		return syncResult{code: kerr.InconsistentGroupProtocol.Code}
 	}
 	m.deadline = now.Add(m.classic.session)
+	m.classic.syncBy = time.Time{}
 	if cg.st.epoch > m.epoch && len(m.revoking) == 0 {
 		return syncResult{code: m.askRejoin(now).Code}
 	}
