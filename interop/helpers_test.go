@@ -22,6 +22,7 @@ import (
 type env struct {
 	kafka  string
 	pulsar string
+	http   string // the admin API's base URL
 }
 
 func start(t testing.TB) *env {
@@ -46,7 +47,8 @@ func start(t testing.TB) *env {
 		s.Close(cctx)
 		cancel()
 	})
-	return &env{kafka: s.Addr("kafka").String(), pulsar: "pulsar://" + s.Addr("pulsar").String()}
+	return &env{kafka: s.Addr("kafka").String(), pulsar: "pulsar://" + s.Addr("pulsar").String(),
+		http: "http://" + s.Addr("http").String()}
 }
 
 func (e *env) kgo(t testing.TB, opts ...kgo.Opt) *kgo.Client {

@@ -152,6 +152,8 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 			}
 			if err != nil {
 				report(j, err)
+			} else if p := h.svc.LoadedPartition(j.name); p != nil {
+				c.noteProduced(ctx, p, j.records) // producers.go
 			}
 		}()
 	}
@@ -163,6 +165,7 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 		}
 		q.sp.BaseOffset = res.Entry.FirstIndex
 		q.sp.LogStartOffset = q.p.LogStart()
+		c.noteProduced(ctx, q.p, q.records) // producers.go
 	}
 	wg.Wait()
 	if req.Version < 8 {

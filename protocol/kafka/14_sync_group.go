@@ -44,6 +44,10 @@ func handleSyncGroup(ctx context.Context, c *conn, req *kmsg.SyncGroupRequest) (
 	if res.code == 0 {
 		pt, p := res.protocolType, res.protocol
 		resp.ProtocolType, resp.Protocol = &pt, &p
+		// A classic member of a consumer-protocol group is listed as the
+		// consumer of its partitions' subscriptions like the others
+		// (group_consumer_attach.go; nothing to do for a classic group).
+		co.cgAttach(ctx, req.Group)
 	}
 	return resp, nil
 }

@@ -74,7 +74,10 @@ func (c *coordinator) describeConsumer(name string, sg *kmsg.ConsumerGroupDescri
 		}
 		sm.Assignment = describeAssignment(st, m.assigned)
 		sm.TargetAssignment = describeAssignment(st, st.target[id])
-		sm.MemberType = 1 // consumer protocol (0 would be classic)
+		sm.MemberType = 1 // consumer protocol
+		if m.classic != nil {
+			sm.MemberType = 0 // a classic member (group_consumer_classic.go)
+		}
 		sg.Members = append(sg.Members, sm)
 	}
 	return true

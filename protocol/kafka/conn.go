@@ -116,6 +116,8 @@ type conn struct {
 	stop     chan struct{} // closed by stopReading
 	stopOnce sync.Once
 	budget   *budget
+
+	producers connProducers // attached Kafka producers (producers.go)
 }
 
 func newConn(h *Handler, nc net.Conn) *conn {
@@ -137,6 +139,7 @@ func (c *conn) serve(ctx context.Context) {
 	defer c.nc.Close()
 	defer c.sasl.stop()
 	defer releaseConnShareSessions(c) // group_share.go
+	defer c.closeProducers()          // producers.go
 	c.h.m.connections.Inc()
 	defer c.h.m.connections.Dec()
 	reqs := make(chan *request, readAheadFrames)

@@ -401,7 +401,7 @@ func (c *coordinator) run() {
 func (c *coordinator) tick(now time.Time) {
 	var writes []func()
 	c.mu.Lock()
-	c.tickConsumerGroups(now)
+	writes = c.tickConsumerGroups(now)
 	for _, g := range c.mu.groups {
 		for id, exp := range g.pending {
 			if now.After(exp) {
@@ -418,7 +418,9 @@ func (c *coordinator) tick(now time.Time) {
 			}
 		}
 		if g.state == groupEmpty && len(g.topics) == 0 && len(g.members) == 0 && len(g.pending) == 0 &&
-			!g.emptySince.IsZero() && now.Sub(g.emptySince) > groupEmptyExpiry {
+			!g.emptySince.IsZero() && now.Sub(g.emptySince) > groupEmptyExpiry && c.nonEmptyCG(g.name) == nil {
+			// (A consumer-protocol group of the name with members keeps it:
+			// it was upgraded from it or commits through it.)
 			// Never committed anything: forget it (Dead until its record
 			// is gone, so that nothing recreates it half way).
 			g.state = groupDead
@@ -796,13 +798,18 @@ func (c *coordinator) join(ctx context.Context, r joinRequest) joinResult {
 	if r.session < groupMinSessionTimeout || r.session > groupMaxSessionTimeout {
 		return fail(kerr.InvalidSessionTimeout)
 	}
+	// A consumer-protocol group with members answers classic members
+	// itself (group_consumer_classic.go).
+	if res, ok := c.joinConsumerGroup(ctx, r); ok {
+		return res
+	}
 	now := time.Now()
 	var write func()
 	c.mu.Lock()
 	if c.consumerGroupNonEmpty(r.group) {
-		// A consumer-protocol group with members (group_consumer.go).
+		// Became one since joinConsumerGroup looked: join again.
 		c.mu.Unlock()
-		return fail(kerr.InconsistentGroupProtocol)
+		return fail(kerr.RebalanceInProgress)
 	}
 	if cg := c.mu.cgroups[r.group]; cg != nil {
 		cg.detachAllLocked()
@@ -1024,6 +1031,11 @@ func (c *coordinator) sync(ctx context.Context, r syncRequest) syncResult {
 	fail := func(e *kerr.Error) syncResult { return syncResult{code: e.Code} }
 	now := time.Now()
 	c.mu.Lock()
+	if cg := c.nonEmptyCG(r.group); cg != nil {
+		res := c.syncConsumerGroupLocked(cg, r, now)
+		c.mu.Unlock()
+		return res
+	}
 	g := c.mu.groups[r.group]
 	if g == nil {
 		c.mu.Unlock()
@@ -1108,6 +1120,9 @@ func (c *coordinator) heartbeat(memberID, instanceID, groupName string, generati
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if cg := c.nonEmptyCG(groupName); cg != nil {
+		return c.heartbeatConsumerGroupLocked(cg, memberID, instanceID, generation, now)
+	}
 	g := c.mu.groups[groupName]
 	if g == nil {
 		return kerr.UnknownMemberID
@@ -1137,6 +1152,9 @@ func (c *coordinator) leave(groupName, memberID, instanceID string) *kerr.Error 
 	var write func()
 	c.mu.Lock()
 	e := func() *kerr.Error {
+		if cg := c.nonEmptyCG(groupName); cg != nil {
+			return c.leaveConsumerGroupLocked(cg, memberID, instanceID)
+		}
 		g := c.mu.groups[groupName]
 		if g == nil || g.state == groupDead {
 			return kerr.UnknownMemberID

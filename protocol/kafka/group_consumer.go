@@ -4,10 +4,13 @@ package kafka
 // request handling around the state machine of group_consumer_assign.go.
 //
 // A group name is either a classic group (JoinGroup/SyncGroup) or a
-// consumer-protocol group, as in Kafka: a ConsumerGroupHeartbeat for a
-// classic group with members gets GROUP_ID_NOT_FOUND, a JoinGroup for a
-// consumer group with members INCONSISTENT_GROUP_PROTOCOL. An empty
-// classic group (one that only holds commits) may become a consumer
+// consumer-protocol group at a time, as in Kafka, and converts online
+// between the two (group_consumer_classic.go): a ConsumerGroupHeartbeat
+// join upgrades a classic group of consumers with members, classic members
+// of a consumer group are served by it, and the group is classic again
+// when its last consumer-protocol member goes. A ConsumerGroupHeartbeat
+// for a classic group that cannot be upgraded gets GROUP_ID_NOT_FOUND. An
+// empty classic group (one that only holds commits) may become a consumer
 // group. Commits stay subscription cursors (group_offsets.go); the
 // classic group object of the same name keeps the list of topics the group
 // committed to.
@@ -206,15 +209,25 @@ func (c *coordinator) consumerHeartbeat(ctx context.Context, r cgHeartbeatReques
 	// Resolve the group's subscriptions with this request's outside the
 	// lock.
 	c.mu.Lock()
+	var upgradeWrite func()
 	if g := c.mu.groups[req.Group]; g != nil && (len(g.members) > 0 || g.state != groupEmpty) {
-		c.mu.Unlock()
-		return fail(kerr.GroupIDNotFound, "group "+req.Group+" is not a consumer group")
+		// Kafka's online upgrade: a classic group of consumers becomes a
+		// consumer group when a member joins with this protocol
+		// (group_consumer_classic.go).
+		if req.MemberEpoch != 0 || !c.upgradeLocked(g, time.Now()) {
+			c.mu.Unlock()
+			return fail(kerr.GroupIDNotFound, "group "+req.Group+" is not a consumer group")
+		}
+		upgradeWrite = c.writeLocked(g) // the classic record without members
 	}
 	var names, regexes []string
 	if cg := c.mu.cgroups[req.Group]; cg != nil {
 		names, regexes = cg.subscriptions()
 	}
 	c.mu.Unlock()
+	if upgradeWrite != nil {
+		upgradeWrite()
+	}
 	names = append(names, req.SubscribedTopicNames...)
 	if req.SubscribedTopicRegex != nil && *req.SubscribedTopicRegex != "" {
 		regexes = append(regexes, *req.SubscribedTopicRegex)
@@ -270,6 +283,12 @@ func (c *coordinator) consumerHeartbeat(ctx context.Context, r cgHeartbeatReques
 			st.setTopics(topics)
 			st.removeMember(m.id)
 			c.h.log.Info("kafka: consumer group member left", "group", req.Group, "member", req.MemberID)
+			if m.classic == nil {
+				// Only classic members left: a classic group again.
+				if w := c.maybeDowngradeLocked(cg, now); w != nil {
+					go w() // c.mu is held until return; the write is ordered by wmu
+				}
+			}
 		}
 		resp.MemberID = &req.MemberID
 		resp.MemberEpoch = req.MemberEpoch
@@ -279,12 +298,14 @@ func (c *coordinator) consumerHeartbeat(ctx context.Context, r cgHeartbeatReques
 		if req.InstanceID != nil {
 			instance = *req.InstanceID
 		}
+		replaced := false
 		if instance != "" {
 			if old := st.members[st.static[instance]]; old != nil && old.id != req.MemberID {
 				if old.epoch != cgEpochStaticLeft {
 					return fail(kerr.UnreleasedInstanceID, "instance "+instance+" is still in use by member "+old.id)
 				}
 				m = st.replaceStatic(old, req.MemberID)
+				replaced = true
 			}
 		}
 		if m != nil && m.epoch != cgEpochStaticLeft && st.static[instance] != m.id {
@@ -305,9 +326,14 @@ func (c *coordinator) consumerHeartbeat(ctx context.Context, r cgHeartbeatReques
 		}
 		m.clientID, m.clientHost = r.clientID, r.clientHost
 		m.rebalance = time.Duration(req.RebalanceTimeoutMillis) * time.Millisecond
-		applyCGSubscription(m, req)
-		st.topics = topics
-		st.bump() // membership or subscription changed
+		if applyCGSubscription(m, req) || !replaced {
+			st.topics = topics
+			st.bump() // membership or subscription changed
+		} else {
+			// A static member's new incarnation with the same
+			// subscription: no rebalance, as Kafka.
+			st.setTopics(topics)
+		}
 	default:
 		if m == nil {
 			return fail(kerr.UnknownMemberID, "")
@@ -481,19 +507,34 @@ func groupByTopic(set map[cgTP]bool) [][]cgTP {
 
 // tickConsumerGroups expires sessions and fences members that did not
 // revoke in their rebalance timeout. Expects c.mu held.
-func (c *coordinator) tickConsumerGroups(now time.Time) {
+func (c *coordinator) tickConsumerGroups(now time.Time) (writes []func()) {
 	for name, cg := range c.mu.cgroups {
+		removedConsumer := false
 		for id, m := range cg.st.members {
 			switch {
 			case now.After(m.deadline):
 				c.h.log.Info("kafka: consumer group member session expired", "group", name, "member", id)
 				cg.st.removeMember(id)
+				removedConsumer = removedConsumer || m.classic == nil
 			case !m.revokeDeadline.IsZero() && now.After(m.revokeDeadline):
 				c.h.log.Info("kafka: consumer group member did not revoke in its rebalance timeout", "group", name, "member", id)
+				cg.st.removeMember(id)
+				removedConsumer = removedConsumer || m.classic == nil
+			case m.classic != nil && !m.classic.rejoinBy.IsZero() && now.After(m.classic.rejoinBy):
+				c.h.log.Info("kafka: classic member did not rejoin in its rebalance timeout", "group", name, "member", id)
+				cg.st.removeMember(id)
+			case m.classic != nil && !m.classic.syncBy.IsZero() && now.After(m.classic.syncBy):
+				c.h.log.Info("kafka: classic member did not sync in its rebalance timeout", "group", name, "member", id)
 				cg.st.removeMember(id)
 			}
 		}
 		cg.detachStaleLocked()
+		if removedConsumer {
+			if w := c.maybeDowngradeLocked(cg, now); w != nil {
+				writes = append(writes, w)
+				continue // a classic group now
+			}
+		}
 		switch {
 		case len(cg.st.members) > 0:
 			cg.emptySince = time.Time{}
@@ -504,6 +545,7 @@ func (c *coordinator) tickConsumerGroups(now time.Time) {
 			delete(c.mu.cgroups, name)
 		}
 	}
+	return writes
 }
 
 // consumerCommitCheck validates an OffsetCommit to a consumer group

@@ -72,6 +72,11 @@ type cgMember struct {
 
 	deadline       time.Time // session expiry
 	revokeDeadline time.Time // set while revoking: fenced if not done by then
+
+	// classic is set for a member that uses the classic protocol
+	// (JoinGroup/SyncGroup/Heartbeat) in a consumer-protocol group
+	// (group_consumer_classic.go); nil for a ConsumerGroupHeartbeat member.
+	classic *cgClassic
 }
 
 // cgEpochStaticLeft marks a static member that left with epoch -2: its
@@ -251,9 +256,13 @@ func (g *cgGroup) reconcile(m *cgMember, reported map[cgTP]bool, now time.Time) 
 	return changed
 }
 
-// stable reports whether every member owns exactly its target.
+// stable reports whether every member owns exactly its target (a left
+// static member's waiting slot does not count: it owns its target).
 func (g *cgGroup) stable() bool {
 	for id, m := range g.members {
+		if m.epoch == cgEpochStaticLeft {
+			continue
+		}
 		if len(m.revoking) > 0 || len(m.assigned) != len(g.target[id]) || m.epoch != g.epoch {
 			return false
 		}
