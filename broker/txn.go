@@ -965,11 +965,17 @@ func (c *TxnCoordinator) finish(ctx context.Context, e *txnEntry) error {
 
 // forward runs call on the forwarder, or fails without one.
 func (c *TxnCoordinator) forward(call func(TxnForwarder) error) error {
+	// A failure leaves the transaction in its Prepare state, finished by
+	// a retry or the loop: the client's error is CONCURRENT_TRANSACTIONS
+	// (retriable), not the owner's own error.
 	f := c.forwarder()
 	if f == nil {
-		return fmt.Errorf("%w: no path to the partition's owner", ErrNotOwner)
+		return fmt.Errorf("%w: no path to the partition's owner", ErrConcurrentTransactions)
 	}
-	return call(f)
+	if err := call(f); err != nil {
+		return fmt.Errorf("%w: %v", ErrConcurrentTransactions, err)
+	}
+	return nil
 }
 
 // applyTxnOffset moves a group's subscription cursor for a committed
