@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/metadata"
 )
 
 // txnCoordinatorOf asks broker node (through cl) who coordinates the
@@ -49,8 +53,10 @@ func txnCoordinatorOf(ctx context.Context, t *testing.T, cl *kgo.Client, node in
 //     expire). The new coordinator adopts them: the one whose producer
 //     commits after the failover commits (all its records visible), the
 //     one whose producer is gone times out and aborts (none visible, the
-//     partitions' LSO moves on). Both ids then re-initialise with new
-//     producers and commit again.
+//     partitions' LSO moves on), and one left in PrepareCommit (a
+//     coordinator dead between the Prepare write and the markers) is
+//     completed by the new coordinator without its producer. The ids
+//     then re-initialise with new producers and commit again.
 func TestClusterTransactions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three brokers, etcd and an S3 server")
@@ -170,22 +176,24 @@ func TestClusterTransactions(t *testing.T) {
 	// Two ids coordinated by one broker, which is killed with both open.
 	victimID := coord
 	var ids []string
-	for i := 0; len(ids) < 2 && i < 200; i++ {
+	for i := 0; len(ids) < 3 && i < 300; i++ {
 		id := fmt.Sprintf("tx-victim-%d", i)
 		if txnCoordinatorOf(ctx, t, admin, nodes[0], id) == victimID {
 			ids = append(ids, id)
 		}
 	}
-	if len(ids) < 2 {
-		t.Fatalf("found %d transactional ids coordinated by node %d in 200 tries", len(ids), victimID)
+	if len(ids) < 3 {
+		t.Fatalf("found %d transactional ids coordinated by node %d in 300 tries", len(ids), victimID)
 	}
 	abandoned := producer(ids[0], 4*time.Second)
 	finisher := producer(ids[1], 60*time.Second)
 	defer finisher.Close()
+	prepared := producer(ids[2], 60*time.Second)
+	defer prepared.Close()
 	for _, c := range []struct {
 		cl     *kgo.Client
 		prefix string
-	}{{abandoned, "abandoned"}, {finisher, "finished"}} {
+	}{{abandoned, "abandoned"}, {finisher, "finished"}, {prepared, "prepared"}} {
 		if err := c.cl.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
@@ -198,6 +206,28 @@ func TestClusterTransactions(t *testing.T) {
 	}
 	abandoned.Close() // its producer never comes back
 	expect("abandoned", false)
+	// The third stands for a coordinator that died between writing
+	// PrepareCommit and the markers: its record is set so in the store
+	// (as the coordinator's first step of a commit writes it).
+	store := brokers[0].storage.Store
+	path := metadata.Join("admin/transactions", "s"+url.PathEscape("public/default/"+ids[2]))
+	r, err := store.Get(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(r.Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["state"] != "Ongoing" || len(rec["partitions"].([]any)) != parts {
+		t.Fatalf("record of %s: %s", ids[2], r.Value)
+	}
+	rec["state"] = "PrepareCommit"
+	raw, _ := json.Marshal(rec)
+	if _, err := store.Put(ctx, path, raw, r.Version); err != nil {
+		t.Fatal(err)
+	}
+	expect("prepared", true)
 	var victim *Server
 	for _, s := range brokers {
 		if s.member.Self().NodeID == victimID {
@@ -214,33 +244,39 @@ func TestClusterTransactions(t *testing.T) {
 	t.Logf("%s committed %v after the kill", ids[1], time.Since(killed).Round(time.Millisecond))
 	expect("finished", true)
 	// The abandoned one times out on the new coordinator (its loop adopted
-	// it): aborted with the epoch bumped, before anyone re-initialises it.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		live := nodes[0]
-		if live == victimID {
-			live = nodes[1]
+	// it): aborted with the epoch bumped; the prepared one is committed
+	// when the unit is adopted. Both before anyone re-initialises them.
+	waitState := func(id, state string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			live := nodes[0]
+			if live == victimID {
+				live = nodes[1]
+			}
+			c := txnCoordinatorOf(ctx, t, admin, live, id)
+			if c == victimID {
+				time.Sleep(50 * time.Millisecond) // the lease has not expired yet
+				continue
+			}
+			d := kmsg.NewPtrDescribeTransactionsRequest()
+			d.TransactionalIDs = []string{id}
+			resp, err := d.RequestWith(ctx, admin.Broker(int(c)))
+			if err == nil && resp.TransactionStates[0].ErrorCode == 0 && resp.TransactionStates[0].State == state {
+				t.Logf("%s %s on its new coordinator %d (epoch %d) %v after the kill", id, state, c, resp.TransactionStates[0].ProducerEpoch, time.Since(killed).Round(time.Millisecond))
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not %s 30s after its coordinator was killed: %v %+v", id, state, err, resp)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		c := txnCoordinatorOf(ctx, t, admin, live, ids[0])
-		if c == victimID {
-			time.Sleep(50 * time.Millisecond) // the lease has not expired yet
-			continue
-		}
-		d := kmsg.NewPtrDescribeTransactionsRequest()
-		d.TransactionalIDs = []string{ids[0]}
-		resp, err := d.RequestWith(ctx, admin.Broker(int(c)))
-		if err == nil && resp.TransactionStates[0].ErrorCode == 0 && resp.TransactionStates[0].State == "CompleteAbort" {
-			t.Logf("%s aborted by its new coordinator %d (epoch now %d) %v after the kill", ids[0], c, resp.TransactionStates[0].ProducerEpoch, time.Since(killed).Round(time.Millisecond))
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not aborted 30s after its coordinator was killed (timeout 4s): %v %+v", ids[0], err, resp)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	waitState(ids[2], "CompleteCommit")
+	waitState(ids[0], "CompleteAbort")
 	// The producers continue after re-initialising (a new incarnation of
 	// each id, the main one included).
-	for i, id := range []string{ids[0], ids[1], mainID} {
+	for i, id := range []string{ids[0], ids[1], ids[2], mainID} {
 		cl := producer(id, 10*time.Second)
 		prefix := fmt.Sprintf("after%d", i)
 		txn(cl, prefix, true)
@@ -257,7 +293,13 @@ func TestClusterTransactions(t *testing.T) {
 		for p := range parts {
 			offsets[topic][int32(p)] = kgo.NewOffset().AtStart()
 		}
-		cons, err := kgo.NewClient(kgo.SeedBrokers(brokers[0].Addr("kafka").String()), kgo.ConsumePartitions(offsets),
+		var live []string
+		for _, s := range brokers {
+			if s != victim {
+				live = append(live, s.Addr("kafka").String())
+			}
+		}
+		cons, err := kgo.NewClient(kgo.SeedBrokers(live...), kgo.ConsumePartitions(offsets),
 			kgo.FetchIsolationLevel(level), kgo.MetadataMinAge(50*time.Millisecond),
 			kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
 		if err != nil {
