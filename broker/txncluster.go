@@ -222,7 +222,9 @@ func (c *TxnCoordinator) reload(ctx context.Context, id string) (TxnMetadata, bo
 
 // adoptPending assigns (and, where this broker wins them, adopts) the units
 // of records with work left: a transaction Ongoing or completing. Run by
-// the background loop in cluster mode before CheckTimeouts.
+// the background loop in cluster mode before CheckTimeouts. Cost per
+// round: one listing of the records, plus one read per record of a unit
+// that nobody owns in this broker's view.
 func (c *TxnCoordinator) adoptPending(ctx context.Context) {
 	names, err := c.b.store.Children(ctx, metadata.Join(pathTransactions))
 	if err != nil {
@@ -244,8 +246,12 @@ func (c *TxnCoordinator) adoptPending(ctx context.Context) {
 			continue
 		}
 		if _, owned := cl.OwnedSince(unit); !owned {
-			// Another broker's (live) or nobody's: only a record with
-			// work left makes it worth assigning.
+			if o, ok := c.b.member.Lookup(unit); ok && o.NodeID != self {
+				checked[unit] = true // a live broker coordinates it
+				continue
+			}
+			// Nobody's: only a record with work left makes it worth
+			// assigning.
 			r, err := c.b.store.Get(ctx, txnPath(id))
 			if err != nil {
 				continue
