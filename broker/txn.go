@@ -199,6 +199,9 @@ type TxnCoordinator struct {
 	// which the unit's records were last read into the cache.
 	adoptMu sync.Mutex
 	adopted map[string]time.Time
+	// adoptedView is adopted for readers that must not wait for an
+	// adoption in progress (the produce path): unit -> time.Time.
+	adoptedView sync.Map
 
 	mu struct {
 		sync.Mutex

@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"time"
 
 	"github.com/kopernik-io/kopernik/metadata"
 )
@@ -142,6 +143,23 @@ func (c *TxnCoordinator) owns(key string) bool {
 	return ok
 }
 
+// cached reports whether key's cached record is the one to check produces
+// against: always standalone (and for Pulsar transactions); in a cluster,
+// when this broker owns key's unit and adopted it under that ownership.
+func (c *TxnCoordinator) cached(key string) bool {
+	cl := c.b.Cluster()
+	if cl == nil || isPulsarTxn(key) {
+		return true
+	}
+	unit := TxnUnit(key)
+	since, ok := cl.OwnedSince(unit)
+	if !ok {
+		return false
+	}
+	v, ok := c.adoptedView.Load(unit)
+	return ok && v.(time.Time).Equal(since)
+}
+
 // adopt makes sure the cache holds the store's records of unit as of the
 // current ownership: when the unit was owned anew since the last adoption,
 // every record of the unit is re-read (forgotten when gone) and the
@@ -186,6 +204,7 @@ func (c *TxnCoordinator) adopt(ctx context.Context, unit string) error {
 		}
 	}
 	c.adopted[unit] = since
+	c.adoptedView.Store(unit, since)
 	c.log.Info("transaction coordinator unit adopted", "unit", unit, "ids", len(ids), "unfinished", len(unfinished))
 	for _, id := range unfinished {
 		e := c.lockEntry(id)
@@ -297,12 +316,14 @@ func (c *TxnCoordinator) appendChecked(ctx context.Context, p *Partition, key st
 }
 
 // AppendTxn is Append for a produce naming its transactional id (Kafka):
-// checked against the cached record where this broker coordinates the id,
-// else against the store's (appendChecked).
+// checked against the cached record where this broker coordinates the id
+// and has adopted its unit, else against the store's (appendChecked; a
+// new coordinator may get a produce of a transaction before any call that
+// adopts the unit).
 func (c *TxnCoordinator) AppendTxn(ctx context.Context, p *Partition, key string, epoch int16, req AppendRequest) (AppendResult, error) {
 	var h *PendingAppend
 	var err error
-	if c.owns(key) {
+	if c.cached(key) {
 		h, err = c.AppendAsync(p, epoch, req)
 	} else {
 		h, err = c.appendChecked(ctx, p, key, epoch, req)
