@@ -705,7 +705,7 @@ func (c *TxnCoordinator) CommitOffsets(ctx context.Context, txnID string, pid in
 		}
 		return nil
 	}
-	if !c.owns(txnID) {
+	if !c.cached(txnID) {
 		_, err := updateJSON(ctx, c.b.store, txnPath(txnID), fmt.Errorf("%w: unknown transactional id %q", ErrInvalidProducerIDMapping, txnID), func(m *TxnMetadata) error {
 			if err := change(m); err != nil {
 				return err
@@ -1085,7 +1085,7 @@ func (c *TxnCoordinator) List() []TxnMetadata {
 	c.mu.Unlock()
 	out := make([]TxnMetadata, 0, len(entries))
 	for _, e := range entries {
-		if !c.owns(e.id) {
+		if !c.cached(e.id) {
 			continue // cluster mode: listed by its coordinator
 		}
 		e.rw.RLock()
@@ -1270,7 +1270,7 @@ func (c *TxnCoordinator) CheckTimeouts(ctx context.Context) {
 		e.rw.RLock()
 		m, ok := e.m, e.ok
 		e.rw.RUnlock()
-		if !ok || !c.owns(e.id) {
+		if !ok || !c.cached(e.id) {
 			continue // another broker coordinates it now (cluster mode)
 		}
 		switch {

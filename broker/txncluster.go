@@ -131,18 +131,6 @@ func (c *TxnCoordinator) Route(ctx context.Context, key string) error {
 	return c.adopt(ctx, TxnUnit(key))
 }
 
-// owns reports whether this broker coordinates key now (always when
-// standalone, and for the Pulsar transactions it holds), as its watched
-// view knows it.
-func (c *TxnCoordinator) owns(key string) bool {
-	cl := c.b.Cluster()
-	if cl == nil || isPulsarTxn(key) {
-		return true
-	}
-	_, ok := cl.OwnedSince(TxnUnit(key))
-	return ok
-}
-
 // cached reports whether key's cached record is the one to check produces
 // against: always standalone (and for Pulsar transactions); in a cluster,
 // when this broker owns key's unit and adopted it under that ownership.
