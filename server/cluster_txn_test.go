@@ -104,7 +104,7 @@ func TestClusterTransactions(t *testing.T) {
 		t.Fatalf("InitProducerId at non-coordinator %d: %v, code %d; want NOT_COORDINATOR", other, err, resp.ErrorCode)
 	}
 
-	producer := func(id string, timeout time.Duration) *kgo.Client {
+	producer := func(id string, timeout time.Duration, seeds ...string) *kgo.Client {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.TransactionalID(id), kgo.TransactionTimeout(timeout),
 			kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			// Retries must outlast a dead coordinator's lease (1s): until it
@@ -143,7 +143,7 @@ func TestClusterTransactions(t *testing.T) {
 			}
 		}
 	}
-	main := producer(mainID, 10*time.Second)
+	main := producer(mainID, 10*time.Second, seeds...)
 	defer main.Close()
 	for i := range 6 {
 		commit := i%2 == 0
@@ -185,10 +185,22 @@ func TestClusterTransactions(t *testing.T) {
 	if len(ids) < 3 {
 		t.Fatalf("found %d transactional ids coordinated by node %d in 300 tries", len(ids), victimID)
 	}
-	abandoned := producer(ids[0], 4*time.Second)
-	finisher := producer(ids[1], 60*time.Second)
+	var victim *Server
+	var liveSeeds []string
+	for _, s := range brokers {
+		if s.member.Self().NodeID == victimID {
+			victim = s
+		} else {
+			liveSeeds = append(liveSeeds, s.Addr("kafka").String())
+		}
+	}
+	abandoned := producer(ids[0], 4*time.Second, seeds...)
+	// Seeded with the survivors only: franz-go sends FindCoordinator to
+	// any broker it knows, seeds included, and gives up when that one is
+	// the dead broker (a dial error there is not retried).
+	finisher := producer(ids[1], 60*time.Second, liveSeeds...)
 	defer finisher.Close()
-	prepared := producer(ids[2], 60*time.Second)
+	prepared := producer(ids[2], 60*time.Second, seeds...)
 	defer prepared.Close()
 	for _, c := range []struct {
 		cl     *kgo.Client
@@ -228,16 +240,24 @@ func TestClusterTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("prepared", true)
-	var victim *Server
-	for _, s := range brokers {
-		if s.member.Self().NodeID == victimID {
-			victim = s
-		}
-	}
 	killed := time.Now()
 	victim.abandon()
 	t.Logf("killed node %d, coordinator of %s, %v and owner of partitions %v", victimID, mainID, ids, owners)
 
+	// For the same reason, the finisher commits once the dead broker has
+	// left the survivors' Metadata and its own (franz-go refuses to retry
+	// a commit whose outcome it does not know).
+	for {
+		if _, live := leaders(ctx, t, admin, brokers[slices.IndexFunc(brokers, func(s *Server) bool { return s != victim })].member.Self().NodeID, topic); len(live) == 2 {
+			break
+		}
+		if time.Since(killed) > 30*time.Second {
+			t.Fatal("the killed broker still in Metadata 30s later")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	finisher.ForceMetadataRefresh()
+	time.Sleep(200 * time.Millisecond)
 	if err := finisher.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatalf("commit of %s after its coordinator was killed: %v", ids[1], err)
 	}
@@ -277,7 +297,7 @@ func TestClusterTransactions(t *testing.T) {
 	// The producers continue after re-initialising (a new incarnation of
 	// each id, the main one included).
 	for i, id := range []string{ids[0], ids[1], ids[2], mainID} {
-		cl := producer(id, 10*time.Second)
+		cl := producer(id, 10*time.Second, liveSeeds...)
 		prefix := fmt.Sprintf("after%d", i)
 		txn(cl, prefix, true)
 		expect(prefix, true)
@@ -293,13 +313,7 @@ func TestClusterTransactions(t *testing.T) {
 		for p := range parts {
 			offsets[topic][int32(p)] = kgo.NewOffset().AtStart()
 		}
-		var live []string
-		for _, s := range brokers {
-			if s != victim {
-				live = append(live, s.Addr("kafka").String())
-			}
-		}
-		cons, err := kgo.NewClient(kgo.SeedBrokers(live...), kgo.ConsumePartitions(offsets),
+		cons, err := kgo.NewClient(kgo.SeedBrokers(liveSeeds...), kgo.ConsumePartitions(offsets),
 			kgo.FetchIsolationLevel(level), kgo.MetadataMinAge(50*time.Millisecond),
 			kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
 		if err != nil {
