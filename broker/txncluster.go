@@ -157,14 +157,34 @@ func (c *TxnCoordinator) adopt(ctx context.Context, unit string) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrTxnCoordinatorLoading, unit)
 	}
+	unfinished, err := c.adoptRecords(ctx, unit, since)
+	if err != nil {
+		return err
+	}
+	// Outside adoptMu: finishing forwards markers (HTTP round trips), and
+	// other ids' requests wait for adoptMu.
+	for _, id := range unfinished {
+		e := c.lockEntry(id)
+		err := c.finish(ctx, e)
+		e.op.Unlock()
+		if err != nil {
+			c.log.Warn("adopted transaction left unfinished; retried in the background", "transactional_id", id, "err", err)
+		}
+	}
+	return nil
+}
+
+// adoptRecords is adopt's reload under adoptMu; it returns the ids left in
+// a Prepare state (none when the unit was already adopted under since).
+func (c *TxnCoordinator) adoptRecords(ctx context.Context, unit string, since time.Time) ([]string, error) {
 	c.adoptMu.Lock()
 	defer c.adoptMu.Unlock()
 	if prev, seen := c.adopted[unit]; seen && prev.Equal(since) {
-		return nil
+		return nil, nil
 	}
 	names, err := c.b.store.Children(ctx, metadata.Join(pathTransactions))
 	if err != nil && !errors.Is(err, metadata.ErrNotFound) {
-		return fmt.Errorf("%w: %w", ErrTxnCoordinatorLoading, err)
+		return nil, fmt.Errorf("%w: %w", ErrTxnCoordinatorLoading, err)
 	}
 	ids := map[string]bool{}
 	for _, n := range names {
@@ -185,7 +205,7 @@ func (c *TxnCoordinator) adopt(ctx context.Context, unit string) error {
 	for id := range ids {
 		m, ok, err := c.reload(ctx, id)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrTxnCoordinatorLoading, err)
+			return nil, fmt.Errorf("%w: %w", ErrTxnCoordinatorLoading, err)
 		}
 		if ok && (m.State == TxnPrepareCommit || m.State == TxnPrepareAbort) {
 			unfinished = append(unfinished, id)
@@ -194,15 +214,7 @@ func (c *TxnCoordinator) adopt(ctx context.Context, unit string) error {
 	c.adopted[unit] = since
 	c.adoptedView.Store(unit, since)
 	c.log.Info("transaction coordinator unit adopted", "unit", unit, "ids", len(ids), "unfinished", len(unfinished))
-	for _, id := range unfinished {
-		e := c.lockEntry(id)
-		err := c.finish(ctx, e)
-		e.op.Unlock()
-		if err != nil {
-			c.log.Warn("adopted transaction left unfinished; retried in the background", "transactional_id", id, "err", err)
-		}
-	}
-	return nil
+	return unfinished, nil
 }
 
 // reload replaces id's cached record with the store's (or forgets it).
