@@ -349,3 +349,162 @@ func TestClusterTransactions(t *testing.T) {
 	read(kgo.ReadUncommitted(), append(slices.Clone(committed), aborted...))
 	t.Logf("%d committed records read once each, %d aborted ones never (read_uncommitted sees them)", len(committed), len(aborted))
 }
+
+// TestClusterTxnConsumeTransformProduce: a franz-go GroupTransactSession
+// on three brokers whose group coordinator and transaction coordinator are
+// different brokers (TxnOffsetCommit reaches the group's coordinator, which
+// adds the offsets to the transaction's record in etcd; the commit applies
+// them on partitions owned elsewhere through the owners). Every other
+// transaction is aborted on purpose and redone. Checked: every input is in
+// the read_committed output exactly once, nothing of an aborted
+// transaction is, and the group's committed offsets are the inputs' ends.
+func TestClusterTxnConsumeTransformProduce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three brokers, etcd and an S3 server")
+	}
+	_, brokers := startCluster(t, 3, "object-flush-interval", "2ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const in, out, parts, inputs = "ctp-in", "ctp-out", 3, 300
+	var seeds []string
+	for _, s := range brokers {
+		seeds = append(seeds, s.Addr("kafka").String())
+	}
+	admin, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	adm := kadm.NewClient(admin)
+	for _, tp := range []string{in, out} {
+		if _, err := adm.CreateTopic(ctx, parts, 1, nil, tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range inputs {
+		if err := admin.ProduceSync(ctx, &kgo.Record{Key: fmt.Appendf(nil, "k%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node := brokers[0].member.Self().NodeID
+	// A group and a transactional id coordinated by different brokers.
+	group, txnID := "", ""
+	for i := 0; (group == "" || txnID == "") && i < 100; i++ {
+		g := fmt.Sprintf("ctp-g%d", i)
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKey, req.CoordinatorKeys = g, []string{g}
+		resp, err := req.RequestWith(ctx, admin.Broker(int(node)))
+		if err != nil || resp.Coordinators[0].ErrorCode != 0 {
+			t.Fatalf("FindCoordinator(%s): %v %+v", g, err, resp)
+		}
+		gc := resp.Coordinators[0].NodeID
+		for j := 0; j < 100; j++ {
+			id := fmt.Sprintf("ctp-t%d", j)
+			if txnCoordinatorOf(ctx, t, admin, node, id) != gc {
+				group, txnID = g, id
+				t.Logf("group %s on node %d, transactional id %s on node %d", g, gc, id, txnCoordinatorOf(ctx, t, admin, node, id))
+				break
+			}
+		}
+	}
+	if group == "" {
+		t.Fatal("no group and transactional id on different coordinators")
+	}
+	sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(seeds...), kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.TransactionalID(txnID), kgo.TransactionTimeout(30*time.Second),
+		kgo.ConsumerGroup(group), kgo.ConsumeTopics(in), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	var abortedVals []string
+	done := map[string]bool{}
+	for serial := 0; len(done) < inputs; serial++ {
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d inputs transformed before the deadline", len(done), inputs)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fs := sess.PollRecords(pctx, 40)
+		pcancel()
+		if err := sess.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		commit := serial%2 == 1
+		val := fmt.Sprintf("txn%d", serial)
+		var keys []string
+		fs.EachRecord(func(r *kgo.Record) {
+			keys = append(keys, string(r.Key))
+			sess.Produce(ctx, &kgo.Record{Topic: out, Key: r.Key, Value: []byte(val)}, nil)
+		})
+		committed, err := sess.End(ctx, kgo.TransactionEndTry(commit))
+		if err != nil {
+			t.Fatalf("transaction %d (commit %v, %d records): %v", serial, commit, len(keys), err)
+		}
+		if committed != (commit && len(keys) > 0) && len(keys) > 0 {
+			t.Fatalf("transaction %d: committed %v, asked %v", serial, committed, commit)
+		}
+		if !committed && len(keys) > 0 {
+			abortedVals = append(abortedVals, val)
+		}
+		for _, k := range keys {
+			if committed {
+				if done[k] {
+					t.Fatalf("input %s transformed twice in committed transactions", k)
+				}
+				done[k] = true
+			}
+		}
+	}
+	if len(abortedVals) == 0 {
+		t.Fatal("no transaction with records was aborted: the test proves nothing about aborts")
+	}
+
+	// The output, read_committed: every input once, from committed ones.
+	offsets := map[string]map[int32]kgo.Offset{out: {}}
+	for p := range parts {
+		offsets[out][int32(p)] = kgo.NewOffset().AtStart()
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumePartitions(offsets), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	seen := map[string]int{}
+	for len(seen) < inputs {
+		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+		fs := cons.PollFetches(rctx)
+		timedOut := rctx.Err() != nil
+		rcancel()
+		if timedOut {
+			t.Fatalf("read_committed output has %d of %d inputs", len(seen), inputs)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if slices.Contains(abortedVals, string(r.Value)) {
+				t.Errorf("read_committed read %s of aborted transaction %s", r.Key, r.Value)
+			}
+			seen[string(r.Key)]++
+		})
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("input %s is %d times in the output", k, n)
+		}
+	}
+	// The group's offsets are the input's ends.
+	ends, err := adm.ListEndOffsets(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		c, ok := got.Lookup(in, o.Partition)
+		if !ok || c.At != o.Offset {
+			t.Errorf("group offset of %s/%d: %+v (present %v), want %d", in, o.Partition, c, ok, o.Offset)
+		}
+	})
+	t.Logf("%d inputs transformed once each over %d aborted transactions", inputs, len(abortedVals))
+}
