@@ -30,7 +30,9 @@ package broker
 // transaction) and no batch of a transaction lands after its marker.
 //
 // Pulsar transactions are not routed: the broker a client's NEW_TXN
-// reached keeps its transaction (docs/transactions.md, "Not done").
+// reached keeps its transaction, and another broker cannot find it from
+// the wire id (a producer id), so its sends and acks there are refused
+// (docs/transactions.md, "Not done").
 
 import (
 	"context"
