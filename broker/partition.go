@@ -34,6 +34,11 @@ type Partition struct {
 	// so sequence checks see appends in log order. It is not held while
 	// waiting for durability: group commit keeps working.
 	appendMu sync.Mutex
+	// txnCheck orders markers against transactional batches checked
+	// against the store (cluster mode): batches hold the read side from
+	// their check until they have a position, markers the write side
+	// until theirs (txncluster.go). Taken before appendMu.
+	txnCheck sync.RWMutex
 
 	done chan struct{} // closed by close
 

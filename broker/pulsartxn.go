@@ -181,18 +181,23 @@ func (c *TxnCoordinator) AppendAsync(p *Partition, epoch int16, req AppendReques
 	}
 	e.rw.RLock()
 	defer e.rw.RUnlock()
-	m := e.m
-	err := checkProducer(m, req.ProducerID, epoch)
+	if err := checkTxnAppend(e.m, p, req.ProducerID, epoch); err != nil {
+		return nil, err
+	}
+	return p.AppendAsync(req)
+}
+
+// checkTxnAppend checks a transactional batch of producer pid/epoch to p
+// against the transaction's record m.
+func checkTxnAppend(m TxnMetadata, p *Partition, pid int64, epoch int16) error {
+	err := checkProducer(m, pid, epoch)
 	if err == nil && (m.State != TxnOngoing || !slices.Contains(m.Partitions, p.Name().String())) {
 		err = fmt.Errorf("%w: %s is not in an ongoing transaction of %q (state %s)", ErrInvalidTxnState, p.Name(), m.TransactionalID, m.State)
 	}
 	if errors.Is(err, ErrTxnFenced) {
 		err = fmt.Errorf("%w: epoch %d, current %d", ErrProducerFenced, epoch, m.Epoch)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return p.AppendAsync(req)
+	return err
 }
 
 // applyTxnAcks applies a committed transaction's Pulsar acknowledgements

@@ -42,9 +42,9 @@ package broker
 // then txnEntry.rw, then TxnCoordinator.mu; partition locks are taken
 // inside (WriteTxnMarker, appends), never the other way round.
 //
-// Limits: one coordinator per metadata store is assumed (FindCoordinator
-// answers this broker); another broker's change to a record is seen by
-// this one's cache only on restart. Records of ids with no transaction
+// Cluster mode (txncluster.go): each id is coordinated by the broker
+// owning its unit (Route); a broker adopting a unit re-reads its records.
+// Records of ids with no transaction
 // open expire (ExpireIdle, TxnOptions.IDExpiration, as Kafka's
 // transactional.id.expiration.ms; ended Pulsar transactions sooner).
 
@@ -192,6 +192,17 @@ type TxnCoordinator struct {
 	startMu sync.Mutex
 	started bool
 
+	// fwd writes markers and offsets to partitions owned elsewhere
+	// (cluster mode, txncluster.go).
+	fwd atomic.Pointer[TxnForwarder]
+	// adopted is, per coordinator unit, the ownership (its since) under
+	// which the unit's records were last read into the cache.
+	adoptMu sync.Mutex
+	adopted map[string]time.Time
+	// adoptedView is adopted for readers that must not wait for an
+	// adoption in progress (the produce path): unit -> time.Time.
+	adoptedView sync.Map
+
 	mu struct {
 		sync.Mutex
 		txns   map[string]*txnEntry
@@ -227,7 +238,7 @@ func newTxnCoordinator(b *Broker, opts TxnOptions) *TxnCoordinator {
 	if opts.PulsarEndedRetention <= 0 {
 		opts.PulsarEndedRetention = 10 * time.Minute
 	}
-	c := &TxnCoordinator{b: b, opts: opts, log: b.log}
+	c := &TxnCoordinator{b: b, opts: opts, log: b.log, adopted: map[string]time.Time{}}
 	c.mu.txns = map[string]*txnEntry{}
 	c.mu.byPID = map[int64]*txnEntry{}
 	return c
@@ -263,6 +274,9 @@ func (c *TxnCoordinator) load(ctx context.Context) error {
 		id, ok := unescapeStateSegment(n)
 		if !ok {
 			continue
+		}
+		if c.b.Cluster() != nil && !isPulsarTxn(id) {
+			continue // read when this broker adopts the id's unit (txncluster.go)
 		}
 		r, err := c.b.store.Get(ctx, txnPath(id))
 		if errors.Is(err, metadata.ErrNotFound) {
@@ -667,13 +681,13 @@ func (c *TxnCoordinator) add(ctx context.Context, txnID string, pid int64, epoch
 // CommitOffsets records transactional offset commits of group, applied
 // when the transaction commits and dropped when it aborts. The group must
 // have been added (AddGroup): ErrInvalidTxnState otherwise.
+//
+// In a cluster the call comes to the group's coordinator, which need not
+// coordinate txnID: it then changes the store's record only (compare and
+// swap, every check made on the store's copy), and the id's coordinator
+// reads the offsets back with the Prepare write that ends the transaction.
 func (c *TxnCoordinator) CommitOffsets(ctx context.Context, txnID string, pid int64, epoch int16, group string, offsets []TxnOffset) error {
-	e, _, err := c.opProducer(ctx, txnID, pid, epoch)
-	if err != nil {
-		return err
-	}
-	defer e.op.Unlock()
-	_, err = c.update(ctx, e, func(m *TxnMetadata) error {
+	change := func(m *TxnMetadata) error {
 		if err := checkProducer(*m, pid, epoch); err != nil {
 			return err
 		}
@@ -690,7 +704,23 @@ func (c *TxnCoordinator) CommitOffsets(ctx context.Context, txnID string, pid in
 			}
 		}
 		return nil
-	})
+	}
+	if !c.cached(txnID) {
+		_, err := updateJSON(ctx, c.b.store, txnPath(txnID), fmt.Errorf("%w: unknown transactional id %q", ErrInvalidProducerIDMapping, txnID), func(m *TxnMetadata) error {
+			if err := change(m); err != nil {
+				return err
+			}
+			m.LastUpdateMs = time.Now().UnixMilli()
+			return nil
+		})
+		return err
+	}
+	e, _, err := c.opProducer(ctx, txnID, pid, epoch)
+	if err != nil {
+		return err
+	}
+	defer e.op.Unlock()
+	_, err = c.update(ctx, e, change)
 	return err
 }
 
@@ -887,12 +917,18 @@ func (c *TxnCoordinator) finish(ctx context.Context, e *txnEntry) error {
 			if err != nil {
 				return // not a name we wrote: nothing to mark
 			}
+			marker := TxnMarker{ProducerID: m.ProducerID, Epoch: m.Epoch, Commit: commit}
 			p, err := c.b.OpenPartition(ctx, n, false)
 			if errors.Is(err, ErrTopicNotFound) {
 				return // deleted meanwhile: nothing left to mark
 			}
-			if err == nil {
-				_, err = p.WriteTxnMarker(ctx, TxnMarker{ProducerID: m.ProducerID, Epoch: m.Epoch, Commit: commit})
+			var no *NotOwnerError
+			switch {
+			case errors.As(err, &no):
+				// Cluster mode: the partition's owner writes it.
+				err = c.forward(func(f TxnForwarder) error { return f.ForwardTxnMarker(ctx, no.Owner, n, marker) })
+			case err == nil:
+				_, err = p.WriteTxnMarker(ctx, marker)
 			}
 			errs[i] = err
 		})
@@ -903,7 +939,12 @@ func (c *TxnCoordinator) finish(ctx context.Context, e *txnEntry) error {
 	}
 	if commit {
 		for _, o := range m.PendingOffsets {
-			if err := c.b.applyTxnOffset(ctx, o); err != nil {
+			err := c.b.applyTxnOffset(ctx, o)
+			var no *NotOwnerError
+			if errors.As(err, &no) {
+				err = c.forward(func(f TxnForwarder) error { return f.ForwardTxnOffset(ctx, no.Owner, o) })
+			}
+			if err != nil {
 				return fmt.Errorf("broker: committing offsets of %q: %w", e.id, err)
 			}
 		}
@@ -923,6 +964,21 @@ func (c *TxnCoordinator) finish(ctx context.Context, e *txnEntry) error {
 		return nil
 	})
 	return err
+}
+
+// forward runs call on the forwarder, or fails without one.
+func (c *TxnCoordinator) forward(call func(TxnForwarder) error) error {
+	// A failure leaves the transaction in its Prepare state, finished by
+	// a retry or the loop: the client's error is CONCURRENT_TRANSACTIONS
+	// (retriable), not the owner's own error.
+	f := c.forwarder()
+	if f == nil {
+		return fmt.Errorf("%w: no path to the partition's owner", ErrConcurrentTransactions)
+	}
+	if err := call(f); err != nil {
+		return fmt.Errorf("%w: %v", ErrConcurrentTransactions, err)
+	}
+	return nil
 }
 
 // applyTxnOffset moves a group's subscription cursor for a committed
@@ -1018,7 +1074,8 @@ func (c *TxnCoordinator) PendingOffset(group string, partition TopicName) bool {
 }
 
 // List returns the records of every transactional id this coordinator
-// knows (all of them after its load), sorted by id.
+// knows (all of them after its load; in a cluster, those of the units it
+// owns), sorted by id.
 func (c *TxnCoordinator) List() []TxnMetadata {
 	c.mu.Lock()
 	entries := make([]*txnEntry, 0, len(c.mu.txns))
@@ -1028,6 +1085,9 @@ func (c *TxnCoordinator) List() []TxnMetadata {
 	c.mu.Unlock()
 	out := make([]TxnMetadata, 0, len(entries))
 	for _, e := range entries {
+		if !c.cached(e.id) {
+			continue // cluster mode: listed by its coordinator
+		}
 		e.rw.RLock()
 		if e.ok {
 			out = append(out, e.m)
@@ -1083,6 +1143,9 @@ func (c *TxnCoordinator) loop() {
 		case <-t.C:
 		}
 		ctx := c.stopContext()
+		if c.b.Cluster() != nil {
+			c.adoptPending(ctx)
+		}
 		c.CheckTimeouts(ctx)
 		c.ExpireIdle(ctx, time.Now())
 	}
@@ -1207,8 +1270,8 @@ func (c *TxnCoordinator) CheckTimeouts(ctx context.Context) {
 		e.rw.RLock()
 		m, ok := e.m, e.ok
 		e.rw.RUnlock()
-		if !ok {
-			continue
+		if !ok || !c.cached(e.id) {
+			continue // another broker coordinates it now (cluster mode)
 		}
 		switch {
 		case m.State == TxnPrepareCommit || m.State == TxnPrepareAbort:

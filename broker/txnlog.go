@@ -335,10 +335,14 @@ func (p *Partition) WriteTxnMarker(ctx context.Context, m TxnMarker) (int64, err
 		return 0, err
 	}
 	data := appendControlBatch(nil, m, time.Now().UnixMilli())
+	// No batch checked against the store before this marker's position
+	// may take a position after it (appendChecked, txncluster.go).
+	p.txnCheck.Lock()
 	p.appendMu.Lock()
 	pending, err := p.ml.AppendAsync(managedledger.Entry{Format: FormatKafka, MsgCount: 1, Data: data})
 	if err != nil {
 		p.appendMu.Unlock()
+		p.txnCheck.Unlock()
 		return 0, mapLedgerErr(err)
 	}
 	idx := pending.Assigned().FirstIndex
@@ -351,6 +355,7 @@ func (p *Partition) WriteTxnMarker(ctx context.Context, m TxnMarker) (int64, err
 	p.mu.txns.closing = append(p.mu.txns.closing, ct)
 	p.mu.Unlock()
 	p.appendMu.Unlock()
+	p.txnCheck.Unlock()
 
 	_, err = pending.Wait(context.WithoutCancel(ctx))
 	p.mu.Lock()

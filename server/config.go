@@ -68,6 +68,11 @@ type Config struct {
 	// transaction open this long after its last change (Kafka
 	// transactional.id.expiration.ms, default 7 days; negative: never).
 	TransactionalIDExpiration time.Duration `yaml:"transactional-id-expiration"`
+	// TransactionCheckInterval is how often the coordinator aborts
+	// timed-out transactions, finishes unfinished ones and (cluster mode)
+	// adopts the transactions of a dead coordinator (default 10s; Kafka
+	// transaction.abort.timed.out.transaction.cleanup.interval.ms).
+	TransactionCheckInterval time.Duration `yaml:"transaction-check-interval"`
 	// CompactionInterval is how often the compaction pass looks at
 	// compacting topics (default 30s; negative: only manual compactions;
 	// docs/compaction.md).
@@ -244,6 +249,7 @@ func DefaultConfig() *Config {
 		ShutdownTimeout:           10 * time.Second,
 		TransactionMaxTimeout:     15 * time.Minute,
 		TransactionalIDExpiration: 7 * 24 * time.Hour,
+		TransactionCheckInterval:  10 * time.Second,
 		CompactionInterval:        30 * time.Second,
 		RetentionTime:             d.RetentionTime,
 		RetentionBytes:            d.RetentionBytes,
@@ -654,6 +660,9 @@ func (c *Config) validate() []problem {
 	}
 	if c.TransactionalIDExpiration == 0 {
 		add("transactional-id-expiration", "transactional-id-expiration must be > 0 (or negative: never), not 0")
+	}
+	if c.TransactionCheckInterval <= 0 {
+		add("transaction-check-interval", "transaction-check-interval must be > 0, not %s", c.TransactionCheckInterval)
 	}
 	if c.TransactionMaxTimeout <= 0 {
 		add("transaction-max-timeout", "transaction-max-timeout must be > 0, not %s", c.TransactionMaxTimeout)

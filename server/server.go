@@ -173,7 +173,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Server, err e
 		Compactor: s.compactor, CompactionInterval: cfg.CompactionInterval,
 		Store: s.storage.Store, Ledgers: s.storage.Ledgers, Defaults: cfg.Policies(), Sync: syncCfg,
 		Logger:       log.With("component", "broker"),
-		Transactions: broker.TxnOptions{MaxTimeout: cfg.TransactionMaxTimeout, IDExpiration: cfg.TransactionalIDExpiration},
+		Transactions: broker.TxnOptions{MaxTimeout: cfg.TransactionMaxTimeout, IDExpiration: cfg.TransactionalIDExpiration, CheckInterval: cfg.TransactionCheckInterval},
 		Cluster:      s.member,
 	})
 	if err != nil {

@@ -325,6 +325,8 @@ var settings = []Setting{
 		field: func(c *Config) any { return &c.ShutdownTimeout }},
 	{Key: "transaction-max-timeout", Section: secGeneral, Kind: KindDuration, Help: "largest transaction timeout a transactional producer may ask for (docs/transactions.md)",
 		Mirrors: "Kafka transaction.max.timeout.ms", field: func(c *Config) any { return &c.TransactionMaxTimeout }},
+	{Key: "transaction-check-interval", Section: secGeneral, Kind: KindDuration, Help: "how often timed-out transactions are aborted, unfinished ones completed and (cluster) a dead coordinator's transactions adopted",
+		Mirrors: "Kafka transaction.abort.timed.out.transaction.cleanup.interval.ms", field: func(c *Config) any { return &c.TransactionCheckInterval }},
 	{Key: "transactional-id-expiration", Section: secGeneral, Kind: KindDuration, Help: "forget a transactional id with no transaction open this long after its last use (negative: never)",
 		Mirrors: "Kafka transactional.id.expiration.ms", field: func(c *Config) any { return &c.TransactionalIDExpiration }},
 	{Key: "compaction-interval", Section: secGeneral, Kind: KindDuration, Help: "how often compacting topics are looked at and compacted when due (negative: manual compactions only; docs/compaction.md)",

@@ -148,7 +148,7 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 			defer wg.Done()
 			err := joinErr
 			if err == nil {
-				err = h.produceOne(actx, j.name, j.records, req.TransactionID != nil, j.sp)
+				err = h.produceOne(actx, j.name, j.records, req.TransactionID, j.sp)
 			}
 			if err != nil {
 				report(j, err)
@@ -202,8 +202,9 @@ func (h *Handler) joinTxn(ctx context.Context, txnID string, batches [][]byte, p
 }
 
 // produceOne appends one partition's batch and fills in its success fields.
-// transactional says the request carries a transactional id.
-func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records []byte, transactional bool, sp *kmsg.ProduceResponseTopicPartition) error {
+// txnID is the request's transactional id (nil: none).
+func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records []byte, txnID *string, sp *kmsg.ProduceResponseTopicPartition) error {
+	transactional := txnID != nil
 	bh, err := checkProduced(records, transactional)
 	if err != nil {
 		return err
@@ -223,7 +224,7 @@ func (h *Handler) produceOne(ctx context.Context, name broker.TopicName, records
 			return cerr
 		}
 		ar.Transactional, ar.ProducerID = true, bh.producerID
-		res, err = co.Append(ctx, p, bh.producerEpoch, ar)
+		res, err = co.AppendTxn(ctx, p, h.txnKey(ctx, *txnID), bh.producerEpoch, ar)
 		if err != nil {
 			return err
 		}

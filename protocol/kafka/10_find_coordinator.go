@@ -2,9 +2,12 @@ package kafka
 
 // FindCoordinator (key 10), versions 0-4 (v4: batched keys, KIP-699).
 //
-// This node coordinates every group and every transactional id (key type
-// 1; the coordinator is the broker's, broker/txn.go). An empty key or an
-// unknown key type gets INVALID_REQUEST.
+// Standalone, this node coordinates every group and every transactional id
+// (key type 1; the coordinator is the broker's, broker/txn.go). In a
+// cluster a group's coordinator is the owner of its slot
+// (cluster_groups.go), a transactional id's the owner of its unit
+// (cluster_txns.go, broker/txncluster.go). An empty key or an unknown key
+// type gets INVALID_REQUEST.
 
 import (
 	"context"
@@ -15,6 +18,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kopernik-io/kopernik/broker"
 )
 
 func init() { register(0, 4, handleFindCoordinator) }
@@ -56,20 +61,30 @@ func handleFindCoordinator(ctx context.Context, c *conn, req *kmsg.FindCoordinat
 			co.ErrorCode, co.ErrorMessage = e.Code, errMsg(errors.New(msg))
 			return co
 		}
+		var owner broker.BrokerInfo
+		clustered := false
+		var err error
 		if req.CoordinatorType == coordinatorGroup {
 			// Cluster mode: the owner of the group's slot (cluster_groups.go).
-			if owner, _, clustered, err := c.h.groupOwner(ctx, key); clustered {
-				h, p, perr := splitHostPort(owner.Kafka)
-				if err == nil && perr != nil {
-					err = fmt.Errorf("%w: node %d has no Kafka address", kerr.CoordinatorNotAvailable, owner.NodeID)
-				}
-				if err != nil {
-					co.ErrorCode, co.ErrorMessage = errCode(err), errMsg(err)
-					return co
-				}
-				co.NodeID, co.Host, co.Port = owner.NodeID, h, p
+			owner, _, clustered, err = c.h.groupOwner(ctx, key)
+		} else if tc, cerr := c.h.txns(ctx); cerr == nil {
+			// Cluster mode: the owner of the id's unit (cluster_txns.go).
+			owner, clustered, err = tc.CoordinatorOf(ctx, c.h.txnKey(ctx, key))
+			if err != nil {
+				err = fmt.Errorf("%w: %w", kerr.CoordinatorNotAvailable, err)
+			}
+		}
+		if clustered {
+			h, p, perr := splitHostPort(owner.Kafka)
+			if err == nil && perr != nil {
+				err = fmt.Errorf("%w: node %d has no Kafka address", kerr.CoordinatorNotAvailable, owner.NodeID)
+			}
+			if err != nil {
+				co.ErrorCode, co.ErrorMessage = errCode(err), errMsg(err)
 				return co
 			}
+			co.NodeID, co.Host, co.Port = owner.NodeID, h, p
+			return co
 		}
 		co.NodeID, co.Host, co.Port = c.h.cfg.NodeID, host, port
 		return co

@@ -29,7 +29,7 @@ func handleInitProducerID(ctx context.Context, c *conn, req *kmsg.InitProducerID
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	if req.TransactionalID != nil {
 		resp.ProducerID, resp.ProducerEpoch = -1, -1
-		co, err := c.h.txns(ctx)
+		co, key, err := c.h.txnsFor(ctx, *req.TransactionalID)
 		if err != nil {
 			resp.ErrorCode = errCode(err)
 			return resp, nil
@@ -39,7 +39,7 @@ func handleInitProducerID(ctx context.Context, c *conn, req *kmsg.InitProducerID
 			current = broker.ProducerIDAndEpoch{ProducerID: req.ProducerID, Epoch: req.ProducerEpoch}
 		}
 		timeout := time.Duration(req.TransactionTimeoutMillis) * time.Millisecond
-		pe, err := co.InitProducerID(ctx, c.h.txnKey(ctx, *req.TransactionalID), timeout, current)
+		pe, err := co.InitProducerID(ctx, key, timeout, current)
 		if err != nil {
 			c.log.DebugContext(ctx, "kafka: InitProducerId failed", "transactional_id", *req.TransactionalID, "err", err)
 			resp.ErrorCode = errCode(err)

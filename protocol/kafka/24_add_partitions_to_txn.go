@@ -128,12 +128,11 @@ func (c *conn) addPartitionsToTxn(ctx context.Context, version int16, txnID stri
 		fill(kerr.InvalidRequest.Code)
 		return codes
 	}
-	co, err := h.txns(ctx)
+	co, key, err := h.txnsFor(ctx, txnID)
 	if err != nil {
 		fill(errCode(err))
 		return codes
 	}
-	key := h.txnKey(ctx, txnID)
 	if verifyOnly {
 		in, err := co.VerifyPartitions(ctx, key, pid, epoch, names)
 		if err != nil {

@@ -19,9 +19,9 @@ func handleAddOffsetsToTxn(ctx context.Context, c *conn, req *kmsg.AddOffsetsToT
 	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
 	err := c.h.checkGroup(ctx)
 	if err == nil {
-		co, cerr := c.h.txns(ctx)
+		co, key, cerr := c.h.txnsFor(ctx, req.TransactionalID)
 		if err = cerr; err == nil {
-			err = co.AddGroup(ctx, c.h.txnKey(ctx, req.TransactionalID), req.ProducerID, req.ProducerEpoch, req.Group)
+			err = co.AddGroup(ctx, key, req.ProducerID, req.ProducerEpoch, req.Group)
 		}
 	}
 	if err != nil {

@@ -26,9 +26,8 @@ func init() { register(0, 5, handleEndTxn) }
 func handleEndTxn(ctx context.Context, c *conn, req *kmsg.EndTxnRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
-	co, err := c.h.txns(ctx)
+	co, id, err := c.h.txnsFor(ctx, req.TransactionalID)
 	if err == nil {
-		id := c.h.txnKey(ctx, req.TransactionalID)
 		if c.h.txnV2(req.Version, 5) {
 			var pe broker.ProducerIDAndEpoch
 			if pe, err = co.EndTxnV2(ctx, id, req.ProducerID, req.ProducerEpoch, req.Commit); err == nil {

@@ -31,17 +31,18 @@ func handleTxnOffsetCommit(ctx context.Context, c *conn, req *kmsg.TxnOffsetComm
 	h := c.h
 	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
 	var groupErr error
+	var gc *coordinator
 	if err := h.checkGroup(ctx); err != nil {
+		groupErr = err
+	} else if gc, err = h.groupCoordinator(ctx, req.Group); err != nil {
+		// Cluster mode: sent to the group's coordinator, as in Kafka.
 		groupErr = err
 	} else if req.Version >= 3 && req.MemberID != "" {
 		instance := ""
 		if req.InstanceID != nil {
 			instance = *req.InstanceID
 		}
-		co, err := h.coordinator(ctx)
-		if err != nil {
-			groupErr = err
-		} else if e := co.commitCheck(req.Group, req.MemberID, instance, req.Generation); e != nil {
+		if e := gc.commitCheck(req.Group, req.MemberID, instance, req.Generation); e != nil {
 			groupErr = e
 		}
 	}
@@ -84,9 +85,7 @@ func handleTxnOffsetCommit(ctx context.Context, c *conn, req *kmsg.TxnOffsetComm
 		if err == nil {
 			// The group's record lists its topics first, as for
 			// OffsetCommit, so that OffsetFetch(all) finds them.
-			if gc, gerr := h.coordinator(ctx); gerr == nil {
-				gc.addTopics(req.Group, topics)
-			}
+			gc.addTopics(req.Group, topics)
 			id := h.txnKey(ctx, req.TransactionalID)
 			if h.txnV2(req.Version, 5) {
 				err = co.JoinGroup(ctx, id, req.ProducerID, req.ProducerEpoch, req.Group)

@@ -27,7 +27,10 @@ func handleDescribeTransactions(ctx context.Context, c *conn, req *kmsg.Describe
 		err := cerr
 		var m broker.TxnMetadata
 		if err == nil {
-			m, err = co.Describe(ctx, c.h.txnKey(ctx, id))
+			key := c.h.txnKey(ctx, id)
+			if err = co.Route(ctx, key); err == nil {
+				m, err = co.Describe(ctx, key)
+			}
 		}
 		if err != nil {
 			st.ErrorCode = errCode(err)

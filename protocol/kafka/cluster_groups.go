@@ -198,14 +198,18 @@ func (h *Handler) forwardOffsets(ctx context.Context, owner broker.BrokerInfo, r
 	return out, nil
 }
 
-// InternalHTTP serves forwarded commits and fetches of committed offsets
-// for partitions this broker owns (cluster mode). The server mounts it on
-// its HTTP listener.
+// InternalHTTP serves forwarded commits and fetches of committed offsets,
+// transaction markers and committed transactional offsets
+// (cluster_txns.go) for partitions this broker owns (cluster mode). The
+// server mounts it on its HTTP listener.
 //
 // The server admits only requests carrying the cluster's internal secret
 // (InternalSecretHeader).
 func (h *Handler) InternalHTTP() (pattern string, handler http.Handler) {
-	return "POST " + offsetsPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+txnMarkerPath, h.serveTxnForward)
+	mux.HandleFunc("POST "+txnOffsetPath, h.serveTxnForward)
+	mux.Handle("POST "+offsetsPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req offsetsRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -228,7 +232,8 @@ func (h *Handler) InternalHTTP() (pattern string, handler http.Handler) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)
-	})
+	}))
+	return "POST /internal/kafka/v1/", mux
 }
 
 // remoteOwner returns the owner of a partition another broker serves.

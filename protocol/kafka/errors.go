@@ -78,6 +78,12 @@ func errCode(err error) int16 {
 		return kerr.ConcurrentTransactions.Code
 	case errors.Is(err, broker.ErrTxnNotFound):
 		return kerr.TransactionalIDNotFound.Code
+	case errors.Is(err, broker.ErrTxnNotCoordinator):
+		// Cluster mode: another broker coordinates the transactional id;
+		// the client finds the coordinator again.
+		return kerr.NotCoordinator.Code
+	case errors.Is(err, broker.ErrTxnCoordinatorLoading):
+		return kerr.CoordinatorLoadInProgress.Code
 	case errors.Is(err, broker.ErrTieredUnavailable):
 		// Offloaded data and the object store is down or slow: retriable
 		// (franz-go retries it internally, sarama redispatches at the same

@@ -231,6 +231,11 @@ func New(env protocol.Env, cfg Config) (*Handler, error) {
 	}
 	h.mu.conns = make(map[*conn]struct{})
 	h.mu.lns = make(map[net.Listener]struct{})
+	if ts, ok := env.Broker.(interface{ SetTxnForwarder(broker.TxnForwarder) }); ok {
+		// Cluster mode: the coordinator's markers and offsets reach
+		// partitions owned elsewhere through this handler (cluster_txns.go).
+		ts.SetTxnForwarder(h)
+	}
 	return h, nil
 }
 
