@@ -95,11 +95,15 @@ func (c *conn) noteProduced(ctx context.Context, p *broker.Partition, records []
 	cp.mu.Unlock()
 
 	counters := &broker.ProducerCounters{}
-	pname := "kafka-" + clientIDFrom(ctx) + "-" + strconv.FormatInt(bh.producerID, 10) + "@" + c.nc.RemoteAddr().String()
+	addr := ""
+	if c.nc != nil { // nil: requests handled without a connection (fuzzing)
+		addr = c.nc.RemoteAddr().String()
+	}
+	pname := "kafka-" + clientIDFrom(ctx) + "-" + strconv.FormatInt(bh.producerID, 10) + "@" + addr
 	pr := &connProducer{counters: counters, last: now}
 	h, err := p.AddProducer(ctx, broker.ProducerSpec{
 		Info: broker.ProducerInfo{
-			Name: pname, Protocol: "kafka", Address: c.nc.RemoteAddr().String(), ConnectedSince: now,
+			Name: pname, Protocol: "kafka", Address: addr, ConnectedSince: now,
 			AccessMode: "Shared", ClientVersion: clientIDFrom(ctx), Counters: counters,
 			Metadata: map[string]string{"kafka.producer.id": strconv.FormatInt(bh.producerID, 10)},
 		},
