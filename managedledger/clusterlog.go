@@ -548,7 +548,7 @@ func openClusterLedger(ctx context.Context, f *Factory, ml *ManagedLedger, cfg C
 		ml.closeSegmentsLocked()
 		return nil, err
 	}
-	go ml.syncer()
+	ml.startSyncer()
 	ml.mu.Lock()
 	ml.offloadSoonLocked() // what the previous owner sealed, and what this open did
 	ml.mu.Unlock()

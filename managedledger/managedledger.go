@@ -97,6 +97,11 @@ type ManagedLedger struct {
 	kick     chan struct{}
 	stopSync chan struct{}
 	syncDone chan struct{}
+	// syncerOnce starts the syncer goroutine when something needs it
+	// (startSyncer): at open unless every append is journalled (then it
+	// would only wait: 100,000 idle goroutines were 375 MB of stacks), on
+	// a storage failure, a configuration that stops journalling, or close.
+	syncerOnce sync.Once
 	// bg tracks this ledger's own background work (cluster offloads);
 	// close cancels bgCtx and waits for it, so that no work of a closed
 	// instance touches the files or the list of the instance that opens
@@ -226,8 +231,21 @@ func openLedger(ctx context.Context, f *Factory, name string, cfg Config) (*Mana
 		ml.closeSegmentsLocked()
 		return nil, err
 	}
-	go ml.syncer()
+	if ml.journal == nil || ml.mu.cfg.Sync != SyncAlways {
+		ml.startSyncer()
+	}
 	return ml, nil
+}
+
+// startSyncer starts the syncer goroutine unless it runs already. Its
+// work: group commits and periodic syncs of appends that are not
+// journalled, completing waiters with a failure and retrying recovery
+// after one, and the final round at close. Journalled appends complete on
+// the journal's completer and the checkpoint syncs their files, so a
+// ledger whose appends are all journalled starts it only when it fails or
+// closes.
+func (ml *ManagedLedger) startSyncer() {
+	ml.syncerOnce.Do(func() { go ml.syncer() })
 }
 
 // recoverLocked rebuilds the in-memory state from the ledger list and the
@@ -548,6 +566,9 @@ func (ml *ManagedLedger) SetConfig(cfg Config) {
 	ml.mu.Lock()
 	was := ml.mu.cfg.Sync
 	ml.mu.cfg = cfg.withDefaults()
+	if ml.journal == nil || ml.mu.cfg.Sync != SyncAlways {
+		ml.startSyncer()
+	}
 	var seg *segment.Segment
 	if was == SyncAlways && ml.mu.cfg.Sync != SyncAlways && len(ml.mu.ledgers) > 0 {
 		seg = ml.activeLocked().seg // appends stop being journalled
@@ -921,6 +942,7 @@ func (ml *ManagedLedger) failLocked(err error) {
 			ml.log.Error("managedledger: storage failure; appends refused until recovered",
 				"err", err, "disk_full", errors.Is(ml.mu.failed, ErrDiskFull))
 		}
+		ml.startSyncer()
 		select {
 		case ml.failKick <- struct{}{}:
 		default:
@@ -1872,6 +1894,7 @@ func (ml *ManagedLedger) close() error {
 	}
 	ml.mu.closed = true
 	ml.mu.Unlock()
+	ml.startSyncer() // its last round completes what still waits
 	close(ml.stopSync)
 	<-ml.syncDone
 	ml.bgCancel()
