@@ -655,3 +655,94 @@ func TestReadCompactedReleasedOutOfOrderAcks(t *testing.T) {
 		t.Fatalf("after acknowledging everything and reconnecting: sent %s=%.8q... again", m.Key(), m.Payload())
 	}
 }
+
+// TestReadCompactedRawBatchAckedAfterCompaction: a durable readCompacted
+// subscription with batch-index acknowledgements receives a Pulsar batch
+// raw, then compaction rewrites it (a superseded message removed), then
+// it acknowledges one message of the raw batch: that acknowledgement
+// numbers the raw batch's messages, not the view's, so after a reconnect
+// exactly the kept messages it did not acknowledge come again (none of
+// them taken as acknowledged).
+func TestReadCompactedRawBatchAckedAfterCompaction(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := "persistent://public/default/" + newTopic("raw-then-view")
+	opts := func(sub string) pulsar.ConsumerOptions {
+		return pulsar.ConsumerOptions{Topic: topic, SubscriptionName: sub, Type: pulsar.Failover, ReadCompacted: true,
+			SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest, EnableBatchIndexAcknowledgment: true, AckWithResponse: true}
+	}
+	// Both subscriptions exist before the batch, so that they hold it.
+	for _, sub := range []string{"ack-a", "ack-b"} {
+		cons, err := c.Subscribe(opts(sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons.Close()
+	}
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 3, BatchingMaxPublishDelay: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, kv := range [][2]string{{"k1", "a"}, {"k2", "b"}, {"k1", "c"}} {
+		p.SendAsync(ctx, &pulsar.ProducerMessage{Key: kv[0], Payload: []byte(kv[1])}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	name, _ := broker.ParseTopicName(topic, "public", "default")
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := part.Stats(); st.Entries != 1 {
+		t.Fatalf("%d entries, want the 3 messages in one batch", st.Entries)
+	}
+	var conss []pulsar.Consumer
+	var received [][]pulsar.Message
+	for _, sub := range []string{"ack-a", "ack-b"} {
+		cons, err := c.Subscribe(opts(sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conss = append(conss, cons)
+		received = append(received, receive(t, cons, 3, false))
+		if got := payloads(received[len(received)-1]); fmt.Sprint(got) != "[a b c]" {
+			t.Fatalf("%s received %v before compaction, want the raw batch [a b c]", sub, got)
+		}
+	}
+	if res, err := part.Compact(ctx, true); err != nil || !res.Compacted || res.RecordsOut != 2 {
+		t.Fatalf("compaction: %+v, %v (want b and c kept)", res, err)
+	}
+	// a is gone (superseded by c); what was not acknowledged comes again.
+	for i, want := range []string{"[b c]", "[c]"} {
+		sub := []string{"ack-a", "ack-b"}[i]
+		if err := conss[i].Ack(received[i][i]); err != nil { // ack-a acks a, ack-b acks b
+			t.Fatal(err)
+		}
+		conss[i].Close()
+		cons, err := c.Subscribe(opts(sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cons.Close()
+		var got []string
+		for {
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			m, err := cons.Receive(rctx)
+			cancel()
+			if err != nil {
+				break // nothing more within a second
+			}
+			got = append(got, string(m.Payload()))
+		}
+		if fmt.Sprint(got) != want {
+			t.Errorf("%s: after acknowledging %s of the raw batch and reconnecting, sent %v, want %v", sub, received[i][i].Payload(), got, want)
+		}
+	}
+}
