@@ -517,7 +517,9 @@ func (d *Dispatcher) Reset(ctx context.Context, pos Position) error {
 	}
 	err := d.opts.Cursor.ResetTo(ctx, pos)
 	if err == nil && d.opts.ReadCompacted && d.opts.Cursor.Durable() {
-		d.opts.Cursor.RewindReleased()
+		// Reset into the released ledgers (or to the earliest message):
+		// from the view's first entry there at or after pos.
+		d.opts.Cursor.RewindReleased(pos)
 	}
 	d.mu.Unlock()
 	d.kick()
@@ -946,7 +948,7 @@ func (s *Subscription) attach(opts DispatchOptions, c *DispatchConsumer) (*Dispa
 		if opts.ReadCompacted {
 			// The view's entries in released raw ledgers are sent to it
 			// and acknowledged one by one (compaction.go).
-			opts.Cursor.RewindReleased()
+			opts.Cursor.RewindReleased(Earliest)
 		}
 		opts.Cursor.Rewind()
 		d = NewDispatcher(opts)

@@ -845,11 +845,12 @@ func (c *Cursor) prevLocked(p Position) Position {
 // RewindReleased moves a cursor that has consumed nothing of the retained
 // log cumulatively (its mark-delete position just before the first
 // retained entry: new from the earliest entry, or reset there) back to just
-// before the first released entry (Released), so that those entries count
-// as unacknowledged until it acknowledges them: for a subscription that is
-// sent them (a durable readCompacted one). Individual acknowledgements of
-// retained entries are kept. It reports whether the cursor moved.
-func (c *Cursor) RewindReleased() bool {
+// before the first released entry (Released) at or after from (Earliest:
+// the first), so that those entries count as unacknowledged until it
+// acknowledges them: for a subscription that is sent them (a durable
+// readCompacted one). Individual acknowledgements of retained entries are
+// kept. It reports whether the cursor moved.
+func (c *Cursor) RewindReleased(from Position) bool {
 	c.ml.mu.Lock()
 	defer c.ml.mu.Unlock()
 	c.mu.Lock()
@@ -862,7 +863,11 @@ func (c *Cursor) RewindReleased() bool {
 	if ml.nextPositionLocked(md) != ml.mu.firstPos {
 		return false
 	}
-	q, ok := ml.releasedAfterLocked(Position{LedgerID: math.MinInt64, EntryID: math.MinInt64})
+	after := Position{LedgerID: from.LedgerID, EntryID: from.EntryID - 1}
+	if from.EntryID == math.MinInt64 || from.Less(Earliest) {
+		after = Position{LedgerID: math.MinInt64, EntryID: math.MinInt64}
+	}
+	q, ok := ml.releasedAfterLocked(after)
 	if !ok {
 		return false
 	}

@@ -41,8 +41,9 @@ func (r viewReleased) Before(pos managedledger.Position) (managedledger.Position
 // them one by one, out of order too; its mark-delete position passes each
 // only in order, across a reopen (persisted among them, loaded untouched
 // until SetReleased), skipping those a DeleteRecords point deleted, and
-// holds the raw ledgers until it leaves them. A cursor that consumed the
-// ledgers before the release never sees them.
+// holds the raw ledgers until it leaves them; a reset among them starts
+// from the entry reset to. A cursor that consumed the ledgers before the
+// release never sees them.
 func TestCursorAmongReleasedEntries(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -112,20 +113,20 @@ func TestCursorAmongReleasedEntries(t *testing.T) {
 	if len(rel) < 10 {
 		t.Fatalf("%d view entries in released ledgers; the test needs 10", len(rel))
 	}
-	if old.RewindReleased() {
+	if old.RewindReleased(managedledger.Earliest) {
 		t.Fatal("a cursor that consumed the released ledgers was moved before their entries")
 	}
 	cur, err := ml.OpenCursor(ctx, "late", managedledger.InitialEarliest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cur.RewindReleased() {
+	if !cur.RewindReleased(managedledger.Earliest) {
 		t.Fatal("new cursor not moved before the released entries")
 	}
 	if md := cur.MarkDeletePosition(); !md.Less(rel[0].Position) {
 		t.Fatalf("mark-delete %v not before the first released entry %v", md, rel[0].Position)
 	}
-	if cur.RewindReleased() {
+	if cur.RewindReleased(managedledger.Earliest) {
 		t.Fatal("moved twice")
 	}
 	wantMD := func(step string, want managedledger.Position) {
@@ -203,7 +204,17 @@ func TestCursorAmongReleasedEntries(t *testing.T) {
 	}
 	end, _ = ml.PositionOf(ml.FirstIndex() + 9)
 	wantMD("after AckBetween in order", end)
-	if cur.RewindReleased() {
+	if cur.RewindReleased(managedledger.Earliest) {
 		t.Fatal("a cursor past the released entries was moved back")
 	}
+	// A reset into the released ledgers (a seek to a message id there):
+	// from the first released entry at or after it not deleted (rel[5]
+	// and rel[6] are below the DeleteRecords point).
+	if err := cur.ResetTo(ctx, rel[5].Position); err != nil {
+		t.Fatal(err)
+	}
+	if !cur.RewindReleased(rel[5].Position) {
+		t.Fatal("reset into the released ledgers: not moved among them")
+	}
+	wantMD("after a reset to a deleted released entry", managedledger.Position{LedgerID: rel[7].Position.LedgerID, EntryID: rel[7].Position.EntryID - 1})
 }
