@@ -578,8 +578,7 @@ func (r releasedView) After(pos Position, minIndex int64) (Position, bool) {
 	}
 	q, _, ok, err := r.p.b.compactor.EntryAfter(context.Background(), r.p.ml.Name(), pos, minIndex)
 	if err != nil {
-		// Cannot tell: an entry may follow (never skip one).
-		return Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID + 1}, true
+		return pos, true // cannot tell: cursors stop at pos, never skip an entry
 	}
 	return q, ok
 }

@@ -376,10 +376,15 @@ func (c *Cursor) AckBetween(ctx context.Context, after, before Position) error {
 		return nil
 	}
 	w := ml.nextWritePosLocked()
-	for p := first; p.Less(before) && p.Less(w); p = c.nextLocked(p) {
+	for p := first; p.Less(before) && p.Less(w); {
 		c.mu.acked[p] = struct{}{}
 		delete(c.mu.batchAcks, p)
 		delete(c.mu.redeliveries, p)
+		q := c.nextLocked(p)
+		if !p.Less(q) {
+			break // the released entries cannot be told (Released.After)
+		}
+		p = q
 	}
 	c.compactLocked(false)
 	return nil
@@ -811,7 +816,8 @@ func (c *Cursor) compactLocked(mdMoved bool) {
 
 // nextLocked is the position of the entry after p for this cursor: the next
 // released entry (Released) while there is one after p, else the retained
-// log's (nextPositionLocked). ml.mu held.
+// log's (nextPositionLocked); p itself when the released entries cannot
+// be told (the caller stops there). ml.mu held.
 func (c *Cursor) nextLocked(p Position) Position {
 	if q, ok := c.ml.releasedAfterLocked(p); ok {
 		return q
@@ -868,8 +874,8 @@ func (c *Cursor) RewindReleased(from Position) bool {
 		after = Position{LedgerID: math.MinInt64, EntryID: math.MinInt64}
 	}
 	q, ok := ml.releasedAfterLocked(after)
-	if !ok {
-		return false
+	if !ok || !after.Less(q) {
+		return false // none, or they cannot be told
 	}
 	c.mu.markDelete = Position{LedgerID: q.LedgerID, EntryID: q.EntryID - 1}
 	c.mu.dirty = true

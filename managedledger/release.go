@@ -68,13 +68,13 @@ func (ml *ManagedLedger) TruncatedBefore() int64 {
 // see them.
 //
 // Both methods are called with the ledger's lock held: they must be quick
-// and must not call back into the ledger. An implementation that cannot
-// tell (an error) must answer with an entry rather than none: the cursor
-// then waits instead of skipping one.
+// and must not call back into the ledger.
 type Released interface {
 	// After returns the position of the first entry after pos whose last
 	// message index is at least minIndex (older ones were deleted:
-	// TruncateBefore), ok false if there is none.
+	// TruncateBefore), ok false if there is none. An implementation that
+	// cannot tell (an error) answers pos itself with ok true: cursors then
+	// stop at pos (entries may come again, none is skipped).
 	After(pos Position, minIndex int64) (next Position, ok bool)
 	// Before returns the position and last message index of the last
 	// entry before pos, ok false if there is none.
@@ -100,7 +100,7 @@ func (ml *ManagedLedger) releasedBoundLocked() Position {
 }
 
 // releasedAfterLocked returns the first released entry after p that is not
-// deleted (Released.After).
+// deleted (Released.After); p itself when that cannot be told.
 func (ml *ManagedLedger) releasedAfterLocked(p Position) (Position, bool) {
 	r, bound := ml.mu.released, ml.releasedBoundLocked()
 	if r == nil || !p.Less(bound) {
