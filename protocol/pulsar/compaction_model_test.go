@@ -221,7 +221,7 @@ func runReadCompactedModel(t *testing.T, s *server, seed uint64) {
 	// Drain, acknowledging everything.
 	for {
 		n := len(held)
-		receiveSome(100, 500*time.Millisecond)
+		receiveSome(100, time.Second)
 		ackSome(true)
 		if n == 0 && len(held) == 0 {
 			break
