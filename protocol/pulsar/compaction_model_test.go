@@ -30,9 +30,21 @@ import (
 //   - once everything is acknowledged, every key's latest value was
 //     received, and a reconnect receives nothing.
 //
-// The seed is printed on failure; KOPERNIK_SEED reruns one.
+// Two seeds by default (KOPERNIK_SEEDS=n runs n); the seed is printed on
+// failure; KOPERNIK_SEED reruns one.
 func TestReadCompactedRandomAcks(t *testing.T) {
-	seeds := []uint64{uint64(time.Now().UnixNano()), uint64(time.Now().UnixNano()) + 1}
+	n := 2
+	if s := os.Getenv("KOPERNIK_SEEDS"); s != "" { // a longer soak
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := uint64(time.Now().UnixNano())
+	var seeds []uint64
+	for i := range n {
+		seeds = append(seeds, base+uint64(i))
+	}
 	if s := os.Getenv("KOPERNIK_SEED"); s != "" {
 		seed, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
