@@ -900,6 +900,7 @@ func (b *Broker) loadNow(ctx context.Context, name TopicName, eff EffectivePolic
 		return nil, fmt.Errorf("broker: %s: opening its log: %w", name, mapLedgerErr(err))
 	}
 	p := newPartition(b, name, ml, eff)
+	p.installReleased(ctx)
 	if err := p.recoverDedup(ctx); err != nil {
 		return nil, fmt.Errorf("broker: %s: rebuilding producer state: %w", name, err)
 	}

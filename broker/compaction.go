@@ -452,55 +452,65 @@ func (b *Broker) CompactionPass(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// readCompactedCursor reads for a readCompacted cursor: while its read
-// position is below the view's horizon (the raw entry at the cleaned
-// index), entries of the view at or after it (at their raw positions; the
-// cursor then moves past the last one, skipping what compaction removed),
-// and the raw log through the cursor from the horizon on.
 // viewBelow is a durable readCompacted dispatcher's progress through the
 // view's entries that lie in raw ledgers released below the raw log's
-// start (compact-only topics). A cursor cannot stand there, so the
-// subscription is sent them while its mark-delete position is still just
-// before the raw log (a new subscription from the earliest message, or one
-// reset there), once per dispatcher; they count as consumed once its
-// mark-delete position passes the raw log's start.
+// start (compact-only topics). They are entries of the subscription's
+// cursor (managedledger.Released, installReleased): a cursor standing
+// before them (RewindReleased: new from the earliest message, or reset
+// there) is sent each one it has not acknowledged, once per dispatcher
+// (again after a reconnect), and its mark-delete position passes them in
+// order as they are acknowledged.
 type viewBelow struct {
-	last    Position // the last one sent
+	last    Position // the last one read
 	started bool
 	done    bool
 }
 
+// readCompactedCursor reads for a readCompacted cursor: for a durable one,
+// first the view's entries in released raw ledgers it has not
+// acknowledged (viewBelow); then, while its read position is below the
+// view's horizon (the raw entry at the cleaned index), entries of the view
+// at or after it (at their raw positions; the cursor then moves past the
+// last one, skipping what compaction removed), and the raw log through the
+// cursor from the horizon on.
 func (p *Partition) readCompactedCursor(ctx context.Context, c *Cursor, below *viewBelow, maxEntries, maxBytes int) ([]Entry, error) {
 	if cp := p.b.compactor; cp != nil && below != nil && !below.done && c.Durable() {
 		firstRaw := p.horizon(p.ml.FirstIndex())
-		md := c.MarkDeletePosition()
-		if md.EntryID == -1 && md.LedgerID == firstRaw.LedgerID && c.ReadPosition() == firstRaw {
-			q := Position{LedgerID: -1, EntryID: -1}
-			if below.started {
+		start := p.viewStart(p.Policies())
+		for !below.done {
+			q := c.MarkDeletePosition()
+			q.EntryID++
+			if below.started && !below.last.Less(q) {
 				q = Position{LedgerID: below.last.LedgerID, EntryID: below.last.EntryID + 1}
 			}
 			es, _, err := cp.ReadAt(ctx, p.ml.Name(), q, maxEntries, maxBytes)
 			if err != nil {
 				return nil, mapLedgerErr(err)
 			}
-			n := 0
+			n, more := 0, false
 			for _, e := range es {
-				if e.Position.Less(firstRaw) {
+				if !e.Position.Less(firstRaw) {
+					break
+				}
+				more = true
+				below.last, below.started = e.Position, true
+				if e.LastIndex() >= start && !c.IsAcked(e.Position) {
 					es[n] = e
 					n++
 				}
 			}
 			if n > 0 {
-				below.last, below.started = es[n-1].Position, true
 				return es[:n], nil
 			}
+			// Nothing left in the released ledgers, or only entries
+			// acknowledged already: read on.
+			below.done = !more
 		}
-		below.done = true
 	}
 	if cp := p.b.compactor; cp != nil {
 		from := c.ReadPosition()
 		q := from
-		if p.horizon(p.ml.FirstIndex()) == from {
+		if !c.Durable() && p.horizon(p.ml.FirstIndex()) == from {
 			// At the start of the raw log: the view may hold entries of
 			// ledgers released below it, after the mark-delete position.
 			// (Once the view served one, the read position is below the
@@ -540,6 +550,48 @@ func (p *Partition) readCompactedCursor(ctx context.Context, c *Cursor, below *v
 		}
 	}
 	return c.ReadEntries(ctx, maxEntries, maxBytes)
+}
+
+// installReleased tells the partition's cursors of the view's entries in
+// released raw ledgers (managedledger.Released): on a compact-only topic
+// they are entries for a durable readCompacted subscription standing
+// before them. The view is loaded first, so that the calls the ledger
+// makes under its lock only search the view's index in memory.
+func (p *Partition) installReleased(ctx context.Context) {
+	cp := p.b.compactor
+	if cp == nil {
+		return
+	}
+	if _, _, err := cp.Info(ctx, p.ml.Name()); err != nil {
+		p.b.log.Warn("loading the compacted view", "topic", p.name.String(), "err", err)
+	}
+	p.ml.SetReleased(releasedView{p: p})
+}
+
+// releasedView implements managedledger.Released with the partition's
+// compacted view.
+type releasedView struct{ p *Partition }
+
+func (r releasedView) After(pos Position, minIndex int64) (Position, bool) {
+	if !r.p.compactOnly.Load() {
+		return Position{}, false // retention takes the view's old entries
+	}
+	q, _, ok, err := r.p.b.compactor.EntryAfter(context.Background(), r.p.ml.Name(), pos, minIndex)
+	if err != nil {
+		return pos, true // cannot tell: cursors stop at pos, never skip an entry
+	}
+	return q, ok
+}
+
+func (r releasedView) Before(pos Position) (Position, int64, bool) {
+	if !r.p.compactOnly.Load() {
+		return Position{}, 0, false
+	}
+	q, last, ok, err := r.p.b.compactor.EntryBefore(context.Background(), r.p.ml.Name(), pos)
+	if err != nil {
+		return Position{}, 0, false
+	}
+	return q, last, ok
 }
 
 // ackRemovedAround acknowledges on c (a durable readCompacted cursor that

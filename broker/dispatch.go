@@ -516,6 +516,11 @@ func (d *Dispatcher) Reset(ctx context.Context, pos Position) error {
 		c.permits = 0
 	}
 	err := d.opts.Cursor.ResetTo(ctx, pos)
+	if err == nil && d.opts.ReadCompacted && d.opts.Cursor.Durable() {
+		// Reset into the released ledgers (or to the earliest message):
+		// from the view's first entry there at or after pos.
+		d.opts.Cursor.RewindReleased(pos)
+	}
 	d.mu.Unlock()
 	d.kick()
 	return err
@@ -704,10 +709,10 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context) (bool, error) {
 			firstRaw = d.opts.Partition.horizon(d.opts.Partition.FirstIndex())
 		}
 		for _, pos := range replay {
-			// A view entry in a released raw ledger lies before the
-			// cursor's mark-delete position, which cannot record it.
+			// A view entry in a released raw ledger is acknowledged on
+			// the cursor like any other (managedledger.Released).
 			released := d.opts.ReadCompacted && pos.Less(firstRaw)
-			if !released && d.opts.Cursor.IsAcked(pos) {
+			if d.opts.Cursor.IsAcked(pos) {
 				continue
 			}
 			if d.opts.ReadCompacted {
@@ -940,6 +945,11 @@ func (s *Subscription) attach(opts DispatchOptions, c *DispatchConsumer) (*Dispa
 		// acknowledged entries are skipped by the cursor).
 		// Redelivery counts are the cursor's (persisted with it), so they
 		// carry over from earlier dispatchers and broker restarts.
+		if opts.ReadCompacted {
+			// The view's entries in released raw ledgers are sent to it
+			// and acknowledged one by one (compaction.go).
+			opts.Cursor.RewindReleased(Earliest)
+		}
 		opts.Cursor.Rewind()
 		d = NewDispatcher(opts)
 		s.disp = d

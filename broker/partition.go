@@ -50,6 +50,11 @@ type Partition struct {
 	msgOut, bytesOut atomic.Int64
 	outRate          rateMeter
 
+	// compactOnly mirrors policies.CleanupPolicy == CleanupCompact for
+	// readers that may not take mu (released, called under the ledger's
+	// lock: compaction.go).
+	compactOnly atomic.Bool
+
 	mu struct {
 		sync.Mutex
 		closed    bool
@@ -164,6 +169,7 @@ func (rb recentBatch) wait(ctx context.Context) (Entry, error) {
 func newPartition(b *Broker, name TopicName, ml *managedledger.ManagedLedger, eff EffectivePolicies) *Partition {
 	p := &Partition{b: b, name: name, ml: ml, done: make(chan struct{})}
 	p.mu.policies = eff
+	p.compactOnly.Store(eff.CleanupPolicy == CleanupCompact)
 	p.mu.producers = make(map[string]*producerState)
 	p.mu.subs = make(map[string]*Subscription)
 	return p
@@ -182,6 +188,7 @@ func (p *Partition) Policies() EffectivePolicies {
 func (p *Partition) setPolicies(e EffectivePolicies) {
 	p.mu.Lock()
 	p.mu.policies = e
+	p.compactOnly.Store(e.CleanupPolicy == CleanupCompact)
 	p.mu.Unlock()
 	p.ml.SetConfig(p.b.ledgerConfig(e))
 }

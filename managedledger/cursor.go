@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/bits"
 	"slices"
 	"sort"
@@ -38,6 +39,11 @@ import (
 // INVARIANT: markDelete < every position in acked, batchAcks and redeliveries.
 // INVARIANT: no position is in both acked and redeliveries.
 // INVARIANT: the entry after markDelete is not in acked (compaction).
+//
+// Released entries (Released, release.go) count as entries for a cursor
+// whose mark-delete position lies before them: it may stand in released
+// ledgers, their acknowledgements are kept in acked, and it advances over
+// them in order before entering the retained log.
 type Cursor struct {
 	ml      *ManagedLedger
 	name    string
@@ -184,7 +190,11 @@ func (ml *ManagedLedger) loadCursors(ctx context.Context) error {
 		}
 		c.version = rec.Version
 		c.mu.dirty = false
-		c.compactLocked(true)
+		if len(ml.mu.ledgers) == 0 || c.mu.markDelete.LedgerID >= ml.mu.ledgers[0].id {
+			// Not among released entries (Released), which are not
+			// known yet: the first acknowledgement compacts that state.
+			c.compactLocked(true)
+		}
 		c.mu.dirty = false
 		ml.mu.cursors[name] = c
 	}
@@ -356,20 +366,25 @@ func (c *Cursor) AckBetween(ctx context.Context, after, before Position) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ml := c.ml
-	first := ml.nextPositionLocked(after)
-	if !ml.nextPositionLocked(c.mu.markDelete).Less(first) {
+	first := c.nextLocked(after)
+	if !c.nextLocked(c.mu.markDelete).Less(first) {
 		// Nothing unacknowledged before the range: one step.
-		if end := ml.prevPositionLocked(before); c.mu.markDelete.Less(end) {
+		if end := c.prevLocked(before); c.mu.markDelete.Less(end) {
 			c.mu.markDelete = end
 			c.compactLocked(true)
 		}
 		return nil
 	}
 	w := ml.nextWritePosLocked()
-	for p := first; p.Less(before) && p.Less(w); p = ml.nextPositionLocked(p) {
+	for p := first; p.Less(before) && p.Less(w); {
 		c.mu.acked[p] = struct{}{}
 		delete(c.mu.batchAcks, p)
 		delete(c.mu.redeliveries, p)
+		q := c.nextLocked(p)
+		if !p.Less(q) {
+			break // the released entries cannot be told (Released.After)
+		}
+		p = q
 	}
 	c.compactLocked(false)
 	return nil
@@ -768,7 +783,7 @@ func (c *Cursor) snapshotLocked() cursorRecord {
 func (c *Cursor) compactLocked(mdMoved bool) {
 	ml := c.ml
 	for len(c.mu.acked) > 0 {
-		next := ml.nextPositionLocked(c.mu.markDelete)
+		next := c.nextLocked(c.mu.markDelete)
 		if _, ok := c.mu.acked[next]; !ok {
 			break
 		}
@@ -797,6 +812,74 @@ func (c *Cursor) compactLocked(mdMoved bool) {
 		c.mu.read = first
 	}
 	c.mu.dirty = true
+}
+
+// nextLocked is the position of the entry after p for this cursor: the next
+// released entry (Released) while there is one after p, else the retained
+// log's (nextPositionLocked); p itself when the released entries cannot
+// be told (the caller stops there). ml.mu held.
+func (c *Cursor) nextLocked(p Position) Position {
+	if q, ok := c.ml.releasedAfterLocked(p); ok {
+		return q
+	}
+	return c.ml.nextPositionLocked(p)
+}
+
+// prevLocked is the position of the entry before p for this cursor
+// (prevPositionLocked, where released entries count): the last released
+// entry before p when nothing retained precedes p, or just before p when p
+// lies among the released entries and none precedes it. ml.mu held.
+func (c *Cursor) prevLocked(p Position) Position {
+	ml := c.ml
+	q := ml.prevPositionLocked(p)
+	if ml.mu.released == nil {
+		return q
+	}
+	among := p.Less(ml.releasedBoundLocked())
+	if !among && !q.Less(ml.mu.firstPos) {
+		return q // a retained entry
+	}
+	if b, ok := ml.releasedBeforeLocked(p); ok {
+		return b
+	}
+	if among {
+		return Position{LedgerID: p.LedgerID, EntryID: p.EntryID - 1}
+	}
+	return q
+}
+
+// RewindReleased moves a cursor that has consumed nothing of the retained
+// log cumulatively (its mark-delete position just before the first
+// retained entry: new from the earliest entry, or reset there) back to just
+// before the first released entry (Released) at or after from (Earliest:
+// the first), so that those entries count as unacknowledged until it
+// acknowledges them: for a subscription that is sent them (a durable
+// readCompacted one). Individual acknowledgements of retained entries are
+// kept. It reports whether the cursor moved.
+func (c *Cursor) RewindReleased(from Position) bool {
+	c.ml.mu.Lock()
+	defer c.ml.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ml := c.ml
+	md := c.mu.markDelete
+	if md.Less(ml.releasedBoundLocked()) && (len(ml.mu.ledgers) == 0 || md.LedgerID < ml.mu.ledgers[0].id) {
+		return false // already among them
+	}
+	if ml.nextPositionLocked(md) != ml.mu.firstPos {
+		return false
+	}
+	after := Position{LedgerID: from.LedgerID, EntryID: from.EntryID - 1}
+	if from.EntryID == math.MinInt64 || from.Less(Earliest) {
+		after = Position{LedgerID: math.MinInt64, EntryID: math.MinInt64}
+	}
+	q, ok := ml.releasedAfterLocked(after)
+	if !ok || !after.Less(q) {
+		return false // none, or they cannot be told
+	}
+	c.mu.markDelete = Position{LedgerID: q.LedgerID, EntryID: q.EntryID - 1}
+	c.mu.dirty = true
+	return true
 }
 
 // missOnly returns err if it is an *offload.Miss (worth a fetch and a

@@ -243,6 +243,12 @@
 // once. A crash can therefore redeliver the acknowledgements of the last
 // interval (at-least-once), never lose data. Readers are never persisted.
 //
+// A cursor's mark-delete position may lie in ledgers ReleaseConsumedBefore
+// deleted, before entries a compacted view still holds there (Released,
+// installed by the owner with SetReleased): it is persisted as any other,
+// and a cursor loaded there is left as it was until the owner tells which
+// released entries exist.
+//
 // INVARIANT: for every cursor, markDelete < readPosition (in (ledger, entry)
 // order) unless Seek put the read position elsewhere.
 // INVARIANT: entries are visible to readers only once durable under the
@@ -258,3 +264,6 @@ package managedledger
 // journal.delMu is taken before journal.mu. Cursor.flushMu is taken before Cursor.mu and never with
 // ManagedLedger.mu held. A function named ...Locked expects the locks its
 // doc names to be held (ManagedLedger.mu unless it says more).
+// Released (release.go) is called with ManagedLedger.mu and Cursor.mu held,
+// only for positions before the first retained ledger: its implementation
+// (the compactor's view index) never waits for a managed ledger.

@@ -158,6 +158,9 @@ type ManagedLedger struct {
 		changed       chan struct{}
 
 		cursors map[string]*Cursor
+		// released, if set, tells cursors of entries that outlive the
+		// ledgers released below the log (release.go).
+		released Released
 
 		cache entryCache // cache.go
 	}

@@ -490,6 +490,40 @@ func (c *Compactor) Around(ctx context.Context, name string, pos managedledger.P
 	return prev, next, hasPrev, hasNext, v.info.Cleaned, nil
 }
 
+// EntryAfter returns the raw position and last offset of the first entry
+// of name's view after pos whose last offset is at least minLast; ok is
+// false when there is none (or no view). Only the view's in-memory index is
+// consulted once the view is loaded: it is cheap enough to be called under
+// a managed ledger's lock (managedledger.Released).
+func (c *Compactor) EntryAfter(ctx context.Context, name string, pos managedledger.Position, minLast int64) (next managedledger.Position, last int64, ok bool, err error) {
+	v, err := c.current(ctx, name)
+	if err != nil || v == nil {
+		return next, 0, false, err
+	}
+	defer v.closeMu.RUnlock()
+	i := max(sort.Search(len(v.index), func(i int) bool { return pos.Less(v.index[i].pos) }),
+		sort.Search(len(v.index), func(i int) bool { return v.index[i].last >= minLast }))
+	if i == len(v.index) {
+		return next, 0, false, nil
+	}
+	return v.index[i].pos, v.index[i].last, true, nil
+}
+
+// EntryBefore returns the raw position and last offset of the last entry
+// of name's view before pos; ok is false when there is none (or no view).
+func (c *Compactor) EntryBefore(ctx context.Context, name string, pos managedledger.Position) (prev managedledger.Position, last int64, ok bool, err error) {
+	v, err := c.current(ctx, name)
+	if err != nil || v == nil {
+		return prev, 0, false, err
+	}
+	defer v.closeMu.RUnlock()
+	i := sort.Search(len(v.index), func(i int) bool { return !v.index[i].pos.Less(pos) }) - 1
+	if i < 0 {
+		return prev, 0, false, nil
+	}
+	return v.index[i].pos, v.index[i].last, true, nil
+}
+
 // Last returns the last entry of name's view; ok is false without one.
 func (c *Compactor) Last(ctx context.Context, name string) (e managedledger.Entry, cleaned int64, ok bool, err error) {
 	v, err := c.current(ctx, name)

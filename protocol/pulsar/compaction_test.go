@@ -518,3 +518,231 @@ func TestReadCompactedBatchIndexAcks(t *testing.T) {
 		t.Fatalf("after reconnecting: sent %v, want the unacknowledged %v", got, unacked)
 	}
 }
+
+// TestReadCompactedReleasedOutOfOrderAcks: a durable readCompacted
+// subscription created after compaction released the raw ledgers reads the
+// view's entries there, then the raw log; it acknowledges every raw message
+// but only some of the view's, and reconnects: every message it did not
+// acknowledge comes again (none of the view's is skipped because a later
+// one was acknowledged first). Once it acknowledges everything, its
+// mark-delete position leaves the released ledgers and nothing comes again.
+func TestReadCompactedReleasedOutOfOrderAcks(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := "persistent://public/default/" + newTopic("released-acks")
+	name, err := broker.ParseTopicName(topic, "public", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	compactOnly, segment := broker.CleanupCompact, int64(2048)
+	if err := s.broker.CreateTopic(ctx, name, 0, broker.Policies{CleanupPolicy: &compactOnly, SegmentBytes: &segment}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 5, BatchingMaxPublishDelay: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	want := map[string]string{}
+	for i := range 300 {
+		// Keys k10-k39 only early on: after the release only the view
+		// holds them.
+		k := fmt.Sprintf("k%02d", (i*7)%40)
+		if i >= 100 {
+			k = fmt.Sprintf("k%02d", (i*7)%10)
+		}
+		want[k] = fmt.Sprintf("%s-v%d-%s", k, i, make([]byte, 20))
+		p.SendAsync(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(want[k])}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.Compact(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	firstLedger := part.Stats().Ledgers[0].LedgerID
+	if part.Stats().FirstIndex == 0 {
+		t.Fatal("nothing released")
+	}
+	opts := pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "late", Type: pulsar.Failover, ReadCompacted: true,
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest, AckWithResponse: true}
+	cons, err := c.Subscribe(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := map[string]string{}
+	unacked := map[string]bool{} // payloads not acknowledged
+	released, i := 0, 0
+	for fmt.Sprint(table) != fmt.Sprint(want) {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		m, err := cons.Receive(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("%d keys of %d (%v), then %v", len(table), len(want), table, err)
+		}
+		table[m.Key()] = string(m.Payload())
+		if m.ID().LedgerID() >= firstLedger || i%3 == 0 {
+			if err := cons.Ack(m); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			unacked[string(m.Payload())] = true
+		}
+		if m.ID().LedgerID() < firstLedger {
+			released++
+			i++
+		}
+	}
+	if released < 10 || len(unacked) == 0 {
+		t.Fatalf("%d messages from released ledgers, %d unacknowledged: the test needs both", released, len(unacked))
+	}
+	cons.Close()
+	cons, err = c.Subscribe(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := map[string]bool{}
+	var again []pulsar.Message
+	for {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		m, err := cons.Receive(rctx)
+		cancel()
+		if err != nil {
+			break // nothing more within a second
+		}
+		got[string(m.Payload())] = true
+		again = append(again, m)
+	}
+	for v := range unacked {
+		if !got[v] {
+			t.Errorf("after reconnecting: %.8q... (unacknowledged) not sent again", v)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, m := range again {
+		if err := cons.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := part.Subscription(ctx, "late", false, broker.InitialEarliest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md := sub.Cursor().MarkDeletePosition(); md.LedgerID < firstLedger {
+		t.Fatalf("everything acknowledged, mark-delete position %v still in the released ledgers (first retained %d)", md, firstLedger)
+	}
+	cons.Close()
+	cons, err = c.Subscribe(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if m, err := cons.Receive(rctx); err == nil {
+		t.Fatalf("after acknowledging everything and reconnecting: sent %s=%.8q... again", m.Key(), m.Payload())
+	}
+}
+
+// TestReadCompactedRawBatchAckedAfterCompaction: a durable readCompacted
+// subscription with batch-index acknowledgements receives a Pulsar batch
+// raw, then compaction rewrites it (a superseded message removed), then
+// it acknowledges one message of the raw batch: that acknowledgement
+// numbers the raw batch's messages, not the view's, so after a reconnect
+// exactly the kept messages it did not acknowledge come again (none of
+// them taken as acknowledged).
+func TestReadCompactedRawBatchAckedAfterCompaction(t *testing.T) {
+	s := startServer(t)
+	c := s.client(t)
+	ctx := ctxT(t)
+	topic := "persistent://public/default/" + newTopic("raw-then-view")
+	opts := func(sub string) pulsar.ConsumerOptions {
+		return pulsar.ConsumerOptions{Topic: topic, SubscriptionName: sub, Type: pulsar.Failover, ReadCompacted: true,
+			SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest, EnableBatchIndexAcknowledgment: true, AckWithResponse: true}
+	}
+	// Both subscriptions exist before the batch, so that they hold it.
+	for _, sub := range []string{"ack-a", "ack-b"} {
+		cons, err := c.Subscribe(opts(sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons.Close()
+	}
+	p, err := c.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxMessages: 3, BatchingMaxPublishDelay: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, kv := range [][2]string{{"k1", "a"}, {"k2", "b"}, {"k1", "c"}} {
+		p.SendAsync(ctx, &pulsar.ProducerMessage{Key: kv[0], Payload: []byte(kv[1])}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	name, _ := broker.ParseTopicName(topic, "public", "default")
+	part, err := s.broker.OpenPartition(ctx, name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := part.Stats(); st.Entries != 1 {
+		t.Fatalf("%d entries, want the 3 messages in one batch", st.Entries)
+	}
+	var conss []pulsar.Consumer
+	var received [][]pulsar.Message
+	for _, sub := range []string{"ack-a", "ack-b"} {
+		cons, err := c.Subscribe(opts(sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conss = append(conss, cons)
+		received = append(received, receive(t, cons, 3, false))
+		if got := payloads(received[len(received)-1]); fmt.Sprint(got) != "[a b c]" {
+			t.Fatalf("%s received %v before compaction, want the raw batch [a b c]", sub, got)
+		}
+	}
+	if res, err := part.Compact(ctx, true); err != nil || !res.Compacted || res.RecordsOut != 2 {
+		t.Fatalf("compaction: %+v, %v (want b and c kept)", res, err)
+	}
+	// a is gone (superseded by c); what was not acknowledged comes again.
+	for i, want := range []string{"[b c]", "[c]"} {
+		sub := []string{"ack-a", "ack-b"}[i]
+		if err := conss[i].Ack(received[i][i]); err != nil { // ack-a acks a, ack-b acks b
+			t.Fatal(err)
+		}
+		conss[i].Close()
+		cons, err := c.Subscribe(opts(sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cons.Close()
+		var got []string
+		for {
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			m, err := cons.Receive(rctx)
+			cancel()
+			if err != nil {
+				break // nothing more within a second
+			}
+			got = append(got, string(m.Payload()))
+		}
+		if fmt.Sprint(got) != want {
+			t.Errorf("%s: after acknowledging %s of the raw batch and reconnecting, sent %v, want %v", sub, received[i][i].Payload(), got, want)
+		}
+	}
+}

@@ -40,6 +40,14 @@ type consumer struct {
 	detach func()
 	// readCompacted: the consumer reads the compacted view first.
 	readCompacted bool
+	// sentMu guards sent: for a durable readCompacted consumer, how each
+	// entry it was sent and has not wholly acknowledged numbered its
+	// messages: the offset deltas of the kept records of a batch
+	// compaction rewrote (batch index k is raw message deltas[k]), nil
+	// for the raw numbering. Its batch-index acknowledgements are mapped
+	// back with it (rawAckSet), whatever the view holds by then.
+	sentMu sync.Mutex
+	sent   map[broker.Position][]int64
 
 	// ready is set by the first FLOW: the Go client registers a consumer
 	// only after SUBSCRIBE's SUCCESS arrives, so notifications sent
@@ -285,13 +293,17 @@ func (cs *consumer) Deliver(ctx context.Context, d broker.Delivery) error {
 		}
 		if present != nil {
 			msg.AckSet = andAckSets(msg.AckSet, present)
-		} else if len(d.AckSet) > 0 && cs.readCompacted {
-			// The cursor's ack set numbers the raw batch; this batch
-			// holds only the kept messages.
-			if deltas := convert.CompactedDeltas(&d.Entry); deltas != nil {
+		} else if cs.readCompacted {
+			deltas := convert.CompactedDeltas(&d.Entry)
+			if deltas != nil && len(d.AckSet) > 0 {
+				// The cursor's ack set numbers the raw batch; this
+				// batch holds only the kept messages.
 				msg.AckSet = keptAckSet(d.AckSet, deltas)
 			}
+			cs.noteSent(d.Entry.Position, deltas)
 		}
+	} else if cs.readCompacted {
+		cs.noteSent(d.Entry.Position, nil)
 	}
 	f, err := appendFrame(make([]byte, 0, len(stored)+128), &pb.BaseCommand{Type: pb.BaseCommand_MESSAGE.Enum(), Message: msg}, bem, stored)
 	if err != nil {
@@ -431,32 +443,90 @@ func keptAckSet(raw []uint64, deltas []int64) []int64 {
 	return out
 }
 
-// rawAckSet turns the ack set a durable readCompacted consumer sent for
-// pos, when it was sent the view's entry there (a batch of the records
-// compaction kept, numbered consecutively), into the raw batch's: kept
-// record k is raw message deltas[k]; removed messages count as
-// acknowledged. Other ack sets are returned as they are. (An entry sent
-// raw before a compaction rewrote it and acknowledged after is taken as
-// the view's: at worst its acknowledgement is lost and it is redelivered.)
-func (cs *consumer) rawAckSet(ctx context.Context, pos broker.Position, set []uint64) []uint64 {
-	if !cs.readCompacted || cs.sub == nil {
-		return set
+// noteSent records how a durable readCompacted consumer's delivery of
+// pos numbers its messages (sent).
+func (cs *consumer) noteSent(pos broker.Position, deltas []int64) {
+	if cs.sub == nil {
+		return
 	}
+	cs.sentMu.Lock()
+	defer cs.sentMu.Unlock()
+	if cs.sent == nil {
+		cs.sent = make(map[broker.Position][]int64)
+	}
+	cs.sent[pos] = deltas
+}
+
+// forgetSent drops what sent knows of entries the cursor holds wholly
+// acknowledged among positions (and, with upTo set, of every entry up to
+// it: a cumulative acknowledgement).
+func (cs *consumer) forgetSent(positions []broker.Position, upTo *broker.Position) {
+	if cs.sub == nil || !cs.readCompacted {
+		return
+	}
+	cur := cs.disp.Cursor()
+	cs.sentMu.Lock()
+	defer cs.sentMu.Unlock()
+	for _, p := range positions {
+		if _, ok := cs.sent[p]; ok && cur.IsAcked(p) {
+			delete(cs.sent, p)
+		}
+	}
+	if upTo != nil {
+		for p := range cs.sent {
+			if !upTo.Less(p) {
+				delete(cs.sent, p)
+			}
+		}
+	}
+}
+
+// rawAckSet turns the ack set a durable readCompacted consumer sent for
+// pos into the raw batch's, which the cursor keeps. When it was sent the
+// view's entry there, a batch of the records compaction kept numbered
+// consecutively, kept record k is raw message deltas[k] and removed
+// messages count as acknowledged; when it was sent the raw entry (before a
+// compaction rewrote it) the set is the raw one already. ok is false when
+// the consumer does not know what it was sent and the view rewrote the
+// entry (an acknowledgement sent after a reconnect for a message received
+// before): the acknowledgement is dropped, so the messages come again
+// rather than risk taking unacknowledged ones as acknowledged.
+func (cs *consumer) rawAckSet(ctx context.Context, pos broker.Position, set []uint64) ([]uint64, bool) {
+	if !cs.readCompacted || cs.sub == nil {
+		return set, true
+	}
+	cs.sentMu.Lock()
+	deltas, known := cs.sent[pos]
+	cs.sentMu.Unlock()
 	e, ok, err := cs.part.CompactedEntryAt(ctx, pos)
 	if err != nil || !ok {
-		return set
+		return set, true
 	}
-	deltas := convert.CompactedDeltas(&e)
-	if deltas == nil {
-		return set
+	kept := convert.CompactedDeltas(&e)
+	if kept == nil {
+		return set, true // the view's entry is the raw one
 	}
+	if !known {
+		return nil, false
+	}
+	raw := set
+	if deltas != nil {
+		raw = make([]uint64, (e.MsgCount+63)/64)
+		for k, d := range deltas {
+			if k/64 < len(set) && set[k/64]&(1<<(k%64)) != 0 {
+				raw[d/64] |= 1 << (d % 64)
+			}
+		}
+	}
+	// Messages compaction removed since count as acknowledged: nobody is
+	// sent them again.
 	out := make([]uint64, (e.MsgCount+63)/64)
-	for k, d := range deltas {
-		if k/64 < len(set) && set[k/64]&(1<<(k%64)) != 0 {
+	for _, d := range kept {
+		if d/64 < int64(len(raw)) && raw[d/64]&(1<<(d%64)) != 0 {
 			out[d/64] |= 1 << (d % 64)
 		}
 	}
-	return out
+	return out, true
 }
 
 func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
@@ -481,11 +551,16 @@ func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 			}
 			if len(m.GetAckSet()) > 0 {
 				// Everything before the entry, and part of the entry.
-				if err = cs.disp.AckCumulative(ctx, broker.Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID - 1}); err == nil {
-					err = cs.disp.AckBatchIndex(ctx, pos, cs.rawAckSet(ctx, pos, ackSetWords(m.GetAckSet())))
+				before := broker.Position{LedgerID: pos.LedgerID, EntryID: pos.EntryID - 1}
+				if err = cs.disp.AckCumulative(ctx, before); err == nil {
+					if set, ok := cs.rawAckSet(ctx, pos, ackSetWords(m.GetAckSet())); ok {
+						err = cs.disp.AckBatchIndex(ctx, pos, set)
+					}
 				}
+				cs.forgetSent([]broker.Position{pos}, &before)
 			} else {
 				err = cs.disp.AckCumulative(ctx, pos)
+				cs.forgetSent(nil, &pos)
 			}
 		}
 	} else {
@@ -496,8 +571,11 @@ func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 				continue
 			}
 			if len(m.GetAckSet()) > 0 {
-				if e := cs.disp.AckBatchIndex(ctx, pos, cs.rawAckSet(ctx, pos, ackSetWords(m.GetAckSet()))); e != nil {
-					err = e
+				if set, ok := cs.rawAckSet(ctx, pos, ackSetWords(m.GetAckSet())); ok {
+					if e := cs.disp.AckBatchIndex(ctx, pos, set); e != nil {
+						err = e
+					}
+					cs.forgetSent([]broker.Position{pos}, nil)
 				}
 			} else {
 				whole = append(whole, pos)
@@ -507,6 +585,7 @@ func (c *conn) handleAck(ctx context.Context, cmd *pb.CommandAck) error {
 			if e := cs.disp.Ack(ctx, whole...); e != nil {
 				err = e
 			}
+			cs.forgetSent(whole, nil)
 		}
 	}
 	if cmd.RequestId == nil {
