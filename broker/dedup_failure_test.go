@@ -168,14 +168,17 @@ func TestOldDuplicateWaitsForItsOriginal(t *testing.T) {
 				}
 				originals = append(originals, a)
 			}
-			// Batch 0 is no longer among the recent ones, and in flight.
-			resend, err := p.AppendAsync(req(0))
+			// Batch 1 is no longer among the recent ones, and in flight
+			// (not batch 0: its position, 0, is also a zero answer's).
+			resend, err := p.AppendAsync(req(1))
 			if err != nil {
-				t.Fatalf("resend of batch 0 while its original is in flight: %v, want an answer that waits", err)
+				t.Fatalf("resend of batch 1 while its original is in flight: %v, want an answer that waits", err)
 			}
 			answered := make(chan error, 1)
+			var resent AppendResult
 			go func() {
-				_, err := resend.Wait(ctx)
+				var err error
+				resent, err = resend.Wait(ctx)
 				answered <- err
 			}()
 			select {
@@ -184,9 +187,14 @@ func TestOldDuplicateWaitsForItsOriginal(t *testing.T) {
 			case <-time.After(50 * time.Millisecond):
 			}
 			release(outcome)
-			for _, a := range originals {
-				if _, err := a.Wait(ctx); (err == nil) != (outcome == nil) {
+			var first AppendResult
+			for i, a := range originals {
+				res, err := a.Wait(ctx)
+				if (err == nil) != (outcome == nil) {
 					t.Fatalf("original: %v", err)
+				}
+				if i == 1 {
+					first = res
 				}
 			}
 			err = <-answered
@@ -196,8 +204,11 @@ func TestOldDuplicateWaitsForItsOriginal(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrDuplicate) {
-				t.Fatalf("resend of a durable batch: %v, want a duplicate", err)
+			// A durable original: the resend is answered with its position
+			// (found in the log's tail), as a duplicate.
+			if err != nil || !resent.Duplicate || resent.Entry.FirstIndex != first.Entry.FirstIndex {
+				t.Fatalf("resend of a durable batch: %v, duplicate %v at %d; want a duplicate at %d",
+					err, resent.Duplicate, resent.Entry.FirstIndex, first.Entry.FirstIndex)
 			}
 		})
 	}

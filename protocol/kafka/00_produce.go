@@ -117,6 +117,9 @@ func handleProduce(ctx context.Context, c *conn, req *kmsg.ProduceRequest) (kmsg
 		joinErr = h.joinTxn(ctx, *req.TransactionID, batches, names)
 	}
 	report := func(j job, err error) {
+		// Base offset -1 with an error, as Kafka answers: franz-go takes a
+		// DUPLICATE_SEQUENCE_NUMBER as success at the base offset given.
+		j.sp.BaseOffset = -1
 		j.sp.ErrorCode, j.sp.ErrorMessage = h.partitionErrCode(ctx, "produce", j.topic, j.sp.Partition, err), errMsg(err)
 		fail(err)
 		c.log.DebugContext(ctx, "kafka: produce failed", "topic", j.name.String(), "err", err)
