@@ -83,10 +83,10 @@ func (b *Broker) checkOwner(ctx context.Context, name TopicName) error {
 	if err != nil {
 		return fmt.Errorf("broker: %s: finding its owner: %w", name, err)
 	}
-	select {
-	case <-b.member.Lost():
-		return fmt.Errorf("broker: %s: %w", name, ownership.ErrLost)
-	default:
+	if !b.member.Held() {
+		// Not ours to serve any more: clients must look for the owner
+		// (NOT_LEADER_OR_FOLLOWER, ServiceNotReady), not fail the request.
+		return fmt.Errorf("broker: %s: %w: %w", name, ErrNotOwner, ownership.ErrLost)
 	}
 	if owner.NodeID != b.member.Self().NodeID {
 		return &NotOwnerError{Partition: name, Owner: owner}

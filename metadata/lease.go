@@ -52,8 +52,9 @@ type Lease struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 
-	mu  sync.Mutex
-	err error // why Done was closed
+	mu       sync.Mutex
+	err      error     // why Done was closed
+	lastSent time.Time // when the last confirmed renewal (or the grant) was sent
 }
 
 // Done is closed when the lease is lost or revoked.
@@ -64,6 +65,40 @@ func (l *Lease) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err
+}
+
+// Held reports whether the holder may still act on the lease: Done is not
+// closed and a renewal sent less than TTL ago was confirmed. It is Done's
+// condition evaluated now, on the caller's clock, so that a check does not
+// depend on the renewal goroutine having run: a process continued after a
+// pause past its TTL runs its request handlers and its timers in any
+// order, and a handler must not act as owner in between. When the bound
+// has passed, Held closes Done itself (the renewal goroutine would do the
+// same at its next turn).
+func (l *Lease) Held() bool {
+	l.mu.Lock()
+	expired := l.err == nil && !time.Now().Before(l.lastSent.Add(l.TTL))
+	lost := l.err != nil
+	l.mu.Unlock()
+	if expired {
+		l.finish(fmt.Errorf("%w: lease %x: no renewal confirmed for %v", ErrLeaseExpired, l.ID, l.TTL))
+	}
+	return !lost && !expired
+}
+
+// confirmed records that a renewal sent at sent was confirmed.
+func (l *Lease) confirmed(sent time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sent.After(l.lastSent) {
+		l.lastSent = sent
+	}
+}
+
+func (l *Lease) sentAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastSent
 }
 
 // Revoke ends the lease at once: the store deletes every record bound to
@@ -102,7 +137,6 @@ func (l *Lease) finish(err error) {
 func (l *Lease) keepAlive(ctx context.Context) {
 	defer l.wg.Done()
 	interval := max(l.TTL/3, 50*time.Millisecond)
-	lastSent := time.Now() // the grant counts as a renewal sent before it
 	for {
 		wait := interval
 		t := time.NewTimer(wait)
@@ -113,7 +147,7 @@ func (l *Lease) keepAlive(ctx context.Context) {
 		case <-t.C:
 		}
 		for {
-			deadline := lastSent.Add(l.TTL)
+			deadline := l.sentAt().Add(l.TTL)
 			if !time.Now().Before(deadline) {
 				l.finish(fmt.Errorf("%w: lease %x: no renewal confirmed for %v", ErrLeaseExpired, l.ID, l.TTL))
 				return
@@ -126,7 +160,7 @@ func (l *Lease) keepAlive(ctx context.Context) {
 				return
 			}
 			if err == nil && resp.TTL > 0 {
-				lastSent = sent
+				l.confirmed(sent)
 				break
 			}
 			if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -156,17 +190,19 @@ func (s *Etcd) GrantLease(ctx context.Context, ttl time.Duration) (*Lease, error
 	if secs < 1 {
 		secs = 1
 	}
+	sent := time.Now() // etcd starts the TTL after this: the grant counts as a renewal sent here
 	resp, err := s.cli.Lease.Grant(ctx, secs)
 	if err != nil {
 		return nil, fail(ctx, "grant lease", "", err)
 	}
 	lctx, cancel := context.WithCancel(s.base)
 	l := &Lease{
-		ID:     LeaseID(resp.ID),
-		TTL:    time.Duration(secs) * time.Second,
-		lessor: s.cli.Lease,
-		cancel: cancel,
-		done:   make(chan struct{}),
+		ID:       LeaseID(resp.ID),
+		TTL:      time.Duration(secs) * time.Second,
+		lessor:   s.cli.Lease,
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		lastSent: sent,
 	}
 	l.wg.Add(1)
 	go l.keepAlive(lctx)

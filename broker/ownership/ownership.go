@@ -297,6 +297,12 @@ func (m *Member) Self() BrokerInfo { return m.sess.Load().self }
 // called): the member must stop serving every unit, and may Rejoin.
 func (m *Member) Lost() <-chan struct{} { return m.sess.Load().lease.Done() }
 
+// Held reports whether this member still holds its current lease, judged
+// now on its own clock (metadata.Lease.Held): false as soon as no renewal
+// was confirmed for a TTL, even before Lost is closed by the renewal
+// goroutine. Every decision to act as an owner checks it.
+func (m *Member) Held() bool { return m.sess.Load().lease.Held() }
+
 // Brokers returns the live brokers, by node id.
 func (m *Member) Brokers() []BrokerInfo {
 	m.mu.Lock()
@@ -338,10 +344,8 @@ func (m *Member) Lookup(unit string) (BrokerInfo, bool) {
 
 // Owns reports whether this member owns unit and still holds its lease.
 func (m *Member) Owns(unit string) bool {
-	select {
-	case <-m.Lost():
+	if !m.Held() {
 		return false
-	default:
 	}
 	b, ok := m.Lookup(unit)
 	return ok && b.NodeID == m.id
@@ -461,10 +465,8 @@ func (m *Member) OwnerRecord(unit string) (path string, version int64, ok bool) 
 // another value, so a write conditioned on this one fails once ownership
 // moved, however briefly.
 func (m *Member) Fence(ctx context.Context, unit string) (metadata.Cond, error) {
-	select {
-	case <-m.Lost():
+	if !m.Held() {
 		return metadata.Cond{}, ErrLost
-	default:
 	}
 	path := m.ownerPath(unit)
 	rec, err := m.store.Get(ctx, path)

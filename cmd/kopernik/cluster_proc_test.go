@@ -560,6 +560,7 @@ func TestClusterProcessPausedOwnerFenced(t *testing.T) {
 			t.Fatal(err)
 		}
 		lostBefore := victim.logged("cluster lease lost")
+		logBefore := len(victim.log.String())
 
 		before := load.acks()
 		if err := victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -650,6 +651,13 @@ func TestClusterProcessPausedOwnerFenced(t *testing.T) {
 		t.Logf("cycle %d: re-owned %.2fs after the pause, acks resumed on the victim's partitions after %.2fs; "+
 			"woken broker logged the lost lease %.3fs after SIGCONT", cycle+1, reowned.Seconds(), resumed.Seconds(), fenced.Seconds())
 		time.Sleep(time.Second) // the woken broker rejoins; load continues
+		if testing.Verbose() {
+			for _, line := range strings.Split(victim.log.String()[logBefore:], "\n") {
+				if strings.Contains(line, "lease") || strings.Contains(line, "fenc") || strings.Contains(line, "unloading") || strings.Contains(line, "level=ERROR") {
+					t.Logf("node %d: %s", victim.nodeID, line)
+				}
+			}
+		}
 	}
 	load.finish(t)
 	inLog := readAll(t, seeds, topic, load.acked)
