@@ -630,6 +630,9 @@ func TestClusterProcessPausedOwnerFenced(t *testing.T) {
 		if a.err == nil && a.code == 0 {
 			t.Fatalf("the woken broker acknowledged a write to partition %d, which it no longer owns", onVictim[0])
 		}
+		if a.err != nil || a.code != kerr.NotLeaderForPartition.Code {
+			t.Fatalf("the woken broker answered the late write with %v, want NOT_LEADER_OR_FOLLOWER (clients retry it at the owner)", kerrOr(a.code, a.err))
+		}
 		t.Logf("cycle %d: late write answered %v %.3fs after the wake", cycle+1, kerrOr(a.code, a.err), a.at.Sub(woke).Seconds())
 		probe.Close()
 
@@ -675,4 +678,91 @@ func kerrOr(code int16, err error) error {
 		return err
 	}
 	return kerr.ErrorForCode(code)
+}
+
+// TestClusterProcessStoreOutages: under franz-go load (an idempotent
+// producer and a group) on three broker processes, the S3 server is
+// stopped (SIGKILL) for 3 s and restarted on the same port and directory,
+// then the embedded etcd is stopped for 3 s (past the 1 s lease TTL: every
+// broker loses its lease) and restarted on the same data dir and port.
+// The producer sees retriable errors or waits, and continues; afterwards
+// every acknowledged record is in the log exactly once, and the group
+// resumed from its commits.
+func TestClusterProcessStoreOutages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three broker processes, etcd and an S3 server")
+	}
+	etcd, s3, procs := startProcCluster(t, 3, "1s")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+time.Duration(*procCycles)*time.Minute)
+	defer cancel()
+	var seeds []string
+	for _, p := range procs {
+		seeds = append(seeds, p.addrs["kafka"])
+	}
+	const topic, parts = "outages", 6
+	admin, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := kadm.NewClient(admin).CreateTopic(ctx, parts, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	all := make([]int32, parts)
+	for p := range all {
+		all[p] = int32(p)
+	}
+	load := newProcLoad(t, seeds, topic, parts, 2*time.Millisecond)
+	group := newProcGroup(t, seeds, topic, "outages")
+	var commitsBefore map[int32]kgo.EpochOffset
+	const down = 3 * time.Second
+	for cycle := range *procCycles {
+		time.Sleep(1500 * time.Millisecond)
+		commitsBefore = group.cl.CommittedOffsets()[topic]
+
+		before := load.acks()
+		s3.Stop()
+		stopped := time.Now()
+		time.Sleep(down)
+		during := load.acks() - before
+		if err := s3.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		back := time.Now()
+		resumed := load.waitAcks(t, all, back, 30*time.Second).Sub(back)
+		t.Logf("cycle %d: object store down %.1fs (%d acks meanwhile, stored before it went); acks resumed on every partition %.2fs after it returned",
+			cycle+1, back.Sub(stopped).Seconds(), during, resumed.Seconds())
+		time.Sleep(time.Second)
+
+		lostBefore := make([]int, len(procs))
+		for i, p := range procs {
+			lostBefore[i] = p.logged("cluster lease lost")
+		}
+		before = load.acks()
+		etcd.Stop()
+		stopped = time.Now()
+		time.Sleep(down)
+		during = load.acks() - before
+		if err := etcd.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		back = time.Now()
+		resumed = load.waitAcks(t, all, back, 30*time.Second).Sub(back)
+		fenced := 0
+		for i, p := range procs {
+			if p.logged("cluster lease lost") > lostBefore[i] {
+				fenced++
+			}
+		}
+		t.Logf("cycle %d: etcd down %.1fs (%d acks meanwhile); %d of %d brokers gave their lease up; acks resumed on every partition %.2fs after etcd returned",
+			cycle+1, back.Sub(stopped).Seconds(), during, fenced, len(procs), resumed.Seconds())
+		if fenced != len(procs) {
+			t.Errorf("%d of %d brokers kept their lease through a %v etcd outage (TTL 1s)", len(procs)-fenced, len(procs), down)
+		}
+		time.Sleep(time.Second)
+	}
+	load.finish(t)
+	inLog := readAll(t, seeds, topic, load.acked)
+	checkLog(t, load, inLog)
+	group.check(t, inLog, commitsBefore)
 }
