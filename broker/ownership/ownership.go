@@ -198,8 +198,9 @@ func (m *Member) startSession(ctx context.Context) error {
 }
 
 // Rejoin starts a new session after the lease was lost (a pause past the
-// TTL, etcd unreachable): a new lease and registration under the same node
-// id, once the old registration has expired. Partitions owned under the
+// TTL, etcd unreachable): it revokes the old lease if etcd still has it
+// (its units are released at once), then grants a new lease and registers
+// under the same node id. Partitions owned under the
 // old lease are gone; they are assigned anew on their next lookup. It is
 // a no-op while the current lease is held.
 func (m *Member) Rejoin(ctx context.Context) error {
@@ -211,6 +212,15 @@ func (m *Member) Rejoin(ctx context.Context) error {
 	}
 	if errors.Is(old.lease.Err(), metadata.ErrLeaseRevoked) {
 		return ErrLeft
+	}
+	// The lost lease may still be alive in etcd: etcd renews every lease
+	// in full when it restarts, and a holder judging on its own clock
+	// gives up before etcd expires it. Its registration and owner records
+	// would keep this broker's units from every broker (and its new
+	// registration waiting) for up to a TTL. Nothing is served under it
+	// any more (the caller stopped serving when Lost closed), so end it.
+	if err := old.lease.Revoke(ctx); err != nil {
+		return fmt.Errorf("ownership: ending the lost lease: %w", err)
 	}
 	if err := m.startSession(ctx); err != nil {
 		return err
