@@ -9,10 +9,12 @@ import (
 	"bufio"
 	"context"
 	wire "encoding/binary"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -23,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/pulsar-client-go/pulsar"
+	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -496,8 +500,169 @@ func (g *procGroup) check(t *testing.T, inLog map[string]int, commits map[int32]
 	}
 }
 
-// TestClusterProcessPausedOwnerFenced: the broker owning Kafka partition 0
-// and the group's coordinator slot is paused (SIGSTOP) under load past its
+// pulsarTopicOn returns a Pulsar topic whose owner is the broker with
+// Pulsar address owner (HTTP lookup through via, which assigns owners).
+func pulsarTopicOn(t *testing.T, via, owner string) string {
+	t.Helper()
+	for i := range 100 {
+		local := fmt.Sprintf("ppaused-%d", i)
+		resp, err := http.Get("http://" + via + "/lookup/v2/topic/persistent/public/default/" + local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l struct {
+			BrokerURL string `json:"brokerUrl"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&l)
+		resp.Body.Close()
+		if err == nil && strings.HasSuffix(l.BrokerURL, "//"+owner) {
+			return "persistent://public/default/" + local
+		}
+	}
+	t.Fatalf("no Pulsar topic owned by %s in 100 lookups", owner)
+	return ""
+}
+
+// pulsarLoad is a pulsar-client-go producer sending unique payloads and a
+// Shared subscription receiving them.
+type pulsarLoad struct {
+	cl     pulsar.Client
+	prod   pulsar.Producer
+	cons   pulsar.Consumer
+	stop   chan struct{}
+	done   chan struct{}
+	sendWG sync.WaitGroup
+	infl   sync.WaitGroup
+
+	mu     sync.Mutex
+	acked  map[string]time.Time // payload -> acknowledged
+	sentAt map[string]time.Time
+	failed int
+	seen   map[string]int
+}
+
+func newPulsarLoad(t *testing.T, url, topic string) *pulsarLoad {
+	t.Helper()
+	cl, err := pulsar.NewClient(pulsar.ClientOptions{URL: url, Logger: plog.DefaultNopLogger(), OperationTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := cl.Subscribe(pulsar.ConsumerOptions{Topic: topic, SubscriptionName: "s", Type: pulsar.Shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := cl.CreateProducer(pulsar.ProducerOptions{Topic: topic, SendTimeout: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &pulsarLoad{cl: cl, prod: prod, cons: cons, stop: make(chan struct{}), done: make(chan struct{}),
+		acked: map[string]time.Time{}, sentAt: map[string]time.Time{}, seen: map[string]int{}}
+	go func() {
+		defer close(l.done)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			m, err := cons.Receive(ctx)
+			cancel()
+			if err != nil {
+				select {
+				case <-l.stop:
+					return
+				default:
+					continue
+				}
+			}
+			l.mu.Lock()
+			l.seen[string(m.Payload())]++
+			l.mu.Unlock()
+			cons.Ack(m)
+		}
+	}()
+	l.sendWG.Add(1)
+	go func() {
+		defer l.sendWG.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			v := fmt.Sprintf("p-%d", i)
+			l.infl.Add(1)
+			l.mu.Lock()
+			l.sentAt[v] = time.Now()
+			l.mu.Unlock()
+			prod.SendAsync(context.Background(), &pulsar.ProducerMessage{Payload: []byte(v)}, func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+				defer l.infl.Done()
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				if err != nil {
+					l.failed++
+					return
+				}
+				l.acked[v] = time.Now()
+			})
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return l
+}
+
+// firstAckSentAfter is when the first message sent after at was
+// acknowledged (zero: none yet).
+func (l *pulsarLoad) firstAckSentAfter(at time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var first time.Time
+	for v, a := range l.acked {
+		if l.sentAt[v].After(at) && (first.IsZero() || a.Before(first)) {
+			first = a
+		}
+	}
+	return first
+}
+
+// check stops sending, waits for every acknowledged message to be
+// received, and fails t if one is not (duplicates are reported: Pulsar
+// deduplication is off by default, so delivery is at least once).
+func (l *pulsarLoad) check(t *testing.T) {
+	t.Helper()
+	close(l.stop)
+	l.sendWG.Wait()
+	if err := l.prod.Flush(); err != nil {
+		t.Logf("pulsar flush: %v", err)
+	}
+	l.infl.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	var lost, twice, acked, failed int
+	for {
+		l.mu.Lock()
+		lost, twice, acked, failed = 0, 0, len(l.acked), l.failed
+		for v := range l.acked {
+			if l.seen[v] == 0 {
+				lost++
+			}
+		}
+		for _, n := range l.seen {
+			twice += n - 1
+		}
+		l.mu.Unlock()
+		if lost == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	<-l.done
+	l.prod.Close()
+	l.cons.Close()
+	l.cl.Close()
+	t.Logf("pulsar: %d sends acknowledged, %d failed, %d acknowledged never received, %d received twice", acked, failed, lost, twice)
+	if lost != 0 {
+		t.Errorf("pulsar: %d acknowledged messages never received", lost)
+	}
+}
+
+// TestClusterProcessPausedOwnerFenced: the broker owning Kafka partition 0,
+// a Pulsar topic and the group's coordinator slot is paused (SIGSTOP) under load past its
 // lease TTL (1 s). The others take its partitions and the group over; the
 // producer and the group continue through their retries. While it is
 // paused, a produce is sent to it over a connection it accepted before
@@ -532,6 +697,7 @@ func TestClusterProcessPausedOwnerFenced(t *testing.T) {
 
 	load := newProcLoad(t, seeds, topic, parts, 2*time.Millisecond)
 	var group *procGroup
+	var plo *pulsarLoad
 	var commitsBefore map[int32]kgo.EpochOffset
 	for cycle := range *procCycles {
 		leaders, err := leadersFrom(ctx, seeds[0], topic)
@@ -552,8 +718,11 @@ func TestClusterProcessPausedOwnerFenced(t *testing.T) {
 			}
 		}
 		if group == nil {
-			// The first victim coordinates the group.
+			// The first victim coordinates the group and owns the Pulsar
+			// topic, whose clients go through another broker.
 			group = newProcGroup(t, seeds, topic, groupOn(ctx, t, admin, victim.nodeID))
+			ptopic := pulsarTopicOn(t, live.addrs["http"], victim.addrs["pulsar"])
+			plo = newPulsarLoad(t, "pulsar://"+live.addrs["pulsar"], ptopic)
 		}
 		time.Sleep(1500 * time.Millisecond) // load and commits under way
 		commitsBefore = group.cl.CommittedOffsets()[topic]
@@ -661,6 +830,16 @@ func TestClusterProcessPausedOwnerFenced(t *testing.T) {
 		wc.Close()
 		t.Logf("cycle %d: re-owned %.2fs after the pause, acks resumed on the victim's partitions after %.2fs; "+
 			"woken broker logged the lost lease %.3fs after SIGCONT", cycle+1, reowned.Seconds(), resumed.Seconds(), fenced.Seconds())
+		if cycle == 0 {
+			for plo.firstAckSentAfter(paused).IsZero() && time.Since(woke) < 30*time.Second {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if at := plo.firstAckSentAfter(paused); !at.IsZero() {
+				t.Logf("cycle 1: pulsar acks resumed %.2fs after the pause, %.2fs after the wake", at.Sub(paused).Seconds(), at.Sub(woke).Seconds())
+			} else {
+				t.Errorf("pulsar: no acknowledgement 30s after the wake")
+			}
+		}
 		time.Sleep(time.Second) // the woken broker rejoins; load continues
 		if testing.Verbose() {
 			for _, line := range strings.Split(victim.log.String()[logBefore:], "\n") {
@@ -679,6 +858,7 @@ func TestClusterProcessPausedOwnerFenced(t *testing.T) {
 	}
 	checkLog(t, load, inLog)
 	group.check(t, inLog, commitsBefore)
+	plo.check(t)
 }
 
 func kerrOr(code int16, err error) error {
