@@ -144,6 +144,11 @@ func (l *Lease) keepAlive(ctx context.Context) {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-l.done:
+			// Given up (Held found it expired): renewing on would keep
+			// alive in etcd what the holder no longer acts on.
+			t.Stop()
+			return
 		case <-t.C:
 		}
 		for {
