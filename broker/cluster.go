@@ -81,7 +81,10 @@ func (b *Broker) checkOwner(ctx context.Context, name TopicName) error {
 	}
 	owner, err := b.member.Assign(ctx, name.String())
 	if err != nil {
-		return fmt.Errorf("broker: %s: finding its owner: %w", name, err)
+		// No live broker (every lease lost in an etcd outage), etcd
+		// unreachable: nobody may serve it now, and clients must retry
+		// (NOT_LEADER_OR_FOLLOWER, ServiceNotReady), not fail.
+		return fmt.Errorf("broker: %s: finding its owner: %w: %w", name, ErrNotOwner, err)
 	}
 	if !b.member.Held() {
 		// Not ours to serve any more: clients must look for the owner
