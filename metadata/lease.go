@@ -159,7 +159,40 @@ func (l *Lease) keepAlive(ctx context.Context) {
 			}
 			sent := time.Now()
 			rctx, cancel := context.WithDeadline(ctx, deadline)
-			resp, err := l.lessor.KeepAliveOnce(rctx, clientv3.LeaseID(l.ID))
+			// The renewal runs aside and the deadline is kept here: an RPC
+			// to an etcd that is shutting down (gracefully: the connection
+			// stays open, nothing is answered) was seen to outlast its
+			// context by seconds, and the holder must give the lease up on
+			// time whatever the client does.
+			type renewal struct {
+				resp *clientv3.LeaseKeepAliveResponse
+				err  error
+			}
+			got := make(chan renewal, 1)
+			go func() {
+				resp, err := l.lessor.KeepAliveOnce(rctx, clientv3.LeaseID(l.ID))
+				got <- renewal{resp, err}
+			}()
+			expire := time.NewTimer(time.Until(deadline))
+			var resp *clientv3.LeaseKeepAliveResponse
+			var err error
+			select {
+			case r := <-got:
+				resp, err = r.resp, r.err
+			case <-expire.C:
+				cancel()
+				l.finish(fmt.Errorf("%w: lease %x: no renewal confirmed for %v", ErrLeaseExpired, l.ID, l.TTL))
+				return
+			case <-l.done: // given up (Held) or revoked
+				cancel()
+				expire.Stop()
+				return
+			case <-ctx.Done():
+				cancel()
+				expire.Stop()
+				return
+			}
+			expire.Stop()
 			cancel()
 			if ctx.Err() != nil {
 				return
