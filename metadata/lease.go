@@ -159,11 +159,10 @@ func (l *Lease) keepAlive(ctx context.Context) {
 			}
 			sent := time.Now()
 			rctx, cancel := context.WithDeadline(ctx, deadline)
-			// The renewal runs aside and the deadline is kept here: an RPC
-			// to an etcd that is shutting down (gracefully: the connection
-			// stays open, nothing is answered) was seen to outlast its
-			// context by seconds, and the holder must give the lease up on
-			// time whatever the client does.
+			// The renewal runs aside and the deadline is kept here, not
+			// left to the RPC's context alone: the holder must give the
+			// lease up on time whatever the client's retries and
+			// reconnects do.
 			type renewal struct {
 				resp *clientv3.LeaseKeepAliveResponse
 				err  error

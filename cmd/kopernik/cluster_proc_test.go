@@ -930,11 +930,42 @@ func TestClusterProcessStoreOutages(t *testing.T) {
 		for i, p := range procs {
 			lostBefore[i] = p.logged("cluster lease lost")
 		}
+		// A broker that lost its lease first unloads its partitions
+		// ("lease_lost=true", each close waiting for its appends in
+		// flight), then logs "cluster lease lost": the first line is when
+		// it noticed.
+		noticedBefore := make([]int, len(procs))
+		for i, p := range procs {
+			noticedBefore[i] = p.logged("lease_lost=true") + p.logged("cluster lease lost")
+		}
 		before := load.acks()
 		stopped := time.Now()
+		// When each broker says it gave its lease up, while it is down.
+		var gaveUp []time.Duration
+		watching := make(chan struct{})
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			seen := make([]bool, len(procs))
+			for {
+				for i, p := range procs {
+					if !seen[i] && p.logged("lease_lost=true")+p.logged("cluster lease lost") > noticedBefore[i] {
+						seen[i] = true
+						gaveUp = append(gaveUp, time.Since(stopped))
+					}
+				}
+				select {
+				case <-watching:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}()
 		stop()
 		time.Sleep(extra)
 		during := load.acks() - before
+		close(watching)
+		<-watched
 		if err := restart(); err != nil {
 			t.Fatal(err)
 		}
@@ -946,8 +977,12 @@ func TestClusterProcessStoreOutages(t *testing.T) {
 				fenced++
 			}
 		}
-		t.Logf("cycle %d: %s down %.1fs (%d acks meanwhile, of appends stored before); %d of %d brokers gave their lease up; acks resumed on every partition %.2fs after its return",
-			cycle, what, back.Sub(stopped).Seconds(), during, fenced, len(procs), resumed.Seconds())
+		var gave []string
+		for _, d := range gaveUp {
+			gave = append(gave, fmt.Sprintf("%.2fs", d.Seconds()))
+		}
+		t.Logf("cycle %d: %s down %.1fs (%d acks meanwhile, of appends stored before); %d of %d brokers gave their lease up (noticed while down, after %v); acks resumed on every partition %.2fs after its return",
+			cycle, what, back.Sub(stopped).Seconds(), during, fenced, len(procs), gave, resumed.Seconds())
 		time.Sleep(time.Second) // load on the recovered cluster
 		return fenced
 	}
