@@ -132,8 +132,9 @@ func (l *Lease) finish(err error) {
 }
 
 // keepAlive renews every TTL/3 (at least every 50ms apart). A renewal that
-// fails with a transport error is retried at once (after a short pause)
-// until TTL has passed since the last confirmed renewal was sent.
+// fails with a transport error, or gets no answer within a second, is
+// retried at once (after a short pause) until TTL has passed since the last
+// confirmed renewal was sent.
 func (l *Lease) keepAlive(ctx context.Context) {
 	defer l.wg.Done()
 	interval := max(l.TTL/3, 50*time.Millisecond)
@@ -158,7 +159,17 @@ func (l *Lease) keepAlive(ctx context.Context) {
 				return
 			}
 			sent := time.Now()
-			rctx, cancel := context.WithDeadline(ctx, deadline)
+			// One attempt waits at most a second (or the renewal interval):
+			// an attempt sent while etcd was away can hang on a dead
+			// connection, and left to run until the lease's deadline it
+			// would keep the holder from renewing once etcd is back (seen
+			// after a 5 s etcd outage with a 10 s TTL: no renewal for 6 s,
+			// and the lease given up in the next outage 4 s in).
+			attempt := sent.Add(min(interval, time.Second))
+			if attempt.After(deadline) {
+				attempt = deadline
+			}
+			rctx, cancel := context.WithDeadline(ctx, attempt)
 			// The renewal runs aside and the deadline is kept here, not
 			// left to the RPC's context alone: the holder must give the
 			// lease up on time whatever the client's retries and
