@@ -672,17 +672,19 @@ func (l *pulsarLoad) check(t *testing.T) {
 	}
 }
 
-// TestClusterProcessPausedOwnerFenced: the broker owning Kafka partition 0,
-// a Pulsar topic and the group's coordinator slot is paused (SIGSTOP) under load past its
-// lease TTL (1 s). The others take its partitions and the group over; the
-// producer and the group continue through their retries. While it is
-// paused, a produce is sent to it over a connection it accepted before
-// (the kernel keeps the bytes); it finds it when continued (SIGCONT), a
-// zombie's late write. Checks: the woken broker notices that it lost its
-// lease (its log says so), answers the late write and any later request
-// for its former partitions with an error (NOT_LEADER_OR_FOLLOWER), the
-// late write is never in the log, and every acknowledged record is there
-// exactly once, with the group resumed from its commits.
+// TestClusterProcessPausedOwnerFenced: the broker owning Kafka partition 0
+// (and, in the first cycle, the group's coordinator slot and a Pulsar
+// topic) is paused (SIGSTOP) under load past its lease TTL (1 s). The
+// others take its partitions and the group over; the producers and the
+// group continue through their retries. While it is paused, a produce is
+// sent to it over a connection it accepted before (the kernel keeps the
+// bytes); it reads it when continued (SIGCONT): a zombie's late write.
+// Checks: the woken broker notices that it lost its lease (its log says
+// so), answers the late write and then a produce to each of its former
+// partitions with NOT_LEADER_OR_FOLLOWER, the late write is never in the
+// log, every acknowledged Kafka record is there exactly once, the group
+// never re-reads what it had committed before the pause, and every
+// acknowledged Pulsar message reaches the Shared subscription.
 func TestClusterProcessPausedOwnerFenced(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three broker processes, etcd and an S3 server")
