@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/kopernik-io/kopernik/broker/ownership"
@@ -113,6 +114,12 @@ func (b *Broker) ownershipLoop() {
 		case <-b.member.Lost():
 			lost = true
 		}
+		// Partitions close in parallel: each close waits for its appends in
+		// flight, which cannot commit while etcd is away (up to the drain
+		// timeout), and one after another they held the rejoin back by
+		// that much per partition.
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 64)
 		for _, p := range b.Partitions() {
 			if !lost && b.member.Owns(p.Name().String()) {
 				continue
@@ -121,18 +128,22 @@ func (b *Broker) ownershipLoop() {
 			if !lost && b.checkOwner(context.Background(), p.Name()) == nil {
 				continue
 			}
-			{
-				b.log.Info("unloading partition: ownership moved", "partition", p.Name(), "lease_lost", lost)
-				p, release, err := b.holdLoads(context.Background(), p.Name().String())
+			b.log.Info("unloading partition: ownership moved", "partition", p.Name(), "lease_lost", lost)
+			sem <- struct{}{}
+			wg.Add(1)
+			go func(name string) {
+				defer func() { <-sem; wg.Done() }()
+				p, release, err := b.holdLoads(context.Background(), name)
 				if err != nil {
-					continue
+					return
 				}
 				if p != nil {
 					p.close()
 				}
 				release(nil)
-			}
+			}(p.Name().String())
 		}
+		wg.Wait()
 		if lost && !b.rejoin() {
 			return
 		}
