@@ -687,6 +687,12 @@ func (p *Partition) ProducerStates() []ProducerState {
 	return out
 }
 
+// LedgerErr maps an error of the partition's managed ledger (or of one of
+// its cursors, which handlers use directly) to the broker's errors: a
+// fenced ledger or cursor (cluster mode: ownership moved) is ErrNotOwner,
+// which protocols answer with a retriable "go to the owner".
+func LedgerErr(err error) error { return mapLedgerErr(err) }
+
 func mapLedgerErr(err error) error {
 	switch {
 	case err == nil:

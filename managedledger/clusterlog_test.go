@@ -578,3 +578,102 @@ func TestClusterDeleteReleases(t *testing.T) {
 		t.Fatalf("first append of the re-created ledger: %+v, %v", e.Position, err)
 	}
 }
+
+// TestClusterStaleInstanceKeepsOffloads: an instance whose ledger moved to
+// another broker (a zombie: paused, then woken before it unloads) runs its
+// orphan collection with its stale ledger list. It must not delete the
+// objects of ledgers the new owner offloaded since; a third owner reads
+// every entry. (Found by cmd/kopernik's TestClusterProcessPausedOwnerFenced:
+// a woken broker deleted the offloaded ledgers of the partitions it had
+// lost.)
+func TestClusterStaleInstanceKeepsOffloads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and an S3 server")
+	}
+	env := newClusterEnv(t)
+	env.prefix = "stale/"
+	ctx := context.Background()
+	const ledger = "t/ns/persistent/stale"
+	cfg := Config{MaxLedgerBytes: 2048}
+	appendN := func(ml *ManagedLedger, from, n int) {
+		t.Helper()
+		for i := from; i < from+n; i++ {
+			if _, err := ml.Append(ctx, Entry{MsgCount: 1, Data: []byte(fmt.Sprintf("entry-%03d-%s", i, make([]byte, 100))), Format: FormatKafka}); err != nil {
+				t.Fatalf("append %d: %v", i, err)
+			}
+		}
+	}
+	env.setOwner(ledger, "b0")
+	f0 := env.factory("b0", 2*time.Millisecond)
+	defer f0.Close()
+	zombie, err := f0.Open(ctx, ledger, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(zombie, 0, 5)
+
+	env.setOwner(ledger, "b1")
+	f1 := env.factory("b1", 2*time.Millisecond)
+	ml1, err := f1.Open(ctx, ledger, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	appendN(ml1, 5, n-5)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := ml1.Stats()
+		off := 0
+		for _, l := range st.Ledgers[:len(st.Ledgers)-1] {
+			if l.Offloaded {
+				off++
+			}
+		}
+		if off == len(st.Ledgers)-1 && off >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d sealed ledgers offloaded after 30s", off, len(st.Ledgers)-1)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f1.bg.Wait()
+	before, err := env.objs.List(ctx, env.prefix+"tiered/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := zombie.CollectOrphanObjects(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, err := env.objs.List(ctx, env.prefix+"tiered/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("the stale instance's collection deleted %d of the new owner's %d offload objects", len(before)-len(after), len(before))
+	}
+	f1.Close()
+
+	env.setOwner(ledger, "b2")
+	f2 := env.factory("b2", 2*time.Millisecond)
+	defer f2.Close()
+	ml2, err := f2.Open(ctx, ledger, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for next := int64(0); next < n; {
+		es, err := ml2.ReadFromIndex(ctx, next, 50, 1<<20)
+		if err != nil {
+			t.Fatalf("read from %d: %v", next, err)
+		}
+		if len(es) == 0 {
+			t.Fatalf("nothing at index %d of %d", next, n)
+		}
+		for _, e := range es {
+			if want := fmt.Sprintf("entry-%03d-", next); e.FirstIndex != next || !strings.HasPrefix(string(e.Data), want) {
+				t.Fatalf("index %d: entry at %d holds %.10q", next, e.FirstIndex, e.Data)
+			}
+			next++
+		}
+	}
+}

@@ -52,8 +52,9 @@ type Lease struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 
-	mu  sync.Mutex
-	err error // why Done was closed
+	mu       sync.Mutex
+	err      error     // why Done was closed
+	lastSent time.Time // when the last confirmed renewal (or the grant) was sent
 }
 
 // Done is closed when the lease is lost or revoked.
@@ -64,6 +65,40 @@ func (l *Lease) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err
+}
+
+// Held reports whether the holder may still act on the lease: Done is not
+// closed and a renewal sent less than TTL ago was confirmed. It is Done's
+// condition evaluated now, on the caller's clock, so that a check does not
+// depend on the renewal goroutine having run: a process continued after a
+// pause past its TTL runs its request handlers and its timers in any
+// order, and a handler must not act as owner in between. When the bound
+// has passed, Held closes Done itself (the renewal goroutine would do the
+// same at its next turn).
+func (l *Lease) Held() bool {
+	l.mu.Lock()
+	expired := l.err == nil && !time.Now().Before(l.lastSent.Add(l.TTL))
+	lost := l.err != nil
+	l.mu.Unlock()
+	if expired {
+		l.finish(fmt.Errorf("%w: lease %x: no renewal confirmed for %v", ErrLeaseExpired, l.ID, l.TTL))
+	}
+	return !lost && !expired
+}
+
+// confirmed records that a renewal sent at sent was confirmed.
+func (l *Lease) confirmed(sent time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sent.After(l.lastSent) {
+		l.lastSent = sent
+	}
+}
+
+func (l *Lease) sentAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastSent
 }
 
 // Revoke ends the lease at once: the store deletes every record bound to
@@ -97,12 +132,12 @@ func (l *Lease) finish(err error) {
 }
 
 // keepAlive renews every TTL/3 (at least every 50ms apart). A renewal that
-// fails with a transport error is retried at once (after a short pause)
-// until TTL has passed since the last confirmed renewal was sent.
+// fails with a transport error, or gets no answer within a second, is
+// retried at once (after a short pause) until TTL has passed since the last
+// confirmed renewal was sent.
 func (l *Lease) keepAlive(ctx context.Context) {
 	defer l.wg.Done()
 	interval := max(l.TTL/3, 50*time.Millisecond)
-	lastSent := time.Now() // the grant counts as a renewal sent before it
 	for {
 		wait := interval
 		t := time.NewTimer(wait)
@@ -110,23 +145,70 @@ func (l *Lease) keepAlive(ctx context.Context) {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-l.done:
+			// Given up (Held found it expired): renewing on would keep
+			// alive in etcd what the holder no longer acts on.
+			t.Stop()
+			return
 		case <-t.C:
 		}
 		for {
-			deadline := lastSent.Add(l.TTL)
+			deadline := l.sentAt().Add(l.TTL)
 			if !time.Now().Before(deadline) {
 				l.finish(fmt.Errorf("%w: lease %x: no renewal confirmed for %v", ErrLeaseExpired, l.ID, l.TTL))
 				return
 			}
 			sent := time.Now()
-			rctx, cancel := context.WithDeadline(ctx, deadline)
-			resp, err := l.lessor.KeepAliveOnce(rctx, clientv3.LeaseID(l.ID))
+			// One attempt waits at most a second (or the renewal interval):
+			// an attempt sent while etcd was away can hang on a dead
+			// connection, and left to run until the lease's deadline it
+			// would keep the holder from renewing once etcd is back (seen
+			// after a 5 s etcd outage with a 10 s TTL: no renewal for 6 s,
+			// and the lease given up in the next outage 4 s in).
+			attempt := sent.Add(min(interval, time.Second))
+			if attempt.After(deadline) {
+				attempt = deadline
+			}
+			rctx, cancel := context.WithDeadline(ctx, attempt)
+			// The renewal runs aside and the deadline is kept here, not
+			// left to the RPC's context alone: the holder must give the
+			// lease up on time whatever the client's retries and
+			// reconnects do.
+			type renewal struct {
+				resp *clientv3.LeaseKeepAliveResponse
+				err  error
+			}
+			got := make(chan renewal, 1)
+			go func() {
+				resp, err := l.lessor.KeepAliveOnce(rctx, clientv3.LeaseID(l.ID))
+				got <- renewal{resp, err}
+			}()
+			expire := time.NewTimer(time.Until(deadline))
+			var resp *clientv3.LeaseKeepAliveResponse
+			var err error
+			select {
+			case r := <-got:
+				resp, err = r.resp, r.err
+			case <-expire.C:
+				cancel()
+				l.finish(fmt.Errorf("%w: lease %x: no renewal confirmed for %v", ErrLeaseExpired, l.ID, l.TTL))
+				return
+			case <-l.done: // given up (Held) or revoked
+				cancel()
+				expire.Stop()
+				return
+			case <-ctx.Done():
+				cancel()
+				expire.Stop()
+				return
+			}
+			expire.Stop()
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
 			if err == nil && resp.TTL > 0 {
-				lastSent = sent
+				l.confirmed(sent)
 				break
 			}
 			if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -156,17 +238,19 @@ func (s *Etcd) GrantLease(ctx context.Context, ttl time.Duration) (*Lease, error
 	if secs < 1 {
 		secs = 1
 	}
+	sent := time.Now() // etcd starts the TTL after this: the grant counts as a renewal sent here
 	resp, err := s.cli.Lease.Grant(ctx, secs)
 	if err != nil {
 		return nil, fail(ctx, "grant lease", "", err)
 	}
 	lctx, cancel := context.WithCancel(s.base)
 	l := &Lease{
-		ID:     LeaseID(resp.ID),
-		TTL:    time.Duration(secs) * time.Second,
-		lessor: s.cli.Lease,
-		cancel: cancel,
-		done:   make(chan struct{}),
+		ID:       LeaseID(resp.ID),
+		TTL:      time.Duration(secs) * time.Second,
+		lessor:   s.cli.Lease,
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		lastSent: sent,
 	}
 	l.wg.Add(1)
 	go l.keepAlive(lctx)

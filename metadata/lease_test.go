@@ -121,3 +121,38 @@ func TestEtcdLeaseLostWhileEtcdDown(t *testing.T) {
 	}
 	t.Logf("lease given up %v after etcd stopped", time.Since(start).Round(10*time.Millisecond))
 }
+
+// TestLeaseHeldOnTheClock: Held judges the lease on the caller's clock, not
+// on whether the renewal goroutine has run: once a TTL has passed since the
+// last confirmed renewal was sent (a process continued after a pause past
+// its TTL, before its renewal goroutine is scheduled), Held is false and
+// closes Done. No renewal goroutine runs here, as in that moment.
+func TestLeaseHeldOnTheClock(t *testing.T) {
+	l := &Lease{ID: 1, TTL: time.Second, done: make(chan struct{}), lastSent: time.Now()}
+	if !l.Held() {
+		t.Fatal("a lease renewed just now is not held")
+	}
+	select {
+	case <-l.Done():
+		t.Fatal("Done closed while the lease is held")
+	default:
+	}
+	l.confirmed(time.Now().Add(-1100 * time.Millisecond)) // older than the last: ignored
+	if !l.Held() {
+		t.Fatal("an older confirmation moved the renewal time back")
+	}
+	l.mu.Lock()
+	l.lastSent = time.Now().Add(-1100 * time.Millisecond) // paused for 1.1 s since
+	l.mu.Unlock()
+	if l.Held() {
+		t.Fatal("held 1.1s after the last renewal was sent (TTL 1s)")
+	}
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("Held found the lease expired but did not close Done")
+	}
+	if !errors.Is(l.Err(), ErrLeaseExpired) {
+		t.Fatalf("Err %v, want ErrLeaseExpired", l.Err())
+	}
+}

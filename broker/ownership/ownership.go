@@ -198,8 +198,9 @@ func (m *Member) startSession(ctx context.Context) error {
 }
 
 // Rejoin starts a new session after the lease was lost (a pause past the
-// TTL, etcd unreachable): a new lease and registration under the same node
-// id, once the old registration has expired. Partitions owned under the
+// TTL, etcd unreachable): it revokes the old lease if etcd still has it
+// (its units are released at once), then grants a new lease and registers
+// under the same node id. Partitions owned under the
 // old lease are gone; they are assigned anew on their next lookup. It is
 // a no-op while the current lease is held.
 func (m *Member) Rejoin(ctx context.Context) error {
@@ -211,6 +212,15 @@ func (m *Member) Rejoin(ctx context.Context) error {
 	}
 	if errors.Is(old.lease.Err(), metadata.ErrLeaseRevoked) {
 		return ErrLeft
+	}
+	// The lost lease may still be alive in etcd: etcd renews every lease
+	// in full when it restarts, and a holder judging on its own clock
+	// gives up before etcd expires it. Its registration and owner records
+	// would keep this broker's units from every broker (and its new
+	// registration waiting) for up to a TTL. Nothing is served under it
+	// any more (the caller stopped serving when Lost closed), so end it.
+	if err := old.lease.Revoke(ctx); err != nil {
+		return fmt.Errorf("ownership: ending the lost lease: %w", err)
 	}
 	if err := m.startSession(ctx); err != nil {
 		return err
@@ -297,6 +307,12 @@ func (m *Member) Self() BrokerInfo { return m.sess.Load().self }
 // called): the member must stop serving every unit, and may Rejoin.
 func (m *Member) Lost() <-chan struct{} { return m.sess.Load().lease.Done() }
 
+// Held reports whether this member still holds its current lease, judged
+// now on its own clock (metadata.Lease.Held): false as soon as no renewal
+// was confirmed for a TTL, even before Lost is closed by the renewal
+// goroutine. Every decision to act as an owner checks it.
+func (m *Member) Held() bool { return m.sess.Load().lease.Held() }
+
 // Brokers returns the live brokers, by node id.
 func (m *Member) Brokers() []BrokerInfo {
 	m.mu.Lock()
@@ -338,10 +354,8 @@ func (m *Member) Lookup(unit string) (BrokerInfo, bool) {
 
 // Owns reports whether this member owns unit and still holds its lease.
 func (m *Member) Owns(unit string) bool {
-	select {
-	case <-m.Lost():
+	if !m.Held() {
 		return false
-	default:
 	}
 	b, ok := m.Lookup(unit)
 	return ok && b.NodeID == m.id
@@ -461,10 +475,8 @@ func (m *Member) OwnerRecord(unit string) (path string, version int64, ok bool) 
 // another value, so a write conditioned on this one fails once ownership
 // moved, however briefly.
 func (m *Member) Fence(ctx context.Context, unit string) (metadata.Cond, error) {
-	select {
-	case <-m.Lost():
+	if !m.Held() {
 		return metadata.Cond{}, ErrLost
-	default:
 	}
 	path := m.ownerPath(unit)
 	rec, err := m.store.Get(ctx, path)

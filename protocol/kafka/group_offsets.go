@@ -84,7 +84,7 @@ func (h *Handler) commitOffsetLocal(ctx context.Context, group string, name brok
 		}
 	}
 	if err != nil {
-		return err
+		return broker.LedgerErr(err)
 	}
 	old := cur.Properties()
 	props := maps.Clone(old)
@@ -108,7 +108,10 @@ func (h *Handler) commitOffsetLocal(ctx context.Context, group string, name brok
 	if !maps.Equal(old, props) {
 		cur.SetProperties(props)
 	}
-	return cur.Flush(ctx)
+	// A fenced cursor (the partition moved while this broker held it) is
+	// a retriable answer, not UNKNOWN_SERVER_ERROR: the commit is sent
+	// again and reaches the new owner.
+	return broker.LedgerErr(cur.Flush(ctx))
 }
 
 // committed is one partition's committed offset; offset -1: none.
