@@ -38,12 +38,13 @@ var kafkaProducerIdle = 10 * time.Minute
 // connProducerKey names one Kafka producer on one partition of a
 // connection.
 type connProducerKey struct {
-	p          *broker.Partition // the partition object (a reload is another)
+	name       broker.TopicName
 	producerID int64
 }
 
 // connProducer is an attached Kafka producer.
 type connProducer struct {
+	p        *broker.Partition // the partition object (a reload is another)
 	counters *broker.ProducerCounters
 	// Under connProducers.mu:
 	h      *broker.ProducerHandle
@@ -67,7 +68,8 @@ func (c *conn) noteProduced(ctx context.Context, p *broker.Partition, records []
 	if err != nil {
 		return
 	}
-	key := connProducerKey{p: p, producerID: bh.producerID}
+	name := p.Name()
+	key := connProducerKey{name: name, producerID: bh.producerID}
 	now := time.Now()
 	cp := &c.producers
 	cp.mu.Lock()
@@ -76,21 +78,20 @@ func (c *conn) noteProduced(ctx context.Context, p *broker.Partition, records []
 		return
 	}
 	if pr := cp.m[key]; pr != nil {
-		pr.last = now
-		cp.mu.Unlock()
-		pr.counters.Add(int64(bh.recordCount), int64(len(records)))
-		return
-	}
-	// A first produce (rare): an attachment of the same producer to an
-	// earlier object of this partition (closed and opened again: a topic
-	// deleted and created anew, a reload) goes.
-	name := p.Name()
-	for k, old := range cp.m {
-		if k.producerID == key.producerID && k.p != p && k.p.Name() == name {
-			delete(cp.m, k)
-			old.timer.Stop()
-			defer old.h.Close()
+		if pr.p == p {
+			pr.last = now
+			cp.mu.Unlock()
+			pr.counters.Add(int64(bh.recordCount), int64(len(records)))
+			return
 		}
+		// An attachment of this producer to an earlier object of the
+		// partition (closed and opened again: a topic deleted and created
+		// anew, a reload) goes. Keyed by name, so that this is one lookup:
+		// a scan of the connection's attachments on every first produce
+		// was quadratic (100,000 partitions' first round never finished).
+		delete(cp.m, key)
+		pr.timer.Stop()
+		defer pr.h.Close()
 	}
 	cp.mu.Unlock()
 
@@ -100,7 +101,7 @@ func (c *conn) noteProduced(ctx context.Context, p *broker.Partition, records []
 		addr = c.nc.RemoteAddr().String()
 	}
 	pname := "kafka-" + clientIDFrom(ctx) + "-" + strconv.FormatInt(bh.producerID, 10) + "@" + addr
-	pr := &connProducer{counters: counters, last: now}
+	pr := &connProducer{p: p, counters: counters, last: now}
 	h, err := p.AddProducer(ctx, broker.ProducerSpec{
 		Info: broker.ProducerInfo{
 			Name: pname, Protocol: "kafka", Address: addr, ConnectedSince: now,
