@@ -60,7 +60,7 @@ func TestClusterGroupWritesFenced(t *testing.T) {
 	}
 	seen := map[string]int{}
 	consumer, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup(group),
-		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(), kgo.FetchMaxWait(500*time.Millisecond), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }), kgo.MetadataMinAge(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -105,8 +105,14 @@ func TestClusterGroupWritesFenced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The coordinator wrote the group's record through its fence (in a
+	// cluster every group record write is fenced: none is made without).
 	kind := "kafka-group/public/default"
-	if err := zombie.Broker().PutStateFenced(ctx, fence, kind, "gf-probe", []byte("ok")); err != nil {
+	var rec struct{ Generation int32 }
+	if b, err := zombie.Broker().GetState(ctx, kind, group); err != nil || json.Unmarshal(b, &rec) != nil || rec.Generation < 1 {
+		t.Fatalf("group record before the revoke: %s (%v)", b, err)
+	}
+	if err := zombie.Broker().PutStateFenced(ctx, fence, "gfence-probe", "p", []byte("ok")); err != nil {
 		t.Fatalf("write under a holding fence: %v", err)
 	}
 
