@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kopernik-io/kopernik/broker/ownership"
+	"github.com/kopernik-io/kopernik/metadata"
 )
 
 // BrokerInfo is a live cluster broker's registration.
@@ -49,7 +50,31 @@ type Cluster interface {
 	// or the view has not seen the record yet). A new value means the
 	// unit was lost and owned again.
 	OwnedSince(unit string) (since time.Time, ok bool)
+	// Fence returns the condition of writes this broker makes as owner of
+	// unit, read from the store now: its owner record as it is, which must
+	// name this broker (otherwise an error wrapping ErrUnitFenced). A
+	// record re-created since (another owner, or this broker again later)
+	// holds another value, so a write made under this fence fails once the
+	// unit moved, however briefly (PutStateFenced, CheckFence).
+	Fence(ctx context.Context, unit string) (Fence, error)
+	// CheckFence fails with an error wrapping ErrUnitFenced unless f still
+	// holds in the store. It is a read, not a transaction: it serves
+	// writers that cannot put the fence in their own write's transaction
+	// (a forwarded offset commit, checked by the partition's owner).
+	CheckFence(ctx context.Context, f Fence) error
 }
+
+// Fence is the etcd condition under which a broker writes as owner of an
+// ownership unit (Cluster.Fence): the unit's owner record with the exact
+// value it held when the fence was taken. It is plain data, so it can be
+// sent to another broker with a forwarded request.
+type Fence = metadata.Cond
+
+// ErrUnitFenced: the writer no longer owns the ownership unit its write
+// was made for (its lease expired or was revoked, the unit moved): the
+// write was not made. Kafka answers NOT_COORDINATOR for a group's unit,
+// and the client finds the coordinator again.
+var ErrUnitFenced = errors.New("broker: ownership unit moved: write fenced")
 
 // cluster adapts an ownership.Member to Cluster.
 type cluster struct{ m *ownership.Member }
@@ -63,6 +88,22 @@ func (c cluster) OwnerOf(ctx context.Context, unit string) (BrokerInfo, error) {
 	return c.m.Assign(ctx, unit)
 }
 func (c cluster) OwnedSince(unit string) (time.Time, bool) { return c.m.OwnedSince(unit) }
+func (c cluster) Fence(ctx context.Context, unit string) (Fence, error) {
+	f, err := c.m.Fence(ctx, unit)
+	if err != nil {
+		return Fence{}, fmt.Errorf("%w: %w", ErrUnitFenced, err)
+	}
+	return f, nil
+}
+func (c cluster) CheckFence(ctx context.Context, f Fence) error {
+	if err := c.m.CheckFence(ctx, f); err != nil {
+		if errors.Is(err, ownership.ErrFenceMoved) {
+			return fmt.Errorf("%w: %w", ErrUnitFenced, err)
+		}
+		return err
+	}
+	return nil
+}
 
 // Cluster implements Service.
 func (b *Broker) Cluster() Cluster {

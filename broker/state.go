@@ -88,6 +88,31 @@ func (b *Broker) PutState(ctx context.Context, kind, key string, value []byte) e
 	return err
 }
 
+// PutStateFenced writes the record kind/key only if fence (Cluster.Fence)
+// still holds, in one etcd transaction with the write: a broker that lost
+// the unit the record belongs to (its lease expired while it was paused
+// between its lease check and this write) cannot overwrite what the new
+// owner wrote. A failed fence is an error wrapping ErrUnitFenced and
+// nothing is written. A store without transactions (standalone) writes
+// unconditionally: there is no other writer to fence.
+func (b *Broker) PutStateFenced(ctx context.Context, fence Fence, kind, key string, value []byte) error {
+	p, err := statePath(kind, key)
+	if err != nil {
+		return err
+	}
+	tx, ok := b.store.(metadata.Transactor)
+	if !ok {
+		_, err = b.store.Put(ctx, p, value, metadata.AnyVersion)
+		return err
+	}
+	err = tx.Txn(ctx, []metadata.Cond{fence}, []metadata.Op{{Path: p, Value: value}})
+	var failed *metadata.TxnFailedError
+	if errors.As(err, &failed) {
+		return fmt.Errorf("%w: %s/%s: %w", ErrUnitFenced, kind, key, err)
+	}
+	return err
+}
+
 // DeleteState implements StateStore.
 func (b *Broker) DeleteState(ctx context.Context, kind, key string) error {
 	p, err := statePath(kind, key)

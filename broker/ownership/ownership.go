@@ -39,6 +39,7 @@
 package ownership
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -491,6 +492,32 @@ func (m *Member) Fence(ctx context.Context, unit string) (metadata.Cond, error) 
 		return metadata.Cond{}, fmt.Errorf("ownership: %s is owned by node %d, not %d", unit, o.NodeID, m.id)
 	}
 	return metadata.Cond{Path: path, Value: rec.Value}, nil
+}
+
+// ErrFenceMoved: a fence (Fence) no longer holds: the unit's owner record
+// is gone or was re-created.
+var ErrFenceMoved = errors.New("ownership: unit owned anew since the fence was taken")
+
+// CheckFence fails with ErrFenceMoved unless the store still holds fence's
+// owner record with fence's value. Only owner records of this cluster
+// fence: any other condition is refused (ErrFenceMoved), since it may come
+// from another broker's request. A read, not a transaction: a write made
+// after it is fenced only as far as the time between the two.
+func (m *Member) CheckFence(ctx context.Context, fence metadata.Cond) error {
+	if !strings.HasPrefix(fence.Path, m.root+"/owners/") || fence.Value == nil || fence.Absent {
+		return fmt.Errorf("%w: %q is not an owner record's fence", ErrFenceMoved, fence.Path)
+	}
+	rec, err := m.store.Get(ctx, fence.Path)
+	if errors.Is(err, metadata.ErrNotFound) {
+		return fmt.Errorf("%w: %s has no owner", ErrFenceMoved, fence.Path)
+	}
+	if err != nil {
+		return fmt.Errorf("ownership: checking fence %s: %w", fence.Path, err)
+	}
+	if !bytes.Equal(rec.Value, fence.Value) {
+		return fmt.Errorf("%w: %s", ErrFenceMoved, fence.Path)
+	}
+	return nil
 }
 
 // Leave revokes the lease (registration and owned units vanish at once)

@@ -63,13 +63,33 @@ func (h *Handler) groupOwner(ctx context.Context, group string) (b broker.Broker
 	return b, unit, true, nil
 }
 
-// loadedUnder remembers, per coordinator and group, the ownership (its
-// Since) under which the group's memory was last read from the store.
-var loadedUnder sync.Map // groupKey -> time.Time
+// loadedUnder remembers, per coordinator and group, the ownership under
+// which the group's memory was last read from the store: its Since, and
+// the fence of its writes (the unit's owner record as it was then).
+var loadedUnder sync.Map // groupKey -> groupLoad
 
 type groupKey struct {
 	c     *coordinator
 	group string
+}
+
+type groupLoad struct {
+	since time.Time
+	fence broker.Fence
+}
+
+// fenceOf returns the fence of writes for group (clustered false when
+// standalone; fenced false when the group was not served here under any
+// ownership: such a write must not be made).
+func (c *coordinator) fenceOf(group string) (fence broker.Fence, clustered, fenced bool) {
+	if c.h.svc.Cluster() == nil {
+		return broker.Fence{}, false, false
+	}
+	v, ok := loadedUnder.Load(groupKey{c, group})
+	if !ok {
+		return broker.Fence{}, true, false
+	}
+	return v.(groupLoad).fence, true, true
 }
 
 // groupCoordinator is coordinator for a request about group: in a cluster
@@ -90,17 +110,26 @@ func (h *Handler) groupCoordinator(ctx context.Context, group string) (*coordina
 	if owner.NodeID != h.cfg.NodeID {
 		return nil, fmt.Errorf("kafka: group %q is coordinated by node %d: %w", group, owner.NodeID, kerr.NotCoordinator)
 	}
-	since, ok := h.svc.Cluster().OwnedSince(unit)
+	cl := h.svc.Cluster()
+	since, ok := cl.OwnedSince(unit)
 	if !ok {
 		// Just assigned here; the view has not seen it yet: retriable.
 		return nil, fmt.Errorf("kafka: group %q: %w", group, kerr.CoordinatorLoadInProgress)
 	}
 	key := groupKey{co, group}
-	if prev, seen := loadedUnder.Load(key); !seen || !prev.(time.Time).Equal(since) {
+	if prev, seen := loadedUnder.Load(key); !seen || !prev.(groupLoad).since.Equal(since) {
+		// The fence is taken before the reload: a write built from the
+		// memory replaced here carries the previous fence and fails, and
+		// one built after it under a fence taken before it is at worst
+		// refused too (retriable), never let through.
+		fence, err := cl.Fence(ctx, unit)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: group %q: %w: %w", group, kerr.NotCoordinator, err)
+		}
 		if err := co.reloadGroup(ctx, group); err != nil {
 			return nil, err
 		}
-		loadedUnder.Store(key, since)
+		loadedUnder.Store(key, groupLoad{since: since, fence: fence})
 	}
 	return co, nil
 }
@@ -159,6 +188,9 @@ type offsetsRequest struct {
 	Offset      int64   `json:"offset"`
 	LeaderEpoch int32   `json:"leaderEpoch"`
 	Metadata    *string `json:"metadata,omitempty"`
+	// Fence, on a commit, is the coordinator's fence of the group
+	// (groupLoad): the owner commits only if it still holds.
+	Fence *broker.Fence `json:"fence,omitempty"`
 }
 
 type offsetsResponse struct {
@@ -220,6 +252,13 @@ func (h *Handler) InternalHTTP() (pattern string, handler http.Handler) {
 		switch {
 		case err != nil:
 			out.ErrorCode, out.Error = kerr.InvalidRequest.Code, err.Error()
+		case req.Commit && req.Fence != nil && h.svc.Cluster() != nil:
+			// A read, then the commit: the sender cannot have written
+			// after it lost the group, since its fence is checked after
+			// the request left it (docs/cluster.md, Limits).
+			if err = h.svc.Cluster().CheckFence(r.Context(), *req.Fence); err == nil {
+				err = h.commitOffsetLocal(r.Context(), req.Group, name, req.Offset, req.LeaderEpoch, req.Metadata)
+			}
 		case req.Commit:
 			err = h.commitOffsetLocal(r.Context(), req.Group, name, req.Offset, req.LeaderEpoch, req.Metadata)
 		default:

@@ -97,6 +97,10 @@ func errCode(err error) int16 {
 		// The partition's log failed on a write or fsync (a full disk):
 		// retriable, the log recovers by itself once writes succeed again.
 		return kerr.KafkaStorageError.Code
+	case errors.Is(err, broker.ErrUnitFenced):
+		// Cluster mode: this broker lost the group's coordinator unit
+		// before its write; the client finds the coordinator again.
+		return kerr.NotCoordinator.Code
 	case errors.Is(err, broker.ErrNotOwner):
 		// Cluster mode: another broker owns the partition now; the client
 		// refreshes metadata, which names the owner as the leader.

@@ -705,7 +705,26 @@ func (g *group) snapshot() groupRecord {
 // writeLocked builds g's record (saved membership + topics) and returns the
 // function that writes it; call that after releasing c.mu. Writes of one
 // group are applied in the order they were built.
+//
+// In a cluster the write is fenced by the ownership of the group's
+// coordinator unit under which this memory was loaded (groupCoordinator),
+// taken now, while c.mu is held: a write built from memory of an earlier
+// ownership carries that ownership's fence and fails in etcd, so a broker
+// that lost the unit (paused past its lease between its lease check and
+// this write) cannot overwrite what the new coordinator wrote. A write
+// without a fence (the group was never served under an ownership here) is
+// not made.
 func (c *coordinator) writeLocked(g *group) func() {
+	w := c.writeLockedErr(g)
+	if w == nil {
+		return nil
+	}
+	return func() { w() }
+}
+
+// writeLockedErr is writeLocked whose write reports its error (an error
+// wrapping broker.ErrUnitFenced when fenced).
+func (c *coordinator) writeLockedErr(g *group) func() error {
 	if c.store == nil {
 		return nil
 	}
@@ -720,24 +739,44 @@ func (c *coordinator) writeLocked(g *group) func() {
 	}
 	g.seq++
 	seq := g.seq
-	return func() { c.write(g, seq, b) }
+	fence, clustered, fenced := c.fenceOf(g.name)
+	return func() error {
+		if clustered && !fenced {
+			err := fmt.Errorf("kafka: group %q: no coordinator fence: %w", g.name, broker.ErrUnitFenced)
+			c.h.log.Warn("kafka: group record not written", "group", g.name, "err", err)
+			return err
+		}
+		return c.write(g, seq, b, fence, clustered)
+	}
 }
 
-func (c *coordinator) write(g *group, seq uint64, b []byte) {
+func (c *coordinator) write(g *group, seq uint64, b []byte, fence broker.Fence, clustered bool) error {
 	g.wmu.Lock()
 	defer g.wmu.Unlock()
 	if seq <= g.written {
-		return
+		return nil
 	}
 	// Not the request's context: a record must not be lost because the
 	// client went away half way.
 	ctx, cancel := context.WithTimeout(c.base, 30*time.Second)
 	defer cancel()
-	if err := c.store.PutState(ctx, c.kind, g.name, b); err != nil {
+	var err error
+	if fs, ok := c.store.(fencedStateStore); ok && clustered {
+		err = fs.PutStateFenced(ctx, fence, c.kind, g.name, b)
+	} else {
+		err = c.store.PutState(ctx, c.kind, g.name, b)
+	}
+	if err != nil {
 		c.h.log.Error("kafka: writing group record", "group", g.name, "err", err)
-		return
+		return err
 	}
 	g.written = seq
+	return nil
+}
+
+// fencedStateStore is the StateStore of a cluster broker (*broker.Broker).
+type fencedStateStore interface {
+	PutStateFenced(ctx context.Context, fence broker.Fence, kind, key string, value []byte) error
 }
 
 // forget removes an expired empty group (see tick).
@@ -1102,14 +1141,18 @@ func (c *coordinator) sync(ctx context.Context, r syncRequest) syncResult {
 		}
 	}
 	res := result(m)
-	write := c.writeLocked(g)
+	write := c.writeLockedErr(g)
 	gen := g.generation
 	c.mu.Unlock()
 	// The leader's answer waits for the record: once it has its
 	// assignment, a restart brings the group back Stable with it.
 	// Followers were answered above; the window is one store write.
 	if write != nil {
-		write()
+		if err := write(); errors.Is(err, broker.ErrUnitFenced) {
+			// This broker no longer coordinates the group: the new
+			// coordinator's record stands, and the leader finds it.
+			res.code = kerr.NotCoordinator.Code
+		}
 	}
 	go c.attachSoon(g, gen)
 	return res

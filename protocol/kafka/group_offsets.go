@@ -52,7 +52,17 @@ const (
 func (h *Handler) commitOffset(ctx context.Context, group string, name broker.TopicName, offset int64, leaderEpoch int32, metadata *string) error {
 	err := h.commitOffsetLocal(ctx, group, name, offset, leaderEpoch, metadata)
 	if owner, ok := remoteOwner(err); ok {
-		_, err = h.forwardOffsets(ctx, owner, offsetsRequest{Group: group, Topic: name.String(), Commit: true, Offset: offset, LeaderEpoch: leaderEpoch, Metadata: metadata})
+		req := offsetsRequest{Group: group, Topic: name.String(), Commit: true, Offset: offset, LeaderEpoch: leaderEpoch, Metadata: metadata}
+		// The owner commits only while this broker's ownership of the
+		// group's unit still holds in etcd (cluster_groups.go): a commit
+		// this broker forwards after losing the group (paused past its
+		// lease) is refused there, NOT_COORDINATOR.
+		if co, cerr := h.coordinator(ctx); cerr == nil {
+			if fence, _, fenced := co.fenceOf(group); fenced {
+				req.Fence = &fence
+			}
+		}
+		_, err = h.forwardOffsets(ctx, owner, req)
 	}
 	return err
 }
