@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestClusterProcessStoreDownFailover: three broker processes (lease TTL
+// 1 s) under a franz-go idempotent producer; the object store is the fault.
+//   - (a) versitygw is killed, then, while it is down, the owner of
+//     partition 0 is killed (SIGKILL); the store comes back 3 s later. The
+//     survivors take the dead broker's partitions over, but cannot rebuild
+//     them (nor commit anything) until the store is back; then they must.
+//   - (b) versitygw is down for 15 s, longer than the object log's PUT
+//     retry (10 s): appends fail, and the producer must see only retriable
+//     errors (it retries them), never an acknowledgement of a record that
+//     did not commit.
+//
+// Afterwards every acknowledged record is in the log exactly once, and no
+// record failed (the producer gives up only on a non-retriable answer).
+func TestClusterProcessStoreDownFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three broker processes, etcd and an S3 server")
+	}
+	_, s3, procs := startProcCluster(t, 3, "1s")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var seeds []string
+	byNode := map[int32]*clusterProc{}
+	for _, p := range procs {
+		seeds = append(seeds, p.addrs["kafka"])
+		byNode[p.nodeID] = p
+	}
+	const topic, parts = "storefail", 6
+	admin, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := kadm.NewClient(admin).CreateTopic(ctx, parts, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	all := make([]int32, parts)
+	for p := range all {
+		all[p] = int32(p)
+	}
+	load := newProcLoad(t, seeds, topic, parts, 2*time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // load under way on every broker
+
+	// (a) The store goes down, then the owner of partition 0 dies.
+	leaders, err := leadersFrom(ctx, seeds[0], topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := byNode[leaders[0]]
+	var onVictim []int32
+	for p, l := range leaders {
+		if l == victim.nodeID {
+			onVictim = append(onVictim, p)
+		}
+	}
+	var live *clusterProc
+	for _, p := range procs {
+		if p != victim {
+			live = p
+			break
+		}
+	}
+	before := load.acks()
+	s3.Stop()
+	down := time.Now()
+	time.Sleep(500 * time.Millisecond)
+	if err := victim.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-victim.done
+	killed := time.Now()
+	t.Logf("(a) store down; node %d (partitions %v) killed %.2fs later, after %d acks", victim.nodeID, onVictim, killed.Sub(down).Seconds(), before)
+	// Re-owned while the store is down: ownership is in etcd alone.
+	var reowned time.Duration
+	for reowned == 0 && time.Since(killed) < 3*time.Second {
+		l, err := leadersFrom(ctx, live.addrs["kafka"], topic)
+		moved := err == nil
+		for _, p := range onVictim {
+			if !moved || l[p] == victim.nodeID {
+				moved = false
+				break
+			}
+		}
+		if moved {
+			reowned = time.Since(killed)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := 3*time.Second - time.Since(killed); d > 0 {
+		time.Sleep(d)
+	}
+	during := load.acks() - before
+	if err := s3.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	resumedAt := load.waitAcks(t, all, back, 30*time.Second)
+	if reowned == 0 {
+		t.Logf("(a) the victim's partitions had no new owner yet when the store returned")
+	}
+	t.Logf("(a) store down %.1fs (%d acks meanwhile, of appends stored before); victim's partitions re-owned %.2fs after the kill; acks resumed on every partition %.2fs after the store returned (%.2fs after the kill)",
+		back.Sub(down).Seconds(), during, reowned.Seconds(), resumedAt.Sub(back).Seconds(), resumedAt.Sub(killed).Seconds())
+	time.Sleep(time.Second) // load on the recovered cluster
+
+	// (b) The store down for longer than the PUT retry.
+	before = load.acks()
+	load.mu.Lock()
+	failedBefore := len(load.failed)
+	load.mu.Unlock()
+	s3.Stop()
+	down = time.Now()
+	time.Sleep(15 * time.Second)
+	during = load.acks() - before
+	if err := s3.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	back = time.Now()
+	resumedAt = load.waitAcks(t, all, back, 30*time.Second)
+	load.mu.Lock()
+	failedDuring := len(load.failed) - failedBefore
+	load.mu.Unlock()
+	t.Logf("(b) store down %.1fs (%d acks meanwhile, %d records failed); acks resumed on every partition %.2fs after it returned",
+		back.Sub(down).Seconds(), during, failedDuring, resumedAt.Sub(back).Seconds())
+	time.Sleep(time.Second)
+
+	load.finish(t)
+	inLog := readAll(t, seeds, topic, load.acked)
+	checkLog(t, load, inLog)
+	for _, p := range procs {
+		if p != victim {
+			if n := p.logged("level=ERROR"); n > 0 && testing.Verbose() {
+				t.Logf("%s logged %d errors", p.name, n)
+			}
+		}
+	}
+}
