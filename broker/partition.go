@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/objectstore"
 )
 
 // dedupWindow is how many recent batches per producer are remembered, so
@@ -708,6 +709,14 @@ func mapLedgerErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	case exhausted(err):
 		return fmt.Errorf("%w: %w", ErrResourceExhausted, err)
+	case objectstore.Retriable(err) && !errors.Is(err, ErrStorage) && !errors.Is(err, ErrTieredUnavailable):
+		// The object store is down or slow outside a write (a cluster
+		// broker rebuilding a partition it took over from the object log,
+		// a cursor or index read): the same request succeeds once the
+		// store is back, so clients must be told to retry (Kafka
+		// KAFKA_STORAGE_ERROR, Pulsar ServiceNotReady), not that the
+		// server failed (UNKNOWN_SERVER_ERROR, which producers give up on).
+		return fmt.Errorf("%w: %w", ErrTieredUnavailable, err)
 	}
 	return err
 }
