@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"regexp"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -136,11 +138,31 @@ func TestClusterProcessStoreDownFailover(t *testing.T) {
 	load.finish(t)
 	inLog := readAll(t, seeds, topic, load.acked)
 	checkLog(t, load, inLog)
+	checkProduceCodes(t, procs)
+}
+
+// checkProduceCodes fails t if a broker answered a produce with an error
+// clients do not retry (the brokers log every failed request with its
+// code), and logs how often each code was answered.
+func checkProduceCodes(t *testing.T, procs []*clusterProc) {
+	t.Helper()
+	byName := map[string]*kerr.Error{}
+	for c := int16(-1); c < 200; c++ {
+		if ke, ok := kerr.ErrorForCode(c).(*kerr.Error); ok {
+			byName[ke.Message] = ke
+		}
+	}
+	re := regexp.MustCompile(`op=produce .*?code=([A-Z_]+)`)
+	codes := map[string]int{}
 	for _, p := range procs {
-		if p != victim {
-			if n := p.logged("level=ERROR"); n > 0 && testing.Verbose() {
-				t.Logf("%s logged %d errors", p.name, n)
-			}
+		for _, m := range re.FindAllStringSubmatch(p.log.String(), -1) {
+			codes[m[1]]++
+		}
+	}
+	t.Logf("produce error answers: %v", codes)
+	for name, n := range codes {
+		if ke := byName[name]; ke == nil || !ke.Retriable {
+			t.Errorf("brokers answered %d produces with %s, which clients do not retry", n, name)
 		}
 	}
 }
