@@ -549,12 +549,16 @@ func (p *Partition) recoverDedup(ctx context.Context) error {
 	producers := map[string]*producerState{}
 	for idx := start; idx < st.NextIndex; {
 		es, err := p.ml.ReadFromIndex(ctx, idx, 256, 4<<20)
-		if errors.Is(err, managedledger.ErrTieredUnavailable) {
+		if errors.Is(err, managedledger.ErrTieredUnavailable) && p.b.member == nil {
 			// The tail reaches into offloaded ledgers and the object store
 			// is down: recover from the local ledgers only rather than keep
 			// the partition (and its producers) waiting for the store. A
 			// producer whose last batches are only offloaded starts a fresh
-			// sequence, as after the recovery window.
+			// sequence, as after the recovery window. Not in cluster mode:
+			// there a sealed ledger is offloaded at once, so the batches a
+			// failed-over producer resends are often only offloaded, and
+			// skipping them would store them twice; the open fails
+			// (retriably) until the store is back instead.
 			if next := firstLocalIndex(st, idx); next > idx {
 				p.b.log.Warn("dedup recovery skips offloaded ledgers: tiered storage unavailable", "topic", p.name.String(), "from", idx, "to", next, "err", err)
 				idx = next
