@@ -902,6 +902,8 @@ func (b *Broker) loadNow(ctx context.Context, name TopicName, eff EffectivePolic
 	p := newPartition(b, name, ml, eff)
 	p.installReleased(ctx)
 	if err := p.recoverDedup(ctx); err != nil {
+		// Closed, as below: the next load opens the log again.
+		ml.Close()
 		return nil, fmt.Errorf("broker: %s: rebuilding producer state: %w", name, err)
 	}
 	if err := p.recoverTxns(ctx); err != nil {

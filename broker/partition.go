@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kopernik-io/kopernik/managedledger"
+	"github.com/kopernik-io/kopernik/objectstore"
 )
 
 // dedupWindow is how many recent batches per producer are remembered, so
@@ -548,12 +549,16 @@ func (p *Partition) recoverDedup(ctx context.Context) error {
 	producers := map[string]*producerState{}
 	for idx := start; idx < st.NextIndex; {
 		es, err := p.ml.ReadFromIndex(ctx, idx, 256, 4<<20)
-		if errors.Is(err, managedledger.ErrTieredUnavailable) {
+		if errors.Is(err, managedledger.ErrTieredUnavailable) && p.b.member == nil {
 			// The tail reaches into offloaded ledgers and the object store
 			// is down: recover from the local ledgers only rather than keep
 			// the partition (and its producers) waiting for the store. A
 			// producer whose last batches are only offloaded starts a fresh
-			// sequence, as after the recovery window.
+			// sequence, as after the recovery window. Not in cluster mode:
+			// there a sealed ledger is offloaded at once, so the batches a
+			// failed-over producer resends are often only offloaded, and
+			// skipping them would store them twice; the open fails
+			// (retriably) until the store is back instead.
 			if next := firstLocalIndex(st, idx); next > idx {
 				p.b.log.Warn("dedup recovery skips offloaded ledgers: tiered storage unavailable", "topic", p.name.String(), "from", idx, "to", next, "err", err)
 				idx = next
@@ -708,6 +713,14 @@ func mapLedgerErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	case exhausted(err):
 		return fmt.Errorf("%w: %w", ErrResourceExhausted, err)
+	case objectstore.Retriable(err) && !errors.Is(err, ErrStorage) && !errors.Is(err, ErrTieredUnavailable):
+		// The object store is down or slow outside a write (a cluster
+		// broker rebuilding a partition it took over from the object log,
+		// a cursor or index read): the same request succeeds once the
+		// store is back, so clients must be told to retry (Kafka
+		// KAFKA_STORAGE_ERROR, Pulsar ServiceNotReady), not that the
+		// server failed (UNKNOWN_SERVER_ERROR, which producers give up on).
+		return fmt.Errorf("%w: %w", ErrTieredUnavailable, err)
 	}
 	return err
 }
