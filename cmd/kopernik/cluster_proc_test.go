@@ -672,6 +672,28 @@ func (l *pulsarLoad) check(t *testing.T) {
 	}
 }
 
+// procTopic creates topic with parts partitions on the cluster of procs
+// and returns the Kafka seeds, the processes by node id and the admin
+// client it used (closed with the test).
+func procTopic(ctx context.Context, t *testing.T, procs []*clusterProc, topic string, parts int32) ([]string, map[int32]*clusterProc, *kgo.Client) {
+	t.Helper()
+	var seeds []string
+	byNode := map[int32]*clusterProc{}
+	for _, p := range procs {
+		seeds = append(seeds, p.addrs["kafka"])
+		byNode[p.nodeID] = p
+	}
+	admin, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	if _, err := kadm.NewClient(admin).CreateTopic(ctx, parts, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	return seeds, byNode, admin
+}
+
 // TestClusterProcessPausedOwnerFenced: the broker owning Kafka partition 0
 // (and, in the first cycle, the group's coordinator slot and a Pulsar
 // topic) is paused (SIGSTOP) under load past its lease TTL (1 s). The
@@ -692,21 +714,8 @@ func TestClusterProcessPausedOwnerFenced(t *testing.T) {
 	_, _, procs := startProcCluster(t, 3, "1s")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+time.Duration(*procCycles)*time.Minute)
 	defer cancel()
-	var seeds []string
-	byNode := map[int32]*clusterProc{}
-	for _, p := range procs {
-		seeds = append(seeds, p.addrs["kafka"])
-		byNode[p.nodeID] = p
-	}
 	const topic, parts = "paused", 6
-	admin, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := kadm.NewClient(admin).CreateTopic(ctx, parts, 1, nil, topic); err != nil {
-		t.Fatal(err)
-	}
+	seeds, byNode, admin := procTopic(ctx, t, procs, topic, parts)
 
 	load := newProcLoad(t, seeds, topic, parts, 2*time.Millisecond)
 	var group *procGroup
@@ -904,19 +913,8 @@ func TestClusterProcessStoreOutages(t *testing.T) {
 	etcd, s3, procs := startProcCluster(t, 3, ttl.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+time.Duration(*procCycles)*time.Minute)
 	defer cancel()
-	var seeds []string
-	for _, p := range procs {
-		seeds = append(seeds, p.addrs["kafka"])
-	}
 	const topic, parts = "outages", 6
-	admin, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := kadm.NewClient(admin).CreateTopic(ctx, parts, 1, nil, topic); err != nil {
-		t.Fatal(err)
-	}
+	seeds, _, _ := procTopic(ctx, t, procs, topic, parts)
 	all := make([]int32, parts)
 	for p := range all {
 		all[p] = int32(p)

@@ -9,9 +9,7 @@ import (
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // storeFailPulsar adds a Pulsar producer and Shared subscription to
@@ -44,21 +42,8 @@ func TestClusterProcessStoreDownFailover(t *testing.T) {
 	_, s3, procs := startProcCluster(t, 3, "1s")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var seeds []string
-	byNode := map[int32]*clusterProc{}
-	for _, p := range procs {
-		seeds = append(seeds, p.addrs["kafka"])
-		byNode[p.nodeID] = p
-	}
 	const topic, parts = "storefail", 6
-	admin, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := kadm.NewClient(admin).CreateTopic(ctx, parts, 1, nil, topic); err != nil {
-		t.Fatal(err)
-	}
+	seeds, byNode, admin := procTopic(ctx, t, procs, topic, parts)
 	all := make([]int32, parts)
 	for p := range all {
 		all[p] = int32(p)
