@@ -121,6 +121,7 @@ func (b *Broker) ledgerConfig(e EffectivePolicies) managedledger.Config {
 	if e.CleanupPolicy == CleanupCompact {
 		// Kafka: a compact-only topic keeps its (compacted) data forever.
 		cfg.RetentionTime, cfg.RetentionBytes = -1, -1
+		cfg.ReleasedEntries = true // compaction alone removes ledgers
 	}
 	return cfg
 }

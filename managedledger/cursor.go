@@ -190,9 +190,9 @@ func (ml *ManagedLedger) loadCursors(ctx context.Context) error {
 		}
 		c.version = rec.Version
 		c.mu.dirty = false
-		if len(ml.mu.ledgers) == 0 || c.mu.markDelete.LedgerID >= ml.mu.ledgers[0].id {
-			// Not among released entries (Released), which are not
-			// known yet: the first acknowledgement compacts that state.
+		if !ml.mu.cfg.ReleasedEntries || len(ml.mu.ledgers) == 0 || c.mu.markDelete.LedgerID >= ml.mu.ledgers[0].id {
+			// Not among released entries (Released, known only later):
+			// for those the first acknowledgement compacts the state.
 			c.compactLocked(true)
 		}
 		c.mu.dirty = false

@@ -134,6 +134,13 @@ const (
 
 // Config tunes one managed ledger. Zero values mean the defaults noted.
 type Config struct {
+	// ReleasedEntries says that ledgers before the first one are removed
+	// only by compaction's release (a compact-only topic: no retention),
+	// so their entries still exist in the compacted view (Released): a
+	// cursor standing in them at open stays there. Otherwise removed
+	// ledgers are gone and such a cursor is moved to just before the first
+	// retained entry, as every cursor of a log that retention shortened.
+	ReleasedEntries bool
 	// MaxLedgerBytes rolls the current ledger over once it holds this much (default 128 MiB;
 	// Kafka segment.bytes).
 	MaxLedgerBytes int64

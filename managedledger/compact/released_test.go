@@ -53,7 +53,7 @@ func TestCursorAmongReleasedEntries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ml, err := f.Open(ctx, ledgerName, managedledger.Config{MaxLedgerBytes: 400})
+		ml, err := f.Open(ctx, ledgerName, managedledger.Config{MaxLedgerBytes: 400, ReleasedEntries: true})
 		if err != nil {
 			t.Fatal(err)
 		}
